@@ -1,0 +1,103 @@
+"""The exceptions shapeviz raises.
+
+>>> err = ShapeError(module="rnn: RNN(10, 20)", argument="input", expected="(T, bs, emb=10)",
+...                  actual=(5, 3, 8), code="input_size", hints=["x = proj(x)  # -> emb=10"])
+>>> err.code, isinstance(err, ValueError)
+('input_size', True)
+
+* :class:`ShapeError` -- your *data* does not fit the layer (a ``ValueError``).
+* :class:`SpecError` -- your *spec*, option or annotation is malformed (also a ``ValueError``).
+* :class:`MissingBackendError` -- no Graphviz ``dot`` program could be found to render with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+CODES: tuple[str, ...] = (
+    "input_size",
+    "input_ndim",
+    "batch_first_swap",
+    "hidden_layers",
+    "hidden_ndim",
+    "hidden_batch_first",
+    "hidden_size",
+    "proj_size",
+    "batch_mismatch",
+    "state_type",
+    "dtype",
+    "device",
+    "unbatched_ambiguous",
+    "packed",
+)
+"""The stable error codes. Never rename one: tests and users match on them."""
+
+
+class ShapevizError(Exception):
+    """Base class of every error shapeviz raises on purpose."""
+
+
+class ShapeError(ShapevizError, ValueError):
+    """A tensor's shape, dtype or device does not fit the recurrent layer it is given to.
+
+    The message is built from the structured fields, so code can match on ``err.code``
+    and people can read ``str(err)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        module: str,
+        argument: str,
+        expected: str,
+        actual: tuple[int, ...] | str | None,
+        code: str,
+        hints: Sequence[str] = (),
+        detail: str = "",
+        context: Sequence[str] = (),
+    ) -> None:
+        if code not in CODES:
+            raise ValueError(f"unknown ShapeError code {code!r}; valid codes: {', '.join(CODES)}")
+        self.module = module
+        self.argument = argument
+        self.expected = expected
+        self.actual = actual
+        self.code = code
+        self.hints = list(hints)
+        self.detail = detail
+        self.context = list(context)
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        actual = self.actual
+        if isinstance(actual, tuple):
+            actual = "(" + ", ".join(str(a) for a in actual) + ("," if len(actual) == 1 else "") + ")"
+        lines = [f"[{self.code}] {self.module}: argument `{self.argument}`"]
+        if self.detail:
+            lines.append(f"  {self.detail}")
+        lines.append(f"  expected: {self.expected}")
+        lines.append(f"  actual:   {actual}")
+        lines.extend(f"  {c}" for c in self.context)
+        lines.extend(f"hint: {h}" for h in self.hints)
+        return "\n".join(lines)
+
+    def add_context(self, line: str) -> None:
+        """Add a context line (e.g. the rank or the module path) and rebuild the message."""
+        self.context.append(line)
+        self.args = (self._message(),)
+
+    def __reduce__(self):  # picklable across processes (DDP, multiprocessing)
+        return (_rebuild_shape_error, (self.__dict__.copy(),))
+
+
+def _rebuild_shape_error(state: dict) -> ShapeError:
+    return ShapeError(**{k: state[k] for k in (
+        "module", "argument", "expected", "actual", "code", "hints", "detail", "context")})
+
+
+class SpecError(ShapevizError, ValueError):
+    """A spec, option or annotation given to shapeviz is malformed (not the user's data)."""
+
+
+class MissingBackendError(ShapevizError, RuntimeError):
+    """No Graphviz layout program (system ``dot`` or ``graphviz-pure``) could be found."""

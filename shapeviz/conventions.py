@@ -1,0 +1,294 @@
+"""The one model of PyTorch's recurrent shape conventions.
+
+>>> import torch.nn as nn
+>>> c = conventions(nn.LSTM(10, 20, num_layers=2, bidirectional=True))
+>>> c.symbolic["input"], c.symbolic["h_0"], c.symbolic["output"]
+('T bs emb', 'layers*D bs h', 'T bs D*h')
+>>> c.shapes(T=5, bs=3)["h_n"]
+(4, 3, 20)
+
+Everything else in shapeviz (checks, explanations, traces, diagrams) reads shapes from here;
+nothing else derives a shape rule.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import torch.nn as nn
+
+from shapeviz._errors import SpecError
+from shapeviz.dims import expr_size, format_named
+
+FAMILIES = ("RNN", "LSTM", "GRU")
+LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.RNN, nn.LSTM, nn.GRU)
+CELL_TYPES: tuple[type[nn.Module], ...] = (nn.RNNCell, nn.LSTMCell, nn.GRUCell)
+RECURRENT_TYPES = LAYER_TYPES + CELL_TYPES
+CLASS_NAMES = ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
+
+# PyTorch docs notation for style="torch"
+_TORCH_NAMES = {"T": "L", "bs": "N", "emb": "H_in", "layers": "num_layers", "D": "D",
+                "sum(lengths)": "sum(lengths)"}
+
+
+@dataclass(frozen=True)
+class Conventions:
+    """Named, symbolic and concrete shapes of every argument and result of one recurrent module.
+
+    >>> c = Conventions("GRU", cell=False, input_size=8, hidden_size=16, batch_first=True)
+    >>> c.symbolic
+    {'input': 'bs T emb', 'h_0': 'layers*D bs h', 'output': 'bs T D*h', 'h_n': 'layers*D bs h'}
+    >>> c.shapes(T=5, bs=2)["output"]
+    (2, 5, 16)
+    """
+
+    family: str
+    cell: bool
+    input_size: int
+    hidden_size: int
+    num_layers: int = 1
+    bidirectional: bool = False
+    batch_first: bool = False
+    proj_size: int = 0
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.family not in FAMILIES:
+            raise SpecError(f"unknown recurrent family {self.family!r}; valid: {', '.join(FAMILIES)}")
+        if self.cell and (self.num_layers != 1 or self.bidirectional or self.batch_first or self.proj_size):
+            raise SpecError("cells have no num_layers, bidirectional, batch_first or proj_size")
+        if self.proj_size and self.family != "LSTM":
+            raise SpecError("proj_size exists only for LSTM")
+        if not self.label:
+            object.__setattr__(self, "label", self._default_label())
+
+    # ---------------------------------------------------------------- derived sizes
+    @property
+    def kind(self) -> str:
+        """The class name: ``"LSTM"``, ``"GRUCell"``, …"""
+        return self.family + ("Cell" if self.cell else "")
+
+    @property
+    def D(self) -> int:
+        """Number of directions: 2 when bidirectional, else 1."""
+        return 2 if self.bidirectional else 1
+
+    @property
+    def is_lstm(self) -> bool:
+        return self.family == "LSTM"
+
+    @property
+    def h_out(self) -> int:
+        """Last dim of ``h``: ``proj_size`` when set, else ``hidden_size``."""
+        return self.proj_size or self.hidden_size
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """Initial states: ``("h_0", "c_0")`` for LSTMs, else ``("h_0",)``."""
+        return ("h_0", "c_0") if self.is_lstm else ("h_0",)
+
+    @property
+    def result_names(self) -> tuple[str, ...]:
+        if self.cell:
+            return ("h_1", "c_1") if self.is_lstm else ("h_1",)
+        return ("output", "h_n", "c_n") if self.is_lstm else ("output", "h_n")
+
+    @cached_property
+    def sizes(self) -> dict[str, int]:
+        """Sizes of the module's own named dims: emb, h, layers, D (and proj)."""
+        s = {"emb": self.input_size, "h": self.hidden_size}
+        if not self.cell:
+            s.update(layers=self.num_layers, D=self.D)
+        if self.proj_size:
+            s["proj"] = self.proj_size
+        return s
+
+    # ---------------------------------------------------------------- symbolic shapes
+    def dims(self, batched: bool = True, packed: bool = False) -> dict[str, tuple[str, ...]]:
+        """Each argument's and result's shape as a tuple of dim expressions.
+
+        >>> Conventions("RNN", cell=False, input_size=4, hidden_size=3).dims(batched=False)["h_0"]
+        ('layers*D', 'h')
+        """
+        return _dims(self, batched, packed)
+
+    @cached_property
+    def symbolic(self) -> dict[str, str]:
+        """Batched symbolic shapes, e.g. ``{"input": "T bs emb", "h_0": "layers*D bs h", …}``."""
+        return {k: " ".join(v) for k, v in self.dims().items()}
+
+    def symbolic_style(self, style: str = "seeds", batched: bool = True, packed: bool = False) -> dict[str, str]:
+        """Symbolic shapes in the seeds' names (``"seeds"``) or PyTorch's docs notation (``"torch"``)."""
+        if style not in ("seeds", "torch"):
+            raise SpecError(f"style must be 'seeds' or 'torch', got {style!r}")
+        out = {}
+        for name, exprs in self.dims(batched, packed).items():
+            if style == "torch":
+                exprs = tuple(self._torch_expr(e, name) for e in exprs)
+            out[name] = " ".join(exprs)
+        return out
+
+    def _torch_expr(self, expr: str, arg: str) -> str:
+        out = []
+        for f in expr.split("*"):
+            if f in ("h", "proj"):
+                f = "H_cell" if (arg.startswith("c_") and self.is_lstm) else "H_out"
+            out.append(_TORCH_NAMES.get(f, f))
+        if out == ["num_layers", "D"]:
+            out = ["D", "num_layers"]  # PyTorch writes D*num_layers
+        return "*".join(out)
+
+    # ---------------------------------------------------------------- concrete shapes
+    def bindings(self, T: int | None = None, bs: int | None = None) -> dict[str, int | None]:
+        """All named sizes: the module's own plus ``T`` and ``bs`` where given."""
+        b: dict[str, int | None] = dict(self.sizes)
+        b["T"] = T
+        b["bs"] = bs
+        return b
+
+    def shapes(
+        self,
+        T: int | None = None,
+        bs: int | None = None,
+        *,
+        batched: bool = True,
+        lengths: Sequence[int] | None = None,
+    ) -> dict[str, tuple[int | None, ...]]:
+        """Concrete shapes for given ``T`` and ``bs`` (None where unknown).
+
+        ``batched=False`` gives the unbatched (2-D layer / 1-D cell) forms; ``lengths`` gives a
+        PackedSequence's: input data ``(sum(lengths), emb)``, ``bs = len(lengths)``.
+
+        >>> c = Conventions("LSTM", cell=False, input_size=4, hidden_size=6, proj_size=3)
+        >>> c.shapes(lengths=[5, 3, 2])["input"], c.shapes(lengths=[5, 3, 2])["c_n"]
+        ((10, 4), (1, 3, 6))
+        """
+        b = self.bindings(T, bs)
+        packed = lengths is not None
+        if packed:
+            if self.cell:
+                raise SpecError("cells take one time step; they do not take a PackedSequence")
+            b["sum(lengths)"] = sum(int(n) for n in lengths)
+            b["bs"] = len(lengths)
+            b["T"] = max(lengths, default=0)
+        return {k: tuple(expr_size(e, b) for e in v) for k, v in self.dims(batched, packed).items()}
+
+    def named(self, arg: str, T: int | None = None, bs: int | None = None, *, batched: bool = True,
+              packed: bool = False, extra: dict[str, int | None] | None = None) -> str:
+        """One argument's shape in named dims with sizes: ``"(T=5, bs=3, emb=10)"``."""
+        b = self.bindings(T, bs)
+        if extra:
+            b.update(extra)
+        return format_named(self.dims(batched, packed)[arg], b)
+
+    # ---------------------------------------------------------------- text
+    def _default_label(self) -> str:
+        args = [str(self.input_size), str(self.hidden_size)]
+        if self.proj_size:
+            args.append(f"proj_size={self.proj_size}")
+        if self.num_layers != 1:
+            args.append(f"num_layers={self.num_layers}")
+        if self.batch_first:
+            args.append("batch_first=True")
+        if self.bidirectional:
+            args.append("bidirectional=True")
+        return f"{self.kind}({', '.join(args)})"
+
+    def __repr__(self) -> str:
+        return f"Conventions({self.label})"
+
+    def _repr_html_(self) -> str:  # notebooks show the teaching table
+        from html import escape
+
+        from shapeviz.render.text import explain_conventions
+        return f"<pre>{escape(explain_conventions(self))}</pre>"
+
+
+def _dims(c: Conventions, batched: bool, packed: bool) -> dict[str, tuple[str, ...]]:
+    h = "proj" if c.proj_size else "h"
+    if c.cell:
+        b = ("bs",) if batched else ()
+        d = {"input": b + ("emb",), "h_0": b + ("h",)}
+        if c.is_lstm:
+            d["c_0"] = b + ("h",)
+        d["h_1"] = d["h_0"]
+        if c.is_lstm:
+            d["c_1"] = d["c_0"]
+        return d
+    if packed:
+        seq: tuple[str, ...] = ("sum(lengths)",)
+    elif not batched:
+        seq = ("T",)
+    else:
+        seq = ("bs", "T") if c.batch_first else ("T", "bs")
+    state_b = ("bs",) if batched else ()
+    d = {"input": seq + ("emb",), "h_0": ("layers*D",) + state_b + (h,)}
+    if c.is_lstm:
+        d["c_0"] = ("layers*D",) + state_b + ("h",)
+    d["output"] = seq + (f"D*{h}",)
+    d["h_n"] = d["h_0"]
+    if c.is_lstm:
+        d["c_n"] = d["c_0"]
+    return d
+
+
+_cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Conventions]] = weakref.WeakKeyDictionary()
+
+
+def config_key(module: nn.Module) -> tuple:
+    """The configuration a module's conventions depend on (cheap: plain attribute reads)."""
+    d = module.__dict__
+    return (d.get("mode"), d.get("input_size"), d.get("hidden_size"), d.get("num_layers"),
+            d.get("bidirectional"), d.get("batch_first"), d.get("proj_size"), d.get("nonlinearity"))
+
+
+def _family(module: nn.Module) -> tuple[str, bool]:
+    for fam, layer, cell in zip(FAMILIES, LAYER_TYPES, CELL_TYPES, strict=True):
+        if isinstance(module, layer):
+            return fam, False
+        if isinstance(module, cell):
+            return fam, True
+    valid = ", ".join(f"nn.{n}" for n in CLASS_NAMES)
+    raise SpecError(f"{type(module).__name__} is not a recurrent module shapeviz knows; "
+                    f"valid: {valid} (and their subclasses)")
+
+
+def conventions(module: nn.Module | Conventions) -> Conventions:
+    """The :class:`Conventions` of an ``nn.RNN/LSTM/GRU`` or ``*Cell`` (or a subclass).
+
+    >>> import torch.nn as nn
+    >>> conventions(nn.RNNCell(8, 16)).shapes(bs=4)
+    {'input': (4, 8), 'h_0': (4, 16), 'h_1': (4, 16)}
+    """
+    if isinstance(module, Conventions):
+        return module
+    if not isinstance(module, nn.Module):
+        raise SpecError(f"expected an nn.Module or Conventions, got {type(module).__name__}")
+    key = config_key(module)
+    hit = _cache.get(module)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    fam, cell = _family(module)
+    d = module.__dict__
+    label = f"{type(module).__name__}({module.extra_repr()})"
+    conv = Conventions(
+        family=fam,
+        cell=cell,
+        input_size=int(d["input_size"]),
+        hidden_size=int(d["hidden_size"]),
+        num_layers=1 if cell else int(d["num_layers"]),
+        bidirectional=False if cell else bool(d["bidirectional"]),
+        batch_first=False if cell else bool(d["batch_first"]),
+        proj_size=0 if cell else int(d.get("proj_size", 0) or 0),
+        label=label,
+    )
+    _cache[module] = (key, conv)
+    return conv
+
+
+def is_recurrent(module: object) -> bool:
+    """True for the six recurrent module types and their subclasses."""
+    return isinstance(module, RECURRENT_TYPES)

@@ -1,0 +1,137 @@
+"""Named dimensions: declared sizes, safe parsing of dim specs, and formatting.
+
+>>> with dims(bs=2, T=5):
+...     declared()
+{'bs': 2, 'T': 5}
+>>> format_named(("T", "bs", "emb"), {"T": 5, "bs": 2, "emb": 10})
+'(T=5, bs=2, emb=10)'
+>>> expr_size("layers*D", {"layers": 2, "D": 2})
+4
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+from shapeviz._errors import SpecError
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_declared: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar(
+    "shapeviz_declared", default=None
+)
+
+
+def declared() -> dict[str, int] | None:
+    """The sizes declared for the code running now (``sv.dims`` / ``watch(inputs=...)``), or None."""
+    return _declared.get()
+
+
+def _validate(sizes: Mapping[str, object], where: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, size in sizes.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise SpecError(f"{where}: {name!r} is not a valid dimension name "
+                            "(use letters, digits and _, e.g. bs, T, emb)")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise SpecError(f"{where}: size of {name!r} must be a non-negative int, got {size!r}")
+        out[name] = size
+    return out
+
+
+def push(sizes: Mapping[str, int]) -> contextvars.Token:
+    """Declare ``sizes`` on top of the current ones; undo with :func:`pop`."""
+    merged = dict(_declared.get() or {})
+    merged.update(sizes)
+    return _declared.set(merged)
+
+
+def pop(token: contextvars.Token) -> None:
+    _declared.reset(token)
+
+
+@contextmanager
+def dims(**sizes: int) -> Iterator[dict[str, int]]:
+    """Declare dimension sizes by name for the code inside; checks use them as evidence.
+
+    >>> with dims(bs=3, T=7) as d:
+    ...     d
+    {'bs': 3, 'T': 7}
+    """
+    token = push(_validate(sizes, "sv.dims"))
+    try:
+        yield dict(_declared.get() or {})
+    finally:
+        pop(token)
+
+
+def parse_names(spec: str, where: str = "inputs") -> tuple[str, ...]:
+    """Parse ``"bs T"`` (or ``"bs, T"``) into dimension names; never evaluates anything.
+
+    >>> parse_names("bs T")
+    ('bs', 'T')
+    """
+    if not isinstance(spec, str):
+        raise SpecError(f"{where}: expected a string of dimension names such as 'bs T', got {spec!r}")
+    names = tuple(p for p in re.split(r"[\s,]+", spec.strip()) if p)
+    if not names:
+        raise SpecError(f"{where}: no dimension names in {spec!r}; write e.g. 'bs T' or 'T bs emb'")
+    for n in names:
+        if not _NAME.match(n):
+            raise SpecError(f"{where}: {n!r} in {spec!r} is not a dimension name; "
+                            "valid names are identifiers such as bs, T, emb, vocab")
+    if len(set(names)) != len(names):
+        raise SpecError(f"{where}: a dimension name repeats in {spec!r}")
+    return names
+
+
+def parse_sizes(spec: str, where: str = "--input") -> dict[str, int]:
+    """Parse ``"bs=2,T=5"`` into ``{"bs": 2, "T": 5}``; never evaluates anything.
+
+    >>> parse_sizes("bs=2, T=5, vocab=28")
+    {'bs': 2, 'T': 5, 'vocab': 28}
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise SpecError(f"{where}: expected sizes such as 'bs=2,T=5', got {spec!r}")
+    out: dict[str, int] = {}
+    for part in (p.strip() for p in spec.split(",")):
+        name, eq, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        if not eq or not _NAME.match(name) or not re.fullmatch(r"[0-9]{1,9}", value):
+            raise SpecError(f"{where}: {part!r} in {spec!r} is not NAME=SIZE; "
+                            "write e.g. 'bs=2,T=5' or 'bs=2,T=5,vocab=28' (sizes are plain integers)")
+        if name in out:
+            raise SpecError(f"{where}: {name!r} is given twice in {spec!r}")
+        out[name] = int(value)
+    return out
+
+
+def expr_size(expr: str, sizes: Mapping[str, int | None]) -> int | None:
+    """Size of a dim expression such as ``"layers*D"``; None if a factor is unknown."""
+    total = 1
+    for factor in expr.split("*"):
+        if factor.isdigit():
+            total *= int(factor)
+            continue
+        value = sizes.get(factor)
+        if value is None:
+            return None
+        total *= value
+    return total
+
+
+def format_named(exprs: Sequence[str], sizes: Mapping[str, int | None]) -> str:
+    """``("T", "bs")`` with ``{"T": 5}`` -> ``"(T=5, bs)"``."""
+    parts = []
+    for e in exprs:
+        value = expr_size(e, sizes)
+        parts.append(e if value is None else f"{e}={value}")
+    return "(" + ", ".join(parts) + ")"
+
+
+def format_shape(shape: Sequence[int]) -> str:
+    """``(5, 2, 10)`` -> ``"(5, 2, 10)"``; a 1-tuple keeps its comma."""
+    inner = ", ".join(str(int(s)) for s in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
