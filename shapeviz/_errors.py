@@ -29,8 +29,12 @@ CODES: tuple[str, ...] = (
     "device",
     "unbatched_ambiguous",
     "packed",
+    "annotation",
 )
-"""The stable error codes. Never rename one: tests and users match on them."""
+"""The stable error codes. Never rename one: tests and users match on them.
+
+The first 14 are the recurrent-layer mistakes of DESIGN.md; ``annotation`` is a value that does
+not fit its jaxtyping annotation under ``@sv.check`` (when no more specific code applies)."""
 
 
 class ShapevizError(Exception):
