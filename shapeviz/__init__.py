@@ -1,0 +1,23 @@
+"""shapeviz: checked and visible shapes for PyTorch recurrent layers.
+
+>>> import torch.nn as nn, shapeviz as sv
+>>> sv.conventions(nn.GRU(8, 16, num_layers=2)).shapes(T=5, bs=3)["h_n"]
+(2, 3, 16)
+"""
+
+from shapeviz._errors import CODES, MissingBackendError, ShapeError, ShapevizError, SpecError
+from shapeviz.conventions import Conventions, conventions
+from shapeviz.dims import dims
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CODES",
+    "Conventions",
+    "MissingBackendError",
+    "ShapeError",
+    "ShapevizError",
+    "SpecError",
+    "conventions",
+    "dims",
+]
