@@ -6,8 +6,11 @@
 """
 
 from shapeviz._errors import CODES, MissingBackendError, ShapeError, ShapevizError, SpecError
+from shapeviz.check import check_call
 from shapeviz.conventions import Conventions, conventions
 from shapeviz.dims import dims
+from shapeviz.render.text import explain
+from shapeviz.watch import checking, disable, enable, enabled, watch
 
 __version__ = "0.1.0"
 
@@ -18,6 +21,13 @@ __all__ = [
     "ShapeError",
     "ShapevizError",
     "SpecError",
+    "check_call",
+    "checking",
     "conventions",
     "dims",
+    "disable",
+    "enable",
+    "enabled",
+    "explain",
+    "watch",
 ]

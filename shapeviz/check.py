@@ -1,0 +1,222 @@
+"""The fast path: does a call fit its recurrent module? A handful of integer compares.
+
+>>> import torch, torch.nn as nn
+>>> rnn = nn.RNN(10, 20, num_layers=2)
+>>> check_call(rnn, torch.randn(5, 3, 10), torch.zeros(2, 3, 20))  # (T=5, bs=3, emb=10): fine
+>>> check_call(rnn, torch.randn(5, 3, 10), torch.zeros(3, 20))
+Traceback (most recent call last):
+...
+shapeviz._errors.ShapeError: [hidden_ndim] RNN(10, 20, num_layers=2): argument `h_0`
+...
+
+On failure (and only then) :mod:`shapeviz.diagnose` works out which mistake it is and builds the
+message. The fast path allocates nothing, formats nothing and never reads tensor data.
+"""
+
+from __future__ import annotations
+
+import os
+import weakref
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
+
+from shapeviz.conventions import Conventions, config_key, conventions
+from shapeviz.dims import _declared
+
+_autocast = torch._C._is_any_autocast_enabled
+
+
+def env_disabled() -> bool:
+    """True when ``SHAPEVIZ_DISABLE`` is set to a true value (1, true, yes, on)."""
+    return os.environ.get("SHAPEVIZ_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class Spec:
+    """Plain ints precomputed from a module's :class:`Conventions` for the fast path."""
+
+    __slots__ = ("bf", "cell", "conv", "emb", "hc", "hh", "key", "ld", "lstm", "nstate", "wname")
+
+    def __init__(self, key: tuple, conv: Conventions) -> None:
+        self.key = key
+        self.conv = conv
+        self.cell = conv.cell
+        self.lstm = conv.is_lstm
+        self.bf = conv.batch_first
+        self.emb = conv.input_size
+        self.hh = conv.h_out  # last dim of h
+        self.hc = conv.hidden_size  # last dim of c
+        self.ld = conv.num_layers * conv.D
+        self.nstate = len(conv.state_names)
+        self.wname = "weight_ih" if conv.cell else "weight_ih_l0"
+
+
+_specs: weakref.WeakKeyDictionary[torch.nn.Module, Spec] = weakref.WeakKeyDictionary()
+
+
+def spec_for(module: torch.nn.Module) -> Spec:
+    """The cached fast-path :class:`Spec` of ``module`` (rebuilt if its configuration changed)."""
+    key = config_key(module)
+    s = _specs.get(module)
+    if s is None or s.key != key:
+        s = Spec(key, conventions(module))
+        _specs[module] = s
+    return s
+
+
+def bind(args: tuple, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """``(input, hx)`` from a recurrent module's call arguments."""
+    if args:
+        x = args[0]
+        hx = args[1] if len(args) > 1 else kwargs.get("hx")
+    else:
+        x = kwargs.get("input")
+        hx = kwargs.get("hx")
+    return x, hx
+
+
+def _state_ok(s: Tensor, want_nd: int, lead: int, bs: int, last: int, x: Tensor) -> bool:
+    if not isinstance(s, Tensor):
+        return False
+    sh = s.shape
+    if want_nd == 3:
+        if len(sh) != 3 or sh[0] != lead or sh[1] != bs or sh[2] != last:
+            return False
+    elif want_nd == 2:
+        if len(sh) != 2 or sh[0] != lead or sh[1] != last:
+            return False
+    elif len(sh) != 1 or sh[0] != last:
+        return False
+    return s.dtype == x.dtype and s.device == x.device
+
+
+def fast_ok(module: torch.nn.Module, s: Spec, x: Any, hx: Any) -> bool:
+    """True when the call fits; False hands over to :func:`shapeviz.diagnose.diagnose`."""
+    decl = _declared.get()
+    if not isinstance(x, Tensor):
+        if isinstance(x, PackedSequence) and not s.cell:
+            return _packed_ok(module, s, x, hx, decl)
+        return False  # non-tensors take the slow path
+    sh = x.shape
+    nd = len(sh)
+    if s.cell:
+        if nd == 2:
+            bs = sh[0]
+            if decl is not None and cell_swapped(decl, bs):
+                return False
+        elif nd == 1:
+            bs = -1
+        else:
+            return False
+        lead = bs
+    else:
+        if nd == 3:
+            if s.bf:
+                bs, T = sh[0], sh[1]
+            else:
+                T, bs = sh[0], sh[1]
+            if decl is not None and layer_swapped(decl, bs, T):
+                return False
+        elif nd == 2:
+            T = sh[0]
+            bs = -1
+            if decl is not None and unbatched_ambiguous(decl, T):
+                return False
+        else:
+            return False
+        if T == 0:
+            return False
+        lead = s.ld
+    if sh[-1] != s.emb:
+        return False
+    w = getattr(module, s.wname)
+    if x.dtype != w.dtype and not (not s.cell and _autocast()):
+        return False
+    if x.device != w.device:
+        return False
+    if hx is None:
+        return True
+    # state: layers want (layers*D, bs, h) / (layers*D, h); cells (bs, h) / (h,)
+    want = (3 if nd == 3 else 2) if not s.cell else nd
+    if s.lstm:
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            return False
+        return (_state_ok(hx[0], want, lead, bs, s.hh, x)
+                and _state_ok(hx[1], want, lead, bs, s.hc, x))
+    return _state_ok(hx, want, lead, bs, s.hh, x)
+
+
+def _packed_ok(module: torch.nn.Module, s: Spec, x: PackedSequence, hx: Any, decl: dict | None) -> bool:
+    data, batch_sizes = x.data, x.batch_sizes
+    if not isinstance(data, Tensor) or data.dim() != 2 or data.shape[1] != s.emb:
+        return False
+    if batch_sizes.dim() != 1 or batch_sizes.numel() == 0 or batch_sizes.device.type != "cpu":
+        return False
+    bs = int(batch_sizes[0])  # a CPU tensor, as torch reads it: no device sync
+    if decl is not None and packed_swapped(decl, bs, batch_sizes.numel()):
+        return False
+    w = getattr(module, s.wname)
+    if (data.dtype != w.dtype and not _autocast()) or data.device != w.device:
+        return False
+    if hx is None:
+        return True
+    if s.lstm:
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            return False
+        return _state_ok(hx[0], 3, s.ld, bs, s.hh, data) and _state_ok(hx[1], 3, s.ld, bs, s.hc, data)
+    return _state_ok(hx, 3, s.ld, bs, s.hh, data)
+
+
+def packed_swapped(decl: dict[str, int], bs: int, steps: int) -> bool:
+    """Declared sizes show a batch-first padded tensor was packed without ``batch_first=True``."""
+    dbs, dT = decl.get("bs"), decl.get("T")
+    return dbs is not None and dT is not None and dbs != dT and bs == dT and steps == dbs
+
+
+def layer_swapped(decl: dict[str, int], bs: int, T: int) -> bool:
+    dbs = decl.get("bs")
+    if dbs is not None:
+        return bs != dbs and dbs == T
+    dT = decl.get("T")
+    return dT is not None and dT != T and bs == dT
+
+
+def unbatched_ambiguous(decl: dict[str, int], first: int) -> bool:
+    dbs = decl.get("bs")
+    return dbs is not None and first == dbs and decl.get("T", -1) != first
+
+
+def cell_swapped(decl: dict[str, int], first: int) -> bool:
+    dbs, dT = decl.get("bs"), decl.get("T")
+    return dbs is not None and dT is not None and first != dbs and first == dT
+
+
+def check_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
+    """Check a call ``module(*args, **kwargs)`` against the module's conventions.
+
+    Raises :class:`~shapeviz.ShapeError` with a stable code and a hint; returns None when fine.
+
+    >>> import torch, torch.nn as nn
+    >>> check_call(nn.LSTMCell(8, 16), torch.randn(4, 8))  # (bs=4, emb=8) -> fine
+    """
+    check_module_call(module, args, kwargs, None)
+
+
+def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any], path: str | None) -> None:
+    """:func:`check_call` with the module's path inside a model (used by watch/checking)."""
+    if _ENV_DISABLED:
+        return
+    s = spec_for(module)
+    x, hx = bind(args, kwargs)
+    if x is None or fast_ok(module, s, x, hx):
+        return
+    from shapeviz.diagnose import diagnose
+
+    err = diagnose(module, s.conv, x, hx, _declared.get(), path)
+    if err is not None:
+        raise err
+
+
+_ENV_DISABLED = env_disabled()

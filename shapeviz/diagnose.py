@@ -1,0 +1,403 @@
+"""The slow path: which mistake is this call, and how is it fixed? Runs only after a check failed.
+
+>>> import torch, torch.nn as nn
+>>> from shapeviz.conventions import conventions
+>>> gru = nn.GRU(10, 20)
+>>> err = diagnose(gru, conventions(gru), torch.randn(5, 3, 10), (torch.zeros(1, 3, 20),), None, None)
+>>> err.code, err.hints[0]
+('state_type', 'gru(x, h0)  # a GRU takes one state tensor, not a tuple')
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
+
+from shapeviz._errors import ShapeError
+from shapeviz.check import cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
+from shapeviz.conventions import Conventions
+from shapeviz.dims import format_shape
+
+
+class _Ctx:
+    """What the diagnosis knows about one call: conventions, sizes found so far, declared sizes."""
+
+    def __init__(self, module: torch.nn.Module, conv: Conventions, decl: dict[str, int] | None,
+                 path: str | None) -> None:
+        self.module = module
+        self.conv = conv
+        self.decl = decl or {}
+        self.where = f"{path}: {conv.label}" if path else conv.label
+        self.var = conv.family.lower() if not conv.cell else "cell"
+        self.T: int | None = None
+        self.bs: int | None = None
+        self.batched = True
+        self.packed = False
+        self.extra: dict[str, int | None] = {}
+
+    def named(self, arg: str) -> str:
+        return self.conv.named(arg, self.T, self.bs, batched=self.batched, packed=self.packed,
+                               extra=self.extra)
+
+    def err(self, code: str, arg: str, actual: Any, hints: list[str], detail: str = "",
+            expected: str | None = None) -> ShapeError:
+        if isinstance(actual, Tensor):
+            actual = tuple(actual.shape)
+        elif not isinstance(actual, (tuple, str)) and actual is not None:
+            actual = type(actual).__name__
+        context = []
+        if self.decl:
+            context.append("declared: " + ", ".join(f"{k}={v}" for k, v in self.decl.items()))
+        return ShapeError(module=self.where, argument=arg, expected=expected or self.named(arg),
+                          actual=actual, code=code, hints=hints, detail=detail, context=context)
+
+
+def diagnose(module: torch.nn.Module, conv: Conventions, x: Any, hx: Any,
+             decl: dict[str, int] | None, path: str | None) -> ShapeError | None:
+    """The :class:`ShapeError` for a call the fast path rejected (None if it finds no fault)."""
+    c = _Ctx(module, conv, decl, path)
+    if conv.cell:
+        return _cell(c, x, hx)
+    return _layer(c, x, hx)
+
+
+# ------------------------------------------------------------------------------------------- input
+def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor, ref_name: str) -> ShapeError | None:
+    if t.dtype != ref.dtype and not (ref_name == "weights" and not c.conv.cell
+                                     and torch._C._is_any_autocast_enabled()):
+        if not t.dtype.is_floating_point and not t.dtype.is_complex and arg == "input":
+            emb = c.conv.input_size
+            if c.conv.batch_first or c.conv.cell:
+                hint = [f"x = embedding(tokens)  # (bs, T) tokens -> (bs, T, emb={emb})",
+                        f"x = F.one_hot(tokens, num_classes={emb}).float()  # -> (bs, T, vocab={emb})"]
+            else:
+                hint = [f"x = embedding(tokens.T)  # (bs, T) tokens -> (T, bs, emb={emb})",
+                        f"x = F.one_hot(tokens.T, num_classes={emb}).float()  # -> (T, bs, vocab={emb})"]
+            detail = f"got integer {t.dtype} data: token ids must be embedded or one-hot encoded first"
+        else:
+            hint = [f"{_short(arg)} = {_short(arg)}.to({ref.dtype})  # or {c.var}.to({t.dtype})"]
+            detail = f"dtype {t.dtype} does not match the {ref_name}' dtype {ref.dtype}"
+        return c.err("dtype", arg, t, hint, detail, expected=f"{c.named(arg)} of dtype {ref.dtype}")
+    if t.device != ref.device:
+        return c.err("device", arg, t, [f"{_short(arg)} = {_short(arg)}.to({str(ref.device)!r})"],
+                     f"on {t.device}, but the {ref_name} are on {ref.device}",
+                     expected=f"{c.named(arg)} on {ref.device}")
+    return None
+
+
+def _short(arg: str) -> str:
+    return {"input": "x", "h_0": "h0", "c_0": "c0"}.get(arg, arg)
+
+
+def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
+    conv = c.conv
+    seq = "(bs, T, emb)" if conv.batch_first else "(T, bs, emb)"
+    if isinstance(x, PackedSequence):
+        return _packed(c, x, hx)
+    if not isinstance(x, Tensor):
+        return c.err("input_ndim", "input", x, [f"x = torch.as_tensor(x)  # a {seq} float tensor"],
+                     f"expected a Tensor or PackedSequence, got {type(x).__name__}")
+    sh = tuple(x.shape)
+    nd = len(sh)
+    weights = c.module.weight_ih_l0
+    if not x.dtype.is_floating_point and not x.dtype.is_complex:
+        return _dtype_device(c, "input", x, weights, "weights")
+    if nd not in (2, 3):
+        hints = [f"x = x.reshape(T, bs, {conv.input_size})  # a layer takes {seq} or unbatched (T, emb)"]
+        if nd == 4 and 1 in sh[:3]:
+            hints.insert(0, f"x = x.squeeze({sh.index(1)})  # drop the size-1 dim")
+        if nd == 1:
+            hints = ["x = x.view(1, 1, -1)  # one step of one sequence: (T=1, bs=1, emb)"]
+        return c.err("input_ndim", "input", x, hints,
+                     f"expected 3 dims {seq} (or 2 dims unbatched), received a {nd}-dim tensor")
+    c.batched = nd == 3
+    if nd == 3:
+        bdim, tdim = (0, 1) if conv.batch_first else (1, 0)
+        c.T, c.bs = sh[tdim], sh[bdim]
+    else:
+        c.T = sh[0]
+    # silent mistakes first: the evidence names the real culprit (the input, not h_0)
+    state = hx[0] if conv.is_lstm and isinstance(hx, (tuple, list)) and hx else hx
+    if nd == 3:
+        state_bs = state.shape[1] if isinstance(state, Tensor) and state.dim() == 3 else None
+        swapped = layer_swapped(c.decl, c.bs, c.T) if c.decl else False
+        via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
+        if not swapped and state_bs is not None and state_bs == c.T and c.bs != c.T:
+            swapped, via = True, f"h_0 has batch {state_bs}, which is this input's dim {bdim}"
+        if swapped:
+            c.T, c.bs = c.bs, c.T
+            if conv.batch_first:
+                hints = ["x = x.transpose(0, 1)  # (T, bs, emb) -> (bs, T, emb)",
+                         "or build the layer with batch_first=False"]
+                layout = "(T, bs, emb)"
+            else:
+                hints = ["x = x.transpose(0, 1)  # (bs, T, emb) -> (T, bs, emb)",
+                         f"or build the layer with batch_first=True: nn.{conv.kind}(..., batch_first=True)"]
+                layout = "(bs, T, emb)"
+            return c.err("batch_first_swap", "input", x, hints,
+                         f"the input is laid out {layout} for a layer with batch_first={conv.batch_first} "
+                         f"(evidence: {via})")
+    else:
+        evidence = None
+        if isinstance(state, Tensor) and state.dim() == 3 and state.shape[1] == sh[0]:
+            evidence = f"h_0 is 3-D with batch {state.shape[1]} = this input's first dim"
+        elif c.decl and unbatched_ambiguous(c.decl, sh[0]):
+            evidence = f"declared bs={c.decl['bs']} = this input's first dim"
+        if evidence:
+            c.batched, c.T, c.bs = True, 1, sh[0]
+            ax = 1 if conv.batch_first else 0
+            return c.err("unbatched_ambiguous", "input", x,
+                         [f"x = x.unsqueeze({ax})  # (bs, emb) -> one time step "
+                          + ("(bs, T=1, emb)" if conv.batch_first else "(T=1, bs, emb)"),
+                          "or use a cell for one step: nn." + conv.family + "Cell"],
+                         f"a 2-D input is read as unbatched (T, emb), but it is (bs, emb) ({evidence})")
+    if sh[-1] != conv.input_size:
+        hints = [f"x = proj(x)  # nn.Linear({sh[-1]}, {conv.input_size}) maps emb={sh[-1]} -> "
+                 f"{conv.input_size}", f"or build the layer with input_size={sh[-1]}"]
+        if conv.input_size in sh[:-1]:
+            i = sh.index(conv.input_size)
+            order = [d for d in range(nd) if d != i] + [i]
+            hints.insert(0, f"x = x.permute{tuple(order)}  # emb={conv.input_size} is dim {i}, "
+                         "it must be last")
+        return c.err("input_size", "input", x, hints,
+                     f"last dim is {sh[-1]}, but input_size is {conv.input_size}")
+    if c.T == 0:
+        return c.err("input_ndim", "input", x, ["skip empty sequences, or pack them with lengths >= 1"],
+                     "the time dim T is 0: a sequence needs at least one step")
+    bad = _dtype_device(c, "input", x, weights, "weights")
+    if bad is not None:
+        return bad
+    if hx is None:
+        return None
+    return _layer_state(c, x, hx)
+
+
+def _layer_state(c: _Ctx, x: Tensor, hx: Any) -> ShapeError | None:
+    conv = c.conv
+    if conv.is_lstm:
+        if isinstance(hx, Tensor):
+            return c.err("state_type", "h_0", hx,
+                         [f"lstm(x, (h0, c0))  # c0 = torch.zeros{_zeros(c, 'c_0')}"],
+                         "an LSTM takes its state as a tuple (h_0, c_0), got one tensor",
+                         expected=f"(h_0 {c.named('h_0')}, c_0 {c.named('c_0')})")
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            n = len(hx) if isinstance(hx, (tuple, list)) else type(hx).__name__
+            return c.err("state_type", "h_0", f"{type(hx).__name__} of {n}",
+                         ["lstm(x, (h0, c0))  # exactly two tensors"],
+                         "an LSTM takes its state as a tuple of two tensors (h_0, c_0)",
+                         expected=f"(h_0 {c.named('h_0')}, c_0 {c.named('c_0')})")
+        return _one_state(c, x, "h_0", hx[0]) or _one_state(c, x, "c_0", hx[1])
+    if isinstance(hx, (tuple, list)):
+        return c.err("state_type", "h_0", f"{type(hx).__name__} of {len(hx)}",
+                     [f"{c.var}(x, h0)  # a {conv.family} takes one state tensor, not a tuple"],
+                     f"a {conv.family} has no cell state: pass h_0 itself, not a tuple")
+    return _one_state(c, x, "h_0", hx)
+
+
+def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
+    conv = c.conv
+    short = _short(arg)
+    if not isinstance(h, Tensor):
+        return c.err("state_type", arg, h, [f"{short} = torch.zeros{_zeros(c, arg)}"],
+                     f"expected a Tensor, got {type(h).__name__}")
+    sh = tuple(h.shape)
+    ld = conv.num_layers * conv.D
+    last = conv.h_out if arg.startswith("h") else conv.hidden_size
+    want_nd = 3 if c.batched else 2
+    if len(sh) != want_nd:
+        if c.batched and len(sh) == 2:
+            if sh[0] == c.bs:
+                rep = "" if ld == 1 else f".repeat({ld}, 1, 1)"
+                hint = f"{short} = {short}.unsqueeze(0){rep}  # (bs, h) -> (layers*D={ld}, bs, h)"
+            else:
+                hint = f"{short} = torch.zeros{_zeros(c, arg)}"
+            return c.err("hidden_ndim", arg, h, [hint],
+                         f"a layer's state is 3-D (layers*D, bs, h) even with one layer; got {len(sh)}-D")
+        if not c.batched and len(sh) == 3:
+            hints = [f"x = x.unsqueeze({0 if conv.batch_first else 1})  # give the input its batch dim"]
+            if sh[1] == 1:
+                hints.insert(0, f"{short} = {short}.squeeze(1)  # unbatched input takes (layers*D, h)")
+            return c.err("hidden_ndim", arg, h, hints,
+                         "the input is unbatched (T, emb), so the state must be 2-D (layers*D, h)")
+        return c.err("hidden_ndim", arg, h, [f"{short} = torch.zeros{_zeros(c, arg)}"],
+                     f"expected {want_nd} dims, received a {len(sh)}-dim tensor")
+    if sh[0] != ld:
+        if c.batched and sh[0] == c.bs and sh[1] == ld:
+            return c.err("hidden_batch_first", arg, h,
+                         [f"{short} = {short}.transpose(0, 1).contiguous()  # (bs, layers*D, h) -> "
+                          "(layers*D, bs, h)"],
+                         "the state is laid out (bs, layers*D, h): batch_first never applies to h_0/c_0; "
+                         "they are always (layers*D, bs, h)")
+        return c.err("hidden_layers", arg, h, _layers_hints(c, arg, sh[0]),
+                     f"first dim is {sh[0]}, but layers*D = {conv.num_layers}*{conv.D} = {ld}"
+                     + _missing_factor(conv, sh[0]))
+    if c.batched and sh[1] != c.bs:
+        if c.bs is not None and sh[1] > c.bs:
+            hints = [f"{short} = {short}[:, :{c.bs}]  # the last batch of an epoch can be smaller",
+                     "or DataLoader(..., drop_last=True)",
+                     f"or create the state per batch: torch.zeros{_zeros(c, arg)}"]
+        else:
+            hints = [f"{short} = torch.zeros{_zeros(c, arg)}  # build the state for this batch size"]
+        return c.err("batch_mismatch", arg, h, hints,
+                     f"its batch is {sh[1]}, but the input's batch bs = {c.bs}")
+    if sh[-1] != last:
+        if conv.proj_size and sh[-1] in (conv.proj_size, conv.hidden_size):
+            return c.err("proj_size", arg, h,
+                         [f"h0: (layers*D, bs, proj={conv.proj_size}); "
+                          f"c0: (layers*D, bs, h={conv.hidden_size})"],
+                         f"with proj_size={conv.proj_size}, h is (…, proj={conv.proj_size}) "
+                         f"but c is (…, h={conv.hidden_size})")
+        return c.err("hidden_size", arg, h, [f"{short} = torch.zeros{_zeros(c, arg)}",
+                                             f"or build the layer with hidden_size={sh[-1]}"],
+                     f"last dim is {sh[-1]}, but it must be {last}")
+    return _dtype_device(c, arg, h, x, "input")
+
+
+def _zeros(c: _Ctx, arg: str) -> str:
+    shape = c.conv.shapes(c.T, c.bs, batched=c.batched)[arg]
+    names = c.conv.dims(c.batched)[arg]
+    return "(" + ", ".join(n if s is None else str(s) for n, s in zip(names, shape)) + ")"
+
+
+def _missing_factor(conv: Conventions, got: int) -> str:
+    if conv.D == 2 and got == conv.num_layers:
+        return " (missing the direction factor D=2: the layer is bidirectional)"
+    if conv.num_layers > 1 and got == conv.D:
+        return f" (missing the layers factor: num_layers={conv.num_layers})"
+    return ""
+
+
+def _layers_hints(c: _Ctx, arg: str, got: int) -> list[str]:
+    short = _short(arg)
+    ld = c.conv.num_layers * c.conv.D
+    hints = [f"{short} = torch.zeros{_zeros(c, arg)}  # one slice per layer and direction"]
+    if got == 1:
+        rep = "1, 1" if c.batched else "1"
+        hints.insert(0, f"{short} = {short}.repeat({ld}, {rep})  # same start for every layer/direction")
+    return hints
+
+
+def _packed(c: _Ctx, x: PackedSequence, hx: Any) -> ShapeError | None:
+    conv = c.conv
+    data, bsz = x.data, x.batch_sizes
+    c.packed = True
+    c.extra["sum(lengths)"] = int(data.shape[0]) if isinstance(data, Tensor) and data.dim() else None
+    if not isinstance(data, Tensor) or data.dim() != 2:
+        return c.err("packed", "input", data if isinstance(data, Tensor) else "?",
+                     ["packed = pack_padded_sequence(x, lengths)  # x: (T, bs, emb) padded"],
+                     "a PackedSequence's data must be 2-D (sum(lengths), emb)")
+    if bsz.dim() != 1 or bsz.numel() == 0 or bsz.device.type != "cpu" or bsz.dtype != torch.int64:
+        return c.err("packed", "input", f"batch_sizes {tuple(bsz.shape)} {bsz.dtype} on {bsz.device}",
+                     ["packed = pack_padded_sequence(x, lengths.cpu())  # lengths live on the CPU"],
+                     "batch_sizes must be a non-empty 1-D int64 CPU tensor, as pack_padded_sequence makes it",
+                     expected="batch_sizes: 1-D int64 on cpu")
+    c.bs = int(bsz[0])
+    c.T = int(bsz.numel())
+    if c.decl and packed_swapped(c.decl, c.bs, c.T):
+        return c.err("packed", "input", data,
+                     ["packed = pack_padded_sequence(x, lengths, batch_first=True)  # x is (bs, T, emb)"],
+                     f"the packed sequence has {c.T} steps of batch {c.bs}, but declared sizes say "
+                     f"bs={c.decl['bs']}, T={c.decl['T']}: a batch-first tensor was packed as seq-first")
+    if data.shape[1] != conv.input_size:
+        return c.err("input_size", "input", data,
+                     [f"x = proj(x)  # nn.Linear({data.shape[1]}, {conv.input_size}) before packing"],
+                     f"the packed data's last dim is {data.shape[1]}, but input_size is {conv.input_size}")
+    bad = _dtype_device(c, "input", data, c.module.weight_ih_l0, "weights")
+    if bad is not None or hx is None:
+        return bad
+    return _layer_state(c, data, hx)
+
+
+# ------------------------------------------------------------------------------------------- cells
+def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
+    conv = c.conv
+    if isinstance(x, PackedSequence):
+        return c.err("packed", "input", "PackedSequence",
+                     [f"out, h = nn.{conv.family}(...)(packed)  # layers take PackedSequence; cells take "
+                      "one step (bs, emb)"], "a cell takes one time step, not a PackedSequence")
+    if not isinstance(x, Tensor):
+        return c.err("input_ndim", "input", x, ["x_t = torch.as_tensor(x_t)  # one step: (bs, emb)"],
+                     f"expected a Tensor, got {type(x).__name__}")
+    sh = tuple(x.shape)
+    weights = c.module.weight_ih
+    if not x.dtype.is_floating_point and not x.dtype.is_complex:
+        return _dtype_device(c, "input", x, weights, "weights")
+    if len(sh) == 3:
+        c.bs = sh[1]
+        return c.err("input_ndim", "input", x,
+                     ["for x_t in x:  # x: (T, bs, emb) -> x_t: (bs, emb)",
+                      "    h = cell(x_t, h)",
+                      f"or use the layer: nn.{conv.family}({conv.input_size}, {conv.hidden_size})"],
+                     "a cell takes one time step (bs, emb); got a whole 3-D sequence")
+    if len(sh) not in (1, 2):
+        return c.err("input_ndim", "input", x, ["x_t = x_t.reshape(bs, emb)  # one step: (bs, emb)"],
+                     f"a cell takes (bs, emb) or unbatched (emb,); received a {len(sh)}-dim tensor")
+    c.batched = len(sh) == 2
+    if c.batched:
+        c.bs = sh[0]
+        if c.decl and cell_swapped(c.decl, sh[0]):
+            c.bs = c.decl["bs"]
+            return c.err("batch_first_swap", "input", x,
+                         ["for x_t in x.transpose(0, 1):  # iterate time of a (bs, T, emb) tensor",
+                          "or x_t = x[:, t]  # the t-th step of a batch-first tensor"],
+                         f"this step is (T={sh[0]}, emb): declared bs={c.decl['bs']}, T={c.decl['T']}; "
+                         "the loop iterates the batch dim of a batch-first tensor")
+    if sh[-1] != conv.input_size:
+        return c.err("input_size", "input", x,
+                     [f"x_t = proj(x_t)  # nn.Linear({sh[-1]}, {conv.input_size})",
+                      f"or build the cell with input_size={sh[-1]}"],
+                     f"last dim is {sh[-1]}, but input_size is {conv.input_size}")
+    bad = _dtype_device(c, "input", x, weights, "weights")
+    if bad is not None or hx is None:
+        return bad
+    if conv.is_lstm:
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            return c.err("state_type", "h_0", hx if isinstance(hx, Tensor) else type(hx).__name__,
+                         ["h, c = cell(x_t, (h, c))  # an LSTMCell takes and returns (h, c)"],
+                         "an LSTMCell takes its state as a tuple (h_0, c_0)",
+                         expected=f"(h_0 {c.named('h_0')}, c_0 {c.named('c_0')})")
+        return _cell_state(c, x, "h_0", hx[0]) or _cell_state(c, x, "c_0", hx[1])
+    if isinstance(hx, (tuple, list)):
+        return c.err("state_type", "h_0", f"{type(hx).__name__} of {len(hx)}",
+                     [f"h = cell(x_t, h)  # a {conv.kind} takes one state tensor"],
+                     f"a {conv.kind} has no cell state: pass h itself, not a tuple")
+    return _cell_state(c, x, "h_0", hx)
+
+
+def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
+    conv = c.conv
+    short = _short(arg)
+    if not isinstance(h, Tensor):
+        return c.err("state_type", arg, h, [f"{short} = torch.zeros{_zeros(c, arg)}"],
+                     f"expected a Tensor, got {type(h).__name__}")
+    sh = tuple(h.shape)
+    want = 2 if c.batched else 1
+    if len(sh) != want:
+        if len(sh) == 3 and sh[0] == 1:
+            hints = [f"{short} = {short}.squeeze(0)  # (1, bs, h) -> (bs, h): a cell has no layers dim"]
+        elif len(sh) == 3:
+            hints = [f"{short} = {short}[-1]  # the top layer's state, (bs, h)"]
+        elif c.batched and len(sh) == 1:
+            hints = [f"{short} = {short}.expand({c.bs}, -1)  # (h,) -> (bs, h)"]
+        else:
+            hints = ["x_t = x_t.unsqueeze(0)  # batch the input too: (1, emb)",
+                     f"or {short} = {short}.squeeze(0)"]
+        return c.err("hidden_ndim", arg, h, hints,
+                     f"a cell's state is {'(bs, h)' if c.batched else '(h,) for an unbatched step'}; "
+                     f"got a {len(sh)}-dim tensor")
+    if c.batched and sh[0] != c.bs:
+        hints = ([f"{short} = {short}[:{c.bs}]  # the last batch of an epoch can be smaller"]
+                 if sh[0] > c.bs else [])
+        hints.append(f"{short} = torch.zeros{_zeros(c, arg)}  # state for this batch size")
+        return c.err("batch_mismatch", arg, h, hints, f"its batch is {sh[0]}, but the input's bs = {c.bs}")
+    if sh[-1] != conv.hidden_size:
+        return c.err("hidden_size", arg, h, [f"{short} = torch.zeros{_zeros(c, arg)}",
+                                             f"or build the cell with hidden_size={sh[-1]}"],
+                     f"last dim is {sh[-1]}, but hidden_size is {conv.hidden_size}")
+    return _dtype_device(c, arg, h, x, "input")
+
+
+__all__ = ["diagnose", "format_shape"]

@@ -1,0 +1,108 @@
+"""Text renderers of :class:`~shapeviz.conventions.Conventions`: the teaching table of ``explain``.
+
+>>> import torch.nn as nn
+>>> from shapeviz.conventions import conventions
+>>> print(explain_conventions(conventions(nn.GRUCell(8, 16)), bs=4).splitlines()[3])
+  in    input     (bs, emb)  (bs=4, emb=8)
+"""
+
+from __future__ import annotations
+
+from shapeviz._errors import SpecError
+from shapeviz.conventions import Conventions
+from shapeviz.dims import expr_size, format_named
+
+_ROLE = {"input": "in", "h_0": "in", "c_0": "in"}
+
+
+def _torch_sizes(c: Conventions, T: int | None, bs: int | None) -> dict[str, int | None]:
+    return {"L": T, "N": bs, "H_in": c.input_size, "H_out": c.h_out, "H_cell": c.hidden_size,
+            "num_layers": c.num_layers, "D": c.D, "sum(lengths)": None}
+
+
+def _paren(exprs: list[str]) -> str:
+    return "(" + ", ".join(exprs) + ("," if len(exprs) == 1 else "") + ")"
+
+
+def explain(module: object, T: int | None = None, bs: int | None = None, style: str = "seeds") -> str:
+    """The teaching table of a recurrent module's shapes (``style="torch"``: PyTorch's notation).
+
+    >>> import torch.nn as nn
+    >>> print(explain(nn.RNN(10, 20, 2), T=5, bs=3).splitlines()[5])
+      out   output    (T, bs, D*h)       (T=5, bs=3, D*h=20)
+    """
+    from shapeviz.conventions import conventions
+
+    for name, v in (("T", T), ("bs", bs)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise SpecError(f"explain: {name} must be a non-negative int or None, got {v!r}")
+    return explain_conventions(conventions(module), T, bs, style)  # type: ignore[arg-type]
+
+
+def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = None,
+                        style: str = "seeds") -> str:
+    """The conventions of one module as a fixed-width table with the notes people get wrong."""
+    sym = c.symbolic_style(style)
+    sizes = _torch_sizes(c, T, bs) if style == "torch" else c.bindings(T, bs)
+    lines = [c.label]
+    own = {"emb": c.input_size, "h": c.hidden_size}
+    if not c.cell:
+        own.update(layers=c.num_layers, D=c.D)
+    if c.proj_size:
+        own["proj"] = c.proj_size
+    if style == "torch":
+        own = {"H_in": c.input_size, "H_out": c.h_out}
+        if c.is_lstm:
+            own["H_cell"] = c.hidden_size
+        if not c.cell:
+            own.update(num_layers=c.num_layers, D=c.D)
+    given = "  ".join(f"{k}={v}" for k, v in own.items())
+    tb = {"T": T, "bs": bs} if style == "seeds" else {"L": T, "N": bs}
+    given += "".join(f"  {k}={v}" for k, v in tb.items() if v is not None)
+    lines.append("  " + given)
+    rows = [(_ROLE.get(name, "out"), name, _paren(shape.split(" ")), format_named(shape.split(" "), sizes))
+            for name, shape in sym.items()]
+    w = max(len(r[2]) for r in rows)
+    lines.append(f"  {'':4}  {'argument':8}  {'shape':{w}}  with sizes")
+    lines.extend(f"  {r[0]:4}  {r[1]:8}  {r[2]:{w}}  {r[3]}" for r in rows)
+    unb = c.symbolic_style(style, batched=False)
+    first_out = c.result_names[0]
+    lines.append(f"  unbatched: input {_paren(unb['input'].split())} -> {first_out} "
+                 f"{_paren(unb[first_out].split())}; state {_paren(unb['h_0'].split())}")
+    if not c.cell:
+        pk = c.symbolic_style(style, packed=True)
+        lines.append(f"  packed:    input.data ({', '.join(pk['input'].split())}) -> output.data "
+                     f"({', '.join(pk['output'].split())}); bs = len(lengths)")
+    lines.append("notes")
+    lines.extend(f"  * {n}" for n in notes(c, T, bs))
+    return "\n".join(lines)
+
+
+def notes(c: Conventions, T: int | None = None, bs: int | None = None) -> list[str]:
+    """The facts about this module's shapes that people most often get wrong."""
+    out: list[str] = []
+    b = c.bindings(T, bs)
+    if c.cell:
+        out.append("a cell takes ONE time step: for x_t in x:  # x (T, bs, emb) -> x_t (bs, emb); "
+                   + ("h, c = cell(x_t, (h, c))" if c.is_lstm else "h = cell(x_t, h)"))
+        out.append("its state is (bs, h): no layers or directions dim, unlike nn."
+                   + c.family + "'s (layers*D, bs, h)")
+        return out
+    h = "proj" if c.proj_size else "h"
+    out.append(f"batch_first={c.batch_first} applies to input and output only; h_0/h_n"
+               + ("/c_0/c_n" if c.is_lstm else "") + " are always (layers*D, bs, h)")
+    out.append(f"h_n stacks layers and directions: h_n.view(layers={c.num_layers}, D={c.D}, bs, {h}); "
+               "h_n[layer*D + direction], so h_n[-1] is the top layer"
+               + (", backward" if c.D == 2 else ""))
+    t_last, t_first = ("[:, -1", "[:, 0") if c.batch_first else ("[-1, :", "[0, :")
+    hs = expr_size(h, b)
+    if c.D == 2:
+        out.append(f"bidirectional: output{t_last}, :{hs}] equals h_n[-2] (forward lane ends at the last step); "
+                   f"output{t_first}, {hs}:] equals h_n[-1] (backward lane ends at step 0)")
+    else:
+        out.append(f"output{t_last}] equals h_n[-1]: output holds the top layer at every step")
+    if c.proj_size:
+        out.append(f"proj_size={c.proj_size} changes h (h_0, h_n, output use proj={c.proj_size}) but not c "
+                   f"(c_0, c_n keep h={c.hidden_size})")
+    out.append("h_0" + ("/c_0" if c.is_lstm else "") + " default to zeros when omitted")
+    return out
