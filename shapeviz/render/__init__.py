@@ -1,0 +1,7 @@
+"""Renderers: pure functions from shapeviz data (Conventions, Trace) to diagrams, tables and figures.
+
+>>> from shapeviz.render.unroll import unroll
+>>> import torch.nn as nn
+>>> "(bs=3, h=20)" in unroll(nn.GRU(10, 20), T=4, bs=3).source
+True
+"""

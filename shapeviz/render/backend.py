@@ -1,0 +1,174 @@
+"""Find a Graphviz layout program and render DOT text with it.
+
+>>> d = Diagram('digraph { x -> h }', name="tiny")
+>>> d.source.splitlines()[0]
+'digraph { x -> h }'
+>>> d.render("/tmp/tiny.svg")  # doctest: +SKIP
+PosixPath('/tmp/tiny.svg')
+
+Lookup order (first found wins):
+
+1. ``$SHAPEVIZ_DOT``: an explicit program path or name, for people who want a particular one;
+2. the system ``dot`` on ``PATH`` (Graphviz: ``apt-get install graphviz``, ``brew install graphviz``);
+3. ``graphviz-pure`` on ``PATH`` or next to the running Python (``pip install graphviz-pure``, a core
+   dependency of shapeviz): a self-contained Rust port of ``dot`` that writes svg and png itself.
+
+If none is found, rendering raises :class:`~shapeviz._errors.MissingBackendError`; ``Diagram.source``
+(the DOT text) never needs a program.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shapeviz._errors import MissingBackendError, ShapevizError, SpecError
+
+FORMATS: tuple[str, ...] = ("svg", "png")
+"""Output formats :meth:`Diagram.render` writes (both backends produce them natively)."""
+
+ENV_VAR = "SHAPEVIZ_DOT"
+INSTALL_HINT = (
+    "install one of: Graphviz's dot (`apt-get install graphviz` or `brew install graphviz`), "
+    "or the self-contained port (`pip install graphviz-pure`); or point $SHAPEVIZ_DOT at a dot program"
+)
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A layout program shapeviz can run.
+
+    >>> Backend("/usr/bin/dot", "dot").kind
+    'dot'
+    """
+
+    path: str
+    kind: str  # "dot", "graphviz-pure" or "env" ($SHAPEVIZ_DOT)
+
+
+def _python_bin_dir() -> Path:
+    return Path(sys.executable).parent
+
+
+def find_backend() -> Backend | None:
+    """The layout program rendering would use now, or None when there is none.
+
+    >>> b = find_backend()
+    >>> b is None or b.kind in ("env", "dot", "graphviz-pure")
+    True
+    """
+    explicit = os.environ.get(ENV_VAR, "").strip()
+    if explicit:
+        found = shutil.which(explicit)
+        if found is None:
+            raise MissingBackendError(f"${ENV_VAR}={explicit!r} is not an executable program; "
+                                      f"unset it or {INSTALL_HINT}")
+        return Backend(found, "env")
+    found = shutil.which("dot")
+    if found:
+        return Backend(found, "dot")
+    found = shutil.which("graphviz-pure")
+    if found is None:
+        # pip may install the script next to the interpreter without that folder being on PATH
+        found = shutil.which("graphviz-pure", path=str(_python_bin_dir()))
+    if found:
+        return Backend(found, "graphviz-pure")
+    return None
+
+
+def require_backend() -> Backend:
+    """Like :func:`find_backend`, but raise :class:`MissingBackendError` (saying how to install one)."""
+    backend = find_backend()
+    if backend is None:
+        raise MissingBackendError("shapeviz found no Graphviz layout program to render diagrams with "
+                                  f"(looked for `dot` and `graphviz-pure` on PATH); {INSTALL_HINT}. "
+                                  "Diagram.source (the DOT text) works without one.")
+    return backend
+
+
+def check_format(fmt: str) -> str:
+    """Normalise an output format name, or raise :class:`SpecError` listing the valid ones."""
+    f = fmt.lower().lstrip(".")
+    if f not in FORMATS:
+        raise SpecError(f"cannot render format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    return f
+
+
+def run_dot(source: str, fmt: str, backend: Backend | None = None, timeout: float = 120.0) -> bytes:
+    """Lay out and render DOT ``source`` to ``fmt`` (``"svg"`` or ``"png"``) bytes.
+
+    >>> run_dot('digraph { a -> b }', "svg")[:5]  # doctest: +SKIP
+    b'<?xml'
+    """
+    fmt = check_format(fmt)
+    backend = backend or require_backend()
+    try:
+        proc = subprocess.run([backend.path, f"-T{fmt}"], input=source.encode("utf-8"),
+                              capture_output=True, timeout=timeout, check=False)
+    except OSError as e:  # vanished or not executable between lookup and run
+        raise MissingBackendError(f"could not run {backend.path}: {e}; {INSTALL_HINT}") from e
+    if proc.returncode != 0 or not proc.stdout:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise ShapevizError(f"{backend.path} -T{fmt} failed (exit {proc.returncode}): {err}")
+    return proc.stdout
+
+
+class Diagram:
+    """DOT text plus rendering: ``.source`` always works; ``.render(path)`` needs a dot program.
+
+    >>> d = Diagram('digraph { "x (T=5, bs=3, emb=10)" -> "h (bs=3, h=20)" }')
+    >>> "bs=3" in d.source
+    True
+    """
+
+    def __init__(self, source: str, name: str = "diagram") -> None:
+        self.source = source
+        self.name = name
+
+    def pipe(self, fmt: str = "svg") -> bytes:
+        """The rendered image as bytes (``"svg"`` or ``"png"``)."""
+        return run_dot(self.source, fmt)
+
+    def render(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
+        """Write the diagram to ``path``; the format comes from its suffix (``.svg``, ``.png``).
+
+        >>> Diagram('digraph { a }').render("out.pdf")
+        Traceback (most recent call last):
+        ...
+        shapeviz._errors.SpecError: cannot render format 'pdf'; valid formats: svg, png
+        """
+        p = Path(path)
+        fmt = format or p.suffix
+        if not fmt:
+            raise SpecError(f"cannot tell the format of {str(p)!r} (no suffix); "
+                            f"valid formats: {', '.join(FORMATS)}")
+        data = self.pipe(check_format(fmt))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        return p
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        """Jupyter: an SVG image when a dot program exists, else the DOT text."""
+        bundle = {"text/plain": self.source}
+        try:
+            backend = find_backend()
+        except MissingBackendError:
+            backend = None
+        if backend is not None:
+            # a broken program must not break the notebook; the DOT text still shows
+            with contextlib.suppress(ShapevizError):
+                bundle["image/svg+xml"] = run_dot(self.source, "svg", backend).decode("utf-8")
+        return bundle
+
+    def __repr__(self) -> str:
+        n = self.source.count("\n")
+        return f"<Diagram {self.name!r}: {n} lines of DOT>"
+
+    def __str__(self) -> str:
+        return self.source

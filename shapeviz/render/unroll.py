@@ -1,0 +1,496 @@
+"""Unrolled-time diagrams of recurrent layers and cells, as Graphviz DOT.
+
+>>> import torch.nn as nn
+>>> d = unroll(nn.LSTM(10, 20, num_layers=2, bidirectional=True), T=4, bs=3)
+>>> "h_n[3] = layer 1, backward" in d.source, "(bs=3, h=20)" in d.source
+(True, True)
+
+Time runs left to right, layers are stacked bottom to top, a bidirectional layer has a forward and
+a backward lane. Every tensor is drawn with its named shape, read from
+:class:`~shapeviz.conventions.Conventions` (never re-derived here). Long sequences collapse to the
+first and last ``max_steps // 2`` steps around an ellipsis column, so the DOT text has the same size
+for T=10 and T=10**6. The output is deterministic (ids come from row and column positions).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+from typing import Any
+
+import torch.nn as nn
+
+from shapeviz._errors import SpecError
+from shapeviz.conventions import Conventions, conventions
+from shapeviz.dims import format_named
+from shapeviz.render.backend import Diagram
+
+DEFAULT_MAX_STEPS = 6
+"""Sequences longer than this are drawn as first k, ``× (T − 2k) steps``, last k (k = max_steps // 2)."""
+
+_FONT = "Helvetica"
+_COLORS = {"in": "#e3f1e3", "out": "#efe3f7", "cat": "#f4f0d8", "fwd": "#dbe8f7", "bwd": "#fbe3d0",
+           "cell": "#dbe8f7"}
+_EDGE = {"fwd": "#2a5d9f", "bwd": "#b4581c", "cell": "#2a5d9f"}
+_DIRECTION = ("forward", "backward")
+_ARROW = ("→", "←")
+_STACK = "layers*D"  # the name Conventions gives the stacked (layers*D) dim of h_0/h_n
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One recurrent module to draw: its conventions and the sizes of this call.
+
+    >>> import torch.nn as nn
+    >>> Panel(conventions(nn.GRUCell(4, 8)), T=5, bs=2).conv.kind
+    'GRUCell'
+    """
+
+    conv: Conventions
+    T: int | None = None
+    bs: int | None = None
+    batched: bool = True
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class _Col:
+    """One drawn time column: a step (``t`` its label) or the ellipsis of skipped steps."""
+
+    t: str
+    gap: str = ""  # for the ellipsis column: how many steps it stands for ("994", "T − 3")
+
+
+def step_columns(T: int | None, max_steps: int = DEFAULT_MAX_STEPS) -> list[_Col]:
+    """The columns drawn for ``T`` steps: all of them, or first k + ellipsis + last k.
+
+    >>> [c.t or "× " + c.gap for c in step_columns(1000, 6)]
+    ['0', '1', '2', '× 994', '997', '998', '999']
+    >>> [c.t or "× " + c.gap for c in step_columns(None)]
+    ['0', '1', '× (T − 3)', 'T−1']
+    """
+    if T is None:
+        return [_Col("0"), _Col("1"), _Col("", "(T − 3)"), _Col("T−1")]
+    if max_steps >= T:
+        return [_Col(str(t)) for t in range(T)]
+    k = max_steps // 2
+    return ([_Col(str(t)) for t in range(k)] + [_Col("", str(T - 2 * k))]
+            + [_Col(str(t)) for t in range(T - k, T)])
+
+
+# ------------------------------------------------------------------ entry point
+def unroll(obj: Any, T: int | None = None, bs: int | None = None, max_steps: int | None = None,
+           *, batched: bool = True) -> Diagram:
+    """Draw ``obj`` unrolled over time: a recurrent module, a :class:`Conventions` or a ``Trace``.
+
+    >>> import torch.nn as nn
+    >>> src = unroll(nn.GRU(10, 20, batch_first=True), T=5, bs=3).source
+    >>> "input[:, 4]" in src, "(bs=3, emb=10)" in src, "(bs=3, T=5, D*h=20)" in src
+    (True, True, True)
+
+    From a trace the recorded T and bs are used (a cell called in a loop is drawn unrolled over
+    its calls). ``batched=False`` draws the unbatched forms (no ``bs`` dim).
+    """
+    if max_steps is None:
+        max_steps = DEFAULT_MAX_STEPS
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 2:
+        raise SpecError(f"max_steps must be an int >= 2, got {max_steps!r}")
+    for name, v in (("T", T), ("bs", bs)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise SpecError(f"{name} must be a positive int or None, got {v!r}")
+    if bs is not None and not batched:
+        raise SpecError("bs was given with batched=False; unbatched inputs have no bs dim")
+    if isinstance(obj, (nn.Module, Conventions)):
+        conv = conventions(obj)  # SpecError for a module that is not recurrent
+        panels = [Panel(conv, T, bs, batched)]
+        name = conv.kind
+    elif hasattr(obj, "calls"):
+        if T is not None or bs is not None or not batched:
+            raise SpecError("unroll(trace): T, bs and batching come from the trace; do not pass them")
+        panels = panels_from_trace(obj)
+        name = "trace"
+    else:
+        raise SpecError(f"unroll() takes a recurrent nn.Module, a Conventions or a Trace, "
+                        f"got {type(obj).__name__}")
+    return Diagram(to_dot(panels, max_steps), name=name)
+
+
+# ------------------------------------------------------------------ traces (duck-typed)
+def _sizes_from_input(conv: Conventions, info: Any) -> tuple[int | None, int | None, bool]:
+    """T, bs and batched-ness of one recorded input, read through the Conventions' dims."""
+    shape = tuple(info.shape)
+    names = tuple(getattr(info, "names", None) or ())
+    if any(n.startswith("sum(") for n in names):  # a PackedSequence's data: T is not in the shape
+        return None, None, True
+    for batched in (True, False):
+        dims = conv.dims(batched=batched)["input"]
+        if len(dims) == len(shape):
+            T = shape[dims.index("T")] if "T" in dims else None
+            bs = shape[dims.index("bs")] if "bs" in dims else None
+            return T, bs, batched
+    return None, None, True
+
+
+def _bs_from_state(conv: Conventions, calls: Sequence[Any]) -> int | None:
+    for info in getattr(calls[0], "inputs", ()):
+        if info.role == "h_0":
+            dims = conv.dims()["h_0"]
+            if len(dims) == len(info.shape):
+                return int(info.shape[dims.index("bs")])
+    return None
+
+
+def panels_from_trace(trace: Any) -> list[Panel]:
+    """One :class:`Panel` per recurrent module in ``trace`` (in order of first call).
+
+    >>> from types import SimpleNamespace as NS
+    >>> conv = Conventions("GRU", cell=True, input_size=4, hidden_size=8)
+    >>> call = NS(path="cell", type="GRUCell", kind="module", conventions=conv,
+    ...           inputs=[NS(role="input", shape=(2, 4), names=None)], outputs=[])
+    >>> panels_from_trace(NS(calls=[call] * 7))[0].T
+    7
+
+    A cell called repeatedly is one cell unrolled over its calls; a layer called repeatedly is
+    drawn for its first call. Works on anything shaped like ``shapeviz.trace.Trace``.
+    """
+    groups: dict[str, list[Any]] = {}
+    for call in trace.calls:
+        if getattr(call, "kind", "module") != "module" or getattr(call, "conventions", None) is None:
+            continue
+        groups.setdefault(call.path, []).append(call)
+    if not groups:
+        kinds = sorted({f"{c.kind}:{c.type}" for c in trace.calls})[:8]
+        raise SpecError("the trace holds no call of a recurrent module (nn.RNN/LSTM/GRU or a *Cell) "
+                        f"to unroll; it recorded: {', '.join(kinds) or 'nothing'}. Trace a model that "
+                        "uses one, or draw a module directly: sv.unroll(module, T=..., bs=...)")
+    panels = []
+    for path, calls in groups.items():
+        conv: Conventions = calls[0].conventions
+        first = next((i for i in calls[0].inputs if i.role == "input"), None)
+        T, bs, batched = _sizes_from_input(conv, first) if first is not None else (None, None, True)
+        if conv.cell:
+            T = len(calls)
+        if bs is None and batched:
+            bs = _bs_from_state(conv, calls)
+        panels.append(Panel(conv, T, bs, batched, path))
+    return panels
+
+
+# ------------------------------------------------------------------ DOT building blocks
+def _h(text: str) -> str:
+    return escape(text, quote=True)
+
+
+def _table(header: str, rows: Sequence[tuple[str, str]], color: str, *, bold: bool = True,
+           border: int = 1, header_port: str = "") -> str:
+    """An HTML-like label: a coloured header and one row per (port, text)."""
+    hp = f' PORT="{header_port}"' if header_port else ""
+    head = f"<B>{_h(header)}</B>" if bold else _h(header)
+    cells = [f'<TR><TD BGCOLOR="{color}"{hp}>{head}</TD></TR>']
+    for port, text in rows:
+        p = f' PORT="{port}"' if port else ""
+        cells.append(f"<TR><TD{p}>{_h(text)}</TD></TR>")
+    return (f'<<TABLE BORDER="0" CELLBORDER="{border}" CELLSPACING="0" CELLPADDING="3">'
+            + "".join(cells) + "</TABLE>>")
+
+
+def _plural(n: str) -> str:
+    return f"× {n} step" if n == "1" else f"× {n} steps"
+
+
+class _Dot:
+    """Accumulates the lines of one panel; ids are prefixed so panels can share a graph."""
+
+    def __init__(self, prefix: str) -> None:
+        self.p = prefix
+        self.lines: list[str] = []
+
+    def node(self, nid: str, label: str, **attrs: str) -> str:
+        a = "".join(f' {k}="{v}"' for k, v in attrs.items())
+        self.lines.append(f"{self.p}{nid} [label={label}{a}];")
+        return nid
+
+    def edge(self, a: str, b: str, **attrs: str) -> None:
+        at = "".join(f' {k}="{v}"' for k, v in attrs.items())
+        self.lines.append(f"{self.p}{a} -> {self.p}{b}" + (f" [{at.strip()}]" if at else "") + ";")
+
+    def same_rank(self, ids: Sequence[str]) -> None:
+        self.lines.append("{rank=same; " + " ".join(f"{self.p}{i};" for i in ids) + "}")
+
+
+def _strip(exprs: Sequence[str], *drop: str) -> tuple[str, ...]:
+    return tuple(e for e in exprs if e not in drop)
+
+
+# ------------------------------------------------------------------ one panel
+def _panel_lines(panel: Panel, prefix: str, max_steps: int) -> tuple[list[str], list[str]]:
+    """DOT lines of one panel and its caption lines."""
+    c, T, bs, batched = panel.conv, panel.T, panel.bs, panel.batched
+    dims = c.dims(batched=batched)
+    b = c.bindings(T, bs)
+    cols = step_columns(T, max_steps)
+    n_layers = 1 if c.cell else c.num_layers
+    D = 1 if c.cell else c.D
+    lstm = c.is_lstm
+    bf = not c.cell and c.batch_first
+    dot = _Dot(prefix)
+
+    def named(exprs: Sequence[str]) -> str:
+        return format_named(exprs, b)
+
+    # per-step shapes, read from the conventions' dims
+    x_step = _strip(dims["input"], "T")
+    h_key, c_key = ("h_1", "c_1") if c.cell else ("h_n", "c_n")
+    h_step = _strip(dims["h_0"], _STACK)
+    c_step = _strip(dims["c_0"], _STACK) if lstm else ()
+    out_step = h_step if c.cell else _strip(dims["output"], "T")
+    t_pos = dims["input"].index("T") if "T" in dims["input"] else 0
+
+    def index_expr(name: str, t: str) -> str:
+        if c.cell:
+            return f"{name} @ t={t}"
+        return name + "[" + ", ".join([":"] * t_pos + [t]) + "]"
+
+    state_rows: list[tuple[str, str]] = [("h", f"h {named(h_step)}")]
+    if lstm:
+        state_rows.append(("c", f"c {named(c_step)}"))
+    ports = ("h", "c") if lstm else ("h",)
+
+    # ---- rows, bottom to top: input, lanes (+ cat between bidirectional layers), output
+    rows: list[tuple[str, int, int]] = [("in", -1, -1)]
+    for layer in range(n_layers):
+        for d in range(D):
+            rows.append(("lane", layer, d))
+        if D == 2 and layer < n_layers - 1:
+            rows.append(("cat", layer, -1))
+    rows.append(("out", -1, -1))
+
+    def rid(kind: str, layer: int, d: int) -> str:
+        return {"in": "x", "out": "y", "cat": f"k{layer}"}.get(kind, f"l{layer}{'fb'[d]}")
+
+    def cid(r: tuple[str, int, int], i: int) -> str:
+        return f"{rid(*r)}_{i}"
+
+    left: list[str] = []
+    right: list[str] = []
+    for r in rows:
+        kind, layer, d = r
+        row_ids: list[str] = []
+        # left margin: row header (in/out/cat) or the state entering/leaving the lane
+        if kind == "in":
+            lines = [named(dims["input"])]
+            if bf:
+                lines.append("batch_first=True")
+            hdr = "input (each step)" if c.cell else "input"
+            row_ids.append(dot.node("x_l", _table(hdr, [("", s) for s in lines], _COLORS["in"]),
+                                    shape="plain"))
+        elif kind == "out":
+            if c.cell:
+                hdr, lines = "h_1 (each step)", [named(dims["h_1"])]
+            else:
+                hdr, lines = "output", [named(dims["output"])]
+                if bf:
+                    lines.append("batch_first=True")
+                if D == 2:
+                    lines.append("each step = cat(→, ←)")
+            row_ids.append(dot.node("y_l", _table(hdr, [("", s) for s in lines], _COLORS["out"]),
+                                    shape="plain"))
+        elif kind == "cat":
+            row_ids.append(dot.node(f"k{layer}_l", _table(
+                f"layer {layer} output = layer {layer + 1} input",
+                [("", named(out_step)), ("", "= cat(→, ←) per step")], _COLORS["cat"]), shape="plain"))
+        else:
+            row_ids.append(dot.node(f"{rid(*r)}_l", _state_node(c, layer, d, left_side=True,
+                                                                 named=named, h_step=h_step,
+                                                                 c_step=c_step, h_key=h_key,
+                                                                 c_key=c_key), shape="plain"))
+        left.append(row_ids[0])
+        # the time columns
+        for i, col in enumerate(cols):
+            nid = cid(r, i)
+            if col.gap:
+                row_ids.append(dot.node(nid, _gap_label(kind, col.gap, ports), shape="plain",
+                                        group=f"c{i}"))
+                continue
+            if kind == "in":
+                label = _table(index_expr("input", col.t), [("", named(x_step))], _COLORS["in"],
+                               bold=False)
+            elif kind == "out":
+                name = "h_1" if c.cell else "output"
+                label = _table(index_expr(name, col.t), [("", named(out_step))], _COLORS["out"],
+                               bold=False)
+            elif kind == "cat":
+                label = _table(f"cat(→, ←)  t={col.t}", [("", named(out_step))], _COLORS["cat"],
+                               bold=False)
+            else:
+                who = c.kind if c.cell else f"layer {layer}" + (f" {_ARROW[d]}" if D == 2 else "")
+                color = _COLORS["cell" if c.cell else ("fwd", "bwd")[d]]
+                label = _table(f"{who}  t={col.t}", state_rows, color)
+            row_ids.append(dot.node(nid, label, shape="plain", group=f"c{i}"))
+        # right margin: the state leaving (forward) or entering (backward) the lane
+        if kind == "lane":
+            row_ids.append(dot.node(f"{rid(*r)}_r", _state_node(c, layer, d, left_side=False,
+                                                                named=named, h_step=h_step,
+                                                                c_step=c_step, h_key=h_key,
+                                                                c_key=c_key), shape="plain"))
+            right.append(row_ids[-1])
+        dot.same_rank(row_ids)
+        # recurrence along the lane. A backward lane's edges run right to left; they are declared
+        # that way with constraint=false plus an invisible left-to-right edge for the order
+        # (dir=back on flat edges with ports loses its arrowhead in Graphviz 2.43).
+        if kind == "lane":
+            color = _EDGE["cell" if c.cell else ("fwd", "bwd")[d]]
+            g = f"_{_gap_index(cols)}"
+            for a, bnode in itertools.pairwise(row_ids):
+                attrs = {"color": color}
+                if a.endswith(g) or bnode.endswith(g):
+                    attrs["style"] = "dashed"
+                for port in ports:
+                    if d == 0:
+                        dot.edge(f"{a}:{port}:e", f"{bnode}:{port}:w", **attrs)
+                    else:
+                        dot.edge(f"{bnode}:{port}:w", f"{a}:{port}:e", constraint="false", **attrs)
+                if d == 1:
+                    dot.edge(a, bnode, style="invis")
+        else:  # keep header + columns in order
+            for a, bnode in itertools.pairwise(row_ids):
+                dot.edge(a, bnode, style="invis")
+
+    # ---- data flowing up each column
+    for i, col in enumerate(cols):
+        style = {"style": "dashed"} if col.gap else {}
+        for j, r in enumerate(rows):
+            kind, layer, d = r
+            # rankdir=TB with the top row first: data edges are declared downwards, drawn upwards
+            if kind == "lane":
+                if layer == 0:
+                    src = rows[0]
+                elif D == 2:
+                    src = ("cat", layer - 1, -1)
+                else:
+                    src = ("lane", layer - 1, 0)
+                weight = "8" if rows.index(src) == j - 1 else "0"
+                dot.edge(cid(r, i), cid(src, i), dir="back", weight=weight, **style)
+            elif kind in ("cat", "out"):
+                top = layer if kind == "cat" else n_layers - 1
+                for dd in range(D):
+                    src = ("lane", top, dd)
+                    weight = "8" if rows.index(src) == j - 1 else "0"
+                    dot.edge(cid(r, i), cid(src, i), dir="back", weight=weight, **style)
+            if j > 0 and not _adjacent_edge(rows, j):  # keep the column straight
+                dot.edge(cid(r, i), cid(rows[j - 1], i), style="invis", weight="8")
+    # keep the margins aligned
+    for side in (left, right):
+        for a, bnode in itertools.pairwise(side):
+            dot.edge(bnode, a, style="invis")
+
+    caption = _caption(panel, dims, b)
+    return dot.lines, caption
+
+
+def _gap_index(cols: Sequence[_Col]) -> int:
+    return next((i for i, col in enumerate(cols) if col.gap), -1)
+
+
+def _adjacent_edge(rows: Sequence[tuple[str, int, int]], j: int) -> bool:
+    """Whether a real edge already joins row j-1 to row j in every column."""
+    lower, upper = rows[j - 1], rows[j]
+    if upper[0] == "lane":
+        if upper[1] == 0:
+            return lower[0] == "in"
+        return lower[0] in ("cat", "lane") and (lower[0] == "cat" or lower[1] == upper[1] - 1)
+    if upper[0] in ("cat", "out"):
+        return lower[0] == "lane"
+    return False
+
+
+def _gap_label(kind: str, gap: str, ports: Sequence[str]) -> str:
+    if kind == "lane":
+        # same rows and borders as a step cell (borders transparent), so the lane edges stay level
+        rows = "".join(f'<TR><TD PORT="{p}" COLOR="transparent">⋯</TD></TR>' for p in ports)
+        return ('<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="3">'
+                f'<TR><TD COLOR="transparent"> </TD></TR>{rows}</TABLE>>')
+    return (f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3">'
+            f"<TR><TD>⋯</TD></TR><TR><TD><I>{_h(_plural(gap))}</I></TD></TR></TABLE>>")
+
+
+def _state_node(c: Conventions, layer: int, d: int, *, left_side: bool, named: Any,
+                h_step: Sequence[str], c_step: Sequence[str], h_key: str, c_key: str) -> str:
+    """The initial state (entering) or final state (leaving) of one lane, with its stack index."""
+    entering = left_side == (d == 0)  # forward lanes start on the left, backward on the right
+    if c.cell:
+        h_name, c_name = ("h_0", "c_0") if entering else (h_key, c_key)
+        header = "hx (initial state)" if entering else "state after the last step"
+        rows = [("h", f"{h_name} {named(h_step)}")]
+        if c.is_lstm:
+            rows.append(("c", f"{c_name} {named(c_step)}"))
+        return _table(header, rows, _COLORS["cell"])
+    idx = layer * c.D + d  # torch's stacking of h_0/h_n: index = layer*D + direction
+    h_name, c_name = ("h_0", "c_0") if entering else (h_key, c_key)
+    where = f"layer {layer}" + (f", {_DIRECTION[d]}" if c.D == 2 else "")
+    if c.is_lstm:
+        header = f"[{idx}] = {where}"
+        rows = [("h", f"{h_name}[{idx}] {named(h_step)}"), ("c", f"{c_name}[{idx}] {named(c_step)}")]
+    else:
+        header = f"{h_name}[{idx}] = {where}"
+        rows = [("h", named(h_step))]
+    return _table(header, rows, _COLORS[("fwd", "bwd")[d]])
+
+
+def _caption(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | None]) -> list[str]:
+    c = panel.conv
+    title = (f"{panel.path}: " if panel.path else "") + c.label
+    sizes = []
+    sizes.append(f"T={panel.T}" if panel.T is not None else "T unknown")
+    if panel.batched:
+        sizes.append(f"bs={panel.bs}" if panel.bs is not None else "bs unknown")
+    else:
+        sizes.append("unbatched (no bs dim)")
+    lines = [f"{title}   unrolled over time: {', '.join(sizes)}"]
+    if c.cell:
+        lines.append(f"one {c.kind} called once per step: input {format_named(dims['input'], b)}, "
+                     f"h {format_named(dims['h_0'], b)}" + (f", c {format_named(dims['c_0'], b)}"
+                                                             if c.is_lstm else ""))
+        return lines
+    lines.append(f"input {format_named(dims['input'], b)}  ->  output {format_named(dims['output'], b)}")
+    state = f"h_0, h_n {format_named(dims['h_0'], b)}"
+    if c.is_lstm:
+        state += f";  c_0, c_n {format_named(dims['c_0'], b)}"
+    lines.append(state + ";  stacked index = layer*D + direction")
+    if c.batch_first:
+        lines.append("batch_first=True applies to input and output only: "
+                     "h_0, h_n" + (", c_0, c_n" if c.is_lstm else "") + " are never batch-first")
+    return lines
+
+
+def _label_text(lines: Sequence[str]) -> str:
+    return "<" + "<BR ALIGN=\"LEFT\"/>".join(_h(s) for s in lines) + "<BR ALIGN=\"LEFT\"/>>"
+
+
+def to_dot(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS) -> str:
+    """DOT text for the panels: one graph, one cluster per panel when there are several.
+
+    >>> import torch.nn as nn
+    >>> to_dot([Panel(conventions(nn.RNN(4, 8)), T=3, bs=2)]).splitlines()[0]
+    'digraph unroll {'
+    """
+    out = ["digraph unroll {",
+           f'graph [rankdir=TB newrank=true nodesep=0.3 ranksep=0.45 fontname="{_FONT}" fontsize=14 '
+           'labelloc=t labeljust=l outputorder=edgesfirst];',
+           f'node [fontname="{_FONT}" fontsize=12];',
+           f'edge [fontname="{_FONT}" arrowsize=0.7];']
+    for n, panel in enumerate(panels):
+        prefix = f"p{n}_" if len(panels) > 1 else ""
+        lines, caption = _panel_lines(panel, prefix, max_steps)
+        if len(panels) > 1:
+            out.append(f"subgraph cluster_{n} {{")
+            out.append(f"label={_label_text(caption)}; color=\"#999999\";")
+            out.extend(lines)
+            out.append("}")
+        else:
+            out.append(f"label={_label_text(caption)};")
+            out.extend(lines)
+    out.append("}")
+    return "\n".join(out) + "\n"
