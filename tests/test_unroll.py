@@ -1,0 +1,343 @@
+"""Tests of unroll(): golden DOT files, and the structural facts the pictures claim.
+
+Regenerate the goldens with ``SHAPEVIZ_REGEN_GOLDEN=1 pytest tests/test_unroll.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from types import SimpleNamespace as NS
+from typing import Any
+
+import pytest
+import torch
+import torch.nn as nn
+
+from shapeviz._errors import SpecError
+from shapeviz.conventions import Conventions, conventions
+from shapeviz.render.unroll import Panel, panels_from_trace, step_columns, to_dot, unroll
+
+GOLDEN = Path(__file__).parent / "golden" / "unroll"
+REGEN = os.environ.get("SHAPEVIZ_REGEN_GOLDEN") == "1"
+
+
+def check_golden(name: str, source: str) -> None:
+    path = GOLDEN / f"{name}.dot"
+    if REGEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(source, encoding="utf-8")
+        return
+    assert path.exists(), f"missing golden {path}; create it with SHAPEVIZ_REGEN_GOLDEN=1"
+    expected = path.read_text(encoding="utf-8")
+    assert source == expected, f"{name}: DOT differs from {path} (SHAPEVIZ_REGEN_GOLDEN=1 to update)"
+
+
+# ------------------------------------------------------------------ parsing the DOT we produce
+_NODE = re.compile(r"^(\w+) \[label=<(.*)> shape=\"plain\"", re.M)
+_EDGE = re.compile(r"^(\w+)(?::\w+)*(?::[nsew])? -> (\w+)(?::\w+)*(?::[nsew])?(?: \[(.*)\])?;$", re.M)
+
+
+def labels(src: str) -> dict[str, str]:
+    """Node id -> its label text (HTML tags dropped, rows joined by ' | ')."""
+    out = {}
+    for nid, html in _NODE.findall(src):
+        rows = [re.sub(r"<[^>]+>", "", r) for r in re.findall(r"<TD[^>]*>(.*?)</TD>", html)]
+        out[nid] = " | ".join(r.replace("&gt;", ">").replace("&lt;", "<").replace("&amp;", "&")
+                              for r in rows)
+    return out
+
+
+def edges(src: str) -> list[tuple[str, str, str]]:
+    return [(a, b, attrs or "") for a, b, attrs in _EDGE.findall(src)]
+
+
+def visible_edges(src: str) -> list[tuple[str, str, str]]:
+    return [e for e in edges(src) if "invis" not in e[2]]
+
+
+# ------------------------------------------------------------------ goldens
+LAYER_CASES = [(cls, layers, bidir, bf)
+               for cls in (nn.RNN, nn.GRU, nn.LSTM)
+               for layers in (1, 2, 3)
+               for bidir in (False, True)
+               for bf in (False, True)]
+
+
+@pytest.mark.parametrize(("cls", "layers", "bidir", "bf"), LAYER_CASES,
+                         ids=[f"{c.__name__}-L{n}-{'bi' if b else 'uni'}-{'bf' if f else 'sf'}"
+                              for c, n, b, f in LAYER_CASES])
+def test_golden_layers(cls: type[nn.Module], layers: int, bidir: bool, bf: bool) -> None:
+    m = cls(10, 20, num_layers=layers, bidirectional=bidir, batch_first=bf)
+    name = f"{cls.__name__.lower()}_l{layers}_{'bi' if bidir else 'uni'}_{'bf' if bf else 'sf'}"
+    check_golden(name, unroll(m, T=3, bs=2).source)
+
+
+OTHER_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
+    "lstm_proj": (nn.LSTM(10, 20, proj_size=5, num_layers=2), {"T": 4, "bs": 3}),
+    "lstm_proj_bi_bf": (nn.LSTM(10, 20, proj_size=5, bidirectional=True, batch_first=True),
+                        {"T": 3, "bs": 3}),
+    "rnncell": (nn.RNNCell(10, 20), {"T": 4, "bs": 3}),
+    "grucell": (nn.GRUCell(10, 20), {"T": 4, "bs": 3}),
+    "lstmcell": (nn.LSTMCell(10, 20), {"T": 5, "bs": 3}),
+    "lstmcell_unbatched": (nn.LSTMCell(10, 20), {"T": 3, "batched": False}),
+    "rnn_collapsed_T1000": (nn.RNN(10, 20), {"T": 1000, "bs": 3}),
+    "lstm_bi_collapsed_T50_max4": (nn.LSTM(10, 20, bidirectional=True, num_layers=2),
+                                   {"T": 50, "bs": 3, "max_steps": 4}),
+    "gru_unbatched_bi": (nn.GRU(10, 20, bidirectional=True), {"T": 3, "batched": False}),
+    "lstm_symbolic": (nn.LSTM(10, 20), {}),
+    "conventions_gru": (Conventions("GRU", cell=False, input_size=8, hidden_size=16), {"T": 2, "bs": 1}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_CASES))
+def test_golden_other(name: str) -> None:
+    obj, kw = OTHER_CASES[name]
+    check_golden(name, unroll(obj, **kw).source)
+
+
+def test_golden_trace_stand_in() -> None:
+    check_golden("trace_two_modules", unroll(two_module_trace()).source)
+
+
+# ------------------------------------------------------------------ structure
+@pytest.mark.parametrize("cls", [nn.RNN, nn.GRU, nn.LSTM])
+def test_state_index_labels_match_torch_layout(cls: type[nn.Module]) -> None:
+    """h_n[layer*D + direction]: check the drawn labels against what torch actually returns."""
+    torch.manual_seed(0)
+    L, T, bs, h = 3, 4, 2, 5
+    m = cls(3, h, num_layers=L, bidirectional=True).eval()
+    x = torch.randn(T, bs, 3)
+    with torch.no_grad():
+        out, state = m(x)
+    h_n = state[0] if cls is nn.LSTM else state
+    # top layer: the forward lane's last step and the backward lane's first step are in output
+    top = L - 1
+    torch.testing.assert_close(h_n[top * 2 + 0], out[-1, :, :h])
+    torch.testing.assert_close(h_n[top * 2 + 1], out[0, :, h:])
+    # every layer: a 1-layer module with that layer's weights reproduces h_n[2l], h_n[2l+1]
+    inp = x
+    for layer in range(L):
+        one = cls(inp.shape[-1], h, bidirectional=True).eval()
+        with torch.no_grad():
+            for name, p in one.named_parameters():
+                p.copy_(getattr(m, name.replace("_l0", f"_l{layer}")))
+            o1, s1 = one(inp)
+        h1 = s1[0] if cls is nn.LSTM else s1
+        torch.testing.assert_close(h_n[layer * 2], h1[0])
+        torch.testing.assert_close(h_n[layer * 2 + 1], h1[1])
+        inp = o1
+    lab = labels(unroll(m, T=T, bs=bs).source)
+    for layer in range(L):
+        fwd_out, bwd_out = lab[f"l{layer}f_r"], lab[f"l{layer}b_l"]  # forward leaves right, backward left
+        fwd_in, bwd_in = lab[f"l{layer}f_l"], lab[f"l{layer}b_r"]
+        if cls is nn.LSTM:
+            assert f"[{2 * layer}] = layer {layer}, forward" in fwd_out
+            assert f"h_n[{2 * layer}] (bs=2, h=5)" in fwd_out and f"c_n[{2 * layer}]" in fwd_out
+            assert f"h_n[{2 * layer + 1}] (bs=2, h=5)" in bwd_out
+            assert f"c_0[{2 * layer + 1}]" in bwd_in and f"h_0[{2 * layer}]" in fwd_in
+        else:
+            assert fwd_out.startswith(f"h_n[{2 * layer}] = layer {layer}, forward")
+            assert bwd_out.startswith(f"h_n[{2 * layer + 1}] = layer {layer}, backward")
+            assert fwd_in.startswith(f"h_0[{2 * layer}] = layer {layer}, forward")
+            assert bwd_in.startswith(f"h_0[{2 * layer + 1}] = layer {layer}, backward")
+
+
+def test_example_label_from_the_issue() -> None:
+    src = unroll(nn.GRU(4, 6, num_layers=2, bidirectional=True), T=2, bs=3).source
+    assert "h_n[3] = layer 1, backward" in labels(src)["l1b_l"]
+
+
+def _col(node: str) -> float:
+    suffix = node.rsplit("_", 1)[1]
+    return {"l": -1.0, "r": 1e9}.get(suffix, float(suffix) if suffix.isdigit() else 0.0)
+
+
+def test_lanes_run_the_right_way() -> None:
+    src = unroll(nn.LSTM(3, 4, num_layers=2, bidirectional=True), T=4, bs=2).source
+    lane = [(a, b) for a, b, _ in visible_edges(src) if a[:3] == b[:3] and re.match(r"l\d[fb]", a)]
+    fwd = [(a, b) for a, b in lane if a[2] == "f"]
+    bwd = [(a, b) for a, b in lane if a[2] == "b"]
+    # 2 layers x (4 steps + 1) links x 2 ports (h and c)
+    assert len(fwd) == len(bwd) == 2 * 5 * 2
+    assert all(_col(a) < _col(b) for a, b in fwd)
+    assert all(_col(a) > _col(b) for a, b in bwd)
+    # inputs feed both lanes of layer 0; both lanes of layer 0 feed the concatenation
+    ups = {(b, a) for a, b, attrs in visible_edges(src) if "back" in attrs}  # declared downwards
+    assert {("x_1", "l0f_1"), ("x_1", "l0b_1"), ("l0f_1", "k0_1"), ("l0b_1", "k0_1"),
+            ("k0_1", "l1f_1"), ("k0_1", "l1b_1"), ("l1f_1", "y_1"), ("l1b_1", "y_1")} <= ups
+
+
+def test_lstm_draws_h_and_c_and_proj_sizes() -> None:
+    src = unroll(nn.LSTM(10, 20, proj_size=5), T=3, bs=4).source
+    lab = labels(src)
+    assert lab["l0f_1"] == "layer 0  t=1 | h (bs=4, proj=5) | c (bs=4, h=20)"
+    assert lab["y_1"] == "output[1] | (bs=4, D*proj=5)"
+    ports = {re.search(r":(h|c):", line).group(1) for line in src.splitlines()
+             if line.startswith("l0f_0:") and "->" in line}
+    assert ports == {"h", "c"}
+
+
+def test_every_tensor_has_named_shape() -> None:
+    c = Conventions("GRU", cell=False, input_size=10, hidden_size=20, num_layers=2, bidirectional=True)
+    lab = labels(unroll(c, T=3, bs=7).source)
+    named = re.compile(r"\((\w+(\*\w+)?=\d+(, )?)+\)")
+    for nid, text in lab.items():
+        if "⋯" in text:
+            continue
+        assert named.search(text), f"{nid}: {text!r} shows no named shape"
+    assert lab["x_l"] == f"input | {c.named('input', T=3, bs=7)}"
+    assert lab["y_l"].startswith(f"output | {c.named('output', T=3, bs=7)}")
+
+
+def test_batch_first_on_input_and_output_only() -> None:
+    src = unroll(nn.GRU(10, 20, batch_first=True), T=3, bs=2).source
+    lab = labels(src)
+    assert lab["x_0"] == "input[:, 0] | (bs=2, emb=10)"
+    assert lab["y_2"] == "output[:, 2] | (bs=2, D*h=20)"
+    assert "batch_first=True" in lab["x_l"] and "(bs=2, T=3, emb=10)" in lab["x_l"]
+    assert "h_n are never batch-first" in src
+    assert "(layers*D=1, bs=2, h=20)" in src
+
+
+def test_unbatched_has_no_bs() -> None:
+    src = unroll(nn.LSTM(10, 20, bidirectional=True), T=3, batched=False).source
+    assert "bs" not in "".join(labels(src).values())
+    assert "(T=3, emb=10)" in src and "(layers*D=2, h=20)" in src and "unbatched" in src
+
+
+def test_collapse_keeps_dot_size_constant() -> None:
+    m = nn.LSTM(4, 8, num_layers=2, bidirectional=True)
+    sizes = {}
+    for T in (7, 10, 1000, 10**6):
+        src = unroll(m, T=T, bs=2).source
+        sizes[T] = (len(labels(src)), len(edges(src)), src.count("\n"))
+        assert f"× {T - 6} step" in src
+        assert f"t={T - 1}" in src and "t=2" in src and "t=3<" not in src
+    assert len(set(sizes.values())) == 1
+    assert len(src) < 30_000
+    assert "× 1 step<" in unroll(m, T=7, bs=2).source  # singular
+
+
+def test_collapse_threshold_and_max_steps() -> None:
+    assert len(step_columns(6, 6)) == 6
+    assert [c.t or c.gap for c in step_columns(7, 6)] == ["0", "1", "2", "1", "4", "5", "6"]
+    assert [c.t or c.gap for c in step_columns(10, 2)] == ["0", "8", "9"]
+    src = unroll(nn.RNN(3, 4), T=9, bs=1, max_steps=8).source
+    assert "× 1 step" in src and "t=3" in src and "t=5" in src and "t=4<" not in src
+
+
+def test_deterministic_and_independent_of_object_identity() -> None:
+    a = unroll(nn.GRU(5, 6, num_layers=2), T=3, bs=2).source
+    b = unroll(nn.GRU(5, 6, num_layers=2), T=3, bs=2).source
+    assert a == b
+    assert not re.search(r"0x[0-9a-f]{6,}", a)
+
+
+def test_cell_unrolled_as_one_cell() -> None:
+    lab = labels(unroll(nn.GRUCell(3, 4), T=3, bs=2).source)
+    assert [lab[f"l0f_{i}"] for i in range(3)] == [f"GRUCell  t={i} | h (bs=2, h=4)" for i in range(3)]
+    assert lab["l0f_l"].startswith("hx (initial state) | h_0 (bs=2, h=4)")
+    assert lab["y_0"] == "h_1 @ t=0 | (bs=2, h=4)"
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"T": 0}, "T must be a positive int"),
+    ({"bs": -1}, "bs must be a positive int"),
+    ({"T": 2.5}, "T must be a positive int"),
+    ({"max_steps": 1}, "max_steps must be an int >= 2"),
+    ({"bs": 2, "batched": False}, "unbatched inputs have no bs"),
+])
+def test_bad_arguments(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(SpecError, match=match):
+        unroll(nn.RNN(3, 4), **kwargs)
+
+
+def test_not_recurrent() -> None:
+    with pytest.raises(SpecError, match="not a recurrent module"):
+        unroll(nn.Linear(3, 4), T=2)
+    with pytest.raises(SpecError, match=r"takes a recurrent nn\.Module"):
+        unroll("LSTM", T=2)
+
+
+# ------------------------------------------------------------------ traces: stand-ins
+def info(role: str, shape: tuple[int, ...], names: tuple[str, ...] | None = None) -> NS:
+    return NS(role=role, shape=shape, names=names)
+
+
+def call(path: str, mod: nn.Module | None, inputs: list[NS], outputs: list[NS] = (),
+         kind: str = "module", type_: str = "") -> NS:
+    return NS(path=path, type=type_ or type(mod).__name__, kind=kind,
+              conventions=conventions(mod) if mod is not None else None,
+              inputs=inputs, outputs=list(outputs))
+
+
+def two_module_trace() -> NS:
+    enc = nn.LSTM(10, 20, batch_first=True)
+    dec = nn.GRUCell(20, 20)
+    calls = [call("", None, [info("", (3, 9, 10))], type_="Seq2Seq"),
+             call("encoder", enc, [info("input", (3, 9, 10))], [info("output", (3, 9, 20))])]
+    calls += [call("decoder", dec, [info("input", (3, 20)), info("h_0", (3, 20))],
+                   [info("h_1", (3, 20))]) for _ in range(4)]
+    calls.append(call("decoder.0", None, [info("", (3, 20))], kind="op", type_="linear"))
+    return NS(calls=calls)
+
+
+def test_trace_stand_in_sizes_and_cells() -> None:
+    panels = panels_from_trace(two_module_trace())
+    assert [(p.path, p.conv.kind, p.T, p.bs, p.batched) for p in panels] == [
+        ("encoder", "LSTM", 9, 3, True), ("decoder", "GRUCell", 4, 3, True)]
+    src = unroll(two_module_trace()).source
+    assert "subgraph cluster_0" in src and "subgraph cluster_1" in src
+    assert "encoder: LSTM(10, 20, batch_first=True)" in src
+    assert "p1_l0f_3" in src and "p1_l0f_4 " not in src
+
+
+def test_trace_stand_in_unbatched_and_packed() -> None:
+    gru = nn.GRU(4, 6)
+    p = panels_from_trace(NS(calls=[call("rnn", gru, [info("input", (7, 4))])]))[0]
+    assert (p.T, p.bs, p.batched) == (7, None, False)
+    packed = call("rnn", gru, [info("input", (12, 4), ("sum(lengths)", "emb")), info("h_0", (1, 5, 6))])
+    p = panels_from_trace(NS(calls=[packed]))[0]
+    assert (p.T, p.bs, p.batched) == (None, 5, True)
+
+
+def test_trace_without_recurrent_module() -> None:
+    t = NS(calls=[call("fc", None, [info("", (2, 3))], kind="op", type_="linear")])
+    with pytest.raises(SpecError, match="no call of a recurrent module"):
+        unroll(t)
+    with pytest.raises(SpecError, match="come from the trace"):
+        unroll(two_module_trace(), T=3)
+
+
+def test_to_dot_single_panel_has_no_cluster() -> None:
+    src = to_dot([Panel(conventions(nn.RNNCell(2, 3)), T=2, bs=1)])
+    assert "cluster" not in src and src.startswith("digraph unroll {")
+
+
+# ------------------------------------------------------------------ traces: the real thing
+def test_real_trace_lstmcell_loop_and_lstm() -> None:
+    trace_mod = pytest.importorskip("shapeviz.trace")
+
+    class Loop(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = nn.LSTMCell(10, 20)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = c = torch.zeros(x.shape[1], 20)
+            for x_t in x:
+                h, c = self.cell(x_t, (h, c))
+            return h
+
+    t = trace_mod.trace(Loop(), torch.randn(7, 3, 10))
+    src = unroll(t).source
+    lab = labels(src)
+    assert "T=7, bs=3" in src
+    assert lab["l0f_0"] == "LSTMCell  t=0 | h (bs=3, h=20) | c (bs=3, h=20)"
+    assert "× 1 step" in src
+
+    lstm = nn.LSTM(10, 20, num_layers=2, bidirectional=True, batch_first=True)
+    src = unroll(trace_mod.trace(lstm, torch.randn(3, 5, 10))).source
+    assert "T=5, bs=3" in src and "input[:, 4]" in src and "h_n[3]" in src
