@@ -1,0 +1,152 @@
+"""Tests of the rendering backends: system dot, graphviz-pure, none (a clear error)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch.nn as nn
+
+from shapeviz._errors import MissingBackendError, SpecError
+from shapeviz.render import backend as be
+from shapeviz.render.backend import Diagram, find_backend, run_dot
+from shapeviz.render.unroll import unroll
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SYSTEM_DOT = shutil.which("dot")
+GRAPHVIZ_PURE = shutil.which("graphviz-pure") or shutil.which(
+    "graphviz-pure", path=str(be._python_bin_dir()))
+
+
+@pytest.fixture
+def diagram() -> Diagram:
+    return unroll(nn.LSTM(4, 6, bidirectional=True), T=3, bs=2)
+
+
+@pytest.fixture
+def only_graphviz_pure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """PATH holds graphviz-pure and nothing else (no system dot)."""
+    if GRAPHVIZ_PURE is None:
+        pytest.skip("graphviz-pure is not installed")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "graphviz-pure").symlink_to(GRAPHVIZ_PURE)
+    monkeypatch.setenv("PATH", str(bindir))
+    monkeypatch.delenv(be.ENV_VAR, raising=False)
+    return bindir
+
+
+@pytest.fixture
+def no_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(be, "_python_bin_dir", lambda: empty)
+    monkeypatch.delenv(be.ENV_VAR, raising=False)
+
+
+# ------------------------------------------------------------------ graphviz-pure (dot hidden)
+def test_graphviz_pure_is_found_without_dot(only_graphviz_pure: Path) -> None:
+    b = find_backend()
+    assert b is not None and b.kind == "graphviz-pure"
+    assert shutil.which("dot") is None
+
+
+def test_graphviz_pure_renders_svg_and_png(only_graphviz_pure: Path, diagram: Diagram,
+                                           tmp_path: Path) -> None:
+    svg = diagram.render(tmp_path / "d.svg")
+    text = svg.read_text(encoding="utf-8")
+    assert text.lstrip().startswith("<?xml") and "<svg" in text
+    assert "[1] = layer 0, backward" in text and "h_n[1] (bs=2, h=6)" in text
+    png = diagram.render(tmp_path / "d.png")
+    assert png.read_bytes().startswith(PNG_MAGIC) and png.stat().st_size > 5_000
+
+
+def test_graphviz_pure_next_to_python_when_not_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        diagram: Diagram) -> None:
+    if GRAPHVIZ_PURE is None:
+        pytest.skip("graphviz-pure is not installed")
+    bindir = tmp_path / "venv-bin"
+    bindir.mkdir()
+    (bindir / "graphviz-pure").symlink_to(GRAPHVIZ_PURE)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(be, "_python_bin_dir", lambda: bindir)
+    monkeypatch.delenv(be.ENV_VAR, raising=False)
+    b = find_backend()
+    assert b is not None and b.kind == "graphviz-pure" and b.path.startswith(str(bindir))
+    assert diagram.pipe("svg").startswith(b"<?xml")
+
+
+# ------------------------------------------------------------------ system dot
+@pytest.mark.skipif(SYSTEM_DOT is None, reason="no system Graphviz dot on PATH")
+def test_system_dot_is_preferred(diagram: Diagram, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(be.ENV_VAR, raising=False)
+    b = find_backend()
+    assert b is not None and b.kind == "dot" and b.path == SYSTEM_DOT
+    assert diagram.render(tmp_path / "d.png").read_bytes().startswith(PNG_MAGIC)
+    assert b"<svg" in diagram.pipe("svg")
+
+
+def test_env_var_picks_the_program(only_graphviz_pure: Path, monkeypatch: pytest.MonkeyPatch,
+                                   diagram: Diagram) -> None:
+    monkeypatch.setenv(be.ENV_VAR, str(only_graphviz_pure / "graphviz-pure"))
+    b = find_backend()
+    assert b is not None and b.kind == "env"
+    assert diagram.pipe("svg").startswith(b"<?xml")
+    monkeypatch.setenv(be.ENV_VAR, "no-such-dot-program")
+    with pytest.raises(MissingBackendError, match=r"SHAPEVIZ_DOT='no-such-dot-program'"):
+        find_backend()
+
+
+# ------------------------------------------------------------------ no backend
+def test_missing_backend_error_says_how_to_install(no_backend: None, diagram: Diagram,
+                                                   tmp_path: Path) -> None:
+    assert find_backend() is None
+    with pytest.raises(MissingBackendError) as err:
+        diagram.render(tmp_path / "d.svg")
+    msg = str(err.value)
+    for how in ("apt-get install graphviz", "brew install graphviz", "pip install graphviz-pure"):
+        assert how in msg
+    assert not (tmp_path / "d.svg").exists()
+    assert "digraph unroll" in diagram.source  # the DOT text needs no program
+
+
+def test_jupyter_bundle(no_backend: None, diagram: Diagram, monkeypatch: pytest.MonkeyPatch,
+                        only_graphviz_pure: Path) -> None:
+    bundle = diagram._repr_mimebundle_()
+    assert bundle["text/plain"] == diagram.source
+    assert bundle["image/svg+xml"].lstrip().startswith("<?xml")
+
+
+def test_jupyter_bundle_without_backend(no_backend: None, diagram: Diagram) -> None:
+    bundle = diagram._repr_mimebundle_()
+    assert bundle == {"text/plain": diagram.source}
+
+
+# ------------------------------------------------------------------ formats and failures
+@pytest.mark.parametrize("name", ["d.pdf", "d.jpg", "d"])
+def test_bad_suffix_lists_valid_formats(name: str, diagram: Diagram, tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="valid formats: svg, png"):
+        diagram.render(tmp_path / name)
+
+
+def test_explicit_format_and_uppercase_suffix(only_graphviz_pure: Path, diagram: Diagram,
+                                              tmp_path: Path) -> None:
+    assert diagram.render(tmp_path / "D.SVG").read_bytes().lstrip().startswith(b"<?xml")
+    out = diagram.render(tmp_path / "picture.bin", format="png")
+    assert out.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_layout_program_failure_is_reported(only_graphviz_pure: Path) -> None:
+    with pytest.raises(Exception, match="failed") as err:
+        run_dot("digraph { a -> }", "svg")
+    assert not isinstance(err.value, MissingBackendError)
+
+
+def test_repr_is_short(diagram: Diagram) -> None:
+    assert repr(diagram).startswith("<Diagram 'LSTM': ") and str(diagram) == diagram.source
+    assert os.linesep not in repr(diagram)
