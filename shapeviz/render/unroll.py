@@ -294,13 +294,13 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int) -> tuple[list[str], 
                 if bf:
                     lines.append("batch_first=True")
                 if D == 2:
-                    lines.append("each step = cat(→, ←)")
+                    lines.append("each step = cat(forward, backward)")
             row_ids.append(dot.node("y_l", _table(hdr, [("", s) for s in lines], _COLORS["out"]),
                                     shape="plain"))
         elif kind == "cat":
             row_ids.append(dot.node(f"k{layer}_l", _table(
                 f"layer {layer} output = layer {layer + 1} input",
-                [("", named(out_step)), ("", "= cat(→, ←) per step")], _COLORS["cat"]), shape="plain"))
+                [("", named(out_step)), ("", "each step = cat(forward, backward)")], _COLORS["cat"]), shape="plain"))
         else:
             row_ids.append(dot.node(f"{rid(*r)}_l", _state_node(c, layer, d, left_side=True,
                                                                  named=named, h_step=h_step,
@@ -360,7 +360,11 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int) -> tuple[list[str], 
 
     # ---- data flowing up each column
     for i, col in enumerate(cols):
-        style = {"style": "dashed"} if col.gap else {}
+        if col.gap:  # the ellipsis column: no data edges, just a straight invisible spine
+            for j in range(1, len(rows)):
+                dot.edge(cid(rows[j], i), cid(rows[j - 1], i), style="invis", weight="8")
+            continue
+        style: dict[str, str] = {}
         for j, r in enumerate(rows):
             kind, layer, d = r
             # rankdir=TB with the top row first: data edges are declared downwards, drawn upwards
@@ -412,8 +416,9 @@ def _gap_label(kind: str, gap: str, ports: Sequence[str]) -> str:
         rows = "".join(f'<TR><TD PORT="{p}" COLOR="transparent">⋯</TD></TR>' for p in ports)
         return ('<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="3">'
                 f'<TR><TD COLOR="transparent"> </TD></TR>{rows}</TABLE>>')
+    note = f"<TR><TD><I>{_h(_plural(gap))}</I></TD></TR>" if kind in ("in", "out") else ""
     return (f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3">'
-            f"<TR><TD>⋯</TD></TR><TR><TD><I>{_h(_plural(gap))}</I></TD></TR></TABLE>>")
+            f"<TR><TD>⋯</TD></TR>{note}</TABLE>>")
 
 
 def _state_node(c: Conventions, layer: int, d: int, *, left_side: bool, named: Any,
