@@ -77,7 +77,7 @@ def bind(args: tuple, kwargs: dict[str, Any]) -> tuple[Any, Any]:
     return x, hx
 
 
-def _state_ok(s: Tensor, want_nd: int, lead: int, bs: int, last: int, x: Tensor) -> bool:
+def _state_ok(s: Tensor, want_nd: int, lead: int, bs: int, last: int, x: Tensor, any_dtype: bool = False) -> bool:
     if not isinstance(s, Tensor):
         return False
     sh = s.shape
@@ -89,7 +89,7 @@ def _state_ok(s: Tensor, want_nd: int, lead: int, bs: int, last: int, x: Tensor)
             return False
     elif len(sh) != 1 or sh[0] != last:
         return False
-    return s.dtype == x.dtype and s.device == x.device
+    return (any_dtype or s.dtype == x.dtype) and s.device == x.device
 
 
 def fast_ok(module: torch.nn.Module, s: Spec, x: Any, hx: Any) -> bool:
@@ -144,7 +144,7 @@ def fast_ok(module: torch.nn.Module, s: Spec, x: Any, hx: Any) -> bool:
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             return False
         return (_state_ok(hx[0], want, lead, bs, s.hh, x)
-                and _state_ok(hx[1], want, lead, bs, s.hc, x))
+                and _state_ok(hx[1], want, lead, bs, s.hc, x, s.cell))
     return _state_ok(hx, want, lead, bs, s.hh, x)
 
 

@@ -79,7 +79,7 @@ def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor, ref_name: str) -> S
             detail = f"got integer {t.dtype} data: token ids must be embedded or one-hot encoded first"
         else:
             hint = [f"{_short(arg)} = {_short(arg)}.to({ref.dtype})  # or {c.var}.to({t.dtype})"]
-            detail = f"dtype {t.dtype} does not match the {ref_name}' dtype {ref.dtype}"
+            detail = f"dtype {t.dtype} does not match the dtype of the {ref_name}, {ref.dtype}"
         return c.err("dtype", arg, t, hint, detail, expected=f"{c.named(arg)} of dtype {ref.dtype}")
     if t.device != ref.device:
         return c.err("device", arg, t, [f"{_short(arg)} = {_short(arg)}.to({str(ref.device)!r})"],

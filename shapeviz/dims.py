@@ -128,7 +128,7 @@ def format_named(exprs: Sequence[str], sizes: Mapping[str, int | None]) -> str:
     for e in exprs:
         value = expr_size(e, sizes)
         parts.append(e if value is None else f"{e}={value}")
-    return "(" + ", ".join(parts) + ")"
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
 
 
 def format_shape(shape: Sequence[int]) -> str:

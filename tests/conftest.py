@@ -1,0 +1,39 @@
+"""Shared fixtures: every test starts and ends with no shapeviz hook or patch installed."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+import shapeviz as sv
+
+
+def count_global_state() -> int:
+    """Hooks and patches shapeviz could have left behind, across torch's global registries."""
+    from torch.nn.modules import module as m
+
+    w = importlib.import_module("shapeviz.watch")  # the module, not the sv.watch function
+
+    return (len(m._global_forward_pre_hooks) + len(m._global_forward_hooks) + len(w._ORIGINAL_FORWARDS)
+            + len(w._live_handles))
+
+
+@pytest.fixture(autouse=True)
+def _clean_state():
+    sv.disable()
+    torch.manual_seed(0)
+    yield
+    leaked = count_global_state()
+    sv.disable()
+    assert leaked == 0, "a test left shapeviz hooks or patches installed"
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
