@@ -515,7 +515,7 @@ def make_check(node: Node) -> Check:
             for k in kids:
                 assert k is not None
                 trial, trial_pending = list(env), list(pending)
-                if k(v, trial, trial_pending):
+                if k(v, trial, trial_pending) and resolve(trial_pending, trial, False):
                     env[:] = trial
                     pending[:] = trial_pending
                     return True
@@ -688,12 +688,15 @@ class _Walker:
         if node.kind == "union":
             failures = []
             for kid in node.children:
-                saved = (list(self.env), list(self.where), list(self.source), list(self.pending))
+                env, where, source, pending = (list(self.env), list(self.where), list(self.source),
+                                               list(self.pending))
                 f = self.walk(kid, v, label, top)
+                if f is None:
+                    f = self.resolve(final=False)
                 if f is None:
                     return None
                 failures.append(f)
-                self.env, self.where, self.source, self.pending = (list(s) for s in saved)  # type: ignore
+                self.env, self.where, self.source, self.pending = env, where, source, pending
             first = failures[0]
             first.detail = "fits none of the union's members; first: " + first.detail
             return first
