@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -150,3 +151,58 @@ def test_layout_program_failure_is_reported(only_graphviz_pure: Path) -> None:
 def test_repr_is_short(diagram: Diagram) -> None:
     assert repr(diagram).startswith("<Diagram 'LSTM': ") and str(diagram) == diagram.source
     assert os.linesep not in repr(diagram)
+
+
+# ------------------------------------------------------------------ layout facts, from -Tplain
+def _layout(src: str, program: str) -> tuple[dict[str, tuple[float, ...]], list[tuple[str, str, list]]]:
+    out = subprocess.run([program, "-Tplain"], input=src.encode(), capture_output=True, check=True).stdout
+    nodes: dict[str, tuple[float, ...]] = {}
+    edge_list = []
+    for line in out.decode().splitlines():
+        p = line.split()
+        if p[0] == "node":
+            nodes[p[1]] = tuple(float(v) for v in p[2:6])  # x, y, width, height (inches)
+        elif p[0] == "edge" and "invis" not in p:
+            n = int(p[3])
+            pts = [(float(p[4 + 2 * i]), float(p[5 + 2 * i])) for i in range(n)]
+            edge_list.append((p[1], p[2], pts))
+    return nodes, edge_list
+
+
+PROGRAMS = [p for p in (SYSTEM_DOT, GRAPHVIZ_PURE) if p]
+
+
+@pytest.mark.skipif(not PROGRAMS, reason="no layout program")
+@pytest.mark.parametrize("program", PROGRAMS, ids=lambda p: Path(p).name)
+@pytest.mark.parametrize(("model", "T", "max_steps"), [
+    (nn.LSTM(3, 4, num_layers=2, bidirectional=True), 4, 6),
+    (nn.RNN(3, 4, num_layers=4, bidirectional=True), 16, 16),  # big: needs ordering=out
+    (nn.GRU(3, 4, num_layers=3, batch_first=True), 1000, 6),
+    (nn.LSTMCell(3, 4), 5, 6),
+], ids=["lstm2bi", "rnn4bi_T16", "gru3_collapsed", "lstmcell"])
+def test_layout_columns_straight_lanes_level_no_overlap(program: str, model: nn.Module, T: int,
+                                                        max_steps: int) -> None:
+    nodes, edge_list = _layout(unroll(model, T=T, bs=2, max_steps=max_steps).source, program)
+    columns: dict[str, list[float]] = {}
+    for nid, (x, _y, _w, _h) in nodes.items():
+        columns.setdefault(nid.rsplit("_", 1)[1], []).append(x)
+    for col, xs in columns.items():
+        if col.isdigit():
+            assert max(xs) - min(xs) < 0.02, f"column {col} is not straight: {xs}"
+    boxes = sorted(nodes.items())
+    for i, (a, (xa, ya, wa, ha)) in enumerate(boxes):
+        for b, (xb, yb, wb, hb) in boxes[i + 1:]:
+            overlap = abs(xa - xb) < (wa + wb) / 2 - 0.01 and abs(ya - yb) < (ha + hb) / 2 - 0.01
+            assert not overlap, f"{a} and {b} overlap"
+    lane = [(t, h, pts) for t, h, pts in edge_list if t[:3] == h[:3] and t[0] == "l" and t[2] in "fb"]
+    assert lane
+    for t, h, pts in lane:
+        ys = [y for _, y in pts]
+        assert max(ys) - min(ys) < 0.02, f"lane edge {t}->{h} is not level"
+        rightwards = pts[-1][0] > pts[0][0]
+        assert rightwards == (t[2] == "f"), f"{t}->{h} runs the wrong way"
+    # data from the input row reaches each lane of layer 0 within its own column band
+    for t, h, pts in edge_list:
+        if h.startswith("x_") and t.startswith("l0"):
+            xs = [x for x, _ in pts]
+            assert max(abs(x - nodes[h][0]) for x in xs) < 1.5, f"{h}->{t} strays from its column"

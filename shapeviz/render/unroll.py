@@ -482,7 +482,7 @@ def to_dot(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS) -> str:
     'digraph unroll {'
     """
     out = ["digraph unroll {",
-           f'graph [rankdir=TB newrank=true nodesep=0.3 ranksep=0.45 fontname="{_FONT}" fontsize=14 '
+           f'graph [rankdir=TB newrank=true ordering=out nodesep=0.3 ranksep=0.45 fontname="{_FONT}" fontsize=14 '
            'labelloc=t labeljust=l outputorder=edgesfirst];',
            f'node [fontname="{_FONT}" fontsize=12];',
            f'edge [fontname="{_FONT}" arrowsize=0.7];']
