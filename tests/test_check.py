@@ -66,9 +66,8 @@ def make_call(seed: int):
     if how in ("plus1", "minus1", "swap", "drop", "extra"):
         shapes[target] = _perturb(shapes[target], rng, how)
     x = torch.randn(*shapes["input"])
-    if how == "dtype":
-        if target == "input":
-            x = x.double()
+    if how == "dtype" and target == "input":
+        x = x.double()
     states = [torch.randn(*shapes[n]) for n in c.state_names]
     if how == "dtype" and target != "input":
         i = c.state_names.index(target)

@@ -1,0 +1,194 @@
+"""watch / checking / enable / disable: the seeds run clean, their classic mistakes are caught,
+and no hook or patch outlives its scope (exceptions included)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+import torch.nn as nn
+from conftest import count_global_state
+from seed_models import (
+    EmbedRNN,
+    HelloCell,
+    HelloEmbed,
+    batch_first_rnn_loop,
+    bidirectional_loop,
+    cell_loop,
+    one_hot_char_rnn,
+)
+
+import shapeviz as sv
+
+
+def _hooks(model: nn.Module) -> int:
+    return sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in model.modules())
+
+
+def test_seed_systems_run_clean_under_checking():
+    with sv.checking():
+        logits, state = EmbedRNN()(torch.randint(0, 28, (4, 7)))
+        assert tuple(logits.shape) == (7 * 4, 28) and tuple(state.shape) == (1, 4, 32)
+        logits, h = one_hot_char_rnn(torch.randint(0, 28, (2, 5)))
+        assert tuple(logits.shape) == (10, 28) and tuple(h.shape) == (2, 64)
+        cell = nn.RNNCell(4, 2)
+        assert tuple(cell_loop(cell, torch.randn(3, 1, 4), torch.zeros(1, 2)).shape) == (1, 2)
+        rnn3 = nn.RNN(4, 2, num_layers=3)
+        out, h_n = rnn3(torch.randn(3, 1, 4), torch.zeros(3, 1, 2))
+        assert tuple(out.shape) == (3, 1, 2) and tuple(h_n.shape) == (3, 1, 2)
+        h = torch.zeros(1, 4)
+        for x_t in torch.eye(4)[[1, 0, 2, 2, 3]].view(5, 1, 4):
+            h = HelloCell()(x_t, h)
+        assert tuple(HelloEmbed()(torch.tensor([[1, 0, 2, 2, 3]])).shape) == (5, 4)
+
+
+def test_handwritten_batch_first_and_bidirectional_equal_nn_rnn():
+    x = torch.randn(2, 3, 2)
+    with sv.checking():
+        rnn = nn.RNN(2, 3, batch_first=True)
+        ref_out, ref_h = rnn(x, torch.zeros(1, 2, 3))
+        out, h = batch_first_rnn_loop(x, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0,
+                                      torch.zeros(2, 3))
+        torch.testing.assert_close(out, ref_out)
+        torch.testing.assert_close(h, ref_h)
+        bi = nn.RNN(2, 3, batch_first=True, bidirectional=True)
+        ref_out, ref_h = bi(x, torch.zeros(2, 2, 3))
+        out, h = bidirectional_loop(x, bi, torch.zeros(2, 2, 3))
+        torch.testing.assert_close(out, ref_out)
+        torch.testing.assert_close(h, ref_h)
+
+
+def test_embedding_not_transposed_is_caught_with_inputs():
+    model = EmbedRNN(transpose=False)
+    tokens = torch.randint(0, 28, (4, 7))  # (bs=4, T=7)
+    model(tokens)  # torch runs it silently: a (bs, T, emb) tensor read as (T, bs, emb)
+    with sv.watch(model, inputs="bs T"), pytest.raises(sv.ShapeError) as info:
+        model(tokens)
+    e = info.value
+    assert e.code == "batch_first_swap"
+    assert str(e).startswith("[batch_first_swap] rnn: RNN(20, 32): argument `input`")
+    assert "hint: x = x.transpose(0, 1)" in str(e)
+    assert _hooks(model) == 0
+    with sv.checking(inputs="bs T"), pytest.raises(sv.ShapeError, match="batch_first_swap") as info:
+        model(tokens)
+    assert "rnn: RNN(20, 32)" in str(info.value)  # the path, found from the outermost model
+    with sv.watch(model, inputs="bs T"):
+        EmbedRNN()(tokens)  # the fixed model runs clean
+
+
+def test_classic_mistakes_raise_the_right_code():
+    with sv.checking():
+        with pytest.raises(sv.ShapeError, match="hidden_ndim"):  # h_0 without the layers dim
+            EmbedRNN()(torch.randint(0, 28, (4, 7)), torch.zeros(4, 32))
+        with pytest.raises(sv.ShapeError, match="input_ndim"):  # a cell given the whole sequence
+            nn.RNNCell(4, 2)(torch.randn(3, 1, 4), torch.zeros(1, 2))
+
+
+def test_watch_names_the_path_and_checks_kwargs():
+    class Seq2Seq(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = nn.Module()
+            self.encoder.rnn = nn.LSTM(8, 16, num_layers=2)
+
+        def forward(self, x, h):
+            return self.encoder.rnn(x, hx=h)
+
+    model = Seq2Seq()
+    x = torch.randn(5, 3, 8)
+    with sv.watch(model) as handle:
+        assert handle.active and _hooks(model) == 1
+        model(x, (torch.zeros(2, 3, 16), torch.zeros(2, 3, 16)))
+        with pytest.raises(sv.ShapeError) as info:
+            model(x, (torch.zeros(1, 3, 16), torch.zeros(2, 3, 16)))
+    assert str(info.value).startswith("[hidden_layers] encoder.rnn: LSTM(8, 16, num_layers=2): argument `h_0`")
+    assert _hooks(model) == 0
+    with sv.checking(), pytest.raises(sv.ShapeError, match="hidden_layers"):  # kwargs in global mode too
+        model(x, (torch.zeros(1, 3, 16), torch.zeros(2, 3, 16)))
+
+
+def test_hooks_removed_on_every_path():
+    model = nn.Sequential(nn.Linear(4, 9), nn.GRU(4, 6))  # Linear gives emb=9: input_size
+    handle = sv.watch(model, inputs="T bs")
+    assert _hooks(model) == 3
+    handle.remove()
+    handle.remove()  # idempotent
+    assert _hooks(model) == 0
+    with pytest.raises(sv.ShapeError), sv.watch(model, inputs="T bs"):
+        model(torch.randn(5, 3, 4))
+    assert _hooks(model) == 0
+    with pytest.raises(KeyError), sv.checking(inputs="bs T"):
+        raise KeyError("user code fails")
+    assert count_global_state() == 0 and not sv.enabled()
+    with sv.checking():
+        with sv.checking(inputs="T bs"):  # nested
+            assert sv.enabled()
+        assert sv.enabled()
+    assert not sv.enabled() and count_global_state() == 0
+
+
+def test_enable_disable_and_disable_removes_watches():
+    model = nn.GRU(4, 6)
+    sv.enable()
+    sv.enable()
+    assert sv.enabled()
+    with pytest.raises(sv.ShapeError):
+        model(torch.randn(5, 3, 9))
+    w = sv.watch(model)
+    with sv.checking():
+        pass
+    assert sv.enabled()  # leaving a block does not end enable()
+    sv.disable()
+    assert not sv.enabled() and not w.active and count_global_state() == 0
+    assert nn.GRU.forward is nn.GRU.__dict__["forward"] and not hasattr(nn.GRU.forward, "__shapeviz__")
+
+
+def test_env_disable_installs_nothing(monkeypatch):
+    monkeypatch.setenv("SHAPEVIZ_DISABLE", "1")
+    model = nn.GRU(4, 6)
+    with sv.watch(model) as w:
+        assert not w.active and _hooks(model) == 0
+    with sv.checking():
+        assert not sv.enabled()
+        model(torch.randn(5, 3, 4))
+    sv.enable()
+    assert not sv.enabled()
+
+
+def test_bad_inputs_spec_is_a_clear_error():
+    with pytest.raises(sv.SpecError, match="not a dimension name"):
+        sv.watch(nn.GRU(4, 6), inputs="bs T+1")
+    with pytest.raises(sv.SpecError, match="no dimension names"):
+        with sv.checking(inputs="  "):
+            pass
+    with pytest.raises(sv.SpecError, match="non-negative int"):
+        with sv.dims(bs=-1):
+            pass
+    with pytest.raises(TypeError, match=r"nn\.Module"):
+        sv.watch("model")  # type: ignore[arg-type]
+
+
+def test_threads_do_not_share_declared_sizes():
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    def work(i: int) -> None:
+        try:
+            bs, T = 2 + i, 20 + i
+            rnn = nn.GRU(4, 5)
+            barrier.wait()
+            with sv.dims(bs=bs, T=T):
+                for _ in range(20):
+                    sv.check_call(rnn, torch.randn(T, bs, 4))  # correct for this thread's sizes
+                    with pytest.raises(sv.ShapeError, match=f"declared: bs={bs}, T={T}"):
+                        sv.check_call(rnn, torch.randn(bs, T, 4))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
