@@ -96,7 +96,7 @@ def check_format(fmt: str) -> str:
     """Normalise an output format name, or raise :class:`SpecError` listing the valid ones."""
     f = fmt.lower().lstrip(".")
     if f not in FORMATS:
-        raise SpecError(f"cannot render format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+        raise SpecError(f"cannot render format {f!r}; valid formats: {', '.join(FORMATS)}")
     return f
 
 

@@ -1,7 +1,7 @@
 """Unrolled-time diagrams of recurrent layers and cells, as Graphviz DOT.
 
 >>> import torch.nn as nn
->>> d = unroll(nn.LSTM(10, 20, num_layers=2, bidirectional=True), T=4, bs=3)
+>>> d = unroll(nn.GRU(10, 20, num_layers=2, bidirectional=True), T=4, bs=3)
 >>> "h_n[3] = layer 1, backward" in d.source, "(bs=3, h=20)" in d.source
 (True, True)
 
