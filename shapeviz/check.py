@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import os
 import weakref
+from operator import itemgetter
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
-from shapeviz.conventions import Conventions, config_key, conventions
+from shapeviz.conventions import Conventions, conventions
 from shapeviz.dims import _declared
 
 _autocast = torch._C._is_any_autocast_enabled
@@ -34,36 +35,55 @@ def env_disabled() -> bool:
     return os.environ.get("SHAPEVIZ_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+_LAYER_KEY = itemgetter("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "batch_first",
+                        "proj_size")
+_CELL_KEY = itemgetter("input_size", "hidden_size")
+
+
 class Spec:
     """Plain ints precomputed from a module's :class:`Conventions` for the fast path."""
 
-    __slots__ = ("bf", "cell", "conv", "emb", "hc", "hh", "key", "ld", "lstm", "nstate", "wname")
+    __slots__ = ("bf", "cell", "conv", "emb", "getkey", "hc", "hh", "key", "ld", "lstm", "ref", "wname")
 
-    def __init__(self, key: tuple, conv: Conventions) -> None:
-        self.key = key
+    def __init__(self, module: torch.nn.Module, conv: Conventions) -> None:
         self.conv = conv
         self.cell = conv.cell
+        self.getkey = _CELL_KEY if conv.cell else _LAYER_KEY
+        self.key = self.getkey(module.__dict__)
+        self.ref = weakref.ref(module, _forget)
         self.lstm = conv.is_lstm
         self.bf = conv.batch_first
         self.emb = conv.input_size
         self.hh = conv.h_out  # last dim of h
         self.hc = conv.hidden_size  # last dim of c
         self.ld = conv.num_layers * conv.D
-        self.nstate = len(conv.state_names)
         self.wname = "weight_ih" if conv.cell else "weight_ih_l0"
 
 
-_specs: weakref.WeakKeyDictionary[torch.nn.Module, Spec] = weakref.WeakKeyDictionary()
+# id(module) -> Spec; the Spec's weakref drops the entry when the module dies (cheaper than a
+# WeakKeyDictionary lookup, which builds a weakref on every call)
+_specs: dict[int, Spec] = {}
+
+
+def _forget(ref: weakref.ref) -> None:
+    for k, s in list(_specs.items()):
+        if s.ref is ref:
+            del _specs[k]
 
 
 def spec_for(module: torch.nn.Module) -> Spec:
     """The cached fast-path :class:`Spec` of ``module`` (rebuilt if its configuration changed)."""
-    key = config_key(module)
-    s = _specs.get(module)
-    if s is None or s.key != key:
-        s = Spec(key, conventions(module))
-        _specs[module] = s
+    s = _specs.get(id(module))
+    if s is None or s.ref() is not module or s.getkey(module.__dict__) != s.key:
+        s = Spec(module, conventions(module))
+        _specs[id(module)] = s
     return s
+
+
+def weight(module: torch.nn.Module, s: Spec) -> Tensor:
+    """The first input weight: its dtype and device are the module's (works under functional_call)."""
+    w = module._parameters.get(s.wname)
+    return w if w is not None else getattr(module, s.wname)
 
 
 def bind(args: tuple, kwargs: dict[str, Any]) -> tuple[Any, Any]:
@@ -77,19 +97,9 @@ def bind(args: tuple, kwargs: dict[str, Any]) -> tuple[Any, Any]:
     return x, hx
 
 
-def _state_ok(s: Tensor, want_nd: int, lead: int, bs: int, last: int, x: Tensor, any_dtype: bool = False) -> bool:
-    if not isinstance(s, Tensor):
-        return False
-    sh = s.shape
-    if want_nd == 3:
-        if len(sh) != 3 or sh[0] != lead or sh[1] != bs or sh[2] != last:
-            return False
-    elif want_nd == 2:
-        if len(sh) != 2 or sh[0] != lead or sh[1] != last:
-            return False
-    elif len(sh) != 1 or sh[0] != last:
-        return False
-    return (any_dtype or s.dtype == x.dtype) and s.device == x.device
+def _state_ok(t: Any, want: tuple[int, ...], dtype: torch.dtype | None, device: torch.device) -> bool:
+    return (isinstance(t, Tensor) and t.shape == want and (dtype is None or t.dtype == dtype)
+            and t.device == device)
 
 
 def fast_ok(module: torch.nn.Module, s: Spec, x: Any, hx: Any) -> bool:
@@ -106,11 +116,12 @@ def fast_ok(module: torch.nn.Module, s: Spec, x: Any, hx: Any) -> bool:
             bs = sh[0]
             if decl is not None and cell_swapped(decl, bs):
                 return False
+            want_h: tuple[int, ...] = (bs, s.hc)
         elif nd == 1:
-            bs = -1
+            want_h = (s.hc,)
         else:
             return False
-        lead = bs
+        want_c = want_h
     else:
         if nd == 3:
             if s.bf:
@@ -119,33 +130,34 @@ def fast_ok(module: torch.nn.Module, s: Spec, x: Any, hx: Any) -> bool:
                 T, bs = sh[0], sh[1]
             if decl is not None and layer_swapped(decl, bs, T):
                 return False
+            want_h, want_c = (s.ld, bs, s.hh), (s.ld, bs, s.hc)
         elif nd == 2:
             T = sh[0]
-            bs = -1
             if decl is not None and unbatched_ambiguous(decl, T):
                 return False
+            want_h, want_c = (s.ld, s.hh), (s.ld, s.hc)
         else:
             return False
         if T == 0:
             return False
-        lead = s.ld
     if sh[-1] != s.emb:
         return False
-    w = getattr(module, s.wname)
-    if x.dtype != w.dtype and not (not s.cell and _autocast()):
+    w = weight(module, s)
+    dtype = x.dtype
+    if dtype != w.dtype and not (not s.cell and _autocast()):
         return False
-    if x.device != w.device:
+    device = x.device
+    if device != w.device:
         return False
     if hx is None:
         return True
-    # state: layers want (layers*D, bs, h) / (layers*D, h); cells (bs, h) / (h,)
-    want = (3 if nd == 3 else 2) if not s.cell else nd
     if s.lstm:
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             return False
-        return (_state_ok(hx[0], want, lead, bs, s.hh, x)
-                and _state_ok(hx[1], want, lead, bs, s.hc, x, s.cell))
-    return _state_ok(hx, want, lead, bs, s.hh, x)
+        # torch's LSTMCell promotes c_0's dtype; everywhere else state dtype must match
+        return _state_ok(hx[0], want_h, dtype, device) and _state_ok(
+            hx[1], want_c, None if s.cell else dtype, device)
+    return _state_ok(hx, want_h, dtype, device)
 
 
 def _packed_ok(module: torch.nn.Module, s: Spec, x: PackedSequence, hx: Any, decl: dict | None) -> bool:
@@ -157,7 +169,7 @@ def _packed_ok(module: torch.nn.Module, s: Spec, x: PackedSequence, hx: Any, dec
     bs = int(batch_sizes[0])  # a CPU tensor, as torch reads it: no device sync
     if decl is not None and packed_swapped(decl, bs, batch_sizes.numel()):
         return False
-    w = getattr(module, s.wname)
+    w = weight(module, s)
     if (data.dtype != w.dtype and not _autocast()) or data.device != w.device:
         return False
     if hx is None:
@@ -165,8 +177,9 @@ def _packed_ok(module: torch.nn.Module, s: Spec, x: PackedSequence, hx: Any, dec
     if s.lstm:
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             return False
-        return _state_ok(hx[0], 3, s.ld, bs, s.hh, data) and _state_ok(hx[1], 3, s.ld, bs, s.hc, data)
-    return _state_ok(hx, 3, s.ld, bs, s.hh, data)
+        return (_state_ok(hx[0], (s.ld, bs, s.hh), data.dtype, data.device)
+                and _state_ok(hx[1], (s.ld, bs, s.hc), data.dtype, data.device))
+    return _state_ok(hx, (s.ld, bs, s.hh), data.dtype, data.device)
 
 
 def packed_swapped(decl: dict[str, int], bs: int, steps: int) -> bool:
@@ -208,8 +221,14 @@ def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, An
     """:func:`check_call` with the module's path inside a model (used by watch/checking)."""
     if _ENV_DISABLED:
         return
-    s = spec_for(module)
-    x, hx = bind(args, kwargs)
+    s = _specs.get(id(module))
+    if s is None or s.ref() is not module or s.getkey(module.__dict__) != s.key:
+        s = spec_for(module)
+    if args:
+        x = args[0]
+        hx = args[1] if len(args) > 1 else kwargs.get("hx")
+    else:
+        x, hx = kwargs.get("input"), kwargs.get("hx")
     if x is None or fast_ok(module, s, x, hx):
         return
     from shapeviz.diagnose import diagnose

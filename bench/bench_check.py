@@ -1,0 +1,70 @@
+"""check_call's fast path and watched forwards, side by side with PyTorch's own checks.
+
+>>> rows = run(quick=True)
+>>> rows[0].compared_with
+"torch's module.check_forward_args"
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+from jaxtyping import Float, jaxtyped
+
+import shapeviz as sv
+from bench.common import Row, best_time, us
+
+
+def _lstm_args(m: nn.LSTM, T: int, bs: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    c = sv.conventions(m)
+    s = c.shapes(T, bs)
+    return torch.randn(*s["input"]), (torch.zeros(*s["h_0"]), torch.zeros(*s["c_0"]))
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Rows: check_call vs check_forward_args / jaxtyping+beartype / a no-op hook; watched vs plain."""
+    from beartype import beartype
+
+    n = 2000 if quick else 20000
+    rows: list[Row] = []
+    m = nn.LSTM(10, 20, num_layers=2)
+    x, hx = _lstm_args(m, 5, 3)
+    check_call = sv.check_call
+    t_sv = best_time(lambda: check_call(m, x, hx), n)
+    t_torch = best_time(lambda: m.check_forward_args(x, hx, None), n)
+
+    @jaxtyped(typechecker=beartype)
+    def typed(x: Float[torch.Tensor, "T bs emb"], h: Float[torch.Tensor, "LD bs h"],
+              c: Float[torch.Tensor, "LD bs h"]) -> None:
+        return None
+
+    def plain(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> None:
+        return None
+
+    t_jax = best_time(lambda: typed(x, *hx), n) - best_time(lambda: plain(x, *hx), n)
+
+    def noop_hook(module: nn.Module, args: tuple) -> None:
+        return None
+
+    t_noop = best_time(lambda: noop_hook(m, (x, hx)), n)
+    label = "check_call fast path, LSTM(10, 20, num_layers=2), (T=5, bs=3)"
+    rows.append(Row(label, "torch's module.check_forward_args", us(t_sv), us(t_torch), "<= 1.0"))
+    rows.append(Row(label, "jaxtyped(typechecker=beartype), overhead", us(t_sv), us(t_jax), "< 1.0"))
+    rows.append(Row(label, "a no-op Python hook call (floor)", us(t_sv), us(t_noop), "info"))
+    # watched vs plain forwards
+    for name, model, T, bs in (("small LSTM(10, 20), T=5, bs=3", nn.LSTM(10, 20), 5, 3),
+                               ("realistic LSTM(256, 512, 2), T=35, bs=32", nn.LSTM(256, 512, 2), 35, 32)):
+        x, hx = _lstm_args(model, T, bs)
+        k = max(5, n // (20 if T < 10 else 2000))
+        with torch.no_grad():
+            t_plain = best_time(lambda model=model, x=x, hx=hx: model(x, hx), k)
+            with sv.watch(model):
+                t_watch = best_time(lambda model=model, x=x, hx=hx: model(x, hx), k)
+        rows.append(Row(f"watched forward, {name}", "plain forward", us(t_watch), us(t_plain), "~1.0"))
+    return rows
+
+
+if __name__ == "__main__":
+    from bench.run import print_rows
+
+    print_rows(run())
