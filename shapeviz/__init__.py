@@ -9,7 +9,9 @@ from shapeviz._errors import CODES, MissingBackendError, ShapeError, ShapevizErr
 from shapeviz.check import check_call
 from shapeviz.conventions import Conventions, conventions
 from shapeviz.dims import dims
+from shapeviz.render.backend import Diagram, find_backend
 from shapeviz.render.text import explain
+from shapeviz.render.unroll import unroll
 from shapeviz.watch import checking, disable, enable, enabled, watch
 
 __version__ = "0.1.0"
@@ -17,6 +19,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CODES",
     "Conventions",
+    "Diagram",
     "MissingBackendError",
     "ShapeError",
     "ShapevizError",
@@ -29,5 +32,7 @@ __all__ = [
     "enable",
     "enabled",
     "explain",
+    "find_backend",
+    "unroll",
     "watch",
 ]

@@ -85,6 +85,17 @@ class Conventions:
         """Last dim of ``h``: ``proj_size`` when set, else ``hidden_size``."""
         return self.proj_size or self.hidden_size
 
+    def state_index(self, layer: int, direction: int = 0) -> int:
+        """Index of (layer, direction) in the stacked ``(layers*D, bs, h)`` state: ``layer*D + direction``.
+
+        >>> Conventions("LSTM", cell=False, input_size=4, hidden_size=6, num_layers=2,
+        ...             bidirectional=True).state_index(1, 1)
+        3
+        """
+        if not (0 <= layer < self.num_layers and 0 <= direction < self.D):
+            raise SpecError(f"layer must be in 0..{self.num_layers - 1} and direction in 0..{self.D - 1}")
+        return layer * self.D + direction
+
     @property
     def state_names(self) -> tuple[str, ...]:
         """Initial states: ``("h_0", "c_0")`` for LSTMs, else ``("h_0",)``."""

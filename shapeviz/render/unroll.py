@@ -432,7 +432,7 @@ def _state_node(c: Conventions, layer: int, d: int, *, left_side: bool, named: A
         if c.is_lstm:
             rows.append(("c", f"{c_name} {named(c_step)}"))
         return _table(header, rows, _COLORS["cell"])
-    idx = layer * c.D + d  # torch's stacking of h_0/h_n: index = layer*D + direction
+    idx = c.state_index(layer, d)
     h_name, c_name = ("h_0", "c_0") if entering else (h_key, c_key)
     where = f"layer {layer}" + (f", {_DIRECTION[d]}" if c.D == 2 else "")
     if c.is_lstm:
