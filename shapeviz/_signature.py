@@ -20,6 +20,7 @@ products of names and integers (``layers*D``, ``T*bs``, ``n+1``).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import types
@@ -189,6 +190,12 @@ def parse_dims(dim_str: str, slots: _Slots, where: str) -> tuple[tuple[Dim, ...]
     return tuple(dims), variadic_at
 
 
+@functools.lru_cache(maxsize=256)
+def _torch_dtypes_for(names: tuple[str | re.Pattern[str], ...]) -> tuple[torch.dtype, ...]:
+    """The torch dtypes whose jaxtyping name is one of ``names`` (once per dtype family)."""
+    return tuple(d for d in _TORCH_DTYPES if _dtype_matches(dtype_name(d), names))
+
+
 def _is_array_annotation(tp: Any) -> bool:
     return isinstance(tp, type) and issubclass(tp, AbstractArray) and tp is not AbstractArray
 
@@ -196,9 +203,7 @@ def _is_array_annotation(tp: Any) -> bool:
 def _compile_array(tp: Any, slots: _Slots, where: str) -> ArraySpec:
     dims, variadic = parse_dims(tp.dim_str, slots, where)
     names = tp.dtypes if isinstance(tp.dtypes, (list, tuple)) else None
-    dtypes = None
-    if names is not None:
-        dtypes = tuple(d for d in _TORCH_DTYPES if _dtype_matches(dtype_name(d), names))
+    dtypes = _torch_dtypes_for(tuple(names)) if names is not None else None
     return ArraySpec(tp.__name__, tp.array_type, dtypes, tuple(names) if names is not None else None,
                      dims, variadic)
 
