@@ -1,0 +1,308 @@
+"""Small recurrent models for the gallery and ``shapeviz demo``: the seeds' systems, written afresh.
+
+>>> import torch
+>>> logits, state = CharRNNScratch(vocab=28, hidden=64)(torch.zeros(2, 5, dtype=torch.long))
+>>> tuple(logits.shape), tuple(state.shape)          # (T*bs, vocab), (bs, h)
+((10, 28), (2, 64))
+
+Every model takes its input the way the seeds' notes do and says the shapes in comments; the
+gallery shows their source with :mod:`inspect`, so what you read there is what runs here.
+Weights come from fixed seeds, so outputs are deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+__all__ = [
+    "BatchFirstLoopRNN",
+    "BidirectionalLoopRNN",
+    "CellOverDataset",
+    "CharRNNScratch",
+    "EmbedRNN",
+    "GRUEncoder",
+    "HelloCell",
+    "HelloEmbedding",
+    "HelloRNN",
+    "PackedLSTM",
+    "fixed_seed",
+    "hello_data",
+    "seeded",
+]
+
+
+@contextmanager
+def fixed_seed(seed: int = 0) -> Iterator[None]:
+    """Build layers with fixed weights without touching the caller's random state.
+
+    >>> with fixed_seed(0):
+    ...     a = nn.Linear(3, 2).weight.clone()
+    >>> with fixed_seed(0):
+    ...     bool((nn.Linear(3, 2).weight == a).all())     # weight (out=2, in=3) both times
+    True
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    """A generator with a fixed seed, so every example builds the same numbers.
+
+    >>> torch.randn(2, 3, generator=seeded(0)).shape     # (bs, emb)
+    torch.Size([2, 3])
+    """
+    return torch.Generator().manual_seed(seed)
+
+
+class CharRNNScratch(nn.Module):
+    """The from-scratch one-hot char-RNN: tokens (bs, T) -> logits (T*bs, vocab), state (bs, h).
+
+    >>> logits, h = CharRNNScratch(vocab=4, hidden=8)(torch.zeros(1, 5, dtype=torch.long))
+    >>> tuple(logits.shape), tuple(h.shape)
+    ((5, 4), (1, 8))
+    """
+
+    def __init__(self, vocab: int = 28, hidden: int = 64) -> None:
+        super().__init__()
+        g = seeded(0)
+        self.vocab = vocab
+        self.W_xh = nn.Parameter(torch.randn(vocab, hidden, generator=g) * 0.01)   # (vocab, h)
+        self.W_hh = nn.Parameter(torch.randn(hidden, hidden, generator=g) * 0.01)  # (h, h)
+        self.b_h = nn.Parameter(torch.zeros(hidden))                                # (h,)
+        self.W_hq = nn.Parameter(torch.randn(hidden, vocab, generator=g) * 0.01)   # (h, vocab)
+        self.b_q = nn.Parameter(torch.zeros(vocab))                                 # (vocab,)
+
+    def forward(self, tokens: Tensor, H: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        inputs = F.one_hot(tokens.T, self.vocab).float()  # (bs, T) -> (T, bs, vocab)
+        if H is None:
+            H = torch.zeros(tokens.shape[0], self.W_hh.shape[0])  # (bs, h)
+        outputs = []
+        for X in inputs:  # X: (bs, vocab), one time step
+            H = torch.tanh(X @ self.W_xh + H @ self.W_hh + self.b_h)  # (bs, h)
+            outputs.append(H @ self.W_hq + self.b_q)  # (bs, vocab)
+        return torch.cat(outputs, dim=0), H  # (T*bs, vocab), (bs, h)
+
+
+class EmbedRNN(nn.Module):
+    """Embedding + nn.RNN with its state (1, bs, h) + Linear: tokens (bs, T) -> (T*bs, vocab).
+
+    >>> logits, state = EmbedRNN()(torch.zeros(2, 5, dtype=torch.long))
+    >>> tuple(logits.shape), tuple(state.shape)
+    ((10, 28), (1, 2, 32))
+    """
+
+    def __init__(self, vocab: int = 28, emb: int = 20, hidden: int = 32) -> None:
+        super().__init__()
+        with fixed_seed(0):
+            self.embedding = nn.Embedding(vocab, emb)
+            self.rnn = nn.RNN(emb, hidden)
+            self.linear = nn.Linear(hidden, vocab)
+
+    def forward(self, tokens: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x = self.embedding(tokens.T)  # (bs, T) -> (T, bs, emb): nn.RNN is seq-first
+        y, state = self.rnn(x, state)  # (T, bs, h), (1, bs, h)
+        return self.linear(y.reshape(-1, y.shape[-1])), state  # (T*bs, vocab), (1, bs, h)
+
+
+def rnn_step_loop(x: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor, b_hh: Tensor,
+                  h: Tensor) -> tuple[Tensor, Tensor]:
+    """One direction of a batch-first RNN by hand: x (bs, T, emb), h (bs, h) -> (bs, T, h), (bs, h).
+
+    >>> out, h = rnn_step_loop(torch.zeros(2, 3, 4), torch.zeros(5, 4), torch.zeros(5, 5),
+    ...                        torch.zeros(5), torch.zeros(5), torch.zeros(2, 5))
+    >>> tuple(out.shape), tuple(h.shape)
+    ((2, 3, 5), (2, 5))
+    """
+    outs = []
+    for t in range(x.shape[1]):  # x[:, t]: (bs, emb)
+        h = torch.tanh(x[:, t] @ w_ih.T + b_ih + h @ w_hh.T + b_hh)  # (bs, h)
+        outs.append(h)
+    return torch.stack(outs, dim=1), h  # (bs, T, h), (bs, h)
+
+
+class BatchFirstLoopRNN(nn.Module):
+    """The hand-written batch-first RNN loop, with the weights of ``self.ref`` (an nn.RNN).
+
+    >>> m = BatchFirstLoopRNN(2, 3)
+    >>> out, h_n = m(torch.zeros(2, 3, 2))                       # x (bs=2, T=3, emb=2)
+    >>> tuple(out.shape), tuple(h_n.shape)                        # (bs, T, h), (1, bs, h)
+    ((2, 3, 3), (1, 2, 3))
+    """
+
+    def __init__(self, emb: int = 2, hidden: int = 3) -> None:
+        super().__init__()
+        with fixed_seed(0):
+            self.ref = nn.RNN(emb, hidden, batch_first=True)  # holds the weights; compare with it
+
+    def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r = self.ref
+        if h0 is None:
+            h0 = torch.zeros(1, x.shape[0], r.hidden_size)  # (1, bs, h)
+        out, h = rnn_step_loop(x, r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0, h0[0])
+        return out, h.unsqueeze(0)  # (bs, T, h), (1, bs, h)
+
+
+class BidirectionalLoopRNN(nn.Module):
+    """Its bidirectional version: forward lane, reversed lane, outputs concatenated.
+
+    >>> out, h_n = BidirectionalLoopRNN(2, 3)(torch.zeros(2, 3, 2))   # x (bs=2, T=3, emb=2)
+    >>> tuple(out.shape), tuple(h_n.shape)                              # (bs, T, 2h), (2, bs, h)
+    ((2, 3, 6), (2, 2, 3))
+    """
+
+    def __init__(self, emb: int = 2, hidden: int = 3) -> None:
+        super().__init__()
+        with fixed_seed(0):
+            self.ref = nn.RNN(emb, hidden, batch_first=True, bidirectional=True)
+
+    def forward(self, x: Tensor, h0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r = self.ref
+        if h0 is None:
+            h0 = torch.zeros(2, x.shape[0], r.hidden_size)  # (D=2, bs, h)
+        fw, h_fw = rnn_step_loop(x, r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0, h0[0])
+        bw, h_bw = rnn_step_loop(x.flip(1), r.weight_ih_l0_reverse, r.weight_hh_l0_reverse,
+                                 r.bias_ih_l0_reverse, r.bias_hh_l0_reverse, h0[1])
+        out = torch.cat([fw, bw.flip(1)], dim=-1)  # (bs, T, 2h): backward lane re-reversed
+        return out, torch.stack([h_fw, h_bw])  # (bs, T, 2h), (2, bs, h)
+
+
+class CellOverDataset(nn.Module):
+    """An RNNCell looped over a (seq_len, bs, input) dataset; hidden (bs, h).
+
+    >>> tuple(CellOverDataset()(torch.zeros(3, 1, 4)).shape)   # (bs, h)
+    (1, 2)
+    """
+
+    def __init__(self, input_size: int = 4, hidden_size: int = 2) -> None:
+        super().__init__()
+        with fixed_seed(0):
+            self.cell = nn.RNNCell(input_size=input_size, hidden_size=hidden_size)
+
+    def forward(self, dataset: Tensor) -> Tensor:
+        hidden = torch.zeros(dataset.shape[1], self.cell.hidden_size)  # (bs, h)
+        for x_t in dataset:  # x_t: (bs, input)
+            hidden = self.cell(x_t, hidden)  # (bs, h)
+        return hidden
+
+
+def hello_data() -> tuple[Tensor, Tensor]:
+    """'hello' as indices and 'ohlol' as targets over the vocabulary e, h, l, o.
+
+    >>> x, y = hello_data(); x.tolist(), y.tolist()        # (T,), (T,)
+    ([1, 0, 2, 2, 3], [3, 1, 2, 3, 2])
+    """
+    idx = {c: i for i, c in enumerate("ehlo")}
+    return torch.tensor([idx[c] for c in "hello"]), torch.tensor([idx[c] for c in "ohlol"])
+
+
+class HelloCell(nn.Module):
+    """'hello' -> 'ohlol' with an RNNCell: one-hot (T, bs=1, 4) in, one (bs, 4) score per step.
+
+    >>> tuple(HelloCell()(torch.zeros(5, 1, 4)).shape)   # (T, bs, classes)
+    (5, 1, 4)
+    """
+
+    def __init__(self, input_size: int = 4, hidden_size: int = 4) -> None:
+        super().__init__()
+        with fixed_seed(0):
+            self.rnncell = nn.RNNCell(input_size=input_size, hidden_size=hidden_size)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        hidden = torch.zeros(inputs.shape[1], self.rnncell.hidden_size)  # (bs, h)
+        scores = []
+        for x_t in inputs:  # (bs, 4): one letter of 'hello'
+            hidden = self.rnncell(x_t, hidden)  # (bs, h): the hidden state is the score
+            scores.append(hidden)
+        return torch.stack(scores)  # (T, bs, classes)
+
+
+class HelloRNN(nn.Module):
+    """'hello' -> 'ohlol' with nn.RNN: one-hot (T, bs=1, 4) -> scores (T*bs, 4).
+
+    >>> tuple(HelloRNN()(torch.zeros(5, 1, 4)).shape)   # (T*bs, classes)
+    (5, 4)
+    """
+
+    def __init__(self, input_size: int = 4, hidden_size: int = 4, num_layers: int = 1) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        with fixed_seed(0):
+            self.rnn = nn.RNN(input_size=input_size, hidden_size=hidden_size, num_layers=num_layers)
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        h0 = torch.zeros(self.num_layers, inputs.shape[1], self.rnn.hidden_size)  # (layers, bs, h)
+        out, _ = self.rnn(inputs, h0)  # (T, bs, h)
+        return out.view(-1, self.rnn.hidden_size)  # (T*bs, classes): one row per letter
+
+
+class HelloEmbedding(nn.Module):
+    """'hello' -> 'ohlol' with Embedding + RNN(batch_first=True) + Linear: (bs, T) -> (bs*T, 4).
+
+    >>> tuple(HelloEmbedding()(torch.zeros(1, 5, dtype=torch.long)).shape)   # (bs*T, classes)
+    (5, 4)
+    """
+
+    def __init__(self, classes: int = 4, emb: int = 10, hidden: int = 8, num_layers: int = 2) -> None:
+        super().__init__()
+        with fixed_seed(0):
+            self.emb = nn.Embedding(classes, emb)
+            self.rnn = nn.RNN(emb, hidden, num_layers=num_layers, batch_first=True)
+            self.fc = nn.Linear(hidden, classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h0 = torch.zeros(self.rnn.num_layers, x.shape[0], self.rnn.hidden_size)  # (layers, bs, h)
+        x = self.emb(x)  # (bs, T) -> (bs, T, emb): batch_first, no transpose needed
+        x, _ = self.rnn(x, h0)  # (bs, T, h)
+        x = self.fc(x)  # (bs, T, classes)
+        return x.view(-1, self.fc.out_features)  # (bs*T, classes)
+
+
+class PackedLSTM(nn.Module):
+    """Variable-length sequences: pad (T, bs, emb) + lengths -> pack -> LSTM -> unpack.
+
+    >>> out = PackedLSTM(4, 6)(torch.zeros(5, 3, 4), torch.tensor([5, 3, 2]))
+    >>> tuple(out.shape)                                  # (T, bs, h)
+    (5, 3, 6)
+    """
+
+    def __init__(self, emb: int = 4, hidden: int = 6) -> None:
+        super().__init__()
+        with fixed_seed(0):
+            self.lstm = nn.LSTM(emb, hidden)
+
+    def forward(self, padded: Tensor, lengths: Tensor) -> Tensor:
+        packed: PackedSequence = pack_padded_sequence(padded, lengths, enforce_sorted=False)
+        out, _ = self.lstm(packed)  # out.data: (sum(lengths), h); (h_n, c_n): (1, bs, h) each
+        unpacked, _ = pad_packed_sequence(out, total_length=padded.shape[0])  # (T, bs, h)
+        return unpacked
+
+
+class GRUEncoder(nn.Module):
+    """A seq2seq GRU encoder: tokens (T, bs) -> outputs (T, bs, 2h), context (bs, h) for a decoder.
+
+    >>> out, ctx = GRUEncoder()(torch.zeros(7, 3, dtype=torch.long))
+    >>> tuple(out.shape), tuple(ctx.shape)
+    ((7, 3, 32), (1, 3, 16))
+    """
+
+    def __init__(self, vocab: int = 30, emb: int = 12, hidden: int = 16, num_layers: int = 2) -> None:
+        super().__init__()
+        with fixed_seed(0):
+            self.embedding = nn.Embedding(vocab, emb)
+            self.gru = nn.GRU(emb, hidden, num_layers=num_layers, bidirectional=True)
+            self.bridge = nn.Linear(2 * hidden, hidden)
+
+    def forward(self, src: Tensor) -> tuple[Tensor, Tensor]:
+        x = self.embedding(src)  # (T, bs, emb)
+        outputs, h_n = self.gru(x)  # (T, bs, 2h), (layers*2, bs, h)
+        top = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # top layer, both directions: (bs, 2h)
+        context = torch.tanh(self.bridge(top)).unsqueeze(0)  # (1, bs, h): a decoder's h_0
+        return outputs, context

@@ -1,0 +1,203 @@
+"""Parse a layer spec such as ``"LSTM(10, 20, num_layers=2)"`` into the module, safely.
+
+>>> lstm = parse_spec("LSTM(10, 20, num_layers=2, bidirectional=True)")
+>>> lstm.num_layers, lstm.bidirectional, tuple(lstm.weight_ih_l0.shape)      # (4*h, emb)
+(2, True, (80, 10))
+>>> parse_spec("GRUCell(8, 16)").hidden_size
+16
+
+The text is read with :mod:`ast` and never evaluated: only a call of one of the six recurrent
+classes (optionally written ``nn.X`` or ``torch.nn.X``) with literal arguments (numbers,
+``True``/``False``, a string for ``nonlinearity``) is accepted, and every keyword and value is
+checked before the module is built. Anything else raises :class:`~shapeviz._errors.SpecError`
+with a message that lists what is valid.
+"""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from shapeviz._errors import SpecError
+
+__all__ = ["CLASSES", "MAX_PARAMETERS", "MAX_SPEC_CHARS", "parse_spec", "spec_help"]
+
+MAX_SPEC_CHARS = 300
+"""Longer spec text is refused before parsing (a layer spec is short)."""
+
+MAX_PARAMETERS = 50_000_000
+"""A spec whose layer would hold more weights than this is refused (about 200 MB of float32)."""
+
+
+@dataclass(frozen=True)
+class _Class:
+    cls: type[nn.Module]
+    params: tuple[str, ...]  # in PyTorch's positional order
+    gates: int
+
+
+_RNN_TAIL = ("num_layers", "nonlinearity", "bias", "batch_first", "dropout", "bidirectional")
+_LAYER_TAIL = ("num_layers", "bias", "batch_first", "dropout", "bidirectional")
+
+CLASSES: dict[str, _Class] = {
+    "RNN": _Class(nn.RNN, ("input_size", "hidden_size", *_RNN_TAIL), 1),
+    "LSTM": _Class(nn.LSTM, ("input_size", "hidden_size", *_LAYER_TAIL, "proj_size"), 4),
+    "GRU": _Class(nn.GRU, ("input_size", "hidden_size", *_LAYER_TAIL), 3),
+    "RNNCell": _Class(nn.RNNCell, ("input_size", "hidden_size", "bias", "nonlinearity"), 1),
+    "LSTMCell": _Class(nn.LSTMCell, ("input_size", "hidden_size", "bias"), 4),
+    "GRUCell": _Class(nn.GRUCell, ("input_size", "hidden_size", "bias"), 3),
+}
+"""The classes a spec may name, with their arguments in PyTorch's positional order."""
+
+_BOOLS = frozenset({"bias", "batch_first", "bidirectional"})
+_EXAMPLES = 'e.g. "LSTM(10, 20, num_layers=2, bidirectional=True)" or "GRUCell(8, 16)"'
+
+
+def spec_help() -> str:
+    """One paragraph listing the valid classes and their arguments (used in error messages).
+
+    >>> spec_help().splitlines()[1]
+    '  RNN(input_size, hidden_size, num_layers, nonlinearity, bias, batch_first, dropout, bidirectional)'
+    """
+    lines = ["valid specs call one of these classes with literal arguments:"]
+    lines += [f"  {name}({', '.join(c.params)})" for name, c in CLASSES.items()]
+    lines.append("sizes are positive ints, num_layers >= 1, 0 <= proj_size < hidden_size, 0 <= dropout <= 1, "
+                 "bias/batch_first/bidirectional are True or False, nonlinearity is 'tanh' or 'relu'; "
+                 + _EXAMPLES)
+    return "\n".join(lines)
+
+
+def _fail(text: str, why: str) -> SpecError:
+    return SpecError(f"bad layer spec {text!r}: {why}\n{spec_help()}")
+
+
+def _class_name(text: str, func: ast.expr) -> str:
+    parts: list[str] = []
+    node = func
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+    else:
+        raise _fail(text, "the spec must be a call of a class name such as LSTM(...)")
+    dotted = ".".join(reversed(parts))
+    name = parts[0]
+    prefix = dotted[: -len(name)]
+    if prefix not in ("", "nn.", "torch.nn.") or name not in CLASSES:
+        raise _fail(text, f"unknown class {dotted!r}")
+    return name
+
+
+def _literal(text: str, node: ast.expr, what: str) -> Any:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) \
+            and isinstance(node.operand, ast.Constant) and type(node.operand.value) in (int, float):
+        value = node.operand.value
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool, str):
+        return node.value
+    raise _fail(text, f"{what} must be a literal (a number, True/False or a quoted string), "
+                      f"got the expression {_source(node)!r}")
+
+
+def _source(node: ast.AST) -> str:
+    try:
+        out = ast.unparse(node)
+    except Exception:  # pragma: no cover - unparse handles every parsed node
+        out = type(node).__name__
+    return out if len(out) <= 60 else out[:57] + "..."
+
+
+def _check_value(text: str, cls: str, key: str, value: Any) -> Any:
+    if key in ("input_size", "hidden_size"):
+        if type(value) is not int or value < 1:
+            raise _fail(text, f"{key} must be a positive int, got {value!r}")
+    elif key == "num_layers":
+        if type(value) is not int or value < 1:
+            raise _fail(text, f"num_layers must be an int >= 1, got {value!r}")
+    elif key == "proj_size":
+        if type(value) is not int or value < 0:
+            raise _fail(text, f"proj_size must be an int >= 0, got {value!r}")
+    elif key == "dropout":
+        if type(value) not in (int, float) or not 0 <= value <= 1:
+            raise _fail(text, f"dropout must be a number between 0 and 1, got {value!r}")
+        value = float(value)
+    elif key in _BOOLS:
+        if type(value) is not bool:
+            raise _fail(text, f"{key} must be True or False, got {value!r}")
+    elif key == "nonlinearity" and value not in ("tanh", "relu"):
+        raise _fail(text, f"nonlinearity must be 'tanh' or 'relu', got {value!r}")
+    return value
+
+
+def _parameter_count(c: _Class, kw: dict[str, Any]) -> int:
+    emb, h = kw["input_size"], kw["hidden_size"]
+    proj = kw.get("proj_size", 0) or h
+    layers, D = kw.get("num_layers", 1), 2 if kw.get("bidirectional", False) else 1
+    g, hr = c.gates, proj * h if kw.get("proj_size", 0) else 0
+    first = g * h * (emb + proj + 2) + hr
+    rest = g * h * (D * proj + proj + 2) + hr
+    return D * (first + (layers - 1) * rest)
+
+
+def parse_spec(text: str, *, device: str | torch.device | None = None) -> nn.Module:
+    """Build the recurrent module a spec names, without evaluating the text.
+
+    >>> gru = parse_spec("nn.GRU(8, 16, batch_first=True)")
+    >>> gru.batch_first, tuple(gru.weight_hh_l0.shape)                      # (3*h, h)
+    (True, (48, 16))
+
+    ``device="meta"`` builds it without allocating weights (enough for ``explain`` and
+    ``unroll``). Raises :class:`SpecError` for anything but one allowed class called with valid
+    literal arguments.
+    """
+    if not isinstance(text, str):
+        raise SpecError(f"a layer spec is text such as {_EXAMPLES}, got {type(text).__name__}")
+    if len(text) > MAX_SPEC_CHARS:
+        raise _fail(text[:40] + "...", f"the spec is {len(text)} characters long (at most {MAX_SPEC_CHARS})")
+    if not text.strip():
+        raise _fail(text, "the spec is empty")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        raise _fail(text, f"not a Python call ({type(exc).__name__}: {getattr(exc, 'msg', None) or exc})") from None
+    call = tree.body
+    if not isinstance(call, ast.Call):
+        raise _fail(text, "the spec must be a call such as LSTM(10, 20)")
+    name = _class_name(text, call.func)
+    c = CLASSES[name]
+    if len(call.args) > len(c.params):
+        raise _fail(text, f"{name} takes at most {len(c.params)} positional arguments, got {len(call.args)}")
+    kw: dict[str, Any] = {}
+    for key, node in zip(c.params, call.args):
+        if isinstance(node, ast.Starred):
+            raise _fail(text, "*args are not allowed")
+        kw[key] = _literal(text, node, key)
+    for k in call.keywords:
+        if k.arg is None:
+            raise _fail(text, "**kwargs are not allowed")
+        if k.arg not in c.params:
+            raise _fail(text, f"{name} has no argument {k.arg!r}; its arguments are {', '.join(c.params)}")
+        if k.arg in kw:
+            raise _fail(text, f"{k.arg} is given twice")
+        kw[k.arg] = _literal(text, k.value, k.arg)
+    missing = [p for p in ("input_size", "hidden_size") if p not in kw]
+    if missing:
+        raise _fail(text, f"{name} needs {' and '.join(missing)}")
+    kw = {k: _check_value(text, name, k, v) for k, v in kw.items()}
+    if kw.get("proj_size", 0) >= kw["hidden_size"]:
+        raise _fail(text, f"proj_size must be smaller than hidden_size={kw['hidden_size']}, got {kw['proj_size']}")
+    n = _parameter_count(c, kw)
+    if n > MAX_PARAMETERS:
+        raise _fail(text, f"this layer would hold about {n:,} weights (at most {MAX_PARAMETERS:,})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dropout with one layer, proj_size on oneDNN: not our concern
+        try:
+            return c.cls(**kw, device=device)
+        except (ValueError, TypeError, RuntimeError) as exc:  # pragma: no cover - checked above
+            raise _fail(text, str(exc)) from None
