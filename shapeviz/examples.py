@@ -27,6 +27,7 @@ __all__ = [
     "CellOverDataset",
     "CharRNNScratch",
     "EmbedRNN",
+    "ForgotTranspose",
     "GRUEncoder",
     "HelloCell",
     "HelloEmbedding",
@@ -148,6 +149,24 @@ class BatchFirstLoopRNN(nn.Module):
             h0 = torch.zeros(1, x.shape[0], r.hidden_size)  # (1, bs, h)
         out, h = rnn_step_loop(x, r.weight_ih_l0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0, h0[0])
         return out, h.unsqueeze(0)  # (bs, T, h), (1, bs, h)
+
+
+class ForgotTranspose(EmbedRNN):
+    """EmbedRNN with the classic mistake: the Embedding's (bs, T, emb) goes into a seq-first nn.RNN.
+
+    >>> import shapeviz as sv
+    >>> try:
+    ...     with sv.checking(inputs="bs T"):                 # tokens (bs=2, T=5)
+    ...         ForgotTranspose()(torch.zeros(2, 5, dtype=torch.long))
+    ... except sv.ShapeError as err:
+    ...     err.code, err.actual                             # (bs, T, emb) where (T, bs, emb) belongs
+    ('batch_first_swap', (2, 5, 20))
+    """
+
+    def forward(self, tokens: Tensor, state: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        x = self.embedding(tokens)  # (bs, T, emb)   <- the mistake: tokens.T was forgotten
+        y, state = self.rnn(x, state)  # nn.RNN reads dim 0 as T and dim 1 as bs
+        return self.linear(y.reshape(-1, y.shape[-1])), state
 
 
 class BidirectionalLoopRNN(nn.Module):
