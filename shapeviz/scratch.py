@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -44,6 +44,9 @@ from shapeviz.typing import (
     Tokens,
     check,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = [
     "ScratchGRU",
@@ -196,7 +199,7 @@ class _ScratchLayer(nn.Module):
                     self.register_parameter(f"{name}_l{layer}{suffix}", p)
 
     @classmethod
-    def from_torch(cls, module: nn.Module) -> Any:
+    def from_torch(cls, module: nn.Module) -> Self:
         """The scratch twin of a ``torch.nn`` layer, with its weights.
 
         >>> ScratchGRU.from_torch(torch.nn.GRU(4, 8, batch_first=True)).batch_first
@@ -391,8 +394,8 @@ class ScratchLM(nn.Module):
         >>> ScratchLM.from_torch(rnn, lin).linear.weight.shape   # (vocab, D*h)
         torch.Size([28, 32])
         """
-        scratch: type[_ScratchLayer] = (ScratchLSTM if isinstance(rnn, nn.LSTM)
-                                        else ScratchGRU if isinstance(rnn, nn.GRU) else ScratchRNN)
+        scratch: type[ScratchLSTM | ScratchGRU | ScratchRNN] = (
+            ScratchLSTM if isinstance(rnn, nn.LSTM) else ScratchGRU if isinstance(rnn, nn.GRU) else ScratchRNN)
         lm = cls(scratch.from_torch(rnn), linear.out_features, embedding)
         lm.linear.load_state_dict(linear.state_dict())
         return lm.to(linear.weight.dtype)
