@@ -75,6 +75,7 @@ class TensorInfo:
     ambiguous: bool = False  # some dim's size matched two names ("T|bs")
     packed: str = ""  # "data" or "batch_sizes" for the two halves of a PackedSequence
     repeat: int = 1  # a list of `repeat` tensors of this shape, recorded once
+    produced_by: int | None = None  # index of the call that first returned this very tensor
 
     def format(self) -> str:
         """The shape in named dims: ``"(T=5, bs=2, 28)"`` (a dim without a name shows its size)."""
@@ -102,7 +103,7 @@ class TensorInfo:
         return {"shape": list(self.shape), "names": None if self.names is None else list(self.names),
                 "role": self.role, "key": self.key, "label": self.label, "dtype": self.dtype,
                 "device": self.device, "ambiguous": self.ambiguous, "packed": self.packed,
-                "repeat": self.repeat}
+                "repeat": self.repeat, "produced_by": self.produced_by}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TensorInfo:
@@ -111,7 +112,7 @@ class TensorInfo:
                    role=d.get("role", ""), key=d.get("key", ""), label=d.get("label", ""),
                    dtype=d.get("dtype", "float32"), device=d.get("device", "cpu"),
                    ambiguous=bool(d.get("ambiguous", False)), packed=d.get("packed", ""),
-                   repeat=int(d.get("repeat", 1)))
+                   repeat=int(d.get("repeat", 1)), produced_by=d.get("produced_by"))
 
 
 _INFIX = {"matmul": "@", "__matmul__": "@", "__rmatmul__": "@", "add": "+", "__add__": "+",
@@ -285,7 +286,8 @@ class Trace:
                 "inputs" / "outputs": [{
                     "shape": [int], "names": [str] | null,   # "" = unnamed dim, "a|b" = ambiguous
                     "role": str, "key": str, "label": str, "dtype": str, "device": str,
-                    "ambiguous": bool, "packed": "" | "data" | "batch_sizes", "repeat": int}]}]}
+                    "ambiguous": bool, "packed": "" | "data" | "batch_sizes", "repeat": int,
+                    "produced_by": int | null}]}]}   # the call that first returned this tensor
         """
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
@@ -696,6 +698,7 @@ class _Tracer:
         self.stack: list[tuple[Call, int, bool]] = []  # open module calls: (call, id(module), user code?)
         self.pending: list[TensorInfo] = []  # in the order they were seen
         self.hows: dict[int, tuple[TensorInfo, _How]] = {}
+        self.out_of: dict[int, int] = {}  # id(output info) -> index of its call
         self.seen: dict[int, tuple[weakref.ref, TensorInfo]] = {}
         self.declared = dict(declared_sizes)
         self.learned: dict[str, set[int]] = {}
@@ -718,6 +721,8 @@ class _Tracer:
         info = TensorInfo(shape=tuple(int(s) for s in t.shape), role=role, key=key, label=label,
                           dtype=_dtype(t), device=_device(t), packed=packed, repeat=repeat)
         prev = self._known(t)
+        if prev is not None:
+            info.produced_by = self.out_of.get(id(prev))
         if how is None:
             how = ("alias", prev) if prev is not None else ("size",)
         self.pending.append(info)
@@ -778,6 +783,8 @@ class _Tracer:
                 ins = list(call.inputs)
                 call.outputs = self.infos(output, "", lambda k, t, p: ("like", ins) if self._known(t) is None
                                           else None)
+            for o in call.outputs:
+                self.out_of.setdefault(id(o), call.index)
         finally:
             self.busy = False
 
@@ -863,6 +870,8 @@ class _Tracer:
                 call.outputs = self.infos(out, "", lambda k, t, p: ("rule", rule, ins), tuples=True)
             else:
                 call.outputs = self.infos(out, "", lambda k, t, p: ("like", ins), tuples=True)
+            for o in call.outputs:
+                self.out_of.setdefault(id(o), call.index)
             self.calls.append(call)
         finally:
             self.busy = False
@@ -938,6 +947,7 @@ class _Tracer:
 
     def close(self) -> None:
         self.seen.clear()
+        self.out_of.clear()
         self.stack.clear()
 
 

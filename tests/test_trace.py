@@ -33,6 +33,7 @@ from trace_models import (
 )
 
 import shapeviz as sv
+import shapeviz.render.plot as plot_mod
 import shapeviz.render.table as table_mod
 import shapeviz.trace as trace_mod
 from shapeviz.trace import Call, TensorInfo, Trace, trace
@@ -135,6 +136,7 @@ def test_rnncell_loop_over_dataset():
     assert cells[0].conventions is not None and cells[0].conventions.cell
     assert t.calls[0].outputs[0].names == ("T", "bs", "h")
     assert "[ × T=3" in t.table()
+    assert cells[1].inputs[1].produced_by == cells[0].index  # step 2's h_0 is step 1's h_1
     check_golden("cell_loop", t.table())
 
 
@@ -172,6 +174,7 @@ def test_lstm_seq2seq_encoder_state_flows_to_decoder():
     dec = t.find(path="decoder")[0]
     assert [(i.role, i.key) for i in dec.inputs] == [("input", "0"), ("h_0", "1.0"), ("c_0", "1.1")]
     assert dec.inputs[0].names == ("T", "bs", "emb") and dec.inputs[0].shape == (6, 4, 16)
+    assert [i.produced_by for i in dec.inputs[1:]] == [enc.index, enc.index]  # the encoder's very (h_n, c_n)
     assert t.sizes["T"] == [6, 9]  # source and target lengths, both named T
     assert t.calls[0].outputs[0].names == ("T", "bs", "")  # vocab=30 was not declared
     check_golden("seq2seq", t.table())
@@ -394,6 +397,6 @@ def test_unroll_from_a_trace():
     assert "RNNCell" in t.unroll().source
 
 
-@pytest.mark.parametrize("mod", [trace_mod, table_mod])
+@pytest.mark.parametrize("mod", [trace_mod, table_mod, plot_mod])
 def test_doctests(mod: Any):
     assert doctest.testmod(mod).failed == 0
