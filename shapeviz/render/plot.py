@@ -10,7 +10,8 @@ Each tensor is a block: width from its last dim, height from the one before (log
 and 4096 both stay readable), a stack of shadows for leading dims; under it its name and its
 shape in named dims. Calls run top to bottom in order; repeated steps are drawn once with a
 ``× T`` bracket. Recurrent state (``h``, ``c``) has its own lane on the right, with a loop arrow
-when the state of one step feeds the next. matplotlib is imported here only (Agg backend).
+when the state of one step feeds the next. matplotlib is imported here only, inside the function; the figure
+has its own Agg canvas (pyplot and the global backend are left alone).
 """
 
 from __future__ import annotations
@@ -134,10 +135,8 @@ def plot_trace(trace: Any, *, max_rows: int = 40, title: str | None = None) -> A
     >>> bool(fig.get_figwidth() > 4), len(fig.axes)
     (True, 1)
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
     from matplotlib.patches import FancyArrowPatch, Rectangle
 
     calls = list(trace.calls)
@@ -178,7 +177,8 @@ def plot_trace(trace: Any, *, max_rows: int = 40, title: str | None = None) -> A
         y += r.height + _ROW_GAP
     height = y + (0.3 if cut else 0.1)
 
-    fig = plt.figure(figsize=(width, height), dpi=110)
+    fig = Figure(figsize=(width, height), dpi=110)  # no pyplot: no global figure, no backend switch
+    FigureCanvasAgg(fig)
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_xlim(0, width)
     ax.set_ylim(height, 0)
