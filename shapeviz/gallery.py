@@ -167,13 +167,13 @@ def embed_rnn() -> Built:
           with the same weights; the diagram draws that layer.""",
           shows=(rnn_step_loop, BatchFirstLoopRNN))
 def batch_first_loop() -> Built:
-    model = BatchFirstLoopRNN(emb=4, hidden=3)
-    x = torch.randn(2, 5, 4, generator=seeded(1))  # (bs=2, T=5, emb=4)
+    model = BatchFirstLoopRNN(emb=4, hidden=6)
+    x = torch.randn(3, 5, 4, generator=seeded(1))  # (bs=3, T=5, emb=4)
     with torch.no_grad():
         out, h_n = model(x)
         ref_out, ref_h = model.ref(x)
     checks = [_close(out, ref_out, "output and nn.RNN's output"), _close(h_n, ref_h, "h_n and nn.RNN's h_n")]
-    return Built(model, (x,), "bs T emb", layer=model.ref, draw="layer", T=5, bs=2, checks=checks)
+    return Built(model, (x,), "bs T emb", layer=model.ref, draw="layer", T=5, bs=3, checks=checks)
 
 
 @_example("bidirectional_loop", "Hand-written bidirectional RNN loop",
@@ -183,13 +183,13 @@ def batch_first_loop() -> Built:
           to nn.RNN(batch_first=True, bidirectional=True).""",
           shows=(BidirectionalLoopRNN,))
 def bidirectional_loop() -> Built:
-    model = BidirectionalLoopRNN(emb=4, hidden=3)
-    x = torch.randn(2, 5, 4, generator=seeded(1))  # (bs=2, T=5, emb=4)
+    model = BidirectionalLoopRNN(emb=4, hidden=6)
+    x = torch.randn(3, 5, 4, generator=seeded(1))  # (bs=3, T=5, emb=4)
     with torch.no_grad():
         out, h_n = model(x)
         ref_out, ref_h = model.ref(x)
     checks = [_close(out, ref_out, "output and nn.RNN's output"), _close(h_n, ref_h, "h_n and nn.RNN's h_n")]
-    return Built(model, (x,), "bs T emb", layer=model.ref, draw="layer", T=5, bs=2, checks=checks)
+    return Built(model, (x,), "bs T emb", layer=model.ref, draw="layer", T=5, bs=3, checks=checks)
 
 
 @_example("rnncell_dataset", "RNNCell loop over a (seq_len, bs, input) dataset",

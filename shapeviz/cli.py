@@ -1,0 +1,488 @@
+"""The ``shapeviz`` command line: explain, draw, trace, check, gallery, demo.
+
+>>> main(["explain", "GRUCell(8, 16)", "--bs", "4"])          # doctest: +NORMALIZE_WHITESPACE
+GRUCell(8, 16)
+  emb=8  h=16  bs=4
+        argument  shape      with sizes
+  in    input     (bs, emb)  (bs=4, emb=8)
+  in    h_0       (bs, h)    (bs=4, h=16)
+  out   h_1       (bs, h)    (bs=4, h=16)
+  unbatched: input (emb,) -> h_1 (h,); state (h,)
+notes
+  * a cell takes ONE time step: for x_t in x:  # x (T, bs, emb) -> x_t (bs, emb); h = cell(x_t, h)
+  * its state is (bs, h): no layers or directions dim, unlike nn.GRU's (layers*D, bs, h)
+0
+
+``main(argv)`` returns the exit code instead of exiting, so it can run in-process; the
+``shapeviz`` script and ``python -m shapeviz`` exit with it. See :data:`EPILOG` for the codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import sys
+import traceback
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+import torch.nn as nn
+
+from shapeviz._errors import MissingBackendError, ShapeError, ShapevizError, SpecError
+
+__all__ = ["EPILOG", "EXIT_BACKEND", "EXIT_OK", "EXIT_SHAPE", "EXIT_USAGE", "EXIT_USER_CODE", "main"]
+
+EXIT_OK = 0
+EXIT_SHAPE = 1
+EXIT_USAGE = 2
+EXIT_USER_CODE = 3
+EXIT_BACKEND = 4
+
+EPILOG = """\
+exit codes:
+  0  ok
+  1  a shape error was found (check, trace): the ShapeError message is printed
+  2  usage error: bad command, option, SPEC, --input, output suffix, file or factory name
+  3  your code raised: importing FILE.py, calling FACTORY() or the forward pass (not a ShapeError)
+  4  no Graphviz dot program to render with (install graphviz or pip install graphviz-pure)
+
+SPEC is a layer written as in Python, e.g. "LSTM(10, 20, num_layers=2, bidirectional=True)" or
+"GRUCell(8, 16)": one of RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell with literal arguments. It
+is parsed, never evaluated. `trace` and `check` IMPORT your FILE.py (running its top-level code)
+and call FACTORY() to build the model.
+
+start here:  shapeviz demo"""
+
+_INPUT_HELP = """how to make the model's input from named sizes, in layout order:
+  "bs=2,T=5,vocab=28"  -> token ids, a LongTensor (bs, T) in [0, vocab)
+  "T=5,bs=2,emb=10"    -> floats (T, bs, emb)
+  "bs=2,T=5"           -> decided by the model's first Embedding or recurrent layer
+                          (named_modules order): an Embedding(num, dim) gets token ids in
+                          [0, num); a recurrent layer gets floats with emb=input_size
+                          appended; with neither, floats of exactly these dims.
+values come from a fixed seed (randn / randint), so runs repeat."""
+
+
+class _UsageError(Exception):
+    """A mistake in how the command was called: exit code 2."""
+
+
+class _UserCodeError(Exception):
+    """The user's file, factory or forward pass raised: exit code 3."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main(argv)`` returns the code."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise _UsageError(f"{self.prog}: error: {message}\n(run '{self.prog} --help' for the valid options)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _steps(text: str) -> int:
+    value = _positive(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"--max-steps must be at least 2, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every command (``--help`` on each).
+
+    >>> sorted(build_parser()._subparsers._group_actions[0].choices)    # the commands
+    ['check', 'demo', 'draw', 'explain', 'gallery', 'trace']
+    """
+    from shapeviz import __version__
+
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = _Parser(prog="shapeviz", formatter_class=fmt, epilog=EPILOG,
+                description="Checked and visible shapes for PyTorch recurrent layers.")
+    p.add_argument("--version", action="version", version=f"shapeviz {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    e = sub.add_parser("explain", help="print the shape conventions of a layer", formatter_class=fmt,
+                       description="Print the conventions table of a layer: every argument and result "
+                                   "in named dims, with sizes when --T/--bs are given.",
+                       epilog='example: shapeviz explain "LSTM(10, 20, num_layers=2)" --T 5 --bs 3')
+    e.add_argument("spec", metavar="SPEC", help='a layer, e.g. "LSTM(10, 20, num_layers=2, bidirectional=True)"')
+    e.add_argument("--T", type=_positive, help="sequence length")
+    e.add_argument("--bs", type=_positive, help="batch size")
+    e.add_argument("--style", choices=("seeds", "torch"), default="seeds",
+                   help="dimension names: seeds (T, bs, emb, h; default) or torch (L, N, H_in, H_out)")
+
+    d = sub.add_parser("draw", help="write the unrolled diagram of a layer (.svg or .png)", formatter_class=fmt,
+                       description="Draw a layer unrolled over time and write it to FILE.svg or FILE.png "
+                                   "(needs Graphviz dot or graphviz-pure).",
+                       epilog='example: shapeviz draw "GRU(8, 16, batch_first=True)" --T 4 --bs 2 -o gru.svg')
+    d.add_argument("spec", metavar="SPEC", help='a layer, e.g. "GRUCell(8, 16)"')
+    d.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.svg or FILE.png")
+    d.add_argument("--T", type=_positive, help="sequence length")
+    d.add_argument("--bs", type=_positive, help="batch size")
+    d.add_argument("--max-steps", type=_steps, help="draw at most this many time steps (the middle is elided)")
+
+    for name, what in (("trace", "trace a forward pass of your model: every module call in named dims"),
+                       ("check", "run a forward pass of your model with shape checking on")):
+        c = sub.add_parser(name, help=what, formatter_class=fmt,
+                           description=f"{what[0].upper()}{what[1:]}. IMPORTS FILE.py (its top-level code "
+                                       "runs) and calls FACTORY() with no arguments to build the model.",
+                           epilog=f'{_INPUT_HELP}\n\nexample: shapeviz {name} model.py:build '
+                                  '--input "bs=2,T=5,vocab=28"')
+        c.add_argument("target", metavar="FILE.py:FACTORY", help="your file and a function in it returning the model")
+        c.add_argument("--input", required=True, metavar="SIZES", help='named sizes in layout order, e.g. "bs=2,T=5"')
+        if name == "trace":
+            c.add_argument("--ops", action="store_true", help="also record the torch operations your code runs")
+            c.add_argument("-o", "--output", metavar="FILE",
+                           help="trace.json (JSON), table.txt (text table) or plot.png/.svg (figure); "
+                                "default: print the table")
+
+    g = sub.add_parser("gallery", help="rebuild the gallery (diagrams, tables, code)", formatter_class=fmt,
+                       description="Rebuild the gallery: one folder per example with unrolled.svg/.png/.dot "
+                                   "and README.md, plus an index README.md.")
+    g.add_argument("outdir", nargs="?", default="gallery", metavar="OUTDIR", help="where to write (default: gallery)")
+    g.add_argument("--quiet", action="store_true", help="no progress lines")
+
+    m = sub.add_parser("demo", help="the seeds' systems checked, one caught mistake, a few diagrams",
+                       formatter_class=fmt,
+                       description="Run the seeds' systems with checking on, show one real caught mistake "
+                                   "with its hint, and write a few diagrams.")
+    m.add_argument("-o", "--outdir", default="shapeviz-demo", metavar="DIR",
+                   help="where to write the diagrams (default: ./shapeviz-demo)")
+    return p
+
+
+# ====================================================================== commands
+def _explain(args: argparse.Namespace) -> int:
+    from shapeviz.render.text import explain
+    from shapeviz.spec import parse_spec
+
+    print(explain(parse_spec(args.spec, device="meta"), T=args.T, bs=args.bs, style=args.style))
+    return EXIT_OK
+
+
+def _check_suffix(path: str, valid: Sequence[str], what: str) -> Path:
+    p = Path(path)
+    if p.suffix.lower() not in valid:
+        raise _UsageError(f"{what}: cannot write {path!r}; the file name must end in one of "
+                          f"{', '.join(valid)}")
+    return p
+
+
+def _draw(args: argparse.Namespace) -> int:
+    from shapeviz.render.unroll import unroll
+    from shapeviz.spec import parse_spec
+
+    out = _check_suffix(args.output, (".svg", ".png"), "draw -o")
+    module = parse_spec(args.spec, device="meta")
+    path = unroll(module, T=args.T, bs=args.bs, max_steps=args.max_steps).render(out)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _load_factory(target: str) -> Any:
+    """Import FILE.py and return FACTORY (a callable); usage errors for a bad target."""
+    file, sep, name = target.rpartition(":")
+    if not sep or not file or not name:
+        raise _UsageError(f"expected FILE.py:FACTORY (a Python file and the name of a function in it that "
+                          f"returns the model), got {target!r}; e.g. model.py:build")
+    path = Path(file)
+    if path.suffix != ".py":
+        raise _UsageError(f"{file!r} is not a .py file; expected FILE.py:FACTORY, e.g. model.py:build")
+    if not path.is_file():
+        raise _UsageError(f"no such file: {file!r} (from {target!r}); expected FILE.py:FACTORY, e.g. model.py:build")
+    if not name.isidentifier():
+        raise _UsageError(f"{name!r} is not a Python name; expected FILE.py:FACTORY, e.g. model.py:build")
+    mod_name = f"_shapeviz_user_{path.stem if path.stem.isidentifier() else 'file'}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(mod_name, path.resolve())
+    if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a loader
+        raise _UsageError(f"cannot import {file!r}")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)  # so the file can import its neighbours
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise _UserCodeError(_user_exc(f"importing {file}", exc)) from None
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+    factory = getattr(module, name, None)
+    if factory is None or not callable(factory):
+        found = sorted(k for k, v in vars(module).items()
+                       if callable(v) and not k.startswith("_") and getattr(v, "__module__", None) == mod_name)
+        what = "no" if factory is None else "a non-callable"
+        raise _UsageError(f"{file} has {what} {name!r}; FACTORY must be a function or class defined in the file "
+                          f"that returns the model. Callables defined there: {', '.join(found) or '(none)'}")
+    return factory
+
+
+def _user_exc(what: str, exc: BaseException) -> str:
+    """``"calling build() raised ValueError: ..."`` with the user's own frames only."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    here = str(Path(__file__).resolve().parent)
+    frames = [f for f in tb if not f.filename.startswith(here)][-3:]
+    where = "".join(traceback.format_list(frames)).rstrip()
+    lines = [f"{what} raised {type(exc).__name__}: {exc}"]
+    if where:
+        lines += ["where (most recent call last):", where]
+    return "\n".join(lines)
+
+
+def _make_model(target: str) -> tuple[nn.Module, str]:
+    factory = _load_factory(target)
+    name = target.rpartition(":")[2]
+    try:
+        model = factory()
+    except Exception as exc:
+        raise _UserCodeError(_user_exc(f"calling {name}()", exc)) from None
+    if not callable(model):
+        raise _UsageError(f"{name}() returned {type(model).__name__}, not a model; FACTORY must return an "
+                          "nn.Module (or a callable taking the input)")
+    return model, name
+
+
+def _first_layer(model: Any) -> nn.Module | None:
+    """The first Embedding or recurrent layer in ``named_modules()`` order, or None."""
+    from shapeviz.conventions import is_recurrent
+
+    modules = model.modules() if isinstance(model, nn.Module) else ()
+    for m in modules:
+        if isinstance(m, nn.Embedding) or is_recurrent(m):
+            return m
+    return None
+
+
+def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, dict[str, int]]:
+    """The input for ``--input`` sizes: (tensor, its dim names, sizes to declare).
+
+    >>> x, names, decl = make_input(nn.GRU(8, 16), {"T": 5, "bs": 2})
+    >>> tuple(x.shape), names                                 # emb=input_size appended
+    ((5, 2, 8), 'T bs emb')
+    >>> x, names, decl = make_input(nn.Embedding(28, 4), {"bs": 2, "T": 5})
+    >>> x.dtype, tuple(x.shape), decl                          # token ids (bs, T)
+    (torch.int64, (2, 5), {'vocab': 28})
+    """
+    g = torch.Generator().manual_seed(0)
+    sizes = dict(sizes)
+    vocab = sizes.pop("vocab", None)
+    first = _first_layer(model) if vocab is None else None
+    if vocab is None and isinstance(first, nn.Embedding):
+        vocab = first.num_embeddings
+    if not sizes:
+        raise _UsageError("--input names no dims besides vocab; write e.g. 'bs=2,T=5,vocab=28'")
+    if vocab is not None:
+        if vocab < 1:
+            raise _UsageError(f"--input: vocab must be at least 1, got {vocab}")
+        x = torch.randint(0, vocab, tuple(sizes.values()), generator=g)
+        return x, " ".join(sizes), {"vocab": vocab}
+    if first is not None and "emb" not in sizes:
+        sizes["emb"] = int(first.input_size)  # type: ignore[arg-type]
+    return torch.randn(*sizes.values(), generator=g), " ".join(sizes), {}
+
+
+def _parse_input(text: str) -> dict[str, int]:
+    from shapeviz.dims import parse_sizes
+
+    return parse_sizes(text, "--input")
+
+
+def _forward_error(what: str, exc: Exception) -> _UserCodeError:
+    notes = "\n".join(getattr(exc, "__notes__", []) or [])
+    msg = _user_exc(what, exc)
+    return _UserCodeError(msg + ("\n" + notes if notes else ""))
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from shapeviz.dims import dims
+    from shapeviz.trace import trace
+    from shapeviz.watch import checking
+
+    sizes = _parse_input(args.input)
+    out = _check_suffix(args.output, (".json", ".txt", ".png", ".svg"), "trace -o") if args.output else None
+    model, name = _make_model(args.target)
+    x, names, declared = make_input(model, sizes)
+    try:
+        with dims(**declared), checking(inputs=names):
+            tr = trace(model, x, ops=args.ops, inputs_dims=names)
+    except ShapevizError:
+        raise
+    except Exception as exc:
+        raise _forward_error(f"the forward pass of {name}()", exc) from None
+    if out is None:
+        print(tr.table())
+        return EXIT_OK
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix == ".json":
+        out.write_text(tr.to_json() + "\n", encoding="utf-8")
+    elif suffix == ".txt":
+        out.write_text(tr.table() + "\n", encoding="utf-8")
+    else:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig = tr.plot()
+        fig.savefig(out)
+        plt.close(fig)
+    print(f"wrote {out}")
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    from shapeviz.dims import dims
+    from shapeviz.watch import checking
+
+    sizes = _parse_input(args.input)
+    model, name = _make_model(args.target)
+    x, names, declared = make_input(model, sizes)
+    try:
+        with dims(**declared), checking(inputs=names), torch.no_grad():
+            model(x)
+    except ShapevizError:
+        raise
+    except Exception as exc:
+        raise _forward_error(f"the forward pass of {name}()", exc) from None
+    shape = ", ".join(f"{n}={s}" for n, s in zip(names.split(), x.shape))
+    print(f"ok: {name}() ran on input ({shape}) {str(x.dtype).replace('torch.', '')} "
+          f"under sv.checking(inputs={names!r}); no shape error")
+    return EXIT_OK
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    from shapeviz.gallery import build
+
+    progress = None if args.quiet else (lambda line: print(line, flush=True))
+    files = build(args.outdir, progress=progress)
+    print(f"wrote {len(files)} files to {args.outdir}")
+    return EXIT_OK
+
+
+_DEMO_SYSTEMS = ("scratch_char_rnn", "embed_rnn", "batch_first_loop", "bidirectional_loop", "rnncell_dataset",
+                 "rnn_3_layers", "hello_rnncell", "hello_rnn", "hello_embedding")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import inspect
+    import textwrap
+
+    from shapeviz.dims import dims
+    from shapeviz.examples import CellOverDataset, EmbedRNN, ForgotTranspose, seeded
+    from shapeviz.gallery import EXAMPLES
+    from shapeviz.render.backend import Diagram
+    from shapeviz.render.unroll import unroll
+    from shapeviz.trace import trace
+    from shapeviz.watch import checking
+
+    print("shapeviz demo\n\n1. The seeds' systems, each run once under sv.checking (every recurrent call "
+          "checked)\n   and traced: the model's input -> its results, in named dims.\n")
+    for name in _DEMO_SYSTEMS:
+        ex = EXAMPLES[name]
+        built = ex.build()
+        with dims(**built.sizes), checking(inputs=built.inputs_dims):
+            tr = trace(built.model, *built.inputs, inputs_dims=built.inputs_dims)
+        print(f"   {ex.title}\n     {tr.calls[0].describe()}   ok")
+
+    print("\n2. A mistake shapeviz catches: the Embedding's output not transposed.\n"
+          "   shapeviz.examples.ForgotTranspose is EmbedRNN with this forward:\n")
+    src = textwrap.dedent(inspect.getsource(ForgotTranspose.forward))
+    print(textwrap.indent(src.rstrip(), "     "))
+    print('\n   tokens = torch.randint(0, 28, (2, 5))       # (bs=2, T=5)\n'
+          '   with sv.checking(inputs="bs T"):\n       ForgotTranspose()(tokens)\n\n   raises:\n')
+    tokens = torch.randint(0, 28, (2, 5), generator=seeded(1))
+    try:
+        with checking(inputs="bs T"):
+            ForgotTranspose()(tokens)
+    except ShapeError as err:
+        print(textwrap.indent(str(err), "     "))
+    else:  # pragma: no cover - the check is the point of the demo
+        raise AssertionError("the demo's mistake was not caught")
+
+    out = Path(args.outdir)
+    print(f"\n3. Unrolled diagrams, written to {out}/:\n")
+    with dims(vocab=28):
+        embed = trace(EmbedRNN(), tokens, inputs_dims="bs T").unroll()
+    cells = trace(CellOverDataset(), torch.randn(3, 1, 4, generator=seeded(1)), inputs_dims="T bs emb").unroll()
+    diagrams: list[tuple[str, Diagram]] = [
+        ("embed_rnn", embed),
+        ("rnncell_loop", cells),
+        ("lstm_2layer_bidirectional", unroll(nn.LSTM(10, 20, num_layers=2, bidirectional=True, device="meta"),
+                                             T=5, bs=3)),
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    missing = None
+    for stem, diagram in diagrams:
+        try:
+            path = diagram.render(out / f"{stem}.svg")
+        except MissingBackendError as exc:
+            missing = exc
+            path = out / f"{stem}.dot"
+            path.write_text(diagram.source, encoding="utf-8")
+        print(f"   {path}")
+    if missing is not None:
+        print(f"\n   (wrote DOT text: {missing})")
+    print("\nNext: shapeviz explain \"LSTM(10, 20, num_layers=2, bidirectional=True)\" --T 5 --bs 3\n"
+          "      shapeviz check model.py:build --input \"bs=2,T=5\"      (your own model)\n"
+          "      shapeviz gallery                                     (every example, with code)")
+    return EXIT_OK
+
+
+_COMMANDS = {"explain": _explain, "draw": _draw, "trace": _trace, "check": _check,
+             "gallery": _gallery, "demo": _demo}
+
+
+@contextlib.contextmanager
+def _no_warnings() -> Iterator[None]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LSTM with projections is not supported")
+        yield
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 shape error, 2 usage, 3 your code, 4 backend).
+
+    >>> main(["draw", "LSTM(10, 20)", "-o", "lstm.pdf"])   # the message goes to stderr
+    2
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help, --version
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        with _no_warnings():
+            return _COMMANDS[args.command](args)
+    except ShapeError as exc:
+        print(f"shapeviz: shape error\n{exc}", file=sys.stderr)
+        return EXIT_SHAPE
+    except (SpecError, _UsageError) as exc:
+        print(f"shapeviz: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MissingBackendError as exc:
+        print(f"shapeviz: {exc}", file=sys.stderr)
+        return EXIT_BACKEND
+    except _UserCodeError as exc:
+        print(f"shapeviz: {exc}", file=sys.stderr)
+        return EXIT_USER_CODE
