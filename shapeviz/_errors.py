@@ -105,3 +105,7 @@ class SpecError(ShapevizError, ValueError):
 
 class MissingBackendError(ShapevizError, RuntimeError):
     """No Graphviz layout program (system ``dot`` or ``graphviz-pure``) could be found."""
+
+
+for _cls in (ShapevizError, ShapeError, SpecError, MissingBackendError):
+    _cls.__module__ = "shapeviz"  # tracebacks read `shapeviz.ShapeError`, the public name
