@@ -103,7 +103,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _module_cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], dict[str, int]]] = (
     weakref.WeakKeyDictionary())
-_ATTRS = ("input_size", "hidden_size", "num_layers", "bidirectional", "proj_size", "vocab_size")
+_NO_ATTRS = (None,) * 6
+_recurrent_types: dict[type, bool] = {}
 
 
 def module_sizes(module: Any) -> dict[str, int] | None:
@@ -114,13 +115,17 @@ def module_sizes(module: Any) -> dict[str, int] | None:
     >>> module_sizes(nn.LSTM(10, 20, num_layers=2, bidirectional=True))
     {'emb': 10, 'h': 20, 'layers': 2, 'D': 2}
     """
-    if not isinstance(module, nn.Module):
-        return None
-    if is_recurrent(module):
+    recurrent = _recurrent_types.get(type(module))
+    if recurrent is None:
+        if not isinstance(module, nn.Module):
+            return None
+        recurrent = _recurrent_types.setdefault(type(module), is_recurrent(module))
+    if recurrent:
         return conventions(module).sizes
     d = module.__dict__
-    key = tuple(d.get(a) for a in _ATTRS)
-    if all(k is None for k in key):
+    key = (d.get("input_size"), d.get("hidden_size"), d.get("num_layers"), d.get("bidirectional"),
+           d.get("proj_size"), d.get("vocab_size"))
+    if key == _NO_ATTRS:
         return None
     hit = _module_cache.get(module)
     if hit is not None and hit[0] == key:
