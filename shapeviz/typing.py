@@ -45,7 +45,7 @@ import torch.nn as nn
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from shapeviz._errors import SpecError
+from shapeviz._errors import ShapeError, SpecError
 from shapeviz._signature import Signature, compile_signature, diagnose, resolve
 from shapeviz.conventions import Conventions, conventions, is_recurrent
 from shapeviz.dims import declared
@@ -194,7 +194,7 @@ def check(fn: F) -> F:
     >>> step(torch.zeros(3, 10), torch.zeros(4, 20))
     Traceback (most recent call last):
     ...
-    shapeviz._errors.ShapeError: [annotation] @check step: argument `h`
+    shapeviz.ShapeError: [annotation] @check step: argument `h`
     ...
 
     Names bind consistently across the arguments and the return value; symbolic dims
@@ -237,12 +237,19 @@ def _build(fn: F, sig: Signature) -> F:
     bind = sig.bind
     final_in = result_check is None
 
-    @functools.partial(torch.compiler.disable, reason=_COMPILED_FAILURE)  # the slow path runs eagerly
-    def fail(values: Any, result: Any = None, has_result: bool = False) -> None:
+    def diagnosed(values: Any, result: Any = None, has_result: bool = False) -> ShapeError:
         where = label
         if is_method and values and isinstance(values[0], nn.Module):
             where = f"{label} ({_module_label(values[0])})"
-        raise diagnose(sig, where, values, _seeds(sig, values), result, has_result)
+        return diagnose(sig, where, values, _seeds(sig, values), result, has_result)
+
+    # Under torch.compile the slow path runs eagerly (a graph break, on failure only).
+    diagnosed_eagerly = torch.compiler.disable(diagnosed, reason=_COMPILED_FAILURE)
+
+    def fail(values: Any, result: Any = None, has_result: bool = False) -> None:
+        if torch.compiler.is_compiling():
+            raise diagnosed_eagerly(values, result, has_result)
+        raise diagnosed(values, result, has_result)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
