@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import importlib.util
 import sys
+import textwrap
 import traceback
 import uuid
 from collections.abc import Iterator, Sequence
@@ -137,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, what in (("trace", "trace a forward pass of your model: every module call in named dims"),
                        ("check", "run a forward pass of your model with shape checking on")):
         c = sub.add_parser(name, help=what, formatter_class=fmt,
-                           description=f"{what[0].upper()}{what[1:]}. IMPORTS FILE.py (its top-level code "
-                                       "runs) and calls FACTORY() with no arguments to build the model.",
+                           description=textwrap.fill(f"{what[0].upper()}{what[1:]}. IMPORTS FILE.py (its top-level "
+                                                     "code runs) and calls FACTORY() with no arguments to build "
+                                                     "the model.", 90),
                            epilog=f'{_INPUT_HELP}\n\nexample: shapeviz {name} model.py:build '
                                   '--input "bs=2,T=5,vocab=28"')
         c.add_argument("target", metavar="FILE.py:FACTORY", help="your file and a function in it returning the model")
@@ -378,7 +380,6 @@ _DEMO_SYSTEMS = ("scratch_char_rnn", "embed_rnn", "batch_first_loop", "bidirecti
 
 def _demo(args: argparse.Namespace) -> int:
     import inspect
-    import textwrap
 
     from shapeviz.dims import dims
     from shapeviz.examples import CellOverDataset, EmbedRNN, ForgotTranspose, seeded

@@ -25,13 +25,17 @@ import torch.nn as nn
 
 from shapeviz._errors import SpecError
 
-__all__ = ["CLASSES", "MAX_PARAMETERS", "MAX_SPEC_CHARS", "parse_spec", "spec_help"]
+__all__ = ["CLASSES", "MAX_PARAMETERS", "MAX_SIZE", "MAX_SPEC_CHARS", "parse_spec", "spec_help"]
 
 MAX_SPEC_CHARS = 300
 """Longer spec text is refused before parsing (a layer spec is short)."""
 
 MAX_PARAMETERS = 50_000_000
-"""A spec whose layer would hold more weights than this is refused (about 200 MB of float32)."""
+"""A spec whose layer would hold more weights than this is refused (about 200 MB of float32),
+unless it is built on the ``meta`` device, which allocates nothing."""
+
+MAX_SIZE = 10_000_000
+"""The largest input_size, hidden_size, num_layers or proj_size a spec may give."""
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,9 @@ def spec_help() -> str:
     """
     lines = ["valid specs call one of these classes with literal arguments:"]
     lines += [f"  {name}({', '.join(c.params)})" for name, c in CLASSES.items()]
-    lines.append("sizes are positive ints, num_layers >= 1, 0 <= proj_size < hidden_size, 0 <= dropout <= 1, "
-                 "bias/batch_first/bidirectional are True or False, nonlinearity is 'tanh' or 'relu'; "
-                 + _EXAMPLES)
+    lines.append(f"sizes are positive ints up to {MAX_SIZE:,}, num_layers >= 1, 0 <= proj_size < hidden_size, "
+                 "0 <= dropout <= 1, bias/batch_first/bidirectional are True or False, nonlinearity is "
+                 f"'tanh' or 'relu'; {_EXAMPLES}")
     return "\n".join(lines)
 
 
@@ -114,6 +118,8 @@ def _source(node: ast.AST) -> str:
 
 
 def _check_value(text: str, cls: str, key: str, value: Any) -> Any:
+    if type(value) is int and value > MAX_SIZE:
+        raise _fail(text, f"{key} must be at most {MAX_SIZE:,}, got {value:,}")
     if key in ("input_size", "hidden_size"):
         if type(value) is not int or value < 1:
             raise _fail(text, f"{key} must be a positive int, got {value!r}")
@@ -193,7 +199,7 @@ def parse_spec(text: str, *, device: str | torch.device | None = None) -> nn.Mod
     if kw.get("proj_size", 0) >= kw["hidden_size"]:
         raise _fail(text, f"proj_size must be smaller than hidden_size={kw['hidden_size']}, got {kw['proj_size']}")
     n = _parameter_count(c, kw)
-    if n > MAX_PARAMETERS:
+    if n > MAX_PARAMETERS and torch.device(device or "cpu").type != "meta":
         raise _fail(text, f"this layer would hold about {n:,} weights (at most {MAX_PARAMETERS:,})")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # dropout with one layer, proj_size on oneDNN: not our concern
