@@ -7,12 +7,13 @@
 >>> sig.names, sig.slots["bs"]
 (('x', 'h'), 1)
 
-A signature is compiled once into a tuple of small closures over integer slots. The fast path
-(:meth:`Signature.check_args` / :meth:`Signature.check_result`) compares ``.shape`` entries with
-plain ints in a per-call list, so nothing is shared between calls or threads and
-``torch.compile`` can trace it. Only when the fast path says "no" does :func:`diagnose` walk
-the same compiled specs again, slowly, remembering where each dim was bound, and build the
-:class:`~shapeviz._errors.ShapeError`.
+A signature is compiled once: its dim names become integer slots, and its annotations become
+two straight-line Python functions (``Signature.args_check``, ``Signature.result_check``) whose
+source holds only names made here, slot numbers and integer sizes, never text from an
+annotation. They compare ``.shape`` entries with plain ints in a per-call list, so nothing is
+shared between calls or threads and ``torch.compile`` can trace them. Only when they say "no"
+does :func:`diagnose` walk the compiled specs again, slowly, remembering where each dim was
+bound, and build the :class:`~shapeviz._errors.ShapeError`.
 
 Dim strings are parsed here, never evaluated: symbolic dims are sums and differences of
 products of names and integers (``layers*D``, ``T*bs``, ``n+1``).
@@ -572,14 +573,6 @@ class Signature:
         ba.apply_defaults()
         return tuple(ba.arguments.get(name) for name in self.names)
 
-    def check_args(self, values: tuple[Any, ...], env: list[Any], pending: list[Any]) -> bool:
-        """The fast path over the arguments; fills ``env`` with the bound sizes."""
-        if self.args_check is not None and not self.args_check(values, env, pending):
-            return False
-        if pending:
-            return resolve(pending, env, self.result_check is None)
-        return True
-
 
 def compile_signature(fn: Callable[..., Any], hints: dict[str, Any] | None = None) -> Signature:
     """Compile ``fn``'s jaxtyping annotations (``hints`` overrides ``typing.get_type_hints``)."""
@@ -651,7 +644,7 @@ class _Walker:
         self.env: list[Any] = [None] * len(sig.slots)
         self.where: list[str] = [""] * len(sig.slots)
         self.source: list[str] = [""] * len(sig.slots)  # argument name (or "") that bound it
-        self.pending: list[tuple[int, Dim, str]] = []
+        self.pending: list[tuple[int, Dim, str, ArraySpec, tuple[int, ...]]] = []
         self.names = {v: k for k, v in sig.slots.items()}
         for name, size, origin in seeds:
             slot = sig.slots.get(name)
@@ -757,7 +750,7 @@ class _Walker:
                 elif b != s:
                     return self._disagree(label, spec, shape, d, str(s), str(b), d.slot, i)
             else:
-                self.pending.append((s, d, label))
+                self.pending.append((s, d, label, spec, shape))
         return None
 
     def _disagree(self, label: str, spec: ArraySpec, shape: tuple[int, ...], d: Dim, got: str, bound: str,
@@ -772,7 +765,7 @@ class _Walker:
         while self.pending and progress:
             progress = False
             for item in list(self.pending):
-                size, d, label = item
+                size, d, label, spec, shape = item
                 unknown = [s for _, slots in d.terms for s in slots if self.env[s] is None]
                 verdict = solve(size, d.terms, self.env)
                 if verdict is None:
@@ -783,17 +776,19 @@ class _Walker:
                     known = ", ".join(f"{self.names[s]}={self.env[s]} ({self.where[s]})"
                                       for _, slots in d.terms for s in slots if self.env[s] is not None)
                     sources = [self.source[s] for _, slots in d.terms for s in slots if self.env[s] is not None]
-                    return _Failure(label, None, size, f"{d.name} should be {size} here, which does not fit "
+                    return _Failure(label, spec, shape, f"dim {spec.dims.index(d)} ({d.name}) is {size}, "
+                                    "which does not fit "
                                     f"{known or 'the other sizes'}", d, next((s for s in sources if s), ""))
                 for s in unknown:
                     self.where[s] = f"solved from {d.name}={size} in `{label}`"
                     self.source[s] = label.split("[")[0]
         if final:
             seen: dict[Any, tuple[int, str]] = {}
-            for size, d, label in self.pending:
+            for size, d, label, spec, shape in self.pending:
                 prev = seen.setdefault(d.terms, (size, label))
                 if prev[0] != size:
-                    return _Failure(label, None, size, f"{d.name} is {size} here but {prev[0]} in `{prev[1]}`",
+                    return _Failure(label, spec, shape, f"dim {spec.dims.index(d)} ({d.name}) is {size} here "
+                                    f"but {prev[0]} in `{prev[1]}`",
                                     d, prev[1].split("[")[0])
         return None
 
@@ -819,8 +814,9 @@ def _run_walker(sig: Signature, values: Sequence[Any], seeds: Sequence[tuple[str
 
 
 def _swap_fix(sig: Signature, values: Sequence[Any], seeds: Sequence[tuple[str, int, str]],
-              candidates: Sequence[str]) -> tuple[str, int, int] | None:
-    """A transpose of one candidate argument after which every argument fits, if there is one."""
+              candidates: Sequence[str]) -> tuple[str, int, int, _Walker] | None:
+    """A transpose of one candidate argument after which every argument fits, if there is one
+    (with the walk that fits: its bindings are what the arguments agree on)."""
     for name in candidates:
         if name not in sig.names:
             continue
@@ -834,8 +830,9 @@ def _swap_fix(sig: Signature, values: Sequence[Any], seeds: Sequence[tuple[str, 
                 continue
             trial = list(values)
             trial[k] = v.transpose(i, j)
-            if _run_walker(sig, trial, seeds, None, False)[1] is None:
-                return name, i, j
+            fitted, failure = _run_walker(sig, trial, seeds, None, False)
+            if failure is None:
+                return name, i, j, fitted
     return None
 
 
@@ -854,12 +851,13 @@ def diagnose(sig: Signature, label: str, values: Sequence[Any] | None, seeds: Se
     detail = failure.detail
     spec = failure.spec
     actual = failure.actual
+    fitted: _Walker | None = None
     if failure.dim is not None and not has_result:
         top = argument.split("[")[0]
         candidates = [c for c in (failure.bound_by, top) if c]
         fix = _swap_fix(sig, values, seeds, candidates)
         if fix is not None:
-            name, i, j = fix
+            name, i, j, fitted = fix
             code = "batch_first_swap"
             k = sig.names.index(name)
             node = sig.nodes[k]
@@ -877,7 +875,12 @@ def diagnose(sig: Signature, label: str, values: Sequence[Any] | None, seeds: Se
             argument, spec, actual = name, culprit_spec, shown
     if not hints:
         hints.extend(_hints(failure))
-    expected = _expected(spec, walker) if spec is not None else (
+    if fitted is not None and spec is not None:
+        expected = _expected(spec, fitted)  # the sizes the other arguments agree on
+    elif spec is not None:
+        expected = _expected(spec, walker)
+    else:
+        expected = (
         failure.dim.name if failure.dim is not None else "the annotation")
     return ShapeError(module=label, argument=argument, expected=expected,
                       actual=actual if isinstance(actual, (tuple, str)) or actual is None else str(actual),

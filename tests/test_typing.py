@@ -181,7 +181,7 @@ def test_symbolic_dims_on_arguments_whatever_the_order() -> None:
 
     x, cfg = torch.zeros(5, 3, 10), torch.zeros(2, 2)
     assert f(torch.zeros(4, 3, 20), x, cfg).shape == (4, 3, 20)  # layers*D=4 from cfg, bound after h
-    with pytest.raises(sv.ShapeError, match=r"argument `h`[\s\S]*layers\*D should be 3 here"):
+    with pytest.raises(sv.ShapeError, match=r"argument `h`[\s\S]*dim 0 \(layers\*D\) is 3, which"):
         f(torch.zeros(3, 3, 20), x, cfg)
 
     def g(h: Hidden, cfg: LayersD) -> Hidden:
@@ -199,7 +199,7 @@ def test_symbolic_dim_solved_from_one_known_factor() -> None:
         return out
 
     assert f(torch.zeros(5, 3, 40), torch.zeros(3, 20)).shape == (5, 3, 40)  # D=2
-    with pytest.raises(sv.ShapeError, match=r"D\*h should be 30 here, which does not fit h=20"):
+    with pytest.raises(sv.ShapeError, match=r"dim 2 \(D\*h\) is 30, which does not fit h=20"):
         f(torch.zeros(5, 3, 30), torch.zeros(3, 20))  # 30 is not a multiple of 20
 
 
@@ -209,7 +209,7 @@ def test_unsolvable_symbolic_dims_must_agree_between_arguments() -> None:
         return None
 
     f(torch.zeros(4, 3, 20), torch.zeros(4, 3, 20))
-    with pytest.raises(sv.ShapeError, match=r"layers\*D is 2 here but 4 in `h`"):
+    with pytest.raises(sv.ShapeError, match=r"dim 0 \(layers\*D\) is 2 here but 4 in `h`"):
         f(torch.zeros(4, 3, 20), torch.zeros(2, 3, 20))
 
 
@@ -220,7 +220,7 @@ def test_logits_and_tokens() -> None:
 
     tokens = torch.zeros(2, 5, dtype=torch.long)  # (bs=2, T=5)
     assert head(tokens, torch.zeros(10, 28)).shape == (10, 28)
-    with pytest.raises(sv.ShapeError, match=r"argument `logits`[\s\S]*T\*bs should be 9 here"):
+    with pytest.raises(sv.ShapeError, match=r"argument `logits`[\s\S]*dim 0 \(T\*bs\) is 9, which"):
         head(tokens, torch.zeros(9, 28))
 
 
@@ -259,7 +259,7 @@ def test_module_config_binds_dims() -> None:
 
     own = OwnLoop()
     assert own(torch.zeros(5, 2, 4), torch.zeros(3, 2, 6)).shape == (3, 2, 6)
-    with pytest.raises(sv.ShapeError, match=r"argument `h0`[\s\S]*layers\*D should be 2 here, which does not fit "
+    with pytest.raises(sv.ShapeError, match=r"argument `h0`[\s\S]*dim 0 \(layers\*D\) is 2, which does not fit "
                                              r"layers=3 \(the module's config \(OwnLoop\)\)"):
         own(torch.zeros(5, 2, 4), torch.zeros(2, 2, 6))
     with pytest.raises(sv.ShapeError, match=r"argument `x`[\s\S]*dim 2 \(emb\) is 5, but emb=4 was bound by "
