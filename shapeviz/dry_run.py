@@ -192,8 +192,15 @@ def _swapped(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Iterator[Non
         return
     from torch.nn.utils.stateless import _reparametrize_module
 
-    with _reparametrize_module(model, tensors, tie_weights=True, strict=False):
-        yield
+    # an RNN's forward refreshes its cached `_flat_weights` list from the (swapped) parameters;
+    # put the list it had back, so no reference to a stand-in outlives the run
+    flat = [(m, m._flat_weights) for m in model.modules() if isinstance(m, nn.RNNBase)]
+    try:
+        with _reparametrize_module(model, tensors, tie_weights=True, strict=False):
+            yield
+    finally:
+        for m, weights in flat:
+            m._flat_weights = weights
 
 
 def dry_run(model: nn.Module, inputs: str | Mapping[str, int] = "bs=2,T=5", vocab: int | None = None,
