@@ -5,6 +5,7 @@
 (2, 3, 16)
 """
 
+from shapeviz import nn, scratch, typing
 from shapeviz._errors import CODES, MissingBackendError, ShapeError, ShapevizError, SpecError
 from shapeviz.check import check_call
 from shapeviz.conventions import Conventions, conventions
@@ -12,6 +13,7 @@ from shapeviz.dims import dims
 from shapeviz.render.backend import Diagram, find_backend
 from shapeviz.render.text import explain
 from shapeviz.render.unroll import unroll
+from shapeviz.typing import check
 from shapeviz.watch import checking, disable, enable, enabled, watch
 
 __version__ = "0.1.0"
@@ -24,6 +26,7 @@ __all__ = [
     "ShapeError",
     "ShapevizError",
     "SpecError",
+    "check",
     "check_call",
     "checking",
     "conventions",
@@ -33,6 +36,9 @@ __all__ = [
     "enabled",
     "explain",
     "find_backend",
+    "nn",
+    "scratch",
+    "typing",
     "unroll",
     "watch",
 ]

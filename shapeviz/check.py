@@ -221,6 +221,8 @@ def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, An
     """:func:`check_call` with the module's path inside a model (used by watch/checking)."""
     if _ENV_DISABLED:
         return
+    if torch.compiler.is_compiling():
+        return  # inside torch.compile: no check, no graph break, no op in the graph (README: torch.compile)
     s = _specs.get(id(module))
     if s is None or s.ref() is not module or s.getkey(module.__dict__) != s.key:
         s = spec_for(module)

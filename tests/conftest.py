@@ -9,6 +9,8 @@ import torch
 
 import shapeviz as sv
 
+torch.set_num_threads(1)  # tiny tensors on 2 cores: torch's thread pool only contends
+
 
 def count_global_state() -> int:
     """Hooks and patches shapeviz could have left behind, across torch's global registries."""
