@@ -48,11 +48,18 @@ class _Ctx:
             actual = tuple(actual.shape)
         elif not isinstance(actual, (tuple, str)) and actual is not None:
             actual = type(actual).__name__
-        context = []
+        context = _rank_context()
         if self.decl:
             context.append("declared: " + ", ".join(f"{k}={v}" for k, v in self.decl.items()))
         return ShapeError(module=self.where, argument=arg, expected=expected or self.named(arg),
                           actual=actual, code=code, hints=hints, detail=detail, context=context)
+
+
+def _rank_context() -> list[str]:
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return [f"rank {dist.get_rank()} of {dist.get_world_size()} (torch.distributed)"]
+    return []
 
 
 def diagnose(module: torch.nn.Module, conv: Conventions, x: Any, hx: Any,
