@@ -679,8 +679,15 @@ def _join(key: str, part: str) -> str:
     return f"{key}.{part}" if key else part
 
 
+_DTYPE_NAMES: dict[torch.dtype, str] = {}
+
+
 def _dtype(t: torch.Tensor) -> str:
-    return str(t.dtype).replace("torch.", "")
+    d = t.dtype
+    name = _DTYPE_NAMES.get(d)
+    if name is None:
+        name = _DTYPE_NAMES[d] = str(d).replace("torch.", "")
+    return name
 
 
 def _device(t: torch.Tensor) -> str:
@@ -751,6 +758,14 @@ class _Tracer:
 
     # ------------------------------------------------------------ module calls
     def enter(self, path: str, module: Any, args: tuple, kwargs: dict[str, Any], user: bool) -> None:
+        with _off():
+            self._enter(path, module, args, kwargs, user)
+
+    def exit(self, module: Any, output: Any) -> None:
+        with _off():
+            self._exit(module, output)
+
+    def _enter(self, path: str, module: Any, args: tuple, kwargs: dict[str, Any], user: bool) -> None:
         self.busy = True
         try:
             parent = self.stack[-1][0] if self.stack else None
@@ -769,7 +784,7 @@ class _Tracer:
         finally:
             self.busy = False
 
-    def exit(self, module: Any, output: Any) -> None:
+    def _exit(self, module: Any, output: Any) -> None:
         self.busy = True
         try:
             while self.stack and self.stack[-1][1] != id(module):
@@ -811,6 +826,7 @@ class _Tracer:
             packed = isinstance(ref, PackedSequence)
             batched = packed or (isinstance(ref, torch.Tensor) and ref.dim() == (2 if conv.cell else 3))
         infos: list[TensorInfo] = []
+        dims_cache: dict[bool, dict[str, tuple[str, ...]]] = {}
         for key, value, roles in top:
             if value is None:
                 continue
@@ -819,8 +835,10 @@ class _Tracer:
                 if isinstance(t, tuple):
                     t = t[0]
                 role = roles[min(n, len(roles) - 1)] if part == "" else roles[0]
-                b = batched if batched is not None else t.dim() == 2
-                dims = conv.dims(batched=bool(b), packed=packed)
+                b = bool(batched if batched is not None else t.dim() == 2)
+                dims = dims_cache.get(b)
+                if dims is None:
+                    dims = dims_cache[b] = conv.dims(batched=b, packed=packed)
                 names: tuple[str, ...] | None
                 if part == "batch_sizes":
                     names = ("T",)
@@ -1037,6 +1055,11 @@ def _labels(frame: FrameType | None) -> dict[int, str]:
             if isinstance(v, torch.Tensor) and id(v) not in out:
                 out[id(v)] = f"self.{name}"
     return out
+
+
+def _off() -> Any:
+    """No torch-function handling (our own mode included) while a hook reads shapes."""
+    return torch._C.DisableTorchFunction()
 
 
 _RNN_KERNELS = frozenset({torch._VF.lstm, torch._VF.gru, torch._VF.rnn_tanh, torch._VF.rnn_relu})  # type: ignore[attr-defined]

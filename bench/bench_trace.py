@@ -1,0 +1,127 @@
+"""sv.trace side by side with a plain forward and with torchinfo.summary, measured in one run.
+
+    python -m bench.bench_trace
+
+>>> rows = run(quick=True)
+>>> [r.compared_with for r in rows][:3]
+['plain forward (eval, no_grad)', 'torchinfo.summary (same model, same inputs)', 'torchinfo.summary']
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn as nn
+
+import shapeviz as sv
+from bench.common import Row, best_time, us
+from shapeviz.trace import trace
+
+
+class _ScratchRNN(nn.Module):
+    """A from-scratch RNN loop, to price ops=True (every matmul of every step recorded)."""
+
+    def __init__(self, emb: int, hidden: int) -> None:
+        super().__init__()
+        self.W_xh = nn.Parameter(torch.randn(emb, hidden) * 0.01)
+        self.W_hh = nn.Parameter(torch.randn(hidden, hidden) * 0.01)
+
+    def forward(self, x: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+        for X in x:
+            H = torch.tanh(X @ self.W_xh + H @ self.W_hh)
+        return H
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Rows: module-level trace overhead, trace vs torchinfo.summary, the big meta trace, ops=True."""
+    import torchinfo
+
+    torch.manual_seed(0)
+    rows: list[Row] = []
+    rounds, repeat = (3, 3) if quick else (15, 7)
+    model = nn.LSTM(256, 512, 2).eval()
+    T, bs = 35, 32
+    s = sv.conventions(model).shapes(T, bs)
+    x, hx = torch.randn(*s["input"]), (torch.zeros(*s["h_0"]), torch.zeros(*s["c_0"]))
+    label = "sv.trace, LSTM(256, 512, 2), T=35, bs=32, CPU (1 thread)"
+
+    def plain() -> object:
+        with torch.no_grad():
+            return model(x, hx)
+
+    def traced() -> object:
+        return trace(model, x, hx)
+
+    def summary() -> object:
+        return torchinfo.summary(model, input_data=[x, hx], verbose=0)
+
+    # one thread and the three interleaved, one call at a time, best of many: a shared, busy
+    # machine slows them alike instead of whichever happened to run during a burst
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        t_plain = t_trace = t_info = float("inf")
+        for f in (plain, traced, summary):
+            f()  # warm up
+        for _ in range(rounds):
+            for f, name in ((plain, "p"), (traced, "t"), (summary, "i")):
+                t0 = time.perf_counter()
+                f()
+                dt = time.perf_counter() - t0
+                if name == "p":
+                    t_plain = min(t_plain, dt)
+                elif name == "t":
+                    t_trace = min(t_trace, dt)
+                else:
+                    t_info = min(t_info, dt)
+    finally:
+        torch.set_num_threads(threads)
+    rows.append(Row(label, "plain forward (eval, no_grad)", us(t_trace), us(t_plain), "<= 1.10"))
+    rows.append(Row(label, "torchinfo.summary (same model, same inputs)", us(t_trace), us(t_info), "<= 1.0"))
+
+    # the fixed cost alone, where the forward itself is cheap
+    small = nn.LSTM(10, 20).eval()
+    xs_, hs_ = torch.randn(5, 3, 10), (torch.zeros(1, 3, 20), torch.zeros(1, 3, 20))
+    n_small = 20 if quick else 200
+    t_st = best_time(lambda: trace(small, xs_, hs_), n_small, repeat)
+    t_si = best_time(lambda: torchinfo.summary(small, input_data=[xs_, hs_], verbose=0), n_small, repeat)
+    rows.append(Row("sv.trace fixed cost, LSTM(10, 20), T=5, bs=3", "torchinfo.summary", us(t_st), us(t_si),
+                    "<= 1.0"))
+
+    # the big one on the meta device
+    t0 = time.perf_counter()
+    with torch.device("meta"):
+        big = nn.LSTM(1024, 4096, num_layers=8, bidirectional=True)
+        xb = torch.randn(4096, 64, 1024)
+    t_build = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(1 if quick else 3):
+        t0 = time.perf_counter()
+        trace(big, xb)
+        best = min(best, time.perf_counter() - t0)
+    rows.append(Row("sv.trace on meta, LSTM(1024, 4096, 8, bidirectional), T=4096, bs=64",
+                    "the 2 s budget", best, 2.0, "< 1.0 (< 2 s)", unit="s"))
+    rows.append(Row("  (building that model and input under torch.device('meta'))", "the 2 s budget",
+                    t_build, 2.0, "info", unit="s"))
+
+    # ops=True on a from-scratch loop
+    scratch = _ScratchRNN(64, 128)
+    xs, h0 = torch.randn(35, 32, 64), torch.zeros(32, 128)
+
+    def scratch_plain() -> object:
+        with torch.no_grad():
+            return scratch(xs, h0)
+
+    k = 2 if quick else 5
+    t_sp = best_time(scratch_plain, k, repeat)
+    t_so = best_time(lambda: trace(scratch, xs, h0, ops=True), k, repeat)
+    rows.append(Row("sv.trace(ops=True), from-scratch RNN loop, T=35, bs=32 (175 ops)",
+                    "plain forward (no_grad)", us(t_so), us(t_sp), "info"))
+    return rows
+
+
+if __name__ == "__main__":
+    from bench.run import print_rows
+
+    print_rows(run())
