@@ -1,0 +1,145 @@
+"""dry_run of a ~1.9 B-parameter language model built on ``meta``: time and peak memory.
+
+>>> rows = run(quick=True)  # doctest: +SKIP
+>>> rows[0].what.startswith("dry_run")  # doctest: +SKIP
+True
+
+The model: ``Embedding(50000, 2048)`` -> 4-layer bidirectional ``LSTM(2048, 4096)`` ->
+``Linear(8192, 50000)``, 1.92 B parameters (7.7 GB in float32 if it were real), built under
+``with torch.device("meta"):``, dry-run with tokens ``(bs=32, T=35)``. Compared with
+
+* the same forward on ``meta`` without shapeviz (PyTorch's meta kernels; the LSTM's runs step by
+  step, so this is the honest "no shapeviz" baseline for the same question);
+* a real CPU forward of the same architecture at 1/8 of the width (``Embedding(50000, 256)``,
+  ``LSTM(256, 512, 4, bidirectional)``, ``Linear(1024, 50000)``, 86 M parameters): what a smoke
+  test with real tensors costs even after shrinking the model;
+* peak RSS, each measured in a fresh subprocess (``VmHWM`` on Linux, else ``resource.getrusage``;
+  see :func:`peak_rss_mb`): the dry run vs a process that imports torch and shapeviz and builds
+  the meta model but runs nothing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+from bench.common import Row
+
+BS, T = 32, 35
+VOCAB, EMB, HIDDEN, LAYERS = 50000, 2048, 4096, 4
+
+
+class LM(nn.Module):
+    """tokens (bs, T) -> Embedding -> biLSTM(batch_first) -> Linear: (bs, T, vocab)."""
+
+    def __init__(self, vocab: int = VOCAB, emb: int = EMB, hidden: int = HIDDEN, layers: int = LAYERS) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, emb)
+        self.lstm = nn.LSTM(emb, hidden, layers, bidirectional=True, batch_first=True)
+        self.head = nn.Linear(2 * hidden, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embedding(tokens))  # (bs, T, 2*hidden)
+        return self.head(out)  # (bs, T, vocab)
+
+
+def meta_lm() -> LM:
+    with torch.device("meta"):
+        return LM()
+
+
+_CHILD = """
+import sys, time
+sys.path.insert(0, {root!r})
+t0 = time.perf_counter()
+from bench.bench_dry_run import meta_lm, peak_rss_mb
+from shapeviz.dry_run import dry_run
+t1 = time.perf_counter()
+model = meta_lm()
+t2 = time.perf_counter()
+if {forward}:
+    run = dry_run(model, "bs={bs},T={T}")
+    assert run.ok, run
+t3 = time.perf_counter()
+print(peak_rss_mb(), t1 - t0, t2 - t1, t3 - t2)
+"""
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB.
+
+    ``VmHWM`` where Linux has it: ``getrusage``'s ``ru_maxrss`` is carried over from the parent
+    across fork and exec there, so a child started by a big benchmark process would report the
+    parent's peak. Elsewhere ``resource.getrusage(RUSAGE_SELF).ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024 / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS, KiB on Linux
+
+
+def _child(forward: bool) -> tuple[float, ...]:
+    """(peak RSS in MB, seconds to import torch and shapeviz, to build the LM, to dry-run it) of a
+    fresh process."""
+    import os
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = _CHILD.format(root=root, forward=forward, bs=BS, T=T)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return tuple(float(v) for v in out.stdout.split())
+
+
+def _best(fn: object, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()  # type: ignore[operator]
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Rows: dry_run vs a plain meta forward, vs a real forward at 1/8 width; peak RSS vs doing nothing."""
+    from shapeviz.dry_run import dry_run
+
+    repeat = 2 if quick else 5
+    slow = 1 if quick else 2  # the baselines take seconds per call
+    rss_dry, t_import, _, t_cold = _child(forward=True)  # fresh processes first, before this one grows
+    rss_base = _child(forward=False)[0]
+    model = meta_lm()
+    n_params = sum(p.numel() for p in model.parameters())
+    label = f"dry_run, meta LM {n_params / 1e9:.2f} B params, tokens (bs={BS}, T={T})"
+    tokens = torch.zeros(BS, T, dtype=torch.long, device="meta")
+    dry_run(model, f"bs={BS},T={T}")  # warm-up (first calls build caches)
+    t_dry = _best(lambda: dry_run(model, f"bs={BS},T={T}"), repeat)
+    with torch.no_grad():
+        t_meta = _best(lambda: model(tokens), slow)
+    small = LM(emb=EMB // 8, hidden=HIDDEN // 8).eval()
+    real = torch.zeros(BS, T, dtype=torch.long)
+    with torch.no_grad():
+        t_small = _best(lambda: small(real), slow)
+    small_params = sum(p.numel() for p in small.parameters())
+    return [
+        Row(label, "the same forward on meta without shapeviz (torch meta kernels)", t_dry, t_meta, "< 2 s", "s"),
+        Row(label, f"real CPU forward at 1/8 width ({small_params / 1e6:.0f} M params)", t_dry, t_small,
+            "info", "s"),
+        Row("first dry_run of the meta LM in a fresh process (cold caches)",
+            "import torch + shapeviz in that process", t_cold, t_import, "< 2 s", "s"),
+        Row("peak RSS of a process that builds the meta LM and dry-runs it",
+            "the same process without the dry run", rss_dry, rss_base, "< 1 GB", "MB"),
+    ]
+
+if __name__ == "__main__":
+    for r in run():
+        print(f"{r.what} | {r.compared_with} | {r.shapeviz:.3f} {r.unit} | {r.other:.3f} {r.unit} | "
+              f"ratio {r.ratio:.3g} | {r.target}")
