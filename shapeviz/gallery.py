@@ -86,8 +86,9 @@ class Built:
 class Example:
     """One gallery page: a name (its folder), a title, what it teaches, and its code.
 
-    >>> EXAMPLES["lstm_bidirectional"].title
-    '2-layer bidirectional LSTM'
+    >>> ex = EXAMPLES["lstm_bidirectional"]
+    >>> ex.title, tuple(ex.build().inputs[0].shape)                      # x (T, bs, emb)
+    ('2-layer bidirectional LSTM', (5, 3, 10))
     """
 
     name: str
@@ -431,8 +432,9 @@ def _fence(lang: str, text: str) -> str:
 def capture_error(ex: Example) -> ShapeError:
     """Run a mistake page's wrong call and return the ShapeError it raises.
 
-    >>> capture_error(EXAMPLES["mistake_state_2d"]).code
-    'hidden_ndim'
+    >>> err = capture_error(EXAMPLES["mistake_state_2d"])
+    >>> err.code, err.actual                          # h0 (bs, h) where (layers*D, bs, h) belongs
+    ('hidden_ndim', (3, 8))
     """
     if ex.wrong is None or ex.fix is None:
         raise ValueError(f"{ex.name} is not a common-mistake example")

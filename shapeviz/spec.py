@@ -101,7 +101,7 @@ def _class_name(text: str, func: ast.expr) -> str:
 def _literal(text: str, node: ast.expr, what: str) -> Any:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) \
             and isinstance(node.operand, ast.Constant) and type(node.operand.value) in (int, float):
-        value = node.operand.value
+        value: int | float = node.operand.value  # type: ignore[assignment]  # checked just above
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool, str):
         return node.value

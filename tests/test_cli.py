@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -305,7 +306,8 @@ def test_gallery_command_reports_progress(capsys: pytest.CaptureFixture[str], tm
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import shapeviz.gallery as gallery
 
-    def fake_build(outdir: str, *, progress=None) -> list[Path]:  # the real build is tested in test_gallery
+    def fake_build(outdir: str, *, progress: Callable[[str], None] | None = None) -> list[Path]:
+        """Stands in for the real build, which tests/test_gallery.py covers."""
         for i, name in enumerate(["gru", "lstm"], 1):
             if progress:
                 progress(f"[{i}/2] {name}")
