@@ -41,15 +41,34 @@ def _validate(sizes: Mapping[str, object], where: str) -> dict[str, int]:
     return out
 
 
-def push(sizes: Mapping[str, int]) -> contextvars.Token:
-    """Declare ``sizes`` on top of the current ones; undo with :func:`pop`."""
-    merged = dict(_declared.get() or {})
-    merged.update(sizes)
-    return _declared.set(merged)
+_stack: contextvars.ContextVar[tuple[tuple[object, dict[str, int]], ...]] = contextvars.ContextVar(
+    "shapeviz_declared_stack", default=()
+)
 
 
-def pop(token: contextvars.Token) -> None:
-    _declared.reset(token)
+def push(sizes: Mapping[str, int]) -> object:
+    """Declare ``sizes`` on top of the current ones; undo with :func:`pop` (in any order)."""
+    key = object()
+    stack = (*_stack.get(), (key, dict(sizes)))
+    _stack.set(stack)
+    _declared.set(_merge(stack))
+    return key
+
+
+def pop(key: object) -> None:
+    """Undo one :func:`push`. Out-of-order pops (hooks unwinding after an exception) are fine."""
+    stack = tuple(entry for entry in _stack.get() if entry[0] is not key)
+    _stack.set(stack)
+    _declared.set(_merge(stack))
+
+
+def _merge(stack: tuple[tuple[object, dict[str, int]], ...]) -> dict[str, int] | None:
+    if not stack:
+        return None
+    merged: dict[str, int] = {}
+    for _, sizes in stack:
+        merged.update(sizes)
+    return merged
 
 
 @contextmanager
@@ -60,11 +79,11 @@ def dims(**sizes: int) -> Iterator[dict[str, int]]:
     ...     d
     {'bs': 3, 'T': 7}
     """
-    token = push(_validate(sizes, "sv.dims"))
+    key = push(_validate(sizes, "sv.dims"))
     try:
         yield dict(_declared.get() or {})
     finally:
-        pop(token)
+        pop(key)
 
 
 def parse_names(spec: str, where: str = "inputs") -> tuple[str, ...]:

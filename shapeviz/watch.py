@@ -49,19 +49,19 @@ class _InputNamer:
 
     def pre(self, module: nn.Module, args: tuple, kwargs: dict[str, Any] | None = None) -> None:
         stack = self.local.__dict__.setdefault("stack", [])
-        token = None
+        key = None
         if not stack:
             sizes = _sizes_from(self.names, args, kwargs or {})
             if sizes:
-                token = push(sizes)
-        stack.append((module, token))
+                key = push(sizes)
+        stack.append((module, key))
 
     def post(self, module: nn.Module, *_: Any) -> None:
         stack = self.local.__dict__.get("stack")
         if stack:
-            _, token = stack.pop()
-            if token is not None:
-                pop(token)
+            _, key = stack.pop()
+            if key is not None:
+                pop(key)
 
     def root(self) -> nn.Module | None:
         stack = self.local.__dict__.get("stack")
