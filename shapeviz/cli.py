@@ -214,9 +214,11 @@ def _load_factory(target: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     folder = str(path.resolve().parent)
     sys.path.insert(0, folder)  # so the file can import its neighbours
+    sys.modules[mod_name] = module  # dataclasses and pickle look their module up there
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
+        del sys.modules[mod_name]
         raise _UserCodeError(_user_exc(f"importing {file}", exc)) from None
     finally:
         with contextlib.suppress(ValueError):

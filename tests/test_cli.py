@@ -22,6 +22,10 @@ REGEN = os.environ.get("SHAPEVIZ_REGEN_GOLDEN") == "1"
 
 USER_FILE = textwrap.dedent('''\
     """A user's model file for the CLI tests."""
+    from __future__ import annotations
+
+    from dataclasses import dataclass
+
     import torch.nn as nn
 
     from shapeviz.examples import EmbedRNN, ForgotTranspose
@@ -35,8 +39,15 @@ USER_FILE = textwrap.dedent('''\
         return ForgotTranspose(vocab=28, emb=20, hidden=32)
 
 
+    @dataclass
+    class Config:
+        emb: int = 8
+        hidden: int = 16
+
+
     def gru():
-        return nn.GRU(8, 16, batch_first=True)
+        cfg = Config()
+        return nn.GRU(cfg.emb, cfg.hidden, batch_first=True)
 
 
     class Scratch(nn.Module):
@@ -257,7 +268,7 @@ def test_trace_also_checks(capsys: pytest.CaptureFixture[str], user_dir: Path) -
     (["check", "model.txt:build", "--input", "bs=2,T=5"], EXIT_USAGE, "is not a .py file"),
     (["check", "model.py:nope", "--input", "bs=2,T=5"], EXIT_USAGE,
      "model.py has no 'nope'; FACTORY must be a function or class defined in the file that returns the model. "
-     "Callables defined there: Scratch, boom, build, crashes, forgot_transpose, gru, not_a_model, plain"),
+     "Callables defined there: Config, Scratch, boom, build, crashes, forgot_transpose, gru, not_a_model, plain"),
     (["check", "model.py:not_a_model", "--input", "bs=2,T=5"], EXIT_USAGE, "not_a_model() returned int"),
     (["check", "model.py:build", "--input", "bs=2;T=5"], EXIT_USAGE, "is not NAME=SIZE"),
     (["check", "model.py:build", "--input", "vocab=28"], EXIT_USAGE, "names no dims besides vocab"),
