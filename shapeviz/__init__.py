@@ -13,6 +13,7 @@ from shapeviz.dims import dims
 from shapeviz.render.backend import Diagram, find_backend
 from shapeviz.render.text import explain
 from shapeviz.render.unroll import unroll
+from shapeviz.trace import Call, TensorInfo, Trace, trace
 from shapeviz.typing import check
 from shapeviz.watch import checking, disable, enable, enabled, watch
 
@@ -20,12 +21,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CODES",
+    "Call",
     "Conventions",
     "Diagram",
     "MissingBackendError",
     "ShapeError",
     "ShapevizError",
     "SpecError",
+    "TensorInfo",
+    "Trace",
     "check",
     "check_call",
     "checking",
@@ -38,6 +42,7 @@ __all__ = [
     "find_backend",
     "nn",
     "scratch",
+    "trace",
     "typing",
     "unroll",
     "watch",
