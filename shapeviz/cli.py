@@ -300,7 +300,11 @@ def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, di
 def _parse_input(text: str) -> dict[str, int]:
     from shapeviz.dims import parse_sizes
 
-    return parse_sizes(text, "--input")
+    sizes = parse_sizes(text, "--input")
+    zero = [k for k, v in sizes.items() if v < 1]
+    if zero:
+        raise _UsageError(f"--input: sizes must be at least 1, got {', '.join(f'{k}=0' for k in zero)} in {text!r}")
+    return sizes
 
 
 def _forward_error(what: str, exc: Exception) -> _UserCodeError:

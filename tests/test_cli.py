@@ -272,6 +272,7 @@ def test_trace_also_checks(capsys: pytest.CaptureFixture[str], user_dir: Path) -
     (["check", "model.py:not_a_model", "--input", "bs=2,T=5"], EXIT_USAGE, "not_a_model() returned int"),
     (["check", "model.py:build", "--input", "bs=2;T=5"], EXIT_USAGE, "is not NAME=SIZE"),
     (["check", "model.py:build", "--input", "vocab=28"], EXIT_USAGE, "names no dims besides vocab"),
+    (["check", "model.py:build", "--input", "bs=0,T=5"], EXIT_USAGE, "sizes must be at least 1, got bs=0"),
     (["trace", "model.py:build", "--input", "bs=2,T=5", "-o", "t.csv"], EXIT_USAGE,
      "must end in one of .json, .txt, .png, .svg"),
     (["check", "model.py:build"], EXIT_USAGE, "the following arguments are required: --input"),
