@@ -88,11 +88,17 @@ def test_dry_run_and_error_values_render_as_html(cells: list[Any]) -> None:
     assert 'class="sv-err"' in value.data["text/html"]
 
 
+def test_trace_renders_its_table(cells: list[Any]) -> None:
+    [result] = _outputs(cells[8], "execute_result")
+    assert result.data["text/html"].startswith("<pre>trace of GRU: 1 module call")
+    assert "output (bs=2, T=5, D*h=8)" in result.data["text/html"]
+
+
 def test_off_and_unload(cells: list[Any]) -> None:
-    assert _text(cells[8]).strip() == "shapeviz: checking off"
-    [err] = _outputs(cells[9], "error")
+    assert _text(cells[9]).strip() == "shapeviz: checking off"
+    [err] = _outputs(cells[10], "error")
     assert err.ename == "RuntimeError"  # PyTorch's own message: nothing of shapeviz is left on
-    assert _outputs(cells[10], "error") == [] and _text(cells[10]) == "False"
+    assert _outputs(cells[11], "error") == [] and _text(cells[11]) == "False"
 
 
 # -------------------------------------------------- the same pieces without a kernel (fast)
