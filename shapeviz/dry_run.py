@@ -141,9 +141,9 @@ def meta_inputs(model: nn.Module, inputs: str | Mapping[str, int] = "bs=2,T=5", 
     ((2, 5, 10), ('bs', 'T', 'emb'), 'meta')
 
     Token ids when a vocabulary is given (``vocab=28`` or ``"bs=2,T=5,vocab=28"``) or the model's
-    first layer is an ``Embedding`` (its ``num_embeddings``); else floats of the model's dtype. A
-    recurrent model given only ``bs`` and ``T`` gets its ``input_size`` as ``emb``, placed where its
-    conventions put it.
+    first layer is an ``Embedding`` (its ``num_embeddings``); else floats of the model's dtype. When
+    the first layer is recurrent and no ``emb`` is given, its ``input_size`` is appended as ``emb``
+    (the names keep the order given: ``"bs=2,T=5"`` is a batch-first input).
     """
     sizes = _sizes(inputs)
     if "vocab" in sizes:
@@ -159,15 +159,9 @@ def meta_inputs(model: nn.Module, inputs: str | Mapping[str, int] = "bs=2,T=5", 
             raise SpecError(f"dry_run: token ids (vocab={vocab}) need an integer dtype, got {dtype}")
         x = torch.empty(tuple(sizes.values()), dtype=dtype or torch.long, device=_META)
         return x, names, {**sizes, "vocab": vocab}
-    if is_recurrent(model) and "emb" not in sizes:
-        conv = conventions(model)
-        want = conv.dims(batched="bs" in sizes)["input"]
-        missing = [n for n in want if n not in sizes and n != "emb"]
-        if missing:
-            raise SpecError(f"dry_run(inputs={inputs!r}): {conv.label} takes {want}; "
-                            f"give {', '.join(missing)} too, e.g. 'bs=2,T=5'")
-        sizes = {n: (conv.input_size if n == "emb" else sizes[n]) for n in want}
-        names = want
+    if is_recurrent(first) and "emb" not in sizes:
+        sizes["emb"] = conventions(first).input_size  # type: ignore[arg-type]
+        names = tuple(sizes)
     x = torch.empty(tuple(sizes.values()), dtype=dtype or _float_dtype(model), device=_META)
     return x, names, dict(sizes)
 

@@ -127,13 +127,18 @@ def test_float_inputs_take_names_in_the_order_given() -> None:
     assert dry_run(nn.GRU(10, 20, batch_first=True), "bs=2,T=5,emb=10").ok
 
 
-def test_recurrent_model_gets_its_input_size() -> None:
-    x, names, _ = meta_inputs(nn.GRU(10, 20), "bs=2,T=5")
+def test_first_recurrent_layer_gives_emb() -> None:
+    x, names, _ = meta_inputs(nn.GRU(10, 20), "T=5,bs=2")
     assert (tuple(x.shape), names, x.dtype) == ((5, 2, 10), ("T", "bs", "emb"), torch.float32)
+    x, names, _ = meta_inputs(nn.Sequential(nn.LSTM(6, 8, batch_first=True)), "bs=3,T=4")
+    assert (tuple(x.shape), names) == ((3, 4, 6), ("bs", "T", "emb"))
     x, names, _ = meta_inputs(nn.LSTMCell(6, 8), "bs=3")
     assert (tuple(x.shape), names) == ((3, 6), ("bs", "emb"))
     x, names, _ = meta_inputs(nn.GRU(10, 20).double(), "T=4")  # unbatched (T, emb), the model's dtype
     assert (tuple(x.shape), names, x.dtype) == ((4, 10), ("T", "emb"), torch.float64)
+    # the order given is the layout: (bs, T, emb) for a seq-first layer is the mistake it is
+    run = dry_run(nn.GRU(10, 20), "bs=2,T=5")
+    assert run.error is not None and run.error.code == "batch_first_swap"
 
 
 def test_tokens_from_vocab() -> None:
@@ -153,7 +158,7 @@ def test_dtype_mistake_is_caught() -> None:
 
 @pytest.mark.parametrize(("call", "match"), [
     (lambda: dry_run(nn.GRU(10, 20), "bs=2;T=5"), "is not NAME=SIZE"),
-    (lambda: dry_run(nn.GRU(10, 20), "bs=2", vocab=None), "give T too"),
+    (lambda: dry_run(nn.GRU(10, 20), ""), "expected sizes such as 'bs=2,T=5'"),
     (lambda: dry_run(EmbedRNN(), "bs=2,T=5", dtype=torch.float32), "need an integer dtype"),
     (lambda: dry_run(EmbedRNN(), "bs=2,T=5,vocab=28", vocab=30), "disagree"),
 ])
