@@ -149,6 +149,11 @@ def fast_ok(module: torch.nn.Module, s: Spec, x: Any, hx: Any) -> bool:
     device = x.device
     if device != w.device:
         return False
+    return _states_ok(s, hx, want_h, want_c, dtype, device)
+
+
+def _states_ok(s: Spec, hx: Any, want_h: tuple[int, ...], want_c: tuple[int, ...], dtype: torch.dtype,
+               device: torch.device) -> bool:
     if hx is None:
         return True
     if s.lstm:
@@ -172,14 +177,7 @@ def _packed_ok(module: torch.nn.Module, s: Spec, x: PackedSequence, hx: Any, dec
     w = weight(module, s)
     if (data.dtype != w.dtype and not _autocast()) or data.device != w.device:
         return False
-    if hx is None:
-        return True
-    if s.lstm:
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            return False
-        return (_state_ok(hx[0], (s.ld, bs, s.hh), data.dtype, data.device)
-                and _state_ok(hx[1], (s.ld, bs, s.hc), data.dtype, data.device))
-    return _state_ok(hx, (s.ld, bs, s.hh), data.dtype, data.device)
+    return _states_ok(s, hx, (s.ld, bs, s.hh), (s.ld, bs, s.hc), data.dtype, data.device)
 
 
 def packed_swapped(decl: dict[str, int], bs: int, steps: int) -> bool:

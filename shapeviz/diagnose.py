@@ -184,24 +184,29 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
 
 def _layer_state(c: _Ctx, x: Tensor, hx: Any) -> ShapeError | None:
     conv = c.conv
+    if conv.is_lstm and isinstance(hx, Tensor):
+        return c.err("state_type", "h_0", hx,
+                     [f"lstm(x, (h0, c0))  # c0 = torch.zeros{_zeros(c, 'c_0')}"],
+                     "an LSTM takes its state as a tuple (h_0, c_0), got one tensor",
+                     expected=f"(h_0 {c.named('h_0')}, c_0 {c.named('c_0')})")
+    return _states(c, x, hx, _one_state, ("lstm(x, (h0, c0))  # exactly two tensors",
+                                          f"{c.var}(x, h0)  # a {conv.family} takes one state tensor, not a tuple"))
+
+
+def _states(c: _Ctx, x: Tensor, hx: Any, one: Any, hints: tuple[str, str]) -> ShapeError | None:
+    """The state's structure (a tuple of two for LSTMs, one tensor otherwise), then each tensor."""
+    conv = c.conv
     if conv.is_lstm:
-        if isinstance(hx, Tensor):
-            return c.err("state_type", "h_0", hx,
-                         [f"lstm(x, (h0, c0))  # c0 = torch.zeros{_zeros(c, 'c_0')}"],
-                         "an LSTM takes its state as a tuple (h_0, c_0), got one tensor",
-                         expected=f"(h_0 {c.named('h_0')}, c_0 {c.named('c_0')})")
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             n = len(hx) if isinstance(hx, (tuple, list)) else type(hx).__name__
-            return c.err("state_type", "h_0", f"{type(hx).__name__} of {n}",
-                         ["lstm(x, (h0, c0))  # exactly two tensors"],
-                         "an LSTM takes its state as a tuple of two tensors (h_0, c_0)",
+            return c.err("state_type", "h_0", f"{type(hx).__name__} of {n}", [hints[0]],
+                         f"an {conv.kind} takes its state as a tuple of two tensors (h_0, c_0)",
                          expected=f"(h_0 {c.named('h_0')}, c_0 {c.named('c_0')})")
-        return _one_state(c, x, "h_0", hx[0]) or _one_state(c, x, "c_0", hx[1])
+        return one(c, x, "h_0", hx[0]) or one(c, x, "c_0", hx[1])
     if isinstance(hx, (tuple, list)):
-        return c.err("state_type", "h_0", f"{type(hx).__name__} of {len(hx)}",
-                     [f"{c.var}(x, h0)  # a {conv.family} takes one state tensor, not a tuple"],
-                     f"a {conv.family} has no cell state: pass h_0 itself, not a tuple")
-    return _one_state(c, x, "h_0", hx)
+        return c.err("state_type", "h_0", f"{type(hx).__name__} of {len(hx)}", [hints[1]],
+                     f"a {conv.kind} has no cell state: pass h_0 itself, not a tuple")
+    return one(c, x, "h_0", hx)
 
 
 def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
@@ -360,18 +365,8 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     bad = _dtype_device(c, "input", x, weights, "weights")
     if bad is not None or hx is None:
         return bad
-    if conv.is_lstm:
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            return c.err("state_type", "h_0", hx if isinstance(hx, Tensor) else type(hx).__name__,
-                         ["h, c = cell(x_t, (h, c))  # an LSTMCell takes and returns (h, c)"],
-                         "an LSTMCell takes its state as a tuple (h_0, c_0)",
-                         expected=f"(h_0 {c.named('h_0')}, c_0 {c.named('c_0')})")
-        return _cell_state(c, x, "h_0", hx[0]) or _cell_state(c, x, "c_0", hx[1])
-    if isinstance(hx, (tuple, list)):
-        return c.err("state_type", "h_0", f"{type(hx).__name__} of {len(hx)}",
-                     [f"h = cell(x_t, h)  # a {conv.kind} takes one state tensor"],
-                     f"a {conv.kind} has no cell state: pass h itself, not a tuple")
-    return _cell_state(c, x, "h_0", hx)
+    return _states(c, x, hx, _cell_state, ("h, c = cell(x_t, (h, c))  # an LSTMCell takes and returns (h, c)",
+                                           f"h = cell(x_t, h)  # a {conv.kind} takes one state tensor"))
 
 
 def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
