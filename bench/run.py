@@ -22,6 +22,8 @@ MODULES = ("bench.bench_check", "bench.bench_typing", "bench.bench_trace", "benc
 
 
 def fmt(v: float, unit: str) -> str:
+    if unit == "MB":
+        return f"{v:.0f} MB"
     if unit == "s":
         return f"{v:.3f} s"
     return f"{v:.2f} µs" if v < 1000 else f"{v / 1000:.2f} ms"

@@ -10,6 +10,8 @@ from shapeviz._errors import CODES, MissingBackendError, ShapeError, ShapevizErr
 from shapeviz.check import check_call
 from shapeviz.conventions import Conventions, conventions
 from shapeviz.dims import dims
+from shapeviz.dry_run import DryRun, dry_run
+from shapeviz.ipython import load_ipython_extension, unload_ipython_extension
 from shapeviz.render.backend import Diagram, find_backend
 from shapeviz.render.text import explain
 from shapeviz.render.unroll import unroll
@@ -24,6 +26,7 @@ __all__ = [
     "Call",
     "Conventions",
     "Diagram",
+    "DryRun",
     "MissingBackendError",
     "ShapeError",
     "ShapevizError",
@@ -36,14 +39,17 @@ __all__ = [
     "conventions",
     "dims",
     "disable",
+    "dry_run",
     "enable",
     "enabled",
     "explain",
     "find_backend",
+    "load_ipython_extension",
     "nn",
     "scratch",
     "trace",
     "typing",
+    "unload_ipython_extension",
     "unroll",
     "watch",
 ]

@@ -90,6 +90,12 @@ class ShapeError(ShapevizError, ValueError):
         self.context.append(line)
         self.args = (self._message(),)
 
+    def _repr_html_(self) -> str:
+        """Notebooks: expected vs actual side by side, the disagreeing dims highlighted, hints as code."""
+        from shapeviz.render.html import shape_error_html
+
+        return shape_error_html(self, getattr(self, "__notes__", ()))
+
     def __reduce__(self):  # picklable across processes (DDP, multiprocessing)
         return (_rebuild_shape_error, (self.__dict__.copy(),))
 

@@ -241,6 +241,12 @@ class Trace:
         return self.table()
 
     # ------------------------------------------------------------ renderers
+    def _repr_html_(self) -> str:
+        """Notebooks: the text table in a <pre> block."""
+        from html import escape
+
+        return f"<pre>{escape(self.table())}</pre>"
+
     def table(self, *, group: bool = True, max_rows: int | None = None) -> str:
         """A deterministic text table, repeated steps grouped ``× T``
         (see :func:`shapeviz.render.table.trace_table`)."""
