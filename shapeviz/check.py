@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import os
 import weakref
-from operator import itemgetter
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
-from shapeviz.conventions import Conventions, conventions
+from shapeviz.conventions import Conventions, conventions, key_getter
 from shapeviz.dims import _declared
 
 _autocast = torch._C._is_any_autocast_enabled
@@ -35,11 +34,6 @@ def env_disabled() -> bool:
     return os.environ.get("SHAPEVIZ_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-_LAYER_KEY = itemgetter("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "batch_first",
-                        "proj_size")
-_CELL_KEY = itemgetter("input_size", "hidden_size")
-
-
 class Spec:
     """Plain ints precomputed from a module's :class:`Conventions` for the fast path."""
 
@@ -48,7 +42,7 @@ class Spec:
     def __init__(self, module: torch.nn.Module, conv: Conventions) -> None:
         self.conv = conv
         self.cell = conv.cell
-        self.getkey = _CELL_KEY if conv.cell else _LAYER_KEY
+        self.getkey = key_getter(module)
         self.key = self.getkey(module.__dict__)
         self.ref = weakref.ref(module, _forget)
         self.lstm = conv.is_lstm

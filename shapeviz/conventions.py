@@ -17,6 +17,7 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from operator import itemgetter
 
 import torch.nn as nn
 
@@ -249,11 +250,19 @@ def _dims(c: Conventions, batched: bool, packed: bool) -> dict[str, tuple[str, .
 _cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Conventions]] = weakref.WeakKeyDictionary()
 
 
+_LAYER_KEY = itemgetter("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "batch_first",
+                        "proj_size")
+_CELL_KEY = itemgetter("input_size", "hidden_size")
+
+
+def key_getter(module: nn.Module) -> itemgetter:
+    """Reads, from a module's ``__dict__``, the configuration its conventions depend on."""
+    return _CELL_KEY if isinstance(module, CELL_TYPES) else _LAYER_KEY
+
+
 def config_key(module: nn.Module) -> tuple:
     """The configuration a module's conventions depend on (cheap: plain attribute reads)."""
-    d = module.__dict__
-    return (d.get("mode"), d.get("input_size"), d.get("hidden_size"), d.get("num_layers"),
-            d.get("bidirectional"), d.get("batch_first"), d.get("proj_size"), d.get("nonlinearity"))
+    return key_getter(module)(module.__dict__)
 
 
 def _family(module: nn.Module) -> tuple[str, bool]:
