@@ -287,11 +287,11 @@ def conventions(module: nn.Module | Conventions) -> Conventions:
         return module
     if not isinstance(module, nn.Module):
         raise SpecError(f"expected an nn.Module or Conventions, got {type(module).__name__}")
+    fam, cell = _family(module)
     key = config_key(module)
     hit = _cache.get(module)
     if hit is not None and hit[0] == key:
         return hit[1]
-    fam, cell = _family(module)
     d = module.__dict__
     label = f"{type(module).__name__}({module.extra_repr()})"
     conv = Conventions(
