@@ -145,6 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   '--input "bs=2,T=5,vocab=28"')
         c.add_argument("target", metavar="FILE.py:FACTORY", help="your file and a function in it returning the model")
         c.add_argument("--input", required=True, metavar="SIZES", help='named sizes in layout order, e.g. "bs=2,T=5"')
+        if name == "check":
+            c.add_argument("--meta", action="store_true",
+                           help="dry run on the meta device: no computation, no memory for activations "
+                                "(real weights get meta stand-ins; the model is not changed)")
         if name == "trace":
             c.add_argument("--ops", action="store_true", help="also record the torch operations your code runs")
             c.add_argument("-o", "--output", metavar="FILE",
@@ -258,19 +262,10 @@ def _make_model(target: str) -> tuple[nn.Module, str]:
     return model, name
 
 
-def _first_layer(model: Any) -> nn.Module | None:
-    """The first Embedding or recurrent layer in ``named_modules()`` order, or None."""
-    from shapeviz.conventions import is_recurrent
-
-    modules = model.modules() if isinstance(model, nn.Module) else ()
-    for m in modules:
-        if isinstance(m, nn.Embedding) or is_recurrent(m):
-            return m
-    return None
-
-
 def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, dict[str, int]]:
     """The input for ``--input`` sizes: (tensor, its dim names, sizes to declare).
+
+    The layout rule is :func:`shapeviz.dry_run.meta_inputs`'s; this fills it with real values.
 
     >>> x, names, decl = make_input(nn.GRU(8, 16), {"T": 5, "bs": 2})
     >>> tuple(x.shape), names                                 # emb=input_size appended
@@ -279,22 +274,16 @@ def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, di
     >>> x.dtype, tuple(x.shape), decl                          # token ids (bs, T)
     (torch.int64, (2, 5), {'vocab': 28})
     """
-    g = torch.Generator().manual_seed(0)
-    sizes = dict(sizes)
-    vocab = sizes.pop("vocab", None)
-    first = _first_layer(model) if vocab is None else None
-    if vocab is None and isinstance(first, nn.Embedding):
-        vocab = first.num_embeddings
-    if not sizes:
+    from shapeviz.dry_run import meta_inputs
+
+    if not set(sizes) - {"vocab"}:
         raise _UsageError("--input names no dims besides vocab; write e.g. 'bs=2,T=5,vocab=28'")
-    if vocab is not None:
-        if vocab < 1:
-            raise _UsageError(f"--input: vocab must be at least 1, got {vocab}")
-        x = torch.randint(0, vocab, tuple(sizes.values()), generator=g)
-        return x, " ".join(sizes), {"vocab": vocab}
-    if first is not None and "emb" not in sizes:
-        sizes["emb"] = int(first.input_size)  # type: ignore[arg-type]
-    return torch.randn(*sizes.values(), generator=g), " ".join(sizes), {}
+    meta, names, declared = meta_inputs(model, dict(sizes))
+    g = torch.Generator().manual_seed(0)
+    if "vocab" in declared:
+        x = torch.randint(0, declared["vocab"], tuple(meta.shape), generator=g)
+        return x, " ".join(names), {"vocab": declared["vocab"]}
+    return torch.randn(*meta.shape, generator=g, dtype=meta.dtype), " ".join(names), {}
 
 
 def _parse_input(text: str) -> dict[str, int]:
@@ -357,6 +346,8 @@ def _check(args: argparse.Namespace) -> int:
 
     sizes = _parse_input(args.input)
     model, name = _make_model(args.target)
+    if args.meta:
+        return _check_meta(model, name, args.input)
     x, names, declared = make_input(model, sizes)
     try:
         with dims(**declared), checking(inputs=names), torch.no_grad():
@@ -368,6 +359,22 @@ def _check(args: argparse.Namespace) -> int:
     shape = ", ".join(f"{n}={s}" for n, s in zip(names.split(), x.shape))
     print(f"ok: {name}() ran on input ({shape}) {str(x.dtype).replace('torch.', '')} "
           f"under sv.checking(inputs={names!r}); no shape error")
+    return EXIT_OK
+
+
+def _check_meta(model: Any, name: str, inputs: str) -> int:
+    """``check --meta``: a dry run on the meta device (no computation, no activation memory)."""
+    from shapeviz.dry_run import dry_run
+
+    try:
+        run = dry_run(model, inputs)
+    except ShapevizError:
+        raise
+    except Exception as exc:
+        raise _forward_error(f"the dry run of {name}()", exc) from None
+    if run.error is not None:
+        raise run.error
+    print(f"ok: {name}() dry-ran on meta input {run.input_text}; no shape error")
     return EXIT_OK
 
 

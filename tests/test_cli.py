@@ -257,6 +257,15 @@ def test_check_finds_the_shape_error_exit_1(capsys: pytest.CaptureFixture[str], 
     golden("check_shape_error.txt", err)
 
 
+def test_check_meta_dry_runs(capsys: pytest.CaptureFixture[str], user_dir: Path) -> None:
+    code, out, err = run(capsys, "check", "model.py:build", "--input", "bs=2,T=5", "--meta")
+    assert (code, err) == (EXIT_OK, "")
+    assert out.startswith("ok: build() dry-ran on meta input") and "no shape error" in out
+    code, out, err = run(capsys, "check", "model.py:forgot_transpose", "--input", "bs=2,T=5", "--meta")
+    assert code == EXIT_SHAPE and out == ""
+    assert "[batch_first_swap]" in err and "hint: x = x.transpose(0, 1)" in err
+
+
 def test_trace_also_checks(capsys: pytest.CaptureFixture[str], user_dir: Path) -> None:
     code, _, err = run(capsys, "trace", "model.py:forgot_transpose", "--input", "bs=2,T=5")
     assert code == EXIT_SHAPE and "[batch_first_swap]" in err
