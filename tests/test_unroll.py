@@ -341,3 +341,13 @@ def test_real_trace_lstmcell_loop_and_lstm() -> None:
     lstm = nn.LSTM(10, 20, num_layers=2, bidirectional=True, batch_first=True)
     src = unroll(trace_mod.trace(lstm, torch.randn(3, 5, 10))).source
     assert "T=5, bs=3" in src and "input[:, 4]" in src and "h_n[3]" in src
+
+
+def test_packed_trace_gives_real_T_and_bs() -> None:
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    import shapeviz as sv
+
+    t = sv.trace(nn.GRU(4, 6), pack_padded_sequence(torch.randn(5, 3, 4), [5, 3, 2]))
+    src = sv.unroll(t).source
+    assert "T=5" in src and "bs=3" in src and "unknown" not in src

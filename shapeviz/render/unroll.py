@@ -134,9 +134,11 @@ def _sizes_from_input(conv: Conventions, info: Any) -> tuple[int | None, int | N
 
 
 def _bs_from_state(conv: Conventions, calls: Sequence[Any]) -> int | None:
-    for info in getattr(calls[0], "inputs", ()):
-        if info.role == "h_0":
-            dims = conv.dims()["h_0"]
+    """bs from a recorded h_0 or h_n (their dims never depend on batch_first or packing)."""
+    infos = list(getattr(calls[0], "inputs", ())) + list(getattr(calls[0], "outputs", ()))
+    for info in infos:
+        if info.role in ("h_0", "h_n"):
+            dims = conv.dims()[info.role]
             if len(dims) == len(info.shape):
                 return int(info.shape[dims.index("bs")])
     return None
@@ -170,6 +172,9 @@ def panels_from_trace(trace: Any) -> list[Panel]:
         conv: Conventions = calls[0].conventions
         first = next((i for i in calls[0].inputs if i.role == "input"), None)
         T, bs, batched = _sizes_from_input(conv, first) if first is not None else (None, None, True)
+        steps = [i for i in calls[0].inputs if i.role == "input" and tuple(i.names or ()) == ("T",)]
+        if T is None and steps:  # a PackedSequence: its batch_sizes has one entry per time step
+            T = int(steps[0].shape[0])
         if conv.cell:
             T = len(calls)
         if bs is None and batched:
