@@ -44,11 +44,11 @@ def main() -> int:
     except sv.ShapeError as e:
         print(f"SHAPEERROR {e}", flush=True)
         return 3
-    finally:
-        if rank != bad_rank:
-            dist.destroy_process_group()
+    dist.barrier()  # both ranks done: neither is left waiting on the other
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # skip interpreter/process-group teardown, which can hang on a closed peer
