@@ -351,3 +351,21 @@ def test_packed_trace_gives_real_T_and_bs() -> None:
     t = sv.trace(nn.GRU(4, 6), pack_padded_sequence(torch.randn(5, 3, 4), [5, 3, 2]))
     src = sv.unroll(t).source
     assert "T=5" in src and "bs=3" in src and "unknown" not in src
+
+
+def test_handwritten_loop_traced_with_ops_is_one_cell_unrolled() -> None:
+    from trace_models import CharRNN
+
+    import shapeviz as sv
+
+    with sv.dims(vocab=28, h=512):
+        t = sv.trace(CharRNN(), torch.randint(0, 28, (2, 5)), torch.zeros(2, 512), ops=True,
+                     inputs_dims="bs T")
+    [panel] = panels_from_trace(t)
+    assert (panel.T, panel.bs, panel.conv.input_size, panel.conv.hidden_size) == (5, 2, 28, 512)
+    src = sv.unroll(t).source
+    assert "hand-written loop at trace_models.py:32" in src and "T=5, bs=2" in src
+    assert "(bs=2, h=512)" in src and "(bs=2, emb=28)" in src
+    without_ops = sv.trace(CharRNN(), torch.randint(0, 28, (2, 5)), torch.zeros(2, 512))
+    with pytest.raises(SpecError, match="no call of a recurrent module"):
+        sv.unroll(without_ops)  # no ops recorded: nothing to unroll

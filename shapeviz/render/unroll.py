@@ -163,6 +163,9 @@ def panels_from_trace(trace: Any) -> list[Panel]:
             continue
         groups.setdefault(call.path, []).append(call)
     if not groups:
+        loop = _loop_panel(trace)
+        if loop is not None:
+            return [loop]
         kinds = sorted({f"{c.kind}:{c.type}" for c in trace.calls})[:8]
         raise SpecError("the trace holds no call of a recurrent module (nn.RNN/LSTM/GRU or a *Cell) "
                         f"to unroll; it recorded: {', '.join(kinds) or 'nothing'}. Trace a model that "
@@ -181,6 +184,41 @@ def panels_from_trace(trace: Any) -> list[Panel]:
             bs = _bs_from_state(conv, calls)
         panels.append(Panel(conv, T, bs, batched, path))
     return panels
+
+
+def _loop_panel(trace: Any) -> Panel | None:
+    """A hand-written loop traced with ``ops=True``, drawn as one RNN cell unrolled over its steps.
+
+    The loop is the longest run of repeated ops. Its state is what one step hands the next (an
+    input of step 2 produced inside step 1); its input is the step's other ``(bs, ·)`` operand
+    from outside the loop. None when the trace has no such loop.
+    """
+    from shapeviz.render.table import group_repeats
+
+    ops = [c for c in trace.calls if getattr(c, "kind", "") == "op"]
+    if not all(hasattr(c, "signature") and hasattr(c, "index") for c in ops):
+        return None  # not a shapeviz Trace's ops (a stand-in without op signatures)
+    runs = [r for r in group_repeats(ops) if r[2] >= 2] if ops else []
+    if not runs:
+        return None
+    start, length, count = max(runs, key=lambda r: (r[2], r[1]))
+    first, second = ops[start:start + length], ops[start + length:start + 2 * length]
+    inside = {c.index for c in first}
+    state_pos = next(((i, j) for i, c in enumerate(second) for j, info in enumerate(c.inputs)
+                      if getattr(info, "produced_by", None) in inside and len(info.shape) in (1, 2)), None)
+    if state_pos is None:
+        return None
+    state = second[state_pos[0]].inputs[state_pos[1]]
+    bs = int(state.shape[0]) if len(state.shape) == 2 else None
+    x = next((info for i, c in enumerate(first) for j, info in enumerate(c.inputs)
+              if (i, j) != state_pos and getattr(info, "produced_by", None) not in inside
+              and len(info.shape) == len(state.shape) and (bs is None or info.shape[0] == bs)), None)
+    if x is None:
+        return None
+    source = getattr(first[0], "source", "") or "your code"
+    conv = Conventions("RNN", cell=True, input_size=int(x.shape[-1]), hidden_size=int(state.shape[-1]),
+                       label=f"hand-written loop at {source} (drawn as one cell)")
+    return Panel(conv, count, bs, bs is not None, path="")
 
 
 # ------------------------------------------------------------------ DOT building blocks
