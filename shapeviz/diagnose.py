@@ -202,19 +202,23 @@ def _states(c: _Ctx, x: Tensor, hx: Any, one: Any, hints: tuple[str, str]) -> Sh
             return c.err("state_type", "h_0", f"{type(hx).__name__} of {n}", [hints[0]],
                          f"an {conv.kind} takes its state as a tuple of two tensors (h_0, c_0)",
                          expected=f"(h_0 {c.named('h_0')}, c_0 {c.named('c_0')})")
-        return one(c, x, "h_0", hx[0]) or one(c, x, "c_0", hx[1])
+        return _tensor(c, x, "h_0", hx[0], one) or _tensor(c, x, "c_0", hx[1], one)
     if isinstance(hx, (tuple, list)):
         return c.err("state_type", "h_0", f"{type(hx).__name__} of {len(hx)}", [hints[1]],
                      f"a {conv.kind} has no cell state: pass h_0 itself, not a tuple")
-    return one(c, x, "h_0", hx)
+    return _tensor(c, x, "h_0", hx, one)
+
+
+def _tensor(c: _Ctx, x: Tensor, arg: str, h: Any, one: Any) -> ShapeError | None:
+    if not isinstance(h, Tensor):
+        return c.err("state_type", arg, h, [f"{_short(arg)} = torch.zeros{_zeros(c, arg)}"],
+                     f"expected a Tensor, got {type(h).__name__}")
+    return one(c, x, arg, h)
 
 
 def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
     conv = c.conv
     short = _short(arg)
-    if not isinstance(h, Tensor):
-        return c.err("state_type", arg, h, [f"{short} = torch.zeros{_zeros(c, arg)}"],
-                     f"expected a Tensor, got {type(h).__name__}")
     sh = tuple(h.shape)
     ld = conv.num_layers * conv.D
     last = conv.h_out if arg.startswith("h") else conv.hidden_size
@@ -372,9 +376,6 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
 def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
     conv = c.conv
     short = _short(arg)
-    if not isinstance(h, Tensor):
-        return c.err("state_type", arg, h, [f"{short} = torch.zeros{_zeros(c, arg)}"],
-                     f"expected a Tensor, got {type(h).__name__}")
     sh = tuple(h.shape)
     want = 2 if c.batched else 1
     if len(sh) != want:
