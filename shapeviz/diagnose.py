@@ -211,7 +211,7 @@ def _states(c: _Ctx, x: Tensor, hx: Any, one: Any, hints: tuple[str, str]) -> Sh
 
 def _tensor(c: _Ctx, x: Tensor, arg: str, h: Any, one: Any) -> ShapeError | None:
     if not isinstance(h, Tensor):
-        return c.err("state_type", arg, h, [f"{_short(arg)} = torch.zeros{_zeros(c, arg)}"],
+        return c.err("state_type", arg, type(h).__name__, [f"{_short(arg)} = torch.zeros{_zeros(c, arg)}"],
                      f"expected a Tensor, got {type(h).__name__}")
     return one(c, x, arg, h)
 
