@@ -50,7 +50,7 @@ class Spec:
         self.emb = conv.input_size
         self.hh = conv.h_out  # last dim of h
         self.hc = conv.hidden_size  # last dim of c
-        self.ld = conv.num_layers * conv.D
+        self.ld = conv.stacked
         self.wname = "weight_ih" if conv.cell else "weight_ih_l0"
 
 

@@ -78,6 +78,11 @@ class Conventions:
         return 2 if self.bidirectional else 1
 
     @property
+    def stacked(self) -> int:
+        """First dim of a layer's state, ``layers*D`` (1 for cells, which have none)."""
+        return self.num_layers * self.D
+
+    @property
     def is_lstm(self) -> bool:
         return self.family == "LSTM"
 

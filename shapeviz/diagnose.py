@@ -220,7 +220,7 @@ def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
     conv = c.conv
     short = _short(arg)
     sh = tuple(h.shape)
-    ld = conv.num_layers * conv.D
+    ld = conv.stacked
     last = conv.h_out if arg.startswith("h") else conv.hidden_size
     want_nd = 3 if c.batched else 2
     if len(sh) != want_nd:
@@ -288,7 +288,7 @@ def _missing_factor(conv: Conventions, got: int) -> str:
 
 def _layers_hints(c: _Ctx, arg: str, got: int) -> list[str]:
     short = _short(arg)
-    ld = c.conv.num_layers * c.conv.D
+    ld = c.conv.stacked
     hints = [f"{short} = torch.zeros{_zeros(c, arg)}  # one slice per layer and direction"]
     if got == 1:
         rep = "1, 1" if c.batched else "1"
