@@ -29,7 +29,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from shapeviz._errors import SpecError
-from shapeviz.conventions import conventions
+from shapeviz.conventions import Conventions, conventions
 from shapeviz.typing import (
     Hidden,
     HiddenProj,
@@ -182,8 +182,10 @@ class _ScratchLayer(nn.Module):
         self.bidirectional = bidirectional
         self.proj_size = proj_size
         self.nonlinearity = nonlinearity
-        D = 2 if bidirectional else 1
-        h_out = proj_size or hidden_size
+        self.conv = Conventions(self.family, cell=False, input_size=input_size, hidden_size=hidden_size,
+                                num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first,
+                                proj_size=proj_size)
+        D, h_out = self.conv.D, self.conv.h_out
         gates = _GATES[self.family] * hidden_size
         bound = 1 / math.sqrt(hidden_size)
         for layer in range(num_layers):
@@ -229,14 +231,14 @@ class _ScratchLayer(nn.Module):
 
     def _run(self, x: Tensor, states: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
         """The loop, seq-first: ``x`` (T, bs, emb), ``states`` each (layers*D, bs, ·)."""
-        D = 2 if self.bidirectional else 1
+        D = self.conv.D
         T = x.shape[0]
         inp = x
         finals: list[list[Tensor]] = [[] for _ in states]
         for layer in range(self.num_layers):
             outs = []
             for d in range(D):
-                state = tuple(s[layer * D + d] for s in states)  # each (bs, ·)
+                state = tuple(s[self.conv.state_index(layer, d)] for s in states)  # each (bs, ·)
                 params = self._params(layer, d)
                 ys: list[Tensor] = [x.new_empty(0)] * T
                 for t in (range(T - 1, -1, -1) if d else range(T)):
@@ -249,8 +251,7 @@ class _ScratchLayer(nn.Module):
         return inp, [torch.stack(f) for f in finals]  # (T, bs, D*hr), each (layers*D, bs, ·)
 
     def _zeros(self, x: Tensor, size: int) -> Tensor:
-        D = 2 if self.bidirectional else 1
-        return x.new_zeros(self.num_layers * D, x.shape[1], size)
+        return x.new_zeros(self.conv.stacked, x.shape[1], size)
 
     def forward(self, input: Tensor, hx: Any = None) -> Any:
         """Dispatch on the layout: :meth:`forward_batch_first` or :meth:`forward_seq_first`."""
@@ -346,7 +347,7 @@ class ScratchLSTM(_ScratchLayer):
                           ) -> tuple[Output | OutputProj, LSTMState]:
         """(T, bs, emb), ((layers*D, bs, proj or h), (layers*D, bs, h)) -> (T, bs, D*proj or D*h), state."""
         if hx is None:
-            hx = (self._zeros(x, self.proj_size or self.hidden_size), self._zeros(x, self.hidden_size))
+            hx = (self._zeros(x, self.conv.h_out), self._zeros(x, self.hidden_size))
         out, (h_n, c_n) = self._run(x, hx)
         return out, (h_n, c_n)
 
@@ -383,8 +384,10 @@ class ScratchLM(nn.Module):
         self.rnn = rnn
         self.vocab_size = vocab_size
         self.embedding = embedding
-        D = 2 if rnn.bidirectional else 1
-        self.linear = nn.Linear(D * (rnn.proj_size or rnn.hidden_size), vocab_size)
+        conv = rnn.conv if isinstance(rnn, _ScratchLayer) else conventions(rnn)
+        out_size = conv.shapes()["output"][-1]  # D*h (or D*proj)
+        assert out_size is not None
+        self.linear = nn.Linear(out_size, vocab_size)
 
     @classmethod
     def from_torch(cls, rnn: nn.Module, linear: nn.Linear, embedding: nn.Embedding | None = None) -> ScratchLM:
