@@ -6,7 +6,7 @@
 >>> check_call(rnn, torch.randn(5, 3, 10), torch.zeros(3, 20))
 Traceback (most recent call last):
 ...
-shapeviz._errors.ShapeError: [hidden_ndim] RNN(10, 20, num_layers=2): argument `h_0`
+shapeviz.ShapeError: [hidden_ndim] RNN(10, 20, num_layers=2): argument `h_0`
 ...
 
 On failure (and only then) :mod:`shapeviz.diagnose` works out which mistake it is and builds the

@@ -141,7 +141,7 @@ class Diagram:
         >>> Diagram('digraph { a }').render("out.pdf")
         Traceback (most recent call last):
         ...
-        shapeviz._errors.SpecError: cannot render format 'pdf'; valid formats: svg, png
+        shapeviz.SpecError: cannot render format 'pdf'; valid formats: svg, png
         """
         p = Path(path)
         fmt = format or p.suffix
