@@ -16,8 +16,9 @@ How dims get their names:
 * a tensor seen before (the same object) keeps its names; with ``ops=True`` names follow the
   operation (``X.T`` swaps them, ``X @ W`` keeps ``X``'s rows and ``W``'s columns, ``cat`` of
   ``T`` tensors of ``(bs, …)`` along dim 0 gives ``T*bs`` …);
-* everything else by size: a dim whose size is a known name's size gets that name, a product of
-  two known sizes gets ``"T*bs"``; where two names share the size the dim is named ``"T|bs"``
+* everything else by size: a dim whose size is a known name's size gets that name, a size equal
+  to T times bs gets ``"T*bs"`` (the flattened sequence; other products are left unnamed);
+  where two names share the size the dim is named ``"T|bs"``
   and the tensor is marked ``ambiguous``. Unnamed dims are ``""``.
 """
 
@@ -341,7 +342,7 @@ class _Namer:
             return "|".join(names)
         if size <= 1:
             return None
-        simple = self.simple()
+        simple = [(n, s) for n, s in self.simple() if n in _FLATTENED]
         found: list[str] = []
         for i, (a, sa) in enumerate(simple):
             for b, sb in simple[i:]:
@@ -362,6 +363,11 @@ class _Namer:
             for b in simple[i + 1:]:
                 if a != b:
                     self.order[frozenset((a, b))] = (a, b)
+
+
+# By size alone, only a flattened time-and-batch dim (T*bs, reshape(-1, ·) of a sequence) is named
+# as a product; other products (2*h = 12 = bs*emb) are too often coincidences to name.
+_FLATTENED = frozenset({"T", "bs"})
 
 
 def _is_simple(name: str) -> bool:
