@@ -77,6 +77,7 @@ class Built:
     T: int | None = None  # for draw="layer" and explain
     bs: int | None = None
     checks: list[str] = field(default_factory=list)  # facts verified while building
+    ops: bool = False  # trace torch ops too (hand-written loops: each step's matmuls)
 
     def layer_or_model(self) -> nn.Module:
         return self.layer if self.layer is not None else self.model
@@ -135,7 +136,7 @@ def against_nn_rnn(model: BatchFirstLoopRNN | BidirectionalLoopRNN) -> Built:
         out, h_n = model(x)  # the loop
         ref_out, ref_h = model.ref(x)  # nn.RNN(batch_first=True), same weights
     checks = [_close(out, ref_out, "output and nn.RNN's output"), _close(h_n, ref_h, "h_n and nn.RNN's h_n")]
-    return Built(model, (x,), "bs T emb", layer=model.ref, draw="layer", T=5, bs=3, checks=checks)
+    return Built(model, (x,), "bs T emb", layer=model.ref, draw="layer", T=5, bs=3, checks=checks, ops=True)
 
 
 @_example("scratch_char_rnn", "From-scratch one-hot char-RNN",
@@ -160,8 +161,8 @@ def scratch_char_rnn() -> Built:
         checks = [_close(H, h_n[0], "the loop's state H and nn.RNN's h_n[0]"),
                   _close(logits, (out @ model.W_hq + model.b_q).reshape(-1, 28),
                          "the loop's logits and nn.RNN's output @ W_hq + b_q")]
-    return Built(model, (tokens,), "bs T", layer=nn.RNNCell(28, 64), sizes={"vocab": 28},
-                 draw="layer", T=5, bs=2, checks=checks)
+    return Built(model, (tokens,), "bs T", layer=nn.RNNCell(28, 64), sizes={"vocab": 28, "h": 64},
+                 draw="layer", T=5, bs=2, checks=checks, ops=True)
 
 
 @_example("embed_rnn", "Embedding + nn.RNN with state (1, bs, h)",
@@ -452,13 +453,14 @@ def _trace(ex: Example, built: Built) -> Any:
     from shapeviz.trace import trace
 
     with dims(**built.sizes):
-        return trace(built.model, *built.inputs, inputs_dims=built.inputs_dims)
+        return trace(built.model, *built.inputs, inputs_dims=built.inputs_dims, ops=built.ops)
 
 
 def _call_text(built: Built) -> str:
     args = ", ".join(f"<{'x'.join(str(s) for s in t.shape)} tensor>" if isinstance(t, torch.Tensor)
                      else "..." for t in built.inputs)
     extra = f", inputs_dims={built.inputs_dims!r}" if built.inputs_dims else ""
+    extra += ", ops=True" if built.ops else ""
     return f"sv.trace(model, {args}{extra})"
 
 

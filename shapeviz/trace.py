@@ -52,6 +52,8 @@ SCHEMA = "shapeviz.trace/1"
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _SV_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# shapeviz's own example and reference models are traced like user code (their ops are the point)
+_USER_CODE_IN_SV = (os.sep + "examples.py", os.sep + "scratch.py")
 _MAX_NOTE_CALLS = 12
 _MAX_LIST = 6  # list elements of differing shapes recorded one by one before the rest is cut
 
@@ -1038,7 +1040,7 @@ def _user_frame(direct: bool = False) -> FrameType | None:
     f: FrameType | None = sys._getframe(2)
     while f is not None:
         fn = f.f_code.co_filename
-        if fn.startswith(_SV_DIR):
+        if fn.startswith(_SV_DIR) and not fn.endswith(_USER_CODE_IN_SV):
             pass
         elif fn.startswith(_TORCH_DIR):
             if direct and not fn.startswith(_WRAPPERS):
