@@ -25,6 +25,7 @@ How dims get their names:
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import json
 import linecache
@@ -372,6 +373,7 @@ class _Namer:
 _FLATTENED = frozenset({"T", "bs"})
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_simple(name: str) -> bool:
     return bool(name) and not any(ch in name for ch in "*|()")
 
