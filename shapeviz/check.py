@@ -26,7 +26,9 @@ from torch.nn.utils.rnn import PackedSequence
 from shapeviz.conventions import Conventions, conventions, key_getter
 from shapeviz.dims import _declared
 
-_autocast = torch._C._is_any_autocast_enabled
+# older torch (the range in pyproject starts at 2.1) lacks these two names
+_autocast = getattr(torch._C, "_is_any_autocast_enabled", torch.is_autocast_enabled)
+is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
 
 
 def env_disabled() -> bool:
@@ -213,7 +215,7 @@ def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, An
     """:func:`check_call` with the module's path inside a model (used by watch/checking)."""
     if _ENV_DISABLED:
         return
-    if torch.compiler.is_compiling():
+    if is_compiling():
         return  # inside torch.compile: no check, no graph break, no op in the graph (README: torch.compile)
     s = _specs.get(id(module))
     if s is None or s.ref() is not module or s.getkey(module.__dict__) != s.key:

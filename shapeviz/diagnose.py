@@ -17,7 +17,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz._errors import ShapeError
-from shapeviz.check import cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
+from shapeviz.check import _autocast, cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
 from shapeviz.conventions import Conventions
 from shapeviz.dims import format_shape
 
@@ -74,7 +74,7 @@ def diagnose(module: torch.nn.Module, conv: Conventions, x: Any, hx: Any,
 # ------------------------------------------------------------------------------------------- input
 def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor, ref_name: str) -> ShapeError | None:
     if t.dtype != ref.dtype and not (ref_name == "weights" and not c.conv.cell
-                                     and torch._C._is_any_autocast_enabled()):
+                                     and _autocast()):
         if not t.dtype.is_floating_point and not t.dtype.is_complex and arg == "input":
             emb = c.conv.input_size
             if c.conv.batch_first or c.conv.cell:

@@ -47,6 +47,7 @@ from torch import Tensor
 
 from shapeviz._errors import ShapeError, SpecError
 from shapeviz._signature import Signature, compile_signature, diagnose, resolve
+from shapeviz.check import is_compiling
 from shapeviz.conventions import Conventions, conventions, is_recurrent
 from shapeviz.dims import declared
 
@@ -247,7 +248,7 @@ def _build(fn: F, sig: Signature) -> F:
     diagnosed_eagerly = torch.compiler.disable(diagnosed, reason=_COMPILED_FAILURE)
 
     def fail(values: Any, result: Any = None, has_result: bool = False) -> None:
-        if torch.compiler.is_compiling():
+        if is_compiling():
             raise diagnosed_eagerly(values, result, has_result)
         raise diagnosed(values, result, has_result)
 
@@ -258,7 +259,7 @@ def _build(fn: F, sig: Signature) -> F:
             return fn(*args, **kwargs)  # let Python raise its own TypeError
         env: list[Any] = [None] * n_slots
         pending: list[Any] = []
-        if not torch.compiler.is_compiling():
+        if not is_compiling():
             if is_method:
                 sizes = module_sizes(values[0])
                 if sizes:
