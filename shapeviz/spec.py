@@ -35,6 +35,9 @@ MAX_PARAMETERS = 50_000_000
 unless it is built on the ``meta`` device, which allocates nothing."""
 
 MAX_SIZE = 10_000_000
+MAX_LAYERS = 100
+"""Deepest stack a spec may ask for: each layer is Python objects even on ``meta``, so a spec
+such as ``GRU(1, 1, num_layers=5000000)`` would otherwise take minutes to build."""
 """The largest input_size, hidden_size, num_layers or proj_size a spec may give."""
 
 
@@ -70,7 +73,7 @@ def spec_help() -> str:
     """
     lines = ["valid specs call one of these classes with literal arguments:"]
     lines += [f"  {name}({', '.join(c.params)})" for name, c in CLASSES.items()]
-    lines.append(f"sizes are positive ints up to {MAX_SIZE:,}, num_layers >= 1, 0 <= proj_size < hidden_size, "
+    lines.append(f"sizes are positive ints up to {MAX_SIZE:,}, 1 <= num_layers <= 100, 0 <= proj_size < hidden_size, "
                  "0 <= dropout <= 1, bias/batch_first/bidirectional are True or False, nonlinearity is "
                  f"'tanh' or 'relu'; {_EXAMPLES}")
     return "\n".join(lines)
@@ -124,8 +127,8 @@ def _check_value(text: str, cls: str, key: str, value: Any) -> Any:
         if type(value) is not int or value < 1:
             raise _fail(text, f"{key} must be a positive int, got {value!r}")
     elif key == "num_layers":
-        if type(value) is not int or value < 1:
-            raise _fail(text, f"num_layers must be an int >= 1, got {value!r}")
+        if type(value) is not int or not 1 <= value <= MAX_LAYERS:
+            raise _fail(text, f"num_layers must be an int from 1 to {MAX_LAYERS}, got {value!r}")
     elif key == "proj_size":
         if type(value) is not int or value < 0:
             raise _fail(text, f"proj_size must be an int >= 0, got {value!r}")

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 import pytest
 import torch
+from hypothesis import settings
 
 import shapeviz as sv
 
 torch.set_num_threads(1)  # tiny tensors on 2 cores: torch's thread pool only contends
+
+# In CI the fuzzers replay a fixed sequence of examples (reproducible, and what passed here passes
+# there); run them without CI set to explore new examples.
+settings.register_profile("ci", derandomize=True, database=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 def count_global_state() -> int:

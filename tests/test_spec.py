@@ -45,7 +45,7 @@ def test_meta_device_allocates_nothing() -> None:
     ("RNNCell(3, 4, num_layers=2)", "RNNCell has no argument 'num_layers'"),
     ("LSTM(-1, 20)", "input_size must be a positive int, got -1"),
     ("GRU(8, 0)", "hidden_size must be a positive int, got 0"),
-    ("LSTM(10, 20, num_layers=0)", "num_layers must be an int >= 1"),
+    ("LSTM(10, 20, num_layers=0)", "num_layers must be an int from 1 to 100"),
     ("LSTM(10, 20, proj_size=20)", "proj_size must be smaller than hidden_size=20"),
     ("LSTM(10, 20, dropout=2)", "dropout must be a number between 0 and 1"),
     ("LSTM(10, 20, bidirectional=1)", "bidirectional must be True or False"),
@@ -111,3 +111,10 @@ def test_fuzz_parse_sizes_raises_only_spec_error(text: str) -> None:
     except sv.SpecError:
         return
     assert sizes and all(isinstance(v, int) and v >= 0 for v in sizes.values())
+
+
+def test_a_huge_stack_is_refused_at_once() -> None:
+    """Found by the fuzzer: num_layers in the millions took minutes to build, even on meta."""
+    with pytest.raises(sv.SpecError, match="num_layers must be an int from 1 to 100"):
+        parse_spec("GRU(1, 1, num_layers=5000000)", device="meta")
+    assert parse_spec("GRU(1, 1, num_layers=100)", device="meta").num_layers == 100
