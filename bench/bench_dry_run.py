@@ -57,7 +57,7 @@ import sys, time
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
 from bench.bench_dry_run import meta_lm, peak_rss_mb
-from shapeviz.dry_run import dry_run
+from shapeviz.tracing.dryrun import dry_run
 t1 = time.perf_counter()
 model = meta_lm()
 t2 = time.perf_counter()
@@ -110,7 +110,7 @@ def _best(fn: object, repeat: int) -> float:
 
 def run(quick: bool = False) -> list[Row]:
     """Rows: dry_run vs a plain meta forward, vs a real forward at 1/8 width; peak RSS vs doing nothing."""
-    from shapeviz.dry_run import dry_run
+    from shapeviz.tracing.dryrun import dry_run
 
     repeat = 2 if quick else 5
     slow = 1 if quick else 2  # the baselines take seconds per call

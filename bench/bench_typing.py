@@ -21,7 +21,7 @@ from jaxtyping import Float, jaxtyped
 from torch import Tensor
 
 from bench.common import Row, best_time, us
-from shapeviz.typing import Seq, Step, StepHidden, check
+from shapeviz.annotations.aliases import Seq, Step, StepHidden, check
 
 LBH = Float[Tensor, "L bs h"]  # jaxtyping cannot check layers*D on an argument: a plain name here
 TBH = Float[Tensor, "T bs h"]

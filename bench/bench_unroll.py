@@ -19,7 +19,7 @@ import torch.nn as nn
 
 from bench.common import Row
 from shapeviz.render.backend import Backend, find_backend, run_dot
-from shapeviz.render.unroll import unroll
+from shapeviz.render.unrolled import unroll
 
 
 def _best(fn: Callable[[], object], repeat: int = 5) -> float:

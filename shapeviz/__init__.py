@@ -3,23 +3,47 @@
 >>> import torch.nn as nn, shapeviz as sv
 >>> sv.conventions(nn.GRU(8, 16, num_layers=2)).shapes(T=5, bs=3)["h_n"]
 (2, 3, 16)
+
+``import shapeviz`` itself loads only the error classes: every other public name is imported from
+its implementation module on first use (module ``__getattr__``), so a program, a notebook or a
+pytest session that never uses shapeviz pays nothing for it being installed.
 """
 
-from shapeviz import nn, scratch, typing
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from shapeviz._errors import CODES, MissingBackendError, ShapeError, ShapevizError, SpecError
-from shapeviz.check import check_call
-from shapeviz.conventions import Conventions, conventions
-from shapeviz.dims import dims
-from shapeviz.dry_run import DryRun, dry_run
-from shapeviz.ipython import load_ipython_extension, unload_ipython_extension
-from shapeviz.render.backend import Diagram, find_backend
-from shapeviz.render.text import explain
-from shapeviz.render.unroll import unroll
-from shapeviz.trace import Call, TensorInfo, Trace, trace
-from shapeviz.typing import check
-from shapeviz.watch import checking, disable, enable, enabled, watch
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it (a module path alone: the name is that module)
+_LAZY: dict[str, str] = {
+    "Conventions": "shapeviz.core.model",
+    "conventions": "shapeviz.core.model",
+    "dims": "shapeviz.core.dimensions",
+    "check_call": "shapeviz.runtime.fastcheck",
+    "checking": "shapeviz.runtime.watching",
+    "disable": "shapeviz.runtime.watching",
+    "enable": "shapeviz.runtime.watching",
+    "enabled": "shapeviz.runtime.watching",
+    "watch": "shapeviz.runtime.watching",
+    "check": "shapeviz.annotations.aliases",
+    "Call": "shapeviz.tracing.recorder",
+    "TensorInfo": "shapeviz.tracing.recorder",
+    "Trace": "shapeviz.tracing.recorder",
+    "trace": "shapeviz.tracing.recorder",
+    "DryRun": "shapeviz.tracing.dryrun",
+    "dry_run": "shapeviz.tracing.dryrun",
+    "Diagram": "shapeviz.render.backend",
+    "find_backend": "shapeviz.render.backend",
+    "explain": "shapeviz.render.text",
+    "unroll": "shapeviz.render.unrolled",
+    "load_ipython_extension": "shapeviz.apps.ipython",
+    "unload_ipython_extension": "shapeviz.apps.ipython",
+}
+_SUBMODULES = ("nn", "scratch", "typing")  # the public import paths shapeviz.nn, .scratch, .typing
 
 __all__ = [
     "CODES",
@@ -53,3 +77,33 @@ __all__ = [
     "unroll",
     "watch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        value: Any = import_module(f"shapeviz.{name}")
+    elif name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'shapeviz' has no attribute {name!r}")
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # static checkers see the real names
+    from shapeviz import nn, scratch, typing
+    from shapeviz.annotations.aliases import check
+    from shapeviz.apps.ipython import load_ipython_extension, unload_ipython_extension
+    from shapeviz.core.dimensions import dims
+    from shapeviz.core.model import Conventions, conventions
+    from shapeviz.render.backend import Diagram, find_backend
+    from shapeviz.render.text import explain
+    from shapeviz.render.unrolled import unroll
+    from shapeviz.runtime.fastcheck import check_call
+    from shapeviz.runtime.watching import checking, disable, enable, enabled, watch
+    from shapeviz.tracing.dryrun import DryRun, dry_run
+    from shapeviz.tracing.recorder import Call, TensorInfo, Trace, trace

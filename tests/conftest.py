@@ -24,7 +24,7 @@ def count_global_state() -> int:
     """Hooks and patches shapeviz could have left behind, across torch's global registries."""
     from torch.nn.modules import module as m
 
-    w = importlib.import_module("shapeviz.watch")  # the module, not the sv.watch function
+    w = importlib.import_module("shapeviz.runtime.watching")  # the module, not the sv.watch function
 
     return (len(m._global_forward_pre_hooks) + len(m._global_forward_hooks) + len(w._ORIGINAL_FORWARDS)
             + len(w._live_handles))

@@ -13,7 +13,7 @@ import torch.nn as nn
 from shapeviz._errors import MissingBackendError, SpecError
 from shapeviz.render import backend as be
 from shapeviz.render.backend import Diagram, find_backend, run_dot
-from shapeviz.render.unroll import unroll
+from shapeviz.render.unrolled import unroll
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SYSTEM_DOT = shutil.which("dot")

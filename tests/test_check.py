@@ -170,6 +170,6 @@ def test_disabled_by_env(monkeypatch):
 
     from shapeviz import check as check_module  # noqa: F401  (the function; the module below)
 
-    mod = importlib.import_module("shapeviz.check")
+    mod = importlib.import_module("shapeviz.runtime.fastcheck")
     monkeypatch.setattr(mod, "_ENV_DISABLED", True)
     sv.check_call(nn.GRU(4, 6), torch.randn(5, 2, 9))  # would be input_size

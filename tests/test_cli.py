@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shapeviz.cli import EXIT_BACKEND, EXIT_OK, EXIT_SHAPE, EXIT_USAGE, EXIT_USER_CODE, main
+from shapeviz.apps.cli import EXIT_BACKEND, EXIT_OK, EXIT_SHAPE, EXIT_USAGE, EXIT_USER_CODE, main
 
 GOLDEN = Path(__file__).parent / "golden" / "cli"
 REGEN = os.environ.get("SHAPEVIZ_REGEN_GOLDEN") == "1"
@@ -28,7 +28,7 @@ USER_FILE = textwrap.dedent('''\
 
     import torch.nn as nn
 
-    from shapeviz.examples import EmbedRNN, ForgotTranspose
+    from shapeviz.gallery.models import EmbedRNN, ForgotTranspose
 
 
     def build():
@@ -325,7 +325,7 @@ def test_the_users_folder_is_importable_and_sys_path_restored(capsys: pytest.Cap
 # ====================================================================== gallery / demo
 def test_gallery_command_reports_progress(capsys: pytest.CaptureFixture[str], tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import shapeviz.gallery as gallery
+    import shapeviz.gallery.builder as gallery
 
     def fake_build(outdir: str, *, progress: Callable[[str], None] | None = None) -> list[Path]:
         """Stands in for the real build, which tests/test_gallery.py covers."""

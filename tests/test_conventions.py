@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from torch.nn.utils.rnn import pack_padded_sequence
 
 import shapeviz as sv
-from shapeviz.conventions import Conventions
+from shapeviz.core.model import Conventions
 
 LAYER_CONFIGS = [
     (cls, layers, bi, bf, proj)

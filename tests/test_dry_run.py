@@ -8,7 +8,7 @@ import torch.nn as nn
 from seed_models import EmbedRNN, HelloEmbed
 
 import shapeviz as sv
-from shapeviz.dry_run import DryRun, dry_run, meta_inputs
+from shapeviz.tracing.dryrun import DryRun, dry_run, meta_inputs
 
 
 class HiddenWithoutLayers(nn.Module):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shapeviz.gallery import DIAGRAM, EXAMPLES, build, capture_error, index_text, render_texts
+from shapeviz.gallery.builder import DIAGRAM, EXAMPLES, build, capture_error, index_text, render_texts
 
 GALLERY = Path(__file__).resolve().parent.parent / "gallery"
 STALE = "gallery/ is stale: run `shapeviz gallery` and commit the result"

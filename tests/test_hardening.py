@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shapeviz as sv
-from shapeviz.dims import parse_names, parse_sizes
-from shapeviz.trace import trace
+from shapeviz.core.dimensions import parse_names, parse_sizes
+from shapeviz.tracing.recorder import trace
 
 
 def _module_hooks(model: nn.Module) -> int:
@@ -40,7 +40,7 @@ def test_raising_forward_inside_overlapping_watch_checking_trace_leaves_nothing(
         trace(model, torch.randn(5, 3, 4))
     assert _module_hooks(model) == 0 and count_global_state() == 0 and model.training
     assert not sv.enabled()
-    from shapeviz.dims import declared
+    from shapeviz.core.dimensions import declared
 
     assert declared() is None  # no declared sizes leaked from inputs="T bs"
 

@@ -1,4 +1,4 @@
-"""shapeviz.nn drop-ins: torch's results and state dicts, picklable, and always checked."""
+"""shapeviz.annotations.modules drop-ins: torch's results and state dicts, picklable, and always checked."""
 
 from __future__ import annotations
 

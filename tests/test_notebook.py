@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import shapeviz as sv
-from shapeviz.ipython import Extension, load, unload
+from shapeviz.apps.ipython import Extension, load, unload
 from shapeviz.render.html import dim_cells, shape_error_html
 
 NOTEBOOK = Path(__file__).parent / "notebooks" / "extension.ipynb"

@@ -6,13 +6,13 @@ from importlib.metadata import entry_points
 
 import pytest
 
-from shapeviz.pytest_plugin import marker_inputs
+from shapeviz.apps.pytest_plugin import marker_inputs
 
 pytest_plugins = ["pytester"]
 
 # until the pytest11 entry point is installed, load the plugin by name (loading it twice would fail)
-_INSTALLED = any(ep.value == "shapeviz.pytest_plugin" for ep in entry_points(group="pytest11"))
-PLUGIN = () if _INSTALLED else ("-p", "shapeviz.pytest_plugin")
+_INSTALLED = any(ep.value == "shapeviz.apps.pytest_plugin" for ep in entry_points(group="pytest11"))
+PLUGIN = () if _INSTALLED else ("-p", "shapeviz.apps.pytest_plugin")
 
 MODELS = '''
 import pytest
@@ -161,7 +161,7 @@ def test_without_fixture():
 def test_dry_run_error_with_its_trace(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(models=MODELS, test_dry='''
 import torch.nn as nn
-from shapeviz.dry_run import dry_run
+from shapeviz.tracing.dryrun import dry_run
 
 def test_dry():
     run = dry_run(nn.Sequential(nn.Embedding(28, 16), nn.RNN(16, 32)), "bs=2,T=5")

@@ -10,7 +10,15 @@ import torch.nn as nn
 
 import shapeviz as sv
 from shapeviz import nn as svnn
-from shapeviz.scratch import ScratchGRU, ScratchLM, ScratchLSTM, ScratchRNN, gru_cell, lstm_cell, rnn_cell
+from shapeviz.annotations.scratch_models import (
+    ScratchGRU,
+    ScratchLM,
+    ScratchLSTM,
+    ScratchRNN,
+    gru_cell,
+    lstm_cell,
+    rnn_cell,
+)
 
 T, BS, EMB, H, PROJ = 4, 3, 5, 6, 2
 

@@ -8,8 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import shapeviz as sv
-from shapeviz.dims import parse_sizes
-from shapeviz.spec import CLASSES, parse_spec
+from shapeviz.apps.spec import CLASSES, parse_spec
+from shapeviz.core.dimensions import parse_sizes
 
 
 @pytest.mark.parametrize(("text", "cls", "attrs"), [

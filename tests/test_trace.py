@@ -36,9 +36,9 @@ from trace_models import (
 import shapeviz as sv
 import shapeviz.render.plot as plot_mod
 import shapeviz.render.table as table_mod
-from shapeviz.trace import Call, TensorInfo, Trace, trace
+from shapeviz.tracing.recorder import Call, TensorInfo, Trace, trace
 
-trace_mod = importlib.import_module("shapeviz.trace")  # the module; sv.trace is the function
+trace_mod = importlib.import_module("shapeviz.tracing.recorder")  # the module; sv.trace is the function
 
 GOLDEN = Path(__file__).parent / "golden" / "trace"
 REGEN = os.environ.get("SHAPEVIZ_REGEN_GOLDEN") == "1"

@@ -1,4 +1,4 @@
-"""mypy accepts tests/types/check_types.py (the aliases, @check and shapeviz.nn in typed code)."""
+"""mypy accepts tests/types/check_types.py (the aliases, @check and shapeviz.annotations.modules in typed code)."""
 
 from __future__ import annotations
 

@@ -16,8 +16,7 @@ from jaxtyping import AnnotationError, Bool, Float, Int, Shaped, jaxtyped
 from torch import Tensor
 
 import shapeviz as sv
-from shapeviz.conventions import Conventions
-from shapeviz.typing import (
+from shapeviz.annotations.aliases import (
     Hidden,
     HiddenProj,
     Logits,
@@ -32,6 +31,7 @@ from shapeviz.typing import (
     check,
     module_sizes,
 )
+from shapeviz.core.model import Conventions
 
 # ------------------------------------------------------------------ differential test vs jaxtyping
 

@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 
 from shapeviz._errors import SpecError
-from shapeviz.conventions import Conventions, conventions
-from shapeviz.render.unroll import Panel, panels_from_trace, step_columns, to_dot, unroll
+from shapeviz.core.model import Conventions, conventions
+from shapeviz.render.unrolled import Panel, panels_from_trace, step_columns, to_dot, unroll
 
 GOLDEN = Path(__file__).parent / "golden" / "unroll"
 REGEN = os.environ.get("SHAPEVIZ_REGEN_GOLDEN") == "1"
@@ -318,7 +318,7 @@ def test_to_dot_single_panel_has_no_cluster() -> None:
 
 # ------------------------------------------------------------------ traces: the real thing
 def test_real_trace_lstmcell_loop_and_lstm() -> None:
-    trace_mod = pytest.importorskip("shapeviz.trace")
+    trace_mod = pytest.importorskip("shapeviz.tracing.recorder")
 
     class Loop(nn.Module):
         def __init__(self) -> None:

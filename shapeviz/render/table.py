@@ -1,7 +1,7 @@
-"""The text table of a :class:`~shapeviz.trace.Trace`: a pure, deterministic function of it.
+"""The text table of a :class:`~shapeviz.tracing.recorder.Trace`: a pure, deterministic function of it.
 
 >>> import torch, torch.nn as nn
->>> from shapeviz.trace import trace
+>>> from shapeviz.tracing.recorder import trace
 >>> print(trace_table(trace(nn.RNN(4, 8), torch.zeros(5, 2, 4))))
 trace of RNN: 1 module call
 #  call  shapes
@@ -77,7 +77,7 @@ def trace_table(trace: Any, *, group: bool = True, max_rows: int | None = None) 
     """The trace as a fixed-format text table (one row per call; repeated steps grouped).
 
     >>> import torch, torch.nn as nn
-    >>> from shapeviz.trace import trace
+    >>> from shapeviz.tracing.recorder import trace
     >>> trace_table(trace(nn.GRUCell(3, 6), torch.zeros(2, 3))).splitlines()[2]
     '0  GRUCell  input (bs=2, emb=3) → h_1 (bs=2, h=6)'
     """

@@ -1,7 +1,7 @@
-"""Text renderers of :class:`~shapeviz.conventions.Conventions`: the teaching table of ``explain``.
+"""Text renderers of :class:`~shapeviz.core.model.Conventions`: the teaching table of ``explain``.
 
 >>> import torch.nn as nn
->>> from shapeviz.conventions import conventions
+>>> from shapeviz.core.model import conventions
 >>> print(explain_conventions(conventions(nn.GRUCell(8, 16)), bs=4).splitlines()[3])
   in    input     (bs, emb)  (bs=4, emb=8)
 """
@@ -9,15 +9,10 @@
 from __future__ import annotations
 
 from shapeviz._errors import SpecError
-from shapeviz.conventions import Conventions
-from shapeviz.dims import expr_size, format_named
+from shapeviz.core.dimensions import expr_size, format_named
+from shapeviz.core.model import Conventions
 
 _ROLE = {"input": "in", "h_0": "in", "c_0": "in"}
-
-
-def _torch_sizes(c: Conventions, T: int | None, bs: int | None) -> dict[str, int | None]:
-    return {"L": T, "N": bs, "H_in": c.input_size, "H_out": c.h_out, "H_cell": c.hidden_size,
-            "num_layers": c.num_layers, "D": c.D, "sum(lengths)": None}
 
 
 def _paren(exprs: list[str]) -> str:
@@ -31,7 +26,7 @@ def explain(module: object, T: int | None = None, bs: int | None = None, style: 
     >>> print(explain(nn.RNN(10, 20, 2), T=5, bs=3).splitlines()[5])
       out   output    (T, bs, D*h)       (T=5, bs=3, D*h=20)
     """
-    from shapeviz.conventions import conventions
+    from shapeviz.core.model import conventions
 
     for name, v in (("T", T), ("bs", bs)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
@@ -43,7 +38,7 @@ def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = N
                         style: str = "seeds") -> str:
     """The conventions of one module as a fixed-width table with the notes people get wrong."""
     sym = c.symbolic_style(style)
-    sizes = _torch_sizes(c, T, bs) if style == "torch" else c.bindings(T, bs)
+    sizes = c.torch_sizes(T, bs) if style == "torch" else c.bindings(T, bs)
     lines = [c.label]
     own = {"emb": c.input_size, "h": c.hidden_size}
     if not c.cell:
@@ -94,7 +89,8 @@ def notes(c: Conventions, T: int | None = None, bs: int | None = None) -> list[s
     out.append(f"h_n stacks layers and directions: h_n.view(layers={c.num_layers}, D={c.D}, bs, {h}); "
                "h_n[layer*D + direction], so h_n[-1] is the top layer"
                + (", backward" if c.D == 2 else ""))
-    t_last, t_first = ("[:, -1", "[:, 0") if c.batch_first else ("[-1, :", "[0, :")
+    ti = c.layout.time_index
+    t_last, t_first = (f"[{ti}-1", f"[{ti}0") if ti else ("[-1, :", "[0, :")
     hs = expr_size(h, b)
     if c.D == 2:
         out.append(f"bidirectional: output{t_last}, :{hs}] equals h_n[-2] (forward lane ends at the last step); "

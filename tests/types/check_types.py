@@ -1,4 +1,4 @@
-"""Checked by mypy (tests/test_types.py), never run: the aliases and shapeviz.nn type-check.
+"""Checked by mypy (tests/test_types.py), never run: the aliases and shapeviz.annotations.modules type-check.
 
 The `# type: ignore[...]` lines are mistakes mypy must catch (mypy runs with
 --warn-unused-ignores, so a mistake it stopped catching fails the test).
@@ -13,8 +13,8 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz import nn as svnn
-from shapeviz.scratch import ScratchLSTM, rnn_cell
-from shapeviz.typing import Hidden, Logits, Output, Seq, Step, StepHidden, Tokens, check
+from shapeviz.annotations.aliases import Hidden, Logits, Output, Seq, Step, StepHidden, Tokens, check
+from shapeviz.annotations.scratch_models import ScratchLSTM, rnn_cell
 
 
 @check

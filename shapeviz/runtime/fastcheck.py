@@ -9,7 +9,7 @@ Traceback (most recent call last):
 shapeviz.ShapeError: [hidden_ndim] RNN(10, 20, num_layers=2): argument `h_0`
 ...
 
-On failure (and only then) :mod:`shapeviz.diagnose` works out which mistake it is and builds the
+On failure (and only then) :mod:`shapeviz.runtime.diagnosis` works out which mistake it is and builds the
 message. The fast path allocates nothing, formats nothing and never reads tensor data.
 """
 
@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
-from shapeviz.conventions import Conventions, conventions, key_getter
-from shapeviz.dims import _declared
+from shapeviz.core.dimensions import _declared
+from shapeviz.core.model import Conventions, conventions, key_getter
 
 # older torch (the range in pyproject starts at 2.1) lacks these two names
 _autocast = getattr(torch._C, "_is_any_autocast_enabled", torch.is_autocast_enabled)
@@ -99,7 +99,7 @@ def _state_ok(t: Any, want: tuple[int, ...], dtype: torch.dtype | None, device: 
 
 
 def fast_ok(module: torch.nn.Module, s: Spec, x: Any, hx: Any) -> bool:
-    """True when the call fits; False hands over to :func:`shapeviz.diagnose.diagnose`."""
+    """True when the call fits; False hands over to :func:`shapeviz.runtime.diagnosis.diagnose`."""
     decl = _declared.get()
     if not isinstance(x, Tensor):
         if isinstance(x, PackedSequence) and not s.cell:
@@ -227,7 +227,7 @@ def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, An
         x, hx = kwargs.get("input"), kwargs.get("hx")
     if x is None or fast_ok(module, s, x, hx):
         return
-    from shapeviz.diagnose import diagnose
+    from shapeviz.runtime.diagnosis import diagnose
 
     err = diagnose(module, s.conv, x, hx, _declared.get(), path)
     if err is not None:

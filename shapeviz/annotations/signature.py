@@ -34,7 +34,7 @@ import torch
 from jaxtyping import AbstractArray
 
 from shapeviz._errors import ShapeError, SpecError
-from shapeviz.dims import format_shape
+from shapeviz.core.dimensions import format_shape
 
 # ------------------------------------------------------------------ parsed dims
 
@@ -445,7 +445,7 @@ class _Gen:
 
     def build(self, name: str, params: str) -> Any:
         src = f"def {name}({params}):\n" + "\n".join("    " + ln for ln in self.lines) + "\n    return True\n"
-        code = compile(src, f"<shapeviz.check {name}>", "exec")
+        code = compile(src, f"<shapeviz.runtime.fastcheck {name}>", "exec")
         exec(code, self.ns)  # generated source only: see the class docstring
         fn = self.ns[name]
         fn.__shapeviz_source__ = src

@@ -16,7 +16,7 @@ A :class:`~shapeviz.ShapeError` raised by a cell is shown as HTML (expected and 
 by side, the disagreeing dims highlighted, the hints as code; see :mod:`shapeviz.render.html`),
 followed by a one-line traceback that says which line of the cell raised it (the cell still fails,
 so "run all" stops there). A ShapeError shown as
-a value (``run.error``) renders the same way; a :class:`~shapeviz.trace.Trace` shows its table.
+a value (``run.error``) renders the same way; a :class:`~shapeviz.tracing.recorder.Trace` shows its table.
 ``%unload_ext`` turns checking off and removes the magic, the handler and the formatters.
 
 IPython is imported only by the code that needs a shell (``pip install shapeviz[notebook]``).
@@ -25,7 +25,6 @@ IPython is imported only by the code that needs a shell (``pip install shapeviz[
 from __future__ import annotations
 
 import html
-import os
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -33,13 +32,13 @@ from types import TracebackType
 from typing import Any
 
 from shapeviz._errors import ShapeError, SpecError
-from shapeviz.dims import parse_names
+from shapeviz.core.dimensions import parse_names
+from shapeviz.core.frames import is_library
 from shapeviz.render.html import shape_error_html
-from shapeviz.watch import checking, disable, enable, enabled
+from shapeviz.runtime.watching import checking, disable, enable, enabled
 
 __all__ = ["Extension", "load", "load_ipython_extension", "unload", "unload_ipython_extension"]
 
-_SV_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _USAGE = "usage: %shapeviz on | off | status | inputs NAME [NAME ...]   (e.g. %shapeviz inputs bs T)"
 
 
@@ -153,7 +152,7 @@ class Extension:
         ip.set_custom_exc(prev + (ShapeError,), self._handler)
         fmt = ip.display_formatter.formatters["text/html"]
         fmt.for_type(ShapeError, _error_html)
-        fmt.for_type_by_name("shapeviz.trace", "Trace", _trace_html)
+        fmt.for_type_by_name("shapeviz.tracing.recorder", "Trace", _trace_html)
 
     def unload(self) -> None:
         """Undo :meth:`load`: checking off; magic, handler and formatters removed."""
@@ -170,17 +169,14 @@ class Extension:
             ip.set_custom_exc((), None)
         fmt = ip.display_formatter.formatters["text/html"]
         fmt.pop(ShapeError, None)
-        fmt.pop("shapeviz.trace.Trace", None)
+        fmt.pop("shapeviz.tracing.recorder.Trace", None)
 
 
 def _where(tb: TracebackType | None) -> str:
     """`` in line 3: `out = model(x)` `` -- the innermost frame outside torch and shapeviz."""
-    import torch
-
-    torch_dir = os.path.dirname(torch.__file__) + os.sep
     best = None
     for fs in traceback.extract_tb(tb):
-        if not fs.filename.startswith((torch_dir, _SV_DIR)):
+        if not is_library(fs.filename):
             best = fs
     if best is None:
         return ""
@@ -218,7 +214,7 @@ def unload(ip: Any) -> None:
 
 
 def load_ipython_extension(ip: Any) -> None:
-    """IPython's entry point: ``%load_ext shapeviz.ipython`` (and ``%load_ext shapeviz``)."""
+    """IPython's entry point: ``%load_ext shapeviz.apps.ipython`` (and ``%load_ext shapeviz``)."""
     load(ip)
 
 

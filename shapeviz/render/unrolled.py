@@ -7,7 +7,7 @@
 
 Time runs left to right, layers are stacked bottom to top, a bidirectional layer has a forward and
 a backward lane. Every tensor is drawn with its named shape, read from
-:class:`~shapeviz.conventions.Conventions` (never re-derived here). Long sequences collapse to the
+:class:`~shapeviz.core.model.Conventions` (never re-derived here). Long sequences collapse to the
 first and last ``max_steps // 2`` steps around an ellipsis column, so the DOT text has the same size
 for T=10 and T=10**6. The output is deterministic (ids come from row and column positions).
 """
@@ -23,8 +23,8 @@ from typing import Any
 import torch.nn as nn
 
 from shapeviz._errors import SpecError
-from shapeviz.conventions import Conventions, conventions
-from shapeviz.dims import format_named
+from shapeviz.core.dimensions import format_named
+from shapeviz.core.model import Conventions, conventions
 from shapeviz.render.backend import Diagram
 
 DEFAULT_MAX_STEPS = 6
@@ -155,7 +155,7 @@ def panels_from_trace(trace: Any) -> list[Panel]:
     7
 
     A cell called repeatedly is one cell unrolled over its calls; a layer called repeatedly is
-    drawn for its first call. Works on anything shaped like ``shapeviz.trace.Trace``.
+    drawn for its first call. Works on anything shaped like ``shapeviz.tracing.recorder.Trace``.
     """
     groups: dict[str, list[Any]] = {}
     for call in trace.calls:

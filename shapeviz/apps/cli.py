@@ -34,6 +34,7 @@ import torch
 import torch.nn as nn
 
 from shapeviz._errors import MissingBackendError, ShapeError, ShapevizError, SpecError
+from shapeviz.core.frames import is_library
 
 __all__ = ["EPILOG", "EXIT_BACKEND", "EXIT_OK", "EXIT_SHAPE", "EXIT_USAGE", "EXIT_USER_CODE", "main"]
 
@@ -172,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ====================================================================== commands
 def _explain(args: argparse.Namespace) -> int:
+    from shapeviz.apps.spec import parse_spec
     from shapeviz.render.text import explain
-    from shapeviz.spec import parse_spec
 
     print(explain(parse_spec(args.spec, device="meta"), T=args.T, bs=args.bs, style=args.style))
     return EXIT_OK
@@ -188,8 +189,8 @@ def _check_suffix(path: str, valid: Sequence[str], what: str) -> Path:
 
 
 def _draw(args: argparse.Namespace) -> int:
-    from shapeviz.render.unroll import unroll
-    from shapeviz.spec import parse_spec
+    from shapeviz.apps.spec import parse_spec
+    from shapeviz.render.unrolled import unroll
 
     out = _check_suffix(args.output, (".svg", ".png"), "draw -o")
     module = parse_spec(args.spec, device="meta")
@@ -240,8 +241,7 @@ def _load_factory(target: str) -> Any:
 def _user_exc(what: str, exc: BaseException) -> str:
     """``"calling build() raised ValueError: ..."`` with the user's own frames only."""
     tb = traceback.extract_tb(exc.__traceback__)
-    here = str(Path(__file__).resolve().parent)
-    frames = [f for f in tb if not f.filename.startswith(here)][-3:]
+    frames = [f for f in tb if not is_library(f.filename)][-3:]
     where = "".join(traceback.format_list(frames)).rstrip()
     lines = [f"{what} raised {type(exc).__name__}: {exc}"]
     if where:
@@ -265,7 +265,7 @@ def _make_model(target: str) -> tuple[nn.Module, str]:
 def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, dict[str, int]]:
     """The input for ``--input`` sizes: (tensor, its dim names, sizes to declare).
 
-    The layout rule is :func:`shapeviz.dry_run.meta_inputs`'s; this fills it with real values.
+    The layout rule is :func:`shapeviz.tracing.dryrun.meta_inputs`'s; this fills it with real values.
 
     >>> x, names, decl = make_input(nn.GRU(8, 16), {"T": 5, "bs": 2})
     >>> tuple(x.shape), names                                 # emb=input_size appended
@@ -274,7 +274,7 @@ def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, di
     >>> x.dtype, tuple(x.shape), decl                          # token ids (bs, T)
     (torch.int64, (2, 5), {'vocab': 28})
     """
-    from shapeviz.dry_run import meta_inputs
+    from shapeviz.tracing.dryrun import meta_inputs
 
     if not set(sizes) - {"vocab"}:
         raise _UsageError("--input names no dims besides vocab; write e.g. 'bs=2,T=5,vocab=28'")
@@ -287,7 +287,7 @@ def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, di
 
 
 def _parse_input(text: str) -> dict[str, int]:
-    from shapeviz.dims import parse_sizes
+    from shapeviz.core.dimensions import parse_sizes
 
     sizes = parse_sizes(text, "--input")
     zero = [k for k, v in sizes.items() if v < 1]
@@ -303,9 +303,9 @@ def _forward_error(what: str, exc: Exception) -> _UserCodeError:
 
 
 def _trace(args: argparse.Namespace) -> int:
-    from shapeviz.dims import dims
-    from shapeviz.trace import trace
-    from shapeviz.watch import checking
+    from shapeviz.core.dimensions import dims
+    from shapeviz.runtime.watching import checking
+    from shapeviz.tracing.recorder import trace
 
     sizes = _parse_input(args.input)
     out = _check_suffix(args.output, (".json", ".txt", ".png", ".svg"), "trace -o") if args.output else None
@@ -341,8 +341,8 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from shapeviz.dims import dims
-    from shapeviz.watch import checking
+    from shapeviz.core.dimensions import dims
+    from shapeviz.runtime.watching import checking
 
     sizes = _parse_input(args.input)
     model, name = _make_model(args.target)
@@ -364,7 +364,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _check_meta(model: Any, name: str, inputs: str) -> int:
     """``check --meta``: a dry run on the meta device (no computation, no activation memory)."""
-    from shapeviz.dry_run import dry_run
+    from shapeviz.tracing.dryrun import dry_run
 
     try:
         run = dry_run(model, inputs)
@@ -379,7 +379,7 @@ def _check_meta(model: Any, name: str, inputs: str) -> int:
 
 
 def _gallery(args: argparse.Namespace) -> int:
-    from shapeviz.gallery import build
+    from shapeviz.gallery.builder import build
 
     progress = None if args.quiet else (lambda line: print(line, flush=True))
     files = build(args.outdir, progress=progress)
@@ -394,13 +394,13 @@ _DEMO_SYSTEMS = ("scratch_char_rnn", "embed_rnn", "batch_first_loop", "bidirecti
 def _demo(args: argparse.Namespace) -> int:
     import inspect
 
-    from shapeviz.dims import dims
-    from shapeviz.examples import CellOverDataset, EmbedRNN, ForgotTranspose, seeded
-    from shapeviz.gallery import EXAMPLES
+    from shapeviz.core.dimensions import dims
+    from shapeviz.gallery.builder import EXAMPLES
+    from shapeviz.gallery.models import CellOverDataset, EmbedRNN, ForgotTranspose, seeded
     from shapeviz.render.backend import Diagram
-    from shapeviz.render.unroll import unroll
-    from shapeviz.trace import trace
-    from shapeviz.watch import checking
+    from shapeviz.render.unrolled import unroll
+    from shapeviz.runtime.watching import checking
+    from shapeviz.tracing.recorder import trace
 
     print("shapeviz demo\n\n1. The seeds' systems, each run once under sv.checking (every recurrent call "
           "checked)\n   and traced: the model's input -> its results, in named dims.\n")
@@ -412,7 +412,7 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"   {ex.title}\n     {tr.calls[0].describe()}   ok")
 
     print("\n2. A mistake shapeviz catches: the Embedding's output not transposed.\n"
-          "   shapeviz.examples.ForgotTranspose is EmbedRNN with this forward:\n")
+          "   shapeviz.gallery.models.ForgotTranspose is EmbedRNN with this forward:\n")
     src = textwrap.dedent(inspect.getsource(ForgotTranspose.forward))
     print(textwrap.indent(src.rstrip(), "     "))
     print('\n   tokens = torch.randint(0, 28, (2, 5))       # (bs=2, T=5)\n'

@@ -9,7 +9,7 @@ names, never tensors.
 
 How dims get their names:
 
-* a recurrent module's arguments and results: from its :class:`~shapeviz.conventions.Conventions`
+* a recurrent module's arguments and results: from its :class:`~shapeviz.core.model.Conventions`
   (``T``, ``bs``, ``emb``, ``layers*D``, ``h``, ``D*h``, ``sum(lengths)`` …); those sizes are
   then known by name for the rest of the trace;
 * the first input: from ``inputs_dims="bs T"``; any size: from ``sv.dims(vocab=28, …)``;
@@ -43,8 +43,9 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
 from shapeviz._errors import SpecError
-from shapeviz.conventions import Conventions, conventions, is_recurrent
-from shapeviz.dims import declared, parse_names, pop, push
+from shapeviz.core.dimensions import declared, parse_names, pop, push
+from shapeviz.core.frames import is_library, is_torch
+from shapeviz.core.model import Conventions, conventions, is_recurrent
 
 __all__ = ["SCHEMA", "Call", "TensorInfo", "Trace", "trace"]
 
@@ -52,9 +53,7 @@ SCHEMA = "shapeviz.trace/1"
 """The ``"schema"`` value of :meth:`Trace.to_json` documents."""
 
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
-_SV_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 # shapeviz's own example and reference models are traced like user code (their ops are the point)
-_USER_CODE_IN_SV = (os.sep + "examples.py", os.sep + "scratch.py")
 _MAX_NOTE_CALLS = 12
 _MAX_LIST = 6  # list elements of differing shapes recorded one by one before the rest is cut
 
@@ -263,8 +262,8 @@ class Trace:
         return plot_trace(self, **kw)
 
     def unroll(self, **kw: Any) -> Any:
-        """The unrolled-time diagram of the traced recurrent modules (``shapeviz.render.unroll``)."""
-        from shapeviz.render.unroll import unroll
+        """The unrolled-time diagram of the traced recurrent modules (``shapeviz.render.unrolled``)."""
+        from shapeviz.render.unrolled import unroll
         return unroll(self, **kw)
 
     # ------------------------------------------------------------ JSON
@@ -1042,13 +1041,10 @@ def _user_frame(direct: bool = False) -> FrameType | None:
     f: FrameType | None = sys._getframe(2)
     while f is not None:
         fn = f.f_code.co_filename
-        if fn.startswith(_SV_DIR) and not fn.endswith(_USER_CODE_IN_SV):
-            pass
-        elif fn.startswith(_TORCH_DIR):
-            if direct and not fn.startswith(_WRAPPERS):
-                return None
-        else:
+        if not is_library(fn):
             return f
+        if direct and is_torch(fn) and not fn.startswith(_WRAPPERS):
+            return None
         f = f.f_back
     return None
 

@@ -24,9 +24,9 @@ import torch.nn as nn
 from torch.utils.hooks import RemovableHandle
 
 from shapeviz._errors import ShapeError
-from shapeviz.check import check_module_call, env_disabled
-from shapeviz.conventions import CELL_TYPES, LAYER_TYPES, is_recurrent
-from shapeviz.dims import parse_names, pop, push
+from shapeviz.core.dimensions import parse_names, pop, push
+from shapeviz.core.model import CELL_TYPES, LAYER_TYPES, is_recurrent
+from shapeviz.runtime.fastcheck import check_module_call, env_disabled
 
 _live_handles: weakref.WeakSet[WatchHandle] = weakref.WeakSet()
 _lock = threading.RLock()

@@ -22,7 +22,7 @@ from operator import itemgetter
 import torch.nn as nn
 
 from shapeviz._errors import SpecError
-from shapeviz.dims import expr_size, format_named
+from shapeviz.core.dimensions import expr_size, format_named
 
 FAMILIES = ("RNN", "LSTM", "GRU")
 LAYER_TYPES: tuple[type[nn.Module], ...] = (nn.RNN, nn.LSTM, nn.GRU)
@@ -30,9 +30,83 @@ CELL_TYPES: tuple[type[nn.Module], ...] = (nn.RNNCell, nn.LSTMCell, nn.GRUCell)
 RECURRENT_TYPES = LAYER_TYPES + CELL_TYPES
 CLASS_NAMES = ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
 
+GATES: dict[str, int] = {"RNN": 1, "GRU": 3, "LSTM": 4}
+"""Gates per family: the weights are ``(gates*h, …)`` (PyTorch's ``weight_ih_l0`` is ``(4*h, emb)`` for LSTM)."""
+
 # PyTorch docs notation for style="torch"
 _TORCH_NAMES = {"T": "L", "bs": "N", "emb": "H_in", "layers": "num_layers", "D": "D",
                 "sum(lengths)": "sum(lengths)"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The layout rule of one module, compiled once: every consumer reads it, none re-derives it.
+
+    >>> lay = Conventions("LSTM", cell=False, input_size=4, hidden_size=6, batch_first=True).layout
+    >>> lay.t_axis, lay.bs_axis, lay.batched_ndim, lay.unbatched_ndim, lay.state_arity
+    (1, 0, 3, 2, 2)
+    >>> lay.seq_sizes((2, 5, 4))  # (T, bs, batched) read from an input shape
+    (5, 2, True)
+    >>> lay.seq_text, lay.swapped_text
+    ('(bs, T, emb)', '(T, bs, emb)')
+    """
+
+    cell: bool
+    batch_first: bool
+    t_axis: int | None  # axis of T in a batched input (None: a cell's input has no time axis)
+    bs_axis: int  # axis of bs in a batched input
+    batched_ndim: int  # 3 for a layer, 2 for a cell
+    unbatched_ndim: int  # 2 for a layer, 1 for a cell
+    state_arity: int  # 2: an LSTM's (h, c); 1: one state tensor
+    state_batched_ndim: int  # 3 (layers*D, bs, h) for a layer, 2 (bs, h) for a cell
+    state_bs_axis: int  # 1 for a layer's state, 0 for a cell's
+    h_out: int  # last dim of h (proj_size when set)
+    c_size: int  # last dim of c (hidden_size)
+    gates: int
+    torch_names: tuple[tuple[str, str], ...]  # seeds' dim name -> PyTorch docs' name
+
+    @property
+    def seq_text(self) -> str:
+        """The batched input layout in named dims: ``"(T, bs, emb)"``, ``"(bs, T, emb)"`` or ``"(bs, emb)"``."""
+        if self.cell:
+            return "(bs, emb)"
+        return "(bs, T, emb)" if self.batch_first else "(T, bs, emb)"
+
+    @property
+    def swapped_text(self) -> str:
+        """The layout a swapped input has (the other ``batch_first``): what a ``batch_first_swap`` looks like."""
+        return "(T, bs, emb)" if self.batch_first else "(bs, T, emb)"
+
+    @property
+    def step_text(self) -> str:
+        """One time step of a batched input: ``"(T=1, bs, emb)"`` or ``"(bs, T=1, emb)"``."""
+        return "(bs, T=1, emb)" if self.batch_first else "(T=1, bs, emb)"
+
+    @property
+    def time_index(self) -> str:
+        """The index prefix that picks one step of a batched sequence: ``""`` (seq-first) or ``":, "``."""
+        return ":, " * (self.t_axis or 0)
+
+    def is_batched(self, ndim: int) -> bool | None:
+        """True for a batched input's ndim, False for an unbatched one, None for neither."""
+        if ndim == self.batched_ndim:
+            return True
+        return False if ndim == self.unbatched_ndim else None
+
+    def seq_sizes(self, shape: Sequence[int]) -> tuple[int | None, int | None, bool] | None:
+        """``(T, bs, batched)`` of an input shape (None where the module has no such dim); None for a bad ndim."""
+        batched = self.is_batched(len(shape))
+        if batched is None:
+            return None
+        if self.cell:
+            return None, (shape[0] if batched else None), batched
+        if not batched:
+            return shape[0], None, False
+        return shape[self.t_axis], shape[self.bs_axis], True  # type: ignore[index]
+
+    def torch_name(self, name: str) -> str:
+        """A seeds' dim name in PyTorch's docs notation (``T`` -> ``L``); others unchanged."""
+        return dict(self.torch_names).get(name, name)
 
 
 @dataclass(frozen=True)
@@ -101,6 +175,25 @@ class Conventions:
         if not (0 <= layer < self.num_layers and 0 <= direction < self.D):
             raise SpecError(f"layer must be in 0..{self.num_layers - 1} and direction in 0..{self.D - 1}")
         return layer * self.D + direction
+
+    @cached_property
+    def layout(self) -> Layout:
+        """The compiled :class:`Layout`: axes of T and bs, ndims, state arity, ``h_out``, gates, torch names."""
+        bf = self.batch_first and not self.cell
+        return Layout(
+            cell=self.cell, batch_first=bf,
+            t_axis=None if self.cell else (1 if bf else 0), bs_axis=0 if (self.cell or bf) else 1,
+            batched_ndim=2 if self.cell else 3, unbatched_ndim=1 if self.cell else 2,
+            state_arity=2 if self.is_lstm else 1,
+            state_batched_ndim=2 if self.cell else 3, state_bs_axis=0 if self.cell else 1,
+            h_out=self.h_out, c_size=self.hidden_size, gates=GATES[self.family],
+            torch_names=tuple(_TORCH_NAMES.items()),
+        )
+
+    def torch_sizes(self, T: int | None = None, bs: int | None = None) -> dict[str, int | None]:
+        """Sizes by PyTorch's docs names (``L``, ``N``, ``H_in``, ``H_out``, ``H_cell``, …), for ``style="torch"``."""
+        return {"L": T, "N": bs, "H_in": self.input_size, "H_out": self.h_out, "H_cell": self.hidden_size,
+                "num_layers": self.num_layers, "D": self.D, "sum(lengths)": None}
 
     @property
     def state_names(self) -> tuple[str, ...]:
@@ -240,7 +333,7 @@ def _dims(c: Conventions, batched: bool, packed: bool) -> dict[str, tuple[str, .
     elif not batched:
         seq = ("T",)
     else:
-        seq = ("bs", "T") if c.batch_first else ("T", "bs")
+        seq = ("bs", "T") if c.layout.batch_first else ("T", "bs")
     state_b = ("bs",) if batched else ()
     d = {"input": seq + ("emb",), "h_0": ("layers*D",) + state_b + (h,)}
     if c.is_lstm:

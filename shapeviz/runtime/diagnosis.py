@@ -1,7 +1,7 @@
 """The slow path: which mistake is this call, and how is it fixed? Runs only after a check failed.
 
 >>> import torch, torch.nn as nn
->>> from shapeviz.conventions import conventions
+>>> from shapeviz.core.model import conventions
 >>> gru = nn.GRU(10, 20)
 >>> err = diagnose(gru, conventions(gru), torch.randn(5, 3, 10), (torch.zeros(1, 3, 20),), None, None)
 >>> err.code, err.hints[0]
@@ -17,9 +17,9 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz._errors import ShapeError
-from shapeviz.check import _autocast, cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
-from shapeviz.conventions import Conventions
-from shapeviz.dims import format_shape
+from shapeviz.core.dimensions import format_shape
+from shapeviz.core.model import Conventions
+from shapeviz.runtime.fastcheck import _autocast, cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
 
 
 class _Ctx:

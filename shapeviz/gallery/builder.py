@@ -8,7 +8,7 @@
 True
 
 Each example is real code: a build function (below) that makes the model and its inputs from
-fixed seeds, plus the classes of :mod:`shapeviz.examples` it uses. A page shows that code (read
+fixed seeds, plus the classes of :mod:`shapeviz.gallery.models` it uses. A page shows that code (read
 with :mod:`inspect`), the unrolled diagram, the ``explain`` table of its recurrent layer and the
 trace table of one forward pass; a "common mistake" page also shows the wrong call, the real
 :class:`~shapeviz.ShapeError` caught while building, and the fix. Outputs are deterministic (no
@@ -31,8 +31,8 @@ import torch
 import torch.nn as nn
 
 from shapeviz._errors import ShapeError
-from shapeviz.dims import dims
-from shapeviz.examples import (
+from shapeviz.core.dimensions import dims
+from shapeviz.gallery.models import (
     BatchFirstLoopRNN,
     BidirectionalLoopRNN,
     CellOverDataset,
@@ -50,8 +50,8 @@ from shapeviz.examples import (
     seeded,
 )
 from shapeviz.render.text import explain
-from shapeviz.render.unroll import unroll
-from shapeviz.watch import checking
+from shapeviz.render.unrolled import unroll
+from shapeviz.runtime.watching import checking
 
 __all__ = ["EXAMPLES", "Built", "Example", "build", "render_texts"]
 
@@ -96,7 +96,7 @@ class Example:
     title: str
     about: str
     build: Callable[[], Built]
-    shows: tuple[Any, ...] = ()  # classes/functions of shapeviz.examples whose source the page shows
+    shows: tuple[Any, ...] = ()  # classes/functions of shapeviz.gallery.models whose source the page shows
     wrong: Callable[[], object] | None = None  # common-mistake pages: raises a ShapeError
     fix: Callable[[], object] | None = None  # ... and its fix, which runs clean
 
@@ -450,7 +450,7 @@ def capture_error(ex: Example) -> ShapeError:
 
 
 def _trace(ex: Example, built: Built) -> Any:
-    from shapeviz.trace import trace
+    from shapeviz.tracing.recorder import trace
 
     with dims(**built.sizes):
         return trace(built.model, *built.inputs, inputs_dims=built.inputs_dims, ops=built.ops)

@@ -14,7 +14,7 @@ call only (as ``torch.func.functional_call`` does), so it is neither copied nor 
 the forward creates itself (``torch.zeros(layers, bs, h)``) are made on ``meta`` too.
 
 Checking (:func:`shapeviz.checking` with the input's dim names) and tracing
-(:func:`shapeviz.trace.trace`) are on for the call; the first :class:`~shapeviz.ShapeError` is kept
+(:func:`shapeviz.tracing.recorder.trace`) are on for the call; the first :class:`~shapeviz.ShapeError` is kept
 in ``.error``, not raised. Other exceptions (an operation ``meta`` cannot run, a bug in the model)
 propagate, with the partial trace in their notes.
 """
@@ -30,10 +30,10 @@ import torch
 import torch.nn as nn
 
 from shapeviz._errors import ShapeError, SpecError
-from shapeviz.conventions import conventions, is_recurrent
-from shapeviz.dims import dims, parse_sizes
-from shapeviz.trace import Trace, trace
-from shapeviz.watch import checking
+from shapeviz.core.dimensions import dims, parse_sizes
+from shapeviz.core.model import conventions, is_recurrent
+from shapeviz.runtime.watching import checking
+from shapeviz.tracing.recorder import Trace, trace
 
 __all__ = ["DryRun", "dry_run", "meta_inputs"]
 
@@ -180,7 +180,7 @@ def _swapped(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Iterator[Non
     """The parameters and buffers of ``model`` replaced by ``tensors`` inside, restored on exit.
 
     This is the reparametrization ``torch.func.functional_call`` runs the module under; entering it
-    here lets :func:`shapeviz.trace.trace` call (and hook) the model itself."""
+    here lets :func:`shapeviz.tracing.recorder.trace` call (and hook) the model itself."""
     if not tensors:
         yield
         return

@@ -1,0 +1,6 @@
+"""Checking at run time: the fast check, the diagnosis of a failed one, and watch / checking / enable.
+
+>>> import torch, torch.nn as nn
+>>> from shapeviz.runtime.fastcheck import check_call
+>>> check_call(nn.GRU(4, 8), torch.randn(5, 2, 4))  # (T=5, bs=2, emb=4): fine, returns None
+"""
