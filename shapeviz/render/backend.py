@@ -33,6 +33,16 @@ from shapeviz._errors import MissingBackendError, ShapevizError, SpecError
 FORMATS: tuple[str, ...] = ("svg", "png")
 """Output formats :meth:`Diagram.render` writes (both backends produce them natively)."""
 
+FONT = "Arial"
+"""The font diagrams ask for. Both backends lay text out with Arial's metrics (graphviz-pure has them
+built in; system ``dot`` finds Arial, or its metric twins Liberation Sans / Arimo, through fontconfig), so
+they give the same layout, and graphviz-pure draws its PNGs in a sans face. A stack of names in
+``fontname`` is not an option: graphviz-pure then falls back to Times metrics."""
+
+SVG_FONT_FAMILY = "Arial,Liberation Sans,Arimo,Helvetica,sans-serif"
+"""What rendered SVGs ask the browser for instead of plain ``Arial``: the same metrics on Windows and
+macOS (Arial, Helvetica) and on Linux (Liberation Sans, Arimo), so labels fit the boxes dot measured."""
+
 ENV_VAR = "SHAPEVIZ_DOT"
 INSTALL_HINT = (
     "install one of: Graphviz's dot (`apt-get install graphviz` or `brew install graphviz`), "
@@ -116,6 +126,8 @@ def run_dot(source: str, fmt: str, backend: Backend | None = None, timeout: floa
     if proc.returncode != 0 or not proc.stdout:
         err = proc.stderr.decode("utf-8", "replace").strip()
         raise ShapevizError(f"{backend.path} -T{fmt} failed (exit {proc.returncode}): {err}")
+    if fmt == "svg":
+        return proc.stdout.replace(f'font-family="{FONT}"'.encode(), f'font-family="{SVG_FONT_FAMILY}"'.encode())
     return proc.stdout
 
 

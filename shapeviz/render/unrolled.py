@@ -25,12 +25,14 @@ import torch.nn as nn
 from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import format_named
 from shapeviz.core.model import Conventions, conventions
-from shapeviz.render.backend import Diagram
+from shapeviz.render.backend import FONT, Diagram
 
 DEFAULT_MAX_STEPS = 6
 """Sequences longer than this are drawn as first k, ``× (T − 2k) steps``, last k (k = max_steps // 2)."""
 
-_FONT = "Helvetica"
+_FONT = FONT  # Arial metrics in both backends; SVGs get a fallback stack (see render/backend.py)
+_ELLIPSIS = "..."
+"""ASCII, not "\u22ef": every backend's fonts have it (graphviz-pure drew "\u22ef" as an empty box)."""
 _COLORS = {"in": "#e3f1e3", "out": "#efe3f7", "cat": "#f4f0d8", "fwd": "#dbe8f7", "bwd": "#fbe3d0",
            "cell": "#dbe8f7"}
 _EDGE = {"fwd": "#2a5d9f", "bwd": "#b4581c", "cell": "#2a5d9f"}
@@ -456,12 +458,12 @@ def _adjacent_edge(rows: Sequence[tuple[str, int, int]], j: int) -> bool:
 def _gap_label(kind: str, gap: str, ports: Sequence[str]) -> str:
     if kind == "lane":
         # same rows and borders as a step cell (borders transparent), so the lane edges stay level
-        rows = "".join(f'<TR><TD PORT="{p}" COLOR="transparent">⋯</TD></TR>' for p in ports)
+        rows = "".join(f'<TR><TD PORT="{p}" COLOR="transparent">{_ELLIPSIS}</TD></TR>' for p in ports)
         return ('<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="3">'
                 f'<TR><TD COLOR="transparent"> </TD></TR>{rows}</TABLE>>')
     note = f"<TR><TD><I>{_h(_plural(gap))}</I></TD></TR>" if kind in ("in", "out") else ""
     return (f'<<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3">'
-            f"<TR><TD>⋯</TD></TR>{note}</TABLE>>")
+            f"<TR><TD>{_ELLIPSIS}</TD></TR>{note}</TABLE>>")
 
 
 def _state_node(c: Conventions, layer: int, d: int, *, left_side: bool, named: Any,
