@@ -19,7 +19,24 @@ def _paren(exprs: list[str]) -> str:
     return "(" + ", ".join(exprs) + ("," if len(exprs) == 1 else "") + ")"
 
 
-def explain(module: object, T: int | None = None, bs: int | None = None, style: str = "seeds") -> str:
+class Explanation(str):
+    """The table ``explain`` returns: a ``str`` that shows as the table itself, not one escaped line.
+
+    >>> e = Explanation("RNN(4, 8)\n  emb=4  h=8")
+    >>> isinstance(e, str), repr(e) == str(e), e._repr_html_().startswith("<pre")
+    (True, True, True)
+    """
+
+    def __repr__(self) -> str:  # the REPL shows the table
+        return str(self)
+
+    def _repr_html_(self) -> str:  # notebooks show it as a fixed-width block
+        from html import escape
+
+        return f'<pre class="sv-explain">{escape(str(self))}</pre>'
+
+
+def explain(module: object, T: int | None = None, bs: int | None = None, style: str = "seeds") -> Explanation:
     """The teaching table of a recurrent module's shapes (``style="torch"``: PyTorch's notation).
 
     >>> import torch.nn as nn
@@ -31,7 +48,7 @@ def explain(module: object, T: int | None = None, bs: int | None = None, style: 
     for name, v in (("T", T), ("bs", bs)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             raise SpecError(f"explain: {name} must be a non-negative int or None, got {v!r}")
-    return explain_conventions(conventions(module), T, bs, style)  # type: ignore[arg-type]
+    return Explanation(explain_conventions(conventions(module), T, bs, style))  # type: ignore[arg-type]
 
 
 def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = None,
