@@ -22,7 +22,7 @@ def _paren(exprs: list[str]) -> str:
 class Explanation(str):
     """The table ``explain`` returns: a ``str`` that shows as the table itself, not one escaped line.
 
-    >>> e = Explanation("RNN(4, 8)\n  emb=4  h=8")
+    >>> e = Explanation("RNN(4, 8)\\n  emb=4  h=8")
     >>> isinstance(e, str), repr(e) == str(e), e._repr_html_().startswith("<pre")
     (True, True, True)
     """
