@@ -37,6 +37,16 @@ The first 14 are the recurrent-layer mistakes of DESIGN.md; ``annotation`` is a 
 not fit its jaxtyping annotation under ``@sv.check`` (when no more specific code applies)."""
 
 
+def format_shape(shape: Sequence[object]) -> str:
+    """The one tuple formatter: ``(5, 2, 10)`` -> ``"(5, 2, 10)"``; a 1-tuple keeps its comma.
+
+    >>> format_shape((5, 2, 10)), format_shape((4,)), format_shape(("T", "bs"))
+    ('(5, 2, 10)', '(4,)', '(T, bs)')
+    """
+    inner = ", ".join(str(s) for s in shape)
+    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+
+
 class ShapevizError(Exception):
     """Base class of every error shapeviz raises on purpose."""
 
@@ -73,9 +83,7 @@ class ShapeError(ShapevizError, ValueError):
         super().__init__(self._message())
 
     def _message(self) -> str:
-        actual = self.actual
-        if isinstance(actual, tuple):
-            actual = "(" + ", ".join(str(a) for a in actual) + ("," if len(actual) == 1 else "") + ")"
+        actual = format_shape(self.actual) if isinstance(self.actual, tuple) else self.actual
         lines = [f"[{self.code}] {self.module}: argument `{self.argument}`"]
         if self.detail:
             lines.append(f"  {self.detail}")
@@ -85,9 +93,22 @@ class ShapeError(ShapevizError, ValueError):
         lines.extend(f"hint: {h}" for h in self.hints)
         return "\n".join(lines)
 
-    def add_context(self, line: str) -> None:
-        """Add a context line (e.g. the rank or the module path) and rebuild the message."""
-        self.context.append(line)
+    def add_context(self, line: str | None = None, *, path: str | None = None) -> None:
+        """Add context found at an outer boundary and rebuild the message.
+
+        ``line`` is appended as a context line (e.g. the rank); ``path`` (the module's path inside a
+        model, found by the caller) prefixes :attr:`module`: ``"rnn: RNN(20, 32)"``.
+
+        >>> err = ShapeError(module="RNN(2, 3)", argument="input", expected="(T, bs, emb=2)",
+        ...                  actual=(5, 3, 8), code="input_size")
+        >>> err.add_context(path="encoder.rnn")
+        >>> str(err).splitlines()[0]
+        '[input_size] encoder.rnn: RNN(2, 3): argument `input`'
+        """
+        if path:
+            self.module = f"{path}: {self.module}"
+        if line is not None:
+            self.context.append(line)
         self.args = (self._message(),)
 
     def _repr_html_(self) -> str:

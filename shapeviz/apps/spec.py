@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from shapeviz._errors import SpecError
+from shapeviz.core.model import GATES
 
 __all__ = ["CLASSES", "MAX_PARAMETERS", "MAX_SIZE", "MAX_SPEC_CHARS", "parse_spec", "spec_help"]
 
@@ -45,19 +46,23 @@ such as ``GRU(1, 1, num_layers=5000000)`` would otherwise take minutes to build.
 class _Class:
     cls: type[nn.Module]
     params: tuple[str, ...]  # in PyTorch's positional order
-    gates: int
+
+    @property
+    def gates(self) -> int:
+        """Gates of the family (:data:`shapeviz.core.model.GATES`): weights are ``(gates*h, …)``."""
+        return GATES[self.cls.__name__.removesuffix("Cell")]
 
 
 _RNN_TAIL = ("num_layers", "nonlinearity", "bias", "batch_first", "dropout", "bidirectional")
 _LAYER_TAIL = ("num_layers", "bias", "batch_first", "dropout", "bidirectional")
 
 CLASSES: dict[str, _Class] = {
-    "RNN": _Class(nn.RNN, ("input_size", "hidden_size", *_RNN_TAIL), 1),
-    "LSTM": _Class(nn.LSTM, ("input_size", "hidden_size", *_LAYER_TAIL, "proj_size"), 4),
-    "GRU": _Class(nn.GRU, ("input_size", "hidden_size", *_LAYER_TAIL), 3),
-    "RNNCell": _Class(nn.RNNCell, ("input_size", "hidden_size", "bias", "nonlinearity"), 1),
-    "LSTMCell": _Class(nn.LSTMCell, ("input_size", "hidden_size", "bias"), 4),
-    "GRUCell": _Class(nn.GRUCell, ("input_size", "hidden_size", "bias"), 3),
+    "RNN": _Class(nn.RNN, ("input_size", "hidden_size", *_RNN_TAIL)),
+    "LSTM": _Class(nn.LSTM, ("input_size", "hidden_size", *_LAYER_TAIL, "proj_size")),
+    "GRU": _Class(nn.GRU, ("input_size", "hidden_size", *_LAYER_TAIL)),
+    "RNNCell": _Class(nn.RNNCell, ("input_size", "hidden_size", "bias", "nonlinearity")),
+    "LSTMCell": _Class(nn.LSTMCell, ("input_size", "hidden_size", "bias")),
+    "GRUCell": _Class(nn.GRUCell, ("input_size", "hidden_size", "bias")),
 }
 """The classes a spec may name, with their arguments in PyTorch's positional order."""
 

@@ -16,17 +16,21 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from shapeviz._errors import SpecError
+from shapeviz._errors import SpecError, format_shape
+
+__all__ = ["DECLARED", "declared", "dims", "expr_size", "format_named", "format_shape", "parse_names",
+           "parse_sizes", "pop", "push"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_declared: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar(
+DECLARED: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar(
     "shapeviz_declared", default=None
 )
+"""The declared sizes now (what :func:`declared` returns); the fast check reads it with one ``.get()``."""
 
 
 def declared() -> dict[str, int] | None:
     """The sizes declared for the code running now (``sv.dims`` / ``watch(inputs=...)``), or None."""
-    return _declared.get()
+    return DECLARED.get()
 
 
 def _validate(sizes: Mapping[str, object], where: str) -> dict[str, int]:
@@ -51,7 +55,7 @@ def push(sizes: Mapping[str, int]) -> object:
     key = object()
     stack = (*_stack.get(), (key, dict(sizes)))
     _stack.set(stack)
-    _declared.set(_merge(stack))
+    DECLARED.set(_merge(stack))
     return key
 
 
@@ -59,7 +63,7 @@ def pop(key: object) -> None:
     """Undo one :func:`push`. Out-of-order pops (hooks unwinding after an exception) are fine."""
     stack = tuple(entry for entry in _stack.get() if entry[0] is not key)
     _stack.set(stack)
-    _declared.set(_merge(stack))
+    DECLARED.set(_merge(stack))
 
 
 def _merge(stack: tuple[tuple[object, dict[str, int]], ...]) -> dict[str, int] | None:
@@ -81,7 +85,7 @@ def dims(**sizes: int) -> Iterator[dict[str, int]]:
     """
     key = push(_validate(sizes, "sv.dims"))
     try:
-        yield dict(_declared.get() or {})
+        yield dict(DECLARED.get() or {})
     finally:
         pop(key)
 
@@ -147,10 +151,4 @@ def format_named(exprs: Sequence[str], sizes: Mapping[str, int | None]) -> str:
     for e in exprs:
         value = expr_size(e, sizes)
         parts.append(e if value is None else f"{e}={value}")
-    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
-
-
-def format_shape(shape: Sequence[int]) -> str:
-    """``(5, 2, 10)`` -> ``"(5, 2, 10)"``; a 1-tuple keeps its comma."""
-    inner = ", ".join(str(int(s)) for s in shape)
-    return f"({inner},)" if len(shape) == 1 else f"({inner})"
+    return format_shape(parts)

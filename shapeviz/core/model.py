@@ -83,6 +83,30 @@ class Layout:
         return "(bs, T=1, emb)" if self.batch_first else "(T=1, bs, emb)"
 
     @property
+    def flag_text(self) -> str:
+        """The constructor flag as written: ``"batch_first=True"`` or ``"batch_first=False"``."""
+        return f"batch_first={self.batch_first}"
+
+    @property
+    def flag_note(self) -> str:
+        """The flag to show beside a batched input or output: ``"batch_first=True"``, or ``""`` (the default)."""
+        return self.flag_text if self.batch_first else ""
+
+    def rebuild_hint(self, kind: str) -> str:
+        """The hint that fixes a ``batch_first_swap`` by building the layer the other way.
+
+        >>> Conventions("GRU", cell=False, input_size=4, hidden_size=6).layout.rebuild_hint("GRU")
+        'or build the layer with batch_first=True: nn.GRU(..., batch_first=True)'
+        """
+        if self.batch_first:
+            return "or build the layer with batch_first=False"
+        return f"or build the layer with batch_first=True: nn.{kind}(..., batch_first=True)"
+
+    def state_ndim(self, batched: bool) -> int:
+        """ndim of one state tensor: ``(layers*D, bs, h)`` / ``(layers*D, h)``, or a cell's ``(bs, h)`` / ``(h,)``."""
+        return self.state_batched_ndim if batched else self.state_batched_ndim - 1
+
+    @property
     def time_index(self) -> str:
         """The index prefix that picks one step of a batched sequence: ``""`` (seq-first) or ``":, "``."""
         return ":, " * (self.t_axis or 0)

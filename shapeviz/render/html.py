@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-from shapeviz._errors import ShapeError
+from shapeviz._errors import ShapeError, format_shape
 
 __all__ = ["DimCell", "dim_cells", "shape_error_html"]
 
@@ -127,7 +127,7 @@ def _side_by_side(cells: Sequence[DimCell]) -> str:
 
 def _two_lines(expected: str, actual: object) -> str:
     if isinstance(actual, tuple):
-        actual = "(" + ", ".join(str(a) for a in actual) + ("," if len(actual) == 1 else "") + ")"
+        actual = format_shape(actual)
     return ('<table><tr><td class="sv-label">expected</td><td>' + escape(expected) + '</td></tr>'
             '<tr><td class="sv-label">actual</td><td class="sv-bad">' + escape(str(actual)) + "</td></tr></table>")
 

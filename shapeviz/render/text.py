@@ -9,14 +9,10 @@
 from __future__ import annotations
 
 from shapeviz._errors import SpecError
-from shapeviz.core.dimensions import expr_size, format_named
+from shapeviz.core.dimensions import expr_size, format_named, format_shape
 from shapeviz.core.model import Conventions
 
 _ROLE = {"input": "in", "h_0": "in", "c_0": "in"}
-
-
-def _paren(exprs: list[str]) -> str:
-    return "(" + ", ".join(exprs) + ("," if len(exprs) == 1 else "") + ")"
 
 
 class Explanation(str):
@@ -72,15 +68,15 @@ def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = N
     tb = {"T": T, "bs": bs} if style == "seeds" else {"L": T, "N": bs}
     given += "".join(f"  {k}={v}" for k, v in tb.items() if v is not None)
     lines.append("  " + given)
-    rows = [(_ROLE.get(name, "out"), name, _paren(shape.split(" ")), format_named(shape.split(" "), sizes))
+    rows = [(_ROLE.get(name, "out"), name, format_shape(shape.split(" ")), format_named(shape.split(" "), sizes))
             for name, shape in sym.items()]
     w = max(len(r[2]) for r in rows)
     lines.append(f"  {'':4}  {'argument':8}  {'shape':{w}}  with sizes")
     lines.extend(f"  {r[0]:4}  {r[1]:8}  {r[2]:{w}}  {r[3]}" for r in rows)
     unb = c.symbolic_style(style, batched=False)
     first_out = c.result_names[0]
-    lines.append(f"  unbatched: input {_paren(unb['input'].split())} -> {first_out} "
-                 f"{_paren(unb[first_out].split())}; state {_paren(unb['h_0'].split())}")
+    lines.append(f"  unbatched: input {format_shape(unb['input'].split())} -> {first_out} "
+                 f"{format_shape(unb[first_out].split())}; state {format_shape(unb['h_0'].split())}")
     if not c.cell:
         pk = c.symbolic_style(style, packed=True)
         lines.append(f"  packed:    input.data ({', '.join(pk['input'].split())}) -> output.data "
@@ -101,7 +97,7 @@ def notes(c: Conventions, T: int | None = None, bs: int | None = None) -> list[s
                    + c.family + "'s (layers*D, bs, h)")
         return out
     h = "proj" if c.proj_size else "h"
-    out.append(f"batch_first={c.batch_first} applies to input and output only; h_0/h_n"
+    out.append(f"{c.layout.flag_text} applies to input and output only; h_0/h_n"
                + ("/c_0/c_n" if c.is_lstm else "") + " are always (layers*D, bs, h)")
     out.append(f"h_n stacks layers and directions: h_n.view(layers={c.num_layers}, D={c.D}, bs, {h}); "
                "h_n[layer*D + direction], so h_n[-1] is the top layer"

@@ -279,7 +279,7 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int) -> tuple[list[str], 
     n_layers = 1 if c.cell else c.num_layers
     D = 1 if c.cell else c.D
     lstm = c.is_lstm
-    bf = not c.cell and c.batch_first
+    flag = c.layout.flag_note  # "batch_first=True" beside a batch-first layer's input and output
     dot = _Dot(prefix)
 
     def named(exprs: Sequence[str]) -> str:
@@ -326,8 +326,8 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int) -> tuple[list[str], 
         # left margin: row header (in/out/cat) or the state entering/leaving the lane
         if kind == "in":
             lines = [named(dims["input"])]
-            if bf:
-                lines.append("batch_first=True")
+            if flag:
+                lines.append(flag)
             hdr = "input (each step)" if c.cell else "input"
             row_ids.append(dot.node("x_l", _table(hdr, [("", s) for s in lines], _COLORS["in"]),
                                     shape="plain"))
@@ -336,8 +336,8 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int) -> tuple[list[str], 
                 hdr, lines = "h_1 (each step)", [named(dims["h_1"])]
             else:
                 hdr, lines = "output", [named(dims["output"])]
-                if bf:
-                    lines.append("batch_first=True")
+                if flag:
+                    lines.append(flag)
                 if D == 2:
                     lines.append("each step = cat(forward, backward)")
             row_ids.append(dot.node("y_l", _table(hdr, [("", s) for s in lines], _COLORS["out"]),
@@ -509,8 +509,8 @@ def _caption(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | 
     if c.is_lstm:
         state += f";  c_0, c_n {format_named(dims['c_0'], b)}"
     lines.append(state + ";  stacked index = layer*D + direction")
-    if c.batch_first:
-        lines.append("batch_first=True applies to input and output only: "
+    if c.layout.flag_note:
+        lines.append(f"{c.layout.flag_note} applies to input and output only: "
                      "h_0, h_n" + (", c_0, c_n" if c.is_lstm else "") + " are never batch-first")
     return lines
 

@@ -18,8 +18,9 @@ from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz._errors import ShapeError
 from shapeviz.core.dimensions import format_shape
+from shapeviz.core.evidence import cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import Conventions
-from shapeviz.runtime.fastcheck import _autocast, cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
+from shapeviz.runtime.fastcheck import autocast_enabled
 
 
 class _Ctx:
@@ -74,10 +75,10 @@ def diagnose(module: torch.nn.Module, conv: Conventions, x: Any, hx: Any,
 # ------------------------------------------------------------------------------------------- input
 def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor, ref_name: str) -> ShapeError | None:
     if t.dtype != ref.dtype and not (ref_name == "weights" and not c.conv.cell
-                                     and _autocast()):
+                                     and autocast_enabled()):
         if not t.dtype.is_floating_point and not t.dtype.is_complex and arg == "input":
             emb = c.conv.input_size
-            if c.conv.batch_first or c.conv.cell:
+            if c.conv.layout.bs_axis == 0:  # batch-major: (bs, T) tokens embed without a transpose
                 hint = [f"x = embedding(tokens)  # (bs, T) tokens -> (bs, T, emb={emb})",
                         f"x = F.one_hot(tokens, num_classes={emb}).float()  # -> (bs, T, vocab={emb})"]
             else:
@@ -101,7 +102,8 @@ def _short(arg: str) -> str:
 
 def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     conv = c.conv
-    seq = "(bs, T, emb)" if conv.batch_first else "(T, bs, emb)"
+    lay = conv.layout
+    seq = lay.seq_text
     if isinstance(x, PackedSequence):
         return _packed(c, x, hx)
     if not isinstance(x, Tensor):
@@ -112,53 +114,42 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     weights = c.module.weight_ih_l0
     if not x.dtype.is_floating_point and not x.dtype.is_complex:
         return _dtype_device(c, "input", x, weights, "weights")
-    if nd not in (2, 3):
+    sizes = lay.seq_sizes(sh)
+    if sizes is None:
         hints = [f"x = x.reshape(T, bs, {conv.input_size})  # a layer takes {seq} or unbatched (T, emb)"]
         if nd == 4 and 1 in sh[:3]:
             hints.insert(0, f"x = x.squeeze({sh.index(1)})  # drop the size-1 dim")
         if nd == 1:
             hints = ["x = x.view(1, 1, -1)  # one step of one sequence: (T=1, bs=1, emb)"]
         return c.err("input_ndim", "input", x, hints,
-                     f"expected 3 dims {seq} (or 2 dims unbatched), received a {nd}-dim tensor")
-    c.batched = nd == 3
-    if nd == 3:
-        bdim, tdim = (0, 1) if conv.batch_first else (1, 0)
-        c.T, c.bs = sh[tdim], sh[bdim]
-    else:
-        c.T = sh[0]
+                     f"expected {lay.batched_ndim} dims {seq} (or {lay.unbatched_ndim} dims unbatched), "
+                     f"received a {nd}-dim tensor")
+    c.T, c.bs, c.batched = sizes
     # silent mistakes first: the evidence names the real culprit (the input, not h_0)
-    state = hx[0] if conv.is_lstm and isinstance(hx, (tuple, list)) and hx else hx
-    if nd == 3:
-        state_bs = state.shape[1] if isinstance(state, Tensor) and state.dim() == 3 else None
+    state = hx[0] if lay.state_arity > 1 and isinstance(hx, (tuple, list)) and hx else hx
+    state_bs = (state.shape[lay.state_bs_axis]
+                if isinstance(state, Tensor) and state.dim() == lay.state_batched_ndim else None)
+    if c.batched:
         swapped = layer_swapped(c.decl, c.bs, c.T) if c.decl else False
         via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
         if not swapped and state_bs is not None and state_bs == c.T and c.bs != c.T:
-            swapped, via = True, f"h_0 has batch {state_bs}, which is this input's dim {bdim}"
+            swapped, via = True, f"h_0 has batch {state_bs}, which is this input's dim {lay.t_axis}"
         if swapped:
             c.T, c.bs = c.bs, c.T
-            if conv.batch_first:
-                hints = ["x = x.transpose(0, 1)  # (T, bs, emb) -> (bs, T, emb)",
-                         "or build the layer with batch_first=False"]
-                layout = "(T, bs, emb)"
-            else:
-                hints = ["x = x.transpose(0, 1)  # (bs, T, emb) -> (T, bs, emb)",
-                         f"or build the layer with batch_first=True: nn.{conv.kind}(..., batch_first=True)"]
-                layout = "(bs, T, emb)"
-            return c.err("batch_first_swap", "input", x, hints,
-                         f"the input is laid out {layout} for a layer with batch_first={conv.batch_first} "
+            return c.err("batch_first_swap", "input", x,
+                         [f"x = x.transpose(0, 1)  # {lay.swapped_text} -> {seq}", lay.rebuild_hint(conv.kind)],
+                         f"the input is laid out {lay.swapped_text} for a layer with {lay.flag_text} "
                          f"(evidence: {via})")
     else:
         evidence = None
-        if isinstance(state, Tensor) and state.dim() == 3 and state.shape[1] == sh[0]:
+        if state_bs is not None and state_bs == sh[0]:
             evidence = f"h_0 is 3-D with batch {state.shape[1]} = this input's first dim"
         elif c.decl and unbatched_ambiguous(c.decl, sh[0]):
             evidence = f"declared bs={c.decl['bs']} = this input's first dim"
         if evidence:
             c.batched, c.T, c.bs = True, 1, sh[0]
-            ax = 1 if conv.batch_first else 0
             return c.err("unbatched_ambiguous", "input", x,
-                         [f"x = x.unsqueeze({ax})  # (bs, emb) -> one time step "
-                          + ("(bs, T=1, emb)" if conv.batch_first else "(T=1, bs, emb)"),
+                         [f"x = x.unsqueeze({lay.t_axis})  # (bs, emb) -> one time step {lay.step_text}",
                           "or use a cell for one step: nn." + conv.family + "Cell"],
                          f"a 2-D input is read as unbatched (T, emb), but it is (bs, emb) ({evidence})")
     if sh[-1] != conv.input_size:
@@ -184,7 +175,7 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
 
 def _layer_state(c: _Ctx, x: Tensor, hx: Any) -> ShapeError | None:
     conv = c.conv
-    if conv.is_lstm and isinstance(hx, Tensor):
+    if conv.layout.state_arity > 1 and isinstance(hx, Tensor):
         return c.err("state_type", "h_0", hx,
                      [f"lstm(x, (h0, c0))  # c0 = torch.zeros{_zeros(c, 'c_0')}"],
                      "an LSTM takes its state as a tuple (h_0, c_0), got one tensor",
@@ -194,10 +185,11 @@ def _layer_state(c: _Ctx, x: Tensor, hx: Any) -> ShapeError | None:
 
 
 def _states(c: _Ctx, x: Tensor, hx: Any, one: Any, hints: tuple[str, str]) -> ShapeError | None:
-    """The state's structure (a tuple of two for LSTMs, one tensor otherwise), then each tensor."""
+    """The state's structure (``layout.state_arity``: a tuple of two for LSTMs, one tensor otherwise), then each."""
     conv = c.conv
-    if conv.is_lstm:
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+    arity = conv.layout.state_arity
+    if arity > 1:
+        if not isinstance(hx, (tuple, list)) or len(hx) != arity:
             n = len(hx) if isinstance(hx, (tuple, list)) else type(hx).__name__
             return c.err("state_type", "h_0", f"{type(hx).__name__} of {n}", [hints[0]],
                          f"an {conv.kind} takes its state as a tuple of two tensors (h_0, c_0)",
@@ -222,9 +214,10 @@ def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
     sh = tuple(h.shape)
     ld = conv.stacked
     last = conv.h_out if arg.startswith("h") else conv.hidden_size
-    want_nd = 3 if c.batched else 2
+    lay = conv.layout
+    want_nd = lay.state_ndim(c.batched)
     if len(sh) != want_nd:
-        if c.batched and len(sh) == 2:
+        if c.batched and len(sh) == want_nd - 1:
             if sh[0] == c.bs:
                 rep = "" if ld == 1 else f".repeat({ld}, 1, 1)"
                 hint = f"{short} = {short}.unsqueeze(0){rep}  # (bs, h) -> (layers*D={ld}, bs, h)"
@@ -232,8 +225,8 @@ def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
                 hint = f"{short} = torch.zeros{_zeros(c, arg)}"
             return c.err("hidden_ndim", arg, h, [hint],
                          f"a layer's state is 3-D (layers*D, bs, h) even with one layer; got {len(sh)}-D")
-        if not c.batched and len(sh) == 3:
-            hints = [f"x = x.unsqueeze({0 if conv.batch_first else 1})  # give the input its batch dim"]
+        if not c.batched and len(sh) == want_nd + 1:
+            hints = [f"x = x.unsqueeze({lay.bs_axis})  # give the input its batch dim"]
             if sh[1] == 1:
                 hints.insert(0, f"{short} = {short}.squeeze(1)  # unbatched input takes (layers*D, h)")
             return c.err("hidden_ndim", arg, h, hints,
@@ -341,17 +334,19 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     weights = c.module.weight_ih
     if not x.dtype.is_floating_point and not x.dtype.is_complex:
         return _dtype_device(c, "input", x, weights, "weights")
-    if len(sh) == 3:
+    lay = conv.layout
+    batched = lay.is_batched(len(sh))
+    if len(sh) == lay.batched_ndim + 1:  # a whole (T, bs, emb) sequence
         c.bs = sh[1]
         return c.err("input_ndim", "input", x,
                      ["for x_t in x:  # x: (T, bs, emb) -> x_t: (bs, emb)",
                       "    h = cell(x_t, h)",
                       f"or use the layer: nn.{conv.family}({conv.input_size}, {conv.hidden_size})"],
                      "a cell takes one time step (bs, emb); got a whole 3-D sequence")
-    if len(sh) not in (1, 2):
+    if batched is None:
         return c.err("input_ndim", "input", x, ["x_t = x_t.reshape(bs, emb)  # one step: (bs, emb)"],
                      f"a cell takes (bs, emb) or unbatched (emb,); received a {len(sh)}-dim tensor")
-    c.batched = len(sh) == 2
+    c.batched = batched
     if c.batched:
         c.bs = sh[0]
         if c.decl and cell_swapped(c.decl, sh[0]):
@@ -377,7 +372,7 @@ def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
     conv = c.conv
     short = _short(arg)
     sh = tuple(h.shape)
-    want = 2 if c.batched else 1
+    want = conv.layout.state_ndim(c.batched)
     if len(sh) != want:
         if len(sh) == 3 and sh[0] == 1:
             hints = [f"{short} = {short}.squeeze(0)  # (1, bs, h) -> (bs, h): a cell has no layers dim"]

@@ -23,11 +23,13 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
-from shapeviz.core.dimensions import _declared
+from shapeviz.core.dimensions import DECLARED
+from shapeviz.core.evidence import cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import Conventions, conventions, key_getter
 
 # older torch (the range in pyproject starts at 2.1) lacks these two names
-_autocast = getattr(torch._C, "_is_any_autocast_enabled", torch.is_autocast_enabled)
+autocast_enabled = getattr(torch._C, "_is_any_autocast_enabled", torch.is_autocast_enabled)
+"""True while any autocast region is active (then input and weight dtypes may differ)."""
 is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
 
 
@@ -36,61 +38,58 @@ def env_disabled() -> bool:
     return os.environ.get("SHAPEVIZ_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-class Spec:
-    """Plain ints precomputed from a module's :class:`Conventions` for the fast path."""
+class CallPlan:
+    """Plain ints read once from a module's :class:`~shapeviz.core.model.Layout` for the fast path."""
 
-    __slots__ = ("bf", "cell", "conv", "emb", "getkey", "hc", "hh", "key", "ld", "lstm", "ref", "wname")
+    __slots__ = ("arity", "bs_axis", "cell", "conv", "emb", "getkey", "hc", "hh", "key", "ld", "nd_batched",
+                 "nd_unbatched", "ref", "t_axis", "unbatched_c", "unbatched_h", "wname")
 
     def __init__(self, module: torch.nn.Module, conv: Conventions) -> None:
+        lay = conv.layout
         self.conv = conv
-        self.cell = conv.cell
+        self.cell = lay.cell
         self.getkey = key_getter(module)
         self.key = self.getkey(module.__dict__)
         self.ref = weakref.ref(module, _forget)
-        self.lstm = conv.is_lstm
-        self.bf = conv.batch_first
+        self.t_axis = -1 if lay.t_axis is None else lay.t_axis
+        self.bs_axis = lay.bs_axis
+        self.nd_batched = lay.batched_ndim
+        self.nd_unbatched = lay.unbatched_ndim
+        self.arity = lay.state_arity
         self.emb = conv.input_size
-        self.hh = conv.h_out  # last dim of h
-        self.hc = conv.hidden_size  # last dim of c
+        self.hh = lay.h_out  # last dim of h
+        self.hc = lay.c_size  # last dim of c
         self.ld = conv.stacked
-        self.wname = "weight_ih" if conv.cell else "weight_ih_l0"
+        lead = () if lay.cell else (self.ld,)
+        self.unbatched_h = (*lead, lay.h_out)  # the state of an unbatched call: (layers*D, h) or (h,)
+        self.unbatched_c = (*lead, lay.c_size)
+        self.wname = "weight_ih" if lay.cell else "weight_ih_l0"
 
 
-# id(module) -> Spec; the Spec's weakref drops the entry when the module dies (cheaper than a
+# id(module) -> CallPlan; the plan's weakref drops the entry when the module dies (cheaper than a
 # WeakKeyDictionary lookup, which builds a weakref on every call)
-_specs: dict[int, Spec] = {}
+_plans: dict[int, CallPlan] = {}
 
 
 def _forget(ref: weakref.ref) -> None:
-    for k, s in list(_specs.items()):
-        if s.ref is ref:
-            del _specs[k]
+    for k, p in list(_plans.items()):
+        if p.ref is ref:
+            del _plans[k]
 
 
-def spec_for(module: torch.nn.Module) -> Spec:
-    """The cached fast-path :class:`Spec` of ``module`` (rebuilt if its configuration changed)."""
-    s = _specs.get(id(module))
-    if s is None or s.ref() is not module or s.getkey(module.__dict__) != s.key:
-        s = Spec(module, conventions(module))
-        _specs[id(module)] = s
-    return s
+def plan_for(module: torch.nn.Module) -> CallPlan:
+    """The cached :class:`CallPlan` of ``module`` (rebuilt if its configuration changed)."""
+    p = _plans.get(id(module))
+    if p is None or p.ref() is not module or p.getkey(module.__dict__) != p.key:
+        p = CallPlan(module, conventions(module))
+        _plans[id(module)] = p
+    return p
 
 
-def weight(module: torch.nn.Module, s: Spec) -> Tensor:
+def weight(module: torch.nn.Module, p: CallPlan) -> Tensor:
     """The first input weight: its dtype and device are the module's (works under functional_call)."""
-    w = module._parameters.get(s.wname)
-    return w if w is not None else getattr(module, s.wname)
-
-
-def bind(args: tuple, kwargs: dict[str, Any]) -> tuple[Any, Any]:
-    """``(input, hx)`` from a recurrent module's call arguments."""
-    if args:
-        x = args[0]
-        hx = args[1] if len(args) > 1 else kwargs.get("hx")
-    else:
-        x = kwargs.get("input")
-        hx = kwargs.get("hx")
-    return x, hx
+    w = module._parameters.get(p.wname)
+    return w if w is not None else getattr(module, p.wname)
 
 
 def _state_ok(t: Any, want: tuple[int, ...], dtype: torch.dtype | None, device: torch.device) -> bool:
@@ -98,106 +97,71 @@ def _state_ok(t: Any, want: tuple[int, ...], dtype: torch.dtype | None, device: 
             and t.device == device)
 
 
-def fast_ok(module: torch.nn.Module, s: Spec, x: Any, hx: Any) -> bool:
+def fast_ok(module: torch.nn.Module, p: CallPlan, x: Any, hx: Any) -> bool:
     """True when the call fits; False hands over to :func:`shapeviz.runtime.diagnosis.diagnose`."""
-    decl = _declared.get()
+    decl = DECLARED.get()
     if not isinstance(x, Tensor):
-        if isinstance(x, PackedSequence) and not s.cell:
-            return _packed_ok(module, s, x, hx, decl)
+        if isinstance(x, PackedSequence) and not p.cell:
+            return _packed_ok(module, p, x, hx, decl)
         return False  # non-tensors take the slow path
     sh = x.shape
     nd = len(sh)
-    if s.cell:
-        if nd == 2:
-            bs = sh[0]
+    if nd == p.nd_batched:
+        bs = sh[p.bs_axis]
+        if p.cell:
             if decl is not None and cell_swapped(decl, bs):
                 return False
-            want_h: tuple[int, ...] = (bs, s.hc)
-        elif nd == 1:
-            want_h = (s.hc,)
+            want_h: tuple[int, ...] = (bs, p.hc)
+            want_c = want_h
         else:
-            return False
-        want_c = want_h
+            T = sh[p.t_axis]
+            if T == 0 or (decl is not None and layer_swapped(decl, bs, T)):
+                return False
+            want_h, want_c = (p.ld, bs, p.hh), (p.ld, bs, p.hc)
+    elif nd == p.nd_unbatched:
+        if not p.cell and (sh[0] == 0 or (decl is not None and unbatched_ambiguous(decl, sh[0]))):
+            return False  # an unbatched layer input is (T, emb)
+        want_h, want_c = p.unbatched_h, p.unbatched_c
     else:
-        if nd == 3:
-            if s.bf:
-                bs, T = sh[0], sh[1]
-            else:
-                T, bs = sh[0], sh[1]
-            if decl is not None and layer_swapped(decl, bs, T):
-                return False
-            want_h, want_c = (s.ld, bs, s.hh), (s.ld, bs, s.hc)
-        elif nd == 2:
-            T = sh[0]
-            if decl is not None and unbatched_ambiguous(decl, T):
-                return False
-            want_h, want_c = (s.ld, s.hh), (s.ld, s.hc)
-        else:
-            return False
-        if T == 0:
-            return False
-    if sh[-1] != s.emb:
         return False
-    w = weight(module, s)
+    if sh[-1] != p.emb:
+        return False
+    w = weight(module, p)
     dtype = x.dtype
-    if dtype != w.dtype and not (not s.cell and _autocast()):
+    if dtype != w.dtype and not (not p.cell and autocast_enabled()):
         return False
     device = x.device
     if device != w.device:
         return False
-    return _states_ok(s, hx, want_h, want_c, dtype, device)
+    return _states_ok(p, hx, want_h, want_c, dtype, device)
 
 
-def _states_ok(s: Spec, hx: Any, want_h: tuple[int, ...], want_c: tuple[int, ...], dtype: torch.dtype,
+def _states_ok(p: CallPlan, hx: Any, want_h: tuple[int, ...], want_c: tuple[int, ...], dtype: torch.dtype,
                device: torch.device) -> bool:
     if hx is None:
         return True
-    if s.lstm:
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            return False
-        # torch's LSTMCell promotes c_0's dtype; everywhere else state dtype must match
-        return _state_ok(hx[0], want_h, dtype, device) and _state_ok(
-            hx[1], want_c, None if s.cell else dtype, device)
-    return _state_ok(hx, want_h, dtype, device)
+    if p.arity == 1:
+        return _state_ok(hx, want_h, dtype, device)
+    if not isinstance(hx, (tuple, list)) or len(hx) != p.arity:
+        return False
+    # torch's LSTMCell promotes c_0's dtype; everywhere else state dtype must match
+    return _state_ok(hx[0], want_h, dtype, device) and _state_ok(
+        hx[1], want_c, None if p.cell else dtype, device)
 
 
-def _packed_ok(module: torch.nn.Module, s: Spec, x: PackedSequence, hx: Any, decl: dict | None) -> bool:
+def _packed_ok(module: torch.nn.Module, p: CallPlan, x: PackedSequence, hx: Any, decl: dict | None) -> bool:
     data, batch_sizes = x.data, x.batch_sizes
-    if not isinstance(data, Tensor) or data.dim() != 2 or data.shape[1] != s.emb:
+    if not isinstance(data, Tensor) or data.dim() != 2 or data.shape[1] != p.emb:
         return False
     if batch_sizes.dim() != 1 or batch_sizes.numel() == 0 or batch_sizes.device.type != "cpu":
         return False
     bs = int(batch_sizes[0])  # a CPU tensor, as torch reads it: no device sync
     if decl is not None and packed_swapped(decl, bs, batch_sizes.numel()):
         return False
-    w = weight(module, s)
-    if (data.dtype != w.dtype and not _autocast()) or data.device != w.device:
+    w = weight(module, p)
+    if (data.dtype != w.dtype and not autocast_enabled()) or data.device != w.device:
         return False
-    return _states_ok(s, hx, (s.ld, bs, s.hh), (s.ld, bs, s.hc), data.dtype, data.device)
-
-
-def packed_swapped(decl: dict[str, int], bs: int, steps: int) -> bool:
-    """Declared sizes show a batch-first padded tensor was packed without ``batch_first=True``."""
-    dbs, dT = decl.get("bs"), decl.get("T")
-    return dbs is not None and dT is not None and dbs != dT and bs == dT and steps == dbs
-
-
-def layer_swapped(decl: dict[str, int], bs: int, T: int) -> bool:
-    dbs = decl.get("bs")
-    if dbs is not None:
-        return bs != dbs and dbs == T
-    dT = decl.get("T")
-    return dT is not None and dT != T and bs == dT
-
-
-def unbatched_ambiguous(decl: dict[str, int], first: int) -> bool:
-    dbs = decl.get("bs")
-    return dbs is not None and first == dbs and decl.get("T", -1) != first
-
-
-def cell_swapped(decl: dict[str, int], first: int) -> bool:
-    dbs, dT = decl.get("bs"), decl.get("T")
-    return dbs is not None and dT is not None and first != dbs and first == dT
+    return _states_ok(p, hx, (p.ld, bs, p.hh), (p.ld, bs, p.hc), data.dtype, data.device)
 
 
 def check_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
@@ -217,19 +181,19 @@ def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, An
         return
     if is_compiling():
         return  # inside torch.compile: no check, no graph break, no op in the graph (README: torch.compile)
-    s = _specs.get(id(module))
-    if s is None or s.ref() is not module or s.getkey(module.__dict__) != s.key:
-        s = spec_for(module)
+    p = _plans.get(id(module))
+    if p is None or p.ref() is not module or p.getkey(module.__dict__) != p.key:
+        p = plan_for(module)
     if args:
         x = args[0]
         hx = args[1] if len(args) > 1 else kwargs.get("hx")
     else:
         x, hx = kwargs.get("input"), kwargs.get("hx")
-    if x is None or fast_ok(module, s, x, hx):
+    if x is None or fast_ok(module, p, x, hx):
         return
     from shapeviz.runtime.diagnosis import diagnose
 
-    err = diagnose(module, s.conv, x, hx, _declared.get(), path)
+    err = diagnose(module, p.conv, x, hx, DECLARED.get(), path)
     if err is not None:
         raise err
 

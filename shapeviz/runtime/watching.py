@@ -74,7 +74,6 @@ class WatchHandle:
     def __init__(self, model: nn.Module, inputs: str | None) -> None:
         self.model = model
         self.handles: list[RemovableHandle] = []
-        self.paths: dict[str, str] = {}
         namer = _InputNamer(parse_names(inputs, "watch(inputs=...)")) if inputs else None
         if env_disabled():
             return
@@ -155,8 +154,7 @@ def _make_forward(cls: type, original: Any) -> Any:
                 root = _namer_handles[-1][0].root()
                 path = _path_in(root, self) if root is not None else None
                 if path:
-                    err.module = f"{path}: {err.module}"
-                    err.args = (err._message(),)
+                    err.add_context(path=path)
                 raise
         return original(self, *args, **kwargs)
 
