@@ -1,9 +1,14 @@
-"""Shared fixtures: every test starts and ends with no shapeviz hook or patch installed."""
+"""Shared fixtures: every test starts and ends with no shapeviz hook or patch installed; golden files.
+
+Regenerate the golden files under tests/golden/ with ``pytest --regen`` (or SHAPEVIZ_REGEN_GOLDEN=1).
+"""
 
 from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +23,31 @@ torch.set_num_threads(1)  # tiny tensors on 2 cores: torch's thread pool only co
 settings.register_profile("ci", derandomize=True, database=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--regen", action="store_true",
+                     help="write the golden files under tests/golden/ from the output instead of comparing")
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
+    """``golden("cli/demo.txt", text)``: assert text equals tests/golden/cli/demo.txt (or write it, --regen)."""
+    regen = request.config.getoption("--regen") or os.environ.get("SHAPEVIZ_REGEN_GOLDEN") == "1"
+
+    def compare(name: str, text: str) -> None:
+        path = GOLDEN_DIR / name
+        if regen:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            return
+        assert path.exists(), f"missing golden {path}; create it with pytest --regen"
+        assert text == path.read_text(encoding="utf-8"), f"{name} differs from {path} (pytest --regen to update)"
+
+    return compare
 
 
 def count_global_state() -> int:

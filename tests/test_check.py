@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -165,11 +167,21 @@ def test_kwargs_and_no_input():
     sv.check_call(m)  # nothing to check: torch itself reports the missing argument
 
 
-def test_disabled_by_env(monkeypatch):
-    import importlib
+_WRONG_CALL = """
+import torch, torch.nn as nn, shapeviz as sv
+try:
+    sv.check_call(nn.GRU(4, 6), torch.randn(5, 2, 9))  # input_size is 4, the input has emb=9
+except sv.ShapeError as err:
+    print(err.code)
+else:
+    print("unchecked")
+"""
 
-    from shapeviz import check as check_module  # noqa: F401  (the function; the module below)
 
-    mod = importlib.import_module("shapeviz.runtime.fastcheck")
-    monkeypatch.setattr(mod, "_ENV_DISABLED", True)
-    sv.check_call(nn.GRU(4, 6), torch.randn(5, 2, 9))  # would be input_size
+@pytest.mark.parametrize(("env", "verdict"), [("1", "unchecked"), ("0", "input_size")])
+def test_disabled_by_env(env: str, verdict: str) -> None:
+    """SHAPEVIZ_DISABLE is read at import, so each setting runs in a fresh interpreter."""
+    res = subprocess.run([sys.executable, "-c", _WRONG_CALL], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "SHAPEVIZ_DISABLE": env})
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == verdict

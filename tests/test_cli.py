@@ -1,6 +1,6 @@
 """The command line, run in-process through ``main(argv)``; outputs compared with golden files.
 
-Regenerate the golden files with ``SHAPEVIZ_REGEN_GOLDEN=1 pytest tests/test_cli.py``.
+Regenerate the golden files with ``pytest tests/test_cli.py --regen``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ import pytest
 
 from shapeviz.apps.cli import EXIT_BACKEND, EXIT_OK, EXIT_SHAPE, EXIT_USAGE, EXIT_USER_CODE, main
 
-GOLDEN = Path(__file__).parent / "golden" / "cli"
-REGEN = os.environ.get("SHAPEVIZ_REGEN_GOLDEN") == "1"
+Golden = Callable[[str, str], None]  # the golden fixture of conftest.py
 
 USER_FILE = textwrap.dedent('''\
     """A user's model file for the CLI tests."""
@@ -72,15 +71,6 @@ USER_FILE = textwrap.dedent('''\
     ''')
 
 
-def golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if REGEN:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"missing golden {path}; create it with SHAPEVIZ_REGEN_GOLDEN=1"
-    assert text == path.read_text(encoding="utf-8"), f"{name} differs from {path} (SHAPEVIZ_REGEN_GOLDEN=1)"
-
-
 @pytest.fixture(autouse=True)
 def _fixed_width(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "100")  # argparse wraps help text to the terminal width
@@ -101,10 +91,10 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 # ====================================================================== help
 @pytest.mark.parametrize("command", ["", "explain", "draw", "trace", "check", "gallery", "demo"])
-def test_help_of_every_command(capsys: pytest.CaptureFixture[str], command: str) -> None:
+def test_help_of_every_command(golden: Golden, capsys: pytest.CaptureFixture[str], command: str) -> None:
     code, out, _ = run(capsys, *([command] if command else []), "--help")
     assert code == EXIT_OK
-    golden(f"help_{command or 'main'}.txt", out)
+    golden(f"cli/help_{command or 'main'}.txt", out)
 
 
 def test_main_help_documents_exit_codes_and_imports(capsys: pytest.CaptureFixture[str]) -> None:
@@ -137,10 +127,10 @@ def test_python_dash_m_help_in_a_subprocess() -> None:
     ("explain_lstm_proj_torch", ["explain", "nn.LSTM(10, 20, proj_size=5, batch_first=True)", "--T", "7",
                                  "--style", "torch"]),
 ])
-def test_explain(capsys: pytest.CaptureFixture[str], name: str, argv: list[str]) -> None:
+def test_explain(golden: Golden, capsys: pytest.CaptureFixture[str], name: str, argv: list[str]) -> None:
     code, out, err = run(capsys, *argv)
     assert (code, err) == (EXIT_OK, "")
-    golden(f"{name}.txt", out)
+    golden(f"cli/{name}.txt", out)
 
 
 @pytest.mark.parametrize("suffix", [".svg", ".png"])
@@ -196,9 +186,9 @@ def test_usage_errors_exit_2_with_one_message_and_no_traceback(
     assert "Traceback" not in err and out == ""
 
 
-def test_bad_spec_message_is_golden(capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_spec_message_is_golden(golden: Golden, capsys: pytest.CaptureFixture[str]) -> None:
     _, _, err = run(capsys, "explain", "__import__('os').system('x')")
-    golden("bad_spec_injection.txt", err)
+    golden("cli/bad_spec_injection.txt", err)
 
 
 def test_the_injection_never_runs(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -209,18 +199,19 @@ def test_the_injection_never_runs(capsys: pytest.CaptureFixture[str], tmp_path: 
 
 
 # ====================================================================== trace / check
-def test_trace_prints_the_table(capsys: pytest.CaptureFixture[str], user_dir: Path) -> None:
+def test_trace_prints_the_table(golden: Golden, capsys: pytest.CaptureFixture[str], user_dir: Path) -> None:
     code, out, err = run(capsys, "trace", "model.py:build", "--input", "bs=2,T=5,vocab=28")
     assert (code, err) == (EXIT_OK, "")
-    golden("trace_build.txt", out)
+    golden("cli/trace_build.txt", out)
 
 
-def test_trace_decides_the_input_from_the_first_layer(capsys: pytest.CaptureFixture[str], user_dir: Path) -> None:
+def test_trace_decides_the_input_from_the_first_layer(golden: Golden, capsys: pytest.CaptureFixture[str],
+                                                      user_dir: Path) -> None:
     code, out, _ = run(capsys, "trace", "model.py:build", "--input", "bs=2,T=5")  # Embedding -> tokens
     assert code == EXIT_OK and "tokens (bs=2, T=5) int64" in out
     code, out, _ = run(capsys, "trace", "model.py:gru", "--input", "bs=2,T=5")  # GRU -> floats, emb appended
     assert code == EXIT_OK
-    golden("trace_gru.txt", out)
+    golden("cli/trace_gru.txt", out)
 
 
 def test_trace_ops_records_the_users_operations(capsys: pytest.CaptureFixture[str], user_dir: Path) -> None:
@@ -244,17 +235,18 @@ def test_trace_output_files(capsys: pytest.CaptureFixture[str], user_dir: Path, 
         assert data.startswith(b"\x89PNG")
 
 
-def test_check_ok(capsys: pytest.CaptureFixture[str], user_dir: Path) -> None:
+def test_check_ok(golden: Golden, capsys: pytest.CaptureFixture[str], user_dir: Path) -> None:
     code, out, err = run(capsys, "check", "model.py:build", "--input", "bs=2,T=5")
     assert (code, err) == (EXIT_OK, "")
-    golden("check_ok.txt", out)
+    golden("cli/check_ok.txt", out)
 
 
-def test_check_finds_the_shape_error_exit_1(capsys: pytest.CaptureFixture[str], user_dir: Path) -> None:
+def test_check_finds_the_shape_error_exit_1(golden: Golden, capsys: pytest.CaptureFixture[str],
+                                            user_dir: Path) -> None:
     code, out, err = run(capsys, "check", "model.py:forgot_transpose", "--input", "bs=2,T=5")
     assert code == EXIT_SHAPE and out == ""
     assert "[batch_first_swap]" in err and "hint: x = x.transpose(0, 1)" in err
-    golden("check_shape_error.txt", err)
+    golden("cli/check_shape_error.txt", err)
 
 
 def test_check_meta_dry_runs(capsys: pytest.CaptureFixture[str], user_dir: Path) -> None:
@@ -342,7 +334,7 @@ def test_gallery_command_reports_progress(capsys: pytest.CaptureFixture[str], tm
     assert out == f"wrote 1 files to {tmp_path}\n"
 
 
-def test_demo(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_demo(golden: Golden, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     out_dir = tmp_path / "demo"
     code, out, err = run(capsys, "demo", "-o", str(out_dir))
     assert (code, err) == (EXIT_OK, "")
@@ -351,4 +343,4 @@ def test_demo(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert written == ["embed_rnn.svg", "lstm_2layer_bidirectional.svg", "rnncell_loop.svg"]
     for p in out_dir.iterdir():
         assert str(p) in out and p.read_bytes().lstrip().startswith((b"<?xml", b"<svg"))
-    golden("demo.txt", out.replace(str(tmp_path), "<TMP>"))
+    golden("cli/demo.txt", out.replace(str(tmp_path), "<TMP>"))

@@ -1,7 +1,7 @@
 """sv.trace on the seeds' systems (written afresh in trace_models.py): named shapes in the records,
 ops with source lines, exception notes, cleanup on every path, renderers.
 
-Regenerate the golden tables with ``SHAPEVIZ_REGEN_GOLDEN=1 pytest tests/test_trace.py``.
+Regenerate the golden tables with ``pytest tests/test_trace.py --regen``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import doctest
 import gc
 import importlib
 import json
-import os
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +40,8 @@ from shapeviz.tracing.recorder import Call, TensorInfo, Trace, trace
 
 trace_mod = importlib.import_module("shapeviz.tracing.recorder")  # the module; sv.trace is the function
 
-GOLDEN = Path(__file__).parent / "golden" / "trace"
-REGEN = os.environ.get("SHAPEVIZ_REGEN_GOLDEN") == "1"
+Golden = Callable[[str, str], None]  # the golden fixture of conftest.py
 MODELS_PY = "trace_models.py"
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / f"{name}.txt"
-    if REGEN:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text + "\n", encoding="utf-8")
-        return
-    assert path.exists(), f"missing golden {path}; create it with SHAPEVIZ_REGEN_GOLDEN=1"
-    assert text + "\n" == path.read_text(encoding="utf-8"), \
-        f"{name}: table differs from {path} (SHAPEVIZ_REGEN_GOLDEN=1 to update)"
 
 
 def line_of(text: str) -> int:
@@ -73,7 +61,7 @@ def tokens(bs: int = 2, T: int = 5) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------ the seeds' systems
-def test_one_hot_char_rnn_ops_show_each_step():
+def test_one_hot_char_rnn_ops_show_each_step(golden: Golden):
     with sv.dims(vocab=28, h=512):
         t = trace(CharRNN(), tokens(), torch.zeros(2, 512), ops=True, inputs_dims="bs T")
     root = t.calls[0]
@@ -101,10 +89,10 @@ def test_one_hot_char_rnn_ops_show_each_step():
     assert t.sizes == {"vocab": [28], "h": [512], "bs": [2], "T": [5]}
     text = t.table()
     assert "┌ × T=5" in text
-    check_golden("char_rnn_ops", text)
+    golden("trace/char_rnn_ops.txt", text + "\n")
 
 
-def test_embedding_rnn_linear_reshape_to_T_bs_vocab():
+def test_embedding_rnn_linear_reshape_to_T_bs_vocab(golden: Golden):
     model = EmbedRNNLM()
     with sv.dims(vocab=28):
         t = trace(model, tokens(), torch.zeros(1, 2, 512))
@@ -119,7 +107,7 @@ def test_embedding_rnn_linear_reshape_to_T_bs_vocab():
     # the root's input is named by size once the RNN made T and bs known; its output by product
     assert t.calls[0].inputs[0].names == ("bs", "T")
     assert t.calls[0].outputs[0].names == ("T*bs", "vocab")
-    check_golden("embed_rnn", t.table())
+    golden("trace/embed_rnn.txt", t.table() + "\n")
 
     with sv.dims(vocab=28):
         t2 = trace(model, tokens(), torch.zeros(1, 2, 512), ops=True)
@@ -129,7 +117,7 @@ def test_embedding_rnn_linear_reshape_to_T_bs_vocab():
     assert [c.type for c in t2.calls if c.kind == "op"] == [".T", "reshape"]  # none from inside torch modules
 
 
-def test_rnncell_loop_over_dataset():
+def test_rnncell_loop_over_dataset(golden: Golden):
     t = trace(CellLoop(4, 2), torch.randn(3, 1, 4), torch.zeros(1, 2), inputs_dims="T bs emb")
     cells = t.find(path="cell")
     assert len(cells) == 3 and all(c.type == "RNNCell" and c.depth == 1 for c in cells)
@@ -139,10 +127,10 @@ def test_rnncell_loop_over_dataset():
     assert t.calls[0].outputs[0].names == ("T", "bs", "h")
     assert "[ × T=3" in t.table()
     assert cells[1].inputs[1].produced_by == cells[0].index  # step 2's h_0 is step 1's h_1
-    check_golden("cell_loop", t.table())
+    golden("trace/cell_loop.txt", t.table() + "\n")
 
 
-def test_bidirectional_batch_first_layer():
+def test_bidirectional_batch_first_layer(golden: Golden):
     t = trace(BiTagger(), torch.randn(3, 7, 6))
     rnn = t.find(path="rnn")[0]
     assert io(rnn, "inputs") == [("input", (3, 7, 6), ("bs", "T", "emb"))]
@@ -150,7 +138,7 @@ def test_bidirectional_batch_first_layer():
     head = t.find(path="head")[0]
     assert head.inputs[0].names == ("bs", "T", "D*h")  # the same tensor keeps the GRU's names
     assert t.sizes["D*h"] == [16]
-    check_golden("bi_tagger", t.table())
+    golden("trace/bi_tagger.txt", t.table() + "\n")
 
     # the seeds' nn.RNN(4, 3, 1, batch_first=True, bidirectional=True) on (1, 2, 4)
     t = trace(nn.RNN(4, 3, 1, batch_first=True, bidirectional=True), torch.randn(1, 2, 4))
@@ -167,7 +155,7 @@ def test_hand_written_batch_first_loop_ops():
     assert transposes[0].inputs[0].label == "w_ih" and transposes[0].outputs[0].names == ("emb", "")
 
 
-def test_lstm_seq2seq_encoder_state_flows_to_decoder():
+def test_lstm_seq2seq_encoder_state_flows_to_decoder(golden: Golden):
     t = trace(Seq2Seq(), torch.randint(0, 30, (4, 9)), torch.randint(0, 30, (4, 6)))
     enc = t.find(path="encoder.rnn")[0]
     assert enc.type == "LSTM" and enc.depth == 2 and enc.parent == t.find(path="encoder")[0].index
@@ -179,10 +167,10 @@ def test_lstm_seq2seq_encoder_state_flows_to_decoder():
     assert [i.produced_by for i in dec.inputs[1:]] == [enc.index, enc.index]  # the encoder's very (h_n, c_n)
     assert t.sizes["T"] == [6, 9]  # source and target lengths, both named T
     assert t.calls[0].outputs[0].names == ("T", "bs", "")  # vocab=30 was not declared
-    check_golden("seq2seq", t.table())
+    golden("trace/seq2seq.txt", t.table() + "\n")
 
 
-def test_packed_sequence_shows_data_and_batch_sizes():
+def test_packed_sequence_shows_data_and_batch_sizes(golden: Golden):
     t = trace(PackedLSTM(), torch.randn(6, 3, 5), torch.tensor([6, 2, 4]))
     rnn = t.find(path="rnn")[0]
     assert [(i.role, i.packed, i.shape, i.names) for i in rnn.inputs] == [
@@ -191,7 +179,7 @@ def test_packed_sequence_shows_data_and_batch_sizes():
         ("output", "data", (12, 7), ("sum(lengths)", "D*h")), ("output", "batch_sizes", (6,), ("T",)),
         ("h_n", "", (1, 3, 7), ("layers*D", "bs", "h")), ("c_n", "", (1, 3, 7), ("layers*D", "bs", "h"))]
     assert rnn.inputs[1].dtype == "int64"
-    check_golden("packed", t.table())
+    golden("trace/packed.txt", t.table() + "\n")
 
 
 def test_plain_callable_model_traces_its_module_attributes():
@@ -214,7 +202,7 @@ def test_ambiguous_when_two_dims_share_a_size():
 
 
 # ------------------------------------------------------------------ meta, CUDA, light traces
-def test_big_bidirectional_lstm_on_meta():
+def test_big_bidirectional_lstm_on_meta(golden: Golden):
     with torch.device("meta"):
         model = nn.LSTM(1024, 4096, num_layers=8, bidirectional=True)
         x = torch.randn(4096, 64, 1024)
@@ -224,7 +212,7 @@ def test_big_bidirectional_lstm_on_meta():
         ("output", (4096, 64, 8192), ("T", "bs", "D*h"), "meta"),
         ("h_n", (16, 64, 4096), ("layers*D", "bs", "h"), "meta"),
         ("c_n", (16, 64, 4096), ("layers*D", "bs", "h"), "meta")]
-    check_golden("meta_lstm", t.table())
+    golden("trace/meta_lstm.txt", t.table() + "\n")
 
 
 def test_meta_still_runs_torchs_own_argument_checks():
@@ -387,11 +375,6 @@ def test_plot_returns_a_figure(tmp_path: Path):
     texts = [txt.get_text() for ax in fig.axes for txt in ax.texts]
     assert any("× T=5" in s for s in texts) and any("vocab=28" in s for s in texts)
     assert fig.canvas.get_default_filetype() == "png"
-
-
-def test_unroll_from_a_trace():
-    t = trace(CellLoop(), torch.randn(4, 2, 4), torch.zeros(2, 2))
-    assert "RNNCell" in t.unroll().source
 
 
 @pytest.mark.parametrize("mod", [trace_mod, table_mod, plot_mod])

@@ -1,13 +1,12 @@
 """Tests of unroll(): golden DOT files, and the structural facts the pictures claim.
 
-Regenerate the goldens with ``SHAPEVIZ_REGEN_GOLDEN=1 pytest tests/test_unroll.py``.
+Regenerate the goldens with ``pytest tests/test_unroll.py --regen``.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
+from collections.abc import Callable
 from types import SimpleNamespace as NS
 from typing import Any
 
@@ -17,21 +16,10 @@ import torch.nn as nn
 
 from shapeviz._errors import SpecError
 from shapeviz.core.model import Conventions, conventions
+from shapeviz.gallery.models import CellOverDataset
 from shapeviz.render.unrolled import Panel, panels_from_trace, step_columns, to_dot, unroll
 
-GOLDEN = Path(__file__).parent / "golden" / "unroll"
-REGEN = os.environ.get("SHAPEVIZ_REGEN_GOLDEN") == "1"
-
-
-def check_golden(name: str, source: str) -> None:
-    path = GOLDEN / f"{name}.dot"
-    if REGEN:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(source, encoding="utf-8")
-        return
-    assert path.exists(), f"missing golden {path}; create it with SHAPEVIZ_REGEN_GOLDEN=1"
-    expected = path.read_text(encoding="utf-8")
-    assert source == expected, f"{name}: DOT differs from {path} (SHAPEVIZ_REGEN_GOLDEN=1 to update)"
+Golden = Callable[[str, str], None]  # the golden fixture of conftest.py
 
 
 # ------------------------------------------------------------------ parsing the DOT we produce
@@ -68,10 +56,10 @@ LAYER_CASES = [(cls, layers, bidir, bf)
 @pytest.mark.parametrize(("cls", "layers", "bidir", "bf"), LAYER_CASES,
                          ids=[f"{c.__name__}-L{n}-{'bi' if b else 'uni'}-{'bf' if f else 'sf'}"
                               for c, n, b, f in LAYER_CASES])
-def test_golden_layers(cls: type[nn.Module], layers: int, bidir: bool, bf: bool) -> None:
+def test_golden_layers(golden: Golden, cls: type[nn.Module], layers: int, bidir: bool, bf: bool) -> None:
     m = cls(10, 20, num_layers=layers, bidirectional=bidir, batch_first=bf)
     name = f"{cls.__name__.lower()}_l{layers}_{'bi' if bidir else 'uni'}_{'bf' if bf else 'sf'}"
-    check_golden(name, unroll(m, T=3, bs=2).source)
+    golden(f"unroll/{name}.dot", unroll(m, T=3, bs=2).source)
 
 
 OTHER_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
@@ -92,13 +80,13 @@ OTHER_CASES: dict[str, tuple[Any, dict[str, Any]]] = {
 
 
 @pytest.mark.parametrize("name", sorted(OTHER_CASES))
-def test_golden_other(name: str) -> None:
+def test_golden_other(golden: Golden, name: str) -> None:
     obj, kw = OTHER_CASES[name]
-    check_golden(name, unroll(obj, **kw).source)
+    golden(f"unroll/{name}.dot", unroll(obj, **kw).source)
 
 
-def test_golden_trace_stand_in() -> None:
-    check_golden("trace_two_modules", unroll(two_module_trace()).source)
+def test_golden_trace_stand_in(golden: Golden) -> None:
+    golden("unroll/trace_two_modules.dot", unroll(two_module_trace()).source)
 
 
 # ------------------------------------------------------------------ structure
@@ -351,6 +339,22 @@ def test_packed_trace_gives_real_T_and_bs() -> None:
     t = sv.trace(nn.GRU(4, 6), pack_padded_sequence(torch.randn(5, 3, 4), [5, 3, 2]))
     src = sv.unroll(t).source
     assert "T=5" in src and "bs=3" in src and "unknown" not in src
+
+
+def test_unroll_from_a_trace() -> None:
+    """A traced RNNCell loop over T=5 steps of bs=3 draws 5 cell nodes chained by 6 state edges."""
+    import shapeviz as sv
+
+    src = sv.unroll(sv.trace(CellOverDataset(4, 2), torch.randn(5, 3, 4))).source
+    lab = labels(src)
+    steps = sorted((n for n in lab if re.fullmatch(r"l0f_\d+", n)), key=lambda n: int(n[4:]))
+    assert [lab[n] for n in steps] == [f"RNNCell  t={t} | h (bs=3, h=2)" for t in range(5)]
+    chain = ["l0f_l", *steps, "l0f_r"]  # h_0 -> t=0 -> ... -> t=4 -> the state after the last step
+    state = [(a, b) for a, b, _ in visible_edges(src) if a.startswith("l0f_") and b.startswith("l0f_")]
+    assert state == list(zip(chain, chain[1:]))
+    ins = {(b, a) for a, b, attrs in visible_edges(src) if b.startswith("x_") and "back" in attrs}
+    assert ins == {(f"x_{t}", f"l0f_{t}") for t in range(5)}  # each step reads its own input[t]
+    assert "T=5, bs=3" in src
 
 
 def test_handwritten_loop_traced_with_ops_is_one_cell_unrolled() -> None:
