@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn as nn
-from seed_models import EmbedRNN, HelloEmbed
 
 import shapeviz as sv
+from shapeviz.gallery.models import EmbedRNN, ForgotTranspose, HelloEmbedding
 from shapeviz.tracing.dryrun import DryRun, dry_run, meta_inputs
 
 
@@ -77,7 +77,7 @@ def test_real_weights_run_as_meta_stand_ins_and_stay_unchanged() -> None:
 
 
 def test_error_path_also_leaves_the_model_unchanged() -> None:
-    model = EmbedRNN(transpose=False)  # the Embedding output not transposed for the seq-first RNN
+    model = ForgotTranspose()  # the Embedding output not transposed for the seq-first RNN
     before = _state(model)
     run = dry_run(model, "bs=2,T=5")
     assert _same(before, _state(model))
@@ -108,10 +108,10 @@ def test_cell_given_the_whole_sequence() -> None:
 
 def test_meta_built_model_runs_as_is() -> None:
     with torch.device("meta"):
-        model = HelloEmbed()  # creates h0 = torch.zeros(2, bs, 8) in its forward: meta too
+        model = HelloEmbedding()  # creates h0 = torch.zeros(2, bs, 8) in its forward: meta too
     run = dry_run(model, "bs=3,T=7")
     assert run.ok and run.stand_ins == 0 and run.sizes == {"bs": 3, "T": 7, "vocab": 4}
-    assert repr(run) == "DryRun(HelloEmbed, input (bs=3, T=7) int64 on meta: ok, 4 module calls)"
+    assert repr(run) == "DryRun(HelloEmbedding, input (bs=3, T=7) int64 on meta: ok, 4 module calls)"
     [rnn] = run.trace.find(path="rnn")  # type: ignore[union-attr]
     assert [i.format() for i in rnn.inputs] == ["(bs=3, T=7, emb=10)", "(layers*D=2, bs=3, h=8)"]
     assert "DryRun(HelloEmbed" in str(run) and "rnn (RNN)" in str(run)
@@ -191,5 +191,5 @@ def test_dry_run_inside_checking_keeps_it_on() -> None:
 
 
 def test_html() -> None:
-    page = dry_run(EmbedRNN(transpose=False), "bs=2,T=5")._repr_html_()
-    assert "<b>dry run</b>" in page and "[batch_first_swap]" in page and "trace of EmbedRNN" in page
+    page = dry_run(ForgotTranspose(), "bs=2,T=5")._repr_html_()
+    assert "<b>dry run</b>" in page and "[batch_first_swap]" in page and "trace of ForgotTranspose" in page

@@ -9,17 +9,19 @@ import pytest
 import torch
 import torch.nn as nn
 from conftest import count_global_state
-from seed_models import (
-    EmbedRNN,
-    HelloCell,
-    HelloEmbed,
-    batch_first_rnn_loop,
-    bidirectional_loop,
-    cell_loop,
-    one_hot_char_rnn,
-)
 
 import shapeviz as sv
+from shapeviz.gallery.models import (
+    BatchFirstLoopRNN,
+    BidirectionalLoopRNN,
+    CellOverDataset,
+    CharRNNScratch,
+    EmbedRNN,
+    ForgotTranspose,
+    HelloCell,
+    HelloEmbedding,
+    HelloRNN,
+)
 
 
 def _hooks(model: nn.Module) -> int:
@@ -30,37 +32,30 @@ def test_seed_systems_run_clean_under_checking():
     with sv.checking():
         logits, state = EmbedRNN()(torch.randint(0, 28, (4, 7)))
         assert tuple(logits.shape) == (7 * 4, 28) and tuple(state.shape) == (1, 4, 32)
-        logits, h = one_hot_char_rnn(torch.randint(0, 28, (2, 5)))
+        logits, h = CharRNNScratch()(torch.randint(0, 28, (2, 5)))
         assert tuple(logits.shape) == (10, 28) and tuple(h.shape) == (2, 64)
-        cell = nn.RNNCell(4, 2)
-        assert tuple(cell_loop(cell, torch.randn(3, 1, 4), torch.zeros(1, 2)).shape) == (1, 2)
+        assert tuple(CellOverDataset()(torch.randn(3, 1, 4)).shape) == (1, 2)
         rnn3 = nn.RNN(4, 2, num_layers=3)
         out, h_n = rnn3(torch.randn(3, 1, 4), torch.zeros(3, 1, 2))
         assert tuple(out.shape) == (3, 1, 2) and tuple(h_n.shape) == (3, 1, 2)
-        h = torch.zeros(1, 4)
-        for x_t in torch.eye(4)[[1, 0, 2, 2, 3]].view(5, 1, 4):
-            h = HelloCell()(x_t, h)
-        assert tuple(HelloEmbed()(torch.tensor([[1, 0, 2, 2, 3]])).shape) == (5, 4)
+        hello = torch.eye(4)[[1, 0, 2, 2, 3]].view(5, 1, 4)  # one-hot 'hello': (T=5, bs=1, 4)
+        assert tuple(HelloCell()(hello).shape) == (5, 1, 4)
+        assert tuple(HelloRNN()(hello).shape) == (5, 4)
+        assert tuple(HelloEmbedding()(torch.tensor([[1, 0, 2, 2, 3]])).shape) == (5, 4)
 
 
 def test_handwritten_batch_first_and_bidirectional_equal_nn_rnn():
     x = torch.randn(2, 3, 2)
     with sv.checking():
-        rnn = nn.RNN(2, 3, batch_first=True)
-        ref_out, ref_h = rnn(x, torch.zeros(1, 2, 3))
-        out, h = batch_first_rnn_loop(x, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0,
-                                      torch.zeros(2, 3))
-        torch.testing.assert_close(out, ref_out)
-        torch.testing.assert_close(h, ref_h)
-        bi = nn.RNN(2, 3, batch_first=True, bidirectional=True)
-        ref_out, ref_h = bi(x, torch.zeros(2, 2, 3))
-        out, h = bidirectional_loop(x, bi, torch.zeros(2, 2, 3))
-        torch.testing.assert_close(out, ref_out)
-        torch.testing.assert_close(h, ref_h)
+        for loop in (BatchFirstLoopRNN(2, 3), BidirectionalLoopRNN(2, 3)):
+            out, h = loop(x)
+            ref_out, ref_h = loop.ref(x)  # the nn.RNN whose weights the loop uses
+            torch.testing.assert_close(out, ref_out)
+            torch.testing.assert_close(h, ref_h)
 
 
 def test_embedding_not_transposed_is_caught_with_inputs():
-    model = EmbedRNN(transpose=False)
+    model = ForgotTranspose()
     tokens = torch.randint(0, 28, (4, 7))  # (bs=4, T=7)
     model(tokens)  # torch runs it silently: a (bs, T, emb) tensor read as (T, bs, emb)
     with sv.watch(model, inputs="bs T"), pytest.raises(sv.ShapeError) as info:
