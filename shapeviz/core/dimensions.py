@@ -15,13 +15,26 @@ import contextvars
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 
 from shapeviz._errors import SpecError, format_shape
 
-__all__ = ["DECLARED", "declared", "dims", "expr_size", "format_named", "format_shape", "parse_names",
-           "parse_sizes", "pop", "push"]
+__all__ = ["DECLARED", "declared", "dims", "expr_size", "format_named", "format_shape", "is_simple_name",
+           "parse_names", "parse_sizes", "pop", "push"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@lru_cache(maxsize=1024)
+def is_simple_name(name: str) -> bool:
+    """A plain dim name (letters, digits, ``_``), not an expression such as ``T*bs``, ``T|bs`` or ``sum(lengths)``.
+
+    >>> is_simple_name("emb"), is_simple_name("layers*D"), is_simple_name("")
+    (True, False, False)
+    """
+    return _NAME.match(name) is not None
+
+
 DECLARED: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar(
     "shapeviz_declared", default=None
 )
@@ -36,7 +49,7 @@ def declared() -> dict[str, int] | None:
 def _validate(sizes: Mapping[str, object], where: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for name, size in sizes.items():
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not is_simple_name(name):
             raise SpecError(f"{where}: {name!r} is not a valid dimension name "
                             "(use letters, digits and _, e.g. bs, T, emb)")
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
@@ -102,7 +115,7 @@ def parse_names(spec: str, where: str = "inputs") -> tuple[str, ...]:
     if not names:
         raise SpecError(f"{where}: no dimension names in {spec!r}; write e.g. 'bs T' or 'T bs emb'")
     for n in names:
-        if not _NAME.match(n):
+        if not is_simple_name(n):
             raise SpecError(f"{where}: {n!r} in {spec!r} is not a dimension name; "
                             "valid names are identifiers such as bs, T, emb, vocab")
     if len(set(names)) != len(names):
@@ -122,7 +135,7 @@ def parse_sizes(spec: str, where: str = "--input") -> dict[str, int]:
     for part in (p.strip() for p in spec.split(",")):
         name, eq, value = part.partition("=")
         name, value = name.strip(), value.strip()
-        if not eq or not _NAME.match(name) or not re.fullmatch(r"[0-9]{1,9}", value):
+        if not eq or not is_simple_name(name) or not re.fullmatch(r"[0-9]{1,9}", value):
             raise SpecError(f"{where}: {part!r} in {spec!r} is not NAME=SIZE; "
                             "write e.g. 'bs=2,T=5' or 'bs=2,T=5,vocab=28' (sizes are plain integers)")
         if name in out:
