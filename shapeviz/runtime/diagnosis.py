@@ -17,7 +17,6 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz._errors import ShapeError
-from shapeviz.core.dimensions import format_shape
 from shapeviz.core.evidence import cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import Conventions
 from shapeviz.runtime.fastcheck import autocast_enabled
@@ -65,7 +64,15 @@ def _rank_context() -> list[str]:
 
 def diagnose(module: torch.nn.Module, conv: Conventions, x: Any, hx: Any,
              decl: dict[str, int] | None, path: str | None) -> ShapeError | None:
-    """The :class:`ShapeError` for a call the fast path rejected (None if it finds no fault)."""
+    """The :class:`ShapeError` for a call the fast path rejected (None if it finds no fault).
+
+    >>> import torch, torch.nn as nn
+    >>> from shapeviz.core.model import conventions
+    >>> rnn = nn.RNN(10, 20)  # seq-first, given a (bs=4, T=7, emb) input and a bs=4 state
+    >>> err = diagnose(rnn, conventions(rnn), torch.randn(4, 7, 10), torch.zeros(1, 4, 20), None, None)
+    >>> err.code, err.detail.split("(evidence: ")[1]
+    ('batch_first_swap', "h_0 has batch 4, which is this input's dim 0)")
+    """
     c = _Ctx(module, conv, decl, path)
     if conv.cell:
         return _cell(c, x, hx)
@@ -398,4 +405,4 @@ def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
     return _dtype_device(c, arg, h, x, "input")
 
 
-__all__ = ["diagnose", "format_shape"]
+__all__ = ["diagnose"]
