@@ -1,4 +1,4 @@
-"""sv.trace on the seeds' systems (written afresh in trace_models.py): named shapes in the records,
+"""sv.trace on the seeds' systems (the gallery's models, and trace_models.py): named shapes in the records,
 ops with source lines, exception notes, cleanup on every path, renderers.
 
 Regenerate the golden tables with ``pytest tests/test_trace.py --regen``.
@@ -11,45 +11,38 @@ import dataclasses
 import doctest
 import gc
 import importlib
+import inspect
 import json
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import torch
 import torch.nn as nn
-from trace_models import (
-    BatchFirstLoop,
-    BiTagger,
-    BrokenCharRNN,
-    CellLoop,
-    CharRNN,
-    Dropper,
-    EmbedRNNLM,
-    PackedLSTM,
-    PlainScratchModel,
-    Seq2Seq,
-)
+import trace_models
+from trace_models import BiTagger, BrokenCharRNN, Dropper, PlainScratchModel, Seq2Seq
 
 import shapeviz as sv
+import shapeviz.gallery.models as gallery_models
 import shapeviz.render.plot as plot_mod
 import shapeviz.render.table as table_mod
+from shapeviz.gallery.models import BatchFirstLoopRNN, CellOverDataset, CharRNNScratch, EmbedRNN, PackedLSTM
 from shapeviz.tracing.recorder import Call, TensorInfo, Trace, trace
 
 trace_mod = importlib.import_module("shapeviz.tracing.recorder")  # the module; sv.trace is the function
 
 Golden = Callable[[str, str], None]  # the golden fixture of conftest.py
-MODELS_PY = "trace_models.py"
 
 
-def line_of(text: str) -> int:
-    """The line of trace_models.py that holds ``text`` (so tests survive edits above it)."""
-    lines = (Path(__file__).parent / MODELS_PY).read_text().splitlines()
-    hits = [i + 1 for i, line in enumerate(lines) if text in line]
+def source_of(text: str, module: ModuleType) -> str:
+    """``file.py:line`` of the first line of ``module`` holding ``text`` (so tests survive edits above it)."""
+    path = Path(inspect.getsourcefile(module) or "")
+    hits = [i + 1 for i, line in enumerate(path.read_text().splitlines()) if text in line]
     assert hits, text
-    return hits[0]
+    return f"{path.name}:{hits[0]}"
 
 
 def io(call: Call, which: str = "outputs") -> list[tuple[str, tuple[int, ...], tuple[str, ...] | None]]:
@@ -63,24 +56,25 @@ def tokens(bs: int = 2, T: int = 5) -> torch.Tensor:
 # ------------------------------------------------------------------ the seeds' systems
 def test_one_hot_char_rnn_ops_show_each_step(golden: Golden):
     with sv.dims(vocab=28, h=512):
-        t = trace(CharRNN(), tokens(), torch.zeros(2, 512), ops=True, inputs_dims="bs T")
+        t = trace(CharRNNScratch(hidden=512), tokens(), torch.zeros(2, 512), ops=True, inputs_dims="bs T")
     root = t.calls[0]
-    assert (root.kind, root.path, root.type) == ("module", "", "CharRNN")
+    assert (root.kind, root.path, root.type) == ("module", "", "CharRNNScratch")
     assert [(i.label, i.names) for i in root.inputs] == [("tokens", ("bs", "T")), ("H", ("bs", "h"))]
     assert [(o.shape, o.names) for o in root.outputs] == [((10, 28), ("T*bs", "vocab")), ((2, 512), ("bs", "h"))]
 
     (one_hot,) = t.find(type="one_hot")
     assert io(one_hot, "inputs") == [("", (5, 2), ("T", "bs"))]
     assert io(one_hot) == [("", (5, 2, 28), ("T", "bs", "vocab"))]
-    assert one_hot.source == f"{MODELS_PY}:{line_of('F.one_hot(tokens.T')}"
+    assert one_hot.source == source_of("F.one_hot(tokens.T", gallery_models)
 
-    step_line = line_of("H = torch.tanh(X @ W_xh + H @ W_hh + b_h)")
+    step = source_of("H = torch.tanh(X @ self.W_xh + H @ self.W_hh + self.b_h)", gallery_models)
     matmuls = t.find(type="matmul")
     assert len(matmuls) == 3 * 5  # X @ W_xh, H @ W_hh, H @ W_hq at each of T=5 steps
     first = matmuls[0]
-    assert first.describe() == "X (bs=2, vocab=28) @ W_xh (vocab=28, h=512) → (bs=2, h=512)"
-    assert first.source == f"{MODELS_PY}:{step_line}" and first.code.startswith("H = torch.tanh(")
-    assert {m.describe() for m in matmuls[1::3]} == {"H (bs=2, h=512) @ W_hh (h=512, h=512) → (bs=2, h=512)"}
+    assert first.describe() == "X (bs=2, vocab=28) @ self.W_xh (vocab=28, h=512) → (bs=2, h=512)"
+    assert first.source == step and first.code.startswith("H = torch.tanh(")
+    assert {m.describe() for m in matmuls[1::3]} == {
+        "H (bs=2, h=512) @ self.W_hh (h=512, h=512) → (bs=2, h=512)"}
     assert all(c.kind == "op" and c.path == "" and c.parent == 0 for c in matmuls)
 
     (cat,) = t.find(type="cat")
@@ -92,8 +86,8 @@ def test_one_hot_char_rnn_ops_show_each_step(golden: Golden):
     golden("trace/char_rnn_ops.txt", text + "\n")
 
 
-def test_embedding_rnn_linear_reshape_to_T_bs_vocab(golden: Golden):
-    model = EmbedRNNLM()
+def test_embedding_rnn_reshape_linear_to_T_bs_vocab(golden: Golden):
+    model = EmbedRNN(hidden=512)
     with sv.dims(vocab=28):
         t = trace(model, tokens(), torch.zeros(1, 2, 512))
     assert [c.path for c in t.calls] == ["", "embedding", "rnn", "linear"]
@@ -103,7 +97,8 @@ def test_embedding_rnn_linear_reshape_to_T_bs_vocab(golden: Golden):
     assert io(rnn, "inputs") == [("input", (5, 2, 20), ("T", "bs", "emb")),
                                  ("h_0", (1, 2, 512), ("layers*D", "bs", "h"))]
     assert io(rnn) == [("output", (5, 2, 512), ("T", "bs", "D*h")), ("h_n", (1, 2, 512), ("layers*D", "bs", "h"))]
-    assert io(lin) == [("", (5, 2, 28), ("T", "bs", "vocab"))]
+    assert io(lin, "inputs") == [("", (10, 512), ("T*bs", "h"))]
+    assert io(lin) == [("", (10, 28), ("T*bs", "vocab"))]
     # the root's input is named by size once the RNN made T and bs known; its output by product
     assert t.calls[0].inputs[0].names == ("bs", "T")
     assert t.calls[0].outputs[0].names == ("T*bs", "vocab")
@@ -112,19 +107,19 @@ def test_embedding_rnn_linear_reshape_to_T_bs_vocab(golden: Golden):
     with sv.dims(vocab=28):
         t2 = trace(model, tokens(), torch.zeros(1, 2, 512), ops=True)
     (reshape,) = t2.find(type="reshape")
-    assert io(reshape) == [("", (10, 28), ("T*bs", "vocab"))]
-    assert reshape.inputs[0].label == "logits"
+    assert io(reshape) == [("", (10, 512), ("T*bs", "D*h"))]  # output (T, bs, D*h) flattened
+    assert reshape.inputs[0].label == "y"
     assert [c.type for c in t2.calls if c.kind == "op"] == [".T", "reshape"]  # none from inside torch modules
 
 
 def test_rnncell_loop_over_dataset(golden: Golden):
-    t = trace(CellLoop(4, 2), torch.randn(3, 1, 4), torch.zeros(1, 2), inputs_dims="T bs emb")
+    t = trace(CellOverDataset(4, 2), torch.randn(3, 1, 4), inputs_dims="T bs emb")
     cells = t.find(path="cell")
     assert len(cells) == 3 and all(c.type == "RNNCell" and c.depth == 1 for c in cells)
     assert io(cells[0], "inputs") == [("input", (1, 4), ("bs", "emb")), ("h_0", (1, 2), ("bs", "h"))]
     assert io(cells[0]) == [("h_1", (1, 2), ("bs", "h"))]
     assert cells[0].conventions is not None and cells[0].conventions.cell
-    assert t.calls[0].outputs[0].names == ("T", "bs", "h")
+    assert t.calls[0].outputs[0].names == ("bs", "h")
     assert "[ × T=3" in t.table()
     assert cells[1].inputs[1].produced_by == cells[0].index  # step 2's h_0 is step 1's h_1
     golden("trace/cell_loop.txt", t.table() + "\n")
@@ -146,7 +141,8 @@ def test_bidirectional_batch_first_layer(golden: Golden):
 
 
 def test_hand_written_batch_first_loop_ops():
-    t = trace(BatchFirstLoop(), torch.randn(2, 6, 3), torch.zeros(2, 4), ops=True, inputs_dims="bs T emb")
+    t = trace(BatchFirstLoopRNN(3, 4), torch.randn(2, 6, 3), torch.zeros(1, 2, 4), ops=True,
+              inputs_dims="bs T emb")
     steps = t.find(type="tanh")
     assert len(steps) == 6
     (stack,) = t.find(type="stack")
@@ -171,8 +167,8 @@ def test_lstm_seq2seq_encoder_state_flows_to_decoder(golden: Golden):
 
 
 def test_packed_sequence_shows_data_and_batch_sizes(golden: Golden):
-    t = trace(PackedLSTM(), torch.randn(6, 3, 5), torch.tensor([6, 2, 4]))
-    rnn = t.find(path="rnn")[0]
+    t = trace(PackedLSTM(5, 7), torch.randn(6, 3, 5), torch.tensor([6, 2, 4]))
+    rnn = t.find(path="lstm")[0]
     assert [(i.role, i.packed, i.shape, i.names) for i in rnn.inputs] == [
         ("input", "data", (12, 5), ("sum(lengths)", "emb")), ("input", "batch_sizes", (6,), ("T",))]
     assert [(o.role, o.packed, o.shape, o.names) for o in rnn.outputs] == [
@@ -193,7 +189,7 @@ def test_plain_callable_model_traces_its_module_attributes():
 
 
 def test_ambiguous_when_two_dims_share_a_size():
-    t = trace(EmbedRNNLM(hidden=8), tokens(4, 4), torch.zeros(1, 4, 8))
+    t = trace(EmbedRNN(hidden=8), tokens(4, 4), torch.zeros(1, 4, 8))
     root_in = t.calls[0].inputs[0]
     assert root_in.names == ("T|bs", "T|bs") and root_in.ambiguous
     rnn = t.find(path="rnn")[0]
@@ -226,7 +222,7 @@ def test_meta_still_runs_torchs_own_argument_checks():
 
 @pytest.mark.cuda
 def test_cuda_trace():
-    model = EmbedRNNLM().cuda()
+    model = EmbedRNN(hidden=512).cuda()
     t = trace(model, tokens().cuda(), torch.zeros(1, 2, 512, device="cuda"))
     rnn = t.find(path="rnn")[0]
     assert rnn.outputs[0].device.startswith("cuda") and rnn.outputs[0].names == ("T", "bs", "D*h")
@@ -249,7 +245,7 @@ def _tensors_in(obj: Any, seen: set[int] | None = None) -> int:
 
 
 def test_trace_keeps_no_tensor_alive():
-    model = CharRNN(hidden=16)
+    model = CharRNNScratch(hidden=16)
     x, h = tokens(), torch.zeros(2, 16)
     refs = [weakref.ref(x), weakref.ref(h)]
     t = trace(model, x, h, ops=True)
@@ -264,12 +260,12 @@ def test_trace_keeps_no_tensor_alive():
 
 # ------------------------------------------------------------------ failures and cleanup
 def test_matmul_shape_error_note_names_operands_and_line():
-    model = BrokenCharRNN()
+    model = BrokenCharRNN(hidden=512)
     with sv.dims(vocab=28, h=512), pytest.raises(RuntimeError, match="cannot be multiplied") as info:
         trace(model, tokens(), torch.zeros(2, 512), inputs_dims="bs T")
     note = "\n".join(info.value.__notes__)
-    line = line_of("H @ W_xh + b_h)  # bug")
-    assert f"failing op: matmul at {MODELS_PY}:{line}: H = torch.tanh(X @ W_xh + H @ W_xh + b_h)" in note
+    where = source_of("H @ W_xh + b_h)  # bug", trace_models)
+    assert f"failing op: matmul at {where}: H = torch.tanh(X @ W_xh + H @ W_xh + b_h)" in note
     assert "H (bs=2, h=512) @ W_xh (vocab=28, h=512)" in note
     assert "the contracted dims differ: H's last dim h=512 vs W_xh's rows vocab=28" in note
     assert "0 BrokenCharRNN: tokens (bs=2, T=5) int64, H (bs=2, h=512) → ✗ raised" in note
@@ -280,7 +276,7 @@ def test_matmul_shape_error_note_names_operands_and_line():
 
 def test_note_lists_the_calls_traced_so_far():
     with pytest.raises(RuntimeError, match="hx should also be 3-D") as info:
-        trace(EmbedRNNLM(), tokens(), torch.zeros(2, 512))
+        trace(EmbedRNN(hidden=512), tokens(), torch.zeros(2, 512))
     note = info.value.__notes__[-1]
     assert "raised after 3 recorded calls" in note
     assert "1   embedding (Embedding): input (T=5, bs=2) int64 → (T=5, bs=2, emb=20)" in note
@@ -332,7 +328,7 @@ def test_inputs_dims_is_checked():
 # ------------------------------------------------------------------ renderers
 def test_json_round_trip_and_schema():
     with sv.dims(vocab=28):
-        t = trace(EmbedRNNLM(), tokens(), torch.zeros(1, 2, 512), ops=True)
+        t = trace(EmbedRNN(hidden=512), tokens(), torch.zeros(1, 2, 512), ops=True)
     text = t.to_json()
     data = json.loads(text)
     rnn = t.find(path="rnn")[0].index
@@ -346,13 +342,13 @@ def test_json_round_trip_and_schema():
 
 
 def test_table_grouping_and_truncation():
-    t = trace(CellLoop(), torch.randn(5, 2, 4), torch.zeros(2, 2), inputs_dims="T bs emb")
+    t = trace(CellOverDataset(), torch.randn(5, 2, 4), inputs_dims="T bs emb")
     assert len(t.table(group=False).splitlines()) == 1 + 1 + 6 + 1
     assert len(t.table().splitlines()) == 1 + 1 + 2 + 1
     short = t.table(group=False, max_rows=2)
     assert "… 4 more rows" in short
     assert str(t) == t.table()
-    assert repr(t) == "Trace(CellLoop: 6 module calls, 0 ops)"
+    assert repr(t) == "Trace(CellOverDataset: 6 module calls, 0 ops)"
 
 
 def test_table_is_deterministic_for_a_hand_made_trace():
@@ -367,7 +363,7 @@ def test_table_is_deterministic_for_a_hand_made_trace():
 
 def test_plot_returns_a_figure(tmp_path: Path):
     with sv.dims(vocab=28, h=64):
-        t = trace(CharRNN(hidden=64), tokens(), torch.zeros(2, 64), ops=True, inputs_dims="bs T")
+        t = trace(CharRNNScratch(), tokens(), torch.zeros(2, 64), ops=True, inputs_dims="bs T")
     fig = t.plot()
     out = tmp_path / "trace.png"
     fig.savefig(out)

@@ -5,8 +5,10 @@ Regenerate the goldens with ``pytest tests/test_unroll.py --regen``.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
+from itertools import pairwise
 from types import SimpleNamespace as NS
 from typing import Any
 
@@ -16,7 +18,7 @@ import torch.nn as nn
 
 from shapeviz._errors import SpecError
 from shapeviz.core.model import Conventions, conventions
-from shapeviz.gallery.models import CellOverDataset
+from shapeviz.gallery.models import CellOverDataset, CharRNNScratch
 from shapeviz.render.unrolled import Panel, panels_from_trace, step_columns, to_dot, unroll
 
 Golden = Callable[[str, str], None]  # the golden fixture of conftest.py
@@ -306,7 +308,7 @@ def test_to_dot_single_panel_has_no_cluster() -> None:
 
 # ------------------------------------------------------------------ traces: the real thing
 def test_real_trace_lstmcell_loop_and_lstm() -> None:
-    trace_mod = pytest.importorskip("shapeviz.tracing.recorder")
+    trace_mod = pytest.importorskip("shapeviz.tracing.session")
 
     class Loop(nn.Module):
         def __init__(self) -> None:
@@ -351,25 +353,25 @@ def test_unroll_from_a_trace() -> None:
     assert [lab[n] for n in steps] == [f"RNNCell  t={t} | h (bs=3, h=2)" for t in range(5)]
     chain = ["l0f_l", *steps, "l0f_r"]  # h_0 -> t=0 -> ... -> t=4 -> the state after the last step
     state = [(a, b) for a, b, _ in visible_edges(src) if a.startswith("l0f_") and b.startswith("l0f_")]
-    assert state == list(zip(chain, chain[1:]))
+    assert state == list(pairwise(chain))
     ins = {(b, a) for a, b, attrs in visible_edges(src) if b.startswith("x_") and "back" in attrs}
     assert ins == {(f"x_{t}", f"l0f_{t}") for t in range(5)}  # each step reads its own input[t]
     assert "T=5, bs=3" in src
 
 
 def test_handwritten_loop_traced_with_ops_is_one_cell_unrolled() -> None:
-    from trace_models import CharRNN
-
     import shapeviz as sv
 
     with sv.dims(vocab=28, h=512):
-        t = sv.trace(CharRNN(), torch.randint(0, 28, (2, 5)), torch.zeros(2, 512), ops=True,
+        t = sv.trace(CharRNNScratch(hidden=512), torch.randint(0, 28, (2, 5)), torch.zeros(2, 512), ops=True,
                      inputs_dims="bs T")
     [panel] = panels_from_trace(t)
     assert (panel.T, panel.bs, panel.conv.input_size, panel.conv.hidden_size) == (5, 2, 28, 512)
     src = sv.unroll(t).source
-    assert "hand-written loop at trace_models.py:32" in src and "T=5, bs=2" in src
+    lines, first = inspect.getsourcelines(CharRNNScratch.forward)
+    step = first + next(i for i, line in enumerate(lines) if "H = torch.tanh(" in line)
+    assert f"hand-written loop at models.py:{step}" in src and "T=5, bs=2" in src
     assert "(bs=2, h=512)" in src and "(bs=2, emb=28)" in src
-    without_ops = sv.trace(CharRNN(), torch.randint(0, 28, (2, 5)), torch.zeros(2, 512))
+    without_ops = sv.trace(CharRNNScratch(hidden=512), torch.randint(0, 28, (2, 5)), torch.zeros(2, 512))
     with pytest.raises(SpecError, match="no call of a recurrent module"):
         sv.unroll(without_ops)  # no ops recorded: nothing to unroll
