@@ -10,7 +10,7 @@ import weakref
 import pytest
 import torch
 import torch.nn as nn
-from conftest import count_global_state
+from conftest import count_global_state, run_in_threads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -80,31 +80,22 @@ def test_no_shapeviz_object_keeps_a_tensor_alive():
 
 
 def test_eight_threads_run_checked_models_concurrently():
-    errors: list[BaseException] = []
     barrier = threading.Barrier(8)
 
     def work(i: int) -> None:
-        try:
-            model = nn.GRU(3 + i, 4 + i, num_layers=1 + i % 3, batch_first=bool(i % 2))
-            layers, bs, T = 1 + i % 3, 2 + i, 3 + i
-            x = torch.randn(bs, T, 3 + i) if i % 2 else torch.randn(T, bs, 3 + i)
-            barrier.wait()
-            with sv.watch(model):
-                for _ in range(10):
-                    _, h_n = model(x, torch.zeros(layers, bs, 4 + i))
-                    assert tuple(h_n.shape) == (layers, bs, 4 + i)
-                    with pytest.raises(sv.ShapeError, match=f"hidden_layers.*GRU\\({3 + i}, {4 + i}"):
-                        model(x, torch.zeros(layers + 1, bs, 4 + i))
-        except BaseException as e:  # collected and reported below
-            errors.append(e)
+        model = nn.GRU(3 + i, 4 + i, num_layers=1 + i % 3, batch_first=bool(i % 2))
+        layers, bs, T = 1 + i % 3, 2 + i, 3 + i
+        x = torch.randn(bs, T, 3 + i) if i % 2 else torch.randn(T, bs, 3 + i)
+        barrier.wait()
+        with sv.watch(model):
+            for _ in range(10):
+                _, h_n = model(x, torch.zeros(layers, bs, 4 + i))
+                assert tuple(h_n.shape) == (layers, bs, 4 + i)
+                with pytest.raises(sv.ShapeError, match=f"hidden_layers.*GRU\\({3 + i}, {4 + i}"):
+                    model(x, torch.zeros(layers + 1, bs, 4 + i))
 
     with sv.checking():
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert not errors, errors
+        run_in_threads(work)
 
 
 @settings(max_examples=300, deadline=None)
@@ -131,10 +122,14 @@ def test_parse_sizes_only_raises_spec_error(text):
 @given(st.dictionaries(st.text(max_size=6), st.one_of(st.integers(-3, 5), st.text(max_size=3), st.none()),
                        max_size=3))
 def test_dims_only_raises_spec_error(sizes):
+    from shapeviz.core.dimensions import declared
+
     try:
         with sv.dims(**sizes):
-            pass
+            inside = declared()
     except sv.SpecError:
-        pass
+        return
     except TypeError:  # Python itself rejects non-identifier keyword names only for literal calls
         pytest.fail("dims raised TypeError")
+    assert inside == sizes and all(type(v) is int and v >= 0 for v in sizes.values())
+    assert declared() is None  # gone after the block
