@@ -137,7 +137,7 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     state_bs = (state.shape[lay.state_bs_axis]
                 if isinstance(state, Tensor) and state.dim() == lay.state_batched_ndim else None)
     if c.batched:
-        swapped = layer_swapped(c.decl, c.bs, c.T) if c.decl else False
+        swapped = bool(c.decl) and c.bs is not None and c.T is not None and layer_swapped(c.decl, c.bs, c.T)
         via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
         if not swapped and state_bs is not None and state_bs == c.T and c.bs != c.T:
             swapped, via = True, f"h_0 has batch {state_bs}, which is this input's dim {lay.t_axis}"
