@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -146,6 +148,66 @@ def test_layout_program_failure_is_reported(only_graphviz_pure: Path) -> None:
     with pytest.raises(Exception, match="failed") as err:
         run_dot("digraph { a -> }", "svg")
     assert not isinstance(err.value, MissingBackendError)
+
+
+def _slow_renderer(tmp_path: Path) -> tuple[be.Backend, Path]:
+    """A stand-in for dot that writes "<its pid> <its child's pid>" and sleeps (its child too)."""
+    pids = tmp_path / "pids"
+    script = tmp_path / "slow-dot"
+    script.write_text(f'#!/bin/sh\nsleep 300 &\necho "$$ $!" > {pids}.tmp\nmv {pids}.tmp {pids}\nwait\n',
+                      encoding="utf-8")
+    script.chmod(0o755)
+    return be.Backend(str(script), "env"), pids
+
+
+def _all_gone(pids: Path) -> bool:
+    """Whether every pid in the file has ended (a zombie awaiting its reaper counts as ended)."""
+    for pid in (int(p) for p in pids.read_text().split()):
+        stat = Path(f"/proc/{pid}/stat")
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        if not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            return False
+    return True
+
+
+def _wait_gone(pids: Path) -> bool:
+    for _ in range(200):  # SIGKILL is asynchronous for the grandchild: up to 10 s, never a timing assert
+        if _all_gone(pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+def test_a_renderer_past_its_time_limit_is_killed_with_its_children(tmp_path: Path) -> None:
+    slow, pids = _slow_renderer(tmp_path)
+    with pytest.raises(be.RenderError, match=r"took longer than 0.5 s and was stopped"):
+        run_dot("digraph { a }", "svg", slow, timeout=0.5)
+    assert _wait_gone(pids)
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit, ValueError])
+def test_the_renderer_never_outlives_its_caller(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                stop: type[BaseException]) -> None:
+    slow, pids = _slow_renderer(tmp_path)
+    real = subprocess.Popen.communicate
+
+    def interrupted(self: subprocess.Popen[bytes], *args: object, **kwargs: object) -> object:
+        for _ in range(200):  # until the renderer has started its child
+            if pids.exists():
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                real(self, timeout=0.05)
+        raise stop()
+
+    monkeypatch.setattr(subprocess.Popen, "communicate", interrupted)
+    with pytest.raises(stop):
+        run_dot("digraph { a }", "svg", slow)
+    assert pids.exists() and _wait_gone(pids)
 
 
 def test_repr_is_short(diagram: Diagram) -> None:

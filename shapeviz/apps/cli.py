@@ -22,8 +22,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import math
+import os
+import signal
 import sys
 import textwrap
+import threading
 import traceback
 import uuid
 from collections.abc import Iterator, Sequence
@@ -35,22 +39,37 @@ import torch.nn as nn
 
 from shapeviz._errors import MissingBackendError, ShapeError, ShapevizError, SpecError
 from shapeviz.core.frames import is_library
+from shapeviz.render.backend import RenderError
 
-__all__ = ["EPILOG", "EXIT_BACKEND", "EXIT_OK", "EXIT_SHAPE", "EXIT_USAGE", "EXIT_USER_CODE", "main"]
+__all__ = ["EPILOG", "EXIT_BACKEND", "EXIT_INTERNAL", "EXIT_OK", "EXIT_SHAPE", "EXIT_USAGE", "EXIT_USER_CODE",
+           "MAX_CELLS", "MAX_STEPS", "main"]
 
 EXIT_OK = 0
 EXIT_SHAPE = 1
 EXIT_USAGE = 2
 EXIT_USER_CODE = 3
 EXIT_BACKEND = 4
+EXIT_INTERNAL = 5
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it (128 + SIGINT); SIGTERM gives 128 + 15 = 143
+
+MAX_STEPS = 200
+"""The largest ``draw --max-steps``: wider diagrams are unreadable and slow to lay out."""
+MAX_CELLS = 1500
+"""The most recurrent cells ``draw`` lays out (drawn steps × layers × directions). Measured with
+dot: 1400 cells (a 100-layer bidirectional LSTM, 7 columns) took 9 s, 2200 took 37 s, 4000 over 100 s."""
 
 EPILOG = """\
 exit codes:
   0  ok
   1  a shape error was found (check, trace): the ShapeError message is printed
-  2  usage error: bad command, option, SPEC, --input, output suffix, file or factory name
-  3  your code raised: importing FILE.py, calling FACTORY() or the forward pass (not a ShapeError)
-  4  no Graphviz dot program to render with (install graphviz or pip install graphviz-pure)
+  2  usage error: bad command, option, SPEC, --input (too large to allocate), an output path that
+     cannot be written (suffix, folder, permission, name), a diagram too big to draw, file or factory name
+  3  your code raised or called sys.exit: importing FILE.py, calling FACTORY() or the forward pass
+     (not a ShapeError)
+  4  no Graphviz dot program to render with (install graphviz or pip install graphviz-pure), or it
+     failed or ran past its time limit
+  5  shapeviz itself failed (a bug: please report it with the command line)
+  130, 143  interrupted (Ctrl-C) or terminated (SIGTERM); a running dot program is stopped too
 
 SPEC is a layer written as in Python, e.g. "LSTM(10, 20, num_layers=2, bidirectional=True)" or
 "GRUCell(8, 16)": one of RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell with literal arguments. It
@@ -77,6 +96,10 @@ class _UserCodeError(Exception):
     """The user's file, factory or forward pass raised: exit code 3."""
 
 
+class _Terminated(SystemExit):
+    """SIGTERM arrived: unwinds the stack so every ``finally`` (the renderer's kill) runs."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main(argv)`` returns the code."""
 
@@ -99,6 +122,9 @@ def _steps(text: str) -> int:
     value = _positive(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"--max-steps must be at least 2, got {value}")
+    if value > MAX_STEPS:
+        raise argparse.ArgumentTypeError(f"--max-steps must be at most {MAX_STEPS}, got {value} (the steps "
+                                         "beyond it are drawn as one ellipsis column)")
     return value
 
 
@@ -134,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.svg or FILE.png")
     d.add_argument("--T", type=_positive, help="sequence length")
     d.add_argument("--bs", type=_positive, help="batch size")
-    d.add_argument("--max-steps", type=_steps, help="draw at most this many time steps (the middle is elided)")
+    d.add_argument("--max-steps", type=_steps,
+                   help=f"draw at most this many time steps, 2 to {MAX_STEPS} (the middle is elided)")
 
     for name, what in (("trace", "trace a forward pass of your model: every module call in named dims"),
                        ("check", "run a forward pass of your model with shape checking on")):
@@ -181,11 +208,45 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _check_suffix(path: str, valid: Sequence[str], what: str) -> Path:
+    """``path`` as a Path, after checking its suffix and that it can be written (before any work)."""
     p = Path(path)
     if p.suffix.lower() not in valid:
         raise _UsageError(f"{what}: cannot write {path!r}; the file name must end in one of "
                           f"{', '.join(valid)}")
+    try:
+        if p.is_dir():
+            raise _UsageError(f"{what}: {path!r} is a folder; give a file name, e.g. "
+                              f"{str(p / ('out' + valid[0]))!r}")
+        existed = p.exists()
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "ab"):
+            pass
+        if not existed:
+            p.unlink()
+    except OSError as exc:
+        raise _UsageError(f"{what}: cannot write {_short(path)!r}: {exc.strerror or exc}") from None
     return p
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else f"{text[:limit - 20]}...{text[-17:]}"
+
+
+def _check_size(module: nn.Module, T: int | None, max_steps: int | None) -> None:
+    """Refuse a diagram of more than :data:`MAX_CELLS` cells before laying it out."""
+    from shapeviz.core.model import conventions
+    from shapeviz.render.unrolled import DEFAULT_MAX_STEPS, step_columns
+
+    conv = conventions(module)
+    steps = len(step_columns(T, max_steps or DEFAULT_MAX_STEPS))
+    layers, directions = (1, 1) if conv.cell else (conv.num_layers, conv.D)
+    cells = steps * layers * directions
+    if cells > MAX_CELLS:
+        fits = MAX_CELLS // (layers * directions) - 1  # an odd step count adds the ellipsis column
+        advice = (f"draw at most --max-steps {fits}" if fits >= 2
+                  else "draw a layer with fewer layers or directions")
+        raise _UsageError(f"draw: {steps} step columns x {layers} layers x {directions} directions = {cells} "
+                          f"cells, more than the {MAX_CELLS} shapeviz lays out; {advice}")
 
 
 def _draw(args: argparse.Namespace) -> int:
@@ -194,6 +255,7 @@ def _draw(args: argparse.Namespace) -> int:
 
     out = _check_suffix(args.output, (".svg", ".png"), "draw -o")
     module = parse_spec(args.spec, device="meta")
+    _check_size(module, args.T, args.max_steps)
     path = unroll(module, T=args.T, bs=args.bs, max_steps=args.max_steps).render(out)
     print(f"wrote {path}")
     return EXIT_OK
@@ -221,10 +283,11 @@ def _load_factory(target: str) -> Any:
     sys.path.insert(0, folder)  # so the file can import its neighbours
     sys.modules[mod_name] = module  # dataclasses and pickle look their module up there
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
+        with _user_code(f"importing {file}"):
+            spec.loader.exec_module(module)
+    except BaseException:
         del sys.modules[mod_name]
-        raise _UserCodeError(_user_exc(f"importing {file}", exc)) from None
+        raise
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(folder)
@@ -249,16 +312,31 @@ def _user_exc(what: str, exc: BaseException) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _user_code(what: str, passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Run the user's code: its exceptions and ``sys.exit`` calls become exit code 3 with one reason.
+
+    ``passthrough`` (a ShapeError from a check) and SIGTERM go on unchanged."""
+    try:
+        yield
+    except (_Terminated, *passthrough):
+        raise
+    except SystemExit as exc:
+        raise _UserCodeError(f"{what} called sys.exit({exc.code!r}): shapeviz stopped there and checked "
+                             "nothing; keep a script's own run under `if __name__ == \"__main__\":`") from None
+    except Exception as exc:
+        notes = "\n".join(getattr(exc, "__notes__", []) or [])
+        raise _UserCodeError(_user_exc(what, exc) + ("\n" + notes if notes else "")) from None
+
+
 def _make_model(target: str) -> tuple[nn.Module, str]:
     factory = _load_factory(target)
     name = target.rpartition(":")[2]
-    try:
+    with _user_code(f"calling {name}()"):
         model = factory()
-    except Exception as exc:
-        raise _UserCodeError(_user_exc(f"calling {name}()", exc)) from None
-    if not callable(model):
+    if not isinstance(model, nn.Module):
         raise _UsageError(f"{name}() returned {type(model).__name__}, not a model; FACTORY must return an "
-                          "nn.Module (or a callable taking the input)")
+                          "nn.Module (e.g. `def build(): return MyModel()`)")
     return model, name
 
 
@@ -279,11 +357,31 @@ def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, di
     if not set(sizes) - {"vocab"}:
         raise _UsageError("--input names no dims besides vocab; write e.g. 'bs=2,T=5,vocab=28'")
     meta, names, declared = meta_inputs(model, dict(sizes))
+    shape = tuple(meta.shape)
+    nbytes = math.prod(shape) * (8 if "vocab" in declared else meta.element_size())
+    text = ", ".join(f"{n}={s}" for n, s in zip(names, shape))
+    memory = _memory_bytes()
+    if memory is not None and nbytes > memory // 2:
+        raise _UsageError(f"--input: the input ({text}) needs {nbytes / 2**30:.3g} GiB, more than half of this "
+                          f"machine's memory ({memory / 2**30:.3g} GiB); use smaller sizes or check --meta")
     g = torch.Generator().manual_seed(0)
-    if "vocab" in declared:
-        x = torch.randint(0, declared["vocab"], tuple(meta.shape), generator=g)
-        return x, " ".join(names), {"vocab": declared["vocab"]}
-    return torch.randn(*meta.shape, generator=g, dtype=meta.dtype), " ".join(names), {}
+    try:
+        if "vocab" in declared:
+            x = torch.randint(0, declared["vocab"], shape, generator=g)
+            return x, " ".join(names), {"vocab": declared["vocab"]}
+        return torch.randn(*shape, generator=g, dtype=meta.dtype), " ".join(names), {}
+    except (MemoryError, RuntimeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise _UsageError(f"--input: cannot allocate the input ({text}): {_short(reason, 160)}; use smaller "
+                          "sizes or check --meta") from None
+
+
+def _memory_bytes() -> int | None:
+    """This machine's physical memory in bytes, or None where the OS does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def _parse_input(text: str) -> dict[str, int]:
@@ -296,28 +394,17 @@ def _parse_input(text: str) -> dict[str, int]:
     return sizes
 
 
-def _forward_error(what: str, exc: Exception) -> _UserCodeError:
-    notes = "\n".join(getattr(exc, "__notes__", []) or [])
-    msg = _user_exc(what, exc)
-    return _UserCodeError(msg + ("\n" + notes if notes else ""))
-
-
 def _trace(args: argparse.Namespace) -> int:
     from shapeviz.core.dimensions import dims
     from shapeviz.runtime.watching import checking
-    from shapeviz.tracing.recorder import trace
+    from shapeviz.tracing.session import trace
 
     sizes = _parse_input(args.input)
     out = _check_suffix(args.output, (".json", ".txt", ".png", ".svg"), "trace -o") if args.output else None
     model, name = _make_model(args.target)
     x, names, declared = make_input(model, sizes)
-    try:
-        with dims(**declared), checking(inputs=names):
-            tr = trace(model, x, ops=args.ops, inputs_dims=names)
-    except ShapevizError:
-        raise
-    except Exception as exc:
-        raise _forward_error(f"the forward pass of {name}()", exc) from None
+    with _user_code(f"the forward pass of {name}()", (ShapevizError,)), dims(**declared), checking(inputs=names):
+        tr = trace(model, x, ops=args.ops, inputs_dims=names)
     if out is None:
         print(tr.table())
         return EXIT_OK
@@ -349,13 +436,9 @@ def _check(args: argparse.Namespace) -> int:
     if args.meta:
         return _check_meta(model, name, args.input)
     x, names, declared = make_input(model, sizes)
-    try:
-        with dims(**declared), checking(inputs=names), torch.no_grad():
-            model(x)
-    except ShapevizError:
-        raise
-    except Exception as exc:
-        raise _forward_error(f"the forward pass of {name}()", exc) from None
+    with (_user_code(f"the forward pass of {name}()", (ShapevizError,)), dims(**declared), checking(inputs=names),
+          torch.no_grad()):
+        model(x)
     shape = ", ".join(f"{n}={s}" for n, s in zip(names.split(), x.shape))
     print(f"ok: {name}() ran on input ({shape}) {str(x.dtype).replace('torch.', '')} "
           f"under sv.checking(inputs={names!r}); no shape error")
@@ -366,12 +449,8 @@ def _check_meta(model: Any, name: str, inputs: str) -> int:
     """``check --meta``: a dry run on the meta device (no computation, no activation memory)."""
     from shapeviz.tracing.dryrun import dry_run
 
-    try:
+    with _user_code(f"the dry run of {name}()", (ShapevizError,)):
         run = dry_run(model, inputs)
-    except ShapevizError:
-        raise
-    except Exception as exc:
-        raise _forward_error(f"the dry run of {name}()", exc) from None
     if run.error is not None:
         raise run.error
     print(f"ok: {name}() dry-ran on meta input {run.input_text}; no shape error")
@@ -400,7 +479,7 @@ def _demo(args: argparse.Namespace) -> int:
     from shapeviz.render.backend import Diagram
     from shapeviz.render.unrolled import unroll
     from shapeviz.runtime.watching import checking
-    from shapeviz.tracing.recorder import trace
+    from shapeviz.tracing.session import trace
 
     print("shapeviz demo\n\n1. The seeds' systems, each run once under sv.checking (every recurrent call "
           "checked)\n   and traced: the model's input -> its results, in named dims.\n")
@@ -469,7 +548,7 @@ def _no_warnings() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 shape error, 2 usage, 3 your code, 4 backend).
+    """Run the command line; returns the exit code (0 ok, 1 shape error, 2 usage, 3 your code, 4 backend, 5 bug).
 
     >>> main(["draw", "LSTM(10, 20)", "-o", "lstm.pdf"])   # the message goes to stderr
     2
@@ -486,7 +565,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        with _no_warnings():
+        with _no_warnings(), _sigterm_unwinds():
             return _COMMANDS[args.command](args)
     except ShapeError as exc:
         print(f"shapeviz: shape error\n{exc}", file=sys.stderr)
@@ -494,9 +573,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SpecError, _UsageError) as exc:
         print(f"shapeviz: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except MissingBackendError as exc:
+    except (MissingBackendError, RenderError) as exc:
         print(f"shapeviz: {exc}", file=sys.stderr)
         return EXIT_BACKEND
     except _UserCodeError as exc:
         print(f"shapeviz: {exc}", file=sys.stderr)
         return EXIT_USER_CODE
+    except OSError as exc:  # an output file or folder that cannot be written
+        print(f"shapeviz: cannot write: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("shapeviz: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except _Terminated as exc:
+        print("shapeviz: terminated (SIGTERM)", file=sys.stderr)
+        return int(exc.code or 1)
+    except Exception as exc:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+        print(f"shapeviz: internal error: {type(exc).__name__}: {exc}{where}; please report it with the command "
+              "line", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _on_sigterm(signum: int, frame: Any) -> NoReturn:
+    raise _Terminated(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM raises :class:`_Terminated` (a SystemExit) so ``finally`` blocks run: a dot child is killed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -48,6 +49,14 @@ INSTALL_HINT = (
     "install one of: Graphviz's dot (`apt-get install graphviz` or `brew install graphviz`), "
     "or the self-contained port (`pip install graphviz-pure`); or point $SHAPEVIZ_DOT at a dot program"
 )
+
+
+class RenderError(ShapevizError):
+    """The layout program failed or ran past its time limit (the CLI exits 4).
+
+    >>> issubclass(RenderError, ShapevizError)
+    True
+    """
 
 
 @dataclass(frozen=True)
@@ -83,13 +92,21 @@ def find_backend() -> Backend | None:
     found = shutil.which("dot")
     if found:
         return Backend(found, "dot")
+    return find_graphviz_pure()
+
+
+def find_graphviz_pure() -> Backend | None:
+    """graphviz-pure (a core dependency), on PATH or next to the running Python; None if absent.
+
+    >>> b = find_graphviz_pure()
+    >>> b is None or b.kind == "graphviz-pure"
+    True
+    """
     found = shutil.which("graphviz-pure")
     if found is None:
         # pip may install the script next to the interpreter without that folder being on PATH
         found = shutil.which("graphviz-pure", path=str(_python_bin_dir()))
-    if found:
-        return Backend(found, "graphviz-pure")
-    return None
+    return Backend(found, "graphviz-pure") if found else None
 
 
 def require_backend() -> Backend:
@@ -115,20 +132,52 @@ def run_dot(source: str, fmt: str, backend: Backend | None = None, timeout: floa
 
     >>> run_dot('digraph { a -> b }', "svg")[:5]  # doctest: +SKIP
     b'<?xml'
+
+    The program runs in its own process group with a time limit (``timeout`` seconds), and it
+    never outlives this call: on a timeout, an error, ``KeyboardInterrupt`` or ``SystemExit`` its
+    whole group is killed and reaped before the exception goes on. A failure or a timeout raises
+    :class:`RenderError`.
     """
     fmt = check_format(fmt)
     backend = backend or require_backend()
     try:
-        proc = subprocess.run([backend.path, f"-T{fmt}"], input=source.encode("utf-8"),
-                              capture_output=True, timeout=timeout, check=False)
+        proc = subprocess.Popen([backend.path, f"-T{fmt}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
     except OSError as e:  # vanished or not executable between lookup and run
         raise MissingBackendError(f"could not run {backend.path}: {e}; {INSTALL_HINT}") from e
-    if proc.returncode != 0 or not proc.stdout:
-        err = proc.stderr.decode("utf-8", "replace").strip()
-        raise ShapevizError(f"{backend.path} -T{fmt} failed (exit {proc.returncode}): {err}")
+    try:
+        out, err_bytes = proc.communicate(source.encode("utf-8"), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RenderError(f"{backend.path} -T{fmt} took longer than {timeout:g} s and was stopped; "
+                          "draw fewer steps or layers (max_steps=)") from None
+    finally:
+        kill_group(proc)
+    if proc.returncode != 0 or not out:
+        err = err_bytes.decode("utf-8", "replace").strip()
+        raise RenderError(f"{backend.path} -T{fmt} failed (exit {proc.returncode}): {err}")
     if fmt == "svg":
-        return proc.stdout.replace(f'font-family="{FONT}"'.encode(), f'font-family="{SVG_FONT_FAMILY}"'.encode())
-    return proc.stdout
+        return out.replace(f'font-family="{FONT}"'.encode(), f'font-family="{SVG_FONT_FAMILY}"'.encode())
+    return out
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill ``proc``'s process group (it was started with ``start_new_session=True``) and reap it.
+
+    >>> p = subprocess.Popen(["sleep", "30"], start_new_session=True)
+    >>> kill_group(p); p.poll() is not None
+    True
+    """
+    if proc.poll() is None:
+        if hasattr(os, "killpg"):
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            proc.kill()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    proc.wait()
 
 
 class Diagram:
