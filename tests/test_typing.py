@@ -391,6 +391,21 @@ def test_bindings_do_not_leak_between_calls() -> None:
         assert step(torch.zeros(bs, 3), torch.zeros(bs, 5)).shape == (bs, 5)
 
 
+def test_shapeviz_disable_is_read_on_every_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    @check
+    def step(x: Step, h: StepHidden) -> StepHidden:
+        return h
+
+    x, wrong_h = torch.zeros(3, 10), torch.zeros(4, 20)  # bs=3 vs bs=4
+    with pytest.raises(sv.ShapeError, match=r"argument `h`"):
+        step(x, wrong_h)
+    monkeypatch.setenv("SHAPEVIZ_DISABLE", "1")
+    assert step(x, wrong_h) is wrong_h  # no check: the function runs as written
+    monkeypatch.setenv("SHAPEVIZ_DISABLE", "0")
+    with pytest.raises(sv.ShapeError, match=r"argument `h`"):
+        step(x, wrong_h)
+
+
 def test_threads_do_not_cross_talk() -> None:
     @check
     def layer(x: Seq, h: Hidden, out: Output) -> Hidden:

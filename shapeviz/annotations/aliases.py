@@ -40,16 +40,18 @@ import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
-import torch
 import torch.nn as nn
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from shapeviz._errors import ShapeError, SpecError
-from shapeviz.annotations.signature import Signature, compile_signature, diagnose, resolve
+from shapeviz.annotations import explainer
+from shapeviz.annotations.explainer import Seed, explain_mismatch
+from shapeviz.annotations.signature import Signature, compile_signature
+from shapeviz.annotations.solver import resolve
 from shapeviz.core.dimensions import declared
 from shapeviz.core.model import Conventions, conventions, is_recurrent
-from shapeviz.runtime.fastcheck import is_compiling
+from shapeviz.runtime.fastcheck import env_disabled, is_compiling
 
 __all__ = [
     "Hidden",
@@ -160,8 +162,6 @@ def _sizes_from_attrs(emb: Any, h: Any, layers: Any, bidir: Any, proj: Any, voca
     return sizes
 
 
-_COMPILED_FAILURE = ("a @sv.check shape check failed while compiling; run the model eagerly (or without "
-                     "fullgraph=True) to see the ShapeError")
 
 
 def _module_label(module: nn.Module) -> str:
@@ -170,8 +170,8 @@ def _module_label(module: nn.Module) -> str:
     return type(module).__name__
 
 
-def _seeds(sig: Signature, values: Any) -> list[tuple[str, int, str]]:
-    out: list[tuple[str, int, str]] = []
+def _seeds(sig: Signature, values: Any) -> list[Seed]:
+    out: list[Seed] = []
     if sig.is_method and values:
         sizes = module_sizes(values[0])
         if sizes:
@@ -242,18 +242,17 @@ def _build(fn: F, sig: Signature) -> F:
         where = label
         if is_method and values and isinstance(values[0], nn.Module):
             where = f"{label} ({_module_label(values[0])})"
-        return diagnose(sig, where, values, _seeds(sig, values), result, has_result)
-
-    # Under torch.compile the slow path runs eagerly (a graph break, on failure only).
-    diagnosed_eagerly = torch.compiler.disable(diagnosed, reason=_COMPILED_FAILURE)
+        return explain_mismatch(sig, where, values, _seeds(sig, values), result, has_result)
 
     def fail(values: Any, result: Any = None, has_result: bool = False) -> None:
         if is_compiling():
-            raise diagnosed_eagerly(values, result, has_result)
+            raise explainer.run_eagerly(diagnosed, values, result, has_result)
         raise diagnosed(values, result, has_result)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if env_disabled():
+            return fn(*args, **kwargs)
         values = bind(args, kwargs)
         if values is None:
             return fn(*args, **kwargs)  # let Python raise its own TypeError
@@ -275,11 +274,11 @@ def _build(fn: F, sig: Signature) -> F:
                         env[slot] = size
         if args_check is not None and not args_check(values, env, pending):
             fail(values)
-        if pending and not resolve(pending, env, final_in):
+        if pending and resolve(pending, env, final_in) is not None:
             fail(values)
         out = fn(*args, **kwargs)
         if result_check is not None and (
-                not result_check(out, env, pending) or (pending and not resolve(pending, env, True))):
+                not result_check(out, env, pending) or (pending and resolve(pending, env, True) is not None)):
             fail(values, out, True)
         return out
 

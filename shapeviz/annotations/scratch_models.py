@@ -159,7 +159,6 @@ class _Weights(NamedTuple):
     weight_hr: Tensor | None
 
 
-_GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 _TORCH_TYPES: dict[str, type[nn.Module]] = {"RNN": nn.RNN, "GRU": nn.GRU, "LSTM": nn.LSTM}
 
 
@@ -186,7 +185,7 @@ class _ScratchLayer(nn.Module):
                                 num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first,
                                 proj_size=proj_size)
         D, h_out = self.conv.D, self.conv.h_out
-        gates = _GATES[self.family] * hidden_size
+        gates = self.conv.layout.gates * hidden_size
         bound = 1 / math.sqrt(hidden_size)
         for layer in range(num_layers):
             for suffix in ("", "_reverse")[:D]:
