@@ -10,13 +10,18 @@ from pathlib import Path
 
 import pytest
 
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
 from shapeviz.gallery.builder import DIAGRAM, EXAMPLES, build, capture_error, index_text, render_texts
+from shapeviz.gallery.registry import SEED_SYSTEMS
 
 GALLERY = Path(__file__).resolve().parent.parent / "gallery"
 STALE = "gallery/ is stale: run `shapeviz gallery` and commit the result"
 
-SEED_PAGES = {"scratch_char_rnn", "embed_rnn", "batch_first_loop", "bidirectional_loop", "rnncell_dataset",
-              "rnn_3_layers", "hello_rnncell", "hello_rnn", "hello_embedding"}
+SEED_PAGES = set(SEED_SYSTEMS)
 OTHER_PAGES = {"lstm", "gru", "lstm_bidirectional", "lstm_proj", "gru_batch_first", "packed_sequences",
                "seq2seq_gru_encoder"}
 MISTAKES = {"mistake_embedding_not_transposed": "batch_first_swap", "mistake_state_2d": "hidden_ndim",
@@ -58,8 +63,10 @@ def test_mistake_pages_show_the_real_error_and_a_fix_that_runs(name: str, code: 
     err = capture_error(EXAMPLES[name])  # also runs the fix, which must not raise
     assert err.code == code
     page = (GALLERY / name / "README.md").read_text(encoding="utf-8")
-    assert f"## What shapeviz says (`{code}`)" in page
+    assert f"(`{code}`)\n" in page and "## What shapeviz says about" in page
     assert str(err) in page and "## The fix" in page
+    dot = (GALLERY / name / f"{DIAGRAM}.dot").read_text(encoding="utf-8")
+    assert "the mistake: " in dot and "the fix: " in dot and f"{err.argument} given: {err.actual}" in dot
 
 
 @pytest.mark.parametrize("name", ["scratch_char_rnn", "batch_first_loop", "bidirectional_loop"])
@@ -83,6 +90,7 @@ def test_build_writes_text_files_and_the_index(tmp_path: Path) -> None:
     assert sorted(str(p.relative_to(tmp_path)) for p in written) == [
         "README.md", "gru/README.md", "gru/unrolled.dot", "lstm/README.md", "lstm/unrolled.dot"]
     assert lines == ["[1/2] gru: nn.GRU", "[2/2] lstm: nn.LSTM: state is a pair (h, c)"]
+    assert build(tmp_path, images=False, names=["gru", "lstm"]) == []  # nothing changed: nothing rewritten
 
 
 def test_build_rejects_unknown_names(tmp_path: Path) -> None:
@@ -90,3 +98,43 @@ def test_build_rejects_unknown_names(tmp_path: Path) -> None:
 
     with pytest.raises(sv.SpecError, match="unknown gallery example"):
         build(tmp_path, names=["nope"])
+
+
+def _script(name: str) -> str:
+    blocks = re.findall(r"```python\n(.*?)```", (GALLERY / name / "README.md").read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 1, f"{name}: one complete script per page"
+    return blocks[0]
+
+
+_RUNNER = """
+import os, sys, traceback
+for name, code in zip(sys.argv[1::2], sys.argv[2::2]):
+    os.makedirs(name)
+    os.chdir(name)
+    try:
+        exec(compile(code, name + '.py', 'exec'), {'__name__': '__main__'})  # a fresh namespace per page
+    except BaseException:
+        print('FAILED', name, traceback.format_exc(), file=sys.stderr)
+    print('<<<end of', name, '>>>')
+    os.chdir('..')
+"""
+
+
+def test_every_page_script_runs_as_pasted(tmp_path: Path) -> None:
+    """Every page's code block, as pasted, in a fresh interpreter: it builds, checks, traces and draws."""
+    args = [a for name in EXAMPLES for a in (name, _script(name))]
+    proc = subprocess.run([sys.executable, "-c", _RUNNER, *args], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0 and "FAILED" not in proc.stderr, proc.stderr[-3000:]
+    outputs = dict(zip(EXAMPLES, proc.stdout.split("<<<end of")))
+    for name, out in outputs.items():
+        assert "trace of" in out and (tmp_path / name / f"{name}.svg").stat().st_size > 1000, name
+        if EXAMPLES[name].is_mistake:
+            assert "hint:" in out, name
+
+
+def test_rebuilding_an_unchanged_page_rewrites_nothing(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(GALLERY / "gru", tmp_path / "gru")
+    assert build(tmp_path, names=["gru"]) == [tmp_path / "README.md"]  # only the (new) index

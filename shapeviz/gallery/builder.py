@@ -1,20 +1,22 @@
-"""The gallery: a registry of worked examples and the builder that writes ``gallery/``.
+"""The gallery builder: one page per example of the registry, written into ``gallery/``.
 
->>> ex = EXAMPLES["embed_rnn"]
->>> built = ex.build()
->>> tuple(built.inputs[0].shape), built.inputs_dims                  # tokens (bs, T)
-((2, 5), 'bs T')
->>> "(T=5, bs=2, emb=20)" in render_texts(ex)["README.md"]
+>>> files = render_texts(EXAMPLES["embed_rnn"])
+>>> "(T=5, bs=2, emb=20)" in files["README.md"]
 True
+>>> page_script(EXAMPLES["gru"]).splitlines()[0]                 # a complete script, imports first
+'import torch'
 
-Each example is real code: a build function (below) that makes the model and its inputs from
-fixed seeds, plus the classes of :mod:`shapeviz.gallery.models` it uses. A page shows that code (read
-with :mod:`inspect`), the unrolled diagram, the ``explain`` table of its recurrent layer and the
-trace table of one forward pass; a "common mistake" page also shows the wrong call, the real
-:class:`~shapeviz.ShapeError` caught while building, and the fix. Outputs are deterministic (no
-timestamps, fixed seeds), so ``tests/test_gallery.py`` can tell when ``gallery/`` is stale.
+A page has one Python block, a complete script (imports, the example's classes and build
+function, then: run it under ``sv.checking``, trace it, explain it, draw it), the unrolled
+diagram, the ``explain`` table of its recurrent layer and the trace table of one forward pass; a
+"common mistake" page also shows the real :class:`~shapeviz.ShapeError` its wrong call raises,
+and its diagram draws the wrong call (the wrong tensor highlighted) beside the fix.
 
-Rebuild with ``shapeviz gallery`` (or :func:`build`).
+The DOT text is the source of truth. Images come from one backend, graphviz-pure (a core
+dependency, so every machine renders them alike), and are re-rendered only when a page's DOT
+changed or an image is missing; without graphviz-pure they are left as they are. Files whose
+content is unchanged are not rewritten, so a rebuild with nothing changed leaves the tree as it
+is. Rebuild with ``shapeviz gallery`` (or :func:`build`).
 """
 
 from __future__ import annotations
@@ -23,402 +25,41 @@ import inspect
 import textwrap
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from html import escape
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn as nn
 
-from shapeviz._errors import ShapeError
+from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.dimensions import dims
-from shapeviz.gallery.models import (
-    BatchFirstLoopRNN,
-    BidirectionalLoopRNN,
-    CellOverDataset,
-    CharRNNScratch,
-    EmbedRNN,
-    ForgotTranspose,
-    GRUEncoder,
-    HelloCell,
-    HelloEmbedding,
-    HelloRNN,
-    PackedLSTM,
-    fixed_seed,
-    hello_data,
-    rnn_step_loop,
-    seeded,
-)
+from shapeviz.gallery.registry import EXAMPLES, SEED_SYSTEMS, Built, Example
 from shapeviz.render.text import explain
 from shapeviz.render.unrolled import unroll
-from shapeviz.runtime.watching import checking
 
-__all__ = ["EXAMPLES", "Built", "Example", "build", "render_texts"]
+__all__ = ["DIAGRAM", "EXAMPLES", "IMAGE_BACKEND", "Built", "Example", "Page", "build", "capture_error", "index_text",
+           "page", "page_script", "render_texts", "sections", "write_if_changed"]
 
 DIAGRAM = "unrolled"
 """File stem of each page's diagram: ``unrolled.dot``, ``unrolled.svg``, ``unrolled.png``."""
 
+IMAGE_BACKEND = "graphviz-pure"
+"""The one program the committed gallery images are rendered with."""
 
-@dataclass
-class Built:
-    """What an example's build function returns: the model, its inputs, the layer to explain.
+SCRIPT_IMPORTS = """\
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-    >>> b = Built(model=nn.GRU(8, 16), inputs=(torch.zeros(5, 3, 8),), inputs_dims="T bs emb")
-    >>> b.layer_or_model() is b.model, tuple(b.inputs[0].shape)      # x (T, bs, emb)
-    (True, (5, 3, 8))
-    """
+import shapeviz as sv
+from shapeviz.gallery import Built, assert_close, fixed_seed, seeded
+"""
+"""The imports every page script starts with (``shapeviz.gallery``'s helpers are public and documented)."""
 
-    model: Any  # what is traced: model(*inputs)
-    inputs: tuple[Any, ...]
-    inputs_dims: str | None = None  # names of the first input's dims
-    layer: nn.Module | None = None  # the recurrent layer to explain (default: model)
-    sizes: dict[str, int] = field(default_factory=dict)  # extra named sizes (vocab=28 ...)
-    draw: str = "trace"  # "trace": unroll the trace; "layer": unroll `layer` with T and bs
-    T: int | None = None  # for draw="layer" and explain
-    bs: int | None = None
-    checks: list[str] = field(default_factory=list)  # facts verified while building
-    ops: bool = False  # trace torch ops too (hand-written loops: each step's matmuls)
 
-    def layer_or_model(self) -> nn.Module:
-        return self.layer if self.layer is not None else self.model
-
-
-@dataclass(frozen=True)
-class Example:
-    """One gallery page: a name (its folder), a title, what it teaches, and its code.
-
-    >>> ex = EXAMPLES["lstm_bidirectional"]
-    >>> ex.title, tuple(ex.build().inputs[0].shape)                      # x (T, bs, emb)
-    ('2-layer bidirectional LSTM', (5, 3, 10))
-    """
-
-    name: str
-    title: str
-    about: str
-    build: Callable[[], Built]
-    shows: tuple[Any, ...] = ()  # classes/functions of shapeviz.gallery.models whose source the page shows
-    wrong: Callable[[], object] | None = None  # common-mistake pages: raises a ShapeError
-    fix: Callable[[], object] | None = None  # ... and its fix, which runs clean
-
-    @property
-    def is_mistake(self) -> bool:
-        return self.wrong is not None
-
-
-EXAMPLES: dict[str, Example] = {}
-"""The registry, in page order."""
-
-
-def _example(name: str, title: str, about: str, *, shows: tuple[Any, ...] = (),
-             wrong: Callable[[], object] | None = None,
-             fix: Callable[[], object] | None = None) -> Callable[[Callable[[], Built]], Callable[[], Built]]:
-    def register(fn: Callable[[], Built]) -> Callable[[], Built]:
-        EXAMPLES[name] = Example(name, title, " ".join(about.split()), fn, shows, wrong, fix)
-        return fn
-    return register
-
-
-def _close(a: torch.Tensor, b: torch.Tensor, what: str) -> str:
-    if a.shape != b.shape or not torch.allclose(a, b, atol=1e-6):
-        raise AssertionError(f"gallery: {what} differ")  # a broken example must not be published
-    return f"{what} are equal within 1e-6 {tuple(a.shape)}"
-
-
-# ====================================================================== the seeds' systems
-def against_nn_rnn(model: BatchFirstLoopRNN | BidirectionalLoopRNN) -> Built:
-    """Run a hand-written loop and ``model.ref`` (the nn.RNN whose weights it uses) on one input.
-
-    >>> against_nn_rnn(BatchFirstLoopRNN(emb=4, hidden=6)).checks[0]          # output (bs, T, h)
-    "output and nn.RNN's output are equal within 1e-6 (3, 5, 6)"
-    """
-    x = torch.randn(3, 5, 4, generator=seeded(1))  # (bs=3, T=5, emb=4)
-    with torch.no_grad():
-        out, h_n = model(x)  # the loop
-        ref_out, ref_h = model.ref(x)  # nn.RNN(batch_first=True), same weights
-    checks = [_close(out, ref_out, "output and nn.RNN's output"), _close(h_n, ref_h, "h_n and nn.RNN's h_n")]
-    return Built(model, (x,), "bs T emb", layer=model.ref, draw="layer", T=5, bs=3, checks=checks, ops=True)
-
-
-@_example("scratch_char_rnn", "From-scratch one-hot char-RNN",
-          """The seeds' first system: tokens (bs, T) are one-hot encoded to (T, bs, vocab), a loop
-          over T computes H = tanh(X @ W_xh + H @ W_hh + b_h) and one (bs, vocab) output per step,
-          and torch.cat stacks them to (T*bs, vocab); the state stays (bs, h). The loop is an
-          RNNCell(vocab, h) applied T times, so the diagram draws that cell unrolled; the build
-          checks the loop against nn.RNN with the same weights.""",
-          shows=(CharRNNScratch,))
-def scratch_char_rnn() -> Built:
-    model = CharRNNScratch(vocab=28, hidden=64)
-    tokens = torch.randint(0, 28, (2, 5), generator=seeded(1))  # (bs=2, T=5)
-    logits, H = model(tokens)  # (T*bs, vocab), (bs, h)
-    ref = nn.RNN(28, 64)  # the same recurrence, written by PyTorch
-    with torch.no_grad():
-        ref.weight_ih_l0.copy_(model.W_xh.T)
-        ref.weight_hh_l0.copy_(model.W_hh.T)
-        ref.bias_ih_l0.copy_(model.b_h)
-        ref.bias_hh_l0.zero_()
-        x = nn.functional.one_hot(tokens.T, 28).float()  # (T, bs, vocab)
-        out, h_n = ref(x)  # (T, bs, h), (1, bs, h)
-        checks = [_close(H, h_n[0], "the loop's state H and nn.RNN's h_n[0]"),
-                  _close(logits, (out @ model.W_hq + model.b_q).reshape(-1, 28),
-                         "the loop's logits and nn.RNN's output @ W_hq + b_q")]
-    return Built(model, (tokens,), "bs T", layer=nn.RNNCell(28, 64), sizes={"vocab": 28, "h": 64},
-                 draw="layer", T=5, bs=2, checks=checks, ops=True)
-
-
-@_example("embed_rnn", "Embedding + nn.RNN with state (1, bs, h)",
-          """tokens (bs, T) go through nn.Embedding and a transpose to (T, bs, emb), because nn.RNN
-          is seq-first; the state is (layers*D, bs, h) = (1, bs, h) even for one layer; the output
-          (T, bs, h) is flattened to (T*bs, h) for the Linear head.""",
-          shows=(EmbedRNN,))
-def embed_rnn() -> Built:
-    model = EmbedRNN(vocab=28, emb=20, hidden=32)
-    tokens = torch.randint(0, 28, (2, 5), generator=seeded(1))  # (bs=2, T=5)
-    return Built(model, (tokens,), "bs T", layer=model.rnn, sizes={"vocab": 28}, T=5, bs=2)
-
-
-@_example("batch_first_loop", "Hand-written batch-first RNN loop",
-          """The RNN recurrence written by hand for batch-first input x (bs, T, emb): step t reads
-          x[:, t] (bs, emb), the outputs are stacked on dim 1 to (bs, T, h), and h_n gets the
-          layers*D dim with unsqueeze(0). The build checks it equals nn.RNN(batch_first=True)
-          with the same weights; the diagram draws that layer.""",
-          shows=(rnn_step_loop, BatchFirstLoopRNN, against_nn_rnn))
-def batch_first_loop() -> Built:
-    return against_nn_rnn(BatchFirstLoopRNN(emb=4, hidden=6))
-
-
-@_example("bidirectional_loop", "Hand-written bidirectional RNN loop",
-          """The bidirectional version: the same loop runs over x and over x.flip(1) with the
-          *_reverse weights; the backward outputs are flipped back and concatenated on the last
-          dim to (bs, T, 2h), and h_n stacks the two final states to (D=2, bs, h). Checked equal
-          to nn.RNN(batch_first=True, bidirectional=True).""",
-          shows=(BidirectionalLoopRNN, against_nn_rnn))
-def bidirectional_loop() -> Built:
-    return against_nn_rnn(BidirectionalLoopRNN(emb=4, hidden=6))
-
-
-@_example("rnncell_dataset", "RNNCell loop over a (seq_len, bs, input) dataset",
-          """An nn.RNNCell takes ONE time step: the loop feeds it x_t (bs, input) for each of
-          seq_len steps and carries hidden (bs, h); no layers or directions dim. The trace records
-          the cell's calls and the diagram unrolls them.""",
-          shows=(CellOverDataset,))
-def rnncell_dataset() -> Built:
-    model = CellOverDataset(input_size=4, hidden_size=2)
-    dataset = torch.randn(3, 1, 4, generator=seeded(1))  # (seq_len=3, bs=1, input=4)
-    return Built(model, (dataset,), "T bs emb", layer=model.cell)
-
-
-@_example("rnn_3_layers", "3-layer nn.RNN",
-          """num_layers=3 stacks three RNNs: layer 0 reads the input, layers 1 and 2 read the
-          layer below. h_0 and h_n are (layers*D, bs, h) = (3, bs, h); output holds the top layer
-          only.""")
-def rnn_3_layers() -> Built:
-    with fixed_seed(0):
-        rnn = nn.RNN(input_size=4, hidden_size=2, num_layers=3)
-    x = torch.randn(5, 1, 4, generator=seeded(1))  # (T=5, bs=1, emb=4)
-    h0 = torch.zeros(3, 1, 2)  # (layers*D=3, bs=1, h=2)
-    return Built(rnn, (x, h0), "T bs emb")
-
-
-@_example("hello_rnncell", "'hello' -> 'ohlol' with an RNNCell",
-          """The seeds' toy task, first way: 'hello' one-hot encoded to (T=5, bs=1, 4) over the
-          letters e, h, l, o; an RNNCell(4, 4) is called once per letter and its (bs, h) state is
-          the score for the next letter. With input 4 and hidden 4 the sizes coincide, so the
-          trace marks those dims emb|h.""",
-          shows=(hello_data, HelloCell))
-def hello_rnncell() -> Built:
-    x, _ = hello_data()
-    inputs = nn.functional.one_hot(x, 4).float().unsqueeze(1)  # (T=5, bs=1, 4)
-    model = HelloCell(input_size=4, hidden_size=4)
-    return Built(model, (inputs,), "T bs emb", layer=model.rnncell)
-
-
-@_example("hello_rnn", "'hello' -> 'ohlol' with nn.RNN",
-          """Second way: nn.RNN runs the whole sequence in one call; output (T, bs, h) is viewed as
-          (T*bs, classes), one row of scores per letter, ready for CrossEntropyLoss against 'ohlol'
-          (T,).""",
-          shows=(HelloRNN,))
-def hello_rnn() -> Built:
-    x, _ = hello_data()
-    inputs = nn.functional.one_hot(x, 4).float().unsqueeze(1)  # (T=5, bs=1, 4)
-    model = HelloRNN(input_size=4, hidden_size=4)
-    return Built(model, (inputs,), "T bs emb", layer=model.rnn)
-
-
-@_example("hello_embedding", "'hello' -> 'ohlol' with Embedding + RNN(batch_first=True) + Linear",
-          """Third way: letter indices (bs, T) go through nn.Embedding to (bs, T, emb) - already
-          batch-first, so no transpose - a 2-layer RNN(batch_first=True) and a Linear head to
-          (bs*T, classes). h_0 is still (layers*D, bs, h): batch_first never applies to the state.""",
-          shows=(HelloEmbedding,))
-def hello_embedding() -> Built:
-    x, _ = hello_data()
-    model = HelloEmbedding(classes=4, emb=10, hidden=8, num_layers=2)
-    return Built(model, (x.unsqueeze(0),), "bs T", layer=model.rnn)  # (bs=1, T=5)
-
-
-# ====================================================================== LSTM and GRU
-@_example("lstm", "nn.LSTM: state is a pair (h, c)",
-          """An LSTM carries two states: it takes (h_0, c_0) as one tuple and returns
-          output, (h_n, c_n), each state (layers*D, bs, h).""")
-def lstm() -> Built:
-    with fixed_seed(0):
-        layer = nn.LSTM(10, 20)
-    x = torch.randn(5, 3, 10, generator=seeded(1))  # (T=5, bs=3, emb=10)
-    h0, c0 = torch.zeros(1, 3, 20), torch.zeros(1, 3, 20)  # (layers*D=1, bs=3, h=20)
-    return Built(layer, (x, (h0, c0)), "T bs emb")
-
-
-@_example("gru", "nn.GRU",
-          """A GRU has the RNN's shapes (one state tensor, no c) with three gates inside:
-          weight_ih is (3*h, emb).""")
-def gru() -> Built:
-    with fixed_seed(0):
-        layer = nn.GRU(8, 16)
-    x = torch.randn(6, 3, 8, generator=seeded(1))  # (T=6, bs=3, emb=8)
-    return Built(layer, (x,), "T bs emb")
-
-
-@_example("lstm_bidirectional", "2-layer bidirectional LSTM",
-          """num_layers=2 and bidirectional=True: every layer has a forward and a backward lane,
-          layer 1 reads both lanes of layer 0 (D*h wide), output is (T, bs, 2h) and h_n/c_n are
-          (layers*D=4, bs, h), indexed h_n[layer*D + direction].""")
-def lstm_bidirectional() -> Built:
-    with fixed_seed(0):
-        layer = nn.LSTM(10, 20, num_layers=2, bidirectional=True)
-    x = torch.randn(5, 3, 10, generator=seeded(1))  # (T=5, bs=3, emb=10)
-    return Built(layer, (x,), "T bs emb")
-
-
-@_example("lstm_proj", "LSTM with proj_size",
-          """proj_size=5 projects h after every step: h_0, h_n and output use proj=5, but the cell
-          state c keeps h=20.""")
-def lstm_proj() -> Built:
-    with fixed_seed(0):
-        layer = nn.LSTM(10, 20, proj_size=5)
-    x = torch.randn(5, 3, 10, generator=seeded(1))  # (T=5, bs=3, emb=10)
-    return Built(layer, (x,), "T bs emb")
-
-
-@_example("gru_batch_first", "batch_first GRU",
-          """batch_first=True lays input and output out as (bs, T, ...); h_0 and h_n stay
-          (layers*D, bs, h).""")
-def gru_batch_first() -> Built:
-    with fixed_seed(0):
-        layer = nn.GRU(8, 16, batch_first=True)
-    x = torch.randn(3, 6, 8, generator=seeded(1))  # (bs=3, T=6, emb=8)
-    return Built(layer, (x,), "bs T emb")
-
-
-@_example("packed_sequences", "Packed variable-length sequences",
-          """Padded (T, bs, emb) sequences of lengths 5, 3 and 2 are packed: the LSTM sees
-          data (sum(lengths)=10, emb) and batch_sizes (T,), never the padding; h_n is the state
-          at each sequence's own last step; pad_packed_sequence restores (T, bs, h).""",
-          shows=(PackedLSTM,))
-def packed_sequences() -> Built:
-    model = PackedLSTM(emb=4, hidden=6)
-    padded = torch.randn(5, 3, 4, generator=seeded(1))  # (T=5, bs=3, emb=4), zero-padded below
-    lengths = torch.tensor([5, 3, 2])  # (bs,)
-    return Built(model, (padded, lengths), "T bs emb", layer=model.lstm)
-
-
-@_example("seq2seq_gru_encoder", "seq2seq GRU encoder",
-          """An encoder for a seq2seq model: a 2-layer bidirectional GRU over embedded source
-          tokens (T, bs); the top layer's two final states h_n[-2] and h_n[-1] are concatenated
-          (bs, 2h) and bridged to a decoder's h_0 (1, bs, h).""",
-          shows=(GRUEncoder,))
-def seq2seq_gru_encoder() -> Built:
-    model = GRUEncoder(vocab=30, emb=12, hidden=16, num_layers=2)
-    src = torch.randint(0, 30, (6, 3), generator=seeded(1))  # (T=6, bs=3)
-    return Built(model, (src,), "T bs", layer=model.gru, sizes={"vocab": 30})
-
-
-# ====================================================================== common mistakes
-def forgot_transpose() -> None:
-    """The wrong call: an Embedding's (bs, T, emb) output into a seq-first nn.RNN."""
-    model = ForgotTranspose(vocab=28, emb=20, hidden=32)
-    tokens = torch.randint(0, 28, (2, 5), generator=seeded(1))  # (bs=2, T=5)
-    with checking(inputs="bs T"):
-        model(tokens)
-
-
-def forgot_transpose_fixed() -> None:
-    """The fix: EmbedRNN transposes the tokens first, embedding(tokens.T) -> (T, bs, emb)."""
-    model = EmbedRNN(vocab=28, emb=20, hidden=32)
-    tokens = torch.randint(0, 28, (2, 5), generator=seeded(1))  # (bs=2, T=5)
-    with checking(inputs="bs T"):
-        model(tokens)
-
-
-@_example("mistake_embedding_not_transposed", "Common mistake: Embedding output not transposed",
-          """nn.Embedding keeps the token layout, so tokens (bs, T) become (bs, T, emb); a
-          seq-first nn.RNN then reads bs as T and T as bs. torch runs it without complaint when
-          the sizes allow; shapeviz, told the input is "bs T", catches it.""",
-          shows=(ForgotTranspose,), wrong=forgot_transpose, fix=forgot_transpose_fixed)
-def mistake_embedding_not_transposed() -> Built:
-    model = EmbedRNN(vocab=28, emb=20, hidden=32)
-    tokens = torch.randint(0, 28, (2, 5), generator=seeded(1))  # (bs=2, T=5)
-    return Built(model, (tokens,), "bs T", layer=model.rnn, sizes={"vocab": 28}, T=5, bs=2)
-
-
-def state_2d() -> None:
-    """The wrong call: a (bs, h) state, as an RNNCell takes, given to nn.RNN."""
-    rnn = nn.RNN(4, 8)
-    x = torch.randn(5, 3, 4, generator=seeded(1))  # (T=5, bs=3, emb=4)
-    h0 = torch.zeros(3, 8)  # (bs, h)
-    with checking():
-        rnn(x, h0)
-
-
-def state_2d_fixed() -> None:
-    """The fix: h0.unsqueeze(0) adds the layers*D dim -> (1, bs, h)."""
-    rnn = nn.RNN(4, 8)
-    x = torch.randn(5, 3, 4, generator=seeded(1))  # (T=5, bs=3, emb=4)
-    h0 = torch.zeros(3, 8).unsqueeze(0)  # (layers*D=1, bs, h)
-    with checking():
-        rnn(x, h0)
-
-
-@_example("mistake_state_2d", "Common mistake: a 2-D state for nn.RNN",
-          """A cell's state is (bs, h), a layer's is (layers*D, bs, h) even with one layer and one
-          direction. Passing the cell-style (bs, h) state to nn.RNN is caught as hidden_ndim.""",
-          wrong=state_2d, fix=state_2d_fixed)
-def mistake_state_2d() -> Built:
-    with fixed_seed(0):
-        rnn = nn.RNN(4, 8)
-    x = torch.randn(5, 3, 4, generator=seeded(1))  # (T=5, bs=3, emb=4)
-    return Built(rnn, (x, torch.zeros(1, 3, 8)), "T bs emb")
-
-
-def bidirectional_state() -> None:
-    """The wrong call: h_0 sized for the layers but not the directions of a bidirectional GRU."""
-    gru = nn.GRU(4, 8, num_layers=2, bidirectional=True)
-    x = torch.randn(5, 3, 4, generator=seeded(1))  # (T=5, bs=3, emb=4)
-    h0 = torch.zeros(2, 3, 8)  # (layers=2, bs, h): forgot D=2
-    with checking():
-        gru(x, h0)
-
-
-def bidirectional_state_fixed() -> None:
-    """The fix: one slice per layer AND direction, (layers*D=4, bs, h)."""
-    gru = nn.GRU(4, 8, num_layers=2, bidirectional=True)
-    x = torch.randn(5, 3, 4, generator=seeded(1))  # (T=5, bs=3, emb=4)
-    h0 = torch.zeros(2 * 2, 3, 8)  # (layers*D=4, bs, h)
-    with checking():
-        gru(x, h0)
-
-
-@_example("mistake_bidirectional_state", "Common mistake: h_0 without the direction factor",
-          """A bidirectional layer keeps a state per layer and per direction: h_0 is
-          (layers*D, bs, h) with D=2. Sizing it (num_layers, bs, h) is caught as hidden_layers,
-          and the message says which factor is missing.""",
-          wrong=bidirectional_state, fix=bidirectional_state_fixed)
-def mistake_bidirectional_state() -> Built:
-    with fixed_seed(0):
-        gru = nn.GRU(4, 8, num_layers=2, bidirectional=True)
-    x = torch.randn(5, 3, 4, generator=seeded(1))  # (T=5, bs=3, emb=4)
-    return Built(gru, (x, torch.zeros(4, 3, 8)), "T bs emb")
-
-
-# ====================================================================== builder
 def _source(obj: Any) -> str:
     """The source of a function or class, without the registry's decorator."""
     lines = textwrap.dedent(inspect.getsource(obj)).rstrip().splitlines()
@@ -449,8 +90,8 @@ def capture_error(ex: Example) -> ShapeError:
     return error
 
 
-def _trace(ex: Example, built: Built) -> Any:
-    from shapeviz.tracing.recorder import trace
+def _trace(built: Built) -> Any:
+    from shapeviz.tracing.session import trace
 
     with dims(**built.sizes):
         return trace(built.model, *built.inputs, inputs_dims=built.inputs_dims, ops=built.ops)
@@ -464,6 +105,108 @@ def _call_text(built: Built) -> str:
     return f"sv.trace(model, {args}{extra})"
 
 
+def _sizes(built: Built, tr: Any) -> tuple[int | None, int | None]:
+    """T and bs of the page: given by the build, else read from the trace."""
+    T, bs = built.T, built.bs
+    if T is None and bs is None and any(c.conventions is not None for c in tr.calls):
+        T = (tr.sizes.get("T") or [None])[0]
+        bs = (tr.sizes.get("bs") or [None])[0]
+    return T, bs
+
+
+def _size_args(T: int | None, bs: int | None) -> str:
+    return "".join(f", {k}={v}" for k, v in (("T", T), ("bs", bs)) if v is not None)
+
+
+def page_script(ex: Example, T: int | None = None, bs: int | None = None) -> str:
+    """The page's code: one complete script that builds the model, runs it checked, and draws it.
+
+    >>> "with sv.checking(inputs='T bs emb'):" in page_script(EXAMPLES["gru"])
+    True
+    """
+    built = ex.build()
+    parts = [SCRIPT_IMPORTS, *(_source(s) for s in ex.shows)]
+    footer: list[str] = []
+    if ex.wrong is not None and ex.fix is not None:
+        parts += [_source(ex.wrong), _source(ex.fix)]
+        footer += ["try:", f"    {ex.wrong.__name__}()", "except sv.ShapeError as err:",
+                   "    print(err)  # the mistake, caught with the fix in its hint", "",
+                   f"{ex.fix.__name__}()  # the fix runs clean", ""]
+    parts.append(_source(ex.build))
+    sized = ", ".join(f"{k}={v}" for k, v in built.sizes.items())
+    ctx = f"sv.dims({sized}), " if sized else ""
+    ops = ", ops=True" if built.ops else ""
+    draw = f"built.layer_or_model(){_size_args(built.T, built.bs)}" if built.draw == "layer" else "trace"
+    footer += [f"built = {ex.build.__name__}()",
+               f"with {ctx}sv.checking(inputs={built.inputs_dims!r}):  # every recurrent call is checked",
+               f"    trace = sv.trace(built.model, *built.inputs, inputs_dims={built.inputs_dims!r}{ops})",
+               "print(trace.table())",
+               f"print(sv.explain(built.layer_or_model(){_size_args(T, bs)}))",
+               f'print(sv.unroll({draw}).render("{ex.name}.svg"))']
+    return "\n\n\n".join(p.strip("\n") for p in parts) + "\n\n\n" + "\n".join(footer) + "\n"
+
+
+def mistake_dot(fix_source: str, error: ShapeError, wrong: str) -> str:
+    """The fix's diagram with the wrong call drawn beside it, its wrong tensor highlighted.
+
+    >>> err = capture_error(EXAMPLES["mistake_state_2d"])
+    >>> dot = mistake_dot('digraph unroll {\\nlabel=<RNN>;\\n}\\n', err, "state_2d")
+    >>> "the fix: " in dot, "(3, 8)" in dot                       # h_0 given as (bs, h)
+    (True, True)
+    """
+    rows = [f'<TR><TD BGCOLOR="#f5b7b1"><B>{escape(error.argument)} given: {escape(str(error.actual))}</B></TD></TR>',
+            f"<TR><TD>expected {escape(str(error.expected))}</TD></TR>",
+            *(f'<TR><TD ALIGN="LEFT">hint: {escape(h)}</TD></TR>' for h in error.hints)]
+    label = (f'<<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="4" COLOR="#c0392b">'
+             f'<TR><TD BGCOLOR="#fbe3e0"><B>the mistake: {escape(wrong)}()</B>  [{escape(error.code)}]</TD></TR>'
+             f'<TR><TD>{escape(error.module)}</TD></TR>{"".join(rows)}</TABLE>>')
+    body = fix_source.rstrip().removesuffix("}")
+    body = body.replace("\nlabel=<", "\nlabel=<the fix: ", 1)
+    return body + f'mistake [label={label} shape="plain"];\n}}\n'
+
+
+@dataclass(frozen=True)
+class Page:
+    """What one gallery page shows, as text: both the Markdown page and the site's HTML page read it."""
+
+    example: Example
+    script: str  # the complete script of the page
+    explain_call: str  # "sv.explain(GRU(8, 16), T=6, bs=3)"
+    explain_text: str
+    trace_call: str
+    trace_text: str
+    dot: str  # the diagram (a mistake page: the wrong call beside the fix)
+    checks: tuple[str, ...] = ()
+    error: ShapeError | None = None  # a mistake page: what its wrong call raised
+    fix_note: str = ""
+
+
+def page(ex: Example) -> Page:
+    """Build one example and collect what its page shows.
+
+    >>> p = page(EXAMPLES["gru"])
+    >>> p.explain_call, p.error is None
+    ('sv.explain(GRU(8, 16), T=6, bs=3)', True)
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LSTM with projections is not supported")
+        built = ex.build()
+        layer = built.layer_or_model()
+        tr = _trace(built)
+        diagram = unroll(layer, T=built.T, bs=built.bs) if built.draw == "layer" else tr.unroll()
+        T, bs = _sizes(built, tr)
+        dot, error, fix_note = diagram.source, None, ""
+        if ex.wrong is not None and ex.fix is not None:
+            error = capture_error(ex)
+            dot = mistake_dot(dot, error, ex.wrong.__name__)
+            fix_doc = (inspect.getdoc(ex.fix) or "").splitlines()[0]
+            fix_note = (f"`{ex.fix.__name__}()` in the script. {fix_doc} The diagram draws the wrong call "
+                        "(the wrong tensor in red) beside the fixed layer.")
+        return Page(ex, page_script(ex, T, bs), f"sv.explain({layer!r}{_size_args(T, bs)})",
+                    explain(layer, T=T, bs=bs), _call_text(built), tr.table(), dot, tuple(built.checks),
+                    error, fix_note)
+
+
 def render_texts(ex: Example) -> dict[str, str]:
     """The text files of one page: ``README.md`` and ``unrolled.dot`` (no dot program needed).
 
@@ -471,42 +214,33 @@ def render_texts(ex: Example) -> dict[str, str]:
     >>> sorted(files), "(T=6, bs=3, emb=8)" in files["README.md"]
     (['README.md', 'unrolled.dot'], True)
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="LSTM with projections is not supported")
-        return _render_texts(ex)
-
-
-def _render_texts(ex: Example) -> dict[str, str]:
-    built = ex.build()
-    layer = built.layer_or_model()
-    tr = _trace(ex, built)
-    diagram = unroll(layer, T=built.T, bs=built.bs) if built.draw == "layer" else tr.unroll()
-    rec = [c for c in tr.calls if c.conventions is not None]
-    T, bs = built.T, built.bs
-    if T is None and bs is None and rec:
-        sizes = tr.sizes
-        T = (sizes.get("T") or [None])[0]
-        bs = (sizes.get("bs") or [None])[0]
-    table = explain(layer, T=T, bs=bs)
-    parts = [f"# {ex.title}", "", ex.about, "", f"![{ex.title}: unrolled diagram]({DIAGRAM}.svg)", ""]
-    if ex.is_mistake:
-        error = capture_error(ex)
-        assert ex.wrong is not None and ex.fix is not None
-        parts += ["## The mistake", "", _fence("python", "\n\n".join(
-            [*(_source(s) for s in ex.shows), _source(ex.wrong)])), "",
-            f"## What shapeviz says (`{error.code}`)", "", _fence("text", str(error)), "",
-            "## The fix", "", _fence("python", _source(ex.fix)), ""]
-    else:
-        parts += ["## Code", "", _fence("python", "\n\n".join(
-            [*(_source(s) for s in ex.shows), _source(ex.build)])), ""]
-    if built.checks:
-        parts += ["Checked while building this page:", ""] + [f"* {c}" for c in built.checks] + [""]
-    size_args = "".join(f", {k}={v}" for k, v in (("T", T), ("bs", bs)) if v is not None)
-    parts += [f"## Conventions: `sv.explain({layer!r}{size_args})`", "", _fence("text", table), "",
-              f"## Trace: `{_call_text(built)}`", "", _fence("text", tr.table()), "",
+    p = page(ex)
+    parts = [f"# {ex.title}", "", ex.about, "", f"![{ex.title}: unrolled diagram]({DIAGRAM}.svg)", "",
+             "## Code", "", _fence("python", p.script), ""]
+    if p.error is not None and ex.wrong is not None:
+        parts += [f"## What shapeviz says about `{ex.wrong.__name__}()` (`{p.error.code}`)", "",
+                  _fence("text", str(p.error)), "", "## The fix", "", p.fix_note, ""]
+    if p.checks:
+        parts += ["Checked while building this page:", ""] + [f"* {c}" for c in p.checks] + [""]
+    parts += [f"## Conventions: `{p.explain_call}`", "", _fence("text", p.explain_text), "",
+              f"## Trace: `{p.trace_call}`", "", _fence("text", p.trace_text), "",
               f"Diagram: [{DIAGRAM}.svg]({DIAGRAM}.svg), [{DIAGRAM}.png]({DIAGRAM}.png), "
-              f"DOT source [{DIAGRAM}.dot]({DIAGRAM}.dot). Rebuild: `shapeviz gallery`.", ""]
-    return {"README.md": "\n".join(parts), f"{DIAGRAM}.dot": diagram.source}
+              f"DOT source [{DIAGRAM}.dot]({DIAGRAM}.dot), images rendered with {IMAGE_BACKEND}. "
+              "Rebuild: `shapeviz gallery`.", ""]
+    return {"README.md": "\n".join(parts), f"{DIAGRAM}.dot": p.dot}
+
+
+def sections(examples: Iterable[Example] | None = None) -> list[tuple[str, list[Example]]]:
+    """The gallery's sections, in order: the seeds' systems, LSTM and GRU, common mistakes.
+
+    >>> [(head, len(group)) for head, group in sections()]
+    [("The seeds' systems", 9), ('LSTM and GRU', 7), ('Common mistakes', 3)]
+    """
+    items = list(EXAMPLES.values() if examples is None else examples)
+    groups = [("The seeds' systems", [e for e in items if not e.is_mistake and e.name in SEED_SYSTEMS]),
+              ("LSTM and GRU", [e for e in items if not e.is_mistake and e.name not in SEED_SYSTEMS]),
+              ("Common mistakes", [e for e in items if e.is_mistake])]
+    return [(head, group) for head, group in groups if group]
 
 
 def index_text(examples: Iterable[Example] | None = None) -> str:
@@ -515,20 +249,16 @@ def index_text(examples: Iterable[Example] | None = None) -> str:
     >>> index_text().splitlines()[0]
     '# shapeviz gallery'
     """
-    items = list(EXAMPLES.values() if examples is None else examples)
     lines = ["# shapeviz gallery", "",
-             "Every page shows the code, its unrolled diagram, the `sv.explain` table of its recurrent "
-             "layer and the trace of one forward pass. The first pages are the systems of the notes "
-             "this project grew from, written afresh; then LSTM and GRU; then three common mistakes "
-             "with the real `ShapeError` shapeviz raises and the fix.", "",
-             "Built by `shapeviz/gallery.py`; rebuild with `shapeviz gallery` (a test fails when these "
-             "files are stale).", ""]
-    sections = [("The seeds' systems", [e for e in items if not e.is_mistake and e.name in _SEEDS]),
-                ("LSTM and GRU", [e for e in items if not e.is_mistake and e.name not in _SEEDS]),
-                ("Common mistakes", [e for e in items if e.is_mistake])]
-    for head, group in sections:
-        if not group:
-            continue
+             "Every page shows one complete script (it runs as pasted), its unrolled diagram, the "
+             "`sv.explain` table of its recurrent layer and the trace of one forward pass. The first pages "
+             "are the systems of the notes this project grew from, written afresh; then LSTM and GRU; then "
+             "three common mistakes with the real `ShapeError` shapeviz raises and the fix.", "",
+             "Built by `shapeviz/gallery/builder.py`; rebuild with `shapeviz gallery` (a test fails when "
+             f"these files are stale). Images are rendered with {IMAGE_BACKEND}; the DOT files are the "
+             "source. `models/` holds model files for the command line (`shapeviz trace`, `shapeviz check`).",
+             ""]
+    for head, group in sections(examples):
         lines += [f"## {head}", "", "| | | |", "|---|---|---|"]
         cells = [f'[<img src="{e.name}/{DIAGRAM}.png" width="260" alt="{e.title}"><br>{e.title}]({e.name}/README.md)'
                  for e in group]
@@ -539,47 +269,66 @@ def index_text(examples: Iterable[Example] | None = None) -> str:
     return "\n".join(lines)
 
 
-_SEEDS = frozenset({"scratch_char_rnn", "embed_rnn", "batch_first_loop", "bidirectional_loop",
-                    "rnncell_dataset", "rnn_3_layers", "hello_rnncell", "hello_rnn", "hello_embedding"})
+def write_if_changed(path: Path, data: str | bytes) -> bool:
+    """Write ``data`` unless ``path`` already holds it; returns whether it wrote.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     p = Path(d) / "a.txt"
+    ...     write_if_changed(p, "x"), write_if_changed(p, "x"), write_if_changed(p, b"y")
+    (True, False, True)
+    """
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    if path.exists() and path.read_bytes() == raw:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    return True
 
 
 def build(outdir: str | Path = "gallery", *, images: bool = True, names: Iterable[str] | None = None,
           progress: Callable[[str], None] | None = None) -> list[Path]:
-    """Write the gallery into ``outdir``; returns the files written.
+    """Write the gallery into ``outdir``; returns the files written (unchanged files are not rewritten).
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
-    ...     [p.name for p in build(d, images=False, names=["gru"])]
-    ['README.md', 'unrolled.dot', 'README.md']
+    ...     first = [p.name for p in build(d, images=False, names=["gru"])]
+    ...     first, build(d, images=False, names=["gru"])
+    (['README.md', 'unrolled.dot', 'README.md'], [])
 
-    ``images=False`` writes only the text files (README.md pages and DOT) and needs no dot program;
-    with images, each page also gets ``unrolled.svg`` and ``unrolled.png``.
+    ``images=False`` writes only the text files (README.md pages and DOT). With images, a page's
+    ``unrolled.svg`` and ``unrolled.png`` are rendered with graphviz-pure when its DOT changed or an
+    image is missing; without graphviz-pure they are not rewritten (``progress`` says so).
     """
+    from shapeviz.render.backend import find_graphviz_pure, run_dot
+
     out = Path(outdir)
     wanted = list(EXAMPLES) if names is None else list(names)
     unknown = [n for n in wanted if n not in EXAMPLES]
     if unknown:
-        from shapeviz._errors import SpecError
         raise SpecError(f"unknown gallery example(s) {', '.join(unknown)}; valid: {', '.join(EXAMPLES)}")
+    backend = find_graphviz_pure() if images else None
+    if images and backend is None and progress is not None:
+        progress(f"{IMAGE_BACKEND} not found (pip install graphviz-pure): images are not rewritten")
     written: list[Path] = []
     for i, name in enumerate(wanted, 1):
         ex = EXAMPLES[name]
         page = out / name
-        page.mkdir(parents=True, exist_ok=True)
         texts = render_texts(ex)
+        dot_changed = False
         for fname, text in texts.items():
-            path = page / fname
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
-        if images:
-            from shapeviz.render.backend import Diagram
-
-            diagram = Diagram(texts[f"{DIAGRAM}.dot"], name=name)
+            if write_if_changed(page / fname, text):
+                written.append(page / fname)
+                dot_changed |= fname.endswith(".dot")
+        if backend is not None:
             for fmt in ("svg", "png"):
-                written.append(diagram.render(page / f"{DIAGRAM}.{fmt}"))
+                path = page / f"{DIAGRAM}.{fmt}"
+                if (dot_changed or not path.exists()) and write_if_changed(
+                        path, run_dot(texts[f"{DIAGRAM}.dot"], fmt, backend)):
+                    written.append(path)
         if progress is not None:
             progress(f"[{i}/{len(wanted)}] {name}: {ex.title}")
     index = out / "README.md"
-    index.write_text(index_text(EXAMPLES[n] for n in wanted), encoding="utf-8")
-    written.append(index)
+    if write_if_changed(index, index_text(EXAMPLES[n] for n in wanted)):
+        written.append(index)
     return written

@@ -33,6 +33,7 @@ __all__ = [
     "HelloEmbedding",
     "HelloRNN",
     "PackedLSTM",
+    "assert_close",
     "fixed_seed",
     "hello_data",
     "seeded",
@@ -61,6 +62,20 @@ def seeded(seed: int = 0) -> torch.Generator:
     torch.Size([2, 3])
     """
     return torch.Generator().manual_seed(seed)
+
+
+def assert_close(a: Tensor, b: Tensor, what: str) -> str:
+    """Check that two tensors have one shape and equal values (within 1e-6), and say so.
+
+    >>> assert_close(torch.zeros(2, 3), torch.zeros(2, 3), "two zero states")   # (bs, h) both
+    'two zero states are equal within 1e-6 (2, 3)'
+
+    Raises ``AssertionError`` when they differ: a gallery page whose loop is not what torch
+    computes must not be published.
+    """
+    if a.shape != b.shape or not torch.allclose(a, b, atol=1e-6):
+        raise AssertionError(f"{what} differ")
+    return f"{what} are equal within 1e-6 {tuple(a.shape)}"
 
 
 class CharRNNScratch(nn.Module):

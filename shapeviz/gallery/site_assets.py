@@ -1,0 +1,112 @@
+"""The static site's stylesheet and the explorer's script (plain text; no external fonts or scripts).
+
+>>> "svExplorer" in EXPLORER_JS, "font-family" in CSS
+(True, True)
+
+The script re-implements no shape rule: it reads the form, keeps the URL's hash in step with it,
+and shows the fragment the Python builder pre-rendered for that configuration (one
+``explorer/<key>.js`` file each, loaded with a ``<script>`` tag, so the site also works from
+``file://``).
+"""
+
+from __future__ import annotations
+
+CSS = """
+body{font-family:Arial,"Liberation Sans",Arimo,Helvetica,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 40px;
+color:#222;line-height:1.45}
+a{color:#1f5fa8}nav{margin:12px 0;font-size:90%}
+pre{background:#f6f6f4;border:1px solid #ddd;padding:8px 10px;overflow-x:auto;font-size:13px;
+font-family:"DejaVu Sans Mono",Menlo,Consolas,"Liberation Mono",monospace}
+img.diagram,.diagram svg{max-width:100%;height:auto;border:1px solid #eee}
+.thumbs{display:flex;flex-wrap:wrap;gap:14px}.thumbs a{width:270px;text-decoration:none}
+.thumbs img{width:260px;height:160px;object-fit:contain;border:1px solid #ddd;background:#fff}
+.error pre{border-left:4px solid #c0392b}
+form.controls{display:flex;flex-wrap:wrap;gap:10px 18px;align-items:center;padding:10px;border:1px solid #ccc;
+background:#fafafa;border-radius:4px}
+form.controls label{font-weight:bold;margin-right:4px}
+select:focus,input:focus{outline:3px solid #f0a500;outline-offset:1px}
+table.shapes{border-collapse:collapse}table.shapes td,table.shapes th{border:1px solid #ccc;padding:2px 8px;
+font-family:monospace;text-align:left}
+"""
+
+EXPLORER_JS = """
+(function () {
+  "use strict";
+  var CELLS = ["RNNCell", "LSTMCell", "GRUCell"];
+  var FIELDS = ["family", "layers", "bidirectional", "batch_first", "proj", "T", "bs"];
+  var cache = {};
+  var wanted = null;
+  var form = document.getElementById("config");
+
+  function el(name) { return document.getElementById(name); }
+  function read() {
+    var cfg = {};
+    FIELDS.forEach(function (f) {
+      var c = el(f);
+      cfg[f] = c.type === "checkbox" ? (c.checked ? "1" : "0") : c.value;
+    });
+    return cfg;
+  }
+  function write(cfg) {
+    FIELDS.forEach(function (f) {
+      var c = el(f);
+      if (c.type === "checkbox") { c.checked = cfg[f] === "1"; } else { c.value = cfg[f]; }
+    });
+  }
+  function normalise(cfg) {  // controls a cell or a non-LSTM does not have; no shape rule here
+    var cell = CELLS.indexOf(cfg.family) >= 0;
+    if (cell) { cfg.layers = "1"; cfg.bidirectional = "0"; cfg.batch_first = "0"; }
+    if (cfg.family !== "LSTM") { cfg.proj = "0"; }
+    ["layers", "bidirectional", "batch_first"].forEach(function (f) { el(f).disabled = cell; });
+    el("proj").disabled = cfg.family !== "LSTM";
+    return cfg;
+  }
+  function key(cfg) {
+    return [cfg.family, "L" + cfg.layers, cfg.bidirectional === "1" ? "bi" : "uni",
+            cfg.batch_first === "1" ? "bf" : "sf", "p" + cfg.proj, "T" + cfg.T, "bs" + cfg.bs].join("-");
+  }
+  function show(k) {
+    var d = cache[k];
+    el("label").textContent = d.label;
+    el("explain").textContent = d.explain;
+    el("shapes").innerHTML = d.shapes;
+    el("notes").innerHTML = d.notes;
+    el("diagram").innerHTML = d.svg;
+    el("code").textContent = d.code;
+    document.body.setAttribute("data-shown", k);
+  }
+  function update() {
+    var cfg = normalise(read());
+    write(cfg);
+    var hash = "#" + FIELDS.map(function (f) { return f + "=" + encodeURIComponent(cfg[f]); }).join("&");
+    if (window.location.hash !== hash) { history.replaceState(null, "", hash); }
+    wanted = key(cfg);
+    if (cache[wanted]) { show(wanted); return; }
+    var s = document.createElement("script");
+    s.src = "explorer/" + wanted + ".js";
+    document.head.appendChild(s);
+  }
+  function restore() {
+    var cfg = read();
+    window.location.hash.replace(/^#/, "").split("&").forEach(function (part) {
+      var kv = part.split("=");
+      if (kv.length === 2 && FIELDS.indexOf(kv[0]) >= 0) {
+        var v = decodeURIComponent(kv[1]);
+        var c = el(kv[0]);
+        var ok = c.type === "checkbox" ? (v === "0" || v === "1") :
+          Array.prototype.some.call(c.options, function (o) { return o.value === v; });
+        if (ok) { cfg[kv[0]] = v; }
+      }
+    });
+    write(cfg);
+  }
+  window.svExplorer = {
+    load: function (k, data) { cache[k] = data; if (k === wanted) { show(k); } }
+  };
+  form.addEventListener("change", update);
+  form.addEventListener("submit", function (e) { e.preventDefault(); });
+  window.addEventListener("hashchange", function () { restore(); update(); });
+  restore();
+  update();
+}());
+"""
