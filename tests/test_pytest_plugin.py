@@ -181,3 +181,51 @@ def test_marker_inputs_validation() -> None:
         marker_inputs({"input": "bs T"}, ())
     with pytest.raises(ValueError, match="takes one argument"):
         marker_inputs({"inputs": "bs T"}, ("bs T",))
+
+
+# ---------------------------------------------------------------- loading: -p, usage errors, a light import
+def test_dash_p_public_name_with_the_entry_point(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(models=MODELS, test_suite='''
+from models import untransposed_embedding
+
+def test_layout():
+    untransposed_embedding()
+''')
+    # the public module named with -p, beside the installed entry point (or the plugin itself when none is)
+    result = _run(pytester, "-p", "shapeviz.pytest_plugin", "--shapeviz", "--shapeviz-inputs", "bs T")
+    assert "already registered" not in result.stdout.str() + result.stderr.str()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["E *ShapeError: [[]batch_first_swap[]] 1: RNN(16, 32): argument `input`"])
+
+
+@pytest.mark.parametrize("inputs", ["bs bs", "bs 3T", ""])
+def test_bad_shapeviz_inputs_is_a_usage_error(pytester: pytest.Pytester, inputs: str) -> None:
+    pytester.makepyfile(test_x="def test_x():\n    pass\n")
+    result = _run(pytester, "--shapeviz", "--shapeviz-inputs", inputs)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    out = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in out and "Traceback" not in out
+    result.stderr.fnmatch_lines(["ERROR: --shapeviz-inputs: *"])
+
+
+_REPORT_MODULES = '''
+import sys
+
+def pytest_sessionfinish(session):
+    loaded = sorted(m for m in sys.modules if m == "torch" or m.startswith("shapeviz"))
+    print("\\nLOADED " + " ".join(loaded))
+'''
+
+
+@pytest.mark.parametrize("flag", [(), ("--shapeviz",)])
+def test_an_unused_plugin_imports_neither_torch_nor_shapeviz(pytester: pytest.Pytester, flag: tuple[str, ...]) -> None:
+    pytester.makeconftest(_REPORT_MODULES)
+    pytester.makepyfile(test_plain="def test_x():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest_subprocess(*PLUGIN, "-p", "no:cacheprovider", "-s", *flag)
+    result.assert_outcomes(passed=1)
+    loaded = next(line for line in result.stdout.lines if line.startswith("LOADED")).split()[1:]
+    assert "shapeviz.apps.pytest_plugin" in loaded  # the plugin is there ...
+    if flag:  # ... and what it loads when used, so the check below can see torch
+        assert "torch" in loaded and "shapeviz.runtime.watching" in loaded
+    else:
+        assert set(loaded) == {"shapeviz", "shapeviz._errors", "shapeviz.apps", "shapeviz.apps.pytest_plugin"}

@@ -12,28 +12,27 @@
   is :func:`shapeviz.checking`, to name input dims for a block: ``with shapeviz_checking(inputs="bs T"):``;
 * a test that fails with a :class:`~shapeviz.ShapeError` is reported with the whole explanation
   (module, argument, expected and actual in named dims, the hints, and the calls traced before it
-  when it came out of :func:`shapeviz.tracing.recorder.trace` or a dry run), and its traceback ends at the line
+  when it came out of :func:`shapeviz.tracing.session.trace` or a dry run), and its traceback ends at the line
   of your code that made the call: torch's and shapeviz's frames below it, with their locals, are
   left out. The error's code is recorded as the ``shapeviz_error`` user property (JUnit XML).
 
 Checking covers the test's call phase (and fixtures that request ``shapeviz_checking``); hooks and
 patches are removed when the test ends, whatever happens. Registered through the ``pytest11``
-entry point, or with ``-p shapeviz.apps.pytest_plugin``.
+entry point, or with ``-p shapeviz.pytest_plugin`` (where no entry point is installed).
+
+Installed but unused, the plugin costs nothing: this module imports only pytest and the standard
+library, and torch and shapeviz's checking load only when ``--shapeviz``, the marker or the fixture
+is used (a bad ``--shapeviz-inputs`` is a usage error, found at startup).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
 import pytest
-from _pytest._code import Traceback
-
-from shapeviz._errors import ShapeError, SpecError
-from shapeviz.core.dimensions import parse_names
-from shapeviz.core.frames import is_library
-from shapeviz.runtime.watching import checking
 
 __all__ = ["marker_inputs", "shapeviz_checking"]
 
@@ -49,6 +48,9 @@ def marker_inputs(kwargs: Mapping[str, Any], args: Sequence[Any]) -> str | None:
     >>> marker_inputs({}, ()) is None
     True
     """
+    from shapeviz._errors import SpecError
+    from shapeviz.core.dimensions import parse_names
+
     unknown = set(kwargs) - {"inputs"}
     if unknown or len(args) > 1 or (args and "inputs" in kwargs):
         raise SpecError(f"@pytest.mark.shapeviz takes one argument, inputs='bs T'; got args={tuple(args)!r}, "
@@ -70,8 +72,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER)
     inputs = config.getoption("shapeviz_inputs", None)
-    if inputs is not None:
-        parse_names(inputs, "--shapeviz-inputs")  # a bad spec fails the run at once, not per test
+    if inputs is not None:  # a bad spec fails the run at once, as a usage error, not per test
+        from shapeviz._errors import SpecError
+        from shapeviz.core.dimensions import parse_names
+
+        try:
+            parse_names(inputs, "--shapeviz-inputs")
+        except SpecError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -97,6 +105,8 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
     on, inputs = _inputs_for(item)
     if not on:
         return (yield)
+    from shapeviz.runtime.watching import checking
+
     with checking(inputs=inputs):
         return (yield)
 
@@ -111,6 +121,8 @@ def shapeviz_checking() -> Iterator[Callable[..., Any]]:
     ...     with shapeviz_checking(inputs="bs T"):
     ...         out, h_n = lm(torch.zeros(2, 5, dtype=torch.long))  # (bs=2, T=5, D*h=32), (1, 2, 32)
     """
+    from shapeviz.runtime.watching import checking
+
     with checking():
         yield checking
 
@@ -120,6 +132,8 @@ def _end_at_user_code(tb: TracebackType | None) -> bool:
 
     The report then ends at the line of your code that called the module, instead of in
     shapeviz's check (pytest rebuilds its entries from the raw chain, so filtering them is undone)."""
+    from shapeviz.core.frames import is_library
+
     chain: list[TracebackType] = []
     while tb is not None:
         chain.append(tb)
@@ -134,8 +148,11 @@ def _end_at_user_code(tb: TracebackType | None) -> bool:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     excinfo = call.excinfo
-    err = excinfo.value if excinfo is not None else None
-    if isinstance(err, ShapeError) and excinfo is not None:
+    errors = sys.modules.get("shapeviz._errors")  # a ShapeError exists only once shapeviz has loaded
+    if errors is not None and excinfo is not None and isinstance(excinfo.value, errors.ShapeError):
+        from _pytest._code import Traceback
+
+        err = excinfo.value
         if _end_at_user_code(excinfo.tb):
             excinfo.traceback = Traceback(excinfo.tb)
         item.user_properties.append(("shapeviz_error", err.code))  # JUnit XML <property>, for CI
