@@ -16,7 +16,7 @@ import torch.nn as nn
 
 import shapeviz as sv
 from bench.common import Row, best_time, us
-from shapeviz.tracing.recorder import trace
+from shapeviz.tracing.session import trace
 
 
 class _ScratchRNN(nn.Module):

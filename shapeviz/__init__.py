@@ -30,10 +30,10 @@ _LAZY: dict[str, str] = {
     "enabled": "shapeviz.runtime.watching",
     "watch": "shapeviz.runtime.watching",
     "check": "shapeviz.annotations.aliases",
-    "Call": "shapeviz.tracing.recorder",
-    "TensorInfo": "shapeviz.tracing.recorder",
-    "Trace": "shapeviz.tracing.recorder",
-    "trace": "shapeviz.tracing.recorder",
+    "Call": "shapeviz.tracing.records",
+    "TensorInfo": "shapeviz.tracing.records",
+    "Trace": "shapeviz.tracing.records",
+    "trace": "shapeviz.tracing.session",
     "DryRun": "shapeviz.tracing.dryrun",
     "dry_run": "shapeviz.tracing.dryrun",
     "Diagram": "shapeviz.render.backend",
@@ -106,4 +106,5 @@ if TYPE_CHECKING:  # static checkers see the real names
     from shapeviz.runtime.fastcheck import check_call
     from shapeviz.runtime.watching import checking, disable, enable, enabled, watch
     from shapeviz.tracing.dryrun import DryRun, dry_run
-    from shapeviz.tracing.recorder import Call, TensorInfo, Trace, trace
+    from shapeviz.tracing.records import Call, TensorInfo, Trace
+    from shapeviz.tracing.session import trace

@@ -39,7 +39,7 @@ def test_device_mismatch_is_caught():
 
 
 def test_trace_of_a_cuda_model_keeps_no_gpu_memory(sync_errors):
-    from shapeviz.tracing.recorder import trace
+    from shapeviz.tracing.session import trace
 
     model = nn.LSTM(16, 32).cuda()
     x = torch.randn(7, 4, 16, device="cuda")

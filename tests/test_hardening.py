@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import shapeviz as sv
 from shapeviz.core.dimensions import parse_names, parse_sizes
-from shapeviz.tracing.recorder import trace
+from shapeviz.tracing.session import trace
 
 
 def _module_hooks(model: nn.Module) -> int:

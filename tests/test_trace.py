@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import doctest
 import gc
-import importlib
 import inspect
 import json
 import weakref
@@ -29,10 +28,15 @@ import shapeviz as sv
 import shapeviz.gallery.models as gallery_models
 import shapeviz.render.plot as plot_mod
 import shapeviz.render.table as table_mod
+import shapeviz.tracing.json_reader as json_reader_mod
+import shapeviz.tracing.naming as naming_mod
+import shapeviz.tracing.oprules as oprules_mod
+import shapeviz.tracing.recorder as recorder_mod
+import shapeviz.tracing.records as records_mod
+import shapeviz.tracing.session as session_mod
 from shapeviz.gallery.models import BatchFirstLoopRNN, CellOverDataset, CharRNNScratch, EmbedRNN, PackedLSTM
-from shapeviz.tracing.recorder import Call, TensorInfo, Trace, trace
-
-trace_mod = importlib.import_module("shapeviz.tracing.recorder")  # the module; sv.trace is the function
+from shapeviz.tracing.records import SCHEMA, Call, TensorInfo, Trace
+from shapeviz.tracing.session import trace
 
 Golden = Callable[[str, str], None]  # the golden fixture of conftest.py
 
@@ -332,7 +336,7 @@ def test_json_round_trip_and_schema():
     text = t.to_json()
     data = json.loads(text)
     rnn = t.find(path="rnn")[0].index
-    assert data["schema"] == trace_mod.SCHEMA and data["calls"][rnn]["conventions"]["family"] == "RNN"
+    assert data["schema"] == SCHEMA and data["calls"][rnn]["conventions"]["family"] == "RNN"
     back = Trace.from_json(text)
     assert back == t and back.table() == t.table()
     assert back.calls[rnn].conventions == t.calls[rnn].conventions
@@ -373,6 +377,7 @@ def test_plot_returns_a_figure(tmp_path: Path):
     assert fig.canvas.get_default_filetype() == "png"
 
 
-@pytest.mark.parametrize("mod", [trace_mod, table_mod, plot_mod])
+@pytest.mark.parametrize("mod", [records_mod, json_reader_mod, naming_mod, oprules_mod, recorder_mod, session_mod,
+                                 table_mod, plot_mod])
 def test_doctests(mod: Any):
     assert doctest.testmod(mod).failed == 0

@@ -16,7 +16,7 @@ A :class:`~shapeviz.ShapeError` raised by a cell is shown as HTML (expected and 
 by side, the disagreeing dims highlighted, the hints as code; see :mod:`shapeviz.render.html`),
 followed by a one-line traceback that says which line of the cell raised it (the cell still fails,
 so "run all" stops there). A ShapeError shown as
-a value (``run.error``) renders the same way; a :class:`~shapeviz.tracing.recorder.Trace` shows its table.
+a value (``run.error``) renders the same way; a :class:`~shapeviz.tracing.records.Trace` shows its table.
 ``%unload_ext`` turns checking off and removes the magic, the handler and the formatters.
 
 IPython is imported only by the code that needs a shell (``pip install shapeviz[notebook]``).
@@ -152,7 +152,7 @@ class Extension:
         ip.set_custom_exc(prev + (ShapeError,), self._handler)
         fmt = ip.display_formatter.formatters["text/html"]
         fmt.for_type(ShapeError, _error_html)
-        fmt.for_type_by_name("shapeviz.tracing.recorder", "Trace", _trace_html)
+        fmt.for_type_by_name("shapeviz.tracing.records", "Trace", _trace_html)
 
     def unload(self) -> None:
         """Undo :meth:`load`: checking off; magic, handler and formatters removed."""
@@ -169,7 +169,7 @@ class Extension:
             ip.set_custom_exc((), None)
         fmt = ip.display_formatter.formatters["text/html"]
         fmt.pop(ShapeError, None)
-        fmt.pop("shapeviz.tracing.recorder.Trace", None)
+        fmt.pop("shapeviz.tracing.records.Trace", None)
 
 
 def _where(tb: TracebackType | None) -> str:

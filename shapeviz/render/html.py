@@ -143,7 +143,7 @@ def shape_error_html(err: ShapeError, notes: Sequence[str] = ()) -> str:
     True
 
     The dims that disagree carry the ``sv-bad`` class (highlighted); ``notes`` (for instance the
-    partial trace :func:`shapeviz.tracing.recorder.trace` adds to an exception) go in a closed ``<details>``.
+    partial trace :func:`shapeviz.tracing.session.trace` adds to an exception) go in a closed ``<details>``.
     """
     cells = dim_cells(err)
     table = _side_by_side(cells) if cells is not None else _two_lines(err.expected, err.actual)

@@ -1,7 +1,7 @@
-"""A matplotlib figure of a :class:`~shapeviz.tracing.recorder.Trace`: the shape flow, one row per call.
+"""A matplotlib figure of a :class:`~shapeviz.tracing.records.Trace`: the shape flow, one row per call.
 
 >>> import torch, torch.nn as nn
->>> from shapeviz.tracing.recorder import trace
+>>> from shapeviz.tracing.session import trace
 >>> fig = plot_trace(trace(nn.LSTMCell(4, 8), torch.zeros(3, 4)))
 >>> [t.get_text() for t in fig.axes[0].texts if t.get_text().startswith("(")][:2]
 ['(bs=3, emb=4)', '(bs=3, h=8)']
@@ -130,7 +130,7 @@ def plot_trace(trace: Any, *, max_rows: int = 40, title: str | None = None) -> A
     """A matplotlib ``Figure`` of the trace's shape flow (rows of tensor blocks, state lane).
 
     >>> import torch, torch.nn as nn
-    >>> from shapeviz.tracing.recorder import trace
+    >>> from shapeviz.tracing.session import trace
     >>> fig = plot_trace(trace(nn.GRU(3, 5), torch.zeros(4, 2, 3)))
     >>> bool(fig.get_figwidth() > 4), len(fig.axes)
     (True, 1)

@@ -1,7 +1,7 @@
-"""The text table of a :class:`~shapeviz.tracing.recorder.Trace`: a pure, deterministic function of it.
+"""The text table of a :class:`~shapeviz.tracing.records.Trace`: a pure, deterministic function of it.
 
 >>> import torch, torch.nn as nn
->>> from shapeviz.tracing.recorder import trace
+>>> from shapeviz.tracing.session import trace
 >>> print(trace_table(trace(nn.RNN(4, 8), torch.zeros(5, 2, 4))))
 trace of RNN: 1 module call
 #  call  shapes
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from shapeviz.core.dimensions import is_simple_name
 
 __all__ = ["group_repeats", "repeat_label", "trace_table"]
 
@@ -61,7 +63,7 @@ def repeat_label(count: int, sizes: dict[str, list[int]]) -> str:
     >>> repeat_label(5, {"T": [5], "bs": [2]}), repeat_label(2, {"bs": [2], "D": [2]})
     ('× T=5', '× 2')
     """
-    names = [n for n, ss in sizes.items() if count in ss and not any(ch in n for ch in "*|()")]
+    names = [n for n, ss in sizes.items() if count in ss and is_simple_name(n)]
     return f"× {names[0]}={count}" if len(names) == 1 else f"× {count}"
 
 
@@ -77,7 +79,7 @@ def trace_table(trace: Any, *, group: bool = True, max_rows: int | None = None) 
     """The trace as a fixed-format text table (one row per call; repeated steps grouped).
 
     >>> import torch, torch.nn as nn
-    >>> from shapeviz.tracing.recorder import trace
+    >>> from shapeviz.tracing.session import trace
     >>> trace_table(trace(nn.GRUCell(3, 6), torch.zeros(2, 3))).splitlines()[2]
     '0  GRUCell  input (bs=2, emb=3) → h_1 (bs=2, h=6)'
     """

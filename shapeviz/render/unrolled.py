@@ -157,7 +157,7 @@ def panels_from_trace(trace: Any) -> list[Panel]:
     7
 
     A cell called repeatedly is one cell unrolled over its calls; a layer called repeatedly is
-    drawn for its first call. Works on anything shaped like ``shapeviz.tracing.recorder.Trace``.
+    drawn for its first call. Works on anything shaped like ``shapeviz.tracing.records.Trace``.
     """
     groups: dict[str, list[Any]] = {}
     for call in trace.calls:

@@ -14,7 +14,7 @@ call only (as ``torch.func.functional_call`` does), so it is neither copied nor 
 the forward creates itself (``torch.zeros(layers, bs, h)``) are made on ``meta`` too.
 
 Checking (:func:`shapeviz.checking` with the input's dim names) and tracing
-(:func:`shapeviz.tracing.recorder.trace`) are on for the call; the first :class:`~shapeviz.ShapeError` is kept
+(:func:`shapeviz.tracing.session.trace`) are on for the call; the first :class:`~shapeviz.ShapeError` is kept
 in ``.error``, not raised. Other exceptions (an operation ``meta`` cannot run, a bug in the model)
 propagate, with the partial trace in their notes.
 """
@@ -33,7 +33,8 @@ from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.dimensions import dims, parse_sizes
 from shapeviz.core.model import conventions, is_recurrent
 from shapeviz.runtime.watching import checking
-from shapeviz.tracing.recorder import Trace, trace
+from shapeviz.tracing.records import Trace
+from shapeviz.tracing.session import trace
 
 __all__ = ["DryRun", "dry_run", "meta_inputs"]
 
@@ -180,7 +181,7 @@ def _swapped(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Iterator[Non
     """The parameters and buffers of ``model`` replaced by ``tensors`` inside, restored on exit.
 
     This is the reparametrization ``torch.func.functional_call`` runs the module under; entering it
-    here lets :func:`shapeviz.tracing.recorder.trace` call (and hook) the model itself."""
+    here lets :func:`shapeviz.tracing.session.trace` call (and hook) the model itself."""
     if not tensors:
         yield
         return

@@ -1,0 +1,212 @@
+"""Reading a trace's JSON, which may come from anywhere: schema, types and sizes are checked, and
+anything wrong raises one :class:`~shapeviz.SpecError` that says what and where.
+
+>>> read_trace('{"schema": "shapeviz.trace/1", "sizes": {"T": [5]}, "calls": []}').sizes
+{'T': [5]}
+>>> read_trace('{"schema": "shapeviz.trace/1", "sizes": {"T": [-5]}, "calls": []}')
+Traceback (most recent call last):
+...
+shapeviz.SpecError: Trace.from_json: sizes['T']: expected a list of non-negative ints, got [-5]
+
+Counts and sizes are capped, so a small crafted file cannot make a huge diagram or table: a
+module's ``num_layers`` and sizes as :mod:`shapeviz.apps.spec` caps them, and the constants below.
+Unknown keys are ignored (except in ``conventions``, which lists exactly a module's configuration).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from shapeviz._errors import SpecError
+from shapeviz.apps.spec import MAX_LAYERS, MAX_SIZE
+from shapeviz.core.model import FAMILIES, Conventions
+from shapeviz.tracing.records import SCHEMA, Call, CallKind, TensorInfo, Trace
+
+__all__ = ["MAX_CALLS", "MAX_DEPTH", "MAX_DIMS", "MAX_TENSORS", "read_trace"]
+
+MAX_CALLS = 1_000_000
+"""Most calls a trace read from JSON may hold."""
+MAX_TENSORS = 10_000
+"""Most tensor records in one call's inputs or outputs, and sizes under one name."""
+MAX_DIMS = 64
+"""Most dims of one tensor record."""
+MAX_DEPTH = 1_000
+"""Deepest module nesting of a call (its ``depth``: tables indent by it)."""
+
+_MAX_INT = 2 ** 63 - 1  # torch sizes are int64
+_WHO = "Trace.from_json: "
+_REQUIRED: Any = object()
+_PACKED = ("", "data", "batch_sizes")
+_CONVENTION_KEYS = ("family", "cell", "input_size", "hidden_size", "num_layers", "bidirectional",
+                    "batch_first", "proj_size", "label")
+
+
+def read_trace(text: str | bytes | bytearray) -> Trace:
+    """The :class:`~shapeviz.tracing.records.Trace` in ``text``, or a :class:`~shapeviz.SpecError`."""
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise SpecError(f"{_WHO}expected JSON text (str or bytes), got {type(text).__name__}")
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise SpecError(f"{_WHO}the JSON is nested too deeply (a trace nests 6 levels)") from None
+    except ValueError as exc:  # JSONDecodeError, bad UTF-8, an int literal of thousands of digits
+        raise SpecError(f"{_WHO}not valid JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        got = _show(doc.get("schema")) if isinstance(doc, dict) else type(doc).__name__
+        raise SpecError(f"not a shapeviz trace: expected schema {SCHEMA!r}, got {got}")
+    calls = _list(doc, "calls", "", MAX_CALLS, "calls")
+    sizes = _object(_field(doc, "sizes", ""), "sizes")
+    return Trace(calls=[_call(c, f"calls[{i}]") for i, c in enumerate(calls)],
+                 model=_str(doc, "model", ""), ops=_bool(doc, "ops", ""),
+                 sizes={k: list(_ints(v, f"sizes[{_show(k)}]", MAX_TENSORS, "sizes")) for k, v in sizes.items()},
+                 error=_str(doc, "error", ""))
+
+
+# ---------------------------------------------------------------------- records
+def _call(value: Any, where: str) -> Call:
+    d = _object(value, where)
+    index = _int(d, "index", where, 0, MAX_CALLS - 1)
+    path, type_ = _str(d, "path", where, _REQUIRED), _str(d, "type", where, _REQUIRED)
+    kind = _field(d, "kind", where)
+    if not (isinstance(kind, str) and kind in ("module", "op")):
+        _fail(_at(where, "kind"), "'module' or 'op'", kind)
+    return Call(index=index, path=path, type=type_, kind=CallKind(kind),
+                inputs=_tensors(d, "inputs", where), outputs=_tensors(d, "outputs", where),
+                conventions=_conventions(d.get("conventions"), _at(where, "conventions")),
+                depth=_int(d, "depth", where, 0, MAX_DEPTH, 0),
+                parent=_int(d, "parent", where, 0, MAX_CALLS - 1, None, nullable=True),
+                source=_str(d, "source", where), code=_str(d, "code", where), params=_str(d, "params", where),
+                error=_str(d, "error", where))
+
+
+def _tensors(d: dict[str, Any], key: str, where: str) -> list[TensorInfo]:
+    at = _at(where, key)
+    return [_tensor(v, f"{at}[{i}]") for i, v in enumerate(_list(d, key, where, MAX_TENSORS, "tensors", []))]
+
+
+def _tensor(value: Any, where: str) -> TensorInfo:
+    d = _object(value, where)
+    shape = _ints(_field(d, "shape", where), _at(where, "shape"), MAX_DIMS, "dims")
+    names = d.get("names")
+    if names is not None:
+        at = _at(where, "names")
+        if not isinstance(names, list):
+            _fail(at, "null or a list of strings", names)
+        if len(names) != len(shape):
+            raise SpecError(f"{_WHO}{at}: expected {len(shape)} names (one per dim), got {len(names)}")
+        for i, n in enumerate(names):
+            if not isinstance(n, str):
+                _fail(f"{at}[{i}]", "a string", n)
+        names = tuple(names)
+    packed = _str(d, "packed", where)
+    if packed not in _PACKED:
+        _fail(_at(where, "packed"), "one of " + ", ".join(map(repr, _PACKED)), packed)
+    return TensorInfo(shape=shape, names=names, role=_str(d, "role", where), key=_str(d, "key", where),
+                      label=_str(d, "label", where), dtype=_str(d, "dtype", where, "float32"),
+                      device=_str(d, "device", where, "cpu"), ambiguous=_bool(d, "ambiguous", where),
+                      packed=packed, repeat=_int(d, "repeat", where, 1, _MAX_INT, 1),
+                      produced_by=_int(d, "produced_by", where, 0, MAX_CALLS - 1, None, nullable=True))
+
+
+def _conventions(value: Any, where: str) -> Conventions | None:
+    if value is None:
+        return None
+    d = _object(value, where)
+    extra = [k for k in d if k not in _CONVENTION_KEYS]
+    if extra:
+        raise SpecError(f"{_WHO}{where}: unexpected key {_show(extra[0])}; valid: {', '.join(_CONVENTION_KEYS)}")
+    family = _field(d, "family", where)
+    if not (isinstance(family, str) and family in FAMILIES):
+        _fail(_at(where, "family"), "one of " + ", ".join(map(repr, FAMILIES)), family)
+    try:
+        return Conventions(family=family, cell=_bool(d, "cell", where, _REQUIRED),
+                           input_size=_int(d, "input_size", where, 1, MAX_SIZE),
+                           hidden_size=_int(d, "hidden_size", where, 1, MAX_SIZE),
+                           num_layers=_int(d, "num_layers", where, 1, MAX_LAYERS, 1),
+                           bidirectional=_bool(d, "bidirectional", where),
+                           batch_first=_bool(d, "batch_first", where),
+                           proj_size=_int(d, "proj_size", where, 0, MAX_SIZE, 0), label=_str(d, "label", where))
+    except SpecError as exc:
+        if str(exc).startswith(_WHO):
+            raise
+        raise SpecError(f"{_WHO}{where}: {exc}") from None
+
+
+# ---------------------------------------------------------------------- typed fields
+def _at(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _fail(where: str, what: str, got: Any) -> None:
+    raise SpecError(f"{_WHO}{where}: expected {what}, got {_show(got)}")
+
+
+def _field(d: dict[str, Any], key: str, where: str, default: Any = _REQUIRED) -> Any:
+    if key in d:
+        return d[key]
+    if default is _REQUIRED:
+        raise SpecError(f"{_WHO}{_at(where, key)}: missing")
+    return default
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        _fail(where, "an object", value)
+    return value
+
+
+def _list(d: dict[str, Any], key: str, where: str, cap: int, noun: str, default: Any = _REQUIRED) -> list[Any]:
+    value = _field(d, key, where, default)
+    at = _at(where, key)
+    if not isinstance(value, list):
+        _fail(at, "a list", value)
+    if len(value) > cap:
+        raise SpecError(f"{_WHO}{at}: at most {cap:,} {noun}, got {len(value):,}")
+    return value
+
+
+def _str(d: dict[str, Any], key: str, where: str, default: Any = "") -> str:
+    value = _field(d, key, where, default)
+    if not isinstance(value, str):
+        _fail(_at(where, key), "a string", value)
+    return value
+
+
+def _bool(d: dict[str, Any], key: str, where: str, default: Any = False) -> bool:
+    value = _field(d, key, where, default)
+    if type(value) is not bool:
+        _fail(_at(where, key), "true or false", value)
+    return value
+
+
+def _int(d: dict[str, Any], key: str, where: str, lo: int, hi: int, default: Any = _REQUIRED, *,
+         nullable: bool = False) -> Any:
+    value = _field(d, key, where, default)
+    if value is None and nullable:
+        return None
+    if type(value) is not int or not lo <= value <= hi:
+        _fail(_at(where, key), ("null or " if nullable else "") + f"an int from {lo:,} to {hi:,}", value)
+    return value
+
+
+def _ints(value: Any, where: str, cap: int, noun: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(type(s) is int and 0 <= s <= _MAX_INT for s in value):
+        _fail(where, "a list of non-negative ints", value)
+    if len(value) > cap:
+        raise SpecError(f"{_WHO}{where}: at most {cap:,} {noun}, got {len(value):,}")
+    return tuple(value)
+
+
+def _show(value: Any, depth: int = 0) -> str:
+    """A short, safe rendering of any JSON value for a message (no deep recursion, no huge text)."""
+    if isinstance(value, str):
+        text = repr(value[:40]) + ("…" if len(value) > 40 else "")
+    elif isinstance(value, list):
+        inner = "…" if depth >= 2 else ", ".join(_show(v, depth + 1) for v in value[:4])
+        text = "[" + inner + (", …" if len(value) > 4 and depth < 2 else "") + "]"
+    elif isinstance(value, dict):
+        text = "{" + ", ".join(_show(k, 2) + ": …" for k in list(value)[:3]) + (", …" if len(value) > 3 else "") + "}"
+    else:
+        text = json.dumps(value) if not isinstance(value, int) or type(value) is bool else str(value)
+    return text if len(text) <= 80 else text[:79] + "…"

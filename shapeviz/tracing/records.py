@@ -1,0 +1,288 @@
+"""The records of a trace: :class:`Trace`, :class:`Call`, :class:`TensorInfo`, and their JSON.
+
+>>> info = TensorInfo(shape=(5, 2, 10), names=("T", "bs", "emb"), role="input")
+>>> Call(index=0, path="rnn", type="RNN", kind="module", inputs=[info]).kind
+<CallKind.MODULE: 'module'>
+
+Records hold shapes, dtypes, devices and names, never tensors. The recorder
+(:mod:`shapeviz.tracing.recorder`) fills them; the renderers (:mod:`shapeviz.render`) read them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from shapeviz.core.model import Conventions
+
+__all__ = ["SCHEMA", "Call", "CallKind", "Tag", "TensorInfo", "Trace"]
+
+SCHEMA = "shapeviz.trace/1"
+"""The ``"schema"`` value of :meth:`Trace.to_json` documents."""
+
+
+class Tag(str, Enum):
+    """A closed set of string values: compares, hashes, formats and writes to JSON as its value.
+
+    >>> f"{CallKind.OP}", CallKind.OP == "op", json.dumps(CallKind.OP)
+    ('op', True, '"op"')
+    """
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(str.__str__(self), spec)
+
+
+class CallKind(Tag):
+    """What a :class:`Call` records: a module call or a torch operation."""
+
+    MODULE = "module"
+    OP = "op"
+
+
+@dataclass
+class TensorInfo:
+    """Shape, dtype, device and dim names of one tensor seen in a call (never the tensor).
+
+    >>> info = TensorInfo(shape=(5, 2, 10), names=("T", "bs", "emb"), role="input")
+    >>> info.format()
+    '(T=5, bs=2, emb=10)'
+    """
+
+    shape: tuple[int, ...]
+    names: tuple[str, ...] | None = None
+    role: str = ""  # "input", "h_0", "c_0", "output", "h_n", "c_n", "h_1", "c_1"; "" elsewhere
+    key: str = ""  # where it sat in the arguments/results: "0", "1.0", "hx", "0.data"
+    label: str = ""  # the variable it was read from (ops): "X", "W_xh", "self.weight"
+    dtype: str = "float32"
+    device: str = "cpu"
+    ambiguous: bool = False  # some dim's size matched two names ("T|bs")
+    packed: str = ""  # "data" or "batch_sizes" for the two halves of a PackedSequence
+    repeat: int = 1  # a list of `repeat` tensors of this shape, recorded once
+    produced_by: int | None = None  # index of the call that first returned this very tensor
+
+    def format(self) -> str:
+        """The shape in named dims: ``"(T=5, bs=2, 28)"`` (a dim without a name shows its size)."""
+        names = self.names or ("",) * len(self.shape)
+        parts = [f"{n}={s}" if n else str(s) for n, s in zip(names, self.shape)]
+        return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
+
+    def describe(self, with_label: bool = True) -> str:
+        """``"X (bs=2, vocab=28)"``, ``"5 × (bs=2, h=8)"``, with the dtype/device when unusual."""
+        text = self.format()
+        if self.repeat > 1:
+            text = f"{self.repeat} × {text}"
+        name = self.label or self.role
+        if self.packed:
+            name = f"{name}.{self.packed}" if name else self.packed
+        if with_label and name:
+            text = f"{name} {text}"
+        if self.dtype != "float32":
+            text += f" {self.dtype}"
+        if self.device != "cpu":
+            text += f" @{self.device}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shape": list(self.shape), "names": None if self.names is None else list(self.names),
+                "role": self.role, "key": self.key, "label": self.label, "dtype": self.dtype,
+                "device": self.device, "ambiguous": self.ambiguous, "packed": self.packed,
+                "repeat": self.repeat, "produced_by": self.produced_by}
+
+
+_INFIX = {"matmul": "@", "__matmul__": "@", "__rmatmul__": "@", "add": "+", "__add__": "+",
+          "__radd__": "+", "sub": "-", "__sub__": "-", "mul": "*", "__mul__": "*", "__rmul__": "*",
+          "div": "/", "__truediv__": "/"}
+
+
+@dataclass
+class Call:
+    """One module call (``kind="module"``) or torch operation (``kind="op"``) of a trace.
+
+    >>> c = Call(index=0, path="rnn", type="RNN", kind="module",
+    ...          inputs=[TensorInfo((5, 2, 10), ("T", "bs", "emb"), role="input")],
+    ...          outputs=[TensorInfo((5, 2, 20), ("T", "bs", "D*h"), role="output")])
+    >>> c.describe()
+    'input (T=5, bs=2, emb=10) → output (T=5, bs=2, D*h=20)'
+    """
+
+    index: int
+    path: str  # module path ("" for the model itself); for an op, the module it ran in
+    type: str  # class name ("LSTMCell") or op name ("matmul", "one_hot", ".T")
+    kind: CallKind  # CallKind.MODULE or CallKind.OP (a plain "module" / "op" is converted)
+    inputs: list[TensorInfo] = field(default_factory=list)
+    outputs: list[TensorInfo] = field(default_factory=list)
+    conventions: Conventions | None = None  # set for recurrent modules
+    depth: int = 0
+    parent: int | None = None  # index of the enclosing module call
+    source: str = ""  # "model.py:14" for ops (your file and line)
+    code: str = ""  # the source line's text, stripped
+    params: str = ""  # an op's non-tensor arguments: "28", "dim=0"
+    error: str = ""  # "RuntimeError: …" for the call that raised (traces in exception notes)
+
+    def __post_init__(self) -> None:
+        self.kind = CallKind(self.kind)
+
+    @property
+    def name(self) -> str:
+        """The path (or the type for the model itself / an op)."""
+        return self.path or self.type
+
+    def describe(self) -> str:
+        """``"X (bs=2, vocab=28) @ W_xh (vocab=28, h=512) → (bs=2, h=512)"``."""
+        ins = [i.describe() for i in self.inputs]
+        if self.kind is CallKind.OP:
+            sym = _INFIX.get(self.type)
+            if sym and len(ins) == 2:
+                left = f"{ins[0]} {sym} {ins[1]}"
+            elif self.type == "__getitem__" and self.inputs:  # x[:, t] (the index is not kept)
+                left = f"{ins[0]}[…]" + "".join(f", {i}" for i in ins[1:])
+            elif self.type.startswith(".") and len(self.inputs) == 1:  # a property: tokens.T
+                i = self.inputs[0]
+                left = f"{i.label}{self.type} {i.describe(with_label=False)}" if i.label \
+                    else f"{self.type} {ins[0]}"
+            else:
+                left = f"{self.type}({', '.join(ins + ([self.params] if self.params else []))})"
+            outs = [o.describe(with_label=False) for o in self.outputs]
+        else:
+            left = ", ".join(ins)
+            outs = [o.describe() for o in self.outputs]
+        right = ", ".join(outs) if outs else ("✗ raised" if self.error else "(no tensors)")
+        return f"{left} → {right}"
+
+    def signature(self) -> tuple:
+        """What makes two calls 'the same step' (used to group repeated steps)."""
+        return (self.kind, self.type, self.path, self.depth, self.source, self.error,
+                tuple((i.shape, i.names, i.label, i.repeat) for i in self.inputs),
+                tuple((o.shape, o.names, o.repeat) for o in self.outputs))
+
+    def to_dict(self) -> dict[str, Any]:
+        conv = None
+        if self.conventions is not None:
+            c = self.conventions
+            conv = {"family": c.family, "cell": c.cell, "input_size": c.input_size,
+                    "hidden_size": c.hidden_size, "num_layers": c.num_layers,
+                    "bidirectional": c.bidirectional, "batch_first": c.batch_first,
+                    "proj_size": c.proj_size, "label": c.label}
+        return {"index": self.index, "path": self.path, "type": self.type, "kind": self.kind,
+                "depth": self.depth, "parent": self.parent, "source": self.source, "code": self.code,
+                "params": self.params, "error": self.error, "conventions": conv,
+                "inputs": [i.to_dict() for i in self.inputs], "outputs": [o.to_dict() for o in self.outputs]}
+
+
+@dataclass
+class Trace:
+    """The calls of one forward pass, in order, with named shapes.
+
+    >>> import torch, torch.nn as nn
+    >>> from shapeviz.tracing.session import trace
+    >>> t = trace(nn.LSTMCell(4, 8), torch.zeros(3, 4))
+    >>> [(i.role, i.format()) for i in t.calls[0].outputs]
+    [('h_1', '(bs=3, h=8)'), ('c_1', '(bs=3, h=8)')]
+
+    ``.table()`` text, ``.to_json()`` / ``Trace.from_json()``, ``.plot()`` a matplotlib figure,
+    ``.unroll()`` a diagram of its recurrent modules.
+    """
+
+    calls: list[Call]
+    model: str = ""  # the model's class (or function) name
+    ops: bool = False
+    sizes: dict[str, list[int]] = field(default_factory=dict)  # every named size the trace knows
+    error: str = ""  # set on the partial trace of a forward that raised
+
+    # ------------------------------------------------------------ queries
+    def modules(self) -> list[Call]:
+        """The module calls (no ops)."""
+        return [c for c in self.calls if c.kind is CallKind.MODULE]
+
+    def find(self, path: str | None = None, type: str | None = None) -> list[Call]:
+        """Calls with this path and/or type: ``t.find(type="matmul")``."""
+        return [c for c in self.calls if (path is None or c.path == path) and (type is None or c.type == type)]
+
+    def __len__(self) -> int:
+        return len(self.calls)
+
+    def __repr__(self) -> str:
+        n_ops = sum(c.kind is CallKind.OP for c in self.calls)
+        return f"Trace({self.model}: {len(self.calls) - n_ops} module calls, {n_ops} ops)"
+
+    def __str__(self) -> str:
+        return self.table()
+
+    # ------------------------------------------------------------ renderers
+    def _repr_html_(self) -> str:
+        """Notebooks: the text table in a <pre> block."""
+        from html import escape
+
+        return f"<pre>{escape(self.table())}</pre>"
+
+    def table(self, *, group: bool = True, max_rows: int | None = None) -> str:
+        """A deterministic text table, repeated steps grouped ``× T``
+        (see :func:`shapeviz.render.table.trace_table`)."""
+        from shapeviz.render.table import trace_table
+        return trace_table(self, group=group, max_rows=max_rows)
+
+    def plot(self, **kw: Any) -> Any:
+        """A matplotlib Figure of the shape flow (see :func:`shapeviz.render.plot.plot_trace`)."""
+        from shapeviz.render.plot import plot_trace
+        return plot_trace(self, **kw)
+
+    def unroll(self, **kw: Any) -> Any:
+        """The unrolled-time diagram of the traced recurrent modules (``shapeviz.render.unrolled``)."""
+        from shapeviz.render.unrolled import unroll
+        return unroll(self, **kw)
+
+    # ------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "model": self.model, "ops": self.ops,
+                "sizes": {k: list(v) for k, v in self.sizes.items()}, "error": self.error,
+                "calls": [c.to_dict() for c in self.calls]}
+
+    def to_json(self, indent: int | None = 1) -> str:
+        """The trace as JSON; ``Trace.from_json(t.to_json()) == t``.
+
+        >>> import torch, torch.nn as nn
+        >>> from shapeviz.tracing.session import trace
+        >>> t = trace(nn.RNNCell(4, 8), torch.zeros(3, 4))
+        >>> Trace.from_json(t.to_json()) == t
+        True
+
+        Schema ``"shapeviz.trace/1"``::
+
+            {"schema": "shapeviz.trace/1", "model": str, "ops": bool, "error": str,
+             "sizes": {name: [int, ...]},          # every named size the trace knows
+             "calls": [{
+                "index": int, "path": str, "type": str, "kind": "module" | "op",
+                "depth": int, "parent": int | null,  # index of the enclosing module call
+                "source": str, "code": str,          # ops: "file.py:LINE" and that line's text
+                "params": str, "error": str,         # an op's non-tensor args; what a call raised
+                "conventions": null | {"family", "cell", "input_size", "hidden_size",
+                                       "num_layers", "bidirectional", "batch_first",
+                                       "proj_size", "label"},
+                "inputs" / "outputs": [{
+                    "shape": [int], "names": [str] | null,   # "" = unnamed dim, "a|b" = ambiguous
+                    "role": str, "key": str, "label": str, "dtype": str, "device": str,
+                    "ambiguous": bool, "packed": "" | "data" | "batch_sizes", "repeat": int,
+                    "produced_by": int | null}]}]}   # the call that first returned this tensor
+        """
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> Trace:
+        """Read a trace written by :meth:`to_json`; any other text raises :class:`~shapeviz.SpecError`
+        saying what is wrong and where (``calls[3].inputs[0].shape: expected …``).
+
+        >>> Trace.from_json('{"schema": "shapeviz.trace/1", "sizes": {}, "calls": [{"index": 0}]}')
+        Traceback (most recent call last):
+        ...
+        shapeviz.SpecError: Trace.from_json: calls[0].path: missing
+
+        Counts and sizes are capped (:mod:`shapeviz.tracing.json_reader`; a module's sizes and
+        ``num_layers`` as in :mod:`shapeviz.apps.spec`), so a crafted file cannot make a diagram
+        of a million layers."""
+        from shapeviz.tracing.json_reader import read_trace
+        return read_trace(text)
