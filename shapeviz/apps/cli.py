@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command (``--help`` on each).
 
     >>> sorted(build_parser()._subparsers._group_actions[0].choices)    # the commands
-    ['check', 'demo', 'draw', 'explain', 'gallery', 'trace']
+    ['check', 'demo', 'draw', 'explain', 'gallery', 'site', 'trace']
     """
     from shapeviz import __version__
 
@@ -187,7 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Rebuild the gallery: one folder per example with unrolled.svg/.png/.dot "
                                    "and README.md, plus an index README.md.")
     g.add_argument("outdir", nargs="?", default="gallery", metavar="OUTDIR", help="where to write (default: gallery)")
-    g.add_argument("--quiet", action="store_true", help="no progress lines")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    st = sub.add_parser("site", help="write the gallery and the conventions explorer as a static site",
+                        formatter_class=fmt,
+                        description="Write a static site (plain files: open index.html, or host the folder "
+                                    "anywhere static): every gallery page as HTML and the conventions explorer.")
+    st.add_argument("outdir", metavar="DIR", help="where to write the site")
+    st.add_argument("--quiet", action="store_true", help="no progress bar")
 
     m = sub.add_parser("demo", help="the seeds' systems checked, one caught mistake, a few diagrams",
                        formatter_class=fmt,
@@ -457,24 +464,63 @@ def _check_meta(model: Any, name: str, inputs: str) -> int:
     return EXIT_OK
 
 
-def _gallery(args: argparse.Namespace) -> int:
-    from shapeviz.gallery.builder import build
+@contextlib.contextmanager
+def _progress_bar(total: int, desc: str, quiet: bool) -> Iterator[Any]:
+    """A tqdm bar on a terminal (none when quiet or not a TTY); yields the builders' progress callback."""
+    from tqdm import tqdm
 
-    progress = None if args.quiet else (lambda line: print(line, flush=True))
-    files = build(args.outdir, progress=progress)
-    print(f"wrote {len(files)} files to {args.outdir}")
+    with tqdm(total=total, desc=desc, unit="step", disable=True if quiet else None, file=sys.stderr,
+              leave=False) as bar:
+        def step(line: str) -> None:
+            if line.startswith(("[", "page ", "explorer ")):
+                bar.set_postfix_str(line.split(" ", 1)[-1][:40], refresh=False)
+                bar.update(1)
+            else:
+                bar.write(line, file=sys.stderr)
+        yield step
+
+
+def _report(files: list[Path], outdir: str, limit: int = 40) -> None:
+    """Print what was written: every file when few, else a count per folder."""
+    if not files:
+        print(f"{outdir}: nothing changed, no file written")
+        return
+    print(f"wrote {len(files)} files to {outdir}:")
+    if len(files) <= limit:
+        for f in files:
+            print(f"  {f}")
+        return
+    counts: dict[Path, int] = {}
+    for f in files:
+        counts[f.parent] = counts.get(f.parent, 0) + 1
+    for folder, n in counts.items():
+        print(f"  {folder}/  {n} file{'s' if n != 1 else ''}")
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    from shapeviz.gallery.builder import EXAMPLES, build
+
+    with _progress_bar(len(EXAMPLES), "gallery", args.quiet) as step:
+        files = build(args.outdir, progress=step)
+    _report(files, args.outdir)
     return EXIT_OK
 
 
-_DEMO_SYSTEMS = ("scratch_char_rnn", "embed_rnn", "batch_first_loop", "bidirectional_loop", "rnncell_dataset",
-                 "rnn_3_layers", "hello_rnncell", "hello_rnn", "hello_embedding")
+def _site(args: argparse.Namespace) -> int:
+    from shapeviz.gallery.builder import EXAMPLES
+    from shapeviz.gallery.site import build_site, configs
+
+    with _progress_bar(len(EXAMPLES) + len(list(configs())), "site", args.quiet) as step:
+        files = build_site(args.outdir, progress=step)
+    _report(files, args.outdir)
+    print(f"open {Path(args.outdir) / 'index.html'} (or serve the folder: python -m http.server -d {args.outdir})")
+    return EXIT_OK
 
 
 def _demo(args: argparse.Namespace) -> int:
     import inspect
 
     from shapeviz.core.dimensions import dims
-    from shapeviz.gallery.builder import EXAMPLES
     from shapeviz.gallery.models import CellOverDataset, EmbedRNN, ForgotTranspose, seeded
     from shapeviz.render.backend import Diagram
     from shapeviz.render.unrolled import unroll
@@ -483,7 +529,9 @@ def _demo(args: argparse.Namespace) -> int:
 
     print("shapeviz demo\n\n1. The seeds' systems, each run once under sv.checking (every recurrent call "
           "checked)\n   and traced: the model's input -> its results, in named dims.\n")
-    for name in _DEMO_SYSTEMS:
+    from shapeviz.gallery.registry import EXAMPLES, SEED_SYSTEMS
+
+    for name in SEED_SYSTEMS:
         ex = EXAMPLES[name]
         built = ex.build()
         with dims(**built.sizes), checking(inputs=built.inputs_dims):
@@ -520,22 +568,22 @@ def _demo(args: argparse.Namespace) -> int:
     missing = None
     for stem, diagram in diagrams:
         try:
-            path = diagram.render(out / f"{stem}.svg")
+            paths = [diagram.render(out / f"{stem}.{fmt}") for fmt in ("svg", "png")]
         except MissingBackendError as exc:
             missing = exc
-            path = out / f"{stem}.dot"
-            path.write_text(diagram.source, encoding="utf-8")
-        print(f"   {path}")
+            paths = [out / f"{stem}.dot"]
+            paths[0].write_text(diagram.source, encoding="utf-8")
+        print("   " + ", ".join(str(p) for p in paths))
     if missing is not None:
         print(f"\n   (wrote DOT text: {missing})")
     print("\nNext: shapeviz explain \"LSTM(10, 20, num_layers=2, bidirectional=True)\" --T 5 --bs 3\n"
-          "      shapeviz check model.py:build --input \"bs=2,T=5\"      (your own model)\n"
+          "      shapeviz check gallery/models/char_rnn.py:build --input \"bs=2,T=5,vocab=28\"   (a model file)\n"
           "      shapeviz gallery                                     (every example, with code)")
     return EXIT_OK
 
 
 _COMMANDS = {"explain": _explain, "draw": _draw, "trace": _trace, "check": _check,
-             "gallery": _gallery, "demo": _demo}
+             "gallery": _gallery, "site": _site, "demo": _demo}
 
 
 @contextlib.contextmanager

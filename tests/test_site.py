@@ -1,0 +1,180 @@
+"""The static site in a real browser: Debian's headless Chromium driven by selenium through chromedriver.
+
+Every page loads with no console error, broken link or missing image; every explorer control
+changes the table and the diagram to that configuration (compared with ``Conventions``); the URL
+keeps the configuration. Screenshots go to the test's tmp dir. Skips only where chromium or
+chromedriver cannot be found (``.ci/run`` installs them: ``apt-get install chromium chromium-driver``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shapeviz.core.model import conventions
+from shapeviz.gallery.builder import EXAMPLES
+from shapeviz.gallery.site import Config, build_site
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                                reason="chromium or chromedriver not found (apt-get install chromium chromium-driver)")
+webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e '.[dev]')")
+
+# a small grid keeps the build short; the controls still cover every family and flag
+GRID = {"layers": (1, 2, 3), "proj": (0, 10), "T": (1, 3), "bs": (2, 4)}
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as d:
+        build_site(d, grid=GRID)
+        yield Path(d)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    profile = tempfile.mkdtemp(prefix="sv-chromium-")
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={profile}", "--window-size=1300,1000"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def _errors(browser: Any) -> list[str]:
+    return [e["message"] for e in browser.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+
+
+def _open(browser: Any, path: Path, fragment: str = "") -> None:
+    browser.get_log("browser")  # drop what earlier pages logged
+    browser.get(path.as_uri() + fragment)
+
+
+def _check_page(browser: Any, path: Path) -> None:
+    """No console error, every local link and image resolves, every image decoded."""
+    _open(browser, path)
+    assert _errors(browser) == [], path
+    for a in browser.find_elements("css selector", "a[href]"):
+        href = a.get_attribute("href")
+        assert href.startswith("file://"), f"{path}: external link {href}"
+        target = Path(href.removeprefix("file://").split("#")[0])
+        assert target.exists(), f"{path}: broken link {href}"
+    for img in browser.find_elements("css selector", "img"):
+        ok = browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
+        assert ok, f"{path}: image {img.get_attribute('src')} did not load"
+    assert browser.find_elements("css selector", "script[src^='http'], link[href^='http']") == []
+
+
+def test_every_page_loads_clean(site: Path, browser: Any, tmp_path: Path) -> None:
+    pages = [site / "index.html", site / "explorer.html", *(site / "pages" / f"{n}.html" for n in EXAMPLES)]
+    for path in pages:
+        _check_page(browser, path)
+    assert len(pages) == 2 + len(EXAMPLES)
+    _open(browser, site / "index.html")
+    browser.save_screenshot(str(tmp_path / "index.png"))
+    _open(browser, site / "pages" / "mistake_state_2d.html")
+    browser.save_screenshot(str(tmp_path / "mistake_state_2d.png"))
+    text = browser.find_element("tag name", "body").text
+    assert "hidden_ndim" in text and "import shapeviz as sv" in text
+
+
+def _shown(browser: Any, cfg: Config) -> None:
+    """The page shows exactly ``cfg``: its label, its shapes (from Conventions), its diagram."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(browser, 10).until(lambda b: b.find_element("tag name", "body").get_attribute("data-shown")
+                                     == cfg.key)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LSTM with projections is not supported")
+        conv = conventions(cfg.module())
+    assert browser.find_element("id", "label").text == conv.label
+    for name, shape in conv.shapes(T=cfg.T, bs=cfg.bs).items():
+        cell = browser.find_element("css selector", f'#shapes tr[data-name="{name}"] td.shape')
+        assert cell.text == str(tuple(shape)), (cfg.key, name)
+    diagram = browser.find_element("id", "diagram").text
+    assert f"unrolled over time: T={cfg.T}, bs={cfg.bs}" in diagram and conv.label in diagram
+    assert f"print(sv.explain(layer, T={cfg.T}, bs={cfg.bs}))" in browser.find_element("id", "code").text
+    assert browser.find_element("id", "explain").text.splitlines()[0] == conv.label
+
+
+def _select(browser: Any, field: str, value: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.find_element("id", field)).select_by_value(value)
+
+
+def test_each_control_changes_the_table_and_the_diagram(site: Path, browser: Any, tmp_path: Path) -> None:
+    _open(browser, site / "explorer.html")
+    cfg = Config("LSTM", layers=1, T=3, bs=4)  # the page's defaults
+    _shown(browser, cfg)
+    steps: list[tuple[str, str | None, Config]] = [
+        ("layers", "2", Config("LSTM", layers=2, T=3, bs=4)),
+        ("bidirectional", None, Config("LSTM", layers=2, bidirectional=True, T=3, bs=4)),
+        ("batch_first", None, Config("LSTM", layers=2, bidirectional=True, batch_first=True, T=3, bs=4)),
+        ("proj", "10", Config("LSTM", 2, True, True, proj=10, T=3, bs=4)),
+        ("T", "1", Config("LSTM", 2, True, True, proj=10, T=1, bs=4)),
+        ("bs", "2", Config("LSTM", 2, True, True, proj=10, T=1, bs=2)),
+        ("family", "GRU", Config("GRU", 2, True, True, T=1, bs=2)),
+        ("family", "RNN", Config("RNN", 2, True, True, T=1, bs=2)),
+        ("family", "LSTMCell", Config("LSTMCell", T=1, bs=2)),
+        ("family", "GRUCell", Config("GRUCell", T=1, bs=2)),
+        ("family", "RNNCell", Config("RNNCell", T=1, bs=2)),
+    ]
+    for field, value, expected in steps:
+        if value is None:
+            browser.find_element("id", field).click()
+        else:
+            _select(browser, field, value)
+        _shown(browser, expected)
+    assert not browser.find_element("id", "layers").is_enabled()  # a cell has no layers
+    assert _errors(browser) == []
+    browser.save_screenshot(str(tmp_path / "explorer_cell.png"))
+
+
+def test_the_url_keeps_the_configuration(site: Path, browser: Any, tmp_path: Path) -> None:
+    _open(browser, site / "explorer.html")
+    _select(browser, "family", "GRU")
+    _select(browser, "layers", "3")
+    browser.find_element("id", "bidirectional").click()
+    cfg = Config("GRU", layers=3, bidirectional=True, T=3, bs=4)
+    _shown(browser, cfg)
+    url = browser.current_url
+    assert "family=GRU" in url and "layers=3" in url and "bidirectional=1" in url
+    browser.get("about:blank")
+    browser.get(url)  # a teacher's link, opened fresh
+    _shown(browser, cfg)
+    hn = browser.find_element("css selector", '#shapes tr[data-name="h_n"] td.shape').text
+    assert hn == str(tuple(conventions(cfg.module()).shapes(T=3, bs=4)["h_n"])) == "(6, 4, 20)"
+    browser.save_screenshot(str(tmp_path / "explorer_gru.png"))
+    assert _errors(browser) == []
+
+
+def test_the_controls_work_by_keyboard(site: Path, browser: Any) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    _open(browser, site / "explorer.html")
+    _shown(browser, Config("LSTM", T=3, bs=4))
+    for field in ("family", "layers", "bidirectional", "batch_first", "proj", "T", "bs"):
+        label = browser.find_element("css selector", f'label[for="{field}"]')
+        assert label.text, field  # every control has a label
+    browser.find_element("id", "layers").send_keys(Keys.DOWN)  # focus + arrow key, no mouse
+    _shown(browser, Config("LSTM", layers=2, T=3, bs=4))
+    browser.find_element("id", "bidirectional").send_keys(Keys.SPACE)
+    _shown(browser, Config("LSTM", layers=2, bidirectional=True, T=3, bs=4))
