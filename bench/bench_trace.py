@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 import shapeviz as sv
-from bench.common import Row, best_time, us
+from bench.common import Row, best_time, optional, skipped_row, us
 from shapeviz.tracing.session import trace
 
 
@@ -34,9 +34,10 @@ class _ScratchRNN(nn.Module):
 
 
 def run(quick: bool = False) -> list[Row]:
-    """Rows: module-level trace overhead, trace vs torchinfo.summary, the big meta trace, ops=True."""
-    import torchinfo
+    """Rows: module-level trace overhead, trace vs torchinfo.summary, the big meta trace, ops=True.
 
+    Without torchinfo (the ``bench`` extra) its rows say so instead of failing."""
+    torchinfo = optional("torchinfo")
     torch.manual_seed(0)
     rows: list[Row] = []
     rounds, repeat = (3, 3) if quick else (15, 7)
@@ -54,7 +55,7 @@ def run(quick: bool = False) -> list[Row]:
         return trace(model, x, hx)
 
     def summary() -> object:
-        return torchinfo.summary(model, input_data=[x, hx], verbose=0)
+        return torchinfo.summary(model, input_data=[x, hx], verbose=0) if torchinfo else None
 
     # one thread and the three interleaved, one call at a time, best of many: a shared, busy
     # machine slows them alike instead of whichever happened to run during a burst
@@ -78,16 +79,22 @@ def run(quick: bool = False) -> list[Row]:
     finally:
         torch.set_num_threads(threads)
     rows.append(Row(label, "plain forward (eval, no_grad)", us(t_trace), us(t_plain), "<= 1.10"))
-    rows.append(Row(label, "torchinfo.summary (same model, same inputs)", us(t_trace), us(t_info), "<= 1.0"))
+    if torchinfo is None:
+        rows.append(skipped_row(label, "torchinfo.summary (same model, same inputs)", "<= 1.0"))
+    else:
+        rows.append(Row(label, "torchinfo.summary (same model, same inputs)", us(t_trace), us(t_info), "<= 1.0"))
 
     # the fixed cost alone, where the forward itself is cheap
     small = nn.LSTM(10, 20).eval()
     xs_, hs_ = torch.randn(5, 3, 10), (torch.zeros(1, 3, 20), torch.zeros(1, 3, 20))
     n_small = 20 if quick else 200
-    t_st = best_time(lambda: trace(small, xs_, hs_), n_small, repeat)
-    t_si = best_time(lambda: torchinfo.summary(small, input_data=[xs_, hs_], verbose=0), n_small, repeat)
-    rows.append(Row("sv.trace fixed cost, LSTM(10, 20), T=5, bs=3", "torchinfo.summary", us(t_st), us(t_si),
-                    "<= 1.0"))
+    small_label = "sv.trace fixed cost, LSTM(10, 20), T=5, bs=3"
+    if torchinfo is None:
+        rows.append(skipped_row(small_label, "torchinfo.summary", "<= 1.0"))
+    else:
+        t_st = best_time(lambda: trace(small, xs_, hs_), n_small, repeat)
+        t_si = best_time(lambda: torchinfo.summary(small, input_data=[xs_, hs_], verbose=0), n_small, repeat)
+        rows.append(Row(small_label, "torchinfo.summary", us(t_st), us(t_si), "<= 1.0"))
 
     # the big one on the meta device
     t0 = time.perf_counter()

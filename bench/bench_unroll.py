@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from bench.common import Row
+from bench.common import Row, optional, skipped_row
 from shapeviz.render.backend import Backend, find_backend, run_dot
 from shapeviz.render.unrolled import unroll
 
@@ -35,10 +35,8 @@ def _best(fn: Callable[[], object], repeat: int = 5) -> float:
 
 def _torchview_time(model: nn.Module, T: int, bs: int) -> tuple[float, str]:
     """torchview draw_graph + SVG render of the same model and input; (seconds, note)."""
-    try:
-        from torchview import draw_graph
-    except ImportError as e:  # optional: pip install torchview
-        return float("nan"), f"torchview not importable: {e}"
+    from torchview import draw_graph
+
     x = torch.randn(T, bs, model.input_size)
 
     def go() -> None:
@@ -74,11 +72,14 @@ def run() -> list[Row]:
     t_build = _best(lambda: unroll(big, T=16, bs=8, max_steps=16).source, repeat=5)
     rows.append(Row("unroll build only (DOT text), same model, T=16", "render of the same",
                     t_build, t_big, "", "s"))
+    view_label = ("torchview draw_graph+render svg (runs the model; draws nn.LSTM as one box, "
+                  "5 nodes, vs ~230 here)")
+    what = "unroll+render svg, 4-layer bidirectional LSTM, T=16 (expanded)"
+    if optional("torchview") is None:
+        rows.append(skipped_row(what, view_label, "ratio (lower is faster)"))
+        return rows
     t_view, note = _torchview_time(big, T=16, bs=8)
-    rows.append(Row("unroll+render svg, 4-layer bidirectional LSTM, T=16 (expanded)",
-                    "torchview draw_graph+render svg (runs the model; draws nn.LSTM as one box, "
-                    "5 nodes, vs ~230 here)" + (f" [{note}]" if note else ""),
-                    t_big, t_view, "ratio (lower is faster)", "s"))
+    rows.append(Row(what, view_label + (f" [{note}]" if note else ""), t_big, t_view, "ratio (lower is faster)", "s"))
     return rows
 
 
