@@ -30,3 +30,21 @@ def test_the_explain_table_is_real():
     call, shown = block.split("\n", 1)
     assert call == ">>> print(sv.explain(nn.LSTM(10, 20, num_layers=2, bidirectional=True), T=5, bs=3))"
     assert sv.explain(nn.LSTM(10, 20, num_layers=2, bidirectional=True), T=5, bs=3) + "\n" == shown
+
+
+def test_the_cli_examples_run_on_the_model_files(monkeypatch, capsys):
+    """The README's `shapeviz trace/check gallery/models/...` lines, verbatim, exit 0."""
+    import shlex
+
+    from shapeviz.apps.cli import main
+
+    block = _blocks("Command line")[0]
+    lines = [line.split(" #", 1)[0].strip() for line in block.splitlines() if "gallery/models/" in line]
+    assert len(lines) == 3
+    monkeypatch.chdir(Path(__file__).parents[1])
+    for line in lines:
+        argv = shlex.split(line)
+        assert argv[0] == "shapeviz"
+        assert main(argv[1:]) == 0, line
+        out = capsys.readouterr().out
+        assert "no shape error" in out or "(T*bs=10, vocab=28)" in out, line
