@@ -120,21 +120,22 @@ class How(NamedTuple):
     rule: Rule | None = None  # RULE
     inputs: Sequence[TensorInfo] = ()  # RULE, LIKE
 
+    # the constructors (tuple.__new__: a hot path, one per recorded tensor)
     @classmethod
     def exact(cls, names: tuple[str, ...]) -> How:
-        return cls(Naming.EXACT, names=names)
+        return tuple.__new__(cls, (Naming.EXACT, names, None, None, ()))
 
     @classmethod
     def alias(cls, source: TensorInfo) -> How:
-        return cls(Naming.ALIAS, source=source)
+        return tuple.__new__(cls, (Naming.ALIAS, (), source, None, ()))
 
     @classmethod
     def by_rule(cls, rule: Rule, inputs: Sequence[TensorInfo]) -> How:
-        return cls(Naming.RULE, rule=rule, inputs=inputs)
+        return tuple.__new__(cls, (Naming.RULE, (), None, rule, inputs))
 
     @classmethod
     def like(cls, inputs: Sequence[TensorInfo]) -> How:
-        return cls(Naming.LIKE, inputs=inputs)
+        return tuple.__new__(cls, (Naming.LIKE, (), None, None, inputs))
 
 
 BY_SIZE = How(Naming.SIZE)

@@ -125,7 +125,8 @@ class Call:
     error: str = ""  # "RuntimeError: …" for the call that raised (traces in exception notes)
 
     def __post_init__(self) -> None:
-        self.kind = CallKind(self.kind)
+        if self.kind.__class__ is not CallKind:
+            self.kind = CallKind(self.kind)
 
     @property
     def name(self) -> str:
