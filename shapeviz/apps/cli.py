@@ -23,12 +23,8 @@ import argparse
 import contextlib
 import importlib.util
 import math
-import os
-import signal
 import sys
 import textwrap
-import threading
-import traceback
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -37,20 +33,25 @@ from typing import Any, NoReturn
 import torch
 import torch.nn as nn
 
-from shapeviz._errors import MissingBackendError, ShapeError, ShapevizError, SpecError
-from shapeviz.core.frames import is_library
-from shapeviz.render.backend import RenderError
+from shapeviz._errors import MissingBackendError, ShapeError, ShapevizError
+from shapeviz.apps.failures import (
+    EXIT_BACKEND,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_SHAPE,
+    EXIT_USAGE,
+    EXIT_USER_CODE,
+    UsageError,
+    exit_code,
+    memory_bytes,
+    shorten,
+    sigterm_unwinds,
+    user_code,
+    writable_output,
+)
 
 __all__ = ["EPILOG", "EXIT_BACKEND", "EXIT_INTERNAL", "EXIT_OK", "EXIT_SHAPE", "EXIT_USAGE", "EXIT_USER_CODE",
            "MAX_CELLS", "MAX_STEPS", "main"]
-
-EXIT_OK = 0
-EXIT_SHAPE = 1
-EXIT_USAGE = 2
-EXIT_USER_CODE = 3
-EXIT_BACKEND = 4
-EXIT_INTERNAL = 5
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it (128 + SIGINT); SIGTERM gives 128 + 15 = 143
 
 MAX_STEPS = 200
 """The largest ``draw --max-steps``: wider diagrams are unreadable and slow to lay out."""
@@ -88,24 +89,12 @@ _INPUT_HELP = """how to make the model's input from named sizes, in layout order
 values come from a fixed seed (randn / randint), so runs repeat."""
 
 
-class _UsageError(Exception):
-    """A mistake in how the command was called: exit code 2."""
-
-
-class _UserCodeError(Exception):
-    """The user's file, factory or forward pass raised: exit code 3."""
-
-
-class _Terminated(SystemExit):
-    """SIGTERM arrived: unwinds the stack so every ``finally`` (the renderer's kill) runs."""
-
-
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main(argv)`` returns the code."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        raise _UsageError(f"{self.prog}: error: {message}\n(run '{self.prog} --help' for the valid options)")
+        raise UsageError(f"{self.prog}: error: {message}\n(run '{self.prog} --help' for the valid options)")
 
 
 def _positive(text: str) -> int:
@@ -214,31 +203,6 @@ def _explain(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_suffix(path: str, valid: Sequence[str], what: str) -> Path:
-    """``path`` as a Path, after checking its suffix and that it can be written (before any work)."""
-    p = Path(path)
-    if p.suffix.lower() not in valid:
-        raise _UsageError(f"{what}: cannot write {path!r}; the file name must end in one of "
-                          f"{', '.join(valid)}")
-    try:
-        if p.is_dir():
-            raise _UsageError(f"{what}: {path!r} is a folder; give a file name, e.g. "
-                              f"{str(p / ('out' + valid[0]))!r}")
-        existed = p.exists()
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "ab"):
-            pass
-        if not existed:
-            p.unlink()
-    except OSError as exc:
-        raise _UsageError(f"{what}: cannot write {_short(path)!r}: {exc.strerror or exc}") from None
-    return p
-
-
-def _short(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else f"{text[:limit - 20]}...{text[-17:]}"
-
-
 def _check_size(module: nn.Module, T: int | None, max_steps: int | None) -> None:
     """Refuse a diagram of more than :data:`MAX_CELLS` cells before laying it out."""
     from shapeviz.core.model import conventions
@@ -252,7 +216,7 @@ def _check_size(module: nn.Module, T: int | None, max_steps: int | None) -> None
         fits = MAX_CELLS // (layers * directions) - 1  # an odd step count adds the ellipsis column
         advice = (f"draw at most --max-steps {fits}" if fits >= 2
                   else "draw a layer with fewer layers or directions")
-        raise _UsageError(f"draw: {steps} step columns x {layers} layers x {directions} directions = {cells} "
+        raise UsageError(f"draw: {steps} step columns x {layers} layers x {directions} directions = {cells} "
                           f"cells, more than the {MAX_CELLS} shapeviz lays out; {advice}")
 
 
@@ -260,7 +224,7 @@ def _draw(args: argparse.Namespace) -> int:
     from shapeviz.apps.spec import parse_spec
     from shapeviz.render.unrolled import unroll
 
-    out = _check_suffix(args.output, (".svg", ".png"), "draw -o")
+    out = writable_output(args.output, (".svg", ".png"), "draw -o")
     module = parse_spec(args.spec, device="meta")
     _check_size(module, args.T, args.max_steps)
     path = unroll(module, T=args.T, bs=args.bs, max_steps=args.max_steps).render(out)
@@ -272,25 +236,25 @@ def _load_factory(target: str) -> Any:
     """Import FILE.py and return FACTORY (a callable); usage errors for a bad target."""
     file, sep, name = target.rpartition(":")
     if not sep or not file or not name:
-        raise _UsageError(f"expected FILE.py:FACTORY (a Python file and the name of a function in it that "
+        raise UsageError(f"expected FILE.py:FACTORY (a Python file and the name of a function in it that "
                           f"returns the model), got {target!r}; e.g. model.py:build")
     path = Path(file)
     if path.suffix != ".py":
-        raise _UsageError(f"{file!r} is not a .py file; expected FILE.py:FACTORY, e.g. model.py:build")
+        raise UsageError(f"{file!r} is not a .py file; expected FILE.py:FACTORY, e.g. model.py:build")
     if not path.is_file():
-        raise _UsageError(f"no such file: {file!r} (from {target!r}); expected FILE.py:FACTORY, e.g. model.py:build")
+        raise UsageError(f"no such file: {file!r} (from {target!r}); expected FILE.py:FACTORY, e.g. model.py:build")
     if not name.isidentifier():
-        raise _UsageError(f"{name!r} is not a Python name; expected FILE.py:FACTORY, e.g. model.py:build")
+        raise UsageError(f"{name!r} is not a Python name; expected FILE.py:FACTORY, e.g. model.py:build")
     mod_name = f"_shapeviz_user_{path.stem if path.stem.isidentifier() else 'file'}_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(mod_name, path.resolve())
     if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a loader
-        raise _UsageError(f"cannot import {file!r}")
+        raise UsageError(f"cannot import {file!r}")
     module = importlib.util.module_from_spec(spec)
     folder = str(path.resolve().parent)
     sys.path.insert(0, folder)  # so the file can import its neighbours
     sys.modules[mod_name] = module  # dataclasses and pickle look their module up there
     try:
-        with _user_code(f"importing {file}"):
+        with user_code(f"importing {file}"):
             spec.loader.exec_module(module)
     except BaseException:
         del sys.modules[mod_name]
@@ -303,46 +267,18 @@ def _load_factory(target: str) -> Any:
         found = sorted(k for k, v in vars(module).items()
                        if callable(v) and not k.startswith("_") and getattr(v, "__module__", None) == mod_name)
         what = "no" if factory is None else "a non-callable"
-        raise _UsageError(f"{file} has {what} {name!r}; FACTORY must be a function or class defined in the file "
+        raise UsageError(f"{file} has {what} {name!r}; FACTORY must be a function or class defined in the file "
                           f"that returns the model. Callables defined there: {', '.join(found) or '(none)'}")
     return factory
-
-
-def _user_exc(what: str, exc: BaseException) -> str:
-    """``"calling build() raised ValueError: ..."`` with the user's own frames only."""
-    tb = traceback.extract_tb(exc.__traceback__)
-    frames = [f for f in tb if not is_library(f.filename)][-3:]
-    where = "".join(traceback.format_list(frames)).rstrip()
-    lines = [f"{what} raised {type(exc).__name__}: {exc}"]
-    if where:
-        lines += ["where (most recent call last):", where]
-    return "\n".join(lines)
-
-
-@contextlib.contextmanager
-def _user_code(what: str, passthrough: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
-    """Run the user's code: its exceptions and ``sys.exit`` calls become exit code 3 with one reason.
-
-    ``passthrough`` (a ShapeError from a check) and SIGTERM go on unchanged."""
-    try:
-        yield
-    except (_Terminated, *passthrough):
-        raise
-    except SystemExit as exc:
-        raise _UserCodeError(f"{what} called sys.exit({exc.code!r}): shapeviz stopped there and checked "
-                             "nothing; keep a script's own run under `if __name__ == \"__main__\":`") from None
-    except Exception as exc:
-        notes = "\n".join(getattr(exc, "__notes__", []) or [])
-        raise _UserCodeError(_user_exc(what, exc) + ("\n" + notes if notes else "")) from None
 
 
 def _make_model(target: str) -> tuple[nn.Module, str]:
     factory = _load_factory(target)
     name = target.rpartition(":")[2]
-    with _user_code(f"calling {name}()"):
+    with user_code(f"calling {name}()"):
         model = factory()
     if not isinstance(model, nn.Module):
-        raise _UsageError(f"{name}() returned {type(model).__name__}, not a model; FACTORY must return an "
+        raise UsageError(f"{name}() returned {type(model).__name__}, not a model; FACTORY must return an "
                           "nn.Module (e.g. `def build(): return MyModel()`)")
     return model, name
 
@@ -362,14 +298,14 @@ def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, di
     from shapeviz.tracing.dryrun import meta_inputs
 
     if not set(sizes) - {"vocab"}:
-        raise _UsageError("--input names no dims besides vocab; write e.g. 'bs=2,T=5,vocab=28'")
+        raise UsageError("--input names no dims besides vocab; write e.g. 'bs=2,T=5,vocab=28'")
     meta, names, declared = meta_inputs(model, dict(sizes))
     shape = tuple(meta.shape)
     nbytes = math.prod(shape) * (8 if "vocab" in declared else meta.element_size())
     text = ", ".join(f"{n}={s}" for n, s in zip(names, shape))
-    memory = _memory_bytes()
+    memory = memory_bytes()
     if memory is not None and nbytes > memory // 2:
-        raise _UsageError(f"--input: the input ({text}) needs {nbytes / 2**30:.3g} GiB, more than half of this "
+        raise UsageError(f"--input: the input ({text}) needs {nbytes / 2**30:.3g} GiB, more than half of this "
                           f"machine's memory ({memory / 2**30:.3g} GiB); use smaller sizes or check --meta")
     g = torch.Generator().manual_seed(0)
     try:
@@ -379,16 +315,8 @@ def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, di
         return torch.randn(*shape, generator=g, dtype=meta.dtype), " ".join(names), {}
     except (MemoryError, RuntimeError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise _UsageError(f"--input: cannot allocate the input ({text}): {_short(reason, 160)}; use smaller "
+        raise UsageError(f"--input: cannot allocate the input ({text}): {shorten(reason, 160)}; use smaller "
                           "sizes or check --meta") from None
-
-
-def _memory_bytes() -> int | None:
-    """This machine's physical memory in bytes, or None where the OS does not say."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 def _parse_input(text: str) -> dict[str, int]:
@@ -397,7 +325,7 @@ def _parse_input(text: str) -> dict[str, int]:
     sizes = parse_sizes(text, "--input")
     zero = [k for k, v in sizes.items() if v < 1]
     if zero:
-        raise _UsageError(f"--input: sizes must be at least 1, got {', '.join(f'{k}=0' for k in zero)} in {text!r}")
+        raise UsageError(f"--input: sizes must be at least 1, got {', '.join(f'{k}=0' for k in zero)} in {text!r}")
     return sizes
 
 
@@ -407,10 +335,10 @@ def _trace(args: argparse.Namespace) -> int:
     from shapeviz.tracing.session import trace
 
     sizes = _parse_input(args.input)
-    out = _check_suffix(args.output, (".json", ".txt", ".png", ".svg"), "trace -o") if args.output else None
+    out = writable_output(args.output, (".json", ".txt", ".png", ".svg"), "trace -o") if args.output else None
     model, name = _make_model(args.target)
     x, names, declared = make_input(model, sizes)
-    with _user_code(f"the forward pass of {name}()", (ShapevizError,)), dims(**declared), checking(inputs=names):
+    with user_code(f"the forward pass of {name}()", (ShapevizError,)), dims(**declared), checking(inputs=names):
         tr = trace(model, x, ops=args.ops, inputs_dims=names)
     if out is None:
         print(tr.table())
@@ -443,7 +371,7 @@ def _check(args: argparse.Namespace) -> int:
     if args.meta:
         return _check_meta(model, name, args.input)
     x, names, declared = make_input(model, sizes)
-    with (_user_code(f"the forward pass of {name}()", (ShapevizError,)), dims(**declared), checking(inputs=names),
+    with (user_code(f"the forward pass of {name}()", (ShapevizError,)), dims(**declared), checking(inputs=names),
           torch.no_grad()):
         model(x)
     shape = ", ".join(f"{n}={s}" for n, s in zip(names.split(), x.shape))
@@ -456,7 +384,7 @@ def _check_meta(model: Any, name: str, inputs: str) -> int:
     """``check --meta``: a dry run on the meta device (no computation, no activation memory)."""
     from shapeviz.tracing.dryrun import dry_run
 
-    with _user_code(f"the dry run of {name}()", (ShapevizError,)):
+    with user_code(f"the dry run of {name}()", (ShapevizError,)):
         run = dry_run(model, inputs)
     if run.error is not None:
         raise run.error
@@ -604,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except _UsageError as exc:
+    except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
     except SystemExit as exc:  # --help, --version
@@ -613,49 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        with _no_warnings(), _sigterm_unwinds():
+        with _no_warnings(), sigterm_unwinds():
             return _COMMANDS[args.command](args)
-    except ShapeError as exc:
-        print(f"shapeviz: shape error\n{exc}", file=sys.stderr)
-        return EXIT_SHAPE
-    except (SpecError, _UsageError) as exc:
-        print(f"shapeviz: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (MissingBackendError, RenderError) as exc:
-        print(f"shapeviz: {exc}", file=sys.stderr)
-        return EXIT_BACKEND
-    except _UserCodeError as exc:
-        print(f"shapeviz: {exc}", file=sys.stderr)
-        return EXIT_USER_CODE
-    except OSError as exc:  # an output file or folder that cannot be written
-        print(f"shapeviz: cannot write: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("shapeviz: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except _Terminated as exc:
-        print("shapeviz: terminated (SIGTERM)", file=sys.stderr)
-        return int(exc.code or 1)
-    except Exception as exc:
-        frames = traceback.extract_tb(exc.__traceback__)
-        where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
-        print(f"shapeviz: internal error: {type(exc).__name__}: {exc}{where}; please report it with the command "
-              "line", file=sys.stderr)
-        return EXIT_INTERNAL
-
-
-def _on_sigterm(signum: int, frame: Any) -> NoReturn:
-    raise _Terminated(128 + signum)
-
-
-@contextlib.contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """SIGTERM raises :class:`_Terminated` (a SystemExit) so ``finally`` blocks run: a dot child is killed."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    except BaseException as exc:  # every failure becomes its documented exit code and one line
+        return exit_code(exc)
