@@ -275,7 +275,7 @@ class Tracer:
             return
         self.busy = True
         try:
-            name = op_name(func) or getattr(func, "__name__", type(func).__name__)
+            name = op_name(func) or str(getattr(func, "__name__", type(func).__name__))
             call = self._op_call(name, args, kwargs, user_frame())
             call.error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             self.failed = call  # the latest: an op whose error your code caught is replaced
@@ -309,7 +309,7 @@ class Tracer:
                 return None
             shapes = conv.shapes(T=int(seq[0] or 0), bs=int(seq[1] or 0))
         results = ("output",) + conv.result_names[1:]
-        return tuple(torch.empty(shapes[r], dtype=x.dtype, device="meta") for r in results)  # type: ignore[misc]
+        return tuple(torch.empty(shapes[r], dtype=x.dtype, device="meta") for r in results)  # type: ignore[misc, arg-type]
 
     # ------------------------------------------------------------ the end
     def resolve(self) -> dict[str, list[int]]:
