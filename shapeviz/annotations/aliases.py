@@ -238,7 +238,7 @@ def _build(fn: F, sig: Signature) -> F:
     bind = sig.bind
     final_in = result_check is None
 
-    def diagnosed(values: Any, result: Any = None, has_result: bool = False) -> ShapeError:
+    def explained(values: Any, result: Any = None, has_result: bool = False) -> ShapeError:
         where = label
         if is_method and values and isinstance(values[0], nn.Module):
             where = f"{label} ({_module_label(values[0])})"
@@ -246,8 +246,8 @@ def _build(fn: F, sig: Signature) -> F:
 
     def fail(values: Any, result: Any = None, has_result: bool = False) -> None:
         if is_compiling():
-            raise explainer.run_eagerly(diagnosed, values, result, has_result)
-        raise diagnosed(values, result, has_result)
+            raise explainer.run_eagerly(explained, values, result, has_result)
+        raise explained(values, result, has_result)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
