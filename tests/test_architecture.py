@@ -31,6 +31,9 @@ BATCH_FIRST_ALLOWED: dict[tuple[str, str], str] = {
         "a scratch layer implements both layouts (forward_batch_first / forward_seq_first) and picks "
         "by its own constructor flag, as nn.RNN does",
     ("annotations/scratch_models.py", "ScratchLM.__init__"): "validates a constructor argument (SpecError)",
+    ("gallery/site.py", "Config.key"): "the site's grid config names its own page (serialisation of config)",
+    ("gallery/site.py", "Config.args"): "the site's grid config prints its constructor arguments",
+    ("gallery/site.py", "Config.module"): "the site's grid config passes its flag to the nn constructor",
 }
 
 
