@@ -1,4 +1,6 @@
-"""Tensor-shape traces: the records (Trace, Call, TensorInfo), how dims get names, the recorder, dry runs.
+"""Tensor-shape traces: ``records`` (Trace, Call, TensorInfo, JSON out), ``json_reader`` (JSON in,
+checked), ``naming`` (how dims get names), ``oprules`` (names through ops), ``recorder`` (hooks and
+op mode), ``session`` (the ``trace()`` entry point), ``dryrun`` (``dry_run()``).
 
 >>> import torch, torch.nn as nn
 >>> from shapeviz.tracing.session import trace
