@@ -81,12 +81,15 @@ def count_global_state() -> int:
 
 @pytest.fixture(autouse=True)
 def _clean_state():
+    from shapeviz.core.dimensions import declared
+
     sv.disable()
     torch.manual_seed(0)
     yield
     leaked = count_global_state()
     sv.disable()
     assert leaked == 0, "a test left shapeviz hooks or patches installed"
+    assert declared() is None, f"a test left declared sizes behind: {declared()}"
 
 
 def pytest_collection_modifyitems(config, items):
