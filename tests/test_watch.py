@@ -180,3 +180,20 @@ def test_threads_do_not_share_declared_sizes():
                     sv.check_call(rnn, torch.randn(bs, T, 4))
 
     run_in_threads(work)
+
+
+@pytest.mark.parametrize("stop", [SystemExit(2), KeyboardInterrupt()])
+@pytest.mark.parametrize("how", ["checking", "watch"])
+def test_inputs_sizes_do_not_outlive_a_forward_stopped_by_a_base_exception(how: str, stop: BaseException) -> None:
+    from shapeviz.core.dimensions import declared
+
+    class Stops(nn.Module):  # torch skips always_call forward hooks for a BaseException
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            assert declared() == {"bs": 2, "T": 5}
+            raise stop
+
+    model = Stops()
+    block = sv.checking(inputs="bs T") if how == "checking" else sv.watch(model, inputs="bs T")
+    with pytest.raises(type(stop)), block:
+        model(torch.zeros(2, 5))
+    assert declared() is None

@@ -67,6 +67,14 @@ class _InputNamer:
         stack = self.local.__dict__.get("stack")
         return stack[0][0] if stack else None
 
+    def close(self) -> None:
+        """Undo what :meth:`post` did not: torch skips ``always_call`` hooks when a forward raises a
+        BaseException (``sys.exit``, Ctrl-C), which would leave the declared sizes behind."""
+        stack = self.local.__dict__.pop("stack", None)
+        for _, key in reversed(stack or ()):
+            if key is not None:
+                pop(key)
+
 
 class WatchHandle:
     """What :func:`watch` returns: ``.remove()`` takes the hooks out; also a context manager."""
@@ -74,7 +82,7 @@ class WatchHandle:
     def __init__(self, model: nn.Module, inputs: str | None) -> None:
         self.model = model
         self.handles: list[RemovableHandle] = []
-        namer = _InputNamer(parse_names(inputs, "watch(inputs=...)")) if inputs else None
+        self.namer = namer = _InputNamer(parse_names(inputs, "watch(inputs=...)")) if inputs else None
         if env_disabled():
             return
         try:
@@ -105,6 +113,8 @@ class WatchHandle:
         """Remove every hook this handle installed (idempotent)."""
         while self.handles:
             self.handles.pop().remove()
+        if self.namer is not None:
+            self.namer.close()
         with _lock:
             _live_handles.discard(self)
 
@@ -205,6 +215,7 @@ def _end(entry: tuple[_InputNamer, list[RemovableHandle]] | None) -> None:
         if entry is not None:
             for h in entry[1]:
                 h.remove()
+            entry[0].close()
             if entry in _namer_handles:
                 _namer_handles.remove(entry)
         _state["depth"] = max(0, _state["depth"] - 1)
@@ -256,9 +267,10 @@ def disable() -> None:
         _state["enabled"] = False
         _state["depth"] = 0
         _state.pop("enable_entry", None)
-        for _, handles in _namer_handles:
+        for namer, handles in _namer_handles:
             for h in handles:
                 h.remove()
+            namer.close()
         _namer_handles.clear()
         _uninstall()
         for handle in list(_live_handles):
