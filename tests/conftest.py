@@ -81,15 +81,18 @@ def count_global_state() -> int:
 
 @pytest.fixture(autouse=True)
 def _clean_state():
-    from shapeviz.core.dimensions import declared
+    from shapeviz.core import dimensions
 
     sv.disable()
     torch.manual_seed(0)
     yield
     leaked = count_global_state()
     sv.disable()
+    sizes = dimensions.declared()
+    dimensions._stack.set(())  # so that one leak fails one test, not every test after it
+    dimensions.DECLARED.set(None)
     assert leaked == 0, "a test left shapeviz hooks or patches installed"
-    assert declared() is None, f"a test left declared sizes behind: {declared()}"
+    assert sizes is None, f"a test left declared sizes behind: {sizes}"
 
 
 def pytest_collection_modifyitems(config, items):
