@@ -24,6 +24,7 @@ import torch
 import torch.nn as nn
 
 from shapeviz._errors import SpecError
+from shapeviz.core.limits import MAX_LAYERS, MAX_SIZE
 from shapeviz.core.model import GATES
 
 __all__ = ["CLASSES", "MAX_PARAMETERS", "MAX_SIZE", "MAX_SPEC_CHARS", "parse_spec", "spec_help"]
@@ -35,11 +36,6 @@ MAX_PARAMETERS = 50_000_000
 """A spec whose layer would hold more weights than this is refused (about 200 MB of float32),
 unless it is built on the ``meta`` device, which allocates nothing."""
 
-MAX_SIZE = 10_000_000
-MAX_LAYERS = 100
-"""Deepest stack a spec may ask for: each layer is Python objects even on ``meta``, so a spec
-such as ``GRU(1, 1, num_layers=5000000)`` would otherwise take minutes to build."""
-"""The largest input_size, hidden_size, num_layers or proj_size a spec may give."""
 
 
 @dataclass(frozen=True)
