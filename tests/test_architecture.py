@@ -191,18 +191,8 @@ def _long_files() -> dict[str, int]:
     return {rel: n for rel, n in lengths.items() if n > MAX_LINES}
 
 
-BEING_SPLIT = ("tracing/recorder.py", "annotations/signature.py")  # other work in progress splits these
-
-
 def test_no_file_over_650_lines() -> None:
-    long = {rel: n for rel, n in _long_files().items() if rel not in BEING_SPLIT}
-    assert not long, f"split these files (one concern per file): {long}"
-
-
-@pytest.mark.xfail(any(rel in _long_files() for rel in BEING_SPLIT), strict=False,
-                   reason="recorder.py / signature.py are being split into smaller modules")
-def test_the_files_being_split_are_under_650_lines() -> None:
-    long = {rel: n for rel, n in _long_files().items() if rel in BEING_SPLIT}
+    long = _long_files()
     assert not long, f"split these files (one concern per file): {long}"
 
 
