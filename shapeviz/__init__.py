@@ -14,7 +14,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from shapeviz._errors import CODES, MissingBackendError, ShapeError, ShapevizError, SpecError
+from shapeviz._errors import CODES, DryRunError, MissingBackendError, ShapeError, ShapevizError, SpecError
 
 __version__ = "0.1.0"
 
@@ -51,6 +51,7 @@ __all__ = [
     "Conventions",
     "Diagram",
     "DryRun",
+    "DryRunError",
     "MissingBackendError",
     "ShapeError",
     "ShapevizError",

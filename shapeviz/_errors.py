@@ -7,6 +7,7 @@
 
 * :class:`ShapeError` -- your *data* does not fit the layer (a ``ValueError``).
 * :class:`SpecError` -- your *spec*, option or annotation is malformed (also a ``ValueError``).
+* :class:`DryRunError` -- a dry run reached code that needs tensor values (``.item()``, ``if t:``).
 * :class:`MissingBackendError` -- no Graphviz ``dot`` program could be found to render with.
 """
 
@@ -130,9 +131,50 @@ class SpecError(ShapevizError, ValueError):
     """A spec, option or annotation given to shapeviz is malformed (not the user's data)."""
 
 
+class DryRunError(ShapevizError, RuntimeError):
+    """A dry run reached an operation that needs tensor values, which ``meta`` tensors do not have.
+
+    ``operation`` (``"Tensor.item()"``), ``reason``, ``source`` (``"file.py:42"``), ``function``
+    (``"in decode"``) and ``line`` (the code) say where; ``trace`` holds the calls traced up to it.
+    """
+
+    def __init__(self, *, operation: str, reason: str, source: str, function: str = "", line: str = "") -> None:
+        self.operation = operation
+        self.reason = reason
+        self.source = source
+        self.function = function
+        self.line = line
+        self.trace: object = None  # a shapeviz.Trace of the run up to here, once the dry run has it
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        where = " ".join(p for p in (self.source, self.function) if p)
+        lines = [f"the dry run stopped at {where}" + (f": {self.line}" if self.line else ""),
+                 f"  {self.operation} {self.reason}; a dry run has shapes and dtypes only (every tensor is on "
+                 "`meta`, with no values), so it cannot go past this line"]
+        calls = getattr(self.trace, "calls", None)
+        if calls is not None:
+            lines.append(f"  traced up to here: {len(calls)} call{'s' if len(calls) != 1 else ''} (err.trace)")
+        lines.append("hint: dry-run the part before this line, or trace the whole forward with small real "
+                     "inputs: sv.trace(model, x)")
+        return "\n".join(lines)
+
+    def keep(self, trace: object) -> None:
+        """Attach the trace of the run up to the stop, and say so in the message."""
+        self.trace = trace
+        self.args = (self._message(),)
+
+    def __reduce__(self):  # picklable across processes, like ShapeError (the trace stays behind)
+        return (_rebuild_dry_run_error, (self.operation, self.reason, self.source, self.function, self.line))
+
+
+def _rebuild_dry_run_error(operation: str, reason: str, source: str, function: str, line: str) -> DryRunError:
+    return DryRunError(operation=operation, reason=reason, source=source, function=function, line=line)
+
+
 class MissingBackendError(ShapevizError, RuntimeError):
     """No Graphviz layout program (system ``dot`` or ``graphviz-pure``) could be found."""
 
 
-for _cls in (ShapevizError, ShapeError, SpecError, MissingBackendError):
+for _cls in (ShapevizError, ShapeError, SpecError, DryRunError, MissingBackendError):
     _cls.__module__ = "shapeviz"  # tracebacks read `shapeviz.ShapeError`, the public name

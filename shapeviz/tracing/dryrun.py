@@ -25,21 +25,46 @@ import html
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.nn.utils.parametrize import is_parametrized
+from torch.nn.utils.rnn import PackedSequence
 
-from shapeviz._errors import ShapeError, SpecError
+from shapeviz._errors import DryRunError, ShapeError, SpecError
 from shapeviz.core.dimensions import dims, parse_sizes
 from shapeviz.core.model import conventions, is_recurrent
 from shapeviz.runtime.watching import checking
+from shapeviz.tracing.meta import META, MetaMode
 from shapeviz.tracing.records import Trace
 from shapeviz.tracing.session import trace
 
-__all__ = ["DryRun", "dry_run", "meta_inputs"]
+__all__ = ["DryInput", "DryRun", "dry_run", "meta_inputs"]
 
-_META = torch.device("meta")
 _TOKEN_MODULES = (nn.Embedding, nn.EmbeddingBag)
+
+
+@dataclass(frozen=True)
+class DryInput:
+    """One input of a dry run as the model got it: its keyword (``""`` if positional), shape, dim
+    names (from its spec; ``""`` each for a tensor given as an example) and dtype.
+
+    >>> DryInput("src", (2, 7), ("bs", "T"), torch.long).format()
+    'src (bs=2, T=7) int64'
+    """
+
+    keyword: str
+    shape: tuple[int, ...]
+    names: tuple[str, ...]
+    dtype: torch.dtype
+
+    def format(self, keyword: bool = True) -> str:
+        """``"src (bs=2, T=7) int64"``; a dim without a name shows its size alone."""
+        dims_ = ", ".join(f"{n}={s}" if n else str(s) for n, s in zip(self.names, self.shape))
+        text = f"({dims_}{',' if len(self.shape) == 1 and not self.names[0] else ''}) " \
+               f"{str(self.dtype).removeprefix('torch.')}"
+        return f"{self.keyword} {text}" if keyword and self.keyword else text
 
 
 @dataclass
@@ -55,9 +80,7 @@ class DryRun:
     """
 
     model: str
-    input_shape: tuple[int, ...]
-    input_names: tuple[str, ...]
-    dtype: torch.dtype
+    inputs: tuple[DryInput, ...]  # the model's tensor inputs, in the order given (nested ones left out)
     trace: Trace | None
     error: ShapeError | None = None
     sizes: dict[str, int] = field(default_factory=dict)  # every size declared for the run (vocab too)
@@ -69,10 +92,24 @@ class DryRun:
         return self.error is None
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The first input's shape."""
+        return self.inputs[0].shape if self.inputs else ()
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The first input's dim names."""
+        return self.inputs[0].names if self.inputs else ()
+
+    @property
+    def dtype(self) -> torch.dtype | None:
+        """The first input's dtype."""
+        return self.inputs[0].dtype if self.inputs else None
+
+    @property
     def input_text(self) -> str:
-        """``"(bs=2, T=5) int64"``: the input the run built."""
-        dims_ = ", ".join(f"{n}={s}" for n, s in zip(self.input_names, self.input_shape))
-        return f"({dims_}) {str(self.dtype).removeprefix('torch.')}"
+        """``"(bs=2, T=5) int64"``: the input the run built; with several, all of them."""
+        return ", ".join(i.format(keyword=len(self.inputs) > 1) for i in self.inputs)
 
     def _calls(self) -> str:
         if self.trace is None:
@@ -81,12 +118,11 @@ class DryRun:
         return f"{n} module call{'s' if n != 1 else ''}"
 
     def __repr__(self) -> str:
-        status = "ok" if self.error is None else f"ShapeError [{self.error.code}] at {self.error.module}, " \
-            f"argument `{self.error.argument}`"
+        given = f"input{'s' if len(self.inputs) != 1 else ''} {self.input_text or '(none)'} on meta"
         if self.error is not None:
-            status += f" after {self._calls()}"
-            return f"DryRun({self.model}, input {self.input_text} on meta: {status})"
-        return f"DryRun({self.model}, input {self.input_text} on meta: {status}, {self._calls()})"
+            return (f"DryRun({self.model}, {given}: ShapeError [{self.error.code}] at {self.error.module}, "
+                    f"argument `{self.error.argument}` after {self._calls()})")
+        return f"DryRun({self.model}, {given}: ok, {self._calls()})"
 
     def __str__(self) -> str:
         parts = [repr(self)]
@@ -110,18 +146,45 @@ class DryRun:
         return head + err + table
 
 
-def _sizes(inputs: str | Mapping[str, int]) -> dict[str, int]:
-    if isinstance(inputs, str):
-        return parse_sizes(inputs, "dry_run(inputs=...)")
+_KINDS: dict[str, torch.dtype | None] = {  # a spec's kind word -> dtype (None: the model's float dtype)
+    "float": None, "float16": torch.float16, "half": torch.float16, "bfloat16": torch.bfloat16,
+    "float32": torch.float32, "float64": torch.float64, "double": torch.float64, "long": torch.long,
+    "int64": torch.long, "int32": torch.int32, "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8,
+    "bool": torch.bool,
+}
+_SPEC_FORMS = ("write sizes in the input's dim order, e.g. 'bs=2,T=5' (built like the model's first layer "
+               "takes its input), 'bs=2,T=5,vocab=28' (token ids) or 'bs=4,T=30 float' (exactly these dims, "
+               f"of that dtype; kinds: {', '.join(_KINDS)})")
+
+
+def _spec(inputs: object, where: str) -> tuple[dict[str, int], str | None]:
+    """``"bs=4,T=30 float"`` -> ``({"bs": 4, "T": 30}, "float")``; a dict of sizes has no kind."""
     if isinstance(inputs, Mapping):
-        return parse_sizes(",".join(f"{k}={v}" for k, v in inputs.items()), "dry_run(inputs=...)")
-    raise SpecError(f"dry_run(inputs=...): expected sizes such as 'bs=2,T=5', got {inputs!r}")
+        inputs = ",".join(f"{k}={v}" for k, v in inputs.items())
+    if not isinstance(inputs, str) or not inputs.strip():
+        raise SpecError(f"{where}: expected sizes such as 'bs=2,T=5', got {inputs!r}; {_SPEC_FORMS}")
+    body, kind = inputs.strip(), None
+    head, _, last = body.rpartition(" ")
+    if head and "=" not in last:
+        body, kind = head, last.strip()
+        if kind not in _KINDS:
+            raise SpecError(f"{where}: {kind!r} in {inputs!r} is not a kind; valid kinds: {', '.join(_KINDS)} "
+                            "(e.g. 'bs=4,T=30 float' for a float series with no emb dim)")
+    return parse_sizes(body, where), kind
 
 
-def _first_leaf(model: nn.Module) -> nn.Module | None:
-    for m in model.modules():
-        if next(m.children(), None) is None and (is_recurrent(m) or any(True for _ in m.parameters())):
-            return m
+def _first_layer(module: nn.Module) -> nn.Module | None:
+    """The first module that holds weights: a leaf with parameters, or a recurrent or parametrized
+    layer taken whole (its ``parametrizations`` container holds the weights, not the layer's input size)."""
+    if is_recurrent(module) or is_parametrized(module):
+        return module
+    children = list(module.children())
+    if not children:
+        return module if any(True for _ in module.parameters()) else None
+    for child in children:
+        found = _first_layer(child)
+        if found is not None:
+            return found
     return None
 
 
@@ -132,39 +195,52 @@ def _float_dtype(model: nn.Module) -> torch.dtype:
     return torch.get_default_dtype()
 
 
+def _build(model: nn.Module, inputs: object, vocab: int | None, dtype: torch.dtype | None,
+           follow: torch.dtype | None, where: str) -> tuple[torch.Tensor, tuple[str, ...], dict[str, int]]:
+    """One meta input from a spec; ``follow``: the first spec's dtype, for a later spec with no kind."""
+    sizes, kind = _spec(inputs, where)
+    if "vocab" in sizes:
+        if vocab is not None and vocab != sizes["vocab"]:
+            raise SpecError(f"{where}: vocab={vocab} and inputs {inputs!r} disagree")
+        vocab = sizes.pop("vocab")
+    if kind is not None:
+        dtype = _KINDS[kind] or _float_dtype(model)
+    elif follow is not None:
+        dtype = dtype or (torch.long if vocab is not None else follow)
+    else:
+        first = _first_layer(model)
+        if vocab is None and isinstance(first, _TOKEN_MODULES) and len(sizes) <= 2:
+            vocab = first.num_embeddings
+        if vocab is None and is_recurrent(first) and "emb" not in sizes:
+            sizes["emb"] = conventions(first).input_size  # type: ignore[arg-type]
+    if vocab is not None:
+        if dtype is not None and (dtype.is_floating_point or dtype.is_complex):
+            raise SpecError(f"{where}: token ids (vocab={vocab}) need an integer dtype, got {dtype}")
+        dtype = dtype or torch.long
+    x = torch.empty(tuple(sizes.values()), dtype=dtype or _float_dtype(model), device=META)
+    return x, tuple(sizes), {**sizes, "vocab": vocab} if vocab is not None else dict(sizes)
+
+
 def meta_inputs(model: nn.Module, inputs: str | Mapping[str, int] = "bs=2,T=5", vocab: int | None = None,
                 dtype: torch.dtype | None = None) -> tuple[torch.Tensor, tuple[str, ...], dict[str, int]]:
-    """The meta input a dry run feeds ``model``, its dim names, and every declared size.
+    """The meta input a dry run builds from one spec, its dim names, and every declared size.
 
     >>> import torch.nn as nn
     >>> x, names, sizes = meta_inputs(nn.GRU(10, 20, batch_first=True), "bs=2,T=5")
     >>> tuple(x.shape), names, x.device.type
     ((2, 5, 10), ('bs', 'T', 'emb'), 'meta')
+    >>> x, names, _ = meta_inputs(nn.LSTM(1, 32), "bs=4,T=30 float")  # a float series: exactly (bs, T)
+    >>> tuple(x.shape), x.dtype
+    ((4, 30), torch.float32)
 
     Token ids when a vocabulary is given (``vocab=28`` or ``"bs=2,T=5,vocab=28"``) or the model's
     first layer is an ``Embedding`` (its ``num_embeddings``); else floats of the model's dtype. When
     the first layer is recurrent and no ``emb`` is given, its ``input_size`` is appended as ``emb``
-    (the names keep the order given: ``"bs=2,T=5"`` is a batch-first input).
+    (the names keep the order given: ``"bs=2,T=5"`` is a batch-first input). A kind word after the
+    sizes (``"bs=4,T=30 float"``, ``"bs=2,T=5 long"``, any of :data:`_KINDS`) builds exactly the
+    dims listed, of that dtype (``float``: the model's float dtype).
     """
-    sizes = _sizes(inputs)
-    if "vocab" in sizes:
-        if vocab is not None and vocab != sizes["vocab"]:
-            raise SpecError(f"dry_run: vocab={vocab} and inputs {inputs!r} disagree")
-        vocab = sizes.pop("vocab")
-    first = _first_leaf(model)
-    if vocab is None and isinstance(first, _TOKEN_MODULES) and len(sizes) <= 2:
-        vocab = first.num_embeddings
-    names = tuple(sizes)
-    if vocab is not None:
-        if dtype is not None and (dtype.is_floating_point or dtype.is_complex):
-            raise SpecError(f"dry_run: token ids (vocab={vocab}) need an integer dtype, got {dtype}")
-        x = torch.empty(tuple(sizes.values()), dtype=dtype or torch.long, device=_META)
-        return x, names, {**sizes, "vocab": vocab}
-    if is_recurrent(first) and "emb" not in sizes:
-        sizes["emb"] = conventions(first).input_size  # type: ignore[arg-type]
-        names = tuple(sizes)
-    x = torch.empty(tuple(sizes.values()), dtype=dtype or _float_dtype(model), device=_META)
-    return x, names, dict(sizes)
+    return _build(model, inputs, vocab, dtype, None, "dry_run(inputs=...)")
 
 
 def _stand_ins(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -172,35 +248,73 @@ def _stand_ins(model: nn.Module) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
         if t.device.type != "meta":
-            out[name] = torch.empty_like(t, device=_META, requires_grad=False)
+            out[name] = torch.empty_like(t, device=META, requires_grad=False)
+    return out
+
+
+def _tensor_attrs(model: nn.Module) -> dict[tuple[int, str], tuple[nn.Module, Any]]:
+    """Tensors (or tuples of them) kept as plain module attributes: the weight the old
+    ``torch.nn.utils.weight_norm`` recomputes before each call, a state a forward saves in ``self``."""
+    out: dict[tuple[int, str], tuple[nn.Module, Any]] = {}
+    for m in model.modules():
+        for k, v in vars(m).items():
+            if isinstance(v, torch.Tensor) or (isinstance(v, (tuple, list)) and v
+                                               and all(isinstance(t, torch.Tensor) for t in v)):
+                out[id(m), k] = (m, v)
     return out
 
 
 @contextmanager
-def _swapped(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Iterator[None]:
-    """The parameters and buffers of ``model`` replaced by ``tensors`` inside, restored on exit.
+def _left_as_it_was(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Iterator[None]:
+    """The parameters and buffers of ``model`` replaced by ``tensors`` inside; on exit (any exit) they,
+    the RNNs' cached weight lists and the tensors kept as plain attributes are as they were.
 
-    This is the reparametrization ``torch.func.functional_call`` runs the module under; entering it
+    The swap is the reparametrization ``torch.func.functional_call`` runs the module under; entering it
     here lets :func:`shapeviz.tracing.session.trace` call (and hook) the model itself."""
-    if not tensors:
-        yield
-        return
     from torch.nn.utils.stateless import _reparametrize_module
 
     # an RNN's forward refreshes its cached `_flat_weights` list from the (swapped) parameters;
     # put the list it had back, so no reference to a stand-in outlives the run
     flat = [(m, m._flat_weights) for m in model.modules() if isinstance(m, nn.RNNBase)]
+    attrs = _tensor_attrs(model)
     try:
-        with _reparametrize_module(model, tensors, tie_weights=True, strict=False):
+        if tensors:
+            with _reparametrize_module(model, tensors, tie_weights=True, strict=False):
+                yield
+        else:
             yield
     finally:
         for m, weights in flat:
             m._flat_weights = weights
+        for key, (m, _) in _tensor_attrs(model).items():
+            if key not in attrs:
+                del m.__dict__[key[1]]  # a meta tensor the forward saved in `self`
+        for (_, k), (m, v) in attrs.items():
+            m.__dict__[k] = v
 
 
-def dry_run(model: nn.Module, inputs: str | Mapping[str, int] = "bs=2,T=5", vocab: int | None = None,
-            dtype: torch.dtype | None = None) -> DryRun:
-    """Run ``model``'s forward on ``meta`` inputs built from declared sizes, checked and traced.
+def _meta_value(value: Any) -> Any:
+    """An example input as the dry run feeds it: tensors as meta tensors of the same shape and dtype."""
+    if isinstance(value, torch.Tensor):
+        return value if value.device.type == "meta" else torch.empty_like(value, device=META,
+                                                                         requires_grad=False)
+    if isinstance(value, PackedSequence):  # batch_sizes stays on the CPU, as torch requires
+        return value._replace(data=_meta_value(value.data))
+    if isinstance(value, (tuple, list)) and not hasattr(value, "_fields"):
+        return type(value)(_meta_value(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _meta_value(v) for k, v in value.items()}
+    return value
+
+
+def _is_spec(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, Mapping) and bool(value)
+                                      and all(isinstance(v, int) for v in value.values()))
+
+
+def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: torch.dtype | None = None,
+            **named_inputs: Any) -> DryRun:
+    """Run ``model``'s forward on ``meta`` inputs, checked and traced, with no computation.
 
     >>> import torch, torch.nn as nn
     >>> with torch.device("meta"):
@@ -216,29 +330,77 @@ def dry_run(model: nn.Module, inputs: str | Mapping[str, int] = "bs=2,T=5", voca
     >>> run.error.code, run.error.hints[0]
     ('batch_first_swap', 'x = x.transpose(0, 1)  # (bs, T, emb) -> (T, bs, emb)')
 
-    ``inputs``: sizes in the order of the input's dims (``"bs=2,T=5"``, ``"T=5,bs=2,emb=10"``, or
-    a dict). ``vocab``: make token ids (also inferred from a first ``Embedding``). ``dtype``: the
-    input's dtype (default: ``long`` for tokens, else the model's). Costs no computation and no
-    activation memory: every tensor is ``meta``, recurrent layers are shaped by their conventions.
+    The inputs are what the model takes, positional (or one tuple of them) and by keyword; each is
+    a tensor of any device and dtype (fed as a ``meta`` tensor of the same shape and dtype; tensors in
+    tuples, lists and dicts too) or a size spec:
+
+    * ``"bs=2,T=5"``: sizes in the order of the input's dims. The first spec is built the way the
+      model's first layer takes its input: token ids if that is an ``Embedding`` (or ``vocab=`` is
+      given), else floats of the model's dtype with ``emb`` appended when the first layer is recurrent;
+      a later spec gets exactly the dims listed, of the first spec's dtype (``src`` tokens, ``trg`` too).
+    * ``"bs=4,T=30 float"``: a kind word after the sizes gives exactly these dims of that dtype (a float
+      series with no emb dim); kinds: float (the model's float dtype), float16, bfloat16, float32,
+      float64, long, int32, int16, int8, uint8, bool.
+
+    With no input, ``"bs=2,T=5"``. ``vocab``: the token vocabulary (also inferred from a first
+    ``Embedding``). ``dtype``: the dtype of the specs that name no kind. Only the first input's dim names
+    name the model's input; another spec's sizes are declared (``sv.dims``) where they do not contradict it.
+    Factory calls and ``.to(device)``/``.cuda()``/``.cpu()`` inside the forward stay on ``meta``
+    (:class:`~shapeviz.tracing.meta.MetaMode`); code that needs a value (``.item()``, ``if t:``) raises
+    :class:`~shapeviz.DryRunError` naming its line, the trace up to it in ``err.trace``.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"dry_run() takes an nn.Module, got {type(model).__name__}")
-    x, names, sizes = meta_inputs(model, inputs, vocab, dtype)
-    spec = " ".join(names)
-    extra = {k: v for k, v in sizes.items() if k not in names}
+    if len(inputs) == 1 and type(inputs[0]) is tuple:
+        inputs = inputs[0]
+    if not inputs and not named_inputs:
+        inputs = ("bs=2,T=5",)
+    given = [("", i, v) for i, v in enumerate(inputs)] + [(k, k, v) for k, v in named_inputs.items()]
+    built: dict[int | str, Any] = {}
+    shown: list[DryInput] = []
+    first_names: tuple[str, ...] | None = None  # the first spec's names, when the first input is a spec
+    declare: dict[str, int] = {}
+    conflicts: set[str] = set()
+    follow: torch.dtype | None = None
+    for n, (keyword, key, value) in enumerate(given):
+        where = f"dry_run({keyword}=...)" if keyword else f"dry_run(input {key})"
+        if not _is_spec(value):
+            built[key] = x = _meta_value(value)
+            if isinstance(x, torch.Tensor):
+                shown.append(DryInput(keyword, tuple(x.shape), ("",) * x.dim(), x.dtype))
+            continue
+        x, names, sizes = _build(model, value, vocab, dtype, follow, where)
+        built[key] = x
+        shown.append(DryInput(keyword, tuple(x.shape), names, x.dtype))
+        if n == 0:
+            first_names = names
+        follow = follow or x.dtype
+        for name, size in sizes.items():
+            if first_names is not None and name in first_names:
+                continue
+            if declare.get(name, size) != size:
+                conflicts.add(name)
+            declare[name] = size
+    extra = {k: v for k, v in declare.items() if k not in conflicts}
+    args = [built[i] for i in range(len(inputs))]
+    kwargs = {k: built[k] for k in named_inputs}
+    spec = " ".join(first_names) if first_names is not None else None
     stand_ins = _stand_ins(model)
-    run = DryRun(model=type(model).__name__, input_shape=tuple(int(s) for s in x.shape), input_names=names,
-                 dtype=x.dtype, trace=None, sizes=sizes, stand_ins=len(stand_ins))
+    run = DryRun(model=type(model).__name__, inputs=tuple(shown), trace=None,
+                 sizes={**dict(zip(first_names, shown[0].shape)), **extra} if first_names is not None else extra, stand_ins=len(stand_ins))
     with ExitStack() as stack:
-        stack.enter_context(_swapped(model, stand_ins))
-        stack.enter_context(_META)  # tensors the forward makes itself: meta too
+        stack.enter_context(_left_as_it_was(model, stand_ins))
+        stack.enter_context(META)  # tensors the forward makes with no device: meta
+        stack.enter_context(MetaMode())  # ... and those that name one, or move to one
         stack.enter_context(checking(inputs=spec))
         if extra:
             stack.enter_context(dims(**extra))
         try:
-            run.trace = trace(model, x, inputs_dims=spec)
+            run.trace = trace(model, *args, inputs_dims=spec, **kwargs)
         except ShapeError as err:
             run.error = err
             run.trace = getattr(err, "shapeviz_trace", None)
+        except DryRunError as err:
+            err.keep(getattr(err, "shapeviz_trace", None))
+            raise
     return run
-
