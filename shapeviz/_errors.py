@@ -152,9 +152,10 @@ class DryRunError(ShapevizError, RuntimeError):
         lines = [f"the dry run stopped at {where}" + (f": {self.line}" if self.line else ""),
                  f"  {self.operation} {self.reason}; a dry run has shapes and dtypes only (every tensor is on "
                  "`meta`, with no values), so it cannot go past this line"]
-        calls = getattr(self.trace, "calls", None)
-        if calls is not None:
-            lines.append(f"  traced up to here: {len(calls)} call{'s' if len(calls) != 1 else ''} (err.trace)")
+        modules = getattr(self.trace, "modules", None)
+        if modules is not None:
+            n = len(modules())
+            lines.append(f"  traced up to here: {n} module call{'s' if n != 1 else ''} (err.trace)")
         lines.append("hint: dry-run the part before this line, or trace the whole forward with small real "
                      "inputs: sv.trace(model, x)")
         return "\n".join(lines)

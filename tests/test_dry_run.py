@@ -193,3 +193,317 @@ def test_dry_run_inside_checking_keeps_it_on() -> None:
 def test_html() -> None:
     page = dry_run(ForgotTranspose(), "bs=2,T=5")._repr_html_()
     assert "<b>dry run</b>" in page and "[batch_first_swap]" in page and "trace of ForgotTranspose" in page
+
+
+# ---- real model patterns (issue 13), written the way tutorials write them ----------------------------
+
+device = torch.device("cpu")  # tutorials: torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Encoder(nn.Module):
+    def __init__(self, input_dim: int, emb_dim: int, hid_dim: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(input_dim, emb_dim)
+        self.rnn = nn.GRU(emb_dim, hid_dim)
+
+    def forward(self, src: torch.Tensor) -> torch.Tensor:
+        embedded = self.embedding(src)  # src = [src len, batch size]
+        _outputs, hidden = self.rnn(embedded)
+        return hidden
+
+
+class Decoder(nn.Module):
+    def __init__(self, output_dim: int, emb_dim: int, hid_dim: int) -> None:
+        super().__init__()
+        self.output_dim = output_dim
+        self.embedding = nn.Embedding(output_dim, emb_dim)
+        self.rnn = nn.GRU(emb_dim, hid_dim)
+        self.fc_out = nn.Linear(hid_dim, output_dim)
+
+    def forward(self, input: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        input = input.unsqueeze(0)  # [batch size] -> [1, batch size]
+        output, hidden = self.rnn(self.embedding(input), hidden)
+        return self.fc_out(output.squeeze(0)), hidden
+
+
+class Seq2Seq(nn.Module):
+    """The seq2seq tutorial's model: two inputs, an output buffer made with zeros(...).to(device)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder, self.decoder, self.device = Encoder(30, 8, 16), Decoder(40, 8, 16), device
+
+    def forward(self, src: torch.Tensor, trg: torch.Tensor, teacher_forcing_ratio: float = 1.0) -> torch.Tensor:
+        trg_len, batch_size = trg.shape
+        outputs = torch.zeros(trg_len, batch_size, self.decoder.output_dim).to(self.device)
+        hidden = self.encoder(src)
+        input = trg[0, :]
+        for t in range(1, trg_len):
+            output, hidden = self.decoder(input, hidden)
+            outputs[t] = output
+            input = trg[t] if teacher_forcing_ratio >= 0.5 else output.argmax(1)
+        return outputs
+
+
+def test_seq2seq_two_inputs_by_keyword() -> None:
+    run = dry_run(Seq2Seq(), src="T=7,bs=2", trg="T=5,bs=2", teacher_forcing_ratio=0.0)
+    assert run.ok, run
+    assert repr(run) == ("DryRun(Seq2Seq, inputs src (T=7, bs=2) int64, trg (T=5, bs=2) int64 on meta: ok, "
+                         "20 module calls)")
+    assert run.sizes == {"T": 7, "bs": 2, "vocab": 30}  # trg's T=5 contradicts src's T: not declared
+    t = run.trace
+    assert t is not None
+    assert [i.format() for i in t.find(path="encoder.rnn")[0].inputs] == ["(T=7, bs=2, emb=8)"]
+    steps = t.find(path="decoder.rnn")
+    assert len(steps) == 4 and [i.format() for i in steps[0].inputs] == ["(T=1, bs=2, emb=8)",
+                                                                         "(layers*D=1, bs=2, h=16)"]
+    assert t.find(path="decoder.fc_out")[-1].outputs[0].shape == (2, 40)
+
+
+def test_seq2seq_two_inputs_positional_and_as_a_tuple() -> None:
+    a = dry_run(Seq2Seq(), "T=7,bs=2", "T=5,bs=2")
+    b = dry_run(Seq2Seq(), ("T=7,bs=2", "T=5,bs=2"))
+    assert repr(a) == repr(b) == ("DryRun(Seq2Seq, inputs (T=7, bs=2) int64, (T=5, bs=2) int64 on meta: ok, "
+                                  "20 module calls)")
+    c = dry_run(Seq2Seq(), torch.zeros(7, 2, dtype=torch.long), torch.zeros(5, 2, dtype=torch.long))
+    assert c.ok and c.input_text == "(7, 2) int64, (5, 2) int64"
+
+
+class Forecaster(nn.Module):
+    """A time-series LSTM: a float series (bs, T), unsqueeze(-1) to (bs, T, 1), the state made in forward."""
+
+    def __init__(self, hidden_size: int = 32, num_layers: int = 2) -> None:
+        super().__init__()
+        self.hidden_size, self.num_layers = hidden_size, num_layers
+        self.lstm = nn.LSTM(1, hidden_size, num_layers, batch_first=True)
+        self.fc = nn.Linear(hidden_size, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(-1)  # (bs, T) -> (bs, T, 1)
+        h0 = torch.zeros(self.num_layers, x.size(0), self.hidden_size).to(device)
+        c0 = torch.zeros(self.num_layers, x.size(0), self.hidden_size, device="cpu").cpu()
+        out, _ = self.lstm(x, (h0, c0))
+        return self.fc(out[:, -1, :])
+
+
+def test_float_series_without_emb() -> None:
+    run = dry_run(Forecaster(), "bs=4,T=30 float")
+    assert run.ok, run
+    assert repr(run) == "DryRun(Forecaster, input (bs=4, T=30) float32 on meta: ok, 3 module calls)"
+    [lstm] = run.trace.find(path="lstm")  # type: ignore[union-attr]
+    assert [(i.format(), i.device) for i in lstm.inputs] == [
+        ("(bs=4, T=30, emb=1)", "meta"), ("(layers*D=2, bs=4, h=32)", "meta"), ("(layers*D=2, bs=4, h=32)", "meta")]
+    assert run.trace.calls[-1].outputs[0].shape == (4, 1)  # type: ignore[union-attr]
+    half = dry_run(Forecaster().half(), "bs=4,T=30 float")  # `float`: the model's float dtype
+    assert half.dtype == torch.float16
+    assert dry_run(Forecaster(), "bs=4,T=30 float64").error.code == "dtype"  # type: ignore[union-attr]
+
+
+class CudaState(nn.Module):
+    """State moved with .cuda() and made with device='cuda' (fails on a CPU-only machine without a dry run)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(10, 20)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros(1, x.shape[1], 20).cuda()
+        steps = torch.arange(x.shape[0], device="cuda")
+        ones = torch.ones_like(h, device="cuda") + x.new_zeros(1, device="cuda")
+        out, h = self.rnn(x.to("cuda", non_blocking=True), h.to(x) * ones)
+        return out[steps]
+
+
+def test_factory_calls_and_moves_stay_on_meta() -> None:
+    run = dry_run(CudaState(), "T=5,bs=2,emb=10")
+    assert run.ok, run
+    [rnn] = run.trace.find(path="rnn")  # type: ignore[union-attr]
+    assert [(i.format(), i.device) for i in rnn.inputs] == [("(T=5, bs=2, emb=10)", "meta"),
+                                                            ("(layers*D=1, bs=2, h=20)", "meta")]
+    assert [(i.format(), i.device) for i in rnn.outputs] == [("(T=5, bs=2, D*h=20)", "meta"),
+                                                             ("(layers*D=1, bs=2, h=20)", "meta")]
+    x = torch.zeros(2, 3)
+    assert x.to(torch.float64).device.type == "cpu"  # after the run: torch as it was
+
+
+def _wn_model(kind: str) -> nn.Module:
+    if kind == "parametrizations.weight_norm":
+        lstm = torch.nn.utils.parametrizations.weight_norm(nn.LSTM(10, 20, batch_first=True), "weight_hh_l0")
+    else:
+        with pytest.warns(FutureWarning):
+            lstm = torch.nn.utils.weight_norm(nn.LSTM(10, 20, batch_first=True), "weight_ih_l0")
+
+    class Tagger(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm, self.fc = lstm, nn.Linear(20, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.lstm(x)[0])
+
+    return Tagger()
+
+
+@pytest.mark.parametrize("kind", ["parametrizations.weight_norm", "utils.weight_norm"])
+def test_weight_normed_lstm_is_sized_from_its_config(kind: str) -> None:
+    model = _wn_model(kind)
+    before = _state(model)
+    run = dry_run(model, "bs=2,T=5")  # emb=input_size=10 from the (parametrized) LSTM, not from fc
+    assert run.ok, run
+    assert run.input_names == ("bs", "T", "emb") and run.input_shape == (2, 5, 10)
+    assert _same(before, _state(model))
+    with sv.checking():  # the model is left computing on the CPU (no weight left behind on meta)
+        assert model(torch.zeros(2, 5, 10)).device.type == "cpu"
+
+
+def argmax(vec: torch.Tensor) -> int:
+    _, idx = torch.max(vec, 1)
+    return idx.item()
+
+
+class BiLSTMCRF(nn.Module):
+    """The BiLSTM-CRF tutorial's decode: a Viterbi loop on Python ints from .item()."""
+
+    def __init__(self, vocab_size: int = 20, tagset_size: int = 5, embedding_dim: int = 8, hidden_dim: int = 6):
+        super().__init__()
+        self.hidden_dim, self.tagset_size = hidden_dim, tagset_size
+        self.word_embeds = nn.Embedding(vocab_size, embedding_dim)
+        self.lstm = nn.LSTM(embedding_dim, hidden_dim // 2, num_layers=1, bidirectional=True)
+        self.hidden2tag = nn.Linear(hidden_dim, tagset_size)
+        self.transitions = nn.Parameter(torch.randn(tagset_size, tagset_size))
+        self.hidden = self.init_hidden()
+
+    def init_hidden(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return (torch.randn(2, 1, self.hidden_dim // 2), torch.randn(2, 1, self.hidden_dim // 2))
+
+    def _get_lstm_features(self, sentence: torch.Tensor) -> torch.Tensor:
+        self.hidden = self.init_hidden()
+        embeds = self.word_embeds(sentence).view(len(sentence), 1, -1)
+        lstm_out, self.hidden = self.lstm(embeds, self.hidden)
+        return self.hidden2tag(lstm_out.view(len(sentence), self.hidden_dim))
+
+    def _viterbi_decode(self, feats: torch.Tensor) -> list[int]:
+        forward_var = torch.full((1, self.tagset_size), -10000.0)
+        best_path = []
+        for feat in feats:
+            viterbivars_t = []
+            for next_tag in range(self.tagset_size):
+                next_tag_var = forward_var + self.transitions[next_tag]
+                best_tag_id = argmax(next_tag_var)
+                viterbivars_t.append(next_tag_var[0][best_tag_id].view(1))
+            forward_var = (torch.cat(viterbivars_t) + feat).view(1, -1)
+            best_path.append(argmax(forward_var))
+        return best_path
+
+    def forward(self, sentence: torch.Tensor) -> list[int]:
+        return self._viterbi_decode(self._get_lstm_features(sentence))
+
+
+def test_data_dependent_stop_names_the_line_and_keeps_the_trace() -> None:
+    model = BiLSTMCRF()
+    hidden = model.hidden
+    with pytest.raises(sv.DryRunError) as info:
+        dry_run(model, "T=6")
+    err = info.value
+    assert isinstance(err, sv.ShapevizError) and err.operation == "Tensor.item()"
+    assert err.source == f"{__file__}:{argmax.__code__.co_firstlineno + 2}" and err.function == "in argmax"
+    assert err.line == "return idx.item()"
+    assert str(err).splitlines()[0] == f"the dry run stopped at {err.source} in argmax: return idx.item()"
+    assert "a dry run has shapes and dtypes only" in str(err) and "traced up to here: 4 module calls" in str(err)
+    calls = [(c.path, c.type) for c in err.trace.calls]  # type: ignore[attr-defined]
+    assert calls == [("", "BiLSTMCRF"), ("word_embeds", "Embedding"), ("lstm", "LSTM"), ("hidden2tag", "Linear"),
+                     ("", "item")]  # the op it stopped at comes last, marked raised
+    lstm = err.trace.calls[2]  # type: ignore[attr-defined]
+    assert lstm.outputs[0].format() == "(T=6, bs=1, D*h=6)"
+    assert model.hidden is hidden  # the state the forward saved in self is put back
+    assert torch._C._len_torch_function_stack() == 0 and not sv.enabled()
+
+
+class IfOnTensor(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(4, 8)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        if (lengths > 0).all():
+            out = out[: int(lengths.max())]
+        return out
+
+
+@pytest.mark.parametrize(("op", "line"), [
+    ("bool(tensor) (an `if`/`while`/`and`/`or`/`not` on a tensor)", "if (lengths > 0).all():"),
+])
+def test_if_on_a_tensor_stops(op: str, line: str) -> None:
+    with pytest.raises(sv.DryRunError) as info:
+        dry_run(IfOnTensor(), torch.zeros(5, 2, 4), torch.tensor([5, 3]))
+    assert (info.value.operation, info.value.line) == (op, line)
+    assert [c.type for c in info.value.trace.calls] == ["IfOnTensor", "RNN", "__bool__"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("code", "op"), [
+    ("int(x.sum())", "int(tensor)"), ("x.tolist()", "Tensor.tolist()"), ("x[x > 0]", "indexing with a boolean mask"),
+    ("torch.nonzero(x)", "torch.nonzero"), ("float(x[0, 0])", "float(tensor)"), ("list(range(9))[x.long()[0, 0]]",
+                                                                             "a tensor used as a Python index"),
+])
+def test_value_reads_stop(code: str, op: str) -> None:
+    def forward(x: torch.Tensor) -> object:
+        return eval(code)  # the test's own table of expressions, not user input
+
+    model = nn.Identity()
+    model.forward = forward  # type: ignore[method-assign]
+    with pytest.raises(sv.DryRunError, match="a dry run has shapes and dtypes only") as info:
+        dry_run(model, "bs=2,T=3 float")
+    assert info.value.operation.startswith(op)
+
+
+class SeesItsInputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(10, 20)
+        self.seen: list[str] = []
+
+    def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        self.seen = [t.device.type for t in (x, *state)]
+        return self.lstm(x, state)[0]
+
+
+def test_example_tensors_become_meta() -> None:
+    model = SeesItsInputs()
+    x, h0, c0 = torch.randn(5, 3, 10), torch.zeros(1, 3, 20), torch.zeros(1, 3, 20, dtype=torch.float64)
+    run = dry_run(model, (x, (h0, c0)))
+    assert model.seen == ["meta"] * 3  # the inputs the model got are meta: no storage, no computation
+    assert run.error is not None and run.error.code == "dtype" and run.error.argument == "c_0"  # float64 c_0
+    assert run.input_text == "(5, 3, 10) float32" and x.device.type == "cpu"
+    assert all(p.device.type == "cpu" for p in model.parameters())  # the model's own stay real
+    ok = dry_run(model, x, state=(h0, c0.float()))
+    assert ok.ok and ok.inputs[0].format() == "(5, 3, 10) float32"
+
+
+def test_base_exceptions_leave_nothing_behind() -> None:
+    class Interrupted(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(4, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.rnn(x)
+            raise KeyboardInterrupt
+
+    model = Interrupted()
+    before = _state(model)
+    with pytest.raises(KeyboardInterrupt):
+        dry_run(model, "T=3,bs=2")
+    assert torch._C._len_torch_function_stack() == 0 and torch.empty(1).device.type == "cpu"
+    assert not sv.enabled() and sv.core.dimensions.declared() is None  # type: ignore[attr-defined]
+    assert _same(before, _state(model))
+
+
+@pytest.mark.parametrize(("spec", "match"), [
+    ("bs=4,T=30 floot", r"'floot' in 'bs=4,T=30 floot' is not a kind; valid kinds: float, float16, .*bool"),
+    ("bs=2,T=5,vocab=28 float", r"token ids \(vocab=28\) need an integer dtype"),
+    ("", r"expected sizes such as 'bs=2,T=5'.*'bs=4,T=30 float'"),
+])
+def test_bad_kind_specs(spec: str, match: str) -> None:
+    with pytest.raises(sv.SpecError, match=match):
+        dry_run(Forecaster(), x=spec)

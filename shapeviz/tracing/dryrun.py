@@ -275,7 +275,7 @@ def _left_as_it_was(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Itera
 
     # an RNN's forward refreshes its cached `_flat_weights` list from the (swapped) parameters;
     # put the list it had back, so no reference to a stand-in outlives the run
-    flat = [(m, m._flat_weights) for m in model.modules() if isinstance(m, nn.RNNBase)]
+    flat = [(m, list(m._flat_weights)) for m in model.modules() if isinstance(m, nn.RNNBase)]
     attrs = _tensor_attrs(model)
     try:
         if tensors:
@@ -284,13 +284,13 @@ def _left_as_it_was(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Itera
         else:
             yield
     finally:
-        for m, weights in flat:
-            m._flat_weights = weights
         for key, (m, _) in _tensor_attrs(model).items():
             if key not in attrs:
                 del m.__dict__[key[1]]  # a meta tensor the forward saved in `self`
         for (_, k), (m, v) in attrs.items():
-            m.__dict__[k] = v
+            m.__dict__[k] = v  # not setattr: an RNN's __setattr__ would write into its weight list
+        for m, weights in flat:  # (the list is updated in place when a weight is set: a copy was kept)
+            m._flat_weights = weights
 
 
 def _meta_value(value: Any) -> Any:
@@ -386,8 +386,9 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
     kwargs = {k: built[k] for k in named_inputs}
     spec = " ".join(first_names) if first_names is not None else None
     stand_ins = _stand_ins(model)
-    run = DryRun(model=type(model).__name__, inputs=tuple(shown), trace=None,
-                 sizes={**dict(zip(first_names, shown[0].shape)), **extra} if first_names is not None else extra, stand_ins=len(stand_ins))
+    sizes = {**dict(zip(first_names, shown[0].shape)), **extra} if first_names is not None else extra
+    run = DryRun(model=type(model).__name__, inputs=tuple(shown), trace=None, sizes=sizes,
+                 stand_ins=len(stand_ins))
     with ExitStack() as stack:
         stack.enter_context(_left_as_it_was(model, stand_ins))
         stack.enter_context(META)  # tensors the forward makes with no device: meta
