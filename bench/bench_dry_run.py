@@ -1,4 +1,5 @@
-"""dry_run of a ~1.9 B-parameter language model built on ``meta``: time and peak memory.
+"""dry_run of a ~1.9 B-parameter language model and a ~1.4 B-parameter two-input seq2seq, built on
+``meta``: time and peak memory.
 
 >>> rows = run(quick=True)  # doctest: +SKIP
 >>> rows[0].what.startswith("dry_run")  # doctest: +SKIP
@@ -13,6 +14,10 @@ The model: ``Embedding(50000, 2048)`` -> 4-layer bidirectional ``LSTM(2048, 4096
 * a real CPU forward of the same architecture at 1/8 of the width (``Embedding(50000, 256)``,
   ``LSTM(256, 512, 4, bidirectional)``, ``Linear(1024, 50000)``, 86 M parameters): what a smoke
   test with real tensors costs even after shrinking the model;
+* the same three for :class:`Seq2Seq`: ``Embedding(50000, 2048)`` x 2, a 4-layer ``LSTM(2048, 4096)``
+  encoder whose ``(h_n, c_n)`` start a 4-layer ``LSTM(2048, 4096)`` decoder (teacher forcing: the whole
+  ``trg`` in one call), ``Linear(4096, 50000)``: 1.42 B parameters, two token inputs ``src (bs=32,
+  T=35)`` and ``trg (bs=32, T=30)``, dry-run as ``dry_run(model, src="bs=32,T=35", trg="bs=32,T=30")``;
 * peak RSS, each measured in a fresh subprocess (``VmHWM`` on Linux, else ``resource.getrusage``;
   see :func:`peak_rss_mb`): the dry run vs a process that imports torch and shapeviz and builds
   the meta model but runs nothing.
@@ -47,22 +52,48 @@ class LM(nn.Module):
         return self.head(out)  # (bs, T, vocab)
 
 
+class Seq2Seq(nn.Module):
+    """src (bs, T_src), trg (bs, T_trg) tokens -> encoder; its (h_n, c_n) start the decoder -> (bs, T_trg, vocab)."""
+
+    def __init__(self, vocab: int = VOCAB, emb: int = EMB, hidden: int = HIDDEN, layers: int = LAYERS) -> None:
+        super().__init__()
+        self.src_embedding, self.trg_embedding = nn.Embedding(vocab, emb), nn.Embedding(vocab, emb)
+        self.encoder = nn.LSTM(emb, hidden, layers, batch_first=True)
+        self.decoder = nn.LSTM(emb, hidden, layers, batch_first=True)
+        self.head = nn.Linear(hidden, vocab)
+
+    def forward(self, src: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:
+        _, state = self.encoder(self.src_embedding(src))  # (h_n, c_n): (layers, bs, hidden)
+        out, _ = self.decoder(self.trg_embedding(trg), state)  # teacher forcing: trg in one call
+        return self.head(out)  # (bs, T_trg, vocab)
+
+
+T_TRG = 30
+SPECS = {"lm": ((f"bs={BS},T={T}",), {}), "seq2seq": ((), {"src": f"bs={BS},T={T}", "trg": f"bs={BS},T={T_TRG}"})}
+
+
 def meta_lm() -> LM:
     with torch.device("meta"):
         return LM()
+
+
+def meta_seq2seq() -> Seq2Seq:
+    with torch.device("meta"):
+        return Seq2Seq()
 
 
 _CHILD = """
 import sys, time
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
-from bench.bench_dry_run import meta_lm, peak_rss_mb
+from bench.bench_dry_run import SPECS, meta_{which}, peak_rss_mb
 from shapeviz.tracing.dryrun import dry_run
 t1 = time.perf_counter()
-model = meta_lm()
+model = meta_{which}()
 t2 = time.perf_counter()
 if {forward}:
-    run = dry_run(model, "bs={bs},T={T}")
+    args, kwargs = SPECS[{which!r}]
+    run = dry_run(model, *args, **kwargs)
     assert run.ok, run
 t3 = time.perf_counter()
 print(peak_rss_mb(), t1 - t0, t2 - t1, t3 - t2)
@@ -88,13 +119,13 @@ def peak_rss_mb() -> float:
     return rss / 1024 / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS, KiB on Linux
 
 
-def _child(forward: bool) -> tuple[float, ...]:
-    """(peak RSS in MB, seconds to import torch and shapeviz, to build the LM, to dry-run it) of a
+def _child(forward: bool, which: str = "lm") -> tuple[float, ...]:
+    """(peak RSS in MB, seconds to import torch and shapeviz, to build the model, to dry-run it) of a
     fresh process."""
     import os
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    code = _CHILD.format(root=root, forward=forward, bs=BS, T=T)
+    code = _CHILD.format(root=root, forward=forward, which=which)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return tuple(float(v) for v in out.stdout.split())
 
@@ -108,36 +139,47 @@ def _best(fn: object, repeat: int) -> float:
     return best
 
 
-def run(quick: bool = False) -> list[Row]:
-    """Rows: dry_run vs a plain meta forward, vs a real forward at 1/8 width; peak RSS vs doing nothing."""
+def _rows(which: str, quick: bool) -> list[Row]:
+    """dry_run vs a plain meta forward, vs a real forward at 1/8 width; peak RSS vs doing nothing."""
     from shapeviz.tracing.dryrun import dry_run
 
     repeat = 2 if quick else 5
     slow = 1 if quick else 2  # the baselines take seconds per call
-    rss_dry, t_import, _, t_cold = _child(forward=True)  # fresh processes first, before this one grows
-    rss_base = _child(forward=False)[0]
-    model = meta_lm()
+    rss_dry, t_import, _, t_cold = _child(forward=True, which=which)  # fresh processes first
+    rss_base = _child(forward=False, which=which)[0]
+    model = meta_lm() if which == "lm" else meta_seq2seq()
+    args, kwargs = SPECS[which]
     n_params = sum(p.numel() for p in model.parameters())
-    label = f"dry_run, meta LM {n_params / 1e9:.2f} B params, tokens (bs={BS}, T={T})"
-    tokens = torch.zeros(BS, T, dtype=torch.long, device="meta")
-    dry_run(model, f"bs={BS},T={T}")  # warm-up (first calls build caches)
-    t_dry = _best(lambda: dry_run(model, f"bs={BS},T={T}"), repeat)
+    given = ", ".join([*args, *(f"{k}=({v})" for k, v in kwargs.items())]).replace(",T=", ", T=")
+    label = (f"dry_run, meta LM {n_params / 1e9:.2f} B params, tokens (bs={BS}, T={T})" if which == "lm" else
+             f"dry_run, meta seq2seq {n_params / 1e9:.2f} B params, two inputs {given}")
+    sizes = [(BS, T)] if which == "lm" else [(BS, T), (BS, T_TRG)]
+    tokens = [torch.zeros(*shape, dtype=torch.long, device="meta") for shape in sizes]
+    dry_run(model, *args, **kwargs)  # warm-up (first calls build caches)
+    t_dry = _best(lambda: dry_run(model, *args, **kwargs), repeat)
     with torch.no_grad():
-        t_meta = _best(lambda: model(tokens), slow)
-    small = LM(emb=EMB // 8, hidden=HIDDEN // 8).eval()
-    real = torch.zeros(BS, T, dtype=torch.long)
+        t_meta = _best(lambda: model(*tokens), slow)
+    small = (LM if which == "lm" else Seq2Seq)(emb=EMB // 8, hidden=HIDDEN // 8).eval()
+    real = [torch.zeros(*shape, dtype=torch.long) for shape in sizes]
     with torch.no_grad():
-        t_small = _best(lambda: small(real), slow)
+        t_small = _best(lambda: small(*real), slow)
     small_params = sum(p.numel() for p in small.parameters())
+    name = "LM" if which == "lm" else "seq2seq"
     return [
         Row(label, "the same forward on meta without shapeviz (torch meta kernels)", t_dry, t_meta, "< 2 s", "s"),
         Row(label, f"real CPU forward at 1/8 width ({small_params / 1e6:.0f} M params)", t_dry, t_small,
             "info", "s"),
-        Row("first dry_run of the meta LM in a fresh process (cold caches)",
+        Row(f"first dry_run of the meta {name} in a fresh process (cold caches)",
             "import torch + shapeviz in that process", t_cold, t_import, "< 2 s", "s"),
-        Row("peak RSS of a process that builds the meta LM and dry-runs it",
+        Row(f"peak RSS of a process that builds the meta {name} and dry-runs it",
             "the same process without the dry run", rss_dry, rss_base, "< 1 GB", "MB"),
     ]
+
+
+def run(quick: bool = False) -> list[Row]:
+    """The rows of the language model, then those of the two-input seq2seq."""
+    return _rows("lm", quick) + _rows("seq2seq", quick)
+
 
 if __name__ == "__main__":
     for r in run():

@@ -6,17 +6,21 @@
 >>> run.ok, [(i.role, i.format()) for i in run.trace.find(path="1")[0].outputs]
 (True, [('output', '(bs=2, T=5, D*h=32)'), ('h_n', '(layers*D=1, bs=2, h=32)')])
 
-The inputs are built on ``meta`` from declared sizes (names in the order given: ``"bs=2,T=5"``
-with a vocabulary makes a ``(bs, T)`` LongTensor of token ids; ``"T=5,bs=2,emb=10"`` a float
-``(T, bs, emb)`` tensor). A model built under ``with torch.device("meta"):`` runs as it is; a model
-with real weights runs with ``meta`` stand-ins for its parameters and buffers, swapped in for the
-call only (as ``torch.func.functional_call`` does), so it is neither copied nor changed. Tensors
-the forward creates itself (``torch.zeros(layers, bs, h)``) are made on ``meta`` too.
+The inputs are what the model takes (positional, one tuple of them, or by keyword): example tensors
+of any device and dtype, fed as ``meta`` tensors of the same shape and dtype, or size specs built on
+``meta`` (``"bs=2,T=5"`` with a vocabulary makes a ``(bs, T)`` LongTensor of token ids;
+``"T=5,bs=2,emb=10"`` a float ``(T, bs, emb)`` tensor; ``"bs=4,T=30 float"`` exactly ``(bs, T)``
+floats). A model built under ``with torch.device("meta"):`` runs as it is; a model with real weights
+runs with ``meta`` stand-ins for its parameters and buffers, swapped in for the call only (as
+``torch.func.functional_call`` does), so it is neither copied nor changed. Tensors the forward creates
+or moves itself (``torch.zeros(layers, bs, h).to(device)``) stay on ``meta``
+(:class:`~shapeviz.tracing.meta.MetaMode`).
 
-Checking (:func:`shapeviz.checking` with the input's dim names) and tracing
-(:func:`shapeviz.tracing.session.trace`) are on for the call; the first :class:`~shapeviz.ShapeError` is kept
-in ``.error``, not raised. Other exceptions (an operation ``meta`` cannot run, a bug in the model)
-propagate, with the partial trace in their notes.
+Checking (:func:`shapeviz.checking` with the first input's dim names) and tracing
+(:func:`shapeviz.tracing.session.trace`) are on for the call; the first :class:`~shapeviz.ShapeError` is
+kept in ``.error``, not raised. Code that needs a tensor's value (``.item()``, ``if t:``) raises
+:class:`~shapeviz.DryRunError` naming the line, with the trace up to it. Other exceptions (an operation
+``meta`` cannot run, a bug in the model) propagate, with the partial trace in their notes.
 """
 
 from __future__ import annotations
