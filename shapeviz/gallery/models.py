@@ -22,17 +22,17 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 __all__ = [
-    "BatchFirstLoopRNN",
-    "BidirectionalLoopRNN",
-    "CellOverDataset",
-    "CharRNNScratch",
-    "EmbedRNN",
-    "ForgotTranspose",
-    "GRUEncoder",
-    "HelloCell",
-    "HelloEmbedding",
-    "HelloRNN",
+    "AttnSeq2Seq", "BatchFirstLoopRNN",
+    "BidirectionalLoopRNN", "Captioner",
+    "CellOverDataset", "CharRNNModel",
+    "CharRNNScratch", "DotAttention",
+    "EmbedRNN", "ForgotTranspose",
+    "GRUEncoder", "HelloCell",
+    "HelloEmbedding", "HelloRNN",
     "PackedLSTM",
+    "Seq2SeqGRU",
+    "StackedCells",
+    "Vocab",
     "assert_close",
     "fixed_seed",
     "hello_data",
@@ -340,3 +340,185 @@ class GRUEncoder(nn.Module):
         top = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # top layer, both directions: (bs, 2h)
         context = torch.tanh(self.bridge(top)).unsqueeze(0)  # (1, bs, h): a decoder's h_0
         return outputs, context
+
+
+class Seq2SeqGRU(nn.Module):
+    """A GRU encoder -> GRU decoder: the encoder's h_n is the decoder's h_0, then one token per call.
+
+    >>> m = Seq2SeqGRU()
+    >>> src, trg = torch.zeros(7, 3, dtype=torch.long), torch.zeros(5, 3, dtype=torch.long)
+    >>> tuple(m.greedy(src, steps=5).shape), tuple(m(src, trg).shape)    # (steps, bs, vocab) both
+    ((5, 3, 20), (5, 3, 20))
+    """
+
+    def __init__(self, vocab: int = 20, emb: int = 12, hidden: int = 16) -> None:
+        super().__init__()
+        with fixed_seed(0):
+            self.src_emb, self.trg_emb = nn.Embedding(vocab, emb), nn.Embedding(vocab, emb)
+            self.encoder = nn.GRU(emb, hidden)
+            self.decoder = nn.GRU(emb, hidden)
+            self.out = nn.Linear(hidden, vocab)
+
+    def step(self, token: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """One decoder call: token (bs,) and hidden (1, bs, h) -> logits (bs, vocab), hidden."""
+        out, hidden = self.decoder(self.trg_emb(token).unsqueeze(0), hidden)  # (1, bs, emb) -> (1, bs, h)
+        return self.out(out.squeeze(0)), hidden  # (bs, vocab)
+
+    def greedy(self, src: Tensor, steps: int) -> Tensor:
+        """Greedy decoding: each step's input is the previous step's argmax."""
+        _, hidden = self.encoder(self.src_emb(src))  # src (T_src, bs) -> h_n (1, bs, h)
+        token = torch.zeros(src.shape[1], dtype=torch.long)  # <sos> = 0, (bs,)
+        logits = []
+        for _ in range(steps):
+            step_logits, hidden = self.step(token, hidden)
+            token = step_logits.argmax(-1)  # (bs,): fed back
+            logits.append(step_logits)
+        return torch.stack(logits)  # (steps, bs, vocab)
+
+    def forward(self, src: Tensor, trg: Tensor) -> Tensor:
+        """Teacher forcing: each step's input is the target token trg[t], from the data."""
+        _, hidden = self.encoder(self.src_emb(src))  # (1, bs, h)
+        logits = []
+        for t in range(trg.shape[0]):  # trg (T_trg, bs)
+            step_logits, hidden = self.step(trg[t], hidden)
+            logits.append(step_logits)
+        return torch.stack(logits)  # (T_trg, bs, vocab)
+
+
+class DotAttention(nn.Module):
+    """Dot-product attention: query (bs, h), keys (T_src, bs, h) -> weights (bs, T_src), context (bs, h).
+
+    >>> w, ctx = DotAttention()(torch.zeros(3, 16), torch.zeros(7, 3, 16))
+    >>> tuple(w.shape), tuple(ctx.shape)
+    ((3, 7), (3, 16))
+    """
+
+    def forward(self, query: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
+        scores = (keys * query).sum(-1).T  # (T_src, bs) -> (bs, T_src)
+        weights = scores.softmax(dim=1)  # (bs, T_src)
+        context = (weights.T.unsqueeze(-1) * keys).sum(0)  # (bs, h)
+        return weights, context
+
+
+class AttnSeq2Seq(Seq2SeqGRU):
+    """Seq2SeqGRU whose decoder input is cat(embedded token, attention context) at every step.
+
+    >>> logits, attention = AttnSeq2Seq().greedy(torch.zeros(7, 3, dtype=torch.long), steps=4)
+    >>> tuple(logits.shape), tuple(attention.shape)      # (steps, bs, vocab), (steps, bs, T_src)
+    ((4, 3, 20), (4, 3, 7))
+    """
+
+    def __init__(self, vocab: int = 20, emb: int = 12, hidden: int = 16) -> None:
+        super().__init__(vocab, emb, hidden)
+        with fixed_seed(1):
+            self.attention = DotAttention()
+            self.decoder = nn.GRU(emb + hidden, hidden)
+
+    def greedy(self, src: Tensor, steps: int) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        enc_out, hidden = self.encoder(self.src_emb(src))  # (T_src, bs, h), (1, bs, h)
+        token = torch.zeros(src.shape[1], dtype=torch.long)  # <sos>, (bs,)
+        logits, attention = [], []
+        for _ in range(steps):
+            weights, context = self.attention(hidden[-1], enc_out)  # (bs, T_src), (bs, h)
+            x = torch.cat([self.trg_emb(token), context], dim=-1)  # (bs, emb + h)
+            out, hidden = self.decoder(x.unsqueeze(0), hidden)  # (1, bs, emb + h) -> (1, bs, h)
+            step_logits = self.out(out.squeeze(0))  # (bs, vocab)
+            token = step_logits.argmax(-1)  # fed back
+            logits.append(step_logits)
+            attention.append(weights)
+        return torch.stack(logits), torch.stack(attention)  # (steps, bs, vocab), (steps, bs, T_src)
+
+
+class Captioner(nn.Module):
+    """Image captioning: image features start an LSTM, then it samples one word per call.
+
+    >>> tuple(Captioner().sample(torch.zeros(3, 32), max_len=6).shape)   # (bs, max_len) word ids
+    (3, 6)
+    """
+
+    def __init__(self, feat: int = 32, emb: int = 12, hidden: int = 16, vocab: int = 20) -> None:
+        super().__init__()
+        with fixed_seed(0):
+            self.project = nn.Linear(feat, emb)
+            self.embed = nn.Embedding(vocab, emb)
+            self.lstm = nn.LSTM(emb, hidden, batch_first=True)
+            self.linear = nn.Linear(hidden, vocab)
+
+    def sample(self, features: Tensor, max_len: int = 6) -> Tensor:
+        inputs = self.project(features).unsqueeze(1)  # (bs, feat) -> (bs, 1, emb)
+        states = None
+        words = []
+        for _ in range(max_len):
+            hiddens, states = self.lstm(inputs, states)  # (bs, 1, h)
+            predicted = self.linear(hiddens.squeeze(1)).argmax(1)  # (bs, vocab) -> (bs,)
+            words.append(predicted)
+            inputs = self.embed(predicted).unsqueeze(1)  # (bs, 1, emb): fed back
+        return torch.stack(words, 1)  # (bs, max_len)
+
+
+class StackedCells(nn.Module):
+    """Two stacked LSTMCells over a float series (bs, T): lstm1's h is lstm2's input at every step.
+
+    >>> tuple(StackedCells()(torch.zeros(3, 8)).shape)                  # (bs, T)
+    (3, 8)
+    """
+
+    def __init__(self, hidden: int = 12) -> None:
+        super().__init__()
+        self.hidden = hidden
+        with fixed_seed(0):
+            self.lstm1 = nn.LSTMCell(1, hidden)
+            self.lstm2 = nn.LSTMCell(hidden, hidden)
+            self.linear = nn.Linear(hidden, 1)
+
+    def forward(self, series: Tensor) -> Tensor:
+        bs = series.shape[0]
+        h1, c1, h2, c2 = (torch.zeros(bs, self.hidden) for _ in range(4))  # (bs, h) each
+        outputs = []
+        for x_t in series.split(1, dim=1):  # (bs, 1): one float per sequence
+            h1, c1 = self.lstm1(x_t, (h1, c1))
+            h2, c2 = self.lstm2(h1, (h2, c2))  # lstm1's h is lstm2's input
+            outputs.append(self.linear(h2))  # (bs, 1)
+        return torch.cat(outputs, dim=1)  # (bs, T)
+
+
+class Vocab:
+    """Characters <-> ids, as the seeds' ``vocab[token]`` and ``vocab.idx_to_token``.
+
+    >>> v = Vocab("ab"); v["b"], v.idx_to_token[0]
+    (1, 'a')
+    """
+
+    def __init__(self, chars: str) -> None:
+        self.idx_to_token = sorted(set(chars))
+        self.ids = {c: i for i, c in enumerate(self.idx_to_token)}
+
+    def __getitem__(self, token: str) -> int:
+        return self.ids[token]
+
+    def __len__(self) -> int:
+        return len(self.idx_to_token)
+
+
+class CharRNNModel(nn.Module):
+    """The seeds' concise char-RNN: tokens (bs, T) -> one-hot (T, bs, vocab) -> nn.RNN -> (T*bs, vocab).
+
+    >>> y, state = CharRNNModel(vocab=10)(torch.zeros(1, 1, dtype=torch.long), torch.zeros(1, 1, 32))
+    >>> tuple(y.shape), tuple(state.shape)               # (T*bs, vocab), (layers, bs, h)
+    ((1, 10), (1, 1, 32))
+    """
+
+    def __init__(self, vocab: int = 10, hidden: int = 32) -> None:
+        super().__init__()
+        self.vocab, self.hidden = vocab, hidden
+        with fixed_seed(0):
+            self.rnn = nn.RNN(vocab, hidden)
+            self.linear = nn.Linear(hidden, vocab)
+
+    def forward(self, inputs: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        X = F.one_hot(inputs.T.long(), self.vocab).float()  # (T, bs, vocab)
+        Y, state = self.rnn(X, state)  # (T, bs, h), (1, bs, h)
+        return self.linear(Y.reshape(-1, Y.shape[-1])), state  # (T*bs, vocab)
+
+    def begin_state(self, batch_size: int) -> Tensor:
+        return torch.zeros(1, batch_size, self.hidden)  # (layers, bs, h)

@@ -26,6 +26,9 @@ from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import format_named
 from shapeviz.core.model import Conventions, conventions
 from shapeviz.render.backend import FONT, Diagram
+from shapeviz.render.lanes import Feed, Link, Panel, lanes, panels_from_trace
+
+__all__ = ["DEFAULT_MAX_STEPS", "Panel", "panels_from_trace", "step_columns", "to_dot", "unroll"]
 
 DEFAULT_MAX_STEPS = 6
 """Sequences longer than this are drawn as first k, ``× (T − 2k) steps``, last k (k = max_steps // 2)."""
@@ -34,27 +37,14 @@ _FONT = FONT  # Arial metrics in both backends; SVGs get a fallback stack (see r
 _ELLIPSIS = "..."
 """ASCII, not "\u22ef": every backend's fonts have it (graphviz-pure drew "\u22ef" as an empty box)."""
 _COLORS = {"in": "#e3f1e3", "out": "#efe3f7", "cat": "#f4f0d8", "fwd": "#dbe8f7", "bwd": "#fbe3d0",
-           "cell": "#dbe8f7"}
+           "cell": "#dbe8f7", "phase": "#d9f0e9"}
+_PHASES = "ABCDEFGH"  # phases of a lane (calls from different lines of your code)
+_LINK = "#6b6b6b"  # edges between lanes
+_BACK = "#b03a2e"  # an output fed back as the next step's input
 _EDGE = {"fwd": "#2a5d9f", "bwd": "#b4581c", "cell": "#2a5d9f"}
 _DIRECTION = ("forward", "backward")
 _ARROW = ("→", "←")
 _STACK = "layers*D"  # the name Conventions gives the stacked (layers*D) dim of h_0/h_n
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One recurrent module to draw: its conventions and the sizes of this call.
-
-    >>> import torch.nn as nn
-    >>> Panel(conventions(nn.GRUCell(4, 8)), T=5, bs=2).conv.kind
-    'GRUCell'
-    """
-
-    conv: Conventions
-    T: int | None = None
-    bs: int | None = None
-    batched: bool = True
-    path: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,121 +96,17 @@ def unroll(obj: Any, T: int | None = None, bs: int | None = None, max_steps: int
         raise SpecError("bs was given with batched=False; unbatched inputs have no bs dim")
     if isinstance(obj, (nn.Module, Conventions)):
         conv = conventions(obj)  # SpecError for a module that is not recurrent
-        panels = [Panel(conv, T, bs, batched)]
+        panels, links = [Panel(conv, T, bs, batched)], []
         name = conv.kind
     elif hasattr(obj, "calls"):
         if T is not None or bs is not None or not batched:
             raise SpecError("unroll(trace): T, bs and batching come from the trace; do not pass them")
-        panels = panels_from_trace(obj)
+        panels, links = lanes(obj)
         name = "trace"
     else:
         raise SpecError(f"unroll() takes a recurrent nn.Module, a Conventions or a Trace, "
                         f"got {type(obj).__name__}")
-    return Diagram(to_dot(panels, max_steps), name=name)
-
-
-# ------------------------------------------------------------------ traces (duck-typed)
-def _sizes_from_input(conv: Conventions, info: Any) -> tuple[int | None, int | None, bool]:
-    """T, bs and batched-ness of one recorded input, read through the Conventions' dims."""
-    shape = tuple(info.shape)
-    names = tuple(getattr(info, "names", None) or ())
-    if any(n.startswith("sum(") for n in names):  # a PackedSequence's data: T is not in the shape
-        return None, None, True
-    for batched in (True, False):
-        dims = conv.dims(batched=batched)["input"]
-        if len(dims) == len(shape):
-            T = shape[dims.index("T")] if "T" in dims else None
-            bs = shape[dims.index("bs")] if "bs" in dims else None
-            return T, bs, batched
-    return None, None, True
-
-
-def _bs_from_state(conv: Conventions, calls: Sequence[Any]) -> int | None:
-    """bs from a recorded h_0 or h_n (their dims never depend on batch_first or packing)."""
-    infos = list(getattr(calls[0], "inputs", ())) + list(getattr(calls[0], "outputs", ()))
-    for info in infos:
-        if info.role in ("h_0", "h_n"):
-            dims = conv.dims()[info.role]
-            if len(dims) == len(info.shape):
-                return int(info.shape[dims.index("bs")])
-    return None
-
-
-def panels_from_trace(trace: Any) -> list[Panel]:
-    """One :class:`Panel` per recurrent module in ``trace`` (in order of first call).
-
-    >>> from types import SimpleNamespace as NS
-    >>> conv = Conventions("GRU", cell=True, input_size=4, hidden_size=8)
-    >>> call = NS(path="cell", type="GRUCell", kind="module", conventions=conv,
-    ...           inputs=[NS(role="input", shape=(2, 4), names=None)], outputs=[])
-    >>> panels_from_trace(NS(calls=[call] * 7))[0].T
-    7
-
-    A cell called repeatedly is one cell unrolled over its calls; a layer called repeatedly is
-    drawn for its first call. Works on anything shaped like ``shapeviz.tracing.records.Trace``.
-    """
-    groups: dict[str, list[Any]] = {}
-    for call in trace.calls:
-        if getattr(call, "kind", "module") != "module" or getattr(call, "conventions", None) is None:
-            continue
-        groups.setdefault(call.path, []).append(call)
-    if not groups:
-        loop = _loop_panel(trace)
-        if loop is not None:
-            return [loop]
-        kinds = sorted({f"{c.kind}:{c.type}" for c in trace.calls})[:8]
-        raise SpecError("the trace holds no call of a recurrent module (nn.RNN/LSTM/GRU or a *Cell) "
-                        f"to unroll; it recorded: {', '.join(kinds) or 'nothing'}. Trace a model that "
-                        "uses one, or draw a module directly: sv.unroll(module, T=..., bs=...)")
-    panels = []
-    for path, calls in groups.items():
-        conv: Conventions = calls[0].conventions
-        first = next((i for i in calls[0].inputs if i.role == "input"), None)
-        T, bs, batched = _sizes_from_input(conv, first) if first is not None else (None, None, True)
-        steps = [i for i in calls[0].inputs if i.role == "input" and tuple(i.names or ()) == ("T",)]
-        if T is None and steps:  # a PackedSequence: its batch_sizes has one entry per time step
-            T = int(steps[0].shape[0])
-        if conv.cell:
-            T = len(calls)
-        if bs is None and batched:
-            bs = _bs_from_state(conv, calls)
-        panels.append(Panel(conv, T, bs, batched, path))
-    return panels
-
-
-def _loop_panel(trace: Any) -> Panel | None:
-    """A hand-written loop traced with ``ops=True``, drawn as one RNN cell unrolled over its steps.
-
-    The loop is the longest run of repeated ops. Its state is what one step hands the next (an
-    input of step 2 produced inside step 1); its input is the step's other ``(bs, ·)`` operand
-    from outside the loop. None when the trace has no such loop.
-    """
-    from shapeviz.render.table import group_repeats
-
-    ops = [c for c in trace.calls if getattr(c, "kind", "") == "op"]
-    if not all(hasattr(c, "signature") and hasattr(c, "index") for c in ops):
-        return None  # not a shapeviz Trace's ops (a stand-in without op signatures)
-    runs = [r for r in group_repeats(ops) if r[2] >= 2] if ops else []
-    if not runs:
-        return None
-    start, length, count = max(runs, key=lambda r: (r[2], r[1]))
-    first, second = ops[start:start + length], ops[start + length:start + 2 * length]
-    inside = {c.index for c in first}
-    state_pos = next(((i, j) for i, c in enumerate(second) for j, info in enumerate(c.inputs)
-                      if getattr(info, "produced_by", None) in inside and len(info.shape) in (1, 2)), None)
-    if state_pos is None:
-        return None
-    state = second[state_pos[0]].inputs[state_pos[1]]
-    bs = int(state.shape[0]) if len(state.shape) == 2 else None
-    x = next((info for i, c in enumerate(first) for j, info in enumerate(c.inputs)
-              if (i, j) != state_pos and getattr(info, "produced_by", None) not in inside
-              and len(info.shape) == len(state.shape) and (bs is None or info.shape[0] == bs)), None)
-    if x is None:
-        return None
-    source = getattr(first[0], "source", "") or "your code"
-    conv = Conventions("RNN", cell=True, input_size=int(x.shape[-1]), hidden_size=int(state.shape[-1]),
-                       label=f"hand-written loop at {source} (drawn as one cell)")
-    return Panel(conv, count, bs, bs is not None, path="")
+    return Diagram(to_dot(panels, max_steps, links), name=name)
 
 
 # ------------------------------------------------------------------ DOT building blocks
@@ -270,8 +156,10 @@ def _strip(exprs: Sequence[str], *drop: str) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------ one panel
-def _panel_lines(panel: Panel, prefix: str, max_steps: int) -> tuple[list[str], list[str]]:
-    """DOT lines of one panel and its caption lines."""
+def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
+                 fed: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """DOT lines of one panel and its caption lines (``entering``: where its h_0 came from; ``fed``:
+    other lanes' whole results its input was computed from)."""
     c, T, bs, batched = panel.conv, panel.T, panel.bs, panel.batched
     dims = c.dims(batched=batched)
     b = c.bindings(T, bs)
@@ -302,6 +190,20 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int) -> tuple[list[str], 
     if lstm:
         state_rows.append(("c", f"c {named(c_step)}"))
     ports = ("h", "c") if lstm else ("h",)
+    over = bool(panel.steps) and not c.cell  # a layer unrolled over its one-step calls
+    marks = over or any(st.feed is Feed.BACK for st in panel.steps)
+    ends = panel.ends()
+
+    def step_of(t: str) -> Any:
+        return panel.steps[int(t)] if panel.steps else None
+
+    def at(t: str) -> tuple[Any, dict[str, int | None], str]:
+        """This column's step, bindings (a packed step binds bs to its batch size) and data rows."""
+        bt = panel.batch_size(int(t)) if panel.runs else None
+        if bt is None:
+            return step_of(t), b, ""
+        start = panel.offset(int(t))
+        return step_of(t), {**b, "bs": bt}, f"[{start}:{start + bt}]"
 
     # ---- rows, bottom to top: input, lanes (+ cat between bidirectional layers), output
     rows: list[tuple[str, int, int]] = [("in", -1, -1)]
@@ -329,11 +231,20 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int) -> tuple[list[str], 
             if flag:
                 lines.append(flag)
             hdr = "input (each step)" if c.cell else "input"
+            if over:
+                hdr, lines = "input (each call)", [panel.steps[0].inp]
+            if panel.runs:
+                lines = [f"data ({panel.rows()}, {named(x_step[-1:]).strip('(,)')})"]
+            lines = list(lines) + list(fed)
             row_ids.append(dot.node("x_l", _table(hdr, [("", s) for s in lines], _COLORS["in"]),
                                     shape="plain"))
         elif kind == "out":
             if c.cell:
                 hdr, lines = "h_1 (each step)", [named(dims["h_1"])]
+            elif over:
+                hdr, lines = "output (each call)", [panel.steps[0].out]
+            elif panel.runs:
+                hdr, lines = "output (packed)", [f"data ({panel.rows()}, {named(out_step[-1:]).strip('(,)')})"]
             else:
                 hdr, lines = "output", [named(dims["output"])]
                 if flag:
@@ -347,10 +258,11 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int) -> tuple[list[str], 
                 f"layer {layer} output = layer {layer + 1} input",
                 [("", named(out_step)), ("", "each step = cat(forward, backward)")], _COLORS["cat"]), shape="plain"))
         else:
-            row_ids.append(dot.node(f"{rid(*r)}_l", _state_node(c, layer, d, left_side=True,
-                                                                 named=named, h_step=h_step,
-                                                                 c_step=c_step, h_key=h_key,
-                                                                 c_key=c_key), shape="plain"))
+            label = _state_node(c, layer, d, left_side=True, named=named, h_step=h_step, c_step=c_step,
+                                h_key=h_key, c_key=c_key)
+            if entering and layer == 0 and d == 0:
+                label = label.replace("</TABLE>>", f'<TR><TD><I>{_h(entering)}</I></TD></TR></TABLE>>')
+            row_ids.append(dot.node(f"{rid(*r)}_l", label, shape="plain"))
         left.append(row_ids[0])
         # the time columns
         for i, col in enumerate(cols):
@@ -359,20 +271,47 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int) -> tuple[list[str], 
                 row_ids.append(dot.node(nid, _gap_label(kind, col.gap, ports), shape="plain",
                                         group=f"c{i}"))
                 continue
+            st, bt, rows_of = at(col.t)
+            phase = f"  ({_PHASES[st.phase % len(_PHASES)]})" if panel.phases and st is not None else ""
             if kind == "in":
-                label = _table(index_expr("input", col.t), [("", named(x_step))], _COLORS["in"],
-                               bold=False)
+                head, text = index_expr("input", col.t), format_named(x_step, bt)
+                if over:
+                    head, text = f"input @ call {col.t}", st.inp
+                elif rows_of:
+                    head = f"input.data{rows_of}"
+                cells = [("", text)]
+                if marks:
+                    cells.append(("", f"from step {int(col.t) - 1}'s output" if st.feed is Feed.BACK
+                                  else "not from a step's output"))
+                label = _table(head + phase, cells, _COLORS["in"], bold=False)
             elif kind == "out":
                 name = "h_1" if c.cell else "output"
-                label = _table(index_expr(name, col.t), [("", named(out_step))], _COLORS["out"],
-                               bold=False)
+                head, text = index_expr(name, col.t), format_named(out_step, bt)
+                if over:
+                    head, text = f"output @ call {col.t}", st.out
+                elif rows_of:
+                    head = f"output.data{rows_of}"
+                label = _table(head, [("", text)], _COLORS["out"], bold=False)
             elif kind == "cat":
                 label = _table(f"cat(→, ←)  t={col.t}", [("", named(out_step))], _COLORS["cat"],
                                bold=False)
             else:
                 who = c.kind if c.cell else f"layer {layer}" + (f" {_ARROW[d]}" if D == 2 else "")
                 color = _COLORS["cell" if c.cell else ("fwd", "bwd")[d]]
-                label = _table(f"{who}  t={col.t}", state_rows, color)
+                if phase and st.phase % 2:
+                    color = _COLORS["phase"]
+                cells = state_rows
+                if rows_of:
+                    cells = [("h", f"h {format_named(h_step, bt)}")]
+                    if lstm:
+                        cells.append(("c", f"c {format_named(c_step, bt)}"))
+                    cells.append(("", f"batch_sizes[{col.t}] = {bt['bs']}"))
+                    k = ends.get(int(col.t), 0)  # every cell keeps this row, so the lane stays level
+                    what = "h_n leaves" if d == 0 else "h_0 enters"
+                    cells.append(("", f"{what}: {k} seq{'s' if k > 1 else ''} of length {int(col.t) + 1}"
+                                  if k else " "))
+                when = f"call {col.t}" if over else f"t={col.t}"
+                label = _table(f"{who}  {when}", cells, color)
             row_ids.append(dot.node(nid, label, shape="plain", group=f"c{i}"))
         # right margin: the state leaving (forward) or entering (backward) the lane
         if kind == "lane":
@@ -430,6 +369,12 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int) -> tuple[list[str], 
                     dot.edge(cid(r, i), cid(src, i), dir="back", weight=weight, **style)
             if j > 0 and not _adjacent_edge(rows, j):  # keep the column straight
                 dot.edge(cid(r, i), cid(rows[j - 1], i), style="invis", weight="8")
+    # an output fed back as the next step's input (greedy decoding): from output t-1 to input t
+    for i, col in enumerate(cols):
+        st = step_of(col.t) if col.t else None
+        if st is not None and st.feed is Feed.BACK and i > 0 and not cols[i - 1].gap:
+            dot.edge(f"{cid(rows[-1], i - 1)}:e", f"{cid(rows[0], i)}:w", color=_BACK, style="dashed",
+                     weight="0", penwidth="1.4")
     # keep the margins aligned
     for side in (left, right):
         for a, bnode in itertools.pairwise(side):
@@ -493,18 +438,27 @@ def _caption(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | 
     c = panel.conv
     title = (f"{panel.path}: " if panel.path else "") + c.label
     sizes = []
-    sizes.append(f"T={panel.T}" if panel.T is not None else "T unknown")
+    if panel.steps and not c.cell:
+        sizes.append(f"T={panel.T} calls of one step each")
+    else:
+        sizes.append(f"T={panel.T}" if panel.T is not None else "T unknown")
     if panel.batched:
         sizes.append(f"bs={panel.bs}" if panel.bs is not None else "bs unknown")
     else:
         sizes.append("unbatched (no bs dim)")
     lines = [f"{title}   unrolled over time: {', '.join(sizes)}"]
+    if panel.calls > 1 and not panel.steps:
+        lines.append(f"called {panel.calls} times: the first call is drawn")
+    lines += _flow_notes(panel)
     if c.cell:
         lines.append(f"one {c.kind} called once per step: input {format_named(dims['input'], b)}, "
                      f"h {format_named(dims['h_0'], b)}" + (f", c {format_named(dims['c_0'], b)}"
                                                              if c.is_lstm else ""))
         return lines
-    lines.append(f"input {format_named(dims['input'], b)}  ->  output {format_named(dims['output'], b)}")
+    if panel.steps:
+        lines.append(f"each call: input {panel.steps[0].inp}  ->  output {panel.steps[0].out}")
+    else:
+        lines.append(f"input {format_named(dims['input'], b)}  ->  output {format_named(dims['output'], b)}")
     state = f"h_0, h_n {format_named(dims['h_0'], b)}"
     if c.is_lstm:
         state += f";  c_0, c_n {format_named(dims['c_0'], b)}"
@@ -515,11 +469,97 @@ def _caption(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | 
     return lines
 
 
+def _flow_notes(panel: Panel) -> list[str]:
+    """Caption lines: where each step's input came from, the phases, a packed batch's lengths."""
+    out = []
+    if panel.steps:
+        back = sum(st.feed is Feed.BACK for st in panel.steps)
+        if back:
+            out.append(f"red dashed: {back} of {len(panel.steps)} steps take an input computed from the previous "
+                       "step's output (fed back, as in greedy decoding)")
+        elif not panel.conv.cell:
+            out.append("no step's input was computed from an earlier step's output (teacher forcing: inputs from "
+                       "the data; a value read out with int() or .item() is not followed)")
+    for n, site in enumerate(panel.phases[:len(_PHASES)]):
+        calls = [k for k, st in enumerate(panel.steps) if st.phase == n]
+        span = f"call {calls[0]}" if len(calls) == 1 else f"calls {calls[0]}-{calls[-1]}"
+        out.append(f"phase {_PHASES[n]}: {span}, called from {site}")
+    if panel.runs:
+        ends = panel.ends()
+        lengths = [t + 1 for t in sorted(ends, reverse=True) for _ in range(ends[t])]
+        shown = ", ".join(map(str, lengths[:8])) + (", ..." if len(lengths) > 8 else "")
+        sizes = ", ".join(f"{s}" if n == 1 else f"{s} x{n}" for s, n in panel.runs[:8])
+        out.append(f"packed: lengths {shown} (batch_sizes {sizes}); step t runs only the first "
+                   "batch_sizes[t] sequences, and each sequence's h_n leaves at its own last step")
+    return out
+
+
+def _whole(ln: Link) -> bool:
+    """A link from a layer's whole call (its output sequence, h_n) into another lane's input."""
+    return ln.src_step is None and not ln.dst_state
+
+
+def _fed(panels: Sequence[Panel], links: Sequence[Link], n: int) -> list[str]:
+    """Rows for panel n's input header: ``"input computed from output of encoder (calls 1-4)"``."""
+    steps: dict[str, list[int]] = {}
+    for ln in links:
+        if ln.dst == n and _whole(ln):
+            text = f"{ln.label} of {panels[ln.src].path or 'lane ' + str(ln.src)}"
+            steps.setdefault(text, []).append(-1 if ln.dst_step is None else ln.dst_step)
+    out = []
+    for text, ks in steps.items():
+        if ks != [-1]:
+            text += f" (call {ks[0]})" if len(ks) == 1 else f" ({len(ks)} calls, {ks[0]}-{ks[-1]})"
+        out.append(text)
+    return out
+
+
+def _link_lines(panels: Sequence[Panel], links: Sequence[Link], max_steps: int) -> list[str]:
+    """Edges between lanes: a state handed on (flat, left to right), an output fed up into an input."""
+    out: list[str] = []
+
+    def column(n: int, step: int | None) -> int | None:
+        """The drawn column of a step of panel n (None: not drawn, inside the ellipsis)."""
+        cols = step_columns(panels[n].T, max_steps)
+        return next((i for i, col in enumerate(cols) if col.t == str(step)), None)
+
+    for ln in links:
+        if _whole(ln):
+            continue  # written in the input's header (_fed): one edge per step would tangle the lanes
+        a, b = (f"p{ln.src}_" if len(panels) > 1 else ""), (f"p{ln.dst}_" if len(panels) > 1 else "")
+        src_last = ln.src_step is None or ln.src_step == (panels[ln.src].T or 0) - 1
+        src_state = ln.src_state and not (panels[ln.src].conv.cell and not ln.dst_state)  # a cell's h_1 row
+        if src_state and src_last:
+            top = (1 if panels[ln.src].conv.cell else panels[ln.src].conv.num_layers) - 1
+            src = f"{a}l{top}f_r"
+        else:
+            i = None if ln.src_step is None else column(ln.src, ln.src_step)
+            if ln.src_step is not None and i is None:
+                continue
+            src = f"{a}{'l0f' if src_state else 'y'}_{'l' if i is None else i}"
+        if ln.dst_state and (ln.dst_step in (None, 0)):
+            dst = f"{b}l0f_l"
+        else:
+            j = None if ln.dst_step is None else column(ln.dst, ln.dst_step)
+            if ln.dst_step is not None and j is None:
+                continue
+            dst = f"{b}{'l0f' if ln.dst_state else 'x'}_{'l' if j is None else j}"
+        label = f' label="{_h(ln.label)}" fontsize=10 fontcolor="{_LINK}"' if ln.dst_step in (None, 0) else ""
+        if src.endswith("_r") and dst.endswith("_l"):  # a state handed on: same rank, left to right
+            out.append(f"{{rank=same; {src}; {dst};}}")
+            out.append(f'{src}:h:e -> {dst}:h:w [color="{_LINK}" penwidth=1.6 minlen=2];')
+        elif not src_state and not ln.dst_state and ln.src_step == ln.dst_step:  # up into the lane above
+            out.append(f'{dst} -> {src} [dir=back color="{_LINK}" penwidth=1.2{label}];')
+        else:
+            out.append(f'{src} -> {dst} [color="{_LINK}" penwidth=1.2 constraint=false{label}];')
+    return out
+
+
 def _label_text(lines: Sequence[str]) -> str:
     return "<" + "<BR ALIGN=\"LEFT\"/>".join(_h(s) for s in lines) + "<BR ALIGN=\"LEFT\"/>>"
 
 
-def to_dot(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS) -> str:
+def to_dot(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS, links: Sequence[Link] = ()) -> str:
     """DOT text for the panels: one graph, one cluster per panel when there are several.
 
     >>> import torch.nn as nn
@@ -533,7 +573,9 @@ def to_dot(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS) -> str:
            f'edge [fontname="{_FONT}" arrowsize=0.7];']
     for n, panel in enumerate(panels):
         prefix = f"p{n}_" if len(panels) > 1 else ""
-        lines, caption = _panel_lines(panel, prefix, max_steps)
+        entering = "; ".join(f"{ln.label} of {panels[ln.src].path or 'lane ' + str(ln.src)}" for ln in links
+                             if ln.dst == n and ln.dst_state and ln.dst_step in (None, 0))
+        lines, caption = _panel_lines(panel, prefix, max_steps, entering, _fed(panels, links, n))
         if len(panels) > 1:
             out.append(f"subgraph cluster_{n} {{")
             out.append(f"label={_label_text(caption)}; color=\"#999999\";")
@@ -542,5 +584,6 @@ def to_dot(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS) -> str:
         else:
             out.append(f"label={_label_text(caption)};")
             out.extend(lines)
+    out.extend(_link_lines(panels, links, max_steps))
     out.append("}")
     return "\n".join(out) + "\n"

@@ -25,6 +25,9 @@ How dims get their names:
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -41,18 +44,79 @@ __all__ = ["trace"]
 _MAX_NOTE_CALLS = 12
 
 
-def _modules(model: Any) -> list[tuple[str, nn.Module]]:
-    """The modules to hook: the model's own, or a plain object's nn.Module attributes."""
+def _modules(model: Any, inputs: Sequence[Any] = ()) -> list[tuple[str, nn.Module]]:
+    """The modules to hook: the model's own, or every ``nn.Module`` a callable can reach.
+
+    >>> import functools, torch.nn as nn
+    >>> rnn = nn.GRU(4, 8)
+    >>> [p for p, _ in _modules(functools.partial(lambda m, x: m(x), rnn))]
+    ['m']
+    """
     if isinstance(model, nn.Module):
         return list(model.named_modules())
     out: list[tuple[str, nn.Module]] = []
     seen: set[int] = set()
-    for attr, value in sorted(getattr(model, "__dict__", {}).items()):
-        if isinstance(value, nn.Module):
-            for sub, m in value.named_modules(prefix=attr):
+    for attr, value in _reachable(model, inputs):
+        found = [value] if isinstance(value, nn.Module) else _modules_in(value)
+        for n, v in enumerate(found):
+            prefix = attr if v is value else f"{attr}.{n}"
+            for sub, m in v.named_modules(prefix=prefix):
                 if id(m) not in seen:
                     seen.add(id(m))
                     out.append((sub, m))
+    return out
+
+
+def _modules_in(value: Any) -> list[nn.Module]:
+    """The modules in a list, tuple or dict (one level deep)."""
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if isinstance(v, nn.Module)]
+    return []
+
+
+_SEARCHED = ("the object's attributes (a bound method's self)", "functools.partial arguments",
+             "closure variables", "default arguments", "globals the function names", "the inputs")
+
+
+def _reachable(fn: Any, inputs: Sequence[Any]) -> list[tuple[str, Any]]:
+    """(name, value) pairs a callable can reach: see ``_SEARCHED``, in that order."""
+    out: list[tuple[str, Any]] = []
+    while isinstance(fn, functools.partial):
+        try:
+            names = list(inspect.signature(fn.func).parameters)
+        except (TypeError, ValueError):
+            names = []
+        out += [(names[i] if i < len(names) else f"partial.args[{i}]", a) for i, a in enumerate(fn.args)]
+        out += sorted(fn.keywords.items())
+        fn = fn.func
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not isinstance(owner, type) and not inspect.ismodule(owner):
+        if isinstance(owner, nn.Module):
+            out.append(("", owner))
+        else:
+            out += sorted(getattr(owner, "__dict__", {}).items())
+        fn = getattr(fn, "__func__", fn)
+    if not inspect.isfunction(fn):
+        if not callable(fn) or isinstance(fn, type):
+            return out
+        out += sorted(getattr(fn, "__dict__", {}).items())  # an object with __call__
+        fn = getattr(type(fn).__call__, "__func__", type(fn).__call__)
+        if not inspect.isfunction(fn):
+            return out
+    code = fn.__code__
+    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+        with contextlib.suppress(ValueError):  # an empty cell
+            out.append((name, cell.cell_contents))
+    params = [p for p in inspect.signature(fn).parameters.values() if p.default is not p.empty]
+    out += [(p.name, p.default) for p in params]
+    globs = fn.__globals__
+    out += [(n, globs[n]) for n in code.co_names if n in globs]
+    names = [p.name for p in inspect.signature(fn).parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = names[1:] if owner is not None and names[:1] == ["self"] else names
+    out += [(names[i] if i < len(names) else f"inputs[{i}]", v) for i, v in enumerate(inputs)]
     return out
 
 
@@ -106,11 +170,16 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
                 raise SpecError(f"trace(inputs_dims={inputs_dims!r}): {n}={s} in the first input, "
                                 f"but sv.dims declared {n}={declared_sizes[n]}")
         declared_sizes.update(first_sizes)
-    tracer = Tracer(ops, declared_sizes)
+    tracer = Tracer(ops, declared_sizes, {n: s for n, s in (declared() or {}).items() if n not in first_sizes})
     if names is not None and first is not None:  # lends its names to the first input's records
-        tracer._remember(first, TensorInfo(shape=tuple(int(s) for s in first.shape), names=names))
+        tracer._remember(first, TensorInfo(shape=tuple(int(s) for s in first.shape), names=names,
+                                           origins=("inputs_dims",) * len(names)))
 
-    modules = _modules(model)
+    modules = _modules(model, list(inputs) + list(kwargs.values()))
+    if not modules and not ops and not isinstance(model, nn.Module):
+        raise SpecError(f"trace({type_name(model)}): found no nn.Module to record; searched "
+                        + ", ".join(_SEARCHED) + ". Pass the model itself (sv.trace(model, x)), "
+                        "or ops=True to record the torch operations of a hand-written loop")
     training = {id(m): (m, m.training) for _, m in modules}
     handles: list[Any] = []
     plain_root = not isinstance(model, nn.Module)

@@ -1,0 +1,315 @@
+"""From a trace to the lanes of an unrolled diagram, following the data flow the trace recorded.
+
+>>> import torch, torch.nn as nn
+>>> from shapeviz.tracing.session import trace
+>>> cell = nn.GRUCell(4, 8)
+>>> def loop(x, h):
+...     for x_t in x:
+...         h = cell(x_t, h)
+...     return h
+>>> panels, links = lanes(trace(loop, torch.zeros(5, 2, 4), torch.zeros(2, 8)))
+>>> panels[0].T, [s.feed.value for s in panels[0].steps][:2]
+(5, ['data', 'data'])
+
+Repeated calls of one recurrent module become one lane unrolled over the calls (a cell always; a
+layer when every call is one step). A state or output that one lane hands another becomes a
+:class:`Link` (encoder → decoder, ``lstm1`` → ``lstm2`` per step); a step whose input was computed
+from the previous step's output is marked :attr:`Feed.BACK` (greedy decoding), one whose input
+comes from elsewhere :attr:`Feed.DATA` (teacher forcing, a data loop). Works on anything shaped
+like :class:`shapeviz.tracing.records.Trace` (duck-typed: ``flow``, ``site`` and ``batch_sizes``
+are optional).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from shapeviz._errors import SpecError
+from shapeviz.core.model import Conventions
+
+__all__ = ["Feed", "Link", "Panel", "Step", "lanes", "loop_panel", "panels_from_trace"]
+
+_STATES = frozenset({"h_0", "c_0", "h_n", "c_n", "h_1", "c_1"})
+
+
+class Feed(Enum):
+    """Where one step's input came from."""
+
+    DATA = "data"  # not from this lane's own results: the data, teacher forcing
+    BACK = "fed back"  # computed from the previous step's output (greedy decoding, sampling)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a lane unrolled over calls: the trace's call and its recorded shapes."""
+
+    call: int
+    inp: str = ""  # "(bs=2, T=1, emb=8)"
+    out: str = ""
+    feed: Feed = Feed.DATA
+    phase: int = 0
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One recurrent module to draw: its conventions and the sizes of this call.
+
+    >>> import torch.nn as nn
+    >>> from shapeviz.core.model import conventions
+    >>> Panel(conventions(nn.GRUCell(4, 8)), T=5, bs=2).conv.kind
+    'GRUCell'
+    """
+
+    conv: Conventions
+    T: int | None = None
+    bs: int | None = None
+    batched: bool = True
+    path: str = ""
+    steps: tuple[Step, ...] = ()  # a lane unrolled over its calls: one per call
+    phases: tuple[str, ...] = ()  # the call site of each phase ("predict.py:9: y, state = net(…)")
+    runs: tuple[tuple[int, int], ...] = ()  # packed: batch_sizes as (batch size, steps) runs
+    calls: int = 1  # how many times the module was called
+
+    def ends(self) -> dict[int, int]:
+        """Packed: step -> how many sequences end there (their last step), from the batch_sizes runs.
+
+        >>> Panel(Conventions("LSTM", cell=False, input_size=4, hidden_size=6), runs=((3, 2), (2, 1), (1, 2))).ends()
+        {1: 1, 2: 1, 4: 1}
+        """
+        out: dict[int, int] = {}
+        t = -1
+        for r, (size, n) in enumerate(self.runs):
+            t += n
+            after = self.runs[r + 1][0] if r + 1 < len(self.runs) else 0
+            if size > after:
+                out[t] = size - after
+        return out
+
+    def rows(self) -> str:
+        """Packed: ``"sum(lengths)=10"``, the rows of the data."""
+        return f"sum(lengths)={self.offset(self.T or 0)}"
+
+    def offset(self, t: int) -> int:
+        """Packed: the first row of step ``t`` in ``data`` (the batch sizes of the steps before it)."""
+        out = 0
+        for size, n in self.runs:
+            take = min(n, t)
+            out += size * take
+            t -= take
+            if t <= 0:
+                break
+        return out
+
+    def batch_size(self, t: int) -> int | None:
+        """Packed: the batch size of step ``t`` (``batch_sizes[t]``); else None."""
+        for size, n in self.runs:
+            if t < n:
+                return size
+            t -= n
+        return None
+
+
+@dataclass(frozen=True)
+class Link:
+    """Data handed from one lane to another: ``src`` panel's state or output to ``dst``'s state or input.
+
+    A step of None means the whole call (a layer's h_n, its output sequence)."""
+
+    src: int
+    src_step: int | None
+    src_state: bool  # from h_n / h_1 (else from the output)
+    dst: int
+    dst_step: int | None
+    dst_state: bool  # into h_0 / hx (else into the input)
+    label: str
+
+
+def _sizes_from_input(conv: Conventions, info: Any) -> tuple[int | None, int | None, bool]:
+    """T, bs and batched-ness of one recorded input, read through the Conventions' dims."""
+    shape = tuple(info.shape)
+    names = tuple(getattr(info, "names", None) or ())
+    if any(n.startswith("sum(") for n in names):  # a PackedSequence's data: T is not in the shape
+        return None, None, True
+    for batched in (True, False):
+        dims = conv.dims(batched=batched)["input"]
+        if len(dims) == len(shape):
+            T = shape[dims.index("T")] if "T" in dims else None
+            bs = shape[dims.index("bs")] if "bs" in dims else None
+            return T, bs, batched
+    return None, None, True
+
+
+def _bs_from_state(conv: Conventions, calls: Sequence[Any]) -> int | None:
+    """bs from a recorded h_0 or h_n (their dims never depend on batch_first or packing)."""
+    infos = list(getattr(calls[0], "inputs", ())) + list(getattr(calls[0], "outputs", ()))
+    for info in infos:
+        if info.role in ("h_0", "h_n"):
+            dims = conv.dims()[info.role]
+            if len(dims) == len(info.shape):
+                return int(info.shape[dims.index("bs")])
+    return None
+
+
+def _fmt(info: Any) -> str:
+    return info.format() if info is not None and hasattr(info, "format") else ""
+
+
+def _role(call: Any, role: str) -> Any:
+    return next((i for i in getattr(call, "inputs", ()) if i.role == role
+                 and getattr(i, "packed", "") != "batch_sizes"), None)
+
+
+def _sites(call: Any, by_index: dict[int, Any]) -> tuple[str, ...]:
+    """The call sites of a call and its enclosing calls, outermost first (``"file.py:9: code"``)."""
+    out = []
+    c: Any = call
+    while c is not None:
+        site = getattr(c, "site", "")
+        if site:
+            code = getattr(c, "code", "")
+            out.append(f"{site}: {code}" if code else site)
+        c = by_index.get(c.parent) if getattr(c, "parent", None) is not None else None
+    return tuple(reversed(out))
+
+
+def _phases(calls: Sequence[Any], by_index: dict[int, Any]) -> tuple[list[int], tuple[str, ...]]:
+    """The phase of each call (a new phase where the chain of call sites changes) and their sites."""
+    keys = [_sites(c, by_index) for c in calls]
+    order: list[int] = []
+    distinct: list[tuple[str, ...]] = []
+    for k in keys:
+        if not distinct or distinct[-1] != k:
+            distinct.append(k)
+        order.append(len(distinct) - 1)
+    if len(distinct) < 2:
+        return [0] * len(calls), ()
+    depth = next((i for i in range(min(map(len, distinct)))
+                  if len({d[i] for d in distinct}) > 1), min(map(len, distinct)) - 1)
+    return order, tuple(d[depth] if d else "" for d in distinct)
+
+
+def lanes(trace: Any) -> tuple[list[Panel], list[Link]]:
+    """The panels (one lane per recurrent module) and the links between them."""
+    groups: dict[str, list[Any]] = {}
+    for call in trace.calls:
+        if getattr(call, "kind", "module") != "module" or getattr(call, "conventions", None) is None:
+            continue
+        groups.setdefault(call.path, []).append(call)
+    if not groups:
+        loop = loop_panel(trace)
+        if loop is not None:
+            return [loop], []
+        kinds = sorted({f"{c.kind}:{c.type}" for c in trace.calls})[:8]
+        raise SpecError("the trace holds no call of a recurrent module (nn.RNN/LSTM/GRU or a *Cell) "
+                        f"to unroll; it recorded: {', '.join(kinds) or 'nothing'}. Trace a model that "
+                        "uses one, or draw a module directly: sv.unroll(module, T=..., bs=...)")
+    by_index = {c.index: c for c in trace.calls if hasattr(c, "index")}
+    where: dict[int, tuple[int, int]] = {}  # call index -> (panel, step)
+    panels: list[Panel] = []
+    for n, calls in enumerate(groups.values()):
+        panels.append(_panel(calls, by_index))
+        over = bool(panels[-1].steps)
+        for k, c in enumerate(calls):
+            where[getattr(c, "index", -1 - k)] = (n, k if over else -1)
+    links: dict[tuple, Link] = {}
+    for n, calls in enumerate(groups.values()):
+        for k, c in enumerate(calls if panels[n].steps else calls[:1]):
+            for info in getattr(c, "inputs", ()):
+                for ci, pos in getattr(info, "flow", ()):
+                    hit = where.get(ci)
+                    if hit is None or hit[0] == n:
+                        continue
+                    src = by_index[ci]
+                    out = src.outputs[pos] if pos < len(src.outputs) else None
+                    out_role = getattr(out, "role", "")
+                    dst_state = info.role in _STATES
+                    verb = "=" if getattr(info, "produced_by", None) == ci else "computed from"
+                    label = f"{info.role} {verb} {out_role}" if out_role else info.role
+                    m, s = hit
+                    key = (m, s, n, k if panels[n].steps else -1, dst_state)
+                    links.setdefault(key, Link(m, None if s < 0 else s, out_role in _STATES, n,
+                                               k if panels[n].steps else None, dst_state, label))
+    return panels, list(links.values())
+
+
+def _panel(calls: Sequence[Any], by_index: dict[int, Any]) -> Panel:
+    conv: Conventions = calls[0].conventions
+    first = _role(calls[0], "input")
+    T, bs, batched = _sizes_from_input(conv, first) if first is not None else (None, None, True)
+    sizes = next((i for i in calls[0].inputs if getattr(i, "packed", "") == "batch_sizes"
+                  or (i.role == "input" and tuple(i.names or ()) == ("T",))), None)
+    runs = tuple(tuple(r) for r in getattr(sizes, "batch_sizes", ())) if sizes is not None else ()
+    if T is None and sizes is not None:  # a PackedSequence: its batch_sizes has one entry per time step
+        T = int(sizes.shape[0])
+    if bs is None and batched:
+        bs = _bs_from_state(conv, calls)
+    if runs and bs is None:
+        bs = runs[0][0]
+    one_step = all(_sizes_from_input(conv, i)[0] == 1 for i in (_role(c, "input") for c in calls)
+                   if i is not None)
+    if not (conv.cell or (len(calls) > 1 and one_step)):
+        return Panel(conv, T, bs, batched, calls[0].path, runs=runs, calls=len(calls))
+    phase, sites = _phases(calls, by_index)
+    steps = []
+    for k, c in enumerate(calls):
+        x = _role(c, "input")
+        prev = getattr(calls[k - 1], "index", None) if k else None
+        back = x is not None and any(ci == prev for ci, _ in getattr(x, "flow", ()))
+        out = next((o for o in getattr(c, "outputs", ()) if o.role in ("output", "h_1")), None)
+        steps.append(Step(getattr(c, "index", k), _fmt(x), _fmt(out), Feed.BACK if back else Feed.DATA, phase[k]))
+    T = len(calls) if conv.cell or len(calls) > 1 else T
+    return Panel(conv, T, bs, batched, calls[0].path, steps=tuple(steps), phases=sites, calls=len(calls))
+
+
+def panels_from_trace(trace: Any) -> list[Panel]:
+    """One :class:`Panel` per recurrent module in ``trace`` (in order of first call).
+
+    >>> from types import SimpleNamespace as NS
+    >>> conv = Conventions("GRU", cell=True, input_size=4, hidden_size=8)
+    >>> call = NS(path="cell", type="GRUCell", kind="module", conventions=conv, index=0, parent=None,
+    ...           inputs=[NS(role="input", shape=(2, 4), names=None)], outputs=[])
+    >>> panels_from_trace(NS(calls=[call] * 7))[0].T
+    7
+
+    A cell called repeatedly is one cell unrolled over its calls, and so is a layer whose every
+    call is one step; a layer called repeatedly over whole sequences is drawn for its first call.
+    """
+    return lanes(trace)[0]
+
+
+def loop_panel(trace: Any) -> Panel | None:
+    """A hand-written loop traced with ``ops=True``, drawn as one RNN cell unrolled over its steps.
+
+    The loop is the longest run of repeated ops. Its state is what one step hands the next (an
+    input of step 2 produced inside step 1); its input is the step's other ``(bs, ·)`` operand
+    from outside the loop. None when the trace has no such loop.
+    """
+    from shapeviz.render.table import group_repeats
+
+    ops = [c for c in trace.calls if getattr(c, "kind", "") == "op"]
+    if not all(hasattr(c, "signature") and hasattr(c, "index") for c in ops):
+        return None  # not a shapeviz Trace's ops (a stand-in without op signatures)
+    runs = [r for r in group_repeats(ops) if r[2] >= 2] if ops else []
+    if not runs:
+        return None
+    start, length, count = max(runs, key=lambda r: (r[2], r[1]))
+    first, second = ops[start:start + length], ops[start + length:start + 2 * length]
+    inside = {c.index for c in first}
+    state_pos = next(((i, j) for i, c in enumerate(second) for j, info in enumerate(c.inputs)
+                      if getattr(info, "produced_by", None) in inside and len(info.shape) in (1, 2)), None)
+    if state_pos is None:
+        return None
+    state = second[state_pos[0]].inputs[state_pos[1]]
+    bs = int(state.shape[0]) if len(state.shape) == 2 else None
+    x = next((info for i, c in enumerate(first) for j, info in enumerate(c.inputs)
+              if (i, j) != state_pos and getattr(info, "produced_by", None) not in inside
+              and len(info.shape) == len(state.shape) and (bs is None or info.shape[0] == bs)), None)
+    if x is None:
+        return None
+    source = getattr(first[0], "source", "") or "your code"
+    conv = Conventions("RNN", cell=True, input_size=int(x.shape[-1]), hidden_size=int(state.shape[-1]),
+                       label=f"hand-written loop at {source} (drawn as one cell)")
+    return Panel(conv, count, bs, bs is not None, path="")
