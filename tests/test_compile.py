@@ -1,10 +1,12 @@
-"""torch.compile with checking on: zero graph breaks, same results; what a wrong shape does there."""
+"""torch.compile with checking on: checked while dynamo traces, zero graph breaks, same results."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 import torch.nn as nn
+from torch._dynamo.testing import CompileCounter
+from torch._dynamo.utils import counters
 
 import shapeviz as sv
 
@@ -20,6 +22,19 @@ class Tagger(nn.Module):
         return self.fc(out)
 
 
+class EmbedTagger(nn.Module):
+    """Takes (bs, T) token ids; the seq-first LSTM gets the embedding untransposed: a silent mistake."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(20, 8)
+        self.rnn = nn.LSTM(8, 16)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(self.embed(ids))  # (bs, T, 8) read as (T, bs, 8)
+        return out
+
+
 @pytest.fixture(autouse=True)
 def _dynamo():
     old = torch._dynamo.config.allow_rnn
@@ -28,6 +43,10 @@ def _dynamo():
     yield
     torch._dynamo.reset()
     torch._dynamo.config.allow_rnn = old
+
+
+def _on(how: str, model: nn.Module):  # type: ignore[no-untyped-def]
+    return sv.watch(model) if how == "watch" else sv.checking()
 
 
 @pytest.mark.parametrize("backend", ["eager", "inductor"])
@@ -47,12 +66,125 @@ def test_checking_adds_no_graph_break(backend):
             model(torch.randn(5, 3, 9))
 
 
-def test_wrong_shape_inside_compiled_code_gets_torchs_own_error():
-    """Documented in the README: shapeviz does not check inside a compiled region."""
+@pytest.mark.parametrize("how", ["watch", "checking", "enable"])
+def test_no_graph_break_and_same_result_each_way_of_checking(how):
+    model, x = Tagger(), torch.randn(5, 3, 8)
+    expected = model(x)
+    if how == "enable":
+        sv.enable()
+    try:
+        with sv.watch(model) if how == "watch" else sv.checking() if how == "checking" else _nothing():
+            explanation = torch._dynamo.explain(model)(x)
+            assert explanation.graph_break_count == 0, explanation.break_reasons
+            torch._dynamo.reset()
+            counter = CompileCounter()
+            compiled = torch.compile(model, backend=counter, fullgraph=True)
+            torch.testing.assert_close(compiled(x), expected)
+            assert counter.frame_count == 1
+    finally:
+        sv.disable()
+
+
+class _nothing:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+@pytest.mark.parametrize("how", ["watch", "checking"])
+def test_wrong_input_size_is_a_shape_error_in_compiled_code(how):
     model = Tagger()
-    with sv.checking():
+    with _on(how, model):
         compiled = torch.compile(model, backend="eager")
         compiled(torch.randn(5, 3, 8))
-        with pytest.raises(RuntimeError, match="input_size") as info:
+        with pytest.raises(sv.ShapeError) as info:  # not torch's RuntimeError
             compiled(torch.randn(5, 3, 9))
-        assert not isinstance(info.value, sv.ShapeError)
+        assert info.value.code == "input_size"
+
+
+@pytest.mark.parametrize("how", ["watch", "checking"])
+def test_fullgraph_failure_carries_the_shape_error(how):
+    model = Tagger()
+    with _on(how, model):
+        compiled = torch.compile(model, backend="eager", fullgraph=True)
+        with pytest.raises(Exception) as info:
+            compiled(torch.randn(5, 3, 9))
+        msg = str(info.value)
+        assert "[input_size]" in msg and "LSTM(8, 16, num_layers=2)" in msg, msg
+        assert "last dim is 9, but input_size is 8" in msg, msg
+
+
+def test_batch_first_swap_with_declared_inputs_is_caught_at_compile_time():
+    model, ids = EmbedTagger(), torch.randint(0, 20, (3, 5))  # (bs=3, T=5)
+    for fullgraph in (False, True):
+        torch._dynamo.reset()
+        with sv.dims(bs=3, T=5):
+            compiled = torch.compile(model, backend="eager", fullgraph=fullgraph)
+            with sv.checking(), pytest.raises(Exception) as info:
+                compiled(ids)
+        if fullgraph:
+            assert "[batch_first_swap]" in str(info.value), str(info.value)
+        else:
+            assert isinstance(info.value, sv.ShapeError) and info.value.code == "batch_first_swap"
+    torch._dynamo.reset()
+    with sv.checking():  # without the declaration the swap is silent, compiled or not
+        torch.compile(model, backend="eager", fullgraph=True)(ids)
+
+
+def test_recompile_for_a_new_batch_size_rechecks():
+    model = Tagger()
+    counter = CompileCounter()
+    with sv.watch(model):
+        compiled = torch.compile(model, backend=counter, dynamic=False)
+        compiled(torch.randn(5, 3, 8))
+        compiled(torch.randn(5, 4, 8))  # a new batch size: a recompile, checked again
+        assert counter.frame_count == 2
+        h0 = (torch.zeros(2, 3, 16), torch.zeros(2, 3, 16))  # a batch-3 state, later given a batch of 6
+        rnn = torch.compile(model.rnn, backend="eager", dynamic=False)
+        rnn(torch.randn(5, 3, 8), h0)
+        with pytest.raises(sv.ShapeError) as info:
+            rnn(torch.randn(5, 6, 8), h0)
+        assert info.value.code == "batch_mismatch"
+
+
+def _compiles(model: nn.Module, shapes: list[tuple[int, ...]], mark: bool) -> tuple[int, list[torch.Tensor]]:
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    compiled = torch.compile(model, backend=counter)
+    outs = []
+    for i, shape in enumerate(shapes):
+        x = torch.randn(*shape)
+        if mark and i == 0:
+            torch._dynamo.mark_dynamic(x, 1)
+        outs.append(compiled(x))
+    return counter.frame_count, outs
+
+
+@pytest.mark.parametrize("mark", [True, False], ids=["mark_dynamic", "automatic_dynamic"])
+def test_dynamic_batch_no_false_error_no_extra_recompile(mark):
+    model = Tagger()
+    shapes = [(5, 3, 8), (5, 4, 8), (5, 7, 8), (5, 2, 8)]
+    torch.manual_seed(0)
+    plain, plain_outs = _compiles(model, shapes, mark)
+    torch.manual_seed(0)
+    with sv.watch(model), sv.checking():
+        checked, checked_outs = _compiles(model, shapes, mark)
+    assert checked == plain
+    for a, b in zip(plain_outs, checked_outs, strict=True):
+        torch.testing.assert_close(a, b)
+    counters.clear()
+
+
+def test_dynamic_batch_still_checks_static_dims():
+    model = Tagger()
+    with sv.watch(model):
+        compiled = torch.compile(model, backend="eager")
+        x = torch.randn(5, 3, 8)
+        torch._dynamo.mark_dynamic(x, 1)
+        compiled(x)
+        bad = torch.randn(5, 4, 9)
+        with pytest.raises(sv.ShapeError) as info:
+            compiled(bad)
+        assert info.value.code == "input_size"

@@ -179,8 +179,10 @@ def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, An
     """:func:`check_call` with the module's path inside a model (used by watch/checking)."""
     if _ENV_DISABLED:
         return
-    if is_compiling():
-        return  # inside torch.compile: no check, no graph break, no op in the graph (README: torch.compile)
+    if is_compiling():  # dynamo traces this call: checked at trace time (README: torch.compile)
+        from shapeviz.runtime.compiled import check_traced
+
+        return check_traced(module, args, kwargs, path)
     p = _plans.get(id(module))
     if p is None or p.ref() is not module or p.getkey(module.__dict__) != p.key:
         p = plan_for(module)

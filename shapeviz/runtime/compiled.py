@@ -1,0 +1,255 @@
+"""The check that runs while ``torch.compile`` traces: shapes are known then, so it costs no run time.
+
+>>> import torch, torch.nn as nn
+>>> rnn = nn.LSTM(8, 16)  # seq-first: (T, bs, emb=8)
+>>> traced_fault(rnn, torch.randn(5, 3, 8), None, None), traced_fault(rnn, torch.randn(5, 3, 9), None, None)
+(False, True)
+
+:func:`check_traced` is what :func:`shapeviz.runtime.fastcheck.check_module_call` calls when dynamo
+traces a checked call. It is a pure function of module attributes and tensor shapes, dtypes and
+devices, so dynamo evaluates it at trace time: what it reads becomes guards dynamo keeps anyway (the
+module's sizes, the tensors' shapes) and nothing reaches the graph. The shape rule is the module's
+:class:`~shapeviz.core.model.Layout`; the evidence rule is :mod:`shapeviz.core.evidence`.
+
+A symbolic size (``mark_dynamic``, automatic dynamic) is compared only where the answer is known
+without a new guard (``statically_known_true``); otherwise it is not checked, so shapeviz never adds a
+recompile or a wrong error. Declared sizes (``sv.dims``, ``inputs=``) are the ones in force when dynamo
+traces. ``PackedSequence`` inputs are not checked while compiling.
+
+On a failure the message is built by :func:`shapeviz.runtime.diagnosis.diagnose` from stand-in tensors
+of the same shapes, dtypes and devices, and raised as :class:`CompiledShapeError`: in default mode dynamo
+then runs the frame eagerly, where the eager check raises the real :class:`~shapeviz.ShapeError`; under
+``fullgraph=True`` dynamo's error quotes it (code and text).
+
+This module is imported only while dynamo traces (it imports ``torch.fx.experimental.symbolic_shapes``).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+from torch.fx.experimental.symbolic_shapes import has_static_value, optimization_hint, statically_known_true
+
+from shapeviz.core.dimensions import DECLARED
+from shapeviz.core.evidence import cell_swapped, layer_swapped, unbatched_ambiguous
+from shapeviz.core.model import CELL_TYPES, FAMILIES, LAYER_TYPES, Conventions, Layout
+
+__all__ = ["CompiledShapeError", "check_traced", "traced_fault"]
+
+Key = tuple[str, bool, int, int, int, bool, bool, int]
+
+
+class CompiledShapeError(RuntimeError):
+    """A shapeviz check failed while dynamo traced; the argument is the :class:`~shapeviz.ShapeError` text.
+
+    >>> str(CompiledShapeError("shapeviz.ShapeError: [input_size] ..."))
+    'shapeviz.ShapeError: [input_size] ...'
+    """
+
+
+@torch.compiler.assume_constant_result
+def declared_now() -> tuple[tuple[str, int], ...] | None:
+    """The declared sizes when dynamo traces, as a constant (dynamo cannot trace ``ContextVar.get``).
+
+    >>> declared_now() is None
+    True
+    """
+    d = DECLARED.get()
+    return None if d is None else tuple(d.items())
+
+
+@torch.compiler.assume_constant_result
+def layout_of(key: Key) -> tuple[Layout, int, int]:
+    """``(layout, input_size, layers*D)`` of a configuration, read from :class:`Conventions`, as a constant.
+
+    >>> lay, emb, stacked = layout_of(("GRU", False, 4, 6, 2, True, True, 0))
+    >>> lay.t_axis, lay.bs_axis, emb, stacked
+    (1, 0, 4, 4)
+    """
+    conv = Conventions(*key)
+    return conv.layout, conv.input_size, conv.stacked
+
+
+def config_of(module: nn.Module) -> Key:
+    """The configuration of a recurrent module, read attribute by attribute (dynamo guards each read).
+
+    >>> config_of(nn.LSTMCell(3, 5))
+    ('LSTM', True, 3, 5, 1, False, False, 0)
+    """
+    for fam, layer, cell in zip(FAMILIES, LAYER_TYPES, CELL_TYPES, strict=True):
+        if isinstance(module, cell):
+            return fam, True, module.input_size, module.hidden_size, 1, False, False, 0
+        if isinstance(module, layer):
+            return (fam, False, module.input_size, module.hidden_size, module.num_layers, module.bidirectional,
+                    module.batch_first, module.proj_size)
+    raise TypeError(f"{type(module).__name__} is not a recurrent module")
+
+
+def _static(*sizes: Any) -> tuple[int, ...] | None:
+    """The sizes as ints when each is static (not a symbolic size of dynamic shapes), else None; no guard."""
+    for s in sizes:
+        if not has_static_value(s):
+            return None
+    return tuple(optimization_hint(s) for s in sizes)
+
+
+def _differs(a: Any, b: Any) -> bool:
+    """``a != b`` where that is known without a new guard (plain ints, or a decidable symbolic relation)."""
+    return statically_known_true(a != b)
+
+
+def _shape_differs(shape: Any, want: tuple[Any, ...]) -> bool:
+    if len(shape) != len(want):
+        return True
+    return any(_differs(a, b) for a, b in zip(shape, want, strict=True))
+
+
+def _state_bad(t: Any, want: tuple[Any, ...], dtype: torch.dtype | None, device: torch.device) -> bool:
+    if not isinstance(t, Tensor):
+        return True
+    return _shape_differs(t.shape, want) or (dtype is not None and t.dtype != dtype) or t.device != device
+
+
+def traced_fault(module: nn.Module, x: Any, hx: Any, decl: tuple[tuple[str, int], ...] | None) -> bool:
+    """True when the call ``module(x, hx)`` certainly does not fit (the same rules as the eager fast path).
+
+    >>> cell = nn.GRUCell(4, 6)
+    >>> traced_fault(cell, torch.randn(2, 4), torch.zeros(2, 6), None)
+    False
+    >>> traced_fault(cell, torch.randn(5, 4), None, (("bs", 2), ("T", 5)))  # a (T, emb) step: swapped
+    True
+    """
+    if not isinstance(x, Tensor):
+        return False  # PackedSequence and others: not checked while compiling
+    lay, emb, stacked = layout_of(config_of(module))
+    d = None if decl is None else dict(decl)
+    sh = x.shape
+    nd = len(sh)
+    if nd == lay.batched_ndim:
+        bs = sh[lay.bs_axis]
+        if lay.cell:
+            ints = _static(bs) if d is not None else None
+            if ints is not None and cell_swapped(d, ints[0]):  # type: ignore[arg-type]
+                return True
+            want_h: tuple[Any, ...] = (bs, lay.c_size)
+            want_c = want_h
+        else:
+            T = sh[lay.t_axis]
+            if statically_known_true(T == 0):
+                return True
+            ints = _static(bs, T) if d is not None else None
+            if ints is not None and layer_swapped(d, ints[0], ints[1]):  # type: ignore[arg-type]
+                return True
+            want_h, want_c = (stacked, bs, lay.h_out), (stacked, bs, lay.c_size)
+    elif nd == lay.unbatched_ndim:
+        if not lay.cell:
+            if statically_known_true(sh[0] == 0):
+                return True
+            ints = _static(sh[0]) if d is not None else None
+            if ints is not None and unbatched_ambiguous(d, ints[0]):  # type: ignore[arg-type]
+                return True
+        lead = () if lay.cell else (stacked,)
+        want_h, want_c = (*lead, lay.h_out), (*lead, lay.c_size)
+    else:
+        return True
+    if _differs(sh[-1], emb):
+        return True
+    w = module.weight_ih if lay.cell else module.weight_ih_l0
+    dtype, device = x.dtype, x.device
+    if (dtype != w.dtype and not (not lay.cell and torch.is_autocast_enabled(device.type))) or device != w.device:
+        return True
+    if hx is None:
+        return False
+    if lay.state_arity == 1:
+        return _state_bad(hx, want_h, dtype, device)
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        return True
+    # torch's LSTMCell promotes c_0's dtype; everywhere else state dtype must match
+    return _state_bad(hx[0], want_h, dtype, device) or _state_bad(hx[1], want_c, None if lay.cell else dtype,
+                                                                   device)
+
+
+def _describe(v: Any) -> Any:
+    """A constant standing for a call argument: ``("t", shape, dtype, device)``, a sequence, or a type name.
+
+    A symbolic size is described by its value in the call being traced (``optimization_hint``: no guard).
+    """
+    if v is None:
+        return None
+    if isinstance(v, Tensor):
+        return "t", tuple(optimization_hint(s) for s in v.shape), v.dtype, v.device
+    if isinstance(v, (tuple, list)):
+        return "seq", isinstance(v, tuple), tuple(_describe(e) for e in v)
+    return "obj", type(v).__name__
+
+
+def _stand_in(desc: Any) -> Any:
+    """A value with the described shape, dtype and device that allocates one element (never read)."""
+    if desc is None:
+        return None
+    if desc[0] == "t":
+        return torch.empty((), dtype=desc[2], device=desc[3]).expand(desc[1])
+    if desc[0] == "seq":
+        items = [_stand_in(e) for e in desc[2]]
+        return tuple(items) if desc[1] else items
+    return type(desc[1], (), {})()
+
+
+# the attributes PyTorch's extra_repr of a recurrent module reads (the label of an eager ShapeError)
+_REPR_ATTRS = ("input_size", "hidden_size", "proj_size", "num_layers", "bias", "batch_first", "dropout",
+               "bidirectional", "nonlinearity")
+
+
+@torch.compiler.assume_constant_result
+def failure_text(key: Key, cls: type, attrs: tuple[tuple[str, Any], ...], x: Any, hx: Any, w: Any,
+                 decl: tuple[tuple[str, int], ...] | None, path: str | None) -> str:
+    """The :class:`~shapeviz.ShapeError` text for a failed traced check, from constant descriptions.
+
+    >>> x = ("t", (5, 3, 9), torch.float32, torch.device("cpu"))
+    >>> w = ("t", (64, 8), torch.float32, torch.device("cpu"))
+    >>> key = ("LSTM", False, 8, 16, 1, False, False, 0)
+    >>> failure_text(key, nn.LSTM, (), x, None, w, None, None)[:46]
+    'shapeviz.ShapeError: [input_size] LSTM(8, 16):'
+    """
+    from shapeviz.runtime.diagnosis import diagnose
+
+    try:  # the label an eager check prints: the class name and PyTorch's extra_repr
+        label = f"{cls.__name__}({cls.extra_repr(SimpleNamespace(**dict(attrs)))})"
+    except Exception:  # a subclass whose extra_repr reads more: the conventions' own label
+        label = ""
+    weight = _stand_in(w)
+    module = SimpleNamespace(weight_ih=weight, weight_ih_l0=weight)
+    conv = Conventions(*key, label=label)
+    err = diagnose(module, conv, _stand_in(x), _stand_in(hx), None if decl is None else dict(decl),
+                   path)  # type: ignore[arg-type]
+    return "" if err is None else f"shapeviz.ShapeError: {err}"
+
+
+def check_traced(module: nn.Module, args: tuple, kwargs: dict[str, Any], path: str | None) -> None:
+    """The check of a call ``module(*args, **kwargs)`` while dynamo traces; raises :class:`CompiledShapeError`.
+
+    >>> check_traced(nn.RNN(4, 6), (torch.randn(5, 2, 4),), {}, None)  # (T=5, bs=2, emb=4): fine
+    """
+    if args:
+        x = args[0]
+        hx = args[1] if len(args) > 1 else kwargs.get("hx")
+    else:
+        x, hx = kwargs.get("input"), kwargs.get("hx")
+    decl = declared_now()
+    if not traced_fault(module, x, hx, decl):
+        return
+    key = config_of(module)
+    attrs = tuple((a, getattr(module, a)) for a in _REPR_ATTRS if hasattr(module, a))
+    text = failure_text(key, type(module), attrs, _describe(x), _describe(hx),
+                        _describe(module.weight_ih if key[1] else module.weight_ih_l0), decl, path)
+    if not text:
+        return
+    if not torch.compiler.is_compiling():  # run eagerly after all (a graph break before here): the eager check
+        from shapeviz.runtime.fastcheck import check_module_call
+
+        check_module_call(module, args, kwargs, path)
+    raise CompiledShapeError(text)
