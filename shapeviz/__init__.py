@@ -14,7 +14,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from shapeviz._errors import CODES, DryRunError, MissingBackendError, ShapeError, ShapevizError, SpecError
+from shapeviz._errors import (CODES, DryRunError, MissingBackendError, ShapeError, ShapevizError, ShapeWarning,
+                              SpecError)
 
 __version__ = "0.1.0"
 
@@ -34,6 +35,7 @@ _LAZY: dict[str, str] = {
     "TensorInfo": "shapeviz.tracing.records",
     "Trace": "shapeviz.tracing.records",
     "trace": "shapeviz.tracing.session",
+    "name": "shapeviz.tracing.naming",
     "DryRun": "shapeviz.tracing.dryrun",
     "dry_run": "shapeviz.tracing.dryrun",
     "Diagram": "shapeviz.render.backend",
@@ -54,6 +56,7 @@ __all__ = [
     "DryRunError",
     "MissingBackendError",
     "ShapeError",
+    "ShapeWarning",
     "ShapevizError",
     "SpecError",
     "TensorInfo",
@@ -70,6 +73,7 @@ __all__ = [
     "explain",
     "find_backend",
     "load_ipython_extension",
+    "name",
     "nn",
     "scratch",
     "trace",

@@ -31,11 +31,14 @@ CODES: tuple[str, ...] = (
     "unbatched_ambiguous",
     "packed",
     "annotation",
+    "scrambled_view",
+    "flatten_order",
 )
 """The stable error codes. Never rename one: tests and users match on them.
 
 The first 14 are the recurrent-layer mistakes of DESIGN.md; ``annotation`` is a value that does
-not fit its jaxtyping annotation under ``@sv.check`` (when no more specific code applies)."""
+not fit its jaxtyping annotation under ``@sv.check`` (when no more specific code applies);
+``scrambled_view`` and ``flatten_order`` are the flow checks of ``ops=True``."""
 
 
 def format_shape(shape: Sequence[object]) -> str:
@@ -127,6 +130,25 @@ def _rebuild_shape_error(state: dict) -> ShapeError:
         "module", "argument", "expected", "actual", "code", "hints", "detail", "context")})
 
 
+WARNING_CODES: tuple[str, ...] = ("bidirectional_last", "padded_last", "bidirectional_h_n")
+"""The stable codes of :class:`ShapeWarning` (``ops=True`` flow checks)."""
+
+
+class ShapeWarning(UserWarning):
+    """A shape that runs but very likely computes the wrong thing (``ops=True``); ``.code`` says which.
+
+    >>> w = ShapeWarning("bidirectional_h_n", "h_n[-1] is one direction; use torch.cat((h_n[-2], h_n[-1]), dim=1)")
+    >>> w.code, str(w).split("]")[0]
+    ('bidirectional_h_n', '[bidirectional_h_n')
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        if code not in WARNING_CODES:
+            raise ValueError(f"unknown ShapeWarning code {code!r}; valid codes: {', '.join(WARNING_CODES)}")
+        self.code = code
+        super().__init__(f"[{code}] {message}")
+
+
 class SpecError(ShapevizError, ValueError):
     """A spec, option or annotation given to shapeviz is malformed (not the user's data)."""
 
@@ -177,5 +199,5 @@ class MissingBackendError(ShapevizError, RuntimeError):
     """No Graphviz layout program (system ``dot`` or ``graphviz-pure``) could be found."""
 
 
-for _cls in (ShapevizError, ShapeError, SpecError, DryRunError, MissingBackendError):
+for _cls in (ShapevizError, ShapeError, ShapeWarning, SpecError, DryRunError, MissingBackendError):
     _cls.__module__ = "shapeviz"  # tracebacks read `shapeviz.ShapeError`, the public name

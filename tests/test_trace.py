@@ -63,7 +63,10 @@ def test_one_hot_char_rnn_ops_show_each_step(golden: Golden):
         t = trace(CharRNNScratch(hidden=512), tokens(), torch.zeros(2, 512), ops=True, inputs_dims="bs T")
     root = t.calls[0]
     assert (root.kind, root.path, root.type) == ("module", "", "CharRNNScratch")
-    assert [(i.label, i.names) for i in root.inputs] == [("tokens", ("bs", "T")), ("H", ("bs", "h"))]
+    # tokens named by inputs_dims; H's 2 equals bs only by size (a guess), h=512 is sv.dims' unique size
+    assert [(i.label, i.names) for i in root.inputs] == [("tokens", ("bs", "T")), ("H", ("bs?", "h"))]
+    assert root.inputs[0].origins == ("inputs_dims", "inputs_dims")
+    assert root.inputs[1].origins == ("size (guess)", "sv.dims (by size)")
     assert [(o.shape, o.names) for o in root.outputs] == [((10, 28), ("T*bs", "vocab")), ((2, 512), ("bs", "h"))]
 
     (one_hot,) = t.find(type="one_hot")
@@ -77,7 +80,8 @@ def test_one_hot_char_rnn_ops_show_each_step(golden: Golden):
     first = matmuls[0]
     assert first.describe() == "X (bs=2, vocab=28) @ self.W_xh (vocab=28, h=512) → (bs=2, h=512)"
     assert first.source == step and first.code.startswith("H = torch.tanh(")
-    assert {m.describe() for m in matmuls[1::3]} == {
+    assert {m.describe() for m in matmuls[1::3]} == {  # the first H is zeros(2, 512): bs only by size
+        "H (bs?=2, h=512) @ self.W_hh (h=512, h=512) → (bs?=2, h=512)",
         "H (bs=2, h=512) @ self.W_hh (h=512, h=512) → (bs=2, h=512)"}
     assert all(c.kind == "op" and c.path == "" and c.parent == 0 for c in matmuls)
 
@@ -101,17 +105,19 @@ def test_embedding_rnn_reshape_linear_to_T_bs_vocab(golden: Golden):
     assert io(rnn, "inputs") == [("input", (5, 2, 20), ("T", "bs", "emb")),
                                  ("h_0", (1, 2, 512), ("layers*D", "bs", "h"))]
     assert io(rnn) == [("output", (5, 2, 512), ("T", "bs", "D*h")), ("h_n", (1, 2, 512), ("layers*D", "bs", "h"))]
-    assert io(lin, "inputs") == [("", (10, 512), ("T*bs", "h"))]
-    assert io(lin) == [("", (10, 28), ("T*bs", "vocab"))]
-    # the root's input is named by size once the RNN made T and bs known; its output by product
-    assert t.calls[0].inputs[0].names == ("bs", "T")
-    assert t.calls[0].outputs[0].names == ("T*bs", "vocab")
+    # without ops=True the reshape is not seen: 10 = T*bs and 512 = h are guesses by size
+    assert io(lin, "inputs") == [("", (10, 512), ("T*bs?", "h?"))]
+    assert io(lin) == [("", (10, 28), ("T*bs?", "vocab"))]
+    # the root's input is named by size only (a guess) once the RNN made T and bs known
+    assert t.calls[0].inputs[0].names == ("bs?", "T?")
+    assert t.calls[0].outputs[0].names == ("T*bs?", "vocab")
     golden("trace/embed_rnn.txt", t.table() + "\n")
 
     with sv.dims(vocab=28):
         t2 = trace(model, tokens(), torch.zeros(1, 2, 512), ops=True)
     (reshape,) = t2.find(type="reshape")
     assert io(reshape) == [("", (10, 512), ("T*bs", "D*h"))]  # output (T, bs, D*h) flattened
+    assert reshape.outputs[0].origins == ("op reshape", "op reshape")
     assert reshape.inputs[0].label == "y"
     assert [c.type for c in t2.calls if c.kind == "op"] == [".T", "reshape"]  # none from inside torch modules
 
@@ -152,7 +158,8 @@ def test_hand_written_batch_first_loop_ops():
     (stack,) = t.find(type="stack")
     assert stack.outputs[0].shape == (2, 6, 4) and stack.outputs[0].names[:2] == ("bs", "T")
     transposes = t.find(type=".T")
-    assert transposes[0].inputs[0].label == "w_ih" and transposes[0].outputs[0].names == ("emb", "")
+    # a parameter's dims are named by size only: guesses
+    assert transposes[0].inputs[0].label == "w_ih" and transposes[0].outputs[0].names == ("emb?", "")
 
 
 def test_lstm_seq2seq_encoder_state_flows_to_decoder(golden: Golden):
@@ -195,7 +202,7 @@ def test_plain_callable_model_traces_its_module_attributes():
 def test_ambiguous_when_two_dims_share_a_size():
     t = trace(EmbedRNN(hidden=8), tokens(4, 4), torch.zeros(1, 4, 8))
     root_in = t.calls[0].inputs[0]
-    assert root_in.names == ("T|bs", "T|bs") and root_in.ambiguous
+    assert root_in.names == ("T|bs?", "T|bs?") and root_in.ambiguous
     rnn = t.find(path="rnn")[0]
     assert rnn.inputs[0].names == ("T", "bs", "emb") and not rnn.inputs[0].ambiguous  # conventions decide
     assert t.find(path="embedding")[0].outputs[0].names == ("T", "bs", "emb")  # the tensor the RNN got
@@ -270,9 +277,9 @@ def test_matmul_shape_error_note_names_operands_and_line():
     note = "\n".join(info.value.__notes__)
     where = source_of("H @ W_xh + b_h)  # bug", trace_models)
     assert f"failing op: matmul at {where}: H = torch.tanh(X @ W_xh + H @ W_xh + b_h)" in note
-    assert "H (bs=2, h=512) @ W_xh (vocab=28, h=512)" in note
+    assert "H (bs?=2, h=512) @ W_xh (vocab=28, h=512)" in note
     assert "the contracted dims differ: H's last dim h=512 vs W_xh's rows vocab=28" in note
-    assert "0 BrokenCharRNN: tokens (bs=2, T=5) int64, H (bs=2, h=512) → ✗ raised" in note
+    assert "0 BrokenCharRNN: tokens (bs=2, T=5) int64, H (bs?=2, h=512) → ✗ raised" in note
     partial = info.value.shapeviz_trace
     assert isinstance(partial, Trace) and partial.error.startswith("RuntimeError")
     assert partial.calls[-1].error and partial.calls[-1].type == "matmul"
@@ -283,8 +290,8 @@ def test_note_lists_the_calls_traced_so_far():
         trace(EmbedRNN(hidden=512), tokens(), torch.zeros(2, 512))
     note = info.value.__notes__[-1]
     assert "raised after 3 recorded calls" in note
-    assert "1   embedding (Embedding): input (T=5, bs=2) int64 → (T=5, bs=2, emb=20)" in note
-    assert "2   rnn (RNN): input (T=5, bs=2, emb=20), h_0 (bs=2, h=512) → ✗ raised" in note
+    assert "1   embedding (Embedding): input (T?=5, bs?=2) int64 → (T=5, bs=2, emb=20)" in note
+    assert "2   rnn (RNN): input (T=5, bs=2, emb=20), h_0 (bs?=2, h?=512) → ✗ raised" in note
 
 
 def _no_hooks(model: nn.Module) -> bool:

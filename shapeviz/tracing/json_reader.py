@@ -19,11 +19,11 @@ import json
 from typing import Any
 
 from shapeviz._errors import SpecError
-from shapeviz.apps.spec import MAX_LAYERS, MAX_SIZE
+from shapeviz.core.limits import MAX_LAYERS, MAX_SIZE
 from shapeviz.core.model import FAMILIES, Conventions
 from shapeviz.tracing.records import SCHEMA, Call, CallKind, TensorInfo, Trace
 
-__all__ = ["MAX_CALLS", "MAX_DEPTH", "MAX_DIMS", "MAX_TENSORS", "read_trace"]
+__all__ = ["MAX_CALLS", "MAX_DEPTH", "MAX_DIMS", "MAX_FLOW", "MAX_TENSORS", "read_trace"]
 
 MAX_CALLS = 1_000_000
 """Most calls a trace read from JSON may hold."""
@@ -33,6 +33,8 @@ MAX_DIMS = 64
 """Most dims of one tensor record."""
 MAX_DEPTH = 1_000
 """Deepest module nesting of a call (its ``depth``: tables indent by it)."""
+MAX_FLOW = 8
+"""Most ``flow`` entries (recurrent calls a tensor was computed from) of one tensor record."""
 
 _MAX_INT = 2 ** 63 - 1  # torch sizes are int64
 _WHO = "Trace.from_json: "
@@ -77,7 +79,7 @@ def _call(value: Any, where: str) -> Call:
                 depth=_int(d, "depth", where, 0, MAX_DEPTH, 0),
                 parent=_int(d, "parent", where, 0, MAX_CALLS - 1, None, nullable=True),
                 source=_str(d, "source", where), code=_str(d, "code", where), params=_str(d, "params", where),
-                error=_str(d, "error", where))
+                error=_str(d, "error", where), site=_str(d, "site", where), flag=_str(d, "flag", where))
 
 
 def _tensors(d: dict[str, Any], key: str, where: str) -> list[TensorInfo]:
@@ -99,6 +101,14 @@ def _tensor(value: Any, where: str) -> TensorInfo:
             if not isinstance(n, str):
                 _fail(f"{at}[{i}]", "a string", n)
         names = tuple(names)
+    origins = d.get("origins")
+    if origins is not None:
+        at = _at(where, "origins")
+        if not (isinstance(origins, list) and len(origins) == len(shape) and all(isinstance(o, str) for o in origins)):
+            _fail(at, f"null or a list of {len(shape)} strings (one per dim)", origins)
+        if names is None and any(origins):
+            raise SpecError(f"{_WHO}{at}: origins given for a record without names")
+        origins = tuple(origins)
     packed = _str(d, "packed", where)
     if packed not in _PACKED:
         _fail(_at(where, "packed"), "one of " + ", ".join(map(repr, _PACKED)), packed)
@@ -106,7 +116,22 @@ def _tensor(value: Any, where: str) -> TensorInfo:
                       label=_str(d, "label", where), dtype=_str(d, "dtype", where, "float32"),
                       device=_str(d, "device", where, "cpu"), ambiguous=_bool(d, "ambiguous", where),
                       packed=packed, repeat=_int(d, "repeat", where, 1, _MAX_INT, 1),
-                      produced_by=_int(d, "produced_by", where, 0, MAX_CALLS - 1, None, nullable=True))
+                      produced_by=_int(d, "produced_by", where, 0, MAX_CALLS - 1, None, nullable=True),
+                      flow=_pairs(d, "flow", where, MAX_CALLS - 1, MAX_FLOW),
+                      batch_sizes=_pairs(d, "batch_sizes", where, _MAX_INT, MAX_TENSORS), origins=origins)
+
+
+def _pairs(d: dict[str, Any], key: str, where: str, hi: int, cap: int) -> tuple[tuple[int, int], ...]:
+    """``[[int, int], ...]`` (``flow``: call and output indices; ``batch_sizes``: runs), at most ``cap``."""
+    at = _at(where, key)
+    value = _list(d, key, where, cap, "pairs", [])
+    out = []
+    for i, pair in enumerate(value):
+        if not (isinstance(pair, list) and len(pair) == 2
+                and all(type(v) is int and 0 <= v <= hi for v in pair)):
+            _fail(f"{at}[{i}]", f"a pair of ints from 0 to {hi:,}", pair)
+        out.append((pair[0], pair[1]))
+    return tuple(out)
 
 
 def _conventions(value: Any, where: str) -> Conventions | None:

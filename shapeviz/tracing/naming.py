@@ -3,23 +3,33 @@
 >>> namer = Namer({"T": 5}, {"bs": {2}})  # declared sizes, sizes learned from modules
 >>> namer.lookup(5), namer.lookup(10), namer.lookup(7)
 ('T', 'T*bs', None)
+>>> guess("T"), is_guess("T?"), evidence(("T?", "bs", ""))
+('T?', True, [None, 'bs', None])
 
 Each :class:`~shapeviz.tracing.records.TensorInfo` is recorded with a :class:`How`: names given
-exactly (a recurrent module's conventions), the names of the same tensor seen before, an op rule
-over the op's inputs (:mod:`shapeviz.tracing.oprules`), an input's names where the shapes line up,
-or the size alone. The :class:`Resolver` applies them in order; a dim left without a name is
-named by size (:meth:`Namer.lookup`), or left unnamed.
+exactly (a recurrent module's conventions, a declaration), the names of the same tensor seen
+before, an op rule over the op's inputs (:mod:`shapeviz.tracing.oprules`), an input's names where
+the shapes line up, or the size alone. The :class:`Resolver` applies them in order and keeps, per
+dim, where its name came from (``TensorInfo.origins``).
+
+A size match is not evidence: a dim named only because its size equals a known size is a
+*guess*, written with a trailing ``?`` (``"T?"``, shown ``T?=5``) in every renderer and in JSON.
+The one exception is a size you declared with ``sv.dims`` that no other name shares (your claim
+that dims of that size are that name; origin ``"sv.dims (by size)"``). Size 1 is never named by size.
 """
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.records import Tag, TensorInfo
 
-__all__ = ["BY_SIZE", "FLATTENED", "How", "Namer", "Names", "Naming", "OpView", "Resolver", "Rule", "like"]
+__all__ = ["BY_SIZE", "FLATTENED", "GUESS", "How", "Namer", "Names", "Naming", "OpView", "Resolver", "Rule",
+           "declared_names", "evidence", "guess", "is_guess", "like", "like_origin", "name"]
 
 Names = list[str | None]
 """The names of one tensor's dims, None where a dim has none (yet)."""
@@ -28,13 +38,33 @@ Names = list[str | None]
 # as a product; other products (2*h = 12 = bs*emb) are too often coincidences to name.
 FLATTENED = frozenset({"T", "bs"})
 
+GUESS = "size (guess)"
+"""The origin of a name found by size alone."""
+
+
+def guess(name: str) -> str:
+    """A name found by size alone, marked as a guess: ``"T"`` -> ``"T?"``."""
+    return name if name.endswith("?") else name + "?"
+
+
+def is_guess(name: str | None) -> bool:
+    """Whether a recorded dim name is a guess (``"T?"``, ``"T|bs?"``)."""
+    return bool(name) and str(name).endswith("?")
+
+
+def evidence(names: Sequence[str] | None) -> Names:
+    """The names with evidence of a record's names; None for unnamed and guessed dims."""
+    return [n if n and not n.endswith("?") else None for n in names or ()]
+
 
 class Namer:
     """Size -> name lookups over the declared and learned sizes."""
 
-    def __init__(self, declared_sizes: dict[str, int], learned: dict[str, set[int]]) -> None:
+    def __init__(self, declared_sizes: dict[str, int], learned: dict[str, set[int]],
+                 declared_by_dims: dict[str, int] | None = None) -> None:
         self.declared = declared_sizes
         self.learned = learned
+        self.declared_by_dims = declared_by_dims or {}  # the sizes sv.dims declared (not inputs_dims)
         self.order: dict[frozenset[str], tuple[str, str]] = {}
         self._simple: list[tuple[str, int]] | None = None
 
@@ -70,6 +100,29 @@ class Namer:
                         found.append(name)
         return "|".join(found) if found else None
 
+    def by_size(self, size: int) -> tuple[str | None, str]:
+        """The name of a dim known only by its size, and its origin: a plain name for a size you
+        declared with ``sv.dims`` that no other name shares, else a guess (``"T?"``), else None.
+
+        >>> Namer({"vocab": 28}, {"T": {5}}, {"vocab": 28}).by_size(28), Namer({}, {"T": {5}}).by_size(5)
+        (('vocab', 'sv.dims (by size)'), ('T?', 'size (guess)'))
+        """
+        if size <= 1:
+            return None, ""
+        name = self.lookup(size)
+        if name is None:
+            return None, ""
+        if self.declared_by_dims.get(name) == size:
+            return name, "sv.dims (by size)"
+        return guess(name), GUESS
+
+    def size_of(self, name: str) -> int | None:
+        """The one size of a plain name (declared, or learned once), else None."""
+        if name in self.declared:
+            return self.declared[name]
+        sizes = self.learned.get(name)
+        return next(iter(sizes)) if sizes is not None and len(sizes) == 1 else None
+
     def count_name(self, n: int) -> str | None:
         """The one plain name of size ``n`` (how many tensors a ``cat`` joined), else None."""
         names = self.direct(n)
@@ -92,9 +145,9 @@ class OpView(NamedTuple):
     namer: Namer
 
     def names(self, i: int) -> Names:
-        """A copy of input ``i``'s names (None for each unnamed dim)."""
+        """A copy of input ``i``'s names with evidence (None for each unnamed or guessed dim)."""
         info = self.ins[i]
-        return list(info.names) if info.names is not None else [None] * len(info.shape)
+        return evidence(info.names) if info.names is not None else [None] * len(info.shape)
 
 
 Rule = Callable[[OpView], "Names | None"]
@@ -104,7 +157,7 @@ Rule = Callable[[OpView], "Names | None"]
 class Naming(Tag):
     """Where a record's names come from."""
 
-    EXACT = "exact"  # given: a recurrent module's conventions, a declaration
+    EXACT = "exact"  # given: a recurrent module's conventions, a declaration (origin says which)
     ALIAS = "alias"  # the same tensor recorded before
     RULE = "rule"  # an op rule over the op's inputs
     LIKE = "like"  # an input whose dims line up with the result's
@@ -119,23 +172,24 @@ class How(NamedTuple):
     source: TensorInfo | None = None  # ALIAS
     rule: Rule | None = None  # RULE
     inputs: Sequence[TensorInfo] = ()  # RULE, LIKE
+    origin: str = ""  # EXACT: "conventions of rnn"; RULE: "op transpose"; LIKE: "like the input of X"
 
     # the constructors (tuple.__new__: a hot path, one per recorded tensor)
     @classmethod
-    def exact(cls, names: tuple[str, ...]) -> How:
-        return tuple.__new__(cls, (Naming.EXACT, names, None, None, ()))
+    def exact(cls, names: tuple[str, ...], origin: str) -> How:
+        return tuple.__new__(cls, (Naming.EXACT, names, None, None, (), origin))
 
     @classmethod
     def alias(cls, source: TensorInfo) -> How:
-        return tuple.__new__(cls, (Naming.ALIAS, (), source, None, ()))
+        return tuple.__new__(cls, (Naming.ALIAS, (), source, None, (), ""))
 
     @classmethod
-    def by_rule(cls, rule: Rule, inputs: Sequence[TensorInfo]) -> How:
-        return tuple.__new__(cls, (Naming.RULE, (), None, rule, inputs))
+    def by_rule(cls, rule: Rule, inputs: Sequence[TensorInfo], origin: str) -> How:
+        return tuple.__new__(cls, (Naming.RULE, (), None, rule, inputs, origin))
 
     @classmethod
-    def like(cls, inputs: Sequence[TensorInfo]) -> How:
-        return tuple.__new__(cls, (Naming.LIKE, (), None, None, inputs))
+    def like(cls, inputs: Sequence[TensorInfo], origin: str) -> How:
+        return tuple.__new__(cls, (Naming.LIKE, (), None, None, inputs, origin))
 
 
 BY_SIZE = How(Naming.SIZE)
@@ -155,6 +209,8 @@ class Resolver:
         self.done.add(id(info))
         how = self.hows.get(id(info), (info, BY_SIZE))[1]
         names: Names | None = None
+        origins: list[str] | None = None
+        origin = how.origin
         kind = how.kind
         if kind is Naming.EXACT:
             names = list(how.names)
@@ -164,6 +220,7 @@ class Resolver:
             self.resolve(src)
             if src.shape == info.shape and src.names is not None:
                 names = list(src.names)
+                origins = list(src.origins or ("",) * len(src.names))
         elif kind is Naming.RULE or kind is Naming.LIKE:
             ins = list(how.inputs)
             for i in ins:
@@ -171,19 +228,41 @@ class Resolver:
             if how.rule is not None:
                 try:
                     names = how.rule(OpView(ins, info.shape, self.namer))
-                except (IndexError, ValueError, TypeError, KeyError):
+                except (IndexError, ValueError, TypeError, KeyError, ZeroDivisionError):
                     names = None
                 if names is not None and len(names) != len(info.shape):
                     names = None
             if names is None:
-                names = like(ins, info.shape)
+                names, origin = like(ins, info.shape), like_origin(origin)
+        elif info.names is not None:  # named before it was recorded (a declaration)
+            return
         if names is None:
             names = [None] * len(info.shape)
-        final = [n if n else self.namer.lookup(s) for n, s in zip(names, info.shape)]
+        if origins is None:
+            origins = [origin if n else "" for n in names]
+        final: list[str] = []
+        where: list[str] = []
+        for n, o, s in zip(names, origins, info.shape):
+            if not n:
+                n, o = self.namer.by_size(s)
+            final.append(n or "")
+            where.append(o if n else "")
         if any(final):
-            info.names = tuple(n or "" for n in final)
+            info.names = tuple(final)
+            info.origins = tuple(where)
             info.ambiguous = any("|" in n for n in info.names)
             self.namer.saw(info.names)
+
+
+def like_origin(origin: str) -> str:
+    """The origin of names taken from an input by :func:`like` (where no op rule could tell).
+
+    >>> like_origin("op add"), like_origin("")
+    ('like the input of op add', 'like an input')
+    """
+    if origin.startswith("like"):
+        return origin
+    return f"like the input of {origin}" if origin else "like an input"
 
 
 def like(ins: Sequence[TensorInfo], shape: tuple[int, ...]) -> Names | None:
@@ -206,3 +285,75 @@ def like(ins: Sequence[TensorInfo], shape: tuple[int, ...]) -> Names | None:
         return [first.names[k] if k < len(first.shape) and first.shape[k] == s else None
                 for k, s in enumerate(shape)]
     return None
+
+
+def flag_scramble(call: Any, namer: Namer) -> None:
+    """Set ``call.flag`` for a recorded view/reshape that relabels named dims without moving data.
+
+    >>> from shapeviz.tracing.records import Call
+    >>> x = TensorInfo((4, 7, 8), ("bs", "T", "emb"), label="e")
+    >>> c = Call(0, "", "view", "op", inputs=[x], outputs=[TensorInfo((7, 4, 8))], params="7, 4, -1")
+    >>> flag_scramble(c, Namer({"T": 7, "bs": 4}, {}))
+    >>> c.flag
+    'scrambled_view: view(7, 4, -1) of e (bs, T, emb) relabels bs, T without moving data'
+    """
+    from shapeviz.tracing.oprules import RESHAPES, view_names
+
+    if call.kind != "op" or call.type.strip("_") not in RESHAPES or not call.inputs or not call.outputs:
+        return
+    src, out = call.inputs[0], call.outputs[0]
+    if src.names is None or src.repeat != 1:
+        return
+    _, scrambled = view_names(src.shape, evidence(src.names), out.shape, namer.size_of)
+    if scrambled:
+        shown = ", ".join(n or "·" for n in evidence(src.names))
+        what = f"{call.type}({call.params})" + (f" of {src.label}" if src.label else "")
+        call.flag = f"scrambled_view: {what} ({shown}) relabels {', '.join(scrambled)} without moving data"
+
+
+# ---------------------------------------------------------------- sv.name: names you give a tensor
+_DECLARED: dict[int, tuple[weakref.ref, tuple[str, ...]]] = {}
+_LOCK = threading.Lock()
+
+
+def name(tensor: Any, dims: str) -> Any:
+    """Name the dims of a tensor made outside the model (``sv.name``); returns the tensor itself.
+
+    >>> import torch
+    >>> Y = name(torch.zeros(2, 5, dtype=torch.long), "bs T")  # sv.name(...)
+    >>> tuple(Y.shape), declared_names(Y)
+    ((2, 5), ('bs', 'T'))
+
+    Traces (``sv.trace``) and flow checks (``ops=True``) then treat those names as a declaration.
+    Only a weak reference is kept: the tensor is freed as usual, and its entry with it.
+    """
+    import torch
+
+    from shapeviz._errors import SpecError
+    from shapeviz.core.dimensions import parse_names
+
+    if not isinstance(tensor, torch.Tensor):
+        raise SpecError(f"sv.name: expected a torch.Tensor, got {type(tensor).__name__}")
+    names = parse_names(dims, "sv.name")
+    if len(names) != tensor.dim():
+        raise SpecError(f"sv.name({dims!r}): {len(names)} names for a tensor of {tensor.dim()} dims "
+                        f"{tuple(tensor.shape)}")
+    key = id(tensor)
+
+    def forget(_: Any, _key: int = key) -> None:
+        with _LOCK:
+            hit = _DECLARED.get(_key)
+            if hit is not None and hit[0]() is None:
+                del _DECLARED[_key]
+
+    with _LOCK:
+        _DECLARED[key] = (weakref.ref(tensor, forget), names)
+    return tensor
+
+
+def declared_names(tensor: Any) -> tuple[str, ...] | None:
+    """The names ``sv.name`` gave this very tensor (its shape unchanged), else None."""
+    hit = _DECLARED.get(id(tensor))
+    if hit is None or hit[0]() is not tensor or len(hit[1]) != tensor.dim():
+        return None
+    return hit[1]

@@ -7,6 +7,8 @@
 ['bs', 'T', 'h']
 >>> op_rule("reshape", (), {})(OpView([x], (10, 8), Namer({}, {})))
 ['T*bs', 'h']
+>>> op_rule("view", (), {})(OpView([x], (2, 5, 8), Namer({}, {})))  # not a transpose: unnamed
+[None, None, 'h']
 
 A rule names only what the op provably carries (a transpose swaps names, a matmul keeps the
 left rows and the right columns, an in-order merge joins names); anything else is left to
@@ -15,7 +17,7 @@ left rows and the right columns, an in-order merge joins names); anything else i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -24,7 +26,11 @@ from torch.nn.utils.rnn import PackedSequence
 from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.naming import Names, OpView, Rule
 
-__all__ = ["MAX_LIST", "flatten", "has_tensor", "op_name", "op_params", "op_rule"]
+__all__ = ["MAX_LIST", "RESHAPES", "flatten", "has_tensor", "index_plan", "op_name", "op_params", "op_rule",
+           "view_names"]
+
+RESHAPES = frozenset({"reshape", "view", "flatten"})
+"""The ops that relabel dims without moving data (their names follow :func:`view_names`)."""
 
 MAX_LIST = 6
 """List elements of differing shapes recorded one by one before the rest is cut."""
@@ -114,35 +120,127 @@ def _unsqueeze(dim: int) -> Rule:
     return rule
 
 
-def _reshape(op: OpView) -> Names | None:
-    """Merging neighbouring dims joins their names: (T, bs, vocab) -> (T*bs, vocab)."""
-    shape = op.shape
-    src_shape, src = op.ins[0].shape, op.names(0)
-    out: Names = []
-    k, n = 0, len(src_shape)
-    for size in shape:
-        if size == 1:
-            out.append(None)
-            if k < n and src_shape[k] == 1:
-                k += 1
-            continue
-        while k < n and src_shape[k] == 1:
-            k += 1
-        group, prod = [], 1
-        while k < n and prod < size:
-            prod *= src_shape[k]
-            group.append(k)
-            k += 1
-        if prod != size or not group:  # a split: the rest is named by size
-            return out + [None] * (len(shape) - len(out))
-        parts = [src[g] for g in group]
-        if len(parts) == 1:
-            out.append(parts[0])
-        elif all(p and is_simple_name(p) for p in parts):
-            out.append("*".join(p for p in parts if p))
+def index_plan(ndim: int, index: Any) -> tuple[list[int | None], list[tuple[int, int]]] | None:
+    """For ``x[index]`` of an ``ndim``-dim x: which source dim each result dim is (None: a new dim),
+    and the ``(dim, i)`` picked by integer indices; None for tensor/bool indices.
+
+    >>> index_plan(3, (slice(None), -1))  # output[:, -1]
+    ([0, 2], [(1, -1)])
+    >>> index_plan(3, -1)  # h_n[-1]
+    ([1, 2], [(0, -1)])
+    """
+    items = index if isinstance(index, tuple) else (index,)
+    if any(not (isinstance(i, (int, slice)) or i is None or i is Ellipsis) or isinstance(i, bool) for i in items):
+        return None
+    used = sum(1 for i in items if isinstance(i, (int, slice)))
+    if used > ndim or sum(i is Ellipsis for i in items) > 1:
+        return None
+    src: list[int | None] = []
+    picks: list[tuple[int, int]] = []
+    d = 0
+    for i in items:
+        if i is Ellipsis:
+            src += list(range(d, d + ndim - used))
+            d += ndim - used
+        elif i is None:
+            src.append(None)
+        elif isinstance(i, slice):
+            src.append(d)
+            d += 1
         else:
-            out.append(None)
-    return out
+            picks.append((d, i))
+            d += 1
+    src += list(range(d, ndim))
+    return src, picks
+
+
+def _getitem(index: Any) -> Rule:
+    def rule(op: OpView) -> Names | None:
+        src = op.names(0)
+        plan = index_plan(len(src), index)
+        if plan is None:
+            return None
+        out: Names = []
+        for k, size in zip(plan[0], op.shape):
+            keep = k is not None and op.ins[0].shape[k] == size  # a partial slice x[:, :3] is no longer T
+            out.append(src[k] if keep and k is not None else None)
+        return out
+    return rule
+
+
+def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
+               size_of: Callable[[str], int | None]) -> tuple[Names, list[str]]:
+    """The names of a reshape/view's result by index bookkeeping, and the named dims it scrambles.
+
+    The data keeps its flat order; each source dim (a product ``T*bs`` split into its factors where
+    their sizes are known) covers a range of strides. A result dim covering whole neighbouring
+    dims in order gets their names joined in that order; one inside a single dim (a split) is
+    unnamed; one that cuts across dims relabels without moving data: those dims are *scrambled*.
+
+    >>> sizes = {"T": 7, "bs": 4}.get
+    >>> view_names((4, 7, 8), ["bs", "T", "emb"], (28, 8), sizes)
+    (['bs*T', 'emb'], [])
+    >>> view_names((4, 7, 8), ["bs", "T", "emb"], (7, 4, 8), sizes)
+    ([None, None, 'emb'], ['bs', 'T'])
+    >>> view_names((28, 8), ["T*bs", "emb"], (7, 4, 8), sizes)
+    (['T', 'bs', 'emb'], [])
+    """
+    atoms: list[tuple[str | None, int]] = []
+    for name, size in zip(src, src_shape):
+        if size == 1:
+            continue
+        parts = name.split("*") if name else []
+        sizes = [size_of(p) for p in parts]
+        if len(parts) > 1 and all(is_simple_name(p) for p in parts) and all(sizes) and \
+                _prod(sizes) == size:  # type: ignore[arg-type]
+            atoms += list(zip(parts, sizes))  # type: ignore[arg-type]
+        else:
+            atoms.append((name, size))
+    lo: list[int] = []  # each atom's flat-index stride; it spans [lo, lo * size)
+    stride = 1
+    for _, size in reversed(atoms):
+        lo.append(stride)
+        stride *= size
+    lo.reverse()
+    dst: list[tuple[int, int]] = []  # each result dim's [stride, stride * size)
+    stride = 1
+    for size in reversed(shape):
+        dst.append((stride, stride * size))
+        stride *= size
+    dst.reverse()
+
+    def varies(k: int, j: int) -> bool:  # does atom k's index change along result dim j?
+        q, hi = dst[j]
+        return hi > q and lo[k] % hi != 0 and q % (lo[k] * atoms[k][1]) != 0
+
+    along = [[k for k in range(len(atoms)) if varies(k, j)] for j in range(len(shape))]
+    axes_of = {k: sum(k in ks for ks in along) for k in range(len(atoms))}
+    out: Names = []
+    scrambled: list[str] = []
+    for ks in along:
+        if ks and all(axes_of[k] == 1 for k in ks):  # whole dims, in their order
+            names = [atoms[k][0] for k in ks]
+            out.append("*".join(n for n in names if n) if all(names) else None)
+            continue
+        out.append(None)
+        named = [atoms[k][0] for k in ks if atoms[k][0]]
+        if len(ks) > 1 and len(named) > 1:  # a cut across named dims: relabelled, not moved
+            scrambled += [n for n in named if n not in scrambled]
+    return out, scrambled
+
+
+def _prod(sizes: Iterable[int]) -> int:
+    p = 1
+    for s in sizes:
+        p *= s
+    return p
+
+
+def _reshape(op: OpView) -> Names | None:
+    """A reshape/view/flatten: names by index bookkeeping (:func:`view_names`); scrambled dims are unnamed."""
+    if op.ins[0].repeat != 1 or _prod(op.ins[0].shape) != _prod(op.shape):
+        return None
+    return view_names(op.ins[0].shape, op.names(0), op.shape, op.namer.size_of)[0]
 
 
 # ---------------------------------------------------------------- ops
@@ -202,8 +300,10 @@ def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | No
         return _stack(int(_arg(args, kwargs, 1, "dim", 0)))
     if base == "unsqueeze":
         return _unsqueeze(int(_arg(args, kwargs, 1, "dim", 0)))
-    if base in ("reshape", "view", "flatten"):
+    if base in RESHAPES:
         return _reshape
+    if base == "getitem" and len(args) > 1:
+        return _getitem(args[1])
     return None
 
 

@@ -34,7 +34,7 @@ from torch.overrides import TorchFunctionMode
 from shapeviz.core.dimensions import is_simple_name
 from shapeviz.core.frames import is_library, is_torch, torch_dir
 from shapeviz.core.model import Conventions, conventions, is_recurrent
-from shapeviz.tracing.naming import BY_SIZE, How, Namer, Naming, Resolver
+from shapeviz.tracing.naming import BY_SIZE, How, Namer, Naming, Resolver, declared_names, flag_scramble
 from shapeviz.tracing.oprules import flatten, has_tensor, op_name, op_params, op_rule
 from shapeviz.tracing.records import Call, CallKind, TensorInfo
 
@@ -58,10 +58,24 @@ def _device(t: torch.Tensor) -> str:
     return d.type if d.index is None or d.type == "cpu" else f"{d.type}:{d.index}"
 
 
+Flow = tuple[tuple[int, int], ...]
+"""(call index, output position) of the recurrent calls a tensor was computed from, latest first."""
+_MAX_FLOW = 4
+
+
+def merge_flows(flows: Sequence[Flow]) -> Flow:
+    """One flow from several (an op's operands): latest call first, at most four entries.
+
+    >>> merge_flows([((0, 1),), ((3, 0), (0, 1))])
+    ((3, 0), (0, 1))
+    """
+    return tuple(sorted({f for flow in flows for f in flow}, reverse=True)[:_MAX_FLOW])
+
+
 class Tracer:
     """Collects Calls during one forward; holds tensors only through weak references."""
 
-    def __init__(self, ops: bool, declared_sizes: dict[str, int]) -> None:
+    def __init__(self, ops: bool, declared_sizes: dict[str, int], by_dims: dict[str, int] | None = None) -> None:
         self.ops = ops
         self.calls: list[Call] = []
         self.stack: list[tuple[Call, int, bool]] = []  # open module calls: (call, id(module), user code?)
@@ -70,9 +84,13 @@ class Tracer:
         self.out_of: dict[int, int] = {}  # id(output info) -> index of its call
         self.seen: dict[int, tuple[weakref.ref, TensorInfo]] = {}
         self.declared = dict(declared_sizes)
+        self.by_dims = dict(by_dims or {})  # the sizes sv.dims declared: a unique one names dims by size
         self.learned: dict[str, set[int]] = {}
         self.failed: Call | None = None
         self.busy = False
+        # data flow: id(tensor) -> (weak ref, the recurrent (call, output) pairs it was computed from)
+        self.origins: dict[int, tuple[weakref.ref, Flow]] = {}
+        self.in_flow: dict[int, Flow] = {}  # index of an open non-recurrent call -> its inputs' flow
 
     # ------------------------------------------------------------ tensors -> infos
     def _known(self, t: torch.Tensor) -> TensorInfo | None:
@@ -91,13 +109,18 @@ class Tracer:
         ``keep_known`` for a tensor recorded before) it takes the earlier record's names, else its sizes'."""
         info = TensorInfo(shape=tuple(int(s) for s in t.shape), role=role, key=key, label=label,
                           dtype=_dtype(t), device=_device(t), packed=packed, repeat=repeat)
+        if self.origins:
+            info.flow = self.flow_of(t)
+        if packed == "batch_sizes" and t.device.type == "cpu" and t.dim() == 1:
+            info.batch_sizes = _runs(t.tolist())
         prev = self._known(t)
         if prev is not None:
             info.produced_by = self.out_of.get(id(prev))
             if keep_known:
                 how = None
         if how is None:
-            how = How.alias(prev) if prev is not None else BY_SIZE
+            given = declared_names(t) if prev is None else None
+            how = How.alias(prev) if prev is not None else How.exact(given, "sv.name") if given else BY_SIZE
         self.pending.append(info)
         self.hows[id(info)] = (info, how)
         exact = how.kind is Naming.EXACT
@@ -122,6 +145,25 @@ class Tracer:
             out.append(self.info(t, how, key=k, label=label, packed=packed, repeat=repeat, keep_known=keep_known))
         return out
 
+    # ------------------------------------------------------------ data flow
+    def flow_of(self, t: Any) -> Flow:
+        hit = self.origins.get(id(t))
+        return hit[1] if hit is not None and hit[0]() is t else ()
+
+    def mark(self, t: Any, flow: Flow, *, keep: bool = True) -> None:
+        """Record that ``t`` was computed from ``flow`` (``keep``: a tensor marked before stays)."""
+        if not flow or (keep and self.flow_of(t)):
+            return
+        with contextlib.suppress(TypeError):
+            self.origins[id(t)] = (weakref.ref(t), flow)
+
+    def carry(self, args: Any, out: Any) -> None:
+        """An op's results are computed from its operands: they inherit the operands' flow."""
+        flow = merge_flows([self.flow_of(t) for _, t, _ in flatten(args, "")])
+        if flow:
+            for _, t, _ in flatten(out, "", tuples=False):
+                self.mark(t if not isinstance(t, tuple) else t[0], flow)
+
     # ------------------------------------------------------------ module calls
     def enter(self, path: str, module: Any, args: tuple, kwargs: dict[str, Any], user: bool) -> None:
         with _off():
@@ -141,12 +183,18 @@ class Tracer:
                         parent=parent.index if parent is not None else None)
             self.calls.append(call)
             self.stack.append((call, id(module), user))
+            site = user_frame()
+            if site is not None:
+                call.site = f"{os.path.basename(site.f_code.co_filename)}:{site.f_lineno}"
+                call.code = linecache.getline(site.f_code.co_filename, site.f_lineno).strip()
             if conv is not None:
-                call.inputs = self._recurrent(conv, args, kwargs, inputs=True)
+                call.inputs = self._recurrent(conv, args, kwargs, inputs=True, origin=f"conventions of {call.name}")
             else:
                 call.inputs = self.infos(args, "", arg_names=_forward_params(module))
                 if kwargs:
                     call.inputs += self.infos(kwargs, "", arg_names=("*",))
+                if self.origins:
+                    self.in_flow[call.index] = merge_flows([i.flow for i in call.inputs])
         finally:
             self.busy = False
 
@@ -159,15 +207,28 @@ class Tracer:
                 return
             call, _, _ = self.stack.pop()
             if call.conventions is not None:
-                call.outputs = self._recurrent(call.conventions, output, {}, inputs=False)
+                tensors: list[Any] = []
+                call.outputs = self._recurrent(call.conventions, output, {}, inputs=False, tensors=tensors,
+                                               origin=f"conventions of {call.name}")
+                for pos, t in enumerate(tensors):  # a recurrent call's results start a new flow
+                    self.mark(t, ((call.index, pos),), keep=False)
             else:
-                call.outputs = self.infos(output, "", How.like(list(call.inputs)), keep_known=True)
+                call.outputs = self.infos(output, "", How.like(list(call.inputs), f"module {call.name}"),
+                                          keep_known=True)
+                flow = self.in_flow.pop(call.index, ())
+                if flow:
+                    self.carry_to(output, flow)
             for o in call.outputs:
                 self.out_of.setdefault(id(o), call.index)
         finally:
             self.busy = False
 
-    def _recurrent(self, conv: Conventions, obj: Any, kwargs: dict[str, Any], inputs: bool) -> list[TensorInfo]:
+    def carry_to(self, out: Any, flow: Flow) -> None:
+        for _, t, _ in flatten(out, ""):
+            self.mark(t if not isinstance(t, tuple) else t[0], flow)
+
+    def _recurrent(self, conv: Conventions, obj: Any, kwargs: dict[str, Any], inputs: bool,
+                   tensors: list[Any] | None = None, origin: str = "conventions") -> list[TensorInfo]:
         """Infos of a recurrent module's arguments or results, named from its Conventions."""
         if inputs:
             first = obj[0] if obj else kwargs.get("input")
@@ -209,8 +270,10 @@ class Tracer:
                     names = dims.get(role)
                     if names is not None and len(names) != t.dim():
                         names = None
-                info = self.info(t, How.exact(names) if names else None, key=k, role=role, packed=part)
+                info = self.info(t, How.exact(names, origin) if names else None, key=k, role=role, packed=part)
                 infos.append(info)
+                if tensors is not None:
+                    tensors.append(t)
                 if names:
                     self._learn(names, info.shape, conv)
         for name, size in conv.sizes.items():
@@ -247,11 +310,18 @@ class Tracer:
             call = self._op_call(name, args, kwargs, frame)
             rule = op_rule(name, args, kwargs)
             ins = list(call.inputs)
-            how = How.by_rule(rule, ins) if rule is not None else How.like(ins)
+            how = How.by_rule(rule, ins, f"op {name}") if rule is not None else How.like(ins, f"op {name}")
             call.outputs = self.infos(out, "", how, tuples=True)
+            if isinstance(out, (tuple, list)):  # unbind, split, chunk: every tensor of a run shares its record
+                runs = {o.shape: o for o in call.outputs if o.repeat > 1}
+                for t in out if runs else ():
+                    if isinstance(t, torch.Tensor) and self._known(t) is None and tuple(t.shape) in runs:
+                        self._remember(t, runs[tuple(t.shape)])
             for o in call.outputs:
                 self.out_of.setdefault(id(o), call.index)
             self.calls.append(call)
+            if self.origins:
+                self.carry_to(out, merge_flows([i.flow for i in call.inputs]))
         finally:
             self.busy = False
 
@@ -313,10 +383,12 @@ class Tracer:
 
     # ------------------------------------------------------------ the end
     def resolve(self) -> dict[str, list[int]]:
-        namer = Namer(self.declared, self.learned)
+        namer = Namer(self.declared, self.learned, self.by_dims)
         r = Resolver(namer, self.hows)
         for info in self.pending:
             r.resolve(info)
+        for call in self.calls:  # a view/reshape that cut across named dims: the event is kept
+            flag_scramble(call, namer)
         self.pending.clear()
         self.hows.clear()
         sizes = {n: [s] for n, s in self.declared.items()}
@@ -326,11 +398,28 @@ class Tracer:
 
     def close(self) -> None:
         self.seen.clear()
+        self.origins.clear()
+        self.in_flow.clear()
         self.out_of.clear()
         self.stack.clear()
 
 
 _PARAMS: dict[Any, tuple[str, ...]] = {}
+
+
+def _runs(values: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Run-length code: ``[3, 3, 2, 1, 1]`` -> ``((3, 2), (2, 1), (1, 2))``.
+
+    >>> _runs([3, 3, 2, 1, 1])
+    ((3, 2), (2, 1), (1, 2))
+    """
+    out: list[list[int]] = []
+    for v in values:
+        if out and out[-1][0] == v:
+            out[-1][1] += 1
+        else:
+            out.append([int(v), 1])
+    return tuple((a, b) for a, b in out)
 
 
 def _forward_params(obj: Any) -> tuple[str, ...]:
@@ -440,10 +529,17 @@ class OpMode(TorchFunctionMode):
                 return res
         if tr.busy or not tr.ops or not tr.user_code():
             try:
-                return func(*args, **kwargs)
+                res = func(*args, **kwargs)
             except Exception as exc:
                 tr.op_failed(func, args, kwargs, exc)
                 raise
+            if tr.origins and not tr.busy and tr.user_code():
+                tr.busy = True
+                try:
+                    tr.carry((args, kwargs), res)
+                finally:
+                    tr.busy = False
+            return res
         name = op_name(func)
         try:
             out = func(*args, **kwargs)

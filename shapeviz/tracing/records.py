@@ -60,10 +60,16 @@ class TensorInfo:
     label: str = ""  # the variable it was read from (ops): "X", "W_xh", "self.weight"
     dtype: str = "float32"
     device: str = "cpu"
-    ambiguous: bool = False  # some dim's size matched two names ("T|bs")
+    ambiguous: bool = False  # some dim's size matched two names ("T|bs?")
     packed: str = ""  # "data" or "batch_sizes" for the two halves of a PackedSequence
     repeat: int = 1  # a list of `repeat` tensors of this shape, recorded once
     produced_by: int | None = None  # index of the call that first returned this very tensor
+    # data flow: (call index, output position) of the recurrent calls whose results this tensor was
+    # computed from (the very tensor, or through the modules and ops the trace saw), latest first
+    flow: tuple[tuple[int, int], ...] = ()
+    # a PackedSequence's batch_sizes, run-length coded: ((batch size, steps), ...), e.g. ((3, 2), (2, 1))
+    batch_sizes: tuple[tuple[int, int], ...] = ()
+    origins: tuple[str, ...] | None = None  # per dim, where its name came from ("" where unnamed)
 
     def format(self) -> str:
         """The shape in named dims: ``"(T=5, bs=2, 28)"`` (a dim without a name shows its size)."""
@@ -91,12 +97,19 @@ class TensorInfo:
         return {"shape": list(self.shape), "names": None if self.names is None else list(self.names),
                 "role": self.role, "key": self.key, "label": self.label, "dtype": self.dtype,
                 "device": self.device, "ambiguous": self.ambiguous, "packed": self.packed,
-                "repeat": self.repeat, "produced_by": self.produced_by}
+                "repeat": self.repeat, "produced_by": self.produced_by,
+                "flow": [list(f) for f in self.flow], "batch_sizes": [list(r) for r in self.batch_sizes],
+                "origins": None if self.origins is None else list(self.origins)}
 
 
 _INFIX = {"matmul": "@", "__matmul__": "@", "__rmatmul__": "@", "add": "+", "__add__": "+",
           "__radd__": "+", "sub": "-", "__sub__": "-", "mul": "*", "__mul__": "*", "__rmul__": "*",
           "div": "/", "__truediv__": "/"}
+
+
+def _plain(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """Names without their guess marks: a step whose state starts as a guess (``bs?``) groups with the rest."""
+    return None if names is None else tuple(n.rstrip("?") for n in names)
 
 
 @dataclass
@@ -123,6 +136,8 @@ class Call:
     code: str = ""  # the source line's text, stripped
     params: str = ""  # an op's non-tensor arguments: "28", "dim=0"
     error: str = ""  # "RuntimeError: …" for the call that raised (traces in exception notes)
+    site: str = ""  # a module call: "model.py:14", the line of your code that called it
+    flag: str = ""  # an event found in it: "scrambled_view: view(7, 4, -1) of e … relabels bs, T …"
 
     def __post_init__(self) -> None:
         if self.kind.__class__ is not CallKind:
@@ -158,8 +173,8 @@ class Call:
     def signature(self) -> tuple:
         """What makes two calls 'the same step' (used to group repeated steps)."""
         return (self.kind, self.type, self.path, self.depth, self.source, self.error,
-                tuple((i.shape, i.names, i.label, i.repeat) for i in self.inputs),
-                tuple((o.shape, o.names, o.repeat) for o in self.outputs))
+                tuple((i.shape, _plain(i.names), i.label, i.repeat) for i in self.inputs),
+                tuple((o.shape, _plain(o.names), o.repeat) for o in self.outputs))
 
     def to_dict(self) -> dict[str, Any]:
         conv = None
@@ -171,7 +186,7 @@ class Call:
                     "proj_size": c.proj_size, "label": c.label}
         return {"index": self.index, "path": self.path, "type": self.type, "kind": self.kind,
                 "depth": self.depth, "parent": self.parent, "source": self.source, "code": self.code,
-                "params": self.params, "error": self.error, "conventions": conv,
+                "params": self.params, "error": self.error, "site": self.site, "flag": self.flag, "conventions": conv,
                 "inputs": [i.to_dict() for i in self.inputs], "outputs": [o.to_dict() for o in self.outputs]}
 
 
@@ -261,14 +276,24 @@ class Trace:
                 "depth": int, "parent": int | null,  # index of the enclosing module call
                 "source": str, "code": str,          # ops: "file.py:LINE" and that line's text
                 "params": str, "error": str,         # an op's non-tensor args; what a call raised
+                "site": str,                         # modules: "file.py:LINE" of your code that called it
+                "flag": str,                         # "scrambled_view: …": a view that relabels named dims
                 "conventions": null | {"family", "cell", "input_size", "hidden_size",
                                        "num_layers", "bidirectional", "batch_first",
                                        "proj_size", "label"},
                 "inputs" / "outputs": [{
-                    "shape": [int], "names": [str] | null,   # "" = unnamed dim, "a|b" = ambiguous
+                    "shape": [int], "names": [str] | null,   # "" = unnamed dim, "T?" = a guess
+                                                             # by size alone, "a|b?" = ambiguous
                     "role": str, "key": str, "label": str, "dtype": str, "device": str,
                     "ambiguous": bool, "packed": "" | "data" | "batch_sizes", "repeat": int,
-                    "produced_by": int | null}]}]}   # the call that first returned this tensor
+                    "produced_by": int | null,  # the call that first returned this tensor
+                    "flow": [[int, int]],       # (call, output) of recurrent calls it was computed from
+                    "batch_sizes": [[int, int]],     # packed: (batch size, steps) runs
+                    "origins": [str] | null}]}]}     # per dim: where its name came from
+                                                     # ("conventions of rnn", "inputs_dims",
+                                                     # "sv.name", "op transpose", "size (guess)")
+
+        Files written before ``origins`` existed read with ``origins`` null.
         """
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 

@@ -1,0 +1,312 @@
+"""Flow checks (``ops=True`` in :func:`~shapeviz.watch` and :func:`~shapeviz.checking`): named dims
+tracked live over every op, so the silent mistakes around a recurrent call raise or warn.
+
+>>> import torch, torch.nn as nn
+>>> rnn = nn.GRU(8, 16)
+>>> with flow(inputs="bs T emb"):
+...     x = torch.zeros(4, 7, 8)
+...     y, h_n = rnn(x.transpose(0, 1))  # (bs, T, emb) -> (T, bs, emb): a real transpose
+>>> tuple(y.shape)
+(7, 4, 16)
+
+Names come from the same places as a trace's (:mod:`shapeviz.tracing.naming`): a recurrent
+module's conventions, ``inputs=`` for the outermost module call's first input, ``sv.name``, and
+the op rules of :mod:`shapeviz.tracing.oprules`; a size match is never used. With that evidence:
+
+* ``scrambled_view`` (:class:`~shapeviz.ShapeError`): a ``view``/``reshape`` that relabels named
+  dims without moving data, e.g. ``e.view(T, bs, -1)`` of ``(bs, T, emb)``;
+* ``flatten_order``: a loss whose logits rows and target rows were flattened in different orders
+  (``T*bs`` vs ``bs*T``);
+* warnings (:class:`~shapeviz.ShapeWarning`) ``bidirectional_last``, ``padded_last``,
+  ``bidirectional_h_n``.
+
+Tensors are held only through weak references. The mode and the hooks are removed on every path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.nn.modules import module as module_hooks
+from torch.nn.utils.rnn import PackedSequence
+from torch.overrides import TorchFunctionMode
+
+from shapeviz._errors import ShapeError, ShapeWarning
+from shapeviz.core.dimensions import parse_names
+from shapeviz.core.model import Conventions, conventions, is_recurrent
+from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
+from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_rule, view_names
+from shapeviz.tracing.records import TensorInfo
+
+__all__ = ["FlowMode", "flow", "flow_block", "start"]
+
+_LOSSES = frozenset({"cross_entropy", "nll_loss"})
+
+
+class _Facts:
+    """What the flow knows about one tensor: its names and, for recurrent results, what it is."""
+
+    __slots__ = ("names", "t_axis", "taken", "what")
+
+    def __init__(self, names: Names, what: str = "", t_axis: int = -1) -> None:
+        self.names = names
+        self.what = what  # "bi_output", "padded", "bi_h_n" or ""
+        self.t_axis = t_axis
+        self.taken: set[int] = set()  # the indices taken along dim 0 (h_n[-2] before h_n[-1])
+
+
+class FlowMode(TorchFunctionMode):
+    """Tracks named dims over the ops run under it; raises or warns on the mistakes above."""
+
+    def __init__(self, inputs: tuple[str, ...] | None = None) -> None:
+        super().__init__()
+        self.inputs = inputs
+        self.facts: dict[int, tuple[weakref.ref, _Facts]] = {}
+        self.sizes: dict[str, int] = {}
+        self.depth = 0
+        self.namer = Namer(self.sizes, {})
+
+    # ------------------------------------------------------------ tensors
+    def get(self, t: Any) -> _Facts | None:
+        if not isinstance(t, torch.Tensor):
+            return None
+        hit = self.facts.get(id(t))
+        if hit is not None and hit[0]() is t:
+            return hit[1]
+        given = declared_names(t)
+        if given is not None:
+            return self.put(t, list(given))
+        return None
+
+    def put(self, t: torch.Tensor, names: Names, what: str = "", t_axis: int = -1) -> _Facts:
+        facts = _Facts(names, what, t_axis)
+        with contextlib.suppress(TypeError):
+            self.facts[id(t)] = (weakref.ref(t), facts)
+        for n, s in zip(names, t.shape):
+            if n and "*" not in n and "(" not in n:
+                self.sizes.setdefault(n, int(s))
+        return facts
+
+    def info(self, t: Any) -> TensorInfo:
+        f = self.get(t)
+        shape = tuple(int(s) for s in t.shape)
+        if f is None or not any(f.names):
+            return TensorInfo(shape)
+        return TensorInfo(shape, tuple(n or "" for n in f.names))
+
+    # ------------------------------------------------------------ modules (global hooks)
+    def pre(self, module: nn.Module, args: tuple) -> None:
+        if self.depth == 0 and self.inputs is not None and args and isinstance(args[0], torch.Tensor) \
+                and args[0].dim() == len(self.inputs) and self.get(args[0]) is None:
+            self.put(args[0], list(self.inputs))
+        self.depth += 1
+
+    def post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self.depth = max(0, self.depth - 1)
+        if is_recurrent(module):
+            with torch._C.DisableTorchFunction():
+                self._name_results(conventions(module), args, output)
+
+    def _name_results(self, conv: Conventions, args: tuple, output: Any) -> None:
+        first = args[0] if args else None
+        packed = isinstance(first, PackedSequence)
+        if conv.cell:
+            results = output if isinstance(output, tuple) else (output,)
+            for role, t in zip(conv.result_names, results):
+                if isinstance(t, torch.Tensor):
+                    names = conv.dims(batched=t.dim() == conv.layout.state_batched_ndim).get(role)
+                    if names is not None and len(names) == t.dim():
+                        self.put(t, list(names))
+            return
+        if not isinstance(output, tuple) or len(output) != 2:
+            return
+        batched = packed or (isinstance(first, torch.Tensor) and conv.layout.is_batched(first.dim()) is True)
+        dims = conv.dims(batched=batched, packed=packed)
+        out, state = output
+        states = state if isinstance(state, tuple) else (state,)
+        if isinstance(out, torch.Tensor) and len(dims["output"]) == out.dim():
+            t_axis = dims["output"].index("T") if "T" in dims["output"] else -1
+            self.put(out, list(dims["output"]), "bi_output" if conv.bidirectional else "", t_axis)
+        for role, t in zip(conv.result_names[1:], states):
+            if isinstance(t, torch.Tensor) and len(dims[role]) == t.dim():
+                self.put(t, list(dims[role]), "bi_h_n" if conv.bidirectional and role == "h_n" else "")
+
+    # ------------------------------------------------------------ ops
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        name = op_name(func)
+        if name is None:
+            return func(*args, **kwargs)
+        base = name.strip("_").lstrip(".")
+        if base in _LOSSES and len(args) >= 2:
+            with torch._C.DisableTorchFunction():
+                self._check_loss(base, args[0], args[1])
+        out = func(*args, **kwargs)
+        if not args or not isinstance(out, torch.Tensor):
+            with torch._C.DisableTorchFunction():
+                self._after_many(base, args, kwargs, out)
+            return out
+        if not isinstance(args[0], torch.Tensor) and not (isinstance(args[0], (list, tuple)) and args[0]
+                                                          and isinstance(args[0][0], torch.Tensor)):
+            return out
+        with torch._C.DisableTorchFunction():
+            self._after(name, base, func, args, kwargs, out)
+        return out
+
+    def _after_many(self, base: str, args: tuple, kwargs: dict, out: Any) -> None:
+        """Ops with several results: unbind (a loop over a sequence) and pad_packed_sequence."""
+        if not isinstance(out, (tuple, list)) or not out or not isinstance(out[0], torch.Tensor):
+            return
+        if base == "pad_packed_sequence":
+            first = bool(args[2]) if len(args) > 2 else False  # (data, batch_sizes, batch_first, …)
+            self.put(out[0], [None] * out[0].dim(), "padded", 1 if first else 0)
+        elif base == "unbind" and args and isinstance(args[0], torch.Tensor):
+            src = self.get(args[0])
+            if src is not None:
+                dim = int(args[1] if len(args) > 1 else kwargs.get("dim", 0)) % args[0].dim()
+                names = src.names[:dim] + src.names[dim + 1:]
+                if any(names):
+                    for t in out:
+                        self.put(t, list(names))
+
+    def _after(self, name: str, base: str, func: Any, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
+        x = args[0] if isinstance(args[0], torch.Tensor) else args[0][0]
+        src = self.get(x)
+        if base == "getitem" and src is not None and src.what and len(args) > 1:
+            self._check_index(src, x, args[1])
+        if base in RESHAPES and src is not None:
+            names, scrambled = view_names(tuple(x.shape), list(src.names), tuple(out.shape), self.namer.size_of)
+            if scrambled:
+                raise _scrambled(name, x, src.names, tuple(out.shape), scrambled)
+            if any(names):
+                self.put(out, names)
+            return
+        tensors = [a for a in args if isinstance(a, torch.Tensor)] if x is args[0] else list(args[0])
+        if not any(self.get(t) is not None for t in tensors):
+            return
+        rule = op_rule(name, args, kwargs)
+        view = OpView([self.info(t) for t in tensors], tuple(out.shape), self.namer)
+        names: Names | None = None
+        if rule is not None:
+            try:
+                names = rule(view)
+            except (IndexError, ValueError, TypeError, KeyError, ZeroDivisionError):
+                names = None
+        elif x.shape == out.shape:  # elementwise ops (add, tanh, dropout …) keep the first operand's names
+            names = view.names(0) if self.get(x) is not None else None
+        if names is not None and len(names) == out.dim() and any(names):
+            self.put(out, names)
+
+    # ------------------------------------------------------------ the checks
+    def _check_index(self, src: _Facts, x: torch.Tensor, index: Any) -> None:
+        plan = index_plan(x.dim(), index)
+        if plan is None:
+            return
+        for dim, i in plan[1]:
+            if src.what == "bi_h_n" and dim == 0:
+                src.taken.add(i % x.shape[0])
+                if i % x.shape[0] == x.shape[0] - 1 and (x.shape[0] - 2) not in src.taken:
+                    _warn("bidirectional_h_n", "h_n[-1] of a bidirectional layer is the last layer's backward "
+                          "direction only; the whole final state is both directions",
+                          "torch.cat((h_n[-2], h_n[-1]), dim=1)  # (bs, 2*h): forward and backward")
+            elif dim == src.t_axis and i % x.shape[dim] == x.shape[dim] - 1:
+                if src.what == "bi_output":
+                    pick = "output[-1]" if dim == 0 else "output[:, -1]"
+                    _warn("bidirectional_last", f"{pick} of a bidirectional layer: its backward half has seen "
+                          "only the last step", "torch.cat((h_n[-2], h_n[-1]), dim=1)  # both directions' final "
+                          "states, or the backward half at step 0: output[0, :, h:] / output[:, 0, h:]")
+                elif src.what == "padded":
+                    _warn("padded_last", "output[-1] of a padded batch is padding for every sequence shorter "
+                          "than the longest", "h_n[-1]  # each sequence's real last step, or "
+                          "output[lengths - 1, torch.arange(bs)]")
+
+    def _check_loss(self, base: str, logits: Any, target: Any) -> None:
+        a, b = self.get(logits), self.get(target)
+        if a is None or b is None or not a.names or not b.names:
+            return
+        rows, trows = a.names[0], b.names[0]
+        if not rows or not trows or rows == trows or "*" not in rows or "*" not in trows:
+            return
+        if sorted(rows.split("*")) != sorted(trows.split("*")):
+            return
+        lead = ", ".join(rows.split("*"))
+        fix = ("Y.T.reshape(-1)  # targets (bs, T) -> rows in T*bs order, like the logits" if rows == "T*bs"
+               else "Y.reshape(-1)  # targets (bs, T) -> rows in bs*T order, like the logits" if rows == "bs*T"
+               else f"flatten the targets in the order {rows}: permute them first, then reshape(-1)")
+        raise ShapeError(module=f"loss: {base}", argument="target",
+                         expected=f"rows ({rows}={logits.shape[0]},) in the logits' order",
+                         actual=f"rows ({trows}={target.shape[0]},): the same dims flattened in another order",
+                         code="flatten_order",
+                         detail=f"the logits' rows are {rows} but the targets' rows are {trows}: every row is "
+                                "scored against another position's target (it trains, silently wrong)",
+                         hints=[fix, f"or make the logits {trows}: logits.reshape({lead}, -1).transpose(0, 1)"
+                                ".reshape(-1, logits.shape[-1])"])
+
+
+def _scrambled(name: str, x: torch.Tensor, names: Names, shape: tuple[int, ...], scrambled: list[str]) -> ShapeError:
+    src = tuple(x.shape)
+    shown = "(" + ", ".join(f"{n}={s}" if n else str(s) for n, s in zip(names, src)) + ")"
+    hints = []
+    used: set[int] = set()
+    perm: list[int] = []
+    for size in shape:  # the dims the requested shape names, by their sizes
+        k = next((k for k, s in enumerate(src) if s == size and k not in used), None)
+        if k is None:
+            break
+        used.add(k)
+        perm.append(k)
+    if len(perm) == len(src):
+        moved = [k for i, k in enumerate(perm) if k != i]
+        meant = "(" + ", ".join(names[k] or str(src[k]) for k in perm) + ")"
+        if len(moved) == 2:
+            a, b = moved
+            hints.append(f"x.transpose({min(a, b)}, {max(a, b)})  # {shown} -> {meant}: moves the data")
+        else:
+            hints.append(f"x.permute({', '.join(map(str, perm))})  # {shown} -> {meant}: moves the data")
+    else:
+        hints.append("permute the dims into the order you want first, then reshape (a view only relabels)")
+    return ShapeError(module=f"op: {name}", argument="input", expected="a permute/transpose of the named dims",
+                      actual=shape, code="scrambled_view",
+                      detail=f"{name}{shape} of {shown} relabels {', '.join(scrambled)} without moving data: "
+                             "the result mixes positions (it trains, silently wrong)",
+                      hints=hints)
+
+
+def _warn(code: str, what: str, fix: str) -> None:
+    warnings.warn(ShapeWarning(code, f"{what}; use: {fix}"), stacklevel=4)
+
+
+@contextlib.contextmanager
+def flow(inputs: str | tuple[str, ...] | None = None) -> Iterator[FlowMode]:
+    """Track named dims live over the ops in the block (see the module docs); removed on every path."""
+    names = parse_names(inputs, "inputs") if isinstance(inputs, str) else inputs
+    mode = FlowMode(names)
+    pre = module_hooks.register_module_forward_pre_hook(lambda m, a: mode.pre(m, a))
+    try:
+        post = module_hooks.register_module_forward_hook(lambda m, a, o: mode.post(m, a, o), always_call=True)
+        try:
+            with mode:
+                yield mode
+        finally:
+            post.remove()
+    finally:
+        pre.remove()
+        mode.facts.clear()
+
+
+def flow_block(inputs: str | None, ops: bool) -> contextlib.AbstractContextManager[Any]:
+    """``checking(ops=True)``'s block: :func:`flow`, or nothing at all when ``ops`` is False."""
+    return flow(inputs) if ops else contextlib.nullcontext()
+
+
+def start(inputs: str | None) -> Any:
+    """``watch(ops=True)``: start :func:`flow` now; returns the function that stops it (idempotent)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(flow(inputs))
+    return stack.close

@@ -1,0 +1,203 @@
+"""Flow checks (ops=True): a corpus of real-world silent mistakes around the recurrent call, each
+with its clean twin, through sv.watch(model, ops=True) and sv.checking(ops=True)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import shapeviz as sv
+from shapeviz.tracing.flow import FlowMode
+
+VOCAB, BS, T = 28, 4, 7
+
+
+def tokens() -> torch.Tensor:
+    return torch.arange(BS * T).reshape(BS, T) % VOCAB
+
+
+class EmbedGRU(nn.Module):
+    """Embedding -> seq-first GRU -> Linear; ``scramble`` uses view where a transpose is meant."""
+
+    def __init__(self, scramble: bool = False) -> None:
+        super().__init__()
+        self.scramble = scramble
+        self.emb = nn.Embedding(VOCAB, 8)
+        self.rnn = nn.GRU(8, 16)
+        self.out = nn.Linear(16, VOCAB)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.emb(x)  # (bs, T, emb)
+        e = e.view(T, BS, -1) if self.scramble else e.transpose(0, 1)  # the mistake vs (T, bs, emb)
+        y, _ = self.rnn(e)
+        return self.out(y).reshape(-1, VOCAB)  # (T*bs, vocab)
+
+
+def no_warnings() -> warnings.catch_warnings:
+    w = warnings.catch_warnings()
+    w.__enter__()
+    warnings.simplefilter("error", sv.ShapeWarning)
+    return w
+
+
+# ------------------------------------------------------------------ scrambled_view
+def test_view_in_place_of_transpose_raises_with_the_transpose_as_hint() -> None:
+    model = EmbedGRU(scramble=True)
+    with pytest.raises(sv.ShapeError, match="scrambled_view") as info, sv.watch(model, inputs="bs T", ops=True):
+        model(tokens())
+    err = info.value
+    assert err.code == "scrambled_view" and err.actual == (T, BS, 8)
+    assert "relabels bs, T without moving data" in str(err)
+    assert err.hints == ["x.transpose(0, 1)  # (bs=4, T=7, 8) -> (T, bs, 8): moves the data"]
+
+
+def test_transpose_twin_passes() -> None:
+    model = EmbedGRU()
+    with sv.watch(model, inputs="bs T", ops=True):
+        assert model(tokens()).shape == (T * BS, VOCAB)
+
+
+def test_reshape_scrambles_too_and_permute_twin_passes() -> None:
+    x = sv.name(torch.randn(BS, T, 3), "bs T emb")
+    with sv.checking(ops=True):
+        with pytest.raises(sv.ShapeError, match="scrambled_view"):
+            x.reshape(T, BS, 3)
+        assert x.permute(1, 0, 2).reshape(T * BS, 3).shape == (T * BS, 3)
+
+
+def test_without_ops_nothing_is_tracked() -> None:
+    model = EmbedGRU(scramble=True)
+    with sv.watch(model, inputs="bs T"):
+        model(tokens())  # silently wrong, as before: ops=False costs nothing and checks no ops
+    assert not any(isinstance(m, FlowMode) for m in torch.overrides._get_current_function_mode_stack())
+
+
+# ------------------------------------------------------------------ flatten_order: the seeds' char-RNN loss
+def char_rnn_loss(model: nn.Module, Y: torch.Tensor, right: bool) -> torch.Tensor:
+    logits = model(tokens())  # (T*bs, vocab): the seeds' d2l RNN flattens time-major
+    y = Y.T.reshape(-1) if right else Y.reshape(-1)  # d2l writes Y.T.reshape(-1)
+    return F.cross_entropy(logits, y.long())
+
+
+def test_targets_flattened_bs_major_against_time_major_logits_raise() -> None:
+    model = EmbedGRU()
+    Y = sv.name(tokens(), "bs T")
+    with pytest.raises(sv.ShapeError, match="flatten_order") as info, sv.watch(model, inputs="bs T", ops=True):
+        char_rnn_loss(model, Y, right=False)
+    assert "logits' rows are T*bs but the targets' rows are bs*T" in str(info.value)
+    assert info.value.hints[0].startswith("Y.T.reshape(-1)")
+
+
+def test_targets_flattened_like_the_logits_pass() -> None:
+    model = EmbedGRU()
+    Y = sv.name(tokens(), "bs T")
+    with sv.watch(model, inputs="bs T", ops=True):
+        assert char_rnn_loss(model, Y, right=True).dim() == 0
+
+
+def test_nn_cross_entropy_loss_and_nll_loss_are_checked() -> None:
+    model = EmbedGRU()
+    Y = sv.name(tokens(), "bs T")
+    with sv.checking(inputs="bs T", ops=True):
+        logits = model(tokens())
+        with pytest.raises(sv.ShapeError, match="flatten_order"):
+            nn.CrossEntropyLoss()(logits, Y.reshape(-1))
+        with pytest.raises(sv.ShapeError, match="flatten_order"):
+            F.nll_loss(F.log_softmax(logits, -1), Y.reshape(-1))
+        assert nn.NLLLoss()(F.log_softmax(logits, -1), Y.T.reshape(-1)).dim() == 0
+
+
+# ------------------------------------------------------------------ warnings
+def test_output_last_of_a_bidirectional_layer_warns() -> None:
+    lstm = nn.LSTM(3, 5, bidirectional=True, batch_first=True)
+    with sv.checking(ops=True):
+        out, (h_n, _) = lstm(torch.randn(BS, T, 3))
+        with pytest.warns(sv.ShapeWarning, match=r"bidirectional_last.*torch\.cat\(\(h_n\[-2\], h_n\[-1\]\)"):
+            out[:, -1]
+        w = no_warnings()
+        try:
+            torch.cat((h_n[-2], h_n[-1]), dim=1)  # the twin: both directions' final states
+        finally:
+            w.__exit__(None, None, None)
+
+
+def test_h_n_last_of_a_bidirectional_layer_warns() -> None:
+    gru = nn.GRU(3, 5, num_layers=2, bidirectional=True)
+    with sv.checking(ops=True):
+        _, h_n = gru(torch.randn(T, BS, 3))
+        with pytest.warns(sv.ShapeWarning, match="bidirectional_h_n") as rec:
+            h_n[-1]
+        assert rec[0].message.code == "bidirectional_h_n"
+    with sv.checking(ops=True):
+        _, h_n = gru(torch.randn(T, BS, 3))
+        w = no_warnings()
+        try:
+            assert torch.cat((h_n[-2], h_n[-1]), dim=1).shape == (BS, 10)
+        finally:
+            w.__exit__(None, None, None)
+
+
+def test_output_last_of_a_padded_batch_warns() -> None:
+    lstm = nn.LSTM(3, 5)
+    lengths = torch.tensor([T, 5, 2, 1])
+    with sv.checking(ops=True):
+        packed, (h_n, _) = lstm(pack_padded_sequence(torch.randn(T, BS, 3), lengths))
+        out, _ = pad_packed_sequence(packed)
+        with pytest.warns(sv.ShapeWarning, match="padded_last"):
+            out[-1]
+        w = no_warnings()
+        try:
+            assert out[lengths - 1, torch.arange(BS)].shape == (BS, 5)  # the twin
+            assert h_n[-1].shape == (BS, 5)
+        finally:
+            w.__exit__(None, None, None)
+
+
+# ------------------------------------------------------------------ cleanup
+def test_flow_mode_is_removed_on_every_path() -> None:
+    model = EmbedGRU(scramble=True)
+
+    def modes() -> int:
+        return sum(isinstance(m, FlowMode) for m in torch.overrides._get_current_function_mode_stack())
+
+    for _ in range(2):
+        with pytest.raises(sv.ShapeError):
+            with sv.checking(ops=True):
+                model(tokens().T.contiguous().T)  # named nothing: inputs not given, so no error...
+                raise sv.ShapeError(module="m", argument="a", expected="e", actual=(1,), code="input_size")
+        assert modes() == 0
+    h = sv.watch(model, inputs="bs T", ops=True)
+    assert modes() == 1
+    h.remove()
+    h.remove()
+    assert modes() == 0
+    with pytest.raises(KeyboardInterrupt), sv.watch(EmbedGRU(), ops=True):
+        raise KeyboardInterrupt
+    assert modes() == 0
+
+
+# ------------------------------------------------------------------ the seeds' d2l char-RNN (hand-written loop)
+def seed_step(right: bool) -> torch.Tensor:
+    from shapeviz.gallery.models import CharRNNScratch
+
+    model = CharRNNScratch(vocab=VOCAB, hidden=16)
+    X, Y = tokens(), sv.name((tokens() + 1) % VOCAB, "bs T")
+    with sv.watch(model, inputs="bs T", ops=True):
+        y_hat, _ = model(X)  # torch.cat(outputs, dim=0): (T*bs, vocab)
+        y = Y.T.reshape(-1) if right else Y.reshape(-1)  # the seeds write Y.T.reshape(-1)
+        return F.cross_entropy(y_hat, y.long()).mean()
+
+
+def test_seed_char_rnn_loss_with_Y_reshape_raises() -> None:
+    with pytest.raises(sv.ShapeError, match="flatten_order") as info:
+        seed_step(right=False)
+    assert "the logits' rows are T*bs but the targets' rows are bs*T" in str(info.value)
+
+
+def test_seed_char_rnn_loss_with_Y_T_reshape_passes() -> None:
+    assert seed_step(right=True).dim() == 0

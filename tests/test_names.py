@@ -1,0 +1,240 @@
+"""Names with evidence: the op rules against real index bookkeeping, guesses, provenance, sv.name."""
+
+from __future__ import annotations
+
+import gc
+import json
+import threading
+
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import shapeviz as sv
+from shapeviz.tracing.naming import Namer, OpView, declared_names, evidence
+from shapeviz.tracing.oprules import op_rule, view_names
+from shapeviz.tracing.records import TensorInfo, Trace
+
+# distinct primes: no two named dims (nor products of them) share a size by accident
+SIZES = {"T": 3, "bs": 2, "emb": 5, "h": 7}
+
+
+# ------------------------------------------------------------------ the ground truth
+def truth_names(ids: dict[str, torch.Tensor]) -> list[str | None]:
+    """The names of each axis of a tensor, from the index tensors carried through the same ops:
+    axis j is ``a*b`` when exactly the atoms a, b vary along it, only along it, and its position is
+    their mixed-radix index in that order."""
+    ndim = next(iter(ids.values())).dim()
+    shape = next(iter(ids.values())).shape
+
+    def varies(t: torch.Tensor, j: int) -> bool:
+        return bool((t != t.narrow(j, 0, 1)).any())
+
+    along = {n: [j for j in range(ndim) if varies(t, j)] for n, t in ids.items()}
+    out: list[str | None] = []
+    for j in range(ndim):
+        atoms = [n for n, js in along.items() if js == [j]]
+        if [n for n, js in along.items() if j in js] != atoms or not atoms:
+            out.append(None)
+            continue
+        pos = torch.arange(shape[j]).view([-1 if k == j else 1 for k in range(ndim)]).expand(shape)
+        found = None
+        import itertools
+        for order in itertools.permutations(atoms):
+            flat = torch.zeros_like(pos)
+            for n in order:
+                flat = flat * SIZES[n] + ids[n]
+            if torch.equal(flat, pos):
+                found = "*".join(order)
+                break
+        out.append(found)
+    return out
+
+
+def scrambles(ids: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> bool:
+    """A reshape scrambles when some result axis mixes two atoms and one of them varies along another axis."""
+    t0 = next(iter(new.values()))
+    ndim = t0.dim()
+    along = {n: {j for j in range(ndim) if bool((t != t.narrow(j, 0, 1)).any())} for n, t in new.items()}
+    for j in range(ndim):
+        here = [n for n, js in along.items() if j in js]
+        if len(here) > 1 and any(len(along[n]) > 1 for n in here):
+            return True
+    return False
+
+
+@st.composite
+def chains(draw: st.DrawFn) -> list[tuple]:
+    steps = []
+    for _ in range(draw(st.integers(1, 5))):
+        kind = draw(st.sampled_from(["transpose", "permute", "view", "view_bad", "flatten", "cat", "stack"]))
+        steps.append((kind, draw(st.randoms(use_true_random=False))))
+    return steps
+
+
+def _regroup(sizes: list[int], rnd) -> list[int]:
+    out, cur = [], 1
+    for s in sizes:
+        cur *= s
+        if rnd.random() < 0.5:
+            out.append(cur)
+            cur = 1
+    if cur != 1 or not out:
+        out.append(cur)
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(chains())
+def test_op_rules_match_index_bookkeeping(steps: list[tuple]) -> None:
+    names = ["T", "bs", "emb", "h"]
+    x = torch.zeros([SIZES[n] for n in names])
+    ids = {n: torch.arange(SIZES[n]).view([-1 if k == i else 1 for k in range(4)]).expand(x.shape).clone()
+           for i, n in enumerate(names)}
+    info = TensorInfo(tuple(x.shape), tuple(names))
+    namer = Namer(dict(SIZES), {})
+    for kind, rnd in steps:
+        nd = x.dim()
+        shape = tuple(x.shape)
+        if kind == "transpose":
+            a, b = rnd.randrange(nd), rnd.randrange(nd)
+            fn, args = (lambda t, a=a, b=b: t.transpose(a, b)), ("transpose", (None, a, b))
+        elif kind == "permute":
+            order = list(range(nd))
+            rnd.shuffle(order)
+            fn, args = (lambda t, o=order: t.permute(o)), ("permute", (None, *order))
+        elif kind in ("view", "view_bad", "flatten"):
+            sizes = [s for s in shape if s > 1]
+            if kind == "view_bad":
+                rnd.shuffle(sizes)
+            target = tuple(_regroup(sizes, rnd)) if kind != "flatten" else (-1,)
+            fn, args = (lambda t, s=target: t.reshape(s)), ("reshape", (None, *target))
+        else:  # cat / stack of 11 copies along a dim: 11 is no name's size
+            d = rnd.randrange(nd + (kind == "stack"))
+            fn = (lambda t, d=d, k=kind: getattr(torch, k)([t] * 11, dim=d))  # noqa: E731
+            args = (kind, ([None], d))
+        y = fn(x)
+        new = {n: fn(t) for n, t in ids.items()}
+        rule = op_rule(args[0], args[1], {})
+        assert rule is not None
+        got = rule(OpView([info if kind not in ("cat", "stack") else TensorInfo(info.shape, info.names, repeat=11)],
+                          tuple(y.shape), namer))
+        if args[0] == "reshape":
+            flagged = bool(view_names(shape, evidence(info.names), tuple(y.shape), namer.size_of)[1])
+            assert flagged == scrambles(ids, new), (shape, info.names, tuple(y.shape))
+            if flagged:
+                return  # names are gone from here on: later ops have nothing to check
+        expected = truth_names(new)
+        assert [g or None for g in got] == expected, (kind, info.names, shape, tuple(y.shape))
+        x, ids = y, new
+        info = TensorInfo(tuple(y.shape), tuple(g or "" for g in got))
+
+
+def test_clean_reshapes_are_not_flagged_and_name_in_real_order() -> None:
+    size_of = {"T": 7, "bs": 4, "emb": 8}.get
+    assert view_names((7, 4, 8), ["T", "bs", "emb"], (28, 8), size_of) == (["T*bs", "emb"], [])
+    assert view_names((4, 7, 8), ["bs", "T", "emb"], (28, 8), size_of) == (["bs*T", "emb"], [])
+    assert view_names((28, 8), ["bs*T", "emb"], (4, 7, 8), size_of) == (["bs", "T", "emb"], [])
+    assert view_names((28, 8), ["bs*T", "emb"], (7, 4, 8), size_of)[1] == ["bs", "T"]  # split in the wrong order
+    assert view_names((4, 7, 8), ["bs", "T", "emb"], (4, 7, 2, 4), size_of) == (["bs", "T", None, None], [])
+
+
+# ------------------------------------------------------------------ coincidences are guesses
+class Classifier(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(4, 64)
+        self.head = nn.Linear(64, 5)  # 5 classes, and T=5: a coincidence
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.rnn(x)
+        return self.head(y)
+
+
+def test_a_size_coincidence_is_a_guess_everywhere() -> None:
+    t = sv.trace(Classifier(), torch.zeros(5, 2, 4))
+    head = t.find(path="head")[0]
+    assert head.outputs[0].names == ("T", "bs", "T?")
+    assert head.outputs[0].format() == "(T=5, bs=2, T?=5)"
+    assert head.outputs[0].origins[2] == "size (guess)"
+    assert "T?=5" in t.table()
+    back = Trace.from_json(t.to_json())
+    assert back == t and back.find(path="head")[0].outputs[0].origins == head.outputs[0].origins
+
+
+def test_size_one_is_never_named_by_size() -> None:
+    with sv.dims(bs=1):
+        t = sv.trace(nn.Linear(3, 4), torch.zeros(1, 1, 3))
+    assert t.calls[0].inputs[0].names is None
+
+
+def test_inputs_dims_beats_sizes() -> None:  # (bs=100, T|emb=28, T|emb=28) before
+    class Rows(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.RNN(28, 8, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.rnn(x)[0]
+
+    t = sv.trace(Rows(), torch.zeros(100, 28, 28), inputs_dims="bs T emb")
+    root = t.calls[0].inputs[0]
+    assert root.names == ("bs", "T", "emb") and root.origins == ("inputs_dims",) * 3
+
+
+def test_scrambled_view_is_unnamed_and_recorded() -> None:
+    def f(e: torch.Tensor) -> torch.Tensor:
+        return e.view(7, 4, -1)
+
+    t = sv.trace(f, torch.zeros(4, 7, 8), ops=True, inputs_dims="bs T emb")
+    (view,) = t.find(type="view")
+    assert view.outputs[0].names is None or not any(n and not n.endswith("?") for n in view.outputs[0].names[:2])
+    assert view.flag.startswith("scrambled_view: view(7, 4, -1) of e (bs, T, emb) relabels bs, T")
+    assert json.loads(t.to_json())["calls"][1]["flag"] == view.flag
+
+
+def test_json_reads_files_without_origins_and_checks_them() -> None:
+    doc = {"schema": "shapeviz.trace/1", "sizes": {}, "calls": [
+        {"index": 0, "path": "", "type": "f", "kind": "module",
+         "inputs": [{"shape": [2, 3], "names": ["bs", ""]}]}]}
+    assert Trace.from_json(json.dumps(doc)).calls[0].inputs[0].origins is None
+    doc["calls"][0]["inputs"][0]["origins"] = ["x"]
+    with pytest.raises(sv.SpecError, match=r"inputs\[0\]\.origins: expected null or a list of 2 strings"):
+        Trace.from_json(json.dumps(doc))
+
+
+# ------------------------------------------------------------------ sv.name
+def test_name_names_a_tensor_in_traces_and_keeps_it_weakly() -> None:
+    y = sv.name(torch.zeros(2, 5), "bs T")
+    assert declared_names(y) == ("bs", "T")
+    t = sv.trace(lambda v: v * 2, y, ops=True)
+    assert t.calls[0].inputs[0].names == ("bs", "T") and t.calls[0].inputs[0].origins == ("sv.name", "sv.name")
+    ref = __import__("weakref").ref(y)
+    del y, t
+    gc.collect()
+    assert ref() is None
+    from shapeviz.tracing import naming
+    assert all(r() is not None for r, _ in naming._DECLARED.values())
+
+
+def test_name_is_thread_safe_and_checked() -> None:
+    kept: list[torch.Tensor] = []
+
+    def work(i: int) -> None:
+        for _ in range(200):
+            t = sv.name(torch.zeros(i + 1, 3), "bs emb")
+            assert declared_names(t) == ("bs", "emb")
+        kept.append(t)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert len(kept) == 6 and all(declared_names(t) == ("bs", "emb") for t in kept)
+    with pytest.raises(sv.SpecError, match="2 names for a tensor of 3 dims"):
+        sv.name(torch.zeros(1, 2, 3), "bs T")
+    with pytest.raises(sv.SpecError, match=r"expected a torch\.Tensor"):
+        sv.name([1, 2], "bs")
