@@ -1,0 +1,101 @@
+"""A compiled forward with checking on vs the same compiled forward without shapeviz.
+
+>>> rows = run(quick=True)  # doctest: +SKIP
+>>> rows[0].compared_with  # doctest: +SKIP
+'compiled forward, no shapeviz'
+
+shapeviz checks while dynamo traces, so the compiled code holds no check; what is left to measure is
+dynamo's guard evaluation and the call overhead. Interleaved rounds, the median of per-round ratios,
+inference mode (torch 2.13's inductor cannot compile an LSTM with autograd on CPU), 1 torch thread
+(the runner sets it).
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn as nn
+
+import shapeviz as sv
+from bench.common import Row, best_time, us
+
+
+class Tagger(nn.Module):
+    """Embedding -> LSTM(32, 64) -> Linear, the issue's watched-forward model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, 32)
+        self.rnn = nn.LSTM(32, 64)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(self.embed(ids))  # ids (T=8, bs=4) -> (T, bs, 64)
+        return self.fc(out)
+
+
+@contextmanager
+def _enabled(on: bool) -> Iterator[None]:
+    if on:
+        sv.enable()
+    try:
+        yield
+    finally:
+        if on:
+            sv.disable()
+
+
+def _row(backend: str, how: str, rounds: int, k: int) -> Row:
+    torch._dynamo.config.allow_rnn = True
+    torch._dynamo.reset()
+    plain = Tagger().eval()
+    checked = copy.deepcopy(plain)
+    ids = torch.randint(0, 100, (8, 4))
+    handle = sv.watch(checked) if how == "watch()" else None
+    glob = how == "enable()"  # global: on for the checked side's timing only, so the plain side is unchecked
+    try:
+        with torch.no_grad():
+            c_plain = torch.compile(plain, backend=backend)
+            c_checked = torch.compile(checked, backend=backend)
+            expected = c_plain(ids)
+            with _enabled(glob):
+                torch.testing.assert_close(c_checked(ids), expected)  # correct results unchanged
+            ratios, t_plain, t_checked = [], float("inf"), float("inf")
+            for i in range(rounds):  # interleaved rounds, alternating which side goes first
+                if i % 2:
+                    with _enabled(glob):
+                        b = best_time(lambda: c_checked(ids), k, repeat=3)
+                a = best_time(lambda: c_plain(ids), k, repeat=3)
+                if not i % 2:
+                    with _enabled(glob):
+                        b = best_time(lambda: c_checked(ids), k, repeat=3)
+                ratios.append(b / a)
+                t_plain, t_checked = min(t_plain, a), min(t_checked, b)
+    finally:
+        if handle is not None:
+            handle.remove()
+        sv.disable()
+        torch._dynamo.reset()
+    return Row(f"compiled forward ({backend}), checking via {how}, Embedding->LSTM(32,64)->Linear, T=8, bs=4",
+               "compiled forward, no shapeviz", us(t_checked), us(t_plain), "<= 1.02",
+               median_ratio=statistics.median(ratios))
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Rows: compiled forwards (eager and inductor backends) with checking on vs off."""
+    rounds, k = (3, 50) if quick else (9, 200)
+    rows = [_row("inductor", "watch()", rounds, k)]
+    rows.append(_row("inductor", "enable()", rounds, k))
+    rows.append(_row("eager", "watch()", rounds, k))
+    return rows
+
+
+if __name__ == "__main__":
+    from bench.run import print_rows
+
+    torch.set_num_threads(1)
+    print_rows(run())
