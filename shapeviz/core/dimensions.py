@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 
 from shapeviz._errors import SpecError, format_shape
 
 __all__ = ["DECLARED", "declared", "dims", "expr_size", "format_named", "format_shape", "is_simple_name",
-           "parse_names", "parse_sizes", "pop", "push"]
+           "live_declared", "parse_names", "parse_sizes", "pop", "push"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -58,15 +58,18 @@ def _validate(sizes: Mapping[str, object], where: str) -> dict[str, int]:
     return out
 
 
-_stack: contextvars.ContextVar[tuple[tuple[object, dict[str, int]], ...]] = contextvars.ContextVar(
-    "shapeviz_declared_stack", default=()
-)
+_stack: contextvars.ContextVar[tuple[tuple[object, dict[str, int], Callable[[], bool] | None], ...]] = (
+    contextvars.ContextVar("shapeviz_declared_stack", default=()))
 
 
-def push(sizes: Mapping[str, int]) -> object:
-    """Declare ``sizes`` on top of the current ones; undo with :func:`pop` (in any order)."""
+def push(sizes: Mapping[str, int], live: Callable[[], bool] | None = None) -> object:
+    """Declare ``sizes`` on top of the current ones; undo with :func:`pop` (in any order).
+
+    ``live`` (optional) says whether the declaring call is still running: :func:`live_declared` drops
+    a declaration whose ``live()`` is False (a forward stopped by ``sys.exit`` or Ctrl-C skips its undo).
+    """
     key = object()
-    stack = (*_stack.get(), (key, dict(sizes)))
+    stack = (*_stack.get(), (key, dict(sizes), live))
     _stack.set(stack)
     DECLARED.set(_merge(stack))
     return key
@@ -79,11 +82,29 @@ def pop(key: object) -> None:
     DECLARED.set(_merge(stack))
 
 
-def _merge(stack: tuple[tuple[object, dict[str, int]], ...]) -> dict[str, int] | None:
+def live_declared() -> dict[str, int] | None:
+    """The declared sizes, first dropping any whose declaring call is no longer running.
+
+    The slow path asks this before it raises an error that rests on a declaration, so a declaration
+    left behind by an interrupted forward never turns a valid call into a false alarm.
+
+    >>> key = push({"bs": 2}, live=lambda: False)  # its call has ended without undoing it
+    >>> live_declared() is None
+    True
+    """
+    stack = _stack.get()
+    kept = tuple(entry for entry in stack if entry[2] is None or entry[2]())
+    if len(kept) != len(stack):
+        _stack.set(kept)
+        DECLARED.set(_merge(kept))
+    return DECLARED.get()
+
+
+def _merge(stack: tuple[tuple[object, dict[str, int], Callable[[], bool] | None], ...]) -> dict[str, int] | None:
     if not stack:
         return None
     merged: dict[str, int] = {}
-    for _, sizes in stack:
+    for _, sizes, _live in stack:
         merged.update(sizes)
     return merged
 

@@ -14,10 +14,10 @@ nothing else derives a shape rule.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 
 import torch.nn as nn
 
@@ -372,19 +372,32 @@ def _dims(c: Conventions, batched: bool, packed: bool) -> dict[str, tuple[str, .
 _cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Conventions]] = weakref.WeakKeyDictionary()
 
 
-_LAYER_KEY = itemgetter("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "batch_first",
-                        "proj_size")
-_CELL_KEY = itemgetter("input_size", "hidden_size")
+_LAYER_CONFIG = ("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "proj_size")
+_CELL_CONFIG = ("input_size", "hidden_size")
 
 
-def key_getter(module: nn.Module) -> itemgetter:
-    """Reads, from a module's ``__dict__``, the configuration its conventions depend on."""
-    return _CELL_KEY if isinstance(module, CELL_TYPES) else _LAYER_KEY
+def key_getter(module: nn.Module) -> tuple[Callable[[object], tuple], bool]:
+    """How to read the configuration a module's conventions depend on, read as torch reads it (``getattr``).
+
+    Returns ``(getter, from_dict)``: when every setting is a plain instance attribute (the usual case), the
+    getter is an ``itemgetter`` over ``module.__dict__`` (``from_dict``, cheaper); a setting defined on the
+    class (a property, as some subclasses do) makes it an ``attrgetter`` over the module.
+
+    >>> getter, from_dict = key_getter(nn.GRUCell(4, 6))
+    >>> getter(nn.GRUCell(4, 6).__dict__), from_dict
+    ((4, 6), True)
+    """
+    names = _CELL_CONFIG if isinstance(module, CELL_TYPES) else _LAYER_CONFIG
+    d, cls = module.__dict__, type(module)
+    if all(n in d and not hasattr(cls, n) for n in names):
+        return itemgetter(*names), True
+    return attrgetter(*names), False
 
 
 def config_key(module: nn.Module) -> tuple:
-    """The configuration a module's conventions depend on (cheap: plain attribute reads)."""
-    return key_getter(module)(module.__dict__)
+    """The configuration a module's conventions depend on (plain attribute reads)."""
+    getter, from_dict = key_getter(module)
+    return getter(module.__dict__ if from_dict else module)
 
 
 def _family(module: nn.Module) -> tuple[str, bool]:
@@ -414,17 +427,19 @@ def conventions(module: nn.Module | Conventions) -> Conventions:
     hit = _cache.get(module)
     if hit is not None and hit[0] == key:
         return hit[1]
-    d = module.__dict__
-    label = f"{type(module).__name__}({module.extra_repr()})"
-    conv = Conventions(
+    try:
+        label = f"{type(module).__name__}({module.extra_repr()})"
+    except (KeyError, AttributeError, ValueError):  # torch's extra_repr formats __dict__: a property is not there
+        label = ""  # the default label, built from the settings below
+    conv = Conventions(  # read with getattr, as torch reads them (a subclass may make one a property)
         family=fam,
         cell=cell,
-        input_size=int(d["input_size"]),
-        hidden_size=int(d["hidden_size"]),
-        num_layers=1 if cell else int(d["num_layers"]),
-        bidirectional=False if cell else bool(d["bidirectional"]),
-        batch_first=False if cell else bool(d["batch_first"]),
-        proj_size=0 if cell else int(d.get("proj_size", 0) or 0),
+        input_size=int(module.input_size),
+        hidden_size=int(module.hidden_size),
+        num_layers=1 if cell else int(module.num_layers),
+        bidirectional=False if cell else bool(module.bidirectional),
+        batch_first=False if cell else bool(module.batch_first),
+        proj_size=0 if cell else int(getattr(module, "proj_size", 0) or 0),
         label=label,
     )
     _cache[module] = (key, conv)

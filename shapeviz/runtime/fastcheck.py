@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
-from shapeviz.core.dimensions import DECLARED
+from shapeviz.core.dimensions import DECLARED, live_declared
 from shapeviz.core.evidence import cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import Conventions, conventions, key_getter
 
@@ -33,24 +33,50 @@ autocast_enabled = getattr(torch._C, "_is_any_autocast_enabled", torch.is_autoca
 is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
 
 
+_ENV_NAME = "SHAPEVIZ_DISABLE"
+_ENV_TRUE = ("1", "true", "yes", "on")
+try:  # the environment's own mapping, keyed as the platform stores it (bytes on POSIX)
+    _ENV_KEY: Any = os.environ.encodekey(_ENV_NAME)  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover - os.environ replaced by a plain mapping
+    _ENV_KEY = None
+
+
 def env_disabled() -> bool:
-    """True when ``SHAPEVIZ_DISABLE`` is set to a true value (1, true, yes, on)."""
-    return os.environ.get("SHAPEVIZ_DISABLE", "").strip().lower() in ("1", "true", "yes", "on")
+    """True when ``SHAPEVIZ_DISABLE`` is set to a true value (1, true, yes, on); read on every call.
+
+    The one reader of the variable: every entry point (check_call, each watched or checked call,
+    watch(), checking(), enable(), each @check call) asks it. An exact read of ``os.environ``'s own
+    mapping (``os.environ.get`` costs a KeyError when the variable is unset).
+
+    >>> env_disabled()
+    False
+    """
+    try:
+        raw = os.environ._data.get(_ENV_KEY)  # type: ignore[attr-defined]
+    except AttributeError:  # os.environ replaced by something else: read it the ordinary way
+        raw = os.environ.get(_ENV_NAME)
+    else:
+        if raw is None:
+            return False
+        raw = os.environ.decodevalue(raw)  # type: ignore[attr-defined]
+    return raw is not None and raw.strip().lower() in _ENV_TRUE
 
 
 class CallPlan:
     """Plain ints read once from a module's :class:`~shapeviz.core.model.Layout` for the fast path."""
 
-    __slots__ = ("arity", "bs_axis", "cell", "conv", "emb", "getkey", "hc", "hh", "key", "ld", "nd_batched",
-                 "nd_unbatched", "ref", "t_axis", "unbatched_c", "unbatched_h", "wname")
+    __slots__ = ("arity", "bs_axis", "cell", "conv", "emb", "from_dict", "getkey", "hc", "hh", "key", "last", "ld",
+                 "nd_batched", "nd_unbatched", "ref", "t_axis", "unbatched_c", "unbatched_h", "wname")
 
     def __init__(self, module: torch.nn.Module, conv: Conventions) -> None:
         lay = conv.layout
         self.conv = conv
         self.cell = lay.cell
-        self.getkey = key_getter(module)
-        self.key = self.getkey(module.__dict__)
-        self.ref = weakref.ref(module, _forget)
+        self.getkey, self.from_dict = key_getter(module)
+        self.key = self.getkey(module.__dict__ if self.from_dict else module)
+        self.last: tuple | None = None  # the signature of the last call the fast path accepted
+        mid = id(module)
+        self.ref = weakref.ref(module, lambda ref: _forget(mid, ref))
         self.t_axis = -1 if lay.t_axis is None else lay.t_axis
         self.bs_axis = lay.bs_axis
         self.nd_batched = lay.batched_ndim
@@ -71,16 +97,17 @@ class CallPlan:
 _plans: dict[int, CallPlan] = {}
 
 
-def _forget(ref: weakref.ref) -> None:
-    for k, p in list(_plans.items()):
-        if p.ref is ref:
-            del _plans[k]
+def _forget(mid: int, ref: weakref.ref) -> None:
+    """Drop a dead module's plan: one dict lookup (teardown of N modules is O(N), not O(N²))."""
+    p = _plans.get(mid)
+    if p is not None and p.ref is ref:
+        del _plans[mid]
 
 
 def plan_for(module: torch.nn.Module) -> CallPlan:
     """The cached :class:`CallPlan` of ``module`` (rebuilt if its configuration changed)."""
     p = _plans.get(id(module))
-    if p is None or p.ref() is not module or p.getkey(module.__dict__) != p.key:
+    if p is None or p.ref() is not module or p.getkey(module.__dict__ if p.from_dict else module) != p.key:
         p = CallPlan(module, conventions(module))
         _plans[id(module)] = p
     return p
@@ -175,29 +202,62 @@ def check_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
     check_module_call(module, args, kwargs, None)
 
 
+def signature(x: Any, hx: Any, w: Tensor, decl: dict[str, int] | None) -> tuple | None:
+    """Everything the fast path's verdict on a tensor call depends on, or None (not cached: packed inputs,
+    non-tensor states, and dtypes that differ from the weights', where autocast decides).
+
+    >>> import torch
+    >>> w = torch.zeros(3)
+    >>> signature(torch.zeros(2, 3), None, w, None)[:2]
+    (torch.Size([2, 3]), torch.float32)
+    """
+    dtype = x.dtype
+    if dtype is not w.dtype:
+        return None
+    if hx is None:
+        return (x.shape, dtype, x.device, w.device, decl)
+    if type(hx) is Tensor:
+        return (x.shape, dtype, x.device, w.device, decl, hx.shape, hx.dtype, hx.device)
+    if type(hx) is tuple and len(hx) == 2 and type(hx[0]) is Tensor and type(hx[1]) is Tensor:
+        h, c = hx
+        return (x.shape, dtype, x.device, w.device, decl, h.shape, h.dtype, h.device, c.shape, c.dtype, c.device)
+    return None
+
+
 def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any], path: str | None) -> None:
-    """:func:`check_call` with the module's path inside a model (used by watch/checking)."""
-    if _ENV_DISABLED:
+    """:func:`check_call` with the module's path inside a model (used by watch/checking).
+
+    A repeat of the last accepted call (same shapes, dtypes, devices, declared sizes and configuration)
+    is accepted after one compare of its :func:`signature`: exact, never a missed mistake.
+    """
+    if env_disabled():
         return
     if is_compiling():  # dynamo traces this call: checked at trace time (README: torch.compile)
         from shapeviz.runtime.compiled import check_traced
 
         return check_traced(module, args, kwargs, path)
     p = _plans.get(id(module))
-    if p is None or p.ref() is not module or p.getkey(module.__dict__) != p.key:
+    if p is None or p.ref() is not module or p.getkey(module.__dict__ if p.from_dict else module) != p.key:
         p = plan_for(module)
     if args:
         x = args[0]
         hx = args[1] if len(args) > 1 else kwargs.get("hx")
     else:
         x, hx = kwargs.get("input"), kwargs.get("hx")
-    if x is None or fast_ok(module, p, x, hx):
+    if x is None:
         return
+    decl = DECLARED.get()
+    sig = signature(x, hx, weight(module, p), decl) if type(x) is Tensor else None
+    if sig is not None and sig == p.last:
+        return
+    if fast_ok(module, p, x, hx):
+        if sig is not None:
+            p.last = sig
+        return
+    if decl is not None:  # a declaration left behind by an interrupted forward is dropped, never believed
+        decl = live_declared()
     from shapeviz.runtime.diagnosis import diagnose
 
-    err = diagnose(module, p.conv, x, hx, DECLARED.get(), path)
+    err = diagnose(module, p.conv, x, hx, decl, path)
     if err is not None:
         raise err
-
-
-_ENV_DISABLED = env_disabled()

@@ -7,15 +7,24 @@
 >>> tuple(h_n.shape)
 (1, 2, 16)
 
-Hooks in, hooks out: every hook or patch installed here is removed on exit, on exceptions, and
-by :func:`disable`. ``SHAPEVIZ_DISABLE=1`` makes all of these install nothing.
+One mechanism serves both: while anything is watched or checked, the ``forward`` of the six base
+classes (``nn.LSTM``, ``nn.GRUCell``, …) checks the call torch actually makes (a subclass's own
+``forward(x, lengths)`` that calls ``super().forward(x)`` is checked on ``x``), then runs the
+original. Watched modules are found in a registry keyed by ``id``: no per-module hook, so a watched
+model deep-copies and pickles, and a copy is not watched. ``inputs=`` adds two hooks on the root
+(module-level objects whose copies are inert). Every patch and hook is removed on exit, on
+exceptions, and by :func:`disable`; ``SHAPEVIZ_DISABLE=1`` makes all of these install nothing.
 """
 
 from __future__ import annotations
 
+import functools
+import sys
 import threading
+import types
+import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,98 +34,204 @@ from torch.utils.hooks import RemovableHandle
 
 from shapeviz._errors import ShapeError
 from shapeviz.core.dimensions import parse_names, pop, push
-from shapeviz.core.model import CELL_TYPES, LAYER_TYPES, is_recurrent
+from shapeviz.core.model import CELL_TYPES, CLASS_NAMES, LAYER_TYPES, is_recurrent
 from shapeviz.runtime.fastcheck import check_module_call, env_disabled
+from shapeviz.tracing.flow import flow_block
+from shapeviz.tracing.flow import start as flow_start
 
 _live_handles: weakref.WeakSet[WatchHandle] = weakref.WeakSet()
 _lock = threading.RLock()
+_CALL_CODE = nn.Module._call_impl.__code__
 
 
-def _sizes_from(names: tuple[str, ...], args: tuple, kwargs: dict[str, Any]) -> dict[str, int] | None:
-    first = args[0] if args else next(iter(kwargs.values()), None)
-    if not isinstance(first, torch.Tensor):
-        return None
-    shape = first.shape
-    return {n: int(s) for n, s in zip(names, shape)}
+def inert_hook(*_: Any, **__: Any) -> None:
+    """What a shapeviz hook becomes in a copy (``copy.deepcopy``, ``torch.save``): it does nothing."""
+
+
+def _inert() -> Callable[..., None]:
+    return inert_hook
+
+
+class _Hook:
+    """A hook shapeviz installs: a module-level class, so a copied or pickled model gets :func:`inert_hook`."""
+
+    __slots__ = ("namer",)
+
+    def __init__(self, namer: _InputNamer) -> None:
+        self.namer = namer
+
+    def __reduce__(self) -> tuple[Callable[[], Callable[..., None]], tuple]:
+        return _inert, ()
+
+    def __deepcopy__(self, memo: dict) -> Callable[..., None]:
+        return inert_hook
+
+
+class _Pre(_Hook):
+    __slots__ = ()
+
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict[str, Any] | None = None) -> None:
+        self.namer.pre(module, args, kwargs)
+
+
+class _Post(_Hook):
+    __slots__ = ()
+
+    def __call__(self, module: nn.Module, *_: Any) -> None:
+        self.namer.post()
+
+
+def _running(root: weakref.ref, thread: int) -> bool:
+    """Is ``root``'s forward still on this thread's stack? (Asked only on the slow path.)"""
+    if threading.get_ident() != thread:
+        return True
+    target = root()
+    f = sys._getframe(1)
+    while f is not None:
+        if f.f_code is _CALL_CODE and f.f_locals.get("self") is target:
+            return True
+        f = f.f_back
+    return False
 
 
 class _InputNamer:
-    """Declares the sizes named by ``inputs="bs T"`` for the duration of the outermost forward."""
+    """Declares the sizes named by ``inputs="bs T"`` while the outermost forward runs.
 
-    def __init__(self, names: tuple[str, ...]) -> None:
+    Per thread: a ``checking(inputs=)`` namer (``owner`` set) acts only in the thread that opened the
+    block; a ``watch(inputs=)`` namer keeps one stack per thread. Each declaration carries a ``live``
+    check, so one left behind by a forward stopped with ``sys.exit``/Ctrl-C is never believed.
+    """
+
+    def __init__(self, names: tuple[str, ...], owner: int | None = None) -> None:
         self.names = names
+        self.owner = owner
         self.local = threading.local()
 
+    def _stack(self) -> list[tuple[weakref.ref, object]]:
+        d = self.local.__dict__
+        stack = d.get("stack")
+        if stack is None:
+            stack = d["stack"] = []
+        return stack
+
     def pre(self, module: nn.Module, args: tuple, kwargs: dict[str, Any] | None = None) -> None:
-        stack = self.local.__dict__.setdefault("stack", [])
+        if self.owner is not None and threading.get_ident() != self.owner:
+            return
+        stack = self._stack()
+        if stack and self.owner is None and not _running(stack[0][0], threading.get_ident()):
+            self._unwind(stack)  # left behind by an interrupted forward of this (watched) root
         key = None
         if not stack:
-            sizes = _sizes_from(self.names, args, kwargs or {})
-            if sizes:
-                key = push(sizes)
-        stack.append((module, key))
+            first = args[0] if args else next(iter((kwargs or {}).values()), None)
+            if isinstance(first, torch.Tensor):
+                ref = weakref.ref(module)
+                key = push(dict(zip(self.names, map(int, first.shape))),
+                           functools.partial(_running, ref, threading.get_ident()))
+        stack.append((weakref.ref(module), key))
 
-    def post(self, module: nn.Module, *_: Any) -> None:
+    def post(self) -> None:
+        if self.owner is not None and threading.get_ident() != self.owner:
+            return
         stack = self.local.__dict__.get("stack")
         if stack:
-            _, key = stack.pop()
+            key = stack.pop()[1]
             if key is not None:
                 pop(key)
 
     def root(self) -> nn.Module | None:
         stack = self.local.__dict__.get("stack")
-        return stack[0][0] if stack else None
+        return stack[0][0]() if stack else None
+
+    @staticmethod
+    def _unwind(stack: list[tuple[weakref.ref, object]]) -> None:
+        while stack:
+            key = stack.pop()[1]
+            if key is not None:
+                pop(key)
 
     def close(self) -> None:
         """Undo what :meth:`post` did not: torch skips ``always_call`` hooks when a forward raises a
         BaseException (``sys.exit``, Ctrl-C), which would leave the declared sizes behind."""
-        stack = self.local.__dict__.pop("stack", None)
-        for _, key in reversed(stack or ()):
-            if key is not None:
-                pop(key)
+        self._unwind(self.local.__dict__.pop("stack", []))
+
+
+def _hook_root(model: nn.Module, namer: _InputNamer) -> list[RemovableHandle]:
+    return [model.register_forward_pre_hook(_Pre(namer), with_kwargs=True),
+            model.register_forward_hook(_Post(namer), always_call=True)]
+
+
+def _uncheckable(mod: nn.Module) -> bool:
+    """A scripted or traced module (torch runs it without Python), or a recurrent lookalike shapeviz does not
+    know (torch.ao's quantized LSTM): shapeviz cannot check its calls."""
+    if isinstance(mod, torch.jit.ScriptModule):
+        return True
+    return type(mod).__name__ in CLASS_NAMES and not is_recurrent(mod)
 
 
 class WatchHandle:
-    """What :func:`watch` returns: ``.remove()`` takes the hooks out; also a context manager."""
+    """What :func:`watch` returns: ``.remove()`` stops the checks; also a context manager.
 
-    def __init__(self, model: nn.Module, inputs: str | None) -> None:
+    ``unchecked`` lists the paths of submodules shapeviz cannot check (scripted, traced, quantized).
+    """
+
+    def __init__(self, model: nn.Module, inputs: str | None, ops: bool = False) -> None:
         self.model = model
         self.handles: list[RemovableHandle] = []
+        self.watched: list[int] = []  # ids registered in _watched
+        self.unchecked: list[str] = []
         self.namer = namer = _InputNamer(parse_names(inputs, "watch(inputs=...)")) if inputs else None
+        self.stop_flow = flow_start(inputs) if ops else None  # ops=True: named dims tracked over every op
         if env_disabled():
             return
         try:
-            for path, mod in model.named_modules():
-                if is_recurrent(mod):
-                    self.handles.append(mod.register_forward_pre_hook(self._make_hook(path or "<model>"),
-                                                                      with_kwargs=True))
+            with _lock:
+                for path, mod in model.named_modules():
+                    if any(path.startswith(u + ".") or not u for u in self.unchecked):
+                        continue  # inside a scripted module: reported once, by its root
+                    if is_recurrent(mod) and not isinstance(mod, torch.jit.ScriptModule):
+                        entry = _watched.get(id(mod))
+                        if entry is None or entry[0]() is not mod:
+                            _watched[id(mod)] = [weakref.ref(mod), path or "<model>", 1]
+                        else:
+                            entry[2] += 1
+                        self.watched.append(id(mod))
+                    elif _uncheckable(mod):
+                        self.unchecked.append(path)
+                _sync_patches()
+                _live_handles.add(self)
             if namer is not None:
-                self.handles.append(model.register_forward_pre_hook(namer.pre, with_kwargs=True))
-                self.handles.append(model.register_forward_hook(namer.post, always_call=True))
+                self.handles.extend(_hook_root(model, namer))
         except BaseException:
             self.remove()
             raise
-        with _lock:
-            _live_handles.add(self)
-
-    @staticmethod
-    def _make_hook(path: str):  # type: ignore[no-untyped-def]
-        def hook(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
-            check_module_call(module, args, kwargs, path)
-        return hook
+        if self.unchecked:
+            where = ", ".join(p or "<model>" for p in self.unchecked)
+            warnings.warn(f"shapeviz cannot check {where} (scripted, traced or quantized): "
+                          "those calls run unchecked", UserWarning, stacklevel=3)
 
     @property
     def active(self) -> bool:
-        return bool(self.handles)
+        return bool(self.handles or self.watched)
 
     def remove(self) -> None:
-        """Remove every hook this handle installed (idempotent)."""
+        """Stop every check this handle started (idempotent)."""
+        stop, self.stop_flow = getattr(self, "stop_flow", None), None
+        if stop is not None:
+            stop()
         while self.handles:
             self.handles.pop().remove()
         if self.namer is not None:
             self.namer.close()
         with _lock:
+            while self.watched:
+                mid = self.watched.pop()
+                entry = _watched.get(mid)
+                if entry is not None:
+                    entry[2] -= 1
+                    if entry[2] <= 0:
+                        del _watched[mid]
             _live_handles.discard(self)
+            _sync_patches()
 
     def __enter__(self) -> WatchHandle:
         return self
@@ -125,14 +240,17 @@ class WatchHandle:
         self.remove()
 
     def __repr__(self) -> str:
-        return f"<shapeviz watch on {type(self.model).__name__}: {len(self.handles)} hooks>"
+        return (f"<shapeviz watch on {type(self.model).__name__}: {len(self.watched)} recurrent modules, "
+                f"{len(self.handles)} hooks>")
 
 
-def watch(model: nn.Module, inputs: str | None = None) -> WatchHandle:
+def watch(model: nn.Module, inputs: str | None = None, ops: bool = False) -> WatchHandle:
     """Check every call of every recurrent submodule of ``model``.
 
     ``inputs="bs T"`` names the dims of the model's first input, so a layout mistake further in
-    (an ``Embedding`` output fed untransposed to a seq-first RNN) is caught.
+    (an ``Embedding`` output fed untransposed to a seq-first RNN) is caught. ``ops=True`` also tracks
+    named dims over every op until :meth:`WatchHandle.remove` (``shapeviz.tracing.flow``: a scrambled
+    view, logits and targets flattened in different orders); meant for the first steps or a dry run.
 
     >>> import torch, torch.nn as nn
     >>> rnn = nn.RNN(10, 20, 2)
@@ -142,36 +260,54 @@ def watch(model: nn.Module, inputs: str | None = None) -> WatchHandle:
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"watch() takes an nn.Module, got {type(model).__name__}")
-    return WatchHandle(model, inputs)
+    return WatchHandle(model, inputs, ops)
 
 
-# ------------------------------------------------------------------------------- global checking
+# ------------------------------------------------------------------------------- the patched forwards
 _ORIGINAL_FORWARDS: dict[type, Any] = {}
+_watched: dict[int, list] = {}  # id(module) -> [weakref, path, number of handles]
 _state = {"depth": 0, "enabled": False}
-_namer_handles: list[tuple[_InputNamer, list[RemovableHandle]]] = []
-_root_tracker = threading.local()
+_namers: list[tuple[_InputNamer, list[RemovableHandle]]] = []  # checking(inputs=) blocks, any thread
 
 
-def _make_forward(cls: type, original: Any) -> Any:
+def _check(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+    """The check a patched base-class ``forward`` makes before running the original."""
+    entry = _watched.get(id(module))
+    if entry is not None and entry[0]() is module:
+        check_module_call(module, args, kwargs, entry[1])
+    elif _state["depth"] or _state["enabled"]:
+        try:
+            check_module_call(module, args, kwargs, None)
+        except ShapeError as err:
+            root = _thread_root()
+            path = _path_in(root, module) if root is not None else None
+            if path:
+                err.add_context(path=path)
+            raise
+
+
+def _thread_root() -> nn.Module | None:
+    me = threading.get_ident()
+    for namer, _ in reversed(_namers):
+        if namer.owner == me:
+            return namer.root()
+    return None
+
+
+def _make_forward(original: Any) -> Any:
+    check = _check
+
     def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        path = None
-        if not _namer_handles:
-            check_module_call(self, args, kwargs, None)
-        else:
-            try:
-                check_module_call(self, args, kwargs, None)
-            except ShapeError as err:
-                root = _namer_handles[-1][0].root()
-                path = _path_in(root, self) if root is not None else None
-                if path:
-                    err.add_context(path=path)
-                raise
+        check(self, args, kwargs)
         return original(self, *args, **kwargs)
 
-    forward.__wrapped__ = original  # type: ignore[attr-defined]
-    forward.__shapeviz__ = True  # type: ignore[attr-defined]
-    forward.__doc__ = original.__doc__
-    return forward
+    # TorchScript compiles the original (inspect follows __wrapped__) and resolves its names through
+    # this function's globals and closure: give it the original's globals so torch.jit.script works.
+    wrapper = types.FunctionType(forward.__code__, original.__globals__, original.__name__, None,
+                                 forward.__closure__)
+    functools.update_wrapper(wrapper, original)
+    wrapper.__shapeviz__ = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def _path_in(root: nn.Module, target: nn.Module) -> str | None:
@@ -181,32 +317,32 @@ def _path_in(root: nn.Module, target: nn.Module) -> str | None:
     return None
 
 
-def _install() -> None:
-    for cls in LAYER_TYPES + CELL_TYPES:
-        original = cls.__dict__["forward"]
-        _ORIGINAL_FORWARDS[cls] = original
-        cls.forward = _make_forward(cls, original)  # type: ignore[method-assign]
-
-
-def _uninstall() -> None:
-    for cls, original in _ORIGINAL_FORWARDS.items():
-        cls.forward = original  # type: ignore[method-assign]
-    _ORIGINAL_FORWARDS.clear()
+def _sync_patches() -> None:
+    """Patch the base classes while anything is checked; restore them as soon as nothing is (call with _lock)."""
+    wanted = bool(_watched or _state["depth"] or _state["enabled"])
+    if wanted and not _ORIGINAL_FORWARDS:
+        for cls in LAYER_TYPES + CELL_TYPES:
+            original = cls.__dict__["forward"]
+            _ORIGINAL_FORWARDS[cls] = original
+            cls.forward = _make_forward(original)  # type: ignore[method-assign]
+    elif not wanted and _ORIGINAL_FORWARDS:
+        for cls, original in _ORIGINAL_FORWARDS.items():
+            cls.forward = original  # type: ignore[method-assign]
+        _ORIGINAL_FORWARDS.clear()
 
 
 def _begin(inputs: str | None) -> tuple[_InputNamer, list[RemovableHandle]] | None:
     names = parse_names(inputs, "checking(inputs=...)") if inputs is not None else None
     with _lock:
-        if _state["depth"] == 0 and not _ORIGINAL_FORWARDS:
-            _install()
         _state["depth"] += 1
+        _sync_patches()
         if names is None:
             return None
-        namer = _InputNamer(names)
-        handles = [nn.modules.module.register_module_forward_pre_hook(namer.pre),
-                   nn.modules.module.register_module_forward_hook(namer.post, always_call=True)]
+        namer = _InputNamer(names, owner=threading.get_ident())
+        handles = [nn.modules.module.register_module_forward_pre_hook(_Pre(namer)),
+                   nn.modules.module.register_module_forward_hook(_Post(namer), always_call=True)]
         entry = (namer, handles)
-        _namer_handles.append(entry)
+        _namers.append(entry)
         return entry
 
 
@@ -216,16 +352,17 @@ def _end(entry: tuple[_InputNamer, list[RemovableHandle]] | None) -> None:
             for h in entry[1]:
                 h.remove()
             entry[0].close()
-            if entry in _namer_handles:
-                _namer_handles.remove(entry)
+            if entry in _namers:
+                _namers.remove(entry)
         _state["depth"] = max(0, _state["depth"] - 1)
-        if _state["depth"] == 0 and not _state["enabled"]:
-            _uninstall()
+        _sync_patches()
 
 
 @contextmanager
-def checking(inputs: str | None = None) -> Iterator[None]:
+def checking(inputs: str | None = None, ops: bool = False) -> Iterator[None]:
     """Check every call of every recurrent module, in any model, inside the block.
+
+    ``inputs="bs T"`` declares the sizes of the first model called in this thread inside the block.
 
     >>> import torch, torch.nn as nn
     >>> cell = nn.GRUCell(8, 16)
@@ -239,7 +376,8 @@ def checking(inputs: str | None = None) -> Iterator[None]:
         return
     entry = _begin(inputs)
     try:
-        yield
+        with flow_block(inputs, ops):
+            yield
     finally:
         _end(entry)
 
@@ -267,16 +405,17 @@ def disable() -> None:
         _state["enabled"] = False
         _state["depth"] = 0
         _state.pop("enable_entry", None)
-        for namer, handles in _namer_handles:
+        for namer, handles in _namers:
             for h in handles:
                 h.remove()
             namer.close()
-        _namer_handles.clear()
-        _uninstall()
+        _namers.clear()
         for handle in list(_live_handles):
             handle.remove()
+        _watched.clear()
+        _sync_patches()
 
 
 def enabled() -> bool:
     """True while global checking is on (``enable()`` or inside ``checking()``)."""
-    return bool(_ORIGINAL_FORWARDS)
+    return bool(_state["depth"] or _state["enabled"])
