@@ -507,3 +507,13 @@ def test_base_exceptions_leave_nothing_behind() -> None:
 def test_bad_kind_specs(spec: str, match: str) -> None:
     with pytest.raises(sv.SpecError, match=match):
         dry_run(Forecaster(), x=spec)
+
+
+def test_inputs_the_forward_cannot_take() -> None:
+    seq2seq = (r"Seq2Seq\.forward\(src, trg, teacher_forcing_ratio=1\.0\) cannot take the inputs given "
+               r"\(src=, tgt=\): missing a required argument: 'trg'")
+    with pytest.raises(sv.SpecError, match=seq2seq):
+        dry_run(Seq2Seq(), src="T=7,bs=2", tgt="T=5,bs=2")  # the forward's parameter is `trg`
+    old = r"Forecaster\.forward\(x\) .*\(inputs=\): got an unexpected keyword argument 'inputs'"
+    with pytest.raises(sv.SpecError, match=old):
+        dry_run(Forecaster(), inputs="bs=4,T=30 float")  # the old keyword: sizes are positional now

@@ -26,6 +26,7 @@ kept in ``.error``, not raised. Code that needs a tensor's value (``.item()``, `
 from __future__ import annotations
 
 import html
+import inspect
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -316,6 +317,22 @@ def _is_spec(value: Any) -> bool:
                                       and all(isinstance(v, int) for v in value.values()))
 
 
+def _fits_forward(model: nn.Module, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """A SpecError, before anything runs, when the inputs cannot bind to ``model.forward``'s parameters."""
+    try:
+        sig = inspect.signature(model.forward)
+    except (TypeError, ValueError):  # no signature to read: the forward will say
+        return
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        params = ", ".join(str(p.replace(annotation=p.empty)) for p in sig.parameters.values())
+        given = ", ".join([*(["<positional>"] * len(args)), *(f"{k}=" for k in kwargs)]) or "nothing"
+        raise SpecError(f"dry_run: {type(model).__name__}.forward({params}) cannot take the inputs given "
+                        f"({given}): {exc}; give them as the forward takes them, positional or by its "
+                        "parameter names (sizes for one input: dry_run(model, 'bs=2,T=5'))") from None
+
+
 def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: torch.dtype | None = None,
             **named_inputs: Any) -> DryRun:
     """Run ``model``'s forward on ``meta`` inputs, checked and traced, with no computation.
@@ -388,6 +405,7 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
     extra = {k: v for k, v in declare.items() if k not in conflicts}
     args = [built[i] for i in range(len(inputs))]
     kwargs = {k: built[k] for k in named_inputs}
+    _fits_forward(model, args, kwargs)
     spec = " ".join(first_names) if first_names is not None else None
     stand_ins = _stand_ins(model)
     sizes = {**dict(zip(first_names, shown[0].shape)), **extra} if first_names is not None else extra
