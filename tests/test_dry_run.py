@@ -517,3 +517,40 @@ def test_inputs_the_forward_cannot_take() -> None:
     old = r"Forecaster\.forward\(x\) .*\(inputs=\): got an unexpected keyword argument 'inputs'"
     with pytest.raises(sv.SpecError, match=old):
         dry_run(Forecaster(), inputs="bs=4,T=30 float")  # the old keyword: sizes are positional now
+
+
+def test_the_readme_examples_print_what_the_readme_shows(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each top-level statement of the README's second dry-run block, run as the file ``dry.py``, prints
+    (or, for a bare expression, reprs to) the ``# `` comment lines right after it."""
+    import ast
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Dry runs", 1)[1].split("\n## ", 1)[0]
+    block = re.findall(r"```python\n(.*?)```", section, flags=re.S)[1]
+    path = Path(str(tmp_path)) / "dry.py"
+    path.write_text(block, encoding="utf-8")
+    lines = block.splitlines()
+    shown_path = re.search(r"stopped at (\S+):\d+", block).group(1)  # type: ignore[union-attr]
+    namespace: dict[str, object] = {"__name__": "dry"}
+    checked = 0
+    for stmt in ast.parse(block).body:
+        expected = []
+        for line in lines[stmt.end_lineno:]:  # type: ignore[misc]
+            if not line.startswith("# "):
+                break
+            expected.append(line[2:].replace(shown_path, str(path)))
+        code = compile(ast.Module(body=[stmt], type_ignores=[]), str(path), "exec")
+        bare = isinstance(stmt, ast.Expr) and not (isinstance(stmt.value, ast.Call)
+                                                   and getattr(stmt.value.func, "id", "") == "print")
+        if bare:
+            value = eval(compile(ast.Expression(stmt.value), str(path), "eval"), namespace)  # the README's code
+            out = repr(value) + "\n"
+        else:
+            exec(code, namespace)  # the README's own example, not user input
+            out = capsys.readouterr().out
+        if expected:
+            assert out == "\n".join(expected) + "\n"
+            checked += 1
+    assert checked == 5
