@@ -110,6 +110,8 @@ def notes(c: Conventions, T: int | None = None, bs: int | None = None) -> list[s
                    f"output{t_first}, {hs}:] equals h_n[-1] (backward lane ends at step 0)")
     else:
         out.append(f"output{t_last}] equals h_n[-1]: output holds the top layer at every step")
+    out.append("not for output padded from a packed batch (pad_packed_sequence): sequence i ends at step "
+               "lengths[i]-1, so its forward h_n is its output at that step; the padded steps after it hold zeros")
     if c.proj_size:
         out.append(f"proj_size={c.proj_size} changes h (h_0, h_n, output use proj={c.proj_size}) but not c "
                    f"(c_0, c_n keep h={c.hidden_size})")

@@ -33,7 +33,7 @@ import torch.nn as nn
 from torch.utils.hooks import RemovableHandle
 
 from shapeviz._errors import ShapeError
-from shapeviz.core.dimensions import parse_names, pop, push
+from shapeviz.core.dimensions import DECLARED, live_declared, parse_names, pop, push
 from shapeviz.core.model import CELL_TYPES, CLASS_NAMES, LAYER_TYPES, is_recurrent
 from shapeviz.runtime.fastcheck import check_module_call, env_disabled
 from shapeviz.tracing.flow import flow_block
@@ -81,15 +81,22 @@ class _Post(_Hook):
         self.namer.post()
 
 
-def _running(root: weakref.ref, thread: int) -> bool:
-    """Is ``root``'s forward still on this thread's stack? (Asked only on the slow path.)"""
+def _running(root: weakref.ref, thread: int, skip: int = 0) -> bool:
+    """Is a call of ``root`` (besides ``skip`` innermost ones) still on this thread's stack?
+
+    Asked only on rare paths: the slow path, or a root entered while its last call looks unfinished.
+    """
     if threading.get_ident() != thread:
         return True
     target = root()
-    f = sys._getframe(1)
+    if target is None:
+        return False
+    f: types.FrameType | None = sys._getframe(1)
     while f is not None:
         if f.f_code is _CALL_CODE and f.f_locals.get("self") is target:
-            return True
+            if skip == 0:
+                return True
+            skip -= 1
         f = f.f_back
     return False
 
@@ -106,6 +113,12 @@ class _InputNamer:
         self.names = names
         self.owner = owner
         self.local = threading.local()
+        self.open = True
+        self.users = 1  # watch handles sharing this namer (one per root and names)
+
+    def live(self, root: weakref.ref, thread: int) -> bool:
+        """Is a declaration this namer made for ``root``'s call still believable?"""
+        return self.open and _running(root, thread)
 
     def _stack(self) -> list[tuple[weakref.ref, object]]:
         d = self.local.__dict__
@@ -118,15 +131,16 @@ class _InputNamer:
         if self.owner is not None and threading.get_ident() != self.owner:
             return
         stack = self._stack()
-        if stack and self.owner is None and not _running(stack[0][0], threading.get_ident()):
-            self._unwind(stack)  # left behind by an interrupted forward of this (watched) root
+        if stack and (self.owner is None or stack[0][0]() in (module, None)) and not _running(
+                stack[0][0], threading.get_ident(), skip=1):
+            self._unwind(stack)  # left behind by a forward stopped with sys.exit/Ctrl-C (no post hook ran)
         key = None
         if not stack:
             first = args[0] if args else next(iter((kwargs or {}).values()), None)
             if isinstance(first, torch.Tensor):
                 ref = weakref.ref(module)
                 key = push(dict(zip(self.names, map(int, first.shape))),
-                           functools.partial(_running, ref, threading.get_ident()))
+                           functools.partial(self.live, ref, threading.get_ident()))
         stack.append((weakref.ref(module), key))
 
     def post(self) -> None:
@@ -137,6 +151,8 @@ class _InputNamer:
             key = stack.pop()[1]
             if key is not None:
                 pop(key)
+                if DECLARED.get() is not None:  # drop what a closed namer left in this thread mid-call
+                    live_declared()
 
     def root(self) -> nn.Module | None:
         stack = self.local.__dict__.get("stack")
@@ -151,8 +167,20 @@ class _InputNamer:
 
     def close(self) -> None:
         """Undo what :meth:`post` did not: torch skips ``always_call`` hooks when a forward raises a
-        BaseException (``sys.exit``, Ctrl-C), which would leave the declared sizes behind."""
+        BaseException (``sys.exit``, Ctrl-C), which would leave the declared sizes behind. What it declared
+        in other threads can only be dropped there: from now on nothing believes it."""
+        self.open = False
         self._unwind(self.local.__dict__.pop("stack", []))
+
+
+_root_namers: dict[tuple[int, tuple[str, ...]], tuple[_InputNamer, list[RemovableHandle], weakref.ref]] = {}
+
+
+def prune() -> None:
+    """Drop, in this thread, declarations no call stands behind any more: left by a forward that a
+    BaseException stopped, or by a namer another thread closed (``sv.disable()``) while this one ran."""
+    if DECLARED.get() is not None:
+        live_declared()
 
 
 def _hook_root(model: nn.Module, namer: _InputNamer) -> list[RemovableHandle]:
@@ -176,10 +204,10 @@ class WatchHandle:
 
     def __init__(self, model: nn.Module, inputs: str | None, ops: bool = False) -> None:
         self.model = model
-        self.handles: list[RemovableHandle] = []
         self.watched: list[int] = []  # ids registered in _watched
         self.unchecked: list[str] = []
-        self.namer = namer = _InputNamer(parse_names(inputs, "watch(inputs=...)")) if inputs else None
+        self.namer: _InputNamer | None = None
+        names = parse_names(inputs, "watch(inputs=...)") if inputs else None
         self.stop_flow = flow_start(inputs) if ops else None  # ops=True: named dims tracked over every op
         if env_disabled():
             return
@@ -197,10 +225,10 @@ class WatchHandle:
                         self.watched.append(id(mod))
                     elif _uncheckable(mod):
                         self.unchecked.append(path)
+                if names is not None:
+                    self.namer = _shared_namer(model, names)
                 _sync_patches()
                 _live_handles.add(self)
-            if namer is not None:
-                self.handles.extend(_hook_root(model, namer))
         except BaseException:
             self.remove()
             raise
@@ -211,18 +239,17 @@ class WatchHandle:
 
     @property
     def active(self) -> bool:
-        return bool(self.handles or self.watched)
+        return bool(self.namer or self.watched)
 
     def remove(self) -> None:
         """Stop every check this handle started (idempotent)."""
         stop, self.stop_flow = getattr(self, "stop_flow", None), None
         if stop is not None:
             stop()
-        while self.handles:
-            self.handles.pop().remove()
-        if self.namer is not None:
-            self.namer.close()
         with _lock:
+            namer, self.namer = self.namer, None
+            if namer is not None:
+                _release_namer(namer)
             while self.watched:
                 mid = self.watched.pop()
                 entry = _watched.get(mid)
@@ -232,6 +259,7 @@ class WatchHandle:
                         del _watched[mid]
             _live_handles.discard(self)
             _sync_patches()
+        prune()
 
     def __enter__(self) -> WatchHandle:
         return self
@@ -240,8 +268,33 @@ class WatchHandle:
         self.remove()
 
     def __repr__(self) -> str:
-        return (f"<shapeviz watch on {type(self.model).__name__}: {len(self.watched)} recurrent modules, "
-                f"{len(self.handles)} hooks>")
+        return (f"<shapeviz watch on {type(self.model).__name__}: {len(self.watched)} recurrent modules"
+                f"{', inputs named' if self.namer else ''}>")
+
+
+def _shared_namer(model: nn.Module, names: tuple[str, ...]) -> _InputNamer:
+    """One namer per (root, names), shared by the handles that watch it (call with _lock): two handles
+    on one model never declare twice, and one removed while another thread runs the model is harmless."""
+    key = (id(model), names)
+    shared = _root_namers.get(key)
+    if shared is not None and shared[2]() is model:
+        shared[0].users += 1
+        return shared[0]
+    namer = _InputNamer(names)
+    _root_namers[key] = (namer, _hook_root(model, namer), weakref.ref(model))
+    return namer
+
+
+def _release_namer(namer: _InputNamer) -> None:
+    namer.users -= 1
+    if namer.users > 0:
+        return
+    for key, (shared, hooks, _) in list(_root_namers.items()):
+        if shared is namer:
+            for h in hooks:
+                h.remove()
+            del _root_namers[key]
+    namer.close()
 
 
 def watch(model: nn.Module, inputs: str | None = None, ops: bool = False) -> WatchHandle:
@@ -356,6 +409,7 @@ def _end(entry: tuple[_InputNamer, list[RemovableHandle]] | None) -> None:
                 _namers.remove(entry)
         _state["depth"] = max(0, _state["depth"] - 1)
         _sync_patches()
+    prune()
 
 
 @contextmanager
@@ -412,8 +466,14 @@ def disable() -> None:
         _namers.clear()
         for handle in list(_live_handles):
             handle.remove()
+        for namer, hooks, _ in _root_namers.values():  # of handles dropped without remove()
+            for h in hooks:
+                h.remove()
+            namer.close()
+        _root_namers.clear()
         _watched.clear()
         _sync_patches()
+    prune()
 
 
 def enabled() -> bool:
