@@ -21,7 +21,8 @@ STALE = "gallery/ is stale: run `shapeviz gallery` and commit the result"
 
 SEED_PAGES = set(SEED_SYSTEMS)
 OTHER_PAGES = {"lstm", "gru", "lstm_bidirectional", "lstm_proj", "gru_batch_first", "packed_sequences",
-               "seq2seq_gru_encoder"}
+               "seq2seq_gru_encoder", "seq2seq_greedy", "seq2seq_teacher_forcing", "seq2seq_attention",
+               "captioning_sample", "stacked_cells", "seeds_predict"}
 MISTAKES = {"mistake_embedding_not_transposed": "batch_first_swap", "mistake_state_2d": "hidden_ndim",
             "mistake_bidirectional_state": "hidden_layers"}
 

@@ -375,3 +375,109 @@ def test_handwritten_loop_traced_with_ops_is_one_cell_unrolled() -> None:
     without_ops = sv.trace(CharRNNScratch(hidden=512), torch.randint(0, 28, (2, 5)), torch.zeros(2, 512))
     with pytest.raises(SpecError, match="no call of a recurrent module"):
         sv.unroll(without_ops)  # no ops recorded: nothing to unroll
+
+
+# ------------------------------------------------------------------ data flow between calls (issue 13)
+def _flow_trace(kind: str) -> Any:
+    import shapeviz as sv
+    from shapeviz.gallery.models import (
+        AttnSeq2Seq,
+        CharRNNModel,
+        PackedLSTM,
+        Seq2SeqGRU,
+        StackedCells,
+        Vocab,
+        predict_ch8,
+    )
+
+    g = torch.Generator().manual_seed(1)
+    src = torch.randint(0, 20, (7, 3), generator=g)  # (T_src=7, bs=3)
+    if kind == "decoder_greedy":
+        return sv.trace(Seq2SeqGRU().greedy, src, 5)
+    if kind == "decoder_teacher":
+        return sv.trace(Seq2SeqGRU(), src, torch.randint(0, 20, (5, 3), generator=g))
+    if kind == "decoder_attention":
+        return sv.trace(AttnSeq2Seq().greedy, src, 5)
+    if kind == "decoder_long":
+        return sv.trace(Seq2SeqGRU().greedy, src, 60)
+    if kind == "stacked_cells":
+        return sv.trace(StackedCells(hidden=12), torch.randn(3, 8, generator=g))
+    if kind == "packed":
+        return sv.trace(PackedLSTM(4, 6), torch.randn(5, 3, 4, generator=g), torch.tensor([5, 3, 2]))
+    vocab = Vocab("time traveller")
+    return sv.trace(predict_ch8, "time ", 6, CharRNNModel(vocab=len(vocab)), vocab)  # "phases"
+
+
+FLOW_KINDS = ["decoder_greedy", "decoder_teacher", "decoder_attention", "decoder_long", "stacked_cells",
+              "packed", "phases"]
+
+
+@pytest.mark.parametrize("kind", FLOW_KINDS)
+def test_golden_data_flow(kind: str, golden: Golden) -> None:
+    golden(f"unroll/flow_{kind}.dot", unroll(_flow_trace(kind)).source)
+
+
+def _lane(lab: dict[str, str], prefix: str) -> list[str]:
+    return sorted((n for n in lab if re.fullmatch(prefix + r"l0f_\d+", n)), key=lambda n: int(n.rsplit("_", 1)[1]))
+
+
+def test_decoder_is_one_lane_over_its_calls_fed_by_the_encoder() -> None:
+    src = unroll(_flow_trace("decoder_greedy")).source
+    lab = labels(src)
+    steps = _lane(lab, "p1_")
+    assert [lab[n].split(" | ")[0] for n in steps] == [f"layer 0  call {k}" for k in range(5)]  # N = 5 steps
+    assert ("p0_l0f_r", "p1_l0f_l") in {(a, b) for a, b, _ in visible_edges(src)}  # encoder h_n -> decoder h_0
+    assert "h_0 = h_n of encoder" in lab["p1_l0f_l"]
+    back = {(a, b) for a, b, attrs in visible_edges(src) if "#b03a2e" in attrs}
+    assert back == {(f"p1_y_{k - 1}", f"p1_x_{k}") for k in range(1, 5)}  # output k-1 fed to input k
+    assert "from step 0&#x27;s output" in lab["p1_x_1"] and "not from a step" in lab["p1_x_0"]  # ' is escaped
+    assert "T=5 calls of one step each" in src
+
+
+def test_teacher_forcing_is_drawn_without_feedback() -> None:
+    src = unroll(_flow_trace("decoder_teacher")).source
+    assert "#b03a2e" not in src  # no fed-back edge
+    lab = labels(src)
+    assert all("not from a step" in lab[f"p1_x_{k}"] for k in range(5))
+    assert ("p0_l0f_r", "p1_l0f_l") in {(a, b) for a, b, _ in visible_edges(src)}
+
+
+def test_attention_decoder_input_lists_the_encoder_results_it_was_computed_from() -> None:
+    lab = labels(unroll(_flow_trace("decoder_attention")).source)
+    assert "input computed from output of encoder (4 calls, 1-4)" in lab["p1_x_l"]
+    assert "input computed from h_n of encoder (call 0)" in lab["p1_x_l"]
+
+
+def test_long_decodes_collapse_to_the_same_dot_size() -> None:
+    short, long = unroll(_flow_trace("decoder_greedy"), max_steps=4), unroll(_flow_trace("decoder_long"), max_steps=4)
+    assert len(short.source.splitlines()) == len(long.source.splitlines())
+    assert "× 56 steps" in long.source and "call 59" in long.source
+
+
+def test_stacked_cells_have_an_edge_per_drawn_step() -> None:
+    src = unroll(_flow_trace("stacked_cells")).source
+    ups = {(a, b) for a, b, attrs in visible_edges(src) if a.startswith("p1_x_") and b.startswith("p0_y_")}
+    drawn = [i for i, col in enumerate(step_columns(8)) if col.t]
+    assert ups == {(f"p1_x_{i}", f"p0_y_{i}") for i in drawn}  # lstm1's h_1 at t goes up into lstm2's input at t
+
+
+def test_packed_steps_carry_their_batch_sizes_and_h_n_leaves_at_each_length() -> None:
+    src = unroll(_flow_trace("packed")).source
+    lab = labels(src)
+    sizes = [3, 3, 2, 1, 1]
+    for t, n in enumerate(sizes):
+        cell = lab[f"l0f_{t}"]
+        assert f"batch_sizes[{t}] = {n}" in cell and f"h (bs={n}, h=6)" in cell
+        start = sum(sizes[:t])
+        assert lab[f"x_{t}"].startswith(f"input.data[{start}:{start + n}]")
+    leaves = {t: re.search(r"h_n leaves: (\d+) seqs? of length (\d+)", lab[f"l0f_{t}"]) for t in range(5)}
+    assert {t: (int(m[1]), int(m[2])) for t, m in leaves.items() if m} == {1: (1, 2), 2: (1, 3), 4: (1, 5)}
+    assert "lengths 5, 3, 2" in src
+
+
+def test_phases_are_told_apart_by_the_line_that_called() -> None:
+    src = unroll(_flow_trace("phases")).source
+    assert "phase A: calls 0-3, called from models.py:" in src and "_, state = net(get_input(), state)" in src
+    assert "phase B: calls 4-9, called from models.py:" in src and "y, state = net(get_input(), state)" in src
+    lab = labels(src)
+    assert lab["x_0"].startswith("input @ call 0  (A)") and lab["x_6"].startswith("input @ call 9  (B)")  # column 6

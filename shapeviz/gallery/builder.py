@@ -34,7 +34,7 @@ import torch
 
 from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.dimensions import dims
-from shapeviz.gallery.registry import EXAMPLES, SEED_SYSTEMS, Built, Example
+from shapeviz.gallery.registry import DATA_FLOW, EXAMPLES, SEED_SYSTEMS, Built, Example
 from shapeviz.render.text import explain
 from shapeviz.render.unrolled import unroll
 
@@ -234,11 +234,12 @@ def sections(examples: Iterable[Example] | None = None) -> list[tuple[str, list[
     """The gallery's sections, in order: the seeds' systems, LSTM and GRU, common mistakes.
 
     >>> [(head, len(group)) for head, group in sections()]
-    [("The seeds' systems", 9), ('LSTM and GRU', 7), ('Common mistakes', 3)]
+    [("The seeds' systems", 9), ('LSTM and GRU', 7), ('Decoders and data flow', 6), ('Common mistakes', 3)]
     """
     items = list(EXAMPLES.values() if examples is None else examples)
     groups = [("The seeds' systems", [e for e in items if not e.is_mistake and e.name in SEED_SYSTEMS]),
-              ("LSTM and GRU", [e for e in items if not e.is_mistake and e.name not in SEED_SYSTEMS]),
+              ("LSTM and GRU", [e for e in items if not e.is_mistake and e.name not in SEED_SYSTEMS + DATA_FLOW]),
+              ("Decoders and data flow", [e for e in items if e.name in DATA_FLOW]),
               ("Common mistakes", [e for e in items if e.is_mistake])]
     return [(head, group) for head, group in groups if group]
 

@@ -29,13 +29,13 @@ __all__ = [
     "EmbedRNN", "ForgotTranspose",
     "GRUEncoder", "HelloCell",
     "HelloEmbedding", "HelloRNN",
-    "PackedLSTM",
-    "Seq2SeqGRU",
+    "PackedLSTM", "Seq2SeqGRU",
     "StackedCells",
     "Vocab",
     "assert_close",
     "fixed_seed",
     "hello_data",
+    "predict_ch8",
     "seeded",
 ]
 
@@ -522,3 +522,21 @@ class CharRNNModel(nn.Module):
 
     def begin_state(self, batch_size: int) -> Tensor:
         return torch.zeros(1, batch_size, self.hidden)  # (layers, bs, h)
+
+
+def predict_ch8(prefix: str, num_preds: int, net: CharRNNModel, vocab: Vocab) -> str:
+    """The seeds' ``predict_ch8`` (note 004): warm up on the prefix, then predict one character per call.
+
+    >>> len(predict_ch8("time ", 3, CharRNNModel(vocab=len(Vocab("time "))), Vocab("time ")))
+    8
+    """
+    state = net.begin_state(batch_size=1)  # (layers=1, bs=1, h)
+    outputs = [vocab[prefix[0]]]
+    get_input = lambda: torch.tensor([outputs[-1]]).reshape((1, 1))  # noqa: E731  (bs=1, T=1), as in the note
+    for y in prefix[1:]:  # warm-up: the state runs over the prefix, the output is not used
+        _, state = net(get_input(), state)
+        outputs.append(vocab[y])
+    for _ in range(num_preds):  # prediction: the argmax is the next input
+        y, state = net(get_input(), state)
+        outputs.append(int(y.argmax(dim=1).reshape(1)))
+    return "".join([vocab.idx_to_token[i] for i in outputs])

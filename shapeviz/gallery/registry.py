@@ -23,10 +23,14 @@ import torch.nn as nn
 
 import shapeviz as sv
 from shapeviz.gallery.models import (
+    AttnSeq2Seq,
     BatchFirstLoopRNN,
     BidirectionalLoopRNN,
+    Captioner,
     CellOverDataset,
+    CharRNNModel,
     CharRNNScratch,
+    DotAttention,
     EmbedRNN,
     ForgotTranspose,
     GRUEncoder,
@@ -34,14 +38,18 @@ from shapeviz.gallery.models import (
     HelloEmbedding,
     HelloRNN,
     PackedLSTM,
+    Seq2SeqGRU,
+    StackedCells,
+    Vocab,
     assert_close,
     fixed_seed,
     hello_data,
+    predict_ch8,
     rnn_step_loop,
     seeded,
 )
 
-__all__ = ["EXAMPLES", "SEED_SYSTEMS", "Built", "Example"]
+__all__ = ["DATA_FLOW", "EXAMPLES", "SEED_SYSTEMS", "Built", "Example"]
 
 @dataclass
 class Built:
@@ -289,8 +297,11 @@ def gru_batch_first() -> Built:
 
 @_example("packed_sequences", "Packed variable-length sequences",
           """Padded (T, bs, emb) sequences of lengths 5, 3 and 2 are packed: the LSTM sees
-          data (sum(lengths)=10, emb) and batch_sizes (T,), never the padding; h_n is the state
-          at each sequence's own last step; pad_packed_sequence restores (T, bs, h).""",
+          data (sum(lengths)=10, emb) and batch_sizes (T,) = [3, 3, 2, 1, 1], never the padding.
+          The diagram is drawn packed: step t runs only the first batch_sizes[t] sequences (its
+          rows data[a:b] and state (bs=batch_sizes[t], h)), and each sequence's h_n leaves at its
+          own last step (t=1, 2 and 4). pad_packed_sequence restores (T, bs, h), zeros after
+          each sequence's end, so output[-1] is not h_n for the shorter ones.""",
           shows=(PackedLSTM,))
 def packed_sequences() -> Built:
     model = PackedLSTM(emb=4, hidden=6)
@@ -308,6 +319,91 @@ def seq2seq_gru_encoder() -> Built:
     model = GRUEncoder(vocab=30, emb=12, hidden=16, num_layers=2)
     src = torch.randint(0, 30, (6, 3), generator=seeded(1))  # (T=6, bs=3)
     return Built(model, (src,), "T bs", layer=model.gru, sizes={"vocab": 30})
+
+
+# ====================================================================== decoders and real data flow
+@_example("seq2seq_greedy", "seq2seq: GRU encoder -> decoder, greedy decoding",
+          """The encoder runs once over the source (T_src=7, bs=3); its h_n (1, bs, h) becomes the
+          decoder's h_0 (the grey edge). The decoder is then called once per output token, each call
+          one step (T=1), so the diagram unrolls it over its 5 calls. In greedy decoding each call's
+          input is the embedding of the previous call's argmax: the trace follows that tensor through
+          Linear, argmax and Embedding, and the diagram draws it as a red dashed edge from one call's
+          output to the next call's input. Only the first input (<sos>) comes from outside.""",
+          shows=(Seq2SeqGRU,))
+def seq2seq_greedy() -> Built:
+    model = Seq2SeqGRU(vocab=20, emb=12, hidden=16)
+    src = torch.randint(0, 20, (7, 3), generator=seeded(1))  # (T_src=7, bs=3)
+    return Built(model.greedy, (src, 5), layer=model.decoder, T=1, bs=3)  # a bound method: 5 steps
+
+
+@_example("seq2seq_teacher_forcing", "seq2seq: the same model with teacher forcing",
+          """The same encoder -> decoder, trained with teacher forcing: call t of the decoder takes
+          the target token trg[t] from the data, not its own previous output. The encoder -> decoder
+          edge is the same as with greedy decoding; the red fed-back edges are gone, and every input
+          says it does not come from a step's output. Compare the two pictures: the shapes are equal,
+          the data flow is not.""",
+          shows=(Seq2SeqGRU,))
+def seq2seq_teacher_forcing() -> Built:
+    model = Seq2SeqGRU(vocab=20, emb=12, hidden=16)
+    src = torch.randint(0, 20, (7, 3), generator=seeded(1))  # (T_src=7, bs=3)
+    trg = torch.randint(0, 20, (5, 3), generator=seeded(2))  # (T_trg=5, bs=3)
+    return Built(model, (src, trg), layer=model.decoder, T=1, bs=3)
+
+
+@_example("seq2seq_attention", "seq2seq with attention: the decoder looks at every encoder output",
+          """At every decoder call, dot-product attention scores the decoder's state (bs, h) against
+          the encoder's outputs (T_src, bs, h): the weights are (bs, T_src) - one distribution over
+          the 7 source positions per sequence, the DotAttention rows of the trace - and the context
+          (bs, h) is concatenated to the embedded token, so the decoder's input is (1, bs, emb + h).
+          The decoder's input header lists what its input was computed from: the encoder's h_n (call
+          0, through the attention query) and the encoder's output (every call); the red edges are
+          the greedy feedback.""",
+          shows=(DotAttention, Seq2SeqGRU, AttnSeq2Seq))
+def seq2seq_attention() -> Built:
+    model = AttnSeq2Seq(vocab=20, emb=12, hidden=16)
+    src = torch.randint(0, 20, (7, 3), generator=seeded(1))  # (T_src=7, bs=3)
+    return Built(model.greedy, (src, 5), layer=model.decoder, T=1, bs=3)
+
+
+@_example("captioning_sample", "Image captioning: sample() one word per call",
+          """A captioning model's sample(): the image features (bs, feat) are projected to the first
+          input (bs, 1, emb) of a batch_first LSTM; states starts as None (zeros). Each call runs
+          one step; its argmax word is embedded and fed back as the next call's input (red dashed),
+          and (h, c) flows from call to call. The method is traced as a bound method:
+          sv.trace(model.sample, features) hooks the modules of its self.""",
+          shows=(Captioner,))
+def captioning_sample() -> Built:
+    model = Captioner(feat=32, emb=12, hidden=16, vocab=20)
+    features = torch.randn(3, 32, generator=seeded(1))  # (bs=3, feat=32) from an image encoder
+    return Built(model.sample, (features, 6), layer=model.lstm, T=1, bs=3)
+
+
+@_example("stacked_cells", "Two stacked LSTMCells over a float series",
+          """The time-series example: a float series (bs, T) is split into T columns (bs, 1), and two
+          LSTMCells run in one Python loop: lstm1 reads the value, lstm2 reads lstm1's h. The diagram
+          draws each cell unrolled over its 8 calls (the middle ones collapsed) and an edge per step
+          from lstm1's h_1 up into lstm2's input: the data flow the trace recorded, not a guess from
+          equal sizes.""",
+          shows=(StackedCells,))
+def stacked_cells() -> Built:
+    model = StackedCells(hidden=12)
+    series = torch.randn(3, 8, generator=seeded(1))  # (bs=3, T=8) floats, no emb dim
+    return Built(model, (series,), "bs T", layer=model.lstm1, T=8, bs=3)
+
+
+@_example("seeds_predict", "The seeds' predict: warm-up, then one character at a time",
+          """The seeds' note 004 predict_ch8 with the concise char-RNN: a state (1, bs=1, h) runs over
+          the prefix 'time ' (warm-up: 4 calls, the outputs are thrown away as _), then 6 calls each
+          predict one character, whose argmax becomes the next input. Every call is one step (T=1),
+          so the RNN is unrolled over its 10 calls; the two loops call it from two lines, which the
+          diagram tells apart as phases A and B (B shaded). The argmax goes through int() and back
+          into torch.tensor, so the trace cannot see that feedback as a tensor: the diagram says
+          so instead of drawing it.""",
+          shows=(Vocab, CharRNNModel, predict_ch8))
+def seeds_predict() -> Built:
+    vocab = Vocab("time traveller")
+    net = CharRNNModel(vocab=len(vocab), hidden=32)
+    return Built(predict_ch8, ("time ", 6, net, vocab), layer=net.rnn, T=1, bs=1)
 
 
 # ====================================================================== common mistakes
@@ -397,6 +493,76 @@ def mistake_bidirectional_state() -> Built:
     return Built(gru, (x, torch.zeros(4, 3, 8)), "T bs emb")
 
 
+def scrambled_view() -> None:
+    """The wrong call: e.view(T, bs, -1) relabels an Embedding's (bs, T, emb) output instead of moving it."""
+    emb, rnn = nn.Embedding(28, 8), nn.RNN(8, 16)
+    tokens = torch.randint(0, 28, (4, 7), generator=seeded(1))  # (bs=4, T=7)
+    with sv.checking(inputs="bs T", ops=True):
+        e = emb(tokens)  # (bs, T, emb)
+        rnn(e.view(7, 4, -1))  # (T, bs, emb)? no: the same memory read in another shape
+
+
+def scrambled_view_fixed() -> None:
+    """The fix: e.transpose(0, 1) moves the data, (bs, T, emb) -> (T, bs, emb)."""
+    emb, rnn = nn.Embedding(28, 8), nn.RNN(8, 16)
+    tokens = torch.randint(0, 28, (4, 7), generator=seeded(1))  # (bs=4, T=7)
+    with sv.checking(inputs="bs T", ops=True):
+        e = emb(tokens)  # (bs, T, emb)
+        rnn(e.transpose(0, 1))  # (T, bs, emb)
+
+
+@_example("mistake_scrambled_view", "Common mistake: view(T, bs, -1) instead of transpose",
+          """view and reshape keep the data in memory order and only change the shape: on a
+          (bs, T, emb) tensor, view(T, bs, -1) gives the right shape and scrambled rows, and the
+          model trains on them without an error. With ops=True shapeviz follows the named dims
+          through the ops and raises scrambled_view with the transpose that was meant.""",
+          shows=(EmbedRNN,), wrong=scrambled_view, fix=scrambled_view_fixed)
+def mistake_scrambled_view() -> Built:
+    model = EmbedRNN(vocab=28, emb=20, hidden=32)
+    tokens = torch.randint(0, 28, (2, 5), generator=seeded(1))  # (bs=2, T=5)
+    return Built(model, (tokens,), "bs T", layer=model.rnn, sizes={"vocab": 28}, T=5, bs=2, ops=True)
+
+
+def flatten_order() -> None:
+    """The wrong loss: logits rows are T*bs (torch.cat of the steps), Y.reshape(-1) flattens bs*T."""
+    import torch.nn.functional as F
+
+    model = CharRNNScratch(vocab=28, hidden=32)
+    X = torch.randint(0, 28, (2, 5), generator=seeded(1))  # (bs=2, T=5)
+    Y = sv.name(torch.randint(0, 28, (2, 5), generator=seeded(2)), "bs T")  # the targets
+    with sv.checking(inputs="bs T", ops=True):
+        y_hat, _ = model(X)  # (T*bs, vocab)
+        F.cross_entropy(y_hat, Y.reshape(-1))  # (bs*T,): every row scored against another step's target
+
+
+def flatten_order_fixed() -> None:
+    """The fix, as the seeds' d2l code writes it: Y.T.reshape(-1) flattens the targets T*bs too."""
+    import torch.nn.functional as F
+
+    model = CharRNNScratch(vocab=28, hidden=32)
+    X = torch.randint(0, 28, (2, 5), generator=seeded(1))  # (bs=2, T=5)
+    Y = sv.name(torch.randint(0, 28, (2, 5), generator=seeded(2)), "bs T")  # the targets
+    with sv.checking(inputs="bs T", ops=True):
+        y_hat, _ = model(X)  # (T*bs, vocab)
+        F.cross_entropy(y_hat, Y.T.reshape(-1))  # (T*bs,)
+
+
+@_example("mistake_flatten_order", "Common mistake: logits T*bs, targets bs*T",
+          """A loop that concatenates its steps gives logits (T*bs, vocab), time-major; targets
+          (bs, T) flattened with Y.reshape(-1) are batch-major. Shapes agree, the loss is
+          computed, and every row is scored against another position's target. With ops=True
+          shapeviz knows both orders and raises flatten_order with Y.T.reshape(-1).""",
+          shows=(CharRNNScratch,), wrong=flatten_order, fix=flatten_order_fixed)
+def mistake_flatten_order() -> Built:
+    model = CharRNNScratch(vocab=28, hidden=32)
+    X = torch.randint(0, 28, (2, 5), generator=seeded(1))  # (bs=2, T=5)
+    return Built(model, (X,), "bs T", sizes={"vocab": 28, "h": 32}, ops=True)
+
+
 SEED_SYSTEMS: tuple[str, ...] = ("scratch_char_rnn", "embed_rnn", "batch_first_loop", "bidirectional_loop",
                                  "rnncell_dataset", "rnn_3_layers", "hello_rnncell", "hello_rnn", "hello_embedding")
 """The pages of the seeds' systems, in page order: the gallery's first section, and what the demo runs."""
+
+DATA_FLOW: tuple[str, ...] = ("seq2seq_greedy", "seq2seq_teacher_forcing", "seq2seq_attention", "captioning_sample",
+                              "stacked_cells", "seeds_predict")
+"""The pages whose diagrams follow data between calls: decoders, stacked cells, the seeds' predict."""

@@ -478,8 +478,8 @@ def _flow_notes(panel: Panel) -> list[str]:
             out.append(f"red dashed: {back} of {len(panel.steps)} steps take an input computed from the previous "
                        "step's output (fed back, as in greedy decoding)")
         elif not panel.conv.cell:
-            out.append("no step's input was computed from an earlier step's output (teacher forcing: inputs from "
-                       "the data; a value read out with int() or .item() is not followed)")
+            out.append("no step's input was computed, as a tensor, from an earlier step's output: inputs from "
+                       "the data (teacher forcing), or through int() / .item(), which a trace does not follow")
     for n, site in enumerate(panel.phases[:len(_PHASES)]):
         calls = [k for k, st in enumerate(panel.steps) if st.phase == n]
         span = f"call {calls[0]}" if len(calls) == 1 else f"calls {calls[0]}-{calls[-1]}"
