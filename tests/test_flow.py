@@ -53,7 +53,7 @@ def test_view_in_place_of_transpose_raises_with_the_transpose_as_hint() -> None:
     err = info.value
     assert err.code == "scrambled_view" and err.actual == (T, BS, 8)
     assert "relabels bs, T without moving data" in str(err)
-    assert err.hints == ["x.transpose(0, 1)  # (bs=4, T=7, 8) -> (T, bs, 8): moves the data"]
+    assert err.hints == ["e.transpose(0, 1)  # (bs=4, T=7, 8) -> (T, bs, 8): moves the data"]
 
 
 def test_transpose_twin_passes() -> None:

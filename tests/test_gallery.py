@@ -24,7 +24,8 @@ OTHER_PAGES = {"lstm", "gru", "lstm_bidirectional", "lstm_proj", "gru_batch_firs
                "seq2seq_gru_encoder", "seq2seq_greedy", "seq2seq_teacher_forcing", "seq2seq_attention",
                "captioning_sample", "stacked_cells", "seeds_predict"}
 MISTAKES = {"mistake_embedding_not_transposed": "batch_first_swap", "mistake_state_2d": "hidden_ndim",
-            "mistake_bidirectional_state": "hidden_layers"}
+            "mistake_bidirectional_state": "hidden_layers", "mistake_scrambled_view": "scrambled_view",
+            "mistake_flatten_order": "flatten_order"}
 
 
 def test_the_registry_has_every_page() -> None:

@@ -192,3 +192,17 @@ def test_error_is_a_valueerror_and_pickles():
     assert (e2.code, str(e2)) == (e.code, str(e))
     with pytest.raises(ValueError, match="unknown ShapeError code"):
         sv.ShapeError(module="m", argument="a", expected="()", actual=(), code="nope")
+
+
+def test_flow_codes_scrambled_view_and_flatten_order():  # ops=True (more in tests/test_flow.py)
+    import torch.nn.functional as F
+
+    e = sv.name(torch.randn(4, 7, 8), "bs T emb")
+    with sv.checking(ops=True), pytest.raises(sv.ShapeError) as info:
+        e.view(7, 4, -1)
+    assert info.value.code == "scrambled_view" and info.value.hints[0].startswith("e.transpose(0, 1)")
+    out = sv.name(torch.randn(7, 4, 28), "T bs vocab")
+    Y = sv.name(torch.zeros(4, 7, dtype=torch.long), "bs T")
+    with sv.checking(ops=True), pytest.raises(sv.ShapeError) as info:
+        F.cross_entropy(out.reshape(-1, 28), Y.reshape(-1))  # (T*bs, vocab) vs (bs*T,)
+    assert info.value.code == "flatten_order" and info.value.hints[0].startswith("Y.T.reshape(-1)")

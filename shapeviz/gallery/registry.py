@@ -496,8 +496,8 @@ def mistake_bidirectional_state() -> Built:
 def scrambled_view() -> None:
     """The wrong call: e.view(T, bs, -1) relabels an Embedding's (bs, T, emb) output instead of moving it."""
     emb, rnn = nn.Embedding(28, 8), nn.RNN(8, 16)
-    tokens = torch.randint(0, 28, (4, 7), generator=seeded(1))  # (bs=4, T=7)
-    with sv.checking(inputs="bs T", ops=True):
+    tokens = sv.name(torch.randint(0, 28, (4, 7), generator=seeded(1)), "bs T")  # (bs=4, T=7)
+    with sv.checking(ops=True):
         e = emb(tokens)  # (bs, T, emb)
         rnn(e.view(7, 4, -1))  # (T, bs, emb)? no: the same memory read in another shape
 
@@ -505,8 +505,8 @@ def scrambled_view() -> None:
 def scrambled_view_fixed() -> None:
     """The fix: e.transpose(0, 1) moves the data, (bs, T, emb) -> (T, bs, emb)."""
     emb, rnn = nn.Embedding(28, 8), nn.RNN(8, 16)
-    tokens = torch.randint(0, 28, (4, 7), generator=seeded(1))  # (bs=4, T=7)
-    with sv.checking(inputs="bs T", ops=True):
+    tokens = sv.name(torch.randint(0, 28, (4, 7), generator=seeded(1)), "bs T")  # (bs=4, T=7)
+    with sv.checking(ops=True):
         e = emb(tokens)  # (bs, T, emb)
         rnn(e.transpose(0, 1))  # (T, bs, emb)
 
@@ -556,7 +556,8 @@ def flatten_order_fixed() -> None:
 def mistake_flatten_order() -> Built:
     model = CharRNNScratch(vocab=28, hidden=32)
     X = torch.randint(0, 28, (2, 5), generator=seeded(1))  # (bs=2, T=5)
-    return Built(model, (X,), "bs T", sizes={"vocab": 28, "h": 32}, ops=True)
+    return Built(model, (X,), "bs T", layer=nn.RNNCell(28, 32), sizes={"vocab": 28, "h": 32},
+                 draw="layer", T=5, bs=2, ops=True)  # the loop is an RNNCell(vocab, h) applied T times
 
 
 SEED_SYSTEMS: tuple[str, ...] = ("scratch_char_rnn", "embed_rnn", "batch_first_loop", "bidirectional_loop",

@@ -9,7 +9,8 @@ trace of RNN: 1 module call
 sizes: T=5, bs=2, emb=4, h=8
 
 Repeated steps (the same calls with the same shapes, one after another, like the body of a
-loop over time) are shown once, marked ``┌ × T=5`` … ``└``.
+loop over time) are shown once, marked ``┌ × T=5`` … ``└``. A dim named by its size alone is a
+guess and reads ``T?=5``; a view that relabels named dims is marked ``⚠ scrambled_view: …``.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def trace_table(trace: Any, *, group: bool = True, max_rows: int | None = None) 
             else:
                 mark = "└" if j == k - 1 else "│"
             shapes = c.describe() + (f"  ✗ {c.error}" if c.error else "")
+            shapes += f"  ⚠ {c.flag}" if getattr(c, "flag", "") else ""
             rows.append((str(c.index), mark, "  " * c.depth + _name(c), shapes, c.source))
     n_mod = sum(c.kind == "module" for c in calls)
     n_ops = len(calls) - n_mod
@@ -126,6 +128,8 @@ def trace_table(trace: Any, *, group: bool = True, max_rows: int | None = None) 
         lines.append("  ".join(cells).rstrip())
     if cut:
         lines.append(f"… {cut} more row{'s' if cut != 1 else ''}")
+    if any(n.endswith("?") for c in calls for i in (*c.inputs, *c.outputs) for n in (i.names or ())):
+        lines.append("?: named by size alone (a guess, not evidence)")
     if trace.sizes:
         lines.append("sizes: " + ", ".join(f"{n}={'/'.join(str(s) for s in ss)}"
                                             for n, ss in trace.sizes.items()))

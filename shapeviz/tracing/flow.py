@@ -41,7 +41,8 @@ from shapeviz._errors import ShapeError, ShapeWarning
 from shapeviz.core.dimensions import parse_names
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
-from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_rule, view_names
+from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule, view_names
+from shapeviz.tracing.recorder import user_frame
 from shapeviz.tracing.records import TensorInfo
 
 __all__ = ["FlowMode", "flow", "flow_block", "start"]
@@ -183,7 +184,7 @@ class FlowMode(TorchFunctionMode):
         if base in RESHAPES and src is not None:
             names, scrambled = view_names(tuple(x.shape), list(src.names), tuple(out.shape), self.namer.size_of)
             if scrambled:
-                raise _scrambled(name, x, src.names, tuple(out.shape), scrambled)
+                raise _scrambled(name, x, src.names, tuple(out.shape), scrambled, op_params(args[1:], kwargs))
             if any(names):
                 self.put(out, names)
             return
@@ -249,8 +250,17 @@ class FlowMode(TorchFunctionMode):
                                 ".reshape(-1, logits.shape[-1])"])
 
 
-def _scrambled(name: str, x: torch.Tensor, names: Names, shape: tuple[int, ...], scrambled: list[str]) -> ShapeError:
+def _label(t: torch.Tensor) -> str:
+    """The variable of your code that holds ``t`` (``"e"``), else ``"x"``."""
+    frame = user_frame()
+    found = [k for k, v in (frame.f_locals.items() if frame is not None else ()) if v is t]
+    return found[0] if found else "x"
+
+
+def _scrambled(name: str, x: torch.Tensor, names: Names, shape: tuple[int, ...], scrambled: list[str],
+               params: str) -> ShapeError:
     src = tuple(x.shape)
+    var = _label(x)
     shown = "(" + ", ".join(f"{n}={s}" if n else str(s) for n, s in zip(names, src)) + ")"
     hints = []
     used: set[int] = set()
@@ -266,14 +276,14 @@ def _scrambled(name: str, x: torch.Tensor, names: Names, shape: tuple[int, ...],
         meant = "(" + ", ".join(names[k] or str(src[k]) for k in perm) + ")"
         if len(moved) == 2:
             a, b = moved
-            hints.append(f"x.transpose({min(a, b)}, {max(a, b)})  # {shown} -> {meant}: moves the data")
+            hints.append(f"{var}.transpose({min(a, b)}, {max(a, b)})  # {shown} -> {meant}: moves the data")
         else:
-            hints.append(f"x.permute({', '.join(map(str, perm))})  # {shown} -> {meant}: moves the data")
+            hints.append(f"{var}.permute({', '.join(map(str, perm))})  # {shown} -> {meant}: moves the data")
     else:
         hints.append("permute the dims into the order you want first, then reshape (a view only relabels)")
     return ShapeError(module=f"op: {name}", argument="input", expected="a permute/transpose of the named dims",
                       actual=shape, code="scrambled_view",
-                      detail=f"{name}{shape} of {shown} relabels {', '.join(scrambled)} without moving data: "
+                      detail=f"{var}.{name}({params}) of {shown} relabels {', '.join(scrambled)} without moving data: "
                              "the result mixes positions (it trains, silently wrong)",
                       hints=hints)
 

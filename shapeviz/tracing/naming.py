@@ -110,7 +110,7 @@ class Namer:
         if size <= 1:
             return None, ""
         name = self.lookup(size)
-        if name is None:
+        if name is None or "*" in name:  # a size cannot tell T*bs from bs*T: no guess at all
             return None, ""
         if self.declared_by_dims.get(name) == size:
             return name, "sv.dims (by size)"
@@ -243,7 +243,7 @@ class Resolver:
         final: list[str] = []
         where: list[str] = []
         for n, o, s in zip(names, origins, info.shape):
-            if not n:
+            if n is None:  # "" is a rule's "unnamed on purpose"
                 n, o = self.namer.by_size(s)
             final.append(n or "")
             where.append(o if n else "")

@@ -8,7 +8,7 @@
 >>> op_rule("reshape", (), {})(OpView([x], (10, 8), Namer({}, {})))
 ['T*bs', 'h']
 >>> op_rule("view", (), {})(OpView([x], (2, 5, 8), Namer({}, {})))  # not a transpose: unnamed
-[None, None, 'h']
+['', '', 'h']
 
 A rule names only what the op provably carries (a transpose swaps names, a matmul keeps the
 left rows and the right columns, an in-order merge joins names); anything else is left to
@@ -237,10 +237,12 @@ def _prod(sizes: Iterable[int]) -> int:
 
 
 def _reshape(op: OpView) -> Names | None:
-    """A reshape/view/flatten: names by index bookkeeping (:func:`view_names`); scrambled dims are unnamed."""
+    """A reshape/view/flatten: names by index bookkeeping (:func:`view_names`); the result of a
+    scrambling view is left unnamed (``""``: no guess by size either)."""
     if op.ins[0].repeat != 1 or _prod(op.ins[0].shape) != _prod(op.shape):
         return None
-    return view_names(op.ins[0].shape, op.names(0), op.shape, op.namer.size_of)[0]
+    names, scrambled = view_names(op.ins[0].shape, op.names(0), op.shape, op.namer.size_of)
+    return [n or "" for n in names] if scrambled else names  # "": unnamed, not even guessed by size
 
 
 # ---------------------------------------------------------------- ops
