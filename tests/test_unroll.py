@@ -404,12 +404,44 @@ def _flow_trace(kind: str) -> Any:
         return sv.trace(StackedCells(hidden=12), torch.randn(3, 8, generator=g))
     if kind == "packed":
         return sv.trace(PackedLSTM(4, 6), torch.randn(5, 3, 4, generator=g), torch.tensor([5, 3, 2]))
+    if kind == "layer_stack":
+        return sv.trace(_LayerStack(), torch.randn(5, 2, 4, generator=g))
+    if kind == "cell_packed_loop":
+        return sv.trace(_cell_over_packed, torch.randn(5, 3, 4, generator=g), torch.tensor([5, 3, 2]))
     vocab = Vocab("time traveller")
     return sv.trace(predict_ch8, "time ", 6, CharRNNModel(vocab=len(vocab)), vocab)  # "phases"
 
 
+_CELL = nn.GRUCell(4, 6)
+
+
+def _cell_over_packed(padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """A hand-written loop over packed data: step t runs the cell on the first batch_sizes[t] rows."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    packed = pack_padded_sequence(padded, lengths)
+    h, start = torch.zeros(3, 6), 0
+    for n in packed.batch_sizes.tolist():
+        h = torch.cat([_CELL(packed.data[start:start + n], h[:n]), h[n:]])
+        start += n
+    return h
+
+
+class _LayerStack(nn.Module):
+    """Two LSTM layers stacked by hand: layer1's output and state are layer2's input and h_0."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer1, self.layer2 = nn.LSTM(4, 8), nn.LSTM(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y1, state = self.layer1(x)  # (T, bs, h), ((1, bs, h), (1, bs, h))
+        return self.layer2(y1, state)[0]
+
+
 FLOW_KINDS = ["decoder_greedy", "decoder_teacher", "decoder_attention", "decoder_long", "stacked_cells",
-              "packed", "phases"]
+              "packed", "phases", "layer_stack", "cell_packed_loop"]
 
 
 @pytest.mark.parametrize("kind", FLOW_KINDS)
@@ -481,3 +513,19 @@ def test_phases_are_told_apart_by_the_line_that_called() -> None:
     assert "phase B: calls 4-9, called from models.py:" in src and "y, state = net(get_input(), state)" in src
     lab = labels(src)
     assert lab["x_0"].startswith("input @ call 0  (A)") and lab["x_6"].startswith("input @ call 9  (B)")  # column 6
+
+
+def test_hand_written_layer_stack_joins_each_step_and_names_the_handed_state() -> None:
+    src = unroll(_flow_trace("layer_stack")).source
+    ups = {(a, b) for a, b, attrs in visible_edges(src) if a.startswith("p1_x_") and b.startswith("p0_y_")}
+    assert ups == {(f"p1_x_{t}", f"p0_y_{t}") for t in range(5)}  # layer1's output[t] is layer2's input[t]
+    lab = labels(src)
+    assert "h_0 = h_n of layer1" in lab["p1_l0f_l"]
+
+
+def test_hand_written_loop_over_packed_data_shows_each_calls_batch() -> None:
+    src = unroll(_flow_trace("cell_packed_loop")).source
+    lab = labels(src)
+    assert [re.search(r"h \(bs=(\d)", lab[f"l0f_{t}"])[1] for t in range(5)] == ["3", "3", "2", "1", "1"]
+    assert [t for t in range(5) if "1 row fewer" in lab[f"l0f_{t}"]] == [1, 2]  # the batch shrinks after t=1, 2
+    assert "h_1 (bs=1, h=6)" in lab["l0f_r"]  # the last call's state

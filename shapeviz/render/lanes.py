@@ -30,8 +30,11 @@ from typing import Any
 from shapeviz._errors import SpecError
 from shapeviz.core.model import Conventions
 
-__all__ = ["Feed", "Link", "Panel", "Step", "lanes", "loop_panel", "panels_from_trace"]
+__all__ = ["PHASES", "Feed", "Link", "Panel", "Step", "fed_rows", "flow_notes", "lanes", "loop_panel",
+           "panels_from_trace", "stacked", "whole_output"]
 
+PHASES = "ABCDEFGH"
+"""The letters of a lane's phases (calls from different lines of your code)."""
 _STATES = frozenset({"h_0", "c_0", "h_n", "c_n", "h_1", "c_1"})
 
 
@@ -261,7 +264,21 @@ def _panel(calls: Sequence[Any], by_index: dict[int, Any]) -> Panel:
         out = next((o for o in getattr(c, "outputs", ()) if o.role in ("output", "h_1")), None)
         steps.append(Step(getattr(c, "index", k), _fmt(x), _fmt(out), Feed.BACK if back else Feed.DATA, phase[k]))
     T = len(calls) if conv.cell or len(calls) > 1 else T
-    return Panel(conv, T, bs, batched, calls[0].path, steps=tuple(steps), phases=sites, calls=len(calls))
+    if conv.cell and batched:  # a loop over packed data: each call's own batch size
+        sizes_of = [_sizes_from_input(conv, _role(c, "input"))[1] if _role(c, "input") is not None else None
+                    for c in calls]
+        if None not in sizes_of and len(set(sizes_of)) > 1:
+            runs = _runs([int(n) for n in sizes_of if n is not None])
+    return Panel(conv, T, bs, batched, calls[0].path, steps=tuple(steps), phases=sites, calls=len(calls),
+                 runs=runs)
+
+
+def _runs(values: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Run-length code: ``[3, 3, 2]`` -> ``((3, 2), (2, 1))``."""
+    out: list[tuple[int, int]] = []
+    for v in values:
+        out[-1:] = [(v, out[-1][1] + 1)] if out and out[-1][0] == v else out[-1:] + [(v, 1)]
+    return tuple(out)
 
 
 def panels_from_trace(trace: Any) -> list[Panel]:
@@ -313,3 +330,59 @@ def loop_panel(trace: Any) -> Panel | None:
     conv = Conventions("RNN", cell=True, input_size=int(x.shape[-1]), hidden_size=int(state.shape[-1]),
                        label=f"hand-written loop at {source} (drawn as one cell)")
     return Panel(conv, count, bs, bs is not None, path="")
+
+
+def flow_notes(panel: Panel) -> list[str]:
+    """Caption lines: where each step's input came from, the phases, a packed batch's lengths."""
+    out = []
+    if panel.steps:
+        back = sum(st.feed is Feed.BACK for st in panel.steps)
+        if back:
+            out.append(f"red dashed: {back} of {len(panel.steps)} steps take an input computed from the previous "
+                       "step's output (fed back, as in greedy decoding)")
+        elif not panel.conv.cell:
+            out.append("no step's input was computed, as a tensor, from an earlier step's output: inputs from "
+                       "the data (teacher forcing), or through int() / .item(), which a trace does not follow")
+    for n, site in enumerate(panel.phases[:len(PHASES)]):
+        calls = [k for k, st in enumerate(panel.steps) if st.phase == n]
+        span = f"call {calls[0]}" if len(calls) == 1 else f"calls {calls[0]}-{calls[-1]}"
+        out.append(f"phase {PHASES[n]}: {span}, called from {site}")
+    if panel.runs:
+        ends = panel.ends()
+        lengths = [t + 1 for t in sorted(ends, reverse=True) for _ in range(ends[t])]
+        shown = ", ".join(map(str, lengths[:8])) + (", ..." if len(lengths) > 8 else "")
+        sizes = ", ".join(f"{s}" if n == 1 else f"{s} x{n}" for s, n in panel.runs[:8])
+        if panel.conv.cell:
+            out.append(f"the batch shrinks over the calls: bs {sizes} (as in a loop over packed data; "
+                       "each call's state rows are drawn with its own bs)")
+        else:
+            out.append(f"packed: lengths {shown} (batch_sizes {sizes}); step t runs only the first "
+                       "batch_sizes[t] sequences, and each sequence's h_n leaves at its own last step")
+    return out
+
+
+def whole_output(ln: Link) -> bool:
+    """A link from a layer's whole call (its output sequence, h_n) into another lane's input."""
+    return ln.src_step is None and not ln.dst_state
+
+
+def stacked(panels: Sequence[Panel], ln: Link) -> bool:
+    """One layer's output sequence is the next layer's input (a hand-written stack): same steps."""
+    src, dst = panels[ln.src], panels[ln.dst]
+    return (whole_output(ln) and not ln.src_state and ln.dst_step is None and not src.steps and not dst.steps
+            and src.T is not None and src.T == dst.T)
+
+
+def fed_rows(panels: Sequence[Panel], links: Sequence[Link], n: int) -> list[str]:
+    """Rows for panel n's input header: ``"input computed from output of encoder (calls 1-4)"``."""
+    steps: dict[str, list[int]] = {}
+    for ln in links:
+        if ln.dst == n and whole_output(ln) and not stacked(panels, ln):
+            text = f"{ln.label} of {panels[ln.src].path or 'lane ' + str(ln.src)}"
+            steps.setdefault(text, []).append(-1 if ln.dst_step is None else ln.dst_step)
+    out = []
+    for text, ks in steps.items():
+        if ks != [-1]:
+            text += f" (call {ks[0]})" if len(ks) == 1 else f" ({len(ks)} calls, {ks[0]}-{ks[-1]})"
+        out.append(text)
+    return out

@@ -26,7 +26,18 @@ from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import format_named
 from shapeviz.core.model import Conventions, conventions
 from shapeviz.render.backend import FONT, Diagram
-from shapeviz.render.lanes import Feed, Link, Panel, lanes, panels_from_trace
+from shapeviz.render.lanes import (
+    PHASES,
+    Feed,
+    Link,
+    Panel,
+    fed_rows,
+    flow_notes,
+    lanes,
+    panels_from_trace,
+    stacked,
+    whole_output,
+)
 
 __all__ = ["DEFAULT_MAX_STEPS", "Panel", "panels_from_trace", "step_columns", "to_dot", "unroll"]
 
@@ -38,7 +49,6 @@ _ELLIPSIS = "..."
 """ASCII, not "\u22ef": every backend's fonts have it (graphviz-pure drew "\u22ef" as an empty box)."""
 _COLORS = {"in": "#e3f1e3", "out": "#efe3f7", "cat": "#f4f0d8", "fwd": "#dbe8f7", "bwd": "#fbe3d0",
            "cell": "#dbe8f7", "phase": "#d9f0e9"}
-_PHASES = "ABCDEFGH"  # phases of a lane (calls from different lines of your code)
 _LINK = "#6b6b6b"  # edges between lanes
 _BACK = "#b03a2e"  # an output fed back as the next step's input
 _EDGE = {"fwd": "#2a5d9f", "bwd": "#b4581c", "cell": "#2a5d9f"}
@@ -203,7 +213,7 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
         if bt is None:
             return step_of(t), b, ""
         start = panel.offset(int(t))
-        return step_of(t), {**b, "bs": bt}, f"[{start}:{start + bt}]"
+        return step_of(t), {**b, "bs": bt}, "" if c.cell else f"[{start}:{start + bt}]"
 
     # ---- rows, bottom to top: input, lanes (+ cat between bidirectional layers), output
     rows: list[tuple[str, int, int]] = [("in", -1, -1)]
@@ -233,7 +243,7 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
             hdr = "input (each step)" if c.cell else "input"
             if over:
                 hdr, lines = "input (each call)", [panel.steps[0].inp]
-            if panel.runs:
+            if panel.runs and not c.cell:
                 lines = [f"data ({panel.rows()}, {named(x_step[-1:]).strip('(,)')})"]
             lines = list(lines) + list(fed)
             row_ids.append(dot.node("x_l", _table(hdr, [("", s) for s in lines], _COLORS["in"]),
@@ -272,7 +282,7 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
                                         group=f"c{i}"))
                 continue
             st, bt, rows_of = at(col.t)
-            phase = f"  ({_PHASES[st.phase % len(_PHASES)]})" if panel.phases and st is not None else ""
+            phase = f"  ({PHASES[st.phase % len(PHASES)]})" if panel.phases and st is not None else ""
             if kind == "in":
                 head, text = index_expr("input", col.t), format_named(x_step, bt)
                 if over:
@@ -301,22 +311,28 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
                 if phase and st.phase % 2:
                     color = _COLORS["phase"]
                 cells = state_rows
-                if rows_of:
+                if panel.runs:
                     cells = [("h", f"h {format_named(h_step, bt)}")]
                     if lstm:
                         cells.append(("c", f"c {format_named(c_step, bt)}"))
-                    cells.append(("", f"batch_sizes[{col.t}] = {bt['bs']}"))
                     k = ends.get(int(col.t), 0)  # every cell keeps this row, so the lane stays level
-                    what = "h_n leaves" if d == 0 else "h_0 enters"
-                    cells.append(("", f"{what}: {k} seq{'s' if k > 1 else ''} of length {int(col.t) + 1}"
-                                  if k else " "))
+                    if c.cell:  # a hand-written loop over shrinking batches: what the calls show
+                        cells.append(("", f"next call: {k} row{'s' if k > 1 else ''} fewer" if k and
+                                      int(col.t) + 1 < (panel.T or 0) else " "))
+                    else:
+                        cells.append(("", f"batch_sizes[{col.t}] = {bt['bs']}"))
+                        what = "h_n leaves" if d == 0 else "h_0 enters"
+                        cells.append(("", f"{what}: {k} seq{'s' if k > 1 else ''} of length {int(col.t) + 1}"
+                                      if k else " "))
                 when = f"call {col.t}" if over else f"t={col.t}"
                 label = _table(f"{who}  {when}", cells, color)
             row_ids.append(dot.node(nid, label, shape="plain", group=f"c{i}"))
         # right margin: the state leaving (forward) or entering (backward) the lane
         if kind == "lane":
+            last = {**b, "bs": panel.batch_size((panel.T or 1) - 1)} if panel.runs and c.cell else b
             row_ids.append(dot.node(f"{rid(*r)}_r", _state_node(c, layer, d, left_side=False,
-                                                                named=named, h_step=h_step,
+                                                                named=lambda e, s=last: format_named(e, s),
+                                                                h_step=h_step,
                                                                 c_step=c_step, h_key=h_key,
                                                                 c_key=c_key), shape="plain"))
             right.append(row_ids[-1])
@@ -449,7 +465,7 @@ def _caption(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | 
     lines = [f"{title}   unrolled over time: {', '.join(sizes)}"]
     if panel.calls > 1 and not panel.steps:
         lines.append(f"called {panel.calls} times: the first call is drawn")
-    lines += _flow_notes(panel)
+    lines += flow_notes(panel)
     if c.cell:
         lines.append(f"one {c.kind} called once per step: input {format_named(dims['input'], b)}, "
                      f"h {format_named(dims['h_0'], b)}" + (f", c {format_named(dims['c_0'], b)}"
@@ -469,51 +485,6 @@ def _caption(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | 
     return lines
 
 
-def _flow_notes(panel: Panel) -> list[str]:
-    """Caption lines: where each step's input came from, the phases, a packed batch's lengths."""
-    out = []
-    if panel.steps:
-        back = sum(st.feed is Feed.BACK for st in panel.steps)
-        if back:
-            out.append(f"red dashed: {back} of {len(panel.steps)} steps take an input computed from the previous "
-                       "step's output (fed back, as in greedy decoding)")
-        elif not panel.conv.cell:
-            out.append("no step's input was computed, as a tensor, from an earlier step's output: inputs from "
-                       "the data (teacher forcing), or through int() / .item(), which a trace does not follow")
-    for n, site in enumerate(panel.phases[:len(_PHASES)]):
-        calls = [k for k, st in enumerate(panel.steps) if st.phase == n]
-        span = f"call {calls[0]}" if len(calls) == 1 else f"calls {calls[0]}-{calls[-1]}"
-        out.append(f"phase {_PHASES[n]}: {span}, called from {site}")
-    if panel.runs:
-        ends = panel.ends()
-        lengths = [t + 1 for t in sorted(ends, reverse=True) for _ in range(ends[t])]
-        shown = ", ".join(map(str, lengths[:8])) + (", ..." if len(lengths) > 8 else "")
-        sizes = ", ".join(f"{s}" if n == 1 else f"{s} x{n}" for s, n in panel.runs[:8])
-        out.append(f"packed: lengths {shown} (batch_sizes {sizes}); step t runs only the first "
-                   "batch_sizes[t] sequences, and each sequence's h_n leaves at its own last step")
-    return out
-
-
-def _whole(ln: Link) -> bool:
-    """A link from a layer's whole call (its output sequence, h_n) into another lane's input."""
-    return ln.src_step is None and not ln.dst_state
-
-
-def _fed(panels: Sequence[Panel], links: Sequence[Link], n: int) -> list[str]:
-    """Rows for panel n's input header: ``"input computed from output of encoder (calls 1-4)"``."""
-    steps: dict[str, list[int]] = {}
-    for ln in links:
-        if ln.dst == n and _whole(ln):
-            text = f"{ln.label} of {panels[ln.src].path or 'lane ' + str(ln.src)}"
-            steps.setdefault(text, []).append(-1 if ln.dst_step is None else ln.dst_step)
-    out = []
-    for text, ks in steps.items():
-        if ks != [-1]:
-            text += f" (call {ks[0]})" if len(ks) == 1 else f" ({len(ks)} calls, {ks[0]}-{ks[-1]})"
-        out.append(text)
-    return out
-
-
 def _link_lines(panels: Sequence[Panel], links: Sequence[Link], max_steps: int) -> list[str]:
     """Edges between lanes: a state handed on (flat, left to right), an output fed up into an input."""
     out: list[str] = []
@@ -523,10 +494,16 @@ def _link_lines(panels: Sequence[Panel], links: Sequence[Link], max_steps: int) 
         cols = step_columns(panels[n].T, max_steps)
         return next((i for i, col in enumerate(cols) if col.t == str(step)), None)
 
+    vertical = {(ln.src, ln.dst) for ln in links if stacked(panels, ln)}
     for ln in links:
-        if _whole(ln):
-            continue  # written in the input's header (_fed): one edge per step would tangle the lanes
         a, b = (f"p{ln.src}_" if len(panels) > 1 else ""), (f"p{ln.dst}_" if len(panels) > 1 else "")
+        if stacked(panels, ln):  # step t of the output goes up into step t of the next layer's input
+            for i, col in enumerate(step_columns(panels[ln.src].T, max_steps)):
+                if col.t:
+                    out.append(f'{b}x_{i} -> {a}y_{i} [dir=back color="{_LINK}" penwidth=1.2];')
+            continue
+        if whole_output(ln) or (ln.dst_state and (ln.src, ln.dst) in vertical):
+            continue  # written in the input's (fed_rows) or h_0's header: more edges would tangle the lanes
         src_last = ln.src_step is None or ln.src_step == (panels[ln.src].T or 0) - 1
         src_state = ln.src_state and not (panels[ln.src].conv.cell and not ln.dst_state)  # a cell's h_1 row
         if src_state and src_last:
@@ -571,14 +548,17 @@ def to_dot(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS, links: S
            'labelloc=t labeljust=l outputorder=edgesfirst];',
            f'node [fontname="{_FONT}" fontsize=12];',
            f'edge [fontname="{_FONT}" arrowsize=0.7];']
+    lower = {ln.src for ln in links if not ln.dst_state and (stacked(panels, ln) or (
+        ln.src_step is not None and ln.src_step == ln.dst_step))}
     for n, panel in enumerate(panels):
         prefix = f"p{n}_" if len(panels) > 1 else ""
         entering = "; ".join(f"{ln.label} of {panels[ln.src].path or 'lane ' + str(ln.src)}" for ln in links
                              if ln.dst == n and ln.dst_state and ln.dst_step in (None, 0))
-        lines, caption = _panel_lines(panel, prefix, max_steps, entering, _fed(panels, links, n))
+        lines, caption = _panel_lines(panel, prefix, max_steps, entering, fed_rows(panels, links, n))
         if len(panels) > 1:
             out.append(f"subgraph cluster_{n} {{")
-            out.append(f"label={_label_text(caption)}; color=\"#999999\";")
+            below = "labelloc=b; " if n in lower else ""  # edges leave its top: the caption goes below
+            out.append(f"label={_label_text(caption)}; {below}color=\"#999999\";")
             out.extend(lines)
             out.append("}")
         else:
