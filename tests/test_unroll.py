@@ -529,3 +529,21 @@ def test_hand_written_loop_over_packed_data_shows_each_calls_batch() -> None:
     assert [re.search(r"h \(bs=(\d)", lab[f"l0f_{t}"])[1] for t in range(5)] == ["3", "3", "2", "1", "1"]
     assert [t for t in range(5) if "1 row fewer" in lab[f"l0f_{t}"]] == [1, 2]  # the batch shrinks after t=1, 2
     assert "h_1 (bs=1, h=6)" in lab["l0f_r"]  # the last call's state
+
+
+def test_phases_are_one_per_calling_line_even_when_lines_alternate() -> None:
+    import shapeviz as sv
+
+    cell = nn.RNNCell(2, 3)
+
+    def alternate(x: torch.Tensor) -> torch.Tensor:
+        h = torch.zeros(1, 3)
+        for t in range(0, 6, 2):
+            h = cell(x[t], h)  # the even steps
+            h = cell(x[t + 1], h)  # the odd steps
+        return h
+
+    [panel] = panels_from_trace(sv.trace(alternate, torch.randn(6, 1, 2)))
+    assert [st.phase for st in panel.steps] == [0, 1, 0, 1, 0, 1] and len(panel.phases) == 2
+    assert "# the even steps" in panel.phases[0] and "# the odd steps" in panel.phases[1]
+    assert "phase A: 3 calls from 0 to 4" in unroll(sv.trace(alternate, torch.randn(6, 1, 2))).source

@@ -179,19 +179,17 @@ def _sites(call: Any, by_index: dict[int, Any]) -> tuple[str, ...]:
 
 
 def _phases(calls: Sequence[Any], by_index: dict[int, Any]) -> tuple[list[int], tuple[str, ...]]:
-    """The phase of each call (a new phase where the chain of call sites changes) and their sites."""
+    """The phase of each call (one per distinct chain of call sites, in order of first use) and the
+    site that tells the phases apart; no phases for one site or more than ``len(PHASES)``."""
     keys = [_sites(c, by_index) for c in calls]
-    order: list[int] = []
-    distinct: list[tuple[str, ...]] = []
-    for k in keys:
-        if not distinct or distinct[-1] != k:
-            distinct.append(k)
-        order.append(len(distinct) - 1)
-    if len(distinct) < 2:
+    distinct: dict[tuple[str, ...], int] = {}
+    order = [distinct.setdefault(k, len(distinct)) for k in keys]
+    if not 2 <= len(distinct) <= len(PHASES):
         return [0] * len(calls), ()
-    depth = next((i for i in range(min(map(len, distinct)))
-                  if len({d[i] for d in distinct}) > 1), min(map(len, distinct)) - 1)
-    return order, tuple(d[depth] if d else "" for d in distinct)
+    chains = list(distinct)
+    depth = next((i for i in range(min(map(len, chains)))
+                  if len({d[i] for d in chains}) > 1), min(map(len, chains)) - 1)
+    return order, tuple(d[depth] if d else "" for d in chains)
 
 
 def lanes(trace: Any) -> tuple[list[Panel], list[Link]]:
@@ -345,7 +343,8 @@ def flow_notes(panel: Panel) -> list[str]:
                        "the data (teacher forcing), or through int() / .item(), which a trace does not follow")
     for n, site in enumerate(panel.phases[:len(PHASES)]):
         calls = [k for k, st in enumerate(panel.steps) if st.phase == n]
-        span = f"call {calls[0]}" if len(calls) == 1 else f"calls {calls[0]}-{calls[-1]}"
+        span = (f"call {calls[0]}" if len(calls) == 1 else f"calls {calls[0]}-{calls[-1]}"
+                if calls[-1] - calls[0] == len(calls) - 1 else f"{len(calls)} calls from {calls[0]} to {calls[-1]}")
         out.append(f"phase {PHASES[n]}: {span}, called from {site}")
     if panel.runs:
         ends = panel.ends()
