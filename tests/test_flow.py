@@ -201,3 +201,40 @@ def test_seed_char_rnn_loss_with_Y_reshape_raises() -> None:
 
 def test_seed_char_rnn_loss_with_Y_T_reshape_passes() -> None:
     assert seed_step(right=True).dim() == 0
+
+
+# ------------------------------------------------------------------ diagnosis you can act on
+def _shape_error(module: nn.Module, *args: torch.Tensor) -> sv.ShapeError:
+    with pytest.raises(sv.ShapeError) as info:
+        sv.check_call(module, *args)
+    return info.value
+
+
+def test_the_necessary_fix_first_emb_then_the_swap() -> None:
+    with sv.dims(bs=4, T=7):
+        err = _shape_error(nn.LSTM(5, 8), torch.randn(4, 7, 35))
+    assert err.code == "input_size"  # transpose(0, 1) alone would not fix it: 35 is not emb=5
+    assert "it is also laid out (bs, T, emb) for a layer with batch_first=False" in str(err)
+    assert err.hints[0].startswith("x = proj(x)") and err.hints[-1].startswith("then x = x.transpose(0, 1)")
+    with sv.dims(bs=4, T=7):  # the twin: only the swap
+        assert _shape_error(nn.LSTM(5, 8), torch.randn(4, 7, 5)).code == "batch_first_swap"
+
+
+def test_watch_inputs_disagreeing_with_sv_dims_names_both() -> None:
+    rnn = nn.RNN(8, 16, batch_first=True)
+    with sv.dims(bs=4, T=7), sv.watch(rnn, inputs="bs T emb"):
+        with pytest.raises(sv.SpecError, match=r"names RNN's input \(7, 4, 8\) as bs=7, T=4, but sv.dims declared "
+                                                r"bs=4, T=7"):
+            rnn(torch.randn(7, 4, 8))
+        assert rnn(torch.randn(4, 7, 8))[0].shape == (4, 7, 16)  # the twin agrees
+
+
+def test_hints_fit_the_case() -> None:
+    err = _shape_error(nn.LSTM(5, 8, batch_first=True), torch.randn(4, 7, 2, 5))
+    assert err.hints[0].startswith("x = x.reshape(bs, T, 5)")  # not (T, bs, …) for a batch_first layer
+    err = _shape_error(nn.LSTMCell(1, 8), torch.randn(4, 1, 1))  # x[:, t:t+1] of a (bs, T, 1) series
+    assert err.hints == ["x_t = x_t.squeeze(1)  # (4, 1, 1) -> (4, 1): one step (bs, emb)"]
+    smaller = _shape_error(nn.GRU(5, 8), torch.randn(7, 4, 5), torch.zeros(1, 6, 8))
+    assert "last batch of an epoch" in str(smaller)
+    laid_out = _shape_error(nn.GRU(5, 8), torch.randn(7, 4, 5), torch.zeros(1, 8, 6))  # (…, h, bs): not a batch
+    assert laid_out.code == "batch_mismatch" and "last batch" not in str(laid_out)

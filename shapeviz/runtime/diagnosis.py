@@ -123,7 +123,8 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
         return _dtype_device(c, "input", x, weights, "weights")
     sizes = lay.seq_sizes(sh)
     if sizes is None:
-        hints = [f"x = x.reshape(T, bs, {conv.input_size})  # a layer takes {seq} or unbatched (T, emb)"]
+        dims = seq.strip("()").replace("emb", str(conv.input_size))
+        hints = [f"x = x.reshape({dims})  # a layer takes {seq} or unbatched (T, emb)"]
         if nd == 4 and 1 in sh[:3]:
             hints.insert(0, f"x = x.squeeze({sh.index(1)})  # drop the size-1 dim")
         if nd == 1:
@@ -132,6 +133,7 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
                      f"expected {lay.batched_ndim} dims {seq} (or {lay.unbatched_ndim} dims unbatched), "
                      f"received a {nd}-dim tensor")
     c.T, c.bs, c.batched = sizes
+    also = ""  # a second mistake, named after the one whose fix is necessary
     # silent mistakes first: the evidence names the real culprit (the input, not h_0)
     state = hx[0] if lay.state_arity > 1 and isinstance(hx, (tuple, list)) and hx else hx
     state_bs = (state.shape[lay.state_bs_axis]
@@ -141,7 +143,10 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
         via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
         if not swapped and state_bs is not None and state_bs == c.T and c.bs != c.T:
             swapped, via = True, f"h_0 has batch {state_bs}, which is this input's dim {lay.t_axis}"
-        if swapped:
+        if swapped and sh[-1] != conv.input_size:  # a transpose would not fix it: emb comes first
+            also = (f"; it is also laid out {lay.swapped_text} for a layer with {lay.flag_text} (evidence: {via})")
+            c.T, c.bs = c.bs, c.T
+        elif swapped:
             c.T, c.bs = c.bs, c.T
             return c.err("batch_first_swap", "input", x,
                          [f"x = x.transpose(0, 1)  # {lay.swapped_text} -> {seq}", lay.rebuild_hint(conv.kind)],
@@ -162,13 +167,15 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     if sh[-1] != conv.input_size:
         hints = [f"x = proj(x)  # nn.Linear({sh[-1]}, {conv.input_size}) maps emb={sh[-1]} -> "
                  f"{conv.input_size}", f"or build the layer with input_size={sh[-1]}"]
+        if also:
+            hints.append(f"then x = x.transpose(0, 1)  # {lay.swapped_text} -> {seq}")
         if conv.input_size in sh[:-1]:
             i = sh.index(conv.input_size)
             order = [d for d in range(nd) if d != i] + [i]
             hints.insert(0, f"x = x.permute{tuple(order)}  # emb={conv.input_size} is dim {i}, "
                          "it must be last")
         return c.err("input_size", "input", x, hints,
-                     f"last dim is {sh[-1]}, but input_size is {conv.input_size}")
+                     f"last dim is {sh[-1]}, but input_size is {conv.input_size}{also}")
     if c.T == 0:
         return c.err("input_ndim", "input", x, ["skip empty sequences, or pack them with lengths >= 1"],
                      "the time dim T is 0: a sequence needs at least one step")
@@ -251,7 +258,8 @@ def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
                      f"first dim is {sh[0]}, but layers*D = {conv.num_layers}*{conv.D} = {ld}"
                      + _missing_factor(conv, sh[0]))
     if c.batched and sh[1] != c.bs:
-        if c.bs is not None and sh[1] > c.bs:
+        # a smaller last batch: the state is right but for its batch (a state laid out (…, h, bs) is not)
+        if c.bs is not None and sh[1] > c.bs and (sh[-1] == last or (c.decl or {}).get("bs") == sh[1]):
             hints = [f"{short} = {short}[:, :{c.bs}]  # the last batch of an epoch can be smaller",
                      "or DataLoader(..., drop_last=True)",
                      f"or create the state per batch: torch.zeros{_zeros(c, arg)}"]
@@ -345,6 +353,12 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     batched = lay.is_batched(len(sh))
     if len(sh) == lay.batched_ndim + 1:  # a whole (T, bs, emb) sequence
         c.bs = sh[1]
+        if sh[-1] == conv.input_size and 1 in sh[:2]:  # x[:, t:t+1] or a (bs, T=1, emb) step
+            k = sh.index(1)
+            c.bs = sh[1 - k]
+            return c.err("input_ndim", "input", x,
+                         [f"x_t = x_t.squeeze({k})  # {sh} -> ({sh[1 - k]}, {sh[-1]}): one step (bs, emb)"],
+                         f"a cell takes one time step (bs, emb); got 3 dims {sh} with a size-1 dim {k}")
         return c.err("input_ndim", "input", x,
                      ["for x_t in x:  # x: (T, bs, emb) -> x_t: (bs, emb)",
                       "    h = cell(x_t, h)",
@@ -395,7 +409,7 @@ def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
                      f"got a {len(sh)}-dim tensor")
     if c.batched and sh[0] != c.bs:
         hints = ([f"{short} = {short}[:{c.bs}]  # the last batch of an epoch can be smaller"]
-                 if sh[0] > c.bs else [])
+                 if sh[0] > c.bs and (sh[-1] == conv.hidden_size or (c.decl or {}).get("bs") == sh[0]) else [])
         hints.append(f"{short} = torch.zeros{_zeros(c, arg)}  # state for this batch size")
         return c.err("batch_mismatch", arg, h, hints, f"its batch is {sh[0]}, but the input's bs = {c.bs}")
     if sh[-1] != conv.hidden_size:

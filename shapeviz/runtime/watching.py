@@ -32,7 +32,7 @@ import torch
 import torch.nn as nn
 from torch.utils.hooks import RemovableHandle
 
-from shapeviz._errors import ShapeError
+from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.dimensions import DECLARED, live_declared, parse_names, pop, push
 from shapeviz.core.model import CELL_TYPES, CLASS_NAMES, LAYER_TYPES, is_recurrent
 from shapeviz.runtime.fastcheck import check_module_call, env_disabled
@@ -79,6 +79,18 @@ class _Post(_Hook):
 
     def __call__(self, module: nn.Module, *_: Any) -> None:
         self.namer.post()
+
+
+def _agree(names: tuple[str, ...], first: torch.Tensor, module: nn.Module) -> None:
+    """``inputs="bs T"`` read from this input must agree with what ``sv.dims`` declared around it."""
+    outer = live_declared() or {}
+    clash = [(n, int(s), outer[n]) for n, s in zip(names, first.shape) if n in outer and outer[n] != int(s)]
+    if clash:
+        said = ", ".join(f"{n}={s}" for n, s, _ in clash)
+        dims = ", ".join(f"{n}={d}" for n, _, d in clash)
+        raise SpecError(f"inputs={' '.join(names)!r} names {type(module).__name__}'s input "
+                        f"{tuple(first.shape)} as {said}, but sv.dims declared {dims}: one of them is wrong "
+                        "(is this the tensor you meant to name, in this layout?)")
 
 
 def _running(root: weakref.ref, thread: int, skip: int = 0) -> bool:
@@ -139,6 +151,7 @@ class _InputNamer:
             first = args[0] if args else next(iter((kwargs or {}).values()), None)
             if isinstance(first, torch.Tensor):
                 ref = weakref.ref(module)
+                _agree(self.names, first, module)
                 key = push(dict(zip(self.names, map(int, first.shape))),
                            functools.partial(self.live, ref, threading.get_ident()))
         stack.append((weakref.ref(module), key))
