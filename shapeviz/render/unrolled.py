@@ -474,7 +474,8 @@ def _caption(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | 
     if panel.steps:
         lines.append(f"each call: input {panel.steps[0].inp}  ->  output {panel.steps[0].out}")
     else:
-        lines.append(f"input {format_named(dims['input'], b)}  ->  output {format_named(dims['output'], b)}")
+        pad = "padded (pad_packed_sequence): " if panel.runs else ""
+        lines.append(f"{pad}input {format_named(dims['input'], b)}  ->  output {format_named(dims['output'], b)}")
     state = f"h_0, h_n {format_named(dims['h_0'], b)}"
     if c.is_lstm:
         state += f";  c_0, c_n {format_named(dims['c_0'], b)}"
