@@ -80,26 +80,45 @@ def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = N
     if not c.cell:
         pk = c.symbolic_style(style, packed=True)
         lines.append(f"  packed:    input.data ({', '.join(pk['input'].split())}) -> output.data "
-                     f"({', '.join(pk['output'].split())}); bs = len(lengths)")
+                     f"({', '.join(pk['output'].split())}); {'N' if style == 'torch' else 'bs'} = len(lengths)")
     lines.append("notes")
-    lines.extend(f"  * {n}" for n in notes(c, T, bs))
+    lines.extend(f"  * {n}" for n in notes(c, T, bs, style))
     return "\n".join(lines)
 
 
-def notes(c: Conventions, T: int | None = None, bs: int | None = None) -> list[str]:
-    """The facts about this module's shapes that people most often get wrong."""
+_SEEDS_WORDS = {"T": "T", "bs": "bs", "emb": "emb", "h": "h", "c": "h", "layers": "layers", "D": "D",
+                "proj": "proj"}
+_TORCH_WORDS = {"T": "L", "bs": "N", "emb": "H_in", "h": "H_out", "c": "H_cell", "layers": "num_layers", "D": "D",
+                "proj": "H_out"}
+
+
+def notes(c: Conventions, T: int | None = None, bs: int | None = None, style: str = "seeds") -> list[str]:
+    """The facts about this module's shapes that people most often get wrong, in the table's notation.
+
+    >>> import torch.nn as nn
+    >>> from shapeviz.core.model import conventions
+    >>> notes(conventions(nn.GRU(4, 8)), style="torch")[0]
+    'batch_first=False applies to input and output only; h_0/h_n are always (D*num_layers, N, H_out)'
+    """
+    w = _TORCH_WORDS if style == "torch" else _SEEDS_WORDS
+    T_, bs_, emb_, h_, c_ = w["T"], w["bs"], w["emb"], w["h"], w["c"]
+    stack = f"{w['D']}*{w['layers']}" if style == "torch" else "layers*D"
     out: list[str] = []
     b = c.bindings(T, bs)
     if c.cell:
-        out.append("a cell takes ONE time step: for x_t in x:  # x (T, bs, emb) -> x_t (bs, emb); "
+        out.append(f"a cell takes ONE time step: for x_t in x:  # x ({T_}, {bs_}, {emb_}) -> x_t ({bs_}, {emb_}); "
                    + ("h, c = cell(x_t, (h, c))" if c.is_lstm else "h = cell(x_t, h)"))
-        out.append("its state is (bs, h): no layers or directions dim, unlike nn."
-                   + c.family + "'s (layers*D, bs, h)")
+        out.append(f"its state is ({bs_}, {h_}): no layers or directions dim, unlike nn."
+                   + c.family + f"'s ({stack}, {bs_}, {h_})")
         return out
     h = "proj" if c.proj_size else "h"
-    out.append(f"{c.layout.flag_text} applies to input and output only; h_0/h_n"
-               + ("/c_0/c_n" if c.is_lstm else "") + " are always (layers*D, bs, h)")
-    out.append(f"h_n stacks layers and directions: h_n.view(layers={c.num_layers}, D={c.D}, bs, {h}); "
+    hw = w[h]
+    if style == "torch" and c.is_lstm:
+        always = f"h_0/h_n are always ({stack}, {bs_}, {h_}), c_0/c_n ({stack}, {bs_}, {c_})"
+    else:
+        always = "h_0/h_n" + ("/c_0/c_n" if c.is_lstm else "") + f" are always ({stack}, {bs_}, {h_})"
+    out.append(f"{c.layout.flag_text} applies to input and output only; {always}")
+    out.append(f"h_n stacks layers and directions: h_n.view({w['layers']}={c.num_layers}, D={c.D}, {bs_}, {hw}); "
                "h_n[layer*D + direction], so h_n[-1] is the top layer"
                + (", backward" if c.D == 2 else ""))
     ti = c.layout.time_index
@@ -113,7 +132,7 @@ def notes(c: Conventions, T: int | None = None, bs: int | None = None) -> list[s
     out.append("not for output padded from a packed batch (pad_packed_sequence): sequence i ends at step "
                "lengths[i]-1, so its forward h_n is its output at that step; the padded steps after it hold zeros")
     if c.proj_size:
-        out.append(f"proj_size={c.proj_size} changes h (h_0, h_n, output use proj={c.proj_size}) but not c "
-                   f"(c_0, c_n keep h={c.hidden_size})")
+        out.append(f"proj_size={c.proj_size} changes h (h_0, h_n, output use {w['proj']}={c.proj_size}) but not c "
+                   f"(c_0, c_n keep {c_}={c.hidden_size})")
     out.append("h_0" + ("/c_0" if c.is_lstm else "") + " default to zeros when omitted")
     return out
