@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from shapeviz._errors import SpecError, format_shape
 
-__all__ = ["DECLARED", "declared", "dims", "expr_size", "format_named", "format_shape", "is_simple_name",
+__all__ = ["DECLARED", "Declarer", "declared", "dims", "expr_size", "format_named", "format_shape", "is_simple_name",
            "live_declared", "parse_names", "parse_sizes", "pop", "push"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -80,6 +80,51 @@ def pop(key: object) -> None:
     stack = tuple(entry for entry in _stack.get() if entry[0] is not key)
     _stack.set(stack)
     DECLARED.set(_merge(stack))
+
+
+class Declarer:
+    """Declares the sizes a shape gives to ``names``; a repeat (same shape, same declarations below) reuses
+    the last declaration: no allocation per call (what ``watch(inputs=...)`` does on every forward).
+
+    >>> d = Declarer(("bs", "T"))
+    >>> key = d.push((2, 5), None)
+    >>> declared()
+    {'bs': 2, 'T': 5}
+    >>> d.pop(key); declared() is None
+    True
+    """
+
+    __slots__ = ("_below", "_below_decl", "_key", "_live", "_merged", "_shape", "_stack", "names")
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self._shape: object = None
+        self._below: object = None
+        self._live: object = None
+        self._below_decl: dict[str, int] | None = None
+        self._stack: tuple = ()
+        self._merged: dict[str, int] | None = None
+        self._key: object = None
+
+    def push(self, shape: Sequence[int], live: Callable[[], bool] | None) -> object:
+        """Like :func:`push` of ``dict(zip(names, shape))``; undo with :meth:`pop`."""
+        below = _stack.get()
+        if shape != self._shape or below is not self._below or live is not self._live:
+            key = object()
+            stack = (*below, (key, dict(zip(self.names, map(int, shape))), live))
+            self._shape, self._below, self._live, self._key = shape, below, live, key
+            self._below_decl, self._stack, self._merged = DECLARED.get(), stack, _merge(stack)
+        _stack.set(self._stack)
+        DECLARED.set(self._merged)
+        return self._key
+
+    def pop(self, key: object) -> None:
+        """Undo :meth:`push` (the cheap way when nothing was declared on top of it since)."""
+        if key is self._key and _stack.get() is self._stack:
+            _stack.set(self._below)  # type: ignore[arg-type]
+            DECLARED.set(self._below_decl)
+        else:
+            pop(key)
 
 
 def live_declared() -> dict[str, int] | None:

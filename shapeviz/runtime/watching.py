@@ -33,7 +33,7 @@ import torch.nn as nn
 from torch.utils.hooks import RemovableHandle
 
 from shapeviz._errors import ShapeError, SpecError
-from shapeviz.core.dimensions import DECLARED, live_declared, parse_names, pop, push
+from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_names
 from shapeviz.core.model import CELL_TYPES, CLASS_NAMES, LAYER_TYPES, is_recurrent
 from shapeviz.runtime.fastcheck import check_module_call, env_disabled
 from shapeviz.tracing.flow import flow_block
@@ -113,6 +113,24 @@ def _running(root: weakref.ref, thread: int, skip: int = 0) -> bool:
     return False
 
 
+class _PerThread:
+    """One thread's state in a namer: its stack of module calls, the root, the cached declaration."""
+
+    __slots__ = ("declarer", "live", "root", "stack")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.stack: list[tuple[weakref.ref, object]] = []
+        self.declarer = Declarer(names)
+        self.root: weakref.ref | None = None
+        self.live: Callable[[], bool] | None = None
+
+    def unwind(self) -> None:
+        while self.stack:
+            key = self.stack.pop()[1]
+            if key is not None:
+                self.declarer.pop(key)
+
+
 class _InputNamer:
     """Declares the sizes named by ``inputs="bs T"`` while the outermost forward runs.
 
@@ -132,58 +150,53 @@ class _InputNamer:
         """Is a declaration this namer made for ``root``'s call still believable?"""
         return self.open and _running(root, thread)
 
-    def _stack(self) -> list[tuple[weakref.ref, object]]:
-        d = self.local.__dict__
-        stack = d.get("stack")
-        if stack is None:
-            stack = d["stack"] = []
-        return stack
+    def _thread(self) -> _PerThread:
+        t = self.local.__dict__.get("t")
+        if t is None:
+            t = self.local.__dict__["t"] = _PerThread(self.names)
+        return t
 
     def pre(self, module: nn.Module, args: tuple, kwargs: dict[str, Any] | None = None) -> None:
         if self.owner is not None and threading.get_ident() != self.owner:
             return
-        stack = self._stack()
+        t = self._thread()
+        stack = t.stack
         if stack and (self.owner is None or stack[0][0]() in (module, None)) and not _running(
                 stack[0][0], threading.get_ident(), skip=1):
-            self._unwind(stack)  # left behind by a forward stopped with sys.exit/Ctrl-C (no post hook ran)
+            t.unwind()  # left behind by a forward stopped with sys.exit/Ctrl-C (no post hook ran)
         key = None
         if not stack:
             first = args[0] if args else next(iter((kwargs or {}).values()), None)
             if isinstance(first, torch.Tensor):
-                ref = weakref.ref(module)
-                _agree(self.names, first, module)
-                key = push(dict(zip(self.names, map(int, first.shape))),
-                           functools.partial(self.live, ref, threading.get_ident()))
-        stack.append((weakref.ref(module), key))
+                if t.root is None or t.root() is not module:
+                    t.root = weakref.ref(module)
+                    t.live = functools.partial(self.live, t.root, threading.get_ident())
+                key = t.declarer.push(first.shape, t.live)
+        stack.append((t.root if key is not None else weakref.ref(module), key))
 
     def post(self) -> None:
         if self.owner is not None and threading.get_ident() != self.owner:
             return
-        stack = self.local.__dict__.get("stack")
-        if stack:
-            key = stack.pop()[1]
+        t = self.local.__dict__.get("t")
+        if t is not None and t.stack:
+            key = t.stack.pop()[1]
             if key is not None:
-                pop(key)
+                t.declarer.pop(key)
                 if DECLARED.get() is not None:  # drop what a closed namer left in this thread mid-call
                     live_declared()
 
     def root(self) -> nn.Module | None:
-        stack = self.local.__dict__.get("stack")
-        return stack[0][0]() if stack else None
-
-    @staticmethod
-    def _unwind(stack: list[tuple[weakref.ref, object]]) -> None:
-        while stack:
-            key = stack.pop()[1]
-            if key is not None:
-                pop(key)
+        t = self.local.__dict__.get("t")
+        return t.stack[0][0]() if t is not None and t.stack else None
 
     def close(self) -> None:
         """Undo what :meth:`post` did not: torch skips ``always_call`` hooks when a forward raises a
         BaseException (``sys.exit``, Ctrl-C), which would leave the declared sizes behind. What it declared
         in other threads can only be dropped there: from now on nothing believes it."""
         self.open = False
-        self._unwind(self.local.__dict__.pop("stack", []))
+        t = self.local.__dict__.pop("t", None)
+        if t is not None:
+            t.unwind()
 
 
 _root_namers: dict[tuple[int, tuple[str, ...]], tuple[_InputNamer, list[RemovableHandle], weakref.ref]] = {}
