@@ -16,10 +16,13 @@ How dims get their names:
 * a tensor seen before (the same object) keeps its names; with ``ops=True`` names follow the
   operation (``X.T`` swaps them, ``X @ W`` keeps ``X``'s rows and ``W``'s columns, ``cat`` of
   ``T`` tensors of ``(bs, …)`` along dim 0 gives ``T*bs`` …);
-* everything else by size: a dim whose size is a known name's size gets that name, a size equal
-  to T times bs gets ``"T*bs"`` (the flattened sequence; other products are left unnamed);
-  where two names share the size the dim is named ``"T|bs"``
-  and the tensor is marked ``ambiguous``. Unnamed dims are ``""``.
+* everything else by size, as a *guess*: a dim whose size is a known name's size is named
+  ``"T?"`` (shown ``T?=5``), ``"T|bs?"`` where two names share the size (the tensor is marked
+  ``ambiguous``); a size declared with ``sv.dims`` that no other name shares is named plainly.
+  Products (``T*bs``) and size 1 are never named by size. Unnamed dims are ``""``.
+
+``TensorInfo.origins`` says, per dim, where its name came from (``"conventions of rnn"``,
+``"inputs_dims"``, ``"sv.name"``, ``"op transpose"``, ``"size (guess)"`` …).
 """
 
 from __future__ import annotations
