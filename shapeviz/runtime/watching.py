@@ -171,6 +171,8 @@ class _InputNamer:
                 if t.root is None or t.root() is not module:
                     t.root = weakref.ref(module)
                     t.live = functools.partial(self.live, t.root, threading.get_ident())
+                if DECLARED.get() is not None:  # sizes declared around the call: they must agree
+                    _agree(self.names, first, module)
                 key = t.declarer.push(first.shape, t.live)
         stack.append((t.root if key is not None else weakref.ref(module), key))
 
