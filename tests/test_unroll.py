@@ -371,7 +371,10 @@ def test_handwritten_loop_traced_with_ops_is_one_cell_unrolled() -> None:
     lines, first = inspect.getsourcelines(CharRNNScratch.forward)
     step = first + next(i for i, line in enumerate(lines) if "H = torch.tanh(" in line)
     assert f"hand-written loop at models.py:{step}" in src and "T=5, bs=2" in src
-    assert "(bs=2, h=512)" in src and "(bs=2, emb=28)" in src
+    assert "(bs=2, h=512)" in src and "emb" not in src  # the one-hot input is vocab, as the trace named it
+    assert "input @ t=0</TD></TR><TR><TD>(bs=2, vocab=28)" in src
+    # each step's own output is the (bs, vocab) logits that torch.cat gathers after the loop, not h
+    assert "output @ t=4</TD></TR><TR><TD>(bs=2, vocab=28)" in src and "h_1 @ t=" not in src
     without_ops = sv.trace(CharRNNScratch(hidden=512), torch.randint(0, 28, (2, 5)), torch.zeros(2, 512))
     with pytest.raises(SpecError, match="no call of a recurrent module"):
         sv.unroll(without_ops)  # no ops recorded: nothing to unroll

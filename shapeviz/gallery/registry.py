@@ -149,7 +149,7 @@ def scratch_char_rnn() -> Built:
                   assert_close(logits, (out @ model.W_hq + model.b_q).reshape(-1, 28),
                          "the loop's logits and nn.RNN's output @ W_hq + b_q")]
     return Built(model, (tokens,), "bs T", layer=nn.RNNCell(28, 64), sizes={"vocab": 28, "h": 64},
-                 draw="layer", T=5, bs=2, checks=checks, ops=True)
+                 draw="trace", T=5, bs=2, checks=checks, ops=True)
 
 
 @_example("embed_rnn", "Embedding + nn.RNN with state (1, bs, h)",

@@ -75,6 +75,9 @@ class Panel:
     phases: tuple[str, ...] = ()  # the call site of each phase ("predict.py:9: y, state = net(…)")
     runs: tuple[tuple[int, int], ...] = ()  # packed: batch_sizes as (batch size, steps) runs
     calls: int = 1  # how many times the module was called
+    # a hand-written loop: each step's input and output as the trace named them (empty: from the conventions)
+    step_in: str = ""
+    step_out: str = ""
 
     def ends(self) -> dict[int, int]:
         """Packed: step -> how many sequences end there (their last step), from the batch_sizes runs.
@@ -327,7 +330,19 @@ def loop_panel(trace: Any) -> Panel | None:
     source = getattr(first[0], "source", "") or "your code"
     conv = Conventions("RNN", cell=True, input_size=int(x.shape[-1]), hidden_size=int(state.shape[-1]),
                        label=f"hand-written loop at {source} (drawn as one cell)")
-    return Panel(conv, count, bs, bs is not None, path="")
+    return Panel(conv, count, bs, bs is not None, path="", step_in=x.format(),
+                 step_out=_loop_output(ops, start, length, count, state))
+
+
+def _loop_output(ops: list[Any], start: int, length: int, count: int, state: Any) -> str:
+    """What one step of a loop hands on besides its state: a result of the step that code after the
+    loop reads (the seeds' per-step logits, gathered by ``torch.cat``); "" when there is none."""
+    loop = {c.index for c in ops[start:start + length * count]}
+    for c in ops[start + length * count:]:
+        for info in c.inputs:
+            if getattr(info, "produced_by", None) in loop and tuple(info.shape) != tuple(state.shape):
+                return info.format()
+    return ""
 
 
 def flow_notes(panel: Panel) -> list[str]:

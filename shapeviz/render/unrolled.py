@@ -237,7 +237,7 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
         row_ids: list[str] = []
         # left margin: row header (in/out/cat) or the state entering/leaving the lane
         if kind == "in":
-            lines = [named(dims["input"])]
+            lines = [panel.step_in or named(dims["input"])]
             if flag:
                 lines.append(flag)
             hdr = "input (each step)" if c.cell else "input"
@@ -249,7 +249,9 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
             row_ids.append(dot.node("x_l", _table(hdr, [("", s) for s in lines], _COLORS["in"]),
                                     shape="plain"))
         elif kind == "out":
-            if c.cell:
+            if panel.step_out:
+                hdr, lines = "step output (each step)", [panel.step_out]
+            elif c.cell:
                 hdr, lines = "h_1 (each step)", [named(dims["h_1"])]
             elif over:
                 hdr, lines = "output (each call)", [panel.steps[0].out]
@@ -284,7 +286,7 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
             st, bt, rows_of = at(col.t)
             phase = f"  ({PHASES[st.phase % len(PHASES)]})" if panel.phases and st is not None else ""
             if kind == "in":
-                head, text = index_expr("input", col.t), format_named(x_step, bt)
+                head, text = index_expr("input", col.t), panel.step_in or format_named(x_step, bt)
                 if over:
                     head, text = f"input @ call {col.t}", st.inp
                 elif rows_of:
@@ -297,6 +299,8 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
             elif kind == "out":
                 name = "h_1" if c.cell else "output"
                 head, text = index_expr(name, col.t), format_named(out_step, bt)
+                if panel.step_out:
+                    head, text = index_expr("output", col.t), panel.step_out
                 if over:
                     head, text = f"output @ call {col.t}", st.out
                 elif rows_of:
@@ -466,6 +470,10 @@ def _caption(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | 
     if panel.calls > 1 and not panel.steps:
         lines.append(f"called {panel.calls} times: the first call is drawn")
     lines += flow_notes(panel)
+    if panel.step_in:  # a hand-written loop: the step's tensors as the trace named them
+        lines.append(f"each step: input {panel.step_in}, state h {format_named(dims['h_0'], b)}"
+                     + (f", output {panel.step_out}" if panel.step_out else ""))
+        return lines
     if c.cell:
         lines.append(f"one {c.kind} called once per step: input {format_named(dims['input'], b)}, "
                      f"h {format_named(dims['h_0'], b)}" + (f", c {format_named(dims['c_0'], b)}"
