@@ -550,3 +550,28 @@ def test_phases_are_one_per_calling_line_even_when_lines_alternate() -> None:
     assert [st.phase for st in panel.steps] == [0, 1, 0, 1, 0, 1] and len(panel.phases) == 2
     assert "# the even steps" in panel.phases[0] and "# the odd steps" in panel.phases[1]
     assert "phase A: 3 calls from 0 to 4" in unroll(sv.trace(alternate, torch.randn(6, 1, 2))).source
+
+
+def test_a_trace_with_many_recurrent_modules_draws_the_first_and_says_what_it_left_out() -> None:
+    import shapeviz as sv
+    from shapeviz.render.unrolled import MAX_PANELS
+
+    class Stack(torch.nn.Module):
+        def __init__(self, n: int) -> None:
+            super().__init__()
+            self.rnns = torch.nn.ModuleList(torch.nn.GRU(4, 4) for _ in range(n))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for rnn in self.rnns:
+                x, _ = rnn(x)
+            return x
+
+    def source(n: int) -> str:
+        return sv.unroll(sv.trace(Stack(n), torch.zeros(3, 2, 4))).source
+
+    few, many, more = source(MAX_PANELS), source(20), source(100)
+    assert few.count("subgraph cluster_") == many.count("subgraph cluster_") == MAX_PANELS
+    assert "not drawn" not in few
+    assert f"… {20 - MAX_PANELS} more recurrent modules, not drawn: rnns.{MAX_PANELS} … rnns.19" in many
+    assert f"rnns.{MAX_PANELS - 1}: GRU(4, 4)" in many and "rnns.19: GRU" not in many
+    assert len(more.splitlines()) == len(many.splitlines())  # O(1) DOT in the number of modules

@@ -552,6 +552,7 @@ def to_dot(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS, links: S
     >>> to_dot([Panel(conventions(nn.RNN(4, 8)), T=3, bs=2)]).splitlines()[0]
     'digraph unroll {'
     """
+    panels, links, hidden = _keep_panels(panels, links)
     out = ["digraph unroll {",
            f'graph [rankdir=TB newrank=true ordering=out nodesep=0.3 ranksep=0.45 fontname="{_FONT}" fontsize=14 '
            'labelloc=t labeljust=l outputorder=edgesfirst];',
@@ -573,6 +574,24 @@ def to_dot(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS, links: S
         else:
             out.append(f"label={_label_text(caption)};")
             out.extend(lines)
+    if hidden:  # the panels left out, said in one node of their own
+        out.append(f'more [label="{_h(hidden)}" shape="box" style="dashed"];')
     out.extend(_link_lines(panels, links, max_steps))
     out.append("}")
     return "\n".join(out) + "\n"
+
+
+MAX_PANELS = 8
+"""A trace with more recurrent modules draws its first ``MAX_PANELS`` and says what it left out (O(1) DOT)."""
+
+
+def _keep_panels(panels: Sequence[Panel], links: Sequence[Link]) -> tuple[list[Panel], list[Link], str]:
+    """The panels to draw, their links renumbered, and the text of the node that says what was left out."""
+    if len(panels) <= MAX_PANELS:
+        return list(panels), list(links), ""
+    kept = [ln for ln in links if ln.src < MAX_PANELS and ln.dst < MAX_PANELS]
+    left = panels[MAX_PANELS:]
+    paths = [p.path for p in left if p.path]
+    where = f": {paths[0]} … {paths[-1]}" if len(paths) > 1 else ""
+    return (list(panels[:MAX_PANELS]), kept,
+            f"… {len(left)} more recurrent modules, not drawn{where} (see the trace table)")
