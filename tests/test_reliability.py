@@ -446,3 +446,21 @@ def test_stress_threads_mixed_modes_with_faults() -> None:
         sv.disable()
     _assert_clean()
     assert not fastcheck._plans or all(p.ref() is not None for p in fastcheck._plans.values())
+
+
+def test_a_dropped_watched_module_leaves_no_patch_and_no_entry() -> None:
+    model = nn.Sequential(nn.LSTM(4, 6))
+    handle = sv.watch(model)
+    mid = id(model[0])
+    model[0] = nn.Identity()  # the watched LSTM is dropped while the watch is on
+    gc.collect()
+    assert mid not in watching._watched
+    assert all(cls.__dict__["forward"] is f for cls, f in BASE_FORWARDS.items())  # nothing left to check
+    fresh = nn.LSTM(4, 6)  # may take the dead LSTM's id: the old handle must not unwatch it
+    other = sv.watch(fresh)
+    handle.remove()
+    with pytest.raises(sv.ShapeError):
+        fresh(torch.randn(5, 3, 9))
+    other.remove()
+    del handle, model
+    _assert_clean()

@@ -232,7 +232,7 @@ class WatchHandle:
 
     def __init__(self, model: nn.Module, inputs: str | None, ops: bool = False) -> None:
         self.model = model
-        self.watched: list[int] = []  # ids registered in _watched
+        self.watched: list[tuple[int, weakref.ref]] = []  # (id, its registry weakref) in _watched
         self.unchecked: list[str] = []
         self.namer: _InputNamer | None = None
         names = parse_names(inputs, "watch(inputs=...)") if inputs else None
@@ -245,12 +245,7 @@ class WatchHandle:
                     if any(path.startswith(u + ".") or not u for u in self.unchecked):
                         continue  # inside a scripted module: reported once, by its root
                     if is_recurrent(mod) and not isinstance(mod, torch.jit.ScriptModule):
-                        entry = _watched.get(id(mod))
-                        if entry is None or entry[0]() is not mod:
-                            _watched[id(mod)] = [weakref.ref(mod), path or "<model>", 1]
-                        else:
-                            entry[2] += 1
-                        self.watched.append(id(mod))
+                        self.watched.append(_register(mod, path or "<model>"))
                     elif _uncheckable(mod):
                         self.unchecked.append(path)
                 if names is not None:
@@ -279,9 +274,9 @@ class WatchHandle:
             if namer is not None:
                 _release_namer(namer)
             while self.watched:
-                mid = self.watched.pop()
+                mid, ref = self.watched.pop()
                 entry = _watched.get(mid)
-                if entry is not None:
+                if entry is not None and entry[0] is ref:  # not another module that reuses the id
                     entry[2] -= 1
                     if entry[2] <= 0:
                         del _watched[mid]
@@ -298,6 +293,24 @@ class WatchHandle:
     def __repr__(self) -> str:
         return (f"<shapeviz watch on {type(self.model).__name__}: {len(self.watched)} recurrent modules"
                 f"{', inputs named' if self.namer else ''}>")
+
+
+def _register(mod: nn.Module, path: str) -> tuple[int, weakref.ref]:
+    """Add one watcher of ``mod`` to the registry (call with _lock); the entry goes when the module dies."""
+    mid = id(mod)
+    entry = _watched.get(mid)
+    if entry is None or entry[0]() is not mod:
+        entry = _watched[mid] = [weakref.ref(mod, functools.partial(_forget, mid)), path, 0]
+    entry[2] += 1
+    return mid, entry[0]
+
+
+def _forget(mid: int, ref: weakref.ref) -> None:
+    with _lock:
+        entry = _watched.get(mid)
+        if entry is not None and entry[0] is ref:
+            del _watched[mid]
+            _sync_patches()
 
 
 def _shared_namer(model: nn.Module, names: tuple[str, ...]) -> _InputNamer:
