@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from operator import attrgetter, itemgetter
+from typing import Any
 
 import torch.nn as nn
 
@@ -302,7 +303,7 @@ class Conventions:
         """
         b = self.bindings(T, bs)
         packed = lengths is not None
-        if packed:
+        if lengths is not None:
             if self.cell:
                 raise SpecError("cells take one time step; they do not take a PackedSequence")
             b["sum(lengths)"] = sum(int(n) for n in lengths)
@@ -376,7 +377,7 @@ _LAYER_CONFIG = ("mode", "input_size", "hidden_size", "num_layers", "bidirection
 _CELL_CONFIG = ("input_size", "hidden_size")
 
 
-def key_getter(module: nn.Module) -> tuple[Callable[[object], tuple], bool]:
+def key_getter(module: nn.Module) -> tuple[Callable[[Any], tuple], bool]:
     """How to read the configuration a module's conventions depend on, read as torch reads it (``getattr``).
 
     Returns ``(getter, from_dict)``: when every setting is a plain instance attribute (the usual case), the
@@ -431,15 +432,16 @@ def conventions(module: nn.Module | Conventions) -> Conventions:
         label = f"{type(module).__name__}({module.extra_repr()})"
     except (KeyError, AttributeError, ValueError):  # torch's extra_repr formats __dict__: a property is not there
         label = ""  # the default label, built from the settings below
-    conv = Conventions(  # read with getattr, as torch reads them (a subclass may make one a property)
+    m: Any = module  # read as torch reads them (attributes: a subclass may make one a property)
+    conv = Conventions(
         family=fam,
         cell=cell,
-        input_size=int(module.input_size),
-        hidden_size=int(module.hidden_size),
-        num_layers=1 if cell else int(module.num_layers),
-        bidirectional=False if cell else bool(module.bidirectional),
-        batch_first=False if cell else bool(module.batch_first),
-        proj_size=0 if cell else int(getattr(module, "proj_size", 0) or 0),
+        input_size=int(m.input_size),
+        hidden_size=int(m.hidden_size),
+        num_layers=1 if cell else int(m.num_layers),
+        bidirectional=False if cell else bool(m.bidirectional),
+        batch_first=False if cell else bool(m.batch_first),
+        proj_size=0 if cell else int(getattr(m, "proj_size", 0) or 0),
         label=label,
     )
     _cache[module] = (key, conv)

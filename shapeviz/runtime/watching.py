@@ -174,7 +174,8 @@ class _InputNamer:
                 if DECLARED.get() is not None:  # sizes declared around the call: they must agree
                     _agree(self.names, first, module)
                 key = t.declarer.push(first.shape, t.live)
-        stack.append((t.root if key is not None else weakref.ref(module), key))
+        root = t.root if key is not None else None
+        stack.append((root if root is not None else weakref.ref(module), key))
 
     def post(self) -> None:
         if self.owner is not None and threading.get_ident() != self.owner:
