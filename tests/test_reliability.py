@@ -413,16 +413,19 @@ class Faulty(nn.Module):
 
 def test_stress_threads_mixed_modes_with_faults() -> None:
     barrier = threading.Barrier(8)
+    used: list[nn.Module] = []
 
     def work(i: int) -> None:
         rng = random.Random(i)
         model = Embedded()
+        used.append(model)
         barrier.wait()
         for _ in range(40):
             tokens = torch.randint(0, 30, (rng.choice([2, 3, 4]), rng.choice([3, 5])))
             mode = rng.choice(["watch", "checking", "dims", "enable"])
             outer = Faulty(model, rng.choice([None, None, KeyError("user"), KeyboardInterrupt(), SystemExit(3),
                                               "disable"]))
+            used.append(outer)
             try:
                 if mode == "watch":
                     with sv.watch(outer, inputs="bs T"):
@@ -445,6 +448,7 @@ def test_stress_threads_mixed_modes_with_faults() -> None:
     finally:
         sv.disable()
     _assert_clean()
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for root in used for m in root.modules())
     assert not fastcheck._plans or all(p.ref() is not None for p in fastcheck._plans.values())
 
 
