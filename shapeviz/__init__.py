@@ -14,8 +14,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from shapeviz._errors import (CODES, DryRunError, MissingBackendError, ShapeError, ShapevizError, ShapeWarning,
-                              SpecError)
+from shapeviz._errors import CODES, DryRunError, MissingBackendError, ShapeError, ShapevizError, ShapeWarning, SpecError
 
 __version__ = "0.1.0"
 
