@@ -242,3 +242,31 @@ def test_name_is_thread_safe_and_checked() -> None:
         sv.name(torch.zeros(1, 2, 3), "bs T")
     with pytest.raises(sv.SpecError, match=r"expected a torch\.Tensor"):
         sv.name([1, 2], "bs")
+
+
+def test_a_module_output_shaped_like_its_input_is_only_a_guess() -> None:
+    """Issue 12: a black-box module whose result has its input's shape proves nothing about names;
+    Linear keeps the leading dims (it acts on the last), Embedding keeps the index dims."""
+
+    class Scores(nn.Module):  # (T, bs, 4) -> (T, bs, 4): hidden states, not the input's emb
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = nn.RNNCell(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.zeros(x.shape[1], 4)
+            out = []
+            for x_t in x:
+                h = self.cell(x_t, h)
+                out.append(h)
+            return torch.stack(out)
+
+    t = sv.trace(Scores(), torch.zeros(5, 1, 4), inputs_dims="T bs emb")
+    [top] = [c for c in t.calls if c.path == ""]
+    assert top.outputs[0].names == ("T?", "bs?", "emb?")
+    assert all(o == "size (guess)" for o in top.outputs[0].origins or ())
+    head = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 4))
+    t2 = sv.trace(head, torch.zeros(3, 7, dtype=torch.long), inputs_dims="bs T")
+    emb, lin = (c for c in t2.calls if c.path in ("0", "1"))
+    assert emb.outputs[0].names[:2] == ("bs", "T")
+    assert lin.outputs[0].names[:2] == ("bs", "T") and lin.outputs[0].names[2] in ("", "emb?")

@@ -209,8 +209,9 @@ def rnn_3_layers() -> Built:
 @_example("hello_rnncell", "'hello' -> 'ohlol' with an RNNCell",
           """The seeds' toy task, first way: 'hello' one-hot encoded to (T=5, bs=1, 4) over the
           letters e, h, l, o; an RNNCell(4, 4) is called once per letter and its (bs, h) state is
-          the score for the next letter. With input 4 and hidden 4 the sizes coincide, so the
-          trace marks those dims emb|h.""",
+          the score for the next letter. Seen from outside, the model's stacked scores only match
+          its input's shape, so the trace marks their names as guesses (T?, bs?, emb?): with
+          input 4 and hidden 4 the sizes coincide and the size alone cannot tell emb from h.""",
           shows=(hello_data, HelloCell))
 def hello_rnncell() -> Built:
     x, _ = hello_data()

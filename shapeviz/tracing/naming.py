@@ -162,6 +162,44 @@ class Naming(Tag):
     RULE = "rule"  # an op rule over the op's inputs
     LIKE = "like"  # an input whose dims line up with the result's
     SIZE = "size"  # the size alone
+    LOOKS_LIKE = "looks like"  # a module we cannot see into whose result lines up with its input: guesses
+
+
+SHAPE_PRESERVING_MODULES = frozenset({
+    "Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout",
+    "ReLU", "ReLU6", "LeakyReLU", "PReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Tanh", "Sigmoid",
+    "Hardtanh", "Hardsigmoid", "Hardswish", "Softplus", "Softsign", "Tanhshrink", "LogSigmoid", "Softmax",
+    "LogSoftmax", "LayerNorm", "RMSNorm"})
+"""Modules whose result has each dim of their input, in place: their results keep the input's names."""
+
+
+def module_how(type_name: str, inputs: Sequence[TensorInfo], origin: str) -> How:
+    """How a module call's results are named from its inputs, by what the module provably does.
+
+    >>> module_how("Dropout", [], "module drop").kind, module_how("Linear", [], "module fc").kind
+    (<Naming.LIKE: 'like'>, <Naming.RULE: 'rule'>)
+    >>> module_how("Tagger", [], "module tagger").kind  # a model of yours: only a guess
+    <Naming.LOOKS_LIKE: 'looks like'>
+    """
+    if type_name in SHAPE_PRESERVING_MODULES:
+        return How.like(inputs, origin)
+    if type_name == "Linear":  # acts on the last dim only: the leading dims keep their names
+        return How.by_rule(_leading_dims, inputs, origin)
+    if type_name == "Embedding":  # looks up each index: the index dims keep their names, emb is added
+        return How.by_rule(_index_dims, inputs, origin)
+    return tuple.__new__(How, (Naming.LOOKS_LIKE, (), None, None, inputs, origin))
+
+
+def _index_dims(op: OpView) -> Names | None:
+    if not op.ins or len(op.ins[0].shape) + 1 != len(op.shape):
+        return None
+    return [*op.names(0), None]
+
+
+def _leading_dims(op: OpView) -> Names | None:
+    if not op.ins or len(op.ins[0].shape) != len(op.shape):
+        return None
+    return [*op.names(0)[:-1], None]
 
 
 class How(NamedTuple):
@@ -221,6 +259,13 @@ class Resolver:
             if src.shape == info.shape and src.names is not None:
                 names = list(src.names)
                 origins = list(src.origins or ("",) * len(src.names))
+        elif kind is Naming.LOOKS_LIKE:
+            for i in how.inputs:
+                self.resolve(i)
+            found = like(list(how.inputs), info.shape)
+            if found is not None:
+                names = [guess(n) if n else n for n in found]
+                origins = [GUESS if n else "" for n in names]
         elif kind is Naming.RULE or kind is Naming.LIKE:
             ins = list(how.inputs)
             for i in ins:

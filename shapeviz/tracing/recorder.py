@@ -34,7 +34,16 @@ from torch.overrides import TorchFunctionMode
 from shapeviz.core.dimensions import is_simple_name
 from shapeviz.core.frames import is_library, is_torch, torch_dir
 from shapeviz.core.model import Conventions, conventions, is_recurrent
-from shapeviz.tracing.naming import BY_SIZE, How, Namer, Naming, Resolver, declared_names, flag_scramble
+from shapeviz.tracing.naming import (
+    BY_SIZE,
+    How,
+    Namer,
+    Naming,
+    Resolver,
+    declared_names,
+    flag_scramble,
+    module_how,
+)
 from shapeviz.tracing.oprules import flatten, has_tensor, op_name, op_params, op_rule
 from shapeviz.tracing.records import Call, CallKind, TensorInfo
 
@@ -213,7 +222,7 @@ class Tracer:
                 for pos, t in enumerate(tensors):  # a recurrent call's results start a new flow
                     self.mark(t, ((call.index, pos),), keep=False)
             else:
-                call.outputs = self.infos(output, "", How.like(list(call.inputs), f"module {call.name}"),
+                call.outputs = self.infos(output, "", module_how(call.type, list(call.inputs), f"module {call.name}"),
                                           keep_known=True)
                 flow = self.in_flow.pop(call.index, ())
                 if flow:
