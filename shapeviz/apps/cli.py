@@ -451,6 +451,7 @@ def _demo(args: argparse.Namespace) -> int:
     from shapeviz.core.dimensions import dims
     from shapeviz.gallery.models import CellOverDataset, EmbedRNN, ForgotTranspose, seeded
     from shapeviz.render.backend import Diagram
+    from shapeviz.render.table import GUESS_LEGEND
     from shapeviz.render.unrolled import unroll
     from shapeviz.runtime.watching import checking
     from shapeviz.tracing.session import trace
@@ -459,12 +460,17 @@ def _demo(args: argparse.Namespace) -> int:
           "checked)\n   and traced: the model's input -> its results, in named dims.\n")
     from shapeviz.gallery.registry import EXAMPLES, SEED_SYSTEMS
 
+    guessed = False
     for name in SEED_SYSTEMS:
         ex = EXAMPLES[name]
         built = ex.build()
         with dims(**built.sizes), checking(inputs=built.inputs_dims):
             tr = trace(built.model, *built.inputs, inputs_dims=built.inputs_dims)
-        print(f"   {ex.title}\n     {tr.calls[0].describe()}   ok")
+        row = tr.calls[0].describe()
+        guessed = guessed or "?=" in row
+        print(f"   {ex.title}\n     {row}   ok")
+    if guessed:
+        print(f"\n   {GUESS_LEGEND}")
 
     print("\n2. A mistake shapeviz catches: the Embedding's output not transposed.\n"
           "   shapeviz.gallery.models.ForgotTranspose is EmbedRNN with this forward:\n")

@@ -25,6 +25,10 @@ __all__ = ["group_repeats", "repeat_label", "trace_table"]
 _MAX_BLOCK = 64
 
 
+GUESS_LEGEND = "?: a guess from a size or shape match alone, not evidence"
+"""The line under a table that shows a guessed name (``T?=5``)."""
+
+
 def group_repeats(calls: Sequence[Any], max_block: int = _MAX_BLOCK) -> list[tuple[int, int, int]]:
     """Runs of repeated steps: ``(start, length, repeats)`` covering ``calls`` in order.
 
@@ -129,7 +133,7 @@ def trace_table(trace: Any, *, group: bool = True, max_rows: int | None = None) 
     if cut:
         lines.append(f"… {cut} more row{'s' if cut != 1 else ''}")
     if any(n.endswith("?") for c in calls for i in (*c.inputs, *c.outputs) for n in (i.names or ())):
-        lines.append("?: named by size alone (a guess, not evidence)")
+        lines.append(GUESS_LEGEND)
     if trace.sizes:
         lines.append("sizes: " + ", ".join(f"{n}={'/'.join(str(s) for s in ss)}"
                                             for n, ss in trace.sizes.items()))
