@@ -270,3 +270,21 @@ def test_a_module_output_shaped_like_its_input_is_only_a_guess() -> None:
     emb, lin = (c for c in t2.calls if c.path in ("0", "1"))
     assert emb.outputs[0].names[:2] == ("bs", "T")
     assert lin.outputs[0].names[:2] == ("bs", "T") and lin.outputs[0].names[2] in ("", "emb?")
+
+
+def test_reductions_and_unbind_keep_the_names_of_the_dims_they_keep() -> None:
+    """The reviewer's case: bs = T = h = 16, so only the op's dim argument can tell which dims stay."""
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.g = nn.GRU(8, 16, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out, _ = self.g(x)  # (bs, T, D*h), all 16
+            return out.mean(1), out.sum(dim=1, keepdim=True), out.amax(0), out.unbind(1)[0]
+
+    t = sv.trace(M(), torch.zeros(16, 16, 8), ops=True)
+    got = {c.type: c.outputs[0].names for c in t.calls if c.kind == "op"}
+    assert got["mean"] == ("bs", "D*h") and got["sum"] == ("bs", "", "D*h") and got["amax"] == ("T", "D*h")
+    assert got["unbind"] == ("bs", "D*h")

@@ -468,3 +468,70 @@ def test_a_dropped_watched_module_leaves_no_patch_and_no_entry() -> None:
     other.remove()
     del handle, model
     _assert_clean()
+
+
+# ------------------------------------------------------------------ the final review's findings
+def _modes() -> list[object]:
+    return list(torch.overrides._get_current_function_mode_stack())
+
+
+def test_watch_ops_handles_come_off_in_any_order_and_leave_other_modes_alone() -> None:
+    before = _modes()
+    h1, h2 = sv.watch(nn.GRU(8, 8), ops=True), sv.watch(nn.GRU(8, 8), ops=True)
+    h1.remove()  # not the top of the mode stack
+    with torch.device("meta"):
+        h2.remove()  # the device context entered after it stays in place
+        assert torch.zeros(2).device.type == "meta"
+    assert _modes() == before and count_global_state() == 0
+
+
+def test_watch_ops_removed_from_another_thread_is_refused_then_removed_by_its_own() -> None:
+    before = _modes()
+    h = sv.watch(nn.GRU(8, 8), ops=True, inputs="bs T emb")
+    errors: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            h.remove()
+        except BaseException as e:  # the SpecError this test expects
+            errors.append(e)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert len(errors) == 1 and isinstance(errors[0], sv.SpecError) and "thread that created it" in str(errors[0])
+    assert not watching._watched and not watching._ORIGINAL_FORWARDS  # stopped there, but for the op tracking
+    h.remove()
+    assert _modes() == before and count_global_state() == 0
+
+
+def test_shapeviz_disable_turns_off_watch_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHAPEVIZ_DISABLE", "1")
+    before = _modes()
+    emb, rnn = nn.Embedding(10, 8), nn.GRU(8, 8)
+    with sv.watch(nn.ModuleList([emb, rnn]), inputs="bs T", ops=True):
+        assert _modes() == before
+        e = emb(torch.zeros(4, 7, dtype=torch.long))  # (bs, T, emb)
+        rnn(e.view(7, 4, -1))  # the scrambled view, unchecked as asked
+
+
+def test_inputs_naming_more_dims_than_an_unbatched_input_has_is_no_alarm() -> None:
+    tagger = nn.Sequential(nn.Embedding(100, 8), nn.LSTM(8, 16, batch_first=True))
+    with sv.watch(tagger, inputs="bs T"):
+        out, _ = tagger(torch.randint(0, 100, (9,)))  # one unbatched sequence: torch accepts it
+    assert tuple(out.shape) == (9, 16)
+
+
+def test_watch_inputs_compiles_fullgraph() -> None:
+    old = torch._dynamo.config.allow_rnn
+    torch._dynamo.config.allow_rnn = True
+    torch._dynamo.reset()
+    try:
+        model = nn.Sequential(nn.Linear(8, 8), nn.GRU(8, 16))
+        x = torch.randn(5, 3, 8)
+        with sv.watch(model, inputs="T bs emb"):
+            out, _ = torch.compile(model, backend="eager", fullgraph=True)(x)
+        assert torch.allclose(out, model(x)[0])
+    finally:
+        torch._dynamo.reset()
+        torch._dynamo.config.allow_rnn = old

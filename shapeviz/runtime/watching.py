@@ -18,6 +18,7 @@ exceptions, and by :func:`disable`; ``SHAPEVIZ_DISABLE=1`` makes all of these in
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 import threading
@@ -35,7 +36,7 @@ from torch.utils.hooks import RemovableHandle
 from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_names
 from shapeviz.core.model import CELL_TYPES, CLASS_NAMES, LAYER_TYPES, is_recurrent
-from shapeviz.runtime.fastcheck import check_module_call, env_disabled
+from shapeviz.runtime.fastcheck import check_module_call, env_disabled, is_compiling
 from shapeviz.tracing.flow import flow_block
 from shapeviz.tracing.flow import start as flow_start
 
@@ -71,6 +72,8 @@ class _Pre(_Hook):
     __slots__ = ()
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict[str, Any] | None = None) -> None:
+        if is_compiling():  # the namer's thread bookkeeping is not for dynamo: inputs= names eager calls
+            return
         self.namer.pre(module, args, kwargs)
 
 
@@ -78,6 +81,8 @@ class _Post(_Hook):
     __slots__ = ()
 
     def __call__(self, module: nn.Module, *_: Any) -> None:
+        if is_compiling():
+            return
         self.namer.post()
 
 
@@ -167,7 +172,7 @@ class _InputNamer:
         key = None
         if not stack:
             first = args[0] if args else next(iter((kwargs or {}).values()), None)
-            if isinstance(first, torch.Tensor):
+            if isinstance(first, torch.Tensor) and first.dim() >= len(self.names):  # else: unbatched, say
                 if t.root is None or t.root() is not module:
                     t.root = weakref.ref(module)
                     t.live = functools.partial(self.live, t.root, threading.get_ident())
@@ -237,9 +242,10 @@ class WatchHandle:
         self.unchecked: list[str] = []
         self.namer: _InputNamer | None = None
         names = parse_names(inputs, "watch(inputs=...)") if inputs else None
-        self.stop_flow = flow_start(inputs) if ops else None  # ops=True: named dims tracked over every op
+        self.stop_flow: Any = None
         if env_disabled():
             return
+        self.stop_flow = flow_start(inputs) if ops else None  # ops=True: named dims tracked over every op
         try:
             with _lock:
                 for path, mod in model.named_modules():
@@ -266,10 +272,17 @@ class WatchHandle:
         return bool(self.namer or self.watched)
 
     def remove(self) -> None:
-        """Stop every check this handle started (idempotent)."""
-        stop, self.stop_flow = getattr(self, "stop_flow", None), None
-        if stop is not None:
-            stop()
+        """Stop every check this handle started (idempotent); with ``ops=True``, call it in the thread
+        that made the handle (a SpecError from another thread, after everything else is stopped)."""
+        try:
+            self._remove_checks()
+        finally:
+            stop = getattr(self, "stop_flow", None)
+            if stop is not None:
+                stop()  # SpecError from another thread: the handle keeps it for its own thread
+                self.stop_flow = None
+
+    def _remove_checks(self) -> None:
         with _lock:
             namer, self.namer = self.namer, None
             if namer is not None:
@@ -507,7 +520,8 @@ def disable() -> None:
             namer.close()
         _namers.clear()
         for handle in list(_live_handles):
-            handle.remove()
+            with contextlib.suppress(SpecError):  # ops=True from another thread: its own thread stops it
+                handle.remove()
         for namer, hooks, _ in _root_namers.values():  # of handles dropped without remove()
             for h in hooks:
                 h.remove()

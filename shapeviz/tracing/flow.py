@@ -26,6 +26,7 @@ Tensors are held only through weak references. The mode and the hooks are remove
 from __future__ import annotations
 
 import contextlib
+import threading
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ from torch.nn.modules import module as module_hooks
 from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
-from shapeviz._errors import ShapeError, ShapeWarning
+from shapeviz._errors import ShapeError, ShapeWarning, SpecError
 from shapeviz.core.dimensions import parse_names
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
@@ -293,21 +294,27 @@ def _warn(code: str, what: str, fix: str) -> None:
 
 
 @contextlib.contextmanager
-def flow(inputs: str | tuple[str, ...] | None = None) -> Iterator[FlowMode]:
-    """Track named dims live over the ops in the block (see the module docs); removed on every path."""
-    names = parse_names(inputs, "inputs") if isinstance(inputs, str) else inputs
-    mode = FlowMode(names)
+def _hooks(mode: FlowMode) -> Iterator[FlowMode]:
+    """The module hooks that tell ``mode`` where a model's forward starts and ends; removed on every path."""
     pre = module_hooks.register_module_forward_pre_hook(lambda m, a: mode.pre(m, a))
     try:
         post = module_hooks.register_module_forward_hook(lambda m, a, o: mode.post(m, a, o), always_call=True)
         try:
-            with mode:
-                yield mode
+            yield mode
         finally:
             post.remove()
     finally:
         pre.remove()
         mode.facts.clear()
+
+
+@contextlib.contextmanager
+def flow(inputs: str | tuple[str, ...] | None = None) -> Iterator[FlowMode]:
+    """Track named dims live over the ops in the block (see the module docs); removed on every path."""
+    names = parse_names(inputs, "inputs") if isinstance(inputs, str) else inputs
+    mode = FlowMode(names)
+    with _hooks(mode), mode:
+        yield mode
 
 
 def flow_block(inputs: str | None, ops: bool) -> contextlib.AbstractContextManager[Any]:
@@ -316,7 +323,40 @@ def flow_block(inputs: str | None, ops: bool) -> contextlib.AbstractContextManag
 
 
 def start(inputs: str | None) -> Any:
-    """``watch(ops=True)``: start :func:`flow` now; returns the function that stops it (idempotent)."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(flow(inputs))
-    return stack.close
+    """``watch(ops=True)``: start tracking now, in this thread; returns the function that stops it.
+
+    The mode goes on this thread's torch-function mode stack (torch keeps one per thread), so it is
+    stopped from this thread; it is taken out wherever it sits in the stack, so handles can be
+    removed in any order and a mode or device context entered after it stays in place.
+    """
+    names = parse_names(inputs, "inputs") if isinstance(inputs, str) else None
+    mode = FlowMode(names)
+    owner = threading.get_ident()
+    hooks = _hooks(mode)
+    hooks.__enter__()
+    torch.overrides._push_mode(mode)  # type: ignore[attr-defined]
+
+    def stop() -> None:
+        if threading.get_ident() != owner:
+            raise SpecError("watch(ops=True): remove() the handle in the thread that created it: torch keeps "
+                            "its mode stack per thread, so another thread cannot take the op tracking out")
+        try:
+            _take_out(mode)
+        finally:
+            hooks.__exit__(None, None, None)
+
+    return stop
+
+
+def _take_out(mode: FlowMode) -> None:
+    """Pop ``mode`` from this thread's torch-function mode stack, putting back the modes above it."""
+    if not any(m is mode for m in torch.overrides._get_current_function_mode_stack()):  # type: ignore[attr-defined]
+        return
+    above = []
+    while True:
+        top = torch.overrides._pop_mode()  # type: ignore[attr-defined]
+        if top is mode:
+            break
+        above.append(top)
+    for m in reversed(above):
+        torch.overrides._push_mode(m)  # type: ignore[attr-defined]

@@ -284,7 +284,7 @@ class Resolver:
         if names is None:
             names = [None] * len(info.shape)
         if origins is None:
-            origins = [origin if n else "" for n in names]
+            origins = [(GUESS if is_guess(n) else origin) if n else "" for n in names]
         final: list[str] = []
         where: list[str] = []
         for n, o, s in zip(names, origins, info.shape):
@@ -311,10 +311,13 @@ def like_origin(origin: str) -> str:
 
 
 def like(ins: Sequence[TensorInfo], shape: tuple[int, ...]) -> Names | None:
-    """Names from an input: one of the same shape, else one whose leading or trailing dims match.
+    """Names from an input of an op no rule covers: an input of the same shape gives its names (the
+    op kept every dim in place); dims that merely line up by size with an input's (a reduction, say,
+    whose kept dims no rule knows) are only guesses.
 
-    >>> like([TensorInfo((5, 2, 8), ("T", "bs", "h"))], (2, 8))
-    ['bs', 'h']
+    >>> x = TensorInfo((5, 2, 8), ("T", "bs", "h"))
+    >>> like([x], (5, 2, 8)), like([x], (2, 8))
+    (['T', 'bs', 'h'], ['bs?', 'h?'])
     """
     named = [i for i in ins if i.names is not None]
     for i in named:
@@ -322,12 +325,12 @@ def like(ins: Sequence[TensorInfo], shape: tuple[int, ...]) -> Names | None:
             return list(i.names or ())
     for i in named:
         n = len(shape)
-        if 0 < n <= len(i.shape) and i.shape[len(i.shape) - n:] == shape:  # x[t]: trailing dims
-            return list((i.names or ())[len(i.shape) - n:])
+        if 0 < n <= len(i.shape) and i.shape[len(i.shape) - n:] == shape:  # trailing dims line up
+            return [guess(m) if m else m for m in (i.names or ())[len(i.shape) - n:]]
     if named:
         first = named[0]
         assert first.names is not None
-        return [first.names[k] if k < len(first.shape) and first.shape[k] == s else None
+        return [guess(first.names[k]) if k < len(first.shape) and first.shape[k] == s and first.names[k] else None
                 for k, s in enumerate(shape)]
     return None
 

@@ -120,6 +120,30 @@ def _unsqueeze(dim: int) -> Rule:
     return rule
 
 
+REDUCTIONS = frozenset({"sum", "mean", "nansum", "nanmean", "prod", "amax", "amin", "max", "min", "std", "var",
+                        "logsumexp", "norm", "argmax", "argmin", "median", "all", "any", "count_nonzero"})
+"""Ops that reduce over ``dim`` (removing it, or keeping it as size 1 with ``keepdim=True``)."""
+
+
+def _drop_dims(dims: Sequence[int], keepdim: bool) -> Rule:
+    """A reduction or ``unbind`` over ``dims``: the other dims keep their names, in order."""
+    def rule(op: OpView) -> Names | None:
+        out = op.names(0)
+        gone = {d % len(out) for d in dims} if out else set()
+        if keepdim:
+            return [None if i in gone else n for i, n in enumerate(out)]
+        return [n for i, n in enumerate(out) if i not in gone]
+    return rule
+
+
+def _reduction(args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | None:
+    dim = _arg(args, kwargs, 1, "dim", None)
+    if dim is None or isinstance(dim, torch.Tensor):  # a full reduction (a scalar), or max(a, b)
+        return None
+    dims = [int(d) for d in dim] if isinstance(dim, (tuple, list)) else [int(dim)]
+    return _drop_dims(dims, bool(_arg(args, kwargs, 2, "keepdim", False)))
+
+
 def index_plan(ndim: int, index: Any) -> tuple[list[int | None], list[tuple[int, int]]] | None:
     """For ``x[index]`` of an ``ndim``-dim x: which source dim each result dim is (None: a new dim),
     and the ``(dim, i)`` picked by integer indices; None for tensor/bool indices.
@@ -306,6 +330,10 @@ def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | No
         return _reshape
     if base == "getitem" and len(args) > 1:
         return _getitem(args[1])
+    if base == "unbind":  # `for x_t in x` is unbind(x, 0): each piece drops that dim
+        return _drop_dims([int(_arg(args, kwargs, 1, "dim", 0))], False)
+    if base in REDUCTIONS:
+        return _reduction(args, kwargs)
     return None
 
 
