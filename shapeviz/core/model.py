@@ -262,16 +262,22 @@ class Conventions:
         out = {}
         for name, exprs in self.dims(batched, packed).items():
             if style == "torch":
-                exprs = tuple(self._torch_expr(e, name) for e in exprs)
+                exprs = tuple(self.torch_expr(e, name) for e in exprs)
             out[name] = " ".join(exprs)
         return out
 
-    def _torch_expr(self, expr: str, arg: str) -> str:
+    def torch_expr(self, expr: str, arg: str = "") -> str:
+        """A dim expression of argument ``arg`` in PyTorch's docs notation.
+
+        >>> c = Conventions("LSTM", cell=False, input_size=4, hidden_size=6, proj_size=3)
+        >>> c.torch_expr("layers*D", "h_0"), c.torch_expr("h", "h_0"), c.torch_expr("h", "c_0"), c.torch_expr("T")
+        ('D*num_layers', 'H_out', 'H_cell', 'L')
+        """
         out = []
         for f in expr.split("*"):
             if f in ("h", "proj"):
                 f = "H_cell" if (arg.startswith("c_") and self.is_lstm) else "H_out"
-            out.append(_TORCH_NAMES.get(f, f))
+            out.append(self.layout.torch_name(f))
         if out == ["num_layers", "D"]:
             out = ["D", "num_layers"]  # PyTorch writes D*num_layers
         return "*".join(out)

@@ -86,12 +86,6 @@ def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = N
     return "\n".join(lines)
 
 
-_SEEDS_WORDS = {"T": "T", "bs": "bs", "emb": "emb", "h": "h", "c": "h", "layers": "layers", "D": "D",
-                "proj": "proj"}
-_TORCH_WORDS = {"T": "L", "bs": "N", "emb": "H_in", "h": "H_out", "c": "H_cell", "layers": "num_layers", "D": "D",
-                "proj": "H_out"}
-
-
 def notes(c: Conventions, T: int | None = None, bs: int | None = None, style: str = "seeds") -> list[str]:
     """The facts about this module's shapes that people most often get wrong, in the table's notation.
 
@@ -100,9 +94,12 @@ def notes(c: Conventions, T: int | None = None, bs: int | None = None, style: st
     >>> notes(conventions(nn.GRU(4, 8)), style="torch")[0]
     'batch_first=False applies to input and output only; h_0/h_n are always (D*num_layers, N, H_out)'
     """
-    w = _TORCH_WORDS if style == "torch" else _SEEDS_WORDS
-    T_, bs_, emb_, h_, c_ = w["T"], w["bs"], w["emb"], w["h"], w["c"]
-    stack = f"{w['D']}*{w['layers']}" if style == "torch" else "layers*D"
+    def word(expr: str, arg: str = "h_0") -> str:  # the table's notation: the seeds' names, or PyTorch's
+        return c.torch_expr(expr, arg) if style == "torch" else expr
+
+    w = {"layers": word("layers"), "proj": word("proj")}
+    T_, bs_, emb_, h_, c_ = word("T"), word("bs"), word("emb"), word("h"), word("h", "c_0")
+    stack = word("layers*D")
     out: list[str] = []
     b = c.bindings(T, bs)
     if c.cell:
@@ -112,7 +109,7 @@ def notes(c: Conventions, T: int | None = None, bs: int | None = None, style: st
                    + c.family + f"'s ({stack}, {bs_}, {h_})")
         return out
     h = "proj" if c.proj_size else "h"
-    hw = w[h]
+    hw = word(h)
     if style == "torch" and c.is_lstm:
         always = f"h_0/h_n are always ({stack}, {bs_}, {h_}), c_0/c_n ({stack}, {bs_}, {c_})"
     else:
