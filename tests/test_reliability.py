@@ -359,7 +359,7 @@ def test_shapeviz_disable_is_read_at_every_entry_point(monkeypatch) -> None:
 # ------------------------------------------------------------------------------ the cache is exact
 def _uncached_ok(m: nn.Module, x: torch.Tensor, hx: object) -> bool:
     p = fastcheck.plan_for(m)
-    return fastcheck.fast_ok(m, p, x, hx) or diagnose(m, p.conv, x, hx, declared(), None) is None
+    return fastcheck.fast_ok(m, p, x, hx, declared()) or diagnose(m, p.conv, x, hx, declared(), None) is None
 
 
 def test_cached_and_uncached_verdicts_are_identical() -> None:

@@ -63,9 +63,11 @@ def env_disabled() -> bool:
 
 
 class CallPlan:
-    """Plain ints read once from a module's :class:`~shapeviz.core.model.Layout` for the fast path."""
+    """Plain ints read once from a module's :class:`~shapeviz.core.model.Layout` for the fast path, and the
+    memo of :func:`fit`: ``(shape, declared sizes, want_h, want_c)`` of the last input that fit (one tuple,
+    replaced whole, so a thread never reads one call's shape with another call's states)."""
 
-    __slots__ = ("arity", "bs_axis", "cell", "conv", "emb", "from_dict", "getkey", "hc", "hh", "key", "last", "ld",
+    __slots__ = ("arity", "bs_axis", "cell", "conv", "emb", "from_dict", "getkey", "hc", "hh", "key", "ld", "memo",
                  "nd_batched", "nd_unbatched", "ref", "t_axis", "unbatched_c", "unbatched_h", "wname")
 
     def __init__(self, module: torch.nn.Module, conv: Conventions) -> None:
@@ -74,7 +76,6 @@ class CallPlan:
         self.cell = lay.cell
         self.getkey, self.from_dict = key_getter(module)
         self.key = self.getkey(module.__dict__ if self.from_dict else module)
-        self.last: tuple | None = None  # the signature of the last call the fast path accepted
         mid = id(module)
         self.ref = weakref.ref(module, lambda ref: _forget(mid, ref))
         self.t_axis = -1 if lay.t_axis is None else lay.t_axis
@@ -90,6 +91,7 @@ class CallPlan:
         self.unbatched_h = (*lead, lay.h_out)  # the state of an unbatched call: (layers*D, h) or (h,)
         self.unbatched_c = (*lead, lay.c_size)
         self.wname = "weight_ih" if lay.cell else "weight_ih_l0"
+        self.memo: tuple = (None, None, (), ())  # (input shape, declared sizes, want_h, want_c)
 
 
 # id(module) -> CallPlan; the plan's weakref drops the entry when the module dies (cheaper than a
@@ -105,7 +107,7 @@ def _forget(mid: int, ref: weakref.ref) -> None:
 
 
 def plan_for(module: torch.nn.Module) -> CallPlan:
-    """The cached :class:`CallPlan` of ``module`` (rebuilt if its configuration changed)."""
+    """The cached :class:`CallPlan` of ``module`` (rebuilt, memo and all, if its configuration changed)."""
     p = _plans.get(id(module))
     if p is None or p.ref() is not module or p.getkey(module.__dict__ if p.from_dict else module) != p.key:
         p = CallPlan(module, conventions(module))
@@ -119,40 +121,58 @@ def weight(module: torch.nn.Module, p: CallPlan) -> Tensor:
     return w if w is not None else getattr(module, p.wname)
 
 
-def _state_ok(t: Any, want: tuple[int, ...], dtype: torch.dtype | None, device: torch.device) -> bool:
-    return (isinstance(t, Tensor) and t.shape == want and (dtype is None or t.dtype == dtype)
-            and t.device == device)
+def fit(p: CallPlan, sh: tuple[int, ...], decl: dict[str, int] | None) -> tuple[tuple[int, ...], ...] | None:
+    """The shapes ``(h, c)`` a state must have for an input of shape ``sh``, or None when ``sh`` does not fit
+    (or the declared sizes say it is laid out wrong). The shape rule of the fast path, in plain int compares.
 
-
-def fast_ok(module: torch.nn.Module, p: CallPlan, x: Any, hx: Any) -> bool:
-    """True when the call fits; False hands over to :func:`shapeviz.runtime.diagnosis.diagnose`."""
-    decl = DECLARED.get()
-    if not isinstance(x, Tensor):
-        if isinstance(x, PackedSequence) and not p.cell:
-            return _packed_ok(module, p, x, hx, decl)
-        return False  # non-tensors take the slow path
-    sh = x.shape
+    >>> import torch.nn as nn
+    >>> from shapeviz.core.model import conventions
+    >>> lstm = nn.LSTM(10, 20, 2)
+    >>> fit(CallPlan(lstm, conventions(lstm)), (5, 3, 10), None)  # (T=5, bs=3, emb=10)
+    ((2, 3, 20), (2, 3, 20))
+    """
     nd = len(sh)
     if nd == p.nd_batched:
         bs = sh[p.bs_axis]
         if p.cell:
             if decl is not None and cell_swapped(decl, bs):
-                return False
+                return None
             want_h: tuple[int, ...] = (bs, p.hc)
             want_c = want_h
         else:
             T = sh[p.t_axis]
             if T == 0 or (decl is not None and layer_swapped(decl, bs, T)):
-                return False
+                return None
             want_h, want_c = (p.ld, bs, p.hh), (p.ld, bs, p.hc)
     elif nd == p.nd_unbatched:
         if not p.cell and (sh[0] == 0 or (decl is not None and unbatched_ambiguous(decl, sh[0]))):
-            return False  # an unbatched layer input is (T, emb)
+            return None  # an unbatched layer input is (T, emb)
         want_h, want_c = p.unbatched_h, p.unbatched_c
     else:
-        return False
+        return None
     if sh[-1] != p.emb:
+        return None
+    return want_h, want_c
+
+
+def fast_ok(module: torch.nn.Module, p: CallPlan, x: Any, hx: Any, decl: dict[str, int] | None) -> bool:
+    """True when the call fits; False hands over to :func:`shapeviz.runtime.diagnosis.diagnose`. The rule
+    itself (:func:`check_module_call` first compares a call with the memo of :func:`fit` this leaves).
+
+    >>> import torch, torch.nn as nn
+    >>> gru = nn.GRU(4, 6)
+    >>> fast_ok(gru, plan_for(gru), torch.randn(5, 2, 4), torch.zeros(1, 2, 6), None)
+    True
+    """
+    if not isinstance(x, Tensor):
+        if isinstance(x, PackedSequence) and not p.cell:
+            return _packed_ok(module, p, x, hx, decl)
+        return False  # non-tensors take the slow path
+    sh = x.shape
+    want = fit(p, sh, decl)
+    if want is None:
         return False
+    p.memo = (sh, decl, *want)  # one tuple, replaced whole (threads); check_module_call compares with it
     w = weight(module, p)
     dtype = x.dtype
     if dtype != w.dtype and not (not p.cell and autocast_enabled()):
@@ -160,7 +180,12 @@ def fast_ok(module: torch.nn.Module, p: CallPlan, x: Any, hx: Any) -> bool:
     device = x.device
     if device != w.device:
         return False
-    return _states_ok(p, hx, want_h, want_c, dtype, device)
+    return _states_ok(p, hx, want[0], want[1], dtype, device)
+
+
+def _state_ok(t: Any, want: tuple[int, ...], dtype: torch.dtype | None, device: torch.device) -> bool:
+    return (isinstance(t, Tensor) and t.shape == want and (dtype is None or t.dtype == dtype)
+            and t.device == device)
 
 
 def _states_ok(p: CallPlan, hx: Any, want_h: tuple[int, ...], want_c: tuple[int, ...], dtype: torch.dtype,
@@ -171,7 +196,6 @@ def _states_ok(p: CallPlan, hx: Any, want_h: tuple[int, ...], want_c: tuple[int,
         return _state_ok(hx, want_h, dtype, device)
     if not isinstance(hx, (tuple, list)) or len(hx) != p.arity:
         return False
-    # torch's LSTMCell promotes c_0's dtype; everywhere else state dtype must match
     return _state_ok(hx[0], want_h, dtype, device) and _state_ok(
         hx[1], want_c, None if p.cell else dtype, device)
 
@@ -202,57 +226,61 @@ def check_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
     check_module_call(module, args, kwargs, None)
 
 
-def signature(x: Any, hx: Any, w: Tensor, decl: dict[str, int] | None) -> tuple | None:
-    """Everything the fast path's verdict on a tensor call depends on, or None (not cached: packed inputs,
-    non-tensor states, and dtypes that differ from the weights', where autocast decides).
-
-    >>> import torch
-    >>> w = torch.zeros(3)
-    >>> signature(torch.zeros(2, 3), None, w, None)[:2]
-    (torch.Size([2, 3]), torch.float32)
-    """
-    dtype = x.dtype
-    if dtype is not w.dtype:
-        return None
-    if hx is None:
-        return (x.shape, dtype, x.device, w.device, decl)
-    if type(hx) is Tensor:
-        return (x.shape, dtype, x.device, w.device, decl, hx.shape, hx.dtype, hx.device)
-    if type(hx) is tuple and len(hx) == 2 and type(hx[0]) is Tensor and type(hx[1]) is Tensor:
-        h, c = hx
-        return (x.shape, dtype, x.device, w.device, decl, h.shape, h.dtype, h.device, c.shape, c.dtype, c.device)
-    return None
-
-
 def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any], path: str | None) -> None:
-    """:func:`check_call` with the module's path inside a model (used by watch/checking).
+    """:func:`check_call` with the module's path inside a model: the arguments read as torch reads them.
 
-    A repeat of the last accepted call (same shapes, dtypes, devices, declared sizes and configuration)
-    is accepted after one compare of its :func:`signature`: exact, never a missed mistake.
+    >>> import torch, torch.nn as nn
+    >>> check_module_call(nn.GRU(4, 6), (torch.randn(5, 2, 4),), {"hx": torch.zeros(1, 2, 6)}, "enc.rnn")
+    """
+    if args:
+        check_input(module, args[0], args[1] if len(args) > 1 else kwargs.get("hx"), path)
+    else:
+        check_input(module, kwargs.get("input"), kwargs.get("hx"), path)
+
+
+def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> None:
+    """Check ``module(x, hx)`` (``hx`` None when not given): every eager check comes here.
+
+    ``SHAPEVIZ_DISABLE`` is read and the configuration compared on every call. A tensor call whose input
+    shape and declared sizes equal those of the last call that fit (the plan's memo of :func:`fit`) is then
+    accepted after reading its dtypes, devices and state shapes in line: the same rule as :func:`fast_ok`,
+    which judges every other call. Only a call that does not fit is diagnosed.
+
+    >>> import torch, torch.nn as nn
+    >>> check_input(nn.LSTM(4, 6), torch.randn(5, 2, 4), None, "enc.rnn")  # (T=5, bs=2, emb=4): fine
     """
     if env_disabled():
         return
     if is_compiling():  # dynamo traces this call: checked at trace time (README: torch.compile)
         from shapeviz.runtime.compiled import check_traced
 
-        return check_traced(module, args, kwargs, path)
+        return check_traced(module, (x, hx), {}, path)
     p = _plans.get(id(module))
     if p is None or p.ref() is not module or p.getkey(module.__dict__ if p.from_dict else module) != p.key:
         p = plan_for(module)
-    if args:
-        x = args[0]
-        hx = args[1] if len(args) > 1 else kwargs.get("hx")
-    else:
-        x, hx = kwargs.get("input"), kwargs.get("hx")
-    if x is None:
-        return
     decl = DECLARED.get()
-    sig = signature(x, hx, weight(module, p), decl) if type(x) is Tensor else None
-    if sig is not None and sig == p.last:
+    if type(x) is Tensor:  # the hot path: the memo, then what fast_ok reads, in line
+        memo = p.memo
+        if x.shape == memo[0] and (decl is memo[1] or decl == memo[1]):
+            w = module._parameters.get(p.wname)
+            if w is None:
+                w = getattr(module, p.wname)
+            dtype, device = x.dtype, x.device
+            if dtype is w.dtype and device == w.device:
+                if hx is None:
+                    return
+                if p.arity == 1:
+                    if type(hx) is Tensor and hx.shape == memo[2] and hx.dtype is dtype and hx.device == device:
+                        return
+                elif type(hx) is tuple and len(hx) == 2:
+                    h, c = hx
+                    if (type(h) is Tensor and type(c) is Tensor and h.shape == memo[2] and c.shape == memo[3]
+                            and h.dtype is dtype and c.dtype is dtype and h.device == device
+                            and c.device == device):
+                        return
+    elif x is None:
         return
-    if fast_ok(module, p, x, hx):
-        if sig is not None:
-            p.last = sig
+    if fast_ok(module, p, x, hx, decl):
         return
     if decl is not None:  # a declaration left behind by an interrupted forward is dropped, never believed
         decl = live_declared()

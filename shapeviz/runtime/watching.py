@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import sys
 import threading
 import types
@@ -36,7 +37,7 @@ from torch.utils.hooks import RemovableHandle
 from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_names
 from shapeviz.core.model import CELL_TYPES, CLASS_NAMES, LAYER_TYPES, is_recurrent
-from shapeviz.runtime.fastcheck import check_module_call, env_disabled, is_compiling
+from shapeviz.runtime.fastcheck import check_input, env_disabled, is_compiling
 from shapeviz.tracing.flow import flow_block
 from shapeviz.tracing.flow import start as flow_start
 
@@ -378,14 +379,16 @@ _state = {"depth": 0, "enabled": False}
 _namers: list[tuple[_InputNamer, list[RemovableHandle]]] = []  # checking(inputs=) blocks, any thread
 
 
-def _check(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
-    """The check a patched base-class ``forward`` makes before running the original."""
+def gate(module: nn.Module, x: Any, hx: Any) -> None:
+    """The check a patched base-class ``forward`` makes of ``module(x, hx)`` before the original runs: a
+    watched module (the registry's weakref tells it from another that reuses its id) with its path, any
+    other while ``checking()``/``enable()`` is on (its path found only when the check fails)."""
     entry = _watched.get(id(module))
     if entry is not None and entry[0]() is module:
-        check_module_call(module, args, kwargs, entry[1])
+        check_input(module, x, hx, entry[1])
     elif _state["depth"] or _state["enabled"]:
         try:
-            check_module_call(module, args, kwargs, None)
+            check_input(module, x, hx, None)
         except ShapeError as err:
             root = _thread_root()
             path = _path_in(root, module) if root is not None else None
@@ -403,15 +406,24 @@ def _thread_root() -> nn.Module | None:
 
 
 def _make_forward(original: Any) -> Any:
-    check = _check
-
-    def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        check(self, args, kwargs)
-        return original(self, *args, **kwargs)
+    check = gate
+    code = original.__code__
+    if (code.co_varnames[:code.co_argcount] == ("self", "input", "hx") and original.__defaults__ == (None,)
+            and not code.co_kwonlyargcount and not code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)):
+        def forward(self: nn.Module, input: Any, hx: Any = None) -> Any:
+            check(self, input, hx)
+            return original(self, input, hx)  # not (*args, **kwargs): that costs ~1.5 µs a call in a model
+    else:  # pragma: no cover - a torch whose forward takes other arguments
+        def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
+            if args:
+                check(self, args[0], args[1] if len(args) > 1 else kwargs.get("hx"))
+            else:
+                check(self, kwargs.get("input"), kwargs.get("hx"))
+            return original(self, *args, **kwargs)
 
     # TorchScript compiles the original (inspect follows __wrapped__) and resolves its names through
     # this function's globals and closure: give it the original's globals so torch.jit.script works.
-    wrapper = types.FunctionType(forward.__code__, original.__globals__, original.__name__, None,
+    wrapper = types.FunctionType(forward.__code__, original.__globals__, original.__name__, forward.__defaults__,
                                  forward.__closure__)
     functools.update_wrapper(wrapper, original)
     wrapper.__shapeviz__ = True  # type: ignore[attr-defined]
