@@ -43,8 +43,8 @@ from shapeviz.core.dimensions import parse_names
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
 from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule, view_names
-from shapeviz.tracing.recorder import user_frame
 from shapeviz.tracing.records import TensorInfo
+from shapeviz.tracing.sites import user_frame
 
 __all__ = ["FlowMode", "flow", "flow_block", "start"]
 

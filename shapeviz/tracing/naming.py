@@ -20,6 +20,7 @@ that dims of that size are that name; origin ``"sv.dims (by size)"``). Size 1 is
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -67,6 +68,7 @@ class Namer:
         self.declared_by_dims = declared_by_dims or {}  # the sizes sv.dims declared (not inputs_dims)
         self.order: dict[frozenset[str], tuple[str, str]] = {}
         self._simple: list[tuple[str, int]] | None = None
+        self._by_size: dict[int, tuple[str | None, str]] = {}  # by_size depends on the sizes alone
 
     def direct(self, size: int) -> list[str]:
         """Every name of this size: declared ones first."""
@@ -107,6 +109,12 @@ class Namer:
         >>> Namer({"vocab": 28}, {"T": {5}}, {"vocab": 28}).by_size(28), Namer({}, {"T": {5}}).by_size(5)
         (('vocab', 'sv.dims (by size)'), ('T?', 'size (guess)'))
         """
+        hit = self._by_size.get(size)
+        if hit is None:
+            hit = self._by_size[size] = self._by_size_uncached(size)
+        return hit
+
+    def _by_size_uncached(self, size: int) -> tuple[str | None, str]:
         if size <= 1:
             return None, ""
         name = self.lookup(size)
@@ -130,11 +138,23 @@ class Namer:
 
     def saw(self, names: Sequence[str]) -> None:
         """Remember the order plain names appeared in, so a product reads ``T*bs`` as laid out."""
-        simple = [n for n in names if is_simple_name(n)]
-        for i, a in enumerate(simple):
-            for b in simple[i + 1:]:
-                if a != b:
-                    self.order[frozenset((a, b))] = (a, b)
+        self.order.update(_order_pairs(tuple(names)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _order_pairs(names: tuple[str, ...]) -> dict[frozenset[str], tuple[str, str]]:
+    """Each pair of plain names in ``names`` in the order they appear (the later pair wins).
+
+    >>> _order_pairs(("T", "bs", "emb"))[frozenset(("bs", "T"))]
+    ('T', 'bs')
+    """
+    simple = [n for n in names if is_simple_name(n)]
+    pairs: dict[frozenset[str], tuple[str, str]] = {}
+    for i, a in enumerate(simple):
+        for b in simple[i + 1:]:
+            if a != b:
+                pairs[frozenset((a, b))] = (a, b)
+    return pairs
 
 
 class OpView(NamedTuple):
@@ -233,6 +253,10 @@ class How(NamedTuple):
 BY_SIZE = How(Naming.SIZE)
 
 
+Final = tuple[tuple[str, ...], "tuple[str, ...] | None", bool]
+"""A record's final names, their origins (None: no dim has a name) and whether a name is ambiguous."""
+
+
 class Resolver:
     """Gives each record its names, resolving what it depends on first."""
 
@@ -240,6 +264,7 @@ class Resolver:
         self.namer = namer
         self.hows = hows
         self.done: set[int] = set()
+        self.finals: dict[tuple, Final] = {}
 
     def resolve(self, info: TensorInfo) -> None:
         if id(info) in self.done:
@@ -281,22 +306,35 @@ class Resolver:
                 names, origin = like(ins, info.shape), like_origin(origin)
         elif info.names is not None:  # named before it was recorded (a declaration)
             return
-        if names is None:
-            names = [None] * len(info.shape)
-        if origins is None:
-            origins = [(GUESS if is_guess(n) else origin) if n else "" for n in names]
+        # the same names, origins and shape always end alike (the sizes are all known by now)
+        key = (None if names is None else tuple(names), origin if origins is None else tuple(origins), info.shape)
+        hit = self.finals.get(key)
+        if hit is None:
+            if names is None:
+                names = [None] * len(info.shape)
+            if origins is None:
+                origins = [(GUESS if n.endswith("?") else origin) if n else "" for n in names]
+            hit = self.finals[key] = self._by_sizes(names, origins, info.shape)
+        final, where, ambiguous = hit
+        if where is not None:
+            info.names = final
+            info.origins = where
+            info.ambiguous = ambiguous
+            self.namer.saw(final)
+
+    def _by_sizes(self, names: Names, origins: list[str], shape: tuple[int, ...]) -> Final:
+        """The final names, their origins (None when no dim has a name) and whether one is ambiguous:
+        a dim without a name (None) is named by its size, if at all."""
         final: list[str] = []
         where: list[str] = []
-        for n, o, s in zip(names, origins, info.shape):
+        for n, o, s in zip(names, origins, shape):
             if n is None:  # "" is a rule's "unnamed on purpose"
                 n, o = self.namer.by_size(s)
             final.append(n or "")
             where.append(o if n else "")
-        if any(final):
-            info.names = tuple(final)
-            info.origins = tuple(where)
-            info.ambiguous = any("|" in n for n in info.names)
-            self.namer.saw(info.names)
+        if not any(final):
+            return tuple(final), None, False
+        return tuple(final), tuple(where), any("|" in n for n in final)
 
 
 def like_origin(origin: str) -> str:

@@ -338,24 +338,37 @@ def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | No
 
 
 def op_params(args: Sequence[Any], kwargs: dict[str, Any]) -> str:
-    """A short text of an op's non-tensor arguments: ``"28"``, ``"dim=0"``, ``"-1, 28"``."""
-    def ok(v: Any) -> bool:
-        if isinstance(v, (bool, int, float, str, torch.dtype)) or v is None:
-            return True
-        return isinstance(v, (tuple, list, torch.Size)) and len(v) <= 6 and all(
-            isinstance(x, (int, float)) for x in v)
+    """A short text of an op's non-tensor arguments: ``"28"``, ``"dim=0"``, ``"-1, 28"``.
 
-    def fmt(v: Any) -> str:
-        if isinstance(v, torch.dtype):
-            return str(v).replace("torch.", "")
-        if isinstance(v, torch.Size):
-            return str(tuple(v))
-        return repr(v)
-
-    parts = [fmt(a) for a in args if not has_tensor(a) and ok(a)]
-    parts += [f"{k}={fmt(v)}" for k, v in kwargs.items() if not has_tensor(v) and ok(v)]
+    >>> import torch
+    >>> op_params((torch.zeros(2, 3), -1, 28), {"dim": 0})
+    '-1, 28, dim=0'
+    """
+    parts = [_fmt(a) for a in args if not isinstance(a, torch.Tensor) and _shown(a)]
+    if kwargs:
+        parts += [f"{k}={_fmt(v)}" for k, v in kwargs.items() if not isinstance(v, torch.Tensor) and _shown(v)]
+    if not parts:
+        return ""
     text = ", ".join(parts)
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+_SCALARS = (bool, int, float, str, torch.dtype)
+
+
+def _shown(v: Any) -> bool:
+    """Whether an argument is shown in an op's params: a scalar, None, or a short tuple of numbers."""
+    if v is None or isinstance(v, _SCALARS):
+        return True
+    return isinstance(v, (tuple, list, torch.Size)) and len(v) <= 6 and all(isinstance(x, (int, float)) for x in v)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, torch.dtype):
+        return str(v).replace("torch.", "")
+    if isinstance(v, torch.Size):
+        return str(tuple(v))
+    return repr(v)
 
 
 def has_tensor(obj: Any) -> bool:

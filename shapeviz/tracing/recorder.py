@@ -17,9 +17,8 @@ and keeps shapes, dtypes, devices and names (:mod:`shapeviz.tracing.records`).
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
-import linecache
-import os
 import sys
 import weakref
 from collections.abc import Sequence
@@ -32,7 +31,6 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
 from shapeviz.core.dimensions import is_simple_name
-from shapeviz.core.frames import is_library, is_torch, torch_dir
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.naming import (
     BY_SIZE,
@@ -46,8 +44,9 @@ from shapeviz.tracing.naming import (
 )
 from shapeviz.tracing.oprules import flatten, has_tensor, op_name, op_params, op_rule
 from shapeviz.tracing.records import Call, CallKind, TensorInfo
+from shapeviz.tracing.sites import FrameLabels, arg_label, forward_params, site_of, type_name, user_frame
 
-__all__ = ["OpMode", "Tracer", "type_name", "user_frame"]
+__all__ = ["OpMode", "Tracer", "quiet_hooks_supported"]
 
 
 _DTYPE_NAMES: dict[torch.dtype, str] = {}
@@ -62,9 +61,16 @@ def _dtype(t: torch.Tensor) -> str:
     return name
 
 
+_DEVICE_NAMES: dict[torch.device, str] = {}
+
+
 def _device(t: torch.Tensor) -> str:
+    """``"cpu"``, ``"cuda:0"`` (cached per device: a hot helper)."""
     d = t.device
-    return d.type if d.index is None or d.type == "cpu" else f"{d.type}:{d.index}"
+    name = _DEVICE_NAMES.get(d)
+    if name is None:
+        name = _DEVICE_NAMES[d] = d.type if d.index is None or d.type == "cpu" else f"{d.type}:{d.index}"
+    return name
 
 
 Flow = tuple[tuple[int, int], ...]
@@ -87,7 +93,8 @@ class Tracer:
     def __init__(self, ops: bool, declared_sizes: dict[str, int], by_dims: dict[str, int] | None = None) -> None:
         self.ops = ops
         self.calls: list[Call] = []
-        self.stack: list[tuple[Call, int, bool]] = []  # open module calls: (call, id(module), user code?)
+        # open module calls: (call, id(module), user code?, the exception being handled when it started)
+        self.stack: list[tuple[Call, int, bool, BaseException | None]] = []
         self.pending: list[TensorInfo] = []  # in the order they were seen
         self.hows: dict[int, tuple[TensorInfo, How]] = {}
         self.out_of: dict[int, int] = {}  # id(output info) -> index of its call
@@ -95,11 +102,18 @@ class Tracer:
         self.declared = dict(declared_sizes)
         self.by_dims = dict(by_dims or {})  # the sizes sv.dims declared: a unique one names dims by size
         self.learned: dict[str, set[int]] = {}
+        # what the recurrent calls named, learned in :meth:`resolve`: (names, shape, id(conv)) or ("sizes", id(conv))
+        self.to_learn: dict[tuple, Conventions] = {}
         self.failed: Call | None = None
         self.busy = False
         # data flow: id(tensor) -> (weak ref, the recurrent (call, output) pairs it was computed from)
         self.origins: dict[int, tuple[weakref.ref, Flow]] = {}
         self.in_flow: dict[int, Flow] = {}  # index of an open non-recurrent call -> its inputs' flow
+        self.self_labels: dict[int, dict[int, tuple[str, Any]]] = {}  # see FrameLabels
+        self.mode: OpMode | None = None  # the op mode recording this forward (set by OpMode)
+        self.quiet: int | None = None  # the stack depth of a quiet module call that took the mode off
+        # (id(conventions), batched, packed) -> its dims; the Conventions live in the calls meanwhile
+        self.dims_cache: dict[tuple[int, bool, bool], dict[str, tuple[str, ...]]] = {}
 
     # ------------------------------------------------------------ tensors -> infos
     def _known(self, t: torch.Tensor) -> TensorInfo | None:
@@ -109,15 +123,16 @@ class Tracer:
         return None
 
     def _remember(self, t: torch.Tensor, info: TensorInfo) -> None:
-        with contextlib.suppress(TypeError):  # not weak-referenceable: just not remembered
+        try:  # noqa: SIM105 - a hot path: cheaper than contextlib.suppress
             self.seen[id(t)] = (weakref.ref(t), info)
+        except TypeError:  # not weak-referenceable: just not remembered
+            pass
 
     def info(self, t: torch.Tensor, how: How | None, *, key: str = "", role: str = "", label: str = "",
              packed: str = "", repeat: int = 1, keep_known: bool = False) -> TensorInfo:
         """The record of ``t``, named by ``how`` once the forward is done; with no ``how`` (or with
         ``keep_known`` for a tensor recorded before) it takes the earlier record's names, else its sizes'."""
-        info = TensorInfo(shape=tuple(int(s) for s in t.shape), role=role, key=key, label=label,
-                          dtype=_dtype(t), device=_device(t), packed=packed, repeat=repeat)
+        info = TensorInfo(tuple(t.shape), None, role, key, label, _dtype(t), _device(t), False, packed, repeat)
         if self.origins:
             info.flow = self.flow_of(t)
         if packed == "batch_sizes" and t.device.type == "cpu" and t.dim() == 1:
@@ -140,7 +155,7 @@ class Tracer:
         return info
 
     def infos(self, obj: Any, key: str, how: How | None = None, *, keep_known: bool = False,
-              labels: dict[int, str] | None = None, tuples: bool = False,
+              labels: FrameLabels | None = None, tuples: bool = False,
               arg_names: Sequence[str] = ()) -> list[TensorInfo]:
         """Records of every tensor in ``obj`` (see :func:`~shapeviz.tracing.oprules.flatten`), all named by ``how``."""
         out = []
@@ -148,9 +163,9 @@ class Tracer:
             repeat = 1
             if isinstance(t, tuple):
                 t, repeat = t
-            label = labels.get(id(t), "") if labels else ""
+            label = labels.name_of(t) if labels is not None else ""
             if arg_names and not label:
-                label = _arg_label(k, arg_names)
+                label = arg_label(k, arg_names)
             out.append(self.info(t, how, key=k, label=label, packed=packed, repeat=repeat, keep_known=keep_known))
         return out
 
@@ -174,13 +189,46 @@ class Tracer:
                 self.mark(t if not isinstance(t, tuple) else t[0], flow)
 
     # ------------------------------------------------------------ module calls
-    def enter(self, path: str, module: Any, args: tuple, kwargs: dict[str, Any], user: bool) -> None:
+    def enter(self, path: str, module: Any, args: tuple, kwargs: dict[str, Any], user: bool,
+              quiet: bool = False) -> None:
+        """A module call starts. ``quiet``: a torch module without children (none of your code runs in
+        it) whose forward hook is called on every path: the op mode steps aside until it ends."""
         with _off():
             self._enter(path, module, args, kwargs, user)
+        if quiet and self.quiet is None and not self.ops_needed(module, args, kwargs):
+            self.quiet = len(self.stack)
+            if not _pop_mode(self.mode):
+                self.quiet = None
 
-    def exit(self, module: Any, output: Any) -> None:
+    def exit(self, module: Any, output: Any, always: bool = False) -> None:
+        """A module call ends. ``always``: the hook is called on every path (``always_call``); it is
+        called while handling an exception that was not being handled when the call started when the
+        call raised: the call is closed as a failed one."""
+        if self.quiet is not None and self.quiet >= len(self.stack):
+            self.unquiet()
+        if always and output is None and self.stack and self.stack[-1][1] == id(module):
+            exc = sys.exc_info()[1]
+            if exc is not None and exc is not self.stack[-1][3]:
+                call = self.stack.pop()[0]
+                call.error = call.error or type(exc).__name__
+                return
         with _off():
             self._exit(module, output)
+
+    def unquiet(self) -> None:
+        """Put the op mode back if a quiet module call took it off (every path of the forward ends here)."""
+        if self.quiet is not None:
+            self.quiet = None
+            _push_mode(self.mode)
+
+    def ops_needed(self, module: Any, args: tuple, kwargs: dict[str, Any]) -> bool:
+        """Whether the op mode must see the ops inside this library module: a recurrent kernel on ``meta``."""
+        if not is_recurrent(module):
+            return False
+        first = args[0] if args else kwargs.get("input")
+        if isinstance(first, PackedSequence):
+            first = first.data
+        return not isinstance(first, torch.Tensor) or first.device.type == "meta"
 
     def _enter(self, path: str, module: Any, args: tuple, kwargs: dict[str, Any], user: bool) -> None:
         self.busy = True
@@ -191,15 +239,14 @@ class Tracer:
                         conventions=conv, depth=len(self.stack),
                         parent=parent.index if parent is not None else None)
             self.calls.append(call)
-            self.stack.append((call, id(module), user))
+            self.stack.append((call, id(module), user, sys.exc_info()[1]))
             site = user_frame()
             if site is not None:
-                call.site = f"{os.path.basename(site.f_code.co_filename)}:{site.f_lineno}"
-                call.code = linecache.getline(site.f_code.co_filename, site.f_lineno).strip()
+                call.site, call.code = site_of(site)
             if conv is not None:
                 call.inputs = self._recurrent(conv, args, kwargs, inputs=True, origin=f"conventions of {call.name}")
             else:
-                call.inputs = self.infos(args, "", arg_names=_forward_params(module))
+                call.inputs = self.infos(args, "", arg_names=forward_params(module))
                 if kwargs:
                     call.inputs += self.infos(kwargs, "", arg_names=("*",))
                 if self.origins:
@@ -214,7 +261,7 @@ class Tracer:
                 self.stack.pop()  # a call that raised inside a try/except of the user's
             if not self.stack:
                 return
-            call, _, _ = self.stack.pop()
+            call = self.stack.pop()[0]
             if call.conventions is not None:
                 tensors: list[Any] = []
                 call.outputs = self._recurrent(call.conventions, output, {}, inputs=False, tensors=tensors,
@@ -259,19 +306,18 @@ class Tracer:
         if inputs or not conv.cell:
             batched = packed or (isinstance(first, torch.Tensor) and layout.is_batched(first.dim()) is True)
         infos: list[TensorInfo] = []
-        dims_cache: dict[bool, dict[str, tuple[str, ...]]] = {}
         for key, value, roles in top:
             if value is None:
                 continue
-            items = list(flatten(value, key))
+            items = [(key, value, "")] if type(value) is torch.Tensor else list(flatten(value, key))
             for n, (k, t, part) in enumerate(items):
                 if isinstance(t, tuple):
                     t = t[0]
                 role = roles[min(n, len(roles) - 1)] if part == "" else roles[0]
                 b = batched if batched is not None else t.dim() == layout.state_batched_ndim
-                dims = dims_cache.get(b)
+                dims = self.dims_cache.get((id(conv), b, packed))
                 if dims is None:
-                    dims = dims_cache[b] = conv.dims(batched=b, packed=packed)
+                    dims = self.dims_cache[(id(conv), b, packed)] = conv.dims(batched=b, packed=packed)
                 names: tuple[str, ...] | None
                 if part == "batch_sizes":
                     names = ("T",)
@@ -283,30 +329,50 @@ class Tracer:
                 infos.append(info)
                 if tensors is not None:
                     tensors.append(t)
-                if names:
-                    self._learn(names, info.shape, conv)
-        for name, size in conv.sizes.items():
-            if name in ("emb", "h", "proj"):
-                self._learn1(name, size)
+                if names:  # learned when the forward is done, in this order (a repeat adds nothing)
+                    self.to_learn.setdefault((names, info.shape, id(conv)), conv)
+        self.to_learn.setdefault(("sizes", id(conv)), conv)
         return infos
 
-    def _learn(self, names: Sequence[str], shape: Sequence[int], conv: Conventions) -> None:
-        local = dict(conv.sizes)
-        for n, s in zip(names, shape):
-            if is_simple_name(n):
+    def learn(self) -> None:
+        """Learn the sizes the recurrent calls named, in the order they were recorded."""
+        for key, conv in self.to_learn.items():
+            if key[0] == "sizes":
+                for name, size in conv.sizes.items():
+                    if name in ("emb", "h", "proj"):
+                        self._learn1(name, size)
+            else:
+                self._learn(key[0], key[1], conv)
+        self.to_learn.clear()
+
+    def _learn(self, names: tuple[str, ...], shape: Sequence[int], conv: Conventions) -> None:
+        """Learn the sizes of a recurrent call's named dims (a product only where every factor is > 1)."""
+        plan = _LEARN_PLANS.get(names)
+        if plan is None:
+            plan = _LEARN_PLANS[names] = _learn_plan(names)
+        simple, sums, products = plan
+        local: dict[str, int] | None = {} if products else None
+        for i in simple:
+            n, s = names[i], shape[i]
+            self._learn1(n, s)
+            if local is not None:
                 local[n] = s
-                self._learn1(n, s)
-        for n, s in zip(names, shape):
-            if n.startswith("sum("):
-                self._learn1(n, s)
-            elif "*" in n:
-                factors = [local.get(f) for f in n.split("*")]
-                if all(f is not None and f > 1 for f in factors):
-                    self._learn1(n, s)
+        for i in sums:
+            self._learn1(names[i], shape[i])
+        if local is not None:
+            sizes = conv.sizes
+            for i, factors in products:
+                got = [local.get(f, sizes.get(f)) for f in factors]
+                if all(f is not None and f > 1 for f in got):
+                    self._learn1(names[i], shape[i])
 
     def _learn1(self, name: str, size: int) -> None:
         if name not in self.declared:
-            self.learned.setdefault(name, set()).add(int(size))
+            sizes = self.learned.get(name)
+            if sizes is None:
+                self.learned[name] = {int(size)}
+            else:
+                sizes.add(int(size))
 
     # ------------------------------------------------------------ ops
     def user_code(self) -> bool:
@@ -336,13 +402,13 @@ class Tracer:
 
     def _op_call(self, name: str, args: tuple, kwargs: dict[str, Any], frame: FrameType | None) -> Call:
         parent = self.stack[-1][0] if self.stack else None
-        labels = _labels(frame)
         call = Call(index=len(self.calls), path=parent.path if parent is not None else "", type=name,
                     kind=CallKind.OP, depth=len(self.stack), parent=parent.index if parent is not None else None,
                     params=op_params(args, kwargs))
+        labels = None
         if frame is not None:
-            call.source = f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno}"
-            call.code = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+            call.source, call.code = site_of(frame)
+            labels = FrameLabels(frame, self.self_labels)
         for i, a in enumerate(args):
             call.inputs += self.infos(a, str(i), labels=labels, tuples=True)
         if kwargs:
@@ -392,6 +458,7 @@ class Tracer:
 
     # ------------------------------------------------------------ the end
     def resolve(self) -> dict[str, list[int]]:
+        self.learn()
         namer = Namer(self.declared, self.learned, self.by_dims)
         r = Resolver(namer, self.hows)
         for info in self.pending:
@@ -411,9 +478,24 @@ class Tracer:
         self.in_flow.clear()
         self.out_of.clear()
         self.stack.clear()
+        self.self_labels.clear()
 
 
-_PARAMS: dict[Any, tuple[str, ...]] = {}
+LearnPlan = tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, tuple[str, ...]], ...]]
+_LEARN_PLANS: dict[tuple[str, ...], LearnPlan] = {}
+
+
+def _learn_plan(names: tuple[str, ...]) -> LearnPlan:
+    """Which dims of a conventions' names tuple are plain names, ``sum(…)`` and products (with factors).
+
+    >>> _learn_plan(("layers*D", "bs", "h"))
+    ((1, 2), (), ((0, ('layers', 'D')),))
+    """
+    simple = tuple(i for i, n in enumerate(names) if is_simple_name(n))
+    sums = tuple(i for i, n in enumerate(names) if n.startswith("sum("))
+    products = tuple((i, tuple(n.split("*"))) for i, n in enumerate(names)
+                     if not n.startswith("sum(") and "*" in n)
+    return simple, sums, products
 
 
 def _runs(values: Sequence[int]) -> tuple[tuple[int, int], ...]:
@@ -431,87 +513,34 @@ def _runs(values: Sequence[int]) -> tuple[tuple[int, int], ...]:
     return tuple((a, b) for a, b in out)
 
 
-def _forward_params(obj: Any) -> tuple[str, ...]:
-    """The names of a module's ``forward`` (or a callable's) positional parameters; cached per class."""
-    key = type(obj) if isinstance(obj, nn.Module) else None
-    hit = _PARAMS.get(key) if key is not None else None
-    if hit is None:
-        fn = obj.forward if isinstance(obj, nn.Module) else obj
-        try:
-            params = inspect.signature(fn).parameters.values()
-            hit = tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
-                                                                 p.VAR_POSITIONAL))
-        except (TypeError, ValueError):
-            hit = ()
-        if key is not None:
-            _PARAMS[key] = hit
-    return hit
+_STACK_API = all(hasattr(torch._C, n) for n in ("_len_torch_function_stack", "_get_function_stack_at",
+                                                  "_pop_torch_function_stack", "_push_on_torch_function_stack"))
 
 
-def _arg_label(key: str, arg_names: Sequence[str]) -> str:
-    """``"1.0"`` with parameters ``("x", "state")`` -> ``"state[0]"``; kwargs keep their key."""
-    head, _, rest = key.partition(".")
-    if arg_names == ("*",):
-        name = head
-    elif head.isdigit() and int(head) < len(arg_names):
-        name = arg_names[int(head)]
-    elif ":" in head or not arg_names:
-        return ""
-    else:
-        name = arg_names[-1]  # *args
-    rest = "".join(f"[{p}]" for p in rest.split(".") if p and p not in ("data", "batch_sizes"))
-    return name + rest
+def _pop_mode(mode: Any) -> bool:
+    """Take ``mode`` off this thread's torch-function mode stack if it is on top; whether it was."""
+    if mode is None or not _STACK_API:
+        return False
+    n = torch._C._len_torch_function_stack()
+    if n == 0 or torch._C._get_function_stack_at(n - 1) is not mode:
+        return False
+    torch._C._pop_torch_function_stack()
+    return True
 
 
-def type_name(obj: Any) -> str:
-    """The class name of a module or object, the ``__name__`` of a function."""
-    if isinstance(obj, type):
-        return obj.__name__
-    if callable(obj) and hasattr(obj, "__name__") and not isinstance(obj, nn.Module):
-        return str(obj.__name__)
-    return type(obj).__name__
+def _push_mode(mode: Any) -> None:
+    torch._C._push_on_torch_function_stack(mode)
 
 
-_WRAPPERS = tuple(os.path.join(torch_dir(), *f.split("/")) for f in (
-    "overrides.py", "_tensor.py", "functional.py", "nn/functional.py", "utils/_device.py",
-    "_jit_internal.py", "utils/_contextlib.py", "autograd/grad_mode.py", "_compile.py"))
+@functools.cache
+def quiet_hooks_supported() -> bool:
+    """Whether forward hooks can be called on every path (``always_call``, torch >= 2.1) and the mode
+    stack can be read: what a quiet module call needs.
 
-
-def user_frame(direct: bool = False) -> FrameType | None:
-    """The innermost frame outside torch and shapeviz: the line of your code that ran the op.
-
-    ``direct=True``: None when a torch function (not just a dispatch wrapper such as
-    ``Tensor.__matmul__`` or ``F.embedding``) stands between your code and the op: an op that
-    ``pack_padded_sequence`` runs for you is not one of yours."""
-    f: FrameType | None = sys._getframe(2)
-    while f is not None:
-        fn = f.f_code.co_filename
-        if not is_library(fn):
-            return f
-        if direct and is_torch(fn) and not fn.startswith(_WRAPPERS):
-            return None
-        f = f.f_back
-    return None
-
-
-def _labels(frame: FrameType | None) -> dict[int, str]:
-    """Variable names of the tensors a frame can see: its locals and ``self``'s tensors."""
-    if frame is None:
-        return {}
-    out: dict[int, str] = {}
-    loc = frame.f_locals
-    for name, v in loc.items():
-        if isinstance(v, torch.Tensor) and id(v) not in out:
-            out[id(v)] = name
-    me = loc.get("self")
-    if me is not None:
-        attrs = list(getattr(me, "__dict__", {}).items())
-        if isinstance(me, nn.Module):
-            attrs += list(me._parameters.items()) + list(me._buffers.items())
-        for name, v in attrs:
-            if isinstance(v, torch.Tensor) and id(v) not in out:
-                out[id(v)] = f"self.{name}"
-    return out
+    >>> isinstance(quiet_hooks_supported(), bool)
+    True
+    """
+    return _STACK_API and "always_call" in inspect.signature(nn.Module.register_forward_hook).parameters
 
 
 def _off() -> Any:
@@ -528,6 +557,7 @@ class OpMode(TorchFunctionMode):
     def __init__(self, tracer: Tracer) -> None:
         super().__init__()
         self.tracer = tracer
+        tracer.mode = self
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}

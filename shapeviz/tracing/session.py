@@ -39,8 +39,9 @@ import torch.nn as nn
 from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import declared, parse_names, pop, push
 from shapeviz.tracing.oprules import flatten
-from shapeviz.tracing.recorder import OpMode, Tracer, type_name
+from shapeviz.tracing.recorder import OpMode, Tracer, quiet_hooks_supported
 from shapeviz.tracing.records import Call, CallKind, TensorInfo, Trace
+from shapeviz.tracing.sites import type_name
 
 __all__ = ["trace"]
 
@@ -189,27 +190,37 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     token = push(first_sizes) if first_sizes else None
     mode = OpMode(tracer)
     out: Any = None
+    quiet_ok = quiet_hooks_supported()
     try:
         for path, m in modules:
             user = _is_user_module(m)
+            # a torch module without children runs none of your code: the op mode can step aside in it
+            quiet = quiet_ok and not user and not m._modules
 
-            def pre(mod: nn.Module, args: tuple, kw: dict, _p: str = path, _u: bool = user) -> None:
-                tracer.enter(_p, mod, args, kw, _u)
+            def pre(mod: nn.Module, args: tuple, kw: dict, _p: str = path, _u: bool = user, _q: bool = quiet) -> None:
+                tracer.enter(_p, mod, args, kw, _u, _q)
 
             def post(mod: nn.Module, args: tuple, kw: dict, output: Any) -> None:
-                tracer.exit(mod, output)
+                tracer.exit(mod, output, quiet_ok)
 
             handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
-            handles.append(m.register_forward_hook(post, with_kwargs=True))
-        for m, _ in training.values():
-            m.training = False
-        with torch.no_grad(), mode:
-            if plain_root:
-                tracer.enter("", model, inputs, kwargs, True)  # labels from the callable's parameters
-                out = model(*inputs, **kwargs)
-                tracer.exit(model, out)
+            if quiet_ok:  # called when the call raises too: the failed call is closed
+                handles.append(m.register_forward_hook(post, with_kwargs=True, always_call=True))
             else:
-                out = model(*inputs, **kwargs)
+                handles.append(m.register_forward_hook(post, with_kwargs=True))
+        for m, was in training.values():
+            if was:
+                m.training = False
+        with torch.no_grad(), mode:
+            try:
+                if plain_root:
+                    tracer.enter("", model, inputs, kwargs, True)  # labels from the callable's parameters
+                    out = model(*inputs, **kwargs)
+                    tracer.exit(model, out)
+                else:
+                    out = model(*inputs, **kwargs)
+            finally:
+                tracer.unquiet()  # the mode back on its stack before it is exited
     except Exception as exc:
         _annotate(exc, tracer, model)
         raise
@@ -217,7 +228,8 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
         for h in handles:
             h.remove()
         for m, was in training.values():
-            m.training = was
+            if was or m.training:  # one the forward left in training mode is put back too
+                m.training = was
         if token is not None:
             pop(token)
         tracer.close()
@@ -232,7 +244,7 @@ def _annotate(exc: BaseException, tracer: Tracer, model: Any) -> None:
         if tracer.failed is not None:
             tracer.failed.index = len(tracer.calls)
             tracer.calls.append(tracer.failed)
-        for call, _, _ in tracer.stack:
+        for call, *_ in tracer.stack:
             if not call.outputs:
                 call.error = call.error or f"{type(exc).__name__}"
         tracer.close()

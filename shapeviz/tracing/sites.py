@@ -1,0 +1,162 @@
+"""Where a call ran and what its operands are called: the line of your code, its variables' names.
+
+>>> import sys, torch
+>>> X = torch.zeros(2)
+>>> FrameLabels(sys._getframe(), {}).name_of(X)
+'X'
+>>> arg_label("1.0", ("x", "state"))
+'state[0]'
+"""
+
+from __future__ import annotations
+
+import inspect
+import linecache
+import os
+import sys
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from shapeviz.core.frames import is_library, is_torch, torch_dir
+
+__all__ = ["FrameLabels", "arg_label", "forward_params", "site_of", "tensor_attrs", "type_name", "user_frame"]
+
+_PARAMS: dict[Any, tuple[str, ...]] = {}
+
+
+def forward_params(obj: Any) -> tuple[str, ...]:
+    """The names of a module's ``forward`` (or a callable's) positional parameters; cached per class."""
+    key = type(obj) if isinstance(obj, nn.Module) else None
+    hit = _PARAMS.get(key) if key is not None else None
+    if hit is None:
+        fn = obj.forward if isinstance(obj, nn.Module) else obj
+        try:
+            params = inspect.signature(fn).parameters.values()
+            hit = tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                                                 p.VAR_POSITIONAL))
+        except (TypeError, ValueError):
+            hit = ()
+        if key is not None:
+            _PARAMS[key] = hit
+    return hit
+
+
+def arg_label(key: str, arg_names: Sequence[str]) -> str:
+    """``"1.0"`` with parameters ``("x", "state")`` -> ``"state[0]"``; kwargs keep their key."""
+    head, _, rest = key.partition(".")
+    if arg_names == ("*",):
+        name = head
+    elif head.isdigit() and int(head) < len(arg_names):
+        name = arg_names[int(head)]
+    elif ":" in head or not arg_names:
+        return ""
+    else:
+        name = arg_names[-1]  # *args
+    rest = "".join(f"[{p}]" for p in rest.split(".") if p and p not in ("data", "batch_sizes"))
+    return name + rest
+
+
+def type_name(obj: Any) -> str:
+    """The class name of a module or object, the ``__name__`` of a function."""
+    if isinstance(obj, type):
+        return obj.__name__
+    if callable(obj) and hasattr(obj, "__name__") and not isinstance(obj, nn.Module):
+        return str(obj.__name__)
+    return type(obj).__name__
+
+
+_WRAPPERS = tuple(os.path.join(torch_dir(), *f.split("/")) for f in (
+    "overrides.py", "_tensor.py", "functional.py", "nn/functional.py", "utils/_device.py",
+    "_jit_internal.py", "utils/_contextlib.py", "autograd/grad_mode.py", "_compile.py"))
+
+
+def user_frame(direct: bool = False) -> FrameType | None:
+    """The innermost frame outside torch and shapeviz: the line of your code that ran the op.
+
+    ``direct=True``: None when a torch function (not just a dispatch wrapper such as
+    ``Tensor.__matmul__`` or ``F.embedding``) stands between your code and the op: an op that
+    ``pack_padded_sequence`` runs for you is not one of yours."""
+    f: FrameType | None = sys._getframe(2)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not is_library(fn):
+            return f
+        if direct and is_torch(fn) and not fn.startswith(_WRAPPERS):
+            return None
+        f = f.f_back
+    return None
+
+
+_SITES: dict[tuple[Any, int], tuple[str, str]] = {}
+
+
+def site_of(frame: FrameType) -> tuple[str, str]:
+    """``("model.py:14", "H = torch.tanh(X @ W + b)")`` of a frame's current line (cached per line)."""
+    key = (frame.f_code, frame.f_lineno)
+    hit = _SITES.get(key)
+    if hit is None:
+        fn = frame.f_code.co_filename
+        hit = (f"{os.path.basename(fn)}:{frame.f_lineno}", linecache.getline(fn, frame.f_lineno).strip())
+        if len(_SITES) < 4096:
+            _SITES[key] = hit
+    return hit
+
+
+class FrameLabels:
+    """Variable names of the tensors a frame can see (its locals, then ``self``'s tensors), read
+    only when a record asks for one.
+
+    >>> import sys, torch
+    >>> X = torch.zeros(2)
+    >>> FrameLabels(sys._getframe(), {}).name_of(X)
+    'X'
+    """
+
+    __slots__ = ("frame", "locals", "owner", "owners")
+
+    def __init__(self, frame: FrameType, owners: dict[int, dict[int, tuple[str, Any]]]) -> None:
+        self.frame = frame
+        self.locals: dict[int, str] | None = None
+        self.owner: Any = None
+        self.owners = owners  # id(module) -> {id(tensor attribute): ("self.name", it)}, per trace
+
+    def name_of(self, t: Any) -> str:
+        """The variable ``t`` was read from (``"X"``, ``"self.W_xh"``), or ``""``."""
+        if self.locals is None:
+            loc = self.frame.f_locals
+            found: dict[int, str] = {}
+            for name, v in loc.items():
+                if isinstance(v, torch.Tensor) and id(v) not in found:
+                    found[id(v)] = name
+            self.locals = found
+            self.owner = loc.get("self")
+        hit = self.locals.get(id(t))
+        if hit is not None:
+            return hit
+        me = self.owner
+        if me is None:
+            return ""
+        if isinstance(me, nn.Module):  # its tensors read once per trace, each checked to be the same object
+            attrs = self.owners.get(id(me))
+            if attrs is None:
+                attrs = self.owners[id(me)] = {}
+                for name, v in tensor_attrs(me):
+                    attrs.setdefault(id(v), (name, v))
+            entry = attrs.get(id(t))
+            return f"self.{entry[0]}" if entry is not None and entry[1] is t else ""
+        for name, v in tensor_attrs(me):
+            if v is t:
+                return f"self.{name}"
+        return ""
+
+
+def tensor_attrs(me: Any) -> list[tuple[str, torch.Tensor]]:
+    """(name, tensor) of an object's tensor attributes, a module's parameters and buffers included."""
+    attrs = list(getattr(me, "__dict__", {}).items())
+    if isinstance(me, nn.Module):
+        attrs += list(me._parameters.items()) + list(me._buffers.items())
+    return [(name, v) for name, v in attrs if isinstance(v, torch.Tensor)]
