@@ -20,7 +20,6 @@ that dims of that size are that name; origin ``"sv.dims (by size)"``). Size 1 is
 
 from __future__ import annotations
 
-import functools
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -66,7 +65,6 @@ class Namer:
         self.declared = declared_sizes
         self.learned = learned
         self.declared_by_dims = declared_by_dims or {}  # the sizes sv.dims declared (not inputs_dims)
-        self.order: dict[frozenset[str], tuple[str, str]] = {}
         self._simple: list[tuple[str, int]] | None = None
         self._by_size: dict[int, tuple[str | None, str]] = {}  # by_size depends on the sizes alone
 
@@ -96,8 +94,7 @@ class Namer:
         for i, (a, sa) in enumerate(simple):
             for b, sb in simple[i:]:
                 if a != b and sa * sb == size:
-                    x, y = self.order.get(frozenset((a, b)), (a, b))
-                    name = f"{x}*{y}"
+                    name = f"{a}*{b}"
                     if name not in found:
                         found.append(name)
         return "|".join(found) if found else None
@@ -135,26 +132,6 @@ class Namer:
         """The one plain name of size ``n`` (how many tensors a ``cat`` joined), else None."""
         names = self.direct(n)
         return names[0] if len(names) == 1 and is_simple_name(names[0]) else None
-
-    def saw(self, names: Sequence[str]) -> None:
-        """Remember the order plain names appeared in, so a product reads ``T*bs`` as laid out."""
-        self.order.update(_order_pairs(tuple(names)))
-
-
-@functools.lru_cache(maxsize=1024)
-def _order_pairs(names: tuple[str, ...]) -> dict[frozenset[str], tuple[str, str]]:
-    """Each pair of plain names in ``names`` in the order they appear (the later pair wins).
-
-    >>> _order_pairs(("T", "bs", "emb"))[frozenset(("bs", "T"))]
-    ('T', 'bs')
-    """
-    simple = [n for n in names if is_simple_name(n)]
-    pairs: dict[frozenset[str], tuple[str, str]] = {}
-    for i, a in enumerate(simple):
-        for b in simple[i + 1:]:
-            if a != b:
-                pairs[frozenset((a, b))] = (a, b)
-    return pairs
 
 
 class OpView(NamedTuple):
@@ -320,7 +297,6 @@ class Resolver:
             info.names = final
             info.origins = where
             info.ambiguous = ambiguous
-            self.namer.saw(final)
 
     def _by_sizes(self, names: Names, origins: list[str], shape: tuple[int, ...]) -> Final:
         """The final names, their origins (None when no dim has a name) and whether one is ambiguous:

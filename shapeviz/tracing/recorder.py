@@ -61,6 +61,9 @@ def _dtype(t: torch.Tensor) -> str:
     return name
 
 
+_PLAIN = frozenset({torch.Tensor, nn.Parameter})
+"""Tensor types recorded as they are (no walk through containers)."""
+
 _DEVICE_NAMES: dict[torch.device, str] = {}
 
 
@@ -145,9 +148,14 @@ class Tracer:
         if how is None:
             given = declared_names(t) if prev is None else None
             how = How.alias(prev) if prev is not None else How.exact(given, "sv.name") if given else BY_SIZE
-        self.pending.append(info)
-        self.hows[id(info)] = (info, how)
         exact = how.kind is Naming.EXACT
+        if exact and all(how.names) and not any(n.endswith("?") for n in how.names):
+            # every dim given a name: final now (nothing later renames an exact record)
+            info.names, info.origins = how.names, (how.origin,) * len(how.names)
+            info.ambiguous = any("|" in n for n in how.names)
+        else:
+            self.pending.append(info)
+            self.hows[id(info)] = (info, how)
         if exact and prev is not None and id(prev) in self.hows and self.hows[id(prev)][1].kind is not Naming.EXACT:
             self.hows[id(prev)] = (prev, How.alias(info))  # a module's conventions name it better
         if exact or prev is None:
@@ -158,6 +166,9 @@ class Tracer:
               labels: FrameLabels | None = None, tuples: bool = False,
               arg_names: Sequence[str] = ()) -> list[TensorInfo]:
         """Records of every tensor in ``obj`` (see :func:`~shapeviz.tracing.oprules.flatten`), all named by ``how``."""
+        if type(obj) in _PLAIN and not arg_names:  # the usual operand: one tensor, no walk
+            label = labels.name_of(obj) if labels is not None else ""
+            return [self.info(obj, how, key=key, label=label, keep_known=keep_known)]
         out = []
         for k, t, packed in flatten(obj, key, tuples=tuples):
             repeat = 1
