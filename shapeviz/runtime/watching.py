@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
 from shapeviz._errors import ShapeError, SpecError
@@ -165,23 +166,26 @@ class _InputNamer:
     def pre(self, module: nn.Module, args: tuple, kwargs: dict[str, Any] | None = None) -> None:
         if self.owner is not None and threading.get_ident() != self.owner:
             return
-        t = self._thread()
+        t = self.local.__dict__.get("t") or self._thread()
         stack = t.stack
-        if stack and (self.owner is None or stack[0][0]() in (module, None)) and not _running(
-                stack[0][0], threading.get_ident(), skip=1):
-            t.unwind()  # left behind by a forward stopped with sys.exit/Ctrl-C (no post hook ran)
-        key = None
-        if not stack:
-            first = args[0] if args else next(iter((kwargs or {}).values()), None)
-            if isinstance(first, torch.Tensor) and first.dim() >= len(self.names):  # else: unbatched, say
-                if t.root is None or t.root() is not module:
-                    t.root = weakref.ref(module)
-                    t.live = functools.partial(self.live, t.root, threading.get_ident())
-                if DECLARED.get() is not None:  # sizes declared around the call: they must agree
-                    _agree(self.names, first, module)
-                key = t.declarer.push(first.shape, t.live)
-        root = t.root if key is not None else None
-        stack.append((root if root is not None else weakref.ref(module), key))
+        if stack:  # a nested call of the root, or one left behind by a forward stopped with sys.exit/Ctrl-C
+            if (self.owner is None or stack[0][0]() in (module, None)) and not _running(
+                    stack[0][0], threading.get_ident(), skip=1):
+                t.unwind()  # left behind (no post hook ran)
+            if stack:
+                stack.append((weakref.ref(module), None))
+                return
+        first = args[0] if args else next(iter((kwargs or {}).values()), None)
+        if not isinstance(first, Tensor) or first.dim() < len(self.names):  # unbatched, say: nothing named
+            stack.append((weakref.ref(module), None))
+            return
+        root = t.root
+        if root is None or root() is not module:
+            root = t.root = weakref.ref(module)
+            t.live = functools.partial(self.live, root, threading.get_ident())
+        if DECLARED.get() is not None:  # sizes declared around the call: they must agree
+            _agree(self.names, first, module)
+        stack.append((root, t.declarer.push(first.shape, t.live)))
 
     def post(self) -> None:
         if self.owner is not None and threading.get_ident() != self.owner:

@@ -1,0 +1,196 @@
+"""The fast path is exact (issue 15): the memo of the last call that fit and the in-line reads of the hot path
+never accept a call the slow path (``shapeviz.runtime.diagnosis``) rejects, whatever changed since the last
+call; and the patched forwards take torch's own arguments. No timing here: bench/ measures."""
+
+from __future__ import annotations
+
+import inspect
+import random
+from typing import Any
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import shapeviz as sv
+from shapeviz.core.dimensions import declared
+from shapeviz.core.model import conventions
+from shapeviz.runtime import fastcheck
+from shapeviz.runtime.diagnosis import diagnose
+
+
+def _reference(m: nn.Module, x: Any, hx: Any) -> str | None:
+    """The verdict of the uncached path: the rule read fresh (a new plan, no memo) and, where it rejects,
+    the slow path; None (fine) or the error code."""
+    decl = declared()
+    fresh = fastcheck.CallPlan(m, conventions(m))
+    err = diagnose(m, conventions(m), x, hx, decl, None)
+    if fastcheck.fast_ok(m, fresh, x, hx, decl):
+        # the rule never accepts what the slow path rejects; one exception, where the slow path is stricter
+        # than torch: an LSTMCell's c_0 of another dtype, which torch promotes
+        assert err is None or (isinstance(m, nn.LSTMCell) and err.code == "dtype" and hx[1].dtype != x.dtype)
+        return None
+    return None if err is None else err.code
+
+
+def _verdict(m: nn.Module, x: Any, hx: Any, how: str) -> str | None:
+    try:
+        if how == "kwargs":
+            sv.check_call(m, input=x, hx=hx)
+        elif how == "positional" or hx is not None:
+            sv.check_call(m, x, hx)
+        else:
+            sv.check_call(m, x)
+    except sv.ShapeError as err:
+        return err.code
+    return None
+
+
+def _modules() -> list[nn.Module]:
+    return [nn.LSTM(4, 6, 2, bidirectional=True), nn.LSTM(4, 6, proj_size=3), nn.GRU(4, 6, batch_first=True),
+            nn.RNN(4, 6, 2), nn.LSTMCell(4, 6), nn.GRUCell(4, 6), nn.RNNCell(4, 6)]
+
+
+FAULTS = ("emb", "x_float64", "x_int", "ndim4", "layout", "state_bs", "h_size", "c_size", "h_float64", "c_float64",
+          "h_meta", "c_meta", "x_meta", "structure")
+
+
+def _random_call(rng: random.Random, m: nn.Module) -> tuple[Any, Any]:
+    """A right call (unbatched or packed at times), or one with one or two faults of the kinds the fast path
+    reads: shape, layout, dtype, device (meta: shapes without data, no GPU needed), state structure."""
+    c = conventions(m)
+    lay = c.layout
+    faults = set(rng.sample(FAULTS, rng.choice([0, 0, 1, 1, 2])))
+    T, bs = rng.choice([2, 3]), rng.choice([2, 3])
+    batched = rng.random() < 0.85
+    emb = 5 if "emb" in faults else 4
+    if lay.cell:
+        shape: tuple[int, ...] = (bs, emb) if batched else (emb,)
+    elif batched:
+        shape = (bs, T, emb) if lay.bs_axis == 0 else (T, bs, emb)
+        if "layout" in faults:
+            shape = (shape[1], shape[0], emb)
+    else:
+        shape = (T, emb)
+    if "ndim4" in faults:
+        shape = (1, *shape) if len(shape) > 2 else (1, 1, 1, emb)
+    dtype = torch.float64 if "x_float64" in faults else torch.int64 if "x_int" in faults else torch.float32
+    x: Any = torch.zeros(shape, dtype=dtype, device="meta" if "x_meta" in faults else "cpu")
+    if not lay.cell and batched and not faults & {"layout", "ndim4", "x_meta"} and rng.random() < 0.1:
+        lengths = torch.tensor(sorted([rng.randint(1, T) for _ in range(bs)], reverse=True))
+        x = pack_padded_sequence(x, lengths, batch_first=lay.bs_axis == 0)
+    sizes = c.shapes(T=T, bs=bs + 1 if "state_bs" in faults else bs)
+    want_h = sizes["h_0"]
+    h_shape = tuple(want_h) if batched else tuple(s for i, s in enumerate(want_h) if i != lay.state_bs_axis)
+    if "h_size" in faults:
+        h_shape = (*h_shape[:-1], h_shape[-1] + 1)
+    c_shape = (*h_shape[:-1], lay.c_size + ("c_size" in faults))
+    h = torch.zeros(h_shape, dtype=torch.float64 if "h_float64" in faults else torch.float32,
+                    device="meta" if "h_meta" in faults else "cpu")
+    cc = torch.zeros(c_shape, dtype=torch.float64 if "c_float64" in faults else torch.float32,
+                     device="meta" if "c_meta" in faults else "cpu")
+    if lay.state_arity == 2:
+        hx = rng.choice([h, (h,), (h, cc, cc)] if "structure" in faults else [None, (h, cc), (h, cc), [h, cc]])
+    else:
+        hx = rng.choice([(h,), (h, h)] if "structure" in faults else [None, h, h])
+    return x, hx
+
+
+def test_fast_path_verdicts_equal_the_slow_paths_under_random_calls_and_changes() -> None:
+    """Random modules, calls, declarations, dtypes and configuration changes made after earlier calls: every
+    verdict of check_call (memo hit or not) equals the uncached slow path's, error code included."""
+    rng = random.Random(15)
+    mods = _modules()
+    seen: set[str | None] = set()
+    last: dict[int, tuple[Any, Any]] = {}
+    for step in range(3000):
+        m = rng.choice(mods)
+        change = rng.choice(["dtype", "batch_first", "num_layers"]) if rng.random() < 0.06 else None
+        before = (m.weight_ih_l0 if isinstance(m, nn.RNNBase) else m.weight_ih).dtype, dict(m.__dict__)
+        if change == "dtype":
+            m.double()  # the weights' dtype changed in place, after calls the memo holds
+        elif change == "batch_first" and hasattr(m, "batch_first"):
+            m.batch_first = not m.batch_first  # the configuration changed after calls
+        elif change == "num_layers" and isinstance(m, nn.RNNBase):
+            m.num_layers = 3 - m.num_layers  # a setting the plan's key reads
+        if id(m) in last and rng.random() < 0.4:
+            x, hx = last[id(m)]  # a repeat: the memo answers, unless something above changed
+        else:
+            x, hx = _random_call(rng, m)
+        decl = rng.choice([None, None, {"bs": 2, "T": 3}, {"bs": 3, "T": 2}, {"bs": 3}, {"T": 2}])
+        with sv.dims(**(decl or {})):
+            expected = _reference(m, x, hx)
+            got = _verdict(m, x, hx, rng.choice(["positional", "kwargs", "omit"]))
+            again = _verdict(m, x, hx, "positional")  # the same call at once: a memo hit where it fit
+        assert got == expected == again, (step, m, change, getattr(x, "shape", type(x)),
+                                          hx if hx is None else type(hx), decl)
+        seen.add(got)
+        last[id(m)] = (x, hx)
+        m.to(before[0])  # undo the change: the memo now rests on the changed module
+        m.__dict__.update(before[1])
+    assert None in seen and len(seen) >= 8  # fine calls and many kinds of mistake both occur
+
+
+def test_memo_is_never_believed_once_anything_it_rests_on_changes() -> None:
+    m = nn.LSTM(4, 6, 2)
+    x, h, c = torch.randn(5, 3, 4), torch.zeros(2, 3, 6), torch.zeros(2, 3, 6)
+    sv.check_call(m, x, (h, c))  # fits: the memo now holds (5, 3, 4)
+    with pytest.raises(sv.ShapeError, match="batch_mismatch"):
+        sv.check_call(m, x, (torch.zeros(2, 2, 6), c))  # same input shape, other state batch
+    with pytest.raises(sv.ShapeError, match="dtype"):
+        sv.check_call(m, x, (h.double(), c))
+    with pytest.raises(sv.ShapeError, match="dtype"):
+        sv.check_call(m, x, (h, c.double()))
+    with sv.dims(bs=5, T=3), pytest.raises(sv.ShapeError, match="batch_first_swap"):
+        sv.check_call(m, x)  # same shape, a declaration that names it (bs, T, emb)
+    sv.check_call(m, x, (h, c))
+    m.batch_first = True  # configuration changed: (5, 3, 4) is now (bs=5, T=3) and h's batch 3 is wrong
+    with pytest.raises(sv.ShapeError):
+        sv.check_call(m, x, (h, c))
+    m.batch_first = False
+    sv.check_call(m, x, (h, c))
+    m.double()  # the weights' dtype changed in place: the same float32 call no longer fits
+    with pytest.raises(sv.ShapeError, match="dtype"):
+        sv.check_call(m, x, (h, c))
+    m.float()
+    sv.check_call(m, x, (h, c))
+    with pytest.raises(sv.ShapeError, match="state_type"):
+        sv.check_call(m, x, h)  # a tensor where (h_0, c_0) belongs
+
+
+def test_lstmcell_promotes_c_dtype_as_torch_does() -> None:
+    cell = nn.LSTMCell(4, 6)
+    x, h = torch.randn(3, 4), torch.zeros(3, 6)
+    sv.check_call(cell, x, (h, h))
+    sv.check_call(cell, x, (h, h.double()))  # torch's LSTMCell accepts it: so does the fast path
+    cell(x, (h, h.double()))
+    with pytest.raises(sv.ShapeError, match="dtype"):
+        sv.check_call(cell, x, (h.double(), h))
+
+
+def test_plans_memo_is_one_tuple_replaced_whole() -> None:
+    """Threads read the memo without a lock: shape and states must come from one call, so it is one tuple."""
+    m = nn.GRU(4, 6)
+    sv.check_call(m, torch.randn(5, 3, 4))
+    memo = fastcheck.plan_for(m).memo
+    assert memo == (torch.Size([5, 3, 4]), None, (1, 3, 6), (1, 3, 6))
+    sv.check_call(m, torch.randn(7, 2, 4))
+    assert fastcheck.plan_for(m).memo[2] == (1, 2, 6) and memo[2] == (1, 3, 6)
+
+
+def test_patched_forwards_take_torchs_arguments() -> None:
+    lstm = nn.LSTM(4, 6)
+    original = nn.LSTM.forward
+    x, hx = torch.randn(5, 3, 4), (torch.zeros(1, 3, 6), torch.zeros(1, 3, 6))
+    with sv.watch(lstm):
+        assert nn.LSTM.forward is not original
+        assert inspect.signature(nn.LSTM.forward) == inspect.signature(original)
+        for call in (lambda: lstm(x), lambda: lstm(x, hx), lambda: lstm(x, hx=hx), lambda: lstm(input=x, hx=hx)):
+            assert call()[0].shape == (5, 3, 6)
+        with pytest.raises(sv.ShapeError, match="hidden_size"):
+            lstm(input=x, hx=(torch.zeros(1, 3, 7), hx[1]))
+        with pytest.raises(TypeError, match="positional argument"):
+            lstm(x, hx, "extra")  # as torch's own forward would
+        nn.GRUCell(4, 6)(torch.randn(3, 4))  # an unwatched module runs unchecked through the patched forward
+    assert nn.LSTM.forward is original
