@@ -257,10 +257,12 @@ class Resolver:
         elif kind is Naming.ALIAS:
             src = how.source
             assert src is not None
-            self.resolve(src)
-            if src.shape == info.shape and src.names is not None:
-                names = list(src.names)
-                origins = list(src.origins or ("",) * len(src.names))
+            if id(src) not in self.done:
+                self.resolve(src)
+            if src.shape == info.shape and src.names is not None:  # the same tensor: its final names
+                info.names, info.ambiguous = src.names, src.ambiguous
+                info.origins = src.origins if src.origins is not None else ("",) * len(src.names)
+                return
         elif kind is Naming.LOOKS_LIKE:
             for i in how.inputs:
                 self.resolve(i)

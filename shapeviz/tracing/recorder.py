@@ -42,7 +42,7 @@ from shapeviz.tracing.naming import (
     flag_scramble,
     module_how,
 )
-from shapeviz.tracing.oprules import flatten, has_tensor, op_name, op_params, op_rule
+from shapeviz.tracing.oprules import RESHAPES, flatten, has_tensor, op_name, op_params, op_rule
 from shapeviz.tracing.records import Call, CallKind, TensorInfo
 from shapeviz.tracing.sites import FrameLabels, arg_label, forward_params, site_of, type_name, user_frame
 
@@ -475,7 +475,8 @@ class Tracer:
         for info in self.pending:
             r.resolve(info)
         for call in self.calls:  # a view/reshape that cut across named dims: the event is kept
-            flag_scramble(call, namer)
+            if call.kind is CallKind.OP and call.type.strip("_") in RESHAPES:
+                flag_scramble(call, namer)
         self.pending.clear()
         self.hows.clear()
         sizes = {n: [s] for n, s in self.declared.items()}

@@ -62,9 +62,11 @@ def arg_label(key: str, arg_names: Sequence[str]) -> str:
 
 def type_name(obj: Any) -> str:
     """The class name of a module or object, the ``__name__`` of a function."""
+    if isinstance(obj, nn.Module):  # first: a module's attribute lookup of a missing name is slow
+        return type(obj).__name__
     if isinstance(obj, type):
         return obj.__name__
-    if callable(obj) and hasattr(obj, "__name__") and not isinstance(obj, nn.Module):
+    if callable(obj) and hasattr(obj, "__name__"):
         return str(obj.__name__)
     return type(obj).__name__
 
