@@ -26,17 +26,40 @@ class _Counting(recorder.OpMode):
         return super().__torch_function__(func, types, args, kwargs)
 
 
+class _Wrapper(nn.Module):
+    """Your code around an LSTM: the op mode is on, and steps aside inside the LSTM."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(10, 20)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0].sum(0)
+
+
 def test_no_op_of_a_torch_leaf_module_reaches_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("shapeviz.tracing.session.OpMode", _Counting)
     _Counting.seen = 0
-    t = sv.trace(nn.LSTM(10, 20), torch.randn(5, 3, 10))
-    assert t.calls[0].outputs[0].names == ("T", "bs", "D*h")
+    t = sv.trace(_Wrapper(), torch.randn(5, 3, 10))
+    assert t.calls[1].outputs[0].names == ("T", "bs", "D*h")
     quiet = _Counting.seen
     monkeypatch.setattr("shapeviz.tracing.session.quiet_hooks_supported", lambda: False)
     _Counting.seen = 0
-    sv.trace(nn.LSTM(10, 20), torch.randn(5, 3, 10))
-    assert quiet < _Counting.seen  # the LSTM's own ops (dim, size, zeros, the kernel ...) were not shown
+    sv.trace(_Wrapper(), torch.randn(5, 3, 10))
+    assert 0 < quiet < _Counting.seen  # the LSTM's own ops (dim, size, zeros, the kernel ...) were not shown
     assert _stack_len() == 0
+
+
+def test_a_model_of_torch_modules_alone_runs_without_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shapeviz.tracing.session.OpMode", _Counting)
+    _Counting.seen = 0
+    model = nn.Sequential(nn.Embedding(30, 8), nn.GRU(8, 16, batch_first=True))
+    t = sv.trace(model, torch.randint(0, 30, (2, 7)))
+    assert _Counting.seen == 0  # none of your code runs in it: nothing to record ops of
+    assert t.calls[2].outputs[0].names == ("bs", "T", "D*h")
+    _Counting.seen = 0
+    sv.trace(model, torch.randint(0, 30, (2, 7)), ops=True)  # ops=True: the mode is on
+    assert _Counting.seen > 0
 
 
 class _Raising(nn.Module):

@@ -130,6 +130,8 @@ def _is_user_module(m: Any) -> bool:
 
 
 def _first_tensor(args: tuple, kwargs: dict[str, Any]) -> torch.Tensor | None:
+    if args and type(args[0]) is torch.Tensor:
+        return args[0]
     for _, t, part in flatten(list(args) + list(kwargs.values()), ""):
         if isinstance(t, tuple):
             t = t[0]
@@ -188,12 +190,16 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     handles: list[Any] = []
     plain_root = not isinstance(model, nn.Module)
     token = push(first_sizes) if first_sizes else None
-    mode = OpMode(tracer)
+    users = {id(m): _is_user_module(m) for _, m in modules}
+    # the op mode sees the ops of your code (and shapes recurrent kernels on meta): a model made only of
+    # torch modules, on a real device, without ops=True, runs none of your code and needs none
+    needs_mode = ops or plain_root or any(users.values()) or first is None or first.device.type == "meta"
+    mode = OpMode(tracer) if needs_mode else contextlib.nullcontext()
     out: Any = None
     quiet_ok = quiet_hooks_supported()
     try:
         for path, m in modules:
-            user = _is_user_module(m)
+            user = users[id(m)]
             # a torch module without children runs none of your code: the op mode can step aside in it
             quiet = quiet_ok and not user and not m._modules
 
