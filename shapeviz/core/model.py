@@ -376,7 +376,9 @@ def _dims(c: Conventions, batched: bool, packed: bool) -> dict[str, tuple[str, .
     return d
 
 
-_cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Conventions]] = weakref.WeakKeyDictionary()
+# module -> (its configuration, its Conventions, how the configuration was read: key_getter's pair)
+_cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Conventions, Callable[[Any], tuple], bool]] = (
+    weakref.WeakKeyDictionary())
 
 
 _LAYER_CONFIG = ("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "proj_size")
@@ -429,11 +431,15 @@ def conventions(module: nn.Module | Conventions) -> Conventions:
         return module
     if not isinstance(module, nn.Module):
         raise SpecError(f"expected an nn.Module or Conventions, got {type(module).__name__}")
-    fam, cell = _family(module)
-    key = config_key(module)
     hit = _cache.get(module)
-    if hit is not None and hit[0] == key:
-        return hit[1]
+    try:
+        if hit is not None and hit[2](module.__dict__ if hit[3] else module) == hit[0]:
+            return hit[1]  # the configuration it was built from, read as it was read then
+    except KeyError:  # a setting no longer in the instance's __dict__: read it afresh below
+        pass
+    fam, cell = _family(module)
+    getter, from_dict = key_getter(module)
+    key = getter(module.__dict__ if from_dict else module)
     try:
         label = f"{type(module).__name__}({module.extra_repr()})"
     except (KeyError, AttributeError, ValueError):  # torch's extra_repr formats __dict__: a property is not there
@@ -450,7 +456,7 @@ def conventions(module: nn.Module | Conventions) -> Conventions:
         proj_size=0 if cell else int(getattr(m, "proj_size", 0) or 0),
         label=label,
     )
-    _cache[module] = (key, conv)
+    _cache[module] = (key, conv, getter, from_dict)
     return conv
 
 
