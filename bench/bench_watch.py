@@ -11,6 +11,7 @@ One torch thread; interleaved rounds (the order alternates), medians of per-roun
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import statistics
@@ -67,7 +68,10 @@ def run(quick: bool = False) -> list[Row]:
             label = f"{what}, watch(inputs={inputs!r})" if inputs else f"{what}, watch()"
             rows.append(Row(label, "plain forward", us(t_w), us(t_p), "<= 1.03", median_ratio=ratio))
         t_h, t_p, ratio = _watched_vs_plain(model, tokens, "noop-hooks", number, rounds)
-        rows.append(Row(f"{what}, two no-op hooks on the root (torch's hook dispatch: the floor of inputs=)",
+        rows.append(Row(f"{what}, two no-op hooks on the root alone (torch's hook dispatch, nothing watched)",
+                        "plain forward", us(t_h), us(t_p), "info", median_ratio=ratio))
+        t_h, t_p, ratio = _watched_vs_plain(model, tokens, "watch+noop-hooks", number, rounds)
+        rows.append(Row(f"{what}, watch() plus two no-op hooks on the root (the floor of inputs= through hooks)",
                         "plain forward", us(t_h), us(t_p), "info", median_ratio=ratio))
     n = 2000 if quick else 10000
     pairs = [(_teardown(n, True), _teardown(n, False)) for _ in range(1 if quick else 3)]
@@ -99,11 +103,12 @@ def _watched_vs_plain(model: nn.Module, tokens: torch.Tensor, inputs: str | None
     try:
         for r in range(rounds):
             for watched in (True, False) if r % 2 == 0 else (False, True):
-                if watched and inputs == "noop-hooks":
+                if watched and inputs in ("noop-hooks", "watch+noop-hooks"):
                     hooks = [model.register_forward_pre_hook(_noop, with_kwargs=True),
                              model.register_forward_hook(_noop, always_call=True)]
-                    call()
-                    w.append(_per_call(call, number))
+                    with sv.watch(model) if inputs == "watch+noop-hooks" else contextlib.nullcontext():
+                        call()
+                        w.append(_per_call(call, number))
                     for h in hooks:
                         h.remove()
                 elif watched:
