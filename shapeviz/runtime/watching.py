@@ -383,7 +383,7 @@ _state = {"depth": 0, "enabled": False}
 _namers: list[tuple[_InputNamer, list[RemovableHandle]]] = []  # checking(inputs=) blocks, any thread
 
 
-def gate(module: nn.Module, x: Any, hx: Any) -> None:
+def _gate(module: nn.Module, x: Any, hx: Any) -> None:
     """The check a patched base-class ``forward`` makes of ``module(x, hx)`` before the original runs: a
     watched module (the registry's weakref tells it from another that reuses its id) with its path, any
     other while ``checking()``/``enable()`` is on (its path found only when the check fails)."""
@@ -410,7 +410,7 @@ def _thread_root() -> nn.Module | None:
 
 
 def _make_forward(original: Any) -> Any:
-    check = gate
+    check = _gate
     code = original.__code__
     if (code.co_varnames[:code.co_argcount] == ("self", "input", "hx") and original.__defaults__ == (None,)
             and not code.co_kwonlyargcount and not code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)):
