@@ -16,7 +16,6 @@ and keeps shapes, dtypes, devices and names (:mod:`shapeviz.tracing.records`).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import inspect
 import sys
@@ -149,10 +148,9 @@ class Tracer:
             given = declared_names(t) if prev is None else None
             how = How.alias(prev) if prev is not None else How.exact(given, "sv.name") if given else BY_SIZE
         exact = how.kind is Naming.EXACT
-        if exact and all(how.names) and not any(n.endswith("?") for n in how.names):
-            # every dim given a name: final now (nothing later renames an exact record)
-            info.names, info.origins = how.names, (how.origin,) * len(how.names)
-            info.ambiguous = any("|" in n for n in how.names)
+        final = _exact_final(how.names) if exact else None
+        if final is not None:  # every dim given a name: final now (nothing later renames an exact record)
+            info.names, info.origins, info.ambiguous = how.names, (how.origin,) * len(how.names), final
         else:
             self.pending.append(info)
             self.hows[id(info)] = (info, how)
@@ -189,8 +187,10 @@ class Tracer:
         """Record that ``t`` was computed from ``flow`` (``keep``: a tensor marked before stays)."""
         if not flow or (keep and self.flow_of(t)):
             return
-        with contextlib.suppress(TypeError):
+        try:  # noqa: SIM105 - a hot path: cheaper than contextlib.suppress
             self.origins[id(t)] = (weakref.ref(t), flow)
+        except TypeError:  # not weak-referenceable: no flow kept
+            pass
 
     def carry(self, args: Any, out: Any) -> None:
         """An op's results are computed from its operands: they inherit the operands' flow."""
@@ -206,7 +206,7 @@ class Tracer:
         it) whose forward hook is called on every path: the op mode steps aside until it ends."""
         with _off():
             self._enter(path, module, args, kwargs, user)
-        if quiet and self.quiet is None and not self.ops_needed(module, args, kwargs):
+        if quiet and self.mode is not None and self.quiet is None and not self.ops_needed(module, args, kwargs):
             self.quiet = len(self.stack)
             if not _pop_mode(self.mode):
                 self.quiet = None
@@ -347,43 +347,16 @@ class Tracer:
 
     def learn(self) -> None:
         """Learn the sizes the recurrent calls named, in the order they were recorded."""
+        declared, learned = self.declared, self.learned
         for key, conv in self.to_learn.items():
-            if key[0] == "sizes":
-                for name, size in conv.sizes.items():
-                    if name in ("emb", "h", "proj"):
-                        self._learn1(name, size)
-            else:
-                self._learn(key[0], key[1], conv)
+            for name, size in learned_sizes(key, conv):
+                if name not in declared:
+                    sizes = learned.get(name)
+                    if sizes is None:
+                        learned[name] = {size}
+                    else:
+                        sizes.add(size)
         self.to_learn.clear()
-
-    def _learn(self, names: tuple[str, ...], shape: Sequence[int], conv: Conventions) -> None:
-        """Learn the sizes of a recurrent call's named dims (a product only where every factor is > 1)."""
-        plan = _LEARN_PLANS.get(names)
-        if plan is None:
-            plan = _LEARN_PLANS[names] = _learn_plan(names)
-        simple, sums, products = plan
-        local: dict[str, int] | None = {} if products else None
-        for i in simple:
-            n, s = names[i], shape[i]
-            self._learn1(n, s)
-            if local is not None:
-                local[n] = s
-        for i in sums:
-            self._learn1(names[i], shape[i])
-        if local is not None:
-            sizes = conv.sizes
-            for i, factors in products:
-                got = [local.get(f, sizes.get(f)) for f in factors]
-                if all(f is not None and f > 1 for f in got):
-                    self._learn1(names[i], shape[i])
-
-    def _learn1(self, name: str, size: int) -> None:
-        if name not in self.declared:
-            sizes = self.learned.get(name)
-            if sizes is None:
-                self.learned[name] = {int(size)}
-            else:
-                sizes.add(int(size))
 
     # ------------------------------------------------------------ ops
     def user_code(self) -> bool:
@@ -493,10 +466,61 @@ class Tracer:
         self.self_labels.clear()
 
 
+_EXACT_FINALS: dict[tuple[str, ...], bool | None] = {}
+_MISSING: Any = object()
+
+
+def _exact_final(names: tuple[str, ...]) -> bool | None:
+    """For names given exactly: None unless every dim has a plain (not guessed) name, else whether one
+    is ambiguous (``"T|bs"``); cached per names tuple.
+
+    >>> _exact_final(("T", "bs", "emb")), _exact_final(("T", "")), _exact_final(("T|bs", "h"))
+    (False, None, True)
+    """
+    hit = _EXACT_FINALS.get(names, _MISSING)
+    if hit is _MISSING:
+        done = all(names) and not any(n.endswith("?") for n in names)
+        hit = any("|" in n for n in names) if done else None
+        if len(_EXACT_FINALS) < 4096:
+            _EXACT_FINALS[names] = hit
+    return hit
+
+
+_LEARNED: dict[tuple, tuple[Conventions, tuple[tuple[str, int], ...]]] = {}
+
+
+def learned_sizes(key: tuple, conv: Conventions) -> tuple[tuple[str, int], ...]:
+    """The (name, size) pairs a recurrent call's record teaches: ``key`` is ``(names, shape, id(conv))``
+    (plain names, ``sum(…)``, and products whose every factor is > 1) or ``("sizes", id(conv))`` (the
+    module's emb, h, proj). Cached per key, checked to be the same Conventions.
+
+    >>> import torch.nn as nn
+    >>> from shapeviz.core.model import conventions
+    >>> c = conventions(nn.LSTM(10, 20, num_layers=2, bidirectional=True))
+    >>> learned_sizes((("layers*D", "bs", "h"), (4, 3, 20), id(c)), c)
+    (('bs', 3), ('h', 20), ('layers*D', 4))
+    """
+    hit = _LEARNED.get(key)
+    if hit is not None and hit[0] is conv:
+        return hit[1]
+    if key[0] == "sizes":
+        pairs = tuple((n, int(s)) for n, s in conv.sizes.items() if n in ("emb", "h", "proj"))
+    else:
+        names, shape = key[0], key[1]
+        simple, sums, products = _learn_plan(names)
+        pairs = tuple((names[i], int(shape[i])) for i in simple) + tuple((names[i], int(shape[i])) for i in sums)
+        if products:
+            local = {**conv.sizes, **{names[i]: shape[i] for i in simple}}
+            pairs += tuple((names[i], int(shape[i])) for i, factors in products
+                           if all(local.get(f) is not None and local[f] > 1 for f in factors))
+    if len(_LEARNED) >= 1024:
+        _LEARNED.clear()
+    _LEARNED[key] = (conv, pairs)
+    return pairs
+
+
 LearnPlan = tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, tuple[str, ...]], ...]]
-_LEARN_PLANS: dict[tuple[str, ...], LearnPlan] = {}
-
-
+@functools.lru_cache(maxsize=256)
 def _learn_plan(names: tuple[str, ...]) -> LearnPlan:
     """Which dims of a conventions' names tuple are plain names, ``sum(…)`` and products (with factors).
 
