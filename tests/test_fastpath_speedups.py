@@ -194,3 +194,21 @@ def test_patched_forwards_take_torchs_arguments() -> None:
             lstm(x, hx, "extra")  # as torch's own forward would
         nn.GRUCell(4, 6)(torch.randn(3, 4))  # an unwatched module runs unchecked through the patched forward
     assert nn.LSTM.forward is original
+
+
+def test_a_state_on_another_device_than_the_input_reads_right() -> None:
+    rnn = torch.nn.GRU(4, 8)
+    with pytest.raises(sv.ShapeError) as info:
+        sv.check_call(rnn, torch.zeros(5, 2, 4), torch.zeros(1, 2, 8, device="meta"))
+    assert info.value.code == "device"
+    assert "on meta, but the input is on cpu" in str(info.value)
+    assert "hint: h0 = h0.to('cpu')" in str(info.value)
+
+
+def test_a_cells_c0_of_another_dtype_is_not_the_fault() -> None:
+    # torch's LSTMCell promotes c_0's dtype; the fault here is its device, and that is what is reported
+    cell = torch.nn.LSTMCell(4, 8)
+    c0 = torch.zeros(2, 8, dtype=torch.float64, device="meta")
+    with pytest.raises(sv.ShapeError) as info:
+        sv.check_call(cell, torch.zeros(2, 4), (torch.zeros(2, 8), c0))
+    assert info.value.code == "device"

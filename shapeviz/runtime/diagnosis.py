@@ -80,8 +80,9 @@ def diagnose(module: torch.nn.Module, conv: Conventions, x: Any, hx: Any,
 
 
 # ------------------------------------------------------------------------------------------- input
-def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor, ref_name: str) -> ShapeError | None:
-    if t.dtype != ref.dtype and not (ref_name == "weights" and not c.conv.cell
+def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor, ref_name: str,
+                  dtype: bool = True) -> ShapeError | None:
+    if dtype and t.dtype != ref.dtype and not (ref_name == "weights" and not c.conv.cell
                                      and autocast_enabled()):
         if not t.dtype.is_floating_point and not t.dtype.is_complex and arg == "input":
             emb = c.conv.input_size
@@ -98,7 +99,7 @@ def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor, ref_name: str) -> S
         return c.err("dtype", arg, t, hint, detail, expected=f"{c.named(arg)} of dtype {ref.dtype}")
     if t.device != ref.device:
         return c.err("device", arg, t, [f"{_short(arg)} = {_short(arg)}.to({str(ref.device)!r})"],
-                     f"on {t.device}, but the {ref_name} are on {ref.device}",
+                     f"on {t.device}, but the {ref_name} {'are' if ref_name.endswith('s') else 'is'} on {ref.device}",
                      expected=f"{c.named(arg)} on {ref.device}")
     return None
 
@@ -416,7 +417,7 @@ def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
         return c.err("hidden_size", arg, h, [f"{short} = torch.zeros{_zeros(c, arg)}",
                                              f"or build the cell with hidden_size={sh[-1]}"],
                      f"last dim is {sh[-1]}, but hidden_size is {conv.hidden_size}")
-    return _dtype_device(c, arg, h, x, "input")
+    return _dtype_device(c, arg, h, x, "input", dtype=arg != "c_0")  # torch's LSTMCell promotes c_0's dtype
 
 
 __all__ = ["diagnose"]
