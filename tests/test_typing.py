@@ -554,3 +554,24 @@ def test_a_failing_check_under_compile_still_raises_shape_error() -> None:
     compiled = torch.compile(Loop(), backend="eager")  # not fullgraph: the slow path runs eagerly
     with pytest.raises(sv.ShapeError, match=r"argument `h`"):
         compiled(torch.randn(3, 2, 10), torch.zeros(4, 20))
+
+
+def test_module_sizes_follow_the_module_and_go_with_it() -> None:
+    import gc
+
+    from shapeviz.annotations import aliases
+
+    class Loop(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.input_size, self.hidden_size = 10, 20
+
+    m = Loop()
+    assert aliases.module_sizes(m) == {"emb": 10, "h": 20}
+    m.hidden_size = 32  # a changed setting is read again
+    assert aliases.module_sizes(m) == {"emb": 10, "h": 32}
+    mid = id(m)
+    assert mid in aliases._module_cache
+    del m
+    gc.collect()
+    assert mid not in aliases._module_cache  # the entry went with the module

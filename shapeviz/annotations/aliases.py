@@ -104,8 +104,15 @@ Logits = Float[Tensor, "T*bs vocab"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_module_cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple[Any, ...], dict[str, int]]] = (
-    weakref.WeakKeyDictionary())
+# id(module) -> (weak ref, its size attributes, the sizes they give); the ref drops the entry when the
+# module dies (a WeakKeyDictionary lookup builds a weak reference on every call: this is a hot path)
+_module_cache: dict[int, tuple[weakref.ref, tuple[Any, ...], dict[str, int]]] = {}
+
+
+def _forget_module(mid: int, ref: weakref.ref) -> None:
+    hit = _module_cache.get(mid)
+    if hit is not None and hit[0] is ref:
+        del _module_cache[mid]
 _NO_ATTRS = (None,) * 6
 _recurrent_types: dict[type, bool] = {}
 
@@ -130,11 +137,12 @@ def module_sizes(module: Any) -> dict[str, int] | None:
            d.get("proj_size"), d.get("vocab_size"))
     if key == _NO_ATTRS:
         return None
-    hit = _module_cache.get(module)
-    if hit is not None and hit[0] == key:
-        return hit[1]
+    hit = _module_cache.get(id(module))
+    if hit is not None and hit[1] == key and hit[0]() is module:
+        return hit[2]
     sizes = _sizes_from_attrs(*key)
-    _module_cache[module] = (key, sizes)
+    mid = id(module)
+    _module_cache[mid] = (weakref.ref(module, lambda ref: _forget_module(mid, ref)), key, sizes)
     return sizes
 
 
