@@ -142,18 +142,32 @@ class FrameLabels:
         me = self.owner
         if me is None:
             return ""
-        if isinstance(me, nn.Module):  # its tensors read once per trace, each checked to be the same object
+        if isinstance(me, nn.Module):  # its tensor attributes' names read once per trace, their values now
             attrs = self.owners.get(id(me))
             if attrs is None:
                 attrs = self.owners[id(me)] = {}
                 for name, v in tensor_attrs(me):
                     attrs.setdefault(id(v), (name, v))
             entry = attrs.get(id(t))
-            return f"self.{entry[0]}" if entry is not None and entry[1] is t else ""
+            if entry is not None and entry[1] is t and _current(me, entry[0]) is t:
+                return f"self.{entry[0]}"
+            for name, _ in attrs.values():  # an attribute given another tensor since (a state kept in self)
+                if _current(me, name) is t:
+                    return f"self.{name}"
+            return ""
         for name, v in tensor_attrs(me):
             if v is t:
                 return f"self.{name}"
         return ""
+
+
+def _current(me: nn.Module, name: str) -> Any:
+    """What a module's attribute, parameter or buffer ``name`` holds now."""
+    for where in (me.__dict__, me._parameters, me._buffers):
+        v = where.get(name)
+        if v is not None:
+            return v
+    return None
 
 
 def tensor_attrs(me: Any) -> list[tuple[str, torch.Tensor]]:
