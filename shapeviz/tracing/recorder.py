@@ -112,7 +112,7 @@ class Tracer:
         # data flow: id(tensor) -> (weak ref, the recurrent (call, output) pairs it was computed from)
         self.origins: dict[int, tuple[weakref.ref, Flow]] = {}
         self.in_flow: dict[int, Flow] = {}  # index of an open non-recurrent call -> its inputs' flow
-        self.self_labels: dict[int, dict[int, tuple[str, Any]]] = {}  # see FrameLabels
+        self.self_labels: dict[int, list[str]] = {}  # see FrameLabels
         self.mode: OpMode | None = None  # the op mode recording this forward (set by OpMode)
         self.quiet: int | None = None  # the stack depth of a quiet module call that took the mode off
         self.quiet_thread = 0  # the thread it took the mode off in (the one whose mode stack holds it)

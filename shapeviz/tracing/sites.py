@@ -118,13 +118,14 @@ class FrameLabels:
     'X'
     """
 
-    __slots__ = ("frame", "locals", "owner", "owners")
+    __slots__ = ("attrs", "frame", "locals", "owner", "owners")
 
-    def __init__(self, frame: FrameType, owners: dict[int, dict[int, tuple[str, Any]]]) -> None:
+    def __init__(self, frame: FrameType, owners: dict[int, list[str]]) -> None:
         self.frame = frame
         self.locals: dict[int, str] | None = None
+        self.attrs: dict[int, str] | None = None
         self.owner: Any = None
-        self.owners = owners  # id(module) -> {id(tensor attribute): ("self.name", it)}, per trace
+        self.owners = owners  # id(module) -> the names of its tensor attributes, read once per trace
 
     def name_of(self, t: Any) -> str:
         """The variable ``t`` was read from (``"X"``, ``"self.W_xh"``), or ``""``."""
@@ -142,32 +143,33 @@ class FrameLabels:
         me = self.owner
         if me is None:
             return ""
-        if isinstance(me, nn.Module):  # its tensor attributes' names read once per trace, their values now
-            attrs = self.owners.get(id(me))
-            if attrs is None:
-                attrs = self.owners[id(me)] = {}
-                for name, v in tensor_attrs(me):
-                    attrs.setdefault(id(v), (name, v))
-            entry = attrs.get(id(t))
-            if entry is not None and entry[1] is t and _current(me, entry[0]) is t:
-                return f"self.{entry[0]}"
-            for name, _ in attrs.values():  # an attribute given another tensor since (a state kept in self)
-                if _current(me, name) is t:
-                    return f"self.{name}"
-            return ""
-        for name, v in tensor_attrs(me):
-            if v is t:
-                return f"self.{name}"
-        return ""
+        if self.attrs is None:
+            self.attrs = self._attrs(me)
+        name = self.attrs.get(id(t))
+        return f"self.{name}" if name is not None else ""
 
-
-def _current(me: nn.Module, name: str) -> Any:
-    """What a module's attribute, parameter or buffer ``name`` holds now."""
-    for where in (me.__dict__, me._parameters, me._buffers):
-        v = where.get(name)
-        if v is not None:
-            return v
-    return None
+    def _attrs(self, me: Any) -> dict[int, str]:
+        """``self``'s tensor attributes as they are now, by id. A module's attribute names are read once
+        per trace (a state kept in ``self.h`` is found under its name whatever tensor it holds now)."""
+        if not isinstance(me, nn.Module):
+            out: dict[int, str] = {}
+            for name, v in tensor_attrs(me):
+                out.setdefault(id(v), name)
+            return out
+        names = self.owners.get(id(me))
+        if names is None:
+            names = self.owners[id(me)] = [name for name, _ in tensor_attrs(me)]
+        d, params, buffers = me.__dict__, me._parameters, me._buffers
+        out = {}
+        for name in names:  # what each holds now: an attribute, else a parameter, else a buffer
+            v = d.get(name)
+            if v is None:
+                v = params.get(name)
+                if v is None:
+                    v = buffers.get(name)
+            if isinstance(v, torch.Tensor) and id(v) not in out:
+                out[id(v)] = name
+        return out
 
 
 def tensor_attrs(me: Any) -> list[tuple[str, torch.Tensor]]:
