@@ -124,3 +124,56 @@ def test_a_module_called_in_another_thread_leaves_its_mode_stack_alone() -> None
     assert seen == {"worker": 0}
     assert _stack_len() == 0
     assert t.find(type="transpose")  # the tracing thread's ops after the leaf call are recorded
+
+
+class _SlowLeaf(nn.Module):
+    """Stands for a torch module without children (the test marks it as library code): once running,
+    it waits until another thread has opened a module call of its own."""
+
+    def __init__(self, started: threading.Event, entered: threading.Event) -> None:
+        super().__init__()
+        self.started, self.entered = started, entered
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.started.set()
+        assert self.entered.wait(5)
+        return x + 0
+
+
+class _Worker(nn.Module):
+    def __init__(self, entered: threading.Event, release: threading.Event) -> None:
+        super().__init__()
+        self.entered, self.release = entered, release
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.entered.set()
+        assert self.release.wait(5)
+        return x
+
+
+class _TwoThreads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.started, entered, self.release = threading.Event(), threading.Event(), threading.Event()
+        self.leaf = _SlowLeaf(self.started, entered)
+        self.worker = _Worker(entered, self.release)
+
+    def _in_thread(self, x: torch.Tensor) -> None:
+        assert self.started.wait(5)  # the leaf call is running (quiet) before this call opens
+        self.worker(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = threading.Thread(target=self._in_thread, args=(x,))
+        t.start()
+        y = self.leaf(x)  # quiet; the worker's call opens meanwhile
+        self.release.set()
+        t.join()
+        return torch.tanh(y)  # the op mode must be back in this thread: recorded
+
+
+def test_a_call_opened_in_another_thread_during_a_quiet_call_does_not_keep_the_mode_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("shapeviz.tracing.session._is_user_module", lambda m: not isinstance(m, _SlowLeaf))
+    t = sv.trace(_TwoThreads(), torch.randn(2, 3), ops=True)
+    assert [c.type for c in t.calls if c.kind == "op"].count("tanh") == 1
+    assert torch._C._len_torch_function_stack() == 0

@@ -116,6 +116,7 @@ class Tracer:
         self.mode: OpMode | None = None  # the op mode recording this forward (set by OpMode)
         self.quiet: int | None = None  # the stack depth of a quiet module call that took the mode off
         self.quiet_thread = 0  # the thread it took the mode off in (the one whose mode stack holds it)
+        self.quiet_module = 0  # id() of the module of that quiet call
         # (id(conventions), batched, packed) -> its dims; the Conventions live in the calls meanwhile
         self.dims_cache: dict[tuple[int, bool, bool], dict[str, tuple[str, ...]]] = {}
 
@@ -210,7 +211,7 @@ class Tracer:
             self._enter(path, module, args, kwargs, user)
         if quiet and self.mode is not None and self.quiet is None and not self.ops_needed(module, args, kwargs):
             self.quiet = len(self.stack)
-            self.quiet_thread = threading.get_ident()
+            self.quiet_thread, self.quiet_module = threading.get_ident(), id(module)
             if not _pop_mode(self.mode):
                 self.quiet = None
 
@@ -218,8 +219,9 @@ class Tracer:
         """A module call ends. ``always``: the hook is called on every path (``always_call``); it is
         called while handling an exception that was not being handled when the call started when the
         call raised: the call is closed as a failed one."""
-        if self.quiet is not None and self.quiet >= len(self.stack) and threading.get_ident() == self.quiet_thread:
-            self.unquiet()  # (never onto another thread's mode stack)
+        if self.quiet is not None and threading.get_ident() == self.quiet_thread and (
+                id(module) == self.quiet_module or self.quiet >= len(self.stack)):
+            self.unquiet()  # the quiet call (or one around it) ends; never onto another thread's mode stack
         if always and output is None and self.stack and self.stack[-1][1] != id(module) and \
                 sys.exc_info()[1] is not None and all(entry[1] != id(module) for entry in self.stack):
             return  # its pre hook never ran (one before it raised): nothing of it is open
