@@ -222,15 +222,16 @@ class Tracer:
         if self.quiet is not None and threading.get_ident() == self.quiet_thread and (
                 id(module) == self.quiet_module or self.quiet >= len(self.stack)):
             self.unquiet()  # the quiet call (or one around it) ends; never onto another thread's mode stack
-        if always and output is None and self.stack and self.stack[-1][1] != id(module) and \
-                sys.exc_info()[1] is not None and all(entry[1] != id(module) for entry in self.stack):
-            return  # its pre hook never ran (one before it raised): nothing of it is open
-        if always and output is None and self.stack and self.stack[-1][1] == id(module):
-            exc = sys.exc_info()[1]
-            if exc is not None and exc is not self.stack[-1][3]:
-                call = self.stack.pop()[0]
-                call.error = call.error or type(exc).__name__
-                return
+        exc = sys.exc_info()[1] if always and output is None and self.stack else None
+        if exc is not None:
+            top = self.stack[-1]
+            if top[1] == id(module):
+                if exc is not top[3]:  # it raised: closed as a failed call
+                    top[0].error = top[0].error or type(exc).__name__
+                    self.stack.pop()
+                    return
+            elif all(entry[1] != id(module) for entry in self.stack):
+                return  # its pre hook never ran (one before it raised): nothing of it is open
         with _off():
             self._exit(module, output)
 
@@ -474,24 +475,17 @@ class Tracer:
         self.self_labels.clear()
 
 
-_EXACT_FINALS: dict[tuple[str, ...], bool | None] = {}
-_MISSING: Any = object()
-
-
+@functools.lru_cache(maxsize=4096)
 def _exact_final(names: tuple[str, ...]) -> bool | None:
     """For names given exactly: None unless every dim has a plain (not guessed) name, else whether one
-    is ambiguous (``"T|bs"``); cached per names tuple.
+    is ambiguous (``"T|bs"``).
 
     >>> _exact_final(("T", "bs", "emb")), _exact_final(("T", "")), _exact_final(("T|bs", "h"))
     (False, None, True)
     """
-    hit = _EXACT_FINALS.get(names, _MISSING)
-    if hit is _MISSING:
-        done = all(names) and not any(n.endswith("?") for n in names)
-        hit = any("|" in n for n in names) if done else None
-        if len(_EXACT_FINALS) < 4096:
-            _EXACT_FINALS[names] = hit
-    return hit
+    if not all(names) or any(n.endswith("?") for n in names):
+        return None
+    return any("|" in n for n in names)
 
 
 _LEARNED: dict[tuple, tuple[Conventions, tuple[tuple[str, int], ...]]] = {}
