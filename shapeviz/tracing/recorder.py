@@ -30,8 +30,8 @@ import torch.nn as nn
 from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
-from shapeviz.core.dimensions import is_simple_name
 from shapeviz.core.model import Conventions, conventions, is_recurrent
+from shapeviz.tracing.learning import learned_sizes
 from shapeviz.tracing.naming import (
     BY_SIZE,
     How,
@@ -329,7 +329,8 @@ class Tracer:
         for key, value, roles in top:
             if value is None:
                 continue
-            items = [(key, value, "")] if type(value) is torch.Tensor else list(flatten(value, key))
+            # a list state ([h, c] from a detach in a training loop) is listed tensor by tensor, as a tuple is
+            items = [(key, value, "")] if type(value) is torch.Tensor else list(flatten(_no_lists(value), key))
             for n, (k, t, part) in enumerate(items):
                 if isinstance(t, tuple):
                     t = t[0]
@@ -475,6 +476,15 @@ class Tracer:
         self.self_labels.clear()
 
 
+def _no_lists(obj: Any) -> Any:
+    """Lists as tuples (nested too), so :func:`flatten` lists every tensor of a state one by one.
+
+    >>> _no_lists([1, [2, 3]])
+    (1, (2, 3))
+    """
+    return tuple(_no_lists(o) for o in obj) if isinstance(obj, (list, tuple)) else obj
+
+
 @functools.lru_cache(maxsize=4096)
 def _exact_final(names: tuple[str, ...]) -> bool | None:
     """For names given exactly: None unless every dim has a plain (not guessed) name, else whether one
@@ -486,54 +496,6 @@ def _exact_final(names: tuple[str, ...]) -> bool | None:
     if not all(names) or any(n.endswith("?") for n in names):
         return None
     return any("|" in n for n in names)
-
-
-_LEARNED: dict[tuple, tuple[Conventions, tuple[tuple[str, int], ...]]] = {}
-
-
-def learned_sizes(key: tuple, conv: Conventions) -> tuple[tuple[str, int], ...]:
-    """The (name, size) pairs a recurrent call's record teaches: ``key`` is ``(names, shape, id(conv))``
-    (plain names, ``sum(…)``, and products whose every factor is > 1) or ``("sizes", id(conv))`` (the
-    module's emb, h, proj). Cached per key, checked to be the same Conventions.
-
-    >>> import torch.nn as nn
-    >>> from shapeviz.core.model import conventions
-    >>> c = conventions(nn.LSTM(10, 20, num_layers=2, bidirectional=True))
-    >>> learned_sizes((("layers*D", "bs", "h"), (4, 3, 20), id(c)), c)
-    (('bs', 3), ('h', 20), ('layers*D', 4))
-    """
-    hit = _LEARNED.get(key)
-    if hit is not None and hit[0] is conv:
-        return hit[1]
-    if key[0] == "sizes":
-        pairs = tuple((n, int(s)) for n, s in conv.sizes.items() if n in ("emb", "h", "proj"))
-    else:
-        names, shape = key[0], key[1]
-        simple, sums, products = _learn_plan(names)
-        pairs = tuple((names[i], int(shape[i])) for i in simple) + tuple((names[i], int(shape[i])) for i in sums)
-        if products:
-            local = {**conv.sizes, **{names[i]: shape[i] for i in simple}}
-            pairs += tuple((names[i], int(shape[i])) for i, factors in products
-                           if all(local.get(f) is not None and local[f] > 1 for f in factors))
-    if len(_LEARNED) >= 1024:
-        _LEARNED.clear()
-    _LEARNED[key] = (conv, pairs)
-    return pairs
-
-
-LearnPlan = tuple[tuple[int, ...], tuple[int, ...], tuple[tuple[int, tuple[str, ...]], ...]]
-@functools.lru_cache(maxsize=256)
-def _learn_plan(names: tuple[str, ...]) -> LearnPlan:
-    """Which dims of a conventions' names tuple are plain names, ``sum(…)`` and products (with factors).
-
-    >>> _learn_plan(("layers*D", "bs", "h"))
-    ((1, 2), (), ((0, ('layers', 'D')),))
-    """
-    simple = tuple(i for i, n in enumerate(names) if is_simple_name(n))
-    sums = tuple(i for i, n in enumerate(names) if n.startswith("sum("))
-    products = tuple((i, tuple(n.split("*"))) for i, n in enumerate(names)
-                     if not n.startswith("sum(") and "*" in n)
-    return simple, sums, products
 
 
 def _runs(values: Sequence[int]) -> tuple[tuple[int, int], ...]:
