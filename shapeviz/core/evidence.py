@@ -1,23 +1,39 @@
 """Evidence from declared sizes: does a call's layout contradict what ``sv.dims``/``inputs=`` declared?
 
 >>> decl = {"bs": 4, "T": 7}
->>> layer_swapped(decl, bs=7, T=4)  # a (bs, T, emb) tensor read as (T, bs, emb)
+>>> layer_swapped(decl, bs=7, T=4)  # a (bs, T, emb) tensor read as (T, bs, emb): both dims line up
 True
->>> layer_swapped(decl, bs=4, T=7), unbatched_ambiguous(decl, 4), cell_swapped(decl, 7)
-(False, True, True)
+>>> layer_swapped(decl, bs=7, T=4, state_bs=7)  # the call's own h_0 has batch 7: it contradicts the alarm
+False
+>>> layer_suspect({"bs": 4}, bs=8, T=4), layer_swapped({"bs": 4}, bs=8, T=4)  # one size matches: no evidence
+(True, False)
 
-Each predicate takes the declared sizes and the sizes a call has *as the module reads them*;
-``True`` means the declaration names the mistake. The fast check and the diagnosis both ask
-these, so the evidence rule is stated once. Plain int compares: no allocation.
+Two kinds of predicate. The ``*_suspect`` ones are the fast path's cheap pre-filter: ``True`` whenever a
+declared size *could* name a layout mistake, so the call goes to the diagnosis. The others decide, and
+need evidence that holds together (DESIGN.md, "Alarms: evidence only"):
+
+* every declared dim the mistake involves lines up (a swap needs both ``bs`` and ``T`` to line up when
+  both are declared);
+* the call's own state does not contradict it (``h_0``'s batch is the batch the mistake says);
+* when only one dim is declared, a single matching size can be a coincidence (a product batch ``bs*skip``
+  whose length happens to equal ``bs``): the call's own state must agree, or (``bs`` declared, no state)
+  the layer's batch must be one that no merge of the declared batch makes (not a multiple of ``bs``).
+
+Plain int compares: no allocation.
 """
 
 from __future__ import annotations
 
-__all__ = ["cell_swapped", "layer_swapped", "packed_swapped", "unbatched_ambiguous"]
+__all__ = ["cell_suspect", "cell_swapped", "layer_suspect", "layer_swapped", "packed_swapped",
+           "unbatched_ambiguous"]
 
 
-def layer_swapped(decl: dict[str, int], bs: int, T: int) -> bool:
-    """A layer's batched input carries ``bs`` and ``T`` in each other's place (``batch_first_swap``)."""
+def layer_suspect(decl: dict[str, int], bs: int, T: int) -> bool:
+    """A declared size could say a layer's batched input is swapped (the fast path's pre-filter).
+
+    >>> layer_suspect({"bs": 4, "T": 7}, bs=4, T=7)
+    False
+    """
     dbs = decl.get("bs")
     if dbs is not None:
         return bs != dbs and dbs == T
@@ -25,31 +41,78 @@ def layer_swapped(decl: dict[str, int], bs: int, T: int) -> bool:
     return dT is not None and dT != T and bs == dT
 
 
-def cell_swapped(decl: dict[str, int], first: int) -> bool:
-    """A cell's step ``(first, emb)`` is ``(T, emb)``: the loop iterates the batch dim of a batch-first tensor.
+def layer_swapped(decl: dict[str, int], bs: int, T: int, state_bs: int | None = None) -> bool:
+    """A layer's batched input carries ``bs`` and ``T`` in each other's place (``batch_first_swap``).
 
-    >>> cell_swapped({"bs": 2, "T": 5}, 2)
+    ``bs`` and ``T`` are the sizes as the layer reads them; ``state_bs`` is the batch of the call's own
+    ``h_0`` (None when no state was passed).
+
+    >>> layer_swapped({"bs": 4, "T": 8}, bs=8, T=4, state_bs=8)  # a dilated layer: (T/rate, rate*bs)
     False
+    >>> layer_swapped({"bs": 4}, bs=9, T=4, state_bs=4)  # h_0 agrees with the declared bs
+    True
+    >>> layer_swapped({"bs": 4}, bs=12, T=4), layer_swapped({"bs": 4}, bs=10, T=4)  # 12 may be bs*3
+    (False, True)
+    """
+    if not layer_suspect(decl, bs, T):
+        return False
+    if state_bs is not None and state_bs == bs:
+        return False  # the call's own state reads the batch as the layer does
+    dbs, dT = decl.get("bs"), decl.get("T")
+    if dbs is not None and dT is not None:
+        return dbs == T and bs == dT and (state_bs is None or state_bs == dbs)
+    if state_bs is not None:  # one dim declared: the state must back it up
+        return state_bs == T
+    # bs alone, no state: the layer's batch can be the declared one's product (bs*skip, rate*bs, bs*k),
+    # whose length may equal bs by chance; only a batch that no such merge can make is evidence
+    return dbs is not None and bs % dbs != 0
+
+
+def cell_suspect(decl: dict[str, int], first: int) -> bool:
+    """A declared size could say a cell's step ``(first, emb)`` is ``(T, emb)`` (the fast path's pre-filter).
+
+    >>> cell_suspect({"bs": 2, "T": 5}, 5), cell_suspect({"bs": 2, "T": 5}, 2)
+    (True, False)
     """
     dbs, dT = decl.get("bs"), decl.get("T")
     return dbs is not None and dT is not None and first != dbs and first == dT
 
 
-def packed_swapped(decl: dict[str, int], bs: int, steps: int) -> bool:
+def cell_swapped(decl: dict[str, int], first: int, state_bs: int | None) -> bool:
+    """A cell's step ``(first, emb)`` is ``(T, emb)``: the loop iterates the batch dim of a batch-first tensor.
+
+    A step shows one dim only, so its size matching the declared ``T`` is a single coincidence (a beam of
+    ``bs*k`` rows, say); the call's own state must have the declared batch as well.
+
+    >>> cell_swapped({"bs": 2, "T": 5}, 5, state_bs=2), cell_swapped({"bs": 2, "T": 5}, 5, state_bs=None)
+    (True, False)
+    """
+    return cell_suspect(decl, first) and state_bs is not None and state_bs == decl["bs"]
+
+
+def packed_swapped(decl: dict[str, int], bs: int, steps: int, state_bs: int | None = None) -> bool:
     """A batch-first padded tensor was packed without ``batch_first=True``.
 
-    >>> packed_swapped({"bs": 2, "T": 5}, bs=5, steps=2)
-    True
+    >>> packed_swapped({"bs": 2, "T": 5}, bs=5, steps=2), packed_swapped({"bs": 2, "T": 5}, 5, 2, state_bs=5)
+    (True, False)
     """
     dbs, dT = decl.get("bs"), decl.get("T")
-    return dbs is not None and dT is not None and dbs != dT and bs == dT and steps == dbs
+    return (dbs is not None and dT is not None and dbs != dT and bs == dT and steps == dbs
+            and (state_bs is None or state_bs == dbs))
 
 
-def unbatched_ambiguous(decl: dict[str, int], first: int) -> bool:
+def unbatched_ambiguous(decl: dict[str, int], first: int, state_ndim: int | None = None,
+                        unbatched_state_ndim: int = 2) -> bool:
     """A 2-D layer input read as unbatched ``(T, emb)`` is ``(bs, emb)``: its first dim is the declared bs.
+
+    ``state_ndim`` is the number of dims of the call's own ``h_0`` (None when none was passed): an unbatched
+    state contradicts the alarm.
 
     >>> unbatched_ambiguous({"bs": 3}, 3), unbatched_ambiguous({"bs": 3, "T": 3}, 3)
     (True, False)
+    >>> unbatched_ambiguous({"bs": 3}, 3, state_ndim=2)  # h_0 (layers*D, h): the call is unbatched
+    False
     """
     dbs = decl.get("bs")
-    return dbs is not None and first == dbs and decl.get("T", -1) != first
+    return (dbs is not None and first == dbs and decl.get("T", -1) != first
+            and state_ndim != unbatched_state_ndim)

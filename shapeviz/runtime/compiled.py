@@ -35,7 +35,8 @@ from torch import Tensor
 from torch.fx.experimental.symbolic_shapes import has_static_value, optimization_hint, statically_known_true
 
 from shapeviz.core.dimensions import DECLARED
-from shapeviz.core.evidence import cell_swapped, layer_swapped, unbatched_ambiguous
+from shapeviz.core.dtypes import castable
+from shapeviz.core.evidence import cell_suspect, layer_suspect, unbatched_ambiguous
 from shapeviz.core.model import CELL_TYPES, FAMILIES, LAYER_TYPES, Conventions, Layout
 
 __all__ = ["CompiledShapeError", "check_traced", "traced_fault"]
@@ -111,7 +112,8 @@ def _shape_differs(shape: Any, want: tuple[Any, ...]) -> bool:
 def _state_bad(t: Any, want: tuple[Any, ...], dtype: torch.dtype | None, device: torch.device) -> bool:
     if not isinstance(t, Tensor):
         return True
-    return _shape_differs(t.shape, want) or (dtype is not None and t.dtype != dtype) or t.device != device
+    return (_shape_differs(t.shape, want) or t.device != device
+            or (dtype is not None and t.dtype != dtype and not castable(t.dtype, dtype, device)))
 
 
 def traced_fault(module: nn.Module, x: Any, hx: Any, decl: tuple[tuple[str, int], ...] | None) -> bool:
@@ -120,7 +122,7 @@ def traced_fault(module: nn.Module, x: Any, hx: Any, decl: tuple[tuple[str, int]
     >>> cell = nn.GRUCell(4, 6)
     >>> traced_fault(cell, torch.randn(2, 4), torch.zeros(2, 6), None)
     False
-    >>> traced_fault(cell, torch.randn(5, 4), None, (("bs", 2), ("T", 5)))  # a (T, emb) step: swapped
+    >>> traced_fault(cell, torch.randn(5, 4), None, (("bs", 2), ("T", 5)))  # (T, emb)? the diagnosis decides
     True
     """
     if not isinstance(x, Tensor):
@@ -133,7 +135,7 @@ def traced_fault(module: nn.Module, x: Any, hx: Any, decl: tuple[tuple[str, int]
         bs = sh[lay.bs_axis]
         if lay.cell:
             ints = _static(bs) if d is not None else None
-            if ints is not None and cell_swapped(d, ints[0]):  # type: ignore[arg-type]
+            if ints is not None and cell_suspect(d, ints[0]):  # type: ignore[arg-type]
                 return True
             want_h: tuple[Any, ...] = (bs, lay.c_size)
             want_c = want_h
@@ -142,7 +144,7 @@ def traced_fault(module: nn.Module, x: Any, hx: Any, decl: tuple[tuple[str, int]
             if statically_known_true(T == 0):
                 return True
             ints = _static(bs, T) if d is not None else None
-            if ints is not None and layer_swapped(d, ints[0], ints[1]):  # type: ignore[arg-type]
+            if ints is not None and layer_suspect(d, ints[0], ints[1]):  # type: ignore[arg-type]
                 return True
             want_h, want_c = (stacked, bs, lay.h_out), (stacked, bs, lay.c_size)
     elif nd == lay.unbatched_ndim:
@@ -160,7 +162,7 @@ def traced_fault(module: nn.Module, x: Any, hx: Any, decl: tuple[tuple[str, int]
         return True
     w = module.weight_ih if lay.cell else module.weight_ih_l0
     dtype, device = x.dtype, x.device
-    if (dtype != w.dtype and not (not lay.cell and torch.is_autocast_enabled(device.type))) or device != w.device:
+    if device != w.device or (dtype != w.dtype and not castable(dtype, w.dtype, device)):
         return True
     if hx is None:
         return False

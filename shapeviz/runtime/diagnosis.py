@@ -17,9 +17,9 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz._errors import ShapeError
+from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
-from shapeviz.core.model import Conventions
-from shapeviz.runtime.fastcheck import autocast_enabled
+from shapeviz.core.model import Conventions, Layout
 
 
 class _Ctx:
@@ -82,8 +82,7 @@ def diagnose(module: torch.nn.Module, conv: Conventions, x: Any, hx: Any,
 # ------------------------------------------------------------------------------------------- input
 def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor, ref_name: str,
                   dtype: bool = True) -> ShapeError | None:
-    if dtype and t.dtype != ref.dtype and not (ref_name == "weights" and not c.conv.cell
-                                     and autocast_enabled()):
+    if dtype and t.dtype != ref.dtype and not castable(t.dtype, ref.dtype, t.device):
         if not t.dtype.is_floating_point and not t.dtype.is_complex and arg == "input":
             emb = c.conv.input_size
             if c.conv.layout.bs_axis == 0:  # batch-major: (bs, T) tokens embed without a transpose
@@ -101,6 +100,19 @@ def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor, ref_name: str,
         return c.err("device", arg, t, [f"{_short(arg)} = {_short(arg)}.to({str(ref.device)!r})"],
                      f"on {t.device}, but the {ref_name} {'are' if ref_name.endswith('s') else 'is'} on {ref.device}",
                      expected=f"{c.named(arg)} on {ref.device}")
+    return None
+
+
+def _first_state(lay: Layout, hx: Any) -> Any:
+    """``h_0`` of a call's state (the first of an LSTM's tuple or list)."""
+    return hx[0] if lay.state_arity > 1 and isinstance(hx, (tuple, list)) and hx else hx
+
+
+def _state_bs(lay: Layout, hx: Any) -> int | None:
+    """The batch of the call's own batched ``h_0``: evidence that outranks declared sizes (None if none)."""
+    state = _first_state(lay, hx)
+    if isinstance(state, Tensor) and state.dim() == lay.state_batched_ndim:
+        return int(state.shape[lay.state_bs_axis])
     return None
 
 
@@ -136,11 +148,11 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     c.T, c.bs, c.batched = sizes
     also = ""  # a second mistake, named after the one whose fix is necessary
     # silent mistakes first: the evidence names the real culprit (the input, not h_0)
-    state = hx[0] if lay.state_arity > 1 and isinstance(hx, (tuple, list)) and hx else hx
-    state_bs = (state.shape[lay.state_bs_axis]
-                if isinstance(state, Tensor) and state.dim() == lay.state_batched_ndim else None)
+    state = _first_state(lay, hx)
+    state_bs = _state_bs(lay, hx)
     if c.batched:
-        swapped = bool(c.decl) and c.bs is not None and c.T is not None and layer_swapped(c.decl, c.bs, c.T)
+        swapped = (bool(c.decl) and c.bs is not None and c.T is not None
+                   and layer_swapped(c.decl, c.bs, c.T, state_bs))
         via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
         if not swapped and state_bs is not None and state_bs == c.T and c.bs != c.T:
             swapped, via = True, f"h_0 has batch {state_bs}, which is this input's dim {lay.t_axis}"
@@ -157,7 +169,8 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
         evidence = None
         if state_bs is not None and state_bs == sh[0]:
             evidence = f"h_0 is 3-D with batch {state.shape[1]} = this input's first dim"
-        elif c.decl and unbatched_ambiguous(c.decl, sh[0]):
+        elif c.decl and unbatched_ambiguous(c.decl, sh[0], state.dim() if isinstance(state, Tensor) else None,
+                                            lay.state_ndim(False)):
             evidence = f"declared bs={c.decl['bs']} = this input's first dim"
         if evidence:
             c.batched, c.T, c.bs = True, 1, sh[0]
@@ -321,7 +334,7 @@ def _packed(c: _Ctx, x: PackedSequence, hx: Any) -> ShapeError | None:
                      expected="batch_sizes: 1-D int64 on cpu")
     c.bs = int(bsz[0])
     c.T = int(bsz.numel())
-    if c.decl and packed_swapped(c.decl, c.bs, c.T):
+    if c.decl and packed_swapped(c.decl, c.bs, c.T, _state_bs(c.conv.layout, hx)):
         return c.err("packed", "input", data,
                      ["packed = pack_padded_sequence(x, lengths, batch_first=True)  # x is (bs, T, emb)"],
                      f"the packed sequence has {c.T} steps of batch {c.bs}, but declared sizes say "
@@ -371,7 +384,7 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     c.batched = batched
     if c.batched:
         c.bs = sh[0]
-        if c.decl and cell_swapped(c.decl, sh[0]):
+        if c.decl and cell_swapped(c.decl, sh[0], _state_bs(lay, hx)):
             c.bs = c.decl["bs"]
             return c.err("batch_first_swap", "input", x,
                          ["for x_t in x.transpose(0, 1):  # iterate time of a (bs, T, emb) tensor",

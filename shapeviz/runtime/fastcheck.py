@@ -24,12 +24,11 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz.core.dimensions import DECLARED, live_declared
-from shapeviz.core.evidence import cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
+from shapeviz.core.dtypes import castable
+from shapeviz.core.evidence import cell_suspect, layer_suspect, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import Conventions, conventions, key_getter
 
-# older torch (the range in pyproject starts at 2.1) lacks these two names
-autocast_enabled = getattr(torch._C, "_is_any_autocast_enabled", torch.is_autocast_enabled)
-"""True while any autocast region is active (then input and weight dtypes may differ)."""
+# older torch (the range in pyproject starts at 2.1) lacks this name
 is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
 
 
@@ -123,7 +122,8 @@ def weight(module: torch.nn.Module, p: CallPlan) -> Tensor:
 
 def fit(p: CallPlan, sh: tuple[int, ...], decl: dict[str, int] | None) -> tuple[tuple[int, ...], ...] | None:
     """The shapes ``(h, c)`` a state must have for an input of shape ``sh``, or None when ``sh`` does not fit
-    (or the declared sizes say it is laid out wrong). The shape rule of the fast path, in plain int compares.
+    (or a declared size could say it is laid out wrong: the diagnosis then weighs the evidence). The shape
+    rule of the fast path, in plain int compares.
 
     >>> import torch.nn as nn
     >>> from shapeviz.core.model import conventions
@@ -135,13 +135,13 @@ def fit(p: CallPlan, sh: tuple[int, ...], decl: dict[str, int] | None) -> tuple[
     if nd == p.nd_batched:
         bs = sh[p.bs_axis]
         if p.cell:
-            if decl is not None and cell_swapped(decl, bs):
+            if decl is not None and cell_suspect(decl, bs):
                 return None
             want_h: tuple[int, ...] = (bs, p.hc)
             want_c = want_h
         else:
             T = sh[p.t_axis]
-            if T == 0 or (decl is not None and layer_swapped(decl, bs, T)):
+            if T == 0 or (decl is not None and layer_suspect(decl, bs, T)):
                 return None
             want_h, want_c = (p.ld, bs, p.hh), (p.ld, bs, p.hc)
     elif nd == p.nd_unbatched:
@@ -175,17 +175,15 @@ def fast_ok(module: torch.nn.Module, p: CallPlan, x: Any, hx: Any, decl: dict[st
     p.memo = (sh, decl, *want)  # one tuple, replaced whole (threads); check_module_call compares with it
     w = weight(module, p)
     dtype = x.dtype
-    if dtype != w.dtype and not (not p.cell and autocast_enabled()):
-        return False
     device = x.device
-    if device != w.device:
+    if device != w.device or (dtype != w.dtype and not castable(dtype, w.dtype, device)):
         return False
     return _states_ok(p, hx, want[0], want[1], dtype, device)
 
 
 def _state_ok(t: Any, want: tuple[int, ...], dtype: torch.dtype | None, device: torch.device) -> bool:
-    return (isinstance(t, Tensor) and t.shape == want and (dtype is None or t.dtype == dtype)
-            and t.device == device)
+    return (isinstance(t, Tensor) and t.shape == want and t.device == device
+            and (dtype is None or t.dtype == dtype or castable(t.dtype, dtype, device)))
 
 
 def _states_ok(p: CallPlan, hx: Any, want_h: tuple[int, ...], want_c: tuple[int, ...], dtype: torch.dtype,
@@ -210,7 +208,7 @@ def _packed_ok(module: torch.nn.Module, p: CallPlan, x: PackedSequence, hx: Any,
     if decl is not None and packed_swapped(decl, bs, batch_sizes.numel()):
         return False
     w = weight(module, p)
-    if (data.dtype != w.dtype and not autocast_enabled()) or data.device != w.device:
+    if (data.dtype != w.dtype and not castable(data.dtype, w.dtype, data.device)) or data.device != w.device:
         return False
     return _states_ok(p, hx, (p.ld, bs, p.hh), (p.ld, bs, p.hc), data.dtype, data.device)
 

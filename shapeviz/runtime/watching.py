@@ -228,11 +228,21 @@ def _hook_root(model: nn.Module, namer: _InputNamer) -> list[RemovableHandle]:
 
 
 def _uncheckable(mod: nn.Module) -> bool:
-    """A scripted or traced module (torch runs it without Python), or a recurrent lookalike shapeviz does not
-    know (torch.ao's quantized LSTM): shapeviz cannot check its calls."""
+    """A scripted or traced module (torch runs it without Python), or one of torch's own recurrent lookalikes
+    shapeviz does not know (torch.ao's quantized LSTM): shapeviz cannot check its calls.
+
+    Told by type, never by name: a user's ``class LSTM(nn.Module)`` wrapping an ``nn.LSTM`` is checked
+    through its children.
+
+    >>> class LSTM(nn.Module): ...
+    >>> _uncheckable(LSTM()), _uncheckable(nn.LSTM(2, 3))
+    (False, False)
+    """
     if isinstance(mod, torch.jit.ScriptModule):
         return True
-    return type(mod).__name__ in CLASS_NAMES and not is_recurrent(mod)
+    cls = type(mod)
+    return (cls.__name__ in CLASS_NAMES and (cls.__module__ == "torch" or cls.__module__.startswith("torch."))
+            and not is_recurrent(mod))
 
 
 class WatchHandle:
