@@ -273,8 +273,8 @@ def plot_trace(trace: Any, *, max_rows: int = 40, title: str | None = None) -> A
             y1 = span_rows[-1].y + span_rows[-1].height
             xb = bracket_w - 0.12
             ax.plot([xb + 0.08, xb, xb, xb + 0.08], [y0, y0, y1, y1], color="#8c2d04", linewidth=1.4)
-            ax.text(xb - 0.05, (y0 + y1) / 2, repeat_label(r.repeats, trace.sizes), rotation=90, ha="right",
-                    va="center", fontsize=8.5, color="#8c2d04", fontweight="bold")
+            ax.text(xb - 0.05, (y0 + y1) / 2, repeat_label(r.repeats, [x.call for x in span_rows]), rotation=90,
+                    ha="right", va="center", fontsize=8.5, color="#8c2d04", fontweight="bold")
     # state handed from one call to a later one (an encoder's (h_n, c_n) starting a decoder)
     shown = {r.call.index: r for r in rows}
     for r in rows:

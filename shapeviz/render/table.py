@@ -9,8 +9,10 @@ trace of RNN: 1 module call
 sizes: T=5, bs=2, emb=4, h=8
 
 Repeated steps (the same calls with the same shapes, one after another, like the body of a
-loop over time) are shown once, marked ``┌ × T=5`` … ``└``. A dim named by its size alone is a
-guess and reads ``T?=5``; a view that relabels named dims is marked ``⚠ scrambled_view: …``.
+loop over time) are shown once, marked ``┌ × 5`` … ``└``; ``× T=5`` when the loop reads one step
+of a dim named ``T`` each time (``x[:, t]``, ``for x_t in x``), the only evidence that it iterates T.
+A dim named by its size alone is a guess and reads ``T?=5``; a view that relabels named dims is
+marked ``⚠ scrambled_view: …``.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from shapeviz.core.dimensions import is_simple_name
-
-__all__ = ["group_repeats", "repeat_label", "trace_table"]
+__all__ = ["group_repeats", "loop_dim", "repeat_label", "trace_table"]
 
 _MAX_BLOCK = 64
 
@@ -62,14 +62,33 @@ def group_repeats(calls: Sequence[Any], max_block: int = _MAX_BLOCK) -> list[tup
     return out
 
 
-def repeat_label(count: int, sizes: dict[str, list[int]]) -> str:
-    """``"× T=5"`` when one named size is ``count``, else ``"× 5"``.
+def loop_dim(calls: Sequence[Any], count: int) -> str:
+    """The dim a loop of ``count`` steps iterates, with evidence: one of its calls reads one step of a
+    dim so named, of that size (``x[:, t]``, ``for x_t in x``; see :mod:`shapeviz.tracing.steps`); else "".
 
-    >>> repeat_label(5, {"T": [5], "bs": [2]}), repeat_label(2, {"bs": [2], "D": [2]})
-    ('× T=5', '× 2')
+    >>> from types import SimpleNamespace as NS
+    >>> x_t = NS(step=("T", 5))
+    >>> loop_dim([NS(inputs=[x_t])], 5), loop_dim([NS(inputs=[x_t])], 4), loop_dim([NS(inputs=[NS()])], 5)
+    ('T', '', '')
     """
-    names = [n for n, ss in sizes.items() if count in ss and is_simple_name(n)]
-    return f"× {names[0]}={count}" if len(names) == 1 else f"× {count}"
+    for c in calls:
+        for info in getattr(c, "inputs", ()):
+            step = getattr(info, "step", None)
+            if step and int(step[1]) == count:
+                return str(step[0])
+    return ""
+
+
+def repeat_label(count: int, calls: Sequence[Any] = ()) -> str:
+    """``"× T=5"`` when the repeated ``calls`` read one step of a dim named T of size 5 each time
+    (evidence, :func:`loop_dim`), else ``"× 5"``: equal numbers are never evidence.
+
+    >>> from types import SimpleNamespace as NS
+    >>> repeat_label(5, [NS(inputs=[NS(step=("T", 5))])]), repeat_label(9, [NS(inputs=[NS(step=None)])])
+    ('× T=5', '× 9')
+    """
+    name = loop_dim(calls, count)
+    return f"× {name}={count}" if name else f"× {count}"
 
 
 def _name(call: Any) -> str:
@@ -97,9 +116,9 @@ def trace_table(trace: Any, *, group: bool = True, max_rows: int | None = None) 
             if r == 1:
                 mark = ""
             elif k == 1:
-                mark = f"[ {repeat_label(r, trace.sizes)}"
+                mark = f"[ {repeat_label(r, calls[start:start + k])}"
             elif j == 0:
-                mark = f"┌ {repeat_label(r, trace.sizes)}"
+                mark = f"┌ {repeat_label(r, calls[start:start + k])}"
             else:
                 mark = "└" if j == k - 1 else "│"
             shapes = c.describe() + (f"  ✗ {c.error}" if c.error else "")

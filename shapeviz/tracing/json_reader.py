@@ -118,7 +118,18 @@ def _tensor(value: Any, where: str) -> TensorInfo:
                       packed=packed, repeat=_int(d, "repeat", where, 1, _MAX_INT, 1),
                       produced_by=_int(d, "produced_by", where, 0, MAX_CALLS - 1, None, nullable=True),
                       flow=_pairs(d, "flow", where, MAX_CALLS - 1, MAX_FLOW),
-                      batch_sizes=_pairs(d, "batch_sizes", where, _MAX_INT, MAX_TENSORS), origins=origins)
+                      batch_sizes=_pairs(d, "batch_sizes", where, _MAX_INT, MAX_TENSORS), origins=origins,
+                      step=_step(d.get("step"), _at(where, "step")))
+
+
+def _step(value: Any, at: str) -> tuple[str, int] | None:
+    """``null`` or ``[name, size]``: the named dim a record is one step of."""
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)
+            and isinstance(value[1], int) and not isinstance(value[1], bool) and 0 <= value[1] <= _MAX_INT):
+        _fail(at, "null or [name, size]", value)
+    return (value[0], value[1])
 
 
 def _pairs(d: dict[str, Any], key: str, where: str, hi: int, cap: int) -> tuple[tuple[int, int], ...]:

@@ -17,7 +17,6 @@ and keeps shapes, dtypes, devices and names (:mod:`shapeviz.tracing.records`).
 from __future__ import annotations
 
 import functools
-import inspect
 import sys
 import threading
 import weakref
@@ -32,6 +31,7 @@ from torch.overrides import TorchFunctionMode
 
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.learning import learned_sizes
+from shapeviz.tracing.modestack import pop_mode, push_mode, quiet_hooks_supported
 from shapeviz.tracing.naming import (
     BY_SIZE,
     How,
@@ -45,6 +45,7 @@ from shapeviz.tracing.naming import (
 from shapeviz.tracing.oprules import RESHAPES, flatten, has_tensor, op_name, op_params, op_rule
 from shapeviz.tracing.records import Call, CallKind, TensorInfo
 from shapeviz.tracing.sites import FrameLabels, arg_label, forward_params, site_of, type_name, user_frame
+from shapeviz.tracing.steps import STEP_FUNCS, step_dim
 
 __all__ = ["OpMode", "Tracer", "quiet_hooks_supported"]
 
@@ -119,6 +120,9 @@ class Tracer:
         self.quiet_module = 0  # id() of the module of that quiet call
         # (id(conventions), batched, packed) -> its dims; the Conventions live in the calls meanwhile
         self.dims_cache: dict[tuple[int, bool, bool], dict[str, tuple[str, ...]]] = {}
+        # one step of a dim (x[t], unbind, split(1)): id(piece) -> (weak ref, the source's record, the dim)
+        self.slices: dict[int, tuple[weakref.ref, TensorInfo, int]] = {}
+        self.stepped: list[tuple[TensorInfo, TensorInfo, int]] = []  # (a piece's record, source, dim)
 
     # ------------------------------------------------------------ tensors -> infos
     def _known(self, t: torch.Tensor) -> TensorInfo | None:
@@ -161,7 +165,28 @@ class Tracer:
             self.hows[id(prev)] = (prev, How.alias(info))  # a module's conventions name it better
         if exact or prev is None:
             self._remember(t, info)
+        if self.slices:
+            hit = self.slices.get(id(t))
+            if hit is not None and hit[0]() is t:
+                self.stepped.append((info, hit[1], hit[2]))
         return info
+
+    def note_step(self, func: Any, args: tuple, kwargs: dict[str, Any], out: Any) -> None:
+        """``out`` is one step (or the steps) of a dim of ``args[0]`` (see :mod:`shapeviz.tracing.steps`):
+        noted when the source was recorded, the evidence a loop over the pieces iterates that dim."""
+        dim = step_dim(func, args, kwargs)
+        src = self._known(args[0]) if dim is not None else None
+        if src is None:
+            return
+        for piece in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(piece, torch.Tensor):
+                try:
+                    self.slices[id(piece)] = (weakref.ref(piece), src, int(dim))  # type: ignore[arg-type]
+                except TypeError:  # not weak-referenceable
+                    continue
+                known = self._known(piece)
+                if known is not None:
+                    self.stepped.append((known, src, int(dim)))  # type: ignore[arg-type]
 
     def infos(self, obj: Any, key: str, how: How | None = None, *, keep_known: bool = False,
               labels: FrameLabels | None = None, tuples: bool = False,
@@ -212,7 +237,7 @@ class Tracer:
         if quiet and self.mode is not None and self.quiet is None and not self.ops_needed(module, args, kwargs):
             self.quiet = len(self.stack)
             self.quiet_thread, self.quiet_module = threading.get_ident(), id(module)
-            if not _pop_mode(self.mode):
+            if not pop_mode(self.mode):
                 self.quiet = None
 
     def exit(self, module: Any, output: Any, always: bool = False) -> None:
@@ -239,7 +264,7 @@ class Tracer:
         """Put the op mode back if a quiet module call took it off (every path of the forward ends here)."""
         if self.quiet is not None:
             self.quiet = None
-            _push_mode(self.mode)
+            push_mode(self.mode)
 
     def ops_needed(self, module: Any, args: tuple, kwargs: dict[str, Any]) -> bool:
         """Whether the op mode must see the ops inside this library module: a recurrent kernel on ``meta``."""
@@ -462,6 +487,11 @@ class Tracer:
                 flag_scramble(call, namer)
         self.pending.clear()
         self.hows.clear()
+        for info, src, dim in self.stepped:  # a step of a dim with a name given by evidence
+            name = src.names[dim] if src.names and dim < len(src.names) else ""
+            if name and "?" not in name and "|" not in name and "*" not in name:
+                info.step = (name, int(src.shape[dim]))
+        self.stepped.clear()
         sizes = {n: [s] for n, s in self.declared.items()}
         for n, ss in self.learned.items():
             sizes.setdefault(n, sorted(ss))
@@ -469,6 +499,7 @@ class Tracer:
 
     def close(self) -> None:
         self.seen.clear()
+        self.slices.clear()
         self.origins.clear()
         self.in_flow.clear()
         self.out_of.clear()
@@ -482,7 +513,7 @@ def _no_lists(obj: Any) -> Any:
     >>> _no_lists([1, [2, 3]])
     (1, (2, 3))
     """
-    return tuple(_no_lists(o) for o in obj) if isinstance(obj, (list, tuple)) else obj
+    return tuple(_no_lists(o) for o in obj) if type(obj) in (list, tuple) else obj  # a PackedSequence stays
 
 
 @functools.lru_cache(maxsize=4096)
@@ -511,36 +542,6 @@ def _runs(values: Sequence[int]) -> tuple[tuple[int, int], ...]:
         else:
             out.append([int(v), 1])
     return tuple((a, b) for a, b in out)
-
-
-_STACK_API = all(hasattr(torch._C, n) for n in ("_len_torch_function_stack", "_get_function_stack_at",
-                                                  "_pop_torch_function_stack", "_push_on_torch_function_stack"))
-
-
-def _pop_mode(mode: Any) -> bool:
-    """Take ``mode`` off this thread's torch-function mode stack if it is on top; whether it was."""
-    if mode is None or not _STACK_API:
-        return False
-    n = torch._C._len_torch_function_stack()
-    if n == 0 or torch._C._get_function_stack_at(n - 1) is not mode:
-        return False
-    torch._C._pop_torch_function_stack()
-    return True
-
-
-def _push_mode(mode: Any) -> None:
-    torch._C._push_on_torch_function_stack(mode)
-
-
-@functools.cache
-def quiet_hooks_supported() -> bool:
-    """Whether forward hooks can be called on every path (``always_call``, torch >= 2.1) and the mode
-    stack can be read: what a quiet module call needs.
-
-    >>> isinstance(quiet_hooks_supported(), bool)
-    True
-    """
-    return _STACK_API and "always_call" in inspect.signature(nn.Module.register_forward_hook).parameters
 
 
 def _off() -> Any:
@@ -572,6 +573,8 @@ class OpMode(TorchFunctionMode):
             except Exception as exc:
                 tr.op_failed(func, args, kwargs, exc)
                 raise
+            if func in STEP_FUNCS and not tr.busy and tr.user_code():
+                tr.note_step(func, args, kwargs, res)
             if tr.origins and not tr.busy and tr.user_code():
                 tr.busy = True
                 try:
@@ -589,4 +592,6 @@ class OpMode(TorchFunctionMode):
             frame = user_frame(direct=True)
             if frame is not None:
                 tr.record_op(name, func, args, kwargs, out, frame)
+        if func in STEP_FUNCS:
+            tr.note_step(func, args, kwargs, out)
         return out

@@ -70,6 +70,9 @@ class TensorInfo:
     # a PackedSequence's batch_sizes, run-length coded: ((batch size, steps), ...), e.g. ((3, 2), (2, 1))
     batch_sizes: tuple[tuple[int, int], ...] = ()
     origins: tuple[str, ...] | None = None  # per dim, where its name came from ("" where unnamed)
+    # one step of a named dim: x[t], x[:, t], unbind, split(1) of a tensor whose dim was named by evidence
+    # (name, size), e.g. ("T", 9); the evidence that a loop over such pieces iterates that dim
+    step: tuple[str, int] | None = None
 
     def format(self) -> str:
         """The shape in named dims: ``"(T=5, bs=2, 28)"`` (a dim without a name shows its size)."""
@@ -99,7 +102,8 @@ class TensorInfo:
                 "device": self.device, "ambiguous": self.ambiguous, "packed": self.packed,
                 "repeat": self.repeat, "produced_by": self.produced_by,
                 "flow": [list(f) for f in self.flow], "batch_sizes": [list(r) for r in self.batch_sizes],
-                "origins": None if self.origins is None else list(self.origins)}
+                "origins": None if self.origins is None else list(self.origins),
+                "step": None if self.step is None else list(self.step)}
 
 
 _INFIX = {"matmul": "@", "__matmul__": "@", "__rmatmul__": "@", "add": "+", "__add__": "+",
@@ -289,11 +293,12 @@ class Trace:
                     "produced_by": int | null,  # the call that first returned this tensor
                     "flow": [[int, int]],       # (call, output) of recurrent calls it was computed from
                     "batch_sizes": [[int, int]],     # packed: (batch size, steps) runs
-                    "origins": [str] | null}]}]}     # per dim: where its name came from
+                    "origins": [str] | null,         # per dim: where its name came from
                                                      # ("conventions of rnn", "inputs_dims",
                                                      # "sv.name", "op transpose", "size (guess)")
+                    "step": [str, int] | null}]}]}   # one step of this named dim (x[t], unbind)
 
-        Files written before ``origins`` existed read with ``origins`` null.
+        Files written before ``origins`` (``step``) existed read with ``origins`` (``step``) null.
         """
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
