@@ -29,6 +29,7 @@ from typing import Any
 
 from shapeviz._errors import SpecError
 from shapeviz.core.model import Conventions
+from shapeviz.render.table import loop_dim
 
 __all__ = ["PHASES", "Feed", "Link", "Panel", "Step", "fed_rows", "flow_notes", "lanes", "loop_panel",
            "panels_from_trace", "stacked", "whole_output"]
@@ -78,6 +79,9 @@ class Panel:
     # a hand-written loop: each step's input and output as the trace named them (empty: from the conventions)
     step_in: str = ""
     step_out: str = ""
+    # a lane unrolled over its calls: the dim its loop iterates, with evidence (it reads one step of a dim so
+    # named: x[t], unbind); "" when the count of calls is just a count (a decoder's steps)
+    loop_dim: str = "T"
 
     def ends(self) -> dict[int, int]:
         """Packed: step -> how many sequences end there (their last step), from the batch_sizes runs.
@@ -265,13 +269,17 @@ def _panel(calls: Sequence[Any], by_index: dict[int, Any]) -> Panel:
         out = next((o for o in getattr(c, "outputs", ()) if o.role in ("output", "h_1")), None)
         steps.append(Step(getattr(c, "index", k), _fmt(x), _fmt(out), Feed.BACK if back else Feed.DATA, phase[k]))
     T = len(calls) if conv.cell or len(calls) > 1 else T
+    span = [by_index[i] for i in range(getattr(calls[0], "index", 0), getattr(calls[-1], "index", -1) + 1)
+            if i in by_index]
+    # the steps of a cell are time steps when its loop reads one step of a dim each time (named or not)
+    dim = loop_dim(span, len(calls), unnamed="T") if T is not None and len(calls) > 1 else "T"
     if conv.cell and batched:  # a loop over packed data: each call's own batch size
         sizes_of = [_sizes_from_input(conv, _role(c, "input"))[1] if _role(c, "input") is not None else None
                     for c in calls]
         if None not in sizes_of and len(set(sizes_of)) > 1:
             runs = _runs([int(n) for n in sizes_of if n is not None])
     return Panel(conv, T, bs, batched, calls[0].path, steps=tuple(steps), phases=sites, calls=len(calls),
-                 runs=runs)
+                 runs=runs, loop_dim=dim)
 
 
 def _runs(values: Sequence[int]) -> tuple[tuple[int, int], ...]:

@@ -62,21 +62,27 @@ def group_repeats(calls: Sequence[Any], max_block: int = _MAX_BLOCK) -> list[tup
     return out
 
 
-def loop_dim(calls: Sequence[Any], count: int) -> str:
+def loop_dim(calls: Sequence[Any], count: int, unnamed: str = "") -> str:
     """The dim a loop of ``count`` steps iterates, with evidence: one of its calls reads one step of a
-    dim so named, of that size (``x[:, t]``, ``for x_t in x``; see :mod:`shapeviz.tracing.steps`); else "".
+    dim of that size (``x[:, t]``, ``for x_t in x``; see :mod:`shapeviz.tracing.steps`): the dim's name,
+    or ``unnamed`` when the dim has no name by evidence; "" without such a step.
 
     >>> from types import SimpleNamespace as NS
-    >>> x_t = NS(step=("T", 5))
+    >>> x_t, y_t = NS(step=("T", 5)), NS(step=("", 5))
     >>> loop_dim([NS(inputs=[x_t])], 5), loop_dim([NS(inputs=[x_t])], 4), loop_dim([NS(inputs=[NS()])], 5)
     ('T', '', '')
+    >>> loop_dim([NS(inputs=[y_t])], 5), loop_dim([NS(inputs=[y_t])], 5, unnamed="T")
+    ('', 'T')
     """
+    found = ""
     for c in calls:
         for info in getattr(c, "inputs", ()):
             step = getattr(info, "step", None)
             if step and int(step[1]) == count:
-                return str(step[0])
-    return ""
+                if step[0]:
+                    return str(step[0])
+                found = unnamed
+    return found
 
 
 def repeat_label(count: int, calls: Sequence[Any] = ()) -> str:

@@ -458,10 +458,13 @@ def _caption(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | 
     c = panel.conv
     title = (f"{panel.path}: " if panel.path else "") + c.label
     sizes = []
+    count = f"{panel.loop_dim}={panel.T}" if panel.loop_dim else f"{panel.T}"  # T only with evidence
     if panel.steps and not c.cell:
-        sizes.append(f"T={panel.T} calls of one step each")
+        sizes.append(f"{count} calls of one step each")
+    elif panel.steps and not panel.loop_dim:
+        sizes.append(f"{count} calls")
     else:
-        sizes.append(f"T={panel.T}" if panel.T is not None else "T unknown")
+        sizes.append(f"{count}" if panel.T is not None else "T unknown")
     if panel.batched:
         sizes.append(f"bs={panel.bs}" if panel.bs is not None else "bs unknown")
     else:

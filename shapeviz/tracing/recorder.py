@@ -487,10 +487,10 @@ class Tracer:
                 flag_scramble(call, namer)
         self.pending.clear()
         self.hows.clear()
-        for info, src, dim in self.stepped:  # a step of a dim with a name given by evidence
+        for info, src, dim in self.stepped:  # a step of a dim, named when its name is evidence (not a guess)
             name = src.names[dim] if src.names and dim < len(src.names) else ""
-            if name and "?" not in name and "|" not in name and "*" not in name:
-                info.step = (name, int(src.shape[dim]))
+            plain = bool(name) and "?" not in name and "|" not in name and "*" not in name
+            info.step = (name if plain else "", int(src.shape[dim]))
         self.stepped.clear()
         sizes = {n: [s] for n, s in self.declared.items()}
         for n, ss in self.learned.items():

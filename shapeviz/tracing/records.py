@@ -70,8 +70,8 @@ class TensorInfo:
     # a PackedSequence's batch_sizes, run-length coded: ((batch size, steps), ...), e.g. ((3, 2), (2, 1))
     batch_sizes: tuple[tuple[int, int], ...] = ()
     origins: tuple[str, ...] | None = None  # per dim, where its name came from ("" where unnamed)
-    # one step of a named dim: x[t], x[:, t], unbind, split(1) of a tensor whose dim was named by evidence
-    # (name, size), e.g. ("T", 9); the evidence that a loop over such pieces iterates that dim
+    # one step of a dim: x[t], x[:, t], unbind, split(1): (its name, "" unless named by evidence; its size),
+    # e.g. ("T", 9); the evidence that a loop over such pieces iterates that dim
     step: tuple[str, int] | None = None
 
     def format(self) -> str:
