@@ -298,17 +298,30 @@ def _left_as_it_was(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Itera
             m._flat_weights = weights
 
 
-def _meta_value(value: Any) -> Any:
-    """An example input as the dry run feeds it: tensors as meta tensors of the same shape and dtype."""
+def _meta_value(value: Any, cpu_inputs: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> Any:
+    """An example input as the dry run feeds it: tensors as meta tensors of the same shape and dtype.
+
+    ``cpu_inputs`` collects (meta stand-in, original) for each integer CPU tensor of at most one dim (a
+    packed batch's lengths, which torch needs on the CPU with their values).
+
+    >>> pairs = []
+    >>> _meta_value((torch.zeros(2, 5), torch.tensor([5, 3])), pairs)[1].device.type, len(pairs)
+    ('meta', 1)
+    """
     if isinstance(value, torch.Tensor):
-        return value if value.device.type == "meta" else torch.empty_like(value, device=META,
-                                                                         requires_grad=False)
+        if value.device.type == "meta":
+            return value
+        out = torch.empty_like(value, device=META, requires_grad=False)
+        if cpu_inputs is not None and value.device.type == "cpu" and value.dim() <= 1 \
+                and not value.is_floating_point() and not value.is_complex():
+            cpu_inputs.append((out, value))
+        return out
     if isinstance(value, PackedSequence):  # batch_sizes stays on the CPU, as torch requires
         return value._replace(data=_meta_value(value.data))
     if isinstance(value, (tuple, list)) and not hasattr(value, "_fields"):
-        return type(value)(_meta_value(v) for v in value)
+        return type(value)(_meta_value(v, cpu_inputs) for v in value)
     if isinstance(value, dict):
-        return {k: _meta_value(v) for k, v in value.items()}
+        return {k: _meta_value(v, cpu_inputs) for k, v in value.items()}
     return value
 
 
@@ -383,10 +396,11 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
     declare: dict[str, int] = {}
     conflicts: set[str] = set()
     follow: torch.dtype | None = None
+    cpu_inputs: list[tuple[torch.Tensor, torch.Tensor]] = []  # lengths: torch reads them on the CPU
     for n, (keyword, key, value) in enumerate(given):
         where = f"dry_run({keyword}=...)" if keyword else f"dry_run(input {key})"
         if not _is_spec(value):
-            built[key] = x = _meta_value(value)
+            built[key] = x = _meta_value(value, cpu_inputs)
             if isinstance(x, torch.Tensor):
                 shown.append(DryInput(keyword, tuple(x.shape), ("",) * x.dim(), x.dtype))
             continue
@@ -414,7 +428,7 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
     with ExitStack() as stack:
         stack.enter_context(_left_as_it_was(model, stand_ins))
         stack.enter_context(META)  # tensors the forward makes with no device: meta
-        stack.enter_context(MetaMode())  # ... and those that name one, or move to one
+        stack.enter_context(MetaMode(cpu_inputs))  # ... and those that name one, or move to one
         stack.enter_context(checking(inputs=spec))
         if extra:
             stack.enter_context(dims(**extra))

@@ -15,16 +15,32 @@ operation that needs tensor values stops the run with a :class:`~shapeviz.DryRun
 * reading a value (``.item()``, ``.tolist()``, ``.numpy()``, ``bool(t)`` as in ``if t:``, ``int(t)``,
   ``float(t)``, indexing with a tensor) or an operation whose result's shape depends on values
   (``nonzero``, a boolean mask ``t[mask]``, ``masked_select``, ``unique`` …) raises
-  :class:`~shapeviz.DryRunError` naming the user's line, before torch's bare meta error.
+  :class:`~shapeviz.DryRunError` naming the user's line, before torch's bare meta error;
+* packed sequences: torch needs a packed batch's ``lengths`` (and the sorting indices made from them)
+  on the CPU, with values. The calls ``torch.nn.utils.rnn`` makes itself keep them there: a Python
+  list of lengths, a CPU tensor of them, or a CPU integer tensor given to the dry run as an input
+  (:class:`MetaMode` ``cpu_inputs``), or ``torch.tensor(lengths)`` of a list of ints in the forward
+  (a meta tensor whose CPU twin ``torch.nn.utils.rnn`` gets). Lengths on ``meta`` (computed by the
+  forward) stop the run with a :class:`~shapeviz.DryRunError` naming the line that packs.
+
+>>> from torch.nn.utils.rnn import pack_padded_sequence
+>>> with MetaMode():
+...     packed = pack_padded_sequence(torch.zeros(2, 5, 8, device="meta"), [3, 5], batch_first=True,
+...                                   enforce_sorted=False)
+>>> tuple(packed.data.shape), packed.batch_sizes.tolist()
+((8, 8), [2, 2, 2, 1, 1])
 """
 
 from __future__ import annotations
 
 import linecache
+import os
 import sys
+from collections.abc import Iterable
 from typing import Any
 
 import torch
+import torch.nn.utils.rnn as _rnn_utils
 from torch import Tensor
 from torch.overrides import TorchFunctionMode
 
@@ -65,6 +81,20 @@ _VALUE_SHAPES: dict[Any, str] = {
     torch.unique_consecutive: "torch.unique_consecutive", torch.bincount: "torch.bincount",
     Tensor.bincount: "Tensor.bincount()",
 }
+
+
+_RNN_UTILS = _rnn_utils.__file__  # pack_padded_sequence & co.: their lengths and indices stay on the CPU
+_PACK = frozenset({"_pack_padded_sequence"})
+_FROM_DATA = frozenset({torch.tensor, torch.as_tensor, torch.asarray, torch.LongTensor, torch.IntTensor})
+
+
+def _int_list(data: Any) -> bool:
+    """A short Python list or tuple of ints (lengths written in your code), not a tensor."""
+    return isinstance(data, (list, tuple)) and 0 < len(data) <= 1 << 16 and \
+        all(isinstance(v, int) and not isinstance(v, bool) for v in data)
+_PACK_REASON = ("needs the lengths' values on the CPU (torch requires a 1D CPU int64 tensor), but they are on "
+                "`meta`; give the lengths as a Python list or a CPU tensor (an input of the dry run, or "
+                "`lengths.cpu()` of one)")
 
 
 def _on_meta(args: tuple) -> bool:
@@ -108,11 +138,69 @@ def _move(func: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
     return out if dtype is None else out.to(dtype)
 
 
+_PASS_THROUGH = (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), torch.overrides.__file__)
+
+
+def _from_rnn_utils() -> bool:
+    """Whether the op being dispatched was called by ``torch.nn.utils.rnn`` itself: the first frame
+    above this mode that is neither shapeviz (another mode that passed the op on) nor torch's dispatch."""
+    f = sys._getframe(2)
+    while f is not None and f.f_code.co_filename.startswith(_PASS_THROUGH):
+        f = f.f_back  # type: ignore[assignment]
+    return f is not None and f.f_code.co_filename == _RNN_UTILS
+
+
 class MetaMode(TorchFunctionMode):
-    """Keeps what the forward makes on ``meta`` and stops at the first read of a value (see the module)."""
+    """Keeps what the forward makes on ``meta`` and stops at the first read of a value (see the module).
+
+    ``cpu_inputs``: pairs (meta stand-in, CPU original) of the integer CPU tensors the dry run was given
+    (a packed batch's lengths): where ``torch.nn.utils.rnn`` reads one, it gets the original.
+    """
+
+    def __init__(self, cpu_inputs: Iterable[tuple[Tensor, Tensor]] = ()) -> None:
+        super().__init__()
+        self.cpu_inputs = {id(m): (m, c) for m, c in cpu_inputs}
+
+    def _originals(self, args: tuple) -> tuple:
+        out = []
+        for a in args:
+            hit = self.cpu_inputs.get(id(a)) if isinstance(a, Tensor) else None
+            out.append(hit[1] if hit is not None and hit[0] is a else a)
+        return tuple(out)
+
+    def _from_data(self, func: Any, args: tuple, kwargs: dict[str, Any]) -> Tensor:
+        """``torch.tensor(lengths)`` of a list of ints: a meta tensor, with its CPU twin kept for
+        ``torch.nn.utils.rnn`` (the values are in your code, not in a tensor)."""
+        cpu = func(*args, **{**kwargs, "device": "cpu"})
+        out = torch.empty_like(cpu, device=META)
+        if cpu.dim() <= 1 and not cpu.is_floating_point():
+            self.cpu_inputs[id(out)] = (out, cpu)
+        return out
+
+    def _rnn_utils_call(self, func: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+        """A call by ``torch.nn.utils.rnn``: lengths and their indices stay where torch wants them."""
+        args = self._originals(args)
+        if getattr(func, "__name__", "") in _PACK and len(args) > 1 and isinstance(args[1], Tensor) \
+                and args[1].device.type == "meta":
+            raise _stop("pack_padded_sequence(input, lengths)", _PACK_REASON)
+        device = kwargs.get("device")
+        cpu = device is not None and torch.device(device).type == "cpu"
+        if (func in _FACTORIES and not cpu) or (func in _FOLLOWERS and device is not None and not cpu):
+            kwargs = {**kwargs, "device": META}
+        elif func in _MOVES and isinstance(args[0], Tensor):
+            t = args[0]
+            if t.device.type == "cpu" and not t.is_floating_point():  # lengths, sorting indices: kept on the CPU
+                dtype = torch._C._nn._parse_to(*args[1:], **kwargs)[1] if func is Tensor.to else None
+                return t if dtype is None else t.to(dtype)
+            return _move(func, args, kwargs)
+        return func(*args, **kwargs)
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
+        if _from_rnn_utils():
+            return self._rnn_utils_call(func, args, kwargs)
+        if func in _FROM_DATA and args and _int_list(args[0]):
+            return self._from_data(func, args, kwargs)
         if func in _FACTORIES or (func in _FOLLOWERS and kwargs.get("device") is not None):
             kwargs = {**kwargs, "device": META}
         elif func in _MOVES and isinstance(args[0], Tensor):
