@@ -170,7 +170,7 @@ def test_threads_do_not_share_declared_sizes():
     barrier = threading.Barrier(8)
 
     def work(i: int) -> None:
-        bs, T = 2 + i, 20 + i
+        bs, T = 3 + i, 40 + 7 * i  # T is no multiple of bs: a swapped batch T cannot be a merge bs*k
         rnn = nn.GRU(4, 5)
         barrier.wait()
         with sv.dims(bs=bs, T=T):

@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import contextvars
+import functools
+import operator
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -43,7 +45,7 @@ DECLARED: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar
 
 def declared() -> dict[str, int] | None:
     """The sizes declared for the code running now (``sv.dims`` / ``watch(inputs=...)``), or None."""
-    return DECLARED.get()
+    return live_declared() if DECLARED.get() is not None else None
 
 
 def _validate(sizes: Mapping[str, object], where: str) -> dict[str, int]:
@@ -162,10 +164,12 @@ def dims(**sizes: int) -> Iterator[dict[str, int]]:
     ...     d
     {'bs': 3, 'T': 7}
     """
-    key = push(_validate(sizes, "sv.dims"))
+    alive = [True]  # a generator finished in another thread pops there: this thread then stops believing it
+    key = push(_validate(sizes, "sv.dims"), live=functools.partial(operator.getitem, alive, 0))
     try:
         yield dict(DECLARED.get() or {})
     finally:
+        alive[0] = False
         pop(key)
 
 

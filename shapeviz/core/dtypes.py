@@ -36,4 +36,9 @@ def castable(a: torch.dtype, b: torch.dtype, device: torch.device) -> bool:
     ...     castable(bf16, f32, cpu), castable(torch.float64, f32, cpu)
     (True, False)
     """
-    return a in _AUTOCAST_DTYPES and b in _AUTOCAST_DTYPES and _autocast_on(device.type)
+    if a not in _AUTOCAST_DTYPES or b not in _AUTOCAST_DTYPES:
+        return False
+    try:
+        return _autocast_on(device.type)
+    except RuntimeError:  # a device type autocast does not know (meta): no autocast there
+        return False

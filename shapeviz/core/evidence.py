@@ -14,10 +14,11 @@ need evidence that holds together (DESIGN.md, "Alarms: evidence only"):
 
 * every declared dim the mistake involves lines up (a swap needs both ``bs`` and ``T`` to line up when
   both are declared);
-* the call's own state does not contradict it (``h_0``'s batch is the batch the mistake says);
-* when only one dim is declared, a single matching size can be a coincidence (a product batch ``bs*skip``
-  whose length happens to equal ``bs``): the call's own state must agree, or (``bs`` declared, no state)
-  the layer's batch must be one that no merge of the declared batch makes (not a multiple of ``bs``).
+* the call's own state agrees (``h_0``'s batch is the batch the mistake says; one that reads the batch as
+  the layer does contradicts it);
+* without a state, matching sizes are a coincidence whenever the layer's batch can be a product of the
+  declared one (``bs*skip``, ``rate*bs``, ``bs*k``: a multiple of ``bs``), so only a batch that no such
+  merge makes is evidence. With ``ops=True`` the dims' provenance decides before any of this.
 
 Plain int compares: no allocation.
 """
@@ -53,18 +54,21 @@ def layer_swapped(decl: dict[str, int], bs: int, T: int, state_bs: int | None = 
     True
     >>> layer_swapped({"bs": 4}, bs=12, T=4), layer_swapped({"bs": 4}, bs=10, T=4)  # 12 may be bs*3
     (False, True)
+    >>> layer_swapped({"bs": 2, "T": 6}, bs=6, T=2)  # a skip-GRU's (pt, bs*skip): sizes alone prove nothing
+    False
     """
     if not layer_suspect(decl, bs, T):
         return False
     if state_bs is not None and state_bs == bs:
         return False  # the call's own state reads the batch as the layer does
     dbs, dT = decl.get("bs"), decl.get("T")
-    if dbs is not None and dT is not None:
-        return dbs == T and bs == dT and (state_bs is None or state_bs == dbs)
-    if state_bs is not None:  # one dim declared: the state must back it up
+    if dbs is not None and dT is not None and not (dbs == T and bs == dT):
+        return False  # both declared: both must line up
+    if state_bs is not None:  # the call's own state must back the swap up
         return state_bs == T
-    # bs alone, no state: the layer's batch can be the declared one's product (bs*skip, rate*bs, bs*k),
-    # whose length may equal bs by chance; only a batch that no such merge can make is evidence
+    # no state: the layer's batch can be a product of the declared one (bs*skip, rate*bs, bs*k) whose
+    # length equals bs by chance (and, T = skip*bs, the product equals T); only a batch that no such merge
+    # of bs makes is evidence
     return dbs is not None and bs % dbs != 0
 
 

@@ -19,6 +19,7 @@ exceptions, and by :func:`disable`; ``SHAPEVIZ_DISABLE=1`` makes all of these in
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import inspect
 import sys
@@ -141,14 +142,16 @@ class _PerThread:
 class _InputNamer:
     """Declares the sizes named by ``inputs="bs T"`` while the outermost forward runs.
 
-    Per thread: a ``checking(inputs=)`` namer (``owner`` set) acts only in the thread that opened the
-    block; a ``watch(inputs=)`` namer keeps one stack per thread. Each declaration carries a ``live``
+    Per context: a ``checking(inputs=)`` namer (``owner`` set) acts only where Python's context holds it
+    (the task, thread or code that opened the block, never another task awaiting meanwhile), and never
+    names the input of a bare recurrent layer or cell (that call's own conventions say what it is);
+    a ``watch(inputs=)`` namer keeps one stack per thread. Each declaration carries a ``live``
     check, so one left behind by a forward stopped with ``sys.exit``/Ctrl-C is never believed.
     """
 
     def __init__(self, names: tuple[str, ...], owner: int | None = None) -> None:
         self.names = names
-        self.owner = owner
+        self.owner = owner  # the thread of a checking()/enable() block (whose context holds it in _BLOCKS)
         self.local = threading.local()
         self.open = True
         self.users = 1  # watch handles sharing this namer (one per root and names)
@@ -164,7 +167,7 @@ class _InputNamer:
         return t
 
     def pre(self, module: nn.Module, args: tuple, kwargs: dict[str, Any] | None = None) -> None:
-        if self.owner is not None and threading.get_ident() != self.owner:
+        if self.owner is not None and self not in _BLOCKS.get():  # another task, thread or generator's context
             return
         t = self.local.__dict__.get("t") or self._thread()
         stack = t.stack
@@ -176,7 +179,8 @@ class _InputNamer:
                 stack.append((weakref.ref(module), None))
                 return
         first = args[0] if args else next(iter((kwargs or {}).values()), None)
-        if not isinstance(first, Tensor) or first.dim() < len(self.names):  # unbatched, say: nothing named
+        if (not isinstance(first, Tensor) or first.dim() < len(self.names)  # unbatched, say: nothing named
+                or (self.owner is not None and is_recurrent(module))):  # a bare layer: its own conventions say
             stack.append((weakref.ref(module), None))
             return
         root = t.root
@@ -188,7 +192,7 @@ class _InputNamer:
         stack.append((root, t.declarer.push(first.shape, t.live)))
 
     def post(self) -> None:
-        if self.owner is not None and threading.get_ident() != self.owner:
+        if self.owner is not None and self not in _BLOCKS.get():
             return
         t = self.local.__dict__.get("t")
         if t is not None and t.stack:
@@ -391,6 +395,8 @@ _ORIGINAL_FORWARDS: dict[type, Any] = {}
 _watched: dict[int, list] = {}  # id(module) -> [weakref, path, number of handles]
 _state = {"depth": 0, "enabled": False}
 _namers: list[tuple[_InputNamer, list[RemovableHandle]]] = []  # checking(inputs=) blocks, any thread
+_BLOCKS: contextvars.ContextVar[tuple[_InputNamer, ...]] = contextvars.ContextVar("shapeviz_blocks", default=())
+"""The checking(inputs=)/enable(inputs=) namers open in this context (a namer acts only where it is listed)."""
 
 
 def _gate(module: nn.Module, x: Any, hx: Any) -> None:
@@ -412,10 +418,10 @@ def _gate(module: nn.Module, x: Any, hx: Any) -> None:
 
 
 def _thread_root() -> nn.Module | None:
-    me = threading.get_ident()
-    for namer, _ in reversed(_namers):
-        if namer.owner == me:
-            return namer.root()
+    for namer in reversed(_BLOCKS.get()):
+        root = namer.root()
+        if root is not None:
+            return root
     return None
 
 
@@ -477,6 +483,7 @@ def _begin(inputs: str | None) -> tuple[_InputNamer, list[RemovableHandle]] | No
                    nn.modules.module.register_module_forward_hook(_Post(namer), always_call=True)]
         entry = (namer, handles)
         _namers.append(entry)
+        _BLOCKS.set((*_BLOCKS.get(), namer))  # seen where Python's context says: this task, thread, block
         return entry
 
 
@@ -488,6 +495,7 @@ def _end(entry: tuple[_InputNamer, list[RemovableHandle]] | None) -> None:
             entry[0].close()
             if entry in _namers:
                 _namers.remove(entry)
+            _BLOCKS.set(tuple(n for n in _BLOCKS.get() if n is not entry[0]))
         _state["depth"] = max(0, _state["depth"] - 1)
         _sync_patches()
     prune()
@@ -545,6 +553,7 @@ def disable() -> None:
                 h.remove()
             namer.close()
         _namers.clear()
+        _BLOCKS.set(())
         for handle in list(_live_handles):
             with contextlib.suppress(SpecError):  # ops=True from another thread: its own thread stops it
                 handle.remove()

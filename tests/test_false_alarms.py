@@ -1,0 +1,301 @@
+"""No false alarm on correct code: an alarm needs evidence that holds, not a size that happens to match.
+
+Small models of our own for the patterns real code showed: a user class named like a torch layer, layers
+whose batch is a product of the root batch (skip-GRU ``bs*skip``, dilated ``rate*bs``, beam ``bs*k``),
+declarations made for something else (a bare layer under ``checking(inputs=)``, another task, a generator
+finished in another thread) and autocast. Each false-alarm model runs over a sweep of sizes that includes
+the coincidences and must stay silent; each mistake still gets its code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+
+import shapeviz as sv
+
+
+def silent(fn, *args, **kwargs):
+    """Run ``fn``: no ShapeError, no warning of any kind."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        return fn(*args, **kwargs)
+
+
+# ------------------------------------------------------------------ 1. a class named like a torch layer
+class LSTM(nn.Module):  # the usual tutorial name
+    def __init__(self, vocab: int = 20, emb: int = 8, h: int = 6) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, emb)
+        self.lstm = nn.LSTM(emb, h, batch_first=True)
+        self.out = nn.Linear(h, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        y, _ = self.lstm(self.embed(tokens))
+        return self.out(y)
+
+
+class RNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(8, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0]
+
+
+@pytest.mark.parametrize("cls", [LSTM, RNN])
+def test_a_class_named_like_a_torch_layer_is_checked_through_its_children(cls: type) -> None:
+    model = cls()
+    x = torch.randint(0, 20, (3, 5)) if cls is LSTM else torch.randn(5, 3, 8)
+    handle = silent(sv.watch, model)  # no "cannot check" warning
+    with handle:
+        assert handle.unchecked == [] and len(handle.watched) == 1
+        silent(model, x)
+        inner = model.lstm if cls is LSTM else model.rnn
+        inner.input_size = 300  # now the layer's input_size is wrong: shapeviz says so, not torch's matmul
+        with pytest.raises(sv.ShapeError, match=r"\[input_size\]"):
+            model(x)
+
+
+def test_torch_own_lookalikes_stay_unchecked() -> None:
+    q = torch.ao.quantization.quantize_dynamic(nn.Sequential(nn.LSTM(4, 6)), {nn.LSTM}, dtype=torch.qint8)
+    with pytest.warns(UserWarning, match="cannot check 0"), sv.watch(q) as handle:
+        assert handle.unchecked == ["0"]
+
+
+# ------------------------------------------------------------------ 2. product batches
+class SkipGRU(nn.Module):
+    """LSTNet-style: a main GRU over (T, bs, c) and a skip GRU over (pt, bs*skip, c)."""
+
+    def __init__(self, c: int = 5, h: int = 6, hs: int = 4, skip: int = 3) -> None:
+        super().__init__()
+        self.gru = nn.GRU(c, h)
+        self.gru_skip = nn.GRU(c, hs)
+        self.skip, self.hs = skip, hs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (bs, T, c)
+        bs, T, c = x.shape
+        _, r = self.gru(x.permute(1, 0, 2).contiguous())
+        pt = T // self.skip
+        s = x[:, T - pt * self.skip:, :].permute(0, 2, 1).contiguous()  # (bs, c, pt*skip)
+        s = s.view(bs, c, pt, self.skip).permute(2, 0, 3, 1).contiguous().view(pt, bs * self.skip, c)
+        _, s = self.gru_skip(s)  # (1, bs*skip, hs)
+        return torch.cat([r.squeeze(0), s.view(bs, self.skip * self.hs)], 1)
+
+
+class Dilated(nn.Module):
+    """Dilated RNN layers: layer i sees (T/rate, rate*bs, ...) with its own h_0 (1, rate*bs, h)."""
+
+    def __init__(self, emb: int = 4, h: int = 5, rates: tuple[int, ...] = (1, 2, 4), state: bool = True) -> None:
+        super().__init__()
+        self.cells = nn.ModuleList(nn.GRU(emb if i == 0 else h, h) for i in range(len(rates)))
+        self.rates, self.h, self.state = rates, h, state
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (T, bs, emb), T a multiple of every rate
+        for rnn, rate in zip(self.cells, self.rates):
+            T, bs, _ = x.shape
+            d = torch.cat([x[j::rate] for j in range(rate)], 1)  # (T/rate, rate*bs, f)
+            h0 = torch.zeros(1, rate * bs, self.h) if self.state else None
+            y, _ = rnn(d, h0)
+            x = torch.stack(y.split(bs, 1), 1).reshape(T, bs, self.h)  # back to (T, bs, h)
+        return x
+
+
+class Beam(nn.Module):
+    """A beam search decoder: encoder over (T, bs, emb), decoder steps over a batch of bs*k."""
+
+    def __init__(self, vocab: int = 11, emb: int = 4, h: int = 6) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, emb)
+        self.enc = nn.GRU(emb, h)
+        self.dec = nn.GRU(emb, h)
+        self.cell = nn.GRUCell(emb, h)
+        self.out = nn.Linear(h, vocab)
+
+    def forward(self, src: torch.Tensor, k: int = 3, steps: int = 4) -> torch.Tensor:  # src: (T, bs)
+        _, h = self.enc(self.embed(src))  # (1, bs, h)
+        bs = src.shape[1]
+        h = h.repeat_interleave(k, 1)  # (1, bs*k, h)
+        tok = torch.zeros(bs * k, dtype=torch.long)
+        scores = torch.zeros(bs, k)
+        for _ in range(steps):
+            y, h = self.dec(self.embed(tok).unsqueeze(0), h)  # (1, bs*k, emb)
+            hc = self.cell(self.embed(tok), h[0])  # a cell step over the beam too
+            logp = self.out(y[0] + hc).log_softmax(-1).view(bs, k, -1) + scores.unsqueeze(-1)
+            scores, idx = logp.view(bs, -1).topk(k, -1)
+            beam = idx // logp.shape[-1] + torch.arange(bs).unsqueeze(1) * k
+            h = h.index_select(1, beam.view(-1))
+            tok = (idx % logp.shape[-1]).view(-1)
+        return scores
+
+
+def _sweep_skip(decl: str) -> int:
+    n = 0
+    for bs, T in itertools.product(range(1, 6), range(3, 16)):
+        model = SkipGRU().eval()
+        x = torch.randn(bs, T, 5)
+        if decl == "inputs":
+            with sv.watch(model, inputs="bs T"):
+                silent(model, x)
+        else:
+            with sv.watch(model), sv.dims(bs=bs):
+                silent(model, x)
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize("decl", ["inputs", "dims"])
+def test_skip_gru_product_batch_is_silent_at_every_size(decl: str) -> None:
+    assert _sweep_skip(decl) == 65  # includes bs == pt and bs*skip == T (e.g. bs=2, T=6)
+
+
+@pytest.mark.parametrize("state", [True, False])
+def test_dilated_layers_are_silent_at_every_size(state: bool) -> None:
+    model = Dilated(state=state).eval()
+    hits = 0
+    for bs, T in itertools.product(range(1, 9), range(4, 33, 4)):
+        hits += any(T // r == bs for r in (2, 4))  # the coincidences that alarmed before
+        with sv.watch(model, inputs="T bs"):
+            silent(model, torch.randn(T, bs, 4))
+        with sv.watch(model), sv.dims(bs=bs, T=T):
+            silent(model, torch.randn(T, bs, 4))
+    assert hits > 10
+
+
+def test_beam_search_product_batch_is_silent() -> None:
+    model = Beam().eval()
+    for bs, T, k in itertools.product(range(1, 5), range(1, 7), range(1, 5)):
+        with torch.no_grad(), sv.watch(model, inputs="T bs"):
+            silent(model, torch.randint(0, 11, (T, bs)), k=k)
+
+
+# the mistakes these layers could hide are still caught
+def test_a_real_swap_is_still_caught() -> None:
+    emb, rnn = nn.Embedding(20, 8), nn.GRU(8, 6)
+    model = nn.Sequential(emb)
+
+    def run(tokens: torch.Tensor, h0: torch.Tensor | None = None) -> None:
+        rnn(model(tokens), h0)  # (bs, T, emb) into a seq-first layer: forgot the transpose
+
+    with sv.watch(rnn), sv.dims(bs=4, T=7), pytest.raises(sv.ShapeError, match=r"\[batch_first_swap\]"):
+        run(torch.randint(0, 20, (4, 7)))
+    with sv.watch(rnn), sv.dims(bs=4), pytest.raises(sv.ShapeError, match=r"\[batch_first_swap\]"):
+        run(torch.randint(0, 20, (4, 7)))  # 7 is no multiple of 4: no merge of bs makes it
+    with sv.watch(rnn), sv.dims(bs=4), pytest.raises(sv.ShapeError, match=r"\[batch_first_swap\]"):
+        run(torch.randint(0, 20, (4, 8)), torch.zeros(1, 4, 6))  # h_0 agrees with the declared batch
+    with sv.watch(rnn), sv.dims(bs=4), pytest.raises(sv.ShapeError, match=r"\[batch_first_swap\]"):
+        run(torch.randint(0, 20, (4, 8)), torch.zeros(1, 4, 6))
+
+
+def test_skip_gru_without_its_permute_is_still_caught() -> None:
+    class Wrong(SkipGRU):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            _, r = self.gru(x)  # forgot x.permute(1, 0, 2): (bs, T, c) into a seq-first GRU
+            return r
+
+    with sv.watch(Wrong(), inputs="bs T") as handle, pytest.raises(sv.ShapeError, match=r"\[batch_first_swap\]"):
+        handle.model(torch.randn(4, 7, 5))
+
+
+def test_cell_step_needs_its_state_to_agree() -> None:
+    cell = nn.GRUCell(4, 6)
+    with sv.watch(cell), sv.dims(bs=2, T=6):
+        silent(cell, torch.randn(6, 4))  # 6 rows: a beam of bs*k=2*3, say; nothing else says otherwise
+        silent(cell, torch.randn(6, 4), torch.zeros(6, 6))  # its own state has batch 6
+        with pytest.raises(sv.ShapeError, match=r"\[batch_first_swap\]"):
+            cell(torch.randn(6, 4), torch.zeros(2, 6))  # the state has the declared bs: a (T, emb) step
+
+
+# ------------------------------------------------------------------ 3. declarations made for a model
+def test_checking_inputs_does_not_name_a_bare_layer() -> None:
+    gru = nn.GRU(10, 20, 2)
+    with sv.checking(inputs="bs T"):
+        silent(gru, torch.randn(5, 3, 10), torch.zeros(2, 3, 20))
+        silent(gru, torch.randn(5, 3, 10))
+        with pytest.raises(sv.ShapeError, match=r"\[hidden_layers\]"):
+            gru(torch.randn(5, 3, 10), torch.zeros(1, 3, 20))
+    with sv.checking(), pytest.raises(sv.ShapeError, match=r"\[hidden_layers\]"):
+        gru(torch.randn(5, 3, 10), torch.zeros(1, 3, 20))
+
+
+def test_checking_inputs_still_names_a_model() -> None:
+    model = nn.Sequential(nn.Embedding(20, 8), nn.GRU(8, 6))
+    with sv.checking(inputs="bs T"), pytest.raises(sv.ShapeError, match=r"\[batch_first_swap\]"):
+        model(torch.randint(0, 20, (4, 7)))
+
+
+# ------------------------------------------------------------------ 4. contexts, not threads
+def test_a_declaration_stays_in_its_task() -> None:
+    model = nn.Sequential(nn.Embedding(20, 8), nn.GRU(8, 6))
+    order: list[str] = []
+
+    async def a() -> None:
+        with sv.checking(inputs="bs T"):
+            order.append("a in")
+            await asyncio.sleep(0.01)  # task b runs meanwhile
+            order.append("a out")
+
+    async def b() -> None:
+        await asyncio.sleep(0)
+        order.append("b")
+        with sv.checking():
+            silent(model, torch.randint(0, 20, (7, 4)))  # (T, bs) for a seq-first model: correct
+
+    async def main() -> None:
+        await asyncio.gather(a(), b())
+
+    asyncio.run(main())
+    assert order == ["a in", "b", "a out"]
+
+
+def test_dims_in_a_generator_finished_in_another_thread_do_not_stay() -> None:
+    from shapeviz.core.dimensions import declared
+
+    def gen():
+        with sv.dims(bs=3, T=7):
+            yield
+
+    g = gen()
+    next(g)
+    assert declared() == {"bs": 3, "T": 7}  # Python's context: the generator runs in ours
+    t = threading.Thread(target=lambda: next(g, None))
+    t.start()
+    t.join()
+    assert declared() is None
+    rnn = nn.GRU(4, 5)
+    with sv.checking():
+        silent(rnn, torch.randn(3, 7, 4))  # (T=3, bs=7): nothing declared any more
+
+
+# ------------------------------------------------------------------ 5. autocast
+@pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16])
+def test_autocast_accepts_what_torch_runs(dt: torch.dtype) -> None:
+    lin, cell, gru = nn.Linear(4, 4), nn.GRUCell(4, 6), nn.GRU(4, 6)
+    model = nn.ModuleList([lin, cell, gru])
+    with sv.watch(model), torch.autocast("cpu", dtype=dt):
+        x = lin(torch.randn(2, 4))
+        assert x.dtype == dt
+        silent(cell, x)  # a low-precision activation into float32 weights
+        silent(cell, x, torch.zeros(2, 6))
+        silent(gru, x.unsqueeze(0), torch.zeros(1, 2, 6))  # float32 h_0 with a low-precision input
+        with pytest.raises(sv.ShapeError, match=r"\[dtype\]"):
+            gru(torch.randn(3, 2, 4, dtype=torch.float64))  # autocast does not cast float64: torch fails too
+    with sv.watch(model), pytest.raises(sv.ShapeError, match=r"\[dtype\]"):
+        cell(torch.randn(2, 4, dtype=dt))  # outside autocast a dtype mismatch is a mistake
+
+
+def test_autocast_is_per_device() -> None:
+    from shapeviz.core.dtypes import castable
+
+    bf16, f32 = torch.bfloat16, torch.float32
+    with torch.autocast("cpu", dtype=bf16):
+        assert castable(bf16, f32, torch.device("cpu"))
+        assert not castable(bf16, f32, torch.device("cuda"))  # CPU autocast says nothing of CUDA calls
+        assert not castable(bf16, f32, torch.device("meta"))
