@@ -46,9 +46,15 @@ from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, o
 from shapeviz.tracing.records import TensorInfo
 from shapeviz.tracing.sites import user_frame
 
-__all__ = ["FlowMode", "flow", "flow_block", "start"]
+__all__ = ["FlowMode", "flow", "flow_block", "known_names", "start"]
 
 _LOSSES = frozenset({"cross_entropy", "nll_loss"})
+_KEEPS_FACTS = frozenset({"index_select", "contiguous", "clone", "detach", "to", "float", "type_as"})
+"""Ops whose result is the same rows in another order or another copy: "padded" and "bidirectional"
+facts survive them (``pad_packed_sequence``'s unsorting ``index_select``) unless they pick along T."""
+
+_LOCAL = threading.local()  # .modes: the flow modes active in this thread, innermost last
+_ACTIVE = [0]  # flow modes active in any thread: known_names returns at once when there are none
 
 
 class _Facts:
@@ -73,6 +79,7 @@ class FlowMode(TorchFunctionMode):
         self.sizes: dict[str, int] = {}
         self.depth = 0
         self.namer = Namer(self.sizes, {})
+        self.views: dict[str, tuple] = {}  # a dim name made of parts of named dims -> the view that made it
 
     # ------------------------------------------------------------ tensors
     def get(self, t: Any) -> _Facts | None:
@@ -91,7 +98,7 @@ class FlowMode(TorchFunctionMode):
         with contextlib.suppress(TypeError):
             self.facts[id(t)] = (weakref.ref(t), facts)
         for n, s in zip(names, t.shape):
-            if n and "*" not in n and "(" not in n:
+            if n and "*" not in n and "(" not in n and "[" not in n:
                 self.sizes.setdefault(n, int(s))
         return facts
 
@@ -108,6 +115,32 @@ class FlowMode(TorchFunctionMode):
                 and args[0].dim() == len(self.inputs) and self.get(args[0]) is None:
             self.put(args[0], list(self.inputs))
         self.depth += 1
+        if args and isinstance(args[0], torch.Tensor) and is_recurrent(module):
+            with torch._C.DisableTorchFunction():
+                self._check_time_axis(conventions(module), args[0])
+
+    def _check_time_axis(self, conv: Conventions, x: torch.Tensor) -> None:
+        """A recurrent layer whose time axis a view made of (parts of) bs: ``(bs, T, emb).view(T, bs, emb)``
+        where the sizes divide (with 7 steps and 4 sequences the view itself raises)."""
+        f = self.get(x)
+        if f is None or not any(n and "[" in n for n in f.names) or conv.cell:
+            return
+        names = conv.dims(batched=conv.layout.is_batched(x.dim()) is True)["input"]
+        if "T" not in names or len(names) != x.dim():
+            return
+        axis = names.index("T")
+        got = f.names[axis]
+        if not got or "bs" not in [part.split("[")[0] for part in got.split("*")]:
+            return
+        view = self.views.get(got)
+        if view is not None:
+            raise _scrambled(*view)
+        raise ShapeError(module=f"{conv.type}", argument="input", expected="a permute/transpose of the named dims",
+                         actual=tuple(x.shape), code="scrambled_view",
+                         detail=f"the time axis of this input is {got}: a view made it of (parts of) bs and T "
+                                "without moving data (it trains, silently wrong)",
+                         hints=["permute the dims into the order you want first, then reshape (a view only "
+                                "relabels)"])
 
     def post(self, module: nn.Module, args: tuple, output: Any) -> None:
         self.depth = max(0, self.depth - 1)
@@ -132,12 +165,33 @@ class FlowMode(TorchFunctionMode):
         dims = conv.dims(batched=batched, packed=packed)
         out, state = output
         states = state if isinstance(state, tuple) else (state,)
+        given = self._given(dims["input"], first) if not packed and isinstance(first, torch.Tensor) else {}
         if isinstance(out, torch.Tensor) and len(dims["output"]) == out.dim():
             t_axis = dims["output"].index("T") if "T" in dims["output"] else -1
-            self.put(out, list(dims["output"]), "bi_output" if conv.bidirectional else "", t_axis)
+            self.put(out, [given.get(n, n) for n in dims["output"]], "bi_output" if conv.bidirectional else "",
+                     t_axis)
         for role, t in zip(conv.result_names[1:], states):
             if isinstance(t, torch.Tensor) and len(dims[role]) == t.dim():
-                self.put(t, list(dims[role]), "bi_h_n" if conv.bidirectional and role == "h_n" else "")
+                self.put(t, [given.get(n, n) for n in dims[role]],
+                         "bi_h_n" if conv.bidirectional and role == "h_n" else "")
+
+    def _given(self, names: tuple[str, ...], x: torch.Tensor) -> dict[str, str | None]:
+        """What a recurrent call's T and bs are in the model, by where its input's dims came from: the
+        input's own names (``bs*skip``, ``T[2:8]``), else the plain name where the size fits it (a
+        GRU fed ``(T/rate, rate*bs, emb)`` has steps and a batch, but not the model's T and bs)."""
+        if len(names) != x.dim():
+            return {}
+        f = self.get(x)
+        out: dict[str, str | None] = {}
+        for axis, n in enumerate(names):
+            if n not in ("T", "bs"):
+                continue
+            known = f.names[axis] if f is not None else None
+            if known:
+                out[n] = known
+            elif self.sizes.get(n, int(x.shape[axis])) != int(x.shape[axis]):
+                out[n] = None  # its own steps/batch: no name of the model's fits it
+        return out
 
     # ------------------------------------------------------------ ops
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -183,11 +237,17 @@ class FlowMode(TorchFunctionMode):
         if base == "getitem" and src is not None and src.what and len(args) > 1:
             self._check_index(src, x, args[1])
         if base in RESHAPES and src is not None:
-            names, scrambled = view_names(tuple(x.shape), list(src.names), tuple(out.shape), self.namer.size_of)
+            names, scrambled = view_names(tuple(x.shape), list(src.names), tuple(out.shape), self.namer.size_of,
+                                          pieces=True)
             if scrambled:
                 raise _scrambled(name, x, src.names, tuple(out.shape), scrambled, op_params(args[1:], kwargs))
             if any(names):
                 self.put(out, names)
+                for n in names:
+                    if n and "[" in n and "*" in n:  # parts of named dims joined: a use decides (_check_time_axis)
+                        crossed = [m for m in src.names if m and m.split("[")[0] in n]
+                        self.views[n] = (name, x, src.names, tuple(out.shape), crossed,
+                                         op_params(args[1:], kwargs))
             return
         tensors = [a for a in args if isinstance(a, torch.Tensor)] if x is args[0] else list(args[0])
         if not any(self.get(t) is not None for t in tensors):
@@ -203,7 +263,9 @@ class FlowMode(TorchFunctionMode):
         elif x.shape == out.shape:  # elementwise ops (add, tanh, dropout …) keep the first operand's names
             names = view.names(0) if self.get(x) is not None else None
         if names is not None and len(names) == out.dim() and any(names):
-            self.put(out, names)
+            kept = src is not None and src.what and base in _KEEPS_FACTS and out.shape == x.shape and \
+                not (base == "index_select" and _arg_dim(args, kwargs) % x.dim() == src.t_axis)
+            self.put(out, names, src.what if kept else "", src.t_axis if kept else -1)  # type: ignore[union-attr]
 
     # ------------------------------------------------------------ the checks
     def _check_index(self, src: _Facts, x: torch.Tensor, index: Any) -> None:
@@ -251,6 +313,41 @@ class FlowMode(TorchFunctionMode):
                                 ".reshape(-1, logits.shape[-1])"])
 
 
+def _arg_dim(args: tuple, kwargs: dict) -> int:
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    return int(dim) if isinstance(dim, int) else 0
+
+
+def known_names(t: Any) -> tuple[str | None, ...] | None:
+    """The names with evidence that the ``ops=True`` flow active in this thread knows for tensor ``t``
+    (None for a dim it cannot name), or None when no flow is on or it does not know ``t``.
+
+    >>> import torch
+    >>> from shapeviz.tracing.naming import name
+    >>> x = name(torch.zeros(4, 6, 8), "bs T emb")
+    >>> known_names(x) is None  # no flow on: None at once, nothing allocated
+    True
+    >>> with flow():
+    ...     y = torch.nn.GRU(8, 16)(x.transpose(0, 1))[0]
+    ...     known_names(y), known_names(x.view(2, 12, 8)), known_names(torch.ones(3))
+    (('T', 'bs', 'D*h'), ('bs[2:4]', 'bs[1:2]*T', 'emb'), None)
+
+    A name is a plain name (``"bs"``), a product in memory order (``"bs*skip"``, ``"T*bs"``) or a
+    part of a dim, ``"bs[2:4]"`` (its strides 2..4: the outer half of bs). With ``ops=True`` a dim's
+    provenance, not its size, says what it is: a dim is ``bs`` only where this returns ``"bs"``.
+    """
+    if not _ACTIVE[0]:
+        return None
+    modes = getattr(_LOCAL, "modes", None)
+    if not modes:
+        return None
+    with torch._C.DisableTorchFunction():
+        f = modes[-1].get(t)
+    if f is None or not any(f.names):
+        return None
+    return tuple(n or None for n in f.names)
+
+
 def _label(t: torch.Tensor) -> str:
     """The variable of your code that holds ``t`` (``"e"``), else ``"x"``."""
     frame = user_frame()
@@ -296,6 +393,22 @@ def _warn(code: str, what: str, fix: str) -> None:
 @contextlib.contextmanager
 def _hooks(mode: FlowMode) -> Iterator[FlowMode]:
     """The module hooks that tell ``mode`` where a model's forward starts and ends; removed on every path."""
+    modes = getattr(_LOCAL, "modes", None)
+    if modes is None:
+        modes = _LOCAL.modes = []
+    modes.append(mode)
+    _ACTIVE[0] += 1
+    try:
+        with _registered_hooks(mode):
+            yield mode
+    finally:
+        _ACTIVE[0] -= 1
+        with contextlib.suppress(ValueError):
+            modes.remove(mode)
+
+
+@contextlib.contextmanager
+def _registered_hooks(mode: FlowMode) -> Iterator[FlowMode]:
     pre = module_hooks.register_module_forward_pre_hook(lambda m, a: mode.pre(m, a))
     try:
         post = module_hooks.register_module_forward_hook(lambda m, a, o: mode.post(m, a, o), always_call=True)

@@ -7,7 +7,7 @@
 ['bs', 'T', 'h']
 >>> op_rule("reshape", (), {})(OpView([x], (10, 8), Namer({}, {})))
 ['T*bs', 'h']
->>> op_rule("view", (), {})(OpView([x], (2, 5, 8), Namer({}, {})))  # not a transpose: unnamed
+>>> op_rule("view", (), {})(OpView([x], (2, 5, 8), Namer({"T": 5, "bs": 2}, {})))  # not a transpose
 ['', '', 'h']
 
 A rule names only what the op provably carries (a transpose swaps names, a matmul keeps the
@@ -17,8 +17,9 @@ left rows and the right columns, an in-order merge joins names); anything else i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch.nn.utils.rnn import PackedSequence
@@ -27,7 +28,7 @@ from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.naming import Names, OpView, Rule
 
 __all__ = ["MAX_LIST", "RESHAPES", "flatten", "has_tensor", "index_plan", "op_name", "op_params", "op_rule",
-           "view_names"]
+           "piece_name", "view_names"]
 
 RESHAPES = frozenset({"reshape", "view", "flatten"})
 """The ops that relabel dims without moving data (their names follow :func:`view_names`)."""
@@ -192,39 +193,92 @@ def _getitem(index: Any) -> Rule:
     return rule
 
 
+_PIECE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\[(\d+):(\d+)\]\Z")
+
+
+class _Atom(NamedTuple):
+    """One source dim of a view, or one factor of a product dim: ``base[p:q]`` of a name whose
+    strides run 1..size (a whole dim is ``[1:size]``); ``trusted``: its size is known to fit its name."""
+
+    label: str | None
+    size: int
+    base: str | None
+    p: int
+    q: int
+    trusted: bool
+
+
+def _parse(part: str, size_of: Callable[[str], int | None]) -> tuple[str, int, int] | None:
+    m = _PIECE.match(part)
+    if m is not None:
+        return m[1], int(m[2]), int(m[3])
+    if is_simple_name(part):
+        size = size_of(part)
+        return (part, 1, size) if size else None
+    return None
+
+
+def _atoms(src_shape: Sequence[int], src: Names, size_of: Callable[[str], int | None]) -> list[_Atom]:
+    """The source's dims as atoms: a product whose factors' sizes are known is split into them; a
+    name whose size is not its known size (a GRU's "bs" that is really bs*skip) is not trusted."""
+    atoms: list[_Atom] = []
+    for name, size in zip(src, src_shape):
+        if size == 1:
+            continue
+        parts = [_parse(p, size_of) for p in name.split("*")] if name else []
+        if parts and all(parts) and all(q % p == 0 for _, p, q in parts) and \
+                _prod(q // p for _, p, q in parts) == size:  # type: ignore[misc]
+            atoms += [_Atom(n, q // p, n, p, q, True) for n, p, q in parts]  # type: ignore[misc]
+        else:
+            atoms.append(_Atom(name, size, None, 1, size, False))
+    return atoms
+
+
+def piece_name(base: str, p: int, q: int, size_of: Callable[[str], int | None]) -> str:
+    """The name of the strides ``[p, q)`` of dim ``base``: ``base`` itself when whole, else ``base[p:q]``.
+
+    >>> piece_name("T", 1, 8, {"T": 8}.get), piece_name("T", 2, 8, {"T": 8}.get)
+    ('T', 'T[2:8]')
+    """
+    return base if p == 1 and size_of(base) == q else f"{base}[{p}:{q}]"
+
+
 def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
-               size_of: Callable[[str], int | None]) -> tuple[Names, list[str]]:
+               size_of: Callable[[str], int | None], pieces: bool = False) -> tuple[Names, list[str]]:
     """The names of a reshape/view's result by index bookkeeping, and the named dims it scrambles.
 
     The data keeps its flat order; each source dim (a product ``T*bs`` split into its factors where
-    their sizes are known) covers a range of strides. A result dim covering whole neighbouring
-    dims in order gets their names joined in that order; one inside a single dim (a split) is
-    unnamed; one that cuts across dims relabels without moving data: those dims are *scrambled*.
+    their sizes are known) covers a range of strides. A result dim covering whole neighbouring dims in
+    order gets their names joined in that order, and a split of a product gives its factors back.
+    Splitting or merging dims in order, even across a dim (``(1, bs*skip, h)`` viewed as
+    ``(bs, skip*h)``), never scrambles; a view scrambles when a result dim cuts a named dim of known
+    size where no split can (7 steps into rows of 4) and mixes it with another named dim: it
+    relabels without moving data. A dim whose size is not its name's known size is not cut-checked.
 
-    >>> sizes = {"T": 7, "bs": 4}.get
+    >>> sizes = {"T": 7, "bs": 4, "skip": 3, "h": 5}.get
     >>> view_names((4, 7, 8), ["bs", "T", "emb"], (28, 8), sizes)
     (['bs*T', 'emb'], [])
     >>> view_names((4, 7, 8), ["bs", "T", "emb"], (7, 4, 8), sizes)
     ([None, None, 'emb'], ['bs', 'T'])
     >>> view_names((28, 8), ["T*bs", "emb"], (7, 4, 8), sizes)
     (['T', 'bs', 'emb'], [])
+    >>> view_names((1, 12, 5), ["layers*D", "bs*skip", "h"], (4, 15), sizes)  # a skip-GRU's state
+    (['bs', 'skip*h'], [])
+
+    With ``pieces=True`` a part of a dim is named too, ``T[2:8]`` for the strides 2..8 of T (the
+    time-major dilation ``(T, bs)`` viewed as ``(T/2, 2*bs)``), and joining its parts gives T back:
+
+    >>> view_names((8, 4, 3), ["T", "bs", "emb"], (4, 8, 3), {"T": 8, "bs": 4}.get, pieces=True)
+    (['T[2:8]', 'T[1:2]*bs', 'emb'], [])
+    >>> view_names((4, 8, 5), ["T[2:8]", "T[1:2]*bs", "h"], (8, 4, 5), {"T": 8, "bs": 4}.get)
+    (['T', 'bs', 'h'], [])
     """
-    atoms: list[tuple[str | None, int]] = []
-    for name, size in zip(src, src_shape):
-        if size == 1:
-            continue
-        parts = name.split("*") if name else []
-        sizes = [size_of(p) for p in parts]
-        if len(parts) > 1 and all(is_simple_name(p) for p in parts) and all(sizes) and \
-                _prod(sizes) == size:  # type: ignore[arg-type]
-            atoms += list(zip(parts, sizes))  # type: ignore[arg-type]
-        else:
-            atoms.append((name, size))
+    atoms = _atoms(src_shape, src, size_of)
     lo: list[int] = []  # each atom's flat-index stride; it spans [lo, lo * size)
     stride = 1
-    for _, size in reversed(atoms):
+    for a in reversed(atoms):
         lo.append(stride)
-        stride *= size
+        stride *= a.size
     lo.reverse()
     dst: list[tuple[int, int]] = []  # each result dim's [stride, stride * size)
     stride = 1
@@ -235,22 +289,52 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
 
     def varies(k: int, j: int) -> bool:  # does atom k's index change along result dim j?
         q, hi = dst[j]
-        return hi > q and lo[k] % hi != 0 and q % (lo[k] * atoms[k][1]) != 0
+        return hi > q and lo[k] % hi != 0 and q % (lo[k] * atoms[k].size) != 0
 
-    along = [[k for k in range(len(atoms)) if varies(k, j)] for j in range(len(shape))]
-    axes_of = {k: sum(k in ks for ks in along) for k in range(len(atoms))}
     out: Names = []
     scrambled: list[str] = []
-    for ks in along:
-        if ks and all(axes_of[k] == 1 for k in ks):  # whole dims, in their order
-            names = [atoms[k][0] for k in ks]
-            out.append("*".join(n for n in names if n) if all(names) else None)
-            continue
-        out.append(None)
-        named = [atoms[k][0] for k in ks if atoms[k][0]]
-        if len(ks) > 1 and len(named) > 1:  # a cut across named dims: relabelled, not moved
-            scrambled += [n for n in named if n not in scrambled]
+    for j in range(len(shape)):
+        ks = [k for k in range(len(atoms)) if varies(k, j)]
+        parts: list[tuple[str, int, int] | str | None] = []
+        cut: list[str] = []  # trusted named atoms cut where no split can
+        for k in ks:
+            a, top = atoms[k], lo[k] * atoms[k].size
+            first, last = max(dst[j][0], lo[k]), min(dst[j][1], top)
+            clean = first % lo[k] == 0 and last % lo[k] == 0 and (last // lo[k]) % (first // lo[k]) == 0 \
+                and a.size % (last // lo[k]) == 0
+            if not clean:
+                if a.trusted:
+                    cut.append(a.base or "")
+                parts.append(None)
+            elif first == lo[k] and last == top and not a.trusted:
+                parts.append(a.label)
+            elif a.trusted and a.base:
+                parts.append((a.base, a.p * (first // lo[k]), a.p * (last // lo[k])))
+            else:
+                parts.append(None)
+        named = [a.base or a.label for a in (atoms[k] for k in ks) if a.base or a.label]
+        if cut and len(named) > 1:  # a cut across named dims: relabelled, not moved
+            scrambled += [n for n in named if n and n not in scrambled]
+        out.append(_join_parts(parts, size_of, pieces))
     return out, scrambled
+
+
+def _join_parts(parts: list[tuple[str, int, int] | str | None], size_of: Callable[[str], int | None],
+                pieces: bool) -> str | None:
+    """One result dim's name from its parts, outer first: adjacent parts of one dim joined back."""
+    if not parts or any(p is None for p in parts):
+        return None
+    merged: list[tuple[str, int, int] | str] = []
+    for part in parts:
+        prev = merged[-1] if merged else None
+        if isinstance(part, tuple) and isinstance(prev, tuple) and prev[0] == part[0] and prev[1] == part[2]:
+            merged[-1] = (part[0], part[1], prev[2])  # the outer part then the inner one: one range
+        else:
+            merged.append(part)  # type: ignore[arg-type]
+    names = [piece_name(*m, size_of) if isinstance(m, tuple) else m for m in merged]
+    if not pieces and any("[" in n for n in names):
+        return None
+    return "*".join(names)
 
 
 def _prod(sizes: Iterable[int]) -> int:
