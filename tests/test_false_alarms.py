@@ -299,3 +299,67 @@ def test_autocast_is_per_device() -> None:
         assert castable(bf16, f32, torch.device("cpu"))
         assert not castable(bf16, f32, torch.device("cuda"))  # CPU autocast says nothing of CUDA calls
         assert not castable(bf16, f32, torch.device("meta"))
+
+
+# ------------------------------------------------------------------ 6. modules the check never saw
+class Generates(nn.Module):
+    """A GRU whose ``generate`` steps a GRUCell made at call time from the GRU's weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(4, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gru(x)[0]
+
+    def generate(me, x: torch.Tensor, steps: int = 3) -> torch.Tensor:  # any name for self
+        cell = nn.GRUCell(4, 6)
+        cell.weight_ih, cell.weight_hh = me.gru.weight_ih_l0, me.gru.weight_hh_l0
+        cell.bias_ih, cell.bias_hh = me.gru.bias_ih_l0, me.gru.bias_hh_l0
+        h = None
+        for _ in range(steps):
+            h = cell(x, h)
+        return h
+
+
+class WeightDrop(nn.Module):
+    """AWD-LSTM style: the wrapped LSTM's forward called directly (module hooks bypassed)."""
+
+    def __init__(self, module: nn.LSTM) -> None:
+        super().__init__()
+        self.module = module
+        w = module.weight_hh_l0
+        del module._parameters["weight_hh_l0"]
+        self.weight_hh_l0_raw = nn.Parameter(w.data)
+
+    def forward(self, *args: torch.Tensor) -> tuple:
+        self.module.weight_hh_l0 = nn.functional.dropout(self.weight_hh_l0_raw, 0.5, self.training)
+        return self.module.forward(*args)
+
+
+def test_a_cell_made_at_call_time_is_checked() -> None:
+    m = Generates()
+    with sv.watch(m):
+        assert silent(m.generate, torch.randn(2, 4)).shape == (2, 6)
+        with pytest.raises(sv.ShapeError, match=r"\[input_size\] <model>\.generate\(\): GRUCell"):
+            m.generate(torch.randn(2, 5))
+    with pytest.raises(RuntimeError) as caught:  # not watched: torch's own error
+        m.generate(torch.randn(2, 5))
+    assert not isinstance(caught.value, sv.ShapeError)
+
+
+def test_a_cell_made_at_call_time_outside_a_watched_model_is_not_checked() -> None:
+    other, watched = Generates(), Generates()
+    with sv.watch(watched), pytest.raises(RuntimeError) as caught:
+        other.generate(torch.randn(2, 5))
+    assert not isinstance(caught.value, sv.ShapeError)
+
+
+def test_a_forward_called_directly_is_checked() -> None:
+    model = nn.Sequential(WeightDrop(nn.LSTM(4, 6)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch: non-contiguous weights
+        with sv.watch(model):
+            model(torch.randn(5, 2, 4))
+            with pytest.raises(sv.ShapeError, match=r"\[input_size\]"):
+                model(torch.randn(5, 2, 3))

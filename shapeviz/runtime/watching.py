@@ -258,6 +258,7 @@ class WatchHandle:
     def __init__(self, model: nn.Module, inputs: str | None, ops: bool = False) -> None:
         self.model = model
         self.watched: list[tuple[int, weakref.ref]] = []  # (id, its registry weakref) in _watched
+        self.root: tuple[int, weakref.ref] | None = None  # the model itself in _watched, if not recurrent
         self.unchecked: list[str] = []
         self.namer: _InputNamer | None = None
         names = parse_names(inputs, "watch(inputs=...)") if inputs else None
@@ -274,6 +275,8 @@ class WatchHandle:
                         self.watched.append(_register(mod, path or "<model>"))
                     elif _uncheckable(mod):
                         self.unchecked.append(path)
+                if not is_recurrent(model) and "" not in self.unchecked:  # its code's on-the-fly modules
+                    self.root = _register(model, "<model>")
                 if names is not None:
                     self.namer = _shared_namer(model, names)
                 _sync_patches()
@@ -306,6 +309,9 @@ class WatchHandle:
             namer, self.namer = self.namer, None
             if namer is not None:
                 _release_namer(namer)
+            if self.root is not None:
+                self.watched.append(self.root)
+                self.root = None
             while self.watched:
                 mid, ref = self.watched.pop()
                 entry = _watched.get(mid)
@@ -415,6 +421,26 @@ def _gate(module: nn.Module, x: Any, hx: Any) -> None:
             if path:
                 err.add_context(path=path)
             raise
+    elif _watched:
+        where = _made_in_watched()
+        if where is not None:
+            check_input(module, x, hx, where)
+
+
+def _made_in_watched() -> str | None:
+    """Where a recurrent module shapeviz was not told of runs inside a watched model's code (a cell made at
+    call time in its ``forward`` or ``generate``), as ``"<model>.generate()"``; None when no watched model's
+    code is on this thread's stack. Asked only for such modules, so watched models pay nothing for it."""
+    f: types.FrameType | None = sys._getframe(2)
+    while f is not None:
+        code = f.f_code
+        if code.co_argcount and code is not _CALL_CODE:  # a method's first argument, whatever its name
+            obj = f.f_locals.get(code.co_varnames[0])
+            entry = _watched.get(id(obj))
+            if entry is not None and entry[0]() is obj:
+                return f"{entry[1]}.{code.co_name}()"
+        f = f.f_back
+    return None
 
 
 def _thread_root() -> nn.Module | None:
