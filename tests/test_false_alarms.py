@@ -363,3 +363,33 @@ def test_a_forward_called_directly_is_checked() -> None:
             model(torch.randn(5, 2, 4))
             with pytest.raises(sv.ShapeError, match=r"\[input_size\]"):
                 model(torch.randn(5, 2, 3))
+
+
+# ------------------------------------------------------------------ ops=True: provenance decides
+def test_with_ops_provenance_catches_a_swap_sizes_cannot_prove() -> None:
+    class Forgot(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(5, 6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.rnn(x)[0]  # (bs, T, emb) into a seq-first GRU
+
+    model, x = Forgot(), torch.randn(2, 6, 5)  # T=6 is a multiple of bs=2: the batch could be bs*3
+    with sv.watch(model, inputs="bs T emb"):
+        silent(model, x)  # sizes alone: no evidence, no alarm
+    with sv.watch(model, inputs="bs T emb", ops=True), pytest.raises(
+            sv.ShapeError, match=r"\[batch_first_swap\][\s\S]*comes from the model input's bs"):
+        model(x)
+
+
+@pytest.mark.parametrize("make", [SkipGRU, Dilated])
+def test_with_ops_product_batches_stay_silent(make: type) -> None:
+    model = make().eval()
+    for bs, T in itertools.product(range(1, 5), (3, 6, 9, 12) if make is SkipGRU else (4, 8, 12, 16)):
+        if make is SkipGRU:
+            x, spec = torch.randn(bs, T, 5), "bs T emb"
+        else:
+            x, spec = torch.randn(T, bs, 4), "T bs emb"
+        with sv.watch(model, inputs=spec, ops=True):
+            silent(model, x)

@@ -20,6 +20,7 @@ from shapeviz._errors import ShapeError
 from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import Conventions, Layout
+from shapeviz.tracing.flow import known_names
 
 
 class _Ctx:
@@ -151,9 +152,15 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     state = _first_state(lay, hx)
     state_bs = _state_bs(lay, hx)
     if c.batched:
-        swapped = (bool(c.decl) and c.bs is not None and c.T is not None
-                   and layer_swapped(c.decl, c.bs, c.T, state_bs))
-        via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
+        names = known_names(x)  # ops=True: where each dim came from decides, not the sizes
+        at_T, at_bs = (None, None) if names is None else (names[lay.t_axis], names[lay.bs_axis])
+        if at_T is not None or at_bs is not None:
+            swapped = at_T == "bs" and at_bs in ("T", None)
+            via = f"this input's dim {lay.t_axis} comes from the model input's bs"
+        else:
+            swapped = (bool(c.decl) and c.bs is not None and c.T is not None
+                       and layer_swapped(c.decl, c.bs, c.T, state_bs))
+            via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
         if not swapped and state_bs is not None and state_bs == c.T and c.bs != c.T:
             swapped, via = True, f"h_0 has batch {state_bs}, which is this input's dim {lay.t_axis}"
         if swapped and sh[-1] != conv.input_size:  # a transpose would not fix it: emb comes first
