@@ -200,22 +200,25 @@ def test_unbatched_has_no_bs() -> None:
 def test_collapse_keeps_dot_size_constant() -> None:
     m = nn.LSTM(4, 8, num_layers=2, bidirectional=True)
     sizes = {}
-    for T in (7, 10, 1000, 10**6):
+    for T in (8, 10, 1000, 10**6):
         src = unroll(m, T=T, bs=2).source
         sizes[T] = (len(labels(src)), len(edges(src)), src.count("\n"))
         assert f"× {T - 6} step" in src
         assert f"t={T - 1}" in src and "t=2" in src and "t=3<" not in src
     assert len(set(sizes.values())) == 1
     assert len(src) < 30_000
-    assert "× 1 step<" in unroll(m, T=7, bs=2).source  # singular
+    seven = unroll(m, T=7, bs=2).source  # hiding one step saves nothing: all 7 drawn (issue 21)
+    assert "× 1 step" not in seven and "t=3<" in seven and "..." not in seven
 
 
 def test_collapse_threshold_and_max_steps() -> None:
     assert len(step_columns(6, 6)) == 6
-    assert [c.t or c.gap for c in step_columns(7, 6)] == ["0", "1", "2", "1", "4", "5", "6"]
+    assert [c.t or c.gap for c in step_columns(7, 6)] == ["0", "1", "2", "3", "4", "5", "6"]
+    assert [c.t or c.gap for c in step_columns(8, 6)] == ["0", "1", "2", "2", "5", "6", "7"]
     assert [c.t or c.gap for c in step_columns(10, 2)] == ["0", "8", "9"]
-    src = unroll(nn.RNN(3, 4), T=9, bs=1, max_steps=8).source
-    assert "× 1 step" in src and "t=3" in src and "t=5" in src and "t=4<" not in src
+    assert [c.t or c.gap for c in step_columns(3, 2)] == ["0", "1", "2"]
+    src = unroll(nn.RNN(3, 4), T=10, bs=1, max_steps=8).source
+    assert "× 2 steps" in src and "t=3" in src and "t=6" in src and "t=4<" not in src
 
 
 def test_deterministic_and_independent_of_object_identity() -> None:
@@ -326,7 +329,7 @@ def test_real_trace_lstmcell_loop_and_lstm() -> None:
     lab = labels(src)
     assert "T=7, bs=3" in src
     assert lab["l0f_0"] == "LSTMCell  t=0 | h (bs=3, h=20) | c (bs=3, h=20)"
-    assert "× 1 step" in src
+    assert "× 1 step" not in src and "t=3<" in src  # 7 steps: all drawn
 
     lstm = nn.LSTM(10, 20, num_layers=2, bidirectional=True, batch_first=True)
     src = unroll(trace_mod.trace(lstm, torch.randn(3, 5, 10))).source
@@ -484,8 +487,14 @@ def test_attention_decoder_input_lists_the_encoder_results_it_was_computed_from(
 
 
 def test_long_decodes_collapse_to_the_same_dot_size() -> None:
-    short, long = unroll(_flow_trace("decoder_greedy"), max_steps=4), unroll(_flow_trace("decoder_long"), max_steps=4)
+    import shapeviz as sv
+    from shapeviz.gallery.models import Seq2SeqGRU
+
+    src = torch.randint(0, 20, (7, 3), generator=torch.Generator().manual_seed(1))
+    short = unroll(sv.trace(Seq2SeqGRU().greedy, src, 7), max_steps=4)  # hides 3 steps
+    long = unroll(_flow_trace("decoder_long"), max_steps=4)
     assert len(short.source.splitlines()) == len(long.source.splitlines())
+    assert "× 3 steps" in short.source
     assert "× 56 steps" in long.source and "call 59" in long.source
 
 

@@ -40,10 +40,21 @@ _STATES = frozenset({"h_0", "c_0", "h_n", "c_n", "h_1", "c_1"})
 
 
 class Feed(Enum):
-    """Where one step's input came from."""
+    """Where one step's input came from.
+
+    >>> Feed.TOKEN.fed_back, Feed.DATA.fed_back
+    (True, False)
+    """
 
     DATA = "data"  # not from this lane's own results: the data, teacher forcing
-    BACK = "fed back"  # computed from the previous step's output (greedy decoding, sampling)
+    BACK = "fed back"  # computed from the previous step's output; the ops between were not all recorded
+    TOKEN = "token"  # through an integer tensor computed from the previous output (argmax, topk: decoding)
+    STATE = "state"  # from the previous output through recorded float ops only (attention reading h)
+
+    @property
+    def fed_back(self) -> bool:
+        """Whether the input was computed from the previous step's output (any of the three ways)."""
+        return self is not Feed.DATA
 
 
 @dataclass(frozen=True)
@@ -265,9 +276,9 @@ def _panel(calls: Sequence[Any], by_index: dict[int, Any]) -> Panel:
     for k, c in enumerate(calls):
         x = _role(c, "input")
         prev = getattr(calls[k - 1], "index", None) if k else None
-        back = x is not None and any(ci == prev for ci, _ in getattr(x, "flow", ()))
+        feed = _feed(x, prev) if x is not None and prev is not None else Feed.DATA
         out = next((o for o in getattr(c, "outputs", ()) if o.role in ("output", "h_1")), None)
-        steps.append(Step(getattr(c, "index", k), _fmt(x), _fmt(out), Feed.BACK if back else Feed.DATA, phase[k]))
+        steps.append(Step(getattr(c, "index", k), _fmt(x), _fmt(out), feed, phase[k]))
     T = len(calls) if conv.cell or len(calls) > 1 else T
     span = [by_index[i] for i in range(getattr(calls[0], "index", 0), getattr(calls[-1], "index", -1) + 1)
             if i in by_index]
@@ -280,6 +291,22 @@ def _panel(calls: Sequence[Any], by_index: dict[int, Any]) -> Panel:
             runs = _runs([int(n) for n in sizes_of if n is not None])
     return Panel(conv, T, bs, batched, calls[0].path, steps=tuple(steps), phases=sites, calls=len(calls),
                  runs=runs, loop_dim=dim)
+
+
+def _feed(x: Any, prev: int) -> Feed:
+    """How input ``x`` was computed from the results of call ``prev`` (the lane's previous step).
+
+    Through an integer tensor computed from them (``TensorInfo.tokens``: argmax, topk, sampling) it is a
+    token fed back (:attr:`Feed.TOKEN`); through float tensors only, the state read again by the input's
+    ops (:attr:`Feed.STATE`, e.g. attention over h). A record without ``tokens`` (a trace from before they
+    were recorded, a stand-in) says only that it was fed back (:attr:`Feed.BACK`).
+    """
+    if not any(ci == prev for ci, _ in getattr(x, "flow", ())):
+        return Feed.DATA
+    tokens = getattr(x, "tokens", None)
+    if tokens is None:
+        return Feed.BACK
+    return Feed.TOKEN if prev in tokens else Feed.STATE
 
 
 def _runs(values: Sequence[int]) -> tuple[tuple[int, int], ...]:
@@ -357,11 +384,19 @@ def flow_notes(panel: Panel) -> list[str]:
     """Caption lines: where each step's input came from, the phases, a packed batch's lengths."""
     out = []
     if panel.steps:
-        back = sum(st.feed is Feed.BACK for st in panel.steps)
-        if back:
-            out.append(f"red dashed: {back} of {len(panel.steps)} steps take an input computed from the previous "
-                       "step's output (fed back, as in greedy decoding)")
-        elif not panel.conv.cell:
+        n = len(panel.steps)
+        counts = {f: sum(st.feed is f for st in panel.steps) for f in (Feed.TOKEN, Feed.STATE, Feed.BACK)}
+        if counts[Feed.TOKEN]:
+            out.append(f"red dashed 'token': {counts[Feed.TOKEN]} of {n} steps take a token chosen from the previous "
+                       "step's output (an integer tensor computed from it: argmax, topk, sampling)")
+        if counts[Feed.STATE]:
+            out.append(f"red dashed 'h': {counts[Feed.STATE]} of {n} steps take an input computed from the previous "
+                       "step's h through float ops only (no token fed back: the state read again, e.g. by attention)")
+        if counts[Feed.BACK]:
+            out.append(f"red dashed: {counts[Feed.BACK]} of {n} steps take an input computed from the previous "
+                       "step's output through ops the trace did not record (ops=True shows whether a token is "
+                       "fed back)")
+        if not any(counts.values()) and not panel.conv.cell:
             out.append("no step's input was computed, as a tensor, from an earlier step's output: inputs from "
                        "the data (teacher forcing), or through int() / .item(), which a trace does not follow")
     for n, site in enumerate(panel.phases[:len(PHASES)]):

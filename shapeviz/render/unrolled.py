@@ -42,7 +42,8 @@ from shapeviz.render.lanes import (
 __all__ = ["DEFAULT_MAX_STEPS", "Panel", "panels_from_trace", "step_columns", "to_dot", "unroll"]
 
 DEFAULT_MAX_STEPS = 6
-"""Sequences longer than this are drawn as first k, ``× (T − 2k) steps``, last k (k = max_steps // 2)."""
+"""Sequences longer than this are drawn as first k, ``× (T − 2k) steps``, last k (k = max_steps // 2), when
+that hides at least 2 steps."""
 
 _FONT = FONT  # Arial metrics in both backends; SVGs get a fallback stack (see render/backend.py)
 _ELLIPSIS = "..."
@@ -54,6 +55,9 @@ _BACK = "#b03a2e"  # an output fed back as the next step's input
 _EDGE = {"fwd": "#2a5d9f", "bwd": "#b4581c", "cell": "#2a5d9f"}
 _DIRECTION = ("forward", "backward")
 _ARROW = ("→", "←")
+_FROM = {Feed.DATA: "not from a step's output", Feed.TOKEN: "a token from step {}'s output",
+         Feed.STATE: "from step {}'s h (no token)", Feed.BACK: "from step {}'s output"}
+"""The row under a step's input that says where it came from."""
 _STACK = "layers*D"  # the name Conventions gives the stacked (layers*D) dim of h_0/h_n
 
 
@@ -70,14 +74,16 @@ def step_columns(T: int | None, max_steps: int = DEFAULT_MAX_STEPS) -> list[_Col
 
     >>> [c.t or "× " + c.gap for c in step_columns(1000, 6)]
     ['0', '1', '2', '× 994', '997', '998', '999']
+    >>> [c.t or "× " + c.gap for c in step_columns(7, 6)]  # one hidden step would save nothing
+    ['0', '1', '2', '3', '4', '5', '6']
     >>> [c.t or "× " + c.gap for c in step_columns(None)]
     ['0', '1', '× (T − 3)', 'T−1']
     """
     if T is None:
         return [_Col("0"), _Col("1"), _Col("", "(T − 3)"), _Col("T−1")]
-    if max_steps >= T:
-        return [_Col(str(t)) for t in range(T)]
     k = max_steps // 2
+    if T - 2 * k < 2:  # an ellipsis must hide at least 2 steps: hiding one saves nothing
+        return [_Col(str(t)) for t in range(T)]
     return ([_Col(str(t)) for t in range(k)] + [_Col("", str(T - 2 * k))]
             + [_Col(str(t)) for t in range(T - k, T)])
 
@@ -201,7 +207,7 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
         state_rows.append(("c", f"c {named(c_step)}"))
     ports = ("h", "c") if lstm else ("h",)
     over = bool(panel.steps) and not c.cell  # a layer unrolled over its one-step calls
-    marks = over or any(st.feed is Feed.BACK for st in panel.steps)
+    marks = over or any(st.feed.fed_back for st in panel.steps)
     ends = panel.ends()
 
     def step_of(t: str) -> Any:
@@ -293,8 +299,7 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
                     head = f"input.data{rows_of}"
                 cells = [("", text)]
                 if marks:
-                    cells.append(("", f"from step {int(col.t) - 1}'s output" if st.feed is Feed.BACK
-                                  else "not from a step's output"))
+                    cells.append(("", _FROM[st.feed].format(int(col.t) - 1)))
                 label = _table(head + phase, cells, _COLORS["in"], bold=False)
             elif kind == "out":
                 name = "h_1" if c.cell else "output"
@@ -392,9 +397,11 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
     # an output fed back as the next step's input (greedy decoding): from output t-1 to input t
     for i, col in enumerate(cols):
         st = step_of(col.t) if col.t else None
-        if st is not None and st.feed is Feed.BACK and i > 0 and not cols[i - 1].gap:
+        if st is not None and st.feed.fed_back and i > 0 and not cols[i - 1].gap:
+            what = {Feed.TOKEN: "token", Feed.STATE: "h"}.get(st.feed)
+            label = {"label": what, "fontsize": "10", "fontcolor": _BACK} if what else {}
             dot.edge(f"{cid(rows[-1], i - 1)}:e", f"{cid(rows[0], i)}:w", color=_BACK, style="dashed",
-                     weight="0", penwidth="1.4")
+                     weight="0", penwidth="1.4", **label)
     # keep the margins aligned
     for side in (left, right):
         for a, bnode in itertools.pairwise(side):

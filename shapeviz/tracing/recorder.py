@@ -43,6 +43,7 @@ from shapeviz.tracing.naming import (
     module_how,
 )
 from shapeviz.tracing.oprules import RESHAPES, flatten, has_tensor, op_name, op_params, op_rule
+from shapeviz.tracing.provenance import Provenance
 from shapeviz.tracing.records import Call, CallKind, TensorInfo
 from shapeviz.tracing.sites import FrameLabels, arg_label, forward_params, site_of, type_name, user_frame
 from shapeviz.tracing.steps import STEP_FUNCS, step_dim
@@ -77,24 +78,11 @@ def _device(t: torch.Tensor) -> str:
     return name
 
 
-Flow = tuple[tuple[int, int], ...]
-"""(call index, output position) of the recurrent calls a tensor was computed from, latest first."""
-_MAX_FLOW = 4
-
-
-def merge_flows(flows: Sequence[Flow]) -> Flow:
-    """One flow from several (an op's operands): latest call first, at most four entries.
-
-    >>> merge_flows([((0, 1),), ((3, 0), (0, 1))])
-    ((3, 0), (0, 1))
-    """
-    return tuple(sorted({f for flow in flows for f in flow}, reverse=True)[:_MAX_FLOW])
-
-
-class Tracer:
+class Tracer(Provenance):
     """Collects Calls during one forward; holds tensors only through weak references."""
 
     def __init__(self, ops: bool, declared_sizes: dict[str, int], by_dims: dict[str, int] | None = None) -> None:
+        super().__init__()  # the data flow (origins, token_of, in_flow)
         self.ops = ops
         self.calls: list[Call] = []
         # open module calls: (call, id(module), user code?, the exception being handled when it started)
@@ -110,9 +98,6 @@ class Tracer:
         self.to_learn: dict[tuple, Conventions] = {}
         self.failed: Call | None = None
         self.busy = False
-        # data flow: id(tensor) -> (weak ref, the recurrent (call, output) pairs it was computed from)
-        self.origins: dict[int, tuple[weakref.ref, Flow]] = {}
-        self.in_flow: dict[int, Flow] = {}  # index of an open non-recurrent call -> its inputs' flow
         self.self_labels: dict[int, list[str]] = {}  # see FrameLabels
         self.mode: OpMode | None = None  # the op mode recording this forward (set by OpMode)
         self.quiet: int | None = None  # the stack depth of a quiet module call that took the mode off
@@ -144,6 +129,7 @@ class Tracer:
         info = TensorInfo(tuple(t.shape), None, role, key, label, _dtype(t), _device(t), False, packed, repeat)
         if self.origins:
             info.flow = self.flow_of(t)
+            info.tokens = self.tokens_of(t)
         if packed == "batch_sizes" and t.device.type == "cpu" and t.dim() == 1:
             info.batch_sizes = _runs(t.tolist())
         prev = self._known(t)
@@ -205,27 +191,6 @@ class Tracer:
                 label = arg_label(k, arg_names)
             out.append(self.info(t, how, key=k, label=label, packed=packed, repeat=repeat, keep_known=keep_known))
         return out
-
-    # ------------------------------------------------------------ data flow
-    def flow_of(self, t: Any) -> Flow:
-        hit = self.origins.get(id(t))
-        return hit[1] if hit is not None and hit[0]() is t else ()
-
-    def mark(self, t: Any, flow: Flow, *, keep: bool = True) -> None:
-        """Record that ``t`` was computed from ``flow`` (``keep``: a tensor marked before stays)."""
-        if not flow or (keep and self.flow_of(t)):
-            return
-        try:  # noqa: SIM105 - a hot path: cheaper than contextlib.suppress
-            self.origins[id(t)] = (weakref.ref(t), flow)
-        except TypeError:  # not weak-referenceable: no flow kept
-            pass
-
-    def carry(self, args: Any, out: Any) -> None:
-        """An op's results are computed from its operands: they inherit the operands' flow."""
-        flow = merge_flows([self.flow_of(t) for _, t, _ in flatten(args, "")])
-        if flow:
-            for _, t, _ in flatten(out, "", tuples=False):
-                self.mark(t if not isinstance(t, tuple) else t[0], flow)
 
     # ------------------------------------------------------------ module calls
     def enter(self, path: str, module: Any, args: tuple, kwargs: dict[str, Any], user: bool,
@@ -295,7 +260,7 @@ class Tracer:
                 if kwargs:
                     call.inputs += self.infos(kwargs, "", arg_names=("*",))
                 if self.origins:
-                    self.in_flow[call.index] = merge_flows([i.flow for i in call.inputs])
+                    self.open_call(call.index, call.inputs)
         finally:
             self.busy = False
 
@@ -316,17 +281,12 @@ class Tracer:
             else:
                 call.outputs = self.infos(output, "", module_how(call.type, list(call.inputs), f"module {call.name}"),
                                           keep_known=True)
-                flow = self.in_flow.pop(call.index, ())
-                if flow:
-                    self.carry_to(output, flow)
+                if self.in_flow:
+                    self.close_call(call.index, output)
             for o in call.outputs:
                 self.out_of.setdefault(id(o), call.index)
         finally:
             self.busy = False
-
-    def carry_to(self, out: Any, flow: Flow) -> None:
-        for _, t, _ in flatten(out, ""):
-            self.mark(t if not isinstance(t, tuple) else t[0], flow)
 
     def _recurrent(self, conv: Conventions, obj: Any, kwargs: dict[str, Any], inputs: bool,
                    tensors: list[Any] | None = None, origin: str = "conventions") -> list[TensorInfo]:
@@ -415,7 +375,7 @@ class Tracer:
                 self.out_of.setdefault(id(o), call.index)
             self.calls.append(call)
             if self.origins:
-                self.carry_to(out, merge_flows([i.flow for i in call.inputs]))
+                self.carry((args, kwargs), out)
         finally:
             self.busy = False
 
@@ -500,8 +460,7 @@ class Tracer:
     def close(self) -> None:
         self.seen.clear()
         self.slices.clear()
-        self.origins.clear()
-        self.in_flow.clear()
+        self.clear_flows()
         self.out_of.clear()
         self.stack.clear()
         self.self_labels.clear()
@@ -552,6 +511,9 @@ def _off() -> Any:
 _RNN_KERNELS = frozenset({torch._VF.lstm, torch._VF.gru, torch._VF.rnn_tanh, torch._VF.rnn_relu})  # type: ignore[attr-defined]
 
 
+_SETITEM = torch.Tensor.__setitem__
+
+
 class OpMode(TorchFunctionMode):
     """Records torch ops run by your code (``ops=True``) and the op that raised (always)."""
 
@@ -578,7 +540,7 @@ class OpMode(TorchFunctionMode):
             if tr.origins and not tr.busy and tr.user_code():
                 tr.busy = True
                 try:
-                    tr.carry((args, kwargs), res)
+                    tr.carry((args, kwargs), args[0] if func is _SETITEM else res)
                 finally:
                     tr.busy = False
             return res
@@ -588,10 +550,15 @@ class OpMode(TorchFunctionMode):
         except Exception as exc:
             tr.op_failed(func, args, kwargs, exc)
             raise
-        if name is not None and has_tensor(out):
-            frame = user_frame(direct=True)
-            if frame is not None:
-                tr.record_op(name, func, args, kwargs, out, frame)
+        frame = user_frame(direct=True) if name is not None and has_tensor(out) else None
+        if frame is not None:
+            tr.record_op(name, func, args, kwargs, out, frame)  # type: ignore[arg-type]
+        elif tr.origins:  # not recorded (x.data, x[t] = y): the data flow still goes through it
+            tr.busy = True
+            try:
+                tr.carry((args, kwargs), args[0] if func is _SETITEM else out)
+            finally:
+                tr.busy = False
         if func in STEP_FUNCS:
             tr.note_step(func, args, kwargs, out)
         return out
