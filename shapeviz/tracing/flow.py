@@ -53,6 +53,7 @@ _KEEPS_FACTS = frozenset({"index_select", "contiguous", "clone", "detach", "to",
 """Ops whose result is the same rows in another order or another copy: "padded" and "bidirectional"
 facts survive them (``pad_packed_sequence``'s unsorting ``index_select``) unless they pick along T."""
 
+_JOINS = frozenset({"cat", "concat", "concatenate", "stack"})
 _LOCAL = threading.local()  # .modes: the flow modes active in this thread, innermost last
 _ACTIVE = [0]  # flow modes active in any thread: known_names returns at once when there are none
 
@@ -150,6 +151,8 @@ class FlowMode(TorchFunctionMode):
 
     def _name_results(self, conv: Conventions, args: tuple, output: Any) -> None:
         first = args[0] if args else None
+        for n, size in conv.sizes.items():  # D and layers too: "D*h" splits into its factors
+            self.sizes.setdefault(n, size)
         packed = isinstance(first, PackedSequence)
         if conv.cell:
             results = output if isinstance(output, tuple) else (output,)
@@ -239,6 +242,8 @@ class FlowMode(TorchFunctionMode):
         if base in RESHAPES and src is not None:
             names, scrambled = view_names(tuple(x.shape), list(src.names), tuple(out.shape), self.namer.size_of,
                                           pieces=True)
+            if not scrambled:
+                scrambled = _directions_mixed(names)
             if scrambled:
                 raise _scrambled(name, x, src.names, tuple(out.shape), scrambled, op_params(args[1:], kwargs))
             if any(names):
@@ -262,10 +267,36 @@ class FlowMode(TorchFunctionMode):
                 names = None
         elif x.shape == out.shape:  # elementwise ops (add, tanh, dropout …) keep the first operand's names
             names = view.names(0) if self.get(x) is not None else None
-        if names is not None and len(names) == out.dim() and any(names):
-            kept = src is not None and src.what and base in _KEEPS_FACTS and out.shape == x.shape and \
-                not (base == "index_select" and _arg_dim(args, kwargs) % x.dim() == src.t_axis)
+        if base in _JOINS and names is not None and len(names) == out.dim():
+            names = self._counted(base, args, kwargs, names)
+        kept = src is not None and bool(src.what) and base in _KEEPS_FACTS and out.shape == x.shape and \
+            not (base == "index_select" and _arg_dim(args, kwargs) % x.dim() == src.t_axis)
+        if kept and (names is None or len(names) != out.dim()):
+            names = [None] * out.dim()
+        if names is not None and len(names) == out.dim() and (any(names) or kept):
             self.put(out, names, src.what if kept else "", src.t_axis if kept else -1)  # type: ignore[union-attr]
+
+    def _counted(self, base: str, args: tuple, kwargs: dict, names: Names) -> Names:
+        """A cat/stack whose joined dim no name fits: the number of pieces names it (``"7*bs"``: 7
+        tensors of bs rows, in list order), so a later view that cuts it is judged like any other."""
+        pieces = args[0]
+        if not isinstance(pieces, (list, tuple)) or len(pieces) < 2:
+            return names
+        d = _arg_dim(args, kwargs)
+        if base == "stack":
+            d %= len(names)
+            if names[d] is None:
+                names = [*names[:d], str(len(pieces)), *names[d + 1:]]
+            return names
+        d %= len(names)
+        if names[d] is not None:
+            return names
+        first = self.get(pieces[0])
+        inner = first.names[d] if first is not None and d < len(first.names) else None
+        if not inner or any(not isinstance(p, torch.Tensor) or p.dim() != len(names) or p.shape[d] != pieces[0].shape[d]
+                            or (self.get(p) or first).names[d] != inner for p in pieces):
+            return names
+        return [*names[:d], f"{len(pieces)}*{inner}", *names[d + 1:]]
 
     # ------------------------------------------------------------ the checks
     def _check_index(self, src: _Facts, x: torch.Tensor, index: Any) -> None:
@@ -311,6 +342,16 @@ class FlowMode(TorchFunctionMode):
                                 "scored against another position's target (it trains, silently wrong)",
                          hints=[fix, f"or make the logits {trows}: logits.reshape({lead}, -1).transpose(0, 1)"
                                 ".reshape(-1, logits.shape[-1])"])
+
+
+def _directions_mixed(names: Names) -> list[str]:
+    """``["D", "h"]`` when a view's result joins the directions with a part of the hidden features:
+    ``y.view(T, bs, -1, 2)`` of a bidirectional ``(T, bs, D*h)`` reads pairs of features as directions."""
+    for n in names:
+        parts = (n or "").split("*")
+        if len(parts) > 1 and any(p.split("[")[0] == "D" for p in parts) and any(p.startswith("h[") for p in parts):
+            return ["D", "h"]
+    return []
 
 
 def _arg_dim(args: tuple, kwargs: dict) -> int:

@@ -193,7 +193,7 @@ def _getitem(index: Any) -> Rule:
     return rule
 
 
-_PIECE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\[(\d+):(\d+)\]\Z")
+_PIECE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\d+)\[(\d+):(\d+)\]\Z")
 
 
 class _Atom(NamedTuple):
@@ -212,10 +212,15 @@ def _parse(part: str, size_of: Callable[[str], int | None]) -> tuple[str, int, i
     m = _PIECE.match(part)
     if m is not None:
         return m[1], int(m[2]), int(m[3])
-    if is_simple_name(part):
+    if is_simple_name(part) or part.isdigit():
         size = size_of(part)
         return (part, 1, size) if size else None
     return None
+
+
+def _sizes(size_of: Callable[[str], int | None]) -> Callable[[str], int | None]:
+    """``size_of`` that also knows a count: ``"7"`` (the 7 pieces a cat or stack joined) has size 7."""
+    return lambda n: int(n) if n.isdigit() else size_of(n)
 
 
 def _atoms(src_shape: Sequence[int], src: Names, size_of: Callable[[str], int | None]) -> list[_Atom]:
@@ -240,7 +245,7 @@ def piece_name(base: str, p: int, q: int, size_of: Callable[[str], int | None]) 
     >>> piece_name("T", 1, 8, {"T": 8}.get), piece_name("T", 2, 8, {"T": 8}.get)
     ('T', 'T[2:8]')
     """
-    return base if p == 1 and size_of(base) == q else f"{base}[{p}:{q}]"
+    return base if p == 1 and (size_of(base) == q or base == str(q)) else f"{base}[{p}:{q}]"
 
 
 def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
@@ -273,6 +278,7 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
     >>> view_names((4, 8, 5), ["T[2:8]", "T[1:2]*bs", "h"], (8, 4, 5), {"T": 8, "bs": 4}.get)
     (['T', 'bs', 'h'], [])
     """
+    size_of = _sizes(size_of)
     atoms = _atoms(src_shape, src, size_of)
     lo: list[int] = []  # each atom's flat-index stride; it spans [lo, lo * size)
     stride = 1
