@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from shapeviz.render.unrolled import unroll
 from shapeviz.tracing.session import trace
 
 
@@ -132,3 +133,93 @@ def test_step_survives_json():
     t = trace(DataLoop(), torch.zeros(5, 2, 4), inputs_dims="T bs emb")
     back = Trace.from_json(t.to_json())
     assert back == t and back.find(path="cell")[0].inputs[0].step == ("T", 5)
+
+
+# ------------------------------------------------------------------ item 4: fed-back edges say what they are
+class BeamSearch(nn.Module):
+    """A GRUCell decoder run with beam search: batch bs*k, topk over k*vocab, index_select of h by beam,
+    integer division of the indices; older-style ``.data`` and a token buffer written in place."""
+
+    def __init__(self, vocab: int = 13, emb: int = 4, hidden: int = 8, k: int = 3, steps: int = 6) -> None:
+        super().__init__()
+        self.k, self.steps, self.vocab = k, steps, vocab
+        self.embed = nn.Embedding(vocab, emb)
+        self.encoder = nn.GRU(emb, hidden)
+        self.cell = nn.GRUCell(emb, hidden)
+        self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, src: torch.Tensor) -> torch.Tensor:  # (T, bs)
+        bs, k, V = src.shape[1], self.k, self.vocab
+        _, h_n = self.encoder(self.embed(src))
+        h = h_n[-1].unsqueeze(1).expand(-1, k, -1).reshape(bs * k, -1)  # (bs*k, h)
+        tokens = torch.zeros(bs * k, self.steps + 1, dtype=torch.long)
+        scores = torch.zeros(bs * k, 1)
+        for t in range(self.steps):
+            h = self.cell(self.embed(tokens[:, t]), h)
+            logp = self.out(h).log_softmax(-1).data
+            top, cand = (scores + logp).view(bs, -1).topk(k, dim=1)  # (bs, k) of k*V candidates
+            scores = top.view(-1, 1)
+            beam = torch.div(cand, V, rounding_mode="floor") + (torch.arange(bs) * k).unsqueeze(1)
+            h = h.index_select(0, beam.view(-1))
+            tokens = tokens.gather(0, beam.view(-1, 1).repeat(1, tokens.shape[1]))
+            tokens[:, t + 1] = (cand % V).view(-1)
+        return tokens
+
+
+class TeacherAttention(nn.Module):
+    """A teacher-forced GRUCell decoder whose input is [embedded target token; attention over h_prev]."""
+
+    def __init__(self, vocab: int = 13, emb: int = 4, hidden: int = 8) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab, emb)
+        self.encoder = nn.GRU(emb, hidden)
+        self.cell = nn.GRUCell(emb + hidden, hidden)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:  # (T, bs), (T_tgt, bs)
+        enc, h_n = self.encoder(self.embed(src))  # (T, bs, h)
+        h = h_n[0]
+        for t in range(tgt.shape[0]):
+            weights = torch.softmax((enc * h.unsqueeze(0)).sum(-1), dim=0)  # (T, bs): reads h
+            context = (weights.unsqueeze(-1) * enc).sum(0)  # (bs, h)
+            h = self.cell(torch.cat([self.embed(tgt[t]), context], -1), h)
+        return h
+
+
+def caption(src: str, panel: str) -> str:
+    return next(line for line in src.splitlines() if line.startswith("label=<" + panel))
+
+
+def fed_edges(src: str, prefix: str = "p1_") -> list[str]:
+    return [line for line in src.splitlines() if "#b03a2e" in line and line.startswith(prefix + "y_")]
+
+
+def test_beam_search_is_fed_back_at_every_step():
+    for ops in (False, True):
+        t = trace(BeamSearch(), torch.randint(0, 13, (7, 2)), inputs_dims="T bs", ops=ops)
+        src = unroll(t).source
+        head = caption(src, "cell")
+        assert "6 calls, bs=6" in head and "T=6" not in head
+        assert "red dashed &#x27;token&#x27;: 5 of 6 steps take a token chosen from the previous step" in head
+        assert "greedy" not in head and "not from a step" not in src.split("p1_x_1")[1].split("\n")[0]
+        edges = fed_edges(src)
+        assert len(edges) == 5 and all('label="token"' in e for e in edges)  # 6 columns drawn: 0-1 … 4-5
+
+
+def test_teacher_forced_attention_is_not_greedy():
+    src_tokens, tgt = torch.randint(0, 13, (7, 2)), torch.randint(0, 13, (5, 2))
+    for ops in (False, True):
+        src = unroll(trace(TeacherAttention(), src_tokens, tgt, inputs_dims="T bs", ops=ops)).source
+        head = caption(src, "cell")
+        assert "greedy" not in head and "a token" not in head
+        assert "red dashed &#x27;h&#x27;: 4 of 5 steps take an input computed from the previous step&#x27;s h " \
+               "through float ops only" in head
+        edges = fed_edges(src)
+        assert len(edges) == 4 and all('label="h"' in e for e in edges)
+        assert "from step 0&#x27;s h (no token)" in src
+
+
+def test_an_unnamed_loop_beside_another_T_is_not_named_T():
+    src = unroll(trace(TeacherAttention(), torch.randint(0, 13, (7, 2)), torch.randint(0, 13, (5, 2)),
+                       inputs_dims="T bs")).source
+    assert "encoder: GRU(4, 8)   unrolled over time: T=7, bs=2" in src
+    assert "cell: GRUCell(12, 8)   unrolled over time: 5 calls, bs=2" in src  # tgt's length is not the source's T

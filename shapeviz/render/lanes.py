@@ -229,7 +229,7 @@ def lanes(trace: Any) -> tuple[list[Panel], list[Link]]:
     where: dict[int, tuple[int, int]] = {}  # call index -> (panel, step)
     panels: list[Panel] = []
     for n, calls in enumerate(groups.values()):
-        panels.append(_panel(calls, by_index))
+        panels.append(_panel(calls, by_index, tuple(getattr(trace, "sizes", {}).get("T") or ())))
         over = bool(panels[-1].steps)
         for k, c in enumerate(calls):
             where[getattr(c, "index", -1 - k)] = (n, k if over else -1)
@@ -254,7 +254,7 @@ def lanes(trace: Any) -> tuple[list[Panel], list[Link]]:
     return panels, list(links.values())
 
 
-def _panel(calls: Sequence[Any], by_index: dict[int, Any]) -> Panel:
+def _panel(calls: Sequence[Any], by_index: dict[int, Any], t_sizes: Sequence[int] = ()) -> Panel:
     conv: Conventions = calls[0].conventions
     first = _role(calls[0], "input")
     T, bs, batched = _sizes_from_input(conv, first) if first is not None else (None, None, True)
@@ -282,8 +282,12 @@ def _panel(calls: Sequence[Any], by_index: dict[int, Any]) -> Panel:
     T = len(calls) if conv.cell or len(calls) > 1 else T
     span = [by_index[i] for i in range(getattr(calls[0], "index", 0), getattr(calls[-1], "index", -1) + 1)
             if i in by_index]
-    # the steps of a cell are time steps when its loop reads one step of a dim each time (named or not)
-    dim = loop_dim(span, len(calls), unnamed="T") if T is not None and len(calls) > 1 else "T"
+    # the steps of a cell are time steps when its loop reads one step of a dim each time: the dim's name, or
+    # T for an unnamed one while T names no other size in the trace (a target of 5 beside a source T=7 is not T)
+    dim = "T"
+    if T is not None and len(calls) > 1:
+        dim = loop_dim(span, len(calls)) or (loop_dim(span, len(calls), unnamed="T")
+                                             if set(t_sizes) <= {len(calls)} else "")
     if conv.cell and batched:  # a loop over packed data: each call's own batch size
         sizes_of = [_sizes_from_input(conv, _role(c, "input"))[1] if _role(c, "input") is not None else None
                     for c in calls]
