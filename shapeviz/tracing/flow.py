@@ -118,9 +118,9 @@ class FlowMode(TorchFunctionMode):
         self.depth += 1
         if args and isinstance(args[0], torch.Tensor) and is_recurrent(module):
             with torch._C.DisableTorchFunction():
-                self._check_time_axis(conventions(module), args[0])
+                self._check_time_axis(module, conventions(module), args[0])
 
-    def _check_time_axis(self, conv: Conventions, x: torch.Tensor) -> None:
+    def _check_time_axis(self, module: nn.Module, conv: Conventions, x: torch.Tensor) -> None:
         """A recurrent layer whose time axis a view made of (parts of) bs: ``(bs, T, emb).view(T, bs, emb)``
         where the sizes divide (with 7 steps and 4 sequences the view itself raises)."""
         f = self.get(x)
@@ -136,8 +136,8 @@ class FlowMode(TorchFunctionMode):
         view = self.views.get(got)
         if view is not None:
             raise _scrambled(*view)
-        raise ShapeError(module=f"{conv.type}", argument="input", expected="a permute/transpose of the named dims",
-                         actual=tuple(x.shape), code="scrambled_view",
+        raise ShapeError(module=type(module).__name__, argument="input",
+                         expected="a permute/transpose of the named dims", actual=tuple(x.shape), code="scrambled_view",
                          detail=f"the time axis of this input is {got}: a view made it of (parts of) bs and T "
                                 "without moving data (it trains, silently wrong)",
                          hints=["permute the dims into the order you want first, then reshape (a view only "
@@ -245,14 +245,17 @@ class FlowMode(TorchFunctionMode):
             if not scrambled:
                 scrambled = _directions_mixed(names)
             if scrambled:
-                raise _scrambled(name, x, src.names, tuple(out.shape), scrambled, op_params(args[1:], kwargs))
+                raise _scrambled(name, _label(x), tuple(x.shape), src.names, tuple(out.shape), scrambled,
+                                 op_params(args[1:], kwargs))
             if any(names):
                 self.put(out, names)
-                for n in names:
-                    if n and "[" in n and "*" in n:  # parts of named dims joined: a use decides (_check_time_axis)
-                        crossed = [m for m in src.names if m and m.split("[")[0] in n]
-                        self.views[n] = (name, x, src.names, tuple(out.shape), crossed,
-                                         op_params(args[1:], kwargs))
+                cut = [n for n in names if n and "[" in n]  # parts of named dims: a use decides (_check_time_axis)
+                bases = {p.split("[")[0] for n in cut for p in n.split("*")}
+                crossed = [m for m in src.names if m and any(p.split("[")[0] in bases for p in m.split("*"))]
+                made = (name, _label(x), tuple(x.shape), list(src.names), tuple(out.shape), crossed,
+                        op_params(args[1:], kwargs)) if cut else ()  # no tensor kept
+                for n in cut:
+                    self.views[n] = made
             return
         tensors = [a for a in args if isinstance(a, torch.Tensor)] if x is args[0] else list(args[0])
         if not any(self.get(t) is not None for t in tensors):
@@ -396,10 +399,9 @@ def _label(t: torch.Tensor) -> str:
     return found[0] if found else "x"
 
 
-def _scrambled(name: str, x: torch.Tensor, names: Names, shape: tuple[int, ...], scrambled: list[str],
-               params: str) -> ShapeError:
-    src = tuple(x.shape)
-    var = _label(x)
+def _scrambled(name: str, var: str, src: tuple[int, ...], names: Names, shape: tuple[int, ...],
+               scrambled: list[str], params: str) -> ShapeError:
+    scrambled = [f"{n} (the pieces a cat/stack joined)" if n.isdigit() else n for n in scrambled]
     shown = "(" + ", ".join(f"{n}={s}" if n else str(s) for n, s in zip(names, src)) + ")"
     hints = []
     used: set[int] = set()

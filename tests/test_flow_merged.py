@@ -1,0 +1,261 @@
+"""Merged and split dims under ops=True (issue 21): a view that splits or merges neighbouring dims in
+order is never scrambled_view, merged dims carry their factors, and the silent mistakes around them
+are caught; each mistake has its correct twin that stays silent."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+import shapeviz as sv
+from shapeviz.tracing.flow import known_names
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Any ShapeWarning (or other warning) fails the test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield
+
+
+# ------------------------------------------------------------------ models of our own
+class SkipGRU(nn.Module):
+    """LSTNet's skip-GRU: conv (bs, c, T) -> last pt*skip steps -> (pt, bs*skip, c) -> GRU ->
+    its state (1, bs*skip, h) viewed as (bs, skip*h)."""
+
+    def __init__(self, emb: int = 4, c: int = 6, h: int = 5, skip: int = 3, pt: int = 4) -> None:
+        super().__init__()
+        self.c, self.h, self.skip, self.pt = c, h, skip, pt
+        self.conv = nn.Conv1d(emb, c, 3, padding=1)
+        self.gru = nn.GRU(c, c)
+        self.gskip = nn.GRU(c, h)
+        self.out = nn.Linear(c + skip * h, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (bs, T, emb)
+        bs = x.size(0)
+        c = torch.relu(self.conv(x.transpose(1, 2)))  # (bs, c, T)
+        _, r = self.gru(c.permute(2, 0, 1).contiguous())  # (T, bs, c)
+        s = c[:, :, -self.pt * self.skip:].contiguous()
+        s = s.view(bs, self.c, self.pt, self.skip)
+        s = s.permute(2, 0, 3, 1).contiguous()
+        s = s.view(self.pt, bs * self.skip, self.c)  # (pt, bs*skip, c)
+        _, s = self.gskip(s)
+        s = s.view(bs, self.skip * self.h)  # (1, bs*skip, h) -> (bs, skip*h): a split, in order
+        return self.out(torch.cat((r.squeeze(0), s), 1))
+
+
+class DilatedRNN(nn.Module):
+    """Time-major dilated GRUs: layer k sees (T/rate, rate*bs, ·) by a view, and a view gives (T, bs, ·) back."""
+
+    def __init__(self, emb: int = 3, h: int = 5, rates: tuple[int, ...] = (1, 2), vocab: int = 6) -> None:
+        super().__init__()
+        self.rates = rates
+        self.layers = nn.ModuleList([nn.GRU(emb if i == 0 else h, h) for i in range(len(rates))])
+        self.out = nn.Linear(h, vocab)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, bs, emb)
+        T, bs = x.shape[0], x.shape[1]
+        for rate, rnn in zip(self.rates, self.layers):
+            y, _ = rnn(x.contiguous().view(T // rate, rate * bs, x.shape[2]))  # (T/rate, rate*bs, ·)
+            x = y.view(T, bs, -1)
+        return self.out(x)  # (T, bs, vocab)
+
+
+SKIP_SIZES = [  # bs, T, pt, skip, h: with coincidences
+    (4, 12, 4, 3, 5),  # bs == pt, bs*skip == T
+    (4, 16, 4, 4, 5),  # bs == pt == skip, bs*skip == T
+    (3, 9, 3, 3, 3),  # bs == pt == skip == h, bs*skip == T
+    (2, 8, 2, 2, 5),
+    (5, 20, 4, 5, 5),  # skip == h == bs
+    (6, 12, 2, 3, 5),
+    (3, 7, 2, 3, 4),
+]
+
+
+@pytest.mark.parametrize(("bs", "T", "pt", "skip", "h"), SKIP_SIZES)
+def test_skip_gru_is_silent_under_watch_and_checking(bs: int, T: int, pt: int, skip: int, h: int) -> None:
+    model = SkipGRU(skip=skip, pt=pt, h=h)
+    x = torch.randn(bs, T, 4)
+    with quiet():
+        with sv.watch(model, inputs="bs T", ops=True):
+            assert model(x).shape == (bs, 2)
+        with sv.checking(inputs="bs T", ops=True):
+            assert model(x).shape == (bs, 2)
+
+
+def test_skip_gru_trace_marks_no_line() -> None:
+    trace = sv.trace(SkipGRU(), torch.randn(4, 12, 4), ops=True, inputs_dims="bs T emb")
+    assert [c.flag for c in trace.calls if getattr(c, "flag", None)] == []
+
+
+def test_a_merged_dim_carries_its_factors_and_a_split_gives_them_back() -> None:
+    gru = nn.GRU(6, 5)
+    x = sv.name(torch.randn(4, 6, 2, 3), "bs c pt skip")
+    with sv.checking(ops=True), quiet():
+        s = x.permute(2, 0, 3, 1).contiguous().view(2, 4 * 3, 6)
+        assert known_names(s) == ("pt", "bs*skip", "c")
+        _, h_n = gru(s)
+        assert known_names(h_n) == ("layers*D", "bs*skip", "h")  # the GRU's batch is bs*skip, not bs
+        assert known_names(h_n.view(4, 3 * 5)) == ("bs", "skip*h")
+        assert known_names(h_n.view(4, 3, 5)) == ("bs", "skip", "h")
+
+
+@pytest.mark.parametrize(("T", "bs", "rates"), [
+    (8, 4, (1, 2)),  # T/rate == bs: the dilated input is (4, 8, ·), shaped like (bs, T, ·)
+    (8, 2, (1, 2, 4)),  # T/4 == bs
+    (12, 3, (1, 2, 4)),  # T/4 == bs
+    (6, 3, (1, 2)),  # T/rate == bs
+    (9, 3, (1, 3)),  # T/rate == bs == rate
+    (8, 8, (1, 2)),  # T == bs
+    (10, 3, (1, 2, 5)),
+])
+def test_dilated_rnn_is_silent_and_keeps_T_and_bs(T: int, bs: int, rates: tuple[int, ...]) -> None:
+    model = DilatedRNN(rates=rates)
+    x = torch.randn(T, bs, 3)
+    with quiet():
+        with sv.watch(model, inputs="T bs", ops=True):
+            assert known_names(model(x)) == ("T", "bs", None)
+        with sv.checking(inputs="T bs", ops=True):
+            assert known_names(model(x)) == ("T", "bs", None)
+
+
+@pytest.mark.parametrize(("T", "bs"), [(8, 4), (7, 3), (6, 6)])
+def test_flatten_order_across_dilated_layers(T: int, bs: int) -> None:
+    model = DilatedRNN(rates=(1, 2) if T % 2 == 0 else (1, 7))
+    x, Y = torch.randn(T, bs, 3), sv.name(torch.zeros(bs, T, dtype=torch.long), "bs T")
+    with sv.watch(model, inputs="T bs", ops=True):
+        logits = model(x).reshape(-1, 6)  # rows T*bs
+        with pytest.raises(sv.ShapeError, match="flatten_order"):
+            F.cross_entropy(logits, Y.reshape(-1))  # rows bs*T
+        with quiet():
+            F.cross_entropy(logits, Y.T.reshape(-1))  # the twin: rows T*bs
+
+
+# ------------------------------------------------------------------ real scrambles still raise
+@pytest.mark.parametrize(("bs", "T"), [(4, 7), (4, 8), (8, 4), (3, 5)])
+def test_view_in_place_of_transpose_still_raises(bs: int, T: int) -> None:
+    rnn = nn.GRU(3, 5)
+    e = sv.name(torch.randn(bs, T, 3), "bs T emb")
+    with sv.checking(ops=True), pytest.raises(sv.ShapeError, match="scrambled_view") as info:
+        rnn(e.view(T, bs, -1))  # 7 steps into rows of 4: at the view; 8 into 4: where the GRU reads it as T
+    assert info.value.code == "scrambled_view"
+    assert info.value.hints[0].startswith("e.transpose(0, 1)")
+    with sv.checking(ops=True), quiet():
+        rnn(e.transpose(0, 1))  # the twin
+
+
+def test_scrambled_view_is_marked_in_the_trace() -> None:
+    class Scramble(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(3, 5)
+
+        def forward(self, e: torch.Tensor) -> torch.Tensor:
+            return self.rnn(e.view(7, 4, -1))[0]
+
+    trace = sv.trace(Scramble(), torch.randn(4, 7, 3), ops=True, inputs_dims="bs T emb")
+    assert [c.flag.split(":")[0] for c in trace.calls if getattr(c, "flag", None)] == ["scrambled_view"]
+
+
+# ------------------------------------------------------------------ item 2: silent mistakes caught
+class AttnDecoder(nn.Module):
+    """Encoder GRU, a GRUCell decoder loop with attention and an attention Linear per step."""
+
+    def __init__(self, wrong: bool, emb: int = 4, h: int = 6) -> None:
+        super().__init__()
+        self.wrong = wrong
+        self.enc = nn.GRU(emb, h)
+        self.cell = nn.GRUCell(emb, h)
+        self.attn = nn.Linear(2 * h, h)
+
+    def forward(self, src: torch.Tensor, trg: torch.Tensor) -> torch.Tensor:  # (T, bs, emb) each
+        enc, h_n = self.enc(src)
+        h, outs = h_n[0], []
+        for t in range(trg.size(0)):
+            h = self.cell(trg[t], h)
+            scores = torch.bmm(enc.transpose(0, 1), h.unsqueeze(2)).squeeze(2)  # (bs, T)
+            ctx = torch.bmm(F.softmax(scores, 1).unsqueeze(1), enc.transpose(0, 1)).squeeze(1)  # (bs, h)
+            outs.append(torch.tanh(self.attn(torch.cat((h, ctx), 1))))  # (bs, h)
+        bsz, seqlen = trg.size(1), trg.size(0)
+        if self.wrong:
+            return torch.cat(outs).view(bsz, seqlen, -1)  # rows are steps*bs, time-major: scrambled
+        return torch.stack(outs, 1)  # (bs, steps, h)
+
+
+@pytest.mark.parametrize(("steps", "bs"), [(7, 4), (5, 3), (3, 5)])
+def test_cat_of_time_major_steps_viewed_batch_major_raises(steps: int, bs: int) -> None:
+    src, trg = torch.randn(5, bs, 4), torch.randn(steps, bs, 4)
+    with pytest.raises(sv.ShapeError, match="scrambled_view") as info:
+        model = AttnDecoder(wrong=True)
+        with sv.watch(model, inputs="T bs emb", ops=True):
+            model(src, trg)
+    assert "relabels" in str(info.value) and "bs" in str(info.value)
+    model = AttnDecoder(wrong=False)
+    with sv.watch(model, inputs="T bs emb", ops=True), quiet():
+        assert known_names(model(src, trg))[0] == "bs"  # the names survive the attention Linear
+
+
+@pytest.mark.parametrize(("T", "bs", "h"), [(5, 3, 4), (4, 4, 4), (6, 2, 3)])
+def test_bidirectional_directions_summed_as_interleaved_pairs_raise(T: int, bs: int, h: int) -> None:
+    rnn = nn.GRU(3, h, bidirectional=True)
+    x = sv.name(torch.randn(T, bs, 3), "T bs emb")
+    with sv.checking(ops=True):
+        y, _ = rnn(x)  # (T, bs, D*h): the layout is (…, D, h)
+        with pytest.raises(sv.ShapeError, match="scrambled_view") as info:
+            y.view(T, bs, -1, 2).sum(3)
+        assert "relabels D, h" in str(info.value)
+        with quiet():
+            z = y.view(T, bs, 2, -1).sum(2)  # the twin
+        assert known_names(z) == ("T", "bs", "h")
+
+
+@pytest.mark.parametrize("enforce_sorted", [True, False])
+def test_output_last_after_unsorted_packing_warns_padded_last(enforce_sorted: bool) -> None:
+    rnn = nn.GRU(3, 5, batch_first=True)
+    x = sv.name(torch.randn(3, 6, 3), "bs T emb")
+    lengths = [6, 4, 2] if enforce_sorted else [4, 6, 2]
+    with sv.checking(ops=True):
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=enforce_sorted)
+        y, h_n = rnn(packed)
+        out, _ = pad_packed_sequence(y, batch_first=True)  # unsorted by index_select when not enforce_sorted
+        with pytest.warns(sv.ShapeWarning, match="padded_last"):
+            out[:, -1]
+        with quiet():
+            h_n[-1]  # the twin: each sequence's real last step
+
+
+# ------------------------------------------------------------------ known_names
+def test_known_names_is_none_without_a_flow_and_in_other_threads() -> None:
+    x = sv.name(torch.randn(4, 7, 3), "bs T emb")
+    assert known_names(x) is None
+    seen: list[object] = []
+    with sv.checking(ops=True):
+        assert known_names(x) == ("bs", "T", "emb")
+        assert known_names(x.transpose(0, 1)) == ("T", "bs", "emb")
+        assert known_names(torch.randn(2)) is None
+        worker = threading.Thread(target=lambda: seen.append(known_names(x)))
+        worker.start()
+        worker.join()
+    assert seen == [None]  # a flow is per thread
+    assert known_names(x) is None
+
+
+def test_known_names_follows_a_watch_handle() -> None:
+    model = nn.GRU(3, 5)
+    x = sv.name(torch.randn(7, 4, 3), "T bs emb")
+    handle = sv.watch(model, ops=True)
+    try:
+        y, _ = model(x)
+        assert known_names(y) == ("T", "bs", "D*h")
+    finally:
+        handle.remove()
+    assert known_names(y) is None
