@@ -223,3 +223,56 @@ def test_an_unnamed_loop_beside_another_T_is_not_named_T():
                        inputs_dims="T bs")).source
     assert "encoder: GRU(4, 8)   unrolled over time: T=7, bs=2" in src
     assert "cell: GRUCell(12, 8)   unrolled over time: 5 calls, bs=2" in src  # tgt's length is not the source's T
+
+
+# ------------------------------------------------------------------ item 4: handoffs through a reshape
+class JoinDirections(nn.Module):
+    """A bidirectional 2-layer encoder; the decoder (2 layers, D*h) starts from h_n's directions side by
+    side per layer: (layers*D, bs, h) -> (layers, bs, D*h), by cat of the even and odd rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.LSTM(4, 5, num_layers=2, bidirectional=True)
+        self.decoder = nn.LSTM(4, 10, num_layers=2)
+
+    @staticmethod
+    def join(s: torch.Tensor) -> torch.Tensor:
+        return torch.cat([s[0:s.size(0):2], s[1:s.size(0):2]], 2)
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        _, (h, c) = self.encoder(src)
+        return self.decoder(tgt, (self.join(h), self.join(c)))[0]
+
+
+class SumDirections(nn.Module):
+    """Two bidirectional GRU layers; between them the directions are summed through a view (2h -> h)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer1 = nn.GRU(4, 8, bidirectional=True)
+        self.layer2 = nn.GRU(8, 8, bidirectional=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T, bs = x.shape[:2]
+        y, _ = self.layer1(x)
+        return self.layer2(y.view(T, bs, 2, 8).sum(2))[0]
+
+
+def test_handoff_through_a_join_of_directions_is_drawn_with_the_reshape():
+    for ops, via in ((False, ""), (True, "\\n→ getitem, cat")):
+        src = unroll(trace(JoinDirections(), torch.zeros(7, 3, 4), torch.zeros(5, 3, 4), ops=ops)).source
+        handoff = [line for line in src.splitlines() if line.startswith("p0_l1f_r:h:e -> p1_l0f_l:h:w")]
+        assert handoff == ['p0_l1f_r:h:e -> p1_l0f_l:h:w [color="#6b6b6b" penwidth=1.6 minlen=2 '
+                           f'label="h_n (layers*D=4, bs=3, h=5){via}\\n→ h_0 (layers*D=2, bs=3, h=10)" '
+                           'fontsize=10 fontcolor="#6b6b6b"];']
+        assert "{rank=same; p0_l1f_r; p1_l0f_l;}" in src
+        assert "h_0 computed from h_n of encoder" in src
+
+
+def test_directions_summed_between_layers_show_the_sum_on_the_edge():
+    for ops, via in ((False, ""), (True, "\\n→ view, sum")):
+        src = unroll(trace(SumDirections(), torch.zeros(5, 2, 4), inputs_dims="T bs emb", ops=ops)).source
+        first = [line for line in src.splitlines() if line.startswith("p1_x_0 -> p0_y_0")]
+        assert first == ['p1_x_0 -> p0_y_0 [dir=back color="#6b6b6b" penwidth=1.2 label="output (T=5, bs=2, D*h=16)'
+                         f'{via}\\n→ input (T=5, bs=2, emb=8)" fontsize=10 fontcolor="#6b6b6b"];']
+        assert 'p1_x_1 -> p0_y_1 [dir=back color="#6b6b6b" penwidth=1.2];' in src  # said once

@@ -146,6 +146,8 @@ class Link:
     dst_step: int | None
     dst_state: bool  # into h_0 / hx (else into the input)
     label: str
+    # how the data changed on the way, when it did: "h_n (layers*D=4, bs=3, h=5) → getitem, cat → h_0 (…)"
+    change: str = ""
 
 
 def _sizes_from_input(conv: Conventions, info: Any) -> tuple[int | None, int | None, bool]:
@@ -249,9 +251,40 @@ def lanes(trace: Any) -> tuple[list[Panel], list[Link]]:
                     label = f"{info.role} {verb} {out_role}" if out_role else info.role
                     m, s = hit
                     key = (m, s, n, k if panels[n].steps else -1, dst_state)
-                    links.setdefault(key, Link(m, None if s < 0 else s, out_role in _STATES, n,
-                                               k if panels[n].steps else None, dst_state, label))
+                    if key not in links:
+                        links[key] = Link(m, None if s < 0 else s, out_role in _STATES, n,
+                                          k if panels[n].steps else None, dst_state, label,
+                                          _change(out, info, ci, by_index))
     return panels, list(links.values())
+
+
+_MAX_OPS = 8
+
+
+def _change(out: Any, info: Any, src: int, by_index: dict[int, Any]) -> str:
+    """How ``out`` (a result of call ``src``) became ``info`` (another lane's argument), when its shape
+    changed: both shapes, each in its own module's names, and the recorded ops between (``ops=True``).
+
+    The ops are read back from ``info`` through the records that produced it and were computed from
+    ``src``; none are shown when the trace did not record them."""
+    if out is None or tuple(out.shape) == tuple(info.shape) or not hasattr(out, "format"):
+        return ""
+    ops: list[str] = []
+    cur = info
+    while len(ops) < _MAX_OPS:
+        p = getattr(cur, "produced_by", None)
+        call = by_index.get(p) if p is not None and p != src else None
+        if call is None or getattr(call, "kind", "") != "op":
+            break
+        name = str(call.type).strip("_").lstrip(".")
+        if not ops or ops[-1] != name:
+            ops.append(name)
+        nxt = [i for i in call.inputs if any(ci == src for ci, _ in getattr(i, "flow", ()))]
+        if not nxt:
+            break
+        cur = nxt[0]
+    via = f" → {', '.join(reversed(ops))}" if ops else ""
+    return f"{out.role or 'result'} {out.format()}{via} → {info.role or 'input'} {info.format()}"
 
 
 def _panel(calls: Sequence[Any], by_index: dict[int, Any], t_sizes: Sequence[int] = ()) -> Panel:

@@ -519,7 +519,9 @@ def _link_lines(panels: Sequence[Panel], links: Sequence[Link], max_steps: int) 
         if stacked(panels, ln):  # step t of the output goes up into step t of the next layer's input
             for i, col in enumerate(step_columns(panels[ln.src].T, max_steps)):
                 if col.t:
-                    out.append(f'{b}x_{i} -> {a}y_{i} [dir=back color="{_LINK}" penwidth=1.2];')
+                    change = f' label="{_h(_wrap(ln.change))}" fontsize=10 fontcolor="{_LINK}"' \
+                        if ln.change and i == 0 else ""  # said once, beside the first step
+                    out.append(f'{b}x_{i} -> {a}y_{i} [dir=back color="{_LINK}" penwidth=1.2{change}];')
             continue
         if whole_output(ln) or (ln.dst_state and (ln.src, ln.dst) in vertical):
             continue  # written in the input's (fed_rows) or h_0's header: more edges would tangle the lanes
@@ -543,12 +545,18 @@ def _link_lines(panels: Sequence[Panel], links: Sequence[Link], max_steps: int) 
         label = f' label="{_h(ln.label)}" fontsize=10 fontcolor="{_LINK}"' if ln.dst_step in (None, 0) else ""
         if src.endswith("_r") and dst.endswith("_l"):  # a state handed on: same rank, left to right
             out.append(f"{{rank=same; {src}; {dst};}}")
-            out.append(f'{src}:h:e -> {dst}:h:w [color="{_LINK}" penwidth=1.6 minlen=2];')
+            change = f' label="{_h(_wrap(ln.change))}" fontsize=10 fontcolor="{_LINK}"' if ln.change else ""
+            out.append(f'{src}:h:e -> {dst}:h:w [color="{_LINK}" penwidth=1.6 minlen=2{change}];')
         elif not src_state and not ln.dst_state and ln.src_step == ln.dst_step:  # up into the lane above
             out.append(f'{dst} -> {src} [dir=back color="{_LINK}" penwidth=1.2{label}];')
         else:
             out.append(f'{src} -> {dst} [color="{_LINK}" penwidth=1.2 constraint=false{label}];')
     return out
+
+
+def _wrap(text: str) -> str:
+    """An edge label's text broken before each arrow (DOT ``\\n``), so it stays narrow."""
+    return text.replace(" → ", "\\n→ ")
 
 
 def _label_text(lines: Sequence[str]) -> str:

@@ -23,14 +23,12 @@ tensors are followed: a value read out with ``.item()``/``int()`` ends the trail
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
-from shapeviz.tracing.oprules import flatten
-
-__all__ = ["Flow", "Provenance", "Tokens", "merge_flows", "merge_tokens"]
+__all__ = ["Flow", "Provenance", "Tokens", "merge_flows", "merge_tokens", "tensors_in"]
 
 Flow = tuple[tuple[int, int], ...]
 """(call index, output position) of the recurrent calls a tensor was computed from, latest first."""
@@ -39,6 +37,27 @@ Tokens = tuple[int, ...]
 _MAX_FLOW = 4
 _INTEGER = frozenset({torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8})
 """Dtypes of tokens and indices (not bool: a mask chooses no token)."""
+
+
+_MAX_DEPTH = 4
+
+
+def tensors_in(obj: Any, depth: int = 0) -> Iterator[torch.Tensor]:
+    """Every tensor in nested tuples, lists and dicts (a PackedSequence's two), each one: ``cat`` of
+    a list of step results carries the flow of all of them.
+
+    >>> import torch
+    >>> len(list(tensors_in(([torch.zeros(2), torch.zeros(2)], {"h": torch.zeros(1)}, 3))))
+    3
+    """
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (tuple, list)) and depth < _MAX_DEPTH:  # a PackedSequence is a tuple too
+        for o in obj:
+            yield from tensors_in(o, depth + 1)
+    elif isinstance(obj, dict) and depth < _MAX_DEPTH:
+        for o in obj.values():
+            yield from tensors_in(o, depth + 1)
 
 
 def merge_flows(flows: Sequence[Flow]) -> Flow:
@@ -95,7 +114,7 @@ class Provenance:
     def carry(self, args: Any, out: Any) -> None:
         """An op's results are computed from its operands: they inherit the operands' flow. A result that
         is one of the operands (an in-place op, ``x[t] = y``) takes the flows of all of them."""
-        operands = [t for _, t, _ in flatten(args, "")]
+        operands = list(tensors_in(args))
         flow = merge_flows([self.flow_of(t) for t in operands])
         if flow:
             tokens = merge_tokens([self.tokens_of(t) for t in operands])
@@ -113,8 +132,7 @@ class Provenance:
 
     def _to(self, out: Any, flow: Flow, tokens: Tokens, operands: Sequence[Any]) -> None:
         chosen = merge_tokens([tokens, tuple(c for c, _ in flow)])  # an integer result is a token of them all
-        for _, t, _ in flatten(out, "", tuples=False):
-            t = t if not isinstance(t, tuple) else t[0]
+        for t in tensors_in(out):
             tk = chosen if isinstance(t, torch.Tensor) and t.dtype in _INTEGER else tokens
             self.mark(t, flow, keep=not any(t is o for o in operands), tokens=tk)
 
