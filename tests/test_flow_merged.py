@@ -259,3 +259,46 @@ def test_known_names_follows_a_watch_handle() -> None:
     finally:
         handle.remove()
     assert known_names(y) is None
+
+
+# ------------------------------------------------------------------ the trace's marks (sv.trace(ops=True))
+class ViewIntoGRU(nn.Module):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.shape = shape
+        self.rnn = nn.GRU(3, 5)
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return self.rnn(e.view(*self.shape))[0]
+
+
+@pytest.mark.parametrize(("bs", "T"), [(4, 8), (8, 4), (4, 7)])
+def test_trace_marks_a_scrambled_view_also_when_sizes_divide(bs: int, T: int) -> None:
+    trace = sv.trace(ViewIntoGRU((T, bs, -1)), torch.randn(bs, T, 3), ops=True, inputs_dims="bs T emb")
+    assert [c.flag.split(":")[0] for c in trace.calls if getattr(c, "flag", None)] == ["scrambled_view"]
+
+
+def test_trace_of_a_time_major_dilation_marks_nothing() -> None:
+    trace = sv.trace(DilatedRNN(rates=(1, 2)), torch.randn(8, 4, 3), ops=True, inputs_dims="T bs emb")
+    assert [c.flag for c in trace.calls if getattr(c, "flag", None)] == []
+
+
+class BiSum(nn.Module):
+    def __init__(self, wrong: bool) -> None:
+        super().__init__()
+        self.wrong = wrong
+        self.rnn = nn.GRU(3, 4, bidirectional=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.rnn(x)[0]
+        return y.view(5, 3, -1, 2).sum(3) if self.wrong else y.view(5, 3, 2, -1).sum(2)
+
+
+def test_trace_marks_the_interleaved_bidirectional_sum_and_names_the_right_one() -> None:
+    wrong = sv.trace(BiSum(True), torch.randn(5, 3, 3), ops=True, inputs_dims="T bs emb")
+    assert [c.flag for c in wrong.calls if getattr(c, "flag", None)] == [
+        "scrambled_view: view(5, 3, -1, 2) of y (T, bs, D*h) relabels D, h without moving data"]
+    right = sv.trace(BiSum(False), torch.randn(5, 3, 3), ops=True, inputs_dims="T bs emb")
+    view = right.find(type="view")[0]
+    assert view.flag is None or not view.flag
+    assert view.outputs[0].format() == "(T=5, bs=3, D=2, h=4)"

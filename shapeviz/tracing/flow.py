@@ -42,7 +42,16 @@ from shapeviz._errors import ShapeError, ShapeWarning, SpecError
 from shapeviz.core.dimensions import parse_names
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
-from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule, view_names
+from shapeviz.tracing.oprules import (
+    RESHAPES,
+    index_plan,
+    mixes_directions,
+    op_name,
+    op_params,
+    op_rule,
+    read_as_time,
+    view_names,
+)
 from shapeviz.tracing.records import TensorInfo
 from shapeviz.tracing.sites import user_frame
 
@@ -129,9 +138,8 @@ class FlowMode(TorchFunctionMode):
         names = conv.dims(batched=conv.layout.is_batched(x.dim()) is True)["input"]
         if "T" not in names or len(names) != x.dim():
             return
-        axis = names.index("T")
-        got = f.names[axis]
-        if not got or "bs" not in [part.split("[")[0] for part in got.split("*")]:
+        got = f.names[names.index("T")]
+        if not got or not read_as_time(got, "T"):
             return
         view = self.views.get(got)
         if view is not None:
@@ -243,7 +251,7 @@ class FlowMode(TorchFunctionMode):
             names, scrambled = view_names(tuple(x.shape), list(src.names), tuple(out.shape), self.namer.size_of,
                                           pieces=True)
             if not scrambled:
-                scrambled = _directions_mixed(names)
+                scrambled = mixes_directions(names)
             if scrambled:
                 raise _scrambled(name, _label(x), tuple(x.shape), src.names, tuple(out.shape), scrambled,
                                  op_params(args[1:], kwargs))
@@ -345,16 +353,6 @@ class FlowMode(TorchFunctionMode):
                                 "scored against another position's target (it trains, silently wrong)",
                          hints=[fix, f"or make the logits {trows}: logits.reshape({lead}, -1).transpose(0, 1)"
                                 ".reshape(-1, logits.shape[-1])"])
-
-
-def _directions_mixed(names: Names) -> list[str]:
-    """``["D", "h"]`` when a view's result joins the directions with a part of the hidden features:
-    ``y.view(T, bs, -1, 2)`` of a bidirectional ``(T, bs, D*h)`` reads pairs of features as directions."""
-    for n in names:
-        parts = (n or "").split("*")
-        if len(parts) > 1 and any(p.split("[")[0] == "D" for p in parts) and any(p.startswith("h[") for p in parts):
-            return ["D", "h"]
-    return []
 
 
 def _arg_dim(args: tuple, kwargs: dict) -> int:

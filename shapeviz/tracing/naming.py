@@ -352,7 +352,9 @@ def like(ins: Sequence[TensorInfo], shape: tuple[int, ...]) -> Names | None:
 
 
 def flag_scramble(call: Any, namer: Namer) -> None:
-    """Set ``call.flag`` for a recorded view/reshape that relabels named dims without moving data.
+    """Set ``call.flag`` for a recorded view/reshape that relabels named dims without moving data: a
+    cut where no split can, the directions joined with part of h, or (sizes that divide) a time axis
+    made of bs that a recurrent layer then reads as T.
 
     >>> from shapeviz.tracing.records import Call
     >>> x = TensorInfo((4, 7, 8), ("bs", "T", "emb"), label="e")
@@ -361,14 +363,18 @@ def flag_scramble(call: Any, namer: Namer) -> None:
     >>> c.flag
     'scrambled_view: view(7, 4, -1) of e (bs, T, emb) relabels bs, T without moving data'
     """
-    from shapeviz.tracing.oprules import RESHAPES, view_names
+    from shapeviz.tracing.oprules import RESHAPES, mixes_directions, read_as_time, view_names
 
     if call.kind != "op" or call.type.strip("_") not in RESHAPES or not call.inputs or not call.outputs:
         return
     src, out = call.inputs[0], call.outputs[0]
     if src.names is None or src.repeat != 1:
         return
-    _, scrambled = view_names(src.shape, evidence(src.names), out.shape, namer.size_of)
+    pieces, scrambled = view_names(src.shape, evidence(src.names), out.shape, namer.size_of, pieces=True)
+    if not scrambled:
+        scrambled = mixes_directions(pieces)
+    if not scrambled and any(read_as_time(p, n) for p, n in zip(pieces, evidence(out.names))):
+        scrambled = ["bs", "T"]  # dims that divide: the view made a time axis of bs, and a recurrent layer read it
     if scrambled:
         shown = ", ".join(n or "·" for n in evidence(src.names))
         what = f"{call.type}({call.params})" + (f" of {src.label}" if src.label else "")

@@ -27,8 +27,20 @@ from torch.nn.utils.rnn import PackedSequence
 from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.naming import Names, OpView, Rule
 
-__all__ = ["MAX_LIST", "RESHAPES", "flatten", "has_tensor", "index_plan", "op_name", "op_params", "op_rule",
-           "piece_name", "view_names"]
+__all__ = [
+    "MAX_LIST",
+    "RESHAPES",
+    "flatten",
+    "has_tensor",
+    "index_plan",
+    "mixes_directions",
+    "op_name",
+    "op_params",
+    "op_rule",
+    "piece_name",
+    "read_as_time",
+    "view_names",
+]
 
 RESHAPES = frozenset({"reshape", "view", "flatten"})
 """The ops that relabel dims without moving data (their names follow :func:`view_names`)."""
@@ -224,16 +236,23 @@ def _sizes(size_of: Callable[[str], int | None]) -> Callable[[str], int | None]:
 
 
 def _atoms(src_shape: Sequence[int], src: Names, size_of: Callable[[str], int | None]) -> list[_Atom]:
-    """The source's dims as atoms: a product whose factors' sizes are known is split into them; a
-    name whose size is not its known size (a GRU's "bs" that is really bs*skip) is not trusted."""
+    """The source's dims as atoms: a product whose factors' sizes are known (all but one is enough:
+    D of ``D*h`` is its size over h's) is split into them; a name whose size is not its known size (a
+    GRU's "bs" that is really bs*skip) is not trusted."""
     atoms: list[_Atom] = []
     for name, size in zip(src, src_shape):
         if size == 1:
             continue
-        parts = [_parse(p, size_of) for p in name.split("*")] if name else []
+        names = name.split("*") if name else []
+        parts = [_parse(p, size_of) for p in names]
+        missing = [i for i, p in enumerate(parts) if p is None]
+        if len(names) > 1 and len(missing) == 1 and is_simple_name(names[missing[0]]):  # D of D*h: by division
+            known = _prod(part[2] // part[1] for part in parts if part is not None)
+            if known and size % known == 0 and size // known > 1:
+                parts[missing[0]] = (names[missing[0]], 1, size // known)
         if parts and all(parts) and all(q % p == 0 for _, p, q in parts) and \
                 _prod(q // p for _, p, q in parts) == size:  # type: ignore[misc]
-            atoms += [_Atom(n, q // p, n, p, q, True) for n, p, q in parts]  # type: ignore[misc]
+            atoms += [_Atom(text, q // p, n, p, q, True) for text, (n, p, q) in zip(names, parts)]  # type: ignore[misc]
         else:
             atoms.append(_Atom(name, size, None, 1, size, False))
     return atoms
@@ -312,8 +331,8 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
                 if a.trusted:
                     cut.append(a.base or "")
                 parts.append(None)
-            elif first == lo[k] and last == top and not a.trusted:
-                parts.append(a.label)
+            elif first == lo[k] and last == top and (not a.trusted or "[" not in (a.label or "[")):
+                parts.append(a.label)  # a whole dim (or factor), named as it is
             elif a.trusted and a.base:
                 parts.append((a.base, a.p * (first // lo[k]), a.p * (last // lo[k])))
             else:
@@ -323,6 +342,33 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
             scrambled += [n for n in named if n and n not in scrambled]
         out.append(_join_parts(parts, size_of, pieces))
     return out, scrambled
+
+
+def mixes_directions(names: Names) -> list[str]:
+    """``["D", "h"]`` when a view's result (named with ``pieces=True``) joins the directions with a part
+    of the hidden features: ``y.view(T, bs, -1, 2)`` of a bidirectional ``(T, bs, D*h)`` reads pairs
+    of one direction's features as the two directions (the layout is ``(…, D, h)``).
+
+    >>> view_names((5, 8), ["T", "D*h"], (5, 4, 2), {"T": 5, "D": 2, "h": 4}.get, pieces=True)
+    (['T', 'D*h[2:4]', 'h[1:2]'], [])
+    >>> mixes_directions(['T', 'D*h[2:4]', 'h[1:2]']), mixes_directions(['T', 'D', 'h'])
+    (['D', 'h'], [])
+    """
+    for n in names:
+        parts = (n or "").split("*")
+        if len(parts) > 1 and any(p.split("[")[0] == "D" for p in parts) and any(p.startswith("h[") for p in parts):
+            return ["D", "h"]
+    return []
+
+
+def read_as_time(pieces: str | None, name: str | None) -> bool:
+    """Whether a dim a view made of (parts of) bs is read as the time axis ``T`` by its next user.
+
+    >>> read_as_time("bs*T[4:8]", "T"), read_as_time("T[2:8]", "T"), read_as_time("T[1:2]*bs", "bs")
+    (True, False, False)
+    """
+    return name == "T" and bool(pieces) and "[" in (pieces or "") and \
+        "bs" in {p.split("[")[0] for p in (pieces or "").split("*")}
 
 
 def _join_parts(parts: list[tuple[str, int, int] | str | None], size_of: Callable[[str], int | None],
