@@ -5,9 +5,11 @@ by their DOT text.
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 
+from shapeviz._errors import SpecError
 from shapeviz.render.unrolled import unroll
 from shapeviz.tracing.session import trace
 
@@ -276,3 +278,65 @@ def test_directions_summed_between_layers_show_the_sum_on_the_edge():
         assert first == ['p1_x_0 -> p0_y_0 [dir=back color="#6b6b6b" penwidth=1.2 label="output (T=5, bs=2, D*h=16)'
                          f'{via}\\n→ input (T=5, bs=2, emb=8)" fontsize=10 fontcolor="#6b6b6b"];']
         assert 'p1_x_1 -> p0_y_1 [dir=back color="#6b6b6b" penwidth=1.2];' in src  # said once
+
+
+# ------------------------------------------------------------------ item 6: a char-RNN of nn.Linear layers
+class LinearCharRNN(nn.Module):
+    """The classic tutorial's RNN: i2h and i2o on cat(input, hidden); one call per character."""
+
+    def __init__(self, n_in: int = 57, hidden: int = 128, n_out: int = 18) -> None:
+        super().__init__()
+        self.i2h = nn.Linear(n_in + hidden, hidden)
+        self.i2o = nn.Linear(n_in + hidden, n_out)
+        self.softmax = nn.LogSoftmax(dim=1)
+
+    def forward(self, x: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        combined = torch.cat((x, hidden), 1)
+        return self.softmax(self.i2o(combined)), self.i2h(combined)
+
+
+class ClassifyName(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = LinearCharRNN()
+
+    def forward(self, line: torch.Tensor) -> torch.Tensor:  # (chars, 1, n_letters)
+        hidden = torch.zeros(1, 128)
+        for i in range(line.size(0)):
+            output, hidden = self.rnn(line[i], hidden)
+        return output
+
+
+class PerStep(nn.Module):
+    """A Linear applied to each step on its own: steps repeat, but nothing is carried between them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.lin(x[t]) for t in range(x.shape[0])]
+
+
+def test_linear_char_rnn_loop_is_drawn():
+    import inspect
+
+    lines, first = inspect.getsourcelines(ClassifyName.forward)
+    at = first + next(i for i, line in enumerate(lines) if "self.rnn(line[i], hidden)" in line)
+    for ops in (True, False):
+        src = unroll(trace(ClassifyName(), torch.zeros(6, 1, 57), ops=ops)).source
+        head = caption(src, "hand-written")
+        assert f"hand-written loop at test_unroll_truth.py:{at} (drawn as one cell)" in head
+        assert "unrolled over time: T=6, bs=1" in head  # it reads line[i]: one step of line's dim 0 each time
+        assert "each step: input (1, 57), state h (bs=1, h=128), output (1, 18)" in head
+        assert src.count("RNNCell  t=") == 6 and "l0f_5:h:e -> l0f_r:h:w" in src  # the state carried on
+
+
+def test_a_trace_without_a_drawable_loop_says_why_in_one_line():
+    with pytest.raises(SpecError) as e:
+        unroll(trace(nn.Linear(4, 3), torch.zeros(2, 4), ops=True))
+    assert "no step repeats" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(SpecError) as e:
+        unroll(trace(PerStep(), torch.zeros(5, 2, 4), ops=True))
+    assert "the 5 repeated steps hand no (bs, h) state from one step to the next" in str(e.value)
+    assert "\n" not in str(e.value)

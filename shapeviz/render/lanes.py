@@ -23,132 +23,27 @@ are optional).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
 from shapeviz._errors import SpecError
 from shapeviz.core.model import Conventions
+from shapeviz.render.loops import find_loop, loop_panel
+from shapeviz.render.panels import (
+    PHASES,
+    STATES,
+    Feed,
+    Link,
+    Panel,
+    Step,
+    fed_rows,
+    flow_notes,
+    stacked,
+    whole_output,
+)
 from shapeviz.render.table import loop_dim
 
 __all__ = ["PHASES", "Feed", "Link", "Panel", "Step", "fed_rows", "flow_notes", "lanes", "loop_panel",
            "panels_from_trace", "stacked", "whole_output"]
-
-PHASES = "ABCDEFGH"
-"""The letters of a lane's phases (calls from different lines of your code)."""
-_STATES = frozenset({"h_0", "c_0", "h_n", "c_n", "h_1", "c_1"})
-
-
-class Feed(Enum):
-    """Where one step's input came from.
-
-    >>> Feed.TOKEN.fed_back, Feed.DATA.fed_back
-    (True, False)
-    """
-
-    DATA = "data"  # not from this lane's own results: the data, teacher forcing
-    BACK = "fed back"  # computed from the previous step's output; the ops between were not all recorded
-    TOKEN = "token"  # through an integer tensor computed from the previous output (argmax, topk: decoding)
-    STATE = "state"  # from the previous output through recorded float ops only (attention reading h)
-
-    @property
-    def fed_back(self) -> bool:
-        """Whether the input was computed from the previous step's output (any of the three ways)."""
-        return self is not Feed.DATA
-
-
-@dataclass(frozen=True)
-class Step:
-    """One step of a lane unrolled over calls: the trace's call and its recorded shapes."""
-
-    call: int
-    inp: str = ""  # "(bs=2, T=1, emb=8)"
-    out: str = ""
-    feed: Feed = Feed.DATA
-    phase: int = 0
-
-
-@dataclass(frozen=True)
-class Panel:
-    """One recurrent module to draw: its conventions and the sizes of this call.
-
-    >>> import torch.nn as nn
-    >>> from shapeviz.core.model import conventions
-    >>> Panel(conventions(nn.GRUCell(4, 8)), T=5, bs=2).conv.kind
-    'GRUCell'
-    """
-
-    conv: Conventions
-    T: int | None = None
-    bs: int | None = None
-    batched: bool = True
-    path: str = ""
-    steps: tuple[Step, ...] = ()  # a lane unrolled over its calls: one per call
-    phases: tuple[str, ...] = ()  # the call site of each phase ("predict.py:9: y, state = net(…)")
-    runs: tuple[tuple[int, int], ...] = ()  # packed: batch_sizes as (batch size, steps) runs
-    calls: int = 1  # how many times the module was called
-    # a hand-written loop: each step's input and output as the trace named them (empty: from the conventions)
-    step_in: str = ""
-    step_out: str = ""
-    # a lane unrolled over its calls: the dim its loop iterates, with evidence (it reads one step of a dim so
-    # named: x[t], unbind); "" when the count of calls is just a count (a decoder's steps)
-    loop_dim: str = "T"
-
-    def ends(self) -> dict[int, int]:
-        """Packed: step -> how many sequences end there (their last step), from the batch_sizes runs.
-
-        >>> Panel(Conventions("LSTM", cell=False, input_size=4, hidden_size=6), runs=((3, 2), (2, 1), (1, 2))).ends()
-        {1: 1, 2: 1, 4: 1}
-        """
-        out: dict[int, int] = {}
-        t = -1
-        for r, (size, n) in enumerate(self.runs):
-            t += n
-            after = self.runs[r + 1][0] if r + 1 < len(self.runs) else 0
-            if size > after:
-                out[t] = size - after
-        return out
-
-    def rows(self) -> str:
-        """Packed: ``"sum(lengths)=10"``, the rows of the data."""
-        return f"sum(lengths)={self.offset(self.T or 0)}"
-
-    def offset(self, t: int) -> int:
-        """Packed: the first row of step ``t`` in ``data`` (the batch sizes of the steps before it)."""
-        out = 0
-        for size, n in self.runs:
-            take = min(n, t)
-            out += size * take
-            t -= take
-            if t <= 0:
-                break
-        return out
-
-    def batch_size(self, t: int) -> int | None:
-        """Packed: the batch size of step ``t`` (``batch_sizes[t]``); else None."""
-        for size, n in self.runs:
-            if t < n:
-                return size
-            t -= n
-        return None
-
-
-@dataclass(frozen=True)
-class Link:
-    """Data handed from one lane to another: ``src`` panel's state or output to ``dst``'s state or input.
-
-    A step of None means the whole call (a layer's h_n, its output sequence)."""
-
-    src: int
-    src_step: int | None
-    src_state: bool  # from h_n / h_1 (else from the output)
-    dst: int
-    dst_step: int | None
-    dst_state: bool  # into h_0 / hx (else into the input)
-    label: str
-    # how the data changed on the way, when it did: "h_n (layers*D=4, bs=3, h=5) → getitem, cat → h_0 (…)"
-    change: str = ""
-
 
 def _sizes_from_input(conv: Conventions, info: Any) -> tuple[int | None, int | None, bool]:
     """T, bs and batched-ness of one recorded input, read through the Conventions' dims."""
@@ -220,13 +115,13 @@ def lanes(trace: Any) -> tuple[list[Panel], list[Link]]:
             continue
         groups.setdefault(call.path, []).append(call)
     if not groups:
-        loop = loop_panel(trace)
-        if loop is not None:
+        loop = find_loop(trace)
+        if isinstance(loop, Panel):
             return [loop], []
         kinds = sorted({f"{c.kind}:{c.type}" for c in trace.calls})[:8]
-        raise SpecError("the trace holds no call of a recurrent module (nn.RNN/LSTM/GRU or a *Cell) "
-                        f"to unroll; it recorded: {', '.join(kinds) or 'nothing'}. Trace a model that "
-                        "uses one, or draw a module directly: sv.unroll(module, T=..., bs=...)")
+        raise SpecError("the trace holds no call of a recurrent module (nn.RNN/LSTM/GRU or a *Cell) to unroll "
+                        f"and no hand-written loop to draw: {loop}; it recorded: {', '.join(kinds) or 'nothing'}. "
+                        "Trace a model that uses one, or draw a module directly: sv.unroll(module, T=..., bs=...)")
     by_index = {c.index: c for c in trace.calls if hasattr(c, "index")}
     where: dict[int, tuple[int, int]] = {}  # call index -> (panel, step)
     panels: list[Panel] = []
@@ -246,13 +141,13 @@ def lanes(trace: Any) -> tuple[list[Panel], list[Link]]:
                     src = by_index[ci]
                     out = src.outputs[pos] if pos < len(src.outputs) else None
                     out_role = getattr(out, "role", "")
-                    dst_state = info.role in _STATES
+                    dst_state = info.role in STATES
                     verb = "=" if getattr(info, "produced_by", None) == ci else "computed from"
                     label = f"{info.role} {verb} {out_role}" if out_role else info.role
                     m, s = hit
                     key = (m, s, n, k if panels[n].steps else -1, dst_state)
                     if key not in links:
-                        links[key] = Link(m, None if s < 0 else s, out_role in _STATES, n,
+                        links[key] = Link(m, None if s < 0 else s, out_role in STATES, n,
                                           k if panels[n].steps else None, dst_state, label,
                                           _change(out, info, ci, by_index))
     return panels, list(links.values())
@@ -368,115 +263,3 @@ def panels_from_trace(trace: Any) -> list[Panel]:
     call is one step; a layer called repeatedly over whole sequences is drawn for its first call.
     """
     return lanes(trace)[0]
-
-
-def loop_panel(trace: Any) -> Panel | None:
-    """A hand-written loop traced with ``ops=True``, drawn as one RNN cell unrolled over its steps.
-
-    The loop is the longest run of repeated ops. Its state is what one step hands the next (an
-    input of step 2 produced inside step 1); its input is the step's other ``(bs, ·)`` operand
-    from outside the loop. None when the trace has no such loop.
-    """
-    from shapeviz.render.table import group_repeats
-
-    ops = [c for c in trace.calls if getattr(c, "kind", "") == "op"]
-    if not all(hasattr(c, "signature") and hasattr(c, "index") for c in ops):
-        return None  # not a shapeviz Trace's ops (a stand-in without op signatures)
-    runs = [r for r in group_repeats(ops) if r[2] >= 2] if ops else []
-    if not runs:
-        return None
-    start, length, count = max(runs, key=lambda r: (r[2], r[1]))
-    first, second = ops[start:start + length], ops[start + length:start + 2 * length]
-    inside = {c.index for c in first}
-    state_pos = next(((i, j) for i, c in enumerate(second) for j, info in enumerate(c.inputs)
-                      if getattr(info, "produced_by", None) in inside and len(info.shape) in (1, 2)), None)
-    if state_pos is None:
-        return None
-    state = second[state_pos[0]].inputs[state_pos[1]]
-    bs = int(state.shape[0]) if len(state.shape) == 2 else None
-    x = next((info for i, c in enumerate(first) for j, info in enumerate(c.inputs)
-              if (i, j) != state_pos and getattr(info, "produced_by", None) not in inside
-              and len(info.shape) == len(state.shape) and (bs is None or info.shape[0] == bs)), None)
-    if x is None:
-        return None
-    source = getattr(first[0], "source", "") or "your code"
-    conv = Conventions("RNN", cell=True, input_size=int(x.shape[-1]), hidden_size=int(state.shape[-1]),
-                       label=f"hand-written loop at {source} (drawn as one cell)")
-    return Panel(conv, count, bs, bs is not None, path="", step_in=x.format(),
-                 step_out=_loop_output(ops, start, length, count, state))
-
-
-def _loop_output(ops: list[Any], start: int, length: int, count: int, state: Any) -> str:
-    """What one step of a loop hands on besides its state: a result of the step that code after the
-    loop reads (the seeds' per-step logits, gathered by ``torch.cat``); "" when there is none."""
-    loop = {c.index for c in ops[start:start + length * count]}
-    for c in ops[start + length * count:]:
-        for info in c.inputs:
-            if getattr(info, "produced_by", None) in loop and tuple(info.shape) != tuple(state.shape):
-                return info.format()
-    return ""
-
-
-def flow_notes(panel: Panel) -> list[str]:
-    """Caption lines: where each step's input came from, the phases, a packed batch's lengths."""
-    out = []
-    if panel.steps:
-        n = len(panel.steps)
-        counts = {f: sum(st.feed is f for st in panel.steps) for f in (Feed.TOKEN, Feed.STATE, Feed.BACK)}
-        if counts[Feed.TOKEN]:
-            out.append(f"red dashed 'token': {counts[Feed.TOKEN]} of {n} steps take a token chosen from the previous "
-                       "step's output (an integer tensor computed from it: argmax, topk, sampling)")
-        if counts[Feed.STATE]:
-            out.append(f"red dashed 'h': {counts[Feed.STATE]} of {n} steps take an input computed from the previous "
-                       "step's h through float ops only (no token fed back: the state read again, e.g. by attention)")
-        if counts[Feed.BACK]:
-            out.append(f"red dashed: {counts[Feed.BACK]} of {n} steps take an input computed from the previous "
-                       "step's output through ops the trace did not record (ops=True shows whether a token is "
-                       "fed back)")
-        if not any(counts.values()) and not panel.conv.cell:
-            out.append("no step's input was computed, as a tensor, from an earlier step's output: inputs from "
-                       "the data (teacher forcing), or through int() / .item(), which a trace does not follow")
-    for n, site in enumerate(panel.phases[:len(PHASES)]):
-        calls = [k for k, st in enumerate(panel.steps) if st.phase == n]
-        span = (f"call {calls[0]}" if len(calls) == 1 else f"calls {calls[0]}-{calls[-1]}"
-                if calls[-1] - calls[0] == len(calls) - 1 else f"{len(calls)} calls from {calls[0]} to {calls[-1]}")
-        out.append(f"phase {PHASES[n]}: {span}, called from {site}")
-    if panel.runs:
-        ends = panel.ends()
-        lengths = [t + 1 for t in sorted(ends, reverse=True) for _ in range(ends[t])]
-        shown = ", ".join(map(str, lengths[:8])) + (", ..." if len(lengths) > 8 else "")
-        sizes = ", ".join(f"{s}" if n == 1 else f"{s} x{n}" for s, n in panel.runs[:8])
-        if panel.conv.cell:
-            out.append(f"the batch shrinks over the calls: bs {sizes} (as in a loop over packed data; "
-                       "each call's state rows are drawn with its own bs)")
-        else:
-            out.append(f"packed: lengths {shown} (batch_sizes {sizes}); step t runs only the first "
-                       "batch_sizes[t] sequences, and each sequence's h_n leaves at its own last step")
-    return out
-
-
-def whole_output(ln: Link) -> bool:
-    """A link from a layer's whole call (its output sequence, h_n) into another lane's input."""
-    return ln.src_step is None and not ln.dst_state
-
-
-def stacked(panels: Sequence[Panel], ln: Link) -> bool:
-    """One layer's output sequence is the next layer's input (a hand-written stack): same steps."""
-    src, dst = panels[ln.src], panels[ln.dst]
-    return (whole_output(ln) and not ln.src_state and ln.dst_step is None and not src.steps and not dst.steps
-            and src.T is not None and src.T == dst.T)
-
-
-def fed_rows(panels: Sequence[Panel], links: Sequence[Link], n: int) -> list[str]:
-    """Rows for panel n's input header: ``"input computed from output of encoder (calls 1-4)"``."""
-    steps: dict[str, list[int]] = {}
-    for ln in links:
-        if ln.dst == n and whole_output(ln) and not stacked(panels, ln):
-            text = f"{ln.label} of {panels[ln.src].path or 'lane ' + str(ln.src)}"
-            steps.setdefault(text, []).append(-1 if ln.dst_step is None else ln.dst_step)
-    out = []
-    for text, ks in steps.items():
-        if ks != [-1]:
-            text += f" (call {ks[0]})" if len(ks) == 1 else f" ({len(ks)} calls, {ks[0]}-{ks[-1]})"
-        out.append(text)
-    return out

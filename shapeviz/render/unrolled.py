@@ -468,8 +468,8 @@ def _caption(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | 
     count = f"{panel.loop_dim}={panel.T}" if panel.loop_dim else f"{panel.T}"  # T only with evidence
     if panel.steps and not c.cell:
         sizes.append(f"{count} calls of one step each")
-    elif panel.steps and not panel.loop_dim:
-        sizes.append(f"{count} calls")
+    elif not panel.loop_dim:
+        sizes.append(f"{count} steps" if panel.step_in else f"{count} calls")
     else:
         sizes.append(f"{count}" if panel.T is not None else "T unknown")
     if panel.batched:
