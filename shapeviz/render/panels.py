@@ -16,9 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from shapeviz.core.dimensions import format_named
 from shapeviz.core.model import Conventions
 
-__all__ = ["PHASES", "STATES", "Feed", "Link", "Panel", "Step", "fed_rows", "flow_notes", "stacked",
+__all__ = ["PHASES", "STATES", "Feed", "Link", "Panel", "Step", "caption_lines", "fed_rows", "flow_notes", "stacked",
            "whole_output"]
 
 PHASES = "ABCDEFGH"
@@ -200,3 +201,53 @@ def fed_rows(panels: Sequence[Panel], links: Sequence[Link], n: int) -> list[str
             text += f" (call {ks[0]})" if len(ks) == 1 else f" ({len(ks)} calls, {ks[0]}-{ks[-1]})"
         out.append(text)
     return out
+
+
+def caption_lines(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | None]) -> list[str]:
+    """The caption of a panel: what it is, its sizes (``T=`` only with evidence), where its inputs came
+    from, and its shapes in named dims (``dims``: the conventions' names, ``b``: their sizes).
+
+    >>> p = Panel(Conventions("GRU", cell=True, input_size=4, hidden_size=8), T=5, bs=2)
+    >>> caption_lines(p, p.conv.dims(), p.conv.bindings(5, 2))[0]
+    'GRUCell(4, 8)   unrolled over time: T=5, bs=2'
+    """
+    c = panel.conv
+    title = (f"{panel.path}: " if panel.path else "") + c.label
+    sizes = []
+    count = f"{panel.loop_dim}={panel.T}" if panel.loop_dim else f"{panel.T}"  # T only with evidence
+    if panel.steps and not c.cell:
+        sizes.append(f"{count} calls of one step each")
+    elif not panel.loop_dim:
+        sizes.append(f"{count} steps" if panel.step_in else f"{count} calls")
+    else:
+        sizes.append(f"{count}" if panel.T is not None else "T unknown")
+    if panel.batched:
+        sizes.append(f"bs={panel.bs}" if panel.bs is not None else "bs unknown")
+    else:
+        sizes.append("unbatched (no bs dim)")
+    lines = [f"{title}   unrolled over time: {', '.join(sizes)}"]
+    if panel.calls > 1 and not panel.steps:
+        lines.append(f"called {panel.calls} times: the first call is drawn")
+    lines += flow_notes(panel)
+    if panel.step_in:  # a hand-written loop: the step's tensors as the trace named them
+        lines.append(f"each step: input {panel.step_in}, state h {format_named(dims['h_0'], b)}"
+                     + (f", output {panel.step_out}" if panel.step_out else ""))
+        return lines
+    if c.cell:
+        lines.append(f"one {c.kind} called once per step: input {format_named(dims['input'], b)}, "
+                     f"h {format_named(dims['h_0'], b)}" + (f", c {format_named(dims['c_0'], b)}"
+                                                             if c.is_lstm else ""))
+        return lines
+    if panel.steps:
+        lines.append(f"each call: input {panel.steps[0].inp}  ->  output {panel.steps[0].out}")
+    else:
+        pad = "padded (pad_packed_sequence): " if panel.runs else ""
+        lines.append(f"{pad}input {format_named(dims['input'], b)}  ->  output {format_named(dims['output'], b)}")
+    state = f"h_0, h_n {format_named(dims['h_0'], b)}"
+    if c.is_lstm:
+        state += f";  c_0, c_n {format_named(dims['c_0'], b)}"
+    lines.append(state + ";  stacked index = layer*D + direction")
+    if c.layout.flag_note:
+        lines.append(f"{c.layout.flag_note} applies to input and output only: "
+                     "h_0, h_n" + (", c_0, c_n" if c.is_lstm else "") + " are never batch-first")
+    return lines

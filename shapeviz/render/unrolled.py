@@ -26,18 +26,8 @@ from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import format_named
 from shapeviz.core.model import Conventions, conventions
 from shapeviz.render.backend import FONT, Diagram
-from shapeviz.render.lanes import (
-    PHASES,
-    Feed,
-    Link,
-    Panel,
-    fed_rows,
-    flow_notes,
-    lanes,
-    panels_from_trace,
-    stacked,
-    whole_output,
-)
+from shapeviz.render.lanes import lanes, panels_from_trace
+from shapeviz.render.panels import PHASES, Feed, Link, Panel, caption_lines, fed_rows, stacked, whole_output
 
 __all__ = ["DEFAULT_MAX_STEPS", "Panel", "panels_from_trace", "step_columns", "to_dot", "unroll"]
 
@@ -407,7 +397,7 @@ def _panel_lines(panel: Panel, prefix: str, max_steps: int, entering: str = "",
         for a, bnode in itertools.pairwise(side):
             dot.edge(bnode, a, style="invis")
 
-    caption = _caption(panel, dims, b)
+    caption = caption_lines(panel, dims, b)
     return dot.lines, caption
 
 
@@ -459,49 +449,6 @@ def _state_node(c: Conventions, layer: int, d: int, *, left_side: bool, named: A
         header = f"{h_name}[{idx}] = {where}"
         rows = [("h", named(h_step))]
     return _table(header, rows, _COLORS[("fwd", "bwd")[d]])
-
-
-def _caption(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | None]) -> list[str]:
-    c = panel.conv
-    title = (f"{panel.path}: " if panel.path else "") + c.label
-    sizes = []
-    count = f"{panel.loop_dim}={panel.T}" if panel.loop_dim else f"{panel.T}"  # T only with evidence
-    if panel.steps and not c.cell:
-        sizes.append(f"{count} calls of one step each")
-    elif not panel.loop_dim:
-        sizes.append(f"{count} steps" if panel.step_in else f"{count} calls")
-    else:
-        sizes.append(f"{count}" if panel.T is not None else "T unknown")
-    if panel.batched:
-        sizes.append(f"bs={panel.bs}" if panel.bs is not None else "bs unknown")
-    else:
-        sizes.append("unbatched (no bs dim)")
-    lines = [f"{title}   unrolled over time: {', '.join(sizes)}"]
-    if panel.calls > 1 and not panel.steps:
-        lines.append(f"called {panel.calls} times: the first call is drawn")
-    lines += flow_notes(panel)
-    if panel.step_in:  # a hand-written loop: the step's tensors as the trace named them
-        lines.append(f"each step: input {panel.step_in}, state h {format_named(dims['h_0'], b)}"
-                     + (f", output {panel.step_out}" if panel.step_out else ""))
-        return lines
-    if c.cell:
-        lines.append(f"one {c.kind} called once per step: input {format_named(dims['input'], b)}, "
-                     f"h {format_named(dims['h_0'], b)}" + (f", c {format_named(dims['c_0'], b)}"
-                                                             if c.is_lstm else ""))
-        return lines
-    if panel.steps:
-        lines.append(f"each call: input {panel.steps[0].inp}  ->  output {panel.steps[0].out}")
-    else:
-        pad = "padded (pad_packed_sequence): " if panel.runs else ""
-        lines.append(f"{pad}input {format_named(dims['input'], b)}  ->  output {format_named(dims['output'], b)}")
-    state = f"h_0, h_n {format_named(dims['h_0'], b)}"
-    if c.is_lstm:
-        state += f";  c_0, c_n {format_named(dims['c_0'], b)}"
-    lines.append(state + ";  stacked index = layer*D + direction")
-    if c.layout.flag_note:
-        lines.append(f"{c.layout.flag_note} applies to input and output only: "
-                     "h_0, h_n" + (", c_0, c_n" if c.is_lstm else "") + " are never batch-first")
-    return lines
 
 
 def _link_lines(panels: Sequence[Panel], links: Sequence[Link], max_steps: int) -> list[str]:
