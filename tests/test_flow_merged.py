@@ -70,6 +70,25 @@ class DilatedRNN(nn.Module):
         return self.out(x)  # (T, bs, vocab)
 
 
+class InterleavedDilatedRNN(nn.Module):
+    """Dilated GRUs as pytorch-dilated-rnn writes them: the layer input is a cat of the strided slices
+    x[j::rate] (T/rate, rate*bs, ·); the output's blocks are stacked, transposed and viewed back."""
+
+    def __init__(self, emb: int = 3, h: int = 5, rates: tuple[int, ...] = (1, 2), vocab: int = 6) -> None:
+        super().__init__()
+        self.rates = rates
+        self.layers = nn.ModuleList([nn.GRU(emb if i == 0 else h, h) for i in range(len(rates))])
+        self.out = nn.Linear(h, vocab)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, bs, emb)
+        T, bs = x.shape[0], x.shape[1]
+        for rate, rnn in zip(self.rates, self.layers):
+            y, _ = rnn(torch.cat([x[j::rate] for j in range(rate)], 1))  # (T/rate, rate*bs, ·)
+            blocks = [y[:, i * bs:(i + 1) * bs] for i in range(rate)]
+            x = torch.stack(blocks).transpose(1, 0).contiguous().view(T, bs, -1)
+        return self.out(x)
+
+
 SKIP_SIZES = [  # bs, T, pt, skip, h: with coincidences
     (4, 12, 4, 3, 5),  # bs == pt, bs*skip == T
     (4, 16, 4, 4, 5),  # bs == pt == skip, bs*skip == T
@@ -128,9 +147,30 @@ def test_dilated_rnn_is_silent_and_keeps_T_and_bs(T: int, bs: int, rates: tuple[
             assert known_names(model(x)) == ("T", "bs", None)
 
 
+@pytest.mark.parametrize(("T", "bs", "rates"), [(8, 4, (1, 2)), (8, 2, (1, 2, 4)), (9, 3, (1, 3)), (6, 6, (1, 2))])
+def test_interleaved_dilated_rnn_is_silent_and_keeps_T_and_bs(T: int, bs: int, rates: tuple[int, ...]) -> None:
+    model = InterleavedDilatedRNN(rates=rates)
+    x = torch.randn(T, bs, 3)
+    with quiet(), sv.watch(model, inputs="T bs", ops=True):
+        assert known_names(model(x)) == ("T", "bs", None)
+
+
+def test_strided_slices_and_blocks_are_named_and_put_back() -> None:
+    x = sv.name(torch.randn(8, 4, 3), "T bs emb")
+    with sv.checking(ops=True), quiet():
+        assert known_names(x[1::2]) == ("T[2:8]", "bs", "emb")  # every other step: the outer part of T
+        d = torch.cat([x[0::2], x[1::2]], 1)
+        assert known_names(d) == ("T[2:8]", "T[1:2]*bs", "emb")
+        assert known_names(torch.cat([x[1::2], x[0::2]], 1)) == ("T[2:8]", "2*bs", "emb")  # not in order: 2 pieces
+        assert known_names(d[:, 4:8]) == ("T[2:8]", "bs", "emb")
+        back = torch.stack([d[:, :4], d[:, 4:]]).transpose(1, 0).contiguous().view(8, 4, 3)
+        assert known_names(back) == ("T", "bs", "emb")
+
+
+@pytest.mark.parametrize("model_type", [DilatedRNN, InterleavedDilatedRNN])
 @pytest.mark.parametrize(("T", "bs"), [(8, 4), (7, 3), (6, 6)])
-def test_flatten_order_across_dilated_layers(T: int, bs: int) -> None:
-    model = DilatedRNN(rates=(1, 2) if T % 2 == 0 else (1, 7))
+def test_flatten_order_across_dilated_layers(T: int, bs: int, model_type: type[nn.Module]) -> None:
+    model = model_type(rates=(1, 2) if T % 2 == 0 else (1, 7))
     x, Y = torch.randn(T, bs, 3), sv.name(torch.zeros(bs, T, dtype=torch.long), "bs T")
     with sv.watch(model, inputs="T bs", ops=True):
         logits = model(x).reshape(-1, 6)  # rows T*bs

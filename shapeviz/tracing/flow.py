@@ -44,12 +44,15 @@ from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
 from shapeviz.tracing.oprules import (
     RESHAPES,
+    Pick,
     index_plan,
+    joined_pick,
     mixes_directions,
     op_name,
     op_params,
     op_rule,
     read_as_time,
+    slice_names,
     view_names,
 )
 from shapeviz.tracing.records import TensorInfo
@@ -70,10 +73,11 @@ _ACTIVE = [0]  # flow modes active in any thread: known_names returns at once wh
 class _Facts:
     """What the flow knows about one tensor: its names and, for recurrent results, what it is."""
 
-    __slots__ = ("names", "t_axis", "taken", "what")
+    __slots__ = ("names", "pick", "t_axis", "taken", "what")
 
     def __init__(self, names: Names, what: str = "", t_axis: int = -1) -> None:
         self.names = names
+        self.pick: Pick | None = None  # x[j::r], y[:, i*bs:(i+1)*bs]: the index fixed in a dim taken apart
         self.what = what  # "bi_output", "padded", "bi_h_n" or ""
         self.t_axis = t_axis
         self.taken: set[int] = set()  # the indices taken along dim 0 (h_n[-2] before h_n[-1])
@@ -278,6 +282,10 @@ class FlowMode(TorchFunctionMode):
                 names = None
         elif x.shape == out.shape:  # elementwise ops (add, tanh, dropout …) keep the first operand's names
             names = view.names(0) if self.get(x) is not None else None
+        pick = None
+        if base == "getitem" and src is not None and len(args) > 1 and names is not None and len(names) == out.dim():
+            found, pick = slice_names(tuple(x.shape), src.names, args[1], tuple(out.shape), self.namer.size_of)
+            names = [found.get(j, n) for j, n in enumerate(names)]
         if base in _JOINS and names is not None and len(names) == out.dim():
             names = self._counted(base, args, kwargs, names)
         kept = src is not None and bool(src.what) and base in _KEEPS_FACTS and out.shape == x.shape and \
@@ -285,7 +293,8 @@ class FlowMode(TorchFunctionMode):
         if kept and (names is None or len(names) != out.dim()):
             names = [None] * out.dim()
         if names is not None and len(names) == out.dim() and (any(names) or kept):
-            self.put(out, names, src.what if kept else "", src.t_axis if kept else -1)  # type: ignore[union-attr]
+            facts = self.put(out, names, src.what if kept else "", src.t_axis if kept else -1)  # type: ignore[union-attr]
+            facts.pick = pick
 
     def _counted(self, base: str, args: tuple, kwargs: dict, names: Names) -> Names:
         """A cat/stack whose joined dim no name fits: the number of pieces names it (``"7*bs"``: 7
@@ -294,15 +303,18 @@ class FlowMode(TorchFunctionMode):
         if not isinstance(pieces, (list, tuple)) or len(pieces) < 2:
             return names
         d = _arg_dim(args, kwargs)
+        facts = [self.get(p) for p in pieces]
+        joined = joined_pick([f.pick if f is not None else None for f in facts], self.namer.size_of)
         if base == "stack":
             d %= len(names)
-            if names[d] is None:
-                names = [*names[:d], str(len(pieces)), *names[d + 1:]]
+            names = [*names[:d], joined or names[d] or str(len(pieces)), *names[d + 1:]]
             return names
         d %= len(names)
+        first = facts[0]
+        if joined and first is not None and d < len(first.names) and first.names[d]:  # x[0::r], x[1::r], … side by side
+            return [*names[:d], f"{joined}*{first.names[d]}", *names[d + 1:]]
         if names[d] is not None:
             return names
-        first = self.get(pieces[0])
         inner = first.names[d] if first is not None and d < len(first.names) else None
         if not inner or any(not isinstance(p, torch.Tensor) or p.dim() != len(names) or p.shape[d] != pieces[0].shape[d]
                             or (self.get(p) or first).names[d] != inner for p in pieces):

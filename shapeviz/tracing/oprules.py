@@ -33,12 +33,14 @@ __all__ = [
     "flatten",
     "has_tensor",
     "index_plan",
+    "joined_pick",
     "mixes_directions",
     "op_name",
     "op_params",
     "op_rule",
     "piece_name",
     "read_as_time",
+    "slice_names",
     "view_names",
 ]
 
@@ -369,6 +371,94 @@ def read_as_time(pieces: str | None, name: str | None) -> bool:
     """
     return name == "T" and bool(pieces) and "[" in (pieces or "") and \
         "bs" in {p.split("[")[0] for p in (pieces or "").split("*")}
+
+
+def _text_size(text: str, size_of: Callable[[str], int | None]) -> int | None:
+    """The size of one part of a dim name: ``"T[1:2]"`` 2, ``"7"`` 7, ``"bs"`` bs's known size."""
+    if text.isdigit():
+        return int(text)
+    m = _PIECE.match(text)
+    if m is not None:
+        return int(m[3]) // int(m[2])
+    return size_of(text) if is_simple_name(text) else None
+
+
+Pick = tuple[str, int]
+"""A slice's fixed index into a dim it took apart: ``("T[1:2]", 1)`` for ``x[1::2]`` of T (the inner
+part of T at 1); a cat or stack of the picks 0, 1, … in order puts that dim back."""
+
+
+def slice_names(shape: Sequence[int], names: Names, index: Any, out_shape: Sequence[int],
+                size_of: Callable[[str], int | None]) -> tuple[dict[int, str], Pick | None]:
+    """Names for the dims a slice takes apart (``x[j::r]`` of T: ``T[r:T]`` at inner index j; a block
+    ``y[:, i*bs:(i+1)*bs]`` of ``2*bs``: ``bs`` at outer index i), by result dim, and the pick.
+
+    >>> slice_names((8, 4), ["T", "bs"], slice(1, None, 2), (4, 4), {"T": 8, "bs": 4}.get)
+    ({0: 'T[2:8]'}, ('T[1:2]', 1))
+    >>> slice_names((4, 8), ["T[2:8]", "T[1:2]*bs"], (slice(None), slice(4, 8)), (4, 4), {"T": 8, "bs": 4}.get)
+    ({1: 'bs'}, ('T[1:2]', 1))
+    """
+    items = index if isinstance(index, tuple) else (index,)
+    if any(not (isinstance(i, (int, slice)) or i is None or i is Ellipsis) or isinstance(i, bool) for i in items):
+        return {}, None
+    used = sum(isinstance(i, (int, slice)) for i in items)
+    if used > len(shape):
+        return {}, None
+    found: dict[int, str] = {}
+    pick: Pick | None = None
+    d = j = 0
+    for i in items:
+        if i is Ellipsis:
+            j += len(shape) - used
+            d += len(shape) - used
+            continue
+        if i is None:
+            j += 1
+            continue
+        if isinstance(i, slice) and i != slice(None) and names[d] and j < len(out_shape):
+            got = _slice_one(names[d] or "", int(shape[d]), i, int(out_shape[j]), size_of)
+            if got is not None:
+                found[j], p = got
+                pick = p if pick is None else None  # one dim taken apart: more is not followed
+                if pick is None:
+                    return {}, None
+        j += isinstance(i, slice)
+        d += 1
+    return found, pick
+
+
+def _slice_one(name: str, size: int, sl: slice, out: int,
+               size_of: Callable[[str], int | None]) -> tuple[str, Pick] | None:
+    start, stop, step = sl.indices(size)
+    parts = name.split("*")
+    if step > 1:  # x[j::r] of one whole dim (or part of one): its outer part, at inner index j
+        if len(parts) != 1 or size % step or out != size // step or start >= step:
+            return None
+        parsed = _parse(name, size_of)
+        if parsed is None or parsed[2] // parsed[1] != size:
+            return None
+        base, p, q = parsed
+        return piece_name(base, p * step, q, size_of), (piece_name(base, p, p * step, size_of), start)
+    if step != 1 or len(parts) != 2 or out != stop - start or out <= 0:  # a block of the inner part of A*B
+        return None
+    outer, inner = _text_size(parts[0], size_of), _text_size(parts[1], size_of)
+    if outer is None or inner is None or outer * inner != size or out != inner or start % inner:
+        return None
+    return parts[1], (parts[0], start // inner)
+
+
+def joined_pick(picks: Sequence[Pick | None], size_of: Callable[[str], int | None]) -> str | None:
+    """The dim a cat or stack of picks 0, 1, … n-1 of one dim (all of it, in order) puts back, else None.
+
+    >>> joined_pick([("T[1:2]", 0), ("T[1:2]", 1)], {"T": 8}.get), joined_pick([("2", 1), ("2", 0)], {}.get)
+    ('T[1:2]', None)
+    """
+    if not picks or any(p is None for p in picks):
+        return None
+    what = picks[0][0]  # type: ignore[index]
+    if any(p[0] != what or p[1] != k for k, p in enumerate(picks)):  # type: ignore[index]
+        return None
+    return what if _text_size(what, size_of) == len(picks) else None
 
 
 def _join_parts(parts: list[tuple[str, int, int] | str | None], size_of: Callable[[str], int | None],
