@@ -342,3 +342,17 @@ def test_trace_marks_the_interleaved_bidirectional_sum_and_names_the_right_one()
     view = right.find(type="view")[0]
     assert view.flag is None or not view.flag
     assert view.outputs[0].format() == "(T=5, bs=3, D=2, h=4)"
+
+
+def test_a_decoder_of_another_length_keeps_its_time_axis_for_flatten_order() -> None:
+    enc, dec, out = nn.GRU(3, 5), nn.GRU(3, 5), nn.Linear(5, 6)
+    src, trg = torch.randn(7, 4, 3), torch.randn(5, 4, 3)  # 7 source steps, 5 target steps
+    Y = sv.name(torch.zeros(4, 5, dtype=torch.long), "bs T")
+    with sv.checking(ops=True, inputs="T bs emb"):
+        _, h = enc(src)
+        y, _ = dec(trg, h)
+        logits = out(y).view(-1, 6)  # rows T*bs: the decoder's own steps, time-major
+        with pytest.raises(sv.ShapeError, match="flatten_order"):
+            F.cross_entropy(logits, Y.reshape(-1))
+        with quiet():
+            F.cross_entropy(logits, Y.T.reshape(-1))

@@ -93,7 +93,13 @@ class FlowMode(TorchFunctionMode):
         self.sizes: dict[str, int] = {}
         self.depth = 0
         self.namer = Namer(self.sizes, {})
+        self.module_sizes: dict[str, int] = {}  # the recurrent modules' own sizes: emb, h, layers, D, proj
         self.views: dict[str, tuple] = {}  # a dim name made of parts of named dims -> the view that made it
+
+    def size_of(self, name: str) -> int | None:
+        """The size of a name seen on a tensor, else of a recurrent module's own dim (D of ``D*h``)."""
+        size = self.namer.size_of(name)
+        return size if size is not None else self.module_sizes.get(name)
 
     # ------------------------------------------------------------ tensors
     def get(self, t: Any) -> _Facts | None:
@@ -163,8 +169,8 @@ class FlowMode(TorchFunctionMode):
 
     def _name_results(self, conv: Conventions, args: tuple, output: Any) -> None:
         first = args[0] if args else None
-        for n, size in conv.sizes.items():  # D and layers too: "D*h" splits into its factors
-            self.sizes.setdefault(n, size)
+        for n, size in conv.sizes.items():  # D and layers too: "D*h" splits into its factors (not cat counts)
+            self.module_sizes.setdefault(n, size)
         packed = isinstance(first, PackedSequence)
         if conv.cell:
             results = output if isinstance(output, tuple) else (output,)
@@ -192,8 +198,9 @@ class FlowMode(TorchFunctionMode):
 
     def _given(self, names: tuple[str, ...], x: torch.Tensor) -> dict[str, str | None]:
         """What a recurrent call's T and bs are in the model, by where its input's dims came from: the
-        input's own names (``bs*skip``, ``T[2:8]``), else the plain name where the size fits it (a
-        GRU fed ``(T/rate, rate*bs, emb)`` has steps and a batch, but not the model's T and bs)."""
+        input's own names (``bs*skip``, ``T[2:8]``); else its steps are T (the layer's own time, as
+        its conventions say) and its batch is bs where the size fits (a GRU fed ``(pt, bs*skip, c)``
+        has a batch, but not the model's bs)."""
         if len(names) != x.dim():
             return {}
         f = self.get(x)
@@ -204,8 +211,8 @@ class FlowMode(TorchFunctionMode):
             known = f.names[axis] if f is not None else None
             if known:
                 out[n] = known
-            elif self.sizes.get(n, int(x.shape[axis])) != int(x.shape[axis]):
-                out[n] = None  # its own steps/batch: no name of the model's fits it
+            elif n == "bs" and self.sizes.get(n, int(x.shape[axis])) != int(x.shape[axis]):
+                out[n] = None  # a batch of another size (bs*skip, rate*bs, bs*k) is not the model's bs
         return out
 
     # ------------------------------------------------------------ ops
@@ -252,7 +259,7 @@ class FlowMode(TorchFunctionMode):
         if base == "getitem" and src is not None and src.what and len(args) > 1:
             self._check_index(src, x, args[1])
         if base in RESHAPES and src is not None:
-            names, scrambled = view_names(tuple(x.shape), list(src.names), tuple(out.shape), self.namer.size_of,
+            names, scrambled = view_names(tuple(x.shape), list(src.names), tuple(out.shape), self.size_of,
                                           pieces=True)
             if not scrambled:
                 scrambled = mixes_directions(names)
@@ -284,7 +291,7 @@ class FlowMode(TorchFunctionMode):
             names = view.names(0) if self.get(x) is not None else None
         pick = None
         if base == "getitem" and src is not None and len(args) > 1 and names is not None and len(names) == out.dim():
-            found, pick = slice_names(tuple(x.shape), src.names, args[1], tuple(out.shape), self.namer.size_of)
+            found, pick = slice_names(tuple(x.shape), src.names, args[1], tuple(out.shape), self.size_of)
             names = [found.get(j, n) for j, n in enumerate(names)]
         if base in _JOINS and names is not None and len(names) == out.dim():
             names = self._counted(base, args, kwargs, names)
@@ -304,7 +311,7 @@ class FlowMode(TorchFunctionMode):
             return names
         d = _arg_dim(args, kwargs)
         facts = [self.get(p) for p in pieces]
-        joined = joined_pick([f.pick if f is not None else None for f in facts], self.namer.size_of)
+        joined = joined_pick([f.pick if f is not None else None for f in facts], self.size_of)
         if base == "stack":
             d %= len(names)
             names = [*names[:d], joined or names[d] or str(len(pieces)), *names[d + 1:]]
