@@ -188,3 +188,43 @@ def test_dynamic_batch_still_checks_static_dims():
         with pytest.raises(sv.ShapeError) as info:
             compiled(bad)
         assert info.value.code == "input_size"
+
+
+# ------------------------------------------------------ watch(inputs=) and dynamic sizes, compiled as eager
+def test_watch_inputs_names_the_compiled_root_input():
+    from shapeviz.core.dimensions import declared
+
+    model = EmbedTagger()
+    compiled = torch.compile(model, backend="eager")
+    with sv.watch(model, inputs="bs T"):
+        with pytest.raises(sv.ShapeError, match=r"\[batch_first_swap\]"):
+            compiled(torch.randint(0, 20, (4, 9)))  # the eager check catches it: so does the compiled one
+    assert declared() is None  # nothing the traced root declared outlives its call
+    with sv.checking():
+        nn.LSTM(8, 16)(torch.randn(4, 9, 8))  # an unrelated correct call afterwards: silent
+
+
+def test_watch_inputs_compiled_correct_calls_are_silent():
+    from shapeviz.core.dimensions import declared
+
+    model = Tagger()
+    compiled = torch.compile(model, backend="eager")
+    with sv.watch(model, inputs="T bs"):
+        for T, bs in [(9, 4), (7, 3), (5, 2), (4, 4), (2, 9)]:  # recompiles, automatic dynamic, T == bs
+            compiled(torch.randn(T, bs, 8))
+    assert declared() is None
+
+
+def test_watch_inputs_fullgraph_quotes_the_shape_error():
+    model = EmbedTagger()
+    compiled = torch.compile(model, backend="eager", fullgraph=True)
+    with sv.watch(model, inputs="bs T"), pytest.raises(Exception, match=r"\[batch_first_swap\]"):
+        compiled(torch.randint(0, 20, (4, 9)))
+
+
+def test_a_size_made_dynamic_is_still_checked():
+    model = Tagger()
+    model.rnn.input_size = 9  # configured for 9 features, fed 8
+    compiled = torch.compile(model, backend="eager", dynamic=True)
+    with sv.watch(model), pytest.raises(sv.ShapeError, match=r"\[input_size\]"):
+        compiled(torch.randn(5, 3, 8))

@@ -11,10 +11,13 @@ devices, so dynamo evaluates it at trace time: what it reads becomes guards dyna
 module's sizes, the tensors' shapes) and nothing reaches the graph. The shape rule is the module's
 :class:`~shapeviz.core.model.Layout`; the evidence rule is :mod:`shapeviz.core.evidence`.
 
-A symbolic size (``mark_dynamic``, automatic dynamic) is compared only where the answer is known
-without a new guard (``statically_known_true``); otherwise it is not checked, so shapeviz never adds a
-recompile or a wrong error. Declared sizes (``sv.dims``, ``inputs=``) are the ones in force when dynamo
-traces. ``PackedSequence`` inputs are not checked while compiling.
+A symbolic size (``mark_dynamic``, automatic dynamic, ``dynamic=True``) is compared as torch's own
+``check_forward_args`` compares it (input_size, the state's shape): the guard is the one torch's comparison
+adds anyway, so such a size is still checked and no recompile comes of it. Declared-size evidence reads only
+static sizes (``has_static_value``): it never adds a guard. Declared sizes are the ones in force when dynamo
+traces: ``sv.dims`` around the compiled call, and ``watch(model, inputs=...)``, whose hook declares the root's
+static input sizes at trace time (believed only while that root's call is on the stack). ``PackedSequence``
+inputs are not checked while compiling.
 
 On a failure the message is built by :func:`shapeviz.runtime.diagnosis.diagnose` from stand-in tensors
 of the same shapes, dtypes and devices, and raised as :class:`CompiledShapeError`: in default mode dynamo
@@ -26,6 +29,8 @@ This module is imported only while dynamo traces (it imports ``torch.fx.experime
 
 from __future__ import annotations
 
+import functools
+import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -34,12 +39,12 @@ import torch.nn as nn
 from torch import Tensor
 from torch.fx.experimental.symbolic_shapes import has_static_value, optimization_hint, statically_known_true
 
-from shapeviz.core.dimensions import DECLARED
+from shapeviz.core.dimensions import DECLARED, live_declared, pop, push
 from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_suspect, layer_suspect, unbatched_ambiguous
 from shapeviz.core.model import CELL_TYPES, FAMILIES, LAYER_TYPES, Conventions, Layout
 
-__all__ = ["CompiledShapeError", "check_traced", "traced_fault"]
+__all__ = ["CompiledShapeError", "check_traced", "clear_traced", "traced_fault", "traced_names", "traced_pending"]
 
 Key = tuple[str, bool, int, int, int, bool, bool, int]
 
@@ -52,14 +57,73 @@ class CompiledShapeError(RuntimeError):
     """
 
 
+_TRACED: dict[str, object] = {}
+"""The declaration ``watch(model, inputs=...)`` made for the root call dynamo is tracing now (one slot: set by
+the root's pre hook, cleared by its post hook, traced or eager; re-setting it on a restarted analysis is
+harmless). It is declared for real (``push``), so a frame dynamo then runs eagerly checks with it too."""
+
+
+_CALL_CODE = nn.Module._call_impl.__code__
+
+
+def _root_running(root_id: int) -> bool:
+    """Is a call of the module with this id on this thread's Python stack? A traced root's declaration is
+    believed only then: one whose post hook dynamo never re-ran cannot outlive its call."""
+    f = sys._getframe(1)
+    while f is not None:
+        if f.f_code is _CALL_CODE and id(f.f_locals.get("self")) == root_id:
+            return True
+        f = f.f_back
+    return False
+
+
+@torch.compiler.assume_constant_result
+def _set_traced(names: tuple[str, ...], sizes: tuple[int, ...] | None, root_id: int) -> int:
+    """Run by dynamo at trace time (its result is a constant): the only place the slot changes."""
+    key = _TRACED.pop("root", None)
+    if key is not None:
+        pop(key)
+    if sizes is not None:
+        _TRACED["root"] = push(dict(zip(names, sizes)), live=functools.partial(_root_running, root_id))
+    return 0
+
+
+def traced_pending() -> bool:
+    """A traced root's declaration is still in force (its post hook has not run yet)."""
+    return bool(_TRACED)
+
+
+def traced_names(names: tuple[str, ...], module: nn.Module, args: tuple, kwargs: dict[str, Any] | None) -> None:
+    """``inputs=`` while dynamo traces the watched root: declare its first input's static sizes by name for the
+    checks traced inside it (a size dynamo made dynamic is not declared: evidence never adds a guard).
+
+    >>> m = nn.GRU(3, 4)
+    >>> traced_names(("bs", "T"), m, (torch.zeros(4, 9),), None); declared_now(), clear_traced()
+    (None, None)
+
+    (None: no call of ``m`` is running, so the declaration is not believed.)
+    """
+    first = args[0] if args else next(iter((kwargs or {}).values()), None)
+    sizes = None
+    if isinstance(first, Tensor) and first.dim() >= len(names):
+        sizes = _static(*first.shape[:len(names)])
+    _set_traced(names, sizes, id(module))
+
+
+def clear_traced() -> None:
+    """The watched root's call is over (its post hook, traced or eager): nothing it declared stays."""
+    _set_traced((), None, 0)
+
+
 @torch.compiler.assume_constant_result
 def declared_now() -> tuple[tuple[str, int], ...] | None:
-    """The declared sizes when dynamo traces, as a constant (dynamo cannot trace ``ContextVar.get``).
+    """The declared sizes when dynamo traces, as a constant (dynamo cannot trace ``ContextVar.get``):
+    ``sv.dims`` and, inside a watched root being traced, what its ``inputs=`` names.
 
     >>> declared_now() is None
     True
     """
-    d = DECLARED.get()
+    d = live_declared() if DECLARED.get() is not None else None
     return None if d is None else tuple(d.items())
 
 
@@ -99,8 +163,10 @@ def _static(*sizes: Any) -> tuple[int, ...] | None:
 
 
 def _differs(a: Any, b: Any) -> bool:
-    """``a != b`` where that is known without a new guard (plain ints, or a decidable symbolic relation)."""
-    return statically_known_true(a != b)
+    """``a != b`` for a size torch's own ``check_forward_args`` compares too (emb, the state's shape): a
+    symbolic size gets the guard torch's comparison adds anyway, so a size dynamo made dynamic is still
+    checked (at trace time, with the same code as eagerly) and no extra recompile comes of it."""
+    return bool(a != b)
 
 
 def _shape_differs(shape: Any, want: tuple[Any, ...]) -> bool:
@@ -175,6 +241,17 @@ def traced_fault(module: nn.Module, x: Any, hx: Any, decl: tuple[tuple[str, int]
                                                                    device)
 
 
+def _all_static(*values: Any) -> bool:
+    """Every size of these tensors (and of tensors in these tuples/lists) is static."""
+    for v in values:
+        if isinstance(v, Tensor):
+            if _static(*v.shape) is None:
+                return False
+        elif isinstance(v, (tuple, list)) and not _all_static(*v):
+            return False
+    return True
+
+
 def _describe(v: Any) -> Any:
     """A constant standing for a call argument: ``("t", shape, dtype, device)``, a sequence, or a type name.
 
@@ -244,6 +321,10 @@ def check_traced(module: nn.Module, args: tuple, kwargs: dict[str, Any], path: s
     decl = declared_now()
     if not traced_fault(module, x, hx, decl):
         return
+    if not _all_static(x, hx):  # dynamic sizes cannot become the constants of failure_text: dynamo runs
+        raise CompiledShapeError(  # the frame eagerly, where the eager check raises the real ShapeError
+            f"shapeviz.ShapeError: a call of {type(module).__name__} does not fit its conventions (sizes "
+            "made dynamic by torch.compile: run the model once uncompiled for the full message)")
     key = config_of(module)
     attrs = tuple((a, getattr(module, a)) for a in _REPR_ATTRS if hasattr(module, a))
     text = failure_text(key, type(module), attrs, _describe(x), _describe(hx),

@@ -75,7 +75,11 @@ class _Pre(_Hook):
     __slots__ = ()
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict[str, Any] | None = None) -> None:
-        if is_compiling():  # the namer's thread bookkeeping is not for dynamo: inputs= names eager calls
+        if is_compiling():  # the namer's thread bookkeeping is not for dynamo: a trace-time declaration
+            if self.namer.owner is None:  # watch(model, inputs=): the root dynamo traces
+                from shapeviz.runtime.compiled import traced_names
+
+                traced_names(self.namer.names, module, args, kwargs)
             return
         self.namer.pre(module, args, kwargs)
 
@@ -85,7 +89,14 @@ class _Post(_Hook):
 
     def __call__(self, module: nn.Module, *_: Any) -> None:
         if is_compiling():
+            if self.namer.owner is None:
+                from shapeviz.runtime.compiled import clear_traced
+
+                clear_traced()
             return
+        compiled = sys.modules.get("shapeviz.runtime.compiled")
+        if compiled is not None and compiled.traced_pending():  # a traced root whose post hook ran eagerly
+            compiled.clear_traced()
         self.namer.post()
 
 
