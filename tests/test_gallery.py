@@ -22,7 +22,7 @@ STALE = "gallery/ is stale: run `shapeviz gallery` and commit the result"
 SEED_PAGES = set(SEED_SYSTEMS)
 OTHER_PAGES = {"lstm", "gru", "lstm_bidirectional", "lstm_proj", "gru_batch_first", "packed_sequences",
                "seq2seq_gru_encoder", "seq2seq_greedy", "seq2seq_teacher_forcing", "seq2seq_attention",
-               "captioning_sample", "stacked_cells", "seeds_predict"}
+               "captioning_sample", "stacked_cells", "seeds_predict", "beam_search", "skip_rnn"}
 MISTAKES = {"mistake_embedding_not_transposed": "batch_first_swap", "mistake_state_2d": "hidden_ndim",
             "mistake_bidirectional_state": "hidden_layers", "mistake_scrambled_view": "scrambled_view",
             "mistake_flatten_order": "flatten_order"}
@@ -138,3 +138,29 @@ def test_rebuilding_an_unchanged_page_rewrites_nothing(tmp_path: Path) -> None:
 
     shutil.copytree(GALLERY / "gru", tmp_path / "gru")
     assert build(tmp_path, names=["gru"]) == [tmp_path / "README.md"]  # only the (new) index
+
+
+def test_beam_search_page_is_drawn_true() -> None:
+    """Issue 21: every decoding step after the first is fed back with a token; the 5 steps are not T;
+    the decoder's bs=6 (bs*k) is said to be its own."""
+    dot = (GALLERY / "beam_search" / "unrolled.dot").read_text()
+    head = next(line for line in dot.splitlines() if line.startswith("label=<cell: GRUCell(4, 8)"))
+    assert "unrolled over time: 5 calls, bs=6" in head and "T=5" not in head
+    assert "bs=6 is the size of this layer&#x27;s own input (another layer here has bs=2)" in head
+    assert "red dashed &#x27;token&#x27;: 4 of 5 steps take a token chosen from the previous step" in head
+    assert "greedy" not in head
+    assert sum('label="token"' in line for line in dot.splitlines()) == 4
+    assert 'label="h_n (layers*D=1, bs=2, h=8)\\n→ h_0 (bs=6, h=8)"' in dot  # encoder -> decoder, repeated k times
+    readme = (GALLERY / "beam_search" / "README.md").read_text()
+    assert "× T=5" not in readme and "× 5" in readme
+
+
+def test_skip_rnn_page_is_drawn_true() -> None:
+    """Issue 21: the skip GRU's T=4 and bs=6 (T/skip, bs*skip) are said to be its own input's."""
+    dot = (GALLERY / "skip_rnn" / "unrolled.dot").read_text()
+    assert "gru: GRU(4, 6)   unrolled over time: T=12, bs=2<BR ALIGN=\"LEFT\"/>T=12, bs=2 are the sizes of this " \
+           "layer&#x27;s own input (another layer here has T=4, bs=6)" in dot
+    assert "gru_skip: GRU(4, 6)   unrolled over time: T=4, bs=6<BR ALIGN=\"LEFT\"/>T=4, bs=6 are the sizes of " \
+           "this layer&#x27;s own input (another layer here has T=12, bs=2)" in dot
+    readme = (GALLERY / "skip_rnn" / "README.md").read_text()
+    assert "⚠" not in readme and "scrambled_view" not in readme

@@ -264,7 +264,7 @@ def test_handoff_through_a_join_of_directions_is_drawn_with_the_reshape():
     for ops, via in ((False, ""), (True, "\\n→ getitem, cat")):
         src = unroll(trace(JoinDirections(), torch.zeros(7, 3, 4), torch.zeros(5, 3, 4), ops=ops)).source
         handoff = [line for line in src.splitlines() if line.startswith("p0_l1f_r:h:e -> p1_l0f_l:h:w")]
-        assert handoff == ['p0_l1f_r:h:e -> p1_l0f_l:h:w [color="#6b6b6b" penwidth=1.6 minlen=2 '
+        assert handoff == ['p0_l1f_r:h:e -> p1_l0f_l:h:w [color="#6b6b6b" penwidth=1.6 minlen=3 '
                            f'label="h_n (layers*D=4, bs=3, h=5){via}\\n→ h_0 (layers*D=2, bs=3, h=10)" '
                            'fontsize=10 fontcolor="#6b6b6b"];']
         assert "{rank=same; p0_l1f_r; p1_l0f_l;}" in src

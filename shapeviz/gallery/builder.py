@@ -234,7 +234,7 @@ def sections(examples: Iterable[Example] | None = None) -> list[tuple[str, list[
     """The gallery's sections, in order: the seeds' systems, LSTM and GRU, common mistakes.
 
     >>> [(head, len(group)) for head, group in sections()]
-    [("The seeds' systems", 9), ('LSTM and GRU', 7), ('Decoders and data flow', 6), ('Common mistakes', 5)]
+    [("The seeds' systems", 9), ('LSTM and GRU', 7), ('Decoders and data flow', 8), ('Common mistakes', 5)]
     """
     items = list(EXAMPLES.values() if examples is None else examples)
     groups = [("The seeds' systems", [e for e in items if not e.is_mistake and e.name in SEED_SYSTEMS]),

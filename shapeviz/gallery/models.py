@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 __all__ = [
-    "AttnSeq2Seq", "BatchFirstLoopRNN",
+    "AttnSeq2Seq", "BatchFirstLoopRNN", "BeamSearchDecoder",
     "BidirectionalLoopRNN", "Captioner",
     "CellOverDataset", "CharRNNModel",
     "CharRNNScratch", "DotAttention",
@@ -30,7 +30,7 @@ __all__ = [
     "GRUEncoder", "HelloCell",
     "HelloEmbedding", "HelloRNN",
     "PackedLSTM", "Seq2SeqGRU",
-    "StackedCells",
+    "SkipGRU", "StackedCells",
     "Vocab",
     "assert_close",
     "fixed_seed",
@@ -540,3 +540,61 @@ def predict_ch8(prefix: str, num_preds: int, net: CharRNNModel, vocab: Vocab) ->
         y, state = net(get_input(), state)
         outputs.append(int(y.argmax(dim=1).reshape(1)))
     return "".join([vocab.idx_to_token[i] for i in outputs])
+
+
+class BeamSearchDecoder(nn.Module):
+    """A GRU encoder, then a GRUCell decoder run with beam search: k beams per sentence, so the
+    decoder's batch is bs*k; after each step topk picks the k best of k*vocab continuations, and the
+    beams' states are reordered with index_select."""
+
+    def __init__(self, vocab: int = 13, emb: int = 4, hidden: int = 8, k: int = 3, steps: int = 5) -> None:
+        super().__init__()
+        self.vocab, self.k, self.steps = vocab, k, steps
+        with fixed_seed(0):
+            self.embed = nn.Embedding(vocab, emb)
+            self.encoder = nn.GRU(emb, hidden)
+            self.cell = nn.GRUCell(emb, hidden)
+            self.out = nn.Linear(hidden, vocab)
+
+    def forward(self, src: Tensor) -> Tensor:
+        bs, k, V = src.shape[1], self.k, self.vocab  # src (T, bs) token ids
+        _, h_n = self.encoder(self.embed(src))  # h_n (1, bs, h)
+        h = h_n[-1].repeat_interleave(k, dim=0)  # (bs*k, h): each sentence's state, k times
+        token = torch.zeros(bs * k, dtype=torch.long)  # <sos> = 0, (bs*k,)
+        score = torch.zeros(bs, k)
+        score[:, 1:] = -1e9  # at the start the k beams are one: keep the first
+        history = [token.view(bs, k)]
+        offset = (torch.arange(bs) * k).unsqueeze(1)  # (bs, 1): where each sentence's beams start
+        for _ in range(self.steps):
+            h = self.cell(self.embed(token), h)  # (bs*k, emb) -> (bs*k, h)
+            logp = self.out(h).log_softmax(-1).view(bs, k * V)  # (bs, k*vocab)
+            score, best = (score.repeat_interleave(V, dim=1) + logp).topk(k, dim=1)  # (bs, k)
+            beam = best // V + offset  # which row of (bs*k) each best continuation extends
+            token = (best % V).view(-1)  # (bs*k,): the word it adds, fed back
+            h = h.index_select(0, beam.view(-1))  # the beams' states, reordered
+            history = [t.view(-1).index_select(0, beam.view(-1)).view(bs, k) for t in history]
+            history.append(token.view(bs, k))
+        return torch.stack(history, dim=2)  # (bs, k, steps + 1)
+
+
+class SkipGRU(nn.Module):
+    """The LSTNet skip RNN: one GRU over every step, and one over every skip-th step, whose batch is
+    bs*skip: (bs, T, c) -> (T/skip, bs*skip, c) by view and permute, and its h_n (1, bs*skip, h) is
+    split back to (bs, skip*h) by a view that keeps the order."""
+
+    def __init__(self, c: int = 4, hidden: int = 6, skip: int = 3) -> None:
+        super().__init__()
+        self.skip, self.hidden = skip, hidden
+        with fixed_seed(0):
+            self.gru = nn.GRU(c, hidden)
+            self.gru_skip = nn.GRU(c, hidden)
+
+    def forward(self, x: Tensor) -> Tensor:
+        bs, T, c = x.shape  # (bs, T, c)
+        _, r = self.gru(x.permute(1, 0, 2).contiguous())  # (T, bs, c) -> h_n (1, bs, h)
+        p = T // self.skip
+        s = x[:, -p * self.skip:].contiguous().view(bs, p, self.skip, c)  # (bs, T/skip, skip, c)
+        s = s.permute(1, 0, 2, 3).contiguous().view(p, bs * self.skip, c)  # (T/skip, bs*skip, c)
+        _, s = self.gru_skip(s)  # h_n (1, bs*skip, h)
+        s = s.view(bs, self.skip * self.hidden)  # (bs, skip*h): the skip phases side by side
+        return torch.cat([r.squeeze(0), s], 1)  # (bs, h + skip*h)

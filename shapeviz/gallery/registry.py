@@ -25,6 +25,7 @@ import shapeviz as sv
 from shapeviz.gallery.models import (
     AttnSeq2Seq,
     BatchFirstLoopRNN,
+    BeamSearchDecoder,
     BidirectionalLoopRNN,
     Captioner,
     CellOverDataset,
@@ -39,6 +40,7 @@ from shapeviz.gallery.models import (
     HelloRNN,
     PackedLSTM,
     Seq2SeqGRU,
+    SkipGRU,
     StackedCells,
     Vocab,
     assert_close,
@@ -366,6 +368,21 @@ def seq2seq_attention() -> Built:
     return Built(model.greedy, (src, 5), layer=model.decoder, T=1, bs=3)
 
 
+@_example("beam_search", "Beam search: k beams per sentence, batch bs*k",
+          """A GRU encoder (T_src=7, bs=2) hands its h_n to a GRUCell decoder run with beam search: each
+          sentence's state is repeated k=3 times, so the decoder's batch is bs*k = 6 (the cell's own bs).
+          After each call topk picks the k best of the k*vocab continuations; integer division of their
+          indices says which beam each extends, index_select reorders the beams' states, and the
+          remainder is the word fed back. The trace follows the data through topk, //, % and
+          index_select, so every call after the first is drawn fed back with a token (red dashed): the
+          loop's 5 calls are decoding steps, not T.""",
+          shows=(BeamSearchDecoder,))
+def beam_search() -> Built:
+    model = BeamSearchDecoder(vocab=13, emb=4, hidden=8, k=3, steps=5)
+    src = torch.randint(0, 13, (7, 2), generator=seeded(1))  # (T_src=7, bs=2) token ids
+    return Built(model, (src,), "T bs", layer=model.cell, T=5, bs=6)
+
+
 @_example("captioning_sample", "Image captioning: sample() one word per call",
           """A captioning model's sample(): the image features (bs, feat) are projected to the first
           input (bs, 1, emb) of a batch_first LSTM; states starts as None (zeros). Each call runs
@@ -390,6 +407,20 @@ def stacked_cells() -> Built:
     model = StackedCells(hidden=12)
     series = torch.randn(3, 8, generator=seeded(1))  # (bs=3, T=8) floats, no emb dim
     return Built(model, (series,), "bs T", layer=model.lstm1, T=8, bs=3)
+
+
+@_example("skip_rnn", "Skip RNN (LSTNet): a GRU over every skip-th step, batch bs*skip",
+          """Two GRUs read one series (bs=2, T=12, c=4). gru reads every step. gru_skip reads every
+          skip-th step: view and permute turn (bs, T, c) into (T/skip=4, bs*skip=6, c), so that layer's
+          own T is 4 and its own bs is 6 - each phase of the skip is a sequence of its own. Its h_n
+          (1, bs*skip, h) is split back by view(bs, skip*h), which keeps the memory order: the skip phases
+          side by side. The diagram names each layer's sizes from that layer's input and says where
+          they differ.""",
+          shows=(SkipGRU,))
+def skip_rnn() -> Built:
+    model = SkipGRU(c=4, hidden=6, skip=3)
+    x = torch.randn(2, 12, 4, generator=seeded(1))  # (bs=2, T=12, c=4)
+    return Built(model, (x,), "bs T emb", layer=model.gru_skip, T=4, bs=6)
 
 
 @_example("seeds_predict", "The seeds' predict: warm-up, then one character at a time",
@@ -565,6 +596,6 @@ SEED_SYSTEMS: tuple[str, ...] = ("scratch_char_rnn", "embed_rnn", "batch_first_l
                                  "rnncell_dataset", "rnn_3_layers", "hello_rnncell", "hello_rnn", "hello_embedding")
 """The pages of the seeds' systems, in page order: the gallery's first section, and what the demo runs."""
 
-DATA_FLOW: tuple[str, ...] = ("seq2seq_greedy", "seq2seq_teacher_forcing", "seq2seq_attention", "captioning_sample",
-                              "stacked_cells", "seeds_predict")
+DATA_FLOW: tuple[str, ...] = ("seq2seq_greedy", "seq2seq_teacher_forcing", "seq2seq_attention", "beam_search",
+                              "captioning_sample", "stacked_cells", "skip_rnn", "seeds_predict")
 """The pages whose diagrams follow data between calls: decoders, stacked cells, the seeds' predict."""

@@ -23,6 +23,7 @@ are optional).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from shapeviz._errors import SpecError
@@ -150,7 +151,40 @@ def lanes(trace: Any) -> tuple[list[Panel], list[Link]]:
                         links[key] = Link(m, None if s < 0 else s, out_role in STATES, n,
                                           k if panels[n].steps else None, dst_state, label,
                                           _change(out, info, ci, by_index))
-    return panels, list(links.values())
+    return _own_sizes(panels), list(links.values())
+
+
+def _own_sizes(panels: list[Panel]) -> list[Panel]:
+    """A layer whose T or bs is not the others' (a skip RNN's (T/skip, bs*skip), a beam search's bs*k)
+    says that the names are its own input's: T and bs name each module's dims, not one size each.
+
+    >>> from shapeviz.core.model import Conventions
+    >>> gru = Conventions("GRU", cell=False, input_size=4, hidden_size=6)
+    >>> ps = _own_sizes([Panel(gru, 12, 2, path="gru"), Panel(gru, 4, 6, path="gru_skip")])
+    >>> print(ps[1].notes[0])
+    T=4, bs=6 are the sizes of this layer's own input (another layer here has T=12, bs=2)
+    """
+    seen = {name: {v for p in panels for v in [_shown(p, name)] if v is not None} for name in ("T", "bs")}
+    out = []
+    for p in panels:
+        mine = {name: _shown(p, name) for name in ("T", "bs")}
+        other = {name: sorted(seen[name] - {v}) for name, v in mine.items() if v is not None and seen[name] - {v}}
+        if other:
+            here = ", ".join(f"{n}={mine[n]}" for n in other)
+            also = ", ".join(f"{n}={'/'.join(map(str, vs))}" for n, vs in other.items())
+            verb = "is the size" if len(other) == 1 else "are the sizes"
+            p = replace(p, notes=p.notes + (f"{here} {verb} of this layer's own input (another layer here "
+                                            f"has {also})",))
+        out.append(p)
+    return out
+
+
+def _shown(p: Panel, name: str) -> int | None:
+    """The size a panel's caption names T or bs (T only where its caption calls it T: a layer over a
+    whole sequence, or a loop over a dim's steps; never a count of decoding calls)."""
+    if name == "bs":
+        return p.bs if not p.runs else None  # a shrinking (packed) batch has no one bs
+    return p.T if not p.steps or (p.conv.cell and p.loop_dim == "T") else None
 
 
 _MAX_OPS = 8

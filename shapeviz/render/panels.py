@@ -81,6 +81,7 @@ class Panel:
     # a lane unrolled over its calls: the dim its loop iterates, with evidence (it reads one step of a dim so
     # named: x[t], unbind); "" when the count of calls is just a count (a decoder's steps)
     loop_dim: str = "T"
+    notes: tuple[str, ...] = ()  # caption lines about this panel that need the others (its own T, bs)
 
     def ends(self) -> dict[int, int]:
         """Packed: step -> how many sequences end there (their last step), from the batch_sizes runs.
@@ -228,7 +229,7 @@ def caption_lines(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, i
     lines = [f"{title}   unrolled over time: {', '.join(sizes)}"]
     if panel.calls > 1 and not panel.steps:
         lines.append(f"called {panel.calls} times: the first call is drawn")
-    lines += flow_notes(panel)
+    lines += list(panel.notes) + flow_notes(panel)
     if panel.step_in:  # a hand-written loop: the step's tensors as the trace named them
         lines.append(f"each step: input {panel.step_in}, state h {format_named(dims['h_0'], b)}"
                      + (f", output {panel.step_out}" if panel.step_out else ""))

@@ -493,7 +493,7 @@ def _link_lines(panels: Sequence[Panel], links: Sequence[Link], max_steps: int) 
         if src.endswith("_r") and dst.endswith("_l"):  # a state handed on: same rank, left to right
             out.append(f"{{rank=same; {src}; {dst};}}")
             change = f' label="{_h(_wrap(ln.change))}" fontsize=10 fontcolor="{_LINK}"' if ln.change else ""
-            out.append(f'{src}:h:e -> {dst}:h:w [color="{_LINK}" penwidth=1.6 minlen=2{change}];')
+            out.append(f'{src}:h:e -> {dst}:h:w [color="{_LINK}" penwidth=1.6 minlen={3 if change else 2}{change}];')
         elif not src_state and not ln.dst_state and ln.src_step == ln.dst_step:  # up into the lane above
             out.append(f'{dst} -> {src} [dir=back color="{_LINK}" penwidth=1.2{label}];')
         else:
