@@ -41,20 +41,9 @@ from torch.overrides import TorchFunctionMode
 from shapeviz._errors import ShapeError, ShapeWarning, SpecError
 from shapeviz.core.dimensions import parse_names
 from shapeviz.core.model import Conventions, conventions, is_recurrent
+from shapeviz.tracing.dimparts import Pick, joined_pick, mixes_directions, read_as_time, slice_names, view_names
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
-from shapeviz.tracing.oprules import (
-    RESHAPES,
-    Pick,
-    index_plan,
-    joined_pick,
-    mixes_directions,
-    op_name,
-    op_params,
-    op_rule,
-    read_as_time,
-    slice_names,
-    view_names,
-)
+from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule
 from shapeviz.tracing.records import TensorInfo
 from shapeviz.tracing.sites import user_frame
 

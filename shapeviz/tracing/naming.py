@@ -363,7 +363,8 @@ def flag_scramble(call: Any, namer: Namer) -> None:
     >>> c.flag
     'scrambled_view: view(7, 4, -1) of e (bs, T, emb) relabels bs, T without moving data'
     """
-    from shapeviz.tracing.oprules import RESHAPES, mixes_directions, read_as_time, view_names
+    from shapeviz.tracing.dimparts import mixes_directions, read_as_time, view_names
+    from shapeviz.tracing.oprules import RESHAPES
 
     if call.kind != "op" or call.type.strip("_") not in RESHAPES or not call.inputs or not call.outputs:
         return
