@@ -340,3 +340,51 @@ def test_a_trace_without_a_drawable_loop_says_why_in_one_line():
         unroll(trace(PerStep(), torch.zeros(5, 2, 4), ops=True))
     assert "the 5 repeated steps hand no (bs, h) state from one step to the next" in str(e.value)
     assert "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------------ a wrapper that calls module.forward itself
+class WeightDrop(nn.Module):
+    """AWD-LSTM's wrapper: it sets the weights, then calls ``self.module.forward`` (no hooks run)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args: torch.Tensor) -> tuple:
+        return self.module.forward(*args)
+
+
+class AWDLike(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnns = nn.ModuleList([WeightDrop(nn.LSTM(4, 6)), WeightDrop(nn.LSTM(6, 4))])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for rnn in self.rnns:
+            x, _ = rnn(x)
+        return x
+
+
+def test_a_forward_called_directly_is_recorded():
+    model = AWDLike()
+    for ops in (False, True):
+        t = trace(model, torch.zeros(5, 2, 4), ops=ops)
+        lstms = [c for c in t.calls if c.type == "LSTM"]
+        assert [c.path for c in lstms] == ["rnns.0.module", "rnns.1.module"]
+        assert io(lstms[1]) == [("input", (5, 2, 6), ("T", "bs", "emb"))]
+        assert io(lstms[1], "outputs")[0] == ("output", (5, 2, 4), ("T", "bs", "D*h"))
+        src = unroll(t).source
+        assert "rnns.0.module: LSTM(4, 6)   unrolled over time: T=5, bs=2" in src
+        assert "rnns.1.module: LSTM(6, 4)   unrolled over time: T=5, bs=2" in src
+    assert all("forward" not in m.__dict__ for m in model.modules())  # put back
+    hooked = trace(nn.Sequential(WeightDrop(nn.GRU(4, 6))), torch.zeros(5, 2, 4))
+    assert [c.type for c in hooked.calls] == ["Sequential", "WeightDrop", "GRU"]  # recorded once
+
+
+def test_a_direct_forward_that_raises_is_closed_and_put_back():
+    model = WeightDrop(nn.GRU(4, 6))
+    with pytest.raises(RuntimeError) as e:
+        trace(model, torch.zeros(5, 2, 3))
+    assert "forward" not in model.module.__dict__
+    partial = e.value.shapeviz_trace  # type: ignore[attr-defined]
+    assert [c.type for c in partial.calls][:2] == ["WeightDrop", "GRU"] and partial.calls[1].error

@@ -38,6 +38,7 @@ import torch.nn as nn
 
 from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import declared, parse_names, pop, push
+from shapeviz.core.model import is_recurrent
 from shapeviz.tracing.oprules import flatten
 from shapeviz.tracing.recorder import OpMode, Tracer, quiet_hooks_supported
 from shapeviz.tracing.records import Call, CallKind, TensorInfo, Trace
@@ -214,6 +215,8 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
                 handles.append(m.register_forward_hook(post, with_kwargs=True, always_call=True))
             else:
                 handles.append(m.register_forward_hook(post, with_kwargs=True))
+            if is_recurrent(m):  # a wrapper that calls m.forward(...) itself skips the hooks
+                handles.append(_DirectCalls(tracer, path, m))
         for m, was in training.values():
             if was:
                 m.training = False
@@ -242,6 +245,47 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     del out
     sizes = tracer.resolve()
     return Trace(calls=tracer.calls, model=type_name(model), ops=ops, sizes=sizes)
+
+
+class _DirectCalls:
+    """While installed, a recurrent module's ``forward`` called directly (``self.module.forward(x)``,
+    as AWD-LSTM's WeightDrop does: no module hooks run) is recorded like a call; a call through the
+    hooks passes straight on. ``remove()`` puts the module's own ``forward`` back, like a hook handle.
+
+    >>> import torch, torch.nn as nn
+    >>> class WeightDrop(nn.Module):
+    ...     def __init__(self, module): super().__init__(); self.module = module
+    ...     def forward(self, *args): return self.module.forward(*args)
+    >>> t = trace(WeightDrop(nn.GRU(4, 8)), torch.zeros(5, 2, 4))
+    >>> [(c.path, c.type) for c in t.calls]
+    [('', 'WeightDrop'), ('module', 'GRU')]
+    """
+
+    def __init__(self, tracer: Tracer, path: str, module: nn.Module) -> None:
+        self.module = module
+        self.had = "forward" in module.__dict__
+        self.own = module.__dict__.get("forward")
+        inner = module.forward
+
+        def forward(*args: Any, **kwargs: Any) -> Any:
+            if tracer.stack and tracer.stack[-1][1] == id(module):  # called through the hooks: recorded
+                return inner(*args, **kwargs)
+            tracer.enter(path, module, args, kwargs, False)
+            try:
+                out = inner(*args, **kwargs)
+            except BaseException:
+                tracer.exit(module, None, True)  # closed as a failed call
+                raise
+            tracer.exit(module, out)
+            return out
+
+        module.forward = forward  # type: ignore[method-assign]
+
+    def remove(self) -> None:
+        if self.had:
+            self.module.forward = self.own  # type: ignore[method-assign]
+        else:
+            self.module.__dict__.pop("forward", None)
 
 
 def _annotate(exc: BaseException, tracer: Tracer, model: Any) -> None:
