@@ -325,7 +325,7 @@ def test_copy_and_save_while_watched() -> None:
     _assert_clean()
     for m in (twin, loaded):
         hooks = [h for mod in m.modules() for h in (*mod._forward_pre_hooks.values(), *mod._forward_hooks.values())]
-        assert hooks and all(h is watching.inert_hook for h in hooks)
+        assert not hooks  # a copy carries no shapeviz hook at all (runtime/copies.py)
         m(tokens)
         assert declared() is None  # an inert hook declares nothing
 

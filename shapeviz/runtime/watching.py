@@ -39,6 +39,8 @@ from torch.utils.hooks import RemovableHandle
 from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_names
 from shapeviz.core.model import CELL_TYPES, CLASS_NAMES, LAYER_TYPES, is_recurrent
+from shapeviz.runtime import copies
+from shapeviz.runtime.copies import ShapevizHook
 from shapeviz.runtime.fastcheck import check_input, env_disabled, is_compiling
 from shapeviz.tracing.flow import flow_block
 from shapeviz.tracing.flow import start as flow_start
@@ -56,8 +58,9 @@ def _inert() -> Callable[..., None]:
     return inert_hook
 
 
-class _Hook:
-    """A hook shapeviz installs: a module-level class, so a copied or pickled model gets :func:`inert_hook`."""
+class _Hook(ShapevizHook):
+    """A hook shapeviz installs: a copy of the model leaves it out (:mod:`shapeviz.runtime.copies`); should
+    that be displaced, it is a module-level class, so a copied or pickled model gets :func:`inert_hook`."""
 
     __slots__ = ("namer",)
 
@@ -238,7 +241,7 @@ def prune() -> None:
 
 
 def _hook_root(model: nn.Module, namer: _InputNamer) -> list[RemovableHandle]:
-    return [model.register_forward_pre_hook(_Pre(namer), with_kwargs=True),
+    return [model.register_forward_pre_hook(_Pre(namer), with_kwargs=True, prepend=True),  # the caller's args
             model.register_forward_hook(_Post(namer), always_call=True)]
 
 
@@ -372,6 +375,7 @@ def _shared_namer(model: nn.Module, names: tuple[str, ...]) -> _InputNamer:
         shared[0].users += 1
         return shared[0]
     namer = _InputNamer(names)
+    copies.hold()
     _root_namers[key] = (namer, _hook_root(model, namer), weakref.ref(model))
     return namer
 
@@ -385,6 +389,7 @@ def _release_namer(namer: _InputNamer) -> None:
             for h in hooks:
                 h.remove()
             del _root_namers[key]
+            copies.release()
     namer.close()
 
 
@@ -409,6 +414,8 @@ def watch(model: nn.Module, inputs: str | None = None, ops: bool = False) -> Wat
 
 # ------------------------------------------------------------------------------- the patched forwards
 _ORIGINAL_FORWARDS: dict[type, Any] = {}
+_INSTALLED: dict[type, Any] = {}  # the wrapper shapeviz put on each class, while it is patched
+_LEFT: dict[type, Any] = {}  # shapeviz's wrapper left under another library's (that one wrapped ours)
 _watched: dict[int, list] = {}  # id(module) -> [weakref, path, number of handles]
 _state = {"depth": 0, "enabled": False}
 _namers: list[tuple[_InputNamer, list[RemovableHandle]]] = []  # checking(inputs=) blocks, any thread
@@ -499,13 +506,35 @@ def _sync_patches() -> None:
     wanted = bool(_watched or _state["depth"] or _state["enabled"])
     if wanted and not _ORIGINAL_FORWARDS:
         for cls in LAYER_TYPES + CELL_TYPES:
+            if cls in _LEFT and _inside(cls.__dict__["forward"], _LEFT[cls]):
+                continue  # still inside another library's wrapper: it checks again from now on
+            _LEFT.pop(cls, None)
             original = cls.__dict__["forward"]
             _ORIGINAL_FORWARDS[cls] = original
-            cls.forward = _make_forward(original)  # type: ignore[method-assign]
-    elif not wanted and _ORIGINAL_FORWARDS:
+            cls.forward = _INSTALLED[cls] = _make_forward(original)  # type: ignore[method-assign]
+    elif not wanted and (_ORIGINAL_FORWARDS or _LEFT):
         for cls, original in _ORIGINAL_FORWARDS.items():
-            cls.forward = original  # type: ignore[method-assign]
+            if cls.__dict__.get("forward") is _INSTALLED.get(cls):
+                cls.forward = original  # type: ignore[method-assign]
+            else:  # wrapped again after us: taking ours out would drop theirs; ours stays, inert until
+                _LEFT[cls] = _INSTALLED[cls]  # something is checked again (one dict lookup a call)
         _ORIGINAL_FORWARDS.clear()
+        _INSTALLED.clear()
+        for cls, ours in list(_LEFT.items()):
+            if cls.__dict__.get("forward") is ours:  # the other library has unwrapped itself since
+                cls.forward = ours.__wrapped__  # type: ignore[method-assign]
+                del _LEFT[cls]
+
+
+def _inside(fn: Any, ours: Any) -> bool:
+    """Is ``ours`` in the chain of wrappers (``__wrapped__``) of ``fn``?"""
+    for _ in range(32):
+        if fn is ours:
+            return True
+        fn = getattr(fn, "__wrapped__", None)
+        if fn is None:
+            return False
+    return False
 
 
 def _begin(inputs: str | None) -> tuple[_InputNamer, list[RemovableHandle]] | None:
@@ -598,6 +627,7 @@ def disable() -> None:
             for h in hooks:
                 h.remove()
             namer.close()
+            copies.release()
         _root_namers.clear()
         _watched.clear()
         _sync_patches()

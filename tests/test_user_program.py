@@ -1,0 +1,90 @@
+"""shapeviz never breaks the user's program: what it installs comes off without taking anyone else's with it,
+copies carry nothing of it, and ``inputs=`` names what the caller passed."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import io
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+import shapeviz as sv
+from shapeviz.runtime import watching
+
+TORCH_GRU_FORWARD = nn.GRU.__dict__["forward"]
+
+
+def test_disable_keeps_a_library_wrapper_put_on_top_of_shapeviz() -> None:
+    sv.enable()
+    calls = []
+
+    @functools.wraps(nn.GRU.forward)
+    def library(self, *args, **kwargs):  # another library wraps GRU.forward while shapeviz is on
+        calls.append(1)
+        return wrapped(self, *args, **kwargs)
+
+    wrapped = nn.GRU.forward
+    nn.GRU.forward = library
+    try:
+        sv.disable()
+        assert nn.GRU.__dict__["forward"] is library  # theirs stays
+        nn.GRU(4, 5)(torch.randn(3, 2, 4))
+        assert calls == [1]
+        with pytest.raises(RuntimeError) as caught:  # shapeviz's layer underneath does nothing now
+            nn.GRU(4, 5)(torch.randn(3, 2, 3))
+        assert not isinstance(caught.value, sv.ShapeError)
+        with sv.checking(), pytest.raises(sv.ShapeError, match=r"\[input_size\]"):
+            nn.GRU(4, 5)(torch.randn(3, 2, 3))  # checked again, through the one wrapper left inside
+        assert nn.GRU.__dict__["forward"] is library  # not wrapped a second time
+    finally:
+        nn.GRU.forward = TORCH_GRU_FORWARD  # the library unwraps itself (and ours with it)
+    with sv.checking(), pytest.raises(sv.ShapeError, match=r"\[input_size\]"):
+        nn.GRU(4, 5)(torch.randn(3, 2, 3))  # patched afresh: the old wrapper is gone from the chain
+    assert nn.GRU.__dict__["forward"] is TORCH_GRU_FORWARD and not watching._LEFT
+
+
+def test_a_copy_of_a_model_watched_with_inputs_carries_no_hook() -> None:
+    model = nn.Sequential(nn.Embedding(20, 8), nn.GRU(8, 6))
+    with sv.watch(model, inputs="T bs"):
+        assert len(model._forward_pre_hooks) == 1 and len(model._forward_hooks) == 1
+        twin = copy.deepcopy(model)
+        assert not twin._forward_pre_hooks and not twin._forward_hooks
+        assert not twin._forward_pre_hooks_with_kwargs and not twin._forward_hooks_always_called
+        buf = io.BytesIO()
+        torch.save(model, buf)
+        assert b"shapeviz" not in buf.getvalue() and b"shapeviz" not in pickle.dumps(model)
+        twin(torch.randint(0, 20, (7, 4)))  # a copy is not watched, and runs
+    assert nn.Module.__dict__["__getstate__"].__module__ == "torch.nn.modules.module"
+
+
+def test_a_saved_watched_model_loads_without_shapeviz(tmp_path) -> None:
+    model = nn.Sequential(nn.GRU(4, 5))
+    path = tmp_path / "model.pt"
+    with sv.watch(model, inputs="T bs"):
+        torch.save(model, path)
+    code = ("import sys; sys.modules['shapeviz'] = None; import torch; "
+            f"m = torch.load({str(path)!r}, weights_only=False); print(type(m).__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Sequential"
+
+
+def test_inputs_names_what_the_caller_passed_whatever_hooks_ran_first() -> None:
+    class Tagger(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.rnn = nn.Embedding(20, 8), nn.GRU(8, 6)
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:  # tokens: (T, bs)
+            return self.rnn(self.embed(tokens))[0]
+
+    model = Tagger()
+    model.register_forward_pre_hook(lambda m, args: (args[0].t(),))  # the user's own (bs, T) -> (T, bs)
+    with sv.watch(model, inputs="bs T"):  # names the (bs, T) the caller passed
+        model(torch.randint(0, 20, (4, 9)))  # correct: the hook transposes it
