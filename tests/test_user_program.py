@@ -88,3 +88,16 @@ def test_inputs_names_what_the_caller_passed_whatever_hooks_ran_first() -> None:
     model.register_forward_pre_hook(lambda m, args: (args[0].t(),))  # the user's own (bs, T) -> (T, bs)
     with sv.watch(model, inputs="bs T"):  # names the (bs, T) the caller passed
         model(torch.randint(0, 20, (4, 9)))  # correct: the hook transposes it
+
+
+@pytest.mark.parametrize("make, x, axis", [(lambda: nn.LSTM(4, 3), torch.randn(0, 3, 4), 0),
+                                           (lambda: nn.GRU(4, 3, batch_first=True), torch.randn(3, 0, 4), 1),
+                                           (lambda: nn.RNN(4, 3), torch.randn(0, 4), 0)])
+def test_an_empty_sequence_says_so(make, x, axis) -> None:
+    module = make()
+    with pytest.raises(RuntimeError, match="sequence length"):
+        module(x)  # torch refuses it too
+    with pytest.raises(sv.ShapeError, match=r"\[input_ndim\][\s\S]*an empty sequence") as caught:
+        sv.check_call(module, x)
+    assert "T >= 1" in caught.value.expected and "T=0" not in caught.value.expected
+    assert f"x.shape[{axis}] > 0" in str(caught.value)

@@ -197,9 +197,13 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
                          "it must be last")
         return c.err("input_size", "input", x, hints,
                      f"last dim is {sh[-1]}, but input_size is {conv.input_size}{also}")
-    if c.T == 0:
-        return c.err("input_ndim", "input", x, ["skip empty sequences, or pack them with lengths >= 1"],
-                     "the time dim T is 0: a sequence needs at least one step")
+    if c.T == 0:  # torch: "Expected sequence length to be larger than 0"
+        c.T = None
+        axis = lay.t_axis if c.batched else 0
+        return c.err("input_ndim", "input", x, [f"if x.shape[{axis}] > 0: out, h = {c.var}(x)  # skip empty sequences",
+                                                "or pack the batch with lengths >= 1"],
+                     "an empty sequence: the time dim T is 0, and a layer needs at least one step",
+                     expected=f"{c.named('input')} with T >= 1")
     bad = _dtype_device(c, "input", x, weights, "weights")
     if bad is not None:
         return bad
