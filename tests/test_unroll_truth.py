@@ -388,3 +388,27 @@ def test_a_direct_forward_that_raises_is_closed_and_put_back():
     assert "forward" not in model.module.__dict__
     partial = e.value.shapeviz_trace  # type: ignore[attr-defined]
     assert [c.type for c in partial.calls][:2] == ["WeightDrop", "GRU"] and partial.calls[1].error
+
+
+def test_a_trace_from_before_tokens_were_recorded_claims_no_token_and_no_state():
+    import json
+
+    from shapeviz.tracing.records import Trace
+
+    t = trace(BeamSearch(), torch.randint(0, 13, (7, 2)), inputs_dims="T bs")
+    doc = json.loads(t.to_json())
+    for call in doc["calls"]:
+        for info in call["inputs"] + call["outputs"]:
+            del info["tokens"]
+    head = caption(unroll(Trace.from_json(json.dumps(doc))).source, "cell")
+    assert "red dashed: 5 of 6 steps take an input computed from the previous step&#x27;s output" in head
+    assert "token chosen" not in head and "&#x27;h&#x27;" not in head
+
+
+def test_seven_steps_are_drawn_whole_eight_collapse_two():
+    from shapeviz.render.unrolled import step_columns
+
+    assert [c.t for c in step_columns(7, 6)] == [str(t) for t in range(7)]
+    src = unroll(nn.GRU(4, 6), T=7, bs=2).source
+    assert "× 1 step" not in src and "t=3<" in src
+    assert "× 2 steps" in unroll(nn.GRU(4, 6), T=8, bs=2).source

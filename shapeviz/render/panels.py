@@ -35,7 +35,7 @@ class Feed(Enum):
     """
 
     DATA = "data"  # not from this lane's own results: the data, teacher forcing
-    BACK = "fed back"  # computed from the previous step's output; the ops between were not all recorded
+    BACK = "fed back"  # computed from the previous step's output; whether through a token is not recorded
     TOKEN = "token"  # through an integer tensor computed from the previous output (argmax, topk: decoding)
     STATE = "state"  # from the previous output through recorded float ops only (attention reading h)
 
@@ -153,8 +153,7 @@ def flow_notes(panel: Panel) -> list[str]:
                        "step's h through float ops only (no token fed back: the state read again, e.g. by attention)")
         if counts[Feed.BACK]:
             out.append(f"red dashed: {counts[Feed.BACK]} of {n} steps take an input computed from the previous "
-                       "step's output through ops the trace did not record (ops=True shows whether a token is "
-                       "fed back)")
+                       "step's output (the trace does not say whether through a token: retrace it with this version)")
         if not any(counts.values()) and not panel.conv.cell:
             out.append("no step's input was computed, as a tensor, from an earlier step's output: inputs from "
                        "the data (teacher forcing), or through int() / .item(), which a trace does not follow")

@@ -118,16 +118,18 @@ def _tensor(value: Any, where: str) -> TensorInfo:
                       packed=packed, repeat=_int(d, "repeat", where, 1, _MAX_INT, 1),
                       produced_by=_int(d, "produced_by", where, 0, MAX_CALLS - 1, None, nullable=True),
                       flow=_pairs(d, "flow", where, MAX_CALLS - 1, MAX_FLOW),
-                      tokens=_tokens(d.get("tokens", []), _at(where, "tokens")),
+                      tokens=_tokens(d.get("tokens"), _at(where, "tokens")),
                       batch_sizes=_pairs(d, "batch_sizes", where, _MAX_INT, MAX_TENSORS), origins=origins,
                       step=_step(d.get("step"), _at(where, "step")))
 
 
-def _tokens(value: Any, at: str) -> tuple[int, ...]:
-    """``[int, ...]``: the calls whose results reached a record through a token (at most ``MAX_FLOW``)."""
+def _tokens(value: Any, at: str) -> tuple[int, ...] | None:
+    """``null`` or ``[int, ...]``: the calls whose results reached a record through a token (at most ``MAX_FLOW``)."""
+    if value is None:
+        return None
     if not (isinstance(value, list) and len(value) <= MAX_FLOW
             and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < MAX_CALLS for v in value)):
-        _fail(at, f"a list of at most {MAX_FLOW} call indices", value)
+        _fail(at, f"null or a list of at most {MAX_FLOW} call indices", value)
     return tuple(value)
 
 

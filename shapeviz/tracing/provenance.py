@@ -123,7 +123,7 @@ class Provenance:
     def open_call(self, index: int, infos: Sequence[Any]) -> None:
         """A non-recurrent module call starts: its results will carry its inputs' marks."""
         self.in_flow[index] = (merge_flows([i.flow for i in infos]),
-                               merge_tokens([getattr(i, "tokens", ()) for i in infos]))
+                               merge_tokens([getattr(i, "tokens", None) or () for i in infos]))
 
     def close_call(self, index: int, out: Any) -> None:
         flow, tokens = self.in_flow.pop(index, ((), ()))

@@ -68,8 +68,9 @@ class TensorInfo:
     # computed from (the very tensor, or through the modules and ops the trace saw), latest first
     flow: tuple[tuple[int, int], ...] = ()
     # the recurrent calls (indices, latest first) whose results reached it through an integer tensor computed
-    # from them (argmax, topk, sampling: a token chosen and fed on), e.g. (7,)
-    tokens: tuple[int, ...] = ()
+    # from them (argmax, topk, sampling: a token chosen and fed on), e.g. (7,); None: not recorded (no flow
+    # was followed, or a trace written before tokens were)
+    tokens: tuple[int, ...] | None = None
     # a PackedSequence's batch_sizes, run-length coded: ((batch size, steps), ...), e.g. ((3, 2), (2, 1))
     batch_sizes: tuple[tuple[int, int], ...] = ()
     origins: tuple[str, ...] | None = None  # per dim, where its name came from ("" where unnamed)
@@ -104,7 +105,7 @@ class TensorInfo:
                 "role": self.role, "key": self.key, "label": self.label, "dtype": self.dtype,
                 "device": self.device, "ambiguous": self.ambiguous, "packed": self.packed,
                 "repeat": self.repeat, "produced_by": self.produced_by,
-                "flow": [list(f) for f in self.flow], "tokens": list(self.tokens),
+                "flow": [list(f) for f in self.flow], "tokens": None if self.tokens is None else list(self.tokens),
                 "batch_sizes": [list(r) for r in self.batch_sizes],
                 "origins": None if self.origins is None else list(self.origins),
                 "step": None if self.step is None else list(self.step)}
@@ -296,7 +297,7 @@ class Trace:
                     "ambiguous": bool, "packed": "" | "data" | "batch_sizes", "repeat": int,
                     "produced_by": int | null,  # the call that first returned this tensor
                     "flow": [[int, int]],       # (call, output) of recurrent calls it was computed from
-                    "tokens": [int],            # those whose results reached it through an integer tensor
+                    "tokens": [int] | null,     # those whose results reached it through an integer tensor
                     "batch_sizes": [[int, int]],     # packed: (batch size, steps) runs
                     "origins": [str] | null,         # per dim: where its name came from
                                                      # ("conventions of rnn", "inputs_dims",
