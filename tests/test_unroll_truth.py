@@ -214,7 +214,7 @@ def test_teacher_forced_attention_is_not_greedy():
         head = caption(src, "cell")
         assert "greedy" not in head and "a token" not in head
         assert "red dashed &#x27;h&#x27;: 4 of 5 steps take an input computed from the previous step&#x27;s h " \
-               "through float ops only" in head
+               "with no integer tensor between" in head
         edges = fed_edges(src)
         assert len(edges) == 4 and all('label="h"' in e for e in edges)
         assert "from step 0&#x27;s h (no token)" in src

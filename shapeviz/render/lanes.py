@@ -263,7 +263,7 @@ def _feed(x: Any, prev: int) -> Feed:
     """How input ``x`` was computed from the results of call ``prev`` (the lane's previous step).
 
     Through an integer tensor computed from them (``TensorInfo.tokens``: argmax, topk, sampling) it is a
-    token fed back (:attr:`Feed.TOKEN`); through float tensors only, the state read again by the input's
+    token fed back (:attr:`Feed.TOKEN`); with no integer tensor between, the state read again by the input's
     ops (:attr:`Feed.STATE`, e.g. attention over h). A record without ``tokens`` (a trace from before they
     were recorded, a stand-in) says only that it was fed back (:attr:`Feed.BACK`).
     """

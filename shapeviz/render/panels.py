@@ -37,7 +37,7 @@ class Feed(Enum):
     DATA = "data"  # not from this lane's own results: the data, teacher forcing
     BACK = "fed back"  # computed from the previous step's output; whether through a token is not recorded
     TOKEN = "token"  # through an integer tensor computed from the previous output (argmax, topk: decoding)
-    STATE = "state"  # from the previous output through recorded float ops only (attention reading h)
+    STATE = "state"  # from the previous output with no integer tensor between (attention reading h)
 
     @property
     def fed_back(self) -> bool:
@@ -150,7 +150,8 @@ def flow_notes(panel: Panel) -> list[str]:
                        "step's output (an integer tensor computed from it: argmax, topk, sampling)")
         if counts[Feed.STATE]:
             out.append(f"red dashed 'h': {counts[Feed.STATE]} of {n} steps take an input computed from the previous "
-                       "step's h through float ops only (no token fed back: the state read again, e.g. by attention)")
+                       "step's h with no integer tensor between (no token fed back: the state read again, e.g. by "
+                       "attention)")
         if counts[Feed.BACK]:
             out.append(f"red dashed: {counts[Feed.BACK]} of {n} steps take an input computed from the previous "
                        "step's output (the trace does not say whether through a token: retrace it with this version)")
