@@ -14,11 +14,20 @@ module's conventions, ``inputs=`` for the outermost module call's first input, `
 the op rules of :mod:`shapeviz.tracing.oprules`; a size match is never used. With that evidence:
 
 * ``scrambled_view`` (:class:`~shapeviz.ShapeError`): a ``view``/``reshape`` that relabels named
-  dims without moving data, e.g. ``e.view(T, bs, -1)`` of ``(bs, T, emb)``;
+  dims without moving data, e.g. ``e.view(T, bs, -1)`` of ``(bs, T, emb)`` (raised at the view when
+  7 steps cannot split into rows of 4; when the sizes divide, where a recurrent layer reads the
+  view's bs parts as its time axis), or ``y.view(T, bs, -1, 2)`` of a bidirectional ``(…, D*h)``.
+  Splitting or merging dims in order never is: ``(1, bs*skip, h)`` viewed as ``(bs, skip*h)``, a
+  time-major dilation ``(T, bs)`` viewed as ``(T/rate, rate*bs)``, and back
+  (:mod:`shapeviz.tracing.dimparts`: merged dims carry their factors, parts of dims are named);
 * ``flatten_order``: a loss whose logits rows and target rows were flattened in different orders
   (``T*bs`` vs ``bs*T``);
-* warnings (:class:`~shapeviz.ShapeWarning`) ``bidirectional_last``, ``padded_last``,
-  ``bidirectional_h_n``.
+* warnings (:class:`~shapeviz.ShapeWarning`) ``bidirectional_last``, ``padded_last`` (also after
+  ``pad_packed_sequence`` unsorts an ``enforce_sorted=False`` batch), ``bidirectional_h_n``.
+
+A recurrent call's steps and batch are named from where its input's dims came from (a GRU fed
+``(pt, bs*skip, c)`` has the batch ``bs*skip``, not ``bs``); :func:`known_names` gives other code
+(the runtime's diagnosis) these names for a tensor.
 
 Tensors are held only through weak references. The mode and the hooks are removed on every path.
 """
@@ -57,6 +66,7 @@ facts survive them (``pad_packed_sequence``'s unsorting ``index_select``) unless
 _JOINS = frozenset({"cat", "concat", "concatenate", "stack"})
 _LOCAL = threading.local()  # .modes: the flow modes active in this thread, innermost last
 _ACTIVE = [0]  # flow modes active in any thread: known_names returns at once when there are none
+_ACTIVE_LOCK = threading.Lock()
 
 
 class _Facts:
@@ -446,12 +456,14 @@ def _hooks(mode: FlowMode) -> Iterator[FlowMode]:
     if modes is None:
         modes = _LOCAL.modes = []
     modes.append(mode)
-    _ACTIVE[0] += 1
+    with _ACTIVE_LOCK:
+        _ACTIVE[0] += 1
     try:
         with _registered_hooks(mode):
             yield mode
     finally:
-        _ACTIVE[0] -= 1
+        with _ACTIVE_LOCK:
+            _ACTIVE[0] -= 1
         with contextlib.suppress(ValueError):
             modes.remove(mode)
 
