@@ -356,3 +356,21 @@ def test_a_decoder_of_another_length_keeps_its_time_axis_for_flatten_order() -> 
             F.cross_entropy(logits, Y.reshape(-1))
         with quiet():
             F.cross_entropy(logits, Y.T.reshape(-1))
+
+
+def test_inputs_naming_fewer_dims_names_the_leading_ones() -> None:
+    seen: list[object] = []
+
+    class Probe(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(3, 5, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(known_names(x))
+            return self.rnn(x)[0]
+
+    model = Probe()
+    with sv.watch(model, inputs="bs T", ops=True), quiet():  # as the runtime reads it: the leading dims
+        model(torch.randn(4, 7, 3))
+    assert seen == [("bs", "T", None)]

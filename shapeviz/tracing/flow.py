@@ -131,8 +131,8 @@ class FlowMode(TorchFunctionMode):
     # ------------------------------------------------------------ modules (global hooks)
     def pre(self, module: nn.Module, args: tuple) -> None:
         if self.depth == 0 and self.inputs is not None and args and isinstance(args[0], torch.Tensor) \
-                and args[0].dim() == len(self.inputs) and self.get(args[0]) is None:
-            self.put(args[0], list(self.inputs))
+                and args[0].dim() >= len(self.inputs) and self.get(args[0]) is None:  # "bs T": the leading dims
+            self.put(args[0], [*self.inputs, *[None] * (args[0].dim() - len(self.inputs))])
         self.depth += 1
         if args and isinstance(args[0], torch.Tensor) and is_recurrent(module):
             with torch._C.DisableTorchFunction():
