@@ -47,9 +47,9 @@ def test_runner_without_the_bench_extra(fake_benchmarks: None, capsys: pytest.Ca
     assert "Traceback" not in out + err and "failed" not in out
     lines = [line for line in out.splitlines() if SKIPPED in line]
     assert lines == [
-        f"| sv.trace | torchinfo.summary | | | {SKIPPED} | <= 1.0 |",
-        f"| fakebench.top | needs torchview | | | {SKIPPED} |  |",
-        f"| fakebench.inside | needs torchinfo | | | {SKIPPED} |  |",
+        f"| sv.trace | torchinfo.summary | | | {SKIPPED} | <= 1.0 | skipped |",
+        f"| fakebench.top | needs torchview | | | {SKIPPED} |  | skipped |",
+        f"| fakebench.inside | needs torchinfo | | | {SKIPPED} |  | skipped |",
     ]
     assert "1 threads" in out  # every row runs with one torch thread
 
@@ -89,3 +89,18 @@ def test_compare_runs_both_commands_interleaved(tmp_path: Path) -> None:
 def test_a_failing_command_is_reported() -> None:
     with pytest.raises(RuntimeError, match="exited 3"):
         procs.wall([sys.executable, "-c", "raise SystemExit(3)"])
+
+
+def test_write_puts_the_table_into_the_bench_readme(tmp_path: Path) -> None:
+    from bench.common import Row
+
+    page = tmp_path / "README.md"
+    page.write_text(f"# b\n\nreading\n\n{runner.MARK}\nold stamp\n\n| old | table |\n\nafter\n",
+                    encoding="utf-8")
+    runner.write_readme([Row("a", "b", 1.0, 2.0, "<= 0.5"), Row("c", "d", 3.0, 2.0, "<= 1.0")], "new stamp", page)
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith(f"# b\n\nreading\n\n{runner.MARK}\nnew stamp\n\n| shapeviz measures")
+    assert "| a | b | 1.00 µs | 2.00 µs | 0.5 | <= 0.5 | met |" in text
+    assert "| c | d | 3.00 µs | 2.00 µs | 1.5 | <= 1.0 | missed |" in text
+    assert text.endswith("\nafter\n") and "old" not in text
+    assert (Path(runner.__file__).parent / "README.md").read_text(encoding="utf-8").count(runner.MARK) == 1
