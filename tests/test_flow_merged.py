@@ -374,3 +374,20 @@ def test_inputs_naming_fewer_dims_names_the_leading_ones() -> None:
     with sv.watch(model, inputs="bs T", ops=True), quiet():  # as the runtime reads it: the leading dims
         model(torch.randn(4, 7, 3))
     assert seen == [("bs", "T", None)]
+
+
+def test_a_beams_batch_keeps_its_order_bs_times_k() -> None:
+    gru, cell = nn.GRU(6, 5), nn.GRUCell(6, 5)
+    h = sv.name(torch.randn(1, 4, 5), "one bs h")
+    with sv.checking(ops=True):
+        with quiet():
+            tiled = h.repeat(1, 3, 1)  # (1, 3*bs, h): the copy index outer
+            assert known_names(tiled) == ("one", "3*bs", "h")
+            assert known_names(h.unsqueeze(2).expand(-1, -1, 3, -1).reshape(1, 12, 5)) == (None, "bs*3", "h")
+            beams = h.repeat_interleave(3, dim=1)  # (1, bs*k, h): each sequence's k beams together
+            _, h_n = gru(torch.randn(1, 12, 6), beams)  # the state says what the batch is
+            assert known_names(h_n) == ("layers*D", "bs*3", "h")
+            assert known_names(cell(torch.randn(12, 6), beams[0])) == ("bs*3", "h")
+            assert known_names(h_n.view(4, 3, 5)) == ("bs", "3", "h")  # the split gives them back
+        with pytest.raises(sv.ShapeError, match="scrambled_view"):
+            h_n.view(3, 4, 5)  # (k, bs, h) of bs*k rows: beams of different sequences mixed

@@ -64,6 +64,7 @@ _KEEPS_FACTS = frozenset({"index_select", "contiguous", "clone", "detach", "to",
 facts survive them (``pad_packed_sequence``'s unsorting ``index_select``) unless they pick along T."""
 
 _JOINS = frozenset({"cat", "concat", "concatenate", "stack"})
+_COPIES = frozenset({"expand", "repeat", "repeat_interleave"})
 _LOCAL = threading.local()  # .modes: the flow modes active in this thread, innermost last
 _ACTIVE = [0]  # flow modes active in any thread: known_names returns at once when there are none
 _ACTIVE_LOCK = threading.Lock()
@@ -117,7 +118,7 @@ class FlowMode(TorchFunctionMode):
         with contextlib.suppress(TypeError):
             self.facts[id(t)] = (weakref.ref(t), facts)
         for n, s in zip(names, t.shape):
-            if n and "*" not in n and "(" not in n and "[" not in n:
+            if n and "*" not in n and "(" not in n and "[" not in n and not n.isdigit():
                 self.sizes.setdefault(n, int(s))
         return facts
 
@@ -173,11 +174,13 @@ class FlowMode(TorchFunctionMode):
         packed = isinstance(first, PackedSequence)
         if conv.cell:
             results = output if isinstance(output, tuple) else (output,)
+            batched = isinstance(first, torch.Tensor) and first.dim() == conv.layout.state_batched_ndim
+            given = self._given(conv.dims(batched=batched), args)
             for role, t in zip(conv.result_names, results):
                 if isinstance(t, torch.Tensor):
                     names = conv.dims(batched=t.dim() == conv.layout.state_batched_ndim).get(role)
                     if names is not None and len(names) == t.dim():
-                        self.put(t, list(names))
+                        self.put(t, [given.get(n, n) for n in names])
             return
         if not isinstance(output, tuple) or len(output) != 2:
             return
@@ -185,7 +188,7 @@ class FlowMode(TorchFunctionMode):
         dims = conv.dims(batched=batched, packed=packed)
         out, state = output
         states = state if isinstance(state, tuple) else (state,)
-        given = self._given(dims["input"], first) if not packed and isinstance(first, torch.Tensor) else {}
+        given = self._given(dims, args) if not packed else {}
         if isinstance(out, torch.Tensor) and len(dims["output"]) == out.dim():
             t_axis = dims["output"].index("T") if "T" in dims["output"] else -1
             self.put(out, [given.get(n, n) for n in dims["output"]], "bi_output" if conv.bidirectional else "",
@@ -195,24 +198,28 @@ class FlowMode(TorchFunctionMode):
                 self.put(t, [given.get(n, n) for n in dims[role]],
                          "bi_h_n" if conv.bidirectional and role == "h_n" else "")
 
-    def _given(self, names: tuple[str, ...], x: torch.Tensor) -> dict[str, str | None]:
-        """What a recurrent call's T and bs are in the model, by where its input's dims came from: the
-        input's own names (``bs*skip``, ``T[2:8]``); else its steps are T (the layer's own time, as
-        its conventions say) and its batch is bs where the size fits (a GRU fed ``(pt, bs*skip, c)``
-        has a batch, but not the model's bs)."""
-        if len(names) != x.dim():
-            return {}
-        f = self.get(x)
+    def _given(self, dims: dict[str, tuple[str, ...]], args: tuple) -> dict[str, str | None]:
+        """What a recurrent call's T and bs are in the model, by where its input's (or its state's)
+        dims came from: their own names (``bs*skip``, ``T[2:8]``, a beam's ``bs*3``); else its steps
+        are T (the layer's own time, as its conventions say) and its batch is bs where the size fits
+        (a GRU fed ``(pt, bs*skip, c)`` has a batch, but not the model's bs)."""
+        hx = args[1] if len(args) > 1 else None
+        hx = hx[0] if isinstance(hx, (tuple, list)) and hx else hx
         out: dict[str, str | None] = {}
-        for axis, n in enumerate(names):
-            if n not in ("T", "bs"):
+        size: dict[str, int] = {}
+        for role, t in (("input", args[0] if args else None), ("h_0", hx)):
+            names = dims.get(role)
+            if not isinstance(t, torch.Tensor) or names is None or len(names) != t.dim():
                 continue
-            known = f.names[axis] if f is not None else None
-            if known:
-                out[n] = known
-            elif n == "bs" and self.sizes.get(n, int(x.shape[axis])) != int(x.shape[axis]):
-                out[n] = None  # a batch of another size (bs*skip, rate*bs, bs*k) is not the model's bs
-        return out
+            f = self.get(t)
+            for axis, n in enumerate(names):
+                if n in ("T", "bs"):
+                    size.setdefault(n, int(t.shape[axis]))
+                    if f is not None and f.names[axis] and out.get(n) is None:
+                        out[n] = f.names[axis]
+        if out.get("bs") is None and "bs" in size and self.sizes.get("bs", size["bs"]) != size["bs"]:
+            out["bs"] = None  # a batch of another size (bs*skip, rate*bs, bs*k) is not the model's bs
+        return {n: v for n, v in out.items() if v is not None or n == "bs"}
 
     # ------------------------------------------------------------ ops
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -281,7 +288,9 @@ class FlowMode(TorchFunctionMode):
         rule = op_rule(name, args, kwargs)
         view = OpView([self.info(t) for t in tensors], tuple(out.shape), self.namer)
         names: Names | None = None
-        if rule is not None:
+        if base in _COPIES and src is not None:
+            names = _copied(base, x, src.names, args, kwargs, tuple(out.shape))
+        elif rule is not None:
             try:
                 names = rule(view)
             except (IndexError, ValueError, TypeError, KeyError, ZeroDivisionError):
@@ -373,6 +382,36 @@ class FlowMode(TorchFunctionMode):
                                 ".reshape(-1, logits.shape[-1])"])
 
 
+def _copied(base: str, x: torch.Tensor, names: Names, args: tuple, kwargs: dict,
+            shape: tuple[int, ...]) -> Names | None:
+    """Names of a copy op's result, the copies counted in memory order: ``expand`` of a size-1 dim to
+    3 copies is ``"3"``; ``repeat`` tiles (``"3*bs"``: the copy outer); ``repeat_interleave`` repeats
+    each row (``"bs*3"``), so a beam's ``bs*k`` keeps its order (``view(bs, k, h)`` gives them back)."""
+    src = list(x.shape)
+    new = len(shape) - len(src)
+    if new < 0:
+        return None
+    if base == "repeat_interleave":
+        reps, dim = (args[1] if len(args) > 1 else kwargs.get("repeats")), kwargs.get("dim", args[2] if len(args) > 2
+                                                                                      else None)
+        if not isinstance(reps, int) or not isinstance(dim, int) or new:
+            return None
+        d = dim % len(src)
+        return [f"{n}*{reps}" if k == d and n and reps > 1 else (n if k != d or reps == 1 else None)
+                for k, n in enumerate(names)]
+    out: Names = [str(s) if s > 1 else None for s in shape[:new]]  # new leading dims: copies
+    for n, s, t in zip(names, src, shape[new:]):
+        if s == t:
+            out.append(n)
+        elif s == 1:
+            out.append(str(t))  # a size-1 dim made t copies
+        elif base == "repeat" and t % s == 0 and n:
+            out.append(f"{t // s}*{n}")  # tiled: the copy index is outer
+        else:
+            out.append(None)
+    return out
+
+
 def _arg_dim(args: tuple, kwargs: dict) -> int:
     dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
     return int(dim) if isinstance(dim, int) else 0
@@ -417,7 +456,7 @@ def _label(t: torch.Tensor) -> str:
 
 def _scrambled(name: str, var: str, src: tuple[int, ...], names: Names, shape: tuple[int, ...],
                scrambled: list[str], params: str) -> ShapeError:
-    scrambled = [f"{n} (the pieces a cat/stack joined)" if n.isdigit() else n for n in scrambled]
+    scrambled = [f"{n} (a count of copies or joined pieces)" if n.isdigit() else n for n in scrambled]
     shown = "(" + ", ".join(f"{n}={s}" if n else str(s) for n, s in zip(names, src)) + ")"
     hints = []
     used: set[int] = set()
