@@ -431,8 +431,9 @@ def known_names(t: Any) -> tuple[str | None, ...] | None:
     ...     known_names(y), known_names(x.view(2, 12, 8)), known_names(torch.ones(3))
     (('T', 'bs', 'D*h'), ('bs[2:4]', 'bs[1:2]*T', 'emb'), None)
 
-    A name is a plain name (``"bs"``), a product in memory order (``"bs*skip"``, ``"T*bs"``) or a
-    part of a dim, ``"bs[2:4]"`` (its strides 2..4: the outer half of bs). With ``ops=True`` a dim's
+    A name is a plain name (``"bs"``), a product in memory order (``"bs*skip"``, ``"T*bs"``), a count
+    (``"3"``: copies made by expand/repeat, or tensors a cat/stack joined: ``"7*bs"``) or a part of a
+    dim, ``"bs[2:4]"`` (its strides 2..4: the outer half of bs). With ``ops=True`` a dim's
     provenance, not its size, says what it is: a dim is ``bs`` only where this returns ``"bs"``.
     """
     if not _ACTIVE[0]:
