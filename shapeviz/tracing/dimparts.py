@@ -297,7 +297,11 @@ def _join_parts(parts: list[tuple[str, int, int] | str | None], size_of: Callabl
 
 
 def prod(sizes: Iterable[int]) -> int:
-    """The product of sizes (1 for none)."""
+    """The product of sizes (1 for none).
+
+    >>> prod([2, 3]), prod([])
+    (6, 1)
+    """
     p = 1
     for s in sizes:
         p *= s
