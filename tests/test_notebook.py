@@ -5,6 +5,9 @@ Skipped when the ``notebook`` extra (IPython, nbclient, nbformat, ipykernel) is 
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +66,7 @@ def test_caught_mistake_renders_as_html_with_the_hint(cells: list[Any]) -> None:
 
 
 def test_declared_inputs_catch_the_untransposed_embedding(cells: list[Any]) -> None:
-    assert _text(cells[3]).strip() == "shapeviz: checking on, inputs (bs T)"
+    assert _text(cells[3]) == ""  # %shapeviz inputs bs T: quiet, only status prints
     [err] = _outputs(cells[4], "error")
     assert "[batch_first_swap]" in err.traceback[0]
     [shown] = [o for o in _outputs(cells[4], "display_data") if "text/html" in o.data]
@@ -95,7 +98,7 @@ def test_trace_renders_its_table(cells: list[Any]) -> None:
 
 
 def test_off_and_unload(cells: list[Any]) -> None:
-    assert _text(cells[9]).strip() == "shapeviz: checking off"
+    assert _text(cells[9]) == ""  # %shapeviz off: quiet; the next cell shows checking is off
     [err] = _outputs(cells[10], "error")
     assert err.ename == "RuntimeError"  # PyTorch's own message: nothing of shapeviz is left on
     assert _outputs(cells[11], "error") == [] and _text(cells[11]) == "False"
@@ -105,14 +108,17 @@ def test_off_and_unload(cells: list[Any]) -> None:
 def test_magic_commands_and_bad_usage() -> None:
     ext = load(None)
     try:
-        assert ext.magic("") == ext.status() == \
+        assert ext.magic("") == ext.magic("status") == ext.status() == \
             "shapeviz: checking on (no input names: %shapeviz inputs bs T declares them)"
-        assert ext.magic("inputs bs, T") == "shapeviz: checking on, inputs (bs T)"
-        assert sv.enabled()
-        assert ext.magic("off") == "shapeviz: checking off" and not sv.enabled()
-        assert ext.magic("on") == "shapeviz: checking on, inputs (bs T)"  # the names come back
-        with pytest.raises(sv.SpecError, match="usage: %shapeviz on"):
-            ext.magic("sideways")
+        assert ext.magic("inputs bs, T") is None  # changes print nothing; status says where things are
+        assert ext.magic("status") == "shapeviz: checking on, inputs (bs T)" and sv.enabled()
+        assert ext.magic("off") is None and not sv.enabled()
+        assert ext.magic("status") == "shapeviz: checking off"
+        assert ext.magic("on") is None
+        assert ext.magic("status") == "shapeviz: checking on, inputs (bs T)"  # the names come back
+        for bad in ("sideways", "status now", "on please", "inputs"):
+            with pytest.raises(sv.SpecError, match="usage: %shapeviz on"):
+                ext.magic(bad)
         with pytest.raises(sv.SpecError, match="not a dimension name"):
             ext.magic("inputs bs 3T")
     finally:
@@ -147,3 +153,21 @@ def test_extension_without_shell_leaves_nothing_on() -> None:
     assert ext.inputs == "T bs emb" and sv.enabled()
     ext.unload()
     assert not sv.enabled()
+
+
+def test_inputs_then_status_in_one_cell_prints_the_status_once() -> None:
+    """Issue 25, 15: the README's block pasted into one cell printed the status line twice."""
+    pytest.importorskip("IPython")
+    probe = textwrap.dedent("""\
+        from IPython.testing.globalipapp import start_ipython
+        ip = start_ipython()
+        ip.run_cell("%load_ext shapeviz")
+        print("--- cell")
+        ip.run_cell("%shapeviz inputs bs T\\n%shapeviz status")
+        print("--- cell")
+        ip.run_cell("%shapeviz off\\n%shapeviz")
+        """)
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=180, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("--- cell\n")[1:] == ["shapeviz: checking on, inputs (bs T)\n",
+                                                   "shapeviz: checking off\n"]

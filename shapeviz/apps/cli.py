@@ -15,33 +15,34 @@ notes
 
 ``main(argv)`` returns the exit code instead of exiting, so it can run in-process; the
 ``shapeviz`` script and ``python -m shapeviz`` exit with it. See :data:`EPILOG` for the codes.
+torch is imported only by the commands that need it: ``--help`` and usage errors never load it.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib.util
 import math
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from shapeviz._errors import MissingBackendError, ShapeError, ShapevizError
 from shapeviz.apps.failures import (
     EXIT_BACKEND,
+    EXIT_BROKEN_PIPE,
     EXIT_INTERNAL,
     EXIT_OK,
     EXIT_SHAPE,
     EXIT_USAGE,
     EXIT_USER_CODE,
     UsageError,
+    encodable_output,
     exit_code,
     memory_bytes,
     shorten,
@@ -50,8 +51,12 @@ from shapeviz.apps.failures import (
     writable_output,
 )
 
-__all__ = ["EPILOG", "EXIT_BACKEND", "EXIT_INTERNAL", "EXIT_OK", "EXIT_SHAPE", "EXIT_USAGE", "EXIT_USER_CODE",
-           "MAX_CELLS", "MAX_STEPS", "main"]
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
+
+__all__ = ["EPILOG", "EXIT_BACKEND", "EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_OK", "EXIT_SHAPE", "EXIT_USAGE",
+           "EXIT_USER_CODE", "INPUT_DIMS", "MAX_CELLS", "MAX_STEPS", "main"]
 
 MAX_STEPS = 200
 """The largest ``draw --max-steps``: wider diagrams are unreadable and slow to lay out."""
@@ -71,6 +76,9 @@ exit codes:
      failed or ran past its time limit
   5  shapeviz itself failed (a bug: please report it with the command line)
   130, 143  interrupted (Ctrl-C) or terminated (SIGTERM); a running dot program is stopped too
+  141  the output pipe closed early (e.g. | head -1): stopped quietly, as Unix tools stopped by SIGPIPE
+
+Characters the terminal's encoding cannot show are printed as ASCII (an arrow as ->) or as ?.
 
 SPEC is a layer written as in Python, e.g. "LSTM(10, 20, num_layers=2, bidirectional=True)" or
 "GRUCell(8, 16)": one of RNN, LSTM, GRU, RNNCell, LSTMCell, GRUCell with literal arguments. It
@@ -79,6 +87,15 @@ and call FACTORY() to build the model.
 
 start here:  shapeviz demo"""
 
+INPUT_DIMS: dict[str, str] = {"T": "sequence length", "bs": "batch size", "emb": "features per step",
+                              "vocab": "vocabulary size, for token ids"}
+"""The dim names ``--input`` knows; any other name is a usage error (``vocb``: did you mean vocab?)."""
+
+_INPUT_ALIASES = {"l": "T", "seq_len": "T", "seq": "T", "time": "T", "n": "bs", "batch": "bs", "batch_size": "bs",
+                  "h_in": "emb", "input_size": "emb", "features": "emb", "vocab_size": "vocab",
+                  "num_embeddings": "vocab"}
+"""Other spellings of :data:`INPUT_DIMS` (lower case), PyTorch's docs notation among them: suggested, never taken."""
+
 _INPUT_HELP = """how to make the model's input from named sizes, in layout order:
   "bs=2,T=5,vocab=28"  -> token ids, a LongTensor (bs, T) in [0, vocab)
   "T=5,bs=2,emb=10"    -> floats (T, bs, emb)
@@ -86,11 +103,38 @@ _INPUT_HELP = """how to make the model's input from named sizes, in layout order
                           (named_modules order): an Embedding(num, dim) gets token ids in
                           [0, num); a recurrent layer gets floats with emb=input_size
                           appended; with neither, floats of exactly these dims.
-values come from a fixed seed (randn / randint), so runs repeat."""
+names are T, bs, emb, vocab; values come from a fixed seed (randn / randint), so runs repeat."""
+
+
+def did_you_mean(word: str, known: Iterable[str], aliases: dict[str, str] | None = None) -> str | None:
+    """The one of ``known`` that ``word`` most likely misspells: same letters in another case, an
+    alias, or a close spelling (:mod:`difflib`); None when nothing is close.
+
+    >>> did_you_mean("--t", ["--T", "--bs", "--style"]), did_you_mean("vocb", INPUT_DIMS)
+    ('--T', 'vocab')
+    >>> did_you_mean("batch_size", INPUT_DIMS, _INPUT_ALIASES), did_you_mean("colour", INPUT_DIMS)
+    ('bs', None)
+    """
+    by_lower = {k.lower(): k for k in known}
+    low = word.lower()
+    if low in by_lower:
+        return by_lower[low]
+    if aliases and low in aliases:
+        return aliases[low]
+    close = difflib.get_close_matches(low, list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main(argv)`` returns the code."""
+
+    commands: dict[str, argparse.ArgumentParser]
+    """The parser of each subcommand (on the top-level parser only)."""
+
+    def _print_message(self, message: str, file: Any = None) -> None:
+        # argparse's own swallows OSError: help into a closed pipe must end as any output does (141)
+        if message:
+            (file or sys.stderr).write(message)
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -117,10 +161,10 @@ def _steps(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser() -> _Parser:
     """The argument parser of every command (``--help`` on each).
 
-    >>> sorted(build_parser()._subparsers._group_actions[0].choices)    # the commands
+    >>> sorted(build_parser().commands)    # the commands
     ['check', 'demo', 'draw', 'explain', 'gallery', 'site', 'trace']
     """
     from shapeviz import __version__
@@ -130,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
                 description="Checked and visible shapes for PyTorch recurrent layers.")
     p.add_argument("--version", action="version", version=f"shapeviz {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p.commands = sub.choices
 
     e = sub.add_parser("explain", help="print the shape conventions of a layer", formatter_class=fmt,
                        description="Print the conventions table of a layer: every argument and result "
@@ -161,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog=f'{_INPUT_HELP}\n\nexample: shapeviz {name} model.py:build '
                                   '--input "bs=2,T=5,vocab=28"')
         c.add_argument("target", metavar="FILE.py:FACTORY", help="your file and a function in it returning the model")
-        c.add_argument("--input", required=True, metavar="SIZES", help='named sizes in layout order, e.g. "bs=2,T=5"')
+        c.add_argument("--input", required=True, metavar="SIZES",
+                       help='named sizes in layout order (T, bs, emb, vocab), e.g. "bs=2,T=5"')
         if name == "check":
             c.add_argument("--meta", action="store_true",
                            help="dry run on the meta device: no computation, no memory for activations "
@@ -197,9 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
 # ====================================================================== commands
 def _explain(args: argparse.Namespace) -> int:
     from shapeviz.apps.spec import parse_spec
+
+    module = parse_spec(args.spec, device="meta")  # a bad spec is refused before torch is imported
     from shapeviz.render.text import explain
 
-    print(explain(parse_spec(args.spec, device="meta"), T=args.T, bs=args.bs, style=args.style))
+    print(explain(module, T=args.T, bs=args.bs, style=args.style))
     return EXIT_OK
 
 
@@ -222,10 +270,11 @@ def _check_size(module: nn.Module, T: int | None, max_steps: int | None) -> None
 
 def _draw(args: argparse.Namespace) -> int:
     from shapeviz.apps.spec import parse_spec
-    from shapeviz.render.unrolled import unroll
 
     out = writable_output(args.output, (".svg", ".png"), "draw -o")
-    module = parse_spec(args.spec, device="meta")
+    module = parse_spec(args.spec, device="meta")  # a bad spec is refused before torch is imported
+    from shapeviz.render.unrolled import unroll
+
     _check_size(module, args.T, args.max_steps)
     path = unroll(module, T=args.T, bs=args.bs, max_steps=args.max_steps).render(out)
     print(f"wrote {path}")
@@ -277,6 +326,8 @@ def _make_model(target: str) -> tuple[nn.Module, str]:
     name = target.rpartition(":")[2]
     with user_code(f"calling {name}()"):
         model = factory()
+    import torch.nn as nn
+
     if not isinstance(model, nn.Module):
         raise UsageError(f"{name}() returned {type(model).__name__}, not a model; FACTORY must return an "
                           "nn.Module (e.g. `def build(): return MyModel()`)")
@@ -288,6 +339,7 @@ def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, di
 
     The layout rule is :func:`shapeviz.tracing.dryrun.meta_inputs`'s; this fills it with real values.
 
+    >>> import torch.nn as nn
     >>> x, names, decl = make_input(nn.GRU(8, 16), {"T": 5, "bs": 2})
     >>> tuple(x.shape), names                                 # emb=input_size appended
     ((5, 2, 8), 'T bs emb')
@@ -295,6 +347,8 @@ def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, di
     >>> x.dtype, tuple(x.shape), decl                          # token ids (bs, T)
     (torch.int64, (2, 5), {'vocab': 28})
     """
+    import torch
+
     from shapeviz.tracing.dryrun import meta_inputs
 
     if not set(sizes) - {"vocab"}:
@@ -320,9 +374,22 @@ def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, di
 
 
 def _parse_input(text: str) -> dict[str, int]:
+    """``--input`` text as sizes, refusing names outside :data:`INPUT_DIMS` and sizes below 1.
+
+    >>> _parse_input("bs=2,T=5,vocb=28")
+    Traceback (most recent call last):
+    ...
+    shapeviz.apps.failures.UsageError: --input: unknown dim name 'vocb' in 'bs=2,T=5,vocb=28' (did you mean vocab?); ...
+    """
     from shapeviz.core.dimensions import parse_sizes
 
     sizes = parse_sizes(text, "--input")
+    for name in sizes:
+        if name not in INPUT_DIMS:
+            guess = did_you_mean(name, INPUT_DIMS, _INPUT_ALIASES)
+            known = ", ".join(f"{k} ({what})" for k, what in INPUT_DIMS.items())
+            raise UsageError(f"--input: unknown dim name {name!r} in {text!r}"
+                             f"{f' (did you mean {guess}?)' if guess else ''}; the names are {known}")
     zero = [k for k, v in sizes.items() if v < 1]
     if zero:
         raise UsageError(f"--input: sizes must be at least 1, got {', '.join(f'{k}=0' for k in zero)} in {text!r}")
@@ -330,13 +397,13 @@ def _parse_input(text: str) -> dict[str, int]:
 
 
 def _trace(args: argparse.Namespace) -> int:
+    sizes = _parse_input(args.input)
+    out = writable_output(args.output, (".json", ".txt", ".png", ".svg"), "trace -o") if args.output else None
+    model, name = _make_model(args.target)
     from shapeviz.core.dimensions import dims
     from shapeviz.runtime.watching import checking
     from shapeviz.tracing.session import trace
 
-    sizes = _parse_input(args.input)
-    out = writable_output(args.output, (".json", ".txt", ".png", ".svg"), "trace -o") if args.output else None
-    model, name = _make_model(args.target)
     x, names, declared = make_input(model, sizes)
     with user_code(f"the forward pass of {name}()", (ShapevizError,)), dims(**declared), checking(inputs=names):
         tr = trace(model, x, ops=args.ops, inputs_dims=names)
@@ -363,14 +430,16 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    sizes = _parse_input(args.input)
+    model, name = _make_model(args.target)
     from shapeviz.core.dimensions import dims
     from shapeviz.runtime.watching import checking
 
-    sizes = _parse_input(args.input)
-    model, name = _make_model(args.target)
     if args.meta:
         return _check_meta(model, name, args.input)
     x, names, declared = make_input(model, sizes)
+    import torch
+
     with (user_code(f"the forward pass of {name}()", (ShapevizError,)), dims(**declared), checking(inputs=names),
           torch.no_grad()):
         model(x)
@@ -447,6 +516,9 @@ def _site(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     import inspect
+
+    import torch
+    import torch.nn as nn
 
     from shapeviz.core.dimensions import dims
     from shapeviz.gallery.models import CellOverDataset, EmbedRNN, ForgotTranspose, seeded
@@ -529,15 +601,23 @@ def _no_warnings() -> Iterator[None]:
         yield
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 shape error, 2 usage, 3 your code, 4 backend, 5 bug).
+def _unrecognized(parser: _Parser, command: str | None, argv: list[str], extras: list[str]) -> NoReturn:
+    """Refuse what no parser took, with the usage of the command it was given to and a suggestion."""
+    target: argparse.ArgumentParser = parser
+    if command is not None and command in argv and argv.index(command) < argv.index(extras[0]):
+        target = parser.commands[command]
+    options = [o for a in target._actions for o in a.option_strings]
+    guesses = [g for e in extras if e.startswith("-") and (g := did_you_mean(e.split("=", 1)[0], options))]
+    hint = f" (did you mean {' or '.join(dict.fromkeys(guesses))}?)" if guesses else ""
+    target.error(f"unrecognized arguments: {' '.join(extras)}{hint}")
 
-    >>> main(["draw", "LSTM(10, 20)", "-o", "lstm.pdf"])   # the message goes to stderr
-    2
-    """
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            _unrecognized(parser, args.command, argv, extras)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return EXIT_USAGE
@@ -548,6 +628,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         with _no_warnings(), sigterm_unwinds():
-            return _COMMANDS[args.command](args)
+            code = _COMMANDS[args.command](args)
+            sys.stdout.flush()  # a closed pipe fails here, inside the command, not at exit
+            return code
     except BaseException as exc:  # every failure becomes its documented exit code and one line
         return exit_code(exc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 shape error, 2 usage, 3 your code, 4 backend, 5 bug).
+
+    >>> main(["draw", "LSTM(10, 20)", "-o", "lstm.pdf"])   # the message goes to stderr
+    2
+
+    Output degrades to what stdout and stderr can encode (``→`` becomes ``->``); a closed stdout
+    pipe (``| head -1``) ends the command quietly with :data:`EXIT_BROKEN_PIPE`.
+    """
+    with encodable_output():
+        try:
+            code = _run(list(sys.argv[1:] if argv is None else argv))
+            sys.stdout.flush()  # help text into a closed pipe
+        except OSError as exc:
+            code = exit_code(exc)
+    return code

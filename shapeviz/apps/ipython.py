@@ -12,6 +12,9 @@ In a notebook::
     %shapeviz off                 # sv.disable(): every check off (watches too)
     %shapeviz on
 
+Only ``%shapeviz status`` (or a bare ``%shapeviz``) prints: ``on``, ``off`` and ``inputs`` change
+the state quietly, as ``%load_ext`` does, so a cell that declares and then asks shows one line.
+
 A :class:`~shapeviz.ShapeError` raised by a cell is shown as HTML (expected and actual shapes side
 by side, the disagreeing dims highlighted, the hints as code; see :mod:`shapeviz.render.html`),
 followed by a one-line traceback that says which line of the cell raised it (the cell still fails,
@@ -54,9 +57,10 @@ class Extension:
     """The state of the extension in one shell: checking on/off, the declared input names, hooks.
 
     >>> ext = Extension(ip=None)
-    >>> ext.magic("inputs bs T")
+    >>> ext.magic("inputs bs T")      # quiet: nothing to print
+    >>> ext.magic("status")
     'shapeviz: checking on, inputs (bs T)'
-    >>> ext.magic("off")
+    >>> ext.magic("off"); ext.magic("")
     'shapeviz: checking off'
     """
 
@@ -99,8 +103,14 @@ class Extension:
             return f"shapeviz: checking on, inputs ({self.inputs})"
         return "shapeviz: checking on (no input names: %shapeviz inputs bs T declares them)"
 
-    def magic(self, line: str) -> str:
-        """Run ``%shapeviz LINE``; returns the status line it prints."""
+    def magic(self, line: str) -> str | None:
+        """Run ``%shapeviz LINE``; returns the line it prints: the status for ``status``, else None.
+
+        >>> Extension(ip=None).magic("sideways")
+        Traceback (most recent call last):
+        ...
+        shapeviz.SpecError: %shapeviz 'sideways': usage: %shapeviz on | off | status | inputs NAME ...
+        """
         words = line.split()
         cmd = words[0] if words else "status"
         if cmd == "on" and len(words) == 1:
@@ -109,18 +119,22 @@ class Extension:
             self.off()
         elif cmd == "inputs" and len(words) > 1:
             self.declare(" ".join(words[1:]))
-        elif cmd != "status" or len(words) > 1:
+        elif cmd == "status" and len(words) <= 1:
+            return self.status()
+        else:
             raise SpecError(f"%shapeviz {line.strip()!r}: {_USAGE}")
-        return self.status()
+        return None
 
     # ------------------------------------------------------------ the shell
     def _line_magic(self, line: str) -> None:
         from IPython.core.error import UsageError
 
         try:
-            print(self.magic(line))
+            shown = self.magic(line)
         except SpecError as e:
             raise UsageError(str(e)) from None
+        if shown is not None:
+            print(shown)
 
     def _handler(self, shell: Any, etype: type[BaseException], value: BaseException, tb: TracebackType | None,
                  tb_offset: int | None = None) -> list[str] | None:

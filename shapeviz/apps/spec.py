@@ -10,7 +10,8 @@ The text is read with :mod:`ast` and never evaluated: only a call of one of the 
 classes (optionally written ``nn.X`` or ``torch.nn.X``) with literal arguments (numbers,
 ``True``/``False``, a string for ``nonlinearity``) is accepted, and every keyword and value is
 checked before the module is built. Anything else raises :class:`~shapeviz._errors.SpecError`
-with a message that lists what is valid.
+with a message that lists what is valid. torch is imported only to build the module, so a spec
+that is refused costs no ``import torch`` (``shapeviz explain "Linear(3, 4)"`` answers at once).
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from __future__ import annotations
 import ast
 import warnings
 from dataclasses import dataclass
-from typing import Any
-
-import torch
-import torch.nn as nn
+from typing import TYPE_CHECKING, Any
 
 from shapeviz._errors import SpecError
 from shapeviz.core.limits import MAX_LAYERS, MAX_SIZE
-from shapeviz.core.model import GATES
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
 
 __all__ = ["CLASSES", "MAX_PARAMETERS", "MAX_SIZE", "MAX_SPEC_CHARS", "parse_spec", "spec_help"]
 
@@ -40,25 +41,39 @@ unless it is built on the ``meta`` device, which allocates nothing."""
 
 @dataclass(frozen=True)
 class _Class:
-    cls: type[nn.Module]
+    name: str  # the class in torch.nn
     params: tuple[str, ...]  # in PyTorch's positional order
+
+    @property
+    def cls(self) -> type[nn.Module]:
+        """The ``torch.nn`` class (imports torch).
+
+        >>> CLASSES["GRUCell"].cls
+        <class 'torch.nn.modules.rnn.GRUCell'>
+        """
+        import torch.nn as nn
+
+        cls: type[nn.Module] = getattr(nn, self.name)
+        return cls
 
     @property
     def gates(self) -> int:
         """Gates of the family (:data:`shapeviz.core.model.GATES`): weights are ``(gates*h, …)``."""
-        return GATES[self.cls.__name__.removesuffix("Cell")]
+        from shapeviz.core.model import GATES
+
+        return GATES[self.name.removesuffix("Cell")]
 
 
 _RNN_TAIL = ("num_layers", "nonlinearity", "bias", "batch_first", "dropout", "bidirectional")
 _LAYER_TAIL = ("num_layers", "bias", "batch_first", "dropout", "bidirectional")
 
 CLASSES: dict[str, _Class] = {
-    "RNN": _Class(nn.RNN, ("input_size", "hidden_size", *_RNN_TAIL)),
-    "LSTM": _Class(nn.LSTM, ("input_size", "hidden_size", *_LAYER_TAIL, "proj_size")),
-    "GRU": _Class(nn.GRU, ("input_size", "hidden_size", *_LAYER_TAIL)),
-    "RNNCell": _Class(nn.RNNCell, ("input_size", "hidden_size", "bias", "nonlinearity")),
-    "LSTMCell": _Class(nn.LSTMCell, ("input_size", "hidden_size", "bias")),
-    "GRUCell": _Class(nn.GRUCell, ("input_size", "hidden_size", "bias")),
+    "RNN": _Class("RNN", ("input_size", "hidden_size", *_RNN_TAIL)),
+    "LSTM": _Class("LSTM", ("input_size", "hidden_size", *_LAYER_TAIL, "proj_size")),
+    "GRU": _Class("GRU", ("input_size", "hidden_size", *_LAYER_TAIL)),
+    "RNNCell": _Class("RNNCell", ("input_size", "hidden_size", "bias", "nonlinearity")),
+    "LSTMCell": _Class("LSTMCell", ("input_size", "hidden_size", "bias")),
+    "GRUCell": _Class("GRUCell", ("input_size", "hidden_size", "bias")),
 }
 """The classes a spec may name, with their arguments in PyTorch's positional order."""
 
@@ -202,9 +217,12 @@ def parse_spec(text: str, *, device: str | torch.device | None = None) -> nn.Mod
     kw = {k: _check_value(text, name, k, v) for k, v in kw.items()}
     if kw.get("proj_size", 0) >= kw["hidden_size"]:
         raise _fail(text, f"proj_size must be smaller than hidden_size={kw['hidden_size']}, got {kw['proj_size']}")
-    n = _parameter_count(c, kw)
-    if n > MAX_PARAMETERS and torch.device(device or "cpu").type != "meta":
-        raise _fail(text, f"this layer would hold about {n:,} weights (at most {MAX_PARAMETERS:,})")
+    import torch  # the spec is valid: now build it
+
+    if torch.device(device or "cpu").type != "meta":
+        n = _parameter_count(c, kw)
+        if n > MAX_PARAMETERS:
+            raise _fail(text, f"this layer would hold about {n:,} weights (at most {MAX_PARAMETERS:,})")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # dropout with one layer, proj_size on oneDNN: not our concern
         try:
