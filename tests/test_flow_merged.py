@@ -39,6 +39,7 @@ class SkipGRU(nn.Module):
         self.gru = nn.GRU(c, c)
         self.gskip = nn.GRU(c, h)
         self.out = nn.Linear(c + skip * h, 2)
+        self.seen: list[object] = []  # what the flow knows of the skip GRU's input and of its state's view
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (bs, T, emb)
         bs = x.size(0)
@@ -48,8 +49,10 @@ class SkipGRU(nn.Module):
         s = s.view(bs, self.c, self.pt, self.skip)
         s = s.permute(2, 0, 3, 1).contiguous()
         s = s.view(self.pt, bs * self.skip, self.c)  # (pt, bs*skip, c)
+        self.seen.append(known_names(s))
         _, s = self.gskip(s)
         s = s.view(bs, self.skip * self.h)  # (1, bs*skip, h) -> (bs, skip*h): a split, in order
+        self.seen.append(known_names(s))
         return self.out(torch.cat((r.squeeze(0), s), 1))
 
 
@@ -109,6 +112,14 @@ def test_skip_gru_is_silent_under_watch_and_checking(bs: int, T: int, pt: int, s
             assert model(x).shape == (bs, 2)
         with sv.checking(inputs="bs T", ops=True):
             assert model(x).shape == (bs, 2)
+
+
+def test_skip_gru_batch_carries_its_factors() -> None:
+    model = SkipGRU(skip=3)
+    with sv.watch(model, inputs="bs T", ops=True), quiet():
+        model(torch.randn(4, 12, 4))
+    # the conv keeps bs; the skip factor is a part of the conv's (unnamed) time axis: counted, 3
+    assert model.seen == [(None, "bs*3", None), ("bs", "3*h")]
 
 
 def test_skip_gru_trace_marks_no_line() -> None:

@@ -109,7 +109,8 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
     (['bs', 'skip*h'], [])
 
     With ``pieces=True`` a part of a dim is named too, ``T[2:8]`` for the strides 2..8 of T (the
-    time-major dilation ``(T, bs)`` viewed as ``(T/2, 2*bs)``), and joining its parts gives T back:
+    time-major dilation ``(T, bs)`` viewed as ``(T/2, 2*bs)``), and joining its parts gives T back;
+    an unnamed dim joined with a named one counts by its size (``bs*3``: bs outer, 3 inner):
 
     >>> view_names((8, 4, 3), ["T", "bs", "emb"], (4, 8, 3), {"T": 8, "bs": 4}.get, pieces=True)
     (['T[2:8]', 'T[1:2]*bs', 'emb'], [])
@@ -150,6 +151,8 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
                 if a.trusted:
                     cut.append(a.base or "")
                 parts.append(None)
+            elif a.label is None and pieces:
+                parts.append(_Unnamed(last // first))  # (a part of) an unnamed dim: its size, a count
             elif first == lo[k] and last == top and (not a.trusted or "[" not in (a.label or "[")):
                 parts.append(a.label)  # a whole dim (or factor), named as it is
             elif a.trusted and a.base:
@@ -278,11 +281,15 @@ def joined_pick(picks: Sequence[Pick | None], size_of: Callable[[str], int | Non
     return what if _text_size(what, size_of) == len(picks) else None
 
 
+class _Unnamed(str):
+    """The size of (a part of) an unnamed dim, as a count: named only next to a named part."""
+
+
 def _join_parts(parts: list[tuple[str, int, int] | str | None], size_of: Callable[[str], int | None],
                 pieces: bool) -> str | None:
     """One result dim's name from its parts, outer first: adjacent parts of one dim joined back."""
-    if not parts or any(p is None for p in parts):
-        return None
+    if not parts or any(p is None for p in parts) or all(isinstance(p, _Unnamed) for p in parts):
+        return None  # a dim made only of unnamed ones stays unnamed
     merged: list[tuple[str, int, int] | str] = []
     for part in parts:
         prev = merged[-1] if merged else None

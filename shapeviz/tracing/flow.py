@@ -65,6 +65,7 @@ facts survive them (``pad_packed_sequence``'s unsorting ``index_select``) unless
 
 _JOINS = frozenset({"cat", "concat", "concatenate", "stack"})
 _COPIES = frozenset({"expand", "repeat", "repeat_interleave"})
+_CONVS = frozenset({"conv1d", "conv2d", "conv3d"})
 _LOCAL = threading.local()  # .modes: the flow modes active in this thread, innermost last
 _ACTIVE = [0]  # flow modes active in any thread: known_names returns at once when there are none
 _ACTIVE_LOCK = threading.Lock()
@@ -290,6 +291,9 @@ class FlowMode(TorchFunctionMode):
         names: Names | None = None
         if base in _COPIES and src is not None:
             names = _copied(base, x, src.names, args, kwargs, tuple(out.shape))
+        elif base in _CONVS and src is not None and len(args) > 1 and isinstance(args[1], torch.Tensor) \
+                and x.dim() == args[1].dim() and src.names[0]:  # a batched conv keeps its batch, dim 0
+            names = [src.names[0], *[None] * (out.dim() - 1)]
         elif rule is not None:
             try:
                 names = rule(view)
