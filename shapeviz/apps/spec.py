@@ -1,4 +1,5 @@
-"""Parse a layer spec such as ``"LSTM(10, 20, num_layers=2)"`` into the module, safely.
+"""Parse the text a user gives the command line: a layer SPEC such as ``"LSTM(10, 20, num_layers=2)"``
+into the module, safely, and ``--input`` SIZES such as ``"bs=2,T=5,vocab=28"`` into a model's input.
 
 >>> lstm = parse_spec("LSTM(10, 20, num_layers=2, bidirectional=True)")
 >>> lstm.num_layers, lstm.bidirectional, tuple(lstm.weight_ih_l0.shape)      # (4*h, emb)
@@ -12,23 +13,31 @@ classes (optionally written ``nn.X`` or ``torch.nn.X``) with literal arguments (
 checked before the module is built. Anything else raises :class:`~shapeviz._errors.SpecError`
 with a message that lists what is valid. torch is imported only to build the module, so a spec
 that is refused costs no ``import torch`` (``shapeviz explain "Linear(3, 4)"`` answers at once).
+
+``--input`` names only the dims of :data:`INPUT_DIMS`; another name is a usage error that says
+which one was likely meant (:func:`did_you_mean`), before the user's file is imported.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
+import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shapeviz._errors import SpecError
+from shapeviz.apps.failures import UsageError, memory_bytes, shorten
 from shapeviz.core.limits import MAX_LAYERS, MAX_SIZE
 
 if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
-__all__ = ["CLASSES", "MAX_PARAMETERS", "MAX_SIZE", "MAX_SPEC_CHARS", "parse_spec", "spec_help"]
+__all__ = ["CLASSES", "INPUT_DIMS", "MAX_PARAMETERS", "MAX_SIZE", "MAX_SPEC_CHARS", "did_you_mean", "make_input",
+           "parse_input", "parse_spec", "spec_help"]
 
 MAX_SPEC_CHARS = 300
 """Longer spec text is refused before parsing (a layer spec is short)."""
@@ -229,3 +238,95 @@ def parse_spec(text: str, *, device: str | torch.device | None = None) -> nn.Mod
             return c.cls(**kw, device=device)
         except (ValueError, TypeError, RuntimeError) as exc:  # pragma: no cover - checked above
             raise _fail(text, str(exc)) from None
+
+
+# ====================================================================== --input SIZES
+INPUT_DIMS: dict[str, str] = {"T": "sequence length", "bs": "batch size", "emb": "features per step",
+                              "vocab": "vocabulary size, for token ids"}
+"""The dim names ``--input`` knows; any other name is a usage error (``vocb``: did you mean vocab?)."""
+
+_INPUT_ALIASES = {"l": "T", "seq_len": "T", "seq": "T", "time": "T", "n": "bs", "batch": "bs", "batch_size": "bs",
+                  "h_in": "emb", "input_size": "emb", "features": "emb", "vocab_size": "vocab",
+                  "num_embeddings": "vocab"}
+"""Other spellings of :data:`INPUT_DIMS` (lower case), PyTorch's docs notation among them: suggested, never taken."""
+
+
+def did_you_mean(word: str, known: Iterable[str], aliases: dict[str, str] | None = None) -> str | None:
+    """The one of ``known`` that ``word`` most likely misspells: same letters in another case, an
+    alias, or a close spelling (:mod:`difflib`); None when nothing is close.
+
+    >>> did_you_mean("--t", ["--T", "--bs", "--style"]), did_you_mean("vocb", INPUT_DIMS)
+    ('--T', 'vocab')
+    >>> did_you_mean("batch_size", INPUT_DIMS, _INPUT_ALIASES), did_you_mean("colour", INPUT_DIMS)
+    ('bs', None)
+    """
+    by_lower = {k.lower(): k for k in known}
+    low = word.lower()
+    if low in by_lower:
+        return by_lower[low]
+    if aliases and low in aliases:
+        return aliases[low]
+    close = difflib.get_close_matches(low, list(by_lower), n=1, cutoff=0.6)
+    return by_lower[close[0]] if close else None
+
+
+def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, dict[str, int]]:
+    """The input for ``--input`` sizes: (tensor, its dim names, sizes to declare).
+
+    The layout rule is :func:`shapeviz.tracing.dryrun.meta_inputs`'s; this fills it with real values.
+
+    >>> import torch.nn as nn
+    >>> x, names, decl = make_input(nn.GRU(8, 16), {"T": 5, "bs": 2})
+    >>> tuple(x.shape), names                                 # emb=input_size appended
+    ((5, 2, 8), 'T bs emb')
+    >>> x, names, decl = make_input(nn.Embedding(28, 4), {"bs": 2, "T": 5})
+    >>> x.dtype, tuple(x.shape), decl                          # token ids (bs, T)
+    (torch.int64, (2, 5), {'vocab': 28})
+    """
+    import torch
+
+    from shapeviz.tracing.dryrun import meta_inputs
+
+    if not set(sizes) - {"vocab"}:
+        raise UsageError("--input names no dims besides vocab; write e.g. 'bs=2,T=5,vocab=28'")
+    meta, names, declared = meta_inputs(model, dict(sizes))
+    shape = tuple(meta.shape)
+    nbytes = math.prod(shape) * (8 if "vocab" in declared else meta.element_size())
+    text = ", ".join(f"{n}={s}" for n, s in zip(names, shape))
+    memory = memory_bytes()
+    if memory is not None and nbytes > memory // 2:
+        raise UsageError(f"--input: the input ({text}) needs {nbytes / 2**30:.3g} GiB, more than half of this "
+                          f"machine's memory ({memory / 2**30:.3g} GiB); use smaller sizes or check --meta")
+    g = torch.Generator().manual_seed(0)
+    try:
+        if "vocab" in declared:
+            x = torch.randint(0, declared["vocab"], shape, generator=g)
+            return x, " ".join(names), {"vocab": declared["vocab"]}
+        return torch.randn(*shape, generator=g, dtype=meta.dtype), " ".join(names), {}
+    except (MemoryError, RuntimeError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UsageError(f"--input: cannot allocate the input ({text}): {shorten(reason, 160)}; use smaller "
+                          "sizes or check --meta") from None
+
+
+def parse_input(text: str) -> dict[str, int]:
+    """``--input`` text as sizes, refusing names outside :data:`INPUT_DIMS` and sizes below 1.
+
+    >>> parse_input("bs=2,T=5,vocb=28")
+    Traceback (most recent call last):
+    ...
+    shapeviz.apps.failures.UsageError: --input: unknown dim name 'vocb' in 'bs=2,T=5,vocb=28' (did you mean vocab?); ...
+    """
+    from shapeviz.core.dimensions import parse_sizes
+
+    sizes = parse_sizes(text, "--input")
+    for name in sizes:
+        if name not in INPUT_DIMS:
+            guess = did_you_mean(name, INPUT_DIMS, _INPUT_ALIASES)
+            known = ", ".join(f"{k} ({what})" for k, what in INPUT_DIMS.items())
+            raise UsageError(f"--input: unknown dim name {name!r} in {text!r}"
+                             f"{f' (did you mean {guess}?)' if guess else ''}; the names are {known}")
+    zero = [k for k, v in sizes.items() if v < 1]
+    if zero:
+        raise UsageError(f"--input: sizes must be at least 1, got {', '.join(f'{k}=0' for k in zero)} in {text!r}")
+    return sizes
