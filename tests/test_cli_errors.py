@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import torch
 
+import shapeviz.render.backend as shapeviz_backend
 from shapeviz.apps import cli
 from shapeviz.apps.cli import (
     EXIT_BACKEND,
@@ -120,15 +121,20 @@ def test_output_permission_denied(capsys: pytest.CaptureFixture[str], tmp_path: 
     assert "cannot write" in err and "Permission denied" in err
 
 
-def test_a_write_that_fails_after_the_check(capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    def full(self: Path, data: bytes) -> int:
-        raise OSError(28, "No space left on device", str(self))
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="a file-size limit (ulimit -f) is POSIX")
+def test_a_write_that_fails_after_the_check(tmp_path: Path) -> None:
+    """A full disk, as ``ulimit -f`` makes one: the check passes (an empty file fits), the write fails."""
+    import resource
 
-    monkeypatch.setattr(Path, "write_bytes", full)
-    code, err = run(capsys, "draw", "GRU(8, 16)", "-o", str(tmp_path / "x.svg"))
-    assert code == EXIT_USAGE
-    assert "shapeviz: cannot write: [Errno 28] No space left on device" in err
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))  # Python ignores SIGXFSZ: writes raise EFBIG
+
+    if shapeviz_backend.find_backend() is None:
+        pytest.skip("no dot program: the SVG is never written")
+    proc = subprocess.run([sys.executable, "-m", "shapeviz", "draw", "GRU(8, 16)", "-o", str(tmp_path / "x.svg")],
+                          capture_output=True, text=True, timeout=180, check=False, preexec_fn=limit)
+    assert proc.returncode == EXIT_USAGE, proc.stderr
+    assert proc.stderr.startswith("shapeviz: cannot write: [Errno 27] File too large") and proc.stdout == ""
 
 
 # ====================================================================== the renderer
