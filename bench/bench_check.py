@@ -8,17 +8,13 @@
 from __future__ import annotations
 
 import functools
-import gc
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 from jaxtyping import Float, jaxtyped
 
 import shapeviz as sv
-from bench.common import Row, best_time, us
+from bench.common import Rounds, Row, interleaved, rounds_of
 from shapeviz.core.dimensions import DECLARED
 from shapeviz.runtime.fastcheck import CallPlan, env_disabled, is_compiling, plan_for
 
@@ -27,34 +23,6 @@ def _lstm_args(m: nn.LSTM, T: int, bs: int) -> tuple[torch.Tensor, tuple[torch.T
     c = sv.conventions(m)
     s = c.shapes(T, bs)
     return torch.randn(*s["input"]), (torch.zeros(*s["h_0"]), torch.zeros(*s["c_0"]))
-
-
-def interleaved(ours: Callable[[], object], other: Callable[[], object], number: int,
-                rounds: int = 15) -> tuple[float, float, float]:
-    """Seconds per call of each side (medians) and the median of per-round ratios, rounds interleaved
-    (the order alternates each round, so neither side always runs warm or after the other).
-
-    >>> t_a, t_b, ratio = interleaved(lambda: None, lambda: None, 10, rounds=3)
-    >>> ratio > 0
-    True
-    """
-    ours()
-    other()
-    a: list[float] = []
-    b: list[float] = []
-    gc_was = gc.isenabled()
-    gc.disable()
-    try:
-        for r in range(rounds):
-            for fn, out in ((ours, a), (other, b)) if r % 2 == 0 else ((other, b), (ours, a)):
-                t0 = time.perf_counter()
-                for _ in range(number):
-                    fn()
-                out.append((time.perf_counter() - t0) / number)
-    finally:
-        if gc_was:
-            gc.enable()
-    return statistics.median(a), statistics.median(b), statistics.median(x / y for x, y in zip(a, b))
 
 
 def _reads_floor(m: nn.LSTM, x: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor], plan: CallPlan) -> bool:
@@ -75,26 +43,23 @@ def run(quick: bool = False) -> list[Row]:
     """Rows: check_call vs check_forward_args / jaxtyping+beartype / a no-op hook; watched vs plain."""
     from beartype import beartype
 
-    n = 2000 if quick else 20000
+    n, rounds = (2000, 5) if quick else (20000, 15)
     rows: list[Row] = []
     torch.set_num_threads(1)
     # issue 15's row: a repeat call, which the per-module signature cache accepts after one compare
     bi = nn.LSTM(10, 20, 2, bidirectional=True)
     xb, hb = _lstm_args(bi, 5, 3)
     check_call = sv.check_call
-    t_a, t_b, ratio = interleaved(lambda: check_call(bi, xb, hb), lambda: bi.check_forward_args(xb, hb, None),
-                                  n // 4)
-    rows.append(Row("check_call, LSTM(10, 20, 2, bidirectional), (T=5, bs=3), repeat call",
-                    "torch's module.check_forward_args", us(t_a), us(t_b), "<= 0.5", median_ratio=ratio))
-    t_f, t_b, ratio = interleaved(functools.partial(_reads_floor, bi, xb, hb, plan_for(bi)),
-                                  lambda: bi.check_forward_args(xb, hb, None), n // 4)
-    rows.append(Row("  floor: only the reads an exact check cannot skip, in line (SHAPEVIZ_DISABLE, is_compiling, "
-                    "7 config values, declared sizes, weight; 3 shapes, 4 dtypes, 4 devices)",
-                    "torch's module.check_forward_args", us(t_f), us(t_b), "info", median_ratio=ratio))
+    t = interleaved(lambda: check_call(bi, xb, hb), lambda: bi.check_forward_args(xb, hb, None), n // 4, rounds)
+    rows.append(t.row("check_call, LSTM(10, 20, 2, bidirectional), (T=5, bs=3), repeat call",
+                      "torch's module.check_forward_args", "<= 0.5"))
+    t = interleaved(functools.partial(_reads_floor, bi, xb, hb, plan_for(bi)),
+                    lambda: bi.check_forward_args(xb, hb, None), n // 4, rounds)
+    rows.append(t.row("  floor: only the reads an exact check cannot skip, in line (SHAPEVIZ_DISABLE, is_compiling, "
+                      "7 config values, declared sizes, weight; 3 shapes, 4 dtypes, 4 devices)",
+                      "torch's module.check_forward_args", "info"))
     m = nn.LSTM(10, 20, num_layers=2)
     x, hx = _lstm_args(m, 5, 3)
-    t_sv = best_time(lambda: check_call(m, x, hx), n)
-    t_torch = best_time(lambda: m.check_forward_args(x, hx, None), n)
 
     @jaxtyped(typechecker=beartype)
     def typed(x: Float[torch.Tensor, "T bs emb"], h: Float[torch.Tensor, "LD bs h"],
@@ -104,28 +69,26 @@ def run(quick: bool = False) -> list[Row]:
     def plain(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> None:
         return None
 
-    t_jax = best_time(lambda: typed(x, *hx), n) - best_time(lambda: plain(x, *hx), n)
-
     def noop_hook(module: nn.Module, args: tuple) -> None:
         return None
 
-    t_noop = best_time(lambda: noop_hook(m, (x, hx)), n)
+    t_sv, t_torch, t_typed, t_plain, t_noop = rounds_of(
+        [lambda: check_call(m, x, hx), lambda: m.check_forward_args(x, hx, None), lambda: typed(x, *hx),
+         lambda: plain(x, *hx), lambda: noop_hook(m, (x, hx))], [n // 4, n // 4, n // 40, n // 4, n // 4], rounds)
     label = "check_call fast path, LSTM(10, 20, num_layers=2), (T=5, bs=3)"
-    rows.append(Row(label, "torch's module.check_forward_args", us(t_sv), us(t_torch), "<= 0.5"))
-    rows.append(Row(label, "jaxtyped(typechecker=beartype), overhead", us(t_sv), us(t_jax), "< 1.0"))
-    rows.append(Row(label, "a no-op Python hook call (floor)", us(t_sv), us(t_noop), "info"))
+    rows.append(Rounds(t_sv, t_torch).row(label, "torch's module.check_forward_args", "<= 0.5"))
+    jax = tuple(a - b for a, b in zip(t_typed, t_plain))  # jaxtyping's overhead in each round
+    rows.append(Rounds(t_sv, jax).row(label, "jaxtyped(typechecker=beartype), overhead", "< 1.0"))
+    rows.append(Rounds(t_sv, t_noop).row(label, "a no-op Python hook call (floor)", "info"))
     # watched vs plain forwards
     for name, model, T, bs in (("small LSTM(10, 20), T=5, bs=3", nn.LSTM(10, 20), 5, 3),
                                ("realistic LSTM(256, 512, 2), T=35, bs=32", nn.LSTM(256, 512, 2), 35, 32)):
         x, hx = _lstm_args(model, T, bs)
-        k = max(5, n // (20 if T < 10 else 2000))
+        k = max(2, n // (40 if T < 10 else 4000))
+        call = functools.partial(model, x, hx)
         with torch.no_grad():
-            t_plain = t_watch = float("inf")
-            for _ in range(3):  # interleaved rounds: a load spike cannot favour one side
-                t_plain = min(t_plain, best_time(lambda model=model, x=x, hx=hx: model(x, hx), k, repeat=3))
-                with sv.watch(model):
-                    t_watch = min(t_watch, best_time(lambda model=model, x=x, hx=hx: model(x, hx), k, repeat=3))
-        rows.append(Row(f"watched forward, {name}", "plain forward", us(t_watch), us(t_plain), "~1.0"))
+            t = interleaved(call, call, k, rounds, around_ours=functools.partial(sv.watch, model))
+        rows.append(t.row(f"watched forward, {name}", "plain forward", "~1.0"))
     return rows
 
 

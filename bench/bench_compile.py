@@ -5,7 +5,8 @@
 'compiled forward, no shapeviz'
 
 shapeviz checks while dynamo traces, so the compiled code holds no check; what is left to measure is
-dynamo's guard evaluation and the call overhead. Interleaved rounds, the median of per-round ratios,
+dynamo's guard evaluation and the call overhead. The calling thread's CPU time in interleaved rounds
+(``bench.common.interleaved``), the median of per-round ratios and their interquartile range,
 inference mode (torch 2.13's inductor cannot compile an LSTM with autograd on CPU), 1 torch thread
 (the runner sets it).
 """
@@ -13,7 +14,7 @@ inference mode (torch 2.13's inductor cannot compile an LSTM with autograd on CP
 from __future__ import annotations
 
 import copy
-import statistics
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -21,7 +22,7 @@ import torch
 import torch.nn as nn
 
 import shapeviz as sv
-from bench.common import Row, best_time, us
+from bench.common import Row, interleaved
 
 
 class Tagger(nn.Module):
@@ -64,30 +65,20 @@ def _row(backend: str, how: str, rounds: int, k: int) -> Row:
             expected = c_plain(ids)
             with _enabled(glob):
                 torch.testing.assert_close(c_checked(ids), expected)  # correct results unchanged
-            ratios, t_plain, t_checked = [], float("inf"), float("inf")
-            for i in range(rounds):  # interleaved rounds, alternating which side goes first
-                if i % 2:
-                    with _enabled(glob):
-                        b = best_time(lambda: c_checked(ids), k, repeat=3)
-                a = best_time(lambda: c_plain(ids), k, repeat=3)
-                if not i % 2:
-                    with _enabled(glob):
-                        b = best_time(lambda: c_checked(ids), k, repeat=3)
-                ratios.append(b / a)
-                t_plain, t_checked = min(t_plain, a), min(t_checked, b)
+            t = interleaved(functools.partial(c_checked, ids), functools.partial(c_plain, ids), k, rounds,
+                            around_ours=functools.partial(_enabled, glob))
     finally:
         if handle is not None:
             handle.remove()
         sv.disable()
         torch._dynamo.reset()
-    return Row(f"compiled forward ({backend}), checking via {how}, Embedding->LSTM(32,64)->Linear, T=8, bs=4",
-               "compiled forward, no shapeviz", us(t_checked), us(t_plain), "<= 1.02",
-               median_ratio=statistics.median(ratios))
+    return t.row(f"compiled forward ({backend}), checking via {how}, Embedding->LSTM(32,64)->Linear, T=8, bs=4",
+                 "compiled forward, no shapeviz", "<= 1.02")
 
 
 def run(quick: bool = False) -> list[Row]:
     """Rows: compiled forwards (eager and inductor backends) with checking on vs off."""
-    rounds, k = (3, 50) if quick else (9, 200)
+    rounds, k = (3, 50) if quick else (15, 200)
     rows = [_row("inductor", "watch()", rounds, k)]
     rows.append(_row("inductor", "enable()", rounds, k))
     rows.append(_row("eager", "watch()", rounds, k))

@@ -18,6 +18,8 @@ The model: ``Embedding(50000, 2048)`` -> 4-layer bidirectional ``LSTM(2048, 4096
   encoder whose ``(h_n, c_n)`` start a 4-layer ``LSTM(2048, 4096)`` decoder (teacher forcing: the whole
   ``trg`` in one call), ``Linear(4096, 50000)``: 1.42 B parameters, two token inputs ``src (bs=32,
   T=35)`` and ``trg (bs=32, T=30)``, dry-run as ``dry_run(model, src="bs=32,T=35", trg="bs=32,T=30")``;
+* the first dry run in a fresh process (wall time inside that process) against its own import of torch
+  and shapeviz, three fresh processes of each kind;
 * peak RSS, each measured in a fresh subprocess (``VmHWM`` on Linux, else ``resource.getrusage``;
   see :func:`peak_rss_mb`): the dry run vs a process that imports torch and shapeviz and builds
   the meta model but runs nothing.
@@ -27,12 +29,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 import torch
 import torch.nn as nn
 
-from bench.common import Row
+from bench.common import Rounds, Row, interleaved
 
 BS, T = 32, 35
 VOCAB, EMB, HIDDEN, LAYERS = 50000, 2048, 4096, 4
@@ -130,23 +131,17 @@ def _child(forward: bool, which: str = "lm") -> tuple[float, ...]:
     return tuple(float(v) for v in out.stdout.split())
 
 
-def _best(fn: object, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()  # type: ignore[operator]
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 def _rows(which: str, quick: bool) -> list[Row]:
-    """dry_run vs a plain meta forward, vs a real forward at 1/8 width; peak RSS vs doing nothing."""
+    """dry_run vs a plain meta forward, vs a real forward at 1/8 width; a fresh process's cold dry run and
+    peak RSS vs doing nothing. In-process rows: the calling thread's CPU time in interleaved rounds."""
     from shapeviz.tracing.dryrun import dry_run
 
-    repeat = 2 if quick else 5
-    slow = 1 if quick else 2  # the baselines take seconds per call
-    rss_dry, t_import, _, t_cold = _child(forward=True, which=which)  # fresh processes first
-    rss_base = _child(forward=False, which=which)[0]
+    rounds = 2 if quick else 5
+    slow = 1 if quick else 3  # rounds of the real forward: it takes seconds per call
+    fresh = 1 if quick else 3  # rounds of fresh processes (each imports torch)
+    children = [(_child(forward=True, which=which), _child(forward=False, which=which)) for _ in range(fresh)]
+    rss = Rounds(tuple(d[0] for d, _ in children), tuple(b[0] for _, b in children))
+    cold = Rounds(tuple(d[3] for d, _ in children), tuple(d[1] for d, _ in children))
     model = meta_lm() if which == "lm" else meta_seq2seq()
     args, kwargs = SPECS[which]
     n_params = sum(p.numel() for p in model.parameters())
@@ -155,24 +150,24 @@ def _rows(which: str, quick: bool) -> list[Row]:
              f"dry_run, meta seq2seq {n_params / 1e9:.2f} B params, two inputs {given}")
     sizes = [(BS, T)] if which == "lm" else [(BS, T), (BS, T_TRG)]
     tokens = [torch.zeros(*shape, dtype=torch.long, device="meta") for shape in sizes]
-    dry_run(model, *args, **kwargs)  # warm-up (first calls build caches)
-    t_dry = _best(lambda: dry_run(model, *args, **kwargs), repeat)
-    with torch.no_grad():
-        t_meta = _best(lambda: model(*tokens), slow)
     small = (LM if which == "lm" else Seq2Seq)(emb=EMB // 8, hidden=HIDDEN // 8).eval()
     real = [torch.zeros(*shape, dtype=torch.long) for shape in sizes]
+
+    def dry() -> object:
+        return dry_run(model, *args, **kwargs)
+
     with torch.no_grad():
-        t_small = _best(lambda: small(*real), slow)
+        vs_meta = interleaved(dry, lambda: model(*tokens), 1, rounds)
+        vs_real = interleaved(dry, lambda: small(*real), 1, slow)
     small_params = sum(p.numel() for p in small.parameters())
     name = "LM" if which == "lm" else "seq2seq"
     return [
-        Row(label, "the same forward on meta without shapeviz (torch meta kernels)", t_dry, t_meta, "< 2 s", "s"),
-        Row(label, f"real CPU forward at 1/8 width ({small_params / 1e6:.0f} M params)", t_dry, t_small,
-            "info", "s"),
-        Row(f"first dry_run of the meta {name} in a fresh process (cold caches)",
-            "import torch + shapeviz in that process", t_cold, t_import, "< 2 s", "s"),
-        Row(f"peak RSS of a process that builds the meta {name} and dry-runs it",
-            "the same process without the dry run", rss_dry, rss_base, "< 1 GB", "MB"),
+        vs_meta.row(label, "the same forward on meta without shapeviz (torch meta kernels)", "< 2 s", "s"),
+        vs_real.row(label, f"real CPU forward at 1/8 width ({small_params / 1e6:.0f} M params)", "info", "s"),
+        cold.row(f"first dry_run of the meta {name} in a fresh process (cold caches)",
+                 "import torch + shapeviz in that process", "< 2 s", "s"),
+        rss.row(f"peak RSS of a process that builds the meta {name} and dry-runs it",
+                "the same process without the dry run", "< 1 GB", "MB"),
     ]
 
 

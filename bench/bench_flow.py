@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import functools
+import statistics
 import sys
 import weakref
 from typing import Any
@@ -19,7 +21,7 @@ from torch.overrides import TorchFunctionMode
 
 import shapeviz as sv
 from bench.bench_trace import _ScratchRNN
-from bench.common import Row, best_time, us
+from bench.common import Rounds, Row, interleaved, rounds_of, us
 from shapeviz.gallery.models import CharRNNScratch
 from shapeviz.tracing.oprules import has_tensor, op_name, op_params, op_rule
 from shapeviz.tracing.session import trace
@@ -91,7 +93,7 @@ def run(quick: bool = False) -> list[Row]:
     """Rows: watch(ops=True) on a char-RNN step (forward + loss + backward), trace(ops=True) per op."""
     torch.manual_seed(0)
     rows: list[Row] = []
-    repeat = 3 if quick else 7
+    rounds = 3 if quick else 9
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -111,18 +113,10 @@ def run(quick: bool = False) -> list[Row]:
             loss.backward()
 
         k = 2 if quick else 10
-        ratios = []
-        t_plain = t_watch = float("inf")
-        for _ in range(repeat):  # interleaved rounds: a busy machine slows both alike
-            tp = best_time(step, k, 1)
-            with sv.watch(model, inputs="bs T", ops=True):
-                tw = best_time(watched_step, k, 1)
-            t_plain, t_watch = min(t_plain, tp), min(t_watch, tw)
-            ratios.append(tw / tp)
-        ratios.sort()
-        rows.append(Row("char-RNN training step (forward + loss + backward) under watch(ops=True), "
-                        "T=35, bs=32, h=256", "the same step, unwatched", us(t_watch), us(t_plain), "<= 3.0",
-                        median_ratio=ratios[len(ratios) // 2]))
+        t = interleaved(watched_step, step, k, rounds,
+                        around_ours=functools.partial(sv.watch, model, inputs="bs T", ops=True))
+        rows.append(t.row("char-RNN training step (forward + loss + backward) under watch(ops=True), "
+                          "T=35, bs=32, h=256", "the same step, unwatched", "<= 3.0"))
 
         # trace(ops=True) of a small from-scratch loop: every op of every step recorded
         scratch = _ScratchRNN(16, 32)
@@ -142,21 +136,18 @@ def run(quick: bool = False) -> list[Row]:
 
         n_ops = len(trace(scratch, xs, h0, ops=True).find()) - 1
         k = 3 if quick else 20
-        t_p = t_t = t_f = t_l = float("inf")
-        for _ in range(repeat):  # interleaved rounds
-            t_p = min(t_p, best_time(plain, k, 1))
-            t_t = min(t_t, best_time(lambda: trace(scratch, xs, h0, ops=True), k, 1))
-            t_f = min(t_f, best_time(floor, k, 1))
-            t_l = min(t_l, best_time(lean, k, 1))
-        rows.append(Row(f"sv.trace(ops=True), small loop T=20, bs=4, h=32 ({n_ops} ops: "
-                        f"{us(t_t - t_p) / n_ops:.1f} µs added per recorded op)", "plain forward (no_grad)",
-                        us(t_t), us(t_p), "<= 4.0"))
-        rows.append(Row("  the floor: a torch-function mode that keeps only each op's name, line, shapes, dtypes, "
-                        "devices and producer links (no names, labels or records)", "plain forward (no_grad)",
-                        us(t_f), us(t_p), "info"))
-        rows.append(Row("  the forward-time work a complete recorder cannot skip (your ops only, their line, "
-                        "operand labels, params, naming rule, producer links; no records built, no names)",
-                        "plain forward (no_grad)", us(t_l), us(t_p), "info"))
+        t_t, t_p, t_f, t_l = rounds_of([lambda: trace(scratch, xs, h0, ops=True), plain, floor, lean], k, rounds)
+        per_op = us(statistics.median(a - b for a, b in zip(t_t, t_p))) / n_ops
+        rows.append(Rounds(t_t, t_p).row(f"sv.trace(ops=True), small loop T=20, bs=4, h=32 ({n_ops} ops: "
+                                         f"{per_op:.1f} µs added per recorded op)", "plain forward (no_grad)",
+                                         "<= 4.0"))
+        rows.append(Rounds(t_f, t_p).row(
+            "  the floor: a torch-function mode that keeps only each op's name, line, shapes, dtypes, "
+            "devices and producer links (no names, labels or records)", "plain forward (no_grad)", "info"))
+        rows.append(Rounds(t_l, t_p).row(
+            "  the forward-time work a complete recorder cannot skip (your ops only, their line, "
+            "operand labels, params, naming rule, producer links; no records built, no names)",
+            "plain forward (no_grad)", "info"))
     finally:
         torch.set_num_threads(threads)
     return rows

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 import shapeviz as sv
-from bench.common import Row, best_time, optional, skipped_row, us
+from bench.common import Rounds, Row, budget, interleaved, optional, rounds_of, skipped_row
 from shapeviz.tracing.session import trace
 
 
@@ -40,7 +40,7 @@ def run(quick: bool = False) -> list[Row]:
     torchinfo = optional("torchinfo")
     torch.manual_seed(0)
     rows: list[Row] = []
-    rounds, repeat = (3, 3) if quick else (15, 7)
+    rounds = 3 if quick else 15
     model = nn.LSTM(256, 512, 2).eval()
     T, bs = 35, 32
     s = sv.conventions(model).shapes(T, bs)
@@ -57,44 +57,31 @@ def run(quick: bool = False) -> list[Row]:
     def summary() -> object:
         return torchinfo.summary(model, input_data=[x, hx], verbose=0) if torchinfo else None
 
-    # one thread and the three interleaved, one call at a time, best of many: a shared, busy
-    # machine slows them alike instead of whichever happened to run during a burst
+    # one thread, the three in the same interleaved rounds, one call each, the calling thread's CPU time:
+    # a shared, busy machine takes wall time from them, not CPU time
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        t_plain = t_trace = t_info = float("inf")
-        for f in (plain, traced, summary):
-            f()  # warm up
-        for _ in range(rounds):
-            for f, name in ((plain, "p"), (traced, "t"), (summary, "i")):
-                t0 = time.perf_counter()
-                f()
-                dt = time.perf_counter() - t0
-                if name == "p":
-                    t_plain = min(t_plain, dt)
-                elif name == "t":
-                    t_trace = min(t_trace, dt)
-                else:
-                    t_info = min(t_info, dt)
+        t_trace, t_plain, t_info = rounds_of([traced, plain, summary], 1, rounds)
     finally:
         torch.set_num_threads(threads)
-    rows.append(Row(label, "plain forward (eval, no_grad)", us(t_trace), us(t_plain), "<= 1.10"))
+    rows.append(Rounds(t_trace, t_plain).row(label, "plain forward (eval, no_grad)", "<= 1.10"))
     if torchinfo is None:
         rows.append(skipped_row(label, "torchinfo.summary (same model, same inputs)", "<= 1.0"))
     else:
-        rows.append(Row(label, "torchinfo.summary (same model, same inputs)", us(t_trace), us(t_info), "<= 1.0"))
+        rows.append(Rounds(t_trace, t_info).row(label, "torchinfo.summary (same model, same inputs)", "<= 1.0"))
 
     # the fixed cost alone, where the forward itself is cheap
     small = nn.LSTM(10, 20).eval()
     xs_, hs_ = torch.randn(5, 3, 10), (torch.zeros(1, 3, 20), torch.zeros(1, 3, 20))
-    n_small = 20 if quick else 200
+    n_small = 20 if quick else 100
     small_label = "sv.trace fixed cost, LSTM(10, 20), T=5, bs=3"
     if torchinfo is None:
         rows.append(skipped_row(small_label, "torchinfo.summary", "<= 1.0"))
     else:
-        t_st = best_time(lambda: trace(small, xs_, hs_), n_small, repeat)
-        t_si = best_time(lambda: torchinfo.summary(small, input_data=[xs_, hs_], verbose=0), n_small, repeat)
-        rows.append(Row(small_label, "torchinfo.summary", us(t_st), us(t_si), "<= 1.0"))
+        t = interleaved(lambda: trace(small, xs_, hs_),
+                        lambda: torchinfo.summary(small, input_data=[xs_, hs_], verbose=0), n_small, rounds)
+        rows.append(t.row(small_label, "torchinfo.summary", "<= 1.0"))
 
     # the big one on the meta device
     t0 = time.perf_counter()
@@ -102,15 +89,15 @@ def run(quick: bool = False) -> list[Row]:
         big = nn.LSTM(1024, 4096, num_layers=8, bidirectional=True)
         xb = torch.randn(4096, 64, 1024)
     t_build = time.perf_counter() - t0
-    best = float("inf")
-    for _ in range(1 if quick else 3):
-        t0 = time.perf_counter()
+    times = []
+    for _ in range(1 if quick else 5):
+        t0 = time.thread_time()
         trace(big, xb)
-        best = min(best, time.perf_counter() - t0)
-    rows.append(Row("sv.trace on meta, LSTM(1024, 4096, 8, bidirectional), T=4096, bs=64",
-                    "the 2 s budget", best, 2.0, "< 1.0 (< 2 s)", unit="s"))
-    rows.append(Row("  (building that model and input under torch.device('meta'))", "the 2 s budget",
-                    t_build, 2.0, "info", unit="s"))
+        times.append(time.thread_time() - t0)
+    rows.append(budget(times, 2.0).row("sv.trace on meta, LSTM(1024, 4096, 8, bidirectional), T=4096, bs=64",
+                                       "the 2 s budget", "< 1.0 (< 2 s)", unit="s"))
+    rows.append(Row("  (building that model and input under torch.device('meta'), once, wall time)",
+                    "the 2 s budget", t_build, 2.0, "info", unit="s"))
 
     # ops=True on a from-scratch loop
     scratch = _ScratchRNN(64, 128)
@@ -121,10 +108,9 @@ def run(quick: bool = False) -> list[Row]:
             return scratch(xs, h0)
 
     k = 2 if quick else 5
-    t_sp = best_time(scratch_plain, k, repeat)
-    t_so = best_time(lambda: trace(scratch, xs, h0, ops=True), k, repeat)
-    rows.append(Row("sv.trace(ops=True), from-scratch RNN loop, T=35, bs=32 (175 ops)",
-                    "plain forward (no_grad)", us(t_so), us(t_sp), "info"))
+    t = interleaved(lambda: trace(scratch, xs, h0, ops=True), scratch_plain, k, rounds)
+    rows.append(t.row("sv.trace(ops=True), from-scratch RNN loop, T=35, bs=32 (175 ops)",
+                      "plain forward (no_grad)", "info"))
     return rows
 
 

@@ -5,8 +5,8 @@
 'jaxtyped(typechecker=beartype) overhead'
 
 Overhead is the decorated function's time per call minus the undecorated one's, all three
-measured in this run on the same annotated function and the same tensors; target: at most 1/10
-of jaxtyping's overhead.
+measured in this run on the same annotated function and the same tensors, in the same interleaved rounds
+(the calling thread's CPU time); target: at most 1/10 of jaxtyping's overhead.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from beartype import beartype
 from jaxtyping import Float, jaxtyped
 from torch import Tensor
 
-from bench.common import Row, best_time, us
+from bench.common import Rounds, Row, rounds_of
 from shapeviz.annotations.aliases import Seq, Step, StepHidden, check
 
 LBH = Float[Tensor, "L bs h"]  # jaxtyping cannot check layers*D on an argument: a plain name here
@@ -46,21 +46,21 @@ class Loop(nn.Module):
         return h
 
 
-def _overheads(fn: Callable[..., Any], args: tuple[Any, ...], n: int, method_of: Any = None) -> tuple[float, float]:
-    """(shapeviz, jaxtyping) overhead per call in seconds: decorated minus undecorated."""
+def _overheads(fn: Callable[..., Any], args: tuple[Any, ...], n: int, rounds: int,
+               method_of: Any = None) -> Rounds:
+    """Per-round (shapeviz, jaxtyping) overhead per call in seconds: decorated minus undecorated, the
+    three timed in the same interleaved rounds."""
     ours, theirs = check(fn), jaxtyped(typechecker=beartype)(fn)
     if method_of is not None:
         fn, ours, theirs = (f.__get__(method_of) for f in (fn, ours, theirs))
-    plain = best_time(lambda: fn(*args), n)
-    t_ours = best_time(lambda: ours(*args), n)
-    t_theirs = best_time(lambda: theirs(*args), max(200, n // 10))
-    plain = min(plain, best_time(lambda: fn(*args), n))  # plain measured before and after
-    return t_ours - plain, t_theirs - plain
+    t_plain, t_ours, t_theirs = rounds_of([lambda: fn(*args), lambda: ours(*args), lambda: theirs(*args)],
+                                          [n, n, max(200, n // 10)], rounds)
+    return Rounds(tuple(o - p for o, p in zip(t_ours, t_plain)), tuple(t - p for t, p in zip(t_theirs, t_plain)))
 
 
 def run(quick: bool = False) -> list[Row]:
     """Rows: @check overhead vs jaxtyping+beartype overhead on three annotated signatures."""
-    n = 2000 if quick else 20000
+    n, rounds = (2000, 5) if quick else (5000, 15)
     x_step, h_step = torch.randn(3, 10), torch.zeros(3, 20)
     x, h, c, out = torch.randn(5, 3, 10), torch.zeros(2, 3, 20), torch.zeros(2, 3, 20), torch.zeros(5, 3, 20)
     cases = [
@@ -70,9 +70,8 @@ def run(quick: bool = False) -> list[Row]:
     ]
     rows = []
     for what, fn, args, owner in cases:
-        ours, theirs = _overheads(fn, args, n, owner)
-        rows.append(Row(f"@check overhead per call, {what}", "jaxtyped(typechecker=beartype) overhead",
-                        us(ours), us(theirs), "<= 0.1"))
+        rows.append(_overheads(fn, args, n, rounds, owner).row(
+            f"@check overhead per call, {what}", "jaxtyped(typechecker=beartype) overhead", "<= 0.1"))
     return rows
 
 

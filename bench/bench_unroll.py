@@ -4,8 +4,9 @@
 >>> rows[0].what  # doctest: +SKIP
 'unroll+render svg, collapsed, LSTM(32, 64, num_layers=2, bidirectional=True), T=10'
 
-Run with ``python -m bench.bench_unroll``. Times are wall seconds of one build (DOT text) plus
-one render through the layout program found by shapeviz.render.backend (system dot first).
+Run with ``python -m bench.bench_unroll``. Times are wall seconds (the render runs in a subprocess) of
+one build (DOT text) plus one render through the layout program found by shapeviz.render.backend (system
+dot first); budget rows report the median and spread of 5 calls, comparisons interleave their rounds.
 """
 
 from __future__ import annotations
@@ -17,25 +18,32 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from bench.common import Row, optional, skipped_row
+from bench.common import Rounds, Row, budget, interleaved, optional, skipped_row
 from shapeviz.render.backend import Backend, find_backend, run_dot
 from shapeviz.render.unrolled import unroll
 from shapeviz.tracing.session import trace
 
 
-def _best(fn: Callable[[], object], repeat: int = 5) -> float:
-    """Best wall time in seconds of ``repeat`` calls (after one warm-up call)."""
+def _times(fn: Callable[[], object], repeat: int = 5) -> list[float]:
+    """Wall seconds of each of ``repeat`` calls (after one warm-up call): the render runs in a subprocess,
+    which the calling thread's CPU time would leave out."""
     fn()
-    best = float("inf")
+    times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        times.append(time.perf_counter() - t0)
+    return times
 
 
-def _torchview_time(model: nn.Module, T: int, bs: int) -> tuple[float, str]:
-    """torchview draw_graph + SVG render of the same model and input; (seconds, note)."""
+def _wall(ours: Callable[[], object], other: Callable[[], object], rounds: int = 5) -> Rounds:
+    """Wall seconds of ``ours`` and ``other``, one call each in interleaved rounds."""
+    return interleaved(ours, other, 1, rounds, clock=time.perf_counter)
+
+
+def _torchview(model: nn.Module, T: int, bs: int) -> tuple[Callable[[], object] | None, str]:
+    """torchview draw_graph + SVG render of the same model and input, as a function to time (None and
+    why when it cannot run)."""
     from torchview import draw_graph
 
     x = torch.randn(T, bs, model.input_size)
@@ -45,9 +53,10 @@ def _torchview_time(model: nn.Module, T: int, bs: int) -> tuple[float, str]:
         run_dot(g.visual_graph.source, "svg")
 
     try:
-        return _best(go, repeat=3), ""
+        go()
     except Exception as e:  # record why it cannot run instead of hiding it
-        return float("nan"), f"torchview failed: {type(e).__name__}: {e}"
+        return None, f"torchview failed: {type(e).__name__}: {e}"
+    return go, ""
 
 
 class _Stack(nn.Module):
@@ -64,41 +73,47 @@ class _Stack(nn.Module):
 
 
 def run() -> list[Row]:
-    """The benchmark rows (seconds)."""
+    """The benchmark rows (wall seconds: each value's median and spread over its calls)."""
     backend = find_backend()
     prog = backend.kind if backend else "none"
     rows: list[Row] = []
     model = nn.LSTM(32, 64, num_layers=2, bidirectional=True)
     for T in (10, 1000, 10**6):
-        t = _best(lambda T=T: unroll(model, T=T, bs=8).pipe("svg"))
-        rows.append(Row(f"unroll+render svg, collapsed, {model.__class__.__name__}(32, 64, num_layers=2, "
-                        f"bidirectional=True), T={T}", f"target ({prog})", t, 1.0, "< 1 s", "s"))
+        times = _times(lambda T=T: unroll(model, T=T, bs=8).pipe("svg"))
+        rows.append(budget(times, 1.0).row(f"unroll+render svg, collapsed, {model.__class__.__name__}(32, 64, "
+                                           f"num_layers=2, bidirectional=True), T={T}", f"target ({prog})",
+                                           "< 1 s", "s"))
     big = nn.LSTM(32, 64, num_layers=4, bidirectional=True)
-    t_big = _best(lambda: unroll(big, T=16, bs=8, max_steps=16).pipe("svg"))
-    rows.append(Row(f"unroll+render svg, expanded 4-layer bidirectional LSTM, T=16 ({prog})",
-                    "target", t_big, 3.0, "< 3 s", "s"))
+
+    def draw_big() -> object:
+        return unroll(big, T=16, bs=8, max_steps=16).pipe("svg")
+
+    rows.append(budget(_times(draw_big), 3.0).row(
+        f"unroll+render svg, expanded 4-layer bidirectional LSTM, T=16 ({prog})", "target", "< 3 s", "s"))
     pure = shutil.which("graphviz-pure")
     if backend is not None and backend.kind != "graphviz-pure" and pure:
         alt = Backend(pure, "graphviz-pure")
-        t_pure = _best(lambda: run_dot(unroll(big, T=16, bs=8, max_steps=16).source, "svg", alt))
-        rows.append(Row("unroll+render svg, expanded 4-layer bidirectional LSTM, T=16 (graphviz-pure)",
-                        f"same with {prog}", t_pure, t_big, "< 3 s", "s"))
+        t = _wall(lambda: run_dot(unroll(big, T=16, bs=8, max_steps=16).source, "svg", alt), draw_big)
+        rows.append(t.row("unroll+render svg, expanded 4-layer bidirectional LSTM, T=16 (graphviz-pure)",
+                          f"same with {prog}", "< 3 s", "s"))
     stack = _Stack(100)
     tr = trace(stack, torch.zeros(5, 2, 8))
-    t_many = _best(lambda: unroll(tr).pipe("svg"), repeat=3)
-    rows.append(Row(f"unroll+render svg of a trace with 100 recurrent modules, GRU(8, 8) each, T=5 ({prog})",
-                    "target", t_many, 0.3, "<= 0.3 s", "s"))
-    t_build = _best(lambda: unroll(big, T=16, bs=8, max_steps=16).source, repeat=5)
-    rows.append(Row("unroll build only (DOT text), same model, T=16", "render of the same",
-                    t_build, t_big, "", "s"))
+    rows.append(budget(_times(lambda: unroll(tr).pipe("svg"), repeat=5), 0.3).row(
+        f"unroll+render svg of a trace with 100 recurrent modules, GRU(8, 8) each, T=5 ({prog})",
+        "target", "<= 0.3 s", "s"))
+    t = _wall(lambda: unroll(big, T=16, bs=8, max_steps=16).source, draw_big)
+    rows.append(t.row("unroll build only (DOT text), same model, T=16", "render of the same", "", "s"))
     view_label = ("torchview draw_graph+render svg (runs the model; draws nn.LSTM as one box, "
                   "5 nodes, vs ~230 here)")
     what = "unroll+render svg, 4-layer bidirectional LSTM, T=16 (expanded)"
     if optional("torchview") is None:
         rows.append(skipped_row(what, view_label, "ratio (lower is faster)"))
         return rows
-    t_view, note = _torchview_time(big, T=16, bs=8)
-    rows.append(Row(what, view_label + (f" [{note}]" if note else ""), t_big, t_view, "ratio (lower is faster)", "s"))
+    view, note = _torchview(big, T=16, bs=8)
+    if view is None:
+        rows.append(skipped_row(what, view_label, "ratio (lower is faster)", reason=note))
+        return rows
+    rows.append(_wall(draw_big, view).row(what, view_label, "ratio (lower is faster)", "s"))
     return rows
 
 

@@ -1,4 +1,5 @@
-"""Whole-process timings, side by side: each command run N times, interleaved, medians of per-round ratios.
+"""Whole-process timings, side by side: each command run N times, interleaved, medians of per-round ratios
+with their interquartile range.
 
 >>> t = compare([sys.executable, "-c", "pass"], [sys.executable, "-c", "pass"], rounds=2)
 >>> t.rounds, t.ratio > 0
@@ -7,45 +8,29 @@
 Rows: ``import shapeviz`` against ``import torch``, the CLI's ``explain`` against ``import torch``,
 and a pytest session that never uses shapeviz with the plugin installed against ``-p no:shapeviz``.
 Every command runs with one torch thread (``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``), after one
-untimed warm-up run of each (the file cache), and the rounds alternate which command goes first.
+untimed warm-up run of each (the file cache), and the rounds alternate which command goes first. A
+subprocess's time is wall time (the thread's CPU time would leave the child out), so these rows are the
+noisiest on a loaded machine: their spread says how much.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from bench.common import Row
+from bench.common import Rounds, Row
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-@dataclass(frozen=True)
-class Timing:
-    """Wall seconds per round of two commands run side by side, and their median ratio a/b."""
-
-    a: tuple[float, ...]
-    b: tuple[float, ...]
-
-    @property
-    def rounds(self) -> int:
-        return len(self.a)
-
-    @property
-    def ratio(self) -> float:
-        return statistics.median(x / y for x, y in zip(self.a, self.b))
-
-    def row(self, what: str, compared_with: str, target: str) -> Row:
-        return Row(what, compared_with, statistics.median(self.a), statistics.median(self.b), target, "s",
-                   median_ratio=self.ratio)
+Timing = Rounds
+"""Wall seconds per round of two commands run side by side (:class:`bench.common.Rounds`)."""
 
 
 def wall(cmd: Sequence[str], cwd: str | None = None) -> float:
@@ -81,25 +66,25 @@ def _cli() -> list[str]:
 
 
 def run(quick: bool = False) -> list[Row]:
-    """The whole-process rows (seconds; the ratio is the median of per-round ratios)."""
+    """The whole-process rows (seconds; the ratio is the median of per-round ratios, with their spread)."""
     rounds = 3 if quick else 7
     py = sys.executable
     torch_only = [py, "-c", "import torch"]
     rows = [
         compare([py, "-c", "import torch, shapeviz"], torch_only, rounds).row(
-            "python -c 'import torch, shapeviz'", "python -c 'import torch'", "<= 1.10"),
+            "python -c 'import torch, shapeviz'", "python -c 'import torch'", "<= 1.10", "s"),
         compare([py, "-c", "import shapeviz as sv; [getattr(sv, n) for n in sv.__all__]"], torch_only, rounds).row(
-            "import shapeviz and load every public name (sv.__all__)", "python -c 'import torch'", "info"),
+            "import shapeviz and load every public name (sv.__all__)", "python -c 'import torch'", "info", "s"),
     ]
     cli = _cli()
     rows.append(compare([*cli, "explain", "LSTM(10,20,num_layers=2)"], torch_only, rounds).row(
         f"{Path(cli[0]).name if len(cli) == 1 else 'python -m shapeviz'} explain 'LSTM(10,20,num_layers=2)'",
-        "python -c 'import torch'", "<= 1.25"))
+        "python -c 'import torch'", "<= 1.25", "s"))
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "test_plain.py").write_text("def test_plain():\n    assert 1 + 1 == 2\n", encoding="utf-8")
         session = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_plain.py"]
         rows.append(compare(session, [*session, "-p", "no:shapeviz"], rounds, cwd=folder).row(
-            "pytest session never using shapeviz, plugin installed", "the same with -p no:shapeviz", "<= 1.05"))
+            "pytest session never using shapeviz, plugin installed", "the same with -p no:shapeviz", "<= 1.05", "s"))
     return rows
 
 

@@ -5,7 +5,10 @@
     python -m bench --only procs,bench_check
     python -m bench --write    # and put the table into bench/README.md
 
-Every row is a ratio measured side by side in this one run, with one torch thread. Rows that need
+Every row is a ratio measured side by side in this one run, with one torch thread: in-process rows by
+the calling thread's CPU time in interleaved rounds (bench.common.interleaved), whole-process rows by
+wall time in interleaved rounds; each ratio is the median of per-round ratios with their interquartile
+range, and a target is met (or missed) only when that whole range is within (or beyond) it. Rows that need
 the bench extra (torchinfo, torchview) say "skipped: pip install -e .[bench]" when it is missing.
 """
 
@@ -29,6 +32,11 @@ MODULES = ("bench.procs", "bench.bench_check", "bench.bench_watch", "bench.bench
 
 
 def fmt(v: float, unit: str) -> str:
+    """One value in its unit.
+
+    >>> fmt(1234.5, "µs"), fmt(0.0251, "s"), fmt(296.4, "MB")
+    ('1.23 ms', '0.025 s', '296 MB')
+    """
     if unit == "MB":
         return f"{v:.0f} MB"
     if unit == "s":
@@ -36,35 +44,123 @@ def fmt(v: float, unit: str) -> str:
     return f"{v:.2f} µs" if v < 1000 else f"{v / 1000:.2f} ms"
 
 
+UNITS = {"µs": 1e-6, "ms": 1e-3, "s": 1.0, "MB": 1.0, "GB": 1024.0}
+"""A target's unit in the base unit of its kind (seconds, MB)."""
+
+
+def parse_target(target: str) -> tuple[str, float, str] | None:
+    """``(op, limit, unit)`` of a target such as ``<= 1.03`` (unit ``""``: a ratio) or ``< 2 s``; None for
+    targets that are not a bound (``info``, ``~1.0``, ``O(1) each``). A parenthesis is a comment.
+
+    >>> parse_target("<= 1.03"), parse_target("< 1.0 (< 2 s)"), parse_target("< 1 GB"), parse_target("info")
+    (('<=', 1.03, ''), ('<', 1.0, ''), ('<', 1.0, 'GB'), None)
+    """
+    text = target.split("(")[0].strip()
+    for op in ("<=", "<"):
+        if text.startswith(op):
+            number, _, unit = text[len(op):].strip().partition(" ")
+            try:
+                limit = float(number)
+            except ValueError:
+                return None
+            unit = unit.strip()
+            return (op, limit, unit) if unit in UNITS or not unit else None
+    return None
+
+
+def bounds(r: Row, unit: str = "") -> tuple[float, float]:
+    """The interval a target is judged on: the ratio's spread (or the ratio itself), or for a target in
+    ``unit`` shapeviz's own values' spread (or its value) in that unit.
+
+    >>> bounds(Row("a", "b", 2.0, 1.0, "<= 1", spread=(1.5, 2.5)))
+    (1.5, 2.5)
+    >>> bounds(Row("a", "b", 250.0, 1.0, "< 1 GB", unit="MB"), "GB")
+    (0.244140625, 0.244140625)
+    """
+    if not unit:
+        return r.spread if r.spread is not None else (r.ratio, r.ratio)
+    lo, hi = r.value_spread if r.value_spread is not None else (r.shapeviz, r.shapeviz)
+    k = UNITS.get(r.unit, 1.0) / UNITS[unit]
+    return lo * k, hi * k
+
+
 def verdict(r: Row) -> str:
-    """``met``/``missed`` for a ratio target such as ``<= 1.03`` or ``< 1.0``; ``info`` otherwise.
+    """``met`` when the whole spread is within a bound such as ``<= 1.03`` or ``< 2 s``, ``missed`` when the
+    whole spread is beyond it, ``unclear`` when the spread straddles it; ``info`` for other targets.
 
     >>> verdict(Row("a", "b", 1.0, 1.0, "<= 1.03")), verdict(Row("a", "b", 2.0, 1.0, "< 1.0"))
     ('met', 'missed')
+    >>> verdict(Row("a", "b", 1.0, 1.0, "<= 1.03", spread=(0.99, 1.04)))
+    'unclear'
+    >>> verdict(Row("a", "b", 0.03, 1.0, "< 1 s", unit="s")), verdict(Row("a", "b", 1.0, 1.0, "~1.0"))
+    ('met', 'info')
     """
-    target = r.target.split("(")[0].strip()
-    for op, ok in (("<=", lambda a, b: a <= b), ("<", lambda a, b: a < b)):
-        if target.startswith(op):
-            try:
-                limit = float(target[len(op):].strip())
-            except ValueError:
-                return "info"
-            return "met" if ok(r.ratio, limit) else "missed"
-    return "info"
+    bound = parse_target(r.target)
+    if bound is None:
+        return "info"
+    op, limit, unit = bound
+    lo, hi = bounds(r, unit)
+    if op == "<=":
+        return "met" if hi <= limit else "missed" if lo > limit else "unclear"
+    return "met" if hi < limit else "missed" if lo >= limit else "unclear"
+
+
+def ratio_cell(r: Row) -> str:
+    """The median ratio and, where rounds were measured, its spread.
+
+    >>> ratio_cell(Row("a", "b", 1.0, 1.0, "", median_ratio=0.98, spread=(0.962, 1.013)))
+    '0.98 (0.962–1.01)'
+    """
+    if r.spread is None:
+        return f"{r.ratio:.3g}"
+    lo, hi = r.spread
+    return f"{r.ratio:.3g} ({lo:.3g}–{hi:.3g})"
+
+
+def value_cell(r: Row) -> str:
+    """shapeviz's value, with its spread when the target bounds the value itself (e.g. ``< 2 s``).
+
+    >>> value_cell(Row("a", "b", 0.025, 1.0, "< 1 s", "s", value_spread=(0.024, 0.026)))
+    '0.025 s (0.024 s–0.026 s)'
+    """
+    bound = parse_target(r.target)
+    if bound is None or not bound[2] or r.value_spread is None:
+        return fmt(r.shapeviz, r.unit)
+    lo, hi = r.value_spread
+    return f"{fmt(r.shapeviz, r.unit)} ({fmt(lo, r.unit)}–{fmt(hi, r.unit)})"
 
 
 def print_rows(rows: list[Row], out: TextIO | None = None, met: bool = False) -> None:
+    """The markdown table (with the verdict column when ``met``).
+
+    >>> print_rows([Row("a", "b", 1.0, 2.0, "<= 0.6", spread=(0.45, 0.55))], met=True)
+    | shapeviz measures | compared with | shapeviz | other | ratio (spread) | target | met? |
+    |---|---|---:|---:|---:|---|---|
+    | a | b | 1.00 µs | 2.00 µs | 0.5 (0.45–0.55) | <= 0.6 | met |
+    """
     out = out or sys.stdout
     extra, rule = (" met? |", "---|") if met else ("", "")
-    out.write(f"| shapeviz measures | compared with | shapeviz | other | ratio | target |{extra}\n")
+    out.write(f"| shapeviz measures | compared with | shapeviz | other | ratio (spread) | target |{extra}\n")
     out.write(f"|---|---|---:|---:|---:|---|{rule}\n")
     for r in rows:
         tail = f" {verdict(r)} |" if met else ""
         if r.skipped:
             out.write(f"| {r.what} | {r.compared_with} | | | {r.skipped} | {r.target} |{' skipped |' if met else ''}\n")
             continue
-        out.write(f"| {r.what} | {r.compared_with} | {fmt(r.shapeviz, r.unit)} | {fmt(r.other, r.unit)} "
-                  f"| {r.ratio:.3g} | {r.target} |{tail}\n")
+        out.write(f"| {r.what} | {r.compared_with} | {value_cell(r)} | {fmt(r.other, r.unit)} "
+                  f"| {ratio_cell(r)} | {r.target} |{tail}\n")
+
+
+def tally(rows: list[Row]) -> str:
+    """How many rows got each verdict.
+
+    >>> tally([Row("a", "b", 1.0, 2.0, "<= 1"), Row("c", "d", 1.0, 1.0, "info")])
+    'met 1, missed 0, unclear 0, info 1, skipped 0'
+    """
+    counts = dict.fromkeys(("met", "missed", "unclear", "info", "skipped"), 0)
+    for r in rows:
+        counts["skipped" if r.skipped else verdict(r)] += 1
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
 MARK = "<!-- the table below is written by python -m bench --write -->"
@@ -121,9 +217,11 @@ def main(argv: list[str] | None = None) -> int:
              f"{platform.processor() or 'cpu'}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
              f"Python {platform.python_version()}")
     print(stamp)
-    print("ratio = shapeviz / other (lower is better for shapeviz); whole-process rows: the median of "
-          "per-round ratios of interleaved runs\n")
+    print("ratio = shapeviz / other (lower is better for shapeviz): the median of per-round ratios of "
+          "interleaved rounds, in brackets their interquartile range; met/missed only when that whole range is "
+          "within/beyond the target, else unclear\n")
     print_rows(rows, met=True)
+    print("\n" + tally(rows))
     if args.write and not failed:
         write_readme(rows, stamp)
     if failed:
