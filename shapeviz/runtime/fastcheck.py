@@ -36,8 +36,9 @@ _ENV_NAME = "SHAPEVIZ_DISABLE"
 _ENV_TRUE = ("1", "true", "yes", "on")
 try:  # the environment's own mapping, keyed as the platform stores it (bytes on POSIX)
     _ENV_KEY: Any = os.environ.encodekey(_ENV_NAME)  # type: ignore[attr-defined]
+    _ENV_DATA: Any = os.environ._data  # type: ignore[attr-defined]  # the same dict os.environ[...] = writes
 except AttributeError:  # pragma: no cover - os.environ replaced by a plain mapping
-    _ENV_KEY = None
+    _ENV_KEY, _ENV_DATA = None, {None: ""}  # never None: env_disabled() is asked every time
 
 
 def env_disabled() -> bool:
@@ -221,7 +222,12 @@ def check_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
     >>> import torch, torch.nn as nn
     >>> check_call(nn.LSTMCell(8, 16), torch.randn(4, 8))  # (bs=4, emb=8) -> fine
     """
-    check_module_call(module, args, kwargs, None)
+    if kwargs:
+        check_module_call(module, args, kwargs, None)
+    elif len(args) == 2:  # (input, hx): the common call, without one more call layer
+        check_input(module, args[0], args[1], None)
+    else:
+        check_module_call(module, args, kwargs, None)
 
 
 def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any], path: str | None) -> None:
@@ -247,7 +253,7 @@ def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> N
     >>> import torch, torch.nn as nn
     >>> check_input(nn.LSTM(4, 6), torch.randn(5, 2, 4), None, "enc.rnn")  # (T=5, bs=2, emb=4): fine
     """
-    if env_disabled():
+    if _ENV_DATA.get(_ENV_KEY) is not None and env_disabled():  # unset: one dict lookup
         return
     if is_compiling():  # dynamo traces this call: checked at trace time (README: torch.compile)
         from shapeviz.runtime.compiled import check_traced
@@ -263,18 +269,22 @@ def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> N
             w = module._parameters.get(p.wname)
             if w is None:
                 w = getattr(module, p.wname)
-            dtype, device = x.dtype, x.device
-            if dtype is w.dtype and device == w.device:
+            dtype = x.dtype
+            # devices: is_cpu where the input is on the CPU (a torch.device object costs an allocation)
+            cpu = x.is_cpu
+            device = None if cpu else x.device
+            if dtype is w.dtype and (w.is_cpu if cpu else device == w.device):
                 if hx is None:
                     return
                 if p.arity == 1:
-                    if type(hx) is Tensor and hx.shape == memo[2] and hx.dtype is dtype and hx.device == device:
+                    if (type(hx) is Tensor and hx.shape == memo[2] and hx.dtype is dtype
+                            and (hx.is_cpu if cpu else hx.device == device)):
                         return
                 elif type(hx) is tuple and len(hx) == 2:
                     h, c = hx
                     if (type(h) is Tensor and type(c) is Tensor and h.shape == memo[2] and c.shape == memo[3]
-                            and h.dtype is dtype and c.dtype is dtype and h.device == device
-                            and c.device == device):
+                            and h.dtype is dtype and c.dtype is dtype
+                            and (h.is_cpu and c.is_cpu if cpu else h.device == device and c.device == device)):
                         return
     elif x is None:
         return
