@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -67,8 +68,8 @@ class CallPlan:
     memo of :func:`fit`: ``(shape, declared sizes, want_h, want_c)`` of the last input that fit (one tuple,
     replaced whole, so a thread never reads one call's shape with another call's states)."""
 
-    __slots__ = ("arity", "bs_axis", "cell", "conv", "emb", "from_dict", "getkey", "hc", "hh", "key", "ld", "memo",
-                 "nd_batched", "nd_unbatched", "ref", "t_axis", "unbatched_c", "unbatched_h", "wname")
+    __slots__ = ("arity", "bs_axis", "cell", "conv", "emb", "from_dict", "getkey", "hc", "hh", "hot", "key", "ld",
+                 "memo", "nd_batched", "nd_unbatched", "ref", "t_axis", "unbatched_c", "unbatched_h", "wname")
 
     def __init__(self, module: torch.nn.Module, conv: Conventions) -> None:
         lay = conv.layout
@@ -92,6 +93,47 @@ class CallPlan:
         self.unbatched_c = (*lead, lay.c_size)
         self.wname = "weight_ih" if lay.cell else "weight_ih_l0"
         self.memo: tuple = (None, None, (), ())  # (input shape, declared sizes, want_h, want_c)
+        self.hot = _hot_path(self)
+
+
+def _hot_path(p: CallPlan) -> Callable[[torch.nn.Module, Any, Any], bool]:
+    """The hot path of :func:`check_input` for one plan, with the plan's constants bound in a closure: True when
+    a call repeats the last one that fit (the memo of :func:`fit`: input shape and declared sizes) and its
+    configuration, dtypes, devices and state shapes still agree; False sends it the long way (never an error).
+    Reads no module state it keeps: only ``m.__dict__``/``m._parameters`` of the module it is given."""
+    getkey, key, from_dict, wname, ref, arity = p.getkey, p.key, p.from_dict, p.wname, p.ref, p.arity
+    env, env_key, decl_now, tensor = _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor
+
+    def hot(m: torch.nn.Module, x: Any, hx: Any) -> bool:
+        if env.get(env_key) is not None or type(x) is not tensor or is_compiling():
+            return False
+        memo = p.memo
+        if x.shape != memo[0] or getkey(m.__dict__ if from_dict else m) != key or ref() is not m:
+            return False
+        decl = decl_now()
+        if decl is not memo[1] and decl != memo[1]:
+            return False
+        w = m._parameters.get(wname)
+        dtype = x.dtype
+        if w is None or dtype is not w.dtype:
+            return False
+        cpu = x.is_cpu  # is_cpu where the input is on the CPU: a torch.device object costs an allocation
+        device = None if cpu else x.device
+        if not (w.is_cpu if cpu else device == w.device):
+            return False
+        if hx is None:
+            return True
+        if arity == 1:
+            return (type(hx) is tensor and hx.shape == memo[2] and hx.dtype is dtype
+                    and (hx.is_cpu if cpu else hx.device == device))
+        if type(hx) is not tuple or len(hx) != 2:
+            return False
+        h, c = hx
+        return (type(h) is tensor and type(c) is tensor and h.shape == memo[2] and c.shape == memo[3]
+                and h.dtype is dtype and c.dtype is dtype
+                and (h.is_cpu and c.is_cpu if cpu else h.device == device and c.device == device))
+
+    return hot
 
 
 # id(module) -> CallPlan; the plan's weakref drops the entry when the module dies (cheaper than a
@@ -222,10 +264,10 @@ def check_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
     >>> import torch, torch.nn as nn
     >>> check_call(nn.LSTMCell(8, 16), torch.randn(4, 8))  # (bs=4, emb=8) -> fine
     """
-    if kwargs:
-        check_module_call(module, args, kwargs, None)
-    elif len(args) == 2:  # (input, hx): the common call, without one more call layer
-        check_input(module, args[0], args[1], None)
+    if not kwargs and len(args) == 2:  # (input, hx): the common call, its hot path without a call layer
+        p = _plans.get(id(module))
+        if p is None or not p.hot(module, args[0], args[1]):
+            check_input(module, args[0], args[1], None)
     else:
         check_module_call(module, args, kwargs, None)
 
@@ -253,41 +295,20 @@ def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> N
     >>> import torch, torch.nn as nn
     >>> check_input(nn.LSTM(4, 6), torch.randn(5, 2, 4), None, "enc.rnn")  # (T=5, bs=2, emb=4): fine
     """
-    if _ENV_DATA.get(_ENV_KEY) is not None and env_disabled():  # unset: one dict lookup
+    p = _plans.get(id(module))
+    if p is not None and p.hot(module, x, hx):  # a repeat of the last call that fit: plain reads, in line
+        return
+    if env_disabled():
         return
     if is_compiling():  # dynamo traces this call: checked at trace time (README: torch.compile)
         from shapeviz.runtime.compiled import check_traced
 
         return check_traced(module, (x, hx), {}, path)
-    p = _plans.get(id(module))
     if p is None or p.ref() is not module or p.getkey(module.__dict__ if p.from_dict else module) != p.key:
         p = plan_for(module)
-    decl = DECLARED.get()
-    if type(x) is Tensor:  # the hot path: the memo, then what fast_ok reads, in line
-        memo = p.memo
-        if x.shape == memo[0] and (decl is memo[1] or decl == memo[1]):
-            w = module._parameters.get(p.wname)
-            if w is None:
-                w = getattr(module, p.wname)
-            dtype = x.dtype
-            # devices: is_cpu where the input is on the CPU (a torch.device object costs an allocation)
-            cpu = x.is_cpu
-            device = None if cpu else x.device
-            if dtype is w.dtype and (w.is_cpu if cpu else device == w.device):
-                if hx is None:
-                    return
-                if p.arity == 1:
-                    if (type(hx) is Tensor and hx.shape == memo[2] and hx.dtype is dtype
-                            and (hx.is_cpu if cpu else hx.device == device)):
-                        return
-                elif type(hx) is tuple and len(hx) == 2:
-                    h, c = hx
-                    if (type(h) is Tensor and type(c) is Tensor and h.shape == memo[2] and c.shape == memo[3]
-                            and h.dtype is dtype and c.dtype is dtype
-                            and (h.is_cpu and c.is_cpu if cpu else h.device == device and c.device == device)):
-                        return
-    elif x is None:
+    if x is None:
         return
+    decl = DECLARED.get()
     if fast_ok(module, p, x, hx, decl):
         return
     if decl is not None:  # a declaration left behind by an interrupted forward is dropped, never believed
