@@ -35,6 +35,7 @@ import torch
 from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.dimensions import dims
 from shapeviz.gallery.registry import DATA_FLOW, EXAMPLES, SEED_SYSTEMS, Built, Example
+from shapeviz.render.files import write_atomic
 from shapeviz.render.text import explain
 from shapeviz.render.unrolled import unroll
 
@@ -271,7 +272,7 @@ def index_text(examples: Iterable[Example] | None = None) -> str:
 
 
 def write_if_changed(path: Path, data: str | bytes) -> bool:
-    """Write ``data`` unless ``path`` already holds it; returns whether it wrote.
+    """Write ``data`` unless ``path`` already holds it, all or nothing; returns whether it wrote.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
@@ -280,10 +281,9 @@ def write_if_changed(path: Path, data: str | bytes) -> bool:
     (True, False, True)
     """
     raw = data.encode("utf-8") if isinstance(data, str) else data
-    if path.exists() and path.read_bytes() == raw:
+    if path.is_file() and path.read_bytes() == raw:
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(raw)
+    write_atomic(path, raw)  # a temporary file renamed into place: never a truncated file
     return True
 
 

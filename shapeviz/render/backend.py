@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from shapeviz._errors import MissingBackendError, ShapevizError, SpecError
+from shapeviz.render.files import write_atomic
+from shapeviz.render.textsafe import visible
 
 FORMATS: tuple[str, ...] = ("svg", "png")
 """Output formats :meth:`Diagram.render` writes (both backends produce them natively)."""
@@ -155,9 +157,40 @@ def run_dot(source: str, fmt: str, backend: Backend | None = None, timeout: floa
     if proc.returncode != 0 or not out:
         err = err_bytes.decode("utf-8", "replace").strip()
         raise RenderError(f"{backend.path} -T{fmt} failed (exit {proc.returncode}): {err}")
+    check_output(out, fmt, f"{backend.path} -T{fmt}")
     if fmt == "svg":
         return out.replace(f'font-family="{FONT}"'.encode(), f'font-family="{SVG_FONT_FAMILY}"'.encode())
     return out
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def check_output(data: bytes, fmt: str, program: str = "the layout program") -> None:
+    """Raise :class:`RenderError` unless ``data`` is a whole image of ``fmt``: an SVG document (``<svg`` …
+    ``</svg>``) or a PNG (its signature, then chunks up to ``IEND``).
+
+    >>> check_output(b'<?xml version="1.0"?><svg></svg>', "svg")
+    >>> check_output(b"Segmentation fault", "svg", "dot -Tsvg")
+    Traceback (most recent call last):
+    ...
+    shapeviz.render.backend.RenderError: dot -Tsvg exited 0 but did not write an SVG document: it wrote 18 bytes \
+starting 'Segmentation fault'
+
+    A program that prints something else and exits 0 (a wrapper script, a broken build) is caught
+    here, before anything is written or shown."""
+    if fmt == "svg":
+        body = data.strip()
+        head = body[:4096].lower()
+        ok = b"<svg" in head and body.endswith(b"</svg>") and b"\x00" not in head
+        what = "an SVG document"
+    else:
+        ok = data.startswith(_PNG_SIGNATURE) and b"IEND" in data[-16:]
+        what = "a PNG image"
+    if not ok:
+        start = data[:40].decode("utf-8", "replace")
+        raise RenderError(f"{program} exited 0 but did not write {what}: it wrote {len(data):,} bytes "
+                          f"starting {visible(start)!r}")
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -186,10 +219,16 @@ class Diagram:
     >>> d = Diagram('digraph { "x (T=5, bs=3, emb=10)" -> "h (bs=3, h=20)" }')
     >>> "bs=3" in d.source
     True
+
+    Characters no layout program can read (control characters, lone surrogates: a module may be named
+    anything) are shown as visible stand-ins in ``source`` (:func:`~shapeviz.render.textsafe.visible`).
     """
 
+    display_timeout: float = 5.0
+    """Seconds a notebook waits for the SVG before it shows the DOT text instead (with a note)."""
+
     def __init__(self, source: str, name: str = "diagram") -> None:
-        self.source = source
+        self.source = visible(source, keep="\t\n\r")
         self.name = name
 
     def pipe(self, fmt: str = "svg") -> bytes:
@@ -203,6 +242,9 @@ class Diagram:
         Traceback (most recent call last):
         ...
         shapeviz.SpecError: cannot render format 'pdf'; valid formats: svg, png
+
+        The image is checked before it is written, and written all or nothing (a temporary file renamed
+        into place): a failed render or a full disk leaves an existing file as it was.
         """
         p = Path(path)
         fmt = format or p.suffix
@@ -210,22 +252,27 @@ class Diagram:
             raise SpecError(f"cannot tell the format of {str(p)!r} (no suffix); "
                             f"valid formats: {', '.join(FORMATS)}")
         data = self.pipe(check_format(fmt))
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-        return p
+        return write_atomic(p, data)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        """Jupyter: an SVG image when a dot program exists, else the DOT text."""
-        bundle = {"text/plain": self.source}
+        """Jupyter: an SVG image when a dot program draws it within :attr:`display_timeout` seconds, else
+        the DOT text with a note that says why (a missing, failing or hanging program never blocks the cell
+        for long nor breaks it)."""
         try:
             backend = find_backend()
-        except MissingBackendError:
-            backend = None
-        if backend is not None:
-            # a broken program must not break the notebook; the DOT text still shows
-            with contextlib.suppress(ShapevizError):
-                bundle["image/svg+xml"] = run_dot(self.source, "svg", backend).decode("utf-8")
-        return bundle
+        except MissingBackendError as exc:
+            return {"text/plain": self._fallback(str(exc).split(";")[0])}
+        if backend is None:
+            return {"text/plain": self.source}  # no program: the DOT text is all there is, as documented
+        try:
+            svg = run_dot(self.source, "svg", backend, timeout=self.display_timeout).decode("utf-8", "replace")
+        except ShapevizError as exc:
+            return {"text/plain": self._fallback(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)}
+        return {"text/plain": self.source, "image/svg+xml": svg}
+
+    def _fallback(self, why: str) -> str:
+        return (f"// shapeviz: the diagram was not drawn ({why}); its DOT text follows. "
+                f"d.render('diagram.svg') draws it with a longer time limit.\n{self.source}")
 
     def __repr__(self) -> str:
         n = self.source.count("\n")

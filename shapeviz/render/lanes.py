@@ -85,7 +85,9 @@ def _sites(call: Any, by_index: dict[int, Any]) -> tuple[str, ...]:
     """The call sites of a call and its enclosing calls, outermost first (``"file.py:9: code"``)."""
     out = []
     c: Any = call
-    while c is not None:
+    seen: set[int] = set()  # a hand-made trace whose calls are each other's parent ends here too
+    while c is not None and id(c) not in seen:
+        seen.add(id(c))
         site = getattr(c, "site", "")
         if site:
             code = getattr(c, "code", "")

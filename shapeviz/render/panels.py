@@ -12,6 +12,7 @@ hand-written loop; :mod:`shapeviz.render.unrolled` draws them.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -165,7 +166,8 @@ def flow_notes(panel: Panel) -> list[str]:
         out.append(f"phase {PHASES[n]}: {span}, called from {site}")
     if panel.runs:
         ends = panel.ends()
-        lengths = [t + 1 for t in sorted(ends, reverse=True) for _ in range(ends[t])]
+        # the first 9 lengths only: a batch of 10**6 sequences lists no more than a batch of 9
+        lengths = list(itertools.islice((t + 1 for t in sorted(ends, reverse=True) for _ in range(ends[t])), 9))
         shown = ", ".join(map(str, lengths[:8])) + (", ..." if len(lengths) > 8 else "")
         sizes = ", ".join(f"{s}" if n == 1 else f"{s} x{n}" for s, n in panel.runs[:8])
         if panel.conv.cell:

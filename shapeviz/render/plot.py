@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from shapeviz.render.table import group_repeats, repeat_label
+from shapeviz.render.textsafe import visible
 
 __all__ = ["plot_trace"]
 
@@ -32,6 +34,11 @@ _ROW_GAP = 0.16
 _STATE_ROLES = ("h_0", "c_0", "h_n", "c_n", "h_1", "c_1")
 _COLORS = {"in": "#9ecae1", "out": "#a1d99b", "int": "#d9d9d9", "h": "#fdae6b", "c": "#bcbddc",
            "op": "#f7f7f7"}
+_MAX_BLOCKS = 6
+"""Most tensor blocks drawn in one lane of a row; the rest are one ``+N more`` block (a trace file may give a
+call 10,000 tensors: drawing each would take minutes)."""
+_MAX_TEXT = 100
+"""Longest text drawn for a name or a shape (a longer one ends with ``…``)."""
 _EDGES = {"in": "#3182bd", "out": "#31a354", "int": "#737373", "h": "#e6550d", "c": "#756bb1"}
 
 
@@ -62,6 +69,29 @@ class _Block:
         return self.h + 0.05 * self.depth
 
 
+def _clip(text: str) -> str:
+    """Text as drawn: visible characters only, at most ``_MAX_TEXT`` of them.
+
+    >>> print(_clip("enc\\x1b[0m")), len(_clip("x" * 500))
+    enc\\x1b[0m
+    (None, 100)
+    """
+    text = visible(text, escape=True)  # (the figure's fonts have no control pictures)
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT - 1] + "…"
+
+
+def _more(n: int, kind: str) -> _Block:
+    """The block that stands for ``n`` tensors not drawn."""
+    info = SimpleNamespace(device="cpu", produced_by=None, shape=())
+    return _Block(info, kind, 0.12, 0.12, 0, (f"+{n:,} more", "not drawn"))
+
+
+def _capped(blocks: list[_Block], kind: str) -> list[_Block]:
+    if len(blocks) <= _MAX_BLOCKS:
+        return blocks
+    return blocks[:_MAX_BLOCKS - 1] + [_more(len(blocks) - _MAX_BLOCKS + 1, kind)]
+
+
 def _block(info: Any, kind: str) -> _Block:
     shape = tuple(info.shape) or (1,)
     if info.dtype.startswith(("int", "uint", "bool")) and kind in ("in", "out"):
@@ -81,7 +111,7 @@ def _block(info: Any, kind: str) -> _Block:
         extra.append(info.device)
     if extra:
         name = f"{name} [{', '.join(extra)}]" if name else f"[{', '.join(extra)}]"
-    return _Block(info, kind, w, h, depth, (name, info.format()))
+    return _Block(info, kind, w, h, depth, (_clip(name), _clip(info.format())))
 
 
 @dataclass
@@ -102,16 +132,18 @@ class _Row:
 
 def _row(call: Any, repeats: int, span: int) -> _Row:
     ins, s_in, outs, s_out = [], [], [], []
-    for i in call.inputs:
+    for i in call.inputs:  # (the first blocks of each lane are enough: the rest are counted, not made)
         if i.role in _STATE_ROLES:
-            s_in.append(_block(i, i.role[0]))
+            s_in.append(_block(i, i.role[0]) if len(s_in) <= _MAX_BLOCKS else s_in[-1])
         else:
-            ins.append(_block(i, "in"))
+            ins.append(_block(i, "in") if len(ins) <= _MAX_BLOCKS else ins[-1])
     for o in call.outputs:
         if o.role in _STATE_ROLES:
-            s_out.append(_block(o, o.role[0]))
+            s_out.append(_block(o, o.role[0]) if len(s_out) <= _MAX_BLOCKS else s_out[-1])
         else:
-            outs.append(_block(o, "out"))
+            outs.append(_block(o, "out") if len(outs) <= _MAX_BLOCKS else outs[-1])
+    ins, outs = _capped(ins, "in"), _capped(outs, "out")
+    s_in, s_out = _capped(s_in, "h"), _capped(s_out, "h")
     if call.kind == "op":
         label, sub = call.type, call.source
     else:
@@ -119,7 +151,7 @@ def _row(call: Any, repeats: int, span: int) -> _Row:
         sub = call.type if call.path else "model"
     if call.error:
         sub = (sub + "  ✗ raised").strip()
-    return _Row(call, repeats, span, ins, outs, s_in, s_out, "  " * call.depth + label, sub)
+    return _Row(call, repeats, span, ins, outs, s_in, s_out, "  " * min(call.depth, 20) + _clip(label), _clip(sub))
 
 
 def _lane_width(rows: list[_Row], attr: str) -> float:
@@ -185,18 +217,23 @@ def plot_trace(trace: Any, *, max_rows: int = 40, title: str | None = None) -> A
     ax.axis("off")
     mono = {"family": "DejaVu Sans Mono", "size": _FONT}
 
+    def text(x: float, y: float, s: str, **kw: Any) -> Any:
+        """``ax.text`` of text from user code or a file: no mathtext (``$…$`` is drawn as typed), visible."""
+        s = visible(s, escape=True)
+        return ax.text(x, y, s if len(s) <= 4 * _MAX_TEXT else s[:4 * _MAX_TEXT - 1] + "…", parse_math=False, **kw)
+
     n_mod = sum(c.kind == "module" for c in calls)
     head_text = title or (f"trace of {trace.model}: {n_mod} module call{'s' if n_mod != 1 else ''}"
                           + (f", {len(calls) - n_mod} ops" if trace.ops else ""))
-    ax.text(0.15, 0.28, head_text, fontsize=11, fontweight="bold", va="center")
+    text(0.15, 0.28, head_text, fontsize=11, fontweight="bold", va="center")
     if trace.sizes:
         sizes = ", ".join(f"{n}={'/'.join(str(s) for s in ss)}" for n, ss in trace.sizes.items())
-        ax.text(0.15, 0.55, f"sizes: {sizes}", fontsize=8, color="#444444", va="center", fontfamily="monospace")
+        text(0.15, 0.55, f"sizes: {sizes}", fontsize=8, color="#444444", va="center", fontfamily="monospace")
     # column headers
-    for x, text in ((x_in, "inputs"), (x_out, "outputs")):
-        ax.text(x + 0.05, head - 0.12, text, fontsize=8, color="#666666", style="italic")
+    for x, header in ((x_in, "inputs"), (x_out, "outputs")):
+        text(x + 0.05, head - 0.12, header, fontsize=8, color="#666666", style="italic")
     if has_state:
-        ax.text(x_state + 0.05, head - 0.12, "recurrent state: in → out", fontsize=8, color="#666666",
+        text(x_state + 0.05, head - 0.12, "recurrent state: in → out", fontsize=8, color="#666666",
                 style="italic")
         ax.add_patch(Rectangle((x_state - 0.12, head - 0.05), state_w + 0.1, height - head - 0.05,
                                facecolor="#fff7ec", edgecolor="none", zorder=0))
@@ -216,8 +253,8 @@ def plot_trace(trace: Any, *, max_rows: int = 40, title: str | None = None) -> A
         cx = x + (b.width - _PAD) / 2
         b.cx, b.top, b.bottom = bx + b.w / 2, top, base
         ty = base + 0.03
-        ax.text(cx, ty, b.lines[0], ha="center", va="top", fontdict=mono, color="#333333")
-        ax.text(cx, ty + 0.14, b.lines[1], ha="center", va="top", fontdict=mono, color="#000000")
+        text(cx, ty, b.lines[0], ha="center", va="top", fontdict=mono, color="#333333")
+        text(cx, ty + 0.14, b.lines[1], ha="center", va="top", fontdict=mono, color="#000000")
         return bx + b.w / 2, top + 0.05 * b.depth + b.h / 2
 
     for idx, r in enumerate(rows):
@@ -227,9 +264,9 @@ def plot_trace(trace: Any, *, max_rows: int = 40, title: str | None = None) -> A
             ax.add_patch(Rectangle((x_label - 0.05, top - _ROW_GAP / 2), x_state - x_label - 0.1,
                                    r.height + _ROW_GAP, facecolor="#f6f6f6", edgecolor="none", zorder=0))
         weight = "bold" if c.kind == "module" else "normal"
-        ax.text(x_label, top + 0.12, r.label, fontsize=8.5, fontweight=weight, va="center",
+        text(x_label, top + 0.12, r.label, fontsize=8.5, fontweight=weight, va="center",
                 fontfamily="monospace", color="#b30000" if c.error else "#000000")
-        ax.text(x_label, top + 0.30, "  " * c.depth + r.sub, fontsize=7, va="center", color="#777777",
+        text(x_label, top + 0.30, "  " * min(c.depth, 20) + r.sub, fontsize=7, va="center", color="#777777",
                 fontfamily="monospace")
         base = top + max([b.height for b in r.ins + r.outs + r.s_in + r.s_out] + [0.2])
         mid = base - 0.1
@@ -242,7 +279,7 @@ def plot_trace(trace: Any, *, max_rows: int = 40, title: str | None = None) -> A
                                      mutation_scale=10, color="#555555", linewidth=1.0, zorder=1))
         sym = {"matmul": "@", "add": "+", "mul": "×", "sub": "−"}.get(c.type, "")
         if sym:
-            ax.text(x_in + in_w + arrow_w / 2 - 0.02, mid - 0.1, sym, ha="center", fontsize=9, color="#333333")
+            text(x_in + in_w + arrow_w / 2 - 0.02, mid - 0.1, sym, ha="center", fontsize=9, color="#333333")
         x = x_out
         for b in r.outs:
             draw(b, x, base)
@@ -254,7 +291,7 @@ def plot_trace(trace: Any, *, max_rows: int = 40, title: str | None = None) -> A
                 centres_in.append(draw(b, x, base))
                 x += b.width
             if not r.s_in:
-                ax.text(x_state + 0.05, top + 0.15, "zeros", fontsize=7, color="#999999", style="italic")
+                text(x_state + 0.05, top + 0.15, "zeros", fontsize=7, color="#999999", style="italic")
             x = x_state + s_in_w + 0.6
             ax.add_patch(FancyArrowPatch((x - 0.55, mid), (x - 0.1, mid), arrowstyle="-|>", mutation_scale=9,
                                          color="#e6550d", linewidth=1.0, zorder=1))
@@ -273,7 +310,7 @@ def plot_trace(trace: Any, *, max_rows: int = 40, title: str | None = None) -> A
             y1 = span_rows[-1].y + span_rows[-1].height
             xb = bracket_w - 0.12
             ax.plot([xb + 0.08, xb, xb, xb + 0.08], [y0, y0, y1, y1], color="#8c2d04", linewidth=1.4)
-            ax.text(xb - 0.05, (y0 + y1) / 2, repeat_label(r.repeats, [x.call for x in span_rows]), rotation=90,
+            text(xb - 0.05, (y0 + y1) / 2, repeat_label(r.repeats, [x.call for x in span_rows]), rotation=90,
                     ha="right", va="center", fontsize=8.5, color="#8c2d04", fontweight="bold")
     # state handed from one call to a later one (an encoder's (h_n, c_n) starting a decoder)
     shown = {r.call.index: r for r in rows}
@@ -289,12 +326,11 @@ def plot_trace(trace: Any, *, max_rows: int = 40, title: str | None = None) -> A
                                              connectionstyle="arc3,rad=0.0", arrowstyle="-|>", mutation_scale=10,
                                              color=_EDGES[b.kind], linewidth=1.2, linestyle="--", zorder=4))
     if cut:
-        ax.text(x_label, height - 0.18, f"… {cut} more row{'s' if cut != 1 else ''}", fontsize=8,
-                color="#666666")
+        text(x_label, height - 0.18, f"… {cut} more row{'s' if cut != 1 else ''}", fontsize=8, color="#666666")
     # legend
     lx = width - 3.3
-    for i, (kind, text) in enumerate((("in", "input"), ("out", "output"), ("int", "integer"),
+    for i, (kind, what) in enumerate((("in", "input"), ("out", "output"), ("int", "integer"),
                                       ("h", "h state"), ("c", "c state"))):
         ax.add_patch(Rectangle((lx + i * 0.66, 0.2), 0.14, 0.12, facecolor=_COLORS[kind], edgecolor=_EDGES[kind]))
-        ax.text(lx + i * 0.66 + 0.18, 0.26, text, fontsize=6.5, va="center")
+        text(lx + i * 0.66 + 0.18, 0.26, what, fontsize=6.5, va="center")
     return fig

@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from shapeviz.render.textsafe import visible
+
 __all__ = ["group_repeats", "loop_dim", "repeat_label", "trace_table"]
 
 _MAX_BLOCK = 64
@@ -97,6 +99,11 @@ def repeat_label(count: int, calls: Sequence[Any] = ()) -> str:
     return f"× {name}={count}" if name else f"× {count}"
 
 
+def _safe(text: str) -> str:
+    """Text for a terminal: control characters and lone surrogates as Python escapes (``\\x1b``)."""
+    return visible(text, escape=True)
+
+
 def _name(call: Any) -> str:
     if call.kind == "op":
         return call.type
@@ -129,14 +136,15 @@ def trace_table(trace: Any, *, group: bool = True, max_rows: int | None = None) 
                 mark = "└" if j == k - 1 else "│"
             shapes = c.describe() + (f"  ✗ {c.error}" if c.error else "")
             shapes += f"  ⚠ {c.flag}" if getattr(c, "flag", "") else ""
-            rows.append((str(c.index), mark, "  " * c.depth + _name(c), shapes, c.source))
+            # names come from user code or a trace file: control characters are shown, never sent to the terminal
+            rows.append((str(c.index), mark, _safe("  " * c.depth + _name(c)), _safe(shapes), _safe(c.source)))
     n_mod = sum(c.kind == "module" for c in calls)
     n_ops = len(calls) - n_mod
-    title = f"trace of {trace.model}: {n_mod} module call{'s' if n_mod != 1 else ''}"
+    title = f"trace of {_safe(trace.model)}: {n_mod} module call{'s' if n_mod != 1 else ''}"
     if trace.ops:
         title += f", {n_ops} op{'s' if n_ops != 1 else ''}"
     if trace.error:
-        title += f" (raised {trace.error})"
+        title += f" (raised {_safe(trace.error)})"
     cut = 0
     if max_rows is not None and len(rows) > max_rows:
         cut = len(rows) - max_rows
@@ -160,6 +168,6 @@ def trace_table(trace: Any, *, group: bool = True, max_rows: int | None = None) 
     if any(n.endswith("?") for c in calls for i in (*c.inputs, *c.outputs) for n in (i.names or ())):
         lines.append(GUESS_LEGEND)
     if trace.sizes:
-        lines.append("sizes: " + ", ".join(f"{n}={'/'.join(str(s) for s in ss)}"
-                                            for n, ss in trace.sizes.items()))
+        lines.append(_safe("sizes: " + ", ".join(f"{n}={'/'.join(str(s) for s in ss)}"
+                                                    for n, ss in trace.sizes.items())))
     return "\n".join(lines)

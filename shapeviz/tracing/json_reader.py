@@ -59,10 +59,49 @@ def read_trace(text: str | bytes | bytearray) -> Trace:
         raise SpecError(f"not a shapeviz trace: expected schema {SCHEMA!r}, got {got}")
     calls = _list(doc, "calls", "", MAX_CALLS, "calls")
     sizes = _object(_field(doc, "sizes", ""), "sizes")
-    return Trace(calls=[_call(c, f"calls[{i}]") for i, c in enumerate(calls)],
-                 model=_str(doc, "model", ""), ops=_bool(doc, "ops", ""),
-                 sizes={k: list(_ints(v, f"sizes[{_show(k)}]", MAX_TENSORS, "sizes")) for k, v in sizes.items()},
-                 error=_str(doc, "error", ""))
+    trace = Trace(calls=[_call(c, f"calls[{i}]") for i, c in enumerate(calls)],
+                  model=_str(doc, "model", ""), ops=_bool(doc, "ops", ""),
+                  sizes={k: list(_ints(v, f"sizes[{_show(k)}]", MAX_TENSORS, "sizes")) for k, v in sizes.items()},
+                  error=_str(doc, "error", ""))
+    _check_links(trace.calls)
+    return trace
+
+
+# ---------------------------------------------------------------------- what makes calls a trace
+def _check_links(calls: list[Call]) -> None:
+    """What the recorder guarantees of the calls' references to each other, so that nothing that walks
+    them (enclosing calls, data flow) can loop or reach a call that is not there.
+
+    * ``calls[i].index == i`` (calls are listed in the order they started);
+    * a ``parent`` is an earlier module call (a call starts inside one that started before it: no cycles);
+    * ``produced_by``, ``flow`` and ``tokens`` name calls of this trace.
+
+    >>> from shapeviz.tracing.records import Call
+    >>> _check_links([Call(0, "", "M", "module", parent=1), Call(1, "rnn", "GRU", "module", parent=0)])
+    Traceback (most recent call last):
+    ...
+    shapeviz.SpecError: Trace.from_json: calls[0].parent: expected the index of an earlier module call (0 has \
+none), got 1
+    """
+    n = len(calls)
+    for i, c in enumerate(calls):
+        where = f"calls[{i}]"
+        if c.index != i:
+            raise SpecError(f"{_WHO}{where}.index: expected {i} (calls are listed in order), got {c.index}")
+        if c.parent is not None and not (c.parent < i and calls[c.parent].kind is CallKind.MODULE):
+            raise SpecError(f"{_WHO}{where}.parent: expected the index of an earlier module call "
+                            f"({'0 to ' + str(i - 1) if i else '0 has none'}), got {c.parent}")
+        for side in ("inputs", "outputs"):
+            for k, info in enumerate(getattr(c, side)):
+                at = f"{where}.{side}[{k}]"
+                if info.produced_by is not None and info.produced_by >= n:
+                    raise SpecError(f"{_WHO}{at}.produced_by: expected a call index below {n}, got {info.produced_by}")
+                bad = next((f for f in info.flow if f[0] >= n), None)
+                if bad is not None:
+                    raise SpecError(f"{_WHO}{at}.flow: expected call indices below {n}, got {list(bad)}")
+                bad_token = next((t for t in info.tokens or () if t >= n), None)
+                if bad_token is not None:
+                    raise SpecError(f"{_WHO}{at}.tokens: expected call indices below {n}, got {bad_token}")
 
 
 # ---------------------------------------------------------------------- records
@@ -119,7 +158,7 @@ def _tensor(value: Any, where: str) -> TensorInfo:
                       produced_by=_int(d, "produced_by", where, 0, MAX_CALLS - 1, None, nullable=True),
                       flow=_pairs(d, "flow", where, MAX_CALLS - 1, MAX_FLOW),
                       tokens=_tokens(d.get("tokens"), _at(where, "tokens")),
-                      batch_sizes=_pairs(d, "batch_sizes", where, _MAX_INT, MAX_TENSORS), origins=origins,
+                      batch_sizes=_runs(d, where), origins=origins,
                       step=_step(d.get("step"), _at(where, "step")))
 
 
@@ -154,6 +193,27 @@ def _pairs(d: dict[str, Any], key: str, where: str, hi: int, cap: int) -> tuple[
             _fail(f"{at}[{i}]", f"a pair of ints from 0 to {hi:,}", pair)
         out.append((pair[0], pair[1]))
     return tuple(out)
+
+
+def _runs(d: dict[str, Any], where: str) -> tuple[tuple[int, int], ...]:
+    """A PackedSequence's ``batch_sizes`` as ``[[batch size, steps], ...]`` runs: sizes from ``MAX_SIZE`` down
+    to 1, each smaller than the one before (a sequence never rejoins the batch), steps at least 1.
+
+    >>> _runs({"batch_sizes": [[3, 2], [1, 4]]}, "x")
+    ((3, 2), (1, 4))
+    >>> _runs({"batch_sizes": [[1, 1], [2, 1]]}, "x")
+    Traceback (most recent call last):
+    ...
+    shapeviz.SpecError: Trace.from_json: x.batch_sizes[1]: expected a batch size below the one before (1), got [2, 1]
+    """
+    runs = _pairs(d, "batch_sizes", where, _MAX_INT, MAX_TENSORS)
+    at = _at(where, "batch_sizes")
+    for i, (size, steps) in enumerate(runs):
+        if not (1 <= size <= MAX_SIZE and steps >= 1):
+            _fail(f"{at}[{i}]", f"[batch size from 1 to {MAX_SIZE:,}, steps >= 1]", [size, steps])
+        if i and size >= runs[i - 1][0]:
+            _fail(f"{at}[{i}]", f"a batch size below the one before ({runs[i - 1][0]})", [size, steps])
+    return runs
 
 
 def _conventions(value: Any, where: str) -> Conventions | None:

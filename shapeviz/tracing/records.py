@@ -11,6 +11,7 @@ Records hold shapes, dtypes, devices and names, never tensors. The recorder
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -18,6 +19,8 @@ from typing import Any
 from shapeviz.core.model import Conventions
 
 __all__ = ["SCHEMA", "Call", "CallKind", "Tag", "TensorInfo", "Trace"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 SCHEMA = "shapeviz.trace/1"
 """The ``"schema"`` value of :meth:`Trace.to_json` documents."""
@@ -305,8 +308,13 @@ class Trace:
                     "step": [str, int] | null}]}]}   # one step of this named dim (x[t], unbind)
 
         Files written before ``origins`` (``step``, ``tokens``) existed read with them null (empty).
+        A name no UTF-8 file can hold (a lone surrogate) is written as its JSON escape (``\\ud800``),
+        so the text always encodes and reads back the same.
         """
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        text = json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        if _SURROGATE.search(text) is None:
+            return text
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)  # only inside strings: valid JSON
 
     @classmethod
     def from_json(cls, text: str) -> Trace:
