@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,15 +32,17 @@ from typing import Any
 
 import torch.nn as nn
 
-from shapeviz._errors import MissingBackendError
+from shapeviz._errors import MissingBackendError, SpecError
 from shapeviz.core.model import conventions
 from shapeviz.gallery.builder import EXAMPLES, IMAGE_BACKEND, Page, page, sections, write_if_changed
 from shapeviz.gallery.site_assets import CSS, EXPLORER_JS
 from shapeviz.render.backend import Backend, find_backend, find_graphviz_pure, run_dot
+from shapeviz.render.files import write_atomic
 from shapeviz.render.text import explain_conventions, notes
 from shapeviz.render.unrolled import unroll
 
-__all__ = ["CELLS", "EMB", "FAMILIES", "GRID", "HIDDEN", "Config", "build_site", "configs", "fragment"]
+__all__ = ["CELLS", "EMB", "FAMILIES", "GRID", "HIDDEN", "MANIFEST", "Config", "build_site", "claim", "configs",
+           "fragment", "planned_files"]
 
 FAMILIES: tuple[str, ...] = ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
 CELLS: tuple[str, ...] = ("RNNCell", "LSTMCell", "GRUCell")
@@ -242,20 +245,99 @@ def explorer_html(grid: dict[str, tuple[int, ...]]) -> str:
     return _html("shapeviz explorer", "\n".join(body))
 
 
+MANIFEST = ".shapeviz-site.json"
+"""The file that marks a folder as a shapeviz site and lists the files the site wrote there (the only ones
+it may overwrite)."""
+_MANIFEST_SCHEMA = "shapeviz.site/1"
+
+
+def planned_files(grid: dict[str, tuple[int, ...]] | None = None) -> list[str]:
+    """The files (relative paths) :func:`build_site` writes for this grid, in the order it writes them.
+
+    >>> files = planned_files()
+    >>> files[:2], files[-2:], len(files) == 4 + 2 * len(EXAMPLES) + len(list(configs()))
+    (['style.css', 'explorer.js'], ['explorer.html', 'index.html'], True)
+    """
+    pages = [f"pages/{name}.{ext}" for name in EXAMPLES for ext in ("html", "svg")]
+    return ["style.css", "explorer.js", *pages, *(f"explorer/{c.key}.js" for c in configs(grid)),
+            "explorer.html", "index.html"]
+
+
+def _own_files(out: Path) -> set[str] | None:
+    """The files the manifest in ``out`` says the site wrote; None when ``out`` is not a site (no readable
+    manifest). Entries that are not plain relative paths inside ``out`` are ignored."""
+    try:
+        doc = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("schema") != _MANIFEST_SCHEMA or not isinstance(doc.get("files"), list):
+        return None
+    return {f for f in doc["files"] if isinstance(f, str) and f and not Path(f).is_absolute()
+            and ".." not in Path(f).parts and "\\" not in f}
+
+
+def claim(outdir: str | Path, planned: list[str], *, force: bool = False) -> Path:
+    """Check that the site may be written into ``outdir`` and record the files it will write there (the
+    manifest is written first, so an interrupted build still knows them); returns the folder.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     _ = (Path(d) / "index.html").write_text("mine")
+    ...     claim(d, ["index.html"])
+    Traceback (most recent call last):
+    ...
+    shapeviz.SpecError: site: ... already holds files and is not a shapeviz site (it has no .shapeviz-site.json)...
+
+    Refused (:class:`~shapeviz.SpecError`): an empty path (it would mean the current folder) and a folder that
+    holds files but no site, unless ``force=True`` (the CLI's ``--force``); and, even then, any file the site
+    would overwrite that it did not write itself. An empty or missing folder, or one the site wrote before,
+    is fine. The site never deletes a file.
+    """
+    if not str(outdir).strip():
+        if not force:
+            raise SpecError("site: no folder given (an empty path would write the site's files into the current "
+                            "folder); name a new folder, e.g. `shapeviz site site/`, or pass force=True "
+                            "(--force) to write into the current folder")
+        outdir = "."
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise SpecError(f"site: {str(out)!r} is a file, not a folder; name a new folder for the site")
+    ours = _own_files(out)
+    if ours is None:
+        if out.is_dir() and any(out.iterdir()) and not force:
+            raise SpecError(f"site: {str(out)!r} already holds files and is not a shapeviz site (it has no "
+                            f"{MANIFEST}); choose a new or empty folder, or pass force=True (--force) to add the "
+                            "site beside them (files it did not write are never overwritten)")
+        ours = set()
+    foreign = [rel for rel in planned if rel not in ours and os.path.lexists(out / rel)]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise SpecError(f"site: {str(out)!r} holds {len(foreign)} file{'s' if len(foreign) != 1 else ''} the site "
+                        f"would overwrite but did not write ({shown}); the site never overwrites files it did not "
+                        "write: move them away or choose another folder")
+    files = sorted(ours | set(planned))
+    write_atomic(out / MANIFEST, json.dumps({"schema": _MANIFEST_SCHEMA, "files": files}, indent=0) + "\n")
+    return out
+
+
 def build_site(outdir: str | Path, *, grid: dict[str, tuple[int, ...]] | None = None,
-               progress: Callable[[str], None] | None = None, workers: int = 4) -> list[Path]:
+               progress: Callable[[str], None] | None = None, workers: int = 4, force: bool = False) -> list[Path]:
     """Write the static site into ``outdir``; returns the files written.
 
     ``grid`` narrows the explorer's grid (tests); ``progress`` is called once per gallery page and
     per explorer configuration. Diagrams are rendered with graphviz-pure, else the dot program
     rendering would use; without either this raises :class:`~shapeviz.MissingBackendError`.
+
+    The folder must be new, empty or a site written before (:func:`claim`; ``force=True`` lets it add the site to
+    a folder that holds other files, without ever overwriting one of them). Each file is written all or nothing
+    (a temporary file renamed into place), and unchanged files are not rewritten.
     """
     g = GRID if grid is None else grid
     backend = find_graphviz_pure() or find_backend()
     if backend is None:
         raise MissingBackendError(f"shapeviz site renders its diagrams with {IMAGE_BACKEND} (pip install "
                                   "graphviz-pure) or Graphviz's dot; found neither")
-    out = Path(outdir)
+    out = claim(outdir, planned_files(g), force=force)
     written: list[Path] = []
 
     def put(rel: str, text: str) -> None:
