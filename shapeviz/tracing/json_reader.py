@@ -159,7 +159,7 @@ def _tensor(value: Any, where: str) -> TensorInfo:
                       flow=_pairs(d, "flow", where, MAX_CALLS - 1, MAX_FLOW),
                       tokens=_tokens(d.get("tokens"), _at(where, "tokens")),
                       batch_sizes=_runs(d, where), origins=origins,
-                      step=_step(d.get("step"), _at(where, "step")))
+                      step=_step(d.get("step"), _at(where, "step")), opaque=_str(d, "opaque", where))
 
 
 def _tokens(value: Any, at: str) -> tuple[int, ...] | None:

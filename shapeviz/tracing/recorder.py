@@ -98,6 +98,7 @@ class Tracer(Provenance):
         self.to_learn: dict[tuple, Conventions] = {}
         self.failed: Call | None = None
         self.busy = False
+        self.finished = False  # set by close(): enter/exit do nothing after it
         self.self_labels: dict[int, list[str]] = {}  # see FrameLabels
         self.mode: OpMode | None = None  # the op mode recording this forward (set by OpMode)
         self.quiet: int | None = None  # the stack depth of a quiet module call that took the mode off
@@ -126,7 +127,12 @@ class Tracer(Provenance):
              packed: str = "", repeat: int = 1, keep_known: bool = False) -> TensorInfo:
         """The record of ``t``, named by ``how`` once the forward is done; with no ``how`` (or with
         ``keep_known`` for a tensor recorded before) it takes the earlier record's names, else its sizes'."""
-        info = TensorInfo(tuple(t.shape), None, role, key, label, _dtype(t), _device(t), False, packed, repeat)
+        if t.is_nested:  # its sizes differ per component: recorded as what it is, no shape
+            return _opaque(t, "nested tensor", role, key, label, packed, repeat)
+        try:
+            info = TensorInfo(tuple(t.shape), None, role, key, label, _dtype(t), _device(t), False, packed, repeat)
+        except Exception:  # a tensor subclass whose shape cannot be read: recorded as such, never an error
+            return _opaque(t, type(t).__name__, role, key, label, packed, repeat)
         if self.origins:
             info.flow = self.flow_of(t)
             info.tokens = self.tokens_of(t)
@@ -196,7 +202,10 @@ class Tracer(Provenance):
     def enter(self, path: str, module: Any, args: tuple, kwargs: dict[str, Any], user: bool,
               quiet: bool = False) -> None:
         """A module call starts. ``quiet``: a torch module without children (none of your code runs in
-        it) whose forward hook is called on every path: the op mode steps aside until it ends."""
+        it) whose forward hook is called on every path: the op mode steps aside until it ends. A finished
+        trace records nothing (a hook that outlived it, on a copy of a module say, is inert)."""
+        if self.finished:
+            return
         with _off():
             self._enter(path, module, args, kwargs, user)
         if quiet and self.mode is not None and self.quiet is None and not self.ops_needed(module, args, kwargs):
@@ -209,6 +218,8 @@ class Tracer(Provenance):
         """A module call ends. ``always``: the hook is called on every path (``always_call``); it is
         called while handling an exception that was not being handled when the call started when the
         call raised: the call is closed as a failed one."""
+        if self.finished:
+            return
         if self.quiet is not None and threading.get_ident() == self.quiet_thread and (
                 id(module) == self.quiet_module or self.quiet >= len(self.stack)):
             self.unquiet()  # the quiet call (or one around it) ends; never onto another thread's mode stack
@@ -458,12 +469,33 @@ class Tracer(Provenance):
         return sizes
 
     def close(self) -> None:
+        """The forward is over: what it held is let go, and nothing is recorded from now on."""
+        self.finished = True
         self.seen.clear()
         self.slices.clear()
         self.clear_flows()
         self.out_of.clear()
         self.stack.clear()
         self.self_labels.clear()
+
+
+def _opaque(t: Any, what: str, role: str, key: str, label: str, packed: str, repeat: int) -> TensorInfo:
+    """The record of a tensor whose shape shapeviz cannot describe (a nested tensor): what it is, no shape, no
+    names, never remembered (nothing is named from it).
+
+    >>> import torch
+    >>> nt = torch.nested.nested_tensor([torch.zeros(2, 3), torch.zeros(4, 3)])
+    >>> _opaque(nt, "nested tensor", "", "0", "x", "", 1).describe()
+    'x (nested tensor: shape not described)'
+    """
+    def read(f: Any, default: str) -> str:
+        try:
+            return f(t)
+        except Exception:
+            return default
+
+    return TensorInfo((), (), role, key, label, read(_dtype, "?"), read(_device, "?"), False, packed, repeat,
+                      opaque=what)
 
 
 def _no_lists(obj: Any) -> Any:

@@ -80,9 +80,13 @@ class TensorInfo:
     # one step of a dim: x[t], x[:, t], unbind, split(1): (its name, "" unless named by evidence; its size),
     # e.g. ("T", 9); the evidence that a loop over such pieces iterates that dim
     step: tuple[str, int] | None = None
+    # what a tensor whose shape shapeviz cannot describe is ("nested tensor"); "" for every other tensor
+    opaque: str = ""
 
     def format(self) -> str:
         """The shape in named dims: ``"(T=5, bs=2, 28)"`` (a dim without a name shows its size)."""
+        if self.opaque:
+            return f"({self.opaque}: shape not described)"
         names = self.names or ("",) * len(self.shape)
         parts = [f"{n}={s}" if n else str(s) for n, s in zip(names, self.shape)]
         return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")"
@@ -111,7 +115,8 @@ class TensorInfo:
                 "flow": [list(f) for f in self.flow], "tokens": None if self.tokens is None else list(self.tokens),
                 "batch_sizes": [list(r) for r in self.batch_sizes],
                 "origins": None if self.origins is None else list(self.origins),
-                "step": None if self.step is None else list(self.step)}
+                "step": None if self.step is None else list(self.step),
+                **({"opaque": self.opaque} if self.opaque else {})}
 
 
 _INFIX = {"matmul": "@", "__matmul__": "@", "__rmatmul__": "@", "add": "+", "__add__": "+",
@@ -305,7 +310,9 @@ class Trace:
                     "origins": [str] | null,         # per dim: where its name came from
                                                      # ("conventions of rnn", "inputs_dims",
                                                      # "sv.name", "op transpose", "size (guess)")
-                    "step": [str, int] | null}]}]}   # one step of this named dim (x[t], unbind)
+                    "step": [str, int] | null,       # one step of this named dim (x[t], unbind)
+                    "opaque": str}]}]}               # only for a tensor whose shape is not described:
+                                                     # what it is ("nested tensor"); shape [] then
 
         Files written before ``origins`` (``step``, ``tokens``) existed read with them null (empty).
         A name no UTF-8 file can hold (a lone surrogate) is written as its JSON escape (``\\ud800``),

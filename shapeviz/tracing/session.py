@@ -39,6 +39,9 @@ import torch.nn as nn
 from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import declared, parse_names, pop, push
 from shapeviz.core.model import is_recurrent
+from shapeviz.runtime import copies
+from shapeviz.runtime.copies import ShapevizHook
+from shapeviz.tracing.direct import direct_calls
 from shapeviz.tracing.oprules import flatten
 from shapeviz.tracing.recorder import OpMode, Tracer, quiet_hooks_supported
 from shapeviz.tracing.records import Call, CallKind, TensorInfo, Trace
@@ -168,6 +171,9 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     if names is not None:
         if first is None:
             raise SpecError("trace(inputs_dims=...): there is no tensor input to name")
+        if first.is_nested:
+            raise SpecError(f"trace(inputs_dims={inputs_dims!r}): the first input is a nested tensor, whose sizes "
+                            "differ from one component to the next; name the dims of a padded tensor instead")
         if first.dim() != len(names):
             raise SpecError(f"trace(inputs_dims={inputs_dims!r}): {len(names)} names for the first input, "
                             f"which has {first.dim()} dims {tuple(first.shape)}")
@@ -198,25 +204,23 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     mode = OpMode(tracer) if needs_mode else contextlib.nullcontext()
     out: Any = None
     quiet_ok = quiet_hooks_supported()
+    copies.hold()  # a module copied during the forward (an EMA copy, say) carries none of the hooks below
     try:
+        post = _Post(tracer, quiet_ok)
         for path, m in modules:
             user = users[id(m)]
             # a torch module without children runs none of your code: the op mode can step aside in it
             quiet = quiet_ok and not user and not m._modules
-
-            def pre(mod: nn.Module, args: tuple, kw: dict, _p: str = path, _u: bool = user, _q: bool = quiet) -> None:
-                tracer.enter(_p, mod, args, kw, _u, _q)
-
-            def post(mod: nn.Module, args: tuple, kw: dict, output: Any) -> None:
-                tracer.exit(mod, output, quiet_ok)
-
-            handles.append(m.register_forward_pre_hook(pre, with_kwargs=True))
+            if "forward" not in m.__dict__ and (is_recurrent(m) or type(m).__getstate__ is not nn.Module.__getstate__):
+                # recorded through its class's forward: m.forward(x) is seen too, and a copy of an nn.LSTM
+                # (whose own __getstate__ would keep hooks) carries nothing
+                handles.append(direct_calls(tracer, path, m, user, quiet))
+                continue
+            handles.append(m.register_forward_pre_hook(_Pre(tracer, path, user, quiet), with_kwargs=True))
             if quiet_ok:  # called when the call raises too: the failed call is closed
                 handles.append(m.register_forward_hook(post, with_kwargs=True, always_call=True))
             else:
                 handles.append(m.register_forward_hook(post, with_kwargs=True))
-            if is_recurrent(m):  # a wrapper that calls m.forward(...) itself skips the hooks
-                handles.append(_DirectCalls(tracer, path, m))
         for m, was in training.values():
             if was:
                 m.training = False
@@ -236,6 +240,7 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     finally:
         for h in handles:
             h.remove()
+        copies.release()
         for m, was in training.values():
             if was or m.training:  # one the forward left in training mode is put back too
                 m.training = was
@@ -247,45 +252,29 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     return Trace(calls=tracer.calls, model=type_name(model), ops=ops, sizes=sizes)
 
 
-class _DirectCalls:
-    """While installed, a recurrent module's ``forward`` called directly (``self.module.forward(x)``,
-    as AWD-LSTM's WeightDrop does: no module hooks run) is recorded like a call; a call through the
-    hooks passes straight on. ``remove()`` puts the module's own ``forward`` back, like a hook handle.
+class _Pre(ShapevizHook):
+    """The forward pre hook of one traced module (a :class:`~shapeviz.runtime.copies.ShapevizHook`: a copy of
+    the module leaves it out)."""
 
-    >>> import torch, torch.nn as nn
-    >>> class WeightDrop(nn.Module):
-    ...     def __init__(self, module): super().__init__(); self.module = module
-    ...     def forward(self, *args): return self.module.forward(*args)
-    >>> t = trace(WeightDrop(nn.GRU(4, 8)), torch.zeros(5, 2, 4))
-    >>> [(c.path, c.type) for c in t.calls]
-    [('', 'WeightDrop'), ('module', 'GRU')]
-    """
+    __slots__ = ("path", "quiet", "tracer", "user")
 
-    def __init__(self, tracer: Tracer, path: str, module: nn.Module) -> None:
-        self.module = module
-        self.had = "forward" in module.__dict__
-        self.own = module.__dict__.get("forward")
-        inner = module.forward
+    def __init__(self, tracer: Tracer, path: str, user: bool, quiet: bool) -> None:
+        self.tracer, self.path, self.user, self.quiet = tracer, path, user, quiet
 
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            if tracer.stack and tracer.stack[-1][1] == id(module):  # called through the hooks: recorded
-                return inner(*args, **kwargs)
-            tracer.enter(path, module, args, kwargs, False)
-            try:
-                out = inner(*args, **kwargs)
-            except BaseException:
-                tracer.exit(module, None, True)  # closed as a failed call
-                raise
-            tracer.exit(module, out)
-            return out
+    def __call__(self, mod: nn.Module, args: tuple, kw: dict[str, Any]) -> None:
+        self.tracer.enter(self.path, mod, args, kw, self.user, self.quiet)
 
-        module.forward = forward  # type: ignore[method-assign]
 
-    def remove(self) -> None:
-        if self.had:
-            self.module.forward = self.own  # type: ignore[method-assign]
-        else:
-            self.module.__dict__.pop("forward", None)
+class _Post(ShapevizHook):
+    """The forward hook of every traced module (left out of copies, like :class:`_Pre`)."""
+
+    __slots__ = ("always", "tracer")
+
+    def __init__(self, tracer: Tracer, always: bool) -> None:
+        self.tracer, self.always = tracer, always
+
+    def __call__(self, mod: nn.Module, args: tuple, kw: dict[str, Any], output: Any) -> None:
+        self.tracer.exit(mod, output, self.always)
 
 
 def _annotate(exc: BaseException, tracer: Tracer, model: Any) -> None:
