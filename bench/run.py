@@ -1,6 +1,6 @@
 """Run every benchmark in one process and print one markdown table of ratios.
 
-    python -m bench            # full run (a few minutes on 2 cores)
+    python -m bench            # full run (16 minutes on a loaded 2-core machine)
     python -m bench --quick    # fewer repetitions
     python -m bench --only procs,bench_check
     python -m bench --write    # and put the table into bench/README.md
