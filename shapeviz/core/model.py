@@ -129,6 +129,11 @@ class Layout:
             return shape[0], None, False
         return shape[self.t_axis], shape[self.bs_axis], True  # type: ignore[index]
 
+    @property
+    def weight_name(self) -> str:
+        """The first input weight, whose dtype and device are the module's: ``weight_ih`` (cell) or ``weight_ih_l0``."""
+        return "weight_ih" if self.cell else "weight_ih_l0"
+
     def torch_name(self, name: str) -> str:
         """A seeds' dim name in PyTorch's docs notation (``T`` -> ``L``); others unchanged."""
         return dict(self.torch_names).get(name, name)

@@ -43,6 +43,7 @@ from shapeviz.core.dimensions import DECLARED, live_declared, pop, push
 from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_suspect, layer_suspect, unbatched_ambiguous
 from shapeviz.core.model import CELL_TYPES, FAMILIES, LAYER_TYPES, Conventions, Layout
+from shapeviz.runtime.fastcheck import call_args
 
 __all__ = ["CompiledShapeError", "check_traced", "clear_traced", "traced_fault", "traced_names", "traced_pending"]
 
@@ -226,7 +227,7 @@ def traced_fault(module: nn.Module, x: Any, hx: Any, decl: tuple[tuple[str, int]
         return True
     if _differs(sh[-1], emb):
         return True
-    w = module.weight_ih if lay.cell else module.weight_ih_l0
+    w = module.weight_ih if lay.cell else module.weight_ih_l0  # Layout.weight_name, as dynamo reads it best
     dtype, device = x.dtype, x.device
     if device != w.device or (dtype != w.dtype and not castable(dtype, w.dtype, device)):
         return True
@@ -313,11 +314,7 @@ def check_traced(module: nn.Module, args: tuple, kwargs: dict[str, Any], path: s
 
     >>> check_traced(nn.RNN(4, 6), (torch.randn(5, 2, 4),), {}, None)  # (T=5, bs=2, emb=4): fine
     """
-    if args:
-        x = args[0]
-        hx = args[1] if len(args) > 1 else kwargs.get("hx")
-    else:
-        x, hx = kwargs.get("input"), kwargs.get("hx")
+    x, hx = call_args(args, kwargs)
     decl = declared_now()
     if not traced_fault(module, x, hx, decl):
         return

@@ -132,7 +132,7 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
                      f"expected a Tensor or PackedSequence, got {type(x).__name__}")
     sh = tuple(x.shape)
     nd = len(sh)
-    weights = c.module.weight_ih_l0
+    weights = getattr(c.module, conv.layout.weight_name)
     if not x.dtype.is_floating_point and not x.dtype.is_complex:
         return _dtype_device(c, "input", x, weights, "weights")
     sizes = lay.seq_sizes(sh)
@@ -354,7 +354,7 @@ def _packed(c: _Ctx, x: PackedSequence, hx: Any) -> ShapeError | None:
         return c.err("input_size", "input", data,
                      [f"x = proj(x)  # nn.Linear({data.shape[1]}, {conv.input_size}) before packing"],
                      f"the packed data's last dim is {data.shape[1]}, but input_size is {conv.input_size}")
-    bad = _dtype_device(c, "input", data, c.module.weight_ih_l0, "weights")
+    bad = _dtype_device(c, "input", data, getattr(c.module, conv.layout.weight_name), "weights")
     if bad is not None or hx is None:
         return bad
     return _layer_state(c, data, hx)
@@ -371,7 +371,7 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
         return c.err("input_ndim", "input", x, ["x_t = torch.as_tensor(x_t)  # one step: (bs, emb)"],
                      f"expected a Tensor, got {type(x).__name__}")
     sh = tuple(x.shape)
-    weights = c.module.weight_ih
+    weights = getattr(c.module, conv.layout.weight_name)
     if not x.dtype.is_floating_point and not x.dtype.is_complex:
         return _dtype_device(c, "input", x, weights, "weights")
     lay = conv.layout

@@ -91,7 +91,7 @@ class CallPlan:
         lead = () if lay.cell else (self.ld,)
         self.unbatched_h = (*lead, lay.h_out)  # the state of an unbatched call: (layers*D, h) or (h,)
         self.unbatched_c = (*lead, lay.c_size)
-        self.wname = "weight_ih" if lay.cell else "weight_ih_l0"
+        self.wname = lay.weight_name
         self.memo: tuple = (None, None, (), ())  # (input shape, declared sizes, want_h, want_c)
         self.hot = _hot_path(self)
 
@@ -278,10 +278,18 @@ def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, An
     >>> import torch, torch.nn as nn
     >>> check_module_call(nn.GRU(4, 6), (torch.randn(5, 2, 4),), {"hx": torch.zeros(1, 2, 6)}, "enc.rnn")
     """
+    check_input(module, *call_args(args, kwargs), path)
+
+
+def call_args(args: tuple, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """``(input, hx)`` of a recurrent call, read as torch's ``forward(input, hx=None)`` reads them.
+
+    >>> call_args((1,), {"hx": 2}), call_args((), {"input": 1}), call_args((1, 2), {})
+    ((1, 2), (1, None), (1, 2))
+    """
     if args:
-        check_input(module, args[0], args[1] if len(args) > 1 else kwargs.get("hx"), path)
-    else:
-        check_input(module, kwargs.get("input"), kwargs.get("hx"), path)
+        return args[0], args[1] if len(args) > 1 else kwargs.get("hx")
+    return kwargs.get("input"), kwargs.get("hx")
 
 
 def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> None:

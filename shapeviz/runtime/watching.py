@@ -41,7 +41,7 @@ from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_na
 from shapeviz.core.model import CELL_TYPES, CLASS_NAMES, LAYER_TYPES, is_recurrent
 from shapeviz.runtime import copies
 from shapeviz.runtime.copies import ShapevizHook
-from shapeviz.runtime.fastcheck import check_input, env_disabled, is_compiling
+from shapeviz.runtime.fastcheck import call_args, check_input, env_disabled, is_compiling
 from shapeviz.tracing.flow import flow_block
 from shapeviz.tracing.flow import start as flow_start
 
@@ -479,10 +479,7 @@ def _make_forward(original: Any) -> Any:
             return original(self, input, hx)  # not (*args, **kwargs): that costs ~1.5 µs a call in a model
     else:  # pragma: no cover - a torch whose forward takes other arguments
         def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            if args:
-                check(self, args[0], args[1] if len(args) > 1 else kwargs.get("hx"))
-            else:
-                check(self, kwargs.get("input"), kwargs.get("hx"))
+            check(self, *call_args(args, kwargs))
             return original(self, *args, **kwargs)
 
     # TorchScript compiles the original (inspect follows __wrapped__) and resolves its names through
