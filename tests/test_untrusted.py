@@ -119,6 +119,52 @@ def test_a_hand_made_trace_with_a_parent_cycle_unrolls_in_bounded_time() -> None
     assert r.stdout.strip() == "True", r.stderr[-2000:]
 
 
+def test_from_json_refuses_a_depth_that_is_not_its_parents_plus_one() -> None:
+    doc = _loop_trace().to_dict()
+    doc["calls"][1]["depth"] = 7
+    with pytest.raises(SpecError, match=r"calls\[1\]\.depth: expected 1 \(one more than its parent, calls\[0\]\)"):
+        Trace.from_json(json.dumps(doc))
+
+
+class _CountedCall(Call):
+    """A Call that counts how often its ``parent`` is read (the steps of a walk up the enclosing calls)."""
+
+    reads = 0
+
+    @property  # type: ignore[override]
+    def parent(self) -> int | None:
+        _CountedCall.reads += 1
+        return self._parent
+
+    @parent.setter
+    def parent(self, value: int | None) -> None:
+        self._parent = value
+
+
+def _deep_trace(levels: int, steps: int, kind: type[Call] = Call) -> Trace:
+    """``levels`` modules nested in each other, the innermost calling a GRUCell ``steps`` times."""
+    from shapeviz.core.model import conventions
+
+    conv = conventions(nn.GRUCell(4, 8))
+    calls = [kind(index=i, path=f"m{i}", type="Block", kind=CallKind.MODULE, depth=i,
+                  parent=i - 1 if i else None, site=f"model.py:{i}") for i in range(levels)]
+    x, h = TensorInfo((2, 4), role="input"), TensorInfo((2, 8), role="hx")
+    calls += [kind(index=levels + k, path="cell", type="GRUCell", kind=CallKind.MODULE, conventions=conv,
+                   depth=levels, parent=levels - 1, site="model.py:99", inputs=[x, h],
+                   outputs=[TensorInfo((2, 8), role="h_1")]) for k in range(steps)]
+    return Trace(calls=calls, model="Deep")
+
+
+def test_a_lane_of_calls_nested_deep_unrolls_in_steps_linear_in_the_calls() -> None:
+    """Each call's chain of enclosing call sites used to be walked in full: calls x depth steps."""
+    small = _deep_trace(1000, 10)
+    assert Trace.from_json(small.to_json()) == small  # a valid trace: from_json takes it
+    t = _deep_trace(1000, 2000, _CountedCall)
+    _CountedCall.reads = 0
+    assert "GRUCell" in t.unroll().source
+    assert _CountedCall.reads < 10 * len(t.calls)  # 2,000,000 parent reads before; a few per call now
+
+
 def test_huge_packed_batch_in_a_hand_made_trace_is_described_in_bounded_memory() -> None:
     r = _bounded("""
         from shapeviz.core.model import Conventions
@@ -150,9 +196,9 @@ def test_plot_of_a_crafted_200k_record_file_is_quick() -> None:
     calls = [{"index": i, "path": f"m{i}", "type": "Linear", "kind": "module", "inputs": [{"shape": [1, 2]}] * 10000}
              for i in range(20)]
     t = Trace.from_json(json.dumps({"schema": "shapeviz.trace/1", "sizes": {}, "calls": calls}))
-    start = time.perf_counter()
-    t.plot().savefig(io.BytesIO(), format="png")
-    assert time.perf_counter() - start < 30
+    fig = t.plot()
+    fig.savefig(io.BytesIO(), format="png")
+    assert len(fig.axes[0].texts) < 400  # drawn: 40 rows of a few blocks, not 200,000 blocks
 
 
 def test_plot_draws_names_as_typed() -> None:
@@ -168,11 +214,9 @@ def test_plot_draws_names_as_typed() -> None:
 # ---------------------------------------------------------------------- item 8: the same cap everywhere
 def test_unroll_of_10000_layers_is_refused_before_any_dot_is_built() -> None:
     conv = Conventions("GRU", cell=False, input_size=1, hidden_size=1, num_layers=10_000)
-    start = time.perf_counter()
     with pytest.raises(SpecError, match=rf"= 40,000 cells, more than the {MAX_CELLS:,} shapeviz lays out; "
                                         r"draw a layer with fewer layers"):
-        sv.unroll(conv)
-    assert time.perf_counter() - start < 5
+        sv.unroll(conv)  # before: a 21.8 MB DOT
 
 
 @pytest.mark.slow
@@ -262,7 +306,7 @@ def test_notebook_display_gives_up_on_a_hanging_dot(tmp_path: Path, monkeypatch:
     d = sv.unroll(nn.GRU(4, 8), T=3)
     start = time.perf_counter()
     bundle = d._repr_mimebundle_()
-    assert time.perf_counter() - start < 5
+    assert time.perf_counter() - start < 7  # it did not wait for the program (8 s), let alone 120 s
     assert set(bundle) == {"text/plain"}
     note, _, rest = bundle["text/plain"].partition("\n")
     assert note.startswith("// shapeviz: the diagram was not drawn (") and "took longer than 1 s" in note

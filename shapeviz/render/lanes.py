@@ -81,30 +81,64 @@ def _role(call: Any, role: str) -> Any:
                  and getattr(i, "packed", "") != "batch_sizes"), None)
 
 
-def _sites(call: Any, by_index: dict[int, Any]) -> tuple[str, ...]:
-    """The call sites of a call and its enclosing calls, outermost first (``"file.py:9: code"``)."""
-    out = []
-    c: Any = call
-    seen: set[int] = set()  # a hand-made trace whose calls are each other's parent ends here too
-    while c is not None and id(c) not in seen:
-        seen.add(id(c))
-        site = getattr(c, "site", "")
-        if site:
-            code = getattr(c, "code", "")
-            out.append(f"{site}: {code}" if code else site)
-        c = by_index.get(c.parent) if getattr(c, "parent", None) is not None else None
-    return tuple(reversed(out))
+class _Chains:
+    """The chains of call sites of calls and their enclosing calls (outermost first, ``"file.py:9: code"``),
+    each interned as an int made of its parent's chain and its own site, so that a lane of many calls nested
+    deep costs one step per call, not one per call and level.
+
+    >>> from types import SimpleNamespace as NS
+    >>> outer = NS(index=0, parent=None, site="run.py:3", code="model(x)")
+    >>> inner = NS(index=1, parent=0, site="model.py:9", code="")
+    >>> chains = _Chains({0: outer, 1: inner})
+    >>> chains.sites(chains.chain(inner))
+    ('run.py:3: model(x)', 'model.py:9')
+    """
+
+    def __init__(self, by_index: dict[int, Any]) -> None:
+        self.by_index = by_index
+        self.of: dict[int, int] = {}  # id(call) -> its chain
+        self.ids: dict[tuple[int, str], int] = {}  # (parent's chain, site) -> chain; 0 is the empty chain
+        self.links: list[tuple[int, str]] = [(0, "")]  # chain -> (parent's chain, site)
+
+    def chain(self, call: Any) -> int:
+        path, seen = [], set()
+        c: Any = call
+        while c is not None and id(c) not in self.of and id(c) not in seen:  # (calls that are each other's
+            seen.add(id(c))                                                   # parent, in a hand-made trace)
+            path.append(c)
+            c = self.by_index.get(c.parent) if getattr(c, "parent", None) is not None else None
+        base = self.of.get(id(c), 0) if c is not None else 0
+        for x in reversed(path):
+            site = getattr(x, "site", "")
+            if site:
+                code = getattr(x, "code", "")
+                key = (base, f"{site}: {code}" if code else site)
+                found = self.ids.get(key)
+                if found is None:
+                    found = self.ids[key] = len(self.links)
+                    self.links.append(key)
+                base = found
+            self.of[id(x)] = base
+        return base
+
+    def sites(self, chain: int) -> tuple[str, ...]:
+        out = []
+        while chain:
+            chain, site = self.links[chain]
+            out.append(site)
+        return tuple(reversed(out))
 
 
 def _phases(calls: Sequence[Any], by_index: dict[int, Any]) -> tuple[list[int], tuple[str, ...]]:
     """The phase of each call (one per distinct chain of call sites, in order of first use) and the
     site that tells the phases apart; no phases for one site or more than ``len(PHASES)``."""
-    keys = [_sites(c, by_index) for c in calls]
-    distinct: dict[tuple[str, ...], int] = {}
+    interned = _Chains(by_index)
+    keys = [interned.chain(c) for c in calls]
+    distinct: dict[int, int] = {}
     order = [distinct.setdefault(k, len(distinct)) for k in keys]
     if not 2 <= len(distinct) <= len(PHASES):
         return [0] * len(calls), ()
-    chains = list(distinct)
+    chains = [interned.sites(k) for k in distinct]
     depth = next((i for i in range(min(map(len, chains)))
                   if len({d[i] for d in chains}) > 1), min(map(len, chains)) - 1)
     return order, tuple(d[depth] if d else "" for d in chains)

@@ -73,7 +73,8 @@ def _check_links(calls: list[Call]) -> None:
     them (enclosing calls, data flow) can loop or reach a call that is not there.
 
     * ``calls[i].index == i`` (calls are listed in the order they started);
-    * a ``parent`` is an earlier module call (a call starts inside one that started before it: no cycles);
+    * a ``parent`` is an earlier module call (a call starts inside one that started before it: no cycles),
+      and ``depth`` is one more than the parent's (0 without one);
     * ``produced_by``, ``flow`` and ``tokens`` name calls of this trace.
 
     >>> from shapeviz.tracing.records import Call
@@ -91,6 +92,10 @@ none), got 1
         if c.parent is not None and not (c.parent < i and calls[c.parent].kind is CallKind.MODULE):
             raise SpecError(f"{_WHO}{where}.parent: expected the index of an earlier module call "
                             f"({'0 to ' + str(i - 1) if i else '0 has none'}), got {c.parent}")
+        depth = 0 if c.parent is None else calls[c.parent].depth + 1
+        if c.depth != depth:  # so that a chain of enclosing calls is never longer than MAX_DEPTH
+            raise SpecError(f"{_WHO}{where}.depth: expected {depth} (" + ("no enclosing call)" if c.parent is None
+                            else f"one more than its parent, calls[{c.parent}])") + f", got {c.depth}")
         for side in ("inputs", "outputs"):
             for k, info in enumerate(getattr(c, side)):
                 at = f"{where}.{side}[{k}]"
