@@ -101,3 +101,35 @@ def test_an_empty_sequence_says_so(make, x, axis) -> None:
         sv.check_call(module, x)
     assert "T >= 1" in caught.value.expected and "T=0" not in caught.value.expected
     assert f"x.shape[{axis}] > 0" in str(caught.value)
+
+
+def _modes() -> list:
+    return list(torch.overrides._get_current_function_mode_stack())
+
+
+def test_a_checking_block_takes_off_its_own_flow_mode_in_any_order() -> None:
+    m = nn.GRU(4, 5)
+    with sv.checking(ops=True):
+        handle = sv.watch(m, ops=True)  # its mode goes on after the block's
+    handle.remove()
+    sv.disable()
+    assert _modes() == []  # before: the block's exit took the watch's mode, and its own stayed for ever
+
+
+def test_a_device_context_around_watch_ops_is_left_as_torch_leaves_it() -> None:
+    m = nn.GRU(4, 5)
+    with torch.device("meta"):
+        handle = sv.watch(m, ops=True)
+        assert torch.zeros(2).device.type == "meta"
+    assert torch.zeros(2).device.type == "cpu"  # before: still meta (the block popped shapeviz's mode)
+    handle.remove()
+    assert torch.zeros(2).device.type == "cpu" and _modes() == []
+
+
+def test_flow_still_names_inside_a_device_context() -> None:
+    from shapeviz.tracing.flow import known_names
+
+    with sv.checking(inputs="bs T", ops=True), torch.device("cpu"):
+        x = sv.name(torch.zeros(4, 7, 8), "bs T emb")
+        assert known_names(x.transpose(0, 1)) == ("T", "bs", "emb")
+    assert _modes() == []

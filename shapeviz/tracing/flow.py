@@ -531,8 +531,12 @@ def flow(inputs: str | tuple[str, ...] | None = None) -> Iterator[FlowMode]:
     """Track named dims live over the ops in the block (see the module docs); removed on every path."""
     names = parse_names(inputs, "inputs") if isinstance(inputs, str) else inputs
     mode = FlowMode(names)
-    with _hooks(mode), mode:
-        yield mode
+    with _hooks(mode):
+        _push_under(mode)  # not `with mode`: its exit pops whatever mode is on top, not this one
+        try:
+            yield mode
+        finally:
+            _take_out(mode)
 
 
 def flow_block(inputs: str | None, ops: bool) -> contextlib.AbstractContextManager[Any]:
@@ -544,15 +548,16 @@ def start(inputs: str | None) -> Any:
     """``watch(ops=True)``: start tracking now, in this thread; returns the function that stops it.
 
     The mode goes on this thread's torch-function mode stack (torch keeps one per thread), so it is
-    stopped from this thread; it is taken out wherever it sits in the stack, so handles can be
-    removed in any order and a mode or device context entered after it stays in place.
+    stopped from this thread. It goes in at the bottom (a device context entered before it pops its own
+    mode on exit) and is taken out wherever it sits, so handles can be removed in any order and a mode or
+    device context entered after it stays in place.
     """
     names = parse_names(inputs, "inputs") if isinstance(inputs, str) else None
     mode = FlowMode(names)
     owner = threading.get_ident()
     hooks = _hooks(mode)
     hooks.__enter__()
-    torch.overrides._push_mode(mode)  # type: ignore[attr-defined]
+    _push_under(mode)
 
     def stop() -> None:
         if threading.get_ident() != owner:
@@ -564,6 +569,20 @@ def start(inputs: str | None) -> Any:
             hooks.__exit__(None, None, None)
 
     return stop
+
+
+def _push_under(mode: FlowMode) -> None:
+    """Put ``mode`` at the bottom of this thread's torch-function mode stack, under every mode already there.
+
+    Contexts entered before it and left after it (``with torch.device("meta"):`` around ``watch(ops=True)``)
+    pop the top mode when they exit: with shapeviz's mode beneath them, they pop their own.
+    """
+    above = []
+    while torch._C._len_torch_function_stack():
+        above.append(torch.overrides._pop_mode())  # type: ignore[attr-defined]
+    torch.overrides._push_mode(mode)  # type: ignore[attr-defined]
+    for m in reversed(above):
+        torch.overrides._push_mode(m)  # type: ignore[attr-defined]
 
 
 def _take_out(mode: FlowMode) -> None:
