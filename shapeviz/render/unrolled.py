@@ -26,6 +26,7 @@ from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import format_named
 from shapeviz.core.model import Conventions, conventions
 from shapeviz.render.backend import FONT, Diagram
+from shapeviz.render.caps import MAX_CELLS, check_size, column_count
 from shapeviz.render.lanes import lanes, panels_from_trace
 from shapeviz.render.panels import PHASES, Feed, Link, Panel, caption_lines, fed_rows, stacked, whole_output
 
@@ -77,59 +78,6 @@ def step_columns(T: int | None, max_steps: int = DEFAULT_MAX_STEPS) -> list[_Col
         return [_Col(str(t)) for t in range(T)]
     return ([_Col(str(t)) for t in range(k)] + [_Col("", str(T - 2 * k))]
             + [_Col(str(t)) for t in range(T - k, T)])
-
-
-def column_count(T: int | None, max_steps: int = DEFAULT_MAX_STEPS) -> int:
-    """``len(step_columns(T, max_steps))``, without building the columns.
-
-    >>> column_count(1000, 6), column_count(7, 6), column_count(None), column_count(10**12, 10**12)
-    (7, 7, 4, 1000000000000)
-    """
-    if T is None:
-        return 4
-    k = max_steps // 2
-    return T if T - 2 * k < 2 else 2 * k + 1
-
-
-MAX_CELLS = 1500
-"""The most recurrent cells a diagram lays out (drawn step columns × layers × directions, over its panels).
-Measured with dot: 1400 cells (a 100-layer bidirectional LSTM, 7 columns) took 9 s, 2200 took 37 s, 4000
-over 100 s; a 10,000-layer GRU would be a 22 MB DOT. Every diagram (``sv.unroll``, ``Trace.unroll``, the
-CLI, the gallery) is refused above it before any DOT is built."""
-
-
-def check_size(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS, what: str = "unroll") -> None:
-    """Raise :class:`~shapeviz.SpecError` when ``panels`` have more than :data:`MAX_CELLS` cells in all.
-
-    >>> import torch.nn as nn
-    >>> check_size([Panel(conventions(nn.GRU(1, 1, num_layers=1000, device="meta")), T=5)])
-    Traceback (most recent call last):
-    ...
-    shapeviz.SpecError: unroll: 5 step columns x 1000 layers x 1 direction = 5,000 cells, more than the 1,500 \
-shapeviz lays out; draw a layer with fewer layers or directions (or its first layers: nn.GRU(..., num_layers=300))
-    """
-    total, parts = 0, []
-    for p in panels:
-        layers, directions = (1, 1) if p.conv.cell else (p.conv.num_layers, p.conv.D)
-        steps = column_count(p.T, max_steps)  # as _panel_lines draws them
-        total += steps * layers * directions
-        parts.append((steps, layers, directions))
-    if total <= MAX_CELLS:
-        return
-    steps, layers, directions = max(parts, key=lambda t: t[0] * t[1] * t[2])
-    fits = MAX_CELLS // (layers * directions) - 1  # an odd step count adds the ellipsis column
-    if len(parts) == 1 and fits >= 2 and panels[0].T is not None:  # (T unknown: always 4 columns)
-        advice = f"draw at most max_steps={fits}"
-    else:
-        first = max(1, MAX_CELLS // (max(steps, 1) * directions * max(len(parts), 1)))
-        advice = ("draw a layer with fewer layers or directions (or its first layers: "
-                  f"nn.{panels[0].conv.family}(..., num_layers={first}))")
-    lay = "layer" if layers == 1 else "layers"
-    dirs = "direction" if directions == 1 else "directions"
-    head = (f"{steps} step columns x {layers} {lay} x {directions} {dirs} = {total:,} cells" if len(parts) == 1
-            else f"{len(parts)} panels with {total:,} cells in all (the largest: {steps} step columns x "
-                 f"{layers} {lay} x {directions} {dirs})")
-    raise SpecError(f"{what}: {head}, more than the {MAX_CELLS:,} shapeviz lays out; {advice}")
 
 
 # ------------------------------------------------------------------ entry point
