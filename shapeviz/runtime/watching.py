@@ -18,6 +18,7 @@ exceptions, and by :func:`disable`; ``SHAPEVIZ_DISABLE=1`` makes all of these in
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import contextvars
 import functools
@@ -291,6 +292,7 @@ class WatchHandle:
                         self.unchecked.append(path)
                 if not is_recurrent(model) and "" not in self.unchecked:  # its code's on-the-fly modules
                     self.root = _register(model, "<model>")
+                    _ROOT_CODES.update(_method_codes(type(model)))
                 if names is not None:
                     self.namer = _shared_namer(model, names)
                 _sync_patches()
@@ -326,6 +328,9 @@ class WatchHandle:
             if self.root is not None:
                 self.watched.append(self.root)
                 self.root = None
+                _ROOT_CODES.subtract(_method_codes(type(self.model)))
+                for code in [c for c, n in _ROOT_CODES.items() if n <= 0]:
+                    del _ROOT_CODES[code]
             while self.watched:
                 mid, ref = self.watched.pop()
                 entry = _watched.get(mid)
@@ -419,6 +424,7 @@ _LEFT: dict[type, Any] = {}  # shapeviz's wrapper left under another library's (
 _watched: dict[int, list] = {}  # id(module) -> [weakref, path, number of handles]
 _state = {"depth": 0, "enabled": False}
 _namers: list[tuple[_InputNamer, list[RemovableHandle]]] = []  # checking(inputs=) blocks, any thread
+_ROOT_CODES: collections.Counter[types.CodeType] = collections.Counter()  # methods of watched models' classes
 _BLOCKS: contextvars.ContextVar[tuple[_InputNamer, ...]] = contextvars.ContextVar("shapeviz_blocks", default=())
 """The checking(inputs=)/enable(inputs=) namers open in this context (a namer acts only where it is listed)."""
 
@@ -448,17 +454,34 @@ def _gate(module: nn.Module, x: Any, hx: Any) -> None:
 def _made_in_watched() -> str | None:
     """Where a recurrent module shapeviz was not told of runs inside a watched model's code (a cell made at
     call time in its ``forward`` or ``generate``), as ``"<model>.generate()"``; None when no watched model's
-    code is on this thread's stack. Asked only for such modules, so watched models pay nothing for it."""
+    code is on this thread's stack. Asked only for such modules, so watched models pay nothing for it, and
+    a frame's locals are read only where it runs a method of a watched model's class."""
+    if is_compiling():  # dynamo's frames are not Python's: such a module is checked eagerly only
+        return None
     f: types.FrameType | None = sys._getframe(2)
     while f is not None:
         code = f.f_code
-        if code.co_argcount and code is not _CALL_CODE:  # a method's first argument, whatever its name
-            obj = f.f_locals.get(code.co_varnames[0])
+        if code in _ROOT_CODES:
+            obj = f.f_locals.get(code.co_varnames[0])  # the method's self, whatever its name
             entry = _watched.get(id(obj))
             if entry is not None and entry[0]() is obj:
                 return f"{entry[1]}.{code.co_name}()"
         f = f.f_back
     return None
+
+
+def _method_codes(cls: type) -> list[types.CodeType]:
+    """The code of every method a class defines or inherits below ``nn.Module`` (``forward``, ``generate`` …)."""
+    codes = []
+    for klass in cls.__mro__:
+        if klass is nn.Module or klass is object:
+            break
+        for value in vars(klass).values():
+            fn = getattr(value, "__func__", value)  # staticmethod/classmethod wrappers too
+            code = getattr(fn, "__code__", None)
+            if isinstance(code, types.CodeType) and code.co_argcount:
+                codes.append(code)
+    return codes
 
 
 def _thread_root() -> nn.Module | None:
@@ -627,6 +650,7 @@ def disable() -> None:
             copies.release()
         _root_namers.clear()
         _watched.clear()
+        _ROOT_CODES.clear()
         _sync_patches()
     prune()
 
