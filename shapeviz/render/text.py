@@ -110,12 +110,14 @@ def notes(c: Conventions, T: int | None = None, bs: int | None = None, style: st
         return out
     h = "proj" if c.proj_size else "h"
     hw = word(h)
-    if style == "torch" and c.is_lstm:
-        always = f"h_0/h_n are always ({stack}, {bs_}, {h_}), c_0/c_n ({stack}, {bs_}, {c_})"
+    if c.is_lstm and (style == "torch" or c.proj_size):  # h and c differ in their last dim
+        hn = h_ if style == "torch" else hw
+        always = f"h_0/h_n are always ({stack}, {bs_}, {hn}), c_0/c_n ({stack}, {bs_}, {c_})"
     else:
         always = "h_0/h_n" + ("/c_0/c_n" if c.is_lstm else "") + f" are always ({stack}, {bs_}, {h_})"
     out.append(f"{c.layout.flag_text} applies to input and output only; {always}")
-    out.append(f"h_n stacks layers and directions: h_n.view({w['layers']}={c.num_layers}, D={c.D}, {bs_}, {hw}); "
+    out.append(f"h_n stacks layers and directions: h_n.view({c.num_layers}, {c.D}, -1, {expr_size(h, b)})  "
+               f"# ({w['layers']}={c.num_layers}, D={c.D}, {bs_}, {hw}); "
                "h_n[layer*D + direction], so h_n[-1] is the top layer"
                + (", backward" if c.D == 2 else ""))
     ti = c.layout.time_index
@@ -131,5 +133,5 @@ def notes(c: Conventions, T: int | None = None, bs: int | None = None, style: st
     if c.proj_size:
         out.append(f"proj_size={c.proj_size} changes h (h_0, h_n, output use {w['proj']}={c.proj_size}) but not c "
                    f"(c_0, c_n keep {c_}={c.hidden_size})")
-    out.append("h_0" + ("/c_0" if c.is_lstm else "") + " default to zeros when omitted")
+    out.append("h_0/c_0 default to zeros when omitted" if c.is_lstm else "h_0 defaults to zeros when omitted")
     return out
