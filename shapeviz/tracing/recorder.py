@@ -484,7 +484,7 @@ def _opaque(t: Any, what: str, role: str, key: str, label: str, packed: str, rep
     names, never remembered (nothing is named from it).
 
     >>> import torch
-    >>> nt = torch.nested.nested_tensor([torch.zeros(2, 3), torch.zeros(4, 3)])
+    >>> nt = torch.nested.nested_tensor([torch.zeros(2, 3), torch.zeros(4, 3)], layout=torch.jagged)
     >>> _opaque(nt, "nested tensor", "", "0", "x", "", 1).describe()
     'x (nested tensor: shape not described)'
     """
