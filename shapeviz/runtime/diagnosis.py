@@ -278,7 +278,7 @@ def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
                          [f"{short} = {short}.transpose(0, 1).contiguous()  # (bs, layers*D, h) -> "
                           "(layers*D, bs, h)"],
                          "the state is laid out (bs, layers*D, h): batch_first never applies to h_0/c_0; "
-                         "they are always (layers*D, bs, h)")
+                         f"{arg} is always ({', '.join(conv.symbolic[arg].split())})")
         return c.err("hidden_layers", arg, h, _layers_hints(c, arg, sh[0]),
                      f"first dim is {sh[0]}, but layers*D = {conv.num_layers}*{conv.D} = {ld}"
                      + _missing_factor(conv, sh[0]))
