@@ -133,3 +133,18 @@ def test_flow_still_names_inside_a_device_context() -> None:
         x = sv.name(torch.zeros(4, 7, 8), "bs T emb")
         assert known_names(x.transpose(0, 1)) == ("T", "bs", "emb")
     assert _modes() == []
+
+
+def test_a_copy_of_a_watched_bare_layer_carries_no_hook() -> None:
+    """nn.RNNBase has a __getstate__ of its own: copies of a watched nn.LSTM leave the hooks out too."""
+    from shapeviz.runtime import copies
+
+    own = [c for c in vars(nn).values() if isinstance(c, type) and issubclass(c, nn.Module)
+           and "__getstate__" in c.__dict__]
+    assert set(own) <= set(copies._CLASSES)  # every torch class with its own __getstate__ is covered
+    lstm = nn.LSTM(4, 8)
+    with sv.watch(lstm, inputs="T bs emb"):
+        twin = copy.deepcopy(lstm)
+        assert not twin._forward_pre_hooks and not twin._forward_hooks
+        assert b"shapeviz" not in pickle.dumps(lstm)
+    assert nn.RNNBase.__dict__["__getstate__"].__module__ == "torch.nn.modules.rnn"

@@ -10,13 +10,13 @@
 (1, 0)
 >>> release(); handle.remove()
 
-``copy.deepcopy``, ``pickle`` and ``torch.save`` all read a module's state through
-``nn.Module.__getstate__``. While shapeviz has hooks on some module (:func:`hold` / :func:`release`), that
-method is wrapped so the state it returns leaves out every hook that is a :class:`ShapevizHook`, with its
-entries in torch's companion dicts (``with_kwargs``, ``always_called``). The module itself keeps its hooks;
-the copy has none, and loads where shapeviz is not installed. The wrapper comes off when the last holder
-releases it, unless something else wrapped ``__getstate__`` on top of it meanwhile (then it stays in place
-and passes the state through untouched until shapeviz holds it again).
+``copy.deepcopy``, ``pickle`` and ``torch.save`` all read a module's state through ``__getstate__``
+(``nn.Module``'s, or ``nn.RNNBase``'s own). While shapeviz has hooks on some module (:func:`hold` /
+:func:`release`), those methods are wrapped so the state they return leaves out every hook that is a
+:class:`ShapevizHook`, with its entries in torch's companion dicts (``with_kwargs``, ``always_called``). The
+module itself keeps its hooks; the copy has none, and loads where shapeviz is not installed. The wrappers
+come off when the last holder releases them, unless something else wrapped ``__getstate__`` on top of one
+meanwhile (then it stays in place and passes the state through untouched until shapeviz holds it again).
 """
 
 from __future__ import annotations
@@ -39,7 +39,10 @@ class ShapevizHook:
 
 
 _lock = threading.Lock()
-_state: dict[str, Any] = {"users": 0, "original": None, "wrapper": None}
+_state: dict[str, Any] = {"users": 0}
+_CLASSES = (nn.Module, nn.RNNBase)
+"""The torch classes that define their own ``__getstate__`` (a test keeps this list true)."""
+_wrapped: dict[type, tuple[Any, Any]] = {}  # class -> (torch's __getstate__, shapeviz's wrapper)
 
 
 def _strip(state: dict[str, Any]) -> dict[str, Any]:
@@ -73,10 +76,12 @@ def hold() -> None:
     """shapeviz puts hooks on modules from now on: copies leave them out (pair with :func:`release`)."""
     with _lock:
         _state["users"] += 1
-        if _state["users"] == 1 and _state["wrapper"] is None:  # (one left under another's wrapper still works)
-            original = nn.Module.__dict__["__getstate__"]
-            _state["original"], _state["wrapper"] = original, _make_wrapper(original)
-            nn.Module.__getstate__ = _state["wrapper"]  # type: ignore[method-assign]
+        if _state["users"] == 1:
+            for cls in _CLASSES:
+                if cls not in _wrapped:  # (one left under another's wrapper still works)
+                    original = cls.__dict__["__getstate__"]
+                    _wrapped[cls] = (original, _make_wrapper(original))
+                    cls.__getstate__ = _wrapped[cls][1]  # type: ignore[method-assign]
 
 
 def release() -> None:
@@ -84,10 +89,11 @@ def release() -> None:
     the one in place (one wrapped over it by someone else stays, and passes the state through)."""
     with _lock:
         _state["users"] = max(0, _state["users"] - 1)
-        if (_state["users"] == 0 and _state["wrapper"] is not None
-                and nn.Module.__dict__.get("__getstate__") is _state["wrapper"]):
-            nn.Module.__getstate__ = _state["original"]  # type: ignore[method-assign]
-            _state["original"] = _state["wrapper"] = None
+        if _state["users"] == 0:
+            for cls, (original, wrapper) in list(_wrapped.items()):
+                if cls.__dict__.get("__getstate__") is wrapper:
+                    cls.__getstate__ = original  # type: ignore[method-assign]
+                    del _wrapped[cls]
 
 
 def held() -> int:
