@@ -28,10 +28,10 @@ from shapeviz.apps.cli import (
     EXIT_OK,
     EXIT_USAGE,
     EXIT_USER_CODE,
-    MAX_CELLS,
     MAX_STEPS,
     main,
 )
+from shapeviz.render.caps import MAX_CELLS
 
 USER_FILE = textwrap.dedent('''\
     import sys
@@ -196,7 +196,7 @@ def test_a_diagram_too_big_is_refused_before_the_work(capsys: pytest.CaptureFixt
     code, err = run(capsys, "draw", "LSTM(8, 16, num_layers=100, bidirectional=True)", "--T", "60",
                     "--max-steps", "60", "-o", str(tmp_path / "x.svg"))
     assert code == EXIT_USAGE
-    assert f"60 step columns x 100 layers x 2 directions = 12000 cells, more than the {MAX_CELLS}" in err
+    assert f"60 step columns x 100 layers x 2 directions = 12,000 cells, more than the {MAX_CELLS:,}" in err
     assert "draw at most --max-steps 6" in err
 
 
@@ -314,3 +314,22 @@ def test_sigterm_stops_the_renderer_too(tmp_path: Path) -> None:
     while not all(_gone(p) for p in renderer) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert [p for p in renderer if not _gone(p)] == []
+
+
+def test_site_refuses_a_folder_of_other_files_unless_forced(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "index.html").write_text("mine", encoding="utf-8")
+    code, err = run(capsys, "site", str(tmp_path), "--quiet")
+    assert code == EXIT_USAGE and "force" in err
+    assert (tmp_path / "index.html").read_text(encoding="utf-8") == "mine"
+    seen: dict[str, object] = {}
+
+    def fake_build_site(outdir: object, **kwargs: object) -> list[Path]:
+        seen.update(kwargs, outdir=outdir)
+        return []
+
+    from shapeviz.gallery import site
+
+    monkeypatch.setattr(site, "build_site", fake_build_site)
+    assert main(["site", str(tmp_path), "--quiet", "--force"]) == EXIT_OK
+    assert seen["force"] is True and seen["outdir"] == str(tmp_path)

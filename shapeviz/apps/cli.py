@@ -52,13 +52,10 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
 __all__ = ["EPILOG", "EXIT_BACKEND", "EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_OK", "EXIT_SHAPE", "EXIT_USAGE",
-           "EXIT_USER_CODE", "INPUT_DIMS", "MAX_CELLS", "MAX_STEPS", "main"]
+           "EXIT_USER_CODE", "INPUT_DIMS", "MAX_STEPS", "main"]
 
 MAX_STEPS = 200
 """The largest ``draw --max-steps``: wider diagrams are unreadable and slow to lay out."""
-MAX_CELLS = 1500
-"""The most recurrent cells ``draw`` lays out (drawn steps × layers × directions). Measured with
-dot: 1400 cells (a 100-layer bidirectional LSTM, 7 columns) took 9 s, 2200 took 37 s, 4000 over 100 s."""
 
 EPILOG = """\
 exit codes:
@@ -197,12 +194,15 @@ def build_parser() -> _Parser:
                         description="Write a static site (plain files: open index.html, or host the folder "
                                     "anywhere static): every gallery page as HTML and the conventions explorer.")
     st.add_argument("outdir", metavar="DIR", help="where to write the site")
+    st.add_argument("--force", action="store_true",
+                    help="write into an empty path or a folder that holds other files (the site never "
+                         "overwrites a file it did not write)")
     st.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    m = sub.add_parser("demo", help="the seeds' systems checked, one caught mistake, a few diagrams",
+    m = sub.add_parser("demo", help="classic RNN examples checked, one caught mistake, a few diagrams",
                        formatter_class=fmt,
-                       description="Run the seeds' systems with checking on, show one real caught mistake "
-                                   "with its hint, and write a few diagrams.")
+                       description="Run the classic textbook RNN examples with checking on, show one real "
+                                   "caught mistake with its hint, and write a few diagrams.")
     m.add_argument("-o", "--outdir", default="shapeviz-demo", metavar="DIR",
                    help="where to write the diagrams (default: ./shapeviz-demo)")
     return p
@@ -220,20 +220,16 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _check_size(module: nn.Module, T: int | None, max_steps: int | None) -> None:
-    """Refuse a diagram of more than :data:`MAX_CELLS` cells before laying it out."""
+    """Refuse a diagram over render's one cap (:data:`shapeviz.render.caps.MAX_CELLS`) before laying it out."""
     from shapeviz.core.model import conventions
-    from shapeviz.render.unrolled import DEFAULT_MAX_STEPS, step_columns
+    from shapeviz.render.caps import check_size
+    from shapeviz.render.panels import Panel
+    from shapeviz.render.unrolled import DEFAULT_MAX_STEPS
 
-    conv = conventions(module)
-    steps = len(step_columns(T, max_steps or DEFAULT_MAX_STEPS))
-    layers, directions = (1, 1) if conv.cell else (conv.num_layers, conv.D)
-    cells = steps * layers * directions
-    if cells > MAX_CELLS:
-        fits = MAX_CELLS // (layers * directions) - 1  # an odd step count adds the ellipsis column
-        advice = (f"draw at most --max-steps {fits}" if fits >= 2
-                  else "draw a layer with fewer layers or directions")
-        raise UsageError(f"draw: {steps} step columns x {layers} layers x {directions} directions = {cells} "
-                          f"cells, more than the {MAX_CELLS} shapeviz lays out; {advice}")
+    try:
+        check_size([Panel(conventions(module), T=T)], max_steps or DEFAULT_MAX_STEPS, what="draw")
+    except ShapevizError as exc:  # the cap's SpecError, in the command line's words
+        raise UsageError(str(exc).replace("max_steps=", "--max-steps ")) from None
 
 
 def _draw(args: argparse.Namespace) -> int:
@@ -303,6 +299,8 @@ def _make_model(target: str) -> tuple[nn.Module, str]:
 
 
 def _trace(args: argparse.Namespace) -> int:
+    from shapeviz.render.files import write_atomic
+
     sizes = parse_input(args.input)
     out = writable_output(args.output, (".json", ".txt", ".png", ".svg"), "trace -o") if args.output else None
     model, name = _make_model(args.target)
@@ -319,18 +317,22 @@ def _trace(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
     if suffix == ".json":
-        out.write_text(tr.to_json() + "\n", encoding="utf-8")
+        write_atomic(out, tr.to_json() + "\n")
     elif suffix == ".txt":
-        out.write_text(tr.table() + "\n", encoding="utf-8")
+        write_atomic(out, tr.table() + "\n")
     else:
         import matplotlib
 
         matplotlib.use("Agg")
+        import io
+
         import matplotlib.pyplot as plt
 
         fig = tr.plot()
-        fig.savefig(out)
+        buf = io.BytesIO()
+        fig.savefig(buf, format=suffix.lstrip(".") or "png")
         plt.close(fig)
+        write_atomic(out, buf.getvalue())
     print(f"wrote {out}")
     return EXIT_OK
 
@@ -414,7 +416,7 @@ def _site(args: argparse.Namespace) -> int:
     from shapeviz.gallery.site import build_site, configs
 
     with _progress_bar(len(EXAMPLES) + len(list(configs())), "site", args.quiet) as step:
-        files = build_site(args.outdir, progress=step)
+        files = build_site(args.outdir, progress=step, force=args.force)
     _report(files, args.outdir)
     print(f"open {Path(args.outdir) / 'index.html'} (or serve the folder: python -m http.server -d {args.outdir})")
     return EXIT_OK
@@ -429,13 +431,14 @@ def _demo(args: argparse.Namespace) -> int:
     from shapeviz.core.dimensions import dims
     from shapeviz.gallery.models import CellOverDataset, EmbedRNN, ForgotTranspose, seeded
     from shapeviz.render.backend import Diagram
+    from shapeviz.render.files import write_atomic
     from shapeviz.render.table import GUESS_LEGEND
     from shapeviz.render.unrolled import unroll
     from shapeviz.runtime.watching import checking
     from shapeviz.tracing.session import trace
 
-    print("shapeviz demo\n\n1. The seeds' systems, each run once under sv.checking (every recurrent call "
-          "checked)\n   and traced: the model's input -> its results, in named dims.\n")
+    print("shapeviz demo\n\n1. The classic textbook RNN examples, each run once under sv.checking (every "
+          "recurrent call\n   checked) and traced: the model's input -> its results, in named dims.\n")
     from shapeviz.gallery.registry import EXAMPLES, SEED_SYSTEMS
 
     guessed = False
@@ -484,7 +487,7 @@ def _demo(args: argparse.Namespace) -> int:
         except MissingBackendError as exc:
             missing = exc
             paths = [out / f"{stem}.dot"]
-            paths[0].write_text(diagram.source, encoding="utf-8")
+            write_atomic(paths[0], diagram.source)
         print("   " + ", ".join(str(p) for p in paths))
     if missing is not None:
         print(f"\n   (wrote DOT text: {missing})")

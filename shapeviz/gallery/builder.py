@@ -232,13 +232,13 @@ def render_texts(ex: Example) -> dict[str, str]:
 
 
 def sections(examples: Iterable[Example] | None = None) -> list[tuple[str, list[Example]]]:
-    """The gallery's sections, in order: the seeds' systems, LSTM and GRU, common mistakes.
+    """The gallery's sections, in order: the classic textbook RNN examples, LSTM and GRU, decoders, mistakes.
 
     >>> [(head, len(group)) for head, group in sections()]
-    [("The seeds' systems", 9), ('LSTM and GRU', 7), ('Decoders and data flow', 8), ('Common mistakes', 5)]
+    [('Classic textbook RNN examples', 9), ('LSTM and GRU', 7), ('Decoders and data flow', 8), ('Common mistakes', 5)]
     """
     items = list(EXAMPLES.values() if examples is None else examples)
-    groups = [("The seeds' systems", [e for e in items if not e.is_mistake and e.name in SEED_SYSTEMS]),
+    groups = [("Classic textbook RNN examples", [e for e in items if not e.is_mistake and e.name in SEED_SYSTEMS]),
               ("LSTM and GRU", [e for e in items if not e.is_mistake and e.name not in SEED_SYSTEMS + DATA_FLOW]),
               ("Decoders and data flow", [e for e in items if e.name in DATA_FLOW]),
               ("Common mistakes", [e for e in items if e.is_mistake])]
@@ -254,8 +254,9 @@ def index_text(examples: Iterable[Example] | None = None) -> str:
     lines = ["# shapeviz gallery", "",
              "Every page shows one complete script (it runs as pasted), its unrolled diagram, the "
              "`sv.explain` table of its recurrent layer and the trace of one forward pass. The first pages "
-             "are the systems of the notes this project grew from, written afresh; then LSTM and GRU; then "
-             "three common mistakes with the real `ShapeError` shapeviz raises and the fix.", "",
+             "are the classic textbook RNN examples (a from-scratch char-RNN, nn.RNN, RNNCell loops), "
+             "written afresh; then LSTM and GRU, decoders and data flow, and common mistakes with the real "
+             "`ShapeError` shapeviz raises and the fix.", "",
              "Built by `shapeviz/gallery/builder.py`; rebuild with `shapeviz gallery` (a test fails when "
              f"these files are stale). Images are rendered with {IMAGE_BACKEND}; the DOT files are the "
              "source. `models/` holds model files for the command line (`shapeviz trace`, `shapeviz check`).",
