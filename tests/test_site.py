@@ -178,3 +178,53 @@ def test_the_controls_work_by_keyboard(site: Path, browser: Any) -> None:
     _shown(browser, Config("LSTM", layers=2, T=3, bs=4))
     browser.find_element("id", "bidirectional").send_keys(Keys.SPACE)
     _shown(browser, Config("LSTM", layers=2, bidirectional=True, T=3, bs=4))
+
+
+def test_pages_render_their_markdown(site: Path, browser: Any) -> None:
+    """Issue 25 item 12: prose on the site is rendered (code spans, bold, links), never shown as raw Markdown."""
+    _open(browser, site / "pages" / "mistake_embedding_not_transposed.html")
+    fix = browser.find_element("xpath", "//h2[.='The fix']/following-sibling::p[1]")
+    assert "`" not in fix.text
+    assert fix.find_element("tag name", "code").text == "forgot_transpose_fixed()"
+    for name in EXAMPLES:
+        _open(browser, site / "pages" / f"{name}.html")
+        for el in browser.find_elements("css selector", "h1, h2, p, li"):
+            assert "`" not in el.text and "**" not in el.text, (name, el.text)
+
+
+def test_inline_markdown_is_escaped() -> None:
+    from shapeviz.render.html import inline_markdown
+
+    assert inline_markdown("`x<y` **b** <i>") == "<code>x&lt;y</code> <b>b</b> &lt;i&gt;"
+    assert inline_markdown("[a](b.md) [c](javascript:x)") == '<a href="b.md">a</a> [c](javascript:x)'
+    assert inline_markdown('[a](b.md"onclick=x)') == '<a href="b.md&quot;onclick=x">a</a>'
+
+
+def _clipped(browser: Any, css: str) -> list[str]:
+    """The blocks matching ``css`` whose text is wider than their box and cannot be scrolled to."""
+    return browser.execute_script(
+        "return Array.prototype.filter.call(document.querySelectorAll(arguments[0]), function (e) {"
+        "  var s = getComputedStyle(e);"
+        "  return e.scrollWidth > e.clientWidth && ['auto', 'scroll'].indexOf(s.overflowX) < 0;"
+        "}).map(function (e) { return e.id || e.className || e.tagName; });", css)
+
+
+@pytest.mark.parametrize("width", [1300, 700])
+def test_the_explain_block_shows_every_line(site: Path, browser: Any, tmp_path: Path, width: int) -> None:
+    """Issue 25 item 9: the explain block's long notes wrap inside its box (nothing cut off); every other
+    block that is wider than its box scrolls."""
+    browser.set_window_size(width, 1000)
+    try:
+        _open(browser, site / "explorer.html", "#family=LSTM&layers=2&bidirectional=1&batch_first=0&proj=10&T=3&bs=4")
+        _shown(browser, Config("LSTM", 2, True, False, proj=10, T=3, bs=4))
+        explain = browser.find_element("id", "explain")
+        wide, box = browser.execute_script("return [arguments[0].scrollWidth, arguments[0].clientWidth]", explain)
+        assert wide <= box, f"explain block cut off: {wide} > {box} px"
+        assert "backward lane" in explain.text  # the longest note, whole
+        assert _clipped(browser, "pre, #diagram, #shapes, #notes") == []
+        browser.execute_script("arguments[0].scrollIntoView()", explain)
+        browser.save_screenshot(str(tmp_path / f"explain_{width}.png"))
+        _open(browser, site / "pages" / "seq2seq_attention.html")
+        assert _clipped(browser, "pre") == []
+    finally:
+        browser.set_window_size(1300, 1000)

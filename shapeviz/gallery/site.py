@@ -38,6 +38,7 @@ from shapeviz.gallery.builder import EXAMPLES, IMAGE_BACKEND, Page, page, sectio
 from shapeviz.gallery.site_assets import CSS, EXPLORER_JS
 from shapeviz.render.backend import Backend, find_backend, find_graphviz_pure, run_dot
 from shapeviz.render.files import write_atomic
+from shapeviz.render.html import inline_markdown
 from shapeviz.render.text import explain_conventions, notes
 from shapeviz.render.unrolled import unroll
 
@@ -185,14 +186,14 @@ def _pre(text: str, cls: str = "") -> str:
 def page_html(p: Page) -> str:
     """One gallery page as HTML (its diagram is ``<name>.svg`` beside it)."""
     ex = p.example
-    parts = [f"<h1>{escape(ex.title)}</h1>", f"<p>{escape(ex.about)}</p>",
+    parts = [f"<h1>{escape(ex.title)}</h1>", f"<p>{inline_markdown(ex.about)}</p>",
              f'<p><img class="diagram" src="{ex.name}.svg" alt="{escape(ex.title)}: unrolled diagram"></p>',
              "<h2>Code</h2>", "<p>A complete script: paste it into a file and run it.</p>", _pre(p.script, "code")]
     if p.error is not None:
         parts += [f'<div class="error"><h2>What shapeviz says (<code>{escape(p.error.code)}</code>)</h2>',
-                  _pre(str(p.error)), "</div>", "<h2>The fix</h2>", f"<p>{escape(p.fix_note)}</p>"]
+                  _pre(str(p.error)), "</div>", "<h2>The fix</h2>", f"<p>{inline_markdown(p.fix_note)}</p>"]
     if p.checks:
-        parts += ["<p>Checked while building this page:</p><ul>"] + [f"<li>{escape(c)}</li>" for c in p.checks]
+        parts += ["<p>Checked while building this page:</p><ul>"] + [f"<li>{inline_markdown(c)}</li>" for c in p.checks]
         parts += ["</ul>"]
     parts += [f"<h2>Conventions: <code>{escape(p.explain_call)}</code></h2>", _pre(p.explain_text, "explain"),
               f"<h2>Trace: <code>{escape(p.trace_call)}</code></h2>", _pre(p.trace_text, "trace")]
@@ -239,7 +240,7 @@ def explorer_html(grid: dict[str, tuple[int, ...]]) -> str:
             '<h2 id="label" aria-live="polite"></h2>', "<h3>Shapes</h3>", '<div id="shapes"></div>',
             "<h3>Unrolled over time</h3>", '<div id="diagram" class="diagram"></div>',
             "<h3>Indexing notes</h3>", '<div id="notes"></div>',
-            "<h3><code>sv.explain</code></h3>", '<pre id="explain"></pre>',
+            "<h3><code>sv.explain</code></h3>", '<pre id="explain" class="wrap"></pre>',
             "<h3>Code</h3>", '<pre id="code"></pre>',
             '<script src="explorer.js"></script>']
     return _html("shapeviz explorer", "\n".join(body))

@@ -17,7 +17,9 @@ color:#222;line-height:1.45}
 a{color:#1f5fa8}nav{margin:12px 0;font-size:90%}
 pre{background:#f6f6f4;border:1px solid #ddd;padding:8px 10px;overflow-x:auto;font-size:13px;
 font-family:"DejaVu Sans Mono",Menlo,Consolas,"Liberation Mono",monospace}
+pre.wrap{white-space:pre-wrap;overflow-wrap:anywhere}
 img.diagram,.diagram svg{max-width:100%;height:auto;border:1px solid #eee}
+div.diagram{overflow-x:auto}
 .thumbs{display:flex;flex-wrap:wrap;gap:14px}.thumbs a{width:270px;text-decoration:none}
 .thumbs img{width:260px;height:160px;object-fit:contain;border:1px solid #ddd;background:#fff}
 .error pre{border-left:4px solid #c0392b}

@@ -21,7 +21,52 @@ from html import escape
 
 from shapeviz._errors import ShapeError, format_shape
 
-__all__ = ["DimCell", "dim_cells", "shape_error_html"]
+__all__ = ["DimCell", "dim_cells", "inline_markdown", "shape_error_html"]
+
+_MD_CODE = re.compile(r"(`+)(.+?)\1", re.S)
+_MD_LINK = re.compile(r"\[([^\[\]]+)\]\(([^()\s]+)\)")
+_MD_BOLD = re.compile(r"\*\*(\S(?:.*?\S)?)\*\*", re.S)
+_SAFE_URL = re.compile(r"(?:https?:|mailto:|[^:]*(?:[/?#]|\Z))", re.I)  # a scheme we trust, or a relative path
+
+
+def _md_bold(text: str) -> str:
+    """Escaped text with ``**bold**`` spans as ``<b>``."""
+    out, pos = [], 0
+    for m in _MD_BOLD.finditer(text):
+        out += [escape(text[pos:m.start()]), f"<b>{escape(m.group(1))}</b>"]
+        pos = m.end()
+    return "".join(out) + escape(text[pos:])
+
+
+def _md_prose(text: str) -> str:
+    """Escaped text (no code spans in it) with links and bold rendered; a link of an unsafe scheme stays text."""
+    out, pos = [], 0
+    for m in _MD_LINK.finditer(text):
+        label, url = m.group(1), m.group(2)
+        if _SAFE_URL.match(url) is None:
+            continue  # javascript:, data: ...: left as plain (escaped) text
+        out += [_md_bold(text[pos:m.start()]), f'<a href="{escape(url)}">{_md_bold(label)}</a>']
+        pos = m.end()
+    return "".join(out) + _md_bold(text[pos:])
+
+
+def inline_markdown(text: str) -> str:
+    """The inline Markdown the gallery pages use (code spans, ``**bold**``, ``[links](url)``) as safe HTML.
+
+    >>> inline_markdown("`fixed()` in the **script** <b>: see [the page](lstm/README.md)")
+    '<code>fixed()</code> in the <b>script</b> &lt;b&gt;: see <a href="lstm/README.md">the page</a>'
+    >>> inline_markdown("[x](javascript:alert(1)) `a<b`")
+    '[x](javascript:alert(1)) <code>a&lt;b</code>'
+
+    Everything else is escaped: text never becomes markup, a code span's content is shown as is, and a
+    link whose scheme is not http(s) or mailto (or a relative path) stays plain text.
+    """
+    out, pos = [], 0
+    for m in _MD_CODE.finditer(text):
+        out += [_md_prose(text[pos:m.start()]), f"<code>{escape(m.group(2).strip())}</code>"]
+        pos = m.end()
+    return "".join(out) + _md_prose(text[pos:])
+
 
 _SHAPE = re.compile(r"\(([^()]*)\)")
 _PART = re.compile(r"\s*([^=,]+?)\s*(?:=\s*(\d+))?\s*\Z")
