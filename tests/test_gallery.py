@@ -44,6 +44,14 @@ def test_committed_page_is_fresh(name: str) -> None:
         assert (GALLERY / name / f"{DIAGRAM}.{fmt}").stat().st_size > 1000, f"{name}: no {fmt}; {STALE}"
 
 
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_page_links_its_diagram_at_full_size(name: str) -> None:
+    """Issue 25 item 11: the diagram on a page is a link to the SVG itself (wide ones are unreadable scaled)."""
+    page = (GALLERY / name / "README.md").read_text(encoding="utf-8")
+    assert f"[![{EXAMPLES[name].title}: unrolled diagram]({DIAGRAM}.svg)]({DIAGRAM}.svg)" in page
+    assert f"The diagram at full size: [{DIAGRAM}.svg]({DIAGRAM}.svg)" in page
+
+
 def test_committed_index_is_fresh_and_links_every_page() -> None:
     text = (GALLERY / "README.md").read_text(encoding="utf-8")
     assert text == index_text(), f"gallery/README.md differs from a fresh build; {STALE}"

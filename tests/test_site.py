@@ -228,3 +228,32 @@ def test_the_explain_block_shows_every_line(site: Path, browser: Any, tmp_path: 
         assert _clipped(browser, "pre") == []
     finally:
         browser.set_window_size(1300, 1000)
+
+
+def test_every_diagram_links_to_its_full_size(site: Path, browser: Any, tmp_path: Path) -> None:
+    """Issue 25 item 11: a wide diagram, scaled into the page, opens at full size (the SVG file itself)."""
+    for name in EXAMPLES:
+        _open(browser, site / "pages" / f"{name}.html")
+        img = browser.find_element("css selector", "img.diagram")
+        link = img.find_element("xpath", "./ancestor::a[1]")
+        assert link.get_attribute("href") == (site / "pages" / f"{name}.svg").as_uri(), name
+        assert any(a.text == "The diagram at full size" for a in browser.find_elements("css selector", "a")), name
+    _open(browser, site / "pages" / "seq2seq_teacher_forcing.html")
+    img = browser.find_element("css selector", "img.diagram")
+    shown, natural = browser.execute_script("return [arguments[0].clientWidth, arguments[0].naturalWidth]", img)
+    assert natural > shown  # scaled down on the page ...
+    img.click()  # ... and at its own size once clicked
+    assert browser.current_url == (site / "pages" / "seq2seq_teacher_forcing.svg").as_uri()
+    width = browser.execute_script("return document.documentElement.getBoundingClientRect().width")
+    assert width >= natural, (width, natural)
+    browser.save_screenshot(str(tmp_path / "teacher_forcing_full.png"))
+    _open(browser, site / "explorer.html", "#family=LSTM&layers=2&bidirectional=1&batch_first=0&proj=0&T=3&bs=4")
+    _shown(browser, Config("LSTM", 2, True, T=3, bs=4))
+    svg = browser.find_element("css selector", "#diagram svg")
+    fitted = svg.size["width"]
+    button = browser.find_element("id", "fullsize")
+    button.click()
+    assert button.get_attribute("aria-pressed") == "true"
+    assert svg.size["width"] >= fitted and _clipped(browser, "#diagram") == []
+    button.click()
+    assert svg.size["width"] == fitted and button.get_attribute("aria-pressed") == "false"

@@ -216,7 +216,8 @@ def render_texts(ex: Example) -> dict[str, str]:
     (['README.md', 'unrolled.dot'], True)
     """
     p = page(ex)
-    parts = [f"# {ex.title}", "", ex.about, "", f"![{ex.title}: unrolled diagram]({DIAGRAM}.svg)", "",
+    parts = [f"# {ex.title}", "", ex.about, "", f"[![{ex.title}: unrolled diagram]({DIAGRAM}.svg)]({DIAGRAM}.svg)", "",
+             f"The diagram at full size: [{DIAGRAM}.svg]({DIAGRAM}.svg) (click it; zoom in the browser).", "",
              "## Code", "", _fence("python", p.script), ""]
     if p.error is not None and ex.wrong is not None:
         parts += [f"## What shapeviz says about `{ex.wrong.__name__}()` (`{p.error.code}`)", "",

@@ -187,7 +187,9 @@ def page_html(p: Page) -> str:
     """One gallery page as HTML (its diagram is ``<name>.svg`` beside it)."""
     ex = p.example
     parts = [f"<h1>{escape(ex.title)}</h1>", f"<p>{inline_markdown(ex.about)}</p>",
-             f'<p><img class="diagram" src="{ex.name}.svg" alt="{escape(ex.title)}: unrolled diagram"></p>',
+             f'<p><a class="full-size" href="{ex.name}.svg" title="the diagram at full size">'
+             f'<img class="diagram" src="{ex.name}.svg" alt="{escape(ex.title)}: unrolled diagram"></a><br>'
+             f'<a href="{ex.name}.svg">The diagram at full size</a> (click it; zoom in the browser).</p>',
              "<h2>Code</h2>", "<p>A complete script: paste it into a file and run it.</p>", _pre(p.script, "code")]
     if p.error is not None:
         parts += [f'<div class="error"><h2>What shapeviz says (<code>{escape(p.error.code)}</code>)</h2>',
@@ -238,7 +240,10 @@ def explorer_html(grid: dict[str, tuple[int, ...]]) -> str:
             "choice: copy it to link to this configuration.</p>",
             f'<form id="config" class="controls" aria-label="layer configuration">{"".join(controls)}</form>',
             '<h2 id="label" aria-live="polite"></h2>', "<h3>Shapes</h3>", '<div id="shapes"></div>',
-            "<h3>Unrolled over time</h3>", '<div id="diagram" class="diagram"></div>',
+            "<h3>Unrolled over time</h3>",
+            '<p><button id="fullsize" type="button" aria-pressed="false" aria-controls="diagram">Show the diagram '
+            "at full size</button> (it scrolls sideways; or zoom in the browser)</p>",
+            '<div id="diagram" class="diagram"></div>',
             "<h3>Indexing notes</h3>", '<div id="notes"></div>',
             "<h3><code>sv.explain</code></h3>", '<pre id="explain" class="wrap"></pre>',
             "<h3>Code</h3>", '<pre id="code"></pre>',

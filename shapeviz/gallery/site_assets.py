@@ -19,7 +19,7 @@ pre{background:#f6f6f4;border:1px solid #ddd;padding:8px 10px;overflow-x:auto;fo
 font-family:"DejaVu Sans Mono",Menlo,Consolas,"Liberation Mono",monospace}
 pre.wrap{white-space:pre-wrap;overflow-wrap:anywhere}
 img.diagram,.diagram svg{max-width:100%;height:auto;border:1px solid #eee}
-div.diagram{overflow-x:auto}
+div.diagram{overflow-x:auto}.diagram.full svg{max-width:none}
 .thumbs{display:flex;flex-wrap:wrap;gap:14px}.thumbs a{width:270px;text-decoration:none}
 .thumbs img{width:260px;height:160px;object-fit:contain;border:1px solid #ddd;background:#fff}
 .error pre{border-left:4px solid #c0392b}
@@ -105,6 +105,11 @@ EXPLORER_JS = """
   window.svExplorer = {
     load: function (k, data) { cache[k] = data; if (k === wanted) { show(k); } }
   };
+  el("fullsize").addEventListener("click", function () {  // the diagram at its own size, scrolling sideways
+    var full = el("diagram").classList.toggle("full");
+    this.setAttribute("aria-pressed", full ? "true" : "false");
+    this.textContent = full ? "Fit the diagram to the page" : "Show the diagram at full size";
+  });
   form.addEventListener("change", update);
   form.addEventListener("submit", function (e) { e.preventDefault(); });
   window.addEventListener("hashchange", function () { restore(); update(); });
