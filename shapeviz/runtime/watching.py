@@ -22,7 +22,6 @@ import collections
 import contextlib
 import contextvars
 import functools
-import inspect
 import sys
 import threading
 import types
@@ -39,10 +38,10 @@ from torch.utils.hooks import RemovableHandle
 
 from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_names
-from shapeviz.core.model import CELL_TYPES, CLASS_NAMES, LAYER_TYPES, is_recurrent
-from shapeviz.runtime import copies
+from shapeviz.core.model import CLASS_NAMES, is_recurrent
+from shapeviz.runtime import copies, patching
 from shapeviz.runtime.copies import ShapevizHook
-from shapeviz.runtime.fastcheck import call_args, check_input, env_disabled, is_compiling
+from shapeviz.runtime.fastcheck import check_input, env_disabled, is_compiling
 from shapeviz.tracing.flow import flow_block
 from shapeviz.tracing.flow import start as flow_start
 
@@ -418,9 +417,8 @@ def watch(model: nn.Module, inputs: str | None = None, ops: bool = False) -> Wat
 
 
 # ------------------------------------------------------------------------------- the patched forwards
-_ORIGINAL_FORWARDS: dict[type, Any] = {}
-_INSTALLED: dict[type, Any] = {}  # the wrapper shapeviz put on each class, while it is patched
-_LEFT: dict[type, Any] = {}  # shapeviz's wrapper left under another library's (that one wrapped ours)
+_ORIGINAL_FORWARDS = patching.ORIGINAL_FORWARDS  # the same dicts (tests count what is left patched)
+_LEFT = patching.LEFT
 _watched: dict[int, list] = {}  # id(module) -> [weakref, path, number of handles]
 _state = {"depth": 0, "enabled": False}
 _namers: list[tuple[_InputNamer, list[RemovableHandle]]] = []  # checking(inputs=) blocks, any thread
@@ -492,28 +490,6 @@ def _thread_root() -> nn.Module | None:
     return None
 
 
-def _make_forward(original: Any) -> Any:
-    check = _gate
-    code = original.__code__
-    if (code.co_varnames[:code.co_argcount] == ("self", "input", "hx") and original.__defaults__ == (None,)
-            and not code.co_kwonlyargcount and not code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)):
-        def forward(self: nn.Module, input: Any, hx: Any = None) -> Any:
-            check(self, input, hx)
-            return original(self, input, hx)  # not (*args, **kwargs): that costs ~1.5 µs a call in a model
-    else:  # pragma: no cover - a torch whose forward takes other arguments
-        def forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
-            check(self, *call_args(args, kwargs))
-            return original(self, *args, **kwargs)
-
-    # TorchScript compiles the original (inspect follows __wrapped__) and resolves its names through
-    # this function's globals and closure: give it the original's globals so torch.jit.script works.
-    wrapper = types.FunctionType(forward.__code__, original.__globals__, original.__name__, forward.__defaults__,
-                                 forward.__closure__)
-    functools.update_wrapper(wrapper, original)
-    wrapper.__shapeviz__ = True  # type: ignore[attr-defined]
-    return wrapper
-
-
 def _path_in(root: nn.Module, target: nn.Module) -> str | None:
     for path, mod in root.named_modules():
         if mod is target:
@@ -523,38 +499,7 @@ def _path_in(root: nn.Module, target: nn.Module) -> str | None:
 
 def _sync_patches() -> None:
     """Patch the base classes while anything is checked; restore them as soon as nothing is (call with _lock)."""
-    wanted = bool(_watched or _state["depth"] or _state["enabled"])
-    if wanted and not _ORIGINAL_FORWARDS:
-        for cls in LAYER_TYPES + CELL_TYPES:
-            if cls in _LEFT and _inside(cls.__dict__["forward"], _LEFT[cls]):
-                continue  # still inside another library's wrapper: it checks again from now on
-            _LEFT.pop(cls, None)
-            original = cls.__dict__["forward"]
-            _ORIGINAL_FORWARDS[cls] = original
-            cls.forward = _INSTALLED[cls] = _make_forward(original)  # type: ignore[method-assign]
-    elif not wanted and (_ORIGINAL_FORWARDS or _LEFT):
-        for cls, original in _ORIGINAL_FORWARDS.items():
-            if cls.__dict__.get("forward") is _INSTALLED.get(cls):
-                cls.forward = original  # type: ignore[method-assign]
-            else:  # wrapped again after us: taking ours out would drop theirs; ours stays, inert until
-                _LEFT[cls] = _INSTALLED[cls]  # something is checked again (one dict lookup a call)
-        _ORIGINAL_FORWARDS.clear()
-        _INSTALLED.clear()
-        for cls, ours in list(_LEFT.items()):
-            if cls.__dict__.get("forward") is ours:  # the other library has unwrapped itself since
-                cls.forward = ours.__wrapped__  # type: ignore[method-assign]
-                del _LEFT[cls]
-
-
-def _inside(fn: Any, ours: Any) -> bool:
-    """Is ``ours`` in the chain of wrappers (``__wrapped__``) of ``fn``?"""
-    for _ in range(32):
-        if fn is ours:
-            return True
-        fn = getattr(fn, "__wrapped__", None)
-        if fn is None:
-            return False
-    return False
+    patching.sync(bool(_watched or _state["depth"] or _state["enabled"]), _gate)
 
 
 def _begin(inputs: str | None) -> tuple[_InputNamer, list[RemovableHandle]] | None:
