@@ -86,7 +86,7 @@ def test_hand_written_loops_are_checked_equal_to_torch(name: str) -> None:
 
 def test_pages_show_their_code_from_the_registry() -> None:
     page = render_texts(EXAMPLES["embed_rnn"])["README.md"]
-    assert "class EmbedRNN(nn.Module):" in page and "def embed_rnn() -> Built:" in page
+    assert "class EmbedRNN(nn.Module):" in page and "model = EmbedRNN(vocab=28, emb=20, hidden=32)" in page
     assert "@_example" not in page  # the registry's decorator is not part of the example
     assert "## Conventions: `sv.explain(RNN(20, 32), T=5, bs=2)`" in page
     assert "2    rnn (RNN)" in page
@@ -112,6 +112,30 @@ def _script(name: str) -> str:
     blocks = re.findall(r"```python\n(.*?)```", (GALLERY / name / "README.md").read_text(encoding="utf-8"), re.S)
     assert len(blocks) == 1, f"{name}: one complete script per page"
     return blocks[0]
+
+
+@pytest.mark.parametrize("name", list(EXAMPLES))
+def test_page_scripts_use_torch_and_the_public_api_only(name: str) -> None:
+    """Issue 25 item 10: a page's script is what a student writes: torch, `import shapeviz as sv` and sv's
+    public names; no gallery helpers (Built, seeded, fixed_seed), no `inputs=None`."""
+    import ast
+
+    import shapeviz as sv
+
+    script = _script(name)
+    tree = ast.parse(script)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            assert node.module is not None and node.module.split(".")[0] == "torch", (name, node.module)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                assert alias.name.split(".")[0] == "torch" or (alias.name, alias.asname) == ("shapeviz", "sv"), \
+                    (name, alias.name)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "sv":
+            assert node.attr in sv.__all__, (name, node.attr)
+    for word in ("Built", "seeded", "fixed_seed", "shapeviz.gallery", "inputs=None", "layer_or_model"):
+        assert word not in script, (name, word)
+    assert script.splitlines().count("import shapeviz as sv") == 1
 
 
 _RUNNER = """

@@ -5,7 +5,8 @@
 >>> "embed_rnn" in EXAMPLES, tuple(torch.randn(2, 3, generator=seeded(0)).shape)   # (bs, emb)
 (True, (2, 3))
 
-``Built``, ``assert_close``, ``fixed_seed`` and ``seeded`` are what every page's script imports.
+``Built``, ``assert_close``, ``fixed_seed`` and ``seeded`` are the registry's helpers; the pages' scripts do without
+them (torch and ``import shapeviz as sv`` only: :mod:`shapeviz.gallery.script`).
 """
 
 from shapeviz.gallery.builder import DIAGRAM, build, capture_error, index_text, page_script, render_texts

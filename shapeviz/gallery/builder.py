@@ -22,7 +22,6 @@ is. Rebuild with ``shapeviz gallery`` (or :func:`build`).
 from __future__ import annotations
 
 import inspect
-import textwrap
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import torch
 from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.dimensions import dims
 from shapeviz.gallery.registry import DATA_FLOW, EXAMPLES, SEED_SYSTEMS, Built, Example
+from shapeviz.gallery.script import page_script, size_args
 from shapeviz.render.files import write_atomic
 from shapeviz.render.text import explain
 from shapeviz.render.unrolled import unroll
@@ -47,26 +47,6 @@ DIAGRAM = "unrolled"
 
 IMAGE_BACKEND = "graphviz-pure"
 """The one program the committed gallery images are rendered with."""
-
-SCRIPT_IMPORTS = """\
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
-from torch import Tensor
-from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
-
-import shapeviz as sv
-from shapeviz.gallery import Built, assert_close, fixed_seed, seeded
-"""
-"""The imports every page script starts with (``shapeviz.gallery``'s helpers are public and documented)."""
-
-
-def _source(obj: Any) -> str:
-    """The source of a function or class, without the registry's decorator."""
-    lines = textwrap.dedent(inspect.getsource(obj)).rstrip().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(("def ", "class ")))
-    return "\n".join(lines[start:])
-
 
 def _fence(lang: str, text: str) -> str:
     return f"```{lang}\n{text.rstrip()}\n```"
@@ -113,38 +93,6 @@ def _sizes(built: Built, tr: Any) -> tuple[int | None, int | None]:
         T = (tr.sizes.get("T") or [None])[0]
         bs = (tr.sizes.get("bs") or [None])[0]
     return T, bs
-
-
-def _size_args(T: int | None, bs: int | None) -> str:
-    return "".join(f", {k}={v}" for k, v in (("T", T), ("bs", bs)) if v is not None)
-
-
-def page_script(ex: Example, T: int | None = None, bs: int | None = None) -> str:
-    """The page's code: one complete script that builds the model, runs it checked, and draws it.
-
-    >>> "with sv.checking(inputs='T bs emb'):" in page_script(EXAMPLES["gru"])
-    True
-    """
-    built = ex.build()
-    parts = [SCRIPT_IMPORTS, *(_source(s) for s in ex.shows)]
-    footer: list[str] = []
-    if ex.wrong is not None and ex.fix is not None:
-        parts += [_source(ex.wrong), _source(ex.fix)]
-        footer += ["try:", f"    {ex.wrong.__name__}()", "except sv.ShapeError as err:",
-                   "    print(err)  # the mistake, caught with the fix in its hint", "",
-                   f"{ex.fix.__name__}()  # the fix runs clean", ""]
-    parts.append(_source(ex.build))
-    sized = ", ".join(f"{k}={v}" for k, v in built.sizes.items())
-    ctx = f"sv.dims({sized}), " if sized else ""
-    ops = ", ops=True" if built.ops else ""
-    draw = f"built.layer_or_model(){_size_args(built.T, built.bs)}" if built.draw == "layer" else "trace"
-    footer += [f"built = {ex.build.__name__}()",
-               f"with {ctx}sv.checking(inputs={built.inputs_dims!r}):  # every recurrent call is checked",
-               f"    trace = sv.trace(built.model, *built.inputs, inputs_dims={built.inputs_dims!r}{ops})",
-               "print(trace.table())",
-               f"print(sv.explain(built.layer_or_model(){_size_args(T, bs)}))",
-               f'print(sv.unroll({draw}).render("{ex.name}.svg"))']
-    return "\n\n\n".join(p.strip("\n") for p in parts) + "\n\n\n" + "\n".join(footer) + "\n"
 
 
 def mistake_dot(fix_source: str, error: ShapeError, wrong: str) -> str:
@@ -203,7 +151,7 @@ def page(ex: Example) -> Page:
             fix_doc = (inspect.getdoc(ex.fix) or "").splitlines()[0]
             fix_note = (f"`{ex.fix.__name__}()` in the script. {fix_doc} The diagram draws the wrong call "
                         "(the wrong tensor in red) beside the fixed layer.")
-        return Page(ex, page_script(ex, T, bs), f"sv.explain({layer!r}{_size_args(T, bs)})",
+        return Page(ex, page_script(ex, T, bs, built), f"sv.explain({layer!r}{size_args(T, bs)})",
                     explain(layer, T=T, bs=bs), _call_text(built), tr.table(), dot, tuple(built.checks),
                     error, fix_note)
 

@@ -113,19 +113,18 @@ def _example(name: str, title: str, about: str, *, shows: tuple[Any, ...] = (),
 
 
 # ====================================================================== the seeds' systems
-def against_nn_rnn(model: nn.Module) -> Built:
-    """Run a hand-written loop and ``model.ref`` (the nn.RNN whose weights it uses) on one input.
+def against_nn_rnn(model: nn.Module, x: torch.Tensor) -> list[str]:
+    """Run a hand-written loop and ``model.ref`` (the nn.RNN whose weights it uses) on ``x``; say they agree.
 
-    >>> against_nn_rnn(BatchFirstLoopRNN(emb=4, hidden=6)).checks[0]          # output (bs, T, h)
+    >>> x = torch.randn(3, 5, 4, generator=seeded(1))                         # (bs=3, T=5, emb=4)
+    >>> against_nn_rnn(BatchFirstLoopRNN(emb=4, hidden=6), x)[0]              # output (bs, T, h)
     "output and nn.RNN's output are equal within 1e-6 (3, 5, 6)"
     """
-    x = torch.randn(3, 5, 4, generator=seeded(1))  # (bs=3, T=5, emb=4)
     with torch.no_grad():
         out, h_n = model(x)  # the loop
         ref_out, ref_h = model.ref(x)  # nn.RNN(batch_first=True), same weights
-    checks = [assert_close(out, ref_out, "output and nn.RNN's output"),
-              assert_close(h_n, ref_h, "h_n and nn.RNN's h_n")]
-    return Built(model, (x,), "bs T emb", layer=model.ref, draw="layer", T=5, bs=3, checks=checks, ops=True)
+    return [assert_close(out, ref_out, "output and nn.RNN's output"),
+            assert_close(h_n, ref_h, "h_n and nn.RNN's h_n")]
 
 
 @_example("scratch_char_rnn", "From-scratch one-hot char-RNN",
@@ -172,7 +171,10 @@ def embed_rnn() -> Built:
           with the same weights; the diagram draws that layer.""",
           shows=(rnn_step_loop, BatchFirstLoopRNN, against_nn_rnn))
 def batch_first_loop() -> Built:
-    return against_nn_rnn(BatchFirstLoopRNN(emb=4, hidden=6))
+    model = BatchFirstLoopRNN(emb=4, hidden=6)
+    x = torch.randn(3, 5, 4, generator=seeded(1))  # (bs=3, T=5, emb=4)
+    checks = against_nn_rnn(model, x)
+    return Built(model, (x,), "bs T emb", layer=model.ref, draw="layer", T=5, bs=3, checks=checks, ops=True)
 
 
 @_example("bidirectional_loop", "Hand-written bidirectional RNN loop",
@@ -182,7 +184,10 @@ def batch_first_loop() -> Built:
           to nn.RNN(batch_first=True, bidirectional=True).""",
           shows=(rnn_step_loop, BidirectionalLoopRNN, against_nn_rnn))
 def bidirectional_loop() -> Built:
-    return against_nn_rnn(BidirectionalLoopRNN(emb=4, hidden=6))
+    model = BidirectionalLoopRNN(emb=4, hidden=6)
+    x = torch.randn(3, 5, 4, generator=seeded(1))  # (bs=3, T=5, emb=4)
+    checks = against_nn_rnn(model, x)
+    return Built(model, (x,), "bs T emb", layer=model.ref, draw="layer", T=5, bs=3, checks=checks, ops=True)
 
 
 @_example("rnncell_dataset", "RNNCell loop over a (seq_len, bs, input) dataset",
