@@ -226,6 +226,10 @@ def test_the_explain_block_shows_every_line(site: Path, browser: Any, tmp_path: 
         browser.save_screenshot(str(tmp_path / f"explain_{width}.png"))
         _open(browser, site / "pages" / "seq2seq_attention.html")
         assert _clipped(browser, "pre") == []
+        _open(browser, site / "pages" / "mistake_embedding_not_transposed.html")  # its explain block: wrapped too
+        explain = browser.find_element("css selector", "pre.explain")
+        wide, box = browser.execute_script("return [arguments[0].scrollWidth, arguments[0].clientWidth]", explain)
+        assert wide <= box and "that step" in explain.text, (wide, box)
     finally:
         browser.set_window_size(1300, 1000)
 

@@ -197,7 +197,7 @@ def page_html(p: Page) -> str:
     if p.checks:
         parts += ["<p>Checked while building this page:</p><ul>"] + [f"<li>{inline_markdown(c)}</li>" for c in p.checks]
         parts += ["</ul>"]
-    parts += [f"<h2>Conventions: <code>{escape(p.explain_call)}</code></h2>", _pre(p.explain_text, "explain"),
+    parts += [f"<h2>Conventions: <code>{escape(p.explain_call)}</code></h2>", _pre(p.explain_text, "explain wrap"),
               f"<h2>Trace: <code>{escape(p.trace_call)}</code></h2>", _pre(p.trace_text, "trace")]
     return _html(ex.title, "\n".join(parts), depth=1)
 
