@@ -164,8 +164,8 @@ def test_bidirectional_notes_hold_in_torch():
     # h_n.view(layers, D, bs, h) splits layers and directions
     m = nn.RNN(4, 6, num_layers=3, bidirectional=True)
     out, h_n = m(torch.randn(5, 3, 4))
-    torch.testing.assert_close(h_n.view(3, 2, 3, 6)[-1, 0], out[-1, :, :6])
-    assert "h_n.view(layers=3, D=2, bs, h)" in sv.explain(m)
+    torch.testing.assert_close(h_n.view(3, 2, -1, 6)[-1, 0], out[-1, :, :6])  # the note's code, as it reads
+    assert "h_n.view(3, 2, -1, 6)  # (layers=3, D=2, bs, h)" in sv.explain(m)
 
 
 def test_explain_table_and_notes():
