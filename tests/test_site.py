@@ -261,3 +261,75 @@ def test_every_diagram_links_to_its_full_size(site: Path, browser: Any, tmp_path
     assert svg.size["width"] >= fitted and _clipped(browser, "#diagram") == []
     button.click()
     assert svg.size["width"] == fitted and button.get_attribute("aria-pressed") == "false"
+
+
+def _free(browser: Any, family: str, layers: int, bi: bool, bf: bool, values: dict[str, str]) -> dict[str, str]:
+    """Set the explorer's family and flags and the free sizes; the shapes the page computed, by argument."""
+    _select(browser, "family", family)
+    if family not in ("RNNCell", "LSTMCell", "GRUCell"):
+        _select(browser, "layers", str(layers))
+        for field, on in (("bidirectional", bi), ("batch_first", bf)):
+            if browser.find_element("id", field).is_selected() != on:
+                browser.find_element("id", field).click()
+    browser.execute_script(
+        "var v = arguments[0]; Object.keys(v).forEach(function (k) { document.getElementById(k).value = v[k]; });"
+        "document.getElementById('sizes').dispatchEvent(new Event('change'));", values)
+    assert browser.find_element("id", "free-error").text == ""
+    rows = browser.find_elements("css selector", "#free-shapes tr[data-name]")
+    return {r.get_attribute("data-name"): r.find_element("css selector", "td.shape").text for r in rows}
+
+
+SWEEP: list[tuple[str, int, bool, bool, int, int, int, int, int, str, str]] = [
+    # family, layers, bidirectional, batch_first, input, hidden, proj, T, bs, mode, lengths
+    ("LSTM", 1, False, False, 7, 13, 0, 9, 5, "batched", ""),
+    ("LSTM", 3, True, True, 32, 64, 16, 11, 6, "batched", ""),
+    ("LSTM", 2, True, False, 5, 9, 4, 4, 1, "unbatched", ""),
+    ("LSTM", 2, False, True, 3, 8, 2, 1, 1, "packed", "6, 4, 4, 1"),
+    ("GRU", 1, True, True, 300, 128, 0, 17, 33, "batched", ""),
+    ("GRU", 3, False, False, 4, 6, 0, 12, 2, "unbatched", ""),
+    ("RNN", 2, True, True, 10, 20, 0, 3, 4, "packed", "3, 2"),
+    ("RNN", 1, False, False, 1, 1, 0, 1, 1, "batched", ""),
+    ("LSTMCell", 1, False, False, 11, 7, 0, 3, 8, "batched", ""),
+    ("GRUCell", 1, False, False, 2, 5, 0, 3, 8, "unbatched", ""),
+    ("RNNCell", 1, False, False, 6, 4, 0, 3, 9, "batched", ""),
+]
+
+
+def test_any_sizes_match_conventions(site: Path, browser: Any, tmp_path: Path) -> None:
+    """Issue 25 item 7: free input/hidden/proj sizes, T, bs, and unbatched or packed input; the page's numbers
+    (computed from the rule shapeviz writes out of its conventions) equal ``conventions(module).shapes``."""
+    import torch.nn as nn
+
+    _open(browser, site / "explorer.html")
+    _shown(browser, Config("LSTM", T=3, bs=4))
+    for i, (family, layers, bi, bf, emb, h, proj, T, bs, mode, lengths) in enumerate(SWEEP):
+        shown = _free(browser, family, layers, bi, bf, {
+            "input_size": str(emb), "hidden_size": str(h), "proj_size": str(proj), "free_T": str(T),
+            "free_bs": str(bs), "mode": mode, "lengths": lengths})
+        kw: dict[str, Any] = {"device": "meta"}
+        if not family.endswith("Cell"):
+            kw.update(num_layers=layers, bidirectional=bi, batch_first=bf)
+        if proj:
+            kw["proj_size"] = proj
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LSTM with projections is not supported")
+            conv = conventions(getattr(nn, family)(emb, h, **kw))
+        lens = [int(n) for n in lengths.split(",")] if mode == "packed" else None
+        want = conv.shapes(T=T, bs=bs, batched=mode != "unbatched", lengths=lens)
+        assert shown == {k: str(tuple(v)) for k, v in want.items()}, SWEEP[i]
+        if i in (1, 2, 3, 6, 9):
+            browser.execute_script("document.getElementById('sizes').scrollIntoView()")
+            browser.save_screenshot(str(tmp_path / f"free_{i}_{family}_{mode}.png"))
+    assert _errors(browser) == []
+
+
+def test_any_sizes_say_what_is_wrong(site: Path, browser: Any) -> None:
+    _open(browser, site / "explorer.html")
+    _shown(browser, Config("LSTM", T=3, bs=4))
+    browser.execute_script("document.getElementById('proj_size').value = '20';"
+                           "document.getElementById('sizes').dispatchEvent(new Event('change'));")
+    assert browser.find_element("id", "free-error").text == "proj_size must be smaller than hidden_size"
+    assert browser.find_elements("css selector", "#free-shapes tr") == []
+    _select(browser, "family", "GRUCell")  # a cell: no proj_size, no packed input
+    assert not browser.find_element("id", "proj_size").is_enabled()
+    assert browser.find_element("css selector", '#mode option[value="packed"]').get_attribute("disabled")

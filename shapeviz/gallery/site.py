@@ -35,6 +35,7 @@ import torch.nn as nn
 from shapeviz._errors import MissingBackendError, SpecError
 from shapeviz.core.model import conventions
 from shapeviz.gallery.builder import EXAMPLES, IMAGE_BACKEND, Page, page, sections, write_if_changed
+from shapeviz.gallery.explorer_rule import CELLS, FAMILIES, rule_js
 from shapeviz.gallery.site_assets import CSS, EXPLORER_JS
 from shapeviz.render.backend import Backend, find_backend, find_graphviz_pure, run_dot
 from shapeviz.render.files import write_atomic
@@ -45,8 +46,6 @@ from shapeviz.render.unrolled import unroll
 __all__ = ["CELLS", "EMB", "FAMILIES", "GRID", "HIDDEN", "MANIFEST", "Config", "build_site", "claim", "configs",
            "fragment", "planned_files"]
 
-FAMILIES: tuple[str, ...] = ("RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell")
-CELLS: tuple[str, ...] = ("RNNCell", "LSTMCell", "GRUCell")
 EMB, HIDDEN = 10, 20
 """input_size and hidden_size of every explorer layer; proj_size is 0 or HIDDEN // 2."""
 
@@ -234,12 +233,29 @@ def explorer_html(grid: dict[str, tuple[int, ...]]) -> str:
                 check("bidirectional", "bidirectional"), check("batch_first", "batch_first"),
                 select("proj", "proj_size (LSTM)", grid["proj"], 0, lambda v: "0 (none)" if v == 0 else str(v)),
                 select("T", "T", grid["T"], grid["T"][-1]), select("bs", "bs", grid["bs"], grid["bs"][-1])]
+    def number(name: str, label: str, value: int, low: int) -> str:
+        return (f'<span><label for="{name}">{escape(label)}</label><input type="number" id="{name}" '
+                f'name="{name}" value="{value}" min="{low}" step="1" size="5"></span>')
+
+    free = [number("input_size", "input_size", EMB, 1), number("hidden_size", "hidden_size", HIDDEN, 1),
+            number("proj_size", "proj_size (LSTM)", 0, 0), number("free_T", "T", 5, 1), number("free_bs", "bs", 3, 1),
+            select("mode", "input", ("batched", "unbatched", "packed"), "batched",
+                   lambda v: {"batched": "batched", "unbatched": "unbatched (no bs dim)",
+                              "packed": "packed (PackedSequence)"}[v]),
+            '<span><label for="lengths">lengths</label><input type="text" id="lengths" name="lengths" '
+            'value="5, 3, 2" size="12"></span>']
     body = ["<h1>The conventions explorer</h1>",
             f"<p>Every layer here is built with input_size={EMB}, hidden_size={HIDDEN}. Everything below is "
             "pre-rendered by shapeviz from the same conventions its checks use. The address bar keeps the "
             "choice: copy it to link to this configuration.</p>",
             f'<form id="config" class="controls" aria-label="layer configuration">{"".join(controls)}</form>',
             '<h2 id="label" aria-live="polite"></h2>', "<h3>Shapes</h3>", '<div id="shapes"></div>',
+            "<h3>Shapes for any sizes</h3>",
+            "<p>The family and flags above, with the sizes you choose here. The page computes this table from "
+            "<code>explorer-rule.js</code>, the rule shapeviz writes out of the conventions its checks use (each "
+            "argument's named dims); the rest of the page shows the sizes above.</p>",
+            f'<form id="sizes" class="controls" aria-label="sizes">{"".join(free)}</form>',
+            '<p id="free-error" class="error" role="alert"></p>', '<div id="free-shapes"></div>',
             "<h3>Unrolled over time</h3>",
             '<p><button id="fullsize" type="button" aria-pressed="false" aria-controls="diagram">Show the diagram '
             "at full size</button> (it scrolls sideways; or zoom in the browser)</p>",
@@ -247,7 +263,7 @@ def explorer_html(grid: dict[str, tuple[int, ...]]) -> str:
             "<h3>Indexing notes</h3>", '<div id="notes"></div>',
             "<h3><code>sv.explain</code></h3>", '<pre id="explain" class="wrap"></pre>',
             "<h3>Code</h3>", '<pre id="code"></pre>',
-            '<script src="explorer.js"></script>']
+            '<script src="explorer-rule.js"></script>', '<script src="explorer.js"></script>']
     return _html("shapeviz explorer", "\n".join(body))
 
 
@@ -261,11 +277,11 @@ def planned_files(grid: dict[str, tuple[int, ...]] | None = None) -> list[str]:
     """The files (relative paths) :func:`build_site` writes for this grid, in the order it writes them.
 
     >>> files = planned_files()
-    >>> files[:2], files[-2:], len(files) == 4 + 2 * len(EXAMPLES) + len(list(configs()))
-    (['style.css', 'explorer.js'], ['explorer.html', 'index.html'], True)
+    >>> files[:3], files[-2:], len(files) == 5 + 2 * len(EXAMPLES) + len(list(configs()))
+    (['style.css', 'explorer.js', 'explorer-rule.js'], ['explorer.html', 'index.html'], True)
     """
     pages = [f"pages/{name}.{ext}" for name in EXAMPLES for ext in ("html", "svg")]
-    return ["style.css", "explorer.js", *pages, *(f"explorer/{c.key}.js" for c in configs(grid)),
+    return ["style.css", "explorer.js", "explorer-rule.js", *pages, *(f"explorer/{c.key}.js" for c in configs(grid)),
             "explorer.html", "index.html"]
 
 
@@ -352,6 +368,7 @@ def build_site(outdir: str | Path, *, grid: dict[str, tuple[int, ...]] | None = 
 
     put("style.css", CSS)
     put("explorer.js", EXPLORER_JS)
+    put("explorer-rule.js", rule_js())
     for name, ex in EXAMPLES.items():
         p = page(ex)
         put(f"pages/{name}.html", page_html(p))

@@ -25,7 +25,7 @@ div.diagram{overflow-x:auto}.diagram.full svg{max-width:none}
 .error pre{border-left:4px solid #c0392b}
 form.controls{display:flex;flex-wrap:wrap;gap:10px 18px;align-items:center;padding:10px;border:1px solid #ccc;
 background:#fafafa;border-radius:4px}
-form.controls label{font-weight:bold;margin-right:4px}
+form.controls label{font-weight:bold;margin-right:4px}form.controls input[type=number]{width:5em}
 select:focus,input:focus{outline:3px solid #f0a500;outline-offset:1px}
 table.shapes{border-collapse:collapse}table.shapes td,table.shapes th{border:1px solid #ccc;padding:2px 8px;
 font-family:monospace;text-align:left}
@@ -83,6 +83,7 @@ EXPLORER_JS = """
     var hash = "#" + FIELDS.map(function (f) { return f + "=" + encodeURIComponent(cfg[f]); }).join("&");
     if (window.location.hash !== hash) { history.replaceState(null, "", hash); }
     wanted = key(cfg);
+    freeSizes(cfg);
     if (cache[wanted]) { show(wanted); return; }
     var s = document.createElement("script");
     s.src = "explorer/" + wanted + ".js";
@@ -102,6 +103,73 @@ EXPLORER_JS = """
     });
     write(cfg);
   }
+  // Shapes for any sizes: each argument's dims come from window.svRule (written by shapeviz out of its
+  // conventions); here they are only multiplied out.
+  function positive(id, low) {
+    var v = el(id).value.trim();
+    return /^[0-9]+$/.test(v) && parseInt(v, 10) >= low ? parseInt(v, 10) : null;
+  }
+  function tupleText(shape) {
+    return "(" + shape.join(", ") + (shape.length === 1 ? "," : "") + ")";
+  }
+  function freeSizes(cfg) {
+    var R = window.svRule, lstm = cfg.family === "LSTM", cell = CELLS.indexOf(cfg.family) >= 0;
+    el("proj_size").disabled = !lstm;
+    if (!lstm) { el("proj_size").value = "0"; }
+    var packedOption = el("mode").querySelector('option[value="packed"]');
+    packedOption.disabled = cell;
+    if (cell && el("mode").value === "packed") { el("mode").value = "batched"; }
+    var mode = el("mode").value;
+    el("lengths").disabled = mode !== "packed";
+    el("free_T").disabled = mode === "packed" || cell;
+    el("free_bs").disabled = mode !== "batched";
+    var given = {input_size: positive("input_size", 1), hidden_size: positive("hidden_size", 1),
+                 proj_size: positive("proj_size", 0), num_layers: parseInt(cfg.layers, 10)};
+    var bad = Object.keys(given).filter(function (k) { return given[k] === null; });
+    var T = positive("free_T", 1), bs = positive("free_bs", 1);
+    if (T === null) { bad.push("T"); }
+    if (bs === null) { bad.push("bs"); }
+    var sizes = {T: T, bs: bs, D: R.D[cfg.bidirectional]};
+    Object.keys(R.args).forEach(function (name) { sizes[name] = given[R.args[name]]; });
+    var lengths = [];
+    if (mode === "packed") {
+      lengths = el("lengths").value.split(",").map(function (p) { return p.trim(); });
+      if (!lengths.every(function (p) { return /^[0-9]+$/.test(p) && parseInt(p, 10) > 0; })) {
+        bad.push("lengths (positive whole numbers, comma separated)");
+      }
+      lengths = lengths.map(function (p) { return parseInt(p, 10); });
+      var agg = {sum: lengths.reduce(function (a, b) { return a + b; }, 0), count: lengths.length,
+                 max: Math.max.apply(null, lengths)};
+      Object.keys(R.packed).forEach(function (name) { sizes[name] = agg[R.packed[name]]; });
+    }
+    var proj = lstm && given.proj_size > 0;
+    var problem = bad.length ? "not a valid size: " + bad.join(", ") :
+      (proj && given.proj_size >= given.hidden_size ? "proj_size must be smaller than hidden_size" : "");
+    el("free-error").textContent = problem;
+    if (problem) { el("free-shapes").innerHTML = ""; return; }
+    var dims = R.dims[[cfg.family, cfg.batch_first, proj ? "1" : "0", mode].join("|")];
+    var table = document.createElement("table");
+    table.className = "shapes";
+    table.innerHTML = "<tr><th>argument</th><th>shape</th><th>with sizes</th></tr>";
+    Object.keys(dims).forEach(function (name) {
+      var shape = dims[name].map(function (expr) {
+        return expr.split("*").reduce(function (n, f) {
+          return n * (/^[0-9]+$/.test(f) ? parseInt(f, 10) : sizes[f]);
+        }, 1);
+      });
+      var tr = table.insertRow();
+      tr.setAttribute("data-name", name);
+      [name, "(" + dims[name].join(", ") + ")", tupleText(shape)].forEach(function (text, i) {
+        var c = document.createElement(i === 0 ? "th" : "td");
+        c.textContent = text;
+        c.className = ["", "sym", "shape"][i];
+        tr.appendChild(c);
+      });
+    });
+    el("free-shapes").innerHTML = "";
+    el("free-shapes").appendChild(table);
+    document.body.setAttribute("data-free", [cfg.family, mode, sizes.T, sizes.bs].join("|"));
+  }
   window.svExplorer = {
     load: function (k, data) { cache[k] = data; if (k === wanted) { show(k); } }
   };
@@ -111,6 +179,10 @@ EXPLORER_JS = """
     this.textContent = full ? "Fit the diagram to the page" : "Show the diagram at full size";
   });
   form.addEventListener("change", update);
+  var sizesForm = el("sizes");
+  sizesForm.addEventListener("input", function () { freeSizes(normalise(read())); });
+  sizesForm.addEventListener("change", function () { freeSizes(normalise(read())); });
+  sizesForm.addEventListener("submit", function (e) { e.preventDefault(); });
   form.addEventListener("submit", function (e) { e.preventDefault(); });
   window.addEventListener("hashchange", function () { restore(); update(); });
   restore();
