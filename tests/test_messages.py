@@ -150,9 +150,11 @@ def test_unbatched_ambiguous():
     rnn = nn.RNN(10, 20)
     x = torch.randn(3, 10)  # one step of a batch (bs=3, emb) — torch reads it as (T=3, emb)
     rnn(x)
-    with sv.dims(bs=3):
+    with sv.dims(bs=3, T=7):
         e = _err(rnn, x)
     assert (e.code, e.argument) == ("unbatched_ambiguous", "input")
+    with sv.dims(bs=3):  # bs alone: a sequence of 3 steps reads the same, so nothing is said
+        sv.check_call(rnn, x)
     assert "hint: x = x.unsqueeze(0)" in str(e)
     e = _err(rnn, x, torch.zeros(1, 3, 20))  # a batched h_0 is evidence too
     assert e.code == "unbatched_ambiguous"

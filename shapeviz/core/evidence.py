@@ -112,11 +112,16 @@ def unbatched_ambiguous(decl: dict[str, int], first: int, state_ndim: int | None
     ``state_ndim`` is the number of dims of the call's own ``h_0`` (None when none was passed): an unbatched
     state contradicts the alarm.
 
-    >>> unbatched_ambiguous({"bs": 3}, 3), unbatched_ambiguous({"bs": 3, "T": 3}, 3)
+    Both dims must be declared: ``first`` equal to bs alone is a single size match (an unbatched sequence whose
+    length happens to equal the batch size), so it needs the declared T to rule the time reading out.
+
+    >>> unbatched_ambiguous({"bs": 3, "T": 7}, 3), unbatched_ambiguous({"bs": 3, "T": 3}, 3)
     (True, False)
-    >>> unbatched_ambiguous({"bs": 3}, 3, state_ndim=2)  # h_0 (layers*D, h): the call is unbatched
+    >>> unbatched_ambiguous({"bs": 3}, 3)  # bs alone: no evidence
+    False
+    >>> unbatched_ambiguous({"bs": 3, "T": 7}, 3, state_ndim=2)  # h_0 (layers*D, h): the call is unbatched
     False
     """
-    dbs = decl.get("bs")
-    return (dbs is not None and first == dbs and decl.get("T", -1) != first
+    dbs, dT = decl.get("bs"), decl.get("T")
+    return (dbs is not None and dT is not None and first == dbs and dT != first
             and state_ndim != unbatched_state_ndim)
