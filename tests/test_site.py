@@ -323,6 +323,27 @@ def test_any_sizes_match_conventions(site: Path, browser: Any, tmp_path: Path) -
     assert _errors(browser) == []
 
 
+def test_the_url_keeps_any_sizes(site: Path, browser: Any) -> None:
+    _open(browser, site / "explorer.html")
+    _shown(browser, Config("LSTM", T=3, bs=4))
+    shown = _free(browser, "GRU", 2, True, False, {"input_size": "33", "hidden_size": "17", "free_T": "9",
+                                                     "free_bs": "2", "mode": "packed", "lengths": "4, 4, 1"})
+    assert shown["input"] == "(9, 33)" and shown["h_n"] == "(4, 3, 17)"  # sum(lengths)=9, bs=len(lengths)=3
+    url = browser.current_url
+    assert "input_size=33" in url and "mode=packed" in url
+    browser.get("about:blank")
+    browser.get(url)
+    _shown(browser, Config("GRU", 2, True, T=3, bs=4))
+    rows = browser.find_elements("css selector", "#free-shapes tr[data-name]")
+    assert {r.get_attribute("data-name"): r.find_element("css selector", "td.shape").text for r in rows} == shown
+    browser.get("about:blank")
+    browser.get(url.split("#")[0] + "#family=GRU&input_size=%3Cb%3E&mode=nope")  # junk is ignored, not shown
+    _shown(browser, Config("GRU", T=3, bs=4))
+    assert browser.find_element("id", "input_size").get_attribute("value") == "10"
+    assert browser.find_element("id", "mode").get_attribute("value") == "batched"
+    assert _errors(browser) == []
+
+
 def test_any_sizes_say_what_is_wrong(site: Path, browser: Any) -> None:
     _open(browser, site / "explorer.html")
     _shown(browser, Config("LSTM", T=3, bs=4))

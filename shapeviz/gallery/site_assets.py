@@ -36,6 +36,7 @@ EXPLORER_JS = """
   "use strict";
   var CELLS = ["RNNCell", "LSTMCell", "GRUCell"];
   var FIELDS = ["family", "layers", "bidirectional", "batch_first", "proj", "T", "bs"];
+  var FREE = ["input_size", "hidden_size", "proj_size", "free_T", "free_bs", "mode", "lengths"];  // any sizes
   var cache = {};
   var wanted = null;
   var form = document.getElementById("config");
@@ -80,10 +81,11 @@ EXPLORER_JS = """
   function update() {
     var cfg = normalise(read());
     write(cfg);
-    var hash = "#" + FIELDS.map(function (f) { return f + "=" + encodeURIComponent(cfg[f]); }).join("&");
-    if (window.location.hash !== hash) { history.replaceState(null, "", hash); }
     wanted = key(cfg);
     freeSizes(cfg);
+    var hash = "#" + FIELDS.map(function (f) { return f + "=" + encodeURIComponent(cfg[f]); }).concat(
+      FREE.map(function (f) { return f + "=" + encodeURIComponent(el(f).value); })).join("&");
+    if (window.location.hash !== hash) { history.replaceState(null, "", hash); }
     if (cache[wanted]) { show(wanted); return; }
     var s = document.createElement("script");
     s.src = "explorer/" + wanted + ".js";
@@ -99,6 +101,12 @@ EXPLORER_JS = """
         var ok = c.type === "checkbox" ? (v === "0" || v === "1") :
           Array.prototype.some.call(c.options, function (o) { return o.value === v; });
         if (ok) { cfg[kv[0]] = v; }
+      } else if (kv.length === 2 && FREE.indexOf(kv[0]) >= 0) {  // checked again by freeSizes
+        var w = decodeURIComponent(kv[1]);
+        var input = el(kv[0]);
+        var fits = input.tagName === "SELECT" ?
+          Array.prototype.some.call(input.options, function (o) { return o.value === w; }) : /^[0-9, ]{0,200}$/.test(w);
+        if (fits) { input.value = w; }
       }
     });
     write(cfg);
@@ -180,8 +188,8 @@ EXPLORER_JS = """
   });
   form.addEventListener("change", update);
   var sizesForm = el("sizes");
-  sizesForm.addEventListener("input", function () { freeSizes(normalise(read())); });
-  sizesForm.addEventListener("change", function () { freeSizes(normalise(read())); });
+  sizesForm.addEventListener("input", update);
+  sizesForm.addEventListener("change", update);
   sizesForm.addEventListener("submit", function (e) { e.preventDefault(); });
   form.addEventListener("submit", function (e) { e.preventDefault(); });
   window.addEventListener("hashchange", function () { restore(); update(); });
