@@ -1,6 +1,8 @@
 """Shared fixtures: every test starts and ends with no shapeviz hook or patch installed; golden files.
 
-Regenerate the golden files under tests/golden/ with ``pytest --regen`` (or SHAPEVIZ_REGEN_GOLDEN=1).
+Regenerate the golden files under tests/golden/ with ``pytest --regen`` (nothing else writes them): the
+run lists every golden it changed. A run that holds every test using goldens fails on a golden file none of
+them used (an orphan left behind by a renamed or removed test).
 """
 
 from __future__ import annotations
@@ -34,21 +36,77 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="write the golden files under tests/golden/ from the output instead of comparing")
 
 
+_GOLDEN_USED = pytest.StashKey[set[str]]()
+_GOLDEN_CHANGED = pytest.StashKey[list[str]]()
+_GOLDEN_PARTIAL = pytest.StashKey[bool]()
+
+
 @pytest.fixture
 def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
     """``golden("cli/demo.txt", text)``: assert text equals tests/golden/cli/demo.txt (or write it, --regen)."""
-    regen = request.config.getoption("--regen") or os.environ.get("SHAPEVIZ_REGEN_GOLDEN") == "1"
+    config = request.config
+    regen = config.getoption("--regen")
 
     def compare(name: str, text: str) -> None:
         path = GOLDEN_DIR / name
+        config.stash.setdefault(_GOLDEN_USED, set()).add(name)
         if regen:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text, encoding="utf-8")
+                config.stash.setdefault(_GOLDEN_CHANGED, []).append(name)
             return
         assert path.exists(), f"missing golden {path}; create it with pytest --regen"
         assert text == path.read_text(encoding="utf-8"), f"{name} differs from {path} (pytest --regen to update)"
 
     return compare
+
+
+def _uses_golden(item: pytest.Item) -> bool:
+    return "golden" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip the CUDA tests without a GPU; note whether every test that uses goldens is in this run (orphan
+    goldens are judged only then)."""
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip)
+    files = {Path(str(i.path)).name for i in items if _uses_golden(i)}
+    wanted = {p.name for p in Path(__file__).parent.glob("test_*.py") if "golden(" in p.read_text(encoding="utf-8")}
+    config.stash[_GOLDEN_PARTIAL] = not wanted <= files
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    for item in items:
+        if _uses_golden(item):
+            item.config.stash[_GOLDEN_PARTIAL] = True
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    changed = config.stash.get(_GOLDEN_CHANGED, [])
+    if config.getoption("--regen"):
+        terminalreporter.write_line(f"golden files changed by --regen: {len(changed)}")
+        for name in changed:
+            terminalreporter.write_line(f"  {GOLDEN_DIR / name}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail a run that held every golden-using test on a golden file none of them used."""
+    config = session.config
+    if config.stash.get(_GOLDEN_PARTIAL, True) or session.testsfailed or exitstatus != 0:
+        return
+    used = config.stash.get(_GOLDEN_USED, set())
+    orphans = sorted(str(p.relative_to(GOLDEN_DIR)) for p in GOLDEN_DIR.rglob("*") if p.is_file()
+                     and str(p.relative_to(GOLDEN_DIR)) not in used)
+    if orphans:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"golden files no test used (remove them): {', '.join(orphans)}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def run_in_threads(work: Callable[[int], None], n: int = 8) -> None:
@@ -94,12 +152,3 @@ def _clean_state():
     dimensions.DECLARED.set(None)
     assert leaked == 0, "a test left shapeviz hooks or patches installed"
     assert sizes is None, f"a test left declared sizes behind: {sizes}"
-
-
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
