@@ -36,7 +36,7 @@ BATCH_FIRST_ALLOWED: dict[tuple[str, str], str] = {
     ("gallery/site.py", "Config.module"): "the site's grid config passes its flag to the nn constructor",
     ("runtime/compiled.py", "config_of"):
         "reads the configuration into Conventions attribute by attribute while dynamo traces (core's "
-        "config_key uses an itemgetter, which dynamo cannot trace); the layout rule stays in Layout",
+        "key_getter uses an itemgetter, which dynamo cannot trace); the layout rule stays in Layout",
 }
 
 

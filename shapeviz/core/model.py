@@ -408,12 +408,6 @@ def key_getter(module: nn.Module) -> tuple[Callable[[Any], tuple], bool]:
     return attrgetter(*names), False
 
 
-def config_key(module: nn.Module) -> tuple:
-    """The configuration a module's conventions depend on (plain attribute reads)."""
-    getter, from_dict = key_getter(module)
-    return getter(module.__dict__ if from_dict else module)
-
-
 def _family(module: nn.Module) -> tuple[str, bool]:
     for fam, layer, cell in zip(FAMILIES, LAYER_TYPES, CELL_TYPES, strict=True):
         if isinstance(module, layer):

@@ -5,8 +5,8 @@
 >>> traced_fault(rnn, torch.randn(5, 3, 8), None, None), traced_fault(rnn, torch.randn(5, 3, 9), None, None)
 (False, True)
 
-:func:`check_traced` is what :func:`shapeviz.runtime.fastcheck.check_module_call` calls when dynamo
-traces a checked call. It is a pure function of module attributes and tensor shapes, dtypes and
+:func:`check_traced` is what :func:`shapeviz.runtime.fastcheck.check_input` calls when dynamo traces a
+checked call. It is a pure function of module attributes and tensor shapes, dtypes and
 devices, so dynamo evaluates it at trace time: what it reads becomes guards dynamo keeps anyway (the
 module's sizes, the tensors' shapes) and nothing reaches the graph. The shape rule is the module's
 :class:`~shapeviz.core.model.Layout`; the evidence rule is :mod:`shapeviz.core.evidence`.

@@ -10,7 +10,8 @@ shapeviz.ShapeError: [hidden_ndim] RNN(10, 20, num_layers=2): argument `h_0`
 ...
 
 On failure (and only then) :mod:`shapeviz.runtime.diagnosis` works out which mistake it is and builds the
-message. The fast path allocates nothing, formats nothing and never reads tensor data.
+message. The fast path formats nothing and never reads tensor data; a repeat call (the plan's hot path)
+allocates no more than the ``torch.Size`` objects its shape reads make.
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def fit(p: CallPlan, sh: tuple[int, ...], decl: dict[str, int] | None) -> tuple[
 
 def fast_ok(module: torch.nn.Module, p: CallPlan, x: Any, hx: Any, decl: dict[str, int] | None) -> bool:
     """True when the call fits; False hands over to :func:`shapeviz.runtime.diagnosis.diagnose`. The rule
-    itself (:func:`check_module_call` first compares a call with the memo of :func:`fit` this leaves).
+    itself (:func:`check_input` first asks the plan's hot path, which compares a call with the memo of
+    :func:`fit` this leaves).
 
     >>> import torch, torch.nn as nn
     >>> gru = nn.GRU(4, 6)
