@@ -126,8 +126,12 @@ def test_symbolic_names():
     assert torch_style["h_0"] == "D*num_layers N H_out"
     assert torch_style["c_0"] == "D*num_layers N H_cell"
     assert torch_style["input"] == "L N H_in"
-    with pytest.raises(sv.SpecError, match="seeds"):
+    with pytest.raises(sv.SpecError, match="'named', 'torch'"):
         c.symbolic_style("numpy")
+    with pytest.warns(DeprecationWarning, match="style='named'"):
+        assert c.symbolic_style("seeds") == c.symbolic_style("named") == c.symbolic
+    with pytest.warns(DeprecationWarning):
+        assert str(sv.explain(nn.GRU(4, 6), style="seeds")) == str(sv.explain(nn.GRU(4, 6)))
 
 
 def test_subclasses_are_recognised_and_cache_follows_config():

@@ -148,8 +148,9 @@ def build_parser() -> _Parser:
     e.add_argument("spec", metavar="SPEC", help='a layer, e.g. "LSTM(10, 20, num_layers=2, bidirectional=True)"')
     e.add_argument("--T", type=_positive, help="sequence length")
     e.add_argument("--bs", type=_positive, help="batch size")
-    e.add_argument("--style", choices=("seeds", "torch"), default="seeds",
-                   help="dimension names: seeds (T, bs, emb, h; default) or torch (L, N, H_in, H_out)")
+    e.add_argument("--style", choices=("named", "torch", "seeds"), default="named",
+                   help="dimension names: named (T, bs, emb, h; default) or torch (L, N, H_in, H_out); "
+                        "seeds is the old name of named")
 
     d = sub.add_parser("draw", help="write the unrolled diagram of a layer (.svg or .png)", formatter_class=fmt,
                        description="Draw a layer unrolled over time and write it to FILE.svg or FILE.png "

@@ -260,10 +260,10 @@ class Conventions:
         """Batched symbolic shapes, e.g. ``{"input": "T bs emb", "h_0": "layers*D bs h", …}``."""
         return {k: " ".join(v) for k, v in self.dims().items()}
 
-    def symbolic_style(self, style: str = "seeds", batched: bool = True, packed: bool = False) -> dict[str, str]:
-        """Symbolic shapes in the seeds' names (``"seeds"``) or PyTorch's docs notation (``"torch"``)."""
-        if style not in ("seeds", "torch"):
-            raise SpecError(f"style must be 'seeds' or 'torch', got {style!r}")
+    def symbolic_style(self, style: str = "named", batched: bool = True, packed: bool = False) -> dict[str, str]:
+        """Symbolic shapes in shapeviz's dim names (``"named"``: T, bs, emb, h) or PyTorch's docs notation
+        (``"torch"``: L, N, H_in, H_out)."""
+        style = style_of(style)
         out = {}
         for name, exprs in self.dims(batched, packed).items():
             if style == "torch":
@@ -388,6 +388,28 @@ _cache: weakref.WeakKeyDictionary[nn.Module, tuple[tuple, Conventions, Callable[
 
 _LAYER_CONFIG = ("mode", "input_size", "hidden_size", "num_layers", "bidirectional", "batch_first", "proj_size")
 _CELL_CONFIG = ("input_size", "hidden_size")
+
+
+STYLES = ("named", "torch")
+"""The notations of a table: shapeviz's dim names (T, bs, emb, h, layers, D, proj) or PyTorch's docs' (L, N, H_in …)."""
+
+
+def style_of(style: str) -> str:
+    """A notation's name, checked: ``"named"`` or ``"torch"`` (``"seeds"``, its old name, still works, with a
+    DeprecationWarning).
+
+    >>> style_of("torch")
+    'torch'
+    """
+    if style == "seeds":
+        import warnings
+
+        warnings.warn("style='seeds' is now style='named' (shapeviz's dim names T, bs, emb, h)", DeprecationWarning,
+                      stacklevel=3)
+        return "named"
+    if style not in STYLES:
+        raise SpecError(f"style must be one of {', '.join(map(repr, STYLES))}, got {style!r}")
+    return style
 
 
 def key_getter(module: nn.Module) -> tuple[Callable[[Any], tuple], bool]:

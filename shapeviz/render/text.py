@@ -32,15 +32,16 @@ class Explanation(str):
         return f'<pre class="sv-explain">{escape(str(self))}</pre>'
 
 
-def explain(module: object, T: int | None = None, bs: int | None = None, style: str = "seeds") -> Explanation:
+def explain(module: object, T: int | None = None, bs: int | None = None, style: str = "named") -> Explanation:
     """The teaching table of a recurrent module's shapes (``style="torch"``: PyTorch's notation).
 
     >>> import torch.nn as nn
     >>> print(explain(nn.RNN(10, 20, 2), T=5, bs=3).splitlines()[5])
       out   output    (T, bs, D*h)       (T=5, bs=3, D*h=20)
     """
-    from shapeviz.core.model import conventions
+    from shapeviz.core.model import conventions, style_of
 
+    style = style_of(style)
     for name, v in (("T", T), ("bs", bs)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             raise SpecError(f"explain: {name} must be a non-negative int or None, got {v!r}")
@@ -48,7 +49,7 @@ def explain(module: object, T: int | None = None, bs: int | None = None, style: 
 
 
 def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = None,
-                        style: str = "seeds") -> str:
+                        style: str = "named") -> str:
     """The conventions of one module as a fixed-width table with the notes people get wrong."""
     sym = c.symbolic_style(style)
     sizes = c.torch_sizes(T, bs) if style == "torch" else c.bindings(T, bs)
@@ -65,7 +66,7 @@ def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = N
         if not c.cell:
             own.update(num_layers=c.num_layers, D=c.D)
     given = "  ".join(f"{k}={v}" for k, v in own.items())
-    tb = {"T": T, "bs": bs} if style == "seeds" else {"L": T, "N": bs}
+    tb = {"L": T, "N": bs} if style == "torch" else {"T": T, "bs": bs}
     given += "".join(f"  {k}={v}" for k, v in tb.items() if v is not None)
     lines.append("  " + given)
     rows = [(_ROLE.get(name, "out"), name, format_shape(shape.split(" ")), format_named(shape.split(" "), sizes))
@@ -86,7 +87,7 @@ def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = N
     return "\n".join(lines)
 
 
-def notes(c: Conventions, T: int | None = None, bs: int | None = None, style: str = "seeds") -> list[str]:
+def notes(c: Conventions, T: int | None = None, bs: int | None = None, style: str = "named") -> list[str]:
     """The facts about this module's shapes that people most often get wrong, in the table's notation.
 
     >>> import torch.nn as nn
@@ -94,7 +95,7 @@ def notes(c: Conventions, T: int | None = None, bs: int | None = None, style: st
     >>> notes(conventions(nn.GRU(4, 8)), style="torch")[0]
     'batch_first=False applies to input and output only; h_0/h_n are always (D*num_layers, N, H_out)'
     """
-    def word(expr: str, arg: str = "h_0") -> str:  # the table's notation: the seeds' names, or PyTorch's
+    def word(expr: str, arg: str = "h_0") -> str:  # the table's notation: shapeviz's names, or PyTorch's
         return c.torch_expr(expr, arg) if style == "torch" else expr
 
     w = {"layers": word("layers"), "proj": word("proj")}
