@@ -256,6 +256,7 @@ def explorer_html(grid: dict[str, tuple[int, ...]]) -> str:
             "argument's named dims); the rest of the page shows the sizes above.</p>",
             f'<form id="sizes" class="controls" aria-label="sizes">{"".join(free)}</form>',
             '<p id="free-error" class="error" role="alert"></p>', '<div id="free-shapes"></div>',
+            "<p>The same sizes as code (the numbers from the table above):</p>", '<pre id="free-code"></pre>',
             "<h3>Unrolled over time</h3>",
             '<p><button id="fullsize" type="button" aria-pressed="false" aria-controls="diagram">Show the diagram '
             "at full size</button> (it scrolls sideways; or zoom in the browser)</p>",

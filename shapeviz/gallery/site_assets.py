@@ -154,17 +154,22 @@ EXPLORER_JS = """
     var problem = bad.length ? "not a valid size: " + bad.join(", ") :
       (proj && given.proj_size >= given.hidden_size ? "proj_size must be smaller than hidden_size" : "");
     el("free-error").textContent = problem;
-    if (problem) { el("free-shapes").innerHTML = ""; return; }
+    if (problem) { el("free-shapes").innerHTML = ""; el("free-code").textContent = ""; return; }
     var dims = R.dims[[cfg.family, cfg.batch_first, proj ? "1" : "0", mode].join("|")];
     var table = document.createElement("table");
     table.className = "shapes";
     table.innerHTML = "<tr><th>argument</th><th>shape</th><th>with sizes</th></tr>";
-    Object.keys(dims).forEach(function (name) {
-      var shape = dims[name].map(function (expr) {
+    function sizeOf(exprs) {
+      return exprs.map(function (expr) {
         return expr.split("*").reduce(function (n, f) {
           return n * (/^[0-9]+$/.test(f) ? parseInt(f, 10) : sizes[f]);
         }, 1);
       });
+    }
+    var shapes = {};
+    Object.keys(dims).forEach(function (name) {
+      var shape = sizeOf(dims[name]);
+      shapes[name] = shape;
       var tr = table.insertRow();
       tr.setAttribute("data-name", name);
       [name, "(" + dims[name].join(", ") + ")", tupleText(shape)].forEach(function (text, i) {
@@ -176,7 +181,41 @@ EXPLORER_JS = """
     });
     el("free-shapes").innerHTML = "";
     el("free-shapes").appendChild(table);
+    var batchedKey = [cfg.family, cfg.batch_first, proj ? "1" : "0", "batched"].join("|");
+    var padded = mode === "packed" ? sizeOf(R.dims[batchedKey].input) : null;  // T=max(lengths), bs=len(lengths)
+    el("free-code").textContent = freeCode(cfg, given, proj, mode, shapes, padded, lengths, T, bs);
     document.body.setAttribute("data-free", [cfg.family, mode, sizes.T, sizes.bs].join("|"));
+  }
+  function freeCode(cfg, given, proj, mode, shapes, padded, lengths, T, bs) {  // the numbers: from the table
+    var cell = CELLS.indexOf(cfg.family) >= 0, args = [given.input_size, given.hidden_size];
+    if (!cell && cfg.layers !== "1") { args.push("num_layers=" + cfg.layers); }
+    if (cfg.bidirectional === "1") { args.push("bidirectional=True"); }
+    if (cfg.batch_first === "1") { args.push("batch_first=True"); }
+    if (proj) { args.push("proj_size=" + given.proj_size); }
+    var names = Object.keys(shapes), states = names.filter(function (n) { return /_0$/.test(n); });
+    var results = names.filter(function (n) { return n !== "input" && states.indexOf(n) < 0; });
+    var lines = ["import torch", "import torch.nn as nn"];
+    if (mode === "packed") { lines.push("from torch.nn.utils.rnn import pack_padded_sequence"); }
+    lines.push("", "import shapeviz as sv", "", "layer = nn." + cfg.family + "(" + args.join(", ") + ")");
+    if (mode === "packed") {
+      lines.push("padded = torch.randn" + tupleText(padded),
+                 "x = pack_padded_sequence(padded, [" + lengths.join(", ") + "]" +
+                 (cfg.batch_first === "1" ? ", batch_first=True" : "") +
+                 (lengths.every(function (n, i) { return i === 0 || n <= lengths[i - 1]; }) ? "" :
+                  ", enforce_sorted=False") + ")  # x.data: " + tupleText(shapes.input));
+    } else {
+      lines.push("x = torch.randn" + tupleText(shapes.input) + (mode === "unbatched" ? "  # unbatched" : ""));
+    }
+    states.forEach(function (n) { lines.push(n + " = torch.zeros" + tupleText(shapes[n])); });
+    var state = states.length === 1 ? states[0] : "(" + states.join(", ") + ")";
+    var out = cell || results.length === 2 ? results.join(", ") :
+      results[0] + ", (" + results.slice(1).join(", ") + ")";
+    lines.push("sv.check_call(layer, x, " + state + ")", out + " = layer(x, " + state + ")");
+    if (mode === "packed") { lines.push("print(output.data.shape, h_n.shape)"); }
+    else { lines.push("print(" + results.map(function (n) { return n + ".shape"; }).join(", ") + ")"); }
+    lines.push("print(sv.explain(layer" + (cell || mode === "packed" ? "" : ", T=" + T) +
+               (mode === "batched" ? ", bs=" + bs : "") + "))");
+    return lines.join("\\n") + "\\n";
   }
   window.svExplorer = {
     load: function (k, data) { cache[k] = data; if (k === wanted) { show(k); } }
