@@ -14,7 +14,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from shapeviz._errors import CODES, DryRunError, MissingBackendError, ShapeError, ShapevizError, ShapeWarning, SpecError
+from shapeviz._errors import DryRunError, MissingBackendError, ShapeError, ShapevizError, ShapeWarning, SpecError
 
 __version__ = "0.1.0"
 
@@ -38,16 +38,16 @@ _LAZY: dict[str, str] = {
     "DryRun": "shapeviz.tracing.dryrun",
     "dry_run": "shapeviz.tracing.dryrun",
     "Diagram": "shapeviz.render.backend",
-    "find_backend": "shapeviz.render.backend",
     "explain": "shapeviz.render.text",
     "unroll": "shapeviz.render.unrolled",
     "load_ipython_extension": "shapeviz.apps.ipython",
     "unload_ipython_extension": "shapeviz.apps.ipython",
 }
 _SUBMODULES = ("nn", "scratch", "typing")  # the public import paths shapeviz.nn, .scratch, .typing
+_DEPRECATED = {"CODES": "shapeviz._errors", "find_backend": "shapeviz.render.backend"}
+"""Implementation details once re-exported here: still reachable, with a DeprecationWarning."""
 
 __all__ = [
-    "CODES",
     "Call",
     "Conventions",
     "Diagram",
@@ -70,7 +70,6 @@ __all__ = [
     "enable",
     "enabled",
     "explain",
-    "find_backend",
     "load_ipython_extension",
     "name",
     "nn",
@@ -88,6 +87,12 @@ def __getattr__(name: str) -> Any:
         value: Any = import_module(f"shapeviz.{name}")
     elif name in _LAZY:
         value = getattr(import_module(_LAZY[name]), name)
+    elif name in _DEPRECATED:
+        import warnings
+
+        warnings.warn(f"shapeviz.{name} is an implementation detail and no longer public (it lives in "
+                      f"{_DEPRECATED[name]}); it will go in a later release", DeprecationWarning, stacklevel=2)
+        return getattr(import_module(_DEPRECATED[name]), name)  # not cached: it warns every time
     else:
         raise AttributeError(f"module 'shapeviz' has no attribute {name!r}")
     globals()[name] = value  # later lookups are plain attribute reads
@@ -104,7 +109,7 @@ if TYPE_CHECKING:  # static checkers see the real names
     from shapeviz.apps.ipython import load_ipython_extension, unload_ipython_extension
     from shapeviz.core.dimensions import dims
     from shapeviz.core.model import Conventions, conventions
-    from shapeviz.render.backend import Diagram, find_backend
+    from shapeviz.render.backend import Diagram
     from shapeviz.render.text import explain
     from shapeviz.render.unrolled import unroll
     from shapeviz.runtime.fastcheck import check_call

@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 import shapeviz as sv
+from shapeviz.render.backend import find_backend
 
 pytestmark = pytest.mark.cuda
 
@@ -53,6 +54,6 @@ def test_trace_of_a_cuda_model_keeps_no_gpu_memory(sync_errors):
 def test_diagram_from_a_cuda_module(tmp_path):
     d = sv.unroll(nn.GRU(8, 16, num_layers=2).cuda(), T=4, bs=3)
     assert "(bs=3, h=16)" in d.source
-    if sv.find_backend() is not None:
+    if find_backend() is not None:
         d.render(tmp_path / "gru.svg")
         assert (tmp_path / "gru.svg").read_text().lstrip().startswith(("<?xml", "<svg"))

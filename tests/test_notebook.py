@@ -15,6 +15,7 @@ import pytest
 
 import shapeviz as sv
 from shapeviz.apps.ipython import Extension, load, unload
+from shapeviz.render.backend import find_backend
 from shapeviz.render.html import dim_cells, shape_error_html
 
 NOTEBOOK = Path(__file__).parent / "notebooks" / "extension.ipynb"
@@ -77,7 +78,7 @@ def test_declared_inputs_catch_the_untransposed_embedding(cells: list[Any]) -> N
 
 def test_diagram_displays_as_svg(cells: list[Any]) -> None:
     [result] = _outputs(cells[5], "execute_result")
-    if sv.find_backend() is None:  # no dot program here: the bundle falls back to DOT text
+    if find_backend() is None:  # no dot program here: the bundle falls back to DOT text
         assert result.data["text/plain"].startswith("digraph")
     else:
         assert "<svg" in result.data["image/svg+xml"]
