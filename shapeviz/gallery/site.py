@@ -12,7 +12,10 @@ and ``explorer.html``: form controls for the family (RNN/LSTM/GRU and the three 
 configuration of :data:`GRID` is pre-rendered here, from :class:`~shapeviz.core.model.Conventions`
 (the explain table, the shapes, the notes, the unrolled diagram as SVG, the code), into one small
 ``explorer/<key>.js`` file; the page's script only picks the file of the chosen configuration and
-keeps it in the URL (``explorer.html#family=LSTM&layers=2&...``), so a teacher can link to it. No
+keeps it in the URL (``explorer.html#family=LSTM&layers=2&...``), so a teacher can link to it. Its "Shapes
+for any sizes" table (any input_size, hidden_size, proj_size, T, bs; batched, unbatched or packed input) is
+computed in the page from ``explorer-rule.js``, the dims of each argument written out of ``Conventions``
+(:mod:`shapeviz.gallery.explorer_rule`): the script multiplies sizes, it knows no shape rule. No
 server, no network, no external fonts or scripts: open ``index.html``, or host the folder anywhere
 static (``python -m http.server``, GitHub Pages).
 """
@@ -245,9 +248,11 @@ def explorer_html(grid: dict[str, tuple[int, ...]]) -> str:
             '<span><label for="lengths">lengths</label><input type="text" id="lengths" name="lengths" '
             'value="5, 3, 2" size="12"></span>']
     body = ["<h1>The conventions explorer</h1>",
-            f"<p>Every layer here is built with input_size={EMB}, hidden_size={HIDDEN}. Everything below is "
-            "pre-rendered by shapeviz from the same conventions its checks use. The address bar keeps the "
-            "choice: copy it to link to this configuration.</p>",
+            f"<p>Choose a layer and its flags. <b>Shapes for any sizes</b> takes any input_size, hidden_size, "
+            "proj_size, T and bs, and batched, unbatched or packed input; the first table, the diagram, the notes, "
+            f"the explain table and the code are pre-rendered for input_size={EMB}, hidden_size={HIDDEN} and the "
+            "T and bs chosen here. All of it comes from the same conventions shapeviz's checks use. The address "
+            "bar keeps the choice: copy it to link to this configuration.</p>",
             f'<form id="config" class="controls" aria-label="layer configuration">{"".join(controls)}</form>',
             '<h2 id="label" aria-live="polite"></h2>', "<h3>Shapes</h3>", '<div id="shapes"></div>',
             "<h3>Shapes for any sizes</h3>",
