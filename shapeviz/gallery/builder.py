@@ -6,8 +6,9 @@ True
 >>> page_script(EXAMPLES["gru"]).splitlines()[0]                 # a complete script, imports first
 'import torch'
 
-A page has one Python block, a complete script (imports, the example's classes and build
-function, then: run it under ``sv.checking``, trace it, explain it, draw it), the unrolled
+A page has one Python block, a complete script written as a student would (torch and
+``import shapeviz as sv`` only: the example's classes, the build function's body, then run it
+under ``sv.checking``, trace it, explain it, draw it; see :mod:`shapeviz.gallery.script`), the unrolled
 diagram, the ``explain`` table of its recurrent layer and the trace table of one forward pass; a
 "common mistake" page also shows the real :class:`~shapeviz.ShapeError` its wrong call raises,
 and its diagram draws the wrong call (the wrong tensor highlighted) beside the fix.
