@@ -70,7 +70,7 @@ class CallPlan:
     replaced whole, so a thread never reads one call's shape with another call's states)."""
 
     __slots__ = ("arity", "bs_axis", "cell", "conv", "emb", "from_dict", "getkey", "hc", "hh", "hot", "key", "ld",
-                 "memo", "nd_batched", "nd_unbatched", "ref", "t_axis", "unbatched_c", "unbatched_h", "wname")
+                 "memo_box", "nd_batched", "nd_unbatched", "ref", "t_axis", "unbatched_c", "unbatched_h", "wname")
 
     def __init__(self, module: torch.nn.Module, conv: Conventions) -> None:
         lay = conv.layout
@@ -93,8 +93,19 @@ class CallPlan:
         self.unbatched_h = (*lead, lay.h_out)  # the state of an unbatched call: (layers*D, h) or (h,)
         self.unbatched_c = (*lead, lay.c_size)
         self.wname = lay.weight_name
-        self.memo: tuple = (None, None, (), ())  # (input shape, declared sizes, want_h, want_c)
+        # (input shape, declared sizes, want_h, want_c) in a one-item list the hot path shares: the closure holds
+        # the list, not the plan, so a plan is no reference cycle and goes as soon as its module does
+        self.memo_box: list[tuple] = [(None, None, (), ())]
         self.hot = _hot_path(self)
+
+    @property
+    def memo(self) -> tuple:
+        """The memo of :func:`fit`, replaced whole (threads never read one call's shape with another's states)."""
+        return self.memo_box[0]
+
+    @memo.setter
+    def memo(self, value: tuple) -> None:
+        self.memo_box[0] = value
 
 
 def _hot_path(p: CallPlan) -> Callable[[torch.nn.Module, Any, Any], bool]:
@@ -103,12 +114,12 @@ def _hot_path(p: CallPlan) -> Callable[[torch.nn.Module, Any, Any], bool]:
     configuration, dtypes, devices and state shapes still agree; False sends it the long way (never an error).
     Reads no module state it keeps: only ``m.__dict__``/``m._parameters`` of the module it is given."""
     getkey, key, from_dict, wname, ref, arity = p.getkey, p.key, p.from_dict, p.wname, p.ref, p.arity
-    env, env_key, decl_now, tensor = _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor
+    box, env, env_key, decl_now, tensor = p.memo_box, _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor
 
     def hot(m: torch.nn.Module, x: Any, hx: Any) -> bool:
         if env.get(env_key) is not None or type(x) is not tensor or is_compiling():
             return False
-        memo = p.memo
+        memo = box[0]
         if x.shape != memo[0] or getkey(m.__dict__ if from_dict else m) != key or ref() is not m:
             return False
         decl = decl_now()
