@@ -29,6 +29,7 @@ _LAZY: dict[str, str] = {
     "enable": "shapeviz.runtime.watching",
     "enabled": "shapeviz.runtime.watching",
     "watch": "shapeviz.runtime.watching",
+    "recurrent": "shapeviz.runtime.declared",
     "check": "shapeviz.annotations.aliases",
     "Call": "shapeviz.tracing.records",
     "TensorInfo": "shapeviz.tracing.records",
@@ -73,6 +74,7 @@ __all__ = [
     "load_ipython_extension",
     "name",
     "nn",
+    "recurrent",
     "scratch",
     "trace",
     "typing",
@@ -112,6 +114,7 @@ if TYPE_CHECKING:  # static checkers see the real names
     from shapeviz.render.backend import Diagram
     from shapeviz.render.text import explain
     from shapeviz.render.unrolled import unroll
+    from shapeviz.runtime.declared import recurrent
     from shapeviz.runtime.fastcheck import check_call
     from shapeviz.runtime.watching import checking, disable, enable, enabled, watch
     from shapeviz.tracing.dryrun import DryRun, dry_run

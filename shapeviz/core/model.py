@@ -23,6 +23,7 @@ from typing import Any
 import torch.nn as nn
 
 from shapeviz._errors import SpecError
+from shapeviz.core.declared import Declaration, declaration_of
 from shapeviz.core.dimensions import expr_size, format_named
 
 FAMILIES = ("RNN", "LSTM", "GRU")
@@ -65,10 +66,19 @@ class Layout:
     c_size: int  # last dim of c (hidden_size)
     gates: int
     torch_names: tuple[tuple[str, str], ...]  # seeds' dim name -> PyTorch docs' name
+    input_dims: tuple[str, ...] = ()  # a declared layer's input dims (sv.recurrent); () for torch's layouts
+    state_tuple: bool = False  # a declared one-tensor state passed as a 1-tuple
+
+    @property
+    def declared(self) -> bool:
+        """True for the layout of a layer declared with ``sv.recurrent`` whose conventions are not torch's."""
+        return bool(self.input_dims)
 
     @property
     def seq_text(self) -> str:
         """The batched input layout in named dims: ``"(T, bs, emb)"``, ``"(bs, T, emb)"`` or ``"(bs, emb)"``."""
+        if self.input_dims:
+            return f"({', '.join(self.input_dims)})"
         if self.cell:
             return "(bs, emb)"
         return "(bs, T, emb)" if self.batch_first else "(T, bs, emb)"
@@ -76,11 +86,16 @@ class Layout:
     @property
     def swapped_text(self) -> str:
         """The layout a swapped input has (the other ``batch_first``): what a ``batch_first_swap`` looks like."""
+        if self.input_dims:
+            swap = {"T": "bs", "bs": "T"}
+            return f"({', '.join(swap.get(d, d) for d in self.input_dims)})"
         return "(T, bs, emb)" if self.batch_first else "(bs, T, emb)"
 
     @property
     def step_text(self) -> str:
         """One time step of a batched input: ``"(T=1, bs, emb)"`` or ``"(bs, T=1, emb)"``."""
+        if self.input_dims:
+            return f"({', '.join('T=1' if d == 'T' else d for d in self.input_dims)})"
         return "(bs, T=1, emb)" if self.batch_first else "(T=1, bs, emb)"
 
     @property
@@ -131,7 +146,10 @@ class Layout:
 
     @property
     def weight_name(self) -> str:
-        """The first input weight, whose dtype and device are the module's: ``weight_ih`` (cell) or ``weight_ih_l0``."""
+        """The first input weight, whose dtype and device are the module's: ``weight_ih`` (cell) or ``weight_ih_l0``
+        (``""`` for a declared layer: its first floating parameter stands for it, see :func:`module_weight`)."""
+        if self.input_dims:
+            return ""
         return "weight_ih" if self.cell else "weight_ih_l0"
 
     def torch_name(self, name: str) -> str:
@@ -159,6 +177,9 @@ class Conventions:
     batch_first: bool = False
     proj_size: int = 0
     label: str = ""
+    name: str = ""  # the class name of a layer declared with sv.recurrent ("" for torch's classes)
+    declaration: Declaration | None = None  # its declared dims, where they are not torch's conventions
+    declared_sizes: tuple[tuple[str, int], ...] = ()  # the sizes its declaration read from the module
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -173,8 +194,8 @@ class Conventions:
     # ---------------------------------------------------------------- derived sizes
     @property
     def kind(self) -> str:
-        """The class name: ``"LSTM"``, ``"GRUCell"``, …"""
-        return self.family + ("Cell" if self.cell else "")
+        """The class name: ``"LSTM"``, ``"GRUCell"``, … (a declared layer's own class name)"""
+        return self.name or self.family + ("Cell" if self.cell else "")
 
     @property
     def D(self) -> int:
@@ -210,6 +231,16 @@ class Conventions:
     def layout(self) -> Layout:
         """The compiled :class:`Layout`: axes of T and bs, ndims, state arity, ``h_out``, gates, torch names."""
         bf = self.batch_first and not self.cell
+        d = self.declaration
+        if d is not None:
+            sizes = dict(self.declared_sizes)
+            return Layout(
+                cell=d.cell, batch_first=bf, t_axis=None if d.cell else d.input.index("T"),
+                bs_axis=d.input.index("bs"), batched_ndim=len(d.input), unbatched_ndim=-1,
+                state_arity=len(d.state), state_batched_ndim=len(d.state[0]), state_bs_axis=d.state[0].index("bs"),
+                h_out=self.hidden_size, c_size=expr_size(d.state[-1][-1], sizes) or 0,
+                gates=GATES[self.family], torch_names=tuple(_TORCH_NAMES.items()), input_dims=d.input,
+                state_tuple=d.state_tuple)
         return Layout(
             cell=self.cell, batch_first=bf,
             t_axis=None if self.cell else (1 if bf else 0), bs_axis=0 if (self.cell or bf) else 1,
@@ -227,18 +258,26 @@ class Conventions:
 
     @property
     def state_names(self) -> tuple[str, ...]:
-        """Initial states: ``("h_0", "c_0")`` for LSTMs, else ``("h_0",)``."""
+        """Initial states: ``("h_0", "c_0")`` for LSTMs, else ``("h_0",)`` (a declared layer: one per state tensor)."""
+        if self.declaration is not None:
+            return _state_names(len(self.declaration.state), "0")
         return ("h_0", "c_0") if self.is_lstm else ("h_0",)
 
     @property
     def result_names(self) -> tuple[str, ...]:
+        d = self.declaration
+        if d is not None:
+            states = _state_names(len(d.state), "1" if d.cell else "n")
+            return states if d.cell else (("output",) if d.output else ()) + states
         if self.cell:
             return ("h_1", "c_1") if self.is_lstm else ("h_1",)
         return ("output", "h_n", "c_n") if self.is_lstm else ("output", "h_n")
 
     @cached_property
     def sizes(self) -> dict[str, int]:
-        """Sizes of the module's own named dims: emb, h, layers, D (and proj)."""
+        """Sizes of the module's own named dims: emb, h, layers, D (and proj; a declared layer's own)."""
+        if self.declaration is not None:
+            return dict(self.declared_sizes)
         s = {"emb": self.input_size, "h": self.hidden_size}
         if not self.cell:
             s.update(layers=self.num_layers, D=self.D)
@@ -332,6 +371,8 @@ class Conventions:
 
     # ---------------------------------------------------------------- text
     def _default_label(self) -> str:
+        if self.declaration is not None:
+            return f"{self.kind}({', '.join(f'{k}={v}' for k, v in self.declared_sizes)})"
         args = [str(self.input_size), str(self.hidden_size)]
         if self.proj_size:
             args.append(f"proj_size={self.proj_size}")
@@ -353,7 +394,18 @@ class Conventions:
         return f"<pre>{escape(explain_conventions(self))}</pre>"
 
 
+def _state_names(n: int, suffix: str) -> tuple[str, ...]:
+    """``h_0``, ``c_0``, then ``s2_0``, ``s3_0`` … for a declared state of ``n`` tensors (suffix ``0``, ``n`` or ``1``)."""
+    return tuple(("h", "c")[i] + "_" + suffix if i < 2 else f"s{i}_{suffix}" for i in range(n))
+
+
 def _dims(c: Conventions, batched: bool, packed: bool) -> dict[str, tuple[str, ...]]:
+    d = c.declaration
+    if d is not None:  # a declared layer has one form, the declared one
+        out = {"input": d.input, **dict(zip(c.state_names, d.state, strict=True))}
+        if d.output is not None and not d.cell:
+            out["output"] = d.output
+        return out | dict(zip(c.result_names[-len(d.state):], d.state, strict=True))
     h = "proj" if c.proj_size else "h"
     if c.cell:
         b = ("bs",) if batched else ()
@@ -452,6 +504,10 @@ def conventions(module: nn.Module | Conventions) -> Conventions:
         return module
     if not isinstance(module, nn.Module):
         raise SpecError(f"expected an nn.Module or Conventions, got {type(module).__name__}")
+    if not isinstance(module, RECURRENT_TYPES):
+        decl = declaration_of(type(module))
+        if decl is not None:
+            return _declared(module, decl)
     hit = _cache.get(module)
     try:
         if hit is not None and hit[2](module.__dict__ if hit[3] else module) == hit[0]:
@@ -482,5 +538,73 @@ def conventions(module: nn.Module | Conventions) -> Conventions:
 
 
 def is_recurrent(module: object) -> bool:
-    """True for the six recurrent module types and their subclasses."""
-    return isinstance(module, RECURRENT_TYPES)
+    """True for the six recurrent module types and their subclasses, and for classes declared with
+    ``sv.recurrent``."""
+    return isinstance(module, RECURRENT_TYPES) or declaration_of(type(module)) is not None
+
+
+def _declared(module: nn.Module, decl: Declaration) -> Conventions:
+    """The Conventions a declared module compiles to: torch's own where the declaration describes them
+    (checked, explained and drawn as that family, under the module's class name), else the declaration's dims."""
+    sizes = decl.sizes_of(module)
+    key = (decl, tuple(sizes.items()))
+    hit = _cache.get(module)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    conv = _torch_like(decl, sizes) or _generic(decl, sizes)
+    _cache[module] = (key, conv, _no_getter, False)
+    return conv
+
+
+def _no_getter(_: Any) -> tuple:
+    return ()  # a declared module's key is its read sizes, compared in _declared
+
+
+def _generic(decl: Declaration, sizes: dict[str, int]) -> Conventions:
+    size = {k: v for k, v in sizes.items()}
+    bf = not decl.cell and decl.input.index("bs") < decl.input.index("T")
+    return Conventions(
+        family="LSTM" if len(decl.state) == 2 else "RNN", cell=decl.cell,
+        input_size=expr_size(decl.input[-1], size) or 0, hidden_size=expr_size(decl.state[0][-1], size) or 0,
+        batch_first=bf, name=decl.cls_name, declaration=decl, declared_sizes=tuple(sizes.items()))
+
+
+def _torch_like(decl: Declaration, sizes: dict[str, int]) -> Conventions | None:
+    """Torch's Conventions with the declared class's name, when the declaration names exactly torch's dims
+    (``"T bs emb"`` / ``("layers*D bs h", "layers*D bs h")``, a cell's ``"bs emb"`` / ``"bs h"`` …); else None."""
+    arity = len(decl.state)
+    if (arity == 2) != decl.state_tuple or arity > 2 or "emb" not in sizes or "h" not in sizes:
+        return None
+    D = sizes.get("D", 1)
+    if D not in (1, 2) or (decl.cell and set(sizes) - {"emb", "h"}):
+        return None
+    bf = not decl.cell and decl.input.index("bs") < decl.input.index("T")
+    try:
+        conv = Conventions("LSTM" if arity == 2 else "RNN", cell=decl.cell, input_size=sizes["emb"],
+                           hidden_size=sizes["h"], num_layers=1 if decl.cell else sizes.get("layers", 1),
+                           bidirectional=D == 2, batch_first=bf, proj_size=sizes.get("proj", 0),
+                           name=decl.cls_name)
+    except SpecError:
+        return None
+    want = conv.dims()
+    same = want["input"] == decl.input and all(want[n] == d for n, d in zip(conv.state_names, decl.state))
+    if decl.output is not None and not decl.cell:
+        same = same and want["output"] == decl.output
+    named = set(sizes) <= {"emb", "h", "layers", "D", "proj"}
+    return conv if same and named else None
+
+
+def module_weight(module: nn.Module, layout: Layout) -> Any:
+    """The tensor whose dtype and device are the module's: torch's first input weight, or, for a declared
+    layer, its first floating-point parameter (None when it has none).
+
+    >>> module_weight(nn.GRUCell(2, 3), conventions(nn.GRUCell(2, 3)).layout).shape
+    torch.Size([9, 2])
+    """
+    name = layout.weight_name
+    w = module._parameters.get(name) if name else None
+    if w is None and name and hasattr(module, name):
+        return getattr(module, name)
+    if w is None:
+        w = next((p for p in module.parameters() if p.is_floating_point() or p.is_complex()), None)
+    return w

@@ -53,6 +53,8 @@ def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = N
     """The conventions of one module as a fixed-width table with the notes people get wrong."""
     sym = c.symbolic_style(style)
     sizes = c.torch_sizes(T, bs) if style == "torch" else c.bindings(T, bs)
+    if c.declaration is not None:  # a layer declared with sv.recurrent: its declared dims, in its own names
+        sizes = c.bindings(T, bs) | {c.layout.torch_name(k): v for k, v in c.bindings(T, bs).items()}
     lines = [c.label]
     own = {"emb": c.input_size, "h": c.hidden_size}
     if not c.cell:
@@ -65,15 +67,21 @@ def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = N
             own["H_cell"] = c.hidden_size
         if not c.cell:
             own.update(num_layers=c.num_layers, D=c.D)
+    if c.declaration is not None:
+        own = dict(c.sizes)
     given = "  ".join(f"{k}={v}" for k, v in own.items())
     tb = {"L": T, "N": bs} if style == "torch" else {"T": T, "bs": bs}
     given += "".join(f"  {k}={v}" for k, v in tb.items() if v is not None)
     lines.append("  " + given)
-    rows = [(_ROLE.get(name, "out"), name, format_shape(shape.split(" ")), format_named(shape.split(" "), sizes))
+    rows = [(_ROLE.get(name, "in" if name.endswith("_0") else "out"), name, format_shape(shape.split(" ")), format_named(shape.split(" "), sizes))
             for name, shape in sym.items()]
     w = max(len(r[2]) for r in rows)
     lines.append(f"  {'':4}  {'argument':8}  {'shape':{w}}  with sizes")
     lines.extend(f"  {r[0]:4}  {r[1]:8}  {r[2]:{w}}  {r[3]}" for r in rows)
+    if c.declaration is not None:
+        lines.append("notes")
+        lines.extend(f"  * {n}" for n in declared_notes(c))
+        return "\n".join(lines)
     unb = c.symbolic_style(style, batched=False)
     first_out = c.result_names[0]
     lines.append(f"  unbatched: input {format_shape(unb['input'].split())} -> {first_out} "
@@ -135,4 +143,41 @@ def notes(c: Conventions, T: int | None = None, bs: int | None = None, style: st
         out.append(f"proj_size={c.proj_size} changes h (h_0, h_n, output use {w['proj']}={c.proj_size}) but not c "
                    f"(c_0, c_n keep {c_}={c.hidden_size})")
     out.append("h_0/c_0 default to zeros when omitted" if c.is_lstm else "h_0 defaults to zeros when omitted")
+    return out
+
+
+def declared_notes(c: Conventions) -> list[str]:
+    """What a layer declared with ``sv.recurrent`` takes, in its declared dims.
+
+    >>> import torch.nn as nn
+    >>> from shapeviz.core.declared import Declaration
+    >>> d = Declaration("Scratch", ("T", "bs", "emb"), (("bs", "h"),), True, None, False, (("emb", "a"), ("h", "b")))
+    >>> c = Conventions("RNN", cell=False, input_size=3, hidden_size=4, name="Scratch", declaration=d,
+    ...                 declared_sizes=(("emb", 3), ("h", 4)))
+    >>> declared_notes(c)[1]
+    'the input is (T, bs, emb): for x_t in x:  # x_t (bs, emb), one time step'
+    """
+    d = c.declaration
+    assert d is not None
+    lay = c.layout
+    out = [f"declared with sv.recurrent({c.kind}, {d.spec}): every call is checked against these dims"]
+    step = "(" + ", ".join(n for n in d.input if n != "T") + ")"
+    if d.cell:
+        out.append(f"a cell takes ONE time step {lay.seq_text}: for x_t in x:  # x_t {step}")
+    elif lay.t_axis == 0:
+        out.append(f"the input is {lay.seq_text}: for x_t in x:  # x_t {step}, one time step")
+    else:
+        out.append(f"the input is {lay.seq_text}: x[{lay.time_index}t] is one time step {step}; "
+                   f"a seq-first tensor needs x.transpose({min(lay.t_axis or 0, lay.bs_axis)}, "
+                   f"{max(lay.t_axis or 0, lay.bs_axis)})")
+    names = c.state_names
+    shapes = ", ".join(f"{n} ({', '.join(s)})" for n, s in zip(names, d.state, strict=True))
+    if d.state_tuple:
+        passed = "(" + ", ".join(n.replace("_", "") for n in names) + ("," if len(names) == 1 else "") + ")"
+        out.append(f"the state is a tuple of {len(names)}: {shapes}; pass {passed}, not a bare tensor")
+    else:
+        out.append(f"the state is one tensor: {shapes}")
+    flat = {f for s in d.state for e in s for f in e.split("*")}
+    if not d.cell and not flat & {"layers", "D"}:
+        out.append("its state has no layers or directions dim, unlike nn.RNN's (layers*D, bs, h)")
     return out

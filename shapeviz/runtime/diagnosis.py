@@ -19,7 +19,7 @@ from torch.nn.utils.rnn import PackedSequence
 from shapeviz._errors import ShapeError
 from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
-from shapeviz.core.model import Conventions, Layout
+from shapeviz.core.model import Conventions, Layout, module_weight
 from shapeviz.tracing.flow import known_names
 
 
@@ -32,7 +32,7 @@ class _Ctx:
         self.conv = conv
         self.decl = decl or {}
         self.where = f"{path}: {conv.label}" if path else conv.label
-        self.var = conv.family.lower() if not conv.cell else "cell"
+        self.var = conv.kind.lower() if not conv.cell else "cell"
         self.T: int | None = None
         self.bs: int | None = None
         self.batched = True
@@ -81,8 +81,10 @@ def diagnose(module: torch.nn.Module, conv: Conventions, x: Any, hx: Any,
 
 
 # ------------------------------------------------------------------------------------------- input
-def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor, ref_name: str,
+def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor | None, ref_name: str,
                   dtype: bool = True) -> ShapeError | None:
+    if ref is None:  # a declared layer without parameters: nothing to agree with
+        return None
     if dtype and t.dtype != ref.dtype and not castable(t.dtype, ref.dtype, t.device):
         if not t.dtype.is_floating_point and not t.dtype.is_complex and arg == "input":
             emb = c.conv.input_size
@@ -117,6 +119,15 @@ def _state_bs(lay: Layout, hx: Any) -> int | None:
     return None
 
 
+def _rebuild(conv: Conventions) -> str:
+    """The second hint of a ``batch_first_swap``: build torch's layer the other way, or declare your own so."""
+    lay = conv.layout
+    if not conv.name:
+        return lay.rebuild_hint(conv.kind)
+    other = " ".join(lay.swapped_text.strip("()").split(", "))
+    return f"or declare the layer the other way: sv.recurrent({conv.kind}, input={other!r}, ...)"
+
+
 def _short(arg: str) -> str:
     return {"input": "x", "h_0": "h0", "c_0": "c0"}.get(arg, arg)
 
@@ -132,7 +143,7 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
                      f"expected a Tensor or PackedSequence, got {type(x).__name__}")
     sh = tuple(x.shape)
     nd = len(sh)
-    weights = getattr(c.module, conv.layout.weight_name)
+    weights = module_weight(c.module, conv.layout)
     if not x.dtype.is_floating_point and not x.dtype.is_complex:
         return _dtype_device(c, "input", x, weights, "weights")
     sizes = lay.seq_sizes(sh)
@@ -169,7 +180,7 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
         elif swapped:
             c.T, c.bs = c.bs, c.T
             return c.err("batch_first_swap", "input", x,
-                         [f"x = x.transpose(0, 1)  # {lay.swapped_text} -> {seq}", lay.rebuild_hint(conv.kind)],
+                         [f"x = x.transpose(0, 1)  # {lay.swapped_text} -> {seq}", _rebuild(conv)],
                          f"the input is laid out {lay.swapped_text} for a layer with {lay.flag_text} "
                          f"(evidence: {via})")
     else:
@@ -183,7 +194,7 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
             c.batched, c.T, c.bs = True, 1, sh[0]
             return c.err("unbatched_ambiguous", "input", x,
                          [f"x = x.unsqueeze({lay.t_axis})  # (bs, emb) -> one time step {lay.step_text}",
-                          "or use a cell for one step: nn." + conv.family + "Cell"],
+                          *([] if conv.name else ["or use a cell for one step: nn." + conv.family + "Cell"])],
                          f"a 2-D input is read as unbatched (T, emb), but it is (bs, emb) ({evidence})")
     if sh[-1] != conv.input_size:
         hints = [f"x = proj(x)  # nn.Linear({sh[-1]}, {conv.input_size}) maps emb={sh[-1]} -> "
@@ -220,7 +231,7 @@ def _layer_state(c: _Ctx, x: Tensor, hx: Any) -> ShapeError | None:
                      "an LSTM takes its state as a tuple (h_0, c_0), got one tensor",
                      expected=f"(h_0 {c.named('h_0')}, c_0 {c.named('c_0')})")
     return _states(c, x, hx, _one_state, ("lstm(x, (h0, c0))  # exactly two tensors",
-                                          f"{c.var}(x, h0)  # a {conv.family} takes one state tensor, not a tuple"))
+                                          f"{c.var}(x, h0)  # a {conv.kind} takes one state tensor, not a tuple"))
 
 
 def _states(c: _Ctx, x: Tensor, hx: Any, one: Any, hints: tuple[str, str]) -> ShapeError | None:
@@ -354,7 +365,7 @@ def _packed(c: _Ctx, x: PackedSequence, hx: Any) -> ShapeError | None:
         return c.err("input_size", "input", data,
                      [f"x = proj(x)  # nn.Linear({data.shape[1]}, {conv.input_size}) before packing"],
                      f"the packed data's last dim is {data.shape[1]}, but input_size is {conv.input_size}")
-    bad = _dtype_device(c, "input", data, getattr(c.module, conv.layout.weight_name), "weights")
+    bad = _dtype_device(c, "input", data, module_weight(c.module, conv.layout), "weights")
     if bad is not None or hx is None:
         return bad
     return _layer_state(c, data, hx)
@@ -371,7 +382,7 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
         return c.err("input_ndim", "input", x, ["x_t = torch.as_tensor(x_t)  # one step: (bs, emb)"],
                      f"expected a Tensor, got {type(x).__name__}")
     sh = tuple(x.shape)
-    weights = getattr(c.module, conv.layout.weight_name)
+    weights = module_weight(c.module, conv.layout)
     if not x.dtype.is_floating_point and not x.dtype.is_complex:
         return _dtype_device(c, "input", x, weights, "weights")
     lay = conv.layout
@@ -387,7 +398,8 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
         return c.err("input_ndim", "input", x,
                      ["for x_t in x:  # x: (T, bs, emb) -> x_t: (bs, emb)",
                       "    h = cell(x_t, h)",
-                      f"or use the layer: nn.{conv.family}({conv.input_size}, {conv.hidden_size})"],
+                      *([] if conv.name else [f"or use the layer: nn.{conv.family}({conv.input_size}, "
+                                              f"{conv.hidden_size})"])],
                      "a cell takes one time step (bs, emb); got a whole 3-D sequence")
     if batched is None:
         return c.err("input_ndim", "input", x, ["x_t = x_t.reshape(bs, emb)  # one step: (bs, emb)"],

@@ -38,6 +38,7 @@ from torch.utils.hooks import RemovableHandle
 
 from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_names
+from shapeviz.core.declared import declared_types
 from shapeviz.core.model import CLASS_NAMES, is_recurrent
 from shapeviz.runtime import copies, patching
 from shapeviz.runtime.copies import ShapevizHook
@@ -499,7 +500,12 @@ def _path_in(root: nn.Module, target: nn.Module) -> str | None:
 
 def _sync_patches() -> None:
     """Patch the base classes while anything is checked; restore them as soon as nothing is (call with _lock)."""
-    patching.sync(bool(_watched or _state["depth"] or _state["enabled"]), _gate)
+    wanted = bool(_watched or _state["depth"] or _state["enabled"])
+    patching.sync(wanted, _gate)
+    if declared_types() or "shapeviz.runtime.declared" in sys.modules:  # sv.recurrent classes (runtime/declared.py)
+        from shapeviz.runtime import declared
+
+        declared.sync(wanted, declared.gate)
 
 
 def _begin(inputs: str | None) -> tuple[_InputNamer, list[RemovableHandle]] | None:
