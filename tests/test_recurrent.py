@@ -332,7 +332,7 @@ def test_gate_by_gate_layers_match_torch_verdicts_and_messages(seed):
     try:
         emb, h, layers, bi = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 3), rng.random() < 0.5
         T, bs = rng.randint(2, 6), rng.randint(2, 6)
-        while T == bs:
+        while bs == T:
             bs = rng.randint(2, 6)
         ours, theirs = ours_cls(emb, h, layers, bi), torch_cls(emb, h, layers, bidirectional=bi)
         caught = 0

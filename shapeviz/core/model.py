@@ -268,7 +268,7 @@ class Conventions:
         d = self.declaration
         if d is not None:
             states = _state_names(len(d.state), "1" if d.cell else "n")
-            return states if d.cell else (("output",) if d.output else ()) + states
+            return states if d.cell else ("output", *states)  # an undeclared output has no dims, only its name
         if self.cell:
             return ("h_1", "c_1") if self.is_lstm else ("h_1",)
         return ("output", "h_n", "c_n") if self.is_lstm else ("output", "h_n")
@@ -395,7 +395,7 @@ class Conventions:
 
 
 def _state_names(n: int, suffix: str) -> tuple[str, ...]:
-    """``h_0``, ``c_0``, then ``s2_0``, ``s3_0`` … for a declared state of ``n`` tensors (suffix ``0``, ``n`` or ``1``)."""
+    """``h_0``, ``c_0``, then ``s2_0``, ``s3_0`` … for a declared state of ``n`` tensors (suffix 0, n or 1)."""
     return tuple(("h", "c")[i] + "_" + suffix if i < 2 else f"s{i}_{suffix}" for i in range(n))
 
 

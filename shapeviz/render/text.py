@@ -73,7 +73,8 @@ def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = N
     tb = {"L": T, "N": bs} if style == "torch" else {"T": T, "bs": bs}
     given += "".join(f"  {k}={v}" for k, v in tb.items() if v is not None)
     lines.append("  " + given)
-    rows = [(_ROLE.get(name, "in" if name.endswith("_0") else "out"), name, format_shape(shape.split(" ")), format_named(shape.split(" "), sizes))
+    rows = [(_ROLE.get(name, "in" if name.endswith("_0") else "out"), name, format_shape(shape.split(" ")),
+             format_named(shape.split(" "), sizes))
             for name, shape in sym.items()]
     w = max(len(r[2]) for r in rows)
     lines.append(f"  {'':4}  {'argument':8}  {'shape':{w}}  with sizes")

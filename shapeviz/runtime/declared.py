@@ -91,7 +91,7 @@ _INSTALLED: dict[type, Any] = {}
 
 
 def _reader(fn: Any) -> Callable[[tuple, dict], tuple[Any, Any]]:
-    """How to read ``(input, state)`` from a call of ``fn(self, ...)``: the first two parameters, by position or name."""
+    """How to read ``(input, state)`` from a call of ``fn(self, ...)``: its first two parameters, by place or name."""
     try:
         params = [p for p in inspect.signature(fn).parameters.values()
                   if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:3]

@@ -137,7 +137,7 @@ def _state_bs(conv: Conventions, parts: tuple[Any, ...] | None) -> int | None:
 
 
 def _swap(c: _Call, x: Tensor, sh: tuple[int, ...], state_bs: int | None) -> ShapeError | None:
-    """``batch_first_swap``: the call's own state, or declared sizes lining up as a whole, say T and bs traded places."""
+    """``batch_first_swap``: the call's own state, or declared sizes lining up as a whole, say T and bs swapped."""
     lay, conv = c.lay, c.conv
     if lay.cell:
         if c.decl and cell_swapped(c.decl, sh[lay.bs_axis], state_bs):

@@ -37,8 +37,8 @@ from torch import Tensor
 from torch.utils.hooks import RemovableHandle
 
 from shapeviz._errors import ShapeError, SpecError
-from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_names
 from shapeviz.core.declared import declared_types
+from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_names
 from shapeviz.core.model import CLASS_NAMES, is_recurrent
 from shapeviz.runtime import copies, patching
 from shapeviz.runtime.copies import ShapevizHook
