@@ -356,3 +356,19 @@ def test_gate_by_gate_layers_match_torch_verdicts_and_messages(seed):
         assert caught >= 9  # the faults were judged, not waved through
     finally:
         undeclare(ours_cls)
+
+
+def test_the_readme_example_raises_what_the_readme_shows():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    body = readme.split("## Your own recurrent layers\n", 1)[1].split("\n## ", 1)[0]
+    code, shown = re.findall(r"```[a-z]*\n(.*?)```", body, flags=re.S)[:2]
+    namespace: dict = {"__name__": "readme"}
+    try:
+        with pytest.raises(sv.ShapeError) as info:
+            exec(compile(code, "README.md", "exec"), namespace)  # the README's own example, not user input
+    finally:
+        undeclare(namespace["RNNScratch"])
+    assert f"shapeviz.ShapeError: {info.value}\n" == shown

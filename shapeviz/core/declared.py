@@ -21,6 +21,7 @@ declaration's.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -105,8 +106,8 @@ class Declaration:
         return out
 
 
-_REGISTRY: dict[type, Declaration] = {}
-_lookup: dict[type, Declaration | None] = {}  # a class -> its own or an ancestor's declaration (cache)
+_REGISTRY: weakref.WeakKeyDictionary[type, Declaration] = weakref.WeakKeyDictionary()  # a class lives on its own
+_lookup: weakref.WeakKeyDictionary[type, Declaration | None] = weakref.WeakKeyDictionary()  # with ancestors (cache)
 
 
 def _dims(spec: object, what: str, cls_name: str) -> tuple[str, ...]:

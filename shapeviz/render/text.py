@@ -83,6 +83,12 @@ def explain_conventions(c: Conventions, T: int | None = None, bs: int | None = N
         lines.append("notes")
         lines.extend(f"  * {n}" for n in declared_notes(c))
         return "\n".join(lines)
+    if c.name:  # torch's conventions, declared for a class of the user's (sv.recurrent): only the batched form
+        lines.append("notes")
+        lines.append(f"  * declared with sv.recurrent: {c.kind} is checked and explained with nn.{c.family}"
+                     f"{'Cell' if c.cell else ''}'s conventions (its batched form)")
+        lines.extend(f"  * {n}" for n in notes(c, T, bs, style) if "packed" not in n)
+        return "\n".join(lines)
     unb = c.symbolic_style(style, batched=False)
     first_out = c.result_names[0]
     lines.append(f"  unbatched: input {format_shape(unb['input'].split())} -> {first_out} "
