@@ -28,21 +28,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 import torch.nn as nn
-from torch import Tensor
 
 from shapeviz.core.declared import SizeSource, declaration_of, declare, declared_types
-from shapeviz.core.dimensions import DECLARED, live_declared
-from shapeviz.core.dtypes import castable
-from shapeviz.core.evidence import cell_suspect, layer_suspect
-from shapeviz.core.model import Conventions, conventions, module_weight
 
-__all__ = ["check_declared", "fits", "recurrent", "sync"]
+__all__ = ["gate", "is_declared", "recurrent", "sync"]
 
 
 def recurrent(cls: type | None = None, *, input: str, state: str | tuple[str, ...] | list[str],
@@ -142,110 +136,12 @@ def sync(wanted: bool, gate: Callable[[nn.Module, Any, Any], None]) -> None:
         _INSTALLED.pop(cls, None)
 
 
-# ------------------------------------------------------------------------------------------- the rule
-def _state_parts(conv: Conventions, s: Any) -> tuple[Any, ...] | None:
-    """The state's tensors in the order the conventions name them, or None when its structure is wrong."""
-    lay = conv.layout
-    if lay.state_arity == 1 and not lay.state_tuple:
-        return (s,) if isinstance(s, Tensor) else None
-    if isinstance(s, (tuple, list)) and len(s) == lay.state_arity:
-        return tuple(s)
-    return None
-
-
-def fits(module: nn.Module, conv: Conventions, x: Any, s: Any, decl: dict[str, int] | None) -> bool:
-    """True when ``module(x, s)`` fits the conventions: every dim of the input and of each state tensor is the
-    size :meth:`Conventions.shapes` gives for the call's ``T`` and ``bs``, dtypes and devices agree, and no
-    declared size could say the layout is swapped (the diagnosis then weighs the evidence).
-
-    >>> import torch
-    >>> gru = torch.nn.GRU(4, 6)
-    >>> fits(gru, conventions(gru), torch.randn(5, 2, 4), torch.zeros(1, 2, 6), None)
-    True
-    """
-    if not isinstance(x, Tensor):
-        return False
-    lay = conv.layout
-    sh = tuple(x.shape)
-    read = lay.seq_sizes(sh)
-    if read is None:
-        return False
-    T, bs, batched = read
-    if decl is not None and batched and bs is not None:
-        if lay.cell and cell_suspect(decl, bs):
-            return False
-        if not lay.cell and T is not None and layer_suspect(decl, bs, T):
-            return False
-    if not lay.cell and T == 0:
-        return False
-    if not batched:  # torch-like declarations only (a declared layout has one form): the long way
-        return False
-    want = conv.shapes(T, bs)
-    if sh != want["input"]:
-        return False
-    w = module_weight(module, lay)
-    if w is not None and (x.device != w.device or (x.dtype != w.dtype and not castable(x.dtype, w.dtype, x.device))):
-        return False
-    if s is None:
-        return True
-    parts = _state_parts(conv, s)
-    if parts is None:
-        return False
-    for name, t in zip(conv.state_names, parts, strict=True):
-        if not isinstance(t, Tensor) or tuple(t.shape) != want[name] or t.device != x.device:
-            return False
-        if t.dtype != x.dtype and not castable(t.dtype, x.dtype, x.device):
-            return False
-    return True
-
-
-_memo: dict[int, tuple] = {}  # id(module) -> (its weakref, (conv, input, state, declared sizes)) of the last fit
-
-
-def _shapes_of(s: Any) -> Any:
-    if isinstance(s, Tensor):
-        return (s.shape, s.dtype, s.device)
-    if isinstance(s, (tuple, list)):
-        return (type(s), *(_shapes_of(t) for t in s))
-    return s if s is None else type(s)
-
-
-def check_declared(module: nn.Module, x: Any, s: Any, path: str | None) -> None:
-    """Check ``module(x, s)`` for a declared class: a repeat of the last call that fit is a few compares; any other
-    is judged by :func:`fits`, and one that does not fit is diagnosed (a :class:`~shapeviz.ShapeError`)."""
-    from shapeviz.runtime.fastcheck import env_disabled, is_compiling
-
-    if env_disabled() or is_compiling() or x is None:
-        return
-    conv = conventions(module)
-    decl = DECLARED.get()
-    key = (conv, _shapes_of(x), _shapes_of(s), decl)
-    mid = id(module)
-    memo = _memo.get(mid)
-    if memo is not None and memo[0]() is module and memo[1][0] is conv and memo[1][1:] == key[1:]:
-        return
-    if fits(module, conv, x, s, decl):
-        ref = memo[0] if memo is not None and memo[0]() is module else weakref.ref(
-            module, lambda r, mid=mid: _memo.pop(mid, None) if _memo.get(mid, (None,))[0] is r else None)
-        _memo[mid] = (ref, key)
-        return
-    if decl is not None:
-        decl = live_declared()
-    if conv.declaration is None:  # torch's conventions under another class name: torch's diagnosis
-        from shapeviz.runtime.diagnosis import diagnose
-        err = diagnose(module, conv, x, s, decl, path)
-    else:
-        from shapeviz.runtime.declared_diagnosis import diagnose_declared
-        err = diagnose_declared(module, conv, x, s, decl, path)
-    if err is not None:
-        raise err
-
-
 def gate(module: nn.Module, x: Any, s: Any) -> None:
     """The check a wrapped declared ``forward`` makes before it runs: as for torch's classes, a watched module
     with its path, any other while ``checking()``/``enable()`` is on, and one made inside a watched model's code."""
     from shapeviz._errors import ShapeError
     from shapeviz.runtime import watching
+    from shapeviz.runtime.declared_check import check_declared
 
     entry = watching._watched.get(id(module))
     if entry is not None and entry[0]() is module:

@@ -1,0 +1,198 @@
+"""The check of a call of a layer declared with ``sv.recurrent``: the rule, and its memo as a per-module hot path.
+
+>>> import torch
+>>> gru = torch.nn.GRU(4, 6)
+>>> fits(gru, conventions(gru), torch.randn(5, 2, 4), torch.zeros(1, 2, 6), None)  # (T=5, bs=2, emb=4)
+True
+
+The rule is :meth:`Conventions.shapes` itself: a call fits when every dim of its input and of each state
+tensor is the size the conventions give for the call's ``T`` and ``bs``. A call that repeats the last one that
+fit (same input shape, declared sizes and module settings) is accepted by a closure of plain compares.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from operator import itemgetter
+from typing import Any
+
+import torch.nn as nn
+from torch import Tensor
+
+from shapeviz.core.declared import declaration_of
+from shapeviz.core.dimensions import DECLARED, live_declared
+from shapeviz.core.dtypes import castable
+from shapeviz.core.evidence import cell_suspect, layer_suspect
+from shapeviz.core.model import Conventions, conventions, module_weight
+from shapeviz.runtime.fastcheck import _ENV_DATA, _ENV_KEY, env_disabled, is_compiling
+
+__all__ = ["check_declared", "fits"]
+
+
+def _parts(conv: Conventions, s: Any) -> tuple[Any, ...] | None:
+    """The state's tensors in the order the conventions name them, or None when its structure is wrong."""
+    lay = conv.layout
+    if lay.state_arity == 1 and not lay.state_tuple:
+        return (s,) if isinstance(s, Tensor) else None
+    if isinstance(s, (tuple, list)) and len(s) == lay.state_arity:
+        return tuple(s)
+    return None
+
+
+def fits(module: nn.Module, conv: Conventions, x: Any, s: Any, decl: dict[str, int] | None) -> bool:
+    """True when ``module(x, s)`` fits ``conv``: every dim of the input and of each state tensor is the size
+    :meth:`Conventions.shapes` gives for the call's ``T`` and ``bs``, dtypes and devices agree, and no declared
+    size could say the layout is swapped (the diagnosis then weighs the evidence)."""
+    if not isinstance(x, Tensor):
+        return False
+    lay = conv.layout
+    sh = tuple(x.shape)
+    read = lay.seq_sizes(sh)
+    if read is None:
+        return False
+    T, bs, batched = read
+    if not batched or bs is None:  # a declared layer has its batched form only: anything else the long way
+        return False
+    if decl is not None and (cell_suspect(decl, bs) if lay.cell else T is not None and layer_suspect(decl, bs, T)):
+        return False
+    if not lay.cell and T == 0:
+        return False
+    want = conv.shapes(T, bs)
+    if sh != want["input"]:
+        return False
+    w = module_weight(module, lay)
+    if w is not None and (x.device != w.device or (x.dtype != w.dtype and not castable(x.dtype, w.dtype, x.device))):
+        return False
+    if s is None:
+        return True
+    parts = _parts(conv, s)
+    if parts is None:
+        return False
+    for name, t in zip(conv.state_names, parts, strict=True):
+        if not isinstance(t, Tensor) or tuple(t.shape) != want[name] or t.device != x.device:
+            return False
+        if t.dtype != x.dtype and not castable(t.dtype, x.dtype, x.device):
+            return False
+    return True
+
+
+def _weight_path(module: nn.Module, conv: Conventions) -> tuple[str, ...] | None:
+    """Where the tensor standing for the module's dtype and device sits: ``("cell", "to_z", "weight")``."""
+    w = module_weight(module, conv.layout)
+    if w is None:
+        return None
+    return next((tuple(n.split(".")) for n, p in module.named_parameters() if p is w), None)
+
+
+class _Plan:
+    """One declared module's hot path: the closure :func:`_hot` builds, the memo box it reads, its conventions."""
+
+    __slots__ = ("box", "conv", "hot", "ref")
+
+    def __init__(self, module: nn.Module, conv: Conventions) -> None:
+        mid = id(module)
+        self.conv = conv
+        self.ref = weakref.ref(module, lambda r: _plans.pop(mid, None) if _plans.get(mid, self).ref is r else None)
+        self.box: list[tuple] = [(None, None, ())]  # (input shape, declared sizes, state shapes) of the last fit
+        self.hot = _hot(module, conv, self.ref, self.box)
+
+
+def _settings(module: nn.Module) -> Callable[[dict], Any] | None:
+    """A cheap reader of the settings the sizes come from, over ``module.__dict__`` (plain instance attributes),
+    or None (a size read through a property or a function: such calls are read afresh)."""
+    d = declaration_of(type(module))
+    names = [src for _, src in d.sizes] if d is not None else []
+    if not names or not all(isinstance(n, str) and n in module.__dict__ and not hasattr(type(module), n)
+                            for n in names):
+        return None
+    return itemgetter(*names)
+
+
+def _hot(module: nn.Module, conv: Conventions, ref: weakref.ref, box: list[tuple]) -> Callable[[Any, Any, Any], bool]:
+    """True when a call repeats the last call that fit (its input shape, declared sizes, the module's settings,
+    dtypes, devices and state shapes); False sends it the long way (never an error)."""
+    lay = conv.layout
+    arity, as_tuple = lay.state_arity, lay.state_tuple or lay.state_arity > 1
+    path = _weight_path(module, conv)
+    read = _settings(module)
+    key = read(module.__dict__) if read is not None else None
+    env, env_key, decl_now, tensor = _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor
+    if read is None or path is None:
+        return lambda m, x, s: False  # settings read through properties, or no weights: always the long way
+    subs, pname = path[:-1], path[-1]
+
+    def hot(m: Any, x: Any, s: Any) -> bool:
+        if env.get(env_key) is not None or type(x) is not tensor or is_compiling():
+            return False
+        memo = box[0]
+        if x.shape != memo[0] or ref() is not m or read(m.__dict__) != key:
+            return False
+        decl = decl_now()
+        if decl is not memo[1] and decl != memo[1]:
+            return False
+        w = m
+        for name in subs:
+            w = w._modules.get(name)
+            if w is None:
+                return False
+        w = w._parameters.get(pname)
+        dtype = x.dtype
+        if w is None or dtype is not w.dtype:
+            return False
+        cpu = x.is_cpu
+        device = None if cpu else x.device
+        if not (w.is_cpu if cpu else device == w.device):
+            return False
+        if s is None:
+            return True
+        if not as_tuple:
+            return (type(s) is tensor and s.shape == memo[2][0] and s.dtype is dtype
+                    and (s.is_cpu if cpu else s.device == device))
+        if type(s) is not tuple or len(s) != arity:
+            return False
+        if arity == 2:
+            h, c = s
+            want_h, want_c = memo[2]
+            return (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
+                    and h.dtype is dtype and c.dtype is dtype
+                    and (h.is_cpu and c.is_cpu if cpu else h.device == device and c.device == device))
+        for t, want in zip(s, memo[2]):
+            if type(t) is not tensor or t.shape != want or t.dtype is not dtype or not (
+                    t.is_cpu if cpu else t.device == device):
+                return False
+        return True
+
+    return hot
+
+
+_plans: dict[int, _Plan] = {}  # id(module) -> its plan (dropped when the module dies)
+
+
+def check_declared(module: nn.Module, x: Any, s: Any, path: str | None) -> None:
+    """Check ``module(x, s)`` for a declared class: a repeat of the last call that fit is a few compares; any
+    other is judged by :func:`fits`, and one that does not fit is diagnosed (a :class:`~shapeviz.ShapeError`)."""
+    p = _plans.get(id(module))
+    if p is not None and p.hot(module, x, s):
+        return
+    if env_disabled() or is_compiling() or x is None:
+        return
+    conv = conventions(module)
+    decl = DECLARED.get()
+    if fits(module, conv, x, s, decl):
+        if p is None or p.conv is not conv or p.ref() is not module:
+            p = _plans[id(module)] = _Plan(module, conv)
+        T, bs, _ = conv.layout.seq_sizes(tuple(x.shape))  # type: ignore[misc]
+        want = conv.shapes(T, bs)
+        p.box[0] = (x.shape, decl, tuple(want[n] for n in conv.state_names))
+        return
+    if decl is not None:
+        decl = live_declared()
+    if conv.declaration is None:  # torch's conventions under another class name: torch's diagnosis
+        from shapeviz.runtime.diagnosis import diagnose
+        err = diagnose(module, conv, x, s, decl, path)
+    else:
+        from shapeviz.runtime.declared_diagnosis import diagnose_declared
+        err = diagnose_declared(module, conv, x, s, decl, path)
+    if err is not None:
+        raise err
