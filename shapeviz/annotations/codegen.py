@@ -22,6 +22,7 @@ yes or no; :mod:`shapeviz.annotations.explainer` says why.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -29,9 +30,13 @@ from typing import Any, cast
 import torch
 
 from shapeviz.annotations.parser import AnnotationNode, ArraySpec, DimKind, NodeKind, dtype_matches, dtype_name
+from shapeviz.annotations.pytypes import PlainCheck, literal_ok, violation_type
 from shapeviz.annotations.solver import bind_variadic, resolve
 
-__all__ = ["ArgsChecker", "Checker", "make_args_checker", "make_checker"]
+__all__ = ["NO_DEFAULT", "ArgsChecker", "Checker", "make_args_checker", "make_checker"]
+
+NO_DEFAULT: Any = inspect.Parameter.empty
+"""A parameter without a default (in ``make_args_checker``'s ``defaults``)."""
 
 Checker = Callable[[Any, list[Any], list[Any]], bool]
 """``checker(value, env, pending) -> bool``: binds names in ``env``, queues symbolic dims."""
@@ -66,7 +71,7 @@ class _Gen:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.ns: dict[str, Any] = {"Tensor": torch.Tensor, "bind_variadic": bind_variadic,
-                                   "generic_ok": _generic_type_ok, "union_ok": _union_ok}
+                                   "generic_ok": _generic_type_ok, "union_ok": _union_ok, "literal_ok": literal_ok}
         self.n = 0
 
     def fresh(self, prefix: str) -> str:
@@ -103,18 +108,42 @@ class _Gen:
                     item = self.fresh("v")
                     self.emit(indent, f"{item} = {var}[{i}]")
                     self.node(child, item, indent, known)
-        elif kind is NodeKind.VARTUPLE:
+        elif kind in (NodeKind.VARTUPLE, NodeKind.VARDICT):
             child = node.children[0]
             assert child is not None
             each, item = self.const("K", make_checker(child)), self.fresh("v")
-            self.fail_unless(indent, f"isinstance({var}, tuple)")
-            self.emit(indent, f"for {item} in {var}:")
+            if kind is NodeKind.VARTUPLE:
+                self.fail_unless(indent, f"isinstance({var}, tuple)")
+                self.emit(indent, f"for {item} in {var}:")
+            else:
+                self.fail_unless(indent, f"isinstance({var}, dict)")
+                self.emit(indent, f"for {item} in {var}.values():")
             self.fail_unless(indent + 1, f"{each}({item}, env, pending)")
         elif kind is NodeKind.UNION:
             members = tuple(make_checker(c) for c in node.children if c is not None)
             self.fail_unless(indent, f"union_ok({var}, env, pending, {self.const('U', members)})")
         else:
-            self.fail_unless(indent, f"isinstance({var}, {self.const('TY', node.pytype)})")
+            assert node.plain is not None
+            self.plain(node.plain, var, indent)
+
+    def plain(self, check: PlainCheck, var: str, indent: int) -> None:
+        """A non-array hint: inline for classes and literals, else a call of its beartype probe."""
+        if check.probe is not None:
+            self.ns["Violation"] = violation_type()
+            self.emit(indent, "try:")
+            self.emit(indent + 1, f"{self.const('P', check.probe)}({var})")
+            self.emit(indent, "except Violation:")
+            self.emit(indent + 1, "return False")
+        elif check.classes == (type(None),) and not check.literals:
+            self.fail_unless(indent, f"{var} is None")
+        else:
+            parts = []
+            if check.classes:
+                classes = check.classes[0] if len(check.classes) == 1 else check.classes
+                parts.append(f"isinstance({var}, {self.const('TY', classes)})")
+            if check.literals:
+                parts.append(f"literal_ok({var}, {self.const('LIT', check.literals)})")
+            self.fail_unless(indent, f"({' or '.join(parts)})")
 
     def array(self, spec: ArraySpec, v: str, indent: int, known: set[int]) -> None:
         if spec.array_type is torch.Tensor:
@@ -186,13 +215,21 @@ def make_checker(node: AnnotationNode) -> Checker:
     return cast(Checker, gen.build("check_value", "v, env, pending"))
 
 
-def make_args_checker(nodes: Sequence[AnnotationNode | None]) -> ArgsChecker:
-    """One straight-line checker for all the arguments, in order (None: an unchecked parameter)."""
+def make_args_checker(nodes: Sequence[AnnotationNode | None], defaults: Sequence[Any] = ()) -> ArgsChecker:
+    """One straight-line checker for all the arguments, in order (None: an unchecked parameter).
+
+    ``defaults[i]``, where given, is parameter ``i``'s default: a non-array parameter whose value is
+    that very object is not checked (beartype does not check a default on a call either).
+    """
     gen = _Gen()
     known: set[int] = set()
     for i, node in enumerate(nodes):
         if node is not None:
             v = gen.fresh("v")
             gen.emit(0, f"{v} = values[{i}]")
-            gen.node(node, v, 0, known)
+            if node.kind is NodeKind.TYPE and i < len(defaults) and defaults[i] is not NO_DEFAULT:
+                gen.emit(0, f"if {v} is not {gen.const('D', defaults[i])}:")
+                gen.node(node, v, 1, known)
+            else:
+                gen.node(node, v, 0, known)
     return cast(ArgsChecker, gen.build("check_args", "values, env, pending"))

@@ -24,7 +24,9 @@ from typing import Any
 import torch
 
 from shapeviz._errors import ShapeError
+from shapeviz.annotations.codegen import NO_DEFAULT
 from shapeviz.annotations.parser import AnnotationNode, ArraySpec, Dim, DimKind, NodeKind, dtype_matches, dtype_name
+from shapeviz.annotations.pytypes import show_value
 from shapeviz.annotations.signature import Signature
 from shapeviz.annotations.solver import bind_variadic, evaluate, resolve
 from shapeviz.core.dimensions import format_shape
@@ -42,6 +44,8 @@ class _Failure:
     detail: str
     dim: Dim | None = None
     bound_by: str = ""  # the argument that bound the disagreeing dim (first)
+    expected: str = ""  # a non-array hint's failure: the hint, as shown
+    fix: str = ""  # ... and the hint line that says the fix
 
 
 class _Walker:
@@ -80,6 +84,14 @@ class _Walker:
             return self._array(node.array, v, label, top)
         if node.kind is NodeKind.OPTIONAL:
             return None if v is None else self.walk(node.children[0], v, label, top)
+        if node.kind is NodeKind.VARDICT:
+            if not isinstance(v, dict):
+                return _Failure(label, None, _describe(v), f"expected a dict, got {_describe(v)}")
+            for key, item in v.items():
+                f = self.walk(node.children[0], item, f"{label}[{key!r}]", top)
+                if f is not None:
+                    return f
+            return None
         if node.kind in (NodeKind.TUPLE, NodeKind.VARTUPLE):
             n = len(node.children)
             if not isinstance(v, tuple) or (node.kind is NodeKind.TUPLE and len(v) != n):
@@ -106,9 +118,12 @@ class _Walker:
             first = failures[0]
             first.detail = "fits none of the union's members; first: " + first.detail
             return first
-        if not isinstance(v, node.pytype):
-            return _Failure(label, None, _describe(v), f"expected {node.pytype.__name__}, got {_describe(v)}")
-        return None
+        assert node.plain is not None
+        reason = node.plain.reason(v)
+        if reason is None:
+            return None
+        return _Failure(label, None, show_value(v), reason, expected=node.plain.label,
+                        fix=node.plain.fix(v, label))
 
     def _array(self, spec: ArraySpec, v: Any, label: str, top: str) -> _Failure | None:
         is_tensor = spec.array_type is torch.Tensor
@@ -199,7 +214,10 @@ def _describe(v: Any) -> str:
 def _run_walker(sig: Signature, values: Sequence[Any], seeds: Sequence[Seed],
                 result: Any, has_result: bool) -> tuple[_Walker, _Failure | None]:
     w = _Walker(sig, seeds)
-    for name, node, v in zip(sig.names, sig.nodes, values):
+    defaults = sig.defaults or (NO_DEFAULT,) * len(sig.names)
+    for name, node, v, default in zip(sig.names, sig.nodes, values, defaults):
+        if node is not None and node.kind is NodeKind.TYPE and v is default:
+            continue  # a parameter left at its default object is not checked (as on the fast path)
         f = w.walk(node, v, name, name)
         if f is not None:
             return w, f
@@ -271,8 +289,10 @@ def explain_mismatch(sig: Signature, label: str, values: Sequence[Any] | None, s
                          f"{pair[1]} and {pair[0]} swapped")
             argument, spec, actual = name, culprit_spec, shown
     if not hints:
-        hints.extend(_hints(failure))
-    if fitted is not None and spec is not None:
+        hints.extend([failure.fix] if failure.fix else _hints(failure))
+    if failure.expected:
+        expected = failure.expected
+    elif fitted is not None and spec is not None:
         expected = _expected(spec, fitted)  # the sizes the other arguments agree on
     elif spec is not None:
         expected = _expected(spec, walker)

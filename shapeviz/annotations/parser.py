@@ -27,9 +27,10 @@ import torch
 from jaxtyping import AbstractArray
 
 from shapeviz._errors import SpecError
+from shapeviz.annotations.pytypes import PlainCheck, plain_check
 
 __all__ = ["AnnotationNode", "ArraySpec", "Dim", "DimKind", "NodeKind", "Slots", "Terms", "dtype_matches",
-           "dtype_name", "parse_annotation", "parse_dims"]
+           "dtype_name", "holds_array", "parse_annotation", "parse_dims"]
 
 _TERM = re.compile(r"[+-]?[^+-]+")
 _INT = re.compile(r"[0-9]+\Z")
@@ -57,7 +58,8 @@ class NodeKind(enum.Enum):
     TUPLE = enum.auto()  # tuple[X, Y]
     VARTUPLE = enum.auto()  # tuple[X, ...] (and *args: X)
     UNION = enum.auto()  # X | Y
-    TYPE = enum.auto()  # a plain class inside a union, checked with isinstance
+    TYPE = enum.auto()  # a non-array hint (int, Literal[...], list[int]), checked as beartype checks it
+    VARDICT = enum.auto()  # **kwargs: X (X a non-array hint)
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class AnnotationNode:
     kind: NodeKind
     array: ArraySpec | None = None
     children: tuple[AnnotationNode | None, ...] = ()
-    pytype: Any = None  # for TYPE: a plain class checked with isinstance
+    plain: PlainCheck | None = None  # for TYPE: the non-array hint's check
 
 
 def _all_torch_dtypes() -> tuple[torch.dtype, ...]:
@@ -127,11 +129,13 @@ def dtype_matches(name: str, wanted: Sequence[str | re.Pattern[str]]) -> bool:
 
 
 class Slots:
-    """Names used by a signature, each mapped to an index into the per-call bindings list."""
+    """Names used by a signature, each mapped to an index into the per-call bindings list (and the
+    hints that parsing had to leave unchecked)."""
 
     def __init__(self) -> None:
         self.index: dict[str, int] = {}
         self.variadic: set[str] = set()
+        self.unchecked: list[str] = []  # hints left unchecked, each with where it is and why
 
     def get(self, name: str, variadic: bool, where: str) -> int:
         """The slot of ``name`` (a new one the first time it is seen)."""
@@ -229,41 +233,45 @@ def _parse_array(tp: Any, slots: Slots, where: str) -> ArraySpec:
                      dims, variadic)
 
 
-def parse_annotation(tp: Any, slots: Slots, where: str) -> AnnotationNode | None:
-    """Parse one annotation; None when it holds no array annotation (left unchecked)."""
+def holds_array(tp: Any) -> bool:
+    """Whether ``tp`` is an array annotation, or an ``Annotated``, union or ``tuple[...]`` holding one."""
+    if _is_array_annotation(tp) or (isinstance(tp, type) and tp.__module__ == "jaxtyping" and hasattr(tp, "dtypes")):
+        return True
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return holds_array(args[0])
+    if origin in (Union, types.UnionType, tuple):
+        return any(holds_array(a) for a in args if a is not Ellipsis and a != ())
+    return False
+
+
+def parse_annotation(tp: Any, slots: Slots, where: str, is_return: bool = False) -> AnnotationNode | None:
+    """Parse one annotation; None when there is nothing to check (``Any``, or a hint left unchecked:
+    ``slots.unchecked`` says why). A hint without arrays becomes one TYPE node (beartype's check)."""
+    if not holds_array(tp):
+        check = plain_check(tp, where, slots.unchecked, is_return)
+        return None if check is None else AnnotationNode(NodeKind.TYPE, plain=check)
     if _is_array_annotation(tp):
         return AnnotationNode(NodeKind.ARRAY, array=_parse_array(tp, slots, where))
-    if isinstance(tp, type) and tp.__module__ == "jaxtyping" and hasattr(tp, "dtypes"):
+    if isinstance(tp, type):
         raise SpecError(f"{where}: {tp.__name__} needs an array type and dims, "
                         f"e.g. {tp.__name__}[Tensor, \"bs T\"]")
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin is typing.Annotated:
         return parse_annotation(args[0], slots, where)
-    if origin is Union or origin is types.UnionType:
-        others = [a for a in args if a is not type(None)]
-        children = tuple(parse_annotation(a, slots, where) for a in others)
-        if all(c is None for c in children):
-            return None
-        if len(others) == 1:
-            return AnnotationNode(NodeKind.OPTIONAL, children=children)
-        kids = tuple(c if c is not None else AnnotationNode(NodeKind.TYPE, pytype=_plain(a))
-                     for c, a in zip(children, others))
-        node = AnnotationNode(NodeKind.UNION, children=kids)
-        return AnnotationNode(NodeKind.OPTIONAL, children=(node,)) if len(others) < len(args) else node
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
             child = parse_annotation(args[0], slots, where)
             return None if child is None else AnnotationNode(NodeKind.VARTUPLE, children=(child,))
         children = tuple(parse_annotation(a, slots, where) for a in args if a != ())
-        if all(c is None for c in children):
-            return None
         return AnnotationNode(NodeKind.TUPLE, children=children)
-    return None
-
-
-def _plain(tp: Any) -> Any:
-    origin = typing.get_origin(tp)
-    if isinstance(origin, type):
-        return origin
-    return tp if isinstance(tp, type) else object
+    others = [a for a in args if a is not type(None)]  # a union
+    kids = tuple(parse_annotation(a, slots, where) for a in others)
+    if any(k is None for k in kids):
+        return None  # a member that takes anything (Any) or that is left unchecked: so is the union
+    if len(others) == 1:
+        return AnnotationNode(NodeKind.OPTIONAL, children=kids)
+    node = AnnotationNode(NodeKind.UNION, children=kids)
+    return AnnotationNode(NodeKind.OPTIONAL, children=(node,)) if len(others) < len(args) else node

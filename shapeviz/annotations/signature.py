@@ -1,4 +1,4 @@
-"""A function's jaxtyping annotations, compiled once: the parsed tree and its generated checkers.
+"""A function's annotations, compiled once: the parsed tree and its generated checkers.
 
 >>> import torch
 >>> from jaxtyping import Float
@@ -9,6 +9,10 @@
 >>> env, pending = [None] * len(sig.slots), []
 >>> sig.args_check((torch.zeros(5, 3, 10), torch.zeros(3, 20)), env, pending), env   # T, bs, emb, h
 (True, [5, 3, 10, 20])
+
+Non-array annotations (``n: int``, ``mode: Literal['tanh', 'relu']``) are checked as beartype
+checks them (:mod:`~shapeviz.annotations.pytypes`); ``unchecked`` lists the hints beartype cannot
+check, each with the reason.
 
 The pieces, one job each: :mod:`~shapeviz.annotations.parser` (annotation -> tree),
 :mod:`~shapeviz.annotations.codegen` (tree -> generated yes/no checker),
@@ -25,8 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapeviz._errors import SpecError
-from shapeviz.annotations.codegen import ArgsChecker, Checker, make_args_checker, make_checker
-from shapeviz.annotations.parser import AnnotationNode, NodeKind, Slots, parse_annotation
+from shapeviz.annotations.codegen import NO_DEFAULT, ArgsChecker, Checker, make_args_checker, make_checker
+from shapeviz.annotations.parser import AnnotationNode, NodeKind, Slots, holds_array, parse_annotation
 
 __all__ = ["Signature", "compile_signature"]
 
@@ -38,7 +42,7 @@ class Signature:
     """A function's annotations compiled once: which parameters to check and how."""
 
     fn: Callable[..., Any]
-    names: tuple[str, ...]  # parameter names, in order (var-positional/keyword excluded)
+    names: tuple[str, ...]  # parameter names, in order (*args and **kwargs included)
     nodes: tuple[AnnotationNode | None, ...]
     result: AnnotationNode | None
     slots: dict[str, int]
@@ -48,6 +52,8 @@ class Signature:
     args_check: ArgsChecker | None = None
     result_check: Checker | None = None
     is_method: bool = False
+    defaults: tuple[Any, ...] = ()  # each parameter's default (NO_DEFAULT: none)
+    unchecked: tuple[str, ...] = ()  # hints left unchecked: where, and why
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...] | None:
         """Argument values in parameter order, or None if the call does not bind."""
@@ -68,7 +74,7 @@ class Signature:
 
 
 def compile_signature(fn: Callable[..., Any], hints: dict[str, Any] | None = None) -> Signature:
-    """Compile ``fn``'s jaxtyping annotations (``hints`` overrides ``typing.get_type_hints``)."""
+    """Compile ``fn``'s annotations (``hints`` overrides ``typing.get_type_hints``)."""
     where_fn = getattr(fn, "__qualname__", repr(fn))
     if hints is None:
         try:
@@ -79,29 +85,34 @@ def compile_signature(fn: Callable[..., Any], hints: dict[str, Any] | None = Non
             raise SpecError(f"sv.check: cannot read the annotations of {where_fn}: {e}") from e
     sig = inspect.signature(fn)
     slots = Slots()
-    names, nodes = [], []
+    names, nodes, defaults = [], [], []
     simple = True
     for p in sig.parameters.values():
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.KEYWORD_ONLY, p.POSITIONAL_ONLY):
             simple = False
         tp = hints.get(p.name)
         where = f"{where_fn}, parameter `{p.name}`"
+        if p.kind == p.VAR_KEYWORD and tp is not None and holds_array(tp):
+            raise SpecError(f"{where}: sv.check does not check array annotations on **kwargs")
         node = parse_annotation(tp, slots, where) if tp is not None else None
         if p.kind == p.VAR_POSITIONAL and node is not None:
             node = AnnotationNode(NodeKind.VARTUPLE, children=(node,))
         elif p.kind == p.VAR_KEYWORD and node is not None:
-            raise SpecError(f"{where}: sv.check does not check **kwargs annotations")
+            node = AnnotationNode(NodeKind.VARDICT, children=(node,))
         names.append(p.name)
         nodes.append(node)
-    result = parse_annotation(hints["return"], slots, f"{where_fn}, return value") if "return" in hints else None
+        defaults.append(p.default if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) else NO_DEFAULT)
+    result = (parse_annotation(hints["return"], slots, f"{where_fn}, return value", is_return=True)
+              if "return" in hints else None)
     tail: list[Any] = []
     for p in reversed(list(sig.parameters.values())):
         if p.default is _EMPTY:
             break
         tail.insert(0, p.default)
     out = Signature(fn, tuple(names), tuple(nodes), result, dict(slots.index), sig, tuple(tail),
-                    simple, is_method=bool(names) and names[0] == "self")
+                    simple, is_method=bool(names) and names[0] == "self", defaults=tuple(defaults),
+                    unchecked=tuple(slots.unchecked))
     if any(n is not None for n in nodes):
-        out.args_check = make_args_checker(nodes)
+        out.args_check = make_args_checker(nodes, defaults)
     out.result_check = make_checker(result) if result is not None else None
     return out
