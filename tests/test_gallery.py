@@ -176,12 +176,12 @@ def test_beam_search_page_is_drawn_true() -> None:
     """Issue 21: every decoding step after the first is fed back with a token; the 5 steps are not T;
     the decoder's bs=6 (bs*k) is said to be its own."""
     dot = (GALLERY / "beam_search" / "unrolled.dot").read_text()
-    head = next(line for line in dot.splitlines() if line.startswith("label=<cell: GRUCell(4, 8)"))
+    head = next(line for line in dot.splitlines() if line.strip().startswith("label=<cell: GRUCell(4, 8)"))
     assert "unrolled over time: 5 calls, bs=6" in head and "T=5" not in head
     assert "bs=6 is the size of this layer&#x27;s own input (another layer here has bs=2)" in head
     assert "red dashed &#x27;token&#x27;: 4 of 5 steps take a token chosen from the previous step" in head
     assert "greedy" not in head
-    assert sum('label="token"' in line for line in dot.splitlines()) == 4
+    assert sum(" label=token " in line for line in dot.splitlines()) == 4
     assert 'label="h_n (layers*D=1, bs=2, h=8)\\n→ h_0 (bs=6, h=8)"' in dot  # encoder -> decoder, repeated k times
     readme = (GALLERY / "beam_search" / "README.md").read_text()
     assert "× T=5" not in readme and "× 5" in readme

@@ -25,8 +25,8 @@ Golden = Callable[[str, str], None]  # the golden fixture of conftest.py
 
 
 # ------------------------------------------------------------------ parsing the DOT we produce
-_NODE = re.compile(r"^(\w+) \[label=<(.*)> shape=\"plain\"", re.M)
-_EDGE = re.compile(r"^(\w+)(?::\w+)*(?::[nsew])? -> (\w+)(?::\w+)*(?::[nsew])?(?: \[(.*)\])?;$", re.M)
+_NODE = re.compile(r"^\s*(\w+) \[label=<(.*)> shape=plain", re.M)
+_EDGE = re.compile(r"^\s*(\w+)(?::\w+)*(?::[nsew])? -> (\w+)(?::\w+)*(?::[nsew])?(?: \[(.*)\])?$", re.M)
 
 
 def labels(src: str) -> dict[str, str]:
@@ -165,7 +165,7 @@ def test_lstm_draws_h_and_c_and_proj_sizes() -> None:
     assert lab["l0f_1"] == "layer 0  t=1 | h (bs=4, proj=5) | c (bs=4, h=20)"
     assert lab["y_1"] == "output[1] | (bs=4, D*proj=5)"
     ports = {re.search(r":(h|c):", line).group(1) for line in src.splitlines()
-             if line.startswith("l0f_0:") and "->" in line}
+             if line.strip().startswith("l0f_0:") and "->" in line}
     assert ports == {"h", "c"}
 
 

@@ -188,11 +188,11 @@ class TeacherAttention(nn.Module):
 
 
 def caption(src: str, panel: str) -> str:
-    return next(line for line in src.splitlines() if line.startswith("label=<" + panel))
+    return next(line.strip() for line in src.splitlines() if line.strip().startswith("label=<" + panel))
 
 
 def fed_edges(src: str, prefix: str = "p1_") -> list[str]:
-    return [line for line in src.splitlines() if "#b03a2e" in line and line.startswith(prefix + "y_")]
+    return [line.strip() for line in src.splitlines() if "#b03a2e" in line and line.strip().startswith(prefix + "y_")]
 
 
 def test_beam_search_is_fed_back_at_every_step():
@@ -204,7 +204,7 @@ def test_beam_search_is_fed_back_at_every_step():
         assert "red dashed &#x27;token&#x27;: 5 of 6 steps take a token chosen from the previous step" in head
         assert "greedy" not in head and "not from a step" not in src.split("p1_x_1")[1].split("\n")[0]
         edges = fed_edges(src)
-        assert len(edges) == 5 and all('label="token"' in e for e in edges)  # 6 columns drawn: 0-1 … 4-5
+        assert len(edges) == 5 and all(" label=token " in e for e in edges)  # 6 columns drawn: 0-1 … 4-5
 
 
 def test_teacher_forced_attention_is_not_greedy():
@@ -216,7 +216,7 @@ def test_teacher_forced_attention_is_not_greedy():
         assert "red dashed &#x27;h&#x27;: 4 of 5 steps take an input computed from the previous step&#x27;s h " \
                "with no integer tensor between" in head
         edges = fed_edges(src)
-        assert len(edges) == 4 and all('label="h"' in e for e in edges)
+        assert len(edges) == 4 and all(" label=h " in e for e in edges)
         assert "from step 0&#x27;s h (no token)" in src
 
 
@@ -263,21 +263,21 @@ class SumDirections(nn.Module):
 def test_handoff_through_a_join_of_directions_is_drawn_with_the_reshape():
     for ops, via in ((False, ""), (True, "\\n→ getitem, cat")):
         src = unroll(trace(JoinDirections(), torch.zeros(7, 3, 4), torch.zeros(5, 3, 4), ops=ops)).source
-        handoff = [line for line in src.splitlines() if line.startswith("p0_l1f_r:h:e -> p1_l0f_l:h:w")]
-        assert handoff == ['p0_l1f_r:h:e -> p1_l0f_l:h:w [color="#6b6b6b" penwidth=1.6 minlen=3 '
+        handoff = [line for line in src.splitlines() if line.startswith("\tp0_l1f_r:h:e -> p1_l0f_l:h:w")]
+        assert handoff == ['\tp0_l1f_r:h:e -> p1_l0f_l:h:w [color="#6b6b6b" penwidth=1.6 minlen=3 '
                            f'label="h_n (layers*D=4, bs=3, h=5){via}\\n→ h_0 (layers*D=2, bs=3, h=10)" '
-                           'fontsize=10 fontcolor="#6b6b6b"];']
-        assert "{rank=same; p0_l1f_r; p1_l0f_l;}" in src
+                           'fontsize=10 fontcolor="#6b6b6b"]']
+        assert "\t{\n\t\trank=same\n\t\tp0_l1f_r\n\t\tp1_l0f_l\n\t}\n" in src  # on one rank, at the top level
         assert "h_0 computed from h_n of encoder" in src
 
 
 def test_directions_summed_between_layers_show_the_sum_on_the_edge():
     for ops, via in ((False, ""), (True, "\\n→ view, sum")):
         src = unroll(trace(SumDirections(), torch.zeros(5, 2, 4), inputs_dims="T bs emb", ops=ops)).source
-        first = [line for line in src.splitlines() if line.startswith("p1_x_0 -> p0_y_0")]
-        assert first == ['p1_x_0 -> p0_y_0 [dir=back color="#6b6b6b" penwidth=1.2 label="output (T=5, bs=2, D*h=16)'
-                         f'{via}\\n→ input (T=5, bs=2, emb=8)" fontsize=10 fontcolor="#6b6b6b"];']
-        assert 'p1_x_1 -> p0_y_1 [dir=back color="#6b6b6b" penwidth=1.2];' in src  # said once
+        first = [line for line in src.splitlines() if line.startswith("\tp1_x_0 -> p0_y_0")]
+        assert first == ['\tp1_x_0 -> p0_y_0 [dir=back color="#6b6b6b" penwidth=1.2 label="output (T=5, bs=2, D*h=16)'
+                         f'{via}\\n→ input (T=5, bs=2, emb=8)" fontsize=10 fontcolor="#6b6b6b"]']
+        assert '\tp1_x_1 -> p0_y_1 [dir=back color="#6b6b6b" penwidth=1.2]\n' in src  # said once
 
 
 # ------------------------------------------------------------------ item 6: a char-RNN of nn.Linear layers

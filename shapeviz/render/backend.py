@@ -27,11 +27,14 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shapeviz._errors import MissingBackendError, ShapevizError, SpecError
 from shapeviz.render.files import write_atomic
 from shapeviz.render.textsafe import visible
+
+if TYPE_CHECKING:
+    import graphviz
 
 FORMATS: tuple[str, ...] = ("svg", "png")
 """Output formats :meth:`Diagram.render` writes (both backends produce them natively)."""
@@ -214,11 +217,22 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 class Diagram:
-    """DOT text plus rendering: ``.source`` always works; ``.render(path)`` needs a dot program.
+    """A diagram: ``.source`` (DOT text) always works; ``.render(path)`` needs a dot program.
 
     >>> d = Diagram('digraph { "x (T=5, bs=3, emb=10)" -> "h (bs=3, h=20)" }')
-    >>> "bs=3" in d.source
-    True
+    >>> "bs=3" in d.source, d.graph is None
+    (True, True)
+
+    A diagram shapeviz draws (:func:`~shapeviz.render.unrolled.unroll`) is built as a ``graphviz.Digraph``,
+    kept as ``.graph``: restyle it with graphviz's own API, and ``.source``, ``.render()`` and the notebook
+    display draw what it holds then. A ``Diagram`` made from DOT text has no ``.graph`` (None).
+
+    >>> import graphviz
+    >>> d = Diagram(graphviz.Digraph("tiny"))
+    >>> d.graph.edge("x", "h")
+    >>> d.graph.graph_attr["bgcolor"] = "white"
+    >>> d.source.split("\\n")[:3]
+    ['digraph tiny {', '\\tgraph [bgcolor=white]', '\\tx -> h']
 
     Characters no layout program can read (control characters, lone surrogates: a module may be named
     anything) are shown as visible stand-ins in ``source`` (:func:`~shapeviz.render.textsafe.visible`).
@@ -227,9 +241,15 @@ class Diagram:
     display_timeout: float = 5.0
     """Seconds a notebook waits for the SVG before it shows the DOT text instead (with a note)."""
 
-    def __init__(self, source: str, name: str = "diagram") -> None:
-        self.source = visible(source, keep="\t\n\r")
+    def __init__(self, source: str | graphviz.Digraph, name: str = "diagram") -> None:
+        self.graph: graphviz.Digraph | None = None if isinstance(source, str) else source
+        self._text = source if isinstance(source, str) else ""
         self.name = name
+
+    @property
+    def source(self) -> str:
+        """The DOT text: ``.graph``'s source as it is now (or the text the diagram was made from)."""
+        return visible(self._text if self.graph is None else self.graph.source, keep="\t\n\r")
 
     def pipe(self, fmt: str = "svg") -> bytes:
         """The rendered image as bytes (``"svg"`` or ``"png"``)."""
