@@ -111,7 +111,7 @@ def mistake_dot(fix_source: str, error: ShapeError, wrong: str) -> str:
              f'<TR><TD BGCOLOR="#fbe3e0"><B>the mistake: {escape(wrong)}()</B>  [{escape(error.code)}]</TD></TR>'
              f'<TR><TD>{escape(error.module)}</TD></TR>{"".join(rows)}</TABLE>>')
     body = fix_source.rstrip().removesuffix("}")
-    body = body.replace("\nlabel=<", "\nlabel=<the fix: ", 1)
+    body = body.replace("label=<", "label=<the fix: ", 1)  # the first label is the caption
     return body + f'mistake [label={label} shape="plain"];\n}}\n'
 
 
