@@ -28,7 +28,8 @@ import torch
 from bench.common import BENCH_EXTRA, Row, skipped_row
 
 MODULES = ("bench.procs", "bench.bench_check", "bench.bench_watch", "bench.bench_typing", "bench.bench_trace",
-           "bench.bench_unroll", "bench.bench_dry_run", "bench.bench_compile", "bench.bench_flow")
+           "bench.bench_unroll", "bench.bench_dry_run", "bench.bench_compile", "bench.bench_flow",
+           "bench.bench_declared")
 
 
 def fmt(v: float, unit: str) -> str:

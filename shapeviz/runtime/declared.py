@@ -34,7 +34,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.declared import SizeSource, declaration_of, declare, declared_types
+from shapeviz.runtime import watching
+from shapeviz.runtime.declared_check import check_declared
 
 __all__ = ["gate", "is_declared", "recurrent", "sync"]
 
@@ -67,14 +70,11 @@ def recurrent(cls: type | None = None, *, input: str, state: str | tuple[str, ..
 
 
 def _spec(msg: str) -> Exception:
-    from shapeviz._errors import SpecError
     return SpecError(msg)
 
 
 def _resync() -> None:
     """A class declared while checks are on is wrapped at once (and a redeclared one keeps its wrapper)."""
-    from shapeviz.runtime import watching
-
     with watching._lock:
         watching._sync_patches()
 
@@ -139,10 +139,6 @@ def sync(wanted: bool, gate: Callable[[nn.Module, Any, Any], None]) -> None:
 def gate(module: nn.Module, x: Any, s: Any) -> None:
     """The check a wrapped declared ``forward`` makes before it runs: as for torch's classes, a watched module
     with its path, any other while ``checking()``/``enable()`` is on, and one made inside a watched model's code."""
-    from shapeviz._errors import ShapeError
-    from shapeviz.runtime import watching
-    from shapeviz.runtime.declared_check import check_declared
-
     entry = watching._watched.get(id(module))
     if entry is not None and entry[0]() is module:
         check_declared(module, x, s, entry[1])

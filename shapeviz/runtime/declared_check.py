@@ -120,7 +120,7 @@ def _hot(module: nn.Module, conv: Conventions, ref: weakref.ref, box: list[tuple
     env, env_key, decl_now, tensor = _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor
     if read is None or path is None:
         return lambda m, x, s: False  # settings read through properties, or no weights: always the long way
-    subs, pname = path[:-1], path[-1]
+    sub, deeper, pname = (path[0] if len(path) > 1 else None), path[1:-1], path[-1]
 
     def hot(m: Any, x: Any, s: Any) -> bool:
         if env.get(env_key) is not None or type(x) is not tensor or is_compiling():
@@ -131,12 +131,18 @@ def _hot(module: nn.Module, conv: Conventions, ref: weakref.ref, box: list[tuple
         decl = decl_now()
         if decl is not memo[1] and decl != memo[1]:
             return False
-        w = m
-        for name in subs:
-            w = w._modules.get(name)
+        if sub is None:
+            w = m._parameters.get(pname)
+        else:
+            w = m._modules.get(sub)
+            if deeper:
+                for name in deeper:
+                    if w is None:
+                        return False
+                    w = w._modules.get(name)
             if w is None:
                 return False
-        w = w._parameters.get(pname)
+            w = w._parameters.get(pname)
         dtype = x.dtype
         if w is None or dtype is not w.dtype:
             return False
