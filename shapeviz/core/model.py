@@ -105,8 +105,9 @@ class Layout:
 
     @property
     def flag_note(self) -> str:
-        """The flag to show beside a batched input or output: ``"batch_first=True"``, or ``""`` (the default)."""
-        return self.flag_text if self.batch_first else ""
+        """The flag to show beside a batched input or output: ``"batch_first=True"``, or ``""`` (the default, and
+        a declared layer's: it has no such flag)."""
+        return self.flag_text if self.batch_first and not self.input_dims else ""
 
     def rebuild_hint(self, kind: str) -> str:
         """The hint that fixes a ``batch_first_swap`` by building the layer the other way.
