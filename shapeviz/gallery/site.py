@@ -1,23 +1,25 @@
 """``shapeviz site DIR``: the gallery and a conventions explorer as a static site (plain files).
 
 >>> cfg = Config("LSTM", layers=2, bidirectional=True, T=5, bs=3)
->>> cfg.key, cfg.module().hidden_size                      # the layer this configuration builds
+>>> cfg.key, cfg.module().hidden_size                      # the layer this configuration draws
 ('LSTM-L2-bi-sf-p0-T5-bs3', 20)
->>> fragment(cfg)["shapes_of"]["h_n"]                       # (layers*D, bs, h), from Conventions
-[4, 3, 20]
+>>> Config("GRU", cell=True).kind, Config("GRU", cell=True).key   # family as in Conventions; the class is kind
+('GRUCell', 'GRUCell-L1-uni-sf-p0-T3-bs2')
 
 The site has an index, one HTML page per gallery example (diagram, code, explain table, trace),
-and ``explorer.html``: form controls for the family (RNN/LSTM/GRU and the three cells),
-``num_layers``, ``bidirectional``, ``batch_first``, ``proj_size`` (LSTM), T and bs. Every
-configuration of :data:`GRID` is pre-rendered here, from :class:`~shapeviz.core.model.Conventions`
-(the explain table, the shapes, the notes, the unrolled diagram as SVG, the code), into one small
-``explorer/<key>.js`` file; the page's script only picks the file of the chosen configuration and
-keeps it in the URL (``explorer.html#family=LSTM&layers=2&...``), so a teacher can link to it. Its "Shapes
-for any sizes" table (any input_size, hidden_size, proj_size, T, bs; batched, unbatched or packed input) is
-computed in the page from ``explorer-rule.js``, the dims of each argument written out of ``Conventions``
-(:mod:`shapeviz.gallery.explorer_rule`): the script multiplies sizes, it knows no shape rule. No
-server, no network, no external fonts or scripts: open ``index.html``, or host the folder anywhere
-static (``python -m http.server``, GitHub Pages).
+and ``explorer.html``. Its controls name a layer as :class:`~shapeviz.core.model.Conventions` does: the
+family (RNN, LSTM or GRU), ``cell`` (nn.RNNCell, LSTMCell, GRUCell), ``num_layers``, ``bidirectional``,
+``batch_first``; then any input_size, hidden_size, proj_size (LSTM), T and bs, and batched, unbatched or
+packed input. The shapes table, the code, the ``sv.explain`` text and its notes are computed in the page
+from ``explorer-rule.js`` (:mod:`shapeviz.gallery.explorer_rule`: each argument's dims, and explain's text
+as a template, written out of ``Conventions`` and checked against it): the script multiplies sizes, it knows
+no shape rule. The unrolled diagram is drawn here, when the site is built, for every configuration of
+:data:`GRID` (input_size=10, hidden_size=20; proj_size, T and bs from the grid), one small
+``explorer/<key>.js`` file each; the page says so beside it. The page keeps the choice in the URL
+(``explorer.html#family=LSTM&cell=0&layers=2&...``), so a teacher can link to it; links written before
+the family and the cell were separate (``family=GRUCell``) still load. No server, no network, no external
+fonts or scripts: open ``index.html``, or host the folder anywhere static (``python -m http.server``,
+GitHub Pages).
 """
 
 from __future__ import annotations
@@ -38,30 +40,32 @@ import torch.nn as nn
 from shapeviz._errors import MissingBackendError, SpecError
 from shapeviz.core.model import conventions
 from shapeviz.gallery.builder import EXAMPLES, IMAGE_BACKEND, Page, page, sections, write_if_changed
-from shapeviz.gallery.explorer_rule import CELLS, FAMILIES, rule_js
+from shapeviz.gallery.explorer_rule import FAMILIES, rule_js
 from shapeviz.gallery.site_assets import CSS, EXPLORER_JS
 from shapeviz.render.backend import Backend, find_backend, find_graphviz_pure, run_dot
 from shapeviz.render.files import write_atomic
 from shapeviz.render.html import inline_markdown
-from shapeviz.render.text import explain_conventions, notes
 from shapeviz.render.unrolled import unroll
 
-__all__ = ["CELLS", "EMB", "FAMILIES", "GRID", "HIDDEN", "MANIFEST", "Config", "build_site", "claim", "configs",
+__all__ = ["EMB", "FAMILIES", "GRID", "HIDDEN", "MANIFEST", "Config", "build_site", "claim", "configs",
            "fragment", "planned_files"]
 
 EMB, HIDDEN = 10, 20
-"""input_size and hidden_size of every explorer layer; proj_size is 0 or HIDDEN // 2."""
+"""input_size and hidden_size of every pre-drawn explorer diagram; proj_size is 0 or HIDDEN // 2."""
 
 GRID: dict[str, tuple[int, ...]] = {"layers": (1, 2, 3, 4), "proj": (0, HIDDEN // 2), "T": (1, 3, 5),
                                     "bs": (1, 2, 4)}
-"""The explorer's finite grid: every combination (with the families and both flags) is pre-rendered."""
+"""The explorer's finite grid: the diagram of every combination (with the families and flags) is pre-drawn."""
 
 
 @dataclass(frozen=True)
 class Config:
-    """One explorer configuration (cells ignore layers, bidirectional, batch_first; only LSTM has proj).
+    """One pre-drawn explorer diagram (cells ignore layers, bidirectional, batch_first; only LSTM has proj).
 
-    >>> Config("GRUCell", layers=3, bidirectional=True).key                  # a cell: one step, no layers
+    ``family`` is the family as :class:`~shapeviz.core.model.Conventions` names it (``"RNN"``, ``"LSTM"``,
+    ``"GRU"``) and ``cell`` says whether the layer is its cell; :attr:`kind` is the class name.
+
+    >>> Config("GRU", layers=3, bidirectional=True, cell=True).key                # a cell: one step, no layers
     'GRUCell-L1-uni-sf-p0-T3-bs2'
     """
 
@@ -72,19 +76,37 @@ class Config:
     proj: int = 0
     T: int = 3
     bs: int = 2
+    cell: bool = False
 
     def __post_init__(self) -> None:
-        if self.family in CELLS:
+        if self.family not in FAMILIES:
+            raise SpecError(f"explorer: unknown family {self.family!r}; valid: {', '.join(FAMILIES)} "
+                            "(a cell is cell=True: Config('GRU', cell=True) is nn.GRUCell)")
+        if self.cell:
             object.__setattr__(self, "layers", 1)
             object.__setattr__(self, "bidirectional", False)
             object.__setattr__(self, "batch_first", False)
-        if self.family != "LSTM":
+        if self.family != "LSTM" or self.cell:
             object.__setattr__(self, "proj", 0)
 
     @property
+    def kind(self) -> str:
+        """The class name: ``"GRU"``, ``"GRUCell"``, … (as :attr:`Conventions.kind`)."""
+        return self.family + ("Cell" if self.cell else "")
+
+    @property
     def key(self) -> str:
-        return "-".join([self.family, f"L{self.layers}", "bi" if self.bidirectional else "uni",
+        return "-".join([self.kind, f"L{self.layers}", "bi" if self.bidirectional else "uni",
                          "bf" if self.batch_first else "sf", f"p{self.proj}", f"T{self.T}", f"bs{self.bs}"])
+
+    def module(self) -> nn.Module:
+        """The layer itself, on the meta device (no weights allocated)."""
+        kw: dict[str, Any] = {"device": "meta"}
+        if not self.cell:
+            kw.update(num_layers=self.layers, bidirectional=self.bidirectional, batch_first=self.batch_first)
+        if self.proj:
+            kw["proj_size"] = self.proj
+        return getattr(nn, self.kind)(EMB, HIDDEN, **kw)
 
     def args(self) -> str:
         """The constructor's arguments as code: ``10, 20, num_layers=2, bidirectional=True``."""
@@ -92,15 +114,6 @@ class Config:
                  "batch_first": self.batch_first, "proj_size": self.proj}
         defaults = {"num_layers": 1, "bidirectional": False, "batch_first": False, "proj_size": 0}
         return ", ".join([str(EMB), str(HIDDEN)] + [f"{k}={v}" for k, v in extra.items() if v != defaults[k]])
-
-    def module(self) -> nn.Module:
-        """The layer itself, on the meta device (no weights allocated)."""
-        kw: dict[str, Any] = {"device": "meta"}
-        if self.family not in CELLS:
-            kw.update(num_layers=self.layers, bidirectional=self.bidirectional, batch_first=self.batch_first)
-        if self.proj:
-            kw["proj_size"] = self.proj
-        return getattr(nn, self.family)(EMB, HIDDEN, **kw)
 
 
 def configs(grid: dict[str, tuple[int, ...]] | None = None) -> Iterator[Config]:
@@ -111,58 +124,26 @@ def configs(grid: dict[str, tuple[int, ...]] | None = None) -> Iterator[Config]:
     """
     g = GRID if grid is None else grid
     seen: set[str] = set()
-    for family, layers, bi, bf, proj, T, bs in itertools.product(
-            FAMILIES, g["layers"], (False, True), (False, True), g["proj"], g["T"], g["bs"]):
-        cfg = Config(family, layers, bi, bf, proj, T, bs)
+    for family, cell, layers, bi, bf, proj, T, bs in itertools.product(
+            FAMILIES, (False, True), g["layers"], (False, True), (False, True), g["proj"], g["T"], g["bs"]):
+        cfg = Config(family, layers, bi, bf, proj, T, bs, cell=cell)
         if cfg.key not in seen:
             seen.add(cfg.key)
             yield cfg
 
 
-def _code(cfg: Config, shapes: dict[str, tuple[int, ...]]) -> str:
-    """The code that builds the layer and tensors of these shapes (the numbers come from Conventions)."""
-    lines = ["import torch", "import torch.nn as nn", "", "import shapeviz as sv", "",
-             f"layer = nn.{cfg.family}({cfg.args()})"]
-    lstm = cfg.family.startswith("LSTM")
-    if cfg.family in CELLS:
-        lines += [f"x_t = torch.randn{shapes['input']}  # one time step", f"h = torch.zeros{shapes['h_0']}"]
-        if lstm:
-            lines += [f"c = torch.zeros{shapes['c_0']}", "sv.check_call(layer, x_t, (h, c))",
-                      "h, c = layer(x_t, (h, c))  # call it once per step, T times"]
-        else:
-            lines += ["sv.check_call(layer, x_t, h)", "h = layer(x_t, h)  # call it once per step, T times"]
-    else:
-        lines += [f"x = torch.randn{shapes['input']}", f"h_0 = torch.zeros{shapes['h_0']}"]
-        if lstm:
-            lines += [f"c_0 = torch.zeros{shapes['c_0']}", "sv.check_call(layer, x, (h_0, c_0))",
-                      "output, (h_n, c_n) = layer(x, (h_0, c_0))"]
-        else:
-            lines += ["sv.check_call(layer, x, h_0)", "output, h_n = layer(x, h_0)"]
-    lines += [f"print(sv.explain(layer, T={cfg.T}, bs={cfg.bs}))"]
-    return "\n".join(lines) + "\n"
-
-
 def fragment(cfg: Config) -> dict[str, Any]:
-    """What the explorer shows for one configuration, all read from its Conventions (SVG not included).
+    """What the explorer's diagram section shows for one configuration (the SVG is added by the build).
 
-    >>> f = fragment(Config("GRUCell", bs=4))
-    >>> f["shapes_of"]["h_1"], f["label"]                       # (bs, h)
-    ([4, 20], 'GRUCell(10, 20)')
+    >>> f = fragment(Config("GRU", cell=True, bs=4))
+    >>> f["label"], f["call"]
+    ('GRUCell(10, 20)', 'sv.unroll(nn.GRUCell(10, 20), T=3, bs=4)')
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="LSTM with projections is not supported")
         conv = conventions(cfg.module())
-    shapes = conv.shapes(T=cfg.T, bs=cfg.bs)
-    rows = "".join(f'<tr data-name="{escape(n)}"><th>{escape(n)}</th><td class="sym">({escape(", ".join(s.split()))})'
-                   f'</td><td class="shape">{escape(str(tuple(shapes[n])))}</td></tr>'
-                   for n, s in conv.symbolic.items())
-    return {"key": cfg.key, "label": conv.label, "explain": explain_conventions(conv, cfg.T, cfg.bs),
-            "shapes": ('<table class="shapes"><tr><th>argument</th><th>shape</th><th>with sizes</th></tr>'
-                       f"{rows}</table>"),
-            "shapes_of": {n: list(s) for n, s in shapes.items()},
-            "notes": "<ul>" + "".join(f"<li><code>{escape(n)}</code></li>" for n in notes(conv, cfg.T, cfg.bs))
-                     + "</ul>",
-            "code": _code(cfg, shapes)}
+    call = f"sv.unroll(nn.{cfg.kind}({cfg.args()}), T={cfg.T}, bs={cfg.bs})"
+    return {"key": cfg.key, "label": conv.label, "call": call}
 
 
 def _svg(cfg: Config, backend: Backend) -> str:
@@ -207,8 +188,8 @@ def page_html(p: Page) -> str:
 def index_html() -> str:
     parts = ["<h1>shapeviz: the shapes of recurrent layers</h1>",
              '<p><a href="explorer.html"><b>The conventions explorer</b></a>: choose a layer (RNN, LSTM, GRU or '
-             "a cell), its flags, T and bs, and see its shapes, the explain table, the indexing notes, the "
-             "unrolled diagram and the code.</p>"]
+             "a cell), its flags and any sizes, and see its shapes, the code, the explain table and its indexing "
+             "notes, and an unrolled diagram.</p>"]
     for head, group in sections():
         parts.append(f"<h2>{escape(head)}</h2><div class=\"thumbs\">")
         parts += [f'<a href="pages/{e.name}.html"><img src="pages/{e.name}.svg" alt="{escape(e.title)}">'
@@ -231,44 +212,49 @@ def explorer_html(grid: dict[str, tuple[int, ...]]) -> str:
         return (f'<span><input type="checkbox" id="{name}" name="{name}" value="1">'
                 f'<label for="{name}">{escape(label)}</label></span>')
 
-    controls = [select("family", "family", FAMILIES, "LSTM"),
-                select("layers", "num_layers", grid["layers"], grid["layers"][0]),
-                check("bidirectional", "bidirectional"), check("batch_first", "batch_first"),
-                select("proj", "proj_size (LSTM)", grid["proj"], 0, lambda v: "0 (none)" if v == 0 else str(v)),
-                select("T", "T", grid["T"], grid["T"][-1]), select("bs", "bs", grid["bs"], grid["bs"][-1])]
     def number(name: str, label: str, value: int, low: int) -> str:
         return (f'<span><label for="{name}">{escape(label)}</label><input type="number" id="{name}" '
                 f'name="{name}" value="{value}" min="{low}" step="1" size="5"></span>')
 
-    free = [number("input_size", "input_size", EMB, 1), number("hidden_size", "hidden_size", HIDDEN, 1),
-            number("proj_size", "proj_size (LSTM)", 0, 0), number("free_T", "T", 5, 1), number("free_bs", "bs", 3, 1),
-            select("mode", "input", ("batched", "unbatched", "packed"), "batched",
-                   lambda v: {"batched": "batched", "unbatched": "unbatched (no bs dim)",
-                              "packed": "packed (PackedSequence)"}[v]),
-            '<span><label for="lengths">lengths</label><input type="text" id="lengths" name="lengths" '
-            'value="5, 3, 2" size="12"></span>']
+    T0, bs0 = grid["T"][-1], grid["bs"][-1]
+    layer = [select("family", "family", FAMILIES, "LSTM"),
+             check("cell", "cell (nn.RNNCell, LSTMCell, GRUCell: one time step)"),
+             select("layers", "num_layers", grid["layers"], grid["layers"][0]),
+             check("bidirectional", "bidirectional"), check("batch_first", "batch_first")]
+    sizes = [number("input_size", "input_size", EMB, 1), number("hidden_size", "hidden_size", HIDDEN, 1),
+             number("proj_size", "proj_size (LSTM)", 0, 0), number("free_T", "T", T0, 1),
+             number("free_bs", "bs", bs0, 1),
+             select("mode", "input", ("batched", "unbatched", "packed"), "batched",
+                    lambda v: {"batched": "batched", "unbatched": "unbatched (no bs dim)",
+                               "packed": "packed (PackedSequence)"}[v]),
+             '<span><label for="lengths">lengths</label><input type="text" id="lengths" name="lengths" '
+             'value="5, 3, 2" size="12"></span>']
+    drawn = [select("proj", "proj_size (LSTM)", grid["proj"], 0, lambda v: "0 (none)" if v == 0 else str(v)),
+             select("T", "T", grid["T"], T0), select("bs", "bs", grid["bs"], bs0)]
     body = ["<h1>The conventions explorer</h1>",
-            f"<p>Choose a layer and its flags. <b>Shapes for any sizes</b> takes any input_size, hidden_size, "
-            "proj_size, T and bs, and batched, unbatched or packed input; the first table, the diagram, the notes, "
-            f"the explain table and the code are pre-rendered for input_size={EMB}, hidden_size={HIDDEN} and the "
-            "T and bs chosen here. All of it comes from the same conventions shapeviz's checks use. The address "
-            "bar keeps the choice: copy it to link to this configuration.</p>",
-            f'<form id="config" class="controls" aria-label="layer configuration">{"".join(controls)}</form>',
+            "<p>Choose a layer, its flags and any sizes: the shapes, the code, <code>sv.explain</code>'s table and "
+            "its notes follow them, computed in the page from <code>explorer-rule.js</code>, which shapeviz writes "
+            "out of the same conventions its checks use. Only the unrolled diagram is drawn in advance, for "
+            f"input_size={EMB} and hidden_size={HIDDEN} (it says so below). The address bar keeps the choice: copy "
+            "it to link to this configuration.</p>",
+            f'<form id="config" class="controls" aria-label="layer">{"".join(layer)}</form>',
+            f'<form id="sizes" class="controls" aria-label="sizes">{"".join(sizes)}</form>',
+            '<p id="free-error" class="error" role="alert"></p>',
             '<h2 id="label" aria-live="polite"></h2>', "<h3>Shapes</h3>", '<div id="shapes"></div>',
-            "<h3>Shapes for any sizes</h3>",
-            "<p>The family and flags above, with the sizes you choose here. The page computes this table from "
-            "<code>explorer-rule.js</code>, the rule shapeviz writes out of the conventions its checks use (each "
-            "argument's named dims); the rest of the page shows the sizes above.</p>",
-            f'<form id="sizes" class="controls" aria-label="sizes">{"".join(free)}</form>',
-            '<p id="free-error" class="error" role="alert"></p>', '<div id="free-shapes"></div>',
-            "<p>The same sizes as code (the numbers from the table above):</p>", '<pre id="free-code"></pre>',
+            '<p id="bound"></p>',
+            "<h3>Code</h3>", "<p>The layer and tensors of these shapes, checked and called (the numbers are the "
+            "table's):</p>", '<pre id="code"></pre>',
+            "<h3>Indexing notes</h3>", '<div id="notes"></div>',
+            "<h3><code>sv.explain</code></h3>", "<p>What the code's last line prints.</p>",
+            '<pre id="explain" class="wrap"></pre>',
             "<h3>Unrolled over time</h3>",
-            '<p><button id="fullsize" type="button" aria-pressed="false" aria-controls="diagram">Show the diagram '
+            f"<p><b>Drawn in advance for input_size={EMB}, hidden_size={HIDDEN}</b> and the family and flags above, "
+            "with the proj_size, T and bs chosen here (the sizes above do not change it):</p>",
+            f'<form id="drawn" class="controls" aria-label="diagram sizes">{"".join(drawn)}</form>',
+            '<p>The diagram of <code id="drawn-call"></code>. '
+            '<button id="fullsize" type="button" aria-pressed="false" aria-controls="diagram">Show the diagram '
             "at full size</button> (it scrolls sideways; or zoom in the browser)</p>",
             '<div id="diagram" class="diagram"></div>',
-            "<h3>Indexing notes</h3>", '<div id="notes"></div>',
-            "<h3><code>sv.explain</code></h3>", '<pre id="explain" class="wrap"></pre>',
-            "<h3>Code</h3>", '<pre id="code"></pre>',
             '<script src="explorer-rule.js"></script>', '<script src="explorer.js"></script>']
     return _html("shapeviz explorer", "\n".join(body))
 
@@ -386,7 +372,6 @@ def build_site(outdir: str | Path, *, grid: dict[str, tuple[int, ...]] | None = 
     def one(cfg: Config) -> tuple[str, str]:
         data = fragment(cfg)
         data["svg"] = _svg(cfg, backend)
-        del data["shapes_of"]
         return cfg.key, f"svExplorer.load({json.dumps(cfg.key)}, {json.dumps(data, sort_keys=True)});\n"
 
     with ThreadPoolExecutor(max_workers=workers) as pool:  # the dot subprocesses run in parallel

@@ -3,10 +3,12 @@
 >>> "svExplorer" in EXPLORER_JS, "font-family" in CSS
 (True, True)
 
-The script re-implements no shape rule: it reads the form, keeps the URL's hash in step with it,
-and shows the fragment the Python builder pre-rendered for that configuration (one
-``explorer/<key>.js`` file each, loaded with a ``<script>`` tag, so the site also works from
-``file://``).
+The script re-implements no shape rule: it reads the form, keeps the URL's hash in step with it
+(a link that says ``family=GRUCell``, from before the family and the cell were separate, still loads),
+multiplies out the dims and fills in the explain template of ``explorer-rule.js``
+(:mod:`shapeviz.gallery.explorer_rule`), and shows the diagram the Python builder drew for the chosen
+family, flags, proj_size, T and bs (one ``explorer/<key>.js`` file each, loaded with a ``<script>`` tag, so
+the site also works from ``file://``).
 """
 
 from __future__ import annotations
@@ -26,20 +28,21 @@ div.diagram{overflow-x:auto}.diagram.full svg{max-width:none}
 form.controls{display:flex;flex-wrap:wrap;gap:10px 18px;align-items:center;padding:10px;border:1px solid #ccc;
 background:#fafafa;border-radius:4px}
 form.controls label{font-weight:bold;margin-right:4px}form.controls input[type=number]{width:5em}
-select:focus,input:focus{outline:3px solid #f0a500;outline-offset:1px}
+#notes code{white-space:pre-wrap}select:focus,input:focus{outline:3px solid #f0a500;outline-offset:1px}
 table.shapes{border-collapse:collapse}table.shapes td,table.shapes th{border:1px solid #ccc;padding:2px 8px;
 font-family:monospace;text-align:left}
 """
 
-EXPLORER_JS = """
+EXPLORER_JS = r"""
 (function () {
   "use strict";
-  var CELLS = ["RNNCell", "LSTMCell", "GRUCell"];
-  var FIELDS = ["family", "layers", "bidirectional", "batch_first", "proj", "T", "bs"];
+  var R = window.svRule;
+  var LAYER = ["family", "cell", "layers", "bidirectional", "batch_first"];  // as Conventions names them
+  var DRAWN = ["proj", "T", "bs"];  // the pre-drawn diagram's own sizes (input_size 10, hidden_size 20)
+  var FIELDS = LAYER.concat(DRAWN);
   var FREE = ["input_size", "hidden_size", "proj_size", "free_T", "free_bs", "mode", "lengths"];  // any sizes
   var cache = {};
   var wanted = null;
-  var form = document.getElementById("config");
 
   function el(name) { return document.getElementById(name); }
   function read() {
@@ -57,25 +60,22 @@ EXPLORER_JS = """
     });
   }
   function normalise(cfg) {  // controls a cell or a non-LSTM does not have; no shape rule here
-    var cell = CELLS.indexOf(cfg.family) >= 0;
+    var cell = cfg.cell === "1";
     if (cell) { cfg.layers = "1"; cfg.bidirectional = "0"; cfg.batch_first = "0"; }
-    if (cfg.family !== "LSTM") { cfg.proj = "0"; }
+    if (cfg.family !== "LSTM" || cell) { cfg.proj = "0"; }
     ["layers", "bidirectional", "batch_first"].forEach(function (f) { el(f).disabled = cell; });
-    el("proj").disabled = cfg.family !== "LSTM";
+    el("proj").disabled = cfg.family !== "LSTM" || cell;
     return cfg;
   }
+  function kind(cfg) { return cfg.family + (cfg.cell === "1" ? "Cell" : ""); }  // the class name
   function key(cfg) {
-    return [cfg.family, "L" + cfg.layers, cfg.bidirectional === "1" ? "bi" : "uni",
+    return [kind(cfg), "L" + cfg.layers, cfg.bidirectional === "1" ? "bi" : "uni",
             cfg.batch_first === "1" ? "bf" : "sf", "p" + cfg.proj, "T" + cfg.T, "bs" + cfg.bs].join("-");
   }
-  function show(k) {
+  function show(k) {  // the pre-drawn diagram
     var d = cache[k];
-    el("label").textContent = d.label;
-    el("explain").textContent = d.explain;
-    el("shapes").innerHTML = d.shapes;
-    el("notes").innerHTML = d.notes;
+    el("drawn-call").textContent = d.call;
     el("diagram").innerHTML = d.svg;
-    el("code").textContent = d.code;
     document.body.setAttribute("data-shown", k);
   }
   function update() {
@@ -92,27 +92,34 @@ EXPLORER_JS = """
     document.head.appendChild(s);
   }
   function restore() {
-    var cfg = read();
+    var cfg = read(), freeGiven = false;
     window.location.hash.replace(/^#/, "").split("&").forEach(function (part) {
       var kv = part.split("=");
-      if (kv.length === 2 && FIELDS.indexOf(kv[0]) >= 0) {
-        var v = decodeURIComponent(kv[1]);
+      if (kv.length !== 2) { return; }
+      var v = decodeURIComponent(kv[1]);
+      if (kv[0] === "family" && R.families.indexOf(v) < 0 && /Cell$/.test(v) &&
+          R.families.indexOf(v.replace(/Cell$/, "")) >= 0) {
+        cfg.family = v.replace(/Cell$/, "");  // a link from before: family=GRUCell is family=GRU, cell=1
+        cfg.cell = "1";
+      } else if (FIELDS.indexOf(kv[0]) >= 0) {
         var c = el(kv[0]);
         var ok = c.type === "checkbox" ? (v === "0" || v === "1") :
           Array.prototype.some.call(c.options, function (o) { return o.value === v; });
         if (ok) { cfg[kv[0]] = v; }
-      } else if (kv.length === 2 && FREE.indexOf(kv[0]) >= 0) {  // checked again by freeSizes
-        var w = decodeURIComponent(kv[1]);
+      } else if (FREE.indexOf(kv[0]) >= 0) {  // checked again by freeSizes
         var input = el(kv[0]);
         var fits = input.tagName === "SELECT" ?
-          Array.prototype.some.call(input.options, function (o) { return o.value === w; }) : /^[0-9, ]{0,200}$/.test(w);
-        if (fits) { input.value = w; }
+          Array.prototype.some.call(input.options, function (o) { return o.value === v; }) : /^[0-9, ]{0,200}$/.test(v);
+        if (fits) { input.value = v; freeGiven = true; }
       }
     });
+    if (!freeGiven && window.location.hash.length > 1) {  // a link from before any sizes: its proj, T and bs
+      el("proj_size").value = cfg.proj; el("free_T").value = cfg.T; el("free_bs").value = cfg.bs;
+    }
     write(cfg);
   }
-  // Shapes for any sizes: each argument's dims come from window.svRule (written by shapeviz out of its
-  // conventions); here they are only multiplied out.
+  // Everything but the diagram: each argument's dims and explain's text come from window.svRule (written by
+  // shapeviz out of its conventions); here they are only multiplied out.
   function positive(id, low) {
     var v = el(id).value.trim();
     return /^[0-9]+$/.test(v) && parseInt(v, 10) >= low ? parseInt(v, 10) : null;
@@ -120,8 +127,19 @@ EXPLORER_JS = """
   function tupleText(shape) {
     return "(" + shape.join(", ") + (shape.length === 1 ? "," : "") + ")";
   }
+  function fill(template, sizes) {  // literal text and [k, name, ...] products
+    return template.map(function (seg) {
+      return typeof seg === "string" ? seg : String(seg.slice(1).reduce(function (n, f) { return n * sizes[f]; },
+                                                                        seg[0]));
+    }).join("");
+  }
+  function clear(problem) {
+    el("free-error").textContent = problem;
+    ["shapes", "notes", "label", "bound"].forEach(function (id) { el(id).innerHTML = ""; });
+    ["code", "explain"].forEach(function (id) { el(id).textContent = ""; });
+  }
   function freeSizes(cfg) {
-    var R = window.svRule, lstm = cfg.family === "LSTM", cell = CELLS.indexOf(cfg.family) >= 0;
+    var cell = cfg.cell === "1", lstm = cfg.family === "LSTM" && !cell;
     el("proj_size").disabled = !lstm;
     if (!lstm) { el("proj_size").value = "0"; }
     var packedOption = el("mode").querySelector('option[value="packed"]');
@@ -153,9 +171,10 @@ EXPLORER_JS = """
     var proj = lstm && given.proj_size > 0;
     var problem = bad.length ? "not a valid size: " + bad.join(", ") :
       (proj && given.proj_size >= given.hidden_size ? "proj_size must be smaller than hidden_size" : "");
-    el("free-error").textContent = problem;
-    if (problem) { el("free-shapes").innerHTML = ""; el("free-code").textContent = ""; return; }
-    var dims = R.dims[[cfg.family, cfg.batch_first, proj ? "1" : "0", mode].join("|")];
+    if (problem) { clear(problem); return; }
+    el("free-error").textContent = "";
+    var flags = [cfg.family, cell ? "1" : "0", cfg.batch_first, proj ? "1" : "0"];
+    var dims = R.dims[flags.concat([mode]).join("|")];
     var table = document.createElement("table");
     table.className = "shapes";
     table.innerHTML = "<tr><th>argument</th><th>shape</th><th>with sizes</th></tr>";
@@ -179,24 +198,44 @@ EXPLORER_JS = """
         tr.appendChild(c);
       });
     });
-    el("free-shapes").innerHTML = "";
-    el("free-shapes").appendChild(table);
-    var batchedKey = [cfg.family, cfg.batch_first, proj ? "1" : "0", "batched"].join("|");
-    var padded = mode === "packed" ? sizeOf(R.dims[batchedKey].input) : null;  // T=max(lengths), bs=len(lengths)
-    el("free-code").textContent = freeCode(cfg, given, proj, mode, shapes, padded, lengths, T, bs);
-    document.body.setAttribute("data-free", [cfg.family, mode, sizes.T, sizes.bs].join("|"));
+    el("shapes").innerHTML = "";
+    el("shapes").appendChild(table);
+    var said = {sum: "sum(lengths)", count: "len(lengths)", max: "max(lengths)"};
+    el("bound").textContent = mode !== "packed" ? "" : "A packed batch: " + Object.keys(R.packed).map(function (n) {
+      return (n === said[R.packed[n]] ? n : n + " = " + said[R.packed[n]]) + " = " + sizes[n];
+    }).join(", ") + ".";
+    var padded = mode === "packed" ? sizeOf(R.dims[flags.concat(["batched"]).join("|")].input) : null;
+    el("code").textContent = freeCode(cfg, given, proj, mode, shapes, padded, lengths, T, bs);
+    // sv.explain(layer, ...) as the code's last line calls it: T unless packed or a cell, bs only for a batch
+    var withT = !cell && mode !== "packed", withBs = mode === "batched";
+    var textKey = [cfg.family, cell ? "1" : "0", cfg.batch_first, cfg.bidirectional, proj ? "1" : "0",
+                   cfg.layers === "1" ? "0" : "1", withT ? "1" : "0", withBs ? "1" : "0"].join("|");
+    var text = fill(R.texts[textKey], {input_size: given.input_size, hidden_size: given.hidden_size,
+                                       proj_size: given.proj_size, num_layers: given.num_layers, T: T, bs: bs});
+    el("explain").textContent = text;
+    el("label").textContent = text.split("\n")[0];
+    var list = document.createElement("ul");
+    text.split("\nnotes\n")[1].split("\n").forEach(function (line) {  // explain's notes: one "  * " line each
+      var li = document.createElement("li"), code = document.createElement("code");
+      code.textContent = line.replace(/^  \* /, "");
+      li.appendChild(code);
+      list.appendChild(li);
+    });
+    el("notes").innerHTML = "";
+    el("notes").appendChild(list);
+    document.body.setAttribute("data-free", [kind(cfg), mode, sizes.T, sizes.bs].join("|"));
   }
   function freeCode(cfg, given, proj, mode, shapes, padded, lengths, T, bs) {  // the numbers: from the table
-    var cell = CELLS.indexOf(cfg.family) >= 0, args = [given.input_size, given.hidden_size];
+    var cell = cfg.cell === "1", args = [given.input_size, given.hidden_size];
     if (!cell && cfg.layers !== "1") { args.push("num_layers=" + cfg.layers); }
-    if (cfg.bidirectional === "1") { args.push("bidirectional=True"); }
-    if (cfg.batch_first === "1") { args.push("batch_first=True"); }
+    if (!cell && cfg.bidirectional === "1") { args.push("bidirectional=True"); }
+    if (!cell && cfg.batch_first === "1") { args.push("batch_first=True"); }
     if (proj) { args.push("proj_size=" + given.proj_size); }
     var names = Object.keys(shapes), states = names.filter(function (n) { return /_0$/.test(n); });
     var results = names.filter(function (n) { return n !== "input" && states.indexOf(n) < 0; });
     var lines = ["import torch", "import torch.nn as nn"];
     if (mode === "packed") { lines.push("from torch.nn.utils.rnn import pack_padded_sequence"); }
-    lines.push("", "import shapeviz as sv", "", "layer = nn." + cfg.family + "(" + args.join(", ") + ")");
+    lines.push("", "import shapeviz as sv", "", "layer = nn." + kind(cfg) + "(" + args.join(", ") + ")");
     if (mode === "packed") {
       lines.push("padded = torch.randn" + tupleText(padded),
                  "x = pack_padded_sequence(padded, [" + lengths.join(", ") + "]" +
@@ -215,7 +254,7 @@ EXPLORER_JS = """
     else { lines.push("print(" + results.map(function (n) { return n + ".shape"; }).join(", ") + ")"); }
     lines.push("print(sv.explain(layer" + (cell || mode === "packed" ? "" : ", T=" + T) +
                (mode === "batched" ? ", bs=" + bs : "") + "))");
-    return lines.join("\\n") + "\\n";
+    return lines.join("\n") + "\n";
   }
   window.svExplorer = {
     load: function (k, data) { cache[k] = data; if (k === wanted) { show(k); } }
@@ -225,12 +264,13 @@ EXPLORER_JS = """
     this.setAttribute("aria-pressed", full ? "true" : "false");
     this.textContent = full ? "Fit the diagram to the page" : "Show the diagram at full size";
   });
-  form.addEventListener("change", update);
-  var sizesForm = el("sizes");
-  sizesForm.addEventListener("input", update);
-  sizesForm.addEventListener("change", update);
-  sizesForm.addEventListener("submit", function (e) { e.preventDefault(); });
-  form.addEventListener("submit", function (e) { e.preventDefault(); });
+  ["config", "drawn"].forEach(function (id) {
+    el(id).addEventListener("change", update);
+    el(id).addEventListener("submit", function (e) { e.preventDefault(); });
+  });
+  el("sizes").addEventListener("input", update);
+  el("sizes").addEventListener("change", update);
+  el("sizes").addEventListener("submit", function (e) { e.preventDefault(); });
   window.addEventListener("hashchange", function () { restore(); update(); });
   restore();
   update();
