@@ -29,11 +29,16 @@ import shapeviz.gallery.models as gallery_models
 import shapeviz.render.plot as plot_mod
 import shapeviz.render.table as table_mod
 import shapeviz.tracing.json_reader as json_reader_mod
+import shapeviz.tracing.meta as meta_mod
+import shapeviz.tracing.modestack as modestack_mod
+import shapeviz.tracing.modulecalls as modulecalls_mod
 import shapeviz.tracing.naming as naming_mod
+import shapeviz.tracing.oprecorder as oprecorder_mod
 import shapeviz.tracing.oprules as oprules_mod
 import shapeviz.tracing.recorder as recorder_mod
 import shapeviz.tracing.records as records_mod
 import shapeviz.tracing.session as session_mod
+import shapeviz.tracing.tensorbook as tensorbook_mod
 from shapeviz.gallery.models import BatchFirstLoopRNN, CellOverDataset, CharRNNScratch, EmbedRNN, PackedLSTM
 from shapeviz.tracing.records import SCHEMA, Call, TensorInfo, Trace
 from shapeviz.tracing.session import trace
@@ -386,6 +391,7 @@ def test_plot_returns_a_figure(tmp_path: Path):
 
 
 @pytest.mark.parametrize("mod", [records_mod, json_reader_mod, naming_mod, oprules_mod, recorder_mod, session_mod,
+                                 tensorbook_mod, modulecalls_mod, oprecorder_mod, modestack_mod, meta_mod,
                                  table_mod, plot_mod])
 def test_doctests(mod: Any):
     assert doctest.testmod(mod).failed == 0

@@ -215,7 +215,7 @@ def _only_spec_errors(text: str | bytes) -> None:
     assert isinstance(t.table(), str)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_JSON)
 def test_fuzz_random_json_values(value: Any):
     _only_spec_errors(json.dumps(value))
@@ -236,7 +236,7 @@ def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
 _PATHS = [p for p in _paths(REAL_DICT) if p]
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(_PATHS), st.one_of(st.just(...), _JSON)), min_size=1, max_size=3))
 def test_fuzz_mutations_of_a_real_trace(edits: list[tuple[tuple, Any]]):
     doc = copy.deepcopy(REAL_DICT)
@@ -254,7 +254,7 @@ def test_fuzz_mutations_of_a_real_trace(edits: list[tuple[tuple, Any]]):
     _only_spec_errors(json.dumps(doc))
 
 
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)
 @given(st.integers(0, len(REAL_JSON)), st.text(max_size=4))
 def test_fuzz_text_edits(at: int, insert: str):
     _only_spec_errors(REAL_JSON[:at] + insert + REAL_JSON[at + len(insert):])

@@ -46,8 +46,9 @@ from torch.overrides import TorchFunctionMode
 
 from shapeviz._errors import DryRunError
 from shapeviz.core.frames import is_library
+from shapeviz.core.model import Conventions
 
-__all__ = ["META", "MetaMode", "user_line"]
+__all__ = ["META", "RNN_KERNELS", "MetaMode", "rnn_kernel_on_meta", "user_line"]
 
 META = torch.device("meta")
 
@@ -212,3 +213,41 @@ class MetaMode(TorchFunctionMode):
         elif func is Tensor.__getitem__ and _on_meta(args) and len(args) > 1 and _bool_mask(args[1]):
             raise _stop("indexing with a boolean mask (t[mask])", _SHAPE)
         return func(*args, **kwargs)
+
+
+RNN_KERNELS = frozenset({torch._VF.lstm, torch._VF.gru, torch._VF.rnn_tanh, torch._VF.rnn_relu})  # type: ignore[attr-defined]
+"""The kernels of ``nn.LSTM``, ``nn.GRU`` and ``nn.RNN`` (what their forward calls)."""
+
+
+def rnn_kernel_on_meta(conv: Conventions, args: tuple) -> tuple[Tensor, ...] | None:
+    """The results of a recurrent layer's kernel called with ``args`` on the ``meta`` device, shaped by its
+    Conventions ``conv``; None where the kernel must run (not on meta, a cell, unbatched input).
+
+    PyTorch runs meta recurrent kernels step by step (minutes for long sequences); the shapes are known
+    without running them. The module's own argument checks have already run.
+
+    >>> import torch.nn as nn
+    >>> from shapeviz.core.model import conventions
+    >>> x = torch.empty(7, 2, 4, device="meta")
+    >>> [tuple(t.shape) for t in rnn_kernel_on_meta(conventions(nn.GRU(4, 8)), (x, torch.empty(1, 2, 8)))]
+    [(7, 2, 8), (1, 2, 8)]
+    """
+    if conv.cell or not args or not isinstance(args[0], Tensor):
+        return None
+    x = args[0]
+    if x.device.type != "meta":
+        return None
+    if isinstance(args[1], Tensor) and args[1].dim() == 1:  # packed: (data, batch_sizes, hx, …)
+        bsz = args[1]
+        if bsz.device.type == "meta":
+            return None
+        counts = bsz.tolist()
+        lengths = [sum(1 for c in counts if c > i) for i in range(counts[0] if counts else 0)]
+        shapes = conv.shapes(lengths=lengths)
+    else:
+        seq = conv.layout.seq_sizes(tuple(x.shape))
+        if seq is None or not seq[2]:  # unbatched: run the kernel
+            return None
+        shapes = conv.shapes(T=int(seq[0] or 0), bs=int(seq[1] or 0))
+    results = ("output",) + conv.result_names[1:]
+    return tuple(torch.empty(shapes[r], dtype=x.dtype, device="meta") for r in results)  # type: ignore[misc, arg-type]

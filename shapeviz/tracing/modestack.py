@@ -4,19 +4,21 @@
 True
 
 A torch module without children runs none of your code: the recorder's op mode steps aside while
-it runs (:meth:`shapeviz.tracing.recorder.Tracer.enter`) and is put back when it ends, on every path.
+it runs (:meth:`shapeviz.tracing.recorder.Tracer.enter`, :class:`Quiet`) and is put back when it ends,
+on every path, in the thread whose mode stack it was taken from.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import threading
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-__all__ = ["pop_mode", "push_mode", "quiet_hooks_supported"]
+__all__ = ["Quiet", "pop_mode", "push_mode", "quiet_hooks_supported"]
 
 
 _STACK_API = all(hasattr(torch._C, n) for n in ("_len_torch_function_stack", "_get_function_stack_at",
@@ -47,3 +49,47 @@ def quiet_hooks_supported() -> bool:
     True
     """
     return _STACK_API and "always_call" in inspect.signature(nn.Module.register_forward_hook).parameters
+
+
+class Quiet:
+    """The quiet module call of one trace, if one is running: the op mode is off this thread's stack meanwhile.
+
+    >>> import torch
+    >>> from torch.overrides import TorchFunctionMode
+    >>> q, mode, lin = Quiet(), TorchFunctionMode(), torch.nn.Linear(2, 2)
+    >>> with mode:
+    ...     q.step_aside(mode, 1, lin)
+    ...     off = torch._C._len_torch_function_stack()
+    ...     q.ends(lin, 1) and q.back(mode)
+    ...     on = torch._C._len_torch_function_stack()
+    >>> off, on
+    (0, 1)
+    """
+
+    __slots__ = ("depth", "module", "thread")
+
+    def __init__(self) -> None:
+        self.depth: int | None = None  # how many module calls were open when the quiet one started
+        self.thread = 0  # the thread it took the mode off in (the one whose mode stack holds it)
+        self.module = 0  # id() of its module
+
+    def step_aside(self, mode: Any, depth: int, module: Any) -> None:
+        """A quiet call of ``module`` starts with ``depth`` calls open: ``mode`` leaves this thread's stack
+        (unless a quiet call is running already, or ``mode`` is not on top)."""
+        if self.depth is not None:
+            return
+        self.depth, self.thread, self.module = depth, threading.get_ident(), id(module)
+        if not pop_mode(mode):
+            self.depth = None
+
+    def ends(self, module: Any, depth: int) -> bool:
+        """Whether a call of ``module`` ending now, with ``depth`` calls open, ends the quiet call (or one around
+        it), in the thread the mode was taken off in (never onto another thread's mode stack)."""
+        return self.depth is not None and threading.get_ident() == self.thread and (
+            id(module) == self.module or self.depth >= depth)
+
+    def back(self, mode: Any) -> None:
+        """Put ``mode`` back if a quiet call took it off (every path of the forward ends here)."""
+        if self.depth is not None:
+            self.depth = None
+            push_mode(mode)

@@ -232,21 +232,23 @@ def _arg(args: Sequence[Any], kwargs: dict[str, Any], pos: int, key: str, defaul
     return kwargs.get(key, default)
 
 
+_NONE: Any = object()
+_STATIC: dict[str, Any] = {}  # op name -> its rule when the arguments do not matter, None for no rule, _NONE: they do
+_DYNAMIC = frozenset({"transpose", "swapaxes", "swapdims", "permute", "cat", "concat", "concatenate", "stack",
+                      "unsqueeze", "getitem", "unbind"}) | REDUCTIONS
+
+
 def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | None:
     """The rule that names the result of op ``name`` called with these arguments, or None."""
+    hit = _STATIC.get(name, _NONE)
+    if hit is not _NONE:
+        return hit  # type: ignore[no-any-return]
     base = name.strip("_").lstrip(".")
-    if base in ("matmul", "mm", "bmm", "rmatmul"):
-        return _matmul
-    if base == "linear":
-        return _linear
-    if base == "embedding":
-        return _embedding
-    if base == "one_hot":
-        return _one_hot
-    if base in ("T", "t"):
-        return _reverse
-    if base in ("mT", "H", "mH"):
-        return _swap_last_two
+    if base not in _DYNAMIC:
+        rule = _static_rule(base)
+        if len(_STATIC) < 4096:
+            _STATIC[name] = rule
+        return rule
     if base in ("transpose", "swapaxes", "swapdims"):
         return _transpose(int(_arg(args, kwargs, 1, "dim0", 0)), int(_arg(args, kwargs, 2, "dim1", 1)))
     if base == "permute":
@@ -260,14 +262,29 @@ def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | No
         return _stack(int(_arg(args, kwargs, 1, "dim", 0)))
     if base == "unsqueeze":
         return _unsqueeze(int(_arg(args, kwargs, 1, "dim", 0)))
-    if base in RESHAPES:
-        return _reshape
-    if base == "getitem" and len(args) > 1:
-        return _getitem(args[1])
+    if base == "getitem":
+        return _getitem(args[1]) if len(args) > 1 else None
     if base == "unbind":  # `for x_t in x` is unbind(x, 0): each piece drops that dim
         return _drop_dims([int(_arg(args, kwargs, 1, "dim", 0))], False)
-    if base in REDUCTIONS:
-        return _reduction(args, kwargs)
+    return _reduction(args, kwargs)
+
+
+def _static_rule(base: str) -> Rule | None:
+    """The rule of an op whose arguments do not change it (``base``: its name without ``_`` and ``.``)."""
+    if base in ("matmul", "mm", "bmm", "rmatmul"):
+        return _matmul
+    if base == "linear":
+        return _linear
+    if base == "embedding":
+        return _embedding
+    if base == "one_hot":
+        return _one_hot
+    if base in ("T", "t"):
+        return _reverse
+    if base in ("mT", "H", "mH"):
+        return _swap_last_two
+    if base in RESHAPES:
+        return _reshape
     return None
 
 

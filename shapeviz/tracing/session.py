@@ -185,7 +185,7 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
         declared_sizes.update(first_sizes)
     tracer = Tracer(ops, declared_sizes, {n: s for n, s in (declared() or {}).items() if n not in first_sizes})
     if names is not None and first is not None:  # lends its names to the first input's records
-        tracer._remember(first, TensorInfo(shape=tuple(int(s) for s in first.shape), names=names,
+        tracer.book.remember(first, TensorInfo(shape=tuple(int(s) for s in first.shape), names=names,
                                            origins=("inputs_dims",) * len(names)))
 
     modules = _modules(model, list(inputs) + list(kwargs.values()))

@@ -76,6 +76,19 @@ _WRAPPERS = tuple(os.path.join(torch_dir(), *f.split("/")) for f in (
     "_jit_internal.py", "utils/_contextlib.py", "autograd/grad_mode.py", "_compile.py"))
 
 
+_CODE_KINDS: dict[Any, int] = {}  # code object -> _YOURS, _WRAPPER (shapeviz, torch's dispatch wrappers) or _TORCH
+_YOURS, _WRAPPER, _TORCH = 0, 1, 2
+
+
+def _code_kind(code: Any) -> int:
+    fn = code.co_filename
+    kind = _YOURS if not is_library(fn) else _TORCH if is_torch(fn) and not fn.startswith(_WRAPPERS) else _WRAPPER
+    if len(_CODE_KINDS) >= 8192:
+        _CODE_KINDS.clear()
+    _CODE_KINDS[code] = kind
+    return kind
+
+
 def user_frame(direct: bool = False) -> FrameType | None:
     """The innermost frame outside torch and shapeviz: the line of your code that ran the op.
 
@@ -83,11 +96,15 @@ def user_frame(direct: bool = False) -> FrameType | None:
     ``Tensor.__matmul__`` or ``F.embedding``) stands between your code and the op: an op that
     ``pack_padded_sequence`` runs for you is not one of yours."""
     f: FrameType | None = sys._getframe(2)
+    kinds = _CODE_KINDS
     while f is not None:
-        fn = f.f_code.co_filename
-        if not is_library(fn):
+        code = f.f_code
+        kind = kinds.get(code)
+        if kind is None:
+            kind = _code_kind(code)
+        if kind == _YOURS:
             return f
-        if direct and is_torch(fn) and not fn.startswith(_WRAPPERS):
+        if direct and kind == _TORCH:
             return None
         f = f.f_back
     return None
