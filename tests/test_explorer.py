@@ -85,8 +85,8 @@ def test_a_number_that_is_not_a_product_of_sizes_is_refused(monkeypatch: pytest.
         "view(", [1, "num_layers"], ", 2, -1, ", [2, "num_layers"], ") h_0 x0"]
     real = explorer_rule._explain
 
-    def with_a_sum(variant: Any, sizes: Any) -> str:  # a text with input_size + hidden_size in it
-        return real(variant, sizes) + f"\n  total {sizes['input_size'] + sizes['hidden_size']}"
+    def with_a_sum(layer: Any, given: Any, sizes: Any) -> list[str]:  # a text with input_size + hidden_size in it
+        return [t + f"\n  total {sizes['input_size'] + sizes['hidden_size']}" for t in real(layer, given, sizes)]
 
     monkeypatch.setattr(explorer_rule, "_explain", with_a_sum)
     with pytest.raises(RuntimeError, match="has a number that is not a product of its sizes"):

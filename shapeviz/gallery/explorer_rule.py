@@ -125,37 +125,43 @@ def fill(tpl: Template, sizes: Mapping[str, int]) -> str:
     return "".join(parts)
 
 
-def _variants() -> Iterator[tuple[str, bool, bool, bool, bool, bool, bool, bool]]:
+Layer = tuple[str, bool, bool, bool, bool, bool]
+"""family, cell, batch_first, bidirectional, proj, num_layers > 1."""
+
+Given = tuple[tuple[bool, bool], ...]
+"""Which of T and bs ``sv.explain`` is given, as the page's code calls it."""
+
+
+def _layers() -> Iterator[tuple[Layer, Given]]:
     for family in FAMILIES:
-        for cell in (False, True):
-            if cell:  # sv.explain(cell, bs=bs) for a batch, sv.explain(cell) for one sample
-                yield from ((family, True, False, False, False, False, False, bs) for bs in (True, False))
-                continue
-            for bf, bi, layers in ((bf, bi, layers) for bf in (False, True) for bi in (False, True)
-                                   for layers in (False, True)):
-                for proj in (False, True) if family == "LSTM" else (False,):
-                    # batched: T and bs; unbatched: T; packed: neither (as the page's code calls explain)
-                    for T, bs in ((True, True), (True, False), (False, False)):
-                        yield family, cell, bf, bi, proj, layers, T, bs
+        yield (family, True, False, False, False, False), ((False, True), (False, False))  # a cell: bs or not
+        for bf in (False, True):
+            for bi in (False, True):
+                for layers in (False, True):
+                    for proj in (False, True) if family == "LSTM" else (False,):
+                        # batched: T and bs; unbatched: T; packed: neither
+                        yield (family, False, bf, bi, proj, layers), ((True, True), (True, False), (False, False))
 
 
-def _explain(variant: tuple[str, bool, bool, bool, bool, bool, bool, bool], sizes: Mapping[str, int]) -> str:
-    """What ``sv.explain`` prints for this variant's real module built with ``sizes``."""
-    family, cell, bf, bi, proj, layers, T, bs = variant
-    conv = conventions(_module(family, cell, bf, bi, proj, layers, sizes))
-    return explain_conventions(conv, sizes["T"] if T else None, sizes["bs"] if bs else None)
+def _explain(layer: Layer, given: Given, sizes: Mapping[str, int]) -> list[str]:
+    """What ``sv.explain`` prints for this real layer built with ``sizes``, given T and bs or not."""
+    conv = conventions(_module(*layer, sizes))
+    return [explain_conventions(conv, sizes["T"] if T else None, sizes["bs"] if bs else None) for T, bs in given]
 
 
 def _texts() -> dict[str, Template]:
     texts: dict[str, Template] = {}
-    for variant in _variants():
-        family, cell, bf, bi, proj, layers, T, bs = variant
-        tpl = template(_explain(variant, _PRIMES), _PRIMES)
-        if fill(tpl, _CHECK) != _explain(variant, _CHECK):
-            raise RuntimeError(f"explorer rule: the explain text of {family} (cell={cell}, batch_first={bf}, "
-                               f"bidirectional={bi}, proj={proj}) has a number that is not a product of its sizes")
-        texts[text_key(family, cell=cell, batch_first=bf, bidirectional=bi, proj=proj, layers=layers, T=T,
-                       bs=bs)] = tpl
+    for layer, given in _layers():
+        family, cell, bf, bi, proj, layers = layer
+        checks = _explain(layer, given, _CHECK)
+        for (T, bs), text, check in zip(given, _explain(layer, given, _PRIMES), checks, strict=True):
+            tpl = template(text, _PRIMES)
+            if fill(tpl, _CHECK) != check:
+                raise RuntimeError(f"explorer rule: the explain text of {family} (cell={cell}, batch_first={bf}, "
+                                   f"bidirectional={bi}, proj={proj}) has a number that is not a product of its "
+                                   "sizes")
+            texts[text_key(family, cell=cell, batch_first=bf, bidirectional=bi, proj=proj, layers=layers, T=T,
+                           bs=bs)] = tpl
     return texts
 
 

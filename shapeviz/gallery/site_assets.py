@@ -223,7 +223,6 @@ EXPLORER_JS = r"""
     });
     el("notes").innerHTML = "";
     el("notes").appendChild(list);
-    document.body.setAttribute("data-free", [kind(cfg), mode, sizes.T, sizes.bs].join("|"));
   }
   function freeCode(cfg, given, proj, mode, shapes, padded, lengths, T, bs) {  // the numbers: from the table
     var cell = cfg.cell === "1", args = [given.input_size, given.hidden_size];
