@@ -37,7 +37,8 @@ CODES: tuple[str, ...] = (
 """The stable error codes. Never rename one: tests and users match on them.
 
 The first 14 are the recurrent-layer mistakes of DESIGN.md; ``annotation`` is a value that does
-not fit its jaxtyping annotation under ``@sv.check`` (when no more specific code applies);
+not fit its annotation under ``@sv.check`` (when no more specific code applies): a jaxtyping array,
+or any other hint (``n: int``, ``mode: Literal[...]``), checked with beartype's rules;
 ``scrambled_view`` and ``flatten_order`` are the flow checks of ``ops=True``."""
 
 

@@ -192,7 +192,7 @@ def _seeds(sig: Signature, values: Any) -> list[Seed]:
 
 
 def check(fn: F) -> F:
-    """Check a function's jaxtyping annotations on every call (arguments and return value).
+    """Check a function's annotations on every call: arrays with shapeviz's solver, the rest with beartype's rules.
 
     >>> import torch
     >>> @check
@@ -205,6 +205,16 @@ def check(fn: F) -> F:
     ...
     shapeviz.ShapeError: [annotation] @check step: argument `h`
     ...
+    >>> @check
+    ... def scaled(x: Step, scale: float) -> Step:
+    ...     return x * scale
+    >>> scaled(torch.zeros(3, 10), 2).shape     # (bs=3, emb=10); an int passes for a float (PEP 484)
+    torch.Size([3, 10])
+    >>> scaled(torch.zeros(3, 10), "2")
+    Traceback (most recent call last):
+    ...
+    shapeviz.ShapeError: [annotation] @check scaled: argument `scale`
+    ...
 
     Names bind consistently across the arguments and the return value; symbolic dims
     (``layers*D``, ``D*h``, ``T*bs``) are solved from whichever operand binds their factors; on a
@@ -213,6 +223,16 @@ def check(fn: F) -> F:
     ``sv.dims(...)`` bind names before the arguments do. A failure raises
     :class:`~shapeviz.ShapeError` naming the argument, the dim, where it was bound, the bindings
     and a fix; a malformed annotation raises :class:`~shapeviz.SpecError` at decoration time.
+
+    Parameters and return values that are not arrays (``n: int``, ``mode: Literal["tanh", "relu"]``,
+    ``lengths: list[int] | None``, ``-> None``) are checked as ``jaxtyped(typechecker=beartype)``
+    checks them, with PEP 484's numeric tower on (an ``int`` passes for a ``float``); a failure is
+    the same ``ShapeError`` (code ``annotation``) with beartype's reason. Not checked: a parameter
+    whose value is its default object; a hint beartype cannot check (``typing.Self``, ``ClassVar``,
+    an array annotation inside ``list[...]`` or ``dict[...]``), listed with the reason in
+    ``wrapper.__shapeviz_signature__.unchecked``. Under ``torch.compile(fullgraph=True)`` a value
+    that fails a hint beartype checks by itself (``list[int]``, not a class or a ``Literal``) stops
+    tracing with dynamo's own error; run eagerly to see the ``ShapeError``.
     """
     try:
         sig = compile_signature(fn)
@@ -231,6 +251,7 @@ def _lazy(fn: F) -> F:
                 built.append(_build(fn, compile_signature(fn)))
             except NameError as e:
                 raise SpecError(f"sv.check: cannot read the annotations of {fn.__qualname__}: {e}") from e
+            wrapper.__shapeviz_signature__ = built[0].__shapeviz_signature__  # type: ignore[attr-defined]
         return built[0](*args, **kwargs)
 
     return cast(F, wrapper)

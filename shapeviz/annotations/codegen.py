@@ -14,10 +14,11 @@ False
 
 The generated source holds only names made here (``v1``, ``s2``, ``env``, ``DT3`` …), slot
 indices and integer sizes (parsed with ``int``), never text from an annotation: nothing the
-user wrote is evaluated. Objects (dtype sets, symbolic terms, nested checkers) go in through
-the namespace. A checker compares ``.shape`` entries with plain ints in a per-call list, so
-nothing is shared between calls or threads and ``torch.compile`` can trace it. It says only
-yes or no; :mod:`shapeviz.annotations.explainer` says why.
+user wrote is evaluated. Objects (dtype sets, symbolic terms, nested checkers, classes and
+literals of non-array hints, beartype probes) go in through the namespace. A checker compares
+``.shape`` entries with plain ints in a per-call list, so nothing is shared between calls or
+threads and ``torch.compile`` can trace it. It says only yes or no;
+:mod:`shapeviz.annotations.explainer` says why.
 """
 
 from __future__ import annotations

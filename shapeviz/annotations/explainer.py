@@ -26,7 +26,7 @@ import torch
 from shapeviz._errors import ShapeError
 from shapeviz.annotations.codegen import NO_DEFAULT
 from shapeviz.annotations.parser import AnnotationNode, ArraySpec, Dim, DimKind, NodeKind, dtype_matches, dtype_name
-from shapeviz.annotations.pytypes import show_value
+from shapeviz.annotations.pytypes import RETRIES, show_value
 from shapeviz.annotations.signature import Signature
 from shapeviz.annotations.solver import bind_variadic, evaluate, resolve
 from shapeviz.core.dimensions import format_shape
@@ -259,7 +259,7 @@ def explain_mismatch(sig: Signature, label: str, values: Sequence[Any] | None, s
                           code="annotation", detail="the arguments do not bind to the signature")
     walker, failure = _run_walker(sig, values, seeds, result, has_result)
     if failure is None:  # the fast path and the walk disagree: say so rather than pass silently
-        failure = _Failure("(call)", None, None, "the values do not fit the annotations")
+        failure = _sampled(sig) or _Failure("(call)", None, None, "the values do not fit the annotations")
     code = "annotation"
     hints: list[str] = []
     argument = failure.argument
@@ -301,6 +301,27 @@ def explain_mismatch(sig: Signature, label: str, values: Sequence[Any] | None, s
     return ShapeError(module=label, argument=argument, expected=expected,
                       actual=actual if isinstance(actual, (tuple, str)) or actual is None else str(actual),
                       code=code, hints=hints, detail=detail, context=[walker.bindings()])
+
+
+def _probed(node: AnnotationNode | None) -> bool:
+    if node is None:
+        return False
+    return (node.plain is not None and node.plain.probe is not None) or any(_probed(c) for c in node.children)
+
+
+def _sampled(sig: Signature) -> _Failure | None:
+    """The failure to report when beartype rejected a container on the call but not on the walk's re-checks."""
+    names = [name for name, node in zip(sig.names, sig.nodes) if _probed(node)]
+    if sig.result is not None and _probed(sig.result):
+        names.append("return value")
+    if not names:
+        return None
+    shown = ", ".join(f"`{n}`" for n in names)
+    return _Failure(names[0] if len(names) == 1 else "(call)", None, None,
+                    f"beartype rejected {shown} on the call but let it through {RETRIES} re-checks: it checks "
+                    "one random item of a container per call, so one item (or a few) does not fit",
+                    expected="the annotation",
+                    fix=f"look for the item of {shown} that does not fit its annotation")
 
 
 def _expected(spec: ArraySpec, walker: _Walker) -> str:

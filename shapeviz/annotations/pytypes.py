@@ -35,12 +35,14 @@ from typing import Any
 import torch
 from jaxtyping import AbstractArray
 
-__all__ = ["PlainCheck", "contains_array", "literal_ok", "plain_check", "show_hint", "show_value", "violation_type"]
+__all__ = ["RETRIES", "PlainCheck", "contains_array", "literal_ok", "plain_check", "show_hint", "show_value",
+           "violation_type"]
 
 _NONE = type(None)
 _PLAIN_METACLASSES = (type, abc.ABCMeta, enum.EnumMeta, type(torch.Tensor))
 _TOWER: dict[type, tuple[type, ...]] = {float: (float, int), complex: (complex, float, int)}
-_RETRIES = 32  # beartype checks one random item of a container per call: the slow path asks again
+RETRIES = 32
+"""How often the slow path asks a probe again: beartype checks one random item of a container per call."""
 _SHORT = reprlib.Repr()
 _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict = 40, 40, 4, 4
 
@@ -81,7 +83,8 @@ class PlainCheck:
         return True
 
     def reason(self, v: Any) -> str | None:
-        """Why ``v`` does not fit, in beartype's words where beartype decides; None if it fits."""
+        """Why ``v`` does not fit, in beartype's words where beartype decides; None if it fits (or if
+        beartype, which checks one random item of a container, let it through ``RETRIES`` times)."""
         if self.probe is None:
             if self.ok(v):
                 return None
@@ -90,13 +93,12 @@ class PlainCheck:
             names = [show_hint(c) if c is not _NONE else "None" for c in self.classes]
             names += [repr(value) for _, value in self.literals]
             return f"{show_value(v)} is not {'one' if not self.classes else 'any'} of {', '.join(names)}"
-        for _ in range(_RETRIES):
+        for _ in range(RETRIES):  # beartype checks one random item of a container per call
             try:
                 self.probe(v)
             except violation_type() as e:
                 return _reason(str(e))
-        return (f"beartype rejected {show_value(v)} on the call but not on {_RETRIES} re-checks: it checks one "
-                "random item of a container per call")
+        return None
 
     def fix(self, v: Any, name: str) -> str:
         """The hint line for a value that does not fit: what to pass, or how to widen the annotation.
