@@ -18,6 +18,7 @@ every shape is read from the panel's :class:`~shapeviz.core.model.Conventions`.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,12 +27,13 @@ from html import escape
 from typing import Any
 
 import graphviz
+import graphviz.quoting
 
 from shapeviz.core.dimensions import format_named
 from shapeviz.render.panels import PHASES, Feed, Panel
 
-__all__ = ["DEFAULT_MAX_STEPS", "Col", "Row", "RowKind", "add_edge", "add_node", "draw_panel", "html_table", "rows_of",
-           "same_rank", "source_rows", "step_columns"]
+__all__ = ["DEFAULT_MAX_STEPS", "Col", "Row", "RowKind", "UnrollGraph", "add_edge", "add_node", "draw_panel",
+           "html_table", "rows_of", "same_rank", "source_rows", "step_columns"]
 
 DEFAULT_MAX_STEPS = 6
 """Sequences longer than this are drawn as first k, ``× (T − 2k) steps``, last k (k = max_steps // 2), when
@@ -106,7 +108,7 @@ class Row:
     layer: int = -1
     d: int = -1  # direction: 0 forward, 1 backward (torch's index in layer*D + direction)
 
-    @property
+    @functools.cached_property
     def id(self) -> str:
         if self.kind is RowKind.LANE:
             return f"l{self.layer}{'fb'[self.d]}"
@@ -225,6 +227,33 @@ class _View:
         if self.lstm:
             rows.append(("c", f"c {format_named(self.c_step, bt)}"))
         return rows
+
+
+@functools.lru_cache(maxsize=1024)
+def _attr_text(items: tuple[tuple[str, str], ...]) -> str:
+    return graphviz.quoting.attr_list(attributes=list(items))
+
+
+class UnrollGraph(graphviz.Digraph):
+    """A ``graphviz.Digraph`` that remembers what the package's own quoting made of an id or of an attribute
+    list it saw before: a diagram repeats a few hundred ids and a dozen attribute lists (``style=invis``,
+    ``dir=back weight=8``) in thousands of statements. The DOT is the same as a plain Digraph's.
+
+    >>> g = UnrollGraph("g")
+    >>> g.edge("a:h:e", "b c", _attributes=[("style", "invis")])
+    >>> g.body
+    ['\\ta:h:e -> "b c" [style=invis]\\n']
+    """
+
+    _quote = staticmethod(functools.lru_cache(maxsize=4096, typed=True)(graphviz.quoting.quote))
+    _quote_edge = staticmethod(functools.lru_cache(maxsize=4096, typed=True)(graphviz.quoting.quote_edge))
+
+    @staticmethod
+    def _attr_list(label: str | None = None, kwargs: Any = None, attributes: Any = None) -> str:
+        if label is None and not kwargs and type(attributes) is list and all(
+                type(k) is str and type(v) is str for k, v in attributes):  # (never an nohtml() value: not cached)
+            return _attr_text(tuple(attributes))
+        return graphviz.quoting.attr_list(label, kwargs=kwargs, attributes=attributes)
 
 
 def add_node(graph: graphviz.Digraph, name: str, label: str, **attrs: str) -> None:
@@ -439,16 +468,19 @@ def _adjacent_edge(rows: Sequence[Row], j: int) -> bool:
 def _column_edges(out: _Out, v: _View, rows: Sequence[Row]) -> None:
     """Data flowing up each column (rankdir=TB with the top row first: declared downwards, drawn upwards),
     and invisible edges that keep each column straight."""
+    # per row: (its sources and each one's weight: 8 from the row just below, which keeps the column
+    # straight; else 0), and whether an invisible edge to the row below is needed for that
+    feeds = [([(src, "8" if rows.index(src) == j - 1 else "0") for src in source_rows(rows, j)],
+              j > 0 and not _adjacent_edge(rows, j)) for j in range(len(rows))]
     for i, col in enumerate(v.cols):
         if col.gap:  # the ellipsis column: no data edges, just a straight invisible spine
             for j in range(1, len(rows)):
                 out.edge(rows[j].cell(i), rows[j - 1].cell(i), style="invis", weight="8")
             continue
-        for j, row in enumerate(rows):
-            for src in source_rows(rows, j):
-                weight = "8" if rows.index(src) == j - 1 else "0"
+        for j, (row, (sources, spine)) in enumerate(zip(rows, feeds)):
+            for src, weight in sources:
                 out.edge(row.cell(i), src.cell(i), dir="back", weight=weight)
-            if j > 0 and not _adjacent_edge(rows, j):
+            if spine:
                 out.edge(row.cell(i), rows[j - 1].cell(i), style="invis", weight="8")
 
 

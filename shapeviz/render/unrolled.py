@@ -4,8 +4,9 @@
 >>> d = unroll(nn.GRU(10, 20, num_layers=2, bidirectional=True), T=4, bs=3)
 >>> "h_n[3] = layer 1, backward" in d.source, "(bs=3, h=20)" in d.source
 (True, True)
->>> type(d.graph).__name__, d.source == d.graph.source  # restyle it with graphviz's own API
-('Digraph', True)
+>>> import graphviz
+>>> isinstance(d.graph, graphviz.Digraph), d.source == d.graph.source  # restyle it with graphviz's own API
+(True, True)
 
 Time runs left to right, layers are stacked bottom to top, a bidirectional layer has a forward and
 a backward lane. Every tensor is drawn with its named shape, read from
@@ -31,7 +32,15 @@ from shapeviz.core.model import Conventions, conventions
 from shapeviz.render.backend import FONT, Diagram
 from shapeviz.render.caps import MAX_CELLS, check_size, column_count
 from shapeviz.render.lanes import lanes, panels_from_trace
-from shapeviz.render.panel_graph import DEFAULT_MAX_STEPS, add_edge, add_node, draw_panel, same_rank, step_columns
+from shapeviz.render.panel_graph import (
+    DEFAULT_MAX_STEPS,
+    UnrollGraph,
+    add_edge,
+    add_node,
+    draw_panel,
+    same_rank,
+    step_columns,
+)
 from shapeviz.render.panels import Link, Panel, caption_lines, fed_rows, stacked, whole_output
 
 __all__ = ["DEFAULT_MAX_STEPS", "MAX_CELLS", "Panel", "check_size", "column_count", "panels_from_trace",
@@ -160,7 +169,7 @@ def to_graph(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS,
     """
     panels, links, hidden = _keep_panels(panels, links)
     check_size(panels, max_steps)
-    g = graphviz.Digraph("unroll")
+    g = UnrollGraph("unroll")
     # kept in this order (graphviz writes a plain dict sorted): dot 2.43 ends an edge's line about 3 points
     # nearer its arrowhead when arrowsize is declared before fontname; in this order the drawings are as before
     g.graph_attr, g.node_attr, g.edge_attr = OrderedDict(_GRAPH), OrderedDict(_NODE), OrderedDict(_EDGE)
@@ -173,7 +182,7 @@ def to_graph(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS,
         c = panel.conv
         caption = _caption(caption_lines(panel, c.dims(batched=panel.batched), c.bindings(panel.T, panel.bs)))
         if len(panels) > 1:
-            cluster = graphviz.Digraph(f"cluster_{n}")
+            cluster = UnrollGraph(f"cluster_{n}")
             cluster.attr(label=caption)
             below = [("labelloc", "b")] if n in lower else []  # edges leave its top: the caption goes below
             cluster.attr(_attributes=[*below, ("color", "#999999")])
