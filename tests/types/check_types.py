@@ -6,7 +6,7 @@ The `# type: ignore[...]` lines are mistakes mypy must catch (mypy runs with
 
 from __future__ import annotations
 
-from typing import assert_type
+from typing import Literal, assert_type
 
 import torch
 from torch import Tensor
@@ -26,6 +26,11 @@ def encode(x: Seq, h0: Hidden) -> tuple[Output, Hidden]:
 @check
 def head(tokens: Tokens, logits: Logits) -> Logits:
     return logits
+
+
+@check
+def scaled(x: Step, scale: float, mode: Literal["a", "b"] = "a") -> Step:  # non-array parameters keep their types
+    return x * scale
 
 
 def use() -> None:
@@ -48,9 +53,12 @@ def use() -> None:
     assert_type(rnn_cell(step, h1, torch.zeros(20, 10), torch.zeros(20, 20)), Tensor)
     assert_type(ScratchLSTM.from_torch(torch.nn.LSTM(10, 20)), ScratchLSTM)
     assert_type(head(torch.zeros(2, 5, dtype=torch.long), torch.zeros(10, 7)), Tensor)
+    assert_type(scaled(step, 2, "b"), Tensor)
 
     svnn.LSTM(10, 20).forward("not a tensor")  # type: ignore[call-overload]
     svnn.RNNCell(10, 20).forward(step, (h1, h1))  # type: ignore[arg-type]
     encode(x)  # type: ignore[call-arg]
+    scaled(step, "2")  # type: ignore[arg-type]
+    scaled(step, 2.0, "c")  # type: ignore[arg-type]
     bad: Hidden = "h"  # type: ignore[assignment]
     assert_type(bad, Tensor)
