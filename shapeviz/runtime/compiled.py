@@ -15,9 +15,9 @@ A symbolic size (``mark_dynamic``, automatic dynamic, ``dynamic=True``) is compa
 ``check_forward_args`` compares it (input_size, the state's shape): the guard is the one torch's comparison
 adds anyway, so such a size is still checked and no recompile comes of it. Declared-size evidence reads only
 static sizes (``has_static_value``): it never adds a guard. Declared sizes are the ones in force when dynamo
-traces: ``sv.dims`` around the compiled call, and ``watch(model, inputs=...)``, whose hook declares the root's
-static input sizes at trace time (believed only while that root's call is on the stack). ``PackedSequence``
-inputs are not checked while compiling.
+traces: ``sv.dims`` around the compiled call, and ``watch(model, inputs=...)``: the sizes of that model's input
+in the call being compiled, read from its frame on the real Python stack (the static ones are guarded by dynamo
+anyway, so a new size recompiles and is read again). ``PackedSequence`` inputs are not checked while compiling.
 
 On a failure the message is built by :func:`shapeviz.runtime.diagnosis.diagnose` from stand-in tensors
 of the same shapes, dtypes and devices, and raised as :class:`CompiledShapeError`: in default mode dynamo
@@ -29,8 +29,6 @@ This module is imported only while dynamo traces (it imports ``torch.fx.experime
 
 from __future__ import annotations
 
-import functools
-import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -39,13 +37,13 @@ import torch.nn as nn
 from torch import Tensor
 from torch.fx.experimental.symbolic_shapes import has_static_value, optimization_hint, statically_known_true
 
-from shapeviz.core.dimensions import DECLARED, live_declared, pop, push
+from shapeviz.core.dimensions import DECLARED, live_declared
 from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_suspect, layer_suspect, unbatched_ambiguous
 from shapeviz.core.model import CELL_TYPES, FAMILIES, LAYER_TYPES, Conventions, Layout
 from shapeviz.runtime.fastcheck import call_args
 
-__all__ = ["CompiledShapeError", "check_traced", "clear_traced", "traced_fault", "traced_names", "traced_pending"]
+__all__ = ["CompiledShapeError", "check_traced", "traced_fault"]
 
 Key = tuple[str, bool, int, int, int, bool, bool, int]
 
@@ -58,73 +56,22 @@ class CompiledShapeError(RuntimeError):
     """
 
 
-_TRACED: dict[str, object] = {}
-"""The declaration ``watch(model, inputs=...)`` made for the root call dynamo is tracing now (one slot: set by
-the root's pre hook, cleared by its post hook, traced or eager; re-setting it on a restarted analysis is
-harmless). It is declared for real (``push``), so a frame dynamo then runs eagerly checks with it too."""
-
-
-_CALL_CODE = nn.Module._call_impl.__code__
-
-
-def _root_running(root_id: int) -> bool:
-    """Is a call of the module with this id on this thread's Python stack? A traced root's declaration is
-    believed only then: one whose post hook dynamo never re-ran cannot outlive its call."""
-    f = sys._getframe(1)
-    while f is not None:
-        if f.f_code is _CALL_CODE and id(f.f_locals.get("self")) == root_id:
-            return True
-        f = f.f_back
-    return False
-
-
-@torch.compiler.assume_constant_result
-def _set_traced(names: tuple[str, ...], sizes: tuple[int, ...] | None, root_id: int) -> int:
-    """Run by dynamo at trace time (its result is a constant): the only place the slot changes."""
-    key = _TRACED.pop("root", None)
-    if key is not None:
-        pop(key)
-    if sizes is not None:
-        _TRACED["root"] = push(dict(zip(names, sizes)), live=functools.partial(_root_running, root_id))
-    return 0
-
-
-def traced_pending() -> bool:
-    """A traced root's declaration is still in force (its post hook has not run yet)."""
-    return bool(_TRACED)
-
-
-def traced_names(names: tuple[str, ...], module: nn.Module, args: tuple, kwargs: dict[str, Any] | None) -> None:
-    """``inputs=`` while dynamo traces the watched root: declare its first input's static sizes by name for the
-    checks traced inside it (a size dynamo made dynamic is not declared: evidence never adds a guard).
-
-    >>> m = nn.GRU(3, 4)
-    >>> traced_names(("bs", "T"), m, (torch.zeros(4, 9),), None); declared_now(), clear_traced()
-    (None, None)
-
-    (None: no call of ``m`` is running, so the declaration is not believed.)
-    """
-    first = args[0] if args else next(iter((kwargs or {}).values()), None)
-    sizes = None
-    if isinstance(first, Tensor) and first.dim() >= len(names):
-        sizes = _static(*first.shape[:len(names)])
-    _set_traced(names, sizes, id(module))
-
-
-def clear_traced() -> None:
-    """The watched root's call is over (its post hook, traced or eager): nothing it declared stays."""
-    _set_traced((), None, 0)
-
-
 @torch.compiler.assume_constant_result
 def declared_now() -> tuple[tuple[str, int], ...] | None:
     """The declared sizes when dynamo traces, as a constant (dynamo cannot trace ``ContextVar.get``):
-    ``sv.dims`` and, inside a watched root being traced, what its ``inputs=`` names.
+    ``sv.dims`` and, for a call of a model named by ``watch(model, inputs=...)``, the sizes its input gives
+    those names, read from that call's frame on the real Python stack (:func:`~shapeviz.runtime.rootcall.
+    stack_declared`: the traced call declares nothing itself).
 
     >>> declared_now() is None
     True
     """
+    from shapeviz.runtime.rootcall import stack_declared
+
     d = live_declared() if DECLARED.get() is not None else None
+    named = stack_declared()
+    if named:
+        d = {**(d or {}), **named}
     return None if d is None else tuple(d.items())
 
 
@@ -302,7 +249,8 @@ def failure_text(key: Key, cls: type, attrs: tuple[tuple[str, Any], ...], x: Any
     except Exception:  # a subclass whose extra_repr reads more: the conventions' own label
         label = ""
     weight = _stand_in(w)
-    module = SimpleNamespace(weight_ih=weight, weight_ih_l0=weight)
+    module = SimpleNamespace(weight_ih=weight, weight_ih_l0=weight,
+                             _parameters={"weight_ih": weight, "weight_ih_l0": weight})
     conv = Conventions(*key, label=label)
     err = diagnose(module, conv, _stand_in(x), _stand_in(hx), None if decl is None else dict(decl),
                    path)  # type: ignore[arg-type]

@@ -30,8 +30,12 @@ from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_suspect, layer_suspect, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import Conventions, conventions, key_getter
 
-# older torch (the range in pyproject starts at 2.1) lacks this name
+# older torch (the range in pyproject starts at 2.1) lacks these names
 is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
+# dynamo folds this to True while it traces; eagerly it is ``return False`` (``is_compiling`` costs three times
+# as much: it asks torch.jit first). Non-strict export and AOTAutograd call the hot path with fake tensors,
+# which its ``type(x) is Tensor`` test sends the long way, where ``is_compiling`` is asked.
+_dynamo = getattr(torch.compiler, "is_dynamo_compiling", None) or is_compiling
 
 
 _ENV_NAME = "SHAPEVIZ_DISABLE"
@@ -112,40 +116,73 @@ def _hot_path(p: CallPlan) -> Callable[[torch.nn.Module, Any, Any], bool]:
     """The hot path of :func:`check_input` for one plan, with the plan's constants bound in a closure: True when
     a call repeats the last one that fit (the memo of :func:`fit`: input shape and declared sizes) and its
     configuration, dtypes, devices and state shapes still agree; False sends it the long way (never an error).
-    Reads no module state it keeps: only ``m.__dict__``/``m._parameters`` of the module it is given."""
-    getkey, key, from_dict, wname, ref, arity = p.getkey, p.key, p.from_dict, p.wname, p.ref, p.arity
-    box, env, env_key, decl_now, tensor = p.memo_box, _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor
 
-    def hot(m: torch.nn.Module, x: Any, hx: Any) -> bool:
-        if env.get(env_key) is not None or type(x) is not tensor or is_compiling():
+    Each read is one a check of the call cannot skip: the kill switch (a ``dict`` membership test on the
+    environment's own mapping), dynamo (``torch.compiler.is_dynamo_compiling``, a constant while dynamo traces,
+    so none of the reads below becomes a guard), the input's shape, the configuration (one ``itemgetter`` over
+    ``m.__dict__``), the declared sizes, the first weight's dtype and device, then each state's shape, dtype and
+    device; a device is compared by ``is_cpu`` where the input is on the CPU (a ``torch.device`` costs an
+    allocation). The plan is its module's: ``_plans`` drops an entry when its module dies (a weakref callback,
+    run before the id can be reused), so an entry found by ``id`` belongs to the module given.
+    Reads no module state it keeps: only ``m.__dict__`` of the module it is given."""
+    getkey, key, from_dict, wname, arity = p.getkey, p.key, p.from_dict, p.wname, p.arity
+    box, env, env_key, decl_now, tensor, dynamo = p.memo_box, _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor, _dynamo
+
+    if arity == 1:
+        def hot(m: torch.nn.Module, x: Any, hx: Any) -> bool:
+            if env_key in env or type(x) is not tensor or dynamo():
+                return False
+            sh, decl0, want_h, _ = box[0]
+            d = m.__dict__
+            if x.shape != sh or getkey(d if from_dict else m) != key:
+                return False
+            decl = decl_now()
+            if decl is not decl0 and decl != decl0:
+                return False
+            w = d["_parameters"].get(wname)
+            dtype = x.dtype
+            if w is None or dtype is not w.dtype:
+                return False
+            if x.is_cpu:
+                if not w.is_cpu:
+                    return False
+                return hx is None or (type(hx) is tensor and hx.shape == want_h and hx.dtype is dtype and hx.is_cpu)
+            device = x.device
+            if device != w.device:
+                return False
+            return hx is None or (type(hx) is tensor and hx.shape == want_h and hx.dtype is dtype
+                                  and hx.device == device)
+
+        return hot
+
+    def hot2(m: torch.nn.Module, x: Any, hx: Any) -> bool:
+        if env_key in env or type(x) is not tensor or dynamo():
             return False
-        memo = box[0]
-        if x.shape != memo[0] or getkey(m.__dict__ if from_dict else m) != key or ref() is not m:
+        sh, decl0, want_h, want_c = box[0]
+        d = m.__dict__
+        if x.shape != sh or getkey(d if from_dict else m) != key:
             return False
         decl = decl_now()
-        if decl is not memo[1] and decl != memo[1]:
+        if decl is not decl0 and decl != decl0:
             return False
-        w = m._parameters.get(wname)
+        w = d["_parameters"].get(wname)
         dtype = x.dtype
         if w is None or dtype is not w.dtype:
             return False
-        cpu = x.is_cpu  # is_cpu where the input is on the CPU: a torch.device object costs an allocation
+        cpu = x.is_cpu
         device = None if cpu else x.device
         if not (w.is_cpu if cpu else device == w.device):
             return False
         if hx is None:
             return True
-        if arity == 1:
-            return (type(hx) is tensor and hx.shape == memo[2] and hx.dtype is dtype
-                    and (hx.is_cpu if cpu else hx.device == device))
         if type(hx) is not tuple or len(hx) != 2:
             return False
         h, c = hx
-        return (type(h) is tensor and type(c) is tensor and h.shape == memo[2] and c.shape == memo[3]
+        return (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
                 and h.dtype is dtype and c.dtype is dtype
                 and (h.is_cpu and c.is_cpu if cpu else h.device == device and c.device == device))
 
-    return hot
+    return hot2
 
 
 # id(module) -> CallPlan; the plan's weakref drops the entry when the module dies (cheaper than a
@@ -277,10 +314,18 @@ def check_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
     >>> import torch, torch.nn as nn
     >>> check_call(nn.LSTMCell(8, 16), torch.randn(4, 8))  # (bs=4, emb=8) -> fine
     """
-    if not kwargs and len(args) == 2:  # (input, hx): the common call, its hot path without a call layer
+    if not kwargs:  # (input, hx) or (input,): the common calls, the plan's hot path without a call layer
+        n = len(args)
+        if n == 2:
+            x, hx = args
+        elif n == 1:
+            x, hx = args[0], None
+        else:
+            check_module_call(module, args, kwargs, None)
+            return
         p = _plans.get(id(module))
-        if p is None or not p.hot(module, args[0], args[1]):
-            check_input(module, args[0], args[1], None)
+        if p is None or not p.hot(module, x, hx):
+            check_input(module, x, hx, None)
     else:
         check_module_call(module, args, kwargs, None)
 
@@ -305,8 +350,11 @@ def call_args(args: tuple, kwargs: dict[str, Any]) -> tuple[Any, Any]:
     return kwargs.get("input"), kwargs.get("hx")
 
 
-def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> None:
-    """Check ``module(x, hx)`` (``hx`` None when not given): every eager check comes here.
+def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> bool:
+    """Check ``module(x, hx)`` (``hx`` None when not given): every eager check comes here. Returns True when
+    shapeviz's fast path verified the call (a tensor input, its state and the weights' dtype and device: all
+    torch's own ``check_forward_args`` would compare), False when it did not judge it (``SHAPEVIZ_DISABLE``,
+    compiling, no input, a ``PackedSequence``, a call the diagnosis let pass); raises on a mistake.
 
     ``SHAPEVIZ_DISABLE`` is read and the configuration compared on every call. A tensor call whose input
     shape and declared sizes equal those of the last call that fit (the plan's memo of :func:`fit`) is then
@@ -315,23 +363,25 @@ def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> N
 
     >>> import torch, torch.nn as nn
     >>> check_input(nn.LSTM(4, 6), torch.randn(5, 2, 4), None, "enc.rnn")  # (T=5, bs=2, emb=4): fine
+    True
     """
     p = _plans.get(id(module))
     if p is not None and p.hot(module, x, hx):  # a repeat of the last call that fit: plain reads, in line
-        return
+        return True
     if env_disabled():
-        return
+        return False
     if is_compiling():  # dynamo traces this call: checked at trace time (README: torch.compile)
         from shapeviz.runtime.compiled import check_traced
 
-        return check_traced(module, (x, hx), {}, path)
+        check_traced(module, (x, hx), {}, path)
+        return False
     if p is None or p.ref() is not module or p.getkey(module.__dict__ if p.from_dict else module) != p.key:
         p = plan_for(module)
     if x is None:
-        return
+        return False
     decl = DECLARED.get()
     if fast_ok(module, p, x, hx, decl):
-        return
+        return type(x) is Tensor
     if decl is not None:  # a declaration left behind by an interrupted forward is dropped, never believed
         decl = live_declared()
     from shapeviz.runtime.diagnosis import diagnose
@@ -339,3 +389,4 @@ def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> N
     err = diagnose(module, p.conv, x, hx, decl, path)
     if err is not None:
         raise err
+    return False

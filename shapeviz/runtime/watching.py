@@ -10,10 +10,13 @@
 One mechanism serves both: while anything is watched or checked, the ``forward`` of the six base
 classes (``nn.LSTM``, ``nn.GRUCell``, …) checks the call torch actually makes (a subclass's own
 ``forward(x, lengths)`` that calls ``super().forward(x)`` is checked on ``x``), then runs the
-original. Watched modules are found in a registry keyed by ``id``: no per-module hook, so a watched
-model deep-copies and pickles, and a copy is not watched. ``inputs=`` adds two hooks on the root
-(module-level objects whose copies are inert). Every patch and hook is removed on exit, on
-exceptions, and by :func:`disable`; ``SHAPEVIZ_DISABLE=1`` makes all of these install nothing.
+original (a layer's without torch's own ``check_forward_args`` where shapeviz's check verified the call:
+:mod:`shapeviz.runtime.patching`). Watched modules are found in a registry keyed by ``id``: no per-module
+hook, so a watched model deep-copies and pickles, and a copy is not watched. ``watch(inputs=)`` adds no hook
+either: the model's class runs shapeviz's ``_call_impl``, which declares the named sizes around each call of
+that model (:mod:`shapeviz.runtime.rootcall`); ``checking(inputs=)`` adds two global module hooks
+(module-level objects whose copies are inert). Every patch and hook is removed on exit, on exceptions, and
+by :func:`disable`; ``SHAPEVIZ_DISABLE=1`` makes all of these install nothing.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.declared import declared_types
 from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_names
 from shapeviz.core.model import CLASS_NAMES, is_recurrent
-from shapeviz.runtime import copies, patching
+from shapeviz.runtime import patching, rootcall
 from shapeviz.runtime.copies import ShapevizHook
 from shapeviz.runtime.fastcheck import check_input, env_disabled, is_compiling
 from shapeviz.tracing.flow import flow_block
@@ -79,41 +82,16 @@ class _Pre(_Hook):
     __slots__ = ()
 
     def __call__(self, module: nn.Module, args: tuple, kwargs: dict[str, Any] | None = None) -> None:
-        if is_compiling():  # the namer's thread bookkeeping is not for dynamo: a trace-time declaration
-            if self.namer.owner is None:  # watch(model, inputs=): the root dynamo traces
-                from shapeviz.runtime.compiled import traced_names
-
-                traced_names(self.namer.names, module, args, kwargs)
-            return
-        self.namer.pre(module, args, kwargs)
+        if not is_compiling():  # a global hook fires once more for torch.compile's wrapper: it stands aside
+            self.namer.pre(module, args, kwargs)
 
 
 class _Post(_Hook):
     __slots__ = ()
 
     def __call__(self, module: nn.Module, *_: Any) -> None:
-        if is_compiling():
-            if self.namer.owner is None:
-                from shapeviz.runtime.compiled import clear_traced
-
-                clear_traced()
-            return
-        compiled = sys.modules.get("shapeviz.runtime.compiled")
-        if compiled is not None and compiled.traced_pending():  # a traced root whose post hook ran eagerly
-            compiled.clear_traced()
-        self.namer.post()
-
-
-def _agree(names: tuple[str, ...], first: torch.Tensor, module: nn.Module) -> None:
-    """``inputs="bs T"`` read from this input must agree with what ``sv.dims`` declared around it."""
-    outer = live_declared() or {}
-    clash = [(n, int(s), outer[n]) for n, s in zip(names, first.shape) if n in outer and outer[n] != int(s)]
-    if clash:
-        said = ", ".join(f"{n}={s}" for n, s, _ in clash)
-        dims = ", ".join(f"{n}={d}" for n, _, d in clash)
-        raise SpecError(f"inputs={' '.join(names)!r} names {type(module).__name__}'s input "
-                        f"{tuple(first.shape)} as {said}, but sv.dims declared {dims}: one of them is wrong "
-                        "(is this the tensor you meant to name, in this layout?)")
+        if not is_compiling():
+            self.namer.post()
 
 
 def _running(root: weakref.ref, thread: int, skip: int = 0) -> bool:
@@ -155,21 +133,19 @@ class _PerThread:
 
 
 class _InputNamer:
-    """Declares the sizes named by ``inputs="bs T"`` while the outermost forward runs.
+    """Declares the sizes named by ``checking(inputs="bs T")`` while the outermost forward runs.
 
-    Per context: a ``checking(inputs=)`` namer (``owner`` set) acts only where Python's context holds it
-    (the task, thread or code that opened the block, never another task awaiting meanwhile), and never
-    names the input of a bare recurrent layer or cell (that call's own conventions say what it is);
-    a ``watch(inputs=)`` namer keeps one stack per thread. Each declaration carries a ``live``
-    check, so one left behind by a forward stopped with ``sys.exit``/Ctrl-C is never believed.
+    Per context: it acts only where Python's context holds it (the task, thread or code that opened the
+    block, never another task awaiting meanwhile), and never names the input of a bare recurrent layer or
+    cell (that call's own conventions say what it is). Each declaration carries a ``live`` check, so one
+    left behind by a forward stopped with ``sys.exit``/Ctrl-C is never believed.
     """
 
-    def __init__(self, names: tuple[str, ...], owner: int | None = None) -> None:
+    def __init__(self, names: tuple[str, ...], owner: int) -> None:
         self.names = names
         self.owner = owner  # the thread of a checking()/enable() block (whose context holds it in _BLOCKS)
         self.local = threading.local()
         self.open = True
-        self.users = 1  # watch handles sharing this namer (one per root and names)
 
     def live(self, root: weakref.ref, thread: int) -> bool:
         """Is a declaration this namer made for ``root``'s call still believable?"""
@@ -182,20 +158,19 @@ class _InputNamer:
         return t
 
     def pre(self, module: nn.Module, args: tuple, kwargs: dict[str, Any] | None = None) -> None:
-        if self.owner is not None and self not in _BLOCKS.get():  # another task, thread or generator's context
+        if self not in _BLOCKS.get():  # another task, thread or generator's context
             return
         t = self.local.__dict__.get("t") or self._thread()
         stack = t.stack
         if stack:  # a nested call of the root, or one left behind by a forward stopped with sys.exit/Ctrl-C
-            if (self.owner is None or stack[0][0]() in (module, None)) and not _running(
-                    stack[0][0], threading.get_ident(), skip=1):
+            if stack[0][0]() in (module, None) and not _running(stack[0][0], threading.get_ident(), skip=1):
                 t.unwind()  # left behind (no post hook ran)
             if stack:
                 stack.append((weakref.ref(module), None))
                 return
         first = args[0] if args else next(iter((kwargs or {}).values()), None)
         if (not isinstance(first, Tensor) or first.dim() < len(self.names)  # unbatched, say: nothing named
-                or (self.owner is not None and is_recurrent(module))):  # a bare layer: its own conventions say
+                or is_recurrent(module)):  # a bare layer: its own conventions say
             stack.append((weakref.ref(module), None))
             return
         root = t.root
@@ -203,11 +178,11 @@ class _InputNamer:
             root = t.root = weakref.ref(module)
             t.live = functools.partial(self.live, root, threading.get_ident())
         if DECLARED.get() is not None:  # sizes declared around the call: they must agree
-            _agree(self.names, first, module)
+            rootcall.agree(self.names, first, module)
         stack.append((root, t.declarer.push(first.shape, t.live)))
 
     def post(self) -> None:
-        if self.owner is not None and self not in _BLOCKS.get():
+        if self not in _BLOCKS.get():
             return
         t = self.local.__dict__.get("t")
         if t is not None and t.stack:
@@ -231,19 +206,11 @@ class _InputNamer:
             t.unwind()
 
 
-_root_namers: dict[tuple[int, tuple[str, ...]], tuple[_InputNamer, list[RemovableHandle], weakref.ref]] = {}
-
-
 def prune() -> None:
     """Drop, in this thread, declarations no call stands behind any more: left by a forward that a
     BaseException stopped, or by a namer another thread closed (``sv.disable()``) while this one ran."""
     if DECLARED.get() is not None:
         live_declared()
-
-
-def _hook_root(model: nn.Module, namer: _InputNamer) -> list[RemovableHandle]:
-    return [model.register_forward_pre_hook(_Pre(namer), with_kwargs=True, prepend=True),  # the caller's args
-            model.register_forward_hook(_Post(namer), always_call=True)]
 
 
 def _uncheckable(mod: nn.Module) -> bool:
@@ -275,7 +242,7 @@ class WatchHandle:
         self.watched: list[tuple[int, weakref.ref]] = []  # (id, its registry weakref) in _watched
         self.root: tuple[int, weakref.ref] | None = None  # the model itself in _watched, if not recurrent
         self.unchecked: list[str] = []
-        self.namer: _InputNamer | None = None
+        self.namer: rootcall.RootNamer | None = None
         names = parse_names(inputs, "watch(inputs=...)") if inputs else None
         self.stop_flow: Any = None
         if env_disabled():
@@ -294,7 +261,7 @@ class WatchHandle:
                     self.root = _register(model, "<model>")
                     _ROOT_CODES.update(_method_codes(type(model)))
                 if names is not None:
-                    self.namer = _shared_namer(model, names)
+                    self.namer = rootcall.name_root(model, names)
                 _sync_patches()
                 _live_handles.add(self)
         except BaseException:
@@ -324,7 +291,7 @@ class WatchHandle:
         with _lock:
             namer, self.namer = self.namer, None
             if namer is not None:
-                _release_namer(namer)
+                rootcall.release(namer)
             if self.root is not None:
                 self.watched.append(self.root)
                 self.root = None
@@ -371,33 +338,6 @@ def _forget(mid: int, ref: weakref.ref) -> None:
             _sync_patches()
 
 
-def _shared_namer(model: nn.Module, names: tuple[str, ...]) -> _InputNamer:
-    """One namer per (root, names), shared by the handles that watch it (call with _lock): two handles
-    on one model never declare twice, and one removed while another thread runs the model is harmless."""
-    key = (id(model), names)
-    shared = _root_namers.get(key)
-    if shared is not None and shared[2]() is model:
-        shared[0].users += 1
-        return shared[0]
-    namer = _InputNamer(names)
-    copies.hold()
-    _root_namers[key] = (namer, _hook_root(model, namer), weakref.ref(model))
-    return namer
-
-
-def _release_namer(namer: _InputNamer) -> None:
-    namer.users -= 1
-    if namer.users > 0:
-        return
-    for key, (shared, hooks, _) in list(_root_namers.items()):
-        if shared is namer:
-            for h in hooks:
-                h.remove()
-            del _root_namers[key]
-            copies.release()
-    namer.close()
-
-
 def watch(model: nn.Module, inputs: str | None = None, ops: bool = False) -> WatchHandle:
     """Check every call of every recurrent submodule of ``model``.
 
@@ -428,26 +368,28 @@ _BLOCKS: contextvars.ContextVar[tuple[_InputNamer, ...]] = contextvars.ContextVa
 """The checking(inputs=)/enable(inputs=) namers open in this context (a namer acts only where it is listed)."""
 
 
-def _gate(module: nn.Module, x: Any, hx: Any) -> None:
+def _gate(module: nn.Module, x: Any, hx: Any) -> bool:
     """The check a patched base-class ``forward`` makes of ``module(x, hx)`` before the original runs: a
     watched module (the registry's weakref tells it from another that reuses its id) with its path, any
-    other while ``checking()``/``enable()`` is on (its path found only when the check fails)."""
+    other while ``checking()``/``enable()`` is on (its path found only when the check fails). True when
+    shapeviz verified the call (:func:`~shapeviz.runtime.fastcheck.check_input`): torch's own check can go."""
     entry = _watched.get(id(module))
     if entry is not None and entry[0]() is module:
-        check_input(module, x, hx, entry[1])
-    elif _state["depth"] or _state["enabled"]:
+        return check_input(module, x, hx, entry[1])
+    if _state["depth"] or _state["enabled"]:
         try:
-            check_input(module, x, hx, None)
+            return check_input(module, x, hx, None)
         except ShapeError as err:
             root = _thread_root()
             path = _path_in(root, module) if root is not None else None
             if path:
                 err.add_context(path=path)
             raise
-    elif _watched:
+    if _watched:
         where = _made_in_watched()
         if where is not None:
-            check_input(module, x, hx, where)
+            return check_input(module, x, hx, where)
+    return False
 
 
 def _made_in_watched() -> str | None:
@@ -594,12 +536,7 @@ def disable() -> None:
         for handle in list(_live_handles):
             with contextlib.suppress(SpecError):  # ops=True from another thread: its own thread stops it
                 handle.remove()
-        for namer, hooks, _ in _root_namers.values():  # of handles dropped without remove()
-            for h in hooks:
-                h.remove()
-            namer.close()
-            copies.release()
-        _root_namers.clear()
+        rootcall.release_all()  # of handles dropped without remove()
         _watched.clear()
         _ROOT_CODES.clear()
         _sync_patches()

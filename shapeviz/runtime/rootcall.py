@@ -1,0 +1,282 @@
+"""``watch(model, inputs="bs T")``: the model's own call declares the sizes its first input gives those names.
+
+>>> import torch, torch.nn as nn
+>>> from shapeviz.core.dimensions import declared
+>>> class Tagger(nn.Module):
+...     def forward(self, tokens):  # tokens: (bs, T)
+...         return declared()
+>>> model = Tagger()
+>>> namer = name_root(model, ("bs", "T"))
+>>> model(torch.zeros(4, 9, dtype=torch.long))  # declared while the call runs: bs=4, T=9
+{'bs': 4, 'T': 9}
+>>> release(namer); declared() is None
+True
+
+No hook: while a model is named, its class's ``_call_impl`` (what ``nn.Module.__call__`` runs) is shapeviz's,
+which declares the sizes for the duration of the call (``try``/``finally``: nothing is left after an
+exception, ``KeyboardInterrupt`` and ``SystemExit`` included) and then runs torch's ``_call_impl``. It sees the
+arguments as the caller passed them, before any hook (a pre-hook of yours that transposes the input does not
+change what ``"bs T"`` names), and costs one Python call and two context-variable updates per call of the
+model: a cell stepped T times inside it pays nothing, since the declaration is already in force when it is
+checked. Every other instance of the class (a copy, say) finds no entry by its ``id`` and goes straight on.
+The patch is on the class, not the instance: a named model pickles, deep-copies and ``torch.save``-s as it is,
+and the copy is not named. The class gets its own ``_call_impl`` back when the last name on it goes.
+
+Declarations follow Python's context like ``sv.dims``: the thread, task or generator that runs the model sees
+them, no other. While dynamo traces, the wrapper only runs torch's ``_call_impl``:
+:func:`stack_declared` reads the sizes of the named calls on the real Python stack instead (what
+:func:`shapeviz.runtime.compiled.declared_now` consults), so a model compiled before it was named is covered too.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import torch.nn as nn
+from torch import Tensor
+
+from shapeviz._errors import SpecError
+from shapeviz.core.dimensions import DECLARED, Declarer, live_declared
+from shapeviz.runtime.fastcheck import is_compiling
+
+__all__ = ["RootNamer", "agree", "name_root", "named_roots", "release", "release_all", "stack_declared"]
+
+_WRAPPED_CODE = getattr(nn.Module, "_wrapped_call_impl", nn.Module._call_impl).__code__  # torch 2.1 lacks the first
+_ABSENT = object()
+
+_named: dict[int, tuple[weakref.ref, tuple[RootNamer, ...]]] = {}
+"""id(root) -> (its weakref, the namers that name its calls); an entry goes when its root dies."""
+_patched: dict[type, list[Any]] = {}
+"""A class whose ``_call_impl`` is shapeviz's -> [what its ``__dict__`` held before (or _ABSENT), ours, users]."""
+_lock = threading.RLock()
+
+
+class _Thread:
+    """One thread's state in a namer: its declarer (which reuses the last declaration for a repeated shape)."""
+
+    __slots__ = ("declarer", "depth")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.declarer = Declarer(names)
+        self.depth = 0  # calls of the root running in this thread (a root called inside itself: only the outer)
+
+
+class RootNamer:
+    """Names the dims of one root's first input, ``names`` (one namer per root and names, shared by handles)."""
+
+    __slots__ = ("__weakref__", "live", "local", "names", "open", "root", "users")
+
+    def __init__(self, root: nn.Module, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.root = weakref.ref(root)
+        self.local = threading.local()
+        self.open = True
+        self.users = 1
+        self.live = self.is_open  # one bound method: the declarer reuses its declaration while this stays
+
+    def is_open(self) -> bool:
+        """Is what this namer declared still believable? (A namer closed while its call ran is not.)"""
+        return self.open
+
+    def thread(self) -> _Thread:
+        t = self.local.__dict__.get("t")
+        if t is None:
+            t = self.local.__dict__["t"] = _Thread(self.names)
+        return t
+
+
+def _first(args: tuple, kwargs: dict[str, Any] | None) -> Any:
+    """The model's first input: its first positional argument, else its first keyword argument."""
+    return args[0] if args else next(iter((kwargs or {}).values()), None)
+
+
+def agree(names: tuple[str, ...], first: Tensor, module: nn.Module) -> None:
+    """``inputs="bs T"`` read from this input must agree with what ``sv.dims`` declared around it."""
+    outer = live_declared() or {}
+    clash = [(n, int(s), outer[n]) for n, s in zip(names, first.shape) if n in outer and outer[n] != int(s)]
+    if clash:
+        said = ", ".join(f"{n}={s}" for n, s, _ in clash)
+        dims = ", ".join(f"{n}={d}" for n, _, d in clash)
+        raise SpecError(f"inputs={' '.join(names)!r} names {type(module).__name__}'s input "
+                        f"{tuple(first.shape)} as {said}, but sv.dims declared {dims}: one of them is wrong "
+                        "(is this the tensor you meant to name, in this layout?)")
+
+
+def _declaring(module: nn.Module, namers: tuple[RootNamer, ...], impl: Any, args: tuple,
+               kwargs: dict[str, Any]) -> Any:
+    """Run ``impl(module, *args, **kwargs)`` with the sizes each namer names declared around it."""
+    if is_compiling():  # dynamo traces this call: the traced check reads the real stack (stack_declared)
+        return impl(module, *args, **kwargs)
+    first = _first(args, kwargs)
+    done: list[tuple[_Thread, object]] = []
+    try:
+        for namer in namers:
+            t = namer.thread()
+            key = None
+            if namer.open and not t.depth and isinstance(first, Tensor) and first.dim() >= len(namer.names):
+                if DECLARED.get() is not None:  # sizes declared around the call: they must agree
+                    agree(namer.names, first, module)
+                key = t.declarer.push(first.shape, namer.live)
+            t.depth += 1
+            done.append((t, key))
+        return impl(module, *args, **kwargs)
+    finally:
+        for t, key in reversed(done):
+            t.depth -= 1
+            if key is not None:
+                t.declarer.pop(key)
+
+
+def _next_impl(cls: type) -> Any:
+    """The ``_call_impl`` instances of ``cls`` run without shapeviz's (torch's, unless a class defines its own)."""
+    for klass in cls.__mro__:
+        impl = klass.__dict__.get("_call_impl")
+        if impl is not None and not getattr(impl, "__shapeviz_root__", False):
+            return impl
+    return nn.Module._call_impl  # pragma: no cover - every module class inherits nn.Module's
+
+
+def _wrapper(impl: Any) -> Callable[..., Any]:
+    named = _named
+
+    def _call_impl(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        entry = named.get(id(self))  # an entry goes with its root (weakref callback): found by id, it is self
+        if entry is None:
+            return impl(self, *args, **kwargs)
+        return _declaring(self, entry[1], impl, args, kwargs)
+
+    _call_impl.__shapeviz_root__ = True  # type: ignore[attr-defined]
+    _call_impl.__wrapped__ = impl  # type: ignore[attr-defined]
+    return _call_impl
+
+
+def _patch(cls: type) -> None:
+    entry = _patched.get(cls)
+    if entry is not None:
+        entry[2] += 1
+        return
+    ours = _wrapper(_next_impl(cls))
+    _patched[cls] = [cls.__dict__.get("_call_impl", _ABSENT), ours, 1]
+    cls._call_impl = ours  # type: ignore[attr-defined]
+
+
+def _unpatch(cls: type) -> None:
+    entry = _patched.get(cls)
+    if entry is None:
+        return
+    entry[2] -= 1
+    if entry[2] > 0:
+        return
+    del _patched[cls]
+    before, ours = entry[0], entry[1]
+    if cls.__dict__.get("_call_impl") is not ours:
+        return  # pragma: no cover - replaced after us: leave whoever did it in place
+    if before is _ABSENT:
+        del cls._call_impl  # type: ignore[attr-defined]
+    else:
+        cls._call_impl = before  # type: ignore[attr-defined]
+
+
+def _forget(mid: int, ref: weakref.ref) -> None:
+    with _lock:
+        entry = _named.get(mid)
+        if entry is not None and entry[0] is ref:
+            del _named[mid]
+
+
+def name_root(root: nn.Module, names: tuple[str, ...]) -> RootNamer:
+    """Name the dims of ``root``'s first input in every call of ``root`` (one namer per root and names: a second
+    handle with the same names shares it); undo with :func:`release`."""
+    with _lock:
+        mid = id(root)
+        entry = _named.get(mid)
+        if entry is not None and entry[0]() is root:
+            for namer in entry[1]:
+                if namer.names == names and namer.open:
+                    namer.users += 1
+                    return namer
+            ref, namers = entry
+        else:
+            ref, namers = weakref.ref(root, functools.partial(_forget, mid)), ()
+        namer = RootNamer(root, names)
+        _named[mid] = (ref, (*namers, namer))
+        _patch(type(root))
+        return namer
+
+
+def release(namer: RootNamer) -> None:
+    """One handle is done with ``namer``; the last one closes it and takes the class's patch off."""
+    with _lock:
+        namer.users -= 1
+        if namer.users > 0:
+            return
+        _close(namer)
+
+
+def _close(namer: RootNamer) -> None:
+    namer.open = False
+    namer.local = threading.local()  # other threads' declarers go with their calls (and are no longer believed)
+    root = namer.root()
+    entry = _named.get(id(root)) if root is not None else None
+    if entry is not None and entry[0]() is root:
+        rest = tuple(n for n in entry[1] if n is not namer)
+        if rest:
+            _named[id(root)] = (entry[0], rest)
+        else:
+            del _named[id(root)]
+        _unpatch(type(root))
+
+
+def release_all() -> None:
+    """Close every namer and take every patch off (``sv.disable()``)."""
+    with _lock:
+        for _, namers in list(_named.values()):
+            for namer in namers:
+                namer.open = False
+        _named.clear()
+        for cls in list(_patched):
+            _patched[cls][2] = 1
+            _unpatch(cls)
+
+
+def named_roots() -> int:
+    """How many models are named now (0 when no class is patched)."""
+    return len(_named) + len(_patched)
+
+
+def stack_declared() -> dict[str, int] | None:
+    """The sizes the named calls running on this thread's Python stack give their names (an inner named model's
+    on top of an outer one's; a model called inside itself: its outermost call), read from the ``self`` and
+    ``args`` of each ``nn.Module._wrapped_call_impl`` frame; None when none runs. What dynamo's trace of a named
+    model's call cannot declare itself.
+
+    >>> stack_declared() is None
+    True
+    """
+    if not _named:
+        return None
+    calls: list[tuple[int, tuple[RootNamer, ...], Any]] = []  # innermost first
+    f = sys._getframe(1)
+    while f is not None:
+        if f.f_code is _WRAPPED_CODE:
+            local = f.f_locals
+            module = local.get("self")
+            entry = _named.get(id(module))
+            if entry is not None and entry[0]() is module:
+                calls.append((id(module), entry[1], _first(local.get("args") or (), local.get("kwargs"))))
+        f = f.f_back
+    sizes: dict[str, int] = {}
+    seen: set[int] = set()
+    for mid, namers, first in reversed(calls):  # outermost first
+        if mid in seen:
+            continue  # a named model called inside itself: its outer call's sizes stand
+        seen.add(mid)
+        for namer in namers:
+            if namer.open and isinstance(first, Tensor) and first.dim() >= len(namer.names):
+                sizes.update(zip(namer.names, (int(s) for s in first.shape)))
+    return sizes or None
