@@ -130,6 +130,41 @@ def test_jupyter_bundle_without_backend(no_backend: None, diagram: Diagram) -> N
     assert bundle == {"text/plain": diagram.source}
 
 
+# ------------------------------------------------------------------ .graph: a graphviz.Digraph (issue 23 item 7)
+def test_graph_is_a_digraph_and_restyling_it_is_what_renders(only_graphviz_pure: Path, diagram: Diagram) -> None:
+    import graphviz
+
+    assert isinstance(diagram.graph, graphviz.Digraph) and diagram.source == diagram.graph.source
+    before = diagram.pipe("svg").decode()
+    assert 'fill="#fdf6e3"' not in before
+    diagram.graph.graph_attr["bgcolor"] = "#fdf6e3"
+    diagram.graph.node_attr["fontsize"] = "15"
+    assert "bgcolor=\"#fdf6e3\"" in diagram.source.splitlines()[1]
+    after = diagram.pipe("svg").decode()
+    assert 'fill="#fdf6e3"' in after  # the background
+    assert after.count('font-size="15.00"') > 40 and 'font-size="15.00"' not in before  # every node's labels
+
+
+def test_a_diagram_from_dot_text_has_no_graph() -> None:
+    d = Diagram('digraph { "a\u0007" -> b }', name="text")
+    assert d.graph is None and d.source == 'digraph { "a\u2407" -> b }'  # a control character made visible
+
+
+def test_free_text_in_plain_labels_is_quoted_and_escaped_by_graphviz(only_graphviz_pure: Path) -> None:
+    """Module paths in the "not drawn" node: a quote, a backslash, something like an HTML label."""
+    from shapeviz.core.model import conventions
+    from shapeviz.render.unrolled import MAX_PANELS, Panel, to_graph
+
+    conv = conventions(nn.GRU(2, 3))
+    paths = ["m0"] * MAX_PANELS + ['say "hi"\\n', "<b>x</b>"]
+    g = to_graph([Panel(conv, T=2, bs=1, path=p) for p in paths])
+    line = next(x for x in g.source.splitlines() if x.startswith("\tmore "))
+    assert line == ('\tmore [label="… 2 more recurrent modules, not drawn: say \\"hi\\"\\\\n … <b>x</b> '
+                    '(see the trace table)" shape=box style=dashed]')
+    svg = Diagram(g).pipe("svg").decode()
+    assert "not drawn: say &quot;hi&quot;\\n … &lt;b&gt;x&lt;/b&gt; (see the trace table)" in svg
+
+
 # ------------------------------------------------------------------ formats and failures
 @pytest.mark.parametrize("name", ["d.pdf", "d.jpg", "d"])
 def test_bad_suffix_lists_valid_formats(name: str, diagram: Diagram, tmp_path: Path) -> None:

@@ -6,8 +6,8 @@
 >>> column_count(1000, 6) * 2 * 2  # 7 drawn columns (3, the ellipsis, 3) x 2 layers x 2 directions
 28
 
-``sv.unroll``, ``Trace.unroll``, the CLI's ``draw`` and the gallery all build their DOT through
-:func:`shapeviz.render.unrolled.to_dot`, which calls :func:`check_size` first: a 10,000-layer GRU or a
+``sv.unroll``, ``Trace.unroll``, the CLI's ``draw`` and the gallery all build their graph through
+:func:`shapeviz.render.unrolled.to_graph`, which calls :func:`check_size` first: a 10,000-layer GRU or a
 ``max_steps`` of a million is a clear :class:`~shapeviz.SpecError` that says what would fit, never a DOT of
 tens of megabytes that dot lays out for minutes.
 """
@@ -54,7 +54,7 @@ shapeviz lays out; draw a layer with fewer layers or directions (or its first la
     total, parts = 0, []
     for p in panels:
         layers, directions = (1, 1) if p.conv.cell else (p.conv.num_layers, p.conv.D)
-        steps = column_count(p.T, max_steps)  # as _panel_lines draws them
+        steps = column_count(p.T, max_steps)  # as draw_panel draws them
         total += steps * layers * directions
         parts.append((steps, layers, directions))
     if total <= MAX_CELLS:

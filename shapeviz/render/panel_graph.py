@@ -269,7 +269,7 @@ def add_edge(graph: graphviz.Digraph, tail: str, head: str, **attrs: str) -> Non
 
 def same_rank(graph: graphviz.Digraph, names: Sequence[str]) -> None:
     """A subgraph that puts ``names`` on one rank (a new graph: ``graph.subgraph()`` would copy the body)."""
-    rank = graphviz.Digraph()
+    rank = UnrollGraph()
     rank.attr(rank="same")
     for name in names:
         rank.node(name)
