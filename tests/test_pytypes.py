@@ -208,7 +208,7 @@ class Model(nn.Module):
 
     @check
     def forward(self, xs: Float[Tensor, "T bs emb"], h: StepHidden, mode: str = "tanh",
-                cfg: Later | None = None) -> Float[Tensor, "T bs h"]:
+                cfg: Later | None = None, lengths: list[int] | None = None) -> Float[Tensor, "T bs h"]:
         ys = []
         for t in range(xs.shape[0]):
             h = self.step(xs[t], h, mode, t)
@@ -273,6 +273,19 @@ def test_a_container_beartype_rejected_only_on_the_call_is_still_named() -> None
     assert "hint: look for the item of `tags` that does not fit its annotation" in str(err)
 
 
+def test_an_async_functions_return_is_left_unchecked() -> None:
+    import asyncio
+
+    @check
+    async def f(x: Step, n: int) -> None:
+        return None
+
+    assert asyncio.run(f(X, 1)) is None
+    with pytest.raises(sv.ShapeError, match=r"argument `n`"):
+        f(X, "1")
+    assert "an async function returns a coroutine" in f.__shapeviz_signature__.unchecked[0]
+
+
 def test_array_annotations_on_kwargs_are_refused() -> None:
     def f(**kw: Any) -> None:
         return None
@@ -325,10 +338,10 @@ def test_non_array_checks_compile_without_graph_breaks() -> None:
     torch._dynamo.reset()
     model, xs = Model(), torch.randn(3, 2, 10)
     h = torch.zeros(2, 20)
-    explanation = torch._dynamo.explain(model)(xs, h, "relu")
+    explanation = torch._dynamo.explain(model)(xs, h, "relu", Later(), [3, 3])  # list[int]: left out there
     assert explanation.graph_break_count == 0, explanation.break_reasons
     compiled = torch.compile(model, fullgraph=True, backend="eager")
-    assert torch.allclose(compiled(xs, h, "relu"), model(xs, h, "relu"), atol=1e-6)
+    assert torch.allclose(compiled(xs, h, "relu", None, [3, 3]), model(xs, h, "relu", None, [3, 3]), atol=1e-6)
 
 
 def test_a_wrong_non_array_argument_under_compile_raises_shape_error() -> None:
@@ -336,3 +349,22 @@ def test_a_wrong_non_array_argument_under_compile_raises_shape_error() -> None:
     compiled = torch.compile(Model(), backend="eager")  # not fullgraph: the slow path runs eagerly
     with pytest.raises(sv.ShapeError, match=r"argument `mode`"):
         compiled(torch.randn(3, 2, 10), torch.zeros(2, 20), "gelu")
+
+
+def test_under_fullgraph_inline_hints_are_checked_and_beartype_probes_left_out() -> None:
+    """A Literal (inline) fails like an array does; a hint only a beartype probe checks (list[int]) is left
+    out while dynamo traces (it cannot trace beartype's random pick of an item) and checked eagerly."""
+    @check
+    def f(x: Step, mode: Literal["a", "b"], lengths: list[int]) -> Step:
+        return x * 2
+
+    torch._dynamo.reset()
+    compiled = torch.compile(f, fullgraph=True, backend="eager")
+    assert torch.equal(compiled(X + 1, "a", [1]), (X + 1) * 2)
+    with pytest.raises(Exception, match=r"a @sv.check shape check failed while compiling"):
+        compiled(X, "c", [1])
+    assert torch.equal(compiled(X, "a", ["1"]), X * 2)  # not checked under compile (documented)
+    with pytest.raises(sv.ShapeError, match=r"argument `lengths`"):
+        f(X, "a", ["1"])  # eagerly it is
+    assert "Violation" in f.__shapeviz_signature__.args_check.__shapeviz_source__
+    assert "Violation" not in f.__shapeviz_signature__.traced[0].__shapeviz_source__

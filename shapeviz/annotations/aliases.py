@@ -228,11 +228,12 @@ def check(fn: F) -> F:
     ``lengths: list[int] | None``, ``-> None``) are checked as ``jaxtyped(typechecker=beartype)``
     checks them, with PEP 484's numeric tower on (an ``int`` passes for a ``float``); a failure is
     the same ``ShapeError`` (code ``annotation``) with beartype's reason. Not checked: a parameter
-    whose value is its default object; a hint beartype cannot check (``typing.Self``, ``ClassVar``,
-    an array annotation inside ``list[...]`` or ``dict[...]``), listed with the reason in
-    ``wrapper.__shapeviz_signature__.unchecked``. Under ``torch.compile(fullgraph=True)`` a value
-    that fails a hint beartype checks by itself (``list[int]``, not a class or a ``Literal``) stops
-    tracing with dynamo's own error; run eagerly to see the ``ShapeError``.
+    whose value is its default object; an async function's return value; a hint beartype cannot
+    check (``typing.Self``, ``ClassVar``, an array annotation inside ``list[...]`` or ``dict[...]``).
+    Those are listed with the reason in ``wrapper.__shapeviz_signature__.unchecked``. While dynamo
+    traces (``torch.compile``), hints beartype checks by itself (``list[int]``, ``dict[str, int]``:
+    anything but classes and ``Literal``) are left out, as dynamo cannot trace beartype's random pick
+    of a container's item; eager calls check them.
     """
     try:
         sig = compile_signature(fn)
@@ -266,6 +267,7 @@ def _build(fn: F, sig: Signature) -> F:
     is_method = sig.is_method
     bind = sig.bind
     final_in = result_check is None
+    traced = sig.traced
 
     def explained(values: Any, result: Any = None, has_result: bool = False) -> ShapeError:
         where = label
@@ -277,6 +279,18 @@ def _build(fn: F, sig: Signature) -> F:
         if is_compiling():
             raise explainer.run_eagerly(explained, values, result, has_result)
         raise explained(values, result, has_result)
+
+    def checked_call(a_check: Any, r_check: Any, values: Any, env: list[Any], pending: list[Any],
+                     args: Any, kwargs: Any) -> Any:
+        if a_check is not None and not a_check(values, env, pending):
+            fail(values)
+        if pending and resolve(pending, env, r_check is None) is not None:
+            fail(values)
+        out = fn(*args, **kwargs)
+        if r_check is not None and (not r_check(out, env, pending) or (pending and resolve(pending, env, True)
+                                                                        is not None)):
+            fail(values, out, True)
+        return out
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -301,6 +315,8 @@ def _build(fn: F, sig: Signature) -> F:
                     size = d.get(name)
                     if size is not None and env[slot] is None:
                         env[slot] = size
+        elif traced is not None:  # dynamo traces this: the checks without beartype's probes
+            return checked_call(traced[0], traced[1], values, env, pending, args, kwargs)
         if args_check is not None and not args_check(values, env, pending):
             fail(values)
         if pending and resolve(pending, env, final_in) is not None:

@@ -34,7 +34,7 @@ from shapeviz.annotations.parser import AnnotationNode, ArraySpec, DimKind, Node
 from shapeviz.annotations.pytypes import PlainCheck, literal_ok, violation_type
 from shapeviz.annotations.solver import bind_variadic, resolve
 
-__all__ = ["NO_DEFAULT", "ArgsChecker", "Checker", "make_args_checker", "make_checker"]
+__all__ = ["NO_DEFAULT", "ArgsChecker", "Checker", "has_probe", "make_args_checker", "make_checker"]
 
 NO_DEFAULT: Any = inspect.Parameter.empty
 """A parameter without a default (in ``make_args_checker``'s ``defaults``)."""
@@ -69,7 +69,8 @@ def _union_ok(v: Any, env: list[Any], pending: list[Any], members: tuple[Checker
 class _Gen:
     """Writes the source of one checker: a walk over the parsed annotation tree."""
 
-    def __init__(self) -> None:
+    def __init__(self, probes: bool = True) -> None:
+        self.probes = probes  # False: hints only a beartype probe can check are left out (under dynamo)
         self.lines: list[str] = []
         self.ns: dict[str, Any] = {"Tensor": torch.Tensor, "bind_variadic": bind_variadic,
                                    "generic_ok": _generic_type_ok, "union_ok": _union_ok, "literal_ok": literal_ok}
@@ -112,7 +113,7 @@ class _Gen:
         elif kind in (NodeKind.VARTUPLE, NodeKind.VARDICT):
             child = node.children[0]
             assert child is not None
-            each, item = self.const("K", make_checker(child)), self.fresh("v")
+            each, item = self.const("K", make_checker(child, self.probes)), self.fresh("v")
             if kind is NodeKind.VARTUPLE:
                 self.fail_unless(indent, f"isinstance({var}, tuple)")
                 self.emit(indent, f"for {item} in {var}:")
@@ -121,7 +122,7 @@ class _Gen:
                 self.emit(indent, f"for {item} in {var}.values():")
             self.fail_unless(indent + 1, f"{each}({item}, env, pending)")
         elif kind is NodeKind.UNION:
-            members = tuple(make_checker(c) for c in node.children if c is not None)
+            members = tuple(make_checker(c, self.probes) for c in node.children if c is not None)
             self.fail_unless(indent, f"union_ok({var}, env, pending, {self.const('U', members)})")
         else:
             assert node.plain is not None
@@ -129,7 +130,9 @@ class _Gen:
 
     def plain(self, check: PlainCheck, var: str, indent: int) -> None:
         """A non-array hint: inline for classes and literals, else a call of its beartype probe."""
-        if check.probe is not None:
+        if check.probe is not None and not self.probes:
+            self.emit(indent, "pass")
+        elif check.probe is not None:
             self.ns["Violation"] = violation_type()
             self.emit(indent, "try:")
             self.emit(indent + 1, f"{self.const('P', check.probe)}({var})")
@@ -209,20 +212,33 @@ class _Gen:
         return fn
 
 
-def make_checker(node: AnnotationNode) -> Checker:
-    """The generated checker of one parsed annotation (a return value, a union member …)."""
-    gen = _Gen()
+def has_probe(node: AnnotationNode | None) -> bool:
+    """Whether a hint in ``node`` is checked by a beartype probe (not inline)."""
+    if node is None:
+        return False
+    return (node.plain is not None and node.plain.probe is not None) or any(has_probe(c) for c in node.children)
+
+
+def make_checker(node: AnnotationNode, probes: bool = True) -> Checker:
+    """The generated checker of one parsed annotation (a return value, a union member …).
+
+    ``probes=False`` leaves out the hints only a beartype probe checks (``list[int]`` …): the
+    variant run while dynamo traces, which cannot trace beartype's random sampling of a container.
+    """
+    gen = _Gen(probes)
     gen.node(node, "v", 0, set())
     return cast(Checker, gen.build("check_value", "v, env, pending"))
 
 
-def make_args_checker(nodes: Sequence[AnnotationNode | None], defaults: Sequence[Any] = ()) -> ArgsChecker:
+def make_args_checker(nodes: Sequence[AnnotationNode | None], defaults: Sequence[Any] = (),
+                      probes: bool = True) -> ArgsChecker:
     """One straight-line checker for all the arguments, in order (None: an unchecked parameter).
 
     ``defaults[i]``, where given, is parameter ``i``'s default: a non-array parameter whose value is
     that very object is not checked (beartype does not check a default on a call either).
+    ``probes``: as for :func:`make_checker`.
     """
-    gen = _Gen()
+    gen = _Gen(probes)
     known: set[int] = set()
     for i, node in enumerate(nodes):
         if node is not None:

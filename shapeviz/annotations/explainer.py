@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from shapeviz._errors import ShapeError
-from shapeviz.annotations.codegen import NO_DEFAULT
+from shapeviz.annotations.codegen import NO_DEFAULT, has_probe
 from shapeviz.annotations.parser import AnnotationNode, ArraySpec, Dim, DimKind, NodeKind, dtype_matches, dtype_name
 from shapeviz.annotations.pytypes import RETRIES, show_value
 from shapeviz.annotations.signature import Signature
@@ -303,16 +303,10 @@ def explain_mismatch(sig: Signature, label: str, values: Sequence[Any] | None, s
                       code=code, hints=hints, detail=detail, context=[walker.bindings()])
 
 
-def _probed(node: AnnotationNode | None) -> bool:
-    if node is None:
-        return False
-    return (node.plain is not None and node.plain.probe is not None) or any(_probed(c) for c in node.children)
-
-
 def _sampled(sig: Signature) -> _Failure | None:
     """The failure to report when beartype rejected a container on the call but not on the walk's re-checks."""
-    names = [name for name, node in zip(sig.names, sig.nodes) if _probed(node)]
-    if sig.result is not None and _probed(sig.result):
+    names = [name for name, node in zip(sig.names, sig.nodes) if has_probe(node)]
+    if sig.result is not None and has_probe(sig.result):
         names.append("return value")
     if not names:
         return None

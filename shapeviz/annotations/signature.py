@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shapeviz._errors import SpecError
-from shapeviz.annotations.codegen import NO_DEFAULT, ArgsChecker, Checker, make_args_checker, make_checker
+from shapeviz.annotations.codegen import NO_DEFAULT, ArgsChecker, Checker, has_probe, make_args_checker, make_checker
 from shapeviz.annotations.parser import AnnotationNode, NodeKind, Slots, holds_array, parse_annotation
 
 __all__ = ["Signature", "compile_signature"]
@@ -51,6 +51,8 @@ class Signature:
     simple: bool  # only positional-or-keyword parameters
     args_check: ArgsChecker | None = None
     result_check: Checker | None = None
+    traced: tuple[ArgsChecker | None, Checker | None] | None = None  # the checks run under dynamo, where
+    # they differ (hints only a beartype probe checks left out: dynamo cannot trace its random sampling)
     is_method: bool = False
     defaults: tuple[Any, ...] = ()  # each parameter's default (NO_DEFAULT: none)
     unchecked: tuple[str, ...] = ()  # hints left unchecked: where, and why
@@ -102,8 +104,12 @@ def compile_signature(fn: Callable[..., Any], hints: dict[str, Any] | None = Non
         names.append(p.name)
         nodes.append(node)
         defaults.append(p.default if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) else NO_DEFAULT)
-    result = (parse_annotation(hints["return"], slots, f"{where_fn}, return value", is_return=True)
-              if "return" in hints else None)
+    result = None
+    if "return" in hints and (inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)):
+        slots.unchecked.append(f"{where_fn}, return value: {hints['return']!r} (an async function returns a "
+                               "coroutine or an async generator; what it yields or returns is not checked)")
+    elif "return" in hints:
+        result = parse_annotation(hints["return"], slots, f"{where_fn}, return value", is_return=True)
     tail: list[Any] = []
     for p in reversed(list(sig.parameters.values())):
         if p.default is _EMPTY:
@@ -115,4 +121,7 @@ def compile_signature(fn: Callable[..., Any], hints: dict[str, Any] | None = Non
     if any(n is not None for n in nodes):
         out.args_check = make_args_checker(nodes, defaults)
     out.result_check = make_checker(result) if result is not None else None
+    if any(has_probe(n) for n in (*nodes, result)):
+        out.traced = (make_args_checker(nodes, defaults, probes=False) if out.args_check is not None else None,
+                      make_checker(result, probes=False) if result is not None else None)
     return out
