@@ -184,13 +184,19 @@ def render_texts(ex: Example) -> dict[str, str]:
 def sections(examples: Iterable[Example] | None = None) -> list[tuple[str, list[Example]]]:
     """The gallery's sections, in order: the classic textbook RNN examples, LSTM and GRU, decoders, mistakes.
 
-    >>> [(head, len(group)) for head, group in sections()]
-    [('Classic textbook RNN examples', 9), ('LSTM and GRU', 7), ('Decoders and data flow', 8), ('Common mistakes', 5)]
+    >>> [len(group) for head, group in sections()]
+    [9, 7, 8, 3, 5]
+    >>> sections()[3][0]
+    'Your own recurrent layers'
     """
+    from shapeviz.gallery.own_layers import OWN_LAYERS
+
     items = list(EXAMPLES.values() if examples is None else examples)
+    rest = SEED_SYSTEMS + DATA_FLOW + OWN_LAYERS
     groups = [("Classic textbook RNN examples", [e for e in items if not e.is_mistake and e.name in SEED_SYSTEMS]),
-              ("LSTM and GRU", [e for e in items if not e.is_mistake and e.name not in SEED_SYSTEMS + DATA_FLOW]),
+              ("LSTM and GRU", [e for e in items if not e.is_mistake and e.name not in rest]),
               ("Decoders and data flow", [e for e in items if e.name in DATA_FLOW]),
+              ("Your own recurrent layers", [e for e in items if e.name in OWN_LAYERS]),
               ("Common mistakes", [e for e in items if e.is_mistake])]
     return [(head, group) for head, group in groups if group]
 

@@ -97,7 +97,7 @@ class GateLSTM(nn.Module):
         return torch.stack(outputs), (h.unsqueeze(0), c.unsqueeze(0))
 
     @classmethod
-    def like(cls, lstm: nn.LSTM) -> GateLSTM:
+    def like(cls, lstm: nn.LSTM) -> nn.Module:
         """The same weights as a one-layer ``nn.LSTM`` (torch stores the four gates stacked as i, f, g, o)."""
         ours = cls(lstm.input_size, lstm.hidden_size)
         with torch.no_grad():

@@ -604,3 +604,5 @@ SEED_SYSTEMS: tuple[str, ...] = ("scratch_char_rnn", "embed_rnn", "batch_first_l
 DATA_FLOW: tuple[str, ...] = ("seq2seq_greedy", "seq2seq_teacher_forcing", "seq2seq_attention", "beam_search",
                               "captioning_sample", "stacked_cells", "skip_rnn", "seeds_predict")
 """The pages whose diagrams follow data between calls: decoders, stacked cells, the seeds' predict."""
+
+from shapeviz.gallery import own_layers  # noqa: E402,F401  (registers the "Your own recurrent layers" pages)

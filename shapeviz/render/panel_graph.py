@@ -195,7 +195,10 @@ class _View:
         self.h_key, self.c_key = ("h_1", "c_1") if c.cell else ("h_n", "c_n")
         self.h_step = _strip(self.dims["h_0"], _STACK)
         self.c_step = _strip(self.dims["c_0"], _STACK) if self.lstm else ()
-        self.out_step = self.h_step if c.cell else _strip(self.dims["output"], "T")
+        # a layer declared with sv.recurrent: its state may have no stack, its output may be undeclared
+        self.unstacked = not c.cell and c.declaration is not None and _STACK not in self.dims["h_0"]
+        self.no_output = not c.cell and "output" not in self.dims
+        self.out_step = self.h_step if c.cell else _strip(self.dims.get("output", ()), "T")
         self.t_pos = self.dims["input"].index("T") if "T" in self.dims["input"] else 0
         self.ports = ("h", "c") if self.lstm else ("h",)
         self.over = bool(panel.steps) and not c.cell  # a layer unrolled over its one-step calls
@@ -317,6 +320,8 @@ def _output_header(v: _View) -> str:
         hdr, lines = "output (each call)", [p.steps[0].out]
     elif p.runs:
         hdr, lines = "output (packed)", [f"data ({p.rows()}, {v.named(v.out_step[-1:]).strip('(,)')})"]
+    elif v.no_output:
+        hdr, lines = "output", ["not declared (sv.recurrent(..., output=))"]
     else:
         hdr, lines = "output", [v.named(v.dims["output"])]
         if v.flag:
@@ -337,7 +342,7 @@ def _state_node(v: _View, row: Row, *, left_side: bool, b: dict[str, int | None]
     entering = left_side == (d == 0)  # forward lanes start on the left, backward on the right
     h_name, c_name = ("h_0", "c_0") if entering else (v.h_key, v.c_key)
     h, cs = format_named(v.h_step, b), format_named(v.c_step, b)
-    if c.cell:
+    if c.cell or v.unstacked:
         header = "hx (initial state)" if entering else "state after the last step"
         rows = [("h", f"{h_name} {h}")] + ([("c", f"{c_name} {cs}")] if c.is_lstm else [])
         return html_table(header, rows, _LANE_FILL[0])
@@ -397,6 +402,8 @@ def _output_cell(v: _View, t: str) -> str:
         head, text = f"output @ call {t}", st.out
     elif rows_of_data:
         head = f"output.data{rows_of_data}"
+    elif v.no_output:
+        head, text = f"output @ t={t}", "not declared"
     return html_table(head, [("", text)], _FILL[RowKind.OUTPUT], bold=False)
 
 
@@ -416,7 +423,7 @@ def _packed_rows(v: _View, row: Row, t: str, bt: dict[str, int | None]) -> list[
 
 def _lane_cell(v: _View, row: Row, t: str) -> str:
     st, bt, _ = v.at(t)
-    who = v.c.kind if v.c.cell else f"layer {row.layer}" + (f" {_ARROW[row.d]}" if v.D == 2 else "")
+    who = v.c.kind if v.c.cell or v.unstacked else f"layer {row.layer}" + (f" {_ARROW[row.d]}" if v.D == 2 else "")
     color = _LANE_FILL[row.d]
     if v.panel.phases and st is not None and st.phase % 2:
         color = _PHASE_FILL

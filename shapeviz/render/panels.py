@@ -245,11 +245,15 @@ def caption_lines(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, i
         lines.append(f"each call: input {panel.steps[0].inp}  ->  output {panel.steps[0].out}")
     else:
         pad = "padded (pad_packed_sequence): " if panel.runs else ""
-        lines.append(f"{pad}input {format_named(dims['input'], b)}  ->  output {format_named(dims['output'], b)}")
+        out = format_named(dims["output"], b) if "output" in dims else "(not declared)"
+        lines.append(f"{pad}input {format_named(dims['input'], b)}  ->  output {out}")
     state = f"h_0, h_n {format_named(dims['h_0'], b)}"
     if c.is_lstm:
         state += f";  c_0, c_n {format_named(dims['c_0'], b)}"
-    lines.append(state + ";  stacked index = layer*D + direction")
+    stacked = "layers*D" in dims["h_0"]
+    lines.append(state + (";  stacked index = layer*D + direction" if stacked else ""))
+    if c.declaration is not None:
+        lines.append(f"declared: sv.recurrent({c.kind}, {c.declaration.spec})")
     if c.layout.flag_note:
         lines.append(f"{c.layout.flag_note} applies to input and output only: "
                      "h_0, h_n" + (", c_0, c_n" if c.is_lstm else "") + " are never batch-first")
