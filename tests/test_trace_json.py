@@ -101,7 +101,7 @@ def test_wrong_schema_or_not_an_object():
     with pytest.raises(SpecError, match="not a shapeviz trace: expected schema"):
         _load([1, 2])
     with pytest.raises(SpecError, match="not a shapeviz trace: expected schema"):
-        _load(_with("schema", "shapeviz.trace/2"))
+        _load(_with("schema", "shapeviz.trace/3"))
 
 
 def test_missing_required_keys():

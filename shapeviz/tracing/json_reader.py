@@ -16,17 +16,19 @@ Unknown keys are ignored (except in ``conventions``, which lists exactly a modul
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from shapeviz._errors import SpecError
 from shapeviz.core.limits import MAX_LAYERS, MAX_SIZE
 from shapeviz.core.model import FAMILIES, Conventions
-from shapeviz.tracing.records import SCHEMA, Call, CallKind, TensorInfo, Trace
+from shapeviz.tracing.records import SCHEMA, SCHEMA_1, Call, CallKind, TensorInfo, Trace
+from shapeviz.tracing.runs import Calls
 
 __all__ = ["MAX_CALLS", "MAX_DEPTH", "MAX_DIMS", "MAX_FLOW", "MAX_TENSORS", "read_trace"]
 
 MAX_CALLS = 1_000_000
-"""Most calls a trace read from JSON may hold."""
+"""Most calls a trace read from JSON may hold (repeated steps counted one by one)."""
 MAX_TENSORS = 10_000
 """Most tensor records in one call's inputs or outputs, and sizes under one name."""
 MAX_DIMS = 64
@@ -54,21 +56,90 @@ def read_trace(text: str | bytes | bytearray) -> Trace:
         raise SpecError(f"{_WHO}the JSON is nested too deeply (a trace nests 6 levels)") from None
     except ValueError as exc:  # JSONDecodeError, bad UTF-8, an int literal of thousands of digits
         raise SpecError(f"{_WHO}not valid JSON: {str(exc).splitlines()[0]}") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+    if not isinstance(doc, dict) or doc.get("schema") not in (SCHEMA, SCHEMA_1):
         got = _show(doc.get("schema")) if isinstance(doc, dict) else type(doc).__name__
-        raise SpecError(f"not a shapeviz trace: expected schema {SCHEMA!r}, got {got}")
-    calls = _list(doc, "calls", "", MAX_CALLS, "calls")
+        raise SpecError(f"not a shapeviz trace: expected schema {SCHEMA!r} (or the older {SCHEMA_1!r}), got {got}")
+    listed = _list(doc, "calls", "", MAX_CALLS, "calls")
     sizes = _object(_field(doc, "sizes", ""), "sizes")
-    trace = Trace(calls=[_call(c, f"calls[{i}]") for i, c in enumerate(calls)],
-                  model=_str(doc, "model", ""), ops=_bool(doc, "ops", ""),
-                  sizes={k: list(_ints(v, f"sizes[{_show(k)}]", MAX_TENSORS, "sizes")) for k, v in sizes.items()},
-                  error=_str(doc, "error", ""))
-    _check_links(trace.calls)
-    return trace
+    read = [_call(c, f"calls[{i}]") for i, c in enumerate(listed)]
+    calls: Sequence[Call] = read
+    positions: Iterable[int] = range(len(read))
+    if doc["schema"] == SCHEMA:
+        calls, positions = _with_runs(read, _list(doc, "runs", "", MAX_CALLS, "runs", []))
+    _check_links(calls, positions)
+    return Trace(calls=calls, model=_str(doc, "model", ""), ops=_bool(doc, "ops", ""),
+                 sizes={k: list(_ints(v, f"sizes[{_show(k)}]", MAX_TENSORS, "sizes")) for k, v in sizes.items()},
+                 error=_str(doc, "error", ""))
+
+
+def _with_runs(read: list[Call], runs: list[Any]) -> tuple[Calls, list[int]]:
+    """The calls of a ``"shapeviz.trace/2"`` file: ``read`` lists each call not repeated and the first step of each
+    run; the positions of the calls :func:`_check_links` reads (of each run its first, second and last step: the
+    others have what the second has, moved).
+
+    >>> c = [Call(0, "", "M", "module"), Call(1, "cell", "GRUCell", "module", parent=0)]
+    >>> calls, _ = _with_runs(c, [[1, 1, 3]])
+    >>> len(calls), calls[3].index
+    (4, 3)
+    >>> _with_runs(c, [[1, 1, 3], [3, 1, 2]])
+    Traceback (most recent call last):
+    ...
+    shapeviz.SpecError: Trace.from_json: runs[1]: expected a run that starts at a listed call after the one \
+before (4 or later), got [3, 1, 2]
+    """
+    items: list[Call | tuple[tuple[Call, ...], int]] = []
+    positions: list[int] = []
+    at = pos = k = 0  # the next call's index in the whole trace, its place in the list, the next run
+    while pos < len(read) or k < len(runs):
+        run = _run(runs, k, at, len(read) - pos)
+        if run is not None:
+            length, count = run
+            for j in range(length):
+                _index(read[pos + j], pos + j, at + j)
+            items.append((tuple(read[pos:pos + length]), count))
+            positions += [at + j + step * length for step in sorted({0, 1, count - 1}) for j in range(length)]
+            at, pos, k = at + length * count, pos + length, k + 1
+        else:
+            if pos >= len(read):
+                _fail(f"runs[{k}]", f"a run that starts at a listed call (the calls run from 0 to {at - 1})",
+                      runs[k])
+            _index(read[pos], pos, at)
+            items.append(read[pos])
+            positions.append(at)
+            at, pos = at + 1, pos + 1
+        if at > MAX_CALLS:
+            raise SpecError(f"{_WHO}runs: at most {MAX_CALLS:,} calls in all, got more")
+    return Calls.stored(items), positions
+
+
+def _run(runs: list[Any], k: int, at: int, left: int) -> tuple[int, int] | None:
+    """(length, count) of run ``k`` if it starts at call ``at`` (``left`` calls listed from there on), else None."""
+    if k >= len(runs):
+        return None
+    run = runs[k]
+    if not (isinstance(run, list) and len(run) == 3 and all(type(v) is int for v in run)):
+        _fail(f"runs[{k}]", "[start, length, count] (ints)", run)
+    start, length, count = run
+    if start > at:
+        return None
+    if start < at:
+        _fail(f"runs[{k}]", f"a run that starts at a listed call after the one before ({at} or later)", run)
+    if not left:
+        _fail(f"runs[{k}]", f"a run that starts at a listed call (the calls run from 0 to {at - 1})", run)
+    if not (1 <= length <= left and 2 <= count <= MAX_CALLS):
+        _fail(f"runs[{k}]", f"a length from 1 to the calls listed from {at} on ({left}) and a count from 2 to "
+              f"{MAX_CALLS:,}", run)
+    return length, count
+
+
+def _index(call: Call, pos: int, expected: int) -> None:
+    if call.index != expected:
+        raise SpecError(f"{_WHO}calls[{pos}].index: expected {expected} (calls are listed in order, each run of "
+                        f"repeated steps once), got {call.index}")
 
 
 # ---------------------------------------------------------------------- what makes calls a trace
-def _check_links(calls: list[Call]) -> None:
+def _check_links(calls: Sequence[Call], positions: Iterable[int]) -> None:
     """What the recorder guarantees of the calls' references to each other, so that nothing that walks
     them (enclosing calls, data flow) can loop or reach a call that is not there.
 
@@ -77,15 +148,18 @@ def _check_links(calls: list[Call]) -> None:
       and ``depth`` is one more than the parent's (0 without one);
     * ``produced_by``, ``flow`` and ``tokens`` name calls of this trace.
 
+    Checked at ``positions`` (every call of a file that lists them all).
+
     >>> from shapeviz.tracing.records import Call
-    >>> _check_links([Call(0, "", "M", "module", parent=1), Call(1, "rnn", "GRU", "module", parent=0)])
+    >>> _check_links([Call(0, "", "M", "module", parent=1), Call(1, "rnn", "GRU", "module", parent=0)], [0, 1])
     Traceback (most recent call last):
     ...
     shapeviz.SpecError: Trace.from_json: calls[0].parent: expected the index of an earlier module call (0 has \
 none), got 1
     """
     n = len(calls)
-    for i, c in enumerate(calls):
+    for i in positions:
+        c = calls[i]
         where = f"calls[{i}]"
         if c.index != i:
             raise SpecError(f"{_WHO}{where}.index: expected {i} (calls are listed in order), got {c.index}")

@@ -235,19 +235,31 @@ Final = tuple[tuple[str, ...], "tuple[str, ...] | None", bool]
 
 
 class Resolver:
-    """Gives each record its names, resolving what it depends on first."""
+    """Gives each record its names, resolving what it depends on first.
 
-    def __init__(self, namer: Namer, hows: dict[int, tuple[TensorInfo, How]]) -> None:
+    ``hows``: id(record) -> (record, how) of the records still to be named; each is taken out when it is
+    named (a record not in it is named already). A how that is itself a record stands for ``How.alias`` of it
+    (the recorder's hot path makes no How for the commonest case)."""
+
+    def __init__(self, namer: Namer, hows: dict[int, tuple[TensorInfo, How | TensorInfo]]) -> None:
         self.namer = namer
         self.hows = hows
-        self.done: set[int] = set()
         self.finals: dict[tuple, Final] = {}
 
     def resolve(self, info: TensorInfo) -> None:
-        if id(info) in self.done:
+        hows = self.hows
+        entry = hows.pop(id(info), None)
+        if entry is None:
             return
-        self.done.add(id(info))
-        how = self.hows.get(id(info), (info, BY_SIZE))[1]
+        how = entry[1]
+        if type(how) is not How:  # a record: named like it (the same tensor)
+            if id(how) in hows:
+                self.resolve(how)
+            if how.shape == info.shape and how.names is not None:
+                info.names, info.ambiguous = how.names, how.ambiguous
+                info.origins = how.origins if how.origins is not None else ("",) * len(how.names)
+                return
+            how = How.alias(how)
         names: Names | None = None
         origins: list[str] | None = None
         origin = how.origin
@@ -257,7 +269,7 @@ class Resolver:
         elif kind is Naming.ALIAS:
             src = how.source
             assert src is not None
-            if id(src) not in self.done:
+            if id(src) in hows:
                 self.resolve(src)
             if src.shape == info.shape and src.names is not None:  # the same tensor: its final names
                 info.names, info.ambiguous = src.names, src.ambiguous
@@ -265,18 +277,20 @@ class Resolver:
                 return
         elif kind is Naming.LOOKS_LIKE:
             for i in how.inputs:
-                self.resolve(i)
+                if id(i) in hows:
+                    self.resolve(i)
             found = like(list(how.inputs), info.shape)
             if found is not None:
                 names = [guess(n) if n else n for n in found]
                 origins = [GUESS if n else "" for n in names]
         elif kind is Naming.RULE or kind is Naming.LIKE:
-            ins = list(how.inputs)
+            ins = how.inputs
             for i in ins:
-                self.resolve(i)
+                if id(i) in hows:
+                    self.resolve(i)
             if how.rule is not None:
                 try:
-                    names = how.rule(OpView(ins, info.shape, self.namer))
+                    names = how.rule(OpView(ins, info.shape, self.namer))  # type: ignore[arg-type]
                 except (IndexError, ValueError, TypeError, KeyError, ZeroDivisionError):
                     names = None
                 if names is not None and len(names) != len(info.shape):

@@ -19,6 +19,7 @@ rnn_kernel_on_meta`).
 
 from __future__ import annotations
 
+import weakref
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -27,12 +28,12 @@ from torch.overrides import TorchFunctionMode
 
 from shapeviz.tracing.meta import RNN_KERNELS, rnn_kernel_on_meta
 from shapeviz.tracing.modulecalls import ModuleCalls
-from shapeviz.tracing.naming import How
+from shapeviz.tracing.naming import BY_SIZE, How, Naming, declared_names
 from shapeviz.tracing.oprules import has_tensor, op_name, op_params, op_rule
 from shapeviz.tracing.records import Call, CallKind, TensorInfo
-from shapeviz.tracing.sites import FrameLabels, site_of, user_frame
+from shapeviz.tracing.sites import _SITES, FrameLabels, site_of, user_frame
 from shapeviz.tracing.steps import STEP_FUNCS
-from shapeviz.tracing.tensorbook import PLAIN, TensorBook
+from shapeviz.tracing.tensorbook import _DEVICES, _DTYPES, PLAIN, TensorBook, device_name, dtype_name
 
 if TYPE_CHECKING:
     from shapeviz.tracing.recorder import Tracer
@@ -45,6 +46,10 @@ _ORIGINS: dict[str, str] = {}  # op name -> "op matmul"
 _NAMES: dict[Any, str | None] = {}  # func -> op_name(func)
 _MISSING: Any = object()
 _SETITEM = torch.Tensor.__setitem__
+_OP = CallKind.OP
+_RULE, _LIKE = Naming.RULE, Naming.LIKE
+_new = tuple.__new__  # How(...) without its constructor's Python frame (as How's own constructors do)
+_ref = weakref.ref
 
 
 class OpRecorder:
@@ -79,24 +84,109 @@ class OpRecorder:
         return call
 
     def record(self, name: str, args: tuple, kwargs: dict[str, Any], out: Any, frame: FrameType) -> None:
-        """Record op ``name`` that your code ran at ``frame`` and that returned ``out``."""
-        call = self._call(name, args, kwargs, frame)
+        """Record op ``name`` that your code ran at ``frame`` and that returned ``out``.
+
+        The hot path of a trace with ``ops=True``: plain tensors among the arguments and as the result are
+        recorded in line here (what :meth:`TensorBook.operand` and :meth:`TensorBook.info` do for them);
+        anything else goes through the book."""
+        book = self.book
+        open_ = self.modules.open
+        calls = self.calls
+        index = len(calls)
+        if open_:
+            parent = open_[-1][0]
+            path, parent_index = parent.path, parent.index
+        else:
+            path, parent_index = "", None
+        site = _SITES.get((frame.f_code, frame.f_lineno)) or site_of(frame)
+        params = ""
+        if kwargs:
+            params = op_params(args, kwargs)
+        else:
+            for a in args:
+                if type(a) not in PLAIN:
+                    params = op_params(args, kwargs)
+                    break
+        ins: list[TensorInfo] = []
+        call = Call(index, path, name, _OP, ins, [], None, len(open_), parent_index, site[0], site[1], params)
+        loc = frame.f_locals
+        labels: FrameLabels | None = None
+        seen, hows, out_of, flow, slices = book.seen, book.hows, book.out_of, book.flow, book.slices
+        following = bool(flow.origins)
+        for key, a in zip(_KEYS, args) if len(args) <= len(_KEYS) else ((str(i), a) for i, a in enumerate(args)):
+            if type(a) in PLAIN:
+                label = ""
+                for var, v in loc.items():
+                    if v is a:
+                        label = var
+                        break
+                else:
+                    if labels is None:
+                        labels = FrameLabels(frame, self.owners)
+                    label = labels.attr_of(a)
+                if a.is_nested:
+                    ins.append(book.info(a, None, key=key, label=label))
+                    continue
+                dtype = _DTYPES.get(a.dtype) or dtype_name(a)
+                device = _DEVICES.get(a.device) or device_name(a)
+                info = TensorInfo(tuple(a.shape), None, "", key, label, dtype, device)
+                if following:
+                    info.flow = flow.flow_of(a)
+                    info.tokens = flow.tokens_of(a)
+                hit = seen.get(id(a))
+                if hit is not None and hit[0]() is a:
+                    prev = hit[1]
+                    info.produced_by = out_of.get(id(prev))
+                    hows[id(info)] = (info, prev)  # named like the tensor's earlier record (see TensorBook.hows)
+                elif declared_names(a):  # named with sv.name: the general path
+                    ins.append(book.info(a, None, key=key, label=label))
+                    continue
+                else:
+                    hows[id(info)] = (info, BY_SIZE)
+                    seen[id(a)] = (_ref(a), info)
+                if slices:
+                    hit = slices.get(id(a))
+                    if hit is not None and hit[0]() is a:
+                        book.stepped.append((info, hit[1], hit[2]))
+                ins.append(info)
+            elif isinstance(a, _CONTAINERS):
+                if labels is None:
+                    labels = FrameLabels(frame, self.owners)
+                ins += book.infos(a, key, labels=labels, tuples=True)
+        if kwargs:
+            if labels is None:
+                labels = FrameLabels(frame, self.owners)
+            ins += book.infos(kwargs, "", labels=labels, tuples=True)
         rule = op_rule(name, args, kwargs)
         origin = _ORIGINS.get(name)
         if origin is None:
             origin = _ORIGINS[name] = f"op {name}"
-        ins = call.inputs
-        how = How.by_rule(rule, ins, origin) if rule is not None else How.like(ins, origin)
-        book = self.book
-        if type(out) in PLAIN:
-            outs = [book.info(out, how)]
+        how = _new(How, (_RULE, (), None, rule, ins, origin) if rule is not None else
+                   (_LIKE, (), None, None, ins, origin))
+        if type(out) in PLAIN and not out.is_nested:
+            dtype = _DTYPES.get(out.dtype) or dtype_name(out)
+            device = _DEVICES.get(out.device) or device_name(out)
+            info = TensorInfo(tuple(out.shape), None, "", "", "", dtype, device)
+            if following:
+                info.flow = flow.flow_of(out)
+                info.tokens = flow.tokens_of(out)
+            hows[id(info)] = (info, how)
+            hit = seen.get(id(out))
+            if hit is not None and hit[0]() is out:  # an in-place op: the tensor keeps its first record
+                info.produced_by = out_of.get(id(hit[1]))
+            else:
+                seen[id(out)] = (_ref(out), info)
+            if slices:
+                book.stepped_piece(out, info)
+            outs = [info]
         else:
             outs = book.infos(out, "", how, tuples=True)
             if isinstance(out, (tuple, list)):  # unbind, split, chunk: every tensor of a run shares its record
                 _share_runs(book, out, outs)
         call.outputs = outs
-        book.produced(outs, call.index)
-        self.calls.append(call)
+        for o in outs:
+            out_of.setdefault(id(o), index)
+        calls.append(call)
 
     def op_failed(self, func: Any, args: tuple, kwargs: dict[str, Any], exc: BaseException) -> None:
         """An op raised: its record (operands in named dims, your line) for the exception's note."""

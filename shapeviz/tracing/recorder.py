@@ -118,8 +118,10 @@ class Tracer:
         return sizes
 
     def close(self) -> None:
-        """The forward is over: what it held is let go, and nothing is recorded from now on."""
+        """The forward is over: what it held is let go, and nothing is recorded from now on. The op mode is let go
+        too: it refers to this tracer, and a cycle would keep every record alive until a garbage collection."""
         self.finished = True
+        self.mode = None
         self.book.clear()
         self.flow.clear_flows()
         self.modules.open.clear()

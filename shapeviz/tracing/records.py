@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 from shapeviz.core.model import Conventions
 
-__all__ = ["SCHEMA", "Call", "CallKind", "Tag", "TensorInfo", "Trace"]
+__all__ = ["SCHEMA", "SCHEMA_1", "Call", "CallKind", "Tag", "TensorInfo", "Trace"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
-SCHEMA = "shapeviz.trace/1"
-"""The ``"schema"`` value of :meth:`Trace.to_json` documents."""
+SCHEMA = "shapeviz.trace/2"
+"""The ``"schema"`` value of :meth:`Trace.to_json` documents: repeated steps stored once (``"runs"``)."""
+SCHEMA_1 = "shapeviz.trace/1"
+"""The schema of files written before runs: every call listed (still read; :meth:`Trace.to_dict` writes it)."""
 
 
 class Tag(str, Enum):
@@ -47,7 +50,7 @@ class CallKind(Tag):
     OP = "op"
 
 
-@dataclass
+@dataclass(slots=True)
 class TensorInfo:
     """Shape, dtype, device and dim names of one tensor seen in a call (never the tensor).
 
@@ -129,7 +132,7 @@ def _plain(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
     return None if names is None else tuple(n.rstrip("?") for n in names)
 
 
-@dataclass
+@dataclass(slots=True)
 class Call:
     """One module call (``kind="module"``) or torch operation (``kind="op"``) of a trace.
 
@@ -218,14 +221,22 @@ class Trace:
     [('h_1', '(bs=3, h=8)'), ('c_1', '(bs=3, h=8)')]
 
     ``.table()`` text, ``.to_json()`` / ``Trace.from_json()``, ``.plot()`` a matplotlib figure,
-    ``.unroll()`` a diagram of its recurrent modules.
+    ``.unroll()`` a diagram of its recurrent modules. ``calls`` is a read-only sequence whose repeated steps
+    (the body of a loop) are stored once, with a count (:class:`~shapeviz.tracing.runs.Calls`); a list given
+    here is stored that way.
     """
 
-    calls: list[Call]
+    calls: Sequence[Call]
     model: str = ""  # the model's class (or function) name
     ops: bool = False
     sizes: dict[str, list[int]] = field(default_factory=dict)  # every named size the trace knows
     error: str = ""  # set on the partial trace of a forward that raised
+
+    def __post_init__(self) -> None:
+        from shapeviz.tracing.runs import Calls
+
+        if not isinstance(self.calls, Calls):
+            self.calls = Calls(self.calls)
 
     # ------------------------------------------------------------ queries
     def modules(self) -> list[Call]:
@@ -270,10 +281,17 @@ class Trace:
         return unroll(self, **kw)
 
     # ------------------------------------------------------------ JSON
-    def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "model": self.model, "ops": self.ops,
-                "sizes": {k: list(v) for k, v in self.sizes.items()}, "error": self.error,
-                "calls": [c.to_dict() for c in self.calls]}
+    def to_dict(self, runs: bool = False) -> dict[str, Any]:
+        """The trace as plain data: every call listed (schema ``"shapeviz.trace/1"``), or with ``runs`` each run of
+        repeated steps stored once (schema ``"shapeviz.trace/2"``, what :meth:`to_json` writes)."""
+        head = {"schema": SCHEMA if runs else SCHEMA_1, "model": self.model, "ops": self.ops,
+                "sizes": {k: list(v) for k, v in self.sizes.items()}, "error": self.error}
+        if not runs:
+            return {**head, "calls": [c.to_dict() for c in self.calls]}
+        stored = getattr(self.calls, "items", None)
+        items = stored() if stored is not None else list(self.calls)
+        listed = [c.to_dict() for item in items for c in (item[0] if isinstance(item, tuple) else (item,))]
+        return {**head, "calls": listed, "runs": [list(r) for r in getattr(self.calls, "runs", list)()]}
 
     def to_json(self, indent: int | None = 1) -> str:
         """The trace as JSON; ``Trace.from_json(t.to_json()) == t``.
@@ -284,10 +302,15 @@ class Trace:
         >>> Trace.from_json(t.to_json()) == t
         True
 
-        Schema ``"shapeviz.trace/1"``::
+        Schema ``"shapeviz.trace/2"``::
 
-            {"schema": "shapeviz.trace/1", "model": str, "ops": bool, "error": str,
+            {"schema": "shapeviz.trace/2", "model": str, "ops": bool, "error": str,
              "sizes": {name: [int, ...]},          # every named size the trace knows
+             "runs": [[start, length, count]],     # repeated steps: calls start .. start+length-1 are
+                                                   # listed once and stand for `count` steps; step k has
+                                                   # k*length added to each call index in it (index,
+                                                   # parent, produced_by, flow, tokens) that is at least
+                                                   # start-length (see shapeviz.tracing.runs)
              "calls": [{
                 "index": int, "path": str, "type": str, "kind": "module" | "op",
                 "depth": int, "parent": int | null,  # index of the enclosing module call
@@ -314,11 +337,14 @@ class Trace:
                     "opaque": str}]}]}               # only for a tensor whose shape is not described:
                                                      # what it is ("nested tensor"); shape [] then
 
-        Files written before ``origins`` (``step``, ``tokens``) existed read with them null (empty).
+        ``"calls"`` lists each call not repeated and the first step of each run, in order (each with its
+        ``index`` in the whole trace). Files of schema ``"shapeviz.trace/1"`` (every call listed, no ``runs``;
+        :meth:`to_dict` still makes them) are read too; files written before ``origins`` (``step``,
+        ``tokens``) existed read with them null (empty).
         A name no UTF-8 file can hold (a lone surrogate) is written as its JSON escape (``\\ud800``),
         so the text always encodes and reads back the same.
         """
-        text = json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        text = json.dumps(self.to_dict(runs=True), indent=indent, ensure_ascii=False)
         if _SURROGATE.search(text) is None:
             return text
         return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)  # only inside strings: valid JSON

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import inspect
 from collections.abc import Sequence
 from typing import Any
@@ -193,18 +194,32 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
         raise SpecError(f"trace({type_name(model)}): found no nn.Module to record; searched "
                         + ", ".join(_SEARCHED) + ". Pass the model itself (sv.trace(model, x)), "
                         "or ops=True to record the torch operations of a hand-written loop")
-    training = {id(m): (m, m.training) for _, m in modules}
-    handles: list[Any] = []
-    plain_root = not isinstance(model, nn.Module)
-    token = push(first_sizes) if first_sizes else None
     users = {id(m): _is_user_module(m) for _, m in modules}
     # the op mode sees the ops of your code (and shapes recurrent kernels on meta): a model made only of
     # torch modules, on a real device, without ops=True, runs none of your code and needs none
-    needs_mode = ops or plain_root or any(users.values()) or first is None or first.device.type == "meta"
+    needs_mode = ops or not isinstance(model, nn.Module) or any(users.values()) or first is None \
+        or first.device.type == "meta"
+    young = _raise_young_threshold()
+    try:
+        _run_forward(tracer, model, modules, users, inputs, kwargs, first_sizes, needs_mode)
+        sizes = tracer.resolve()
+        return Trace(calls=tracer.calls, model=type_name(model), ops=ops, sizes=sizes)
+    finally:
+        _restore_threshold(young)
+
+
+def _run_forward(tracer: Tracer, model: Any, modules: list[tuple[str, nn.Module]], users: dict[int, bool],
+                 inputs: tuple, kwargs: dict[str, Any], first_sizes: dict[str, int], needs_mode: bool) -> None:
+    """Run ``model(*inputs, **kwargs)`` once with the hooks (and the op mode) recording into ``tracer``. Hooks, the
+    mode, the modules' ``training`` flags and the declared sizes are back on every path; a forward that raises gets
+    the calls traced so far in a note."""
+    training = {id(m): (m, m.training) for _, m in modules}
+    handles: list[Any] = []
+    plain_root = not isinstance(model, nn.Module)
     mode = OpMode(tracer) if needs_mode else contextlib.nullcontext()
-    out: Any = None
     quiet_ok = quiet_hooks_supported()
-    copies.hold()  # a module copied during the forward (an EMA copy, say) carries none of the hooks below
+    held = False
+    token = push(first_sizes) if first_sizes else None
     try:
         post = _Post(tracer, quiet_ok)
         for path, m in modules:
@@ -216,6 +231,9 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
                 # (whose own __getstate__ would keep hooks) carries nothing
                 handles.append(direct_calls(tracer, path, m, user, quiet))
                 continue
+            if not held:  # a module copied during the forward (an EMA copy, say) carries none of the hooks below
+                copies.hold()
+                held = True
             handles.append(m.register_forward_pre_hook(_Pre(tracer, path, user, quiet), with_kwargs=True))
             if quiet_ok:  # called when the call raises too: the failed call is closed
                 handles.append(m.register_forward_hook(post, with_kwargs=True, always_call=True))
@@ -232,6 +250,7 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
                     tracer.exit(model, out)
                 else:
                     out = model(*inputs, **kwargs)
+                del out  # not kept: a trace holds no tensors
             finally:
                 tracer.unquiet()  # the mode back on its stack before it is exited
     except Exception as exc:
@@ -240,16 +259,39 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     finally:
         for h in handles:
             h.remove()
-        copies.release()
+        if held:
+            copies.release()
         for m, was in training.values():
             if was or m.training:  # one the forward left in training mode is put back too
                 m.training = was
         if token is not None:
             pop(token)
         tracer.close()
-    del out
-    sizes = tracer.resolve()
-    return Trace(calls=tracer.calls, model=type_name(model), ops=ops, sizes=sizes)
+
+
+_YOUNG = 100_000
+"""The garbage collector's first threshold while a trace records (allocations between two collections of the
+youngest objects; Python's default is 700). A trace's records are up to hundreds of thousands of small objects that
+all live until it is made, none of them part of a reference cycle: with the default, the collector walks them (and
+every object of the program) again and again, most of a trace's time for a long loop. Collections still happen,
+every 100,000 allocations."""
+
+
+def _raise_young_threshold() -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Raise the collector's first threshold to ``_YOUNG``; (the thresholds before, ours), or None where it is
+    off or already that high. The thresholds are process-wide: :func:`_restore_threshold` puts them back."""
+    before = gc.get_threshold()
+    if not gc.isenabled() or before[0] == 0 or before[0] >= _YOUNG:
+        return None
+    ours = (_YOUNG, *before[1:])
+    gc.set_threshold(*ours)
+    return before, ours
+
+
+def _restore_threshold(young: tuple[tuple[int, ...], tuple[int, ...]] | None) -> None:
+    """The thresholds as they were before :func:`_raise_young_threshold`, unless something else set others since."""
+    if young is not None and gc.get_threshold() == young[1]:
+        gc.set_threshold(*young[0])
 
 
 class _Pre(ShapevizHook):

@@ -135,58 +135,56 @@ class FrameLabels:
     'X'
     """
 
-    __slots__ = ("attrs", "frame", "locals", "owner", "owners")
+    __slots__ = ("frame", "locals", "names", "owner", "owners")
 
     def __init__(self, frame: FrameType, owners: dict[int, list[str]]) -> None:
         self.frame = frame
-        self.locals: dict[int, str] | None = None
-        self.attrs: dict[int, str] | None = None
+        self.locals: dict[str, Any] | None = None
         self.owner: Any = None
+        self.names: list[str] | None = None  # the owner's tensor attribute names
         self.owners = owners  # id(module) -> the names of its tensor attributes, read once per trace
 
     def name_of(self, t: Any) -> str:
-        """The variable ``t`` was read from (``"X"``, ``"self.W_xh"``), or ``""``."""
-        if self.locals is None:
-            loc = self.frame.f_locals
-            found: dict[int, str] = {}
-            for name, v in loc.items():
-                if isinstance(v, torch.Tensor) and id(v) not in found:
-                    found[id(v)] = name
-            self.locals = found
+        """The variable ``t`` was read from (``"X"``, ``"self.W_xh"``), or ``""``: the first local that is
+        ``t``, else the first of ``self``'s tensor attributes that holds it now."""
+        loc = self.locals
+        if loc is None:
+            loc = self.locals = self.frame.f_locals
             self.owner = loc.get("self")
-        hit = self.locals.get(id(t))
-        if hit is not None:
-            return hit
+        for name, v in loc.items():
+            if v is t:
+                return name
+        return self.attr_of(t)
+
+    def attr_of(self, t: Any) -> str:
+        """``"self.W_xh"``: the first of ``self``'s tensor attributes that holds ``t`` now, or ``""``."""
+        if self.locals is None:
+            self.locals = self.frame.f_locals
+            self.owner = self.locals.get("self")
         me = self.owner
         if me is None:
             return ""
-        if self.attrs is None:
-            self.attrs = self._attrs(me)
-        name = self.attrs.get(id(t))
-        return f"self.{name}" if name is not None else ""
-
-    def _attrs(self, me: Any) -> dict[int, str]:
-        """``self``'s tensor attributes as they are now, by id. A module's attribute names are read once
-        per trace (a state kept in ``self.h`` is found under its name whatever tensor it holds now)."""
         if not isinstance(me, nn.Module):
-            out: dict[int, str] = {}
             for name, v in tensor_attrs(me):
-                out.setdefault(id(v), name)
-            return out
-        names = self.owners.get(id(me))
+                if v is t:
+                    return f"self.{name}"
+            return ""
+        names = self.names
         if names is None:
-            names = self.owners[id(me)] = [name for name, _ in tensor_attrs(me)]
+            names = self.owners.get(id(me))
+            if names is None:
+                names = self.owners[id(me)] = [name for name, _ in tensor_attrs(me)]
+            self.names = names
         d, params, buffers = me.__dict__, me._parameters, me._buffers
-        out = {}
         for name in names:  # what each holds now: an attribute, else a parameter, else a buffer
             v = d.get(name)
             if v is None:
                 v = params.get(name)
                 if v is None:
                     v = buffers.get(name)
-            if isinstance(v, torch.Tensor) and id(v) not in out:
-                out[id(v)] = name
-        return out
+            if v is t:
+                return f"self.{name}"
+        return ""
 
 
 def tensor_attrs(me: Any) -> list[tuple[str, torch.Tensor]]:

@@ -38,8 +38,8 @@ __all__ = ["PLAIN", "TensorBook", "device_name", "dtype_name"]
 PLAIN = frozenset({torch.Tensor, nn.Parameter})
 """Tensor types recorded as they are (no walk through containers)."""
 
-_DTYPE_NAMES: dict[torch.dtype, str] = {}
-_DEVICE_NAMES: dict[torch.device, str] = {}
+_DTYPES: dict[torch.dtype, str] = {}
+_DEVICES: dict[torch.device, str] = {}
 
 
 def dtype_name(t: torch.Tensor) -> str:
@@ -49,18 +49,18 @@ def dtype_name(t: torch.Tensor) -> str:
     'int64'
     """
     d = t.dtype
-    name = _DTYPE_NAMES.get(d)
+    name = _DTYPES.get(d)
     if name is None:
-        name = _DTYPE_NAMES[d] = str(d).replace("torch.", "")
+        name = _DTYPES[d] = str(d).replace("torch.", "")
     return name
 
 
 def device_name(t: torch.Tensor) -> str:
     """``"cpu"``, ``"cuda:0"`` (cached per device: a hot helper)."""
     d = t.device
-    name = _DEVICE_NAMES.get(d)
+    name = _DEVICES.get(d)
     if name is None:
-        name = _DEVICE_NAMES[d] = d.type if d.index is None or d.type == "cpu" else f"{d.type}:{d.index}"
+        name = _DEVICES[d] = d.type if d.index is None or d.type == "cpu" else f"{d.type}:{d.index}"
     return name
 
 
@@ -72,8 +72,9 @@ class TensorBook:
     def __init__(self, flow: Provenance) -> None:
         self.flow = flow  # the data flow: written into each record while it is followed
         self.seen: dict[int, tuple[weakref.ref, TensorInfo]] = {}  # id(tensor) -> the record that names it
-        # the records still to be named, in the order they were made: id(record) -> (record, how)
-        self.hows: dict[int, tuple[TensorInfo, How]] = {}
+        # the records still to be named, in the order they were made: id(record) -> (record, how); a record in
+        # place of the how: named like that record (How.alias of it, as the recorder's hot path writes it)
+        self.hows: dict[int, tuple[TensorInfo, How | TensorInfo]] = {}
         self.out_of: dict[int, int] = {}  # id(a call's output record) -> that call's index
         # one step of a dim (x[t], unbind, split(1)): id(piece) -> (weak ref, the source's record, the dim)
         self.slices: dict[int, tuple[weakref.ref, TensorInfo, int]] = {}
@@ -123,7 +124,7 @@ class TensorBook:
             self.hows[id(info)] = (info, BY_SIZE)
             self.remember(t, info)
         if self.slices:
-            self._stepped(t, info)
+            self.stepped_piece(t, info)
         return info
 
     def info(self, t: torch.Tensor, how: How | None, *, key: str = "", role: str = "", label: str = "",
@@ -159,12 +160,12 @@ class TensorBook:
             self.hows[id(info)] = (info, how)
         if exact and prev is not None:
             planned = self.hows.get(id(prev))
-            if planned is not None and planned[1].kind is not Naming.EXACT:
+            if planned is not None and (type(planned[1]) is not How or planned[1].kind is not Naming.EXACT):
                 self.hows[id(prev)] = (prev, How.alias(info))  # a module's conventions name it better
         if exact or prev is None:
             self.remember(t, info)
         if self.slices:
-            self._stepped(t, info)
+            self.stepped_piece(t, info)
         return info
 
     def infos(self, obj: Any, key: str, how: How | None = None, *, keep_known: bool = False,
@@ -186,7 +187,8 @@ class TensorBook:
         return out
 
     # ------------------------------------------------------------ steps of a dim
-    def _stepped(self, t: Any, info: TensorInfo) -> None:
+    def stepped_piece(self, t: Any, info: TensorInfo) -> None:
+        """``info`` records ``t``: noted if ``t`` is one step of a dim (see :meth:`note_step`)."""
         hit = self.slices.get(id(t))
         if hit is not None and hit[0]() is t:
             self.stepped.append((info, hit[1], hit[2]))
