@@ -228,3 +228,18 @@ def test_a_size_made_dynamic_is_still_checked():
     compiled = torch.compile(model, backend="eager", dynamic=True)
     with sv.watch(model), pytest.raises(sv.ShapeError, match=r"\[input_size\]"):
         compiled(torch.randn(5, 3, 8))
+
+
+def test_watch_inputs_adds_no_graph_break_and_names_a_model_compiled_in_place() -> None:
+    model, x = Tagger(), torch.randn(5, 3, 8)
+    with sv.watch(model, inputs="T bs"):
+        explanation = torch._dynamo.explain(model)(x)
+        assert explanation.graph_break_count == 0, explanation.break_reasons
+        assert explanation.graph_count == 1
+    torch._dynamo.reset()
+    tagger = EmbedTagger()
+    tagger.compile(backend="eager")  # compiled before it is watched: its name is read at trace time
+    with sv.watch(tagger, inputs="bs T"), pytest.raises(sv.ShapeError, match=r"\[batch_first_swap\]"):
+        tagger(torch.randint(0, 20, (4, 9)))
+    with sv.watch(tagger, inputs="T bs"):
+        tagger(torch.randint(0, 20, (9, 4)))  # (T=9, bs=4) ids: what the seq-first layer reads, no alarm

@@ -212,3 +212,63 @@ def test_a_cells_c0_of_another_dtype_is_not_the_fault() -> None:
     with pytest.raises(sv.ShapeError) as info:
         sv.check_call(cell, torch.zeros(2, 4), (torch.zeros(2, 8), c0))
     assert info.value.code == "device"
+
+
+def test_a_plan_goes_with_its_module_so_a_new_module_at_its_id_is_judged_afresh() -> None:
+    """The hot path trusts the plan found by ``id``: a dead module's plan must be gone before its id is reused."""
+    import gc
+
+    x = torch.randn(5, 3, 4)
+    for _ in range(50):
+        m = nn.GRU(4, 6)
+        sv.check_call(m, x)  # fits: a plan with a hot path for (5, 3, 4)
+        mid = id(m)
+        del m
+        gc.collect()
+        assert mid not in fastcheck._plans
+        other = nn.GRU(9, 6)  # often at the same address
+        with pytest.raises(sv.ShapeError, match="input_size"):
+            sv.check_call(other, x)
+        del other
+
+
+def test_a_setting_set_again_to_an_equal_value_is_still_fast_and_a_changed_one_is_seen() -> None:
+    m = nn.LSTM(4, 300)  # 300: an int Python does not cache, so setting it again makes a new object
+    x = torch.randn(5, 3, 4)
+    sv.check_call(m, x)
+    plan = fastcheck.plan_for(m)
+    assert plan.hot(m, x, None)
+    m.hidden_size = int("300")  # equal, another object: the hot path sends one call the long way
+    assert not plan.hot(m, x, None)
+    sv.check_call(m, x)
+    assert fastcheck.plan_for(m).hot(m, x, None)  # made afresh for the object now held
+    m.hidden_size = 301
+    assert not fastcheck.plan_for(m).hot(m, x, (torch.zeros(1, 3, 301), torch.zeros(1, 3, 301)))
+    with pytest.raises(sv.ShapeError, match="hidden_size"):
+        sv.check_call(m, x, (torch.zeros(1, 3, 300), torch.zeros(1, 3, 300)))
+
+
+def test_the_kill_switch_set_to_false_still_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = nn.GRU(4, 6)
+    sv.check_call(m, torch.randn(5, 3, 4))
+    monkeypatch.setenv("SHAPEVIZ_DISABLE", "0")  # set, but not to a true value: every call the long way
+    sv.check_call(m, torch.randn(5, 3, 4))
+    with pytest.raises(sv.ShapeError, match="input_size"):
+        sv.check_call(m, torch.randn(5, 3, 9))
+    monkeypatch.setenv("SHAPEVIZ_DISABLE", "1")
+    sv.check_call(m, torch.randn(5, 3, 9))
+
+
+def test_check_call_reads_arguments_as_torch_does() -> None:
+    m = nn.LSTM(4, 6)
+    x, hx = torch.randn(5, 3, 4), (torch.zeros(1, 3, 6), torch.zeros(1, 3, 6))
+    bad = (torch.zeros(1, 2, 6), torch.zeros(1, 2, 6))
+    for call in (lambda h: sv.check_call(m, x, h), lambda h: sv.check_call(m, x, hx=h),
+                 lambda h: sv.check_call(m, input=x, hx=h)):
+        call(hx)
+        call(None)
+        with pytest.raises(sv.ShapeError, match="batch_mismatch"):
+            call(bad)
+    sv.check_call(m)  # no input: nothing to check, as before
+    with pytest.raises(sv.ShapeError, match="input_size"):
+        sv.check_call(m, input=torch.randn(5, 3, 9))

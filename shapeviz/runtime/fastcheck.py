@@ -16,6 +16,7 @@ allocates no more than the ``torch.Size`` objects its shape reads make.
 
 from __future__ import annotations
 
+import operator
 import os
 import weakref
 from collections.abc import Callable
@@ -71,10 +72,12 @@ def env_disabled() -> bool:
 class CallPlan:
     """Plain ints read once from a module's :class:`~shapeviz.core.model.Layout` for the fast path, and the
     memo of :func:`fit`: ``(shape, declared sizes, want_h, want_c)`` of the last input that fit (one tuple,
-    replaced whole, so a thread never reads one call's shape with another call's states)."""
+    replaced whole, so a thread never reads one call's shape with another call's states), with :attr:`hot`,
+    the hot path made for that memo."""
 
-    __slots__ = ("arity", "bs_axis", "cell", "conv", "emb", "from_dict", "getkey", "hc", "hh", "hot", "key", "ld",
-                 "memo_box", "nd_batched", "nd_unbatched", "ref", "t_axis", "unbatched_c", "unbatched_h", "wname")
+    __slots__ = ("_made", "_memo", "arity", "bs_axis", "cell", "conv", "emb", "from_dict", "getkey", "hc", "hh",
+                 "hot", "key", "ld", "nd_batched", "nd_unbatched", "ref", "t_axis", "unbatched_c", "unbatched_h",
+                 "wname")
 
     def __init__(self, module: torch.nn.Module, conv: Conventions) -> None:
         lay = conv.layout
@@ -97,92 +100,134 @@ class CallPlan:
         self.unbatched_h = (*lead, lay.h_out)  # the state of an unbatched call: (layers*D, h) or (h,)
         self.unbatched_c = (*lead, lay.c_size)
         self.wname = lay.weight_name
-        # (input shape, declared sizes, want_h, want_c) in a one-item list the hot path shares: the closure holds
-        # the list, not the plan, so a plan is no reference cycle and goes as soon as its module does
-        self.memo_box: list[tuple] = [(None, None, (), ())]
-        self.hot = _hot_path(self)
+        self._memo: tuple = (None, None, (), ())
+        self._made: tuple | None = None  # the settings' objects the hot path compares with
+        self.hot: Callable[[torch.nn.Module, Any, Any], bool] = _no_memo  # until a call fits
 
     @property
     def memo(self) -> tuple:
-        """The memo of :func:`fit`, replaced whole (threads never read one call's shape with another's states)."""
-        return self.memo_box[0]
+        """The memo of :func:`fit`, replaced whole (threads never read one call's shape with another's states);
+        setting it makes the hot path for it (one closure, replaced whole too)."""
+        return self._memo
 
     @memo.setter
     def memo(self, value: tuple) -> None:
-        self.memo_box[0] = value
+        module = self.ref()
+        now = self.getkey(module.__dict__ if self.from_dict else module) if module is not None else None
+        if value == self._memo and self.hot is not _no_memo and _same(now, self._made):
+            return  # the hot path in place was made for this memo and these very settings
+        self._memo, self._made = value, now
+        self.hot = _hot_path(self, value, now)
 
 
-def _hot_path(p: CallPlan) -> Callable[[torch.nn.Module, Any, Any], bool]:
-    """The hot path of :func:`check_input` for one plan, with the plan's constants bound in a closure: True when
-    a call repeats the last one that fit (the memo of :func:`fit`: input shape and declared sizes) and its
-    configuration, dtypes, devices and state shapes still agree; False sends it the long way (never an error).
+def _same(a: tuple | None, b: tuple | None) -> bool:
+    """The same objects, one by one (what the hot path compares settings by)."""
+    return a is not None and b is not None and len(a) == len(b) and all(x is y for x, y in zip(a, b))
 
-    Each read is one a check of the call cannot skip: the kill switch (a ``dict`` membership test on the
-    environment's own mapping), dynamo (``torch.compiler.is_dynamo_compiling``, a constant while dynamo traces,
-    so none of the reads below becomes a guard), the input's shape, the configuration (one ``itemgetter`` over
-    ``m.__dict__``), the declared sizes, the first weight's dtype and device, then each state's shape, dtype and
-    device; a device is compared by ``is_cpu`` where the input is on the CPU (a ``torch.device`` costs an
-    allocation). The plan is its module's: ``_plans`` drops an entry when its module dies (a weakref callback,
-    run before the id can be reused), so an entry found by ``id`` belongs to the module given.
-    Reads no module state it keeps: only ``m.__dict__`` of the module it is given."""
-    getkey, key, from_dict, wname, arity = p.getkey, p.key, p.from_dict, p.wname, p.arity
-    box, env, env_key, decl_now, tensor, dynamo = p.memo_box, _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor, _dynamo
 
-    if arity == 1:
-        def hot(m: torch.nn.Module, x: Any, hx: Any) -> bool:
-            if env_key in env or type(x) is not tensor or dynamo():
-                return False
-            sh, decl0, want_h, _ = box[0]
-            d = m.__dict__
-            if x.shape != sh or getkey(d if from_dict else m) != key:
-                return False
-            decl = decl_now()
-            if decl is not decl0 and decl != decl0:
-                return False
-            w = d["_parameters"].get(wname)
-            dtype = x.dtype
-            if w is None or dtype is not w.dtype:
-                return False
-            if x.is_cpu:
-                if not w.is_cpu:
-                    return False
-                return hx is None or (type(hx) is tensor and hx.shape == want_h and hx.dtype is dtype and hx.is_cpu)
-            device = x.device
-            if device != w.device:
-                return False
-            return hx is None or (type(hx) is tensor and hx.shape == want_h and hx.dtype is dtype
-                                  and hx.device == device)
+def _no_memo(m: torch.nn.Module, x: Any, hx: Any) -> bool:
+    """The hot path of a plan no call has fit yet: every call goes the long way."""
+    return False
 
-        return hot
 
-    def hot2(m: torch.nn.Module, x: Any, hx: Any) -> bool:
+_HOT = """
+def make(sh, decl0, want_h, want_c, key, getkey, wname, env, env_key, decl_now, tensor, dynamo):
+    {unpack}
+    def hot(m, x, hx):
         if env_key in env or type(x) is not tensor or dynamo():
             return False
-        sh, decl0, want_h, want_c = box[0]
         d = m.__dict__
-        if x.shape != sh or getkey(d if from_dict else m) != key:
+        try:
+            if x.shape != sh or {config}:
+                return False
+            w = d["_parameters"].get(wname)
+        except KeyError:  # a setting deleted since: the long way says what is wrong
             return False
         decl = decl_now()
         if decl is not decl0 and decl != decl0:
             return False
-        w = d["_parameters"].get(wname)
         dtype = x.dtype
         if w is None or dtype is not w.dtype:
             return False
-        cpu = x.is_cpu
-        device = None if cpu else x.device
-        if not (w.is_cpu if cpu else device == w.device):
+        if x.is_cpu:
+            if not w.is_cpu:
+                return False
+            if hx is None:
+                return True
+{cpu}
+        device = x.device
+        if device != w.device:
             return False
         if hx is None:
             return True
-        if type(hx) is not tuple or len(hx) != 2:
-            return False
-        h, c = hx
-        return (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
-                and h.dtype is dtype and c.dtype is dtype
-                and (h.is_cpu and c.is_cpu if cpu else h.device == device and c.device == device))
+{other}
+    return hot
+"""
+_ONE = """            return type(hx) is tensor and hx.shape == want_h and hx.dtype is dtype and hx.{on}"""
+_TWO = """            if type(hx) is not tuple:
+                return False
+            try:
+                h, c = hx
+            except ValueError:
+                return False
+            return (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
+                    and h.dtype is dtype and c.dtype is dtype and h.{on} and c.{on})"""
+_MAKERS: dict[tuple[int, tuple[str, ...] | None], Callable[..., Callable[[torch.nn.Module, Any, Any], bool]]] = {}
 
-    return hot2
+
+def _config_names(getkey: Any) -> tuple[str, ...] | None:
+    """The setting names a plan's key reads from ``__dict__`` (core's ``itemgetter``), or None (an ``attrgetter``)."""
+    try:
+        fn, names = getkey.__reduce__()
+    except (TypeError, ValueError):  # pragma: no cover - not an itemgetter
+        return None
+    if fn is not operator.itemgetter or not names or not all(isinstance(n, str) and n.isidentifier() for n in names):
+        return None
+    return names
+
+
+def _maker(arity: int, names: tuple[str, ...] | None) -> Callable[..., Callable[[torch.nn.Module, Any, Any], bool]]:
+    """The factory of hot paths for one state arity and one set of setting names, written out once (names are
+    core's fixed setting names, checked to be identifiers; no user text): each setting is compared by identity
+    with the object the memo's call read (a new equal object sends one call the long way, which makes the hot
+    path afresh), a plain ``d[name] is not k`` where ``getkey(d) != key`` would build a tuple."""
+    made = _MAKERS.get((arity, names))
+    if made is not None:
+        return made
+    if names is None:
+        unpack, config = "pass", "getkey(m) != key"
+    else:
+        ks = [f"k{i}" for i in range(len(names))]
+        unpack = f"{', '.join(ks)}, = key"
+        config = " or ".join(f"d[{n!r}] is not {k}" for n, k in zip(names, ks))
+    states = _ONE if arity == 1 else _TWO
+    src = _HOT.format(unpack=unpack, config=config, cpu=states.format(on="is_cpu"),
+                      other=states.format(on="device == device"))
+    namespace: dict[str, Any] = {}
+    exec(compile(src, f"<shapeviz hot path: {arity} state(s), {names}>", "exec"), {}, namespace)
+    made = _MAKERS[(arity, names)] = namespace["make"]
+    return made
+
+
+def _hot_path(p: CallPlan, memo: tuple, key: tuple | None) -> Callable[[torch.nn.Module, Any, Any], bool]:
+    """The hot path of :func:`check_input` for one plan and its memo, the constants bound in a closure: True when
+    a call repeats the memo's (input shape and declared sizes) and its configuration, dtypes, devices and state
+    shapes still agree; False sends it the long way (never an error).
+
+    Each read is one a check of the call cannot skip: the kill switch (a ``dict`` membership test on the
+    environment's own mapping), dynamo (``torch.compiler.is_dynamo_compiling``, a constant while dynamo traces,
+    so none of the reads below becomes a guard), the input's shape, each setting, the declared sizes, the first
+    weight's dtype and device, then each state's shape, dtype and device; a device is compared by ``is_cpu``
+    where the input is on the CPU (a ``torch.device`` costs an allocation). The plan is its module's: ``_plans``
+    drops an entry when its module dies (a weakref callback, run before the id can be reused), so an entry
+    found by ``id`` belongs to the module given. Holds no module state: only ints, dtypes' and settings' values.
+    """
+    if key is None or memo[0] is None:
+        return _no_memo
+    names = _config_names(p.getkey) if p.from_dict else None
+    make = _maker(p.arity, names)
+    return make(memo[0], memo[1], memo[2], memo[3], key if names is not None else p.key, p.getkey, p.wname,
+                _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor, _dynamo)
 
 
 # id(module) -> CallPlan; the plan's weakref drops the entry when the module dies (cheaper than a
@@ -306,28 +351,32 @@ def _packed_ok(module: torch.nn.Module, p: CallPlan, x: PackedSequence, hx: Any,
     return _states_ok(p, hx, (p.ld, bs, p.hh), (p.ld, bs, p.hc), data.dtype, data.device)
 
 
-def check_call(module: torch.nn.Module, *args: Any, **kwargs: Any) -> None:
-    """Check a call ``module(*args, **kwargs)`` against the module's conventions.
+class _Missing:
+    """The default of :func:`check_call`'s input: told apart from an input of None."""
+
+    def __repr__(self) -> str:
+        return "<no input>"
+
+
+_MISSING: Any = _Missing()
+
+
+def check_call(module: torch.nn.Module, x: Any = _MISSING, hx: Any = None, /, *args: Any, **kwargs: Any) -> None:
+    """Check a call ``module(*args, **kwargs)`` against the module's conventions: ``check_call(rnn, x, h0)``
+    checks ``rnn(x, h0)`` (arguments by place or by torch's names ``input=`` and ``hx=``).
 
     Raises :class:`~shapeviz.ShapeError` with a stable code and a hint; returns None when fine.
 
     >>> import torch, torch.nn as nn
     >>> check_call(nn.LSTMCell(8, 16), torch.randn(4, 8))  # (bs=4, emb=8) -> fine
     """
-    if not kwargs:  # (input, hx) or (input,): the common calls, the plan's hot path without a call layer
-        n = len(args)
-        if n == 2:
-            x, hx = args
-        elif n == 1:
-            x, hx = args[0], None
-        else:
-            check_module_call(module, args, kwargs, None)
-            return
+    if not kwargs and not args and x is not _MISSING:  # (input, hx) or (input,): the plan's hot path at once
         p = _plans.get(id(module))
         if p is None or not p.hot(module, x, hx):
             check_input(module, x, hx, None)
-    else:
-        check_module_call(module, args, kwargs, None)
+        return
+    given = () if x is _MISSING else (x,) if hx is None and not args else (x, hx, *args)
+    check_module_call(module, given, kwargs, None)
 
 
 def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any], path: str | None) -> None:

@@ -12,18 +12,18 @@
 >>> release(namer); declared() is None
 True
 
-No hook: while a model is named, its class's ``_call_impl`` (what ``nn.Module.__call__`` runs) is shapeviz's,
-which declares the sizes for the duration of the call (``try``/``finally``: nothing is left after an
-exception, ``KeyboardInterrupt`` and ``SystemExit`` included) and then runs torch's ``_call_impl``. It sees the
-arguments as the caller passed them, before any hook (a pre-hook of yours that transposes the input does not
-change what ``"bs T"`` names), and costs one Python call and two context-variable updates per call of the
-model: a cell stepped T times inside it pays nothing, since the declaration is already in force when it is
-checked. Every other instance of the class (a copy, say) finds no entry by its ``id`` and goes straight on.
-The patch is on the class, not the instance: a named model pickles, deep-copies and ``torch.save``-s as it is,
-and the copy is not named. The class gets its own ``_call_impl`` back when the last name on it goes.
+No hook: while a model is named, its class's ``__call__`` and ``_call_impl`` are shapeviz's (see :data:`_ATTRS`),
+which declare the sizes for the duration of the call (``try``/``finally``: nothing is left after an
+exception, ``KeyboardInterrupt`` and ``SystemExit`` included) and then run torch's. They see the arguments as
+the caller passed them, before any hook (a pre-hook of yours that transposes the input does not change what
+``"bs T"`` names), and cost two Python calls and four context-variable updates per call of the model: a cell
+stepped T times inside it pays nothing, since the declaration is already in force when it is checked. Every
+other instance of the class (a copy, say) finds no entry by its ``id`` and goes straight on. The patch is on
+the class, not the instance: a named model pickles, deep-copies and ``torch.save``-s as it is, and the copy is
+not named. The class gets its own attributes back when the last name on it goes.
 
 Declarations follow Python's context like ``sv.dims``: the thread, task or generator that runs the model sees
-them, no other. While dynamo traces, the wrapper only runs torch's ``_call_impl``:
+them, no other. While dynamo traces, the wrappers only run torch's:
 :func:`stack_declared` reads the sizes of the named calls on the real Python stack instead (what
 :func:`shapeviz.runtime.compiled.declared_now` consults), so a model compiled before it was named is covered too.
 """
@@ -52,7 +52,7 @@ _ABSENT = object()
 _named: dict[int, tuple[weakref.ref, tuple[RootNamer, ...]]] = {}
 """id(root) -> (its weakref, the namers that name its calls); an entry goes when its root dies."""
 _patched: dict[type, list[Any]] = {}
-"""A class whose ``_call_impl`` is shapeviz's -> [what its ``__dict__`` held before (or _ABSENT), ours, users]."""
+"""A class shapeviz's wrappers stand on -> [what its ``__dict__`` held before (or _ABSENT), ours, users], by attr."""
 _lock = threading.RLock()
 
 
@@ -132,27 +132,35 @@ def _declaring(module: nn.Module, namers: tuple[RootNamer, ...], impl: Any, args
                 t.declarer.pop(key)
 
 
-def _next_impl(cls: type) -> Any:
-    """The ``_call_impl`` instances of ``cls`` run without shapeviz's (torch's, unless a class defines its own)."""
+_ATTRS = ("__call__", "_call_impl")
+"""What shapeviz's wrapper stands in for on a named model's class: ``__call__`` (``model(x)``, whatever
+``_wrapped_call_impl`` then runs: a model compiled in place with ``model.compile()`` included) and ``_call_impl``
+(what ``torch.compile(model)`` made before the model was named still calls). The first to run declares; the
+other finds the call already declared in this thread (a root inside itself declares once too)."""
+
+
+def _next_impl(cls: type, attr: str) -> Any:
+    """The ``attr`` instances of ``cls`` run without shapeviz's (torch's, unless a class defines its own)."""
     for klass in cls.__mro__:
-        impl = klass.__dict__.get("_call_impl")
+        impl = klass.__dict__.get(attr)
         if impl is not None and not getattr(impl, "__shapeviz_root__", False):
             return impl
-    return nn.Module._call_impl  # pragma: no cover - every module class inherits nn.Module's
+    return getattr(nn.Module, attr)  # pragma: no cover - every module class inherits nn.Module's
 
 
 def _wrapper(impl: Any) -> Callable[..., Any]:
     named = _named
 
-    def _call_impl(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
         entry = named.get(id(self))  # an entry goes with its root (weakref callback): found by id, it is self
         if entry is None:
             return impl(self, *args, **kwargs)
         return _declaring(self, entry[1], impl, args, kwargs)
 
-    _call_impl.__shapeviz_root__ = True  # type: ignore[attr-defined]
-    _call_impl.__wrapped__ = impl  # type: ignore[attr-defined]
-    return _call_impl
+    wrapper.__shapeviz_root__ = True  # type: ignore[attr-defined]
+    wrapper.__wrapped__ = impl  # type: ignore[attr-defined]
+    wrapper.__name__ = wrapper.__qualname__ = getattr(impl, "__name__", "wrapper")
+    return wrapper
 
 
 def _patch(cls: type) -> None:
@@ -160,9 +168,11 @@ def _patch(cls: type) -> None:
     if entry is not None:
         entry[2] += 1
         return
-    ours = _wrapper(_next_impl(cls))
-    _patched[cls] = [cls.__dict__.get("_call_impl", _ABSENT), ours, 1]
-    cls._call_impl = ours  # type: ignore[attr-defined]
+    before = {attr: cls.__dict__.get(attr, _ABSENT) for attr in _ATTRS}
+    ours = {attr: _wrapper(_next_impl(cls, attr)) for attr in _ATTRS}
+    _patched[cls] = [before, ours, 1]
+    for attr, fn in ours.items():
+        setattr(cls, attr, fn)
 
 
 def _unpatch(cls: type) -> None:
@@ -174,12 +184,13 @@ def _unpatch(cls: type) -> None:
         return
     del _patched[cls]
     before, ours = entry[0], entry[1]
-    if cls.__dict__.get("_call_impl") is not ours:
-        return  # pragma: no cover - replaced after us: leave whoever did it in place
-    if before is _ABSENT:
-        del cls._call_impl  # type: ignore[attr-defined]
-    else:
-        cls._call_impl = before  # type: ignore[attr-defined]
+    for attr in _ATTRS:
+        if cls.__dict__.get(attr) is not ours[attr]:
+            continue  # pragma: no cover - replaced after us: leave whoever did it in place
+        if before[attr] is _ABSENT:
+            delattr(cls, attr)
+        else:
+            setattr(cls, attr, before[attr])
 
 
 def _forget(mid: int, ref: weakref.ref) -> None:

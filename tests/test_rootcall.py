@@ -1,0 +1,246 @@
+"""watch(model, inputs=) without hooks (issue 24 item 2): the model's class declares the names around each call of
+that model. What it names is what the caller passed (hooks of yours cannot change it), per thread and task,
+nothing is left after any exception, copies are not named, and every class gets its own ``_call_impl`` back.
+No timing here: bench/bench_watch.py measures."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import io
+import pickle
+import threading
+
+import pytest
+import torch
+import torch.nn as nn
+from conftest import count_global_state
+
+import shapeviz as sv
+from shapeviz.core.dimensions import declared
+from shapeviz.runtime import rootcall
+
+
+class Seen(nn.Module):
+    """Records what is declared while its forward runs (and in the cell loop inside it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell = nn.GRUCell(4, 6)
+        self.seen: list[object] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (bs, T, 4)
+        self.seen.append(declared())
+        h = x.new_zeros(x.shape[0], 6)
+        for t in range(x.shape[1]):
+            h = self.cell(x[:, t], h)
+            self.seen.append(declared())
+        return h
+
+
+class Forgot(nn.Module):
+    """(bs, T) tokens -> embedding -> a seq-first LSTM, untransposed: a silent mistake inputs= catches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(20, 4)
+        self.rnn = nn.LSTM(4, 6)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.rnn(self.emb(ids))[0]
+
+
+def _clean(*classes: type) -> None:
+    assert all("_call_impl" not in c.__dict__ and "__call__" not in c.__dict__ for c in classes)
+    assert rootcall.named_roots() == 0 and declared() is None and count_global_state() == 0
+
+
+def test_names_are_declared_around_each_call_and_only_then() -> None:
+    m = Seen()
+    with sv.watch(m, inputs="bs T") as handle:
+        assert "_call_impl" in Seen.__dict__ and "__call__" in Seen.__dict__
+        assert not m._forward_pre_hooks and not m._forward_hooks
+        m(torch.randn(2, 3, 4))
+        assert declared() is None  # outside the call
+        m(torch.randn(5, 1, 4))
+        assert handle.active
+    assert m.seen == [{"bs": 2, "T": 3}] * 4 + [{"bs": 5, "T": 1}] * 2  # in the cell loop too
+    _clean(Seen)
+
+
+def test_a_hook_of_yours_does_not_change_what_inputs_names() -> None:
+    model = Forgot()
+    ids = torch.randint(0, 20, (3, 7))  # (bs=3, T=7)
+
+    def transpose(module: nn.Module, args: tuple) -> tuple:
+        return (args[0].t(),)  # makes the call right for the LSTM: (T, bs) ids
+
+    with sv.watch(model, inputs="bs T"):
+        handles = [model.register_forward_pre_hook(transpose, prepend=True),  # registered after watch, first
+                   nn.modules.module.register_module_forward_pre_hook(lambda m, a: None)]
+        try:
+            model(ids)  # the hook transposed it: right, and named as the caller passed it (bs=3, T=7)
+            seen = []
+            model.register_forward_pre_hook(lambda m, a: seen.append(declared()), prepend=True)
+            model(ids)
+            assert seen == [{"bs": 3, "T": 7}]
+        finally:
+            for h in handles:
+                h.remove()
+    model._forward_pre_hooks.clear()
+    with sv.watch(model, inputs="bs T"), pytest.raises(sv.ShapeError, match=r"\[batch_first_swap\]"):
+        model(ids)
+    _clean(Forgot)
+
+
+@pytest.mark.parametrize("stop", [KeyError("user"), KeyboardInterrupt(), SystemExit(2)])
+def test_nothing_is_left_after_an_exception(stop: BaseException) -> None:
+    class Stops(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            assert declared() == {"bs": 2, "T": 5}
+            raise stop
+
+    model = Stops()
+    handle = sv.watch(model, inputs="bs T")
+    for _ in range(2):
+        with pytest.raises(type(stop)):
+            model(torch.zeros(2, 5))
+        assert declared() is None
+    handle.remove()
+    _clean(Stops)
+
+
+def test_copies_pickle_and_are_not_named() -> None:
+    model = Seen()
+    with sv.watch(model, inputs="bs T"):
+        twin = copy.deepcopy(model)
+        buf = io.BytesIO()
+        torch.save(model, buf)
+        buf.seek(0)
+        loaded = torch.load(buf, weights_only=False)
+        thawed = pickle.loads(pickle.dumps(model))
+        x = torch.randn(2, 3, 4)
+        for other in (twin, loaded, thawed):
+            other.seen.clear()
+            other(x)
+            assert other.seen == [None] * 4  # the class is shared, the name is the original's alone
+        model.seen.clear()
+        model(x)
+        assert model.seen == [{"bs": 2, "T": 3}] * 4
+    assert "_call_impl" not in Seen.__dict__ and "_call_impl" not in vars(twin)
+    _clean(Seen)
+
+
+def test_handles_share_a_namer_and_the_class_patch_goes_with_the_last() -> None:
+    a, b = Seen(), Seen()
+    h1 = sv.watch(a, inputs="bs T")
+    h2 = sv.watch(a, inputs="bs T")
+    h3 = sv.watch(b, inputs="T bs")
+    h1.remove()
+    a(torch.randn(2, 3, 4))
+    b(torch.randn(2, 3, 4))
+    assert a.seen[0] == {"bs": 2, "T": 3} and b.seen[0] == {"T": 2, "bs": 3}
+    h2.remove()
+    assert "_call_impl" in Seen.__dict__  # b is still named
+    a.seen.clear()
+    a(torch.randn(2, 3, 4))
+    assert a.seen[0] is None
+    h3.remove()
+    _clean(Seen)
+
+
+def test_a_subclass_and_its_base_both_named_declare_once_each() -> None:
+    class Sub(Seen):
+        pass
+
+    base, sub = Seen(), Sub()
+    with sv.watch(base, inputs="bs T"), sv.watch(sub, inputs="bs T"):
+        sub(torch.randn(2, 3, 4))
+        base(torch.randn(4, 1, 4))
+    assert sub.seen[0] == {"bs": 2, "T": 3} and base.seen[0] == {"bs": 4, "T": 1}
+    _clean(Seen, Sub)
+
+
+def test_a_model_called_inside_itself_keeps_its_outer_names() -> None:
+    class Recurse(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[object] = []
+
+        def forward(self, x: torch.Tensor, depth: int = 0) -> torch.Tensor:
+            self.seen.append(declared())
+            return self(x[:1], depth + 1) if depth == 0 else x
+
+    m = Recurse()
+    with sv.watch(m, inputs="bs T"):
+        m(torch.zeros(3, 5))
+    assert m.seen == [{"bs": 3, "T": 5}, {"bs": 3, "T": 5}]
+    _clean(Recurse)
+
+
+def test_threads_and_tasks_see_only_their_own_names() -> None:
+    model = Seen()
+    inside, done = threading.Event(), threading.Event()
+    other: list[object] = []
+
+    class Waits(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            inside.set()
+            done.wait(10)
+            return model(x)
+
+    def elsewhere() -> None:
+        inside.wait(10)
+        other.append(declared())  # another thread, while the named call runs in the first one
+        model(torch.randn(7, 1, 4))  # its own call: its own sizes
+        done.set()
+
+    t = threading.Thread(target=elsewhere)
+    t.start()
+    with sv.watch(model, inputs="bs T"):
+        Waits()(torch.randn(2, 3, 4))
+        t.join()
+
+        async def call(x: torch.Tensor) -> object:
+            await asyncio.sleep(0)
+            model(x)
+            return declared()
+
+        async def both() -> list[object]:
+            return list(await asyncio.gather(call(torch.randn(1, 2, 4)), call(torch.randn(3, 1, 4))))
+
+        assert asyncio.run(both()) == [None, None]
+    assert other == [None]
+    assert {"bs": 7, "T": 1} in model.seen and {"bs": 2, "T": 3} in model.seen
+    assert {"bs": 1, "T": 2} in model.seen and {"bs": 3, "T": 1} in model.seen
+    _clean(Seen)
+
+
+def test_disable_takes_every_class_patch_off() -> None:
+    a, f = Seen(), Forgot()
+    sv.watch(a, inputs="bs T")
+    sv.watch(f, inputs="bs T")
+    assert "_call_impl" in Seen.__dict__ and "_call_impl" in Forgot.__dict__
+    sv.disable()
+    _clean(Seen, Forgot)
+    f(torch.randint(0, 20, (3, 7)))  # nothing named, nothing checked: torch runs it
+
+
+def test_stack_declared_reads_the_named_calls_on_the_stack() -> None:
+    class Outer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = Inner()
+
+        def forward(self, x: torch.Tensor) -> object:
+            return self.inner(x[0])
+
+    class Inner(nn.Module):
+        def forward(self, y: torch.Tensor) -> object:
+            return rootcall.stack_declared()
+
+    outer = Outer()
+    with sv.watch(outer, inputs="bs T"), sv.watch(outer.inner, inputs="T emb"):
+        assert outer(torch.zeros(2, 3, 4)) == {"bs": 2, "T": 3, "emb": 4}  # the inner one's on top
+        assert rootcall.stack_declared() is None
+    _clean(Outer, Inner)
