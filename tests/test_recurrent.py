@@ -372,3 +372,12 @@ def test_the_readme_example_raises_what_the_readme_shows():
     finally:
         undeclare(namespace["RNNScratch"])
     assert f"shapeviz.ShapeError: {info.value}\n" == shown
+
+
+def test_check_call_takes_declared_layers_by_place_or_by_their_own_names():
+    m = ScratchRNN(28, 32)
+    sv.check_call(m, torch.randn(7, 4, 28), (torch.zeros(4, 32),))
+    sv.check_call(m, inputs=torch.randn(7, 4, 28), state=(torch.zeros(4, 32),))
+    assert _code(lambda: sv.check_call(m, torch.randn(4, 7, 28), (torch.zeros(4, 32),))) == "batch_first_swap"
+    assert _code(lambda: sv.check_call(m, torch.randn(7, 4, 28), state=(torch.zeros(3, 32),))) == "batch_mismatch"
+    assert _code(lambda: sv.check_call(MinGRU(6, 8), torch.randn(3, 5, 7))) == "input_size"

@@ -39,7 +39,7 @@ from shapeviz.core.declared import SizeSource, declaration_of, declare, declared
 from shapeviz.runtime import watching
 from shapeviz.runtime.declared_check import check_declared
 
-__all__ = ["gate", "is_declared", "recurrent", "sync"]
+__all__ = ["declared_args", "gate", "is_declared", "recurrent", "sync"]
 
 
 def recurrent(cls: type | None = None, *, input: str, state: str | tuple[str, ...] | list[str],
@@ -100,6 +100,20 @@ def _reader(fn: Any) -> Callable[[tuple, dict], tuple[Any, Any]]:
         return x, s
 
     return read
+
+
+def declared_args(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """``(input, state)`` of a call of a declared module, read as its ``forward``'s first two parameters.
+
+    >>> import torch.nn as nn
+    >>> class Tiny(nn.Module):
+    ...     def forward(self, inputs, state=None): ...
+    >>> declared_args(Tiny(), (1,), {"state": 2})
+    (1, 2)
+    """
+    fn = type(module).forward
+    fn = getattr(fn, "__wrapped__", fn) if getattr(fn, "__shapeviz__", False) else fn
+    return _reader(fn)(args, kwargs)
 
 
 def _wrap(original: Any, gate: Callable[[nn.Module, Any, Any], None]) -> Any:

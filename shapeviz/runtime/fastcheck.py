@@ -26,10 +26,11 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
+from shapeviz.core.declared import declaration_of
 from shapeviz.core.dimensions import DECLARED, live_declared
 from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_suspect, layer_suspect, packed_swapped, unbatched_ambiguous
-from shapeviz.core.model import Conventions, conventions, key_getter
+from shapeviz.core.model import RECURRENT_TYPES, Conventions, conventions, key_getter
 
 # older torch (the range in pyproject starts at 2.1) lacks these names
 is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
@@ -385,6 +386,11 @@ def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, An
     >>> import torch, torch.nn as nn
     >>> check_module_call(nn.GRU(4, 6), (torch.randn(5, 2, 4),), {"hx": torch.zeros(1, 2, 6)}, "enc.rnn")
     """
+    if not isinstance(module, RECURRENT_TYPES) and declaration_of(type(module)) is not None:  # sv.recurrent
+        from shapeviz.runtime.declared import declared_args
+
+        check_input(module, *declared_args(module, args, kwargs), path)
+        return
     check_input(module, *call_args(args, kwargs), path)
 
 
@@ -417,6 +423,11 @@ def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> b
     p = _plans.get(id(module))
     if p is not None and p.hot(module, x, hx):  # a repeat of the last call that fit: plain reads, in line
         return True
+    if p is None and not isinstance(module, RECURRENT_TYPES) and declaration_of(type(module)) is not None:
+        from shapeviz.runtime.declared_check import check_declared  # a class declared with sv.recurrent
+
+        check_declared(module, x, hx, path)
+        return False
     if env_disabled():
         return False
     if is_compiling():  # dynamo traces this call: checked at trace time (README: torch.compile)
