@@ -1,18 +1,30 @@
-"""The price of ops=True: flow checks on the seeds' char-RNN training step, and trace(ops=True) per op.
+"""The price of ops=True: flow checks on the seeds' char-RNN training step, and trace(ops=True) against torch's
+own profiler recording every op's shapes.
 
     python -m bench.bench_flow
 
 >>> rows = run(quick=True)
->>> [r.compared_with for r in rows]
-['the same step, unwatched', 'plain forward (no_grad)', 'plain forward (no_grad)', 'plain forward (no_grad)']
+>>> [r.compared_with for r in rows][:3]
+['the same step, unwatched', 'torch.profiler.profile(record_shapes=True), the same forward', \
+'torch.profiler.profile(record_shapes=True), the same forward']
+
+The like-for-like anchor of ``trace(ops=True)`` (every op's shapes recorded) is
+``torch.profiler.profile(activities=[CPU], record_shapes=True)`` around the same forward (its events are not read:
+the cheaper side). Both run with the collector on, as in a program (the other rows of the suite time with it off):
+a trace's records are objects the collector walks, the profiler's are not. Memory is what the Trace keeps
+(tracemalloc, after a collection), per recorded op.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
+import os
 import statistics
 import sys
-import weakref
+import tracemalloc
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -21,72 +33,9 @@ from torch.overrides import TorchFunctionMode
 
 import shapeviz as sv
 from bench.bench_trace import _ScratchRNN
-from bench.common import Rounds, Row, interleaved, rounds_of, us
+from bench.common import Rounds, Row, budget, interleaved, rounds_of, us
 from shapeviz.gallery.models import CharRNNScratch
-from shapeviz.tracing.oprules import has_tensor, op_name, op_params, op_rule
 from shapeviz.tracing.session import trace
-from shapeviz.tracing.sites import FrameLabels, site_of, user_frame
-
-
-class _FloorRecorder(TorchFunctionMode):
-    """The least any per-op recorder does in Python: the op's name and line, each operand's producer
-    (by id, checked with a weak reference) or its shape/dtype/device, and the result's."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[tuple] = []
-        self.seen: dict[int, tuple[weakref.ref, int]] = {}
-
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        out = func(*args, **(kwargs or {}))
-        frame = sys._getframe(1)
-        ins = []
-        for a in args:
-            if isinstance(a, torch.Tensor):
-                hit = self.seen.get(id(a))
-                ins.append(hit[1] if hit is not None and hit[0]() is a else (tuple(a.shape), a.dtype, a.device))
-        if isinstance(out, torch.Tensor):
-            self.seen[id(out)] = (weakref.ref(out), len(self.records))
-            result: tuple | None = (tuple(out.shape), out.dtype, out.device)
-        else:
-            result = None
-        self.records.append((getattr(func, "__name__", ""), frame.f_code, frame.f_lineno, ins, result))
-        return out
-
-
-class _LeanRecorder(TorchFunctionMode):
-    """What a complete recorder must do while the forward runs, and no more: keep only your ops (op name
-    filter, your frame), their source line, operand labels (your variables' names), params text and
-    naming rule, producer links or snapshots, the result's snapshot. No records built, no names."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[tuple] = []
-        self.seen: dict[int, tuple[weakref.ref, int]] = {}
-        self.owners: dict[int, list[str]] = {}
-
-    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        kwargs = kwargs or {}
-        out = func(*args, **kwargs)
-        name = op_name(func)
-        if name is None or not has_tensor(out):
-            return out
-        frame = user_frame(direct=True)
-        if frame is None:
-            return out
-        labels = FrameLabels(frame, self.owners)
-        ins = []
-        for a in args:
-            if isinstance(a, torch.Tensor):
-                hit = self.seen.get(id(a))
-                ins.append((hit[1] if hit is not None and hit[0]() is a else (tuple(a.shape), a.dtype, a.device),
-                            labels.name_of(a)))
-        result: tuple | None = None
-        if isinstance(out, torch.Tensor):
-            self.seen[id(out)] = (weakref.ref(out), len(self.records))
-            result = (tuple(out.shape), out.dtype, out.device)
-        self.records.append((name, site_of(frame), op_params(args, kwargs), ins, result, op_rule(name, args, kwargs)))
-        return out
 
 
 def run(quick: bool = False) -> list[Row]:
@@ -118,36 +67,10 @@ def run(quick: bool = False) -> list[Row]:
         rows.append(t.row("char-RNN training step (forward + loss + backward) under watch(ops=True), "
                           "T=35, bs=32, h=256", "the same step, unwatched", "<= 3.0"))
 
-        # trace(ops=True) of a small from-scratch loop: every op of every step recorded
-        scratch = _ScratchRNN(16, 32)
-        xs, h0 = torch.randn(20, 4, 16), torch.zeros(4, 32)
-
-        def plain() -> object:
-            with torch.no_grad():
-                return scratch(xs, h0)
-
-        def floor() -> object:
-            with torch.no_grad(), _FloorRecorder():
-                return scratch(xs, h0)
-
-        def lean() -> object:
-            with torch.no_grad(), _LeanRecorder():
-                return scratch(xs, h0)
-
-        n_ops = len(trace(scratch, xs, h0, ops=True).find()) - 1
-        k = 3 if quick else 20
-        t_t, t_p, t_f, t_l = rounds_of([lambda: trace(scratch, xs, h0, ops=True), plain, floor, lean], k, rounds)
-        per_op = us(statistics.median(a - b for a, b in zip(t_t, t_p))) / n_ops
-        rows.append(Rounds(t_t, t_p).row(f"sv.trace(ops=True), small loop T=20, bs=4, h=32 ({n_ops} ops: "
-                                         f"{per_op:.1f} µs added per recorded op)", "plain forward (no_grad)",
-                                         "<= 4.0"))
-        rows.append(Rounds(t_f, t_p).row(
-            "  the floor: a torch-function mode that keeps only each op's name, line, shapes, dtypes, "
-            "devices and producer links (no names, labels or records)", "plain forward (no_grad)", "info"))
-        rows.append(Rounds(t_l, t_p).row(
-            "  the forward-time work a complete recorder cannot skip (your ops only, their line, "
-            "operand labels, params, naming rule, producer links; no records built, no names)",
-            "plain forward (no_grad)", "info"))
+        # trace(ops=True) against the profiler on the same loops: every op of every step recorded
+        for T, bs, h in ((20, 4, 32), (200, 8, 64)):
+            rows += _against_profiler(T, bs, h, 3 if quick else 15, quick)
+        rows.append(_memory_row(2_000 if quick else 10_000))
     finally:
         torch.set_num_threads(threads)
     return rows
@@ -157,3 +80,94 @@ if __name__ == "__main__":
     from bench.run import print_rows
 
     print_rows(run())
+
+
+class _Bare(TorchFunctionMode):
+    """A torch-function mode that only calls each function: the price of the mechanism a trace records through."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        return func(*args, **(kwargs or {}))
+
+
+def _with_gc(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` run with the garbage collector on (the harness turns it off), as it is in a program."""
+    def on() -> object:
+        gc.enable()
+        try:
+            return fn()
+        finally:
+            gc.disable()
+    return on
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 to /dev/null inside: the profiler's C++ side prints two lines at each start and stop."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+def _against_profiler(T: int, bs: int, h: int, rounds: int, quick: bool) -> list[Row]:
+    """trace(ops=True) and the profiler (record_shapes=True) on a from-scratch loop, with the plain forward."""
+    from torch.profiler import ProfilerActivity, profile
+
+    scratch = _ScratchRNN(16, h)
+    xs, h0 = torch.randn(T, bs, 16), torch.zeros(bs, h)
+
+    def plain() -> object:
+        with torch.no_grad():
+            return scratch(xs, h0)
+
+    def profiled() -> object:
+        with torch.no_grad(), profile(activities=[ProfilerActivity.CPU], record_shapes=True):
+            return scratch(xs, h0)
+
+    def bare() -> object:
+        with torch.no_grad(), _Bare():
+            return scratch(xs, h0)
+
+    n_ops = len(trace(scratch, xs, h0, ops=True).find()) - 1
+    k = max(1, (3 if quick else 40) // T)
+    with _quiet_stderr():
+        t_t, t_p, t_f, t_b = rounds_of([_with_gc(lambda: trace(scratch, xs, h0, ops=True)), _with_gc(profiled),
+                                        _with_gc(plain), _with_gc(bare)], k, rounds)
+    what = f"sv.trace(ops=True), from-scratch loop T={T}, bs={bs}, h={h} ({n_ops} ops)"
+    per_op = us(statistics.median(a - b for a, b in zip(t_t, t_f))) / n_ops
+    per_op_prof = us(statistics.median(a - b for a, b in zip(t_p, t_f))) / n_ops
+    return [Rounds(t_t, t_p).row(what, "torch.profiler.profile(record_shapes=True), the same forward", "<= 1.0"),
+            Rounds(t_t, t_f).row(f"  the same, {per_op:.1f} µs added per recorded op", "plain forward (no_grad)",
+                                 "info"),
+            Rounds(t_p, t_f).row(f"  the profiler, {per_op_prof:.1f} µs added per op of your code",
+                                 "plain forward (no_grad)", "info"),
+            Rounds(t_b, t_f).row("  a bare TorchFunctionMode (the mechanism alone)", "plain forward (no_grad)", "info")]
+
+
+def _memory_row(T: int) -> Row:
+    """What the Trace of a T-step loop keeps, against 0.5 KB (512 bytes) per recorded op (tracemalloc)."""
+    scratch = _ScratchRNN(16, 64)
+    xs, h0 = torch.randn(T, 8, 16), torch.zeros(8, 64)
+    kept: list[float] = []
+    n_ops = 0
+    for _ in range(3):
+        gc.collect()
+        tracemalloc.start()
+        try:
+            t = trace(scratch, xs, h0, ops=True)
+            gc.collect()
+            kept.append(tracemalloc.get_traced_memory()[0] / 1e6)
+        finally:
+            tracemalloc.stop()
+        n_ops = len(t.calls) - 1
+        del t
+    budget_mb = n_ops * 512 / 1e6
+    return budget(kept, budget_mb).row(f"memory a Trace keeps, from-scratch loop T={T:,} ({n_ops:,} ops; "
+                                       f"{statistics.median(kept) * 1e6 / n_ops:.0f} bytes per op)",
+                                       f"0.5 KB per recorded op ({budget_mb:.1f} MB)", "<= 1.0", unit="MB")

@@ -245,6 +245,9 @@ class Resolver:
         self.namer = namer
         self.hows = hows
         self.finals: dict[tuple, Final] = {}
+        # (rule, origin, shape, each input's (shape, names, repeat)) -> final: a rule that is a plain function (not a
+        # closure over the op's arguments) names alike whatever has those
+        self.ruled: dict[tuple, Final] = {}
 
     def resolve(self, info: TensorInfo) -> None:
         hows = self.hows
@@ -252,6 +255,7 @@ class Resolver:
         if entry is None:
             return
         how = entry[1]
+        ruled: tuple | None = None
         if type(how) is not How:  # a record: named like it (the same tensor)
             if id(how) in hows:
                 self.resolve(how)
@@ -288,6 +292,13 @@ class Resolver:
             for i in ins:
                 if id(i) in hows:
                     self.resolve(i)
+            if getattr(how.rule, "__closure__", None) is None:
+                ruled = (how.rule, origin, info.shape, tuple([(i.shape, i.names, i.repeat) for i in ins]))
+                done = self.ruled.get(ruled)
+                if done is not None:
+                    if done[1] is not None:
+                        info.names, info.origins, info.ambiguous = done
+                    return
             if how.rule is not None:
                 try:
                     names = how.rule(OpView(ins, info.shape, self.namer))  # type: ignore[arg-type]
@@ -308,6 +319,8 @@ class Resolver:
             if origins is None:
                 origins = [(GUESS if n.endswith("?") else origin) if n else "" for n in names]
             hit = self.finals[key] = self._by_sizes(names, origins, info.shape)
+        if ruled is not None:
+            self.ruled[ruled] = hit
         final, where, ambiguous = hit
         if where is not None:
             info.names = final

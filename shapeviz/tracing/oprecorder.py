@@ -62,7 +62,7 @@ class OpRecorder:
         self.book = book
         self.modules = modules
         self.failed: Call | None = None  # the latest op that raised (one your code caught is replaced)
-        self.owners: dict[int, list[str]] = {}  # id(module) -> names of its tensor attributes (see FrameLabels)
+        self.owners: dict[int, Any] = {}  # id(module) -> its tensor attributes, read once per trace (FrameLabels)
 
     def _call(self, name: str, args: tuple, kwargs: dict[str, Any], frame: FrameType | None) -> Call:
         """The record of op ``name`` and its operands (its results are added by the caller)."""

@@ -135,14 +135,13 @@ class FrameLabels:
     'X'
     """
 
-    __slots__ = ("frame", "locals", "names", "owner", "owners")
+    __slots__ = ("frame", "locals", "owner", "owners")
 
-    def __init__(self, frame: FrameType, owners: dict[int, list[str]]) -> None:
+    def __init__(self, frame: FrameType, owners: dict[int, tuple[list[str], dict[int, str]]]) -> None:
         self.frame = frame
         self.locals: dict[str, Any] | None = None
         self.owner: Any = None
-        self.names: list[str] | None = None  # the owner's tensor attribute names
-        self.owners = owners  # id(module) -> the names of its tensor attributes, read once per trace
+        self.owners = owners  # id(module) -> its tensor attributes (see _module_attrs), read once per trace
 
     def name_of(self, t: Any) -> str:
         """The variable ``t`` was read from (``"X"``, ``"self.W_xh"``), or ``""``: the first local that is
@@ -169,22 +168,33 @@ class FrameLabels:
                 if v is t:
                     return f"self.{name}"
             return ""
-        names = self.names
-        if names is None:
-            names = self.owners.get(id(me))
-            if names is None:
-                names = self.owners[id(me)] = [name for name, _ in tensor_attrs(me)]
-            self.names = names
-        d, params, buffers = me.__dict__, me._parameters, me._buffers
-        for name in names:  # what each holds now: an attribute, else a parameter, else a buffer
-            v = d.get(name)
-            if v is None:
-                v = params.get(name)
-                if v is None:
-                    v = buffers.get(name)
-            if v is t:
+        known = self.owners.get(id(me))
+        if known is None:
+            known = self.owners[id(me)] = _module_attrs(me)
+        plain, held = known
+        d = me.__dict__
+        for name in plain:  # tensors kept as plain attributes (self.h = ...): what each holds now
+            if d.get(name) is t:
+                return f"self.{name}"
+        name = held.get(id(t))  # a parameter or buffer: by identity, checked to be held still
+        if name is not None and name not in d and (me._parameters.get(name) is t or me._buffers.get(name) is t):
+            return f"self.{name}"
+        # one set during the forward (a buffer updated as self.buf = ..., a parameter replaced): looked for
+        for name, v in (*(me._parameters.items() if isinstance(t, nn.Parameter) else ()), *me._buffers.items()):
+            if v is t and name not in d:
                 return f"self.{name}"
         return ""
+
+
+def _module_attrs(me: nn.Module) -> tuple[list[str], dict[int, str]]:
+    """A module's tensor attributes, read once per trace: the names of those kept in its ``__dict__``, and
+    id -> name of its parameters and buffers (the first name of each)."""
+    plain = [name for name, v in me.__dict__.items() if isinstance(v, torch.Tensor)]
+    held: dict[int, str] = {}
+    for name, v in (*me._parameters.items(), *me._buffers.items()):
+        if isinstance(v, torch.Tensor) and name not in plain:
+            held.setdefault(id(v), name)
+    return plain, held
 
 
 def tensor_attrs(me: Any) -> list[tuple[str, torch.Tensor]]:

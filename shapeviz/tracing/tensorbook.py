@@ -214,9 +214,15 @@ class TensorBook:
     def name_all(self, namer: Namer) -> None:
         """Name every record still to be named, and say which named dim each step is one step of."""
         hows = self.hows
-        r = Resolver(namer, hows)
-        for info, _ in list(hows.values()):
-            r.resolve(info)
+        resolve = Resolver(namer, hows).resolve
+        for info, how in list(hows.values()):
+            if type(how) is TensorInfo and id(info) in hows and id(how) not in hows and how.names is not None \
+                    and how.shape == info.shape:  # named like a record named already (Resolver.resolve, in line)
+                del hows[id(info)]
+                info.names, info.ambiguous = how.names, how.ambiguous
+                info.origins = how.origins if how.origins is not None else ("",) * len(how.names)
+            else:
+                resolve(info)
         hows.clear()
         for info, src, dim in self.stepped:  # a step of a dim, named when its name is evidence (not a guess)
             name = src.names[dim] if src.names and dim < len(src.names) else ""
