@@ -25,7 +25,7 @@ from shapeviz.core.dimensions import DECLARED, live_declared
 from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_suspect, layer_suspect
 from shapeviz.core.model import Conventions, conventions, module_weight
-from shapeviz.runtime.fastcheck import _ENV_DATA, _ENV_KEY, env_disabled, is_compiling
+from shapeviz.runtime.fastcheck import _ENV_DATA, _ENV_KEY, _dynamo, env_disabled, is_compiling
 
 __all__ = ["check_declared", "fits"]
 
@@ -86,55 +86,72 @@ def _weight_path(module: nn.Module, conv: Conventions) -> tuple[str, ...] | None
 
 
 class _Plan:
-    """One declared module's hot path: the closure :func:`_hot` builds, the memo box it reads, its conventions."""
+    """One declared module's hot path (a closure over the last call that fit) and the conventions it was made for."""
 
-    __slots__ = ("box", "conv", "hot", "ref")
+    __slots__ = ("conv", "hot", "path", "read")
 
     def __init__(self, module: nn.Module, conv: Conventions) -> None:
         mid = id(module)
         self.conv = conv
-        self.ref = weakref.ref(module, lambda r: _plans.pop(mid, None) if _plans.get(mid, self).ref is r else None)
-        self.box: list[tuple] = [(None, None, ())]  # (input shape, declared sizes, state shapes) of the last fit
-        self.hot = _hot(module, conv, self.ref, self.box)
+        self.path = _weight_path(module, conv)
+        self.read = _settings(module)
+        self.hot: Callable[[Any, Any, Any], bool] = _never
+        weakref.finalize(module, _forget, mid, self)
+
+    def remember(self, module: nn.Module, sh: Any, decl: dict[str, int] | None, states: tuple) -> None:
+        """Make the hot path for a call of input shape ``sh`` that fit, with state shapes ``states``."""
+        if self.read is None or self.path is None:  # settings behind properties, or no weights: the long way
+            return
+        self.hot = _hot(self.conv, sh, decl, states, self.path, self.read, self.read(module.__dict__))
+
+
+def _never(m: Any, x: Any, s: Any) -> bool:
+    return False
+
+
+def _forget(mid: int, plan: _Plan) -> None:
+    if _plans.get(mid) is plan:
+        del _plans[mid]
 
 
 def _settings(module: nn.Module) -> Callable[[dict], Any] | None:
     """A cheap reader of the settings the sizes come from, over ``module.__dict__`` (plain instance attributes),
     or None (a size read through a property or a function: such calls are read afresh)."""
     d = declaration_of(type(module))
-    names = [src for _, src in d.sizes] if d is not None else []
+    names = list(dict.fromkeys(src for _, src in d.sizes)) if d is not None else []  # each attribute once
     if not names or not all(isinstance(n, str) and n in module.__dict__ and not hasattr(type(module), n)
                             for n in names):
         return None
     return itemgetter(*names)
 
 
-def _hot(module: nn.Module, conv: Conventions, ref: weakref.ref, box: list[tuple]) -> Callable[[Any, Any, Any], bool]:
-    """True when a call repeats the last call that fit (its input shape, declared sizes, the module's settings,
-    dtypes, devices and state shapes); False sends it the long way (never an error)."""
+def _hot(conv: Conventions, sh: Any, decl0: dict[str, int] | None, states: tuple, path: tuple[str, ...],
+         read: Callable[[dict], Any], key: Any) -> Callable[[Any, Any, Any], bool]:
+    """True when a call repeats the one that fit (its input shape, declared sizes, the module's settings,
+    dtypes, devices and state shapes); False sends it the long way (never an error). The plan is its module's:
+    ``_plans`` drops it when the module dies, so a plan found by ``id`` belongs to the module given."""
     lay = conv.layout
     arity, as_tuple = lay.state_arity, lay.state_tuple or lay.state_arity > 1
-    path = _weight_path(module, conv)
-    read = _settings(module)
-    key = read(module.__dict__) if read is not None else None
-    env, env_key, decl_now, tensor = _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor
-    if read is None or path is None:
-        return lambda m, x, s: False  # settings read through properties, or no weights: always the long way
+    env, env_key, decl_now, tensor, dynamo = _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor, _dynamo
     sub, deeper, pname = (path[0] if len(path) > 1 else None), path[1:-1], path[-1]
+    want_h, want_c = (states + ((), ()))[:2]
 
     def hot(m: Any, x: Any, s: Any) -> bool:
-        if env.get(env_key) is not None or type(x) is not tensor or is_compiling():
+        if env_key in env or type(x) is not tensor or dynamo():
             return False
-        memo = box[0]
-        if x.shape != memo[0] or ref() is not m or read(m.__dict__) != key:
+        d = m.__dict__
+        try:
+            if x.shape != sh or read(d) != key:
+                return False
+        except KeyError:  # a setting deleted since: the long way says what is wrong
             return False
         decl = decl_now()
-        if decl is not memo[1] and decl != memo[1]:
+        if decl is not decl0 and decl != decl0:
             return False
         if sub is None:
-            w = m._parameters.get(pname)
+            w = d["_parameters"].get(pname)
         else:
-            w = m._modules.get(sub)
+            w = d["_modules"].get(sub)
             if deeper:
                 for name in deeper:
                     if w is None:
@@ -146,28 +163,32 @@ def _hot(module: nn.Module, conv: Conventions, ref: weakref.ref, box: list[tuple
         dtype = x.dtype
         if w is None or dtype is not w.dtype:
             return False
-        cpu = x.is_cpu
-        device = None if cpu else x.device
-        if not (w.is_cpu if cpu else device == w.device):
+        if x.is_cpu:
+            if not w.is_cpu:
+                return False
+            if s is None:
+                return True
+            if not as_tuple:
+                return type(s) is tensor and s.shape == want_h and s.dtype is dtype and s.is_cpu
+            if type(s) is not tuple or len(s) != arity:
+                return False
+            if arity == 1:  # a 1-tuple state, as textbook code passes it
+                h = s[0]
+                return type(h) is tensor and h.shape == want_h and h.dtype is dtype and h.is_cpu
+            if arity == 2:
+                h, c = s
+                return (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
+                        and h.dtype is dtype and c.dtype is dtype and h.is_cpu and c.is_cpu)
+            return all(type(t) is tensor and t.shape == want and t.dtype is dtype and t.is_cpu
+                       for t, want in zip(s, states))
+        device = x.device
+        if device != w.device:
             return False
         if s is None:
             return True
-        if not as_tuple:
-            return (type(s) is tensor and s.shape == memo[2][0] and s.dtype is dtype
-                    and (s.is_cpu if cpu else s.device == device))
-        if type(s) is not tuple or len(s) != arity:
-            return False
-        if arity == 2:
-            h, c = s
-            want_h, want_c = memo[2]
-            return (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
-                    and h.dtype is dtype and c.dtype is dtype
-                    and (h.is_cpu and c.is_cpu if cpu else h.device == device and c.device == device))
-        for t, want in zip(s, memo[2]):
-            if type(t) is not tensor or t.shape != want or t.dtype is not dtype or not (
-                    t.is_cpu if cpu else t.device == device):
-                return False
-        return True
+        parts = (s,) if not as_tuple else s if type(s) is tuple and len(s) == arity else None
+        return parts is not None and all(type(t) is tensor and t.shape == want and t.dtype is dtype
+                                         and t.device == device for t, want in zip(parts, states))
 
     return hot
 
@@ -186,11 +207,11 @@ def check_declared(module: nn.Module, x: Any, s: Any, path: str | None) -> None:
     conv = conventions(module)
     decl = DECLARED.get()
     if fits(module, conv, x, s, decl):
-        if p is None or p.conv is not conv or p.ref() is not module:
+        if p is None or p.conv is not conv:
             p = _plans[id(module)] = _Plan(module, conv)
         T, bs, _ = conv.layout.seq_sizes(tuple(x.shape))  # type: ignore[misc]
         want = conv.shapes(T, bs)
-        p.box[0] = (x.shape, decl, tuple(want[n] for n in conv.state_names))
+        p.remember(module, x.shape, decl, tuple(want[n] for n in conv.state_names))
         return
     if decl is not None:
         decl = live_declared()
