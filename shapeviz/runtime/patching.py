@@ -8,6 +8,12 @@ where shapeviz's own wrapper is still the one in place.
 >>> seen, nn.GRU.__dict__["forward"].__module__  # checked once, then torch's own forward is back
 ([(5, 2, 4)], 'torch.nn.modules.rnn')
 
+A layer's patched ``forward`` runs torch's own forward without its ``self.check_forward_args(...)`` statement when
+shapeviz's check verified the call (:func:`unchecked_forward`): shapeviz's check subsumes torch's, so a watched
+call makes one check, not two. Any call shapeviz did not verify (``SHAPEVIZ_DISABLE``, compiling, a
+``PackedSequence``, a subclass that overrides ``check_forward_args``) runs torch's forward as it is; a cell calls no
+such method, so its forward always runs as it is.
+
 If a library wraps a patched ``forward`` after shapeviz, taking shapeviz's out would drop the library's too:
 it stays (:data:`LEFT`), inert until something is checked again, when it checks once more without being
 wrapped a second time; if the library later unwraps itself, shapeviz patches afresh.

@@ -12,18 +12,18 @@
 >>> release(namer); declared() is None
 True
 
-No hook: while a model is named, its class's ``__call__`` and ``_call_impl`` are shapeviz's (see :data:`_ATTRS`),
-which declare the sizes for the duration of the call (``try``/``finally``: nothing is left after an
-exception, ``KeyboardInterrupt`` and ``SystemExit`` included) and then run torch's. They see the arguments as
-the caller passed them, before any hook (a pre-hook of yours that transposes the input does not change what
-``"bs T"`` names), and cost two Python calls and four context-variable updates per call of the model: a cell
+No hook: while a model is named, its class's ``_call_impl`` is shapeviz's (see :data:`_ATTRS`), which declares
+the sizes for the duration of the call (``try``/``finally``: nothing is left after an exception,
+``KeyboardInterrupt`` and ``SystemExit`` included) and then runs torch's. It sees the arguments as the caller
+passed them, before any hook (a pre-hook of yours that transposes the input does not change what ``"bs T"``
+names), and costs one Python call and four context-variable updates per call of the model: a cell
 stepped T times inside it pays nothing, since the declaration is already in force when it is checked. Every
 other instance of the class (a copy, say) finds no entry by its ``id`` and goes straight on. The patch is on
 the class, not the instance: a named model pickles, deep-copies and ``torch.save``-s as it is, and the copy is
-not named. The class gets its own attributes back when the last name on it goes.
+not named. The class gets its own ``_call_impl`` back when the last name on it goes.
 
 Declarations follow Python's context like ``sv.dims``: the thread, task or generator that runs the model sees
-them, no other. While dynamo traces, the wrappers only run torch's:
+them, no other. While dynamo traces, the wrapper only runs torch's:
 :func:`stack_declared` reads the sizes of the named calls on the real Python stack instead (what
 :func:`shapeviz.runtime.compiled.declared_now` consults), so a model compiled before it was named is covered too.
 """
@@ -42,7 +42,7 @@ from torch import Tensor
 
 from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import DECLARED, Declarer, live_declared
-from shapeviz.runtime.fastcheck import is_compiling
+from shapeviz.runtime.fastcheck import _dynamo, is_compiling
 
 __all__ = ["RootNamer", "agree", "name_root", "named_roots", "release", "release_all", "stack_declared"]
 
@@ -51,8 +51,8 @@ _ABSENT = object()
 
 _named: dict[int, tuple[weakref.ref, tuple[RootNamer, ...]]] = {}
 """id(root) -> (its weakref, the namers that name its calls); an entry goes when its root dies."""
-_patched: dict[type, list[Any]] = {}
-"""A class shapeviz's wrappers stand on -> [what its ``__dict__`` held before (or _ABSENT), ours, users], by attr."""
+_patched: dict[tuple[type, str], list[Any]] = {}
+"""(class, attribute) shapeviz's wrapper stands in for -> [what its ``__dict__`` held (or _ABSENT), ours, users]."""
 _lock = threading.RLock()
 
 
@@ -69,11 +69,13 @@ class _Thread:
 class RootNamer:
     """Names the dims of one root's first input, ``names`` (one namer per root and names, shared by handles)."""
 
-    __slots__ = ("__weakref__", "live", "local", "names", "open", "root", "users")
+    __slots__ = ("__weakref__", "attrs", "cls", "live", "local", "names", "open", "root", "users")
 
     def __init__(self, root: nn.Module, names: tuple[str, ...]) -> None:
         self.names = names
         self.root = weakref.ref(root)
+        self.cls = type(root)
+        self.attrs: tuple[str, ...] = _ATTRS[:1]  # the attributes of its class it stands in for (see _ATTRS)
         self.local = threading.local()
         self.open = True
         self.users = 1
@@ -107,19 +109,55 @@ def agree(names: tuple[str, ...], first: Tensor, module: nn.Module) -> None:
                         "(is this the tensor you meant to name, in this layout?)")
 
 
+def _nameable(first: Any, names: tuple[str, ...]) -> bool:
+    """Is ``first`` a tensor whose leading dims ``names`` can name? (A fake tensor of a non-strict export or
+    AOTAutograd trace is not: its sizes may be symbols.)"""
+    if type(first) is not Tensor and not (isinstance(first, Tensor) and not is_compiling()):
+        return False
+    return first.ndim >= len(names)
+
+
 def _declaring(module: nn.Module, namers: tuple[RootNamer, ...], impl: Any, args: tuple,
                kwargs: dict[str, Any]) -> Any:
     """Run ``impl(module, *args, **kwargs)`` with the sizes each namer names declared around it."""
-    if is_compiling():  # dynamo traces this call: the traced check reads the real stack (stack_declared)
+    if _dynamo():  # dynamo traces this call: the traced check reads the real stack (stack_declared)
         return impl(module, *args, **kwargs)
-    first = _first(args, kwargs)
+    first = args[0] if args else _first(args, kwargs)
+    if len(namers) > 1:
+        return _declaring_each(module, namers, first, impl, args, kwargs)
+    namer = namers[0]
+    try:
+        t = namer.local.t
+    except AttributeError:
+        t = namer.thread()
+    if t.depth or not namer.open or not _nameable(first, namer.names):  # a root inside itself: its outer call's
+        t.depth += 1
+        try:
+            return impl(module, *args, **kwargs)
+        finally:
+            t.depth -= 1
+    if DECLARED.get() is not None:  # sizes declared around the call: they must agree
+        agree(namer.names, first, module)
+    declarer = t.declarer
+    key = declarer.push(first.shape, namer.live)
+    t.depth = 1
+    try:
+        return impl(module, *args, **kwargs)
+    finally:
+        t.depth = 0
+        declarer.pop(key)
+
+
+def _declaring_each(module: nn.Module, namers: tuple[RootNamer, ...], first: Any, impl: Any, args: tuple,
+                    kwargs: dict[str, Any]) -> Any:
+    """:func:`_declaring` for a model named by more than one namer (two watches with different names)."""
     done: list[tuple[_Thread, object]] = []
     try:
         for namer in namers:
             t = namer.thread()
             key = None
-            if namer.open and not t.depth and isinstance(first, Tensor) and first.dim() >= len(namer.names):
-                if DECLARED.get() is not None:  # sizes declared around the call: they must agree
+            if not t.depth and namer.open and _nameable(first, namer.names):
+                if DECLARED.get() is not None:
                     agree(namer.names, first, module)
                 key = t.declarer.push(first.shape, namer.live)
             t.depth += 1
@@ -132,11 +170,12 @@ def _declaring(module: nn.Module, namers: tuple[RootNamer, ...], impl: Any, args
                 t.declarer.pop(key)
 
 
-_ATTRS = ("__call__", "_call_impl")
-"""What shapeviz's wrapper stands in for on a named model's class: ``__call__`` (``model(x)``, whatever
-``_wrapped_call_impl`` then runs: a model compiled in place with ``model.compile()`` included) and ``_call_impl``
-(what ``torch.compile(model)`` made before the model was named still calls). The first to run declares; the
-other finds the call already declared in this thread (a root inside itself declares once too)."""
+_ATTRS = ("_call_impl", "__call__")
+"""What shapeviz's wrapper stands in for on a named model's class: ``_call_impl`` (what ``model(x)`` runs, and
+what ``torch.compile(model)`` made before the model was named still calls), and, only for a model compiled in
+place with ``model.compile()`` before it was named (whose ``__call__`` then skips ``_call_impl``), ``__call__``.
+Where both stand, the first to run declares and the other finds the call declared in this thread (as a root
+called inside itself does)."""
 
 
 def _next_impl(cls: type, attr: str) -> Any:
@@ -163,41 +202,41 @@ def _wrapper(impl: Any) -> Callable[..., Any]:
     return wrapper
 
 
-def _patch(cls: type) -> None:
-    entry = _patched.get(cls)
+def _patch(cls: type, attr: str) -> None:
+    entry = _patched.get((cls, attr))
     if entry is not None:
         entry[2] += 1
         return
-    before = {attr: cls.__dict__.get(attr, _ABSENT) for attr in _ATTRS}
-    ours = {attr: _wrapper(_next_impl(cls, attr)) for attr in _ATTRS}
-    _patched[cls] = [before, ours, 1]
-    for attr, fn in ours.items():
-        setattr(cls, attr, fn)
+    ours = _wrapper(_next_impl(cls, attr))
+    _patched[(cls, attr)] = [cls.__dict__.get(attr, _ABSENT), ours, 1]
+    setattr(cls, attr, ours)
 
 
-def _unpatch(cls: type) -> None:
-    entry = _patched.get(cls)
+def _unpatch(cls: type, attr: str, users: int = 1) -> None:
+    entry = _patched.get((cls, attr))
     if entry is None:
         return
-    entry[2] -= 1
+    entry[2] -= users
     if entry[2] > 0:
         return
-    del _patched[cls]
+    del _patched[(cls, attr)]
     before, ours = entry[0], entry[1]
-    for attr in _ATTRS:
-        if cls.__dict__.get(attr) is not ours[attr]:
-            continue  # pragma: no cover - replaced after us: leave whoever did it in place
-        if before[attr] is _ABSENT:
-            delattr(cls, attr)
-        else:
-            setattr(cls, attr, before[attr])
+    if cls.__dict__.get(attr) is not ours:
+        return  # pragma: no cover - replaced after us: leave whoever did it in place
+    if before is _ABSENT:
+        delattr(cls, attr)
+    else:
+        setattr(cls, attr, before)
 
 
 def _forget(mid: int, ref: weakref.ref) -> None:
+    """A named model died (its handles dropped without ``remove()``): its namers close, its class is given back."""
     with _lock:
         entry = _named.get(mid)
         if entry is not None and entry[0] is ref:
             del _named[mid]
+            for namer in entry[1]:
+                _close(namer)
 
 
 def name_root(root: nn.Module, names: tuple[str, ...]) -> RootNamer:
@@ -215,21 +254,26 @@ def name_root(root: nn.Module, names: tuple[str, ...]) -> RootNamer:
         else:
             ref, namers = weakref.ref(root, functools.partial(_forget, mid)), ()
         namer = RootNamer(root, names)
+        if getattr(root, "_compiled_call_impl", None) is not None:  # compiled in place: __call__ skips _call_impl
+            namer.attrs = _ATTRS
+        for attr in namer.attrs:
+            _patch(namer.cls, attr)
         _named[mid] = (ref, (*namers, namer))
-        _patch(type(root))
         return namer
 
 
 def release(namer: RootNamer) -> None:
-    """One handle is done with ``namer``; the last one closes it and takes the class's patch off."""
+    """One handle is done with ``namer``; the last one closes it and gives its model's class back."""
     with _lock:
         namer.users -= 1
-        if namer.users > 0:
-            return
-        _close(namer)
+        if namer.users <= 0:
+            _close(namer)
 
 
 def _close(namer: RootNamer) -> None:
+    """Close ``namer`` (call with _lock): nothing it declared is believed from now on, and it unpatches its class."""
+    if not namer.open:
+        return
     namer.open = False
     namer.local = threading.local()  # other threads' declarers go with their calls (and are no longer believed)
     root = namer.root()
@@ -240,23 +284,23 @@ def _close(namer: RootNamer) -> None:
             _named[id(root)] = (entry[0], rest)
         else:
             del _named[id(root)]
-        _unpatch(type(root))
+    for attr in namer.attrs:
+        _unpatch(namer.cls, attr)
 
 
 def release_all() -> None:
-    """Close every namer and take every patch off (``sv.disable()``)."""
+    """Close every namer and give every class back (``sv.disable()``)."""
     with _lock:
         for _, namers in list(_named.values()):
             for namer in namers:
-                namer.open = False
+                _close(namer)
         _named.clear()
-        for cls in list(_patched):
-            _patched[cls][2] = 1
-            _unpatch(cls)
+        for cls, attr in list(_patched):  # pragma: no cover - every patch belongs to a namer closed above
+            _unpatch(cls, attr, users=_patched[(cls, attr)][2])
 
 
 def named_roots() -> int:
-    """How many models are named now (0 when no class is patched)."""
+    """How many models are named and classes patched now (0: nothing of this module's is in place)."""
     return len(_named) + len(_patched)
 
 
