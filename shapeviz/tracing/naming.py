@@ -256,14 +256,14 @@ class Resolver:
             return
         how = entry[1]
         ruled: tuple | None = None
-        if type(how) is not How:  # a record: named like it (the same tensor)
+        if type(how) is not How:  # a record: named like it (the same tensor); How.alias in short
             if id(how) in hows:
                 self.resolve(how)
             if how.shape == info.shape and how.names is not None:
                 info.names, info.ambiguous = how.names, how.ambiguous
                 info.origins = how.origins if how.origins is not None else ("",) * len(how.names)
                 return
-            how = How.alias(how)
+            how = BY_SIZE  # the alias gave nothing: named by its sizes, as the ALIAS case below ends
         names: Names | None = None
         origins: list[str] | None = None
         origin = how.origin

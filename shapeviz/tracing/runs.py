@@ -234,16 +234,20 @@ def _follows(later: Call, earlier: Call, d: int, theta: int) -> bool:
     if later.index != earlier.index + d or not _moved(later.parent, earlier.parent, d, theta):
         return False
     for a, b in zip((*later.inputs, *later.outputs), (*earlier.inputs, *earlier.outputs)):
-        if not _moved(a.produced_by, b.produced_by, d, theta):
+        pa, pb = a.produced_by, b.produced_by
+        if pb is not None and pb >= theta:
+            pb += d
+        if pa != pb:
             return False
         if (a.flow or b.flow) and (len(a.flow) != len(b.flow) or any(
                 fa[1] != fb[1] or not _moved(fa[0], fb[0], d, theta) for fa, fb in zip(a.flow, b.flow))):
             return False
-        if a.tokens or b.tokens:
-            if a.tokens is None or b.tokens is None or len(a.tokens) != len(b.tokens) or \
-                    not all(_moved(ta, tb, d, theta) for ta, tb in zip(a.tokens, b.tokens)):
+        ta, tb = a.tokens, b.tokens
+        if ta or tb:
+            if ta is None or tb is None or len(ta) != len(tb) or \
+                    not all(_moved(x, y, d, theta) for x, y in zip(ta, tb)):
                 return False
-        elif a.tokens != b.tokens:  # None and () differ
+        elif ta != tb:  # None and () differ
             return False
     return True
 

@@ -179,8 +179,10 @@ class FrameLabels:
         name = held.get(id(t))  # a parameter or buffer: by identity, checked to be held still
         if name is not None and name not in d and (me._parameters.get(name) is t or me._buffers.get(name) is t):
             return f"self.{name}"
-        # one set during the forward (a buffer updated as self.buf = ..., a parameter replaced): looked for
-        for name, v in (*(me._parameters.items() if isinstance(t, nn.Parameter) else ()), *me._buffers.items()):
+        # one set during the forward (a buffer updated as self.buf = ..., a parameter replaced): looked for (a
+        # parameter is never a plain Tensor; type() rather than isinstance: nn.Parameter's metaclass is slow)
+        params = me._parameters.items() if type(t) is not torch.Tensor else ()
+        for name, v in (*params, *me._buffers.items()):
             if v is t and name not in d:
                 return f"self.{name}"
         return ""
