@@ -244,3 +244,44 @@ def test_stack_declared_reads_the_named_calls_on_the_stack() -> None:
         assert outer(torch.zeros(2, 3, 4)) == {"bs": 2, "T": 3, "emb": 4}  # the inner one's on top
         assert rootcall.stack_declared() is None
     _clean(Outer, Inner)
+
+
+def test_a_cell_stepped_t_times_pays_nothing_per_step_for_the_names() -> None:
+    """The names are declared once a call of the model: the calls into rootcall do not grow with T (the cell's
+    check reads the declaration in force, as any check does)."""
+    import sys
+
+    class Loop(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = nn.GRUCell(4, 6)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # (bs, T, 4)
+            h = x.new_zeros(x.shape[0], 6)
+            for t in range(x.shape[1]):
+                h = self.cell(x[:, t], h)
+            return h
+
+    def calls_into_rootcall(m: nn.Module, x: torch.Tensor) -> int:
+        count = 0
+
+        def profile(frame, event, arg):  # type: ignore[no-untyped-def]
+            nonlocal count
+            if event == "call" and frame.f_code.co_filename == rootcall.__file__:
+                count += 1
+
+        sys.setprofile(profile)
+        try:
+            m(x)
+        finally:
+            sys.setprofile(None)
+        return count
+
+    m = Loop()
+    with sv.watch(m, inputs="bs T"):
+        m(torch.randn(2, 3, 4))
+        short, long = calls_into_rootcall(m, torch.randn(2, 3, 4)), calls_into_rootcall(m, torch.randn(2, 30, 4))
+        with pytest.raises(sv.ShapeError, match=r"\[batch_mismatch\]"):  # the cell is still checked
+            m.cell(torch.randn(2, 4), torch.zeros(3, 6))
+    assert short == long and 0 < short <= 4, (short, long)
+    _clean(Loop)
