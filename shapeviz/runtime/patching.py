@@ -56,7 +56,7 @@ def make_forward(original: Any, check: Callable[[nn.Module, Any, Any], Any],
             and not code.co_kwonlyargcount and not code.co_flags & (inspect.CO_VARARGS | inspect.CO_VARKEYWORDS)):
         if unchecked is not None:
             def forward(self: nn.Module, input: Any, hx: Any = None) -> Any:
-                if check(self, input, hx) is True and type(self).check_forward_args is cfa:
+                if check(self, input, hx) is True and type(self).check_forward_args is cfa:  # type: ignore[attr-defined]
                     return unchecked(self, input, hx)  # shapeviz's check stood in for torch's
                 return original(self, input, hx)
         else:
@@ -142,7 +142,7 @@ def _strip(original: Any) -> Any:
     return new
 
 
-def sync(wanted: bool, check: Callable[[nn.Module, Any, Any], None]) -> None:
+def sync(wanted: bool, check: Callable[[nn.Module, Any, Any], Any]) -> None:
     """Patch the six base classes' ``forward`` while ``wanted``; restore them as soon as not (call with a lock)."""
     if wanted and not ORIGINAL_FORWARDS:
         for cls in LAYER_TYPES + CELL_TYPES:
@@ -166,7 +166,7 @@ def sync(wanted: bool, check: Callable[[nn.Module, Any, Any], None]) -> None:
         INSTALLED.clear()
         for cls, ours in list(LEFT.items()):
             if cls.__dict__.get("forward") is ours:  # the other library has unwrapped itself since
-                cls.forward = ours.__wrapped__  # type: ignore[method-assign]
+                cls.forward = ours.__wrapped__  # type: ignore[method-assign,union-attr]
                 del LEFT[cls]
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import sys
 import threading
+import types
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -316,7 +317,7 @@ def stack_declared() -> dict[str, int] | None:
     if not _named:
         return None
     calls: list[tuple[int, tuple[RootNamer, ...], Any]] = []  # innermost first
-    f = sys._getframe(1)
+    f: types.FrameType | None = sys._getframe(1)
     while f is not None:
         if f.f_code is _WRAPPED_CODE:
             local = f.f_locals
