@@ -135,10 +135,11 @@ def _against_profiler(T: int, bs: int, h: int, rounds: int, quick: bool) -> list
             return scratch(xs, h0)
 
     n_ops = len(trace(scratch, xs, h0, ops=True).find()) - 1
-    k = max(1, (3 if quick else 40) // T)
+    k = max(1, (3 if quick else 240) // T)  # about 50 ms of each side a round
     with _quiet_stderr():
         t_t, t_p, t_f, t_b = rounds_of([_with_gc(lambda: trace(scratch, xs, h0, ops=True)), _with_gc(profiled),
                                         _with_gc(plain), _with_gc(bare)], k, rounds)
+        off_t, off_p = rounds_of([lambda: trace(scratch, xs, h0, ops=True), profiled], k, rounds)
     what = f"sv.trace(ops=True), from-scratch loop T={T}, bs={bs}, h={h} ({n_ops} ops)"
     per_op = us(statistics.median(a - b for a, b in zip(t_t, t_f))) / n_ops
     per_op_prof = us(statistics.median(a - b for a, b in zip(t_p, t_f))) / n_ops
@@ -147,7 +148,9 @@ def _against_profiler(T: int, bs: int, h: int, rounds: int, quick: bool) -> list
                                  "info"),
             Rounds(t_p, t_f).row(f"  the profiler, {per_op_prof:.1f} µs added per op of your code",
                                  "plain forward (no_grad)", "info"),
-            Rounds(t_b, t_f).row("  a bare TorchFunctionMode (the mechanism alone)", "plain forward (no_grad)", "info")]
+            Rounds(t_b, t_f).row("  a bare TorchFunctionMode (the mechanism alone)", "plain forward (no_grad)", "info"),
+            Rounds(off_t, off_p).row("  the same two with the collector off (as the suite's other rows time)",
+                                     "the profiler, collector off", "info")]
 
 
 def _memory_row(T: int) -> Row:

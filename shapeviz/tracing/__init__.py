@@ -1,6 +1,8 @@
-"""Tensor-shape traces: ``records`` (Trace, Call, TensorInfo, JSON out), ``json_reader`` (JSON in,
-checked), ``naming`` (how dims get names), ``oprules`` (names through ops), ``recorder`` (hooks and
-op mode), ``session`` (the ``trace()`` entry point), ``dryrun`` (``dry_run()``).
+"""Tensor-shape traces: ``records`` (Trace, Call, TensorInfo, JSON out), ``runs`` (repeated steps stored
+once), ``json_reader`` (JSON in, checked), ``naming`` (how dims get names), ``oprules`` (names through ops),
+``recorder`` (the Tracer, made of ``tensorbook``: tensor records, ``modulecalls``: the call stack,
+``oprecorder``: the op mode and op records, ``provenance``: data flow, ``modestack``: the mode stepping
+aside), ``session`` (the ``trace()`` entry point), ``dryrun`` and ``meta`` (``dry_run()``).
 
 >>> import torch, torch.nn as nn
 >>> from shapeviz.tracing.session import trace

@@ -209,8 +209,8 @@ def _shifted(c: Call, d: int, theta: int) -> Call:
 # ---------------------------------------------------------------- finding runs
 _LOOK = attrgetter("__class__", "type", "path", "source", "depth")
 """What a call looks like at a glance: calls that differ in it are never steps of one run."""
-_CALL_FIELDS = attrgetter("__class__", "path", "type", "kind", "conventions", "depth", "source", "code", "params",
-                          "error", "site", "flag")
+_CALL_FIELDS = attrgetter("kind", "conventions", "code", "params", "error", "site", "flag")
+"""A call's fields besides those of :data:`_LOOK` (compared first) and its references."""
 _INFO_FIELDS = attrgetter("__class__", "shape", "names", "role", "key", "label", "dtype", "device", "ambiguous",
                           "packed", "repeat", "batch_sizes", "origins", "step", "opaque")
 """Every field of a record but its references to calls (``produced_by``, ``flow``, ``tokens``)."""
@@ -224,7 +224,7 @@ def _moved(later: int | None, earlier: int | None, d: int, theta: int) -> bool:
 
 
 def _content(c: Call) -> tuple:
-    """Every field of a call and of its records but the references to calls."""
+    """Every field of a call and of its records but the references to calls and what :data:`_LOOK` reads."""
     return (_CALL_FIELDS(c), len(c.inputs), *map(_INFO_FIELDS, c.inputs), *map(_INFO_FIELDS, c.outputs))
 
 

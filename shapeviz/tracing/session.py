@@ -46,6 +46,7 @@ from shapeviz.tracing.direct import direct_calls
 from shapeviz.tracing.oprules import flatten
 from shapeviz.tracing.recorder import OpMode, Tracer, quiet_hooks_supported
 from shapeviz.tracing.records import Call, CallKind, TensorInfo, Trace
+from shapeviz.tracing.runs import Calls
 from shapeviz.tracing.sites import type_name
 
 __all__ = ["trace"]
@@ -199,11 +200,11 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     # torch modules, on a real device, without ops=True, runs none of your code and needs none
     needs_mode = ops or not isinstance(model, nn.Module) or any(users.values()) or first is None \
         or first.device.type == "meta"
-    young = _raise_young_threshold()
+    young = _raise_young_threshold() if ops else None  # (a trace of module calls alone makes few records)
     try:
         _run_forward(tracer, model, modules, users, inputs, kwargs, first_sizes, needs_mode)
         sizes = tracer.resolve()
-        return Trace(calls=tracer.calls, model=type_name(model), ops=ops, sizes=sizes)
+        return Trace(calls=Calls(tracer.calls), model=type_name(model), ops=ops, sizes=sizes)
     finally:
         _restore_threshold(young)
 
@@ -270,7 +271,7 @@ def _run_forward(tracer: Tracer, model: Any, modules: list[tuple[str, nn.Module]
 
 
 _YOUNG = 100_000
-"""The garbage collector's first threshold while a trace records (allocations between two collections of the
+"""The garbage collector's first threshold while a trace records ops (allocations between two collections of the
 youngest objects; Python's default is 700). A trace's records are up to hundreds of thousands of small objects that
 all live until it is made, none of them part of a reference cycle: with the default, the collector walks them (and
 every object of the program) again and again, most of a trace's time for a long loop. Collections still happen,
