@@ -14,6 +14,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from shapeviz import _views
 from shapeviz._errors import DryRunError, MissingBackendError, ShapeError, ShapevizError, ShapeWarning, SpecError
 
 __version__ = "0.1.0"
@@ -82,6 +83,17 @@ __all__ = [
     "unroll",
     "watch",
 ]
+
+
+def _lazy(module: str, name: str) -> Any:
+    """A renderer that imports its module on first use (data never imports render: see shapeviz._views)."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(import_module(module), name)(*args, **kwargs)
+    return call
+
+
+_views.register("ShapeError.html", _lazy("shapeviz.render.html", "shape_error_html"))
+_views.register("Conventions.html", _lazy("shapeviz.render.text", "conventions_html"))
 
 
 def __getattr__(name: str) -> Any:

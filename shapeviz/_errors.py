@@ -118,9 +118,9 @@ class ShapeError(ShapevizError, ValueError):
 
     def _repr_html_(self) -> str:
         """Notebooks: expected vs actual side by side, the disagreeing dims highlighted, hints as code."""
-        from shapeviz.render.html import shape_error_html
+        from shapeviz._views import show
 
-        return shape_error_html(self, getattr(self, "__notes__", ()))
+        return show("ShapeError.html", self, getattr(self, "__notes__", ()))
 
     def __reduce__(self):  # picklable across processes (DDP, multiprocessing)
         return (_rebuild_shape_error, (self.__dict__.copy(),))

@@ -2,7 +2,7 @@
 
 - only ``core/`` knows the layout rule: no ``batch_first`` read outside it, except the allowed places below;
 - no module is named like a public function of ``shapeviz``;
-- nothing private is imported across sub-packages (``shapeviz._errors`` is the shared base);
+- nothing private is imported across sub-packages (``shapeviz._errors``/``_views`` are the shared base);
 - no file is much over 600 lines;
 - ``import shapeviz`` loads none of torch._dynamo, matplotlib, graphviz, IPython.
 """
@@ -126,8 +126,9 @@ def _private(name: str) -> bool:
 
 
 def _hidden(dotted: str) -> bool:
-    """A private module on the way (``shapeviz._errors`` is the shared base every package may use)."""
-    return any(_private(c) and c != "_errors" for c in dotted.split(".")[1:])
+    """A private module on the way (``shapeviz._errors`` and ``shapeviz._views`` are the shared base every
+    package may use)."""
+    return any(_private(c) and c not in ("_errors", "_views") for c in dotted.split(".")[1:])
 
 
 def _private_imports(source: str, package: str) -> list[str]:

@@ -23,6 +23,7 @@ from typing import Any
 import torch.nn as nn
 
 from shapeviz._errors import SpecError
+from shapeviz._views import show
 from shapeviz.core.declared import Declaration, declaration_of
 from shapeviz.core.dimensions import expr_size, format_named
 
@@ -388,11 +389,8 @@ class Conventions:
     def __repr__(self) -> str:
         return f"Conventions({self.label})"
 
-    def _repr_html_(self) -> str:  # notebooks show the teaching table
-        from html import escape
-
-        from shapeviz.render.text import explain_conventions
-        return f"<pre>{escape(explain_conventions(self))}</pre>"
+    def _repr_html_(self) -> str:  # notebooks show the teaching table (render.text's, registered by the facade)
+        return show("Conventions.html", self)
 
 
 def _state_names(n: int, suffix: str) -> tuple[str, ...]:

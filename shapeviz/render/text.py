@@ -188,3 +188,15 @@ def declared_notes(c: Conventions) -> list[str]:
     if not d.cell and not flat & {"layers", "D"}:
         out.append("its state has no layers or directions dim, unlike nn.RNN's (layers*D, bs, h)")
     return out
+
+
+def conventions_html(c: Conventions) -> str:
+    """The teaching table as a notebook shows a :class:`Conventions` (``Conventions._repr_html_``).
+
+    >>> from shapeviz.core.model import Conventions
+    >>> conventions_html(Conventions("GRU", cell=True, input_size=2, hidden_size=3)).startswith("<pre>GRUCell(2, 3)")
+    True
+    """
+    from html import escape
+
+    return f"<pre>{escape(explain_conventions(c))}</pre>"
