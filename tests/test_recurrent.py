@@ -381,3 +381,41 @@ def test_check_call_takes_declared_layers_by_place_or_by_their_own_names():
     assert _code(lambda: sv.check_call(m, torch.randn(4, 7, 28), (torch.zeros(4, 32),))) == "batch_first_swap"
     assert _code(lambda: sv.check_call(m, torch.randn(7, 4, 28), state=(torch.zeros(3, 32),))) == "batch_mismatch"
     assert _code(lambda: sv.check_call(MinGRU(6, 8), torch.randn(3, 5, 7))) == "input_size"
+
+
+def test_trace_unroll_and_dry_run_of_declared_layers(tmp_path):
+    class Both(nn.Module):  # a batch-first declared layer, then a seq-first one on the transposed output
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru = MinGRU(6, 8)
+            self.rnn = ScratchRNN(8, 5)
+
+        def forward(self, x):
+            out, _ = self.gru(x)
+            return self.rnn(out.transpose(0, 1), (torch.zeros(x.shape[0], 5),))
+
+    model = Both()
+    trace = sv.trace(model, torch.randn(3, 7, 6), inputs_dims="bs T emb")
+    table = trace.table()
+    assert "gru (MinGRU)" in table and "input (bs=3, T=7, emb=6) → output (bs=3, T=7, h=8), h_n (bs=3, h=8)" in table
+    assert "h_n (bs=3, h=8)" in table and "h_0 (bs=3, h=5)" in table  # named by the declarations
+    source = trace.unroll().source
+    assert "MinGRU(emb=6, h=8)" in source and "ScratchRNN(emb=8, h=5)" in source
+    assert "h_0[0] = layer 0" not in source  # a declared (bs, h) state has no layers*D stack to index
+    assert "not declared" in source  # ScratchRNN's output was not declared: drawn as such, never guessed
+    ok = sv.dry_run(model, "bs=3,T=7,emb=6")
+    assert ok.error is None
+
+    class Forgot(nn.Module):  # the transpose between the two forgotten
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru = MinGRU(6, 8)
+            self.rnn = ScratchRNN(8, 5)
+
+        def forward(self, x):
+            out, _ = self.gru(x)
+            return self.rnn(out, (torch.zeros(x.shape[0], 5),))
+
+    run = sv.dry_run(Forgot(), "bs=3,T=7,emb=6")
+    assert run.error is not None and run.error.code == "batch_first_swap"
+    assert "rnn: ScratchRNN(emb=8, h=5)" in str(run.error)
