@@ -138,10 +138,12 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
 
     out: Names = []
     scrambled: list[str] = []
+    cut: set[int] = set()  # trusted named atoms some result dim cuts where no split can
+    spans: list[list[int]] = []  # the atoms that vary along each result dim
     for j in range(len(shape)):
         ks = [k for k in range(len(atoms)) if varies(k, j)]
+        spans.append(ks)
         parts: list[tuple[str, int, int] | str | None] = []
-        cut: list[str] = []  # trusted named atoms cut where no split can
         for k in ks:
             a, top = atoms[k], lo[k] * atoms[k].size
             first, last = max(dst[j][0], lo[k]), min(dst[j][1], top)
@@ -149,7 +151,7 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
                 and a.size % (last // lo[k]) == 0
             if not clean:
                 if a.trusted:
-                    cut.append(a.base or "")
+                    cut.add(k)
                 parts.append(None)
             elif a.label is None and pieces:
                 parts.append(_Unnamed(last // first))  # (a part of) an unnamed dim: its size, a count
@@ -159,10 +161,11 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
                 parts.append((a.base, a.p * (first // lo[k]), a.p * (last // lo[k])))
             else:
                 parts.append(None)
-        named = [a.base or a.label for a in (atoms[k] for k in ks) if a.base or a.label]
-        if cut and len(named) > 1:  # a cut across named dims: relabelled, not moved
-            scrambled += [n for n in named if n and n not in scrambled]
         out.append(_join_parts(parts, size_of, pieces))
+    for ks in spans:  # a named dim cut (here or along another result dim) mixed here with another named dim
+        named = [a.base or a.label for a in (atoms[k] for k in ks) if a.base or a.label]
+        if len(named) > 1 and any(k in cut for k in ks):  # relabelled, not moved
+            scrambled += [n for n in named if n and n not in scrambled]
     return out, scrambled
 
 
