@@ -288,25 +288,33 @@ class Conventions:
         return s
 
     # ---------------------------------------------------------------- symbolic shapes
-    def dims(self, batched: bool = True, packed: bool = False) -> dict[str, tuple[str, ...]]:
+    def dim_exprs(self, batched: bool = True, packed: bool = False) -> dict[str, tuple[str, ...]]:
         """Each argument's and result's shape as a tuple of dim expressions.
 
-        >>> Conventions("RNN", cell=False, input_size=4, hidden_size=3).dims(batched=False)["h_0"]
+        >>> Conventions("RNN", cell=False, input_size=4, hidden_size=3).dim_exprs(batched=False)["h_0"]
         ('layers*D', 'h')
         """
+        return _dims(self, batched, packed)
+
+    def dims(self, batched: bool = True, packed: bool = False) -> dict[str, tuple[str, ...]]:
+        """The old name of :meth:`dim_exprs` (``sv.dims`` is what declares sizes): a DeprecationWarning."""
+        import warnings
+
+        warnings.warn("Conventions.dims() is now Conventions.dim_exprs() (sv.dims declares sizes)",
+                      DeprecationWarning, stacklevel=2)
         return _dims(self, batched, packed)
 
     @cached_property
     def symbolic(self) -> dict[str, str]:
         """Batched symbolic shapes, e.g. ``{"input": "T bs emb", "h_0": "layers*D bs h", …}``."""
-        return {k: " ".join(v) for k, v in self.dims().items()}
+        return {k: " ".join(v) for k, v in self.dim_exprs().items()}
 
     def symbolic_style(self, style: str = "named", batched: bool = True, packed: bool = False) -> dict[str, str]:
         """Symbolic shapes in shapeviz's dim names (``"named"``: T, bs, emb, h) or PyTorch's docs notation
         (``"torch"``: L, N, H_in, H_out)."""
         style = style_of(style)
         out = {}
-        for name, exprs in self.dims(batched, packed).items():
+        for name, exprs in self.dim_exprs(batched, packed).items():
             if style == "torch":
                 exprs = tuple(self.torch_expr(e, name) for e in exprs)
             out[name] = " ".join(exprs)
@@ -361,7 +369,7 @@ class Conventions:
             b["sum(lengths)"] = sum(int(n) for n in lengths)
             b["bs"] = len(lengths)
             b["T"] = max(lengths, default=0)
-        return {k: tuple(expr_size(e, b) for e in v) for k, v in self.dims(batched, packed).items()}
+        return {k: tuple(expr_size(e, b) for e in v) for k, v in self.dim_exprs(batched, packed).items()}
 
     def named(self, arg: str, T: int | None = None, bs: int | None = None, *, batched: bool = True,
               packed: bool = False, extra: dict[str, int | None] | None = None) -> str:
@@ -369,7 +377,7 @@ class Conventions:
         b = self.bindings(T, bs)
         if extra:
             b.update(extra)
-        return format_named(self.dims(batched, packed)[arg], b)
+        return format_named(self.dim_exprs(batched, packed)[arg], b)
 
     # ---------------------------------------------------------------- text
     def _default_label(self) -> str:
@@ -585,7 +593,7 @@ def _torch_like(decl: Declaration, sizes: dict[str, int]) -> Conventions | None:
                            name=decl.cls_name)
     except SpecError:
         return None
-    want = conv.dims()
+    want = conv.dim_exprs()
     same = want["input"] == decl.input and all(want[n] == d for n, d in zip(conv.state_names, decl.state))
     if decl.output is not None and not decl.cell:
         same = same and want["output"] == decl.output

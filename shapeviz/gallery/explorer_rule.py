@@ -175,7 +175,7 @@ def rule() -> dict[str, Any]:
                     conv = _conv(family, cell=cell, batch_first=bf, proj=proj)
                     for mode in MODES[:2] if cell else MODES:
                         key = f"{family}|{int(cell)}|{int(bf)}|{int(proj)}|{mode}"
-                        d = conv.dims(batched=mode != "unbatched", packed=mode == "packed")
+                        d = conv.dim_exprs(batched=mode != "unbatched", packed=mode == "packed")
                         dims[key] = {name: list(exprs) for name, exprs in d.items()}
     probe = _conv("LSTM", proj=True)
     by_value = {v: k for k, v in _PROBE.items()}

@@ -53,7 +53,7 @@ def _sizes_from_input(conv: Conventions, info: Any) -> tuple[int | None, int | N
     if any(n.startswith("sum(") for n in names):  # a PackedSequence's data: T is not in the shape
         return None, None, True
     for batched in (True, False):
-        dims = conv.dims(batched=batched)["input"]
+        dims = conv.dim_exprs(batched=batched)["input"]
         if len(dims) == len(shape):
             T = shape[dims.index("T")] if "T" in dims else None
             bs = shape[dims.index("bs")] if "bs" in dims else None
@@ -66,7 +66,7 @@ def _bs_from_state(conv: Conventions, calls: Sequence[Any]) -> int | None:
     infos = list(getattr(calls[0], "inputs", ())) + list(getattr(calls[0], "outputs", ()))
     for info in infos:
         if info.role in ("h_0", "h_n"):
-            dims = conv.dims()[info.role]
+            dims = conv.dim_exprs()[info.role]
             if len(dims) == len(info.shape):
                 return int(info.shape[dims.index("bs")])
     return None

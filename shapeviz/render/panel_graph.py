@@ -185,7 +185,7 @@ class _View:
     def __init__(self, panel: Panel, cols: list[Col]) -> None:
         self.panel, self.cols = panel, cols
         c = self.c = panel.conv
-        self.dims = c.dims(batched=panel.batched)
+        self.dims = c.dim_exprs(batched=panel.batched)
         self.b = c.bindings(panel.T, panel.bs)
         self.n_layers = 1 if c.cell else c.num_layers
         self.D = 1 if c.cell else c.D

@@ -211,7 +211,7 @@ def caption_lines(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, i
     from, and its shapes in named dims (``dims``: the conventions' names, ``b``: their sizes).
 
     >>> p = Panel(Conventions("GRU", cell=True, input_size=4, hidden_size=8), T=5, bs=2)
-    >>> caption_lines(p, p.conv.dims(), p.conv.bindings(5, 2))[0]
+    >>> caption_lines(p, p.conv.dim_exprs(), p.conv.bindings(5, 2))[0]
     'GRUCell(4, 8)   unrolled over time: T=5, bs=2'
     """
     c = panel.conv

@@ -180,7 +180,7 @@ def to_graph(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS,
         entering = "; ".join(f"{ln.label} of {panels[ln.src].path or 'lane ' + str(ln.src)}" for ln in links
                              if ln.dst == n and ln.dst_state and ln.dst_step in (None, 0))
         c = panel.conv
-        caption = _caption(caption_lines(panel, c.dims(batched=panel.batched), c.bindings(panel.T, panel.bs)))
+        caption = _caption(caption_lines(panel, c.dim_exprs(batched=panel.batched), c.bindings(panel.T, panel.bs)))
         if len(panels) > 1:
             cluster = UnrollGraph(f"cluster_{n}")
             cluster.attr(label=caption)

@@ -48,7 +48,7 @@ class _Call:
 
     def zeros(self, arg: str) -> str:
         shape = self.conv.shapes(self.T, self.bs)[arg]
-        names = self.conv.dims()[arg]
+        names = self.conv.dim_exprs()[arg]
         return "(" + ", ".join(n if v is None else str(v) for n, v in zip(names, shape)) + ")"
 
     def rebuild(self, dim: str, got: int) -> str:
@@ -101,7 +101,7 @@ def diagnose_declared(module: torch.nn.Module, conv: Conventions, x: Any, s: Any
     want = conv.shapes(c.T, c.bs)["input"]
     for i, (got, size) in enumerate(zip(sh, want, strict=True)):
         if size is not None and got != size:
-            name = conv.dims()["input"][i]
+            name = conv.dim_exprs()["input"][i]
             hints = [f"x = proj(x)  # nn.Linear({got}, {size}) maps {name}={got} -> {size}", c.rebuild(name, got)]
             if size in sh:
                 j = sh.index(size)
@@ -183,7 +183,7 @@ def _state(c: _Call, x: Tensor, s: Any, parts: tuple[Any, ...] | None) -> ShapeE
         return c.err("state_type", names[0], got, [f"{c.var}(x, h0)  # one tensor {c.named(names[0])}"],
                      f"{conv.kind} takes its state as one tensor", expected=want_text)
     want = conv.shapes(c.T, c.bs)
-    dims = conv.dims()
+    dims = conv.dim_exprs()
     for name, t in zip(names, parts, strict=True):
         short = name.replace("_", "")
         if not isinstance(t, Tensor):

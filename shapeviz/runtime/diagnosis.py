@@ -318,7 +318,7 @@ def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
 
 def _zeros(c: _Ctx, arg: str) -> str:
     shape = c.conv.shapes(c.T, c.bs, batched=c.batched)[arg]
-    names = c.conv.dims(c.batched)[arg]
+    names = c.conv.dim_exprs(c.batched)[arg]
     return "(" + ", ".join(n if s is None else str(s) for n, s in zip(names, shape)) + ")"
 
 

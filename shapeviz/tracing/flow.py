@@ -146,7 +146,7 @@ class FlowMode(TorchFunctionMode):
         f = self.get(x)
         if f is None or not any(n and "[" in n for n in f.names) or conv.cell:
             return
-        names = conv.dims(batched=conv.layout.is_batched(x.dim()) is True)["input"]
+        names = conv.dim_exprs(batched=conv.layout.is_batched(x.dim()) is True)["input"]
         if "T" not in names or len(names) != x.dim():
             return
         got = f.names[names.index("T")]
@@ -176,17 +176,17 @@ class FlowMode(TorchFunctionMode):
         if conv.cell:
             results = output if isinstance(output, tuple) else (output,)
             batched = isinstance(first, torch.Tensor) and first.dim() == conv.layout.state_batched_ndim
-            given = self._given(conv.dims(batched=batched), args)
+            given = self._given(conv.dim_exprs(batched=batched), args)
             for role, t in zip(conv.result_names, results):
                 if isinstance(t, torch.Tensor):
-                    names = conv.dims(batched=t.dim() == conv.layout.state_batched_ndim).get(role)
+                    names = conv.dim_exprs(batched=t.dim() == conv.layout.state_batched_ndim).get(role)
                     if names is not None and len(names) == t.dim():
                         self.put(t, [given.get(n, n) for n in names])
             return
         if not isinstance(output, tuple) or len(output) != 2:
             return
         batched = packed or (isinstance(first, torch.Tensor) and conv.layout.is_batched(first.dim()) is True)
-        dims = conv.dims(batched=batched, packed=packed)
+        dims = conv.dim_exprs(batched=batched, packed=packed)
         out, state = output
         states = state if isinstance(state, tuple) else (state,)
         given = self._given(dims, args) if not packed else {}

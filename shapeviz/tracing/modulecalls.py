@@ -157,7 +157,7 @@ class ModuleCalls:
                 b = batched if batched is not None else t.dim() == layout.state_batched_ndim
                 dims = self.dims_cache.get((id(conv), b, packed))
                 if dims is None:
-                    dims = self.dims_cache[(id(conv), b, packed)] = conv.dims(batched=b, packed=packed)
+                    dims = self.dims_cache[(id(conv), b, packed)] = conv.dim_exprs(batched=b, packed=packed)
                 names: tuple[str, ...] | None
                 if part == "batch_sizes":
                     names = ("T",)
