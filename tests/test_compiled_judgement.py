@@ -1,4 +1,4 @@
-"""The compiled path judges a call as the eager one does: ``compiled.traced_fault`` (what dynamo evaluates at
+"""The compiled path judges a call as the eager one does: ``compiled.compiled_fault`` (what dynamo evaluates at
 trace time) against the eager fast path and diagnosis, over random modules, calls, faults, declared sizes and
 autocast. No dynamo here: with plain ints the traced rule is an ordinary function, so thousands of calls run in
 a second (tests/test_compile.py covers the real torch.compile)."""
@@ -29,7 +29,7 @@ def _eager(m: torch.nn.Module, x: Any, hx: Any, decl: dict[str, int] | None) -> 
 
 def _compiled(m: torch.nn.Module, x: Any, hx: Any, decl: dict[str, int] | None) -> tuple[bool, str | None]:
     key = None if decl is None else tuple(decl.items())
-    fault = compiled.traced_fault(m, x, hx, key)
+    fault = compiled.compiled_fault(m, x, hx, key)
     if not fault:
         return False, None
     attrs = tuple((a, getattr(m, a)) for a in compiled._REPR_ATTRS if hasattr(m, a))

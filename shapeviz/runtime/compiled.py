@@ -2,10 +2,10 @@
 
 >>> import torch, torch.nn as nn
 >>> rnn = nn.LSTM(8, 16)  # seq-first: (T, bs, emb=8)
->>> traced_fault(rnn, torch.randn(5, 3, 8), None, None), traced_fault(rnn, torch.randn(5, 3, 9), None, None)
+>>> compiled_fault(rnn, torch.randn(5, 3, 8), None, None), compiled_fault(rnn, torch.randn(5, 3, 9), None, None)
 (False, True)
 
-:func:`check_traced` is what :func:`shapeviz.runtime.fastcheck.check_input` calls when dynamo traces a
+:func:`check_compiling` is what :func:`shapeviz.runtime.fastcheck.check_input` calls when dynamo traces a
 checked call. It is a pure function of module attributes and tensor shapes, dtypes and
 devices, so dynamo evaluates it at trace time: what it reads becomes guards dynamo keeps anyway (the
 module's sizes, the tensors' shapes) and nothing reaches the graph. The shape rule is the module's
@@ -43,7 +43,7 @@ from shapeviz.core.evidence import cell_suspect, layer_suspect, unbatched_ambigu
 from shapeviz.core.model import CELL_TYPES, FAMILIES, LAYER_TYPES, Conventions, Layout
 from shapeviz.runtime.fastcheck import call_args
 
-__all__ = ["CompiledShapeError", "check_traced", "traced_fault"]
+__all__ = ["CompiledShapeError", "check_compiling", "compiled_fault"]
 
 Key = tuple[str, bool, int, int, int, bool, bool, int]
 
@@ -130,13 +130,13 @@ def _state_bad(t: Any, want: tuple[Any, ...], dtype: torch.dtype | None, device:
             or (dtype is not None and t.dtype != dtype and not castable(t.dtype, dtype, device)))
 
 
-def traced_fault(module: nn.Module, x: Any, hx: Any, decl: tuple[tuple[str, int], ...] | None) -> bool:
+def compiled_fault(module: nn.Module, x: Any, hx: Any, decl: tuple[tuple[str, int], ...] | None) -> bool:
     """True when the call ``module(x, hx)`` certainly does not fit (the same rules as the eager fast path).
 
     >>> cell = nn.GRUCell(4, 6)
-    >>> traced_fault(cell, torch.randn(2, 4), torch.zeros(2, 6), None)
+    >>> compiled_fault(cell, torch.randn(2, 4), torch.zeros(2, 6), None)
     False
-    >>> traced_fault(cell, torch.randn(5, 4), None, (("bs", 2), ("T", 5)))  # (T, emb)? the diagnosis decides
+    >>> compiled_fault(cell, torch.randn(5, 4), None, (("bs", 2), ("T", 5)))  # (T, emb)? the diagnosis decides
     True
     """
     if not isinstance(x, Tensor):
@@ -257,14 +257,14 @@ def failure_text(key: Key, cls: type, attrs: tuple[tuple[str, Any], ...], x: Any
     return "" if err is None else f"shapeviz.ShapeError: {err}"
 
 
-def check_traced(module: nn.Module, args: tuple, kwargs: dict[str, Any], path: str | None) -> None:
+def check_compiling(module: nn.Module, args: tuple, kwargs: dict[str, Any], path: str | None) -> None:
     """The check of a call ``module(*args, **kwargs)`` while dynamo traces; raises :class:`CompiledShapeError`.
 
-    >>> check_traced(nn.RNN(4, 6), (torch.randn(5, 2, 4),), {}, None)  # (T=5, bs=2, emb=4): fine
+    >>> check_compiling(nn.RNN(4, 6), (torch.randn(5, 2, 4),), {}, None)  # (T=5, bs=2, emb=4): fine
     """
     x, hx = call_args(args, kwargs)
     decl = declared_now()
-    if not traced_fault(module, x, hx, decl):
+    if not compiled_fault(module, x, hx, decl):
         return
     if not _all_static(x, hx):  # dynamic sizes cannot become the constants of failure_text: dynamo runs
         raise CompiledShapeError(  # the frame eagerly, where the eager check raises the real ShapeError

@@ -431,9 +431,9 @@ def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> b
     if env_disabled():
         return False
     if is_compiling():  # dynamo traces this call: checked at trace time (README: torch.compile)
-        from shapeviz.runtime.compiled import check_traced
+        from shapeviz.runtime.compiled import check_compiling
 
-        check_traced(module, (x, hx), {}, path)
+        check_compiling(module, (x, hx), {}, path)
         return False
     if p is None or p.ref() is not module or p.getkey(module.__dict__ if p.from_dict else module) != p.key:
         p = plan_for(module)
