@@ -327,6 +327,15 @@ class Resolver:
             info.origins = where
             info.ambiguous = ambiguous
 
+    def sized(self, shape: tuple[int, ...]) -> Final:
+        """The final names of a record of ``shape`` that nothing names but its sizes (what :meth:`resolve` gives
+        one whose how names nothing)."""
+        key = (None, "", shape)
+        hit = self.finals.get(key)
+        if hit is None:
+            hit = self.finals[key] = self._by_sizes([None] * len(shape), [""] * len(shape), shape)
+        return hit
+
     def _by_sizes(self, names: Names, origins: list[str], shape: tuple[int, ...]) -> Final:
         """The final names, their origins (None when no dim has a name) and whether one is ambiguous:
         a dim without a name (None) is named by its size, if at all."""

@@ -214,13 +214,19 @@ class TensorBook:
     def name_all(self, namer: Namer) -> None:
         """Name every record still to be named, and say which named dim each step is one step of."""
         hows = self.hows
-        resolve = Resolver(namer, hows).resolve
+        resolver = Resolver(namer, hows)
+        resolve = resolver.resolve
         for info, how in list(hows.values()):
-            if type(how) is TensorInfo and id(info) in hows and id(how) not in hows and how.names is not None \
-                    and how.shape == info.shape:  # named like a record named already (Resolver.resolve, in line)
+            # the commonest record, the same tensor as one named already: Resolver.resolve in line
+            if type(how) is TensorInfo and how.shape == info.shape and id(how) not in hows and id(info) in hows:
                 del hows[id(info)]
-                info.names, info.ambiguous = how.names, how.ambiguous
-                info.origins = how.origins if how.origins is not None else ("",) * len(how.names)
+                if how.names is not None:
+                    info.names, info.ambiguous = how.names, how.ambiguous
+                    info.origins = how.origins if how.origins is not None else ("",) * len(how.names)
+                else:  # the source has no names: by its sizes alone
+                    final, where, ambiguous = resolver.sized(info.shape)
+                    if where is not None:
+                        info.names, info.origins, info.ambiguous = final, where, ambiguous
             else:
                 resolve(info)
         hows.clear()
