@@ -227,7 +227,7 @@ def test_trace_output_files(capsys: pytest.CaptureFixture[str], user_dir: Path, 
     data = (user_dir / "out" / name).read_bytes()
     if name.endswith(".json"):
         doc = json.loads(data)
-        assert doc["schema"] == "shapeviz.trace/1"
+        assert doc["schema"] == "shapeviz.trace/2"
         assert [c["type"] for c in doc["calls"]] == ["EmbedRNN", "Embedding", "RNN", "Linear"]
     elif name.endswith(".txt"):
         assert b"rnn (RNN)" in data and b"(T=5, bs=2, emb=20)" in data
