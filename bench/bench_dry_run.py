@@ -88,7 +88,7 @@ import sys, time
 sys.path.insert(0, {root!r})
 t0 = time.perf_counter()
 from bench.bench_dry_run import SPECS, meta_{which}, peak_rss_mb
-from shapeviz.tracing.dryrun import dry_run
+from shapeviz.runtime.dryrun import dry_run
 t1 = time.perf_counter()
 model = meta_{which}()
 t2 = time.perf_counter()
@@ -134,7 +134,7 @@ def _child(forward: bool, which: str = "lm") -> tuple[float, ...]:
 def _rows(which: str, quick: bool) -> list[Row]:
     """dry_run vs a plain meta forward, vs a real forward at 1/8 width; a fresh process's cold dry run and
     peak RSS vs doing nothing. In-process rows: the calling thread's CPU time in interleaved rounds."""
-    from shapeviz.tracing.dryrun import dry_run
+    from shapeviz.runtime.dryrun import dry_run
 
     rounds = 2 if quick else 5
     slow = 1 if quick else 3  # rounds of the real forward: it takes seconds per call

@@ -37,8 +37,8 @@ _LAZY: dict[str, str] = {
     "Trace": "shapeviz.tracing.records",
     "trace": "shapeviz.tracing.session",
     "name": "shapeviz.tracing.naming",
-    "DryRun": "shapeviz.tracing.dryrun",
-    "dry_run": "shapeviz.tracing.dryrun",
+    "DryRun": "shapeviz.runtime.dryrun",
+    "dry_run": "shapeviz.runtime.dryrun",
     "Diagram": "shapeviz.render.backend",
     "explain": "shapeviz.render.text",
     "unroll": "shapeviz.render.unrolled",
@@ -94,6 +94,9 @@ def _lazy(module: str, name: str) -> Any:
 
 _views.register("ShapeError.html", _lazy("shapeviz.render.html", "shape_error_html"))
 _views.register("Conventions.html", _lazy("shapeviz.render.text", "conventions_html"))
+_views.register("Trace.table", _lazy("shapeviz.render.table", "trace_table"))
+_views.register("Trace.plot", _lazy("shapeviz.render.plot", "plot_trace"))
+_views.register("Trace.unroll", _lazy("shapeviz.render.unrolled", "unroll"))
 
 
 def __getattr__(name: str) -> Any:
@@ -127,8 +130,8 @@ if TYPE_CHECKING:  # static checkers see the real names
     from shapeviz.render.text import explain
     from shapeviz.render.unrolled import unroll
     from shapeviz.runtime.declared import recurrent
+    from shapeviz.runtime.dryrun import DryRun, dry_run
     from shapeviz.runtime.fastcheck import check_call
     from shapeviz.runtime.watching import checking, disable, enable, enabled, watch
-    from shapeviz.tracing.dryrun import DryRun, dry_run
     from shapeviz.tracing.records import Call, TensorInfo, Trace
     from shapeviz.tracing.session import trace

@@ -133,7 +133,7 @@ def count_global_state() -> int:
 
     w = importlib.import_module("shapeviz.runtime.watching")  # the module, not the sv.watch function
 
-    copies = importlib.import_module("shapeviz.runtime.copies")
+    copies = importlib.import_module("shapeviz.tracing.copies")
     return (len(m._global_forward_pre_hooks) + len(m._global_forward_hooks) + len(w._ORIGINAL_FORWARDS)
             + len(w._live_handles) + copies.held())
 

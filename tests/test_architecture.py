@@ -218,3 +218,46 @@ def test_import_shapeviz_alone_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", "import sys, shapeviz; print('torch' in sys.modules)"],
                          capture_output=True, text=True, check=True, cwd=PKG.parent)
     assert out.stdout.strip() == "False"
+
+
+LAYERS = ("_views", "_errors", "core", "tracing", "runtime", "render", "annotations", "gallery", "apps")
+"""The sub-packages from the bottom up: each imports only those below it (lazy imports included). Data
+(core's Conventions, tracing's Trace) never imports render: renderers are registered from above (_views)."""
+
+
+def _imports_of(path: Path) -> set[str]:
+    """The shapeviz sub-packages one source file imports, at module level or inside functions."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names = [node.module] if node.module != "shapeviz" else [f"shapeviz.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "shapeviz" and len(parts) > 1:
+                out.add(parts[1])
+    return out
+
+
+def test_the_subpackages_import_only_what_is_below_them() -> None:
+    rank = {name: i for i, name in enumerate(LAYERS)}
+    bad = []
+    for path in SOURCES:
+        rel = path.relative_to(PKG)
+        mine = rel.parts[0].removesuffix(".py") if len(rel.parts) > 1 or rel.stem in LAYERS else None
+        if mine not in rank:
+            continue  # the facade and the public import paths (typing.py, nn.py …) sit above everything
+        for other in _imports_of(path) - {mine}:
+            if other in rank and rank[other] > rank[mine]:
+                bad.append(f"shapeviz/{rel}: {mine} imports {other}")
+    assert not bad, "imports must point down " + " < ".join(LAYERS) + ":\n" + "\n".join(sorted(bad))
+
+
+def test_the_layer_scan_sees_lazy_imports(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text("import torch\nfrom shapeviz.core.model import conventions\n"
+                      "def f():\n    from shapeviz.render.html import shape_error_html\n"
+                      "    import shapeviz.tracing.session\n    from shapeviz import _views\n", encoding="utf-8")
+    assert _imports_of(source) == {"core", "render", "tracing", "_views"}

@@ -8,7 +8,7 @@ import torch.nn as nn
 
 import shapeviz as sv
 from shapeviz.gallery.models import EmbedRNN, ForgotTranspose, HelloEmbedding
-from shapeviz.tracing.dryrun import DryRun, dry_run, meta_inputs
+from shapeviz.runtime.dryrun import DryRun, dry_run, meta_inputs
 
 
 class HiddenWithoutLayers(nn.Module):

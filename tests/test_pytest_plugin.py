@@ -161,7 +161,7 @@ def test_without_fixture():
 def test_dry_run_error_with_its_trace(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(models=MODELS, test_dry='''
 import torch.nn as nn
-from shapeviz.tracing.dryrun import dry_run
+from shapeviz.runtime.dryrun import dry_run
 
 def test_dry():
     run = dry_run(nn.Sequential(nn.Embedding(28, 16), nn.RNN(16, 32)), "bs=2,T=5")
@@ -228,4 +228,5 @@ def test_an_unused_plugin_imports_neither_torch_nor_shapeviz(pytester: pytest.Py
     if flag:  # ... and what it loads when used, so the check below can see torch
         assert "torch" in loaded and "shapeviz.runtime.watching" in loaded
     else:
-        assert set(loaded) == {"shapeviz", "shapeviz._errors", "shapeviz.apps", "shapeviz.apps.pytest_plugin"}
+        assert set(loaded) == {"shapeviz", "shapeviz._errors", "shapeviz._views", "shapeviz.apps",
+                               "shapeviz.apps.pytest_plugin"}

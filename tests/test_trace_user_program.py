@@ -20,7 +20,7 @@ import torch.nn as nn
 
 import shapeviz as sv
 from shapeviz import SpecError
-from shapeviz.runtime import copies
+from shapeviz.tracing import copies
 from shapeviz.tracing.recorder import Tracer
 from shapeviz.tracing.records import Trace
 

@@ -136,7 +136,7 @@ def test_flow_still_names_inside_a_device_context() -> None:
 
 def test_a_copy_of_a_watched_bare_layer_carries_no_hook() -> None:
     """nn.RNNBase has a __getstate__ of its own: copies of a watched nn.LSTM leave the hooks out too."""
-    from shapeviz.runtime import copies
+    from shapeviz.tracing import copies
 
     own = [c for c in vars(nn).values() if isinstance(c, type) and issubclass(c, nn.Module)
            and "__getstate__" in c.__dict__]

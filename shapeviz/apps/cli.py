@@ -360,7 +360,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _check_meta(model: Any, name: str, inputs: str) -> int:
     """``check --meta``: a dry run on the meta device (no computation, no activation memory)."""
-    from shapeviz.tracing.dryrun import dry_run
+    from shapeviz.runtime.dryrun import dry_run
 
     with user_code(f"the dry run of {name}()", (ShapevizError,)):
         run = dry_run(model, inputs)

@@ -273,7 +273,7 @@ def did_you_mean(word: str, known: Iterable[str], aliases: dict[str, str] | None
 def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, dict[str, int]]:
     """The input for ``--input`` sizes: (tensor, its dim names, sizes to declare).
 
-    The layout rule is :func:`shapeviz.tracing.dryrun.meta_inputs`'s; this fills it with real values.
+    The layout rule is :func:`shapeviz.runtime.dryrun.meta_inputs`'s; this fills it with real values.
 
     >>> import torch.nn as nn
     >>> x, names, decl = make_input(nn.GRU(8, 16), {"T": 5, "bs": 2})
@@ -285,7 +285,7 @@ def make_input(model: Any, sizes: dict[str, int]) -> tuple[torch.Tensor, str, di
     """
     import torch
 
-    from shapeviz.tracing.dryrun import meta_inputs
+    from shapeviz.runtime.dryrun import meta_inputs
 
     if not set(sizes) - {"vocab"}:
         raise UsageError("--input names no dims besides vocab; write e.g. 'bs=2,T=5,vocab=28'")

@@ -1,4 +1,5 @@
-"""Checking at run time: the fast check, the diagnosis of a failed one, and watch / checking / enable.
+"""Checking at run time: the fast check, the diagnosis of a failed one, watch / checking / enable, declared
+layers (``sv.recurrent``) and ``dry_run`` (a checked forward on the meta device).
 
 >>> import torch, torch.nn as nn
 >>> from shapeviz.runtime.fastcheck import check_call

@@ -44,8 +44,8 @@ from shapeviz.core.declared import declared_types
 from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_names
 from shapeviz.core.model import CLASS_NAMES, is_recurrent
 from shapeviz.runtime import patching, rootcall
-from shapeviz.runtime.copies import ShapevizHook
 from shapeviz.runtime.fastcheck import check_input, env_disabled, is_compiling
+from shapeviz.tracing.copies import ShapevizHook
 from shapeviz.tracing.flow import flow_block
 from shapeviz.tracing.flow import start as flow_start
 
@@ -63,7 +63,7 @@ def _inert() -> Callable[..., None]:
 
 
 class _Hook(ShapevizHook):
-    """A hook shapeviz installs: a copy of the model leaves it out (:mod:`shapeviz.runtime.copies`); should
+    """A hook shapeviz installs: a copy of the model leaves it out (:mod:`shapeviz.tracing.copies`); should
     that be displaced, it is a module-level class, so a copied or pickled model gets :func:`inert_hook`."""
 
     __slots__ = ("namer",)

@@ -2,7 +2,8 @@
 once), ``json_reader`` (JSON in, checked), ``naming`` (how dims get names), ``oprules`` (names through ops),
 ``recorder`` (the Tracer, made of ``tensorbook``: tensor records, ``modulecalls``: the call stack,
 ``oprecorder``: the op mode and op records, ``provenance``: data flow, ``modestack``: the mode stepping
-aside), ``session`` (the ``trace()`` entry point), ``dryrun`` and ``meta`` (``dry_run()``).
+aside), ``session`` (the ``trace()`` entry point), ``meta`` (shapes on the meta device, for ``dry_run()``),
+``copies`` (a copied model carries no shapeviz hook).
 
 >>> import torch, torch.nn as nn
 >>> from shapeviz.tracing.session import trace

@@ -12,7 +12,7 @@
 Used for the recurrent modules (and any module whose class has its own ``__getstate__``) instead of module
 hooks, for two reasons. AWD-LSTM's ``WeightDrop`` calls ``self.module.forward(x)``: no module hook runs, so
 hooks would miss the call. And ``nn.RNNBase`` has its own ``__getstate__``, so a copy of an ``nn.LSTM`` made
-during the forward would carry hooks (:mod:`shapeviz.runtime.copies` leaves shapeviz's hooks out of
+during the forward would carry hooks (:mod:`shapeviz.tracing.copies` leaves shapeviz's hooks out of
 ``nn.Module.__getstate__`` only). While a trace runs, the *class* of each such module has its ``forward``
 wrapped; the wrapper looks the module up (by identity) among the traced ones and records the call, and
 passes every other call straight on. Nothing is set on the module itself, so a copy of it made during the

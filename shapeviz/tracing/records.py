@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from shapeviz._views import show
 from shapeviz.core.model import Conventions
 
 __all__ = ["SCHEMA", "SCHEMA_1", "Call", "CallKind", "Tag", "TensorInfo", "Trace"]
@@ -267,18 +268,15 @@ class Trace:
     def table(self, *, group: bool = True, max_rows: int | None = None) -> str:
         """A deterministic text table, repeated steps grouped ``× T``
         (see :func:`shapeviz.render.table.trace_table`)."""
-        from shapeviz.render.table import trace_table
-        return trace_table(self, group=group, max_rows=max_rows)
+        return show("Trace.table", self, group=group, max_rows=max_rows)
 
     def plot(self, **kw: Any) -> Any:
         """A matplotlib Figure of the shape flow (see :func:`shapeviz.render.plot.plot_trace`)."""
-        from shapeviz.render.plot import plot_trace
-        return plot_trace(self, **kw)
+        return show("Trace.plot", self, **kw)
 
     def unroll(self, **kw: Any) -> Any:
         """The unrolled-time diagram of the traced recurrent modules (``shapeviz.render.unrolled``)."""
-        from shapeviz.render.unrolled import unroll
-        return unroll(self, **kw)
+        return show("Trace.unroll", self, **kw)
 
     # ------------------------------------------------------------ JSON
     def to_dict(self, runs: bool = False) -> dict[str, Any]:

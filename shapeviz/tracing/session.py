@@ -40,8 +40,8 @@ import torch.nn as nn
 from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import declared, parse_names, pop, push
 from shapeviz.core.model import is_recurrent
-from shapeviz.runtime import copies
-from shapeviz.runtime.copies import ShapevizHook
+from shapeviz.tracing import copies
+from shapeviz.tracing.copies import ShapevizHook
 from shapeviz.tracing.direct import direct_calls
 from shapeviz.tracing.oprules import flatten
 from shapeviz.tracing.recorder import OpMode, Tracer, quiet_hooks_supported
@@ -296,7 +296,7 @@ def _restore_threshold(young: tuple[tuple[int, ...], tuple[int, ...]] | None) ->
 
 
 class _Pre(ShapevizHook):
-    """The forward pre hook of one traced module (a :class:`~shapeviz.runtime.copies.ShapevizHook`: a copy of
+    """The forward pre hook of one traced module (a :class:`~shapeviz.tracing.copies.ShapevizHook`: a copy of
     the module leaves it out)."""
 
     __slots__ = ("path", "quiet", "tracer", "user")

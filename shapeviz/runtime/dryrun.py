@@ -38,6 +38,7 @@ from torch.nn.utils.parametrize import is_parametrized
 from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz._errors import DryRunError, ShapeError, SpecError
+from shapeviz._views import show
 from shapeviz.core.dimensions import dims, parse_sizes
 from shapeviz.core.model import conventions, is_recurrent
 from shapeviz.runtime.watching import checking
@@ -143,11 +144,9 @@ class DryRun:
             raise self.error
 
     def _repr_html_(self) -> str:
-        from shapeviz.render.html import shape_error_html
-
         head = f"<p><b>dry run</b> <code>{html.escape(repr(self))}</code></p>"
         table = "" if self.trace is None else f"<pre>{html.escape(self.trace.table())}</pre>"
-        err = "" if self.error is None else shape_error_html(self.error)
+        err = "" if self.error is None else show("ShapeError.html", self.error, ())
         return head + err + table
 
 
