@@ -15,7 +15,7 @@ of them reached it through a token (an integer tensor computed from them).
 The :class:`~shapeviz.tracing.recorder.Tracer` marks a recurrent call's results, carries the marks
 through every op your code runs (recorded or not: ``x.data``, ``x[t] = y``, in-place ops merge) and
 through non-recurrent module calls, and writes them into each record (``TensorInfo.flow`` and
-``TensorInfo.tokens``). Flow passes through anything computed from an operand: ``topk``,
+``TensorInfo.tokens``). Sources passes through anything computed from an operand: ``topk``,
 ``index_select``, ``gather``, ``view``, ``repeat``/``expand``, integer division of indices. Only
 tensors are followed: a value read out with ``.item()``/``int()`` ends the trail.
 """
@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["Flow", "Provenance", "Tokens", "merge_flows", "merge_tokens", "tensors_in"]
+__all__ = ["Sources", "Provenance", "Tokens", "merge_sources", "merge_tokens", "tensors_in"]
 
-Flow = tuple[tuple[int, int], ...]
+Sources = tuple[tuple[int, int], ...]
 """(call index, output position) of the recurrent calls a tensor was computed from, latest first."""
 Tokens = tuple[int, ...]
 """Indices of the recurrent calls whose results reached a tensor through an integer tensor, latest first."""
@@ -60,10 +60,10 @@ def tensors_in(obj: Any, depth: int = 0) -> Iterator[torch.Tensor]:
             yield from tensors_in(o, depth + 1)
 
 
-def merge_flows(flows: Sequence[Flow]) -> Flow:
+def merge_sources(flows: Sequence[Sources]) -> Sources:
     """One flow from several (an op's operands): latest call first, at most four entries.
 
-    >>> merge_flows([((0, 1),), ((3, 0), (0, 1))])
+    >>> merge_sources([((0, 1),), ((3, 0), (0, 1))])
     ((3, 0), (0, 1))
     """
     return tuple(sorted({f for flow in flows for f in flow}, reverse=True)[:_MAX_FLOW])
@@ -82,11 +82,11 @@ class Provenance:
     """Weak maps from tensors to their flow and tokens (never keeps a tensor alive)."""
 
     def __init__(self) -> None:
-        self.origins: dict[int, tuple[weakref.ref, Flow]] = {}
+        self.origins: dict[int, tuple[weakref.ref, Sources]] = {}
         self.token_of: dict[int, tuple[weakref.ref, Tokens]] = {}
-        self.in_flow: dict[int, tuple[Flow, Tokens]] = {}  # an open non-recurrent call -> its inputs' marks
+        self.in_flow: dict[int, tuple[Sources, Tokens]] = {}  # an open non-recurrent call -> its inputs' marks
 
-    def flow_of(self, t: Any) -> Flow:
+    def flow_of(self, t: Any) -> Sources:
         hit = self.origins.get(id(t))
         return hit[1] if hit is not None and hit[0]() is t else ()
 
@@ -96,7 +96,7 @@ class Provenance:
         hit = self.token_of.get(id(t))
         return hit[1] if hit is not None and hit[0]() is t else ()
 
-    def mark(self, t: Any, flow: Flow, *, keep: bool = True, tokens: Tokens = ()) -> None:
+    def mark(self, t: Any, flow: Sources, *, keep: bool = True, tokens: Tokens = ()) -> None:
         """Record that ``t`` was computed from ``flow`` (``keep``: a tensor marked before stays), through a
         token from the calls ``tokens``."""
         if not flow or (keep and self.flow_of(t)):
@@ -115,14 +115,14 @@ class Provenance:
         """An op's results are computed from its operands: they inherit the operands' flow. A result that
         is one of the operands (an in-place op, ``x[t] = y``) takes the flows of all of them."""
         operands = list(tensors_in(args))
-        flow = merge_flows([self.flow_of(t) for t in operands])
+        flow = merge_sources([self.flow_of(t) for t in operands])
         if flow:
             tokens = merge_tokens([self.tokens_of(t) for t in operands])
             self._to(out, flow, tokens, operands)
 
     def open_call(self, index: int, infos: Sequence[Any]) -> None:
         """A non-recurrent module call starts: its results will carry its inputs' marks."""
-        self.in_flow[index] = (merge_flows([i.flow for i in infos]),
+        self.in_flow[index] = (merge_sources([i.flow for i in infos]),
                                merge_tokens([getattr(i, "tokens", None) or () for i in infos]))
 
     def close_call(self, index: int, out: Any) -> None:
@@ -130,7 +130,7 @@ class Provenance:
         if flow:
             self._to(out, flow, tokens, ())
 
-    def _to(self, out: Any, flow: Flow, tokens: Tokens, operands: Sequence[Any]) -> None:
+    def _to(self, out: Any, flow: Sources, tokens: Tokens, operands: Sequence[Any]) -> None:
         chosen = merge_tokens([tokens, tuple(c for c, _ in flow)])  # an integer result is a token of them all
         for t in tensors_in(out):
             tk = chosen if isinstance(t, torch.Tensor) and t.dtype in _INTEGER else tokens
