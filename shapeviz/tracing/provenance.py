@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Sources", "Provenance", "Tokens", "merge_sources", "merge_tokens", "tensors_in"]
+__all__ = ["Provenance", "Sources", "Tokens", "merge_sources", "merge_tokens", "tensors_in"]
 
 Sources = tuple[tuple[int, int], ...]
 """(call index, output position) of the recurrent calls a tensor was computed from, latest first."""
