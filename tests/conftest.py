@@ -75,7 +75,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             if "cuda" in item.keywords:
                 item.add_marker(skip)
     files = {Path(str(i.path)).name for i in items if _uses_golden(i)}
-    wanted = {p.name for p in Path(__file__).parent.glob("test_*.py") if "golden(" in p.read_text(encoding="utf-8")}
+    wanted = {p.name for p in Path(__file__).parent.rglob("test_*.py") if "golden(" in p.read_text(encoding="utf-8")}
     config.stash[_GOLDEN_PARTIAL] = not wanted <= files
 
 

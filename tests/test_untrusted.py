@@ -1,4 +1,4 @@
-"""Untrusted input stays bounded and every name renders (issue 22, items 7, 8, 9, 10, 15).
+"""Untrusted input stays bounded and every name renders.
 
 A trace file may come from anywhere, a model may be huge, a module may be named anything, and the layout
 program may misbehave: shapeviz answers with a clear error, a capped drawing or a note, in bounded time.

@@ -157,7 +157,7 @@ def test_extension_without_shell_leaves_nothing_on() -> None:
 
 
 def test_inputs_then_status_in_one_cell_prints_the_status_once() -> None:
-    """Issue 25, 15: the README's block pasted into one cell printed the status line twice."""
+    """The README's block pasted into one cell printed the status line twice."""
     pytest.importorskip("IPython")
     probe = textwrap.dedent("""\
         from IPython.testing.globalipapp import start_ipython

@@ -1,4 +1,4 @@
-"""Issue 21: traces and pictures that tell the truth (list states, loop counts, captions and edges of
+"""Traces and pictures that tell the truth (list states, loop counts, captions and edges of
 decoders, hand-written loops). Small models of our own; names asserted row by row, captions and edges
 by their DOT text.
 """

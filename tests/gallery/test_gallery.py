@@ -16,14 +16,14 @@ import pytest
 from shapeviz.gallery.builder import DIAGRAM, EXAMPLES, build, capture_error, index_text, render_texts
 from shapeviz.gallery.registry import SEED_SYSTEMS
 
-GALLERY = Path(__file__).resolve().parent.parent / "gallery"
+GALLERY = Path(__file__).resolve().parents[2] / "gallery"
 STALE = "gallery/ is stale: run `shapeviz gallery` and commit the result"
 
 SEED_PAGES = set(SEED_SYSTEMS)
 OTHER_PAGES = {"lstm", "gru", "lstm_bidirectional", "lstm_proj", "gru_batch_first", "packed_sequences",
                "seq2seq_gru_encoder", "seq2seq_greedy", "seq2seq_teacher_forcing", "seq2seq_attention",
                "captioning_sample", "stacked_cells", "seeds_predict", "beam_search", "skip_rnn"}
-OWN_LAYERS = {"own_scratch_rnn", "own_gate_lstm", "own_min_gru"}  # sv.recurrent (issue 26)
+OWN_LAYERS = {"own_scratch_rnn", "own_gate_lstm", "own_min_gru"}  # sv.recurrent
 MISTAKES = {"mistake_embedding_not_transposed": "batch_first_swap", "mistake_state_2d": "hidden_ndim",
             "mistake_bidirectional_state": "hidden_layers", "mistake_scrambled_view": "scrambled_view",
             "mistake_flatten_order": "flatten_order"}
@@ -47,7 +47,7 @@ def test_committed_page_is_fresh(name: str) -> None:
 
 @pytest.mark.parametrize("name", list(EXAMPLES))
 def test_page_links_its_diagram_at_full_size(name: str) -> None:
-    """Issue 25 item 11: the diagram on a page is a link to the SVG itself (wide ones are unreadable scaled)."""
+    """The diagram on a page is a link to the SVG itself (wide ones are unreadable scaled)."""
     page = (GALLERY / name / "README.md").read_text(encoding="utf-8")
     assert f"[![{EXAMPLES[name].title}: unrolled diagram]({DIAGRAM}.svg)]({DIAGRAM}.svg)" in page
     assert f"The diagram at full size: [{DIAGRAM}.svg]({DIAGRAM}.svg)" in page
@@ -117,7 +117,7 @@ def _script(name: str) -> str:
 
 @pytest.mark.parametrize("name", list(EXAMPLES))
 def test_page_scripts_use_torch_and_the_public_api_only(name: str) -> None:
-    """Issue 25 item 10: a page's script is what a student writes: torch, `import shapeviz as sv` and sv's
+    """A page's script is what a student writes: torch, `import shapeviz as sv` and sv's
     public names; no gallery helpers (Built, seeded, fixed_seed), no `inputs=None`."""
     import ast
 
@@ -174,7 +174,7 @@ def test_rebuilding_an_unchanged_page_rewrites_nothing(tmp_path: Path) -> None:
 
 
 def test_beam_search_page_is_drawn_true() -> None:
-    """Issue 21: every decoding step after the first is fed back with a token; the 5 steps are not T;
+    """Every decoding step after the first is fed back with a token; the 5 steps are not T;
     the decoder's bs=6 (bs*k) is said to be its own."""
     dot = (GALLERY / "beam_search" / "unrolled.dot").read_text()
     head = next(line for line in dot.splitlines() if line.strip().startswith("label=<cell: GRUCell(4, 8)"))
@@ -189,7 +189,7 @@ def test_beam_search_page_is_drawn_true() -> None:
 
 
 def test_skip_rnn_page_is_drawn_true() -> None:
-    """Issue 21: the skip GRU's T=4 and bs=6 (T/skip, bs*skip) are said to be its own input's."""
+    """The skip GRU's T=4 and bs=6 (T/skip, bs*skip) are said to be its own input's."""
     dot = (GALLERY / "skip_rnn" / "unrolled.dot").read_text()
     assert "gru: GRU(4, 6)   unrolled over time: T=12, bs=2<BR ALIGN=\"LEFT\"/>T=12, bs=2 are the sizes of this " \
            "layer&#x27;s own input (another layer here has T=4, bs=6)" in dot

@@ -1,4 +1,4 @@
-"""mypy accepts tests/types/check_types.py (the aliases, @check and shapeviz.annotations.modules in typed code)."""
+"""mypy accepts tests/annotations/types/check_types.py (the aliases, @check and typed nn modules in typed code)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import pytest
 
 api = pytest.importorskip("mypy.api")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_check_types_passes_mypy() -> None:
     # The cache makes reruns take seconds (the first run reads torch's stubs: tens of seconds).
     stdout, stderr, status = api.run([
         "--follow-imports=silent", "--warn-unused-ignores", "--no-error-summary", "--show-error-codes",
-        "--cache-dir", str(ROOT / ".mypy_cache"), str(ROOT / "tests" / "types" / "check_types.py"),
+        "--cache-dir", str(ROOT / ".mypy_cache"), str(ROOT / "tests" / "annotations" / "types" / "check_types.py"),
     ])
     assert status == 0, stdout + stderr
     assert stdout.strip() == ""

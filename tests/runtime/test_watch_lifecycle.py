@@ -1,4 +1,4 @@
-"""Reliability (issue 14): no false alarm after a fault, per-thread declarations, never breaking the
+"""Reliability: no false alarm after a fault, per-thread declarations, never breaking the
 user's own code (TorchScript, copies, pickling), linear teardown, subclasses read as torch reads them,
 SHAPEVIZ_DISABLE read at every entry point, and a cache that never changes a verdict."""
 

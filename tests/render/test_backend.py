@@ -130,7 +130,7 @@ def test_jupyter_bundle_without_backend(no_backend: None, diagram: Diagram) -> N
     assert bundle == {"text/plain": diagram.source}
 
 
-# ------------------------------------------------------------------ .graph: a graphviz.Digraph (issue 23 item 7)
+# ------------------------------------------------------------------ .graph: a graphviz.Digraph
 def test_graph_is_a_digraph_and_restyling_it_is_what_renders(only_graphviz_pure: Path, diagram: Diagram) -> None:
     import graphviz
 

@@ -44,7 +44,7 @@ def shapeviz(*argv: str, env: dict[str, str] | None = None, **kwargs: object) ->
                           env={**os.environ, "COLUMNS": "100", **(env or {})}, **kwargs)  # type: ignore[call-overload]
 
 
-# ====================================================================== an encoding that has no '→' (issue 22, 12)
+# ====================================================================== an encoding that has no '→'
 def test_trace_on_a_cp1252_stdout_degrades_and_succeeds(user_dir: Path) -> None:
     proc = shapeviz("trace", "model.py:build", "--input", "bs=2,T=5", env={"PYTHONIOENCODING": "cp1252"},
                     capture_output=True)
@@ -67,7 +67,7 @@ def test_demo_on_a_cp1252_stdout_degrades_and_succeeds(tmp_path: Path, monkeypat
     assert "[batch_first_swap]" in out and " -> " in out and "hint:" in out
 
 
-# ====================================================================== a pipe whose reader is gone (issue 22, 13)
+# ====================================================================== a pipe whose reader is gone
 def _into_closed_pipe(*argv: str) -> subprocess.CompletedProcess[bytes]:
     """Run with stdout a real pipe whose read end is already closed: every write gets EPIPE."""
     read, write = os.pipe()
@@ -92,7 +92,7 @@ def test_head_reads_the_first_line(tmp_path: Path) -> None:
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "GRU(8, 16)\n", "")
 
 
-# ====================================================================== no torch for --help (issue 24, 5)
+# ====================================================================== no torch for --help
 def test_help_and_usage_errors_never_import_torch(user_dir: Path) -> None:
     argvs = [["--help"], ["--version"], [], ["explain"], ["explain", "LSTM(10, 20)", "--t", "5"], ["frobnicate"],
              ["explain", "Linear(3, 4)"], ["draw", "LSTM(10, 20)", "-o", "x.pdf"],
@@ -117,7 +117,7 @@ def test_python_dash_m_help_imports_no_torch() -> None:
     assert "shapeviz.apps.cli" in imported and "torch" not in imported
 
 
-# ====================================================================== unknown --input names (issue 25, 13)
+# ====================================================================== unknown --input names
 @pytest.mark.parametrize(("spec", "fragment"), [
     ("bs=2,T=5,vocb=28", "unknown dim name 'vocb' in 'bs=2,T=5,vocb=28' (did you mean vocab?)"),
     ("batch_size=2,T=5", "unknown dim name 'batch_size' in 'batch_size=2,T=5' (did you mean bs?)"),
@@ -140,7 +140,7 @@ def test_the_known_input_names_still_work(capsys: pytest.CaptureFixture[str], us
     assert "ran on input (bs=2, T=5) int64" in capsys.readouterr().out
 
 
-# ====================================================================== unknown subcommand options (issue 25, 14)
+# ====================================================================== unknown subcommand options
 @pytest.mark.parametrize(("argv", "usage", "hint"), [
     (["explain", "LSTM(10, 20)", "--t", "5"], "usage: shapeviz explain [-h] [--T T]",
      "shapeviz explain: error: unrecognized arguments: --t 5 (did you mean --T?)"),

@@ -1,4 +1,4 @@
-"""A trace never breaks the user's program (issue 22, items 4 and 6).
+"""A trace never breaks the user's program.
 
 A module copied during a traced forward (a lazily made EMA copy) carries nothing of shapeviz: no hooks,
 no patched ``forward``; it saves and loads without shapeviz, runs its own weights, and a finished trace

@@ -1,4 +1,4 @@
-"""One check a watched layer call, not two (issue 24 item 1): where shapeviz's check verified a call, torch's
+"""One check a watched layer call, not two: where shapeviz's check verified a call, torch's
 forward runs without its own ``check_forward_args``; everything else runs torch's forward as it is. Nothing
 caught before is lost: every mistake still raises the ShapeError it raised, and every output is torch's. No
 timing here: bench/bench_watch.py measures."""

@@ -1,4 +1,4 @@
-"""The fast path is exact (issue 15): the memo of the last call that fit and the in-line reads of the hot path
+"""The fast path is exact: the memo of the last call that fit and the in-line reads of the hot path
 never accept a call the slow path (``shapeviz.runtime.diagnosis``) rejects, whatever changed since the last
 call; and the patched forwards take torch's own arguments. No timing here: bench/ measures."""
 

@@ -1,4 +1,4 @@
-"""watch(model, inputs=) without hooks (issue 24 item 2): the model's class declares the names around each call of
+"""watch(model, inputs=) without hooks: the model's class declares the names around each call of
 that model. What it names is what the caller passed (hooks of yours cannot change it), per thread and task,
 nothing is left after any exception, copies are not named, and every class gets its own ``_call_impl`` back.
 No timing here: bench/bench_watch.py measures."""

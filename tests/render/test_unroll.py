@@ -207,7 +207,7 @@ def test_collapse_keeps_dot_size_constant() -> None:
         assert f"t={T - 1}" in src and "t=2" in src and "t=3<" not in src
     assert len(set(sizes.values())) == 1
     assert len(src) < 30_000
-    seven = unroll(m, T=7, bs=2).source  # hiding one step saves nothing: all 7 drawn (issue 21)
+    seven = unroll(m, T=7, bs=2).source  # hiding one step saves nothing: all 7 drawn
     assert "× 1 step" not in seven and "t=3<" in seven and "..." not in seven
 
 
@@ -383,7 +383,7 @@ def test_handwritten_loop_traced_with_ops_is_one_cell_unrolled() -> None:
         sv.unroll(without_ops)  # no ops recorded: nothing to unroll
 
 
-# ------------------------------------------------------------------ data flow between calls (issue 13)
+# ------------------------------------------------------------------ data flow between calls
 def _flow_trace(kind: str) -> Any:
     import shapeviz as sv
     from shapeviz.gallery.models import (
@@ -469,7 +469,7 @@ def test_decoder_is_one_lane_over_its_calls_fed_by_the_encoder() -> None:
     back = {(a, b) for a, b, attrs in visible_edges(src) if "#b03a2e" in attrs}
     assert back == {(f"p1_y_{k - 1}", f"p1_x_{k}") for k in range(1, 5)}  # output k-1 fed to input k
     assert "from step 0&#x27;s output" in lab["p1_x_1"] and "not from a step" in lab["p1_x_0"]  # ' is escaped
-    assert "5 calls of one step each" in src and "T=5 calls" not in src  # decoding steps: no T (issue 21)
+    assert "5 calls of one step each" in src and "T=5 calls" not in src  # decoding steps: no T
 
 
 def test_teacher_forcing_is_drawn_without_feedback() -> None:

@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 import torch
-from test_fastpath_speedups import _modules, _random_call
+from test_fastpath import _modules, _random_call
 from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz.core.dimensions import dims

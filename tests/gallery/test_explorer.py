@@ -58,7 +58,7 @@ def test_the_templates_give_explain_for_any_sizes(the_rule: dict[str, Any]) -> N
 
 
 def test_the_rule_names_families_as_conventions_does(the_rule: dict[str, Any]) -> None:
-    """Issue 23 item 6: family is RNN/LSTM/GRU and the cell is a flag, in the rule as in Conventions."""
+    """The family is RNN/LSTM/GRU and the cell is a flag, in the rule as in Conventions."""
     assert the_rule["families"] == list(FAMILIES) == ["RNN", "LSTM", "GRU"]
     for key in [*the_rule["dims"], *the_rule["texts"]]:
         family, cell = key.split("|")[:2]

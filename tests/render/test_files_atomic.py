@@ -1,4 +1,4 @@
-"""Files shapeviz writes: all or nothing, and never over a file it did not write (issue 22, items 11, 14).
+"""Files shapeviz writes: all or nothing, and never over a file it did not write.
 
 A diagram, a gallery page or a site file goes to a temporary file in the same folder, renamed into
 place: a full disk or a ``ulimit -f`` leaves the old file as it was and no temporary file behind. The

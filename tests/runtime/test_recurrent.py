@@ -362,7 +362,7 @@ def test_the_readme_example_raises_what_the_readme_shows():
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     body = readme.split("## Your own recurrent layers\n", 1)[1].split("\n## ", 1)[0]
     code, shown = re.findall(r"```[a-z]*\n(.*?)```", body, flags=re.S)[:2]
     namespace: dict = {"__name__": "readme"}

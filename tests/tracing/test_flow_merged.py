@@ -1,4 +1,4 @@
-"""Merged and split dims under ops=True (issue 21): a view that splits or merges neighbouring dims in
+"""Merged and split dims under ops=True: a view that splits or merges neighbouring dims in
 order is never scrambled_view, merged dims carry their factors, and the silent mistakes around them
 are caught; each mistake has its correct twin that stays silent."""
 

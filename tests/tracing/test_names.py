@@ -245,7 +245,7 @@ def test_name_is_thread_safe_and_checked() -> None:
 
 
 def test_a_module_output_shaped_like_its_input_is_only_a_guess() -> None:
-    """Issue 12: a black-box module whose result has its input's shape proves nothing about names;
+    """A black-box module whose result has its input's shape proves nothing about names;
     Linear keeps the leading dims (it acts on the last), Embedding keeps the index dims."""
 
     class Scores(nn.Module):  # (T, bs, 4) -> (T, bs, 4): hidden states, not the input's emb

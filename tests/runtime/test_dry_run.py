@@ -195,7 +195,7 @@ def test_html() -> None:
     assert "<b>dry run</b>" in page and "[batch_first_swap]" in page and "trace of ForgotTranspose" in page
 
 
-# ---- real model patterns (issue 13), written the way tutorials write them ----------------------------
+# ---- real model patterns, written the way tutorials write them ----------------------------
 
 device = torch.device("cpu")  # tutorials: torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -526,7 +526,7 @@ def test_the_readme_examples_print_what_the_readme_shows(tmp_path: object, capsy
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     section = readme.split("### Dry runs", 1)[1].split("\n## ", 1)[0]
     block = re.findall(r"```python\n(.*?)```", section, flags=re.S)[1]
     path = Path(str(tmp_path)) / "dry.py"

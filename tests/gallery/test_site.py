@@ -213,7 +213,7 @@ def test_the_url_keeps_the_configuration(site: Path, browser: Any, tmp_path: Pat
 
 
 def test_links_from_before_still_load(site: Path, browser: Any) -> None:
-    """Issue 23 item 6: the family is RNN/LSTM/GRU and the cell a flag, as in Conventions; a link written when the
+    """The family is RNN/LSTM/GRU and the cell a flag, as in Conventions; a link written when the
     family was the class name (``family=GRUCell``), or before any sizes, loads as it did."""
     _open(browser, site / "explorer.html", "#family=GRUCell&layers=1&bidirectional=0&batch_first=0&proj=0&T=1&bs=2")
     _shown(browser, Config("GRU", T=1, bs=2, cell=True))
@@ -255,7 +255,7 @@ def test_the_controls_work_by_keyboard(site: Path, browser: Any) -> None:
 
 
 def test_pages_render_their_markdown(site: Path, browser: Any) -> None:
-    """Issue 25 item 12: prose on the site is rendered (code spans, bold, links), never shown as raw Markdown."""
+    """Prose on the site is rendered (code spans, bold, links), never shown as raw Markdown."""
     _open(browser, site / "pages" / "mistake_embedding_not_transposed.html")
     fix = browser.find_element("xpath", "//h2[.='The fix']/following-sibling::p[1]")
     assert "`" not in fix.text
@@ -285,7 +285,7 @@ def _clipped(browser: Any, css: str) -> list[str]:
 
 @pytest.mark.parametrize("width", [1300, 700])
 def test_the_explain_block_shows_every_line(site: Path, browser: Any, tmp_path: Path, width: int) -> None:
-    """Issue 25 item 9: the explain block's long notes wrap inside its box (nothing cut off); every other
+    """The explain block's long notes wrap inside its box (nothing cut off); every other
     block that is wider than its box scrolls."""
     browser.set_window_size(width, 1000)
     try:
@@ -311,7 +311,7 @@ def test_the_explain_block_shows_every_line(site: Path, browser: Any, tmp_path: 
 
 
 def test_every_diagram_links_to_its_full_size(site: Path, browser: Any, tmp_path: Path) -> None:
-    """Issue 25 item 11: a wide diagram, scaled into the page, opens at full size (the SVG file itself)."""
+    """A wide diagram, scaled into the page, opens at full size (the SVG file itself)."""
     for name in EXAMPLES:
         _open(browser, site / "pages" / f"{name}.html")
         img = browser.find_element("css selector", "img.diagram")
@@ -372,7 +372,7 @@ SWEEP: list[tuple[str, bool, int, bool, bool, int, int, int, int, int, str, str]
 
 
 def test_any_sizes_match_conventions(site: Path, browser: Any, tmp_path: Path) -> None:
-    """Issue 25 item 7: free input/hidden/proj sizes, T, bs, and unbatched or packed input; the page's numbers,
+    """Free input/hidden/proj sizes, T, bs, and unbatched or packed input; the page's numbers,
     label, explain text and notes (computed from the rule shapeviz writes out of its conventions) equal
     ``conventions(module).shapes`` and ``sv.explain``; the page's code runs in torch and gives those shapes."""
     _open(browser, site / "explorer.html")
