@@ -42,8 +42,8 @@ class Declaration:
     """One class's declared conventions (see :func:`declare`); the dims are tuples of dim expressions.
 
     >>> import torch.nn as nn
-    >>> Declaration("MyCell", ("bs", "emb"), (("bs", "h"),), False, None, True, (("emb", "n_in"), ("h", "n_h"))).names
-    ('emb', 'h')
+    >>> Declaration("MyCell", ("bs", "emb"), (("bs", "h"),), False, None, True, (("emb", "n_in"), ("h", "n_h"))).spec
+    "input='bs emb', state='bs h', cell=True"
     """
 
     cls_name: str
@@ -53,11 +53,6 @@ class Declaration:
     output: tuple[str, ...] | None
     cell: bool
     sizes: tuple[tuple[str, SizeSource], ...]
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """The dim names whose sizes the module gives (``emb``, ``h`` …), in declaration order."""
-        return tuple(n for n, _ in self.sizes)
 
     @property
     def spec(self) -> str:

@@ -31,15 +31,14 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
 import torch.nn as nn
 
 from shapeviz._errors import ShapeError, SpecError
-from shapeviz.core.declared import SizeSource, declaration_of, declare, declared_types
+from shapeviz.core.declared import SizeSource, declare, declared_types
 from shapeviz.runtime import watching
 from shapeviz.runtime.declared_check import check_declared
 
-__all__ = ["declared_args", "gate", "is_declared", "recurrent", "sync"]
+__all__ = ["declared_args", "gate", "recurrent", "sync"]
 
 
 def recurrent(cls: type | None = None, *, input: str, state: str | tuple[str, ...] | list[str],
@@ -61,16 +60,12 @@ def recurrent(cls: type | None = None, *, input: str, state: str | tuple[str, ..
     """
     def apply(klass: type) -> type:
         if not (isinstance(klass, type) and issubclass(klass, nn.Module)):
-            raise _spec(f"sv.recurrent takes an nn.Module subclass, got {klass!r}")
+            raise SpecError(f"sv.recurrent takes an nn.Module subclass, got {klass!r}")
         declare(klass, input=input, state=state, output=output, cell=cell, sizes=sizes)
         _resync()
         return klass
 
     return apply if cls is None else apply(cls)
-
-
-def _spec(msg: str) -> Exception:
-    return SpecError(msg)
 
 
 def _resync() -> None:
@@ -169,9 +164,3 @@ def gate(module: nn.Module, x: Any, s: Any) -> None:
         where = watching._made_in_watched()
         if where is not None:
             check_declared(module, x, s, where)
-
-
-def is_declared(module: object) -> bool:
-    """True for a module whose class (or an ancestor) was declared with :func:`recurrent`."""
-    return not isinstance(module, torch.nn.modules.rnn.RNNBase | torch.nn.modules.rnn.RNNCellBase) and (
-        declaration_of(type(module)) is not None)

@@ -27,10 +27,10 @@ from shapeviz.core.evidence import cell_suspect, layer_suspect
 from shapeviz.core.model import Conventions, conventions, module_weight
 from shapeviz.runtime.fastcheck import _ENV_DATA, _ENV_KEY, _dynamo, env_disabled, is_compiling
 
-__all__ = ["check_declared", "fits"]
+__all__ = ["check_declared", "fits", "state_parts"]
 
 
-def _parts(conv: Conventions, s: Any) -> tuple[Any, ...] | None:
+def state_parts(conv: Conventions, s: Any) -> tuple[Any, ...] | None:
     """The state's tensors in the order the conventions name them, or None when its structure is wrong."""
     lay = conv.layout
     if lay.state_arity == 1 and not lay.state_tuple:
@@ -66,7 +66,7 @@ def fits(module: nn.Module, conv: Conventions, x: Any, s: Any, decl: dict[str, i
         return False
     if s is None:
         return True
-    parts = _parts(conv, s)
+    parts = state_parts(conv, s)
     if parts is None:
         return False
     for name, t in zip(conv.state_names, parts, strict=True):

@@ -27,6 +27,8 @@ from shapeviz._errors import ShapeError
 from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_swapped, layer_swapped
 from shapeviz.core.model import Conventions, module_weight
+from shapeviz.runtime.declared_check import state_parts
+from shapeviz.runtime.diagnosis import cell_swap_error
 
 __all__ = ["diagnose_declared"]
 
@@ -93,7 +95,7 @@ def diagnose_declared(module: torch.nn.Module, conv: Conventions, x: Any, s: Any
                      f"expected {lay.batched_ndim} dims {seq}, received a {len(sh)}-dim tensor")
     c.bs = sh[lay.bs_axis]
     c.T = None if lay.t_axis is None else sh[lay.t_axis]
-    parts = _parts(conv, s)
+    parts = state_parts(conv, s)
     state_bs = _state_bs(conv, parts)
     bad = _swap(c, x, sh, state_bs)
     if bad is not None:
@@ -120,13 +122,6 @@ def diagnose_declared(module: torch.nn.Module, conv: Conventions, x: Any, s: Any
     return None if s is None else _state(c, x, s, parts)
 
 
-def _parts(conv: Conventions, s: Any) -> tuple[Any, ...] | None:
-    lay = conv.layout
-    if lay.state_arity == 1 and not lay.state_tuple:
-        return (s,) if isinstance(s, Tensor) else None
-    return tuple(s) if isinstance(s, (tuple, list)) and len(s) == lay.state_arity else None
-
-
 def _state_bs(conv: Conventions, parts: tuple[Any, ...] | None) -> int | None:
     """The batch of the call's own first state tensor (evidence that outranks declared sizes), if it has one."""
     lay = conv.layout
@@ -141,12 +136,7 @@ def _swap(c: _Call, x: Tensor, sh: tuple[int, ...], state_bs: int | None) -> Sha
     lay, conv = c.lay, c.conv
     if lay.cell:
         if c.decl and cell_swapped(c.decl, sh[lay.bs_axis], state_bs):
-            c.bs = c.decl["bs"]
-            return c.err("batch_first_swap", "input", x,
-                         ["for x_t in x.transpose(0, 1):  # iterate time of a (bs, T, emb) tensor",
-                          "or x_t = x[:, t]  # the t-th step of a batch-first tensor"],
-                         f"this step is (T={sh[lay.bs_axis]}, ...): declared bs={c.decl['bs']}, T={c.decl['T']}; "
-                         "the loop iterates the batch dim of a batch-first tensor")
+            return cell_swap_error(c, x, sh[lay.bs_axis], "...")
         return None
     assert c.T is not None and c.bs is not None and lay.t_axis is not None
     swapped, via = False, ""

@@ -408,12 +408,7 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     if c.batched:
         c.bs = sh[0]
         if c.decl and cell_swapped(c.decl, sh[0], _state_bs(lay, hx)):
-            c.bs = c.decl["bs"]
-            return c.err("batch_first_swap", "input", x,
-                         ["for x_t in x.transpose(0, 1):  # iterate time of a (bs, T, emb) tensor",
-                          "or x_t = x[:, t]  # the t-th step of a batch-first tensor"],
-                         f"this step is (T={sh[0]}, emb): declared bs={c.decl['bs']}, T={c.decl['T']}; "
-                         "the loop iterates the batch dim of a batch-first tensor")
+            return cell_swap_error(c, x, sh[0], "emb")
     if sh[-1] != conv.input_size:
         return c.err("input_size", "input", x,
                      [f"x_t = proj(x_t)  # nn.Linear({sh[-1]}, {conv.input_size})",
@@ -424,6 +419,17 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
         return bad
     return _states(c, x, hx, _cell_state, ("h, c = cell(x_t, (h, c))  # an LSTMCell takes and returns (h, c)",
                                            f"h = cell(x_t, h)  # a {conv.kind} takes one state tensor"))
+
+
+def cell_swap_error(c: Any, x: Tensor, first: int, rest: str) -> ShapeError:
+    """``batch_first_swap`` of a cell stepped over the batch dim of a batch-first tensor (declared sizes line
+    up: :func:`~shapeviz.core.evidence.cell_swapped`); ``c`` is a diagnosis context (``decl``, ``bs``, ``err``)."""
+    c.bs = c.decl["bs"]
+    return c.err("batch_first_swap", "input", x,
+                 ["for x_t in x.transpose(0, 1):  # iterate time of a (bs, T, emb) tensor",
+                  "or x_t = x[:, t]  # the t-th step of a batch-first tensor"],
+                 f"this step is (T={first}, {rest}): declared bs={c.decl['bs']}, T={c.decl['T']}; "
+                 "the loop iterates the batch dim of a batch-first tensor")
 
 
 def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
@@ -456,4 +462,4 @@ def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
     return _dtype_device(c, arg, h, x, "input", dtype=arg != "c_0")  # torch's LSTMCell promotes c_0's dtype
 
 
-__all__ = ["diagnose"]
+__all__ = ["cell_swap_error", "diagnose"]
