@@ -51,7 +51,7 @@ from shapeviz.annotations.signature import Signature, compile_signature
 from shapeviz.annotations.solver import resolve
 from shapeviz.core.dimensions import declared
 from shapeviz.core.model import Conventions, conventions, is_recurrent
-from shapeviz.runtime.fastcheck import env_disabled, is_compiling
+from shapeviz.runtime.switches import env_disabled, is_compiling
 
 __all__ = [
     "Hidden",

@@ -25,7 +25,7 @@ from shapeviz.core.dimensions import DECLARED, live_declared
 from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_suspect, layer_suspect
 from shapeviz.core.model import Conventions, conventions, module_weight
-from shapeviz.runtime.fastcheck import _ENV_DATA, _ENV_KEY, _dynamo, env_disabled, is_compiling
+from shapeviz.runtime.switches import ENV_DATA, ENV_KEY, dynamo_compiling, env_disabled, is_compiling
 
 __all__ = ["check_declared", "fits", "state_parts"]
 
@@ -132,7 +132,7 @@ def _hot(conv: Conventions, sh: Any, decl0: dict[str, int] | None, states: tuple
     ``_plans`` drops it when the module dies, so a plan found by ``id`` belongs to the module given."""
     lay = conv.layout
     arity, as_tuple = lay.state_arity, lay.state_tuple or lay.state_arity > 1
-    env, env_key, decl_now, tensor, dynamo = _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor, _dynamo
+    env, env_key, decl_now, tensor, dynamo = ENV_DATA, ENV_KEY, DECLARED.get, Tensor, dynamo_compiling
     sub, deeper, pname = (path[0] if len(path) > 1 else None), path[1:-1], path[-1]
     want_h, want_c = (states + ((), ()))[:2]
 

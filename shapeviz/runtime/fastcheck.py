@@ -16,8 +16,6 @@ allocates no more than the ``torch.Size`` objects its shape reads make.
 
 from __future__ import annotations
 
-import operator
-import os
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -31,43 +29,8 @@ from shapeviz.core.dimensions import DECLARED, live_declared
 from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_suspect, layer_suspect, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import RECURRENT_TYPES, Conventions, conventions, key_getter
-
-# older torch (the range in pyproject starts at 2.1) lacks these names
-is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
-# dynamo folds this to True while it traces; eagerly it is ``return False`` (``is_compiling`` costs three times
-# as much: it asks torch.jit first). Non-strict export and AOTAutograd call the hot path with fake tensors,
-# which its ``type(x) is Tensor`` test sends the long way, where ``is_compiling`` is asked.
-_dynamo = getattr(torch.compiler, "is_dynamo_compiling", None) or is_compiling
-
-
-_ENV_NAME = "SHAPEVIZ_DISABLE"
-_ENV_TRUE = ("1", "true", "yes", "on")
-try:  # the environment's own mapping, keyed as the platform stores it (bytes on POSIX)
-    _ENV_KEY: Any = os.environ.encodekey(_ENV_NAME)  # type: ignore[attr-defined]
-    _ENV_DATA: Any = os.environ._data  # type: ignore[attr-defined]  # the same dict os.environ[...] = writes
-except AttributeError:  # pragma: no cover - os.environ replaced by a plain mapping
-    _ENV_KEY, _ENV_DATA = None, {None: ""}  # never None: env_disabled() is asked every time
-
-
-def env_disabled() -> bool:
-    """True when ``SHAPEVIZ_DISABLE`` is set to a true value (1, true, yes, on); read on every call.
-
-    The one reader of the variable: every entry point (check_call, each watched or checked call,
-    watch(), checking(), enable(), each @check call) asks it. An exact read of ``os.environ``'s own
-    mapping (``os.environ.get`` costs a KeyError when the variable is unset).
-
-    >>> env_disabled()
-    False
-    """
-    try:
-        raw = os.environ._data.get(_ENV_KEY)  # type: ignore[attr-defined]
-    except AttributeError:  # os.environ replaced by something else: read it the ordinary way
-        raw = os.environ.get(_ENV_NAME)
-    else:
-        if raw is None:
-            return False
-        raw = os.environ.decodevalue(raw)  # type: ignore[attr-defined]
-    return raw is not None and raw.strip().lower() in _ENV_TRUE
+from shapeviz.runtime.hotpath import hot_path, no_memo, same_objects
+from shapeviz.runtime.switches import env_disabled, is_compiling
 
 
 class CallPlan:
@@ -103,7 +66,7 @@ class CallPlan:
         self.wname = lay.weight_name
         self._memo: tuple = (None, None, (), ())
         self._made: tuple | None = None  # the settings' objects the hot path compares with
-        self.hot: Callable[[torch.nn.Module, Any, Any], bool] = _no_memo  # until a call fits
+        self.hot: Callable[[torch.nn.Module, Any, Any], bool] = no_memo  # until a call fits
 
     @property
     def memo(self) -> tuple:
@@ -115,120 +78,10 @@ class CallPlan:
     def memo(self, value: tuple) -> None:
         module = self.ref()
         now = self.getkey(module.__dict__ if self.from_dict else module) if module is not None else None
-        if value == self._memo and self.hot is not _no_memo and _same(now, self._made):
+        if value == self._memo and self.hot is not no_memo and same_objects(now, self._made):
             return  # the hot path in place was made for this memo and these very settings
         self._memo, self._made = value, now
-        self.hot = _hot_path(self, value, now)
-
-
-def _same(a: tuple | None, b: tuple | None) -> bool:
-    """The same objects, one by one (what the hot path compares settings by)."""
-    return a is not None and b is not None and len(a) == len(b) and all(x is y for x, y in zip(a, b))
-
-
-def _no_memo(m: torch.nn.Module, x: Any, hx: Any) -> bool:
-    """The hot path of a plan no call has fit yet: every call goes the long way."""
-    return False
-
-
-_HOT = """
-def make(sh, decl0, want_h, want_c, key, getkey, wname, env, env_key, decl_now, tensor, dynamo):
-    {unpack}
-    def hot(m, x, hx):
-        if env_key in env or type(x) is not tensor or dynamo():
-            return False
-        d = m.__dict__
-        try:
-            if x.shape != sh or {config}:
-                return False
-            w = d["_parameters"].get(wname)
-        except KeyError:  # a setting deleted since: the long way says what is wrong
-            return False
-        decl = decl_now()
-        if decl is not decl0 and decl != decl0:
-            return False
-        dtype = x.dtype
-        if w is None or dtype is not w.dtype:
-            return False
-        if x.is_cpu:
-            if not w.is_cpu:
-                return False
-            if hx is None:
-                return True
-{cpu}
-        device = x.device
-        if device != w.device:
-            return False
-        if hx is None:
-            return True
-{other}
-    return hot
-"""
-_ONE = """            return type(hx) is tensor and hx.shape == want_h and hx.dtype is dtype and hx.{on}"""
-_TWO = """            if type(hx) is not tuple:
-                return False
-            try:
-                h, c = hx
-            except ValueError:
-                return False
-            return (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
-                    and h.dtype is dtype and c.dtype is dtype and h.{on} and c.{on})"""
-_MAKERS: dict[tuple[int, tuple[str, ...] | None], Callable[..., Callable[[torch.nn.Module, Any, Any], bool]]] = {}
-
-
-def _config_names(getkey: Any) -> tuple[str, ...] | None:
-    """The setting names a plan's key reads from ``__dict__`` (core's ``itemgetter``), or None (an ``attrgetter``)."""
-    try:
-        fn, names = getkey.__reduce__()
-    except (TypeError, ValueError):  # pragma: no cover - not an itemgetter
-        return None
-    if fn is not operator.itemgetter or not names or not all(isinstance(n, str) and n.isidentifier() for n in names):
-        return None
-    return names
-
-
-def _maker(arity: int, names: tuple[str, ...] | None) -> Callable[..., Callable[[torch.nn.Module, Any, Any], bool]]:
-    """The factory of hot paths for one state arity and one set of setting names, written out once (names are
-    core's fixed setting names, checked to be identifiers; no user text): each setting is compared by identity
-    with the object the memo's call read (a new equal object sends one call the long way, which makes the hot
-    path afresh), a plain ``d[name] is not k`` where ``getkey(d) != key`` would build a tuple."""
-    made = _MAKERS.get((arity, names))
-    if made is not None:
-        return made
-    if names is None:
-        unpack, config = "pass", "getkey(m) != key"
-    else:
-        ks = [f"k{i}" for i in range(len(names))]
-        unpack = f"{', '.join(ks)}, = key"
-        config = " or ".join(f"d[{n!r}] is not {k}" for n, k in zip(names, ks))
-    states = _ONE if arity == 1 else _TWO
-    src = _HOT.format(unpack=unpack, config=config, cpu=states.format(on="is_cpu"),
-                      other=states.format(on="device == device"))
-    namespace: dict[str, Any] = {}
-    exec(compile(src, f"<shapeviz hot path: {arity} state(s), {names}>", "exec"), {}, namespace)
-    made = _MAKERS[(arity, names)] = namespace["make"]
-    return made
-
-
-def _hot_path(p: CallPlan, memo: tuple, key: tuple | None) -> Callable[[torch.nn.Module, Any, Any], bool]:
-    """The hot path of :func:`check_input` for one plan and its memo, the constants bound in a closure: True when
-    a call repeats the memo's (input shape and declared sizes) and its configuration, dtypes, devices and state
-    shapes still agree; False sends it the long way (never an error).
-
-    Each read is one a check of the call cannot skip: the kill switch (a ``dict`` membership test on the
-    environment's own mapping), dynamo (``torch.compiler.is_dynamo_compiling``, a constant while dynamo traces,
-    so none of the reads below becomes a guard), the input's shape, each setting, the declared sizes, the first
-    weight's dtype and device, then each state's shape, dtype and device; a device is compared by ``is_cpu``
-    where the input is on the CPU (a ``torch.device`` costs an allocation). The plan is its module's: ``_plans``
-    drops an entry when its module dies (a weakref callback, run before the id can be reused), so an entry
-    found by ``id`` belongs to the module given. Holds no module state: only ints, dtypes' and settings' values.
-    """
-    if key is None or memo[0] is None:
-        return _no_memo
-    names = _config_names(p.getkey) if p.from_dict else None
-    make = _maker(p.arity, names)
-    return make(memo[0], memo[1], memo[2], memo[3], key if names is not None else p.key, p.getkey, p.wname,
-                _ENV_DATA, _ENV_KEY, DECLARED.get, Tensor, _dynamo)
+        self.hot = hot_path(self, value, now)
 
 
 # id(module) -> CallPlan; the plan's weakref drops the entry when the module dies (cheaper than a

@@ -43,7 +43,7 @@ from torch import Tensor
 
 from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import DECLARED, Declarer, live_declared
-from shapeviz.runtime.fastcheck import _dynamo, is_compiling
+from shapeviz.runtime.switches import dynamo_compiling, is_compiling
 
 __all__ = ["RootNamer", "agree", "name_root", "named_roots", "release", "release_all", "stack_declared"]
 
@@ -121,7 +121,7 @@ def _nameable(first: Any, names: tuple[str, ...]) -> bool:
 def _declaring(module: nn.Module, namers: tuple[RootNamer, ...], impl: Any, args: tuple,
                kwargs: dict[str, Any]) -> Any:
     """Run ``impl(module, *args, **kwargs)`` with the sizes each namer names declared around it."""
-    if _dynamo():  # dynamo traces this call: the traced check reads the real stack (stack_declared)
+    if dynamo_compiling():  # dynamo traces this call: the traced check reads the real stack (stack_declared)
         return impl(module, *args, **kwargs)
     first = args[0] if args else _first(args, kwargs)
     if len(namers) > 1:

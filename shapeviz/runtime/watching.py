@@ -44,7 +44,8 @@ from shapeviz.core.declared import declared_types
 from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_names
 from shapeviz.core.model import CLASS_NAMES, is_recurrent
 from shapeviz.runtime import patching, rootcall
-from shapeviz.runtime.fastcheck import check_input, env_disabled, is_compiling
+from shapeviz.runtime.fastcheck import check_input
+from shapeviz.runtime.switches import env_disabled, is_compiling
 from shapeviz.tracing.copies import ShapevizHook
 from shapeviz.tracing.flow import flow_block
 from shapeviz.tracing.flow import start as flow_start
