@@ -37,10 +37,9 @@ import torch.nn as nn
 from torch import Tensor
 from torch.fx.experimental.symbolic_shapes import has_static_value, optimization_hint, statically_known_true
 
+from shapeviz.core.callfit import CallRule, Sizes, call_fits, call_rule
 from shapeviz.core.dimensions import DECLARED, live_declared
-from shapeviz.core.dtypes import castable
-from shapeviz.core.evidence import cell_suspect, layer_suspect, unbatched_ambiguous
-from shapeviz.core.model import CELL_TYPES, FAMILIES, LAYER_TYPES, Conventions, Layout
+from shapeviz.core.model import CELL_TYPES, FAMILIES, LAYER_TYPES, Conventions
 from shapeviz.runtime.fastcheck import call_args
 
 __all__ = ["CompiledShapeError", "check_compiling", "compiled_fault"]
@@ -76,15 +75,14 @@ def declared_now() -> tuple[tuple[str, int], ...] | None:
 
 
 @torch.compiler.assume_constant_result
-def layout_of(key: Key) -> tuple[Layout, int, int]:
-    """``(layout, input_size, layers*D)`` of a configuration, read from :class:`Conventions`, as a constant.
+def rule_of(key: Key) -> CallRule:
+    """The :class:`~shapeviz.core.callfit.CallRule` of a configuration, as a constant.
 
-    >>> lay, emb, stacked = layout_of(("GRU", False, 4, 6, 2, True, True, 0))
-    >>> lay.t_axis, lay.bs_axis, emb, stacked
-    (1, 0, 4, 4)
+    >>> rule = rule_of(("GRU", False, 4, 6, 2, True, True, 0))
+    >>> rule.t_axis, rule.bs_axis, rule.states[0]
+    (1, 0, ((4, 'bs', 6),))
     """
-    conv = Conventions(*key)
-    return conv.layout, conv.input_size, conv.stacked
+    return call_rule(Conventions(*key))
 
 
 def config_of(module: nn.Module) -> Key:
@@ -123,15 +121,15 @@ def _shape_differs(shape: Any, want: tuple[Any, ...]) -> bool:
     return any(_differs(a, b) for a, b in zip(shape, want, strict=True))
 
 
-def _state_bad(t: Any, want: tuple[Any, ...], dtype: torch.dtype | None, device: torch.device) -> bool:
-    if not isinstance(t, Tensor):
-        return True
-    return (_shape_differs(t.shape, want) or t.device != device
-            or (dtype is not None and t.dtype != dtype and not castable(t.dtype, dtype, device)))
+SYMBOLIC = Sizes(differs=_differs, shape_differs=_shape_differs,
+                 known_zero=lambda n: statically_known_true(n == 0), ints=_static)
+"""How the rule compares sizes while dynamo traces: a symbolic size as torch compares it; evidence from
+declared sizes only where the sizes are static (no guard is added for it)."""
 
 
 def compiled_fault(module: nn.Module, x: Any, hx: Any, decl: tuple[tuple[str, int], ...] | None) -> bool:
-    """True when the call ``module(x, hx)`` certainly does not fit (the same rules as the eager fast path).
+    """True when the call ``module(x, hx)`` certainly does not fit: the rule of :mod:`shapeviz.core.callfit`,
+    as the eager check reads it, with dynamo's comparisons (:data:`SYMBOLIC`).
 
     >>> cell = nn.GRUCell(4, 6)
     >>> compiled_fault(cell, torch.randn(2, 4), torch.zeros(2, 6), None)
@@ -141,52 +139,9 @@ def compiled_fault(module: nn.Module, x: Any, hx: Any, decl: tuple[tuple[str, in
     """
     if not isinstance(x, Tensor):
         return False  # PackedSequence and others: not checked while compiling
-    lay, emb, stacked = layout_of(config_of(module))
-    d = None if decl is None else dict(decl)
-    sh = x.shape
-    nd = len(sh)
-    if nd == lay.batched_ndim:
-        bs = sh[lay.bs_axis]
-        if lay.cell:
-            ints = _static(bs) if d is not None else None
-            if ints is not None and cell_suspect(d, ints[0]):  # type: ignore[arg-type]
-                return True
-            want_h: tuple[Any, ...] = (bs, lay.c_size)
-            want_c = want_h
-        else:
-            T = sh[lay.t_axis]
-            if statically_known_true(T == 0):
-                return True
-            ints = _static(bs, T) if d is not None else None
-            if ints is not None and layer_suspect(d, ints[0], ints[1]):  # type: ignore[arg-type]
-                return True
-            want_h, want_c = (stacked, bs, lay.h_out), (stacked, bs, lay.c_size)
-    elif nd == lay.unbatched_ndim:
-        if not lay.cell:
-            if statically_known_true(sh[0] == 0):
-                return True
-            ints = _static(sh[0]) if d is not None else None
-            if ints is not None and unbatched_ambiguous(d, ints[0]):  # type: ignore[arg-type]
-                return True
-        lead = () if lay.cell else (stacked,)
-        want_h, want_c = (*lead, lay.h_out), (*lead, lay.c_size)
-    else:
-        return True
-    if _differs(sh[-1], emb):
-        return True
-    w = module.weight_ih if lay.cell else module.weight_ih_l0  # Layout.weight_name, as dynamo reads it best
-    dtype, device = x.dtype, x.device
-    if device != w.device or (dtype != w.dtype and not castable(dtype, w.dtype, device)):
-        return True
-    if hx is None:
-        return False
-    if lay.state_arity == 1:
-        return _state_bad(hx, want_h, dtype, device)
-    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-        return True
-    # torch's LSTMCell promotes c_0's dtype; everywhere else state dtype must match
-    return _state_bad(hx[0], want_h, dtype, device) or _state_bad(hx[1], want_c, None if lay.cell else dtype,
-                                                                   device)
+    key = config_of(module)
+    w = module.weight_ih if key[1] else module.weight_ih_l0  # as dynamo reads it best
+    return call_fits(rule_of(key), x, hx, w, None if decl is None else dict(decl), SYMBOLIC) is None
 
 
 def _all_static(*values: Any) -> bool:

@@ -1,13 +1,18 @@
-"""The check of a call of a layer declared with ``sv.recurrent``: the rule, and its memo as a per-module hot path.
+"""The check of a call of a layer declared with ``sv.recurrent``: the one rule, and its memo as a per-module hot path.
 
->>> import torch
->>> gru = torch.nn.GRU(4, 6)
->>> fits(gru, conventions(gru), torch.randn(5, 2, 4), torch.zeros(1, 2, 6), None)  # (T=5, bs=2, emb=4)
-True
+>>> import torch, torch.nn as nn, shapeviz as sv
+>>> class Scratch(nn.Module):
+...     def __init__(self):
+...         super().__init__()
+...         self.n_in, self.n_h, self.cell = 4, 6, nn.RNNCell(4, 6)
+...     def forward(self, x, h):
+...         return x, h
+>>> _ = sv.recurrent(Scratch, input="T bs emb", state="bs h", sizes={"emb": "n_in", "h": "n_h"})
+>>> check_declared(Scratch(), torch.randn(5, 2, 4), torch.zeros(2, 6), None)  # (T=5, bs=2, emb=4): fits
 
-The rule is :meth:`Conventions.shapes` itself: a call fits when every dim of its input and of each state
-tensor is the size the conventions give for the call's ``T`` and ``bs``. A call that repeats the last one that
-fit (same input shape, declared sizes and module settings) is accepted by a closure of plain compares.
+A call fits by :func:`shapeviz.core.callfit.call_fits`, the rule every check reads, over the conventions the
+declaration compiles to. A call that repeats the last one that fit (same input shape, declared sizes and
+module settings) is accepted by a closure of plain compares.
 """
 
 from __future__ import annotations
@@ -20,14 +25,13 @@ from typing import Any
 import torch.nn as nn
 from torch import Tensor
 
+from shapeviz.core.callfit import call_fits, call_rule
 from shapeviz.core.declared import declaration_of
 from shapeviz.core.dimensions import DECLARED, live_declared
-from shapeviz.core.dtypes import castable
-from shapeviz.core.evidence import cell_suspect, layer_suspect
 from shapeviz.core.model import Conventions, conventions, module_weight
 from shapeviz.runtime.switches import ENV_DATA, ENV_KEY, dynamo_compiling, env_disabled, is_compiling
 
-__all__ = ["check_declared", "fits", "state_parts"]
+__all__ = ["check_declared", "state_parts"]
 
 
 def state_parts(conv: Conventions, s: Any) -> tuple[Any, ...] | None:
@@ -38,43 +42,6 @@ def state_parts(conv: Conventions, s: Any) -> tuple[Any, ...] | None:
     if isinstance(s, (tuple, list)) and len(s) == lay.state_arity:
         return tuple(s)
     return None
-
-
-def fits(module: nn.Module, conv: Conventions, x: Any, s: Any, decl: dict[str, int] | None) -> bool:
-    """True when ``module(x, s)`` fits ``conv``: every dim of the input and of each state tensor is the size
-    :meth:`Conventions.shapes` gives for the call's ``T`` and ``bs``, dtypes and devices agree, and no declared
-    size could say the layout is swapped (the diagnosis then weighs the evidence)."""
-    if not isinstance(x, Tensor):
-        return False
-    lay = conv.layout
-    sh = tuple(x.shape)
-    read = lay.seq_sizes(sh)
-    if read is None:
-        return False
-    T, bs, batched = read
-    if not batched or bs is None:  # a declared layer has its batched form only: anything else the long way
-        return False
-    if decl is not None and (cell_suspect(decl, bs) if lay.cell else T is not None and layer_suspect(decl, bs, T)):
-        return False
-    if not lay.cell and T == 0:
-        return False
-    want = conv.shapes(T, bs)
-    if sh != want["input"]:
-        return False
-    w = module_weight(module, lay)
-    if w is not None and (x.device != w.device or (x.dtype != w.dtype and not castable(x.dtype, w.dtype, x.device))):
-        return False
-    if s is None:
-        return True
-    parts = state_parts(conv, s)
-    if parts is None:
-        return False
-    for name, t in zip(conv.state_names, parts, strict=True):
-        if not isinstance(t, Tensor) or tuple(t.shape) != want[name] or t.device != x.device:
-            return False
-        if t.dtype != x.dtype and not castable(t.dtype, x.dtype, x.device):
-            return False
-    return True
 
 
 def _weight_path(module: nn.Module, conv: Conventions) -> tuple[str, ...] | None:
@@ -206,12 +173,11 @@ def check_declared(module: nn.Module, x: Any, s: Any, path: str | None) -> None:
         return
     conv = conventions(module)
     decl = DECLARED.get()
-    if fits(module, conv, x, s, decl):
+    wants = call_fits(call_rule(conv), x, s, module_weight(module, conv.layout), decl)  # the one rule
+    if wants is not None:
         if p is None or p.conv is not conv:
             p = _plans[id(module)] = _Plan(module, conv)
-        T, bs, _ = conv.layout.seq_sizes(tuple(x.shape))  # type: ignore[misc]
-        want = conv.shapes(T, bs)
-        p.remember(module, x.shape, decl, tuple(want[n] for n in conv.state_names))
+        p.remember(module, x.shape, decl, wants)
         return
     if decl is not None:
         decl = live_declared()

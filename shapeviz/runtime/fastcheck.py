@@ -24,46 +24,31 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
+from shapeviz.core.callfit import agrees, call_rule, expected, packed_states, states_fit
 from shapeviz.core.declared import declaration_of
 from shapeviz.core.dimensions import DECLARED, live_declared
-from shapeviz.core.dtypes import castable
-from shapeviz.core.evidence import cell_suspect, layer_suspect, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import RECURRENT_TYPES, Conventions, conventions, key_getter
 from shapeviz.runtime.hotpath import hot_path, no_memo, same_objects
 from shapeviz.runtime.switches import env_disabled, is_compiling
 
 
 class CallPlan:
-    """Plain ints read once from a module's :class:`~shapeviz.core.model.Layout` for the fast path, and the
-    memo of :func:`fit`: ``(shape, declared sizes, want_h, want_c)`` of the last input that fit (one tuple,
-    replaced whole, so a thread never reads one call's shape with another call's states), with :attr:`hot`,
-    the hot path made for that memo."""
+    """A module's :class:`~shapeviz.core.callfit.CallRule` and the settings it was read from, and the memo of
+    :func:`fit`: ``(shape, declared sizes, want_h, want_c)`` of the last input that fit (one tuple, replaced
+    whole, so a thread never reads one call's shape with another call's states), with :attr:`hot`, the hot path
+    made for that memo."""
 
-    __slots__ = ("_made", "_memo", "arity", "bs_axis", "cell", "conv", "emb", "from_dict", "getkey", "hc", "hh",
-                 "hot", "key", "ld", "nd_batched", "nd_unbatched", "ref", "t_axis", "unbatched_c", "unbatched_h",
-                 "wname")
+    __slots__ = ("_made", "_memo", "arity", "conv", "from_dict", "getkey", "hot", "key", "ref", "rule", "wname")
 
     def __init__(self, module: torch.nn.Module, conv: Conventions) -> None:
-        lay = conv.layout
         self.conv = conv
-        self.cell = lay.cell
+        self.rule = call_rule(conv)
         self.getkey, self.from_dict = key_getter(module)
         self.key = self.getkey(module.__dict__ if self.from_dict else module)
         mid = id(module)
         self.ref = weakref.ref(module, lambda ref: _forget(mid, ref))
-        self.t_axis = -1 if lay.t_axis is None else lay.t_axis
-        self.bs_axis = lay.bs_axis
-        self.nd_batched = lay.batched_ndim
-        self.nd_unbatched = lay.unbatched_ndim
-        self.arity = lay.state_arity
-        self.emb = conv.input_size
-        self.hh = lay.h_out  # last dim of h
-        self.hc = lay.c_size  # last dim of c
-        self.ld = conv.stacked
-        lead = () if lay.cell else (self.ld,)
-        self.unbatched_h = (*lead, lay.h_out)  # the state of an unbatched call: (layers*D, h) or (h,)
-        self.unbatched_c = (*lead, lay.c_size)
-        self.wname = lay.weight_name
+        self.arity = self.rule.arity
+        self.wname = conv.layout.weight_name
         self._memo: tuple = (None, None, (), ())
         self._made: tuple | None = None  # the settings' objects the hot path compares with
         self.hot: Callable[[torch.nn.Module, Any, Any], bool] = no_memo  # until a call fits
@@ -112,9 +97,8 @@ def weight(module: torch.nn.Module, p: CallPlan) -> Tensor:
 
 
 def fit(p: CallPlan, sh: tuple[int, ...], decl: dict[str, int] | None) -> tuple[tuple[int, ...], ...] | None:
-    """The shapes ``(h, c)`` a state must have for an input of shape ``sh``, or None when ``sh`` does not fit
-    (or a declared size could say it is laid out wrong: the diagnosis then weighs the evidence). The shape
-    rule of the fast path, in plain int compares.
+    """The shapes ``(h, c)`` a state must have for an input of shape ``sh``, or None when ``sh`` does not fit:
+    :func:`shapeviz.core.callfit.expected`, the one rule (a one-tensor state's pair is ``(h, h)``).
 
     >>> import torch.nn as nn
     >>> from shapeviz.core.model import conventions
@@ -122,34 +106,14 @@ def fit(p: CallPlan, sh: tuple[int, ...], decl: dict[str, int] | None) -> tuple[
     >>> fit(CallPlan(lstm, conventions(lstm)), (5, 3, 10), None)  # (T=5, bs=3, emb=10)
     ((2, 3, 20), (2, 3, 20))
     """
-    nd = len(sh)
-    if nd == p.nd_batched:
-        bs = sh[p.bs_axis]
-        if p.cell:
-            if decl is not None and cell_suspect(decl, bs):
-                return None
-            want_h: tuple[int, ...] = (bs, p.hc)
-            want_c = want_h
-        else:
-            T = sh[p.t_axis]
-            if T == 0 or (decl is not None and layer_suspect(decl, bs, T)):
-                return None
-            want_h, want_c = (p.ld, bs, p.hh), (p.ld, bs, p.hc)
-    elif nd == p.nd_unbatched:
-        if not p.cell and (sh[0] == 0 or (decl is not None and unbatched_ambiguous(decl, sh[0]))):
-            return None  # an unbatched layer input is (T, emb)
-        want_h, want_c = p.unbatched_h, p.unbatched_c
-    else:
-        return None
-    if sh[-1] != p.emb:
-        return None
-    return want_h, want_c
+    wants = expected(p.rule, sh, decl)
+    return None if wants is None else (wants[0], wants[-1])
 
 
 def fast_ok(module: torch.nn.Module, p: CallPlan, x: Any, hx: Any, decl: dict[str, int] | None) -> bool:
-    """True when the call fits; False hands over to :func:`shapeviz.runtime.diagnosis.diagnose`. The rule
-    itself (:func:`check_input` first asks the plan's hot path, which compares a call with the memo of
-    :func:`fit` this leaves).
+    """True when the call fits (:mod:`shapeviz.core.callfit`); False hands over to
+    :func:`shapeviz.runtime.diagnosis.diagnose`. A tensor input's state shapes are left as the plan's memo,
+    which :func:`check_input` compares a repeat call with first (the plan's hot path).
 
     >>> import torch, torch.nn as nn
     >>> gru = nn.GRU(4, 6)
@@ -157,52 +121,23 @@ def fast_ok(module: torch.nn.Module, p: CallPlan, x: Any, hx: Any, decl: dict[st
     True
     """
     if not isinstance(x, Tensor):
-        if isinstance(x, PackedSequence) and not p.cell:
-            return _packed_ok(module, p, x, hx, decl)
+        if isinstance(x, PackedSequence):
+            wants = packed_states(p.rule, x.data, x.batch_sizes, decl)
+            data = x.data
+            return wants is not None and agrees(data, *_weight_of(module, p)) and states_fit(
+                p.rule, hx, wants, data.dtype, data.device)
         return False  # non-tensors take the slow path
     sh = x.shape
-    want = fit(p, sh, decl)
-    if want is None:
+    wants = expected(p.rule, sh, decl)
+    if wants is None:
         return False
-    p.memo = (sh, decl, *want)  # one tuple, replaced whole (threads); check_module_call compares with it
+    p.memo = (sh, decl, wants[0], wants[-1])  # one tuple, replaced whole (threads); check_input compares with it
+    return agrees(x, *_weight_of(module, p)) and states_fit(p.rule, hx, wants, x.dtype, x.device)
+
+
+def _weight_of(module: torch.nn.Module, p: CallPlan) -> tuple[torch.dtype, torch.device]:
     w = weight(module, p)
-    dtype = x.dtype
-    device = x.device
-    if device != w.device or (dtype != w.dtype and not castable(dtype, w.dtype, device)):
-        return False
-    return _states_ok(p, hx, want[0], want[1], dtype, device)
-
-
-def _state_ok(t: Any, want: tuple[int, ...], dtype: torch.dtype | None, device: torch.device) -> bool:
-    return (isinstance(t, Tensor) and t.shape == want and t.device == device
-            and (dtype is None or t.dtype == dtype or castable(t.dtype, dtype, device)))
-
-
-def _states_ok(p: CallPlan, hx: Any, want_h: tuple[int, ...], want_c: tuple[int, ...], dtype: torch.dtype,
-               device: torch.device) -> bool:
-    if hx is None:
-        return True
-    if p.arity == 1:
-        return _state_ok(hx, want_h, dtype, device)
-    if not isinstance(hx, (tuple, list)) or len(hx) != p.arity:
-        return False
-    return _state_ok(hx[0], want_h, dtype, device) and _state_ok(
-        hx[1], want_c, None if p.cell else dtype, device)
-
-
-def _packed_ok(module: torch.nn.Module, p: CallPlan, x: PackedSequence, hx: Any, decl: dict | None) -> bool:
-    data, batch_sizes = x.data, x.batch_sizes
-    if not isinstance(data, Tensor) or data.dim() != 2 or data.shape[1] != p.emb:
-        return False
-    if batch_sizes.dim() != 1 or batch_sizes.numel() == 0 or batch_sizes.device.type != "cpu":
-        return False
-    bs = int(batch_sizes[0])  # a CPU tensor, as torch reads it: no device sync
-    if decl is not None and packed_swapped(decl, bs, batch_sizes.numel()):
-        return False
-    w = weight(module, p)
-    if (data.dtype != w.dtype and not castable(data.dtype, w.dtype, data.device)) or data.device != w.device:
-        return False
-    return _states_ok(p, hx, (p.ld, bs, p.hh), (p.ld, bs, p.hc), data.dtype, data.device)
+    return w.dtype, w.device
 
 
 class _Missing:
