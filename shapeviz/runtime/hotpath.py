@@ -49,41 +49,47 @@ def make(sh, decl0, want_h, want_c, key, getkey, wname, env, env_key, decl_now, 
             return False
         d = m.__dict__
         try:
-            if x.shape != sh or {config}:
+            if x.shape != sh or {config} or {decl}:
                 return False
-            w = d["_parameters"].get(wname)
-        except KeyError:  # a setting deleted since: the long way says what is wrong
-            return False
-        decl = decl_now()
-        if decl is not decl0 and decl != decl0:
-            return False
-        dtype = x.dtype
-        if w is None or dtype is not w.dtype:
-            return False
-        if x.is_cpu:
-            if not w.is_cpu:
+            w = d["_parameters"][wname]
+            dtype = x.dtype
+            if x.is_cpu:
+                if hx is None:
+                    return w.dtype is dtype and w.is_cpu
+{cpu}
+            device = x.device
+            if w.dtype is not dtype or device != w.device:
                 return False
             if hx is None:
                 return True
-{cpu}
-        device = x.device
-        if device != w.device:
-            return False
-        if hx is None:
-            return True
 {other}
+        except (KeyError, AttributeError, ValueError):  # a setting or the weight deleted since, a state of
+            return False  # another arity: the long way says what is wrong
     return hot
 """
-_ONE = """            return type(hx) is tensor and hx.shape == want_h and hx.dtype is dtype and hx.{on}"""
-_TWO = """            if type(hx) is not tuple:
-                return False
-            try:
+_ONE = """\
+                return (type(hx) is tensor and hx.shape == want_h and w.dtype is dtype and hx.dtype is dtype
+                        and w.is_cpu and hx.is_cpu)"""
+_TWO = """\
+                if type(hx) is not tuple:
+                    return False
                 h, c = hx
-            except ValueError:
+                return (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
+                        and w.dtype is dtype and h.dtype is dtype and c.dtype is dtype and w.is_cpu and h.is_cpu
+                        and c.is_cpu)"""
+_ONE_OTHER = """\
+            return type(hx) is tensor and hx.shape == want_h and hx.dtype is dtype and hx.device == device"""
+_TWO_OTHER = """\
+            if type(hx) is not tuple:
                 return False
+            h, c = hx
             return (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
-                    and h.dtype is dtype and c.dtype is dtype and h.{on} and c.{on})"""
-_MAKERS: dict[tuple[int, tuple[str, ...] | None], Callable[..., Callable[[torch.nn.Module, Any, Any], bool]]] = {}
+                    and h.dtype is dtype and c.dtype is dtype and h.device == device and c.device == device)"""
+_MAKERS: dict[tuple[int, tuple[str, ...] | None, bool], Callable[..., Callable[[torch.nn.Module, Any, Any], bool]]] = {}
+
+# RNNBase.mode (``"LSTM"``, ``"RNN_TANH"`` …): in the plan's key, but no shape reads it (conventions() takes the
+# family from the class), so the hot path does not compare it; a changed mode still makes a new plan
+_NOT_SHAPE = frozenset({"mode"})
 
 
 def _config_names(getkey: Any) -> tuple[str, ...] | None:
@@ -97,12 +103,14 @@ def _config_names(getkey: Any) -> tuple[str, ...] | None:
     return names
 
 
-def _maker(arity: int, names: tuple[str, ...] | None) -> Callable[..., Callable[[torch.nn.Module, Any, Any], bool]]:
-    """The factory of hot paths for one state arity and one set of setting names, written out once (names are
-    core's fixed setting names, checked to be identifiers; no user text): each setting is compared by identity
-    with the object the memo's call read (a new equal object sends one call the long way, which makes the hot
-    path afresh), a plain ``d[name] is not k`` where ``getkey(d) != key`` would build a tuple."""
-    made = _MAKERS.get((arity, names))
+def _maker(arity: int, names: tuple[str, ...] | None,
+           declared: bool) -> Callable[..., Callable[[torch.nn.Module, Any, Any], bool]]:
+    """The factory of hot paths for one state arity, one set of setting names and whether the memo holds declared
+    sizes, written out once (names are core's fixed setting names, checked to be identifiers; no user text): each
+    setting the shape rule reads is compared by identity with the object the memo's call read (a new equal object
+    sends one call the long way, which makes the hot path afresh), a plain ``d[name] is not k`` where
+    ``getkey(d) != key`` would build a tuple."""
+    made = _MAKERS.get((arity, names, declared))
     if made is not None:
         return made
     if names is None:
@@ -110,13 +118,13 @@ def _maker(arity: int, names: tuple[str, ...] | None) -> Callable[..., Callable[
     else:
         ks = [f"k{i}" for i in range(len(names))]
         unpack = f"{', '.join(ks)}, = key"
-        config = " or ".join(f"d[{n!r}] is not {k}" for n, k in zip(names, ks))
-    states = _ONE if arity == 1 else _TWO
-    src = _HOT.format(unpack=unpack, config=config, cpu=states.format(on="is_cpu"),
-                      other=states.format(on="device == device"))
+        config = " or ".join(f"d[{n!r}] is not {k}" for n, k in zip(names, ks) if n not in _NOT_SHAPE)
+    decl = "((decl := decl_now()) is not decl0 and decl != decl0)" if declared else "decl_now() is not None"
+    src = _HOT.format(unpack=unpack, config=config, decl=decl, cpu=_ONE if arity == 1 else _TWO,
+                      other=_ONE_OTHER if arity == 1 else _TWO_OTHER)
     namespace: dict[str, Any] = {}
     exec(compile(src, f"<shapeviz hot path: {arity} state(s), {names}>", "exec"), {}, namespace)
-    made = _MAKERS[(arity, names)] = namespace["make"]
+    made = _MAKERS[(arity, names, declared)] = namespace["make"]
     return made
 
 
@@ -136,6 +144,6 @@ def hot_path(p: CallPlan, memo: tuple, key: tuple | None) -> Callable[[torch.nn.
     if key is None or memo[0] is None:
         return no_memo
     names = _config_names(p.getkey) if p.from_dict else None
-    make = _maker(p.arity, names)
+    make = _maker(p.arity, names, memo[1] is not None)
     return make(memo[0], memo[1], memo[2], memo[3], key if names is not None else p.key, p.getkey, p.wname,
                 ENV_DATA, ENV_KEY, DECLARED.get, Tensor, dynamo_compiling)

@@ -272,3 +272,26 @@ def test_check_call_reads_arguments_as_torch_does() -> None:
     sv.check_call(m)  # no input: nothing to check, as before
     with pytest.raises(sv.ShapeError, match="input_size"):
         sv.check_call(m, input=torch.randn(5, 3, 9))
+
+
+@pytest.mark.parametrize("m", [nn.LSTM(4, 6, 2, bidirectional=True), nn.GRU(4, 6), nn.LSTMCell(4, 6)])
+def test_the_hot_path_rereads_every_setting_the_shape_rule_reads(m: nn.Module) -> None:
+    """Each setting conventions() reads sends a repeat call the long way once it changes; RNNBase.mode, which no
+    shape reads (the family is the class's), is the one setting of the plan's key the hot path leaves out."""
+    x = torch.randn(3, 4) if isinstance(m, nn.LSTMCell) else torch.randn(5, 3, 4)
+    sv.check_call(m, x)
+    plan = fastcheck.plan_for(m)
+    assert plan.hot(m, x, None)
+    shape_settings = ["input_size", "hidden_size"]
+    if isinstance(m, nn.RNNBase):
+        shape_settings += ["num_layers", "bidirectional", "batch_first", "proj_size"]
+    for name in shape_settings:
+        before = m.__dict__[name]
+        m.__dict__[name] = (not before) if isinstance(before, bool) else before + 1  # the way a setting changes
+        assert not plan.hot(m, x, None), name
+        m.__dict__[name] = before
+        assert plan.hot(m, x, None), name
+    if isinstance(m, nn.RNNBase):
+        conv = conventions(m)
+        m.mode = "GRU" if m.mode == "LSTM" else "LSTM"  # nothing a shape depends on
+        assert conventions(m) == conv
