@@ -261,3 +261,48 @@ def test_the_layer_scan_sees_lazy_imports(tmp_path: Path) -> None:
                       "def f():\n    from shapeviz.render.html import shape_error_html\n"
                       "    import shapeviz.tracing.session\n    from shapeviz import _views\n", encoding="utf-8")
     assert _imports_of(source) == {"core", "render", "tracing", "_views"}
+
+
+# the sizes and ndims a recurrent call must have, as Conventions/Layout state them: only core/callfit.py turns them
+# into what a call is expected to be (every other module reads the rule's CallRule, expected(), state_shapes())
+CALL_SIZES = frozenset({"input_size", "hidden_size", "proj_size", "h_out", "c_size", "stacked", "batched_ndim",
+                        "unbatched_ndim", "state_arity", "state_batched_ndim", "state_tuple"})
+FIT_JUDGES = ("runtime/", "apps/")  # what checks or diagnoses a recurrent call (annotations/ calls check_call)
+
+
+def _fit_comparisons(source: str) -> list[str]:
+    """Comparisons that judge a call against the conventions outside the rule's home: an operand that reads one of
+    :data:`CALL_SIZES`, or a ``len(...)`` tested for equality with a literal arity or ndim (``len(hx) != 2``)."""
+    bad = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Compare):
+            continue
+        operands = [node.left, *node.comparators]
+        read = sorted({n.attr for op in operands for n in ast.walk(op)
+                       if isinstance(n, ast.Attribute) and n.attr in CALL_SIZES})
+        literal_len = (all(isinstance(o, (ast.Eq, ast.NotEq)) for o in node.ops)
+                       and any(isinstance(op, ast.Call) and isinstance(op.func, ast.Name) and op.func.id == "len"
+                               for op in operands)
+                       and any(isinstance(op, ast.Constant) and type(op.value) is int and op.value > 1
+                               for op in operands))
+        if read or literal_len:
+            why = f"reads {', '.join(read)}" if read else "a literal length"
+            bad.append(f"line {node.lineno}: {ast.unparse(node)} ({why})")
+    return bad
+
+
+def test_one_call_fit_rule() -> None:
+    """Issue 23: the call-fit rule has one home (core/callfit.py); the fast path, the compiled path, declared layers
+    and the diagnosis read what a call is expected to be from it, never from Conventions/Layout again."""
+    bad = [f"shapeviz/{_rel(p)}: {b}" for p in SOURCES if _rel(p).startswith(FIT_JUDGES)
+           for b in _fit_comparisons(p.read_text(encoding="utf-8"))]
+    assert not bad, ("read what a call must be from shapeviz.core.callfit (CallRule, expected, state_shapes, "
+                     "state_parts):\n" + "\n".join(bad))
+
+
+def test_the_fit_rule_scan_finds_violations() -> None:
+    source = ("if sh[-1] != conv.input_size: pass\n"
+              "if len(hx) != 2: pass\n"
+              "if x.dim() == lay.batched_ndim + 1: pass\n"
+              "if sh[-1] != want[-1] or len(sh) != rule.nd_batched or len(words) >= 2: pass\n")
+    assert [b.split(":")[0] for b in _fit_comparisons(source)] == ["line 1", "line 2", "line 3"]

@@ -34,8 +34,8 @@ from shapeviz.core.dtypes import castable
 from shapeviz.core.evidence import cell_suspect, layer_suspect, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import Conventions
 
-__all__ = ["EAGER", "CallRule", "Sizes", "agrees", "call_fits", "call_rule", "expected", "input_shape",
-           "packed_states", "state_shapes", "states_fit"]
+__all__ = ["EAGER", "CallRule", "Sizes", "agrees", "call_fits", "call_rule", "dtype_fits", "expected", "input_shape",
+           "packed_batch", "packed_states", "state_batch", "state_parts", "state_shapes", "states_fit"]
 
 Slot = int | str  # a template dim: a constant size, or "bs", "T" or a product such as "bs*k"
 Template = tuple[Slot, ...]
@@ -75,17 +75,15 @@ class CallRule:
     nd_unbatched: int  # -1: no unbatched form (a declared layer)
     inputs: tuple[Template, Template | None]  # the input's template, batched and unbatched
     states: tuple[tuple[Template, ...], tuple[Template, ...] | None]  # each state tensor's, the same two ways
+    state_bs_axis: int  # the axis of bs in a batched state tensor
+    arity: int  # the number of state tensors
+    state_ndim: int  # the number of dims of a batched state tensor
     as_tuple: bool  # the state is a tuple (an LSTM's (h, c), a declared 1-tuple), not one tensor
     loose_dtype: tuple[bool, ...]  # per state: its dtype need not be the input's (torch's LSTMCell's c_0)
     bindings: tuple[tuple[str, int], ...]  # the module's own sizes, for a template dim such as "bs*k"
     consts: tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]  # (axis, size) of the input's constant
     products: bool  # a template dim multiplies T or bs ("bs*k", declared layers only)
     cache: dict = field(default_factory=dict, compare=False, repr=False)  # (T, bs, batched) -> state shapes
-
-    @property
-    def arity(self) -> int:
-        """The number of state tensors."""
-        return len(self.states[0])
 
 
 def call_rule(conv: Conventions) -> CallRule:
@@ -120,7 +118,9 @@ def _make(conv: Conventions) -> CallRule:
                    for d in t or ())
     return CallRule(cell=lay.cell, t_axis=-1 if lay.t_axis is None else lay.t_axis, bs_axis=lay.bs_axis,
                     nd_batched=lay.batched_ndim, nd_unbatched=lay.unbatched_ndim, inputs=(in_b, in_u),
-                    states=(st_b, st_u), as_tuple=lay.state_arity > 1 or lay.state_tuple, loose_dtype=loose,
+                    states=(st_b, st_u), state_bs_axis=lay.state_bs_axis,
+                    arity=len(st_b), state_ndim=len(st_b[0]),
+                    as_tuple=lay.state_arity > 1 or lay.state_tuple, loose_dtype=loose,
                     bindings=tuple(sizes.items()), consts=consts, products=products)  # type: ignore[arg-type]
 
 
@@ -218,14 +218,55 @@ def expected(rule: CallRule, sh: Sequence[Any], decl: dict[str, int] | None,
     return wants
 
 
+def dtype_fits(dtype: Any, want: Any, device: Any) -> bool:
+    """A tensor of ``dtype`` on ``device`` fits where ``want`` is expected: the same, or one torch casts to it
+    there (autocast is on).
+
+    >>> import torch
+    >>> cpu = torch.device("cpu")
+    >>> dtype_fits(torch.float32, torch.float32, cpu), dtype_fits(torch.float16, torch.float32, cpu)  # no autocast
+    (True, False)
+    """
+    return dtype == want or castable(dtype, want, device)
+
+
 def agrees(t: Tensor, dtype: Any, device: Any) -> bool:
-    """``t`` is on ``device`` and its dtype is ``dtype`` or one torch casts to it there (None: any dtype).
+    """``t`` is on ``device`` and its dtype fits ``dtype`` (:func:`dtype_fits`; None: any dtype).
 
     >>> import torch
     >>> agrees(torch.zeros(2), torch.float32, torch.device("cpu")), agrees(torch.zeros(2), torch.int64, None)
     (True, False)
     """
-    return t.device == device and (dtype is None or t.dtype == dtype or castable(t.dtype, dtype, device))
+    return t.device == device and (dtype is None or dtype_fits(t.dtype, dtype, device))
+
+
+def state_parts(rule: CallRule, hx: Any) -> tuple[Any, ...] | None:
+    """The call's state as its parts in the rule's order (``(h_0, c_0)``, or ``(h_0,)``), or None when its
+    structure is wrong (one tensor where a tuple is taken, a tuple of the wrong length, a tuple where one
+    tensor is taken); the parts themselves are not judged.
+
+    >>> rule = call_rule(Conventions("LSTM", cell=False, input_size=4, hidden_size=6))
+    >>> state_parts(rule, (1, 2)), state_parts(rule, [1, 2, 3])
+    ((1, 2), None)
+    """
+    if rule.as_tuple:
+        return tuple(hx) if isinstance(hx, (tuple, list)) and len(hx) == rule.arity else None
+    return None if isinstance(hx, (tuple, list)) else (hx,)
+
+
+def state_batch(rule: CallRule, hx: Any) -> int | None:
+    """The batch of the call's own first state tensor when it is batched (evidence that outranks declared
+    sizes), else None.
+
+    >>> import torch
+    >>> rule = call_rule(Conventions("GRU", cell=False, input_size=4, hidden_size=6))
+    >>> state_batch(rule, torch.zeros(1, 3, 6)), state_batch(rule, torch.zeros(1, 6))
+    (3, None)
+    """
+    first = hx[0] if rule.as_tuple and isinstance(hx, (tuple, list)) and hx else hx
+    if isinstance(first, Tensor) and first.dim() == rule.state_ndim:
+        return int(first.shape[rule.state_bs_axis])
+    return None
 
 
 def states_fit(rule: CallRule, hx: Any, wants: tuple[tuple[Any, ...], ...], dtype: Any, device: Any,
@@ -241,17 +282,14 @@ def states_fit(rule: CallRule, hx: Any, wants: tuple[tuple[Any, ...], ...], dtyp
     """
     if hx is None:
         return True
-    if rule.as_tuple:
-        if not isinstance(hx, (tuple, list)) or len(hx) != len(wants):
-            return False
-        parts: Sequence[Any] = hx
-    else:
-        parts = (hx,)
+    parts = state_parts(rule, hx)
+    if parts is None:
+        return False
     loose = rule.loose_dtype
     for i, t in enumerate(parts):
         if not isinstance(t, Tensor) or cmp.shape_differs(t.shape, wants[i]) or t.device != device:
             return False
-        if not (loose[i] or t.dtype == dtype or castable(t.dtype, dtype, device)):
+        if not (loose[i] or dtype_fits(t.dtype, dtype, device)):
             return False
     return True
 
@@ -290,9 +328,23 @@ def packed_states(rule: CallRule, data: Any, batch_sizes: Any, decl: dict[str, i
         return None
     if data.shape[1] != rule.inputs[1][-1]:  # type: ignore[index]
         return None
-    if batch_sizes.dim() != 1 or batch_sizes.numel() == 0 or batch_sizes.device.type != "cpu":
+    sizes = packed_batch(batch_sizes)
+    if sizes is None or (decl is not None and packed_swapped(decl, *sizes)):
         return None
-    bs = int(batch_sizes[0])  # a CPU tensor, as torch reads it: no device sync
-    if decl is not None and packed_swapped(decl, bs, batch_sizes.numel()):
+    return state_shapes(rule, None, sizes[0])
+
+
+def packed_batch(batch_sizes: Any) -> tuple[int, int] | None:
+    """``(bs, steps)`` of a PackedSequence's ``batch_sizes`` (a non-empty 1-D int64 CPU tensor, as
+    ``pack_padded_sequence`` makes it), or None when it is not one.
+
+    >>> import torch
+    >>> packed_batch(torch.tensor([3, 2, 2])), packed_batch(torch.tensor([]))
+    ((3, 3), None)
+    """
+    import torch
+
+    if (batch_sizes.dim() != 1 or batch_sizes.numel() == 0 or batch_sizes.device.type != "cpu"
+            or batch_sizes.dtype != torch.int64):
         return None
-    return state_shapes(rule, None, bs)
+    return int(batch_sizes[0]), int(batch_sizes.numel())  # a CPU tensor, as torch reads it: no device sync

@@ -31,17 +31,7 @@ from shapeviz.core.dimensions import DECLARED, live_declared
 from shapeviz.core.model import Conventions, conventions, module_weight
 from shapeviz.runtime.switches import ENV_DATA, ENV_KEY, dynamo_compiling, env_disabled, is_compiling
 
-__all__ = ["check_declared", "state_parts"]
-
-
-def state_parts(conv: Conventions, s: Any) -> tuple[Any, ...] | None:
-    """The state's tensors in the order the conventions name them, or None when its structure is wrong."""
-    lay = conv.layout
-    if lay.state_arity == 1 and not lay.state_tuple:
-        return (s,) if isinstance(s, Tensor) else None
-    if isinstance(s, (tuple, list)) and len(s) == lay.state_arity:
-        return tuple(s)
-    return None
+__all__ = ["check_declared"]
 
 
 def _weight_path(module: nn.Module, conv: Conventions) -> tuple[str, ...] | None:
@@ -97,8 +87,8 @@ def _hot(conv: Conventions, sh: Any, decl0: dict[str, int] | None, states: tuple
     """True when a call repeats the one that fit (its input shape, declared sizes, the module's settings,
     dtypes, devices and state shapes); False sends it the long way (never an error). The plan is its module's:
     ``_plans`` drops it when the module dies, so a plan found by ``id`` belongs to the module given."""
-    lay = conv.layout
-    arity, as_tuple = lay.state_arity, lay.state_tuple or lay.state_arity > 1
+    rule = call_rule(conv)
+    arity, as_tuple = rule.arity, rule.as_tuple
     env, env_key, decl_now, tensor, dynamo = ENV_DATA, ENV_KEY, DECLARED.get, Tensor, dynamo_compiling
     sub, deeper, pname = (path[0] if len(path) > 1 else None), path[1:-1], path[-1]
     want_h, want_c = (states + ((), ()))[:2]

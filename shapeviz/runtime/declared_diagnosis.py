@@ -24,10 +24,9 @@ import torch
 from torch import Tensor
 
 from shapeviz._errors import ShapeError
-from shapeviz.core.dtypes import castable
+from shapeviz.core.callfit import call_rule, dtype_fits, input_shape, state_batch, state_parts, state_shapes
 from shapeviz.core.evidence import cell_swapped, layer_swapped
 from shapeviz.core.model import Conventions, module_weight
-from shapeviz.runtime.declared_check import state_parts
 from shapeviz.runtime.diagnosis import cell_swap_error
 
 __all__ = ["diagnose_declared"]
@@ -39,6 +38,7 @@ class _Call:
     def __init__(self, conv: Conventions, decl: dict[str, int] | None, path: str | None) -> None:
         self.conv = conv
         self.lay = conv.layout
+        self.rule = call_rule(conv)  # what the call was expected to be: the one rule's (core.callfit)
         self.decl = decl or {}
         self.where = f"{path}: {conv.label}" if path else conv.label
         self.T: int | None = None
@@ -90,18 +90,18 @@ def diagnose_declared(module: torch.nn.Module, conv: Conventions, x: Any, s: Any
                                            f"or x = F.one_hot(tokens, num_classes={conv.input_size}).float()"],
                      f"got integer {x.dtype} data: token ids must be embedded or one-hot encoded first",
                      expected=f"{c.named('input')} of dtype {w.dtype}")
-    if len(sh) != lay.batched_ndim:
+    if len(sh) != c.rule.nd_batched:
         return c.err("input_ndim", "input", x, [f"x = x.reshape{c.zeros('input')}  # a {conv.kind} takes {seq}"],
                      f"expected {lay.batched_ndim} dims {seq}, received a {len(sh)}-dim tensor")
     c.bs = sh[lay.bs_axis]
     c.T = None if lay.t_axis is None else sh[lay.t_axis]
-    parts = state_parts(conv, s)
-    state_bs = _state_bs(conv, parts)
+    parts = None if s is None else state_parts(c.rule, s)
+    state_bs = state_batch(c.rule, s)
     bad = _swap(c, x, sh, state_bs)
     if bad is not None:
         return bad
-    want = conv.shapes(c.T, c.bs)["input"]
-    for i, (got, size) in enumerate(zip(sh, want, strict=True)):
+    want = input_shape(c.rule, c.T, c.bs)
+    for i, (got, size) in enumerate(zip(sh, want, strict=True)):  # type: ignore[arg-type]
         if size is not None and got != size:
             name = conv.dim_exprs()["input"][i]
             hints = [f"x = proj(x)  # nn.Linear({got}, {size}) maps {name}={got} -> {size}", c.rebuild(name, got)]
@@ -120,15 +120,6 @@ def diagnose_declared(module: torch.nn.Module, conv: Conventions, x: Any, s: Any
         if bad is not None:
             return bad
     return None if s is None else _state(c, x, s, parts)
-
-
-def _state_bs(conv: Conventions, parts: tuple[Any, ...] | None) -> int | None:
-    """The batch of the call's own first state tensor (evidence that outranks declared sizes), if it has one."""
-    lay = conv.layout
-    first = parts[0] if parts else None
-    if isinstance(first, Tensor) and first.dim() == lay.state_batched_ndim:
-        return int(first.shape[lay.state_bs_axis])
-    return None
 
 
 def _swap(c: _Call, x: Tensor, sh: tuple[int, ...], state_bs: int | None) -> ShapeError | None:
@@ -157,11 +148,11 @@ def _swap(c: _Call, x: Tensor, sh: tuple[int, ...], state_bs: int | None) -> Sha
 
 
 def _state(c: _Call, x: Tensor, s: Any, parts: tuple[Any, ...] | None) -> ShapeError | None:
-    conv, lay = c.conv, c.lay
+    conv = c.conv
     names = conv.state_names
     want_text = ", ".join(f"{n} {c.named(n)}" for n in names)
     if parts is None:
-        if lay.state_tuple or lay.state_arity > 1:
+        if c.rule.as_tuple:
             n = len(s) if isinstance(s, (tuple, list)) else type(s).__name__
             parens = ", ".join(f"torch.zeros{c.zeros(n_)}" for n_ in names)
             return c.err("state_type", names[0], f"{type(s).__name__} of {n}" if isinstance(s, (tuple, list))
@@ -172,7 +163,7 @@ def _state(c: _Call, x: Tensor, s: Any, parts: tuple[Any, ...] | None) -> ShapeE
         got = f"{type(s).__name__} of {len(s)}" if isinstance(s, (tuple, list)) else type(s).__name__
         return c.err("state_type", names[0], got, [f"{c.var}(x, h0)  # one tensor {c.named(names[0])}"],
                      f"{conv.kind} takes its state as one tensor", expected=want_text)
-    want = conv.shapes(c.T, c.bs)
+    want = dict(zip(names, state_shapes(c.rule, c.T, c.bs), strict=True))
     dims = conv.dim_exprs()
     for name, t in zip(names, parts, strict=True):
         short = name.replace("_", "")
@@ -204,7 +195,7 @@ def _state(c: _Call, x: Tensor, s: Any, parts: tuple[Any, ...] | None) -> ShapeE
 def _dtype_device(c: _Call, arg: str, t: Tensor, dtype: torch.dtype, device: torch.device,
                   ref: str) -> ShapeError | None:
     short = "x" if arg == "input" else arg.replace("_", "")
-    if t.dtype != dtype and not castable(t.dtype, dtype, t.device):
+    if not dtype_fits(t.dtype, dtype, t.device):
         return c.err("dtype", arg, t, [f"{short} = {short}.to({dtype})  # or {c.var}.to({t.dtype})"],
                      f"dtype {t.dtype} does not match the dtype of the {ref}, {dtype}",
                      expected=f"{c.named(arg)} of dtype {dtype}")

@@ -17,9 +17,9 @@ from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz._errors import ShapeError
-from shapeviz.core.dtypes import castable
+from shapeviz.core.callfit import call_rule, dtype_fits, packed_batch, state_batch, state_parts, state_shapes
 from shapeviz.core.evidence import cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
-from shapeviz.core.model import Conventions, Layout, module_weight
+from shapeviz.core.model import Conventions, module_weight
 from shapeviz.tracing.flow import known_names
 
 
@@ -30,6 +30,8 @@ class _Ctx:
                  path: str | None) -> None:
         self.module = module
         self.conv = conv
+        self.rule = call_rule(conv)  # what the call was expected to be: the one rule's (core.callfit)
+        self.emb: int = self.rule.inputs[0][-1]  # type: ignore[assignment]
         self.decl = decl or {}
         self.where = f"{path}: {conv.label}" if path else conv.label
         self.var = conv.kind.lower() if not conv.cell else "cell"
@@ -85,10 +87,10 @@ def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor | None, ref_name: st
                   dtype: bool = True) -> ShapeError | None:
     if ref is None:  # a declared layer without parameters: nothing to agree with
         return None
-    if dtype and t.dtype != ref.dtype and not castable(t.dtype, ref.dtype, t.device):
+    if dtype and not dtype_fits(t.dtype, ref.dtype, t.device):
         if not t.dtype.is_floating_point and not t.dtype.is_complex and arg == "input":
-            emb = c.conv.input_size
-            if c.conv.layout.bs_axis == 0:  # batch-major: (bs, T) tokens embed without a transpose
+            emb = c.emb
+            if c.rule.bs_axis == 0:  # batch-major: (bs, T) tokens embed without a transpose
                 hint = [f"x = embedding(tokens)  # (bs, T) tokens -> (bs, T, emb={emb})",
                         f"x = F.one_hot(tokens, num_classes={emb}).float()  # -> (bs, T, vocab={emb})"]
             else:
@@ -106,17 +108,9 @@ def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor | None, ref_name: st
     return None
 
 
-def _first_state(lay: Layout, hx: Any) -> Any:
+def _first_state(c: _Ctx, hx: Any) -> Any:
     """``h_0`` of a call's state (the first of an LSTM's tuple or list)."""
-    return hx[0] if lay.state_arity > 1 and isinstance(hx, (tuple, list)) and hx else hx
-
-
-def _state_bs(lay: Layout, hx: Any) -> int | None:
-    """The batch of the call's own batched ``h_0``: evidence that outranks declared sizes (None if none)."""
-    state = _first_state(lay, hx)
-    if isinstance(state, Tensor) and state.dim() == lay.state_batched_ndim:
-        return int(state.shape[lay.state_bs_axis])
-    return None
+    return hx[0] if c.rule.as_tuple and isinstance(hx, (tuple, list)) and hx else hx
 
 
 def _rebuild(conv: Conventions) -> str:
@@ -160,8 +154,8 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     c.T, c.bs, c.batched = sizes
     also = ""  # a second mistake, named after the one whose fix is necessary
     # silent mistakes first: the evidence names the real culprit (the input, not h_0)
-    state = _first_state(lay, hx)
-    state_bs = _state_bs(lay, hx)
+    state = _first_state(c, hx)
+    state_bs = state_batch(c.rule, hx)
     if c.batched:
         names = known_names(x)  # ops=True: where each dim came from decides, not the sizes
         at_T, at_bs = (None, None) if names is None else (names[lay.t_axis], names[lay.bs_axis])
@@ -174,7 +168,7 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
             via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
         if not swapped and state_bs is not None and state_bs == c.T and c.bs != c.T:
             swapped, via = True, f"h_0 has batch {state_bs}, which is this input's dim {lay.t_axis}"
-        if swapped and sh[-1] != conv.input_size:  # a transpose would not fix it: emb comes first
+        if swapped and sh[-1] != c.emb:  # a transpose would not fix it: emb comes first
             also = (f"; it is also laid out {lay.swapped_text} for a layer with {lay.flag_text} (evidence: {via})")
             c.T, c.bs = c.bs, c.T
         elif swapped:
@@ -196,18 +190,17 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
                          [f"x = x.unsqueeze({lay.t_axis})  # (bs, emb) -> one time step {lay.step_text}",
                           *([] if conv.name else ["or use a cell for one step: nn." + conv.family + "Cell"])],
                          f"a 2-D input is read as unbatched (T, emb), but it is (bs, emb) ({evidence})")
-    if sh[-1] != conv.input_size:
-        hints = [f"x = proj(x)  # nn.Linear({sh[-1]}, {conv.input_size}) maps emb={sh[-1]} -> "
-                 f"{conv.input_size}", f"or build the layer with input_size={sh[-1]}"]
+    emb = c.emb
+    if sh[-1] != emb:
+        hints = [f"x = proj(x)  # nn.Linear({sh[-1]}, {emb}) maps emb={sh[-1]} -> {emb}",
+                 f"or build the layer with input_size={sh[-1]}"]
         if also:
             hints.append(f"then x = x.transpose(0, 1)  # {lay.swapped_text} -> {seq}")
-        if conv.input_size in sh[:-1]:
-            i = sh.index(conv.input_size)
+        if emb in sh[:-1]:
+            i = sh.index(emb)
             order = [d for d in range(nd) if d != i] + [i]
-            hints.insert(0, f"x = x.permute{tuple(order)}  # emb={conv.input_size} is dim {i}, "
-                         "it must be last")
-        return c.err("input_size", "input", x, hints,
-                     f"last dim is {sh[-1]}, but input_size is {conv.input_size}{also}")
+            hints.insert(0, f"x = x.permute{tuple(order)}  # emb={emb} is dim {i}, it must be last")
+        return c.err("input_size", "input", x, hints, f"last dim is {sh[-1]}, but input_size is {emb}{also}")
     if c.T == 0:  # torch: "Expected sequence length to be larger than 0"
         c.T = None
         axis = lay.t_axis if c.batched else 0
@@ -225,7 +218,7 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
 
 def _layer_state(c: _Ctx, x: Tensor, hx: Any) -> ShapeError | None:
     conv = c.conv
-    if conv.layout.state_arity > 1 and isinstance(hx, Tensor):
+    if c.rule.as_tuple and isinstance(hx, Tensor):
         return c.err("state_type", "h_0", hx,
                      [f"lstm(x, (h0, c0))  # c0 = torch.zeros{_zeros(c, 'c_0')}"],
                      "an LSTM takes its state as a tuple (h_0, c_0), got one tensor",
@@ -235,20 +228,22 @@ def _layer_state(c: _Ctx, x: Tensor, hx: Any) -> ShapeError | None:
 
 
 def _states(c: _Ctx, x: Tensor, hx: Any, one: Any, hints: tuple[str, str]) -> ShapeError | None:
-    """The state's structure (``layout.state_arity``: a tuple of two for LSTMs, one tensor otherwise), then each."""
+    """The state's structure (the rule's: a tuple of two for LSTMs, one tensor otherwise), then each."""
     conv = c.conv
-    arity = conv.layout.state_arity
-    if arity > 1:
-        if not isinstance(hx, (tuple, list)) or len(hx) != arity:
-            n = len(hx) if isinstance(hx, (tuple, list)) else type(hx).__name__
-            return c.err("state_type", "h_0", f"{type(hx).__name__} of {n}", [hints[0]],
-                         f"an {conv.kind} takes its state as a tuple of two tensors (h_0, c_0)",
-                         expected=f"(h_0 {c.named('h_0')}, c_0 {c.named('c_0')})")
-        return _tensor(c, x, "h_0", hx[0], one) or _tensor(c, x, "c_0", hx[1], one)
-    if isinstance(hx, (tuple, list)):
+    parts = state_parts(c.rule, hx)
+    if parts is None and c.rule.as_tuple:
+        n = len(hx) if isinstance(hx, (tuple, list)) else type(hx).__name__
+        return c.err("state_type", "h_0", f"{type(hx).__name__} of {n}", [hints[0]],
+                     f"an {conv.kind} takes its state as a tuple of two tensors (h_0, c_0)",
+                     expected=f"(h_0 {c.named('h_0')}, c_0 {c.named('c_0')})")
+    if parts is None:
         return c.err("state_type", "h_0", f"{type(hx).__name__} of {len(hx)}", [hints[1]],
                      f"a {conv.kind} has no cell state: pass h_0 itself, not a tuple")
-    return _tensor(c, x, "h_0", hx, one)
+    for arg, h in zip(("h_0", "c_0"), parts):
+        bad = _tensor(c, x, arg, h, one)
+        if bad is not None:
+            return bad
+    return None
 
 
 def _tensor(c: _Ctx, x: Tensor, arg: str, h: Any, one: Any) -> ShapeError | None:
@@ -262,10 +257,10 @@ def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
     conv = c.conv
     short = _short(arg)
     sh = tuple(h.shape)
-    ld = conv.stacked
-    last = conv.h_out if arg.startswith("h") else conv.hidden_size
+    wants = state_shapes(c.rule, c.T, c.bs, c.batched)  # what the rule expected of h_0 (and c_0)
+    want = wants[0 if arg == "h_0" else 1]
+    ld, last, want_nd = want[0], want[-1], len(want)
     lay = conv.layout
-    want_nd = lay.state_ndim(c.batched)
     if len(sh) != want_nd:
         if c.batched and len(sh) == want_nd - 1:
             if sh[0] == c.bs:
@@ -293,7 +288,7 @@ def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
         return c.err("hidden_layers", arg, h, _layers_hints(c, arg, sh[0]),
                      f"first dim is {sh[0]}, but layers*D = {conv.num_layers}*{conv.D} = {ld}"
                      + _missing_factor(conv, sh[0]))
-    if c.batched and sh[1] != c.bs:
+    if c.batched and sh[1] != want[1]:
         # a smaller last batch: the state is right but for its batch (a state laid out (…, h, bs) is not)
         if c.bs is not None and sh[1] > c.bs and (sh[-1] == last or (c.decl or {}).get("bs") == sh[1]):
             hints = [f"{short} = {short}[:, :{c.bs}]  # the last batch of an epoch can be smaller",
@@ -304,7 +299,7 @@ def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
         return c.err("batch_mismatch", arg, h, hints,
                      f"its batch is {sh[1]}, but the input's batch bs = {c.bs}")
     if sh[-1] != last:
-        if conv.proj_size and sh[-1] in (conv.proj_size, conv.hidden_size):
+        if conv.proj_size and sh[-1] in (wants[0][-1], wants[1][-1]):  # h's size where c's is, or the reverse
             return c.err("proj_size", arg, h,
                          [f"h0: (layers*D, bs, proj={conv.proj_size}); "
                           f"c0: (layers*D, bs, h={conv.hidden_size})"],
@@ -345,26 +340,26 @@ def _packed(c: _Ctx, x: PackedSequence, hx: Any) -> ShapeError | None:
     data, bsz = x.data, x.batch_sizes
     c.packed = True
     c.extra["sum(lengths)"] = int(data.shape[0]) if isinstance(data, Tensor) and data.dim() else None
-    if not isinstance(data, Tensor) or data.dim() != 2:
+    if not isinstance(data, Tensor) or data.dim() != c.rule.nd_unbatched:
         return c.err("packed", "input", data if isinstance(data, Tensor) else "?",
                      ["packed = pack_padded_sequence(x, lengths)  # x: (T, bs, emb) padded"],
                      "a PackedSequence's data must be 2-D (sum(lengths), emb)")
-    if bsz.dim() != 1 or bsz.numel() == 0 or bsz.device.type != "cpu" or bsz.dtype != torch.int64:
+    sizes = packed_batch(bsz)
+    if sizes is None:
         return c.err("packed", "input", f"batch_sizes {tuple(bsz.shape)} {bsz.dtype} on {bsz.device}",
                      ["packed = pack_padded_sequence(x, lengths.cpu())  # lengths live on the CPU"],
                      "batch_sizes must be a non-empty 1-D int64 CPU tensor, as pack_padded_sequence makes it",
                      expected="batch_sizes: 1-D int64 on cpu")
-    c.bs = int(bsz[0])
-    c.T = int(bsz.numel())
-    if c.decl and packed_swapped(c.decl, c.bs, c.T, _state_bs(c.conv.layout, hx)):
+    c.bs, c.T = sizes
+    if c.decl and packed_swapped(c.decl, c.bs, c.T, state_batch(c.rule, hx)):
         return c.err("packed", "input", data,
                      ["packed = pack_padded_sequence(x, lengths, batch_first=True)  # x is (bs, T, emb)"],
                      f"the packed sequence has {c.T} steps of batch {c.bs}, but declared sizes say "
                      f"bs={c.decl['bs']}, T={c.decl['T']}: a batch-first tensor was packed as seq-first")
-    if data.shape[1] != conv.input_size:
+    if data.shape[1] != c.emb:
         return c.err("input_size", "input", data,
-                     [f"x = proj(x)  # nn.Linear({data.shape[1]}, {conv.input_size}) before packing"],
-                     f"the packed data's last dim is {data.shape[1]}, but input_size is {conv.input_size}")
+                     [f"x = proj(x)  # nn.Linear({data.shape[1]}, {c.emb}) before packing"],
+                     f"the packed data's last dim is {data.shape[1]}, but input_size is {c.emb}")
     bad = _dtype_device(c, "input", data, module_weight(c.module, conv.layout), "weights")
     if bad is not None or hx is None:
         return bad
@@ -387,9 +382,9 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
         return _dtype_device(c, "input", x, weights, "weights")
     lay = conv.layout
     batched = lay.is_batched(len(sh))
-    if len(sh) == lay.batched_ndim + 1:  # a whole (T, bs, emb) sequence
+    if len(sh) == c.rule.nd_batched + 1:  # a whole (T, bs, emb) sequence
         c.bs = sh[1]
-        if sh[-1] == conv.input_size and 1 in sh[:2]:  # x[:, t:t+1] or a (bs, T=1, emb) step
+        if sh[-1] == c.emb and 1 in sh[:2]:  # x[:, t:t+1] or a (bs, T=1, emb) step
             k = sh.index(1)
             c.bs = sh[1 - k]
             return c.err("input_ndim", "input", x,
@@ -407,13 +402,13 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     c.batched = batched
     if c.batched:
         c.bs = sh[0]
-        if c.decl and cell_swapped(c.decl, sh[0], _state_bs(lay, hx)):
+        if c.decl and cell_swapped(c.decl, sh[0], state_batch(c.rule, hx)):
             return cell_swap_error(c, x, sh[0], "emb")
-    if sh[-1] != conv.input_size:
+    if sh[-1] != c.emb:
         return c.err("input_size", "input", x,
-                     [f"x_t = proj(x_t)  # nn.Linear({sh[-1]}, {conv.input_size})",
+                     [f"x_t = proj(x_t)  # nn.Linear({sh[-1]}, {c.emb})",
                       f"or build the cell with input_size={sh[-1]}"],
-                     f"last dim is {sh[-1]}, but input_size is {conv.input_size}")
+                     f"last dim is {sh[-1]}, but input_size is {c.emb}")
     bad = _dtype_device(c, "input", x, weights, "weights")
     if bad is not None or hx is None:
         return bad
@@ -436,11 +431,11 @@ def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
     conv = c.conv
     short = _short(arg)
     sh = tuple(h.shape)
-    want = conv.layout.state_ndim(c.batched)
-    if len(sh) != want:
-        if len(sh) == 3 and sh[0] == 1:
+    want = state_shapes(c.rule, None, c.bs, c.batched)[0 if arg == "h_0" else 1]  # what the rule expected
+    if len(sh) != len(want):
+        if len(sh) == c.rule.nd_batched + 1 and sh[0] == 1:
             hints = [f"{short} = {short}.squeeze(0)  # (1, bs, h) -> (bs, h): a cell has no layers dim"]
-        elif len(sh) == 3:
+        elif len(sh) == c.rule.nd_batched + 1:
             hints = [f"{short} = {short}[-1]  # the top layer's state, (bs, h)"]
         elif c.batched and len(sh) == 1:
             hints = [f"{short} = {short}.expand({c.bs}, -1)  # (h,) -> (bs, h)"]
@@ -450,12 +445,12 @@ def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
         return c.err("hidden_ndim", arg, h, hints,
                      f"a cell's state is {'(bs, h)' if c.batched else '(h,) for an unbatched step'}; "
                      f"got a {len(sh)}-dim tensor")
-    if c.batched and sh[0] != c.bs:
+    if c.batched and sh[0] != want[0]:
         hints = ([f"{short} = {short}[:{c.bs}]  # the last batch of an epoch can be smaller"]
-                 if sh[0] > c.bs and (sh[-1] == conv.hidden_size or (c.decl or {}).get("bs") == sh[0]) else [])
+                 if sh[0] > c.bs and (sh[-1] == want[-1] or (c.decl or {}).get("bs") == sh[0]) else [])
         hints.append(f"{short} = torch.zeros{_zeros(c, arg)}  # state for this batch size")
         return c.err("batch_mismatch", arg, h, hints, f"its batch is {sh[0]}, but the input's bs = {c.bs}")
-    if sh[-1] != conv.hidden_size:
+    if sh[-1] != want[-1]:
         return c.err("hidden_size", arg, h, [f"{short} = torch.zeros{_zeros(c, arg)}",
                                              f"or build the cell with hidden_size={sh[-1]}"],
                      f"last dim is {sh[-1]}, but hidden_size is {conv.hidden_size}")
