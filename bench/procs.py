@@ -5,7 +5,8 @@ with their interquartile range.
 >>> t.rounds, t.ratio > 0
 (2, True)
 
-Rows: ``import shapeviz`` against ``import torch``, the CLI's ``explain`` against ``import torch``,
+Rows: ``import shapeviz`` against ``import torch``, the CLI's ``explain`` against ``import torch``, its
+``--help`` against ``import shapeviz`` (issue 24: help and usage errors never import torch),
 and a pytest session that never uses shapeviz with the plugin installed against ``-p no:shapeviz``.
 Every command runs with one torch thread (``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``), after one
 untimed warm-up run of each (the file cache), and the rounds alternate which command goes first. A
@@ -80,6 +81,10 @@ def run(quick: bool = False) -> list[Row]:
     rows.append(compare([*cli, "explain", "LSTM(10,20,num_layers=2)"], torch_only, rounds).row(
         f"{Path(cli[0]).name if len(cli) == 1 else 'python -m shapeviz'} explain 'LSTM(10,20,num_layers=2)'",
         "python -c 'import torch'", "<= 1.25", "s"))
+    name = Path(cli[0]).name if len(cli) == 1 else "python -m shapeviz"
+    rows.append(compare([*cli, "--help"], [py, "-c", "import shapeviz"], max(rounds, 9)).row(
+        f"{name} --help (argparse and the parser of 7 commands; no torch)", "python -c 'import shapeviz'",
+        "<= 1.5", "s"))
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "test_plain.py").write_text("def test_plain():\n    assert 1 + 1 == 2\n", encoding="utf-8")
         session = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_plain.py"]

@@ -25,7 +25,6 @@ import contextlib
 import importlib.util
 import sys
 import textwrap
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -46,13 +45,12 @@ from shapeviz.apps.failures import (
     user_code,
     writable_output,
 )
-from shapeviz.apps.spec import INPUT_DIMS, did_you_mean, make_input, parse_input
 
 if TYPE_CHECKING:
     import torch.nn as nn
 
 __all__ = ["EPILOG", "EXIT_BACKEND", "EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_OK", "EXIT_SHAPE", "EXIT_USAGE",
-           "EXIT_USER_CODE", "INPUT_DIMS", "MAX_STEPS", "main"]
+           "EXIT_USER_CODE", "MAX_STEPS", "main"]
 
 MAX_STEPS = 200
 """The largest ``draw --max-steps``: wider diagrams are unreadable and slow to lay out."""
@@ -259,6 +257,8 @@ def _load_factory(target: str) -> Any:
         raise UsageError(f"no such file: {file!r} (from {target!r}); expected FILE.py:FACTORY, e.g. model.py:build")
     if not name.isidentifier():
         raise UsageError(f"{name!r} is not a Python name; expected FILE.py:FACTORY, e.g. model.py:build")
+    import uuid
+
     mod_name = f"_shapeviz_user_{path.stem if path.stem.isidentifier() else 'file'}_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(mod_name, path.resolve())
     if spec is None or spec.loader is None:  # pragma: no cover - a .py file always has a loader
@@ -300,6 +300,7 @@ def _make_model(target: str) -> tuple[nn.Module, str]:
 
 
 def _trace(args: argparse.Namespace) -> int:
+    from shapeviz.apps.spec import make_input, parse_input
     from shapeviz.render.files import write_atomic
 
     sizes = parse_input(args.input)
@@ -339,6 +340,8 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from shapeviz.apps.spec import make_input, parse_input
+
     sizes = parse_input(args.input)
     model, name = _make_model(args.target)
     from shapeviz.core.dimensions import dims
@@ -516,6 +519,8 @@ def _unrecognized(parser: _Parser, command: str | None, argv: list[str], extras:
     target: argparse.ArgumentParser = parser
     if command is not None and command in argv and argv.index(command) < argv.index(extras[0]):
         target = parser.commands[command]
+    from shapeviz.apps.spec import did_you_mean
+
     options = [o for a in target._actions for o in a.option_strings]
     guesses = [g for e in extras if e.startswith("-") and (g := did_you_mean(e.split("=", 1)[0], options))]
     hint = f" (did you mean {' or '.join(dict.fromkeys(guesses))}?)" if guesses else ""

@@ -26,14 +26,12 @@ import os
 import signal
 import sys
 import threading
-import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from shapeviz._errors import MissingBackendError, ShapeError, SpecError
 from shapeviz.core.frames import is_library
-from shapeviz.render.backend import RenderError
 
 EXIT_OK = 0
 EXIT_SHAPE = 1
@@ -88,6 +86,8 @@ def exit_code(exc: BaseException) -> int:
     if isinstance(exc, (SpecError, UsageError)):
         say(str(exc))
         return EXIT_USAGE
+    from shapeviz.render.backend import RenderError  # here, not at import: `shapeviz --help` never renders
+
     if isinstance(exc, (MissingBackendError, RenderError)):
         say(str(exc))
         return EXIT_BACKEND
@@ -108,6 +108,8 @@ def exit_code(exc: BaseException) -> int:
         return int(exc.code or 1)
     if not isinstance(exc, Exception):
         raise exc
+    import traceback
+
     frames = traceback.extract_tb(exc.__traceback__)
     where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
     say(f"internal error: {type(exc).__name__}: {exc}{where}; please report it with the command line")
@@ -162,6 +164,8 @@ def memory_bytes() -> int | None:
 
 def describe_user_exception(what: str, exc: BaseException) -> str:
     """``"calling build() raised ValueError: ..."`` with the user's own frames only."""
+    import traceback
+
     tb = traceback.extract_tb(exc.__traceback__)
     frames = [f for f in tb if not is_library(f.filename)][-3:]
     where = "".join(traceback.format_list(frames)).rstrip()
