@@ -31,7 +31,7 @@ from shapeviz.tracing.modulecalls import ModuleCalls
 from shapeviz.tracing.naming import BY_SIZE, How, Naming, declared_names
 from shapeviz.tracing.oprules import has_tensor, op_name, op_params, op_rule
 from shapeviz.tracing.records import Call, CallKind, TensorInfo
-from shapeviz.tracing.sites import _SITES, FrameLabels, site_of, user_frame
+from shapeviz.tracing.sites import _SITES, FrameLabels, attr_label, site_of, user_frame
 from shapeviz.tracing.steps import STEP_FUNCS
 from shapeviz.tracing.tensorbook import _DEVICES, _DTYPES, PLAIN, TensorBook, device_name, dtype_name
 
@@ -91,14 +91,13 @@ class OpRecorder:
         anything else goes through the book."""
         book = self.book
         open_ = self.modules.open
-        calls = self.calls
-        index = len(calls)
+        index = len(self.calls)
         if open_:
             parent = open_[-1][0]
             path, parent_index = parent.path, parent.index
         else:
             path, parent_index = "", None
-        site = _SITES.get((frame.f_code, frame.f_lineno)) or site_of(frame)
+        site = _SITES.get((id(frame.f_code), frame.f_lineno)) or site_of(frame)
         params = ""
         if kwargs:
             params = op_params(args, kwargs)
@@ -108,42 +107,38 @@ class OpRecorder:
                     params = op_params(args, kwargs)
                     break
         ins: list[TensorInfo] = []
-        call = Call(index, path, name, _OP, ins, [], None, len(open_), parent_index, site[0], site[1], params)
         loc = frame.f_locals
         labels: FrameLabels | None = None
         seen, hows, out_of, flow, slices = book.seen, book.hows, book.out_of, book.flow, book.slices
         following = bool(flow.origins)
         for key, a in zip(_KEYS, args) if len(args) <= len(_KEYS) else ((str(i), a) for i, a in enumerate(args)):
             if type(a) in PLAIN:
-                label = ""
                 for var, v in loc.items():
                     if v is a:
                         label = var
                         break
                 else:
-                    if labels is None:
-                        labels = FrameLabels(frame, self.owners)
-                    label = labels.attr_of(a)
+                    label = attr_label(loc.get("self"), a, self.owners)
                 if a.is_nested:
                     ins.append(book.info(a, None, key=key, label=label))
                     continue
-                dtype = _DTYPES.get(a.dtype) or dtype_name(a)
-                device = _DEVICES.get(a.device) or device_name(a)
-                info = TensorInfo(tuple(a.shape), None, "", key, label, dtype, device)
-                if following:
-                    info.flow = flow.flow_of(a)
-                    info.tokens = flow.tokens_of(a)
                 hit = seen.get(id(a))
                 if hit is not None and hit[0]() is a:
                     prev = hit[1]
-                    info.produced_by = out_of.get(id(prev))
+                    info = TensorInfo(tuple(a.shape), None, "", key, label, _DTYPES.get(a.dtype) or dtype_name(a),
+                                      _DEVICES.get(a.device) or device_name(a), False, "", 1, out_of.get(id(prev)))
                     hows[id(info)] = (info, prev)  # named like the tensor's earlier record (see TensorBook.hows)
                 elif declared_names(a):  # named with sv.name: the general path
                     ins.append(book.info(a, None, key=key, label=label))
                     continue
                 else:
+                    info = TensorInfo(tuple(a.shape), None, "", key, label, _DTYPES.get(a.dtype) or dtype_name(a),
+                                      _DEVICES.get(a.device) or device_name(a))
                     hows[id(info)] = (info, BY_SIZE)
                     seen[id(a)] = (_ref(a), info)
+                if following:
+                    info.flow = flow.flow_of(a)
+                    info.tokens = flow.tokens_of(a)
                 if slices:
                     hit = slices.get(id(a))
                     if hit is not None and hit[0]() is a:
@@ -164,29 +159,32 @@ class OpRecorder:
         how = _new(How, (_RULE, (), None, rule, ins, origin) if rule is not None else
                    (_LIKE, (), None, None, ins, origin))
         if type(out) in PLAIN and not out.is_nested:
-            dtype = _DTYPES.get(out.dtype) or dtype_name(out)
-            device = _DEVICES.get(out.device) or device_name(out)
-            info = TensorInfo(tuple(out.shape), None, "", "", "", dtype, device)
+            hit = seen.get(id(out))
+            if hit is not None and hit[0]() is out:  # an in-place op: the tensor keeps its first record
+                info = TensorInfo(tuple(out.shape), None, "", "", "", _DTYPES.get(out.dtype) or dtype_name(out),
+                                  _DEVICES.get(out.device) or device_name(out), False, "", 1, out_of.get(id(hit[1])))
+            else:
+                info = TensorInfo(tuple(out.shape), None, "", "", "", _DTYPES.get(out.dtype) or dtype_name(out),
+                                  _DEVICES.get(out.device) or device_name(out))
+                seen[id(out)] = (_ref(out), info)
+            hows[id(info)] = (info, how)
             if following:
                 info.flow = flow.flow_of(out)
                 info.tokens = flow.tokens_of(out)
-            hows[id(info)] = (info, how)
-            hit = seen.get(id(out))
-            if hit is not None and hit[0]() is out:  # an in-place op: the tensor keeps its first record
-                info.produced_by = out_of.get(id(hit[1]))
-            else:
-                seen[id(out)] = (_ref(out), info)
             if slices:
-                book.stepped_piece(out, info)
+                hit = slices.get(id(out))
+                if hit is not None and hit[0]() is out:
+                    book.stepped.append((info, hit[1], hit[2]))
+            out_of[id(info)] = index
             outs = [info]
         else:
             outs = book.infos(out, "", how, tuples=True)
             if isinstance(out, (tuple, list)):  # unbind, split, chunk: every tensor of a run shares its record
                 _share_runs(book, out, outs)
-        call.outputs = outs
-        for o in outs:
-            out_of.setdefault(id(o), index)
-        calls.append(call)
+            for o in outs:
+                out_of.setdefault(id(o), index)
+        self.calls.append(Call(index, path, name, _OP, ins, outs, None, len(open_), parent_index, site[0], site[1],
+                               params))
 
     def op_failed(self, func: Any, args: tuple, kwargs: dict[str, Any], exc: BaseException) -> None:
         """An op raised: its record (operands in named dims, your line) for the exception's note."""

@@ -216,40 +216,26 @@ _INFO_FIELDS = attrgetter("__class__", "shape", "names", "role", "key", "label",
 """Every field of a record but its references to calls (``produced_by``, ``flow``, ``tokens``)."""
 
 
-def _moved(later: int | None, earlier: int | None, d: int, theta: int) -> bool:
-    """Whether reference ``later`` is ``earlier`` moved ``d`` calls on (if it is at or after ``theta``)."""
-    if earlier is not None and earlier >= theta:
-        return later == earlier + d
-    return later == earlier
-
-
-def _content(c: Call) -> tuple:
-    """Every field of a call and of its records but the references to calls and what :data:`_LOOK` reads."""
-    return (_CALL_FIELDS(c), len(c.inputs), *map(_INFO_FIELDS, c.inputs), *map(_INFO_FIELDS, c.outputs))
-
-
-def _follows(later: Call, earlier: Call, d: int, theta: int) -> bool:
-    """Whether the references of ``later`` are those of ``earlier`` as a run moves them ``d`` calls on (its other
-    fields are compared by the caller, :func:`_content`)."""
-    if later.index != earlier.index + d or not _moved(later.parent, earlier.parent, d, theta):
-        return False
-    for a, b in zip((*later.inputs, *later.outputs), (*earlier.inputs, *earlier.outputs)):
-        pa, pb = a.produced_by, b.produced_by
-        if pb is not None and pb >= theta:
-            pb += d
-        if pa != pb:
-            return False
-        if (a.flow or b.flow) and (len(a.flow) != len(b.flow) or any(
-                fa[1] != fb[1] or not _moved(fa[0], fb[0], d, theta) for fa, fb in zip(a.flow, b.flow))):
-            return False
-        ta, tb = a.tokens, b.tokens
-        if ta or tb:
-            if ta is None or tb is None or len(ta) != len(tb) or \
-                    not all(_moved(x, y, d, theta) for x, y in zip(ta, tb)):
-                return False
-        elif ta != tb:  # None and () differ
-            return False
-    return True
+def _content(c: Call) -> tuple[tuple, list[int | None]]:
+    """Every field of a call and of its records but what :data:`_LOOK` reads, with the references to calls apart:
+    (the fields, the references: the call's index and parent, then each record's ``produced_by`` and the calls in
+    its ``flow`` and ``tokens``). The fields hold how many references each record has, so two calls with equal
+    fields have references that pair up one to one."""
+    fields: list = [_CALL_FIELDS(c), len(c.inputs)]
+    refs: list[int | None] = [c.index, c.parent]
+    for infos in (c.inputs, c.outputs):
+        for i in infos:
+            fields.append(_INFO_FIELDS(i))
+            refs.append(i.produced_by)
+            flow, tokens = i.flow, i.tokens
+            if flow or tokens:
+                fields.append((tuple([p for _, p in flow]), None if tokens is None else len(tokens)))
+                refs += [f for f, _ in flow]
+                if tokens:
+                    refs += tokens
+            else:
+                fields.append(tokens)  # None and () differ
+    return tuple(fields), refs
 
 
 def compress(calls: list[Call]) -> list[Call | _Run]:
@@ -290,7 +276,9 @@ def compress(calls: list[Call]) -> list[Call | _Run]:
 
 
 def _repeats(calls: list[Call], sig: list[int], content: list[tuple | None], i: int, length: int) -> int:
-    """How many steps of ``length`` calls from ``i`` on repeat the first exactly."""
+    """How many steps of ``length`` calls from ``i`` on repeat the first exactly: equal fields (:func:`_content`),
+    and each reference of a later call that of the call one step before, moved ``length`` calls on where it is at
+    or after ``i - length`` (see the module)."""
     n = len(calls)
     block = sig[i:i + length]
     theta = i - length
@@ -306,8 +294,13 @@ def _repeats(calls: list[Call], sig: list[int], content: list[tuple | None], i: 
                 later = content[p] = _content(calls[p])
             if earlier is None:
                 earlier = content[q] = _content(calls[q])
-            if later != earlier or not _follows(calls[p], calls[q], length, theta):
+            if later[0] != earlier[0]:
                 return count
+            for x, y in zip(later[1], earlier[1]):
+                if y is not None and y >= theta:
+                    y += length
+                if x != y:
+                    return count
         count += 1
 
 

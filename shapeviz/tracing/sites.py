@@ -23,7 +23,8 @@ import torch.nn as nn
 
 from shapeviz.core.frames import is_library, is_torch, torch_dir
 
-__all__ = ["FrameLabels", "arg_label", "forward_params", "site_of", "tensor_attrs", "type_name", "user_frame"]
+__all__ = ["FrameLabels", "arg_label", "attr_label", "forward_params", "site_of", "tensor_attrs", "type_name",
+           "user_frame"]
 
 _PARAMS: dict[Any, tuple[str, ...]] = {}
 
@@ -76,7 +77,10 @@ _WRAPPERS = tuple(os.path.join(torch_dir(), *f.split("/")) for f in (
     "_jit_internal.py", "utils/_contextlib.py", "autograd/grad_mode.py", "_compile.py"))
 
 
-_CODE_KINDS: dict[Any, int] = {}  # code object -> _YOURS, _WRAPPER (shapeviz, torch's dispatch wrappers) or _TORCH
+_CODE_KINDS: dict[int, tuple[Any, int]] = {}
+"""id(code object) -> (the code, _YOURS, _WRAPPER (shapeviz, torch's dispatch wrappers) or _TORCH). Keyed by id: a
+code object's own hash is computed anew from its fields at each lookup (a hot path); the code kept in the value
+keeps its id from being reused while it is cached."""
 _YOURS, _WRAPPER, _TORCH = 0, 1, 2
 
 
@@ -85,7 +89,7 @@ def _code_kind(code: Any) -> int:
     kind = _YOURS if not is_library(fn) else _TORCH if is_torch(fn) and not fn.startswith(_WRAPPERS) else _WRAPPER
     if len(_CODE_KINDS) >= 8192:
         _CODE_KINDS.clear()
-    _CODE_KINDS[code] = kind
+    _CODE_KINDS[id(code)] = (code, kind)
     return kind
 
 
@@ -99,9 +103,8 @@ def user_frame(direct: bool = False) -> FrameType | None:
     kinds = _CODE_KINDS
     while f is not None:
         code = f.f_code
-        kind = kinds.get(code)
-        if kind is None:
-            kind = _code_kind(code)
+        hit = kinds.get(id(code))
+        kind = hit[1] if hit is not None else _code_kind(code)
         if kind == _YOURS:
             return f
         if direct and kind == _TORCH:
@@ -110,18 +113,22 @@ def user_frame(direct: bool = False) -> FrameType | None:
     return None
 
 
-_SITES: dict[tuple[Any, int], tuple[str, str]] = {}
+_SITES: dict[tuple[int, int], tuple[str, str]] = {}
+"""(id(code object), line) -> what :func:`site_of` gives (keyed by id, as :data:`_CODE_KINDS` is)."""
+_SITE_CODES: list[Any] = []  # the code objects of _SITES' keys: kept, so that their ids are not reused
 
 
 def site_of(frame: FrameType) -> tuple[str, str]:
     """``("model.py:14", "H = torch.tanh(X @ W + b)")`` of a frame's current line (cached per line)."""
-    key = (frame.f_code, frame.f_lineno)
+    code = frame.f_code
+    key = (id(code), frame.f_lineno)
     hit = _SITES.get(key)
     if hit is None:
-        fn = frame.f_code.co_filename
+        fn = code.co_filename
         hit = (f"{os.path.basename(fn)}:{frame.f_lineno}", linecache.getline(fn, frame.f_lineno).strip())
         if len(_SITES) < 4096:
             _SITES[key] = hit
+            _SITE_CODES.append(code)
     return hit
 
 
@@ -160,32 +167,43 @@ class FrameLabels:
         if self.locals is None:
             self.locals = self.frame.f_locals
             self.owner = self.locals.get("self")
-        me = self.owner
-        if me is None:
-            return ""
-        if not isinstance(me, nn.Module):
-            for name, v in tensor_attrs(me):
-                if v is t:
-                    return f"self.{name}"
-            return ""
-        known = self.owners.get(id(me))
-        if known is None:
-            known = self.owners[id(me)] = _module_attrs(me)
-        plain, held = known
-        d = me.__dict__
-        for name in plain:  # tensors kept as plain attributes (self.h = ...): what each holds now
-            if d.get(name) is t:
-                return f"self.{name}"
-        name = held.get(id(t))  # a parameter or buffer: by identity, checked to be held still
-        if name is not None and name not in d and (me._parameters.get(name) is t or me._buffers.get(name) is t):
-            return f"self.{name}"
-        # one set during the forward (a buffer updated as self.buf = ..., a parameter replaced): looked for (a
-        # parameter is never a plain Tensor; type() rather than isinstance: nn.Parameter's metaclass is slow)
-        params = me._parameters.items() if type(t) is not torch.Tensor else ()
-        for name, v in (*params, *me._buffers.items()):
-            if v is t and name not in d:
+        return attr_label(self.owner, t, self.owners)
+
+
+def attr_label(me: Any, t: Any, owners: dict[int, tuple[list[str], dict[int, str]]]) -> str:
+    """``"self.W_xh"``: the first of ``me``'s tensor attributes (``me`` a frame's ``self``) that holds ``t`` now, or
+    ``""``; ``owners`` caches a module's attributes for the trace (see :class:`FrameLabels`).
+
+    >>> import torch.nn as nn
+    >>> lin = nn.Linear(2, 3)
+    >>> attr_label(lin, lin.weight, {}), attr_label(None, lin.weight, {})
+    ('self.weight', '')
+    """
+    if me is None:
+        return ""
+    if not isinstance(me, nn.Module):
+        for name, v in tensor_attrs(me):
+            if v is t:
                 return f"self.{name}"
         return ""
+    known = owners.get(id(me))
+    if known is None:
+        known = owners[id(me)] = _module_attrs(me)
+    plain, held = known
+    d = me.__dict__
+    for name in plain:  # tensors kept as plain attributes (self.h = ...): what each holds now
+        if d.get(name) is t:
+            return f"self.{name}"
+    name = held.get(id(t))  # a parameter or buffer: by identity, checked to be held still
+    if name is not None and name not in d and (me._parameters.get(name) is t or me._buffers.get(name) is t):
+        return f"self.{name}"
+    # one set during the forward (a buffer updated as self.buf = ..., a parameter replaced): looked for (a
+    # parameter is never a plain Tensor; type() rather than isinstance: nn.Parameter's metaclass is slow)
+    params = me._parameters.items() if type(t) is not torch.Tensor else ()
+    for name, v in (*params, *me._buffers.items()):
+        if v is t and name not in d:
+            return f"self.{name}"
+    return ""
 
 
 def _module_attrs(me: nn.Module) -> tuple[list[str], dict[int, str]]:
