@@ -6,8 +6,15 @@ the names around its call), a cell stepped T times inside such a model included.
 
     python -m bench --only bench_watch
 
-One torch thread; the calling thread's CPU time in interleaved rounds (the order alternates), gc off;
-medians of per-round ratios and their interquartile range.
+One torch thread; the calling thread's CPU time, gc off, in rounds of a fine interleaving
+(:func:`bench.common.alternating`): the two sides take turns many times a round, a few calls a turn, and a row
+reports the median of per-round ratios and their interquartile range. Every turn enters and leaves the same
+``watch`` first, on both sides: the plain side runs torch's own forward with nothing of shapeviz installed, after
+the same patching and unpatching of classes the watched side had (a class changed costs the next calls CPython's
+re-specialization of its attribute reads; timed on one side only, that cost, paid once per ``watch``, would be
+read as a per-call cost), and its untimed warm-up calls. The rows "Python side" replace torch's LSTM kernel by a
+stub returning the same tensors, on both sides: what is left is the Python each forward runs, where one check
+instead of two shows.
 
 >>> rows = run(quick=True)
 >>> rows[0].compared_with
@@ -19,14 +26,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 
 import torch
 import torch.nn as nn
 
 import shapeviz as sv
-from bench.common import Around, Rounds, Row, interleaved
+from bench.common import Around, Rounds, Row, alternating
 
 
 class EmbedLSTM(nn.Module):
@@ -76,51 +85,114 @@ class CellLoop(nn.Module):
 
 
 def run(quick: bool = False) -> list[Row]:
-    """Rows: watched forwards vs plain ones (issue 24: watch() <= 1.00, watch(inputs=) <= 1.02); teardown of
-    10,000 checked modules."""
+    """Rows: watched forwards vs plain ones (issue 24: watch() <= 1.00, watch(inputs=) <= 1.02), the same with
+    torch's LSTM kernel stubbed out (the Python side alone); teardown of 10,000 checked modules."""
     torch.set_num_threads(1)
     rows: list[Row] = []
-    number, rounds = (10, 5) if quick else (40, 151)  # many short rounds: a pair of blocks ~10 ms apart
+    # calls a turn, turns a round, rounds: a forward of ~0.1-0.5 ms; the pair of sides ~2 ms apart
+    calls, turns, rounds = (1, 2, 3) if quick else (2, 10, 51)
     bi = nn.LSTM(10, 20, 2, bidirectional=True)
     x = torch.randn(5, 3, 10)
     model = EmbedLSTM()
     tokens20, tokens8 = torch.randint(0, 100, (4, 20)), torch.randint(0, 100, (4, 8))  # (bs=4, T=20), (bs=4, T=8)
     loop = CellLoop()
     emb = "Embedding -> LSTM(32, 64) -> Linear"
-    long, cells = max(2, number * 2 // 5), max(2, number // 5)  # calls a round: T=20 forwards, the cell loop
-    cases: list[tuple[str, Callable[[], object], Around, str, int]] = [
+    cases: list[tuple[str, Callable[[], object], Around, str]] = [
         ("watched forward, LSTM(10, 20, 2, bidirectional), T=5, bs=3, watch()",
-         functools.partial(bi, x), functools.partial(sv.watch, bi), "<= 1.00", number),
+         functools.partial(bi, x), functools.partial(sv.watch, bi), "<= 1.00"),
         (f"watched forward, {emb}, T=20, bs=4, watch()",
-         functools.partial(model, tokens20), functools.partial(sv.watch, model), "<= 1.00", long),
+         functools.partial(model, tokens20), functools.partial(sv.watch, model), "<= 1.00"),
         (f"watched forward, {emb}, T=20, bs=4, watch(inputs='bs T')",
-         functools.partial(model, tokens20), functools.partial(sv.watch, model, inputs="bs T"), "<= 1.02", long),
+         functools.partial(model, tokens20), functools.partial(sv.watch, model, inputs="bs T"), "<= 1.02"),
         (f"watched forward, {emb}, T=8, bs=4, watch(inputs='bs T')",
-         functools.partial(model, tokens8), functools.partial(sv.watch, model, inputs="bs T"), "<= 1.02", number),
+         functools.partial(model, tokens8), functools.partial(sv.watch, model, inputs="bs T"), "<= 1.02"),
         (f"watched forward, {emb}, T=8, bs=4, watch()",
-         functools.partial(model, tokens8), functools.partial(sv.watch, model), "<= 1.00", number),
+         functools.partial(model, tokens8), functools.partial(sv.watch, model), "<= 1.00"),
         (f"watched forward, {emb}, T=8, bs=4, two no-op hooks on the root alone (what inputs= cost through "
          "hooks before: torch's hook dispatch, nothing watched)",
-         functools.partial(model, tokens8), functools.partial(_noop_hooks, model), "info", number),
+         functools.partial(model, tokens8), functools.partial(_noop_hooks, model), "info"),
         ("watched forward, Embedding -> GRUCell(32, 64) stepped T=20 times -> Linear, bs=4, watch()",
-         functools.partial(loop, tokens20), functools.partial(sv.watch, loop), "info", cells),
-        (f"A/A: the plain forward on both sides ({emb}, T=20, bs=4): this run's resolution, no shapeviz",
-         functools.partial(model, tokens20), contextlib.nullcontext, "info", long),
+         functools.partial(loop, tokens20), functools.partial(sv.watch, loop), "info"),
     ]
     with torch.no_grad():
-        for label, call, around, target, k in cases:
-            t = interleaved(call, call, k, rounds, around_ours=around)
-            rows.append(t.row(label, "plain forward", target))
-        t = interleaved(functools.partial(loop, tokens20), functools.partial(loop, tokens20), cells, rounds,
-                        around_ours=functools.partial(sv.watch, loop, inputs="bs T"),
-                        around_other=functools.partial(sv.watch, loop))
-        rows.append(t.row("  the same cell loop, watch(inputs='bs T') (the names declared once a call of the model, "
-                          "the cell checked 20 times in it)", "the same with watch()", "<= 1.02"))
+        for label, call, around, target in cases:
+            rows.append(_versus(call, around, calls, turns, rounds).row(label, "plain forward", target))
+        aa = functools.partial(model, tokens20)
+        a, b = alternating([aa, aa], calls, turns, rounds, around=[_after(sv.watch, model)] * 2, warmup=2)
+        rows.append(Rounds(a, b).row(f"A/A: the plain forward on both sides ({emb}, T=20, bs=4), each turn after "
+                                     "watch() in and out: this run's resolution", "plain forward", "info"))
+        cell = functools.partial(loop, tokens20)
+        a, b = alternating([cell, cell], calls, turns, rounds, warmup=2,
+                           around=[_after(sv.watch, loop, inputs="bs T", then=True),
+                                   _after(sv.watch, loop, then=True)])
+        rows.append(Rounds(a, b).row("  the same cell loop, watch(inputs='bs T') (the names declared once a call of "
+                                     "the model, the cell checked 20 times in it)", "the same with watch()", "<= 1.02"))
+        for label, call, around in (
+                ("LSTM(10, 20, 2, bidirectional), T=5, bs=3, watch()", functools.partial(bi, x),
+                 functools.partial(sv.watch, bi)),
+                (f"{emb}, T=20, bs=4, watch()", functools.partial(model, tokens20), functools.partial(sv.watch, model)),
+                (f"{emb}, T=20, bs=4, watch(inputs='bs T')", functools.partial(model, tokens20),
+                 functools.partial(sv.watch, model, inputs="bs T"))):
+            with _kernel_stubbed(call):
+                t = _versus(call, around, calls * 5, turns, rounds)
+            rows.append(t.row(f"  Python side: {label}, torch's LSTM kernel stubbed on both sides", "plain forward",
+                              "info"))
     n = 2000 if quick else 10000
     pairs = [(_teardown(n, True), _teardown(n, False)) for _ in range(1 if quick else 5)]
     rows.append(Rounds(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)).row(
         f"teardown of {n} checked GRUCells (drop + gc)", "the same, never checked", "O(1) each", "s"))
     return rows
+
+
+def _versus(call: Callable[[], object], around: Around, calls: int, turns: int, rounds: int) -> Rounds:
+    """``call`` inside ``around()`` vs ``call`` plain, finely interleaved; each turn of each side starts by
+    entering and leaving ``around()`` (then the watched side enters it again), and two untimed calls."""
+    a, b = alternating([call, call], calls, turns, rounds, around=[_after(around, then=True), _after(around)],
+                       warmup=2)
+    return Rounds(a, b)
+
+
+def _after(make: Callable[..., AbstractContextManager[object]], *args: object, then: bool = False,
+           **kwargs: object) -> Around:
+    """A turn's context: ``make(*args, **kwargs)`` entered and left at once, then (``then``) entered again for
+    the turn; without ``then`` the turn runs with nothing of it in place."""
+
+    @contextlib.contextmanager
+    def turn() -> Iterator[None]:
+        with make(*args, **kwargs):
+            pass
+        if not then:
+            yield
+            return
+        with make(*args, **kwargs):
+            yield
+
+    return turn
+
+
+@contextlib.contextmanager
+def _kernel_stubbed(call: Callable[[], object]) -> Iterator[None]:
+    """``torch._VF.lstm`` (the LSTM kernel torch's forward calls) replaced by one that returns what the real
+    kernel returned for the first LSTM call ``call`` makes: torch's forward around it runs as ever."""
+    vf = sys.modules["torch._VF"]
+    seen: list[tuple[torch.Tensor, ...]] = []
+    real = vf.lstm
+
+    def recording(*args: object) -> tuple[torch.Tensor, ...]:
+        out = real(*args)
+        seen.append(out)
+        return out
+
+    vf.lstm = recording
+    try:
+        call()
+    finally:
+        del vf.lstm
+    vf.lstm = lambda *args: seen[0]
+    try:
+        yield
+    finally:
+        del vf.lstm
 
 
 def _noop(*_: object) -> None:
