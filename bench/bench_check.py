@@ -15,7 +15,7 @@ import torch.nn as nn
 from jaxtyping import Float, jaxtyped
 
 import shapeviz as sv
-from bench.common import Rounds, Row, interleaved, rounds_of
+from bench.common import Rounds, Row, against_plain, alternating
 from shapeviz.core.dimensions import DECLARED
 from shapeviz.runtime.fastcheck import plan_for
 
@@ -37,8 +37,8 @@ def _reads_floor(m: nn.LSTM, x: torch.Tensor, hx: tuple[torch.Tensor, torch.Tens
     if _ENV_KEY in _ENV_DATA or type(x) is not torch.Tensor or _dynamo():
         return False
     d = m.__dict__
-    k0, k1, k2, k3, k4, k5, k6 = key
-    if (x.shape != memo[0] or d["mode"] is not k0 or d["input_size"] is not k1 or d["hidden_size"] is not k2
+    _, k1, k2, k3, k4, k5, k6 = key  # the plan's key: mode first, which no shape reads
+    if (x.shape != memo[0] or d["input_size"] is not k1 or d["hidden_size"] is not k2
             or d["num_layers"] is not k3 or d["bidirectional"] is not k4 or d["batch_first"] is not k5
             or d["proj_size"] is not k6 or DECLARED.get() is not memo[1]):
         return False
@@ -60,24 +60,30 @@ def run(quick: bool = False) -> list[Row]:
     from beartype import beartype
 
     n, rounds = (2000, 5) if quick else (20000, 15)
+    # a fine interleaving (bench.common.alternating): calls a turn, turns a round, rounds
+    calls, turns, fine = (50, 2, 3) if quick else (100, 30, 31)
     rows: list[Row] = []
     torch.set_num_threads(1)
     # issue 15's row: a repeat call, which the per-module signature cache accepts after one compare
     bi = nn.LSTM(10, 20, 2, bidirectional=True)
     xb, hb = _lstm_args(bi, 5, 3)
     check_call = sv.check_call
-    t = interleaved(lambda: check_call(bi, xb, hb), lambda: bi.check_forward_args(xb, hb, None), n // 4, rounds)
-    rows.append(t.row("check_call, LSTM(10, 20, 2, bidirectional), (T=5, bs=3), repeat call",
-                      "torch's module.check_forward_args", "<= 0.5"))
     plan = plan_for(bi)
-    t_floor, t_reads, t_cfa = rounds_of(
-        [functools.partial(_reads_floor, bi, xb, hb, plan.memo, plan.getkey(bi.__dict__)),
+    check_call(bi, xb, hb)
+    t_cc, t_hot, t_floor, t_reads, t_cfa = alternating(
+        [lambda: check_call(bi, xb, hb), functools.partial(plan.hot, bi, xb, hb),
+         functools.partial(_reads_floor, bi, xb, hb, plan.memo, plan.getkey(bi.__dict__)),
          functools.partial(_tensor_reads, xb, bi.weight_ih_l0, *hb), lambda: bi.check_forward_args(xb, hb, None)],
-        n // 4, rounds)
+        calls, turns, fine, warmup=5)
+    rows.append(Rounds(t_cc, t_cfa).row("check_call, LSTM(10, 20, 2, bidirectional), (T=5, bs=3), repeat call",
+                                        "torch's module.check_forward_args", "<= 0.5"))
+    rows.append(Rounds(t_hot, t_cfa).row(
+        "  of which the plan's hot path alone (the per-module closure, without check_call's entry and lookup)",
+        "torch's module.check_forward_args", "info"))
     rows.append(Rounds(t_floor, t_cfa).row(
         "  floor: only the reads an exact check cannot skip, in line, each in its cheapest exact form "
-        "(SHAPEVIZ_DISABLE by 'in', is_dynamo_compiling, 7 settings by identity, declared sizes, weight; "
-        "3 shapes, 4 dtypes, 4 is_cpu)", "torch's module.check_forward_args", "info"))
+        "(SHAPEVIZ_DISABLE by 'in', is_dynamo_compiling, the 6 settings the shape rule reads by identity, "
+        "declared sizes, weight; 3 shapes, 4 dtypes, 4 is_cpu)", "torch's module.check_forward_args", "info"))
     rows.append(Rounds(t_reads, t_cfa).row("  of which the 11 tensor reads alone (3 shapes, 4 dtypes, 4 is_cpu)",
                                            "torch's module.check_forward_args", "info"))
     m = nn.LSTM(10, 20, num_layers=2)
@@ -94,9 +100,9 @@ def run(quick: bool = False) -> list[Row]:
     def noop_hook(module: nn.Module, args: tuple) -> None:
         return None
 
-    t_sv, t_torch, t_typed, t_plain, t_noop = rounds_of(
+    t_sv, t_torch, t_typed, t_plain, t_noop = alternating(
         [lambda: check_call(m, x, hx), lambda: m.check_forward_args(x, hx, None), lambda: typed(x, *hx),
-         lambda: plain(x, *hx), lambda: noop_hook(m, (x, hx))], [n // 4, n // 4, n // 40, n // 4, n // 4], rounds)
+         lambda: plain(x, *hx), lambda: noop_hook(m, (x, hx))], calls, turns, fine, warmup=5)
     label = "check_call fast path, LSTM(10, 20, num_layers=2), (T=5, bs=3)"
     rows.append(Rounds(t_sv, t_torch).row(label, "torch's module.check_forward_args", "<= 0.5"))
     jax = tuple(a - b for a, b in zip(t_typed, t_plain))  # jaxtyping's overhead in each round
@@ -106,10 +112,11 @@ def run(quick: bool = False) -> list[Row]:
     for name, model, T, bs in (("small LSTM(10, 20), T=5, bs=3", nn.LSTM(10, 20), 5, 3),
                                ("realistic LSTM(256, 512, 2), T=35, bs=32", nn.LSTM(256, 512, 2), 35, 32)):
         x, hx = _lstm_args(model, T, bs)
-        k = max(2, n // (40 if T < 10 else 4000))
+        k = max(1, n // (4000 if T < 10 else 40000))
         call = functools.partial(model, x, hx)
-        with torch.no_grad():
-            t = interleaved(call, call, k, rounds, around_ours=functools.partial(sv.watch, model))
+        with torch.no_grad():  # watch() entered and left before every turn of both sides (bench_watch says why)
+            t = against_plain(call, functools.partial(sv.watch, model), k, max(1, turns // 3) if T < 10 else 2,
+                              rounds if T < 10 else max(3, rounds // 3))
         rows.append(t.row(f"watched forward, {name}", "plain forward", "~1.0"))
     return rows
 

@@ -29,13 +29,12 @@ import gc
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 
 import torch
 import torch.nn as nn
 
 import shapeviz as sv
-from bench.common import Around, Rounds, Row, alternating
+from bench.common import Around, Rounds, Row, against_plain, alternating, toggled
 
 
 class EmbedLSTM(nn.Module):
@@ -116,15 +115,15 @@ def run(quick: bool = False) -> list[Row]:
     ]
     with torch.no_grad():
         for label, call, around, target in cases:
-            rows.append(_versus(call, around, calls, turns, rounds).row(label, "plain forward", target))
+            rows.append(against_plain(call, around, calls, turns, rounds).row(label, "plain forward", target))
         aa = functools.partial(model, tokens20)
-        a, b = alternating([aa, aa], calls, turns, rounds, around=[_after(sv.watch, model)] * 2, warmup=2)
+        a, b = alternating([aa, aa], calls, turns, rounds, around=[toggled(sv.watch, model)] * 2, warmup=2)
         rows.append(Rounds(a, b).row(f"A/A: the plain forward on both sides ({emb}, T=20, bs=4), each turn after "
                                      "watch() in and out: this run's resolution", "plain forward", "info"))
         cell = functools.partial(loop, tokens20)
         a, b = alternating([cell, cell], calls, turns, rounds, warmup=2,
-                           around=[_after(sv.watch, loop, inputs="bs T", then=True),
-                                   _after(sv.watch, loop, then=True)])
+                           around=[toggled(sv.watch, loop, inputs="bs T", then=True),
+                                   toggled(sv.watch, loop, then=True)])
         rows.append(Rounds(a, b).row("  the same cell loop, watch(inputs='bs T') (the names declared once a call of "
                                      "the model, the cell checked 20 times in it)", "the same with watch()", "<= 1.02"))
         for label, call, around in (
@@ -134,7 +133,7 @@ def run(quick: bool = False) -> list[Row]:
                 (f"{emb}, T=20, bs=4, watch(inputs='bs T')", functools.partial(model, tokens20),
                  functools.partial(sv.watch, model, inputs="bs T"))):
             with _kernel_stubbed(call):
-                t = _versus(call, around, calls * 5, turns, rounds)
+                t = against_plain(call, around, calls * 5, turns, rounds)
             rows.append(t.row(f"  Python side: {label}, torch's LSTM kernel stubbed on both sides", "plain forward",
                               "info"))
     n = 2000 if quick else 10000
@@ -142,32 +141,6 @@ def run(quick: bool = False) -> list[Row]:
     rows.append(Rounds(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)).row(
         f"teardown of {n} checked GRUCells (drop + gc)", "the same, never checked", "O(1) each", "s"))
     return rows
-
-
-def _versus(call: Callable[[], object], around: Around, calls: int, turns: int, rounds: int) -> Rounds:
-    """``call`` inside ``around()`` vs ``call`` plain, finely interleaved; each turn of each side starts by
-    entering and leaving ``around()`` (then the watched side enters it again), and two untimed calls."""
-    a, b = alternating([call, call], calls, turns, rounds, around=[_after(around, then=True), _after(around)],
-                       warmup=2)
-    return Rounds(a, b)
-
-
-def _after(make: Callable[..., AbstractContextManager[object]], *args: object, then: bool = False,
-           **kwargs: object) -> Around:
-    """A turn's context: ``make(*args, **kwargs)`` entered and left at once, then (``then``) entered again for
-    the turn; without ``then`` the turn runs with nothing of it in place."""
-
-    @contextlib.contextmanager
-    def turn() -> Iterator[None]:
-        with make(*args, **kwargs):
-            pass
-        if not then:
-            yield
-            return
-        with make(*args, **kwargs):
-            yield
-
-    return turn
 
 
 @contextlib.contextmanager

@@ -229,6 +229,46 @@ def alternating(fns: Sequence[Callable[[], object]], calls: int, alternations: i
     return [tuple(t) for t in times]
 
 
+def toggled(make: Callable[..., AbstractContextManager[object]], *args: object, then: bool = False,
+            **kwargs: object) -> Around:
+    """A turn's context for :func:`alternating`: ``make(*args, **kwargs)`` entered and left at once, then (with
+    ``then``) entered again for the turn; without ``then`` the turn runs with nothing of it in place. Given to
+    both sides of a comparison, each side's turn follows the same entering and leaving (of ``watch``, say, which
+    patches classes and so costs the next calls CPython's re-specialization of their attribute reads).
+
+    >>> with toggled(gc_off)():
+    ...     gc.isenabled()
+    True
+    """
+
+    @contextlib.contextmanager
+    def turn() -> Iterator[None]:
+        with make(*args, **kwargs):
+            pass
+        if not then:
+            yield
+            return
+        with make(*args, **kwargs):
+            yield
+
+    return turn
+
+
+def against_plain(call: Callable[[], object], around: Around, calls: int, turns: int, rounds: int,
+                  warmup: int = 2) -> Rounds:
+    """``call`` inside ``around()`` (e.g. ``lambda: sv.watch(model)``) vs ``call`` with nothing of it in place,
+    finely interleaved (:func:`alternating`); each turn of each side first enters and leaves ``around()``
+    (:func:`toggled`), so the plain side pays what the entering and leaving cost the next calls, as the other.
+
+    >>> t = against_plain(lambda: None, gc_off, calls=2, turns=2, rounds=3)
+    >>> t.rounds
+    3
+    """
+    a, b = alternating([call, call], calls, turns, rounds, around=[toggled(around, then=True), toggled(around)],
+                       warmup=warmup)
+    return Rounds(a, b)
+
+
 def optional(name: str) -> ModuleType | None:
     """The module ``name`` of the bench extra, or None when it is not installed.
 
