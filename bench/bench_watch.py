@@ -136,11 +136,36 @@ def run(quick: bool = False) -> list[Row]:
                 t = against_plain(call, around, calls * 5, turns, rounds)
             rows.append(t.row(f"  Python side: {label}, torch's LSTM kernel stubbed on both sides", "plain forward",
                               "info"))
+        rows.append(_stand_in(bi, x, 50 if quick else 100, turns, rounds))
     n = 2000 if quick else 10000
     pairs = [(_teardown(n, True), _teardown(n, False)) for _ in range(1 if quick else 5)]
     rows.append(Rounds(tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)).row(
         f"teardown of {n} checked GRUCells (drop + gc)", "the same, never checked", "O(1) each", "s"))
     return rows
+
+
+def _stand_in(lstm: nn.LSTM, x: torch.Tensor, calls: int, turns: int, rounds: int) -> Row:
+    """What a watched layer's forward runs in place of torch's ``self.check_forward_args(...)`` (shapeviz's
+    patched forward, its gate, the check, the class test) vs that call, each inside a forward whose body is
+    otherwise empty: the whole difference between a watched and a plain forward, timed without the kernel's
+    noise around it."""
+    from shapeviz.runtime import patching, watching
+
+    hx = (torch.zeros(4, x.shape[1], 20), torch.zeros(4, x.shape[1], 20))
+
+    def plain(self: nn.LSTM, input: torch.Tensor, hx: object = None) -> None:
+        self.check_forward_args(input, hx, None)  # as torch's forward calls it
+
+    def unchecked(self: nn.LSTM, input: torch.Tensor, hx: object = None) -> None:
+        return None
+
+    watched = patching.make_forward(plain, watching._gate, (nn.LSTM.check_forward_args, unchecked))
+    with sv.watch(lstm):
+        a, b = alternating([functools.partial(watched, lstm, x, hx), functools.partial(plain, lstm, x, hx)], calls,
+                           turns, rounds, warmup=5)
+    return Rounds(a, b).row("  what a watched forward runs in place of torch's check (shapeviz's patched forward, its "
+                            "gate, the check, the class test), LSTM(10, 20, 2, bidirectional), T=5, bs=3",
+                            "torch's self.check_forward_args(input, hx, None) in torch's forward", "info")
 
 
 @contextlib.contextmanager
