@@ -97,7 +97,7 @@ class OpRecorder:
             path, parent_index = parent.path, parent.index
         else:
             path, parent_index = "", None
-        site = _SITES.get((id(frame.f_code), frame.f_lineno)) or site_of(frame)
+        site = _SITES.get((id(frame.f_code), frame.f_lasti)) or site_of(frame)
         params = ""
         if kwargs:
             params = op_params(args, kwargs)

@@ -114,19 +114,21 @@ def user_frame(direct: bool = False) -> FrameType | None:
 
 
 _SITES: dict[tuple[int, int], tuple[str, str]] = {}
-"""(id(code object), line) -> what :func:`site_of` gives (keyed by id, as :data:`_CODE_KINDS` is)."""
+"""(id(code object), offset of the instruction running) -> what :func:`site_of` gives: keyed by id, as
+:data:`_CODE_KINDS` is, and by the instruction rather than the line (a frame's line is found by reading its code's
+line table up to the instruction, at each ``f_lineno``)."""
 _SITE_CODES: list[Any] = []  # the code objects of _SITES' keys: kept, so that their ids are not reused
 
 
 def site_of(frame: FrameType) -> tuple[str, str]:
-    """``("model.py:14", "H = torch.tanh(X @ W + b)")`` of a frame's current line (cached per line)."""
+    """``("model.py:14", "H = torch.tanh(X @ W + b)")`` of a frame's current line (cached per instruction)."""
     code = frame.f_code
-    key = (id(code), frame.f_lineno)
+    key = (id(code), frame.f_lasti)
     hit = _SITES.get(key)
     if hit is None:
         fn = code.co_filename
         hit = (f"{os.path.basename(fn)}:{frame.f_lineno}", linecache.getline(fn, frame.f_lineno).strip())
-        if len(_SITES) < 4096:
+        if len(_SITES) < 8192:
             _SITES[key] = hit
             _SITE_CODES.append(code)
     return hit
