@@ -558,9 +558,21 @@ def _declared(module: nn.Module, decl: Declaration) -> Conventions:
     hit = _cache.get(module)
     if hit is not None and hit[0] == key:
         return hit[1]
-    conv = _torch_like(decl, sizes) or _generic(decl, sizes)
+    conv = declared_conventions(decl, sizes)
     _cache[module] = (key, conv, _no_getter, False)
     return conv
+
+
+def declared_conventions(decl: Declaration, sizes: dict[str, int]) -> Conventions:
+    """The Conventions of a declaration with its sizes read: torch's own (under the class's name) where it
+    describes them, else the declaration's dims.
+
+    >>> from shapeviz.core.declared import Declaration
+    >>> d = Declaration("Mine", ("T", "bs", "emb"), (("bs", "h"),), False, None, True, (("emb", "a"), ("h", "b")))
+    >>> declared_conventions(d, {"emb": 3, "h": 4}).shapes(T=5, bs=2)["h_0"]
+    (2, 4)
+    """
+    return _torch_like(decl, sizes) or _generic(decl, sizes)
 
 
 def _no_getter(_: Any) -> tuple:

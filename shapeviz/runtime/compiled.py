@@ -18,6 +18,8 @@ static sizes (``has_static_value``): it never adds a guard. Declared sizes are t
 traces: ``sv.dims`` around the compiled call, and ``watch(model, inputs=...)``: the sizes of that model's input
 in the call being compiled, read from its frame on the real Python stack (the static ones are guarded by dynamo
 anyway, so a new size recompiles and is read again). ``PackedSequence`` inputs are not checked while compiling.
+Layers declared with ``sv.recurrent`` are (:func:`check_declared_compiling`): their sizes are read from the
+module's attributes, as torch's are, and the rule is the same :func:`~shapeviz.core.callfit.call_fits`.
 
 On a failure the message is built by :func:`shapeviz.runtime.diagnosis.diagnose` from stand-in tensors
 of the same shapes, dtypes and devices, and raised as :class:`CompiledShapeError`: in default mode dynamo
@@ -38,11 +40,12 @@ from torch import Tensor
 from torch.fx.experimental.symbolic_shapes import has_static_value, optimization_hint, statically_known_true
 
 from shapeviz.core.callfit import CallRule, Sizes, call_fits, call_rule
+from shapeviz.core.declared import declaration_of
 from shapeviz.core.dimensions import DECLARED, live_declared
-from shapeviz.core.model import CELL_TYPES, FAMILIES, LAYER_TYPES, Conventions
+from shapeviz.core.model import CELL_TYPES, FAMILIES, LAYER_TYPES, Conventions, declared_conventions
 from shapeviz.runtime.fastcheck import call_args
 
-__all__ = ["CompiledShapeError", "check_compiling", "compiled_fault"]
+__all__ = ["CompiledShapeError", "check_compiling", "check_declared_compiling", "compiled_fault"]
 
 Key = tuple[str, bool, int, int, int, bool, bool, int]
 
@@ -236,3 +239,75 @@ def check_compiling(module: nn.Module, args: tuple, kwargs: dict[str, Any], path
 
         check_module_call(module, args, kwargs, path)
     raise CompiledShapeError(text)
+
+
+# ------------------------------------------------------------------------------------- layers of sv.recurrent
+# (every constant function takes the class, never the Declaration: dynamo passes classes between them as constants)
+@torch.compiler.assume_constant_result
+def size_sources(cls: type) -> tuple[tuple[str, Any], ...] | None:
+    """Where the ``sv.recurrent`` declaration of a class reads each size (an attribute name or a function of
+    the module), as a constant; None for a class that is not declared.
+
+    >>> size_sources(nn.LSTM) is None
+    True
+    """
+    decl = declaration_of(cls)
+    return None if decl is None else decl.sizes
+
+
+def _declared_conv(cls: type, sizes: tuple[tuple[str, int], ...]) -> Conventions:
+    decl = declaration_of(cls)
+    assert decl is not None  # size_sources said it is declared
+    return declared_conventions(decl, dict(sizes))
+
+
+@torch.compiler.assume_constant_result
+def declared_rule_of(cls: type, sizes: tuple[tuple[str, int], ...]) -> tuple[CallRule, str]:
+    """The :class:`~shapeviz.core.callfit.CallRule` of a declared layer with these sizes, and the name of the
+    weight whose dtype and device are the module's (``""``: its first floating-point parameter), as constants."""
+    conv = _declared_conv(cls, sizes)
+    return call_rule(conv), conv.layout.weight_name
+
+
+@torch.compiler.assume_constant_result
+def declared_failure_text(cls: type, sizes: tuple[tuple[str, int], ...], x: Any, s: Any, w: Any,
+                          dims: tuple[tuple[str, int], ...] | None, path: str | None) -> str:
+    """The :class:`~shapeviz.ShapeError` text for a declared layer's failed traced check, from constants."""
+    from shapeviz.runtime.declared_diagnosis import diagnose_declared
+    from shapeviz.runtime.diagnosis import diagnose
+
+    weight = _stand_in(w)
+    module = SimpleNamespace(_parameters={}, parameters=lambda: iter(() if weight is None else (weight,)))
+    conv = _declared_conv(cls, sizes)
+    judge = diagnose if conv.declaration is None else diagnose_declared
+    err = judge(module, conv, _stand_in(x), _stand_in(s), None if dims is None else dict(dims), path)  # type: ignore[arg-type]
+    return "" if err is None else f"shapeviz.ShapeError: {err}"
+
+
+def check_declared_compiling(module: nn.Module, x: Any, s: Any, path: str | None) -> None:
+    """The check of a call of a layer declared with ``sv.recurrent`` while dynamo traces: the one rule with
+    dynamo's comparisons, as for torch's layers; raises :class:`CompiledShapeError` (dynamo then runs the frame
+    eagerly, where the eager check raises the real :class:`~shapeviz.ShapeError`).
+
+    >>> check_declared_compiling(nn.GRU(4, 6), torch.randn(5, 2, 4), None, None)  # not declared: nothing to do
+    """
+    cls = type(module)
+    sources = size_sources(cls)
+    if sources is None or not isinstance(x, Tensor):
+        return
+    # the module's attributes (dynamo guards them, as torch's sizes) or the declaration's functions of it
+    sizes = tuple((name, src(module) if callable(src) else getattr(module, src)) for name, src in sources)
+    rule, wname = declared_rule_of(cls, sizes)
+    w = module._parameters.get(wname) if wname else None
+    if w is None:
+        w = next((p for p in module.parameters() if p.is_floating_point() or p.is_complex()), None)
+    dims = declared_now()
+    if call_fits(rule, x, s, w, None if dims is None else dict(dims), SYMBOLIC) is not None:
+        return
+    if not _all_static(x, s):
+        raise CompiledShapeError(
+            f"shapeviz.ShapeError: a call of {cls.__name__} does not fit its conventions (sizes "
+            "made dynamic by torch.compile: run the model once uncompiled for the full message)")
+    text = declared_failure_text(cls, sizes, _describe(x), _describe(s), _describe(w), dims, path)
+    if text:
+        raise CompiledShapeError(text)

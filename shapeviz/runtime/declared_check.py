@@ -159,7 +159,12 @@ def check_declared(module: nn.Module, x: Any, s: Any, path: str | None) -> None:
     p = _plans.get(id(module))
     if p is not None and p.hot(module, x, s):
         return
-    if env_disabled() or is_compiling() or x is None:
+    if env_disabled() or x is None:
+        return
+    if is_compiling():  # dynamo traces this call: checked at trace time, with the same rule
+        from shapeviz.runtime.compiled import check_declared_compiling
+
+        check_declared_compiling(module, x, s, path)
         return
     conv = conventions(module)
     decl = DECLARED.get()

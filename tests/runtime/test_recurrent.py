@@ -419,3 +419,48 @@ def test_trace_unroll_and_dry_run_of_declared_layers(tmp_path):
     run = sv.dry_run(Forgot(), "bs=3,T=7,emb=6")
     assert run.error is not None and run.error.code == "batch_first_swap"
     assert "rnn: ScratchRNN(emb=8, h=5)" in str(run.error)
+
+
+@pytest.mark.parametrize("make, good, bad, code", [
+    (lambda: ScratchRNN(3, 4), (torch.randn(5, 2, 3), (torch.zeros(2, 4),)),
+     (torch.randn(5, 2, 3), (torch.zeros(3, 4),)), "batch_mismatch"),
+    (lambda: MinGRU(3, 4), (torch.randn(2, 5, 3), torch.zeros(2, 4)),
+     (torch.randn(2, 5, 3), torch.zeros(2, 6)), "hidden_size"),
+    (lambda: ScanLayer(3, 2), (torch.randn(2, 5, 3), torch.zeros(2, 3, 2)),
+     (torch.randn(2, 5, 3), torch.zeros(2, 2, 3)), "hidden_size"),
+])
+def test_declared_layers_are_checked_while_dynamo_compiles(make, good, bad, code):
+    """The one rule, read with dynamo's comparisons: no graph break on a right call, the same output; a wrong
+    call raises the eager ShapeError (dynamo runs the frame eagerly) and, under fullgraph=True, dynamo's error
+    quotes it; declared sizes (sv.dims) give the same evidence as eagerly."""
+    torch._dynamo.reset()  # fullgraph first: after a frame ran eagerly, dynamo compiles its callees one by one
+    torch.manual_seed(0)
+    m = make()
+    assert _code(lambda: sv.check_call(m, *bad)) == code
+    with sv.watch(m):
+        explained = torch._dynamo.explain(m)(*good)
+        assert explained.graph_break_count == 0, explained.break_reasons
+        strict = torch.compile(m, backend="eager", dynamic=False, fullgraph=True)
+        torch.testing.assert_close(strict(*good), m(*good))
+        with pytest.raises(Exception) as info:
+            strict(*bad)
+        assert f"shapeviz.ShapeError: [{code}]" in str(info.value)
+    torch._dynamo.reset()
+    with sv.checking():
+        compiled = torch.compile(make(), backend="eager", dynamic=False)
+        compiled(*good)
+        assert _code(lambda: compiled(*bad)) == code
+
+
+def test_a_swap_is_caught_while_compiling_from_declared_sizes():
+    torch._dynamo.reset()
+    m = ScratchRNN(3, 4)
+    compiled = torch.compile(m, backend="eager", dynamic=False)
+    x = torch.randn(2, 5, 3)  # (bs=2, T=5, emb): batch-first into a seq-first layer, no state given
+    with sv.dims(bs=2, T=5):
+        assert _code(lambda: sv.check_call(m, x)) == "batch_first_swap"  # eagerly
+    with sv.watch(m):
+        with sv.dims(bs=2, T=5):  # the sizes declared when dynamo traces (README: torch.compile)
+            assert _code(lambda: compiled(x)) == "batch_first_swap"
+        torch._dynamo.reset()
+        compiled(x)  # no evidence: silent, as eagerly
