@@ -180,7 +180,30 @@ def index_plan(ndim: int, index: Any) -> tuple[list[int | None], list[tuple[int,
     return src, picks
 
 
+_OTHER = object()
+"""An index item :func:`index_plan` has no plan for (a tensor, a list), as :func:`_getitem` keeps it."""
+
+
+def _plain_index(index: Any) -> Any:
+    """``index`` without tensors, for a rule that names the result after the forward (a trace keeps no tensor):
+    each item :func:`index_plan` reads as it is, any other item as one it has no plan for, and a slice as a whole
+    slice (it reads no bounds).
+
+    >>> import torch
+    >>> _plain_index((slice(torch.tensor(1), None), 0, None, ...)), _plain_index(torch.tensor([0, 1])) is _OTHER
+    ((slice(None, None, None), 0, None, Ellipsis), True)
+    """
+    def plain(i: Any) -> Any:
+        if i is None or i is Ellipsis or isinstance(i, int):
+            return i
+        return slice(None) if isinstance(i, slice) else _OTHER
+
+    return tuple(plain(i) for i in index) if isinstance(index, tuple) else plain(index)
+
+
 def _getitem(index: Any) -> Rule:
+    index = _plain_index(index)
+
     def rule(op: OpView) -> Names | None:
         src = op.names(0)
         plan = index_plan(len(src), index)

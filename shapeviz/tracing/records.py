@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -26,6 +27,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 SCHEMA = "shapeviz.trace/2"
 """The ``"schema"`` value of :meth:`Trace.to_json` documents: repeated steps stored once (``"runs"``)."""
+_FINISHING = threading.Lock()
+"""Held while a trace of :func:`~shapeviz.tracing.session.trace` names and groups its records (its first read)."""
+
 SCHEMA_1 = "shapeviz.trace/1"
 """The schema of files written before runs: every call listed (still read; :meth:`Trace.to_dict` writes it)."""
 
@@ -238,6 +242,48 @@ class Trace:
 
         if not isinstance(self.calls, Calls):
             self.calls = Calls(self.calls)
+
+    # ------------------------------------------------------------ finished when first read
+    @classmethod
+    def unfinished(cls, finish: Callable[[], tuple[Sequence[Call], dict[str, list[int]]]], model: str,
+                   ops: bool) -> Trace:
+        """A trace whose ``calls`` and ``sizes`` are what ``finish()`` gives, called when either is first read:
+        :func:`~shapeviz.tracing.session.trace` names and groups its records then, not inside the forward's call
+        (as torch's profiler reads its events when they are asked for). ``finish`` holds records, never tensors.
+
+        >>> t = Trace.unfinished(lambda: ([Call(0, "rnn", "RNN", CallKind.MODULE)], {"T": [5]}), "RNN", False)
+        >>> t.sizes, len(t.calls), t == Trace([Call(0, "rnn", "RNN", CallKind.MODULE)], "RNN", False, {"T": [5]})
+        ({'T': [5]}, 1, True)
+        """
+        t = cls.__new__(cls)
+        t.model, t.ops, t.error = model, ops, ""
+        t.__dict__["_finish"] = finish
+        return t
+
+    def __getattr__(self, name: str) -> Any:
+        """``calls`` and ``sizes`` of an unfinished trace (see :meth:`unfinished`): made on the first read."""
+        if name in ("calls", "sizes") and "_finish" in self.__dict__:
+            self._finished()
+            return self.__dict__[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def _finished(self) -> None:
+        from shapeviz.tracing.runs import Calls
+
+        with _FINISHING:  # one thread finishes it; another that read it meanwhile finds it done
+            finish = self.__dict__.get("_finish")
+            if finish is None:
+                return
+            calls, sizes = finish()
+            self.calls = calls if isinstance(calls, Calls) else Calls(calls)
+            self.sizes = sizes
+            del self.__dict__["_finish"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What pickle and copy keep: the finished trace."""
+        if "_finish" in self.__dict__:
+            self._finished()
+        return dict(self.__dict__)
 
     # ------------------------------------------------------------ queries
     def modules(self) -> list[Call]:

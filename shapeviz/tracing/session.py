@@ -165,6 +165,9 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     layers are not run (their results are shaped from the Conventions), so big models trace in
     milliseconds. If the forward raises, the exception reaches you with a note: the calls traced
     so far and, for a failing op, its operands in named dims with the source line.
+
+    The records are named and repeated steps grouped when the trace is first read (its ``calls``
+    or ``sizes``), not inside this call, as torch's profiler reads its events when asked for them.
     """
     names = parse_names(inputs_dims, "trace(inputs_dims=...)") if inputs_dims is not None else None
     declared_sizes = dict(declared() or {})
@@ -203,8 +206,19 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     young = _raise_young_threshold() if ops else None  # (a trace of module calls alone makes few records)
     try:
         _run_forward(tracer, model, modules, users, inputs, kwargs, first_sizes, needs_mode)
+        # made before the threshold is back: an allocation after it would have the collector walk every record
+        return Trace.unfinished(functools.partial(_finish, tracer), type_name(model), ops)
+    finally:
+        _restore_threshold(young)
+
+
+def _finish(tracer: Tracer) -> tuple[Calls, dict[str, list[int]]]:
+    """The calls and sizes of a trace, on its first read (:meth:`Trace.unfinished`): every record named, repeated
+    steps grouped. The forward is over: the tracer holds records, no tensor."""
+    young = _raise_young_threshold() if tracer.ops else None
+    try:
         sizes = tracer.resolve()
-        return Trace(calls=Calls(tracer.calls), model=type_name(model), ops=ops, sizes=sizes)
+        return Calls(tracer.calls), sizes
     finally:
         _restore_threshold(young)
 
