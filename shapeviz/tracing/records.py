@@ -27,7 +27,7 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 SCHEMA = "shapeviz.trace/2"
 """The ``"schema"`` value of :meth:`Trace.to_json` documents: repeated steps stored once (``"runs"``)."""
-_FINISHING = threading.Lock()
+_FINISHING = threading.RLock()
 """Held while a trace of :func:`~shapeviz.tracing.session.trace` names and groups its records (its first read)."""
 
 SCHEMA_1 = "shapeviz.trace/1"

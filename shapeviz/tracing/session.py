@@ -289,7 +289,8 @@ _YOUNG = 100_000
 youngest objects; Python's default is 700). A trace's records are up to hundreds of thousands of small objects that
 all live until it is made, none of them part of a reference cycle: with the default, the collector walks them (and
 every object of the program) again and again, most of a trace's time for a long loop. Collections still happen,
-every 100,000 allocations."""
+every 100,000 allocations. Raised while the forward runs and again while the trace's first read names and groups
+its records (:func:`_finish`)."""
 
 
 def _raise_young_threshold() -> tuple[tuple[int, ...], tuple[int, ...]] | None:
