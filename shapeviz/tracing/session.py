@@ -167,7 +167,9 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     so far and, for a failing op, its operands in named dims with the source line.
 
     The records are named and repeated steps grouped when the trace is first read (its ``calls``
-    or ``sizes``), not inside this call, as torch's profiler reads its events when asked for them.
+    or ``sizes``), not inside this call, as torch's profiler reads its events when asked for them;
+    a trace of more than :data:`UNREAD_RECORDS` records is named and grouped at once (what an unread
+    trace holds stays bounded: grouped, a long loop keeps a few bytes per op).
     """
     names = parse_names(inputs_dims, "trace(inputs_dims=...)") if inputs_dims is not None else None
     declared_sizes = dict(declared() or {})
@@ -207,7 +209,10 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     try:
         _run_forward(tracer, model, modules, users, inputs, kwargs, first_sizes, needs_mode)
         # made before the threshold is back: an allocation after it would have the collector walk every record
-        return Trace.unfinished(functools.partial(_finish, tracer), type_name(model), ops)
+        made = Trace.unfinished(functools.partial(_finish, tracer), type_name(model), ops)
+        if len(tracer.calls) > UNREAD_RECORDS:
+            made._finished()
+        return made
     finally:
         _restore_threshold(young)
 
@@ -283,6 +288,9 @@ def _run_forward(tracer: Tracer, model: Any, modules: list[tuple[str, nn.Module]
             pop(token)
         tracer.close()
 
+
+UNREAD_RECORDS = 4096
+"""The most records a trace keeps unread (about 1.5 KB each, 6 MB): one with more is named and grouped at once."""
 
 _YOUNG = 100_000
 """The garbage collector's first threshold while a trace records ops (allocations between two collections of the

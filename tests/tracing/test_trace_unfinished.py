@@ -99,3 +99,21 @@ def test_a_missing_attribute_is_still_an_attribute_error() -> None:
     else:
         raise AssertionError("no AttributeError")
     assert _unread(t)
+
+
+def test_a_trace_past_the_unread_limit_is_finished_at_once(monkeypatch) -> None:
+    """What an unread trace holds stays bounded: past UNREAD_RECORDS records sv.trace names and groups them at once,
+    and the finished trace is the one a first read would have made."""
+    from shapeviz.tracing import session
+
+    model, x, h = _Scratch(), torch.zeros(12, 2, 4), torch.zeros(2, 6)  # 12 steps of 4 ops, 2 module calls: 50
+
+    def run() -> Trace:
+        return sv.trace(model, x, h, ops=True)  # one line: the root call's site is the same
+
+    lazy = run()
+    assert _unread(lazy)
+    monkeypatch.setattr(session, "UNREAD_RECORDS", 40)
+    eager = run()
+    assert not _unread(eager)
+    assert eager == lazy and str(eager) == str(lazy)
