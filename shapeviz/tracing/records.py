@@ -245,13 +245,13 @@ class Trace:
 
     # ------------------------------------------------------------ finished when first read
     @classmethod
-    def unfinished(cls, finish: Callable[[], tuple[Sequence[Call], dict[str, list[int]]]], model: str,
+    def _unfinished(cls, finish: Callable[[], tuple[Sequence[Call], dict[str, list[int]]]], model: str,
                    ops: bool) -> Trace:
         """A trace whose ``calls`` and ``sizes`` are what ``finish()`` gives, called when either is first read:
         :func:`~shapeviz.tracing.session.trace` names and groups its records then, not inside the forward's call
         (as torch's profiler reads its events when they are asked for). ``finish`` holds records, never tensors.
 
-        >>> t = Trace.unfinished(lambda: ([Call(0, "rnn", "RNN", CallKind.MODULE)], {"T": [5]}), "RNN", False)
+        >>> t = Trace._unfinished(lambda: ([Call(0, "rnn", "RNN", CallKind.MODULE)], {"T": [5]}), "RNN", False)
         >>> t.sizes, len(t.calls), t == Trace([Call(0, "rnn", "RNN", CallKind.MODULE)], "RNN", False, {"T": [5]})
         ({'T': [5]}, 1, True)
         """
@@ -261,7 +261,7 @@ class Trace:
         return t
 
     def __getattr__(self, name: str) -> Any:
-        """``calls`` and ``sizes`` of an unfinished trace (see :meth:`unfinished`): made on the first read."""
+        """``calls`` and ``sizes`` of an unfinished trace (see :meth:`_unfinished`): made on the first read."""
         if name in ("calls", "sizes") and "_finish" in self.__dict__:
             self._finished()
             return self.__dict__[name]

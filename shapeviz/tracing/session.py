@@ -209,7 +209,7 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
     try:
         _run_forward(tracer, model, modules, users, inputs, kwargs, first_sizes, needs_mode)
         # made before the threshold is back: an allocation after it would have the collector walk every record
-        made = Trace.unfinished(functools.partial(_finish, tracer), type_name(model), ops)
+        made = Trace._unfinished(functools.partial(_finish, tracer), type_name(model), ops)
         if len(tracer.calls) > UNREAD_RECORDS:
             made._finished()
         return made
@@ -218,7 +218,7 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
 
 
 def _finish(tracer: Tracer) -> tuple[Calls, dict[str, list[int]]]:
-    """The calls and sizes of a trace, on its first read (:meth:`Trace.unfinished`): every record named, repeated
+    """The calls and sizes of a trace, on its first read (:meth:`Trace._unfinished`): every record named, repeated
     steps grouped. The forward is over: the tracer holds records, no tensor."""
     young = _raise_young_threshold() if tracer.ops else None
     try:

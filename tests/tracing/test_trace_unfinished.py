@@ -1,4 +1,4 @@
-"""A trace names its records and groups repeated steps when it is first read (``Trace.unfinished``): what it reads
+"""A trace names its records and groups repeated steps when it is first read (``Trace._unfinished``): what it reads
 is what an eager trace gave, it holds no tensor meanwhile (an index tensor of ``x[idx]`` included), the collector's
 threshold is back after the read too, and pickle, copy and two threads reading at once see the finished trace."""
 
