@@ -23,13 +23,13 @@ from operator import itemgetter
 from typing import Any
 
 import torch.nn as nn
-from torch import Tensor
 
 from shapeviz.core.callfit import call_fits, call_rule
 from shapeviz.core.declared import declaration_of
 from shapeviz.core.dimensions import DECLARED, live_declared
 from shapeviz.core.model import Conventions, conventions, module_weight
-from shapeviz.runtime.switches import ENV_DATA, ENV_KEY, dynamo_compiling, env_disabled, is_compiling
+from shapeviz.runtime.hotpath import declared_hot, state_form
+from shapeviz.runtime.switches import env_disabled, is_compiling
 
 __all__ = ["check_declared"]
 
@@ -59,7 +59,9 @@ class _Plan:
         """Make the hot path for a call of input shape ``sh`` that fit, with state shapes ``states``."""
         if self.read is None or self.path is None:  # settings behind properties, or no weights: the long way
             return
-        self.hot = _hot(self.conv, sh, decl, states, self.path, self.read, self.read(module.__dict__))
+        rule = call_rule(self.conv)
+        self.hot = declared_hot(sh, decl, states, state_form(rule.arity, rule.as_tuple), self.read,
+                                self.read(module.__dict__), self.path)
 
 
 def _never(m: Any, x: Any, s: Any) -> bool:
@@ -80,74 +82,6 @@ def _settings(module: nn.Module) -> Callable[[dict], Any] | None:
                             for n in names):
         return None
     return itemgetter(*names)
-
-
-def _hot(conv: Conventions, sh: Any, decl0: dict[str, int] | None, states: tuple, path: tuple[str, ...],
-         read: Callable[[dict], Any], key: Any) -> Callable[[Any, Any, Any], bool]:
-    """True when a call repeats the one that fit (its input shape, declared sizes, the module's settings,
-    dtypes, devices and state shapes); False sends it the long way (never an error). The plan is its module's:
-    ``_plans`` drops it when the module dies, so a plan found by ``id`` belongs to the module given."""
-    rule = call_rule(conv)
-    arity, as_tuple = rule.arity, rule.as_tuple
-    env, env_key, decl_now, tensor, dynamo = ENV_DATA, ENV_KEY, DECLARED.get, Tensor, dynamo_compiling
-    sub, deeper, pname = (path[0] if len(path) > 1 else None), path[1:-1], path[-1]
-    want_h, want_c = (states + ((), ()))[:2]
-
-    def hot(m: Any, x: Any, s: Any) -> bool:
-        if env_key in env or type(x) is not tensor or dynamo():
-            return False
-        d = m.__dict__
-        try:
-            if x.shape != sh or read(d) != key:
-                return False
-        except KeyError:  # a setting deleted since: the long way says what is wrong
-            return False
-        decl = decl_now()
-        if decl is not decl0 and decl != decl0:
-            return False
-        if sub is None:
-            w = d["_parameters"].get(pname)
-        else:
-            w = d["_modules"].get(sub)
-            if deeper:
-                for name in deeper:
-                    if w is None:
-                        return False
-                    w = w._modules.get(name)
-            if w is None:
-                return False
-            w = w._parameters.get(pname)
-        dtype = x.dtype
-        if w is None or dtype is not w.dtype:
-            return False
-        if x.is_cpu:
-            if not w.is_cpu:
-                return False
-            if s is None:
-                return True
-            if not as_tuple:
-                return type(s) is tensor and s.shape == want_h and s.dtype is dtype and s.is_cpu
-            if type(s) is not tuple or len(s) != arity:
-                return False
-            if arity == 1:  # a 1-tuple state, as textbook code passes it
-                h = s[0]
-                return type(h) is tensor and h.shape == want_h and h.dtype is dtype and h.is_cpu
-            if arity == 2:
-                h, c = s
-                return (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
-                        and h.dtype is dtype and c.dtype is dtype and h.is_cpu and c.is_cpu)
-            return all(type(t) is tensor and t.shape == want and t.dtype is dtype and t.is_cpu
-                       for t, want in zip(s, states))
-        device = x.device
-        if device != w.device:
-            return False
-        if s is None:
-            return True
-        parts = (s,) if not as_tuple else s if type(s) is tuple and len(s) == arity else None
-        return parts is not None and all(type(t) is tensor and t.shape == want and t.dtype is dtype
-                                         and t.device == device for t, want in zip(parts, states))
-
-    return hot
 
 
 _plans: dict[int, _Plan] = {}  # id(module) -> its plan (dropped when the module dies)

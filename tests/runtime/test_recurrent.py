@@ -464,3 +464,23 @@ def test_a_swap_is_caught_while_compiling_from_declared_sizes():
             assert _code(lambda: compiled(x)) == "batch_first_swap"
         torch._dynamo.reset()
         compiled(x)  # no evidence: silent, as eagerly
+
+
+def test_a_repeat_call_of_a_declared_layer_rereads_its_settings_and_weight():
+    """The hot path of a declared layer (hotpath.declared_hot) accepts a repeat call only when its settings, the
+    weight it found one module down and the state still agree: each change is caught on the next call."""
+    m = MinGRU(3, 4)  # its weight: m.z.weight, one module down
+    x, h = torch.randn(2, 5, 3), torch.zeros(2, 4)
+    with sv.watch(m):
+        m(x, h)
+        m(x, h)  # the hot path
+        m.z = nn.Linear(3, 4).double()  # a new submodule of another dtype
+        assert _code(lambda: m(x, h)) == "dtype"
+        m.z = nn.Linear(3, 4)
+        m(x, h)
+        m.hidden_size = 5  # a declared size changed: the old state no longer fits
+        assert _code(lambda: m(x, h)) == "hidden_size"
+        m.hidden_size = 4
+        m(x, h)
+        assert _code(lambda: m(x, (h,))) == "state_type"  # a 1-tuple where one tensor is declared
+        assert _code(lambda: m(x, torch.zeros(3, 4))) == "batch_mismatch"
