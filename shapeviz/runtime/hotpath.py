@@ -183,8 +183,8 @@ def declared_hot(sh: Any, decl0: dict[str, int] | None, wants: tuple, form: str,
     >>> hot(m, torch.zeros(5, 2, 4), torch.zeros(2, 6)), hot(m, torch.zeros(5, 2, 4), torch.zeros(3, 6))
     (True, False)
     """
-    weight = "own" if len(path) == 1 else "sub" if len(path) == 2 else "walk"
     deeper = path[1:-1]
+    weight = "own" if len(path) == 1 else "walk" if deeper else "sub"
 
     def walk(mod: Any) -> Any:  # the modules between the first and the weight's own
         for name in deeper:
