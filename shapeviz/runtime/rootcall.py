@@ -189,32 +189,13 @@ def _next_impl(cls: type, attr: str) -> Any:
 
 
 def _wrapper(impl: Any) -> Callable[..., Any]:
-    named, declared_now, tensor, dynamo = _named, DECLARED.get, Tensor, dynamo_compiling
+    named = _named
 
     def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
         entry = named.get(id(self))  # an entry goes with its root (weakref callback): found by id, it is self
         if entry is None:
             return impl(self, *args, **kwargs)
-        namers = entry[1]
-        first = args[0] if args else _first(args, kwargs)
-        if len(namers) == 1 and type(first) is tensor and not dynamo():  # :func:`_declaring`, one frame less
-            namer = namers[0]
-            try:
-                t = namer.local.t
-            except AttributeError:
-                t = namer.thread()
-            if not t.depth and namer.open and first.ndim >= len(namer.names):
-                if declared_now() is not None:  # sizes declared around the call: they must agree
-                    agree(namer.names, first, self)
-                declarer = t.declarer
-                key = declarer.push(first.shape, namer.live)
-                t.depth = 1
-                try:
-                    return impl(self, *args, **kwargs)
-                finally:
-                    t.depth = 0
-                    declarer.pop(key)
-        return _declaring(self, namers, impl, args, kwargs)
+        return _declaring(self, entry[1], impl, args, kwargs)
 
     wrapper.__shapeviz_root__ = True  # type: ignore[attr-defined]
     wrapper.__wrapped__ = impl  # type: ignore[attr-defined]
