@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "conventions": "shapeviz.core.model",
     "dims": "shapeviz.core.dimensions",
     "check_call": "shapeviz.runtime.fastcheck",
+    "checker": "shapeviz.runtime.fastcheck",
     "checking": "shapeviz.runtime.watching",
     "disable": "shapeviz.runtime.watching",
     "enable": "shapeviz.runtime.watching",
@@ -64,6 +65,7 @@ __all__ = [
     "Trace",
     "check",
     "check_call",
+    "checker",
     "checking",
     "conventions",
     "dims",
@@ -131,7 +133,7 @@ if TYPE_CHECKING:  # static checkers see the real names
     from shapeviz.render.unrolled import unroll
     from shapeviz.runtime.declared import recurrent
     from shapeviz.runtime.dryrun import DryRun, dry_run
-    from shapeviz.runtime.fastcheck import check_call
+    from shapeviz.runtime.fastcheck import check_call, checker
     from shapeviz.runtime.watching import checking, disable, enable, enabled, watch
     from shapeviz.tracing.records import Call, TensorInfo, Trace
     from shapeviz.tracing.session import trace

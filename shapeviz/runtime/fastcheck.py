@@ -16,6 +16,7 @@ allocates no more than the ``torch.Size`` objects its shape reads make.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,7 @@ from shapeviz.core.callfit import agrees, call_rule, expected, packed_states, st
 from shapeviz.core.declared import declaration_of
 from shapeviz.core.dimensions import DECLARED, live_declared
 from shapeviz.core.model import RECURRENT_TYPES, Conventions, conventions, key_getter
-from shapeviz.runtime.hotpath import hot_path, no_memo, same_objects
+from shapeviz.runtime.hotpath import checker_code, flat_memo, hot_path, no_memo, same_objects
 from shapeviz.runtime.switches import env_disabled, is_compiling
 
 
@@ -38,7 +39,8 @@ class CallPlan:
     whole, so a thread never reads one call's shape with another call's states), with :attr:`hot`, the hot path
     made for that memo."""
 
-    __slots__ = ("_made", "_memo", "arity", "conv", "from_dict", "getkey", "hot", "key", "ref", "rule", "wname")
+    __slots__ = ("_made", "_memo", "arity", "conv", "flat", "from_dict", "getkey", "hot", "key", "ref", "rule",
+                 "wname")
 
     def __init__(self, module: torch.nn.Module, conv: Conventions) -> None:
         self.conv = conv
@@ -51,6 +53,7 @@ class CallPlan:
         self.wname = conv.layout.weight_name
         self._memo: tuple = (None, None, (), ())
         self._made: tuple | None = None  # the settings' objects the hot path compares with
+        self.flat: tuple | None = None  # what the hot path and a checker compare a call with (hotpath.flat_memo)
         self.hot: Callable[[torch.nn.Module, Any, Any], bool] = no_memo  # until a call fits
 
     @property
@@ -66,7 +69,8 @@ class CallPlan:
         if value == self._memo and self.hot is not no_memo and same_objects(now, self._made):
             return  # the hot path in place was made for this memo and these very settings
         self._memo, self._made = value, now
-        self.hot = hot_path(self, value, now)
+        self.flat = flat = flat_memo(self, value, now)
+        self.hot = hot_path(self, flat)
 
 
 # id(module) -> CallPlan; the plan's weakref drops the entry when the module dies (cheaper than a
@@ -166,6 +170,40 @@ def check_call(module: torch.nn.Module, x: Any = _MISSING, hx: Any = None, /, *a
         return
     given = () if x is _MISSING else (x,) if hx is None and not args else (x, hx, *args)
     check_module_call(module, given, kwargs, None)
+
+
+def checker(module: torch.nn.Module) -> Callable[..., None]:
+    """``check = checker(module)``: :func:`check_call` for one module, at its least cost per call:
+    ``check(x, hx)`` checks ``module(x, hx)``, raising :class:`~shapeviz.ShapeError` on a mistake. Build it
+    once, outside the loop it checks; it keeps ``module`` alive and is not saved with it (a function: keep it
+    on no module you save or copy, where ``check_call`` does the same job).
+
+    >>> import torch, torch.nn as nn
+    >>> check = checker(nn.LSTM(10, 20, 2))
+    >>> check(torch.randn(5, 3, 10), (torch.zeros(2, 3, 20), torch.zeros(2, 3, 20)))  # (T=5, bs=3, emb=10)
+    >>> check(torch.randn(5, 3, 10), (torch.zeros(2, 4, 20), torch.zeros(2, 4, 20)))
+    Traceback (most recent call last):
+    ...
+    shapeviz.ShapeError: [batch_mismatch] LSTM(10, 20, num_layers=2): argument `h_0`
+    ...
+
+    A call that repeats the last one that fit (input shape, declared sizes, settings) is accepted after the
+    reads of the plan's hot path, made in the check itself; any other is checked as ``check_call`` checks it.
+    A layer declared with ``sv.recurrent`` takes its own arguments: its checker is ``check_call`` with the
+    module bound.
+    """
+    if not isinstance(module, RECURRENT_TYPES) and declaration_of(type(module)) is not None:
+        return functools.partial(check_call, module)
+    return checker_code(plan_for(module), module, _refresh)
+
+
+def _refresh(module: torch.nn.Module, x: Any, hx: Any) -> tuple | None:
+    """A checker's long way: check the call (raises on a mistake), then the memo to compare the next call with;
+    None (keep the memo) where the fast path did not judge the call (compiling, the kill switch, packed)."""
+    if not check_input(module, x, hx, None):
+        return None
+    p = _plans.get(id(module))
+    return p.flat if p is not None and p.flat is not None else None
 
 
 def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any], path: str | None) -> None:

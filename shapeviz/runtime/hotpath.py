@@ -28,7 +28,8 @@ from shapeviz.runtime.switches import ENV_DATA, ENV_KEY, dynamo_compiling
 if TYPE_CHECKING:
     from shapeviz.runtime.fastcheck import CallPlan
 
-__all__ = ["declared_hot", "hot_path", "no_memo", "same_objects", "state_form"]
+__all__ = ["checker_code", "declared_hot", "flat_memo", "hot_path", "never_memo", "no_memo", "same_objects",
+           "state_form"]
 
 
 def same_objects(a: tuple | None, b: tuple | None) -> bool:
@@ -41,81 +42,120 @@ def no_memo(m: torch.nn.Module, x: Any, hx: Any) -> bool:
     return False
 
 
-_HOT = """
-def make(sh, decl0, want_h, want_c, wants, key, getkey, wname, sub, walk, env, env_key, decl_now, tensor, dynamo):
-    {unpack}
-    def hot(m, x, hx):
-        if env_key in env or type(x) is not tensor or dynamo():
-            return False
-        d = m.__dict__
-        try:
-            if x.shape != sh or {config} or {decl}:
-                return False
-            w = {weight}
-            dtype = x.dtype
-            if x.is_cpu:
-                if hx is None:
-                    return w.dtype is dtype and w.is_cpu
+# the check of a repeat call, once for both kinds of code made from it: ``FAIL`` sends the call the long way,
+# ``OK`` accepts it (a plan's hot path returns False or True; a checker breaks out to its slow path or returns)
+_BODY = """\
+if env_key in env or type(x) is not tensor or dynamo():
+    FAIL
+d = m.__dict__
+try:
+    if x.shape != sh or {config} or {decl}:
+        FAIL
+    w = {weight}
+    dtype = x.dtype
+    if x.is_cpu:
+        if hx is None:
+            if w.dtype is dtype and w.is_cpu:
+                OK
+            FAIL
 {cpu}
-            device = x.device
-            if w.dtype is not dtype or device != w.device:
-                return False
-            if hx is None:
-                return True
+    device = x.device
+    if w.dtype is not dtype or device != w.device:
+        FAIL
+    if hx is None:
+        OK
 {other}
-        except (KeyError, AttributeError, ValueError):  # a setting or the weight deleted since, a state of
-            return False  # another arity: the long way says what is wrong
-    return hot
+except (KeyError, AttributeError, ValueError):  # a setting or the weight deleted since, a state of
+    pass  # another arity: the long way says what is wrong
+FAIL
 """
+# a plan's hot path: the memo's values bound once; a checker: the memo read whole on each call (one tuple,
+# replaced whole after a call that went the long way, so a thread never pairs one call's shape with another's
+# states)
+_HEAD = {
+    "hot": """\
+def make(memo, m, refresh, getkey, wname, sub, walk, env, env_key, decl_now, tensor, dynamo):
+    {unpack} = memo
+    def hot(m, x, hx):
+{body}
+    return hot
+""",
+    "checker": """\
+def make(memo, m, refresh, getkey, wname, sub, walk, env, env_key, decl_now, tensor, dynamo):
+    def check(input, hx=None):
+        nonlocal memo
+        x = input
+        {unpack} = memo
+        while True:
+{body}
+        new = refresh(m, x, hx)
+        if new is not None:
+            memo = new
+    return check
+""",
+}
+_EXITS = {"hot": ("return False", "return True"), "checker": ("break", "return")}
 # where the weight whose dtype and device are the module's sits: torch's own, one module down, or deeper
 _WEIGHT = {"own": 'd["_parameters"][wname]', "sub": 'd["_modules"][sub]._parameters[wname]',
            "walk": 'walk(d["_modules"][sub])._parameters[wname]'}
 # the state, by its form: one tensor, a 1-tuple, an LSTM's (h, c), a tuple of more; on the CPU, then elsewhere
 _CPU = {
     "one": """\
-                return (type(hx) is tensor and hx.shape == want_h and w.dtype is dtype and hx.dtype is dtype
-                        and w.is_cpu and hx.is_cpu)""",
+        if (type(hx) is tensor and hx.shape == want_h and w.dtype is dtype and hx.dtype is dtype and w.is_cpu
+                and hx.is_cpu):
+            OK
+        FAIL""",
     "tuple1": """\
-                if type(hx) is not tuple:
-                    return False
-                (h,) = hx
-                return (type(h) is tensor and h.shape == want_h and w.dtype is dtype and h.dtype is dtype
-                        and w.is_cpu and h.is_cpu)""",
+        if type(hx) is not tuple:
+            FAIL
+        (h,) = hx
+        if (type(h) is tensor and h.shape == want_h and w.dtype is dtype and h.dtype is dtype and w.is_cpu
+                and h.is_cpu):
+            OK
+        FAIL""",
     "two": """\
-                if type(hx) is not tuple:
-                    return False
-                h, c = hx
-                return (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
-                        and w.dtype is dtype and h.dtype is dtype and c.dtype is dtype and w.is_cpu and h.is_cpu
-                        and c.is_cpu)""",
+        if type(hx) is not tuple:
+            FAIL
+        h, c = hx
+        if (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
+                and w.dtype is dtype and h.dtype is dtype and c.dtype is dtype and w.is_cpu and h.is_cpu
+                and c.is_cpu):
+            OK
+        FAIL""",
     "many": """\
-                if type(hx) is not tuple or len(hx) != len(wants) or w.dtype is not dtype or not w.is_cpu:
-                    return False
-                return all(type(t) is tensor and t.shape == want and t.dtype is dtype and t.is_cpu
-                           for t, want in zip(hx, wants))""",
+        if type(hx) is not tuple or len(hx) != len(wants) or w.dtype is not dtype or not w.is_cpu:
+            FAIL
+        if all(type(t) is tensor and t.shape == want and t.dtype is dtype and t.is_cpu
+               for t, want in zip(hx, wants)):
+            OK
+        FAIL""",
 }
 _OTHER = {
     "one": """\
-            return type(hx) is tensor and hx.shape == want_h and hx.dtype is dtype and hx.device == device""",
+    if type(hx) is tensor and hx.shape == want_h and hx.dtype is dtype and hx.device == device:
+        OK""",
     "tuple1": """\
-            if type(hx) is not tuple:
-                return False
-            (h,) = hx
-            return type(h) is tensor and h.shape == want_h and h.dtype is dtype and h.device == device""",
+    if type(hx) is not tuple:
+        FAIL
+    (h,) = hx
+    if type(h) is tensor and h.shape == want_h and h.dtype is dtype and h.device == device:
+        OK""",
     "two": """\
-            if type(hx) is not tuple:
-                return False
-            h, c = hx
-            return (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
-                    and h.dtype is dtype and c.dtype is dtype and h.device == device and c.device == device)""",
+    if type(hx) is not tuple:
+        FAIL
+    h, c = hx
+    if (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
+            and h.dtype is dtype and c.dtype is dtype and h.device == device and c.device == device):
+        OK""",
     "many": """\
-            if type(hx) is not tuple or len(hx) != len(wants):
-                return False
-            return all(type(t) is tensor and t.shape == want and t.dtype is dtype and t.device == device
-                       for t, want in zip(hx, wants))""",
+    if type(hx) is not tuple or len(hx) != len(wants):
+        FAIL
+    if all(type(t) is tensor and t.shape == want and t.dtype is dtype and t.device == device
+           for t, want in zip(hx, wants)):
+        OK""",
 }
-Maker = Callable[..., Callable[[torch.nn.Module, Any, Any], bool]]
-_MAKERS: dict[tuple[str, tuple[str, ...] | None, bool, str, str], Maker] = {}
+Maker = Callable[..., Callable[..., Any]]
+_MAKERS: dict[tuple[str, str, tuple[str, ...] | None, bool, str, str], Maker] = {}
 
 # RNNBase.mode (``"LSTM"``, ``"RNN_TANH"`` …): in the plan's key, but no shape reads it (conventions() takes the
 # family from the class), so the hot path does not compare it; a changed mode still makes a new plan
@@ -144,30 +184,46 @@ def state_form(arity: int, as_tuple: bool) -> str:
     return {1: "tuple1", 2: "two"}.get(arity, "many")
 
 
-def _maker(state: str, names: tuple[str, ...] | None, declared: bool, config: str, weight: str) -> Maker:
-    """The factory of hot paths for one state form, one set of setting names (or a getter: ``config`` is
-    ``"module"`` for one over the module, ``"dict"`` for one over its ``__dict__``), whether the memo holds
-    declared sizes and where the weight sits, written out once (names are core's fixed setting names, checked to
-    be identifiers; no user text: a declared layer's settings and weight path are bound values, never source):
-    each setting the shape rule reads is compared by identity with the object the memo's call read (a new equal
-    object sends one call the long way, which makes the hot path afresh), a plain ``d[name] is not k`` where
-    ``getkey(d) != key`` would build a tuple."""
-    made = _MAKERS.get((state, names, declared, config, weight))
+def _indent(block: str, spaces: int) -> str:
+    return "\n".join(" " * spaces + line if line else line for line in block.splitlines())
+
+
+def _unpacked(state: str, names: tuple[str, ...] | None) -> list[str]:
+    """The names a plan's code unpacks its memo into, only those its reads use (a checker unpacks on each call):
+    the input shape, declared sizes, state shapes (all of them for ``"many"``), then the key whole (a getter)
+    or the settings the shape rule reads, one by one."""
+    wants = ["wants"] if state == "many" else []
+    if names is None:
+        return ["sh", "decl0", "want_h", "want_c", *wants, "key"]
+    return ["sh", "decl0", "want_h", "want_c", *wants, *(f"k{i}" for i, n in enumerate(names) if n not in _NOT_SHAPE)]
+
+
+def _maker(kind: str, state: str, names: tuple[str, ...] | None, declared: bool, config: str, weight: str) -> Maker:
+    """The factory of one ``kind`` of code (``"hot"``: a plan's hot path, ``"checker"``: :func:`checker_of`'s
+    check) for one state form, one set of setting names (or a getter: ``config`` is ``"module"`` for one over the
+    module, ``"dict"`` for one over its ``__dict__``), whether the memo holds declared sizes (a checker's memo
+    may or may not) and where the weight sits, written out once (names are core's fixed setting names, checked
+    to be identifiers; no user text: a declared layer's settings and weight path are bound values, never
+    source): each setting the shape rule reads is compared by identity with the object the memo's call read (a
+    new equal object sends one call the long way, which makes the memo afresh), a plain ``d[name] is not k``
+    where ``getkey(d) != key`` would build a tuple."""
+    made = _MAKERS.get((kind, state, names, declared, config, weight))
     if made is not None:
         return made
     if names is None:
-        unpack, test = "pass", "getkey(m) != key" if config == "module" else "getkey(d) != key"
+        test = "getkey(m) != key" if config == "module" else "getkey(d) != key"
     else:
-        ks = [f"k{i}" for i in range(len(names))]
-        unpack = f"{', '.join(ks)}, = key"
-        test = " or ".join(f"d[{n!r}] is not {k}" for n, k in zip(names, ks) if n not in _NOT_SHAPE)
+        test = " or ".join(f"d[{n!r}] is not k{i}" for i, n in enumerate(names) if n not in _NOT_SHAPE)
     decl = "((decl := decl_now()) is not decl0 and decl != decl0)" if declared else "decl_now() is not None"
-    src = _HOT.format(unpack=unpack, config=test, decl=decl, weight=_WEIGHT[weight], cpu=_CPU[state],
-                      other=_OTHER[state])
+    fail, ok = _EXITS[kind]
+    body = _BODY.format(config=test, decl=decl, weight=_WEIGHT[weight], cpu=_CPU[state], other=_OTHER[state])
+    body = body.replace("FAIL", fail).replace("OK", ok)
+    unpack = ", ".join(_unpacked(state, names))
+    src = _HEAD[kind].format(unpack=unpack, body=_indent(body, 8 if kind == "hot" else 12))
     namespace: dict[str, Any] = {}
-    exec(compile(src, f"<shapeviz hot path: {state} state, {names or config}, weight {weight}>", "exec"), {},
+    exec(compile(src, f"<shapeviz {kind}: {state} state, {names or config}, weight {weight}>", "exec"), {},
          namespace)
-    made = _MAKERS[(state, names, declared, config, weight)] = namespace["make"]
+    made = _MAKERS[(kind, state, names, declared, config, weight)] = namespace["make"]
     return made
 
 
@@ -191,16 +247,34 @@ def declared_hot(sh: Any, decl0: dict[str, int] | None, wants: tuple, form: str,
             mod = mod._modules[name]
         return mod
 
-    make = _maker(form, None, decl0 is not None, "dict", weight)
+    make = _maker("hot", form, None, decl0 is not None, "dict", weight)
     want_h, want_c = (wants + ((), ()))[:2]
-    return make(sh, decl0, want_h, want_c, wants, key, read, path[-1], path[0], walk, ENV_DATA, ENV_KEY,
-                DECLARED.get, Tensor, dynamo_compiling)
+    memo = (sh, decl0, want_h, want_c, *([wants] if form == "many" else []), key)
+    return make(memo, None, None, read, path[-1], path[0], walk, ENV_DATA, ENV_KEY, DECLARED.get, Tensor,
+                dynamo_compiling)
 
 
-def hot_path(p: CallPlan, memo: tuple, key: tuple | None) -> Callable[[torch.nn.Module, Any, Any], bool]:
-    """The hot path of :func:`check_input` for one plan and its memo, the constants bound in a closure: True when
-    a call repeats the memo's (input shape and declared sizes) and its configuration, dtypes, devices and state
-    shapes still agree; False sends it the long way (never an error).
+def _plan_code(p: CallPlan) -> tuple[tuple[str, ...] | None, str]:
+    """The setting names a plan's code compares one by one (None: its key whole) and its state's form."""
+    return _config_names(p.getkey) if p.from_dict else None, state_form(p.arity, p.arity > 1)
+
+
+def flat_memo(p: CallPlan, memo: tuple, key: tuple | None) -> tuple | None:
+    """The values a plan's code compares a call with, in the order it unpacks them: the memo's input shape,
+    declared sizes and state shapes, the settings' objects whole and one by one; None while no call has fit."""
+    if key is None or memo[0] is None:
+        return None
+    names, form = _plan_code(p)
+    wants = [(memo[2], memo[3])] if form == "many" else []
+    if names is None:
+        return (memo[0], memo[1], memo[2], memo[3], *wants, p.key)
+    return (memo[0], memo[1], memo[2], memo[3], *wants, *(k for n, k in zip(names, key) if n not in _NOT_SHAPE))
+
+
+def hot_path(p: CallPlan, flat: tuple | None) -> Callable[[torch.nn.Module, Any, Any], bool]:
+    """The hot path of :func:`check_input` for one plan and its memo (:func:`flat_memo`), the constants bound in
+    a closure: True when a call repeats the memo's (input shape and declared sizes) and its configuration,
+    dtypes, devices and state shapes still agree; False sends it the long way (never an error).
 
     Each read is one a check of the call cannot skip: the kill switch (a ``dict`` membership test on the
     environment's own mapping), dynamo (``torch.compiler.is_dynamo_compiling``, a constant while dynamo traces,
@@ -210,9 +284,27 @@ def hot_path(p: CallPlan, memo: tuple, key: tuple | None) -> Callable[[torch.nn.
     drops an entry when its module dies (a weakref callback, run before the id can be reused), so an entry
     found by ``id`` belongs to the module given. Holds no module state: only ints, dtypes' and settings' values.
     """
-    if key is None or memo[0] is None:
+    if flat is None:
         return no_memo
-    names = _config_names(p.getkey) if p.from_dict else None
-    make = _maker(state_form(p.arity, p.arity > 1), names, memo[1] is not None, "module", "own")
-    return make(memo[0], memo[1], memo[2], memo[3], (memo[2], memo[3]), key if names is not None else p.key,
-                p.getkey, p.wname, None, None, ENV_DATA, ENV_KEY, DECLARED.get, Tensor, dynamo_compiling)
+    names, form = _plan_code(p)
+    make = _maker("hot", form, names, flat[1] is not None, "module", "own")
+    return make(flat, None, None, p.getkey, p.wname, None, None, ENV_DATA, ENV_KEY, DECLARED.get, Tensor,
+                dynamo_compiling)
+
+
+def checker_code(p: CallPlan, module: torch.nn.Module, refresh: Callable[[Any, Any, Any], tuple]
+                 ) -> Callable[..., None]:
+    """The check of one module's calls, ``check(input, hx=None)``, the hot path's reads in line: a call that
+    repeats the memo returns at once; any other goes to ``refresh(module, input, hx)``, which checks it the long
+    way (raising on a mistake) and returns the memo to compare the next call with (:func:`flat_memo`'s values),
+    or None to keep the one it has (a call the fast path did not judge: compiling, the kill switch, packed)."""
+    names, form = _plan_code(p)
+    make = _maker("checker", form, names, True, "module", "own")
+    return make(never_memo(p), module, refresh, p.getkey, p.wname, None, None, ENV_DATA, ENV_KEY, DECLARED.get,
+                Tensor, dynamo_compiling)
+
+
+def never_memo(p: CallPlan) -> tuple:
+    """A memo no call repeats (its input shape is None): a checker's before a call fits."""
+    names, form = _plan_code(p)
+    return (None, None, *(() for _ in _unpacked(form, names)[2:]))

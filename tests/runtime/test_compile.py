@@ -243,3 +243,20 @@ def test_watch_inputs_adds_no_graph_break_and_names_a_model_compiled_in_place() 
         tagger(torch.randint(0, 20, (4, 9)))
     with sv.watch(tagger, inputs="T bs"):
         tagger(torch.randint(0, 20, (9, 4)))  # (T=9, bs=4) ids: what the seq-first layer reads, no alarm
+
+
+def test_a_checker_in_compiled_code_adds_no_graph_break_and_raises_the_shape_error() -> None:
+    model = Tagger()
+    check = sv.checker(model.rnn)
+
+    def step(x: torch.Tensor) -> torch.Tensor:
+        check(x)
+        return model(x)
+
+    explanation = torch._dynamo.explain(step)(torch.randn(5, 3, 8))
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    compiled = torch.compile(step, backend="eager")
+    torch.testing.assert_close(compiled(torch.ones(5, 3, 8)), model(torch.ones(5, 3, 8)))
+    with pytest.raises(sv.ShapeError) as info:
+        compiled(torch.randn(5, 3, 9))
+    assert info.value.code == "input_size"

@@ -34,9 +34,12 @@ def _reference(m: nn.Module, x: Any, hx: Any) -> str | None:
     return None if err is None else err.code
 
 
-def _verdict(m: nn.Module, x: Any, hx: Any, how: str) -> str | None:
+def _verdict(m: nn.Module, x: Any, hx: Any, how: str, checkers: dict[int, Any] | None = None) -> str | None:
     try:
-        if how == "kwargs":
+        if how == "checker":  # sv.checker's check, one per module, its memo its own (read whole on each call)
+            assert checkers is not None
+            checkers.setdefault(id(m), sv.checker(m))(x, hx)
+        elif how == "kwargs":
             sv.check_call(m, input=x, hx=hx)
         elif how == "positional" or hx is not None:
             sv.check_call(m, x, hx)
@@ -99,9 +102,11 @@ def _random_call(rng: random.Random, m: nn.Module) -> tuple[Any, Any]:
 
 def test_fast_path_verdicts_equal_the_slow_paths_under_random_calls_and_changes() -> None:
     """Random modules, calls, declarations, dtypes and configuration changes made after earlier calls: every
-    verdict of check_call (memo hit or not) equals the uncached slow path's, error code included."""
+    verdict of check_call and of each module's sv.checker (memo hit or not) equals the uncached slow path's, error
+    code included."""
     rng = random.Random(15)
     mods = _modules()
+    checkers: dict[int, Any] = {}
     seen: set[str | None] = set()
     last: dict[int, tuple[Any, Any]] = {}
     for step in range(3000):
@@ -121,9 +126,10 @@ def test_fast_path_verdicts_equal_the_slow_paths_under_random_calls_and_changes(
         decl = rng.choice([None, None, {"bs": 2, "T": 3}, {"bs": 3, "T": 2}, {"bs": 3}, {"T": 2}])
         with sv.dims(**(decl or {})):
             expected = _reference(m, x, hx)
-            got = _verdict(m, x, hx, rng.choice(["positional", "kwargs", "omit"]))
+            got = _verdict(m, x, hx, rng.choice(["positional", "kwargs", "omit", "checker"]), checkers)
             again = _verdict(m, x, hx, "positional")  # the same call at once: a memo hit where it fit
-        assert got == expected == again, (step, m, change, getattr(x, "shape", type(x)),
+            checked = _verdict(m, x, hx, "checker", checkers)  # the checker's memo may lag the plan's
+        assert got == expected == again == checked, (step, m, change, getattr(x, "shape", type(x)),
                                           hx if hx is None else type(hx), decl)
         seen.add(got)
         last[id(m)] = (x, hx)
@@ -295,3 +301,75 @@ def test_the_hot_path_rereads_every_setting_the_shape_rule_reads(m: nn.Module) -
         conv = conventions(m)
         m.mode = "GRU" if m.mode == "LSTM" else "LSTM"  # nothing a shape depends on
         assert conventions(m) == conv
+
+
+def test_a_checker_sees_everything_its_memo_rests_on() -> None:
+    """sv.checker: the same verdicts as check_call when the state, dtypes, settings, declared sizes or the kill
+    switch change between calls that repeat the memo's input shape."""
+    m = nn.LSTM(4, 6, 2)
+    check = sv.checker(m)
+    x, h, c = torch.randn(5, 3, 4), torch.zeros(2, 3, 6), torch.zeros(2, 3, 6)
+    assert check(x, (h, c)) is None and check(x) is None and check(input=x, hx=(h, c)) is None
+    with pytest.raises(sv.ShapeError, match="batch_mismatch"):
+        check(x, (torch.zeros(2, 2, 6), c))
+    with pytest.raises(sv.ShapeError, match="dtype"):
+        check(x, (h, c.double()))
+    with pytest.raises(sv.ShapeError, match="state_type"):
+        check(x, h)
+    with sv.dims(bs=5, T=3), pytest.raises(sv.ShapeError, match="batch_first_swap"):
+        check(x)
+    check(x, (h, c))
+    m.batch_first = True  # (5, 3, 4) is now (bs=5, T=3): h's batch 3 is wrong
+    with pytest.raises(sv.ShapeError):
+        check(x, (h, c))
+    m.batch_first = False
+    m.double()  # the weights' dtype changed in place
+    with pytest.raises(sv.ShapeError, match="dtype"):
+        check(x, (h, c))
+    m.float()
+    check(x, (h, c))
+    with pytest.raises(sv.ShapeError, match="input_size"):
+        check(torch.randn(5, 3, 5))
+    cell = nn.GRUCell(4, 6)
+    check_cell = sv.checker(cell)
+    check_cell(torch.randn(3, 4), torch.zeros(3, 6))
+    with pytest.raises(sv.ShapeError, match="batch_mismatch"):
+        check_cell(torch.randn(3, 4), torch.zeros(2, 6))
+
+
+def test_a_checker_is_off_with_the_kill_switch_and_checks_again_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    m = nn.GRU(4, 6)
+    check = sv.checker(m)
+    check(torch.randn(5, 3, 4))
+    monkeypatch.setenv("SHAPEVIZ_DISABLE", "1")
+    check(torch.randn(5, 3, 9))  # off: nothing judged
+    monkeypatch.delenv("SHAPEVIZ_DISABLE")
+    with pytest.raises(sv.ShapeError, match="input_size"):
+        check(torch.randn(5, 3, 9))
+
+
+def test_a_checkers_memo_is_one_tuple_read_whole_under_threads() -> None:
+    """Two threads check calls of two input shapes on one checker: each verdict is the right one, so no thread
+    ever pairs one call's input shape with another call's state shapes."""
+    import threading
+
+    m = nn.GRU(4, 6)
+    check = sv.checker(m)
+    wrong: list[str] = []
+
+    def run(bs: int) -> None:
+        x, h, h_other = torch.randn(5, bs, 4), torch.zeros(1, bs, 6), torch.zeros(1, 5 - bs, 6)
+        for _ in range(2000):
+            check(x, h)
+            try:
+                check(x, h_other)
+            except sv.ShapeError:
+                continue
+            wrong.append(f"bs={bs}: a state of batch {5 - bs} passed")
+
+    threads = [threading.Thread(target=run, args=(bs,)) for bs in (2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong, wrong[:3]

@@ -484,3 +484,12 @@ def test_a_repeat_call_of_a_declared_layer_rereads_its_settings_and_weight():
         m(x, h)
         assert _code(lambda: m(x, (h,))) == "state_type"  # a 1-tuple where one tensor is declared
         assert _code(lambda: m(x, torch.zeros(3, 4))) == "batch_mismatch"
+
+
+def test_a_declared_layers_checker_is_check_call_bound_to_it():
+    layer = MinGRU(4, 6)
+    check = sv.checker(layer)
+    check(torch.randn(3, 5, 4), torch.zeros(3, 6))  # (bs=3, T=5, emb=4), h (bs=3, h=6)
+    check(torch.randn(3, 5, 4), h=torch.zeros(3, 6))  # the layer's own argument name
+    assert _code(lambda: check(torch.randn(3, 5, 4), torch.zeros(2, 6))) == _code(
+        lambda: sv.check_call(layer, torch.randn(3, 5, 4), torch.zeros(2, 6))) is not None
