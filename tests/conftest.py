@@ -148,7 +148,6 @@ def _clean_state():
     leaked = count_global_state()
     sv.disable()
     sizes = dimensions.declared()
-    dimensions._stack.set(())  # so that one leak fails one test, not every test after it
-    dimensions.DECLARED.set(None)
+    dimensions.DECLARED.set(None)  # so that one leak fails one test, not every test after it
     assert leaked == 0, "a test left shapeviz hooks or patches installed"
     assert sizes is None, f"a test left declared sizes behind: {sizes}"

@@ -60,8 +60,33 @@ def _validate(sizes: Mapping[str, object], where: str) -> dict[str, int]:
     return out
 
 
-_stack: contextvars.ContextVar[tuple[tuple[object, dict[str, int], Callable[[], bool] | None], ...]] = (
-    contextvars.ContextVar("shapeviz_declared_stack", default=()))
+Entry = tuple[object, dict[str, int], "Callable[[], bool] | None"]
+"""One declaration: its key (what :func:`pop` is given), its sizes, and whether its declaring call still runs."""
+
+
+class Declared(dict[str, int]):
+    """The sizes declared now (a ``dict``, what :data:`DECLARED` holds and checks compare), carrying the
+    declarations they were merged from, so one context-variable update declares or undoes (the declarations'
+    stack and their merge never disagree)."""
+
+    __slots__ = ("stack",)
+
+    def __init__(self, stack: tuple[Entry, ...]) -> None:
+        super().__init__()
+        for _, sizes, _live in stack:
+            self.update(sizes)
+        self.stack = stack
+
+    def __reduce__(self) -> tuple:  # a copy or pickle is the sizes, a plain dict
+        return dict, (dict(self),)
+
+
+def _merge(stack: tuple[Entry, ...]) -> Declared | None:
+    return Declared(stack) if stack else None
+
+
+def _stack_of(now: dict[str, int] | None) -> tuple[Entry, ...]:
+    return now.stack if isinstance(now, Declared) else ()
 
 
 def push(sizes: Mapping[str, int], live: Callable[[], bool] | None = None) -> object:
@@ -71,22 +96,19 @@ def push(sizes: Mapping[str, int], live: Callable[[], bool] | None = None) -> ob
     a declaration whose ``live()`` is False (a forward stopped by ``sys.exit`` or Ctrl-C skips its undo).
     """
     key = object()
-    stack = (*_stack.get(), (key, dict(sizes), live))
-    _stack.set(stack)
-    DECLARED.set(_merge(stack))
+    DECLARED.set(_merge((*_stack_of(DECLARED.get()), (key, dict(sizes), live))))
     return key
 
 
 def pop(key: object) -> None:
     """Undo one :func:`push`. Out-of-order pops (hooks unwinding after an exception) are fine."""
-    stack = tuple(entry for entry in _stack.get() if entry[0] is not key)
-    _stack.set(stack)
-    DECLARED.set(_merge(stack))
+    DECLARED.set(_merge(tuple(entry for entry in _stack_of(DECLARED.get()) if entry[0] is not key)))
 
 
 class Declarer:
     """Declares the sizes a shape gives to ``names``; a repeat (same shape, same declarations below) reuses
-    the last declaration: no allocation per call (what ``watch(inputs=...)`` does on every forward).
+    the last declaration: no allocation per call and one context-variable update each way (what
+    ``watch(inputs=...)`` does on every forward).
 
     >>> d = Declarer(("bs", "T"))
     >>> key = d.push((2, 5), None)
@@ -96,35 +118,30 @@ class Declarer:
     True
     """
 
-    __slots__ = ("_below", "_below_decl", "_key", "_live", "_merged", "_shape", "_stack", "names")
+    __slots__ = ("_below", "_key", "_live", "_merged", "_shape", "names")
 
     def __init__(self, names: Sequence[str]) -> None:
         self.names = tuple(names)
         self._shape: object = None
         self._below: object = None
         self._live: object = None
-        self._below_decl: dict[str, int] | None = None
-        self._stack: tuple = ()
-        self._merged: dict[str, int] | None = None
+        self._merged: Declared | None = None
         self._key: object = None
 
     def push(self, shape: Sequence[int], live: Callable[[], bool] | None) -> object:
         """Like :func:`push` of ``dict(zip(names, shape))``; undo with :meth:`pop`."""
-        below = _stack.get()
+        below = DECLARED.get()
         if shape != self._shape or below is not self._below or live is not self._live:
             key = object()
-            stack = (*below, (key, dict(zip(self.names, map(int, shape))), live))
+            self._merged = _merge((*_stack_of(below), (key, dict(zip(self.names, map(int, shape))), live)))
             self._shape, self._below, self._live, self._key = shape, below, live, key
-            self._below_decl, self._stack, self._merged = DECLARED.get(), stack, _merge(stack)
-        _stack.set(self._stack)
         DECLARED.set(self._merged)
         return self._key
 
     def pop(self, key: object) -> None:
         """Undo :meth:`push` (the cheap way when nothing was declared on top of it since)."""
-        if key is self._key and _stack.get() is self._stack:
-            _stack.set(self._below)  # type: ignore[arg-type]
-            DECLARED.set(self._below_decl)
+        if key is self._key and DECLARED.get() is self._merged:
+            DECLARED.set(self._below)  # type: ignore[arg-type]
         else:
             pop(key)
 
@@ -139,21 +156,11 @@ def live_declared() -> dict[str, int] | None:
     >>> live_declared() is None
     True
     """
-    stack = _stack.get()
+    stack = _stack_of(DECLARED.get())
     kept = tuple(entry for entry in stack if entry[2] is None or entry[2]())
     if len(kept) != len(stack):
-        _stack.set(kept)
         DECLARED.set(_merge(kept))
     return DECLARED.get()
-
-
-def _merge(stack: tuple[tuple[object, dict[str, int], Callable[[], bool] | None], ...]) -> dict[str, int] | None:
-    if not stack:
-        return None
-    merged: dict[str, int] = {}
-    for _, sizes, _live in stack:
-        merged.update(sizes)
-    return merged
 
 
 @contextmanager

@@ -16,7 +16,7 @@ No hook: while a model is named, its class's ``_call_impl`` is shapeviz's (see :
 the sizes for the duration of the call (``try``/``finally``: nothing is left after an exception,
 ``KeyboardInterrupt`` and ``SystemExit`` included) and then runs torch's. It sees the arguments as the caller
 passed them, before any hook (a pre-hook of yours that transposes the input does not change what ``"bs T"``
-names), and costs one Python call and four context-variable updates per call of the model: a cell
+names), and costs one Python call and two context-variable updates per call of the model: a cell
 stepped T times inside it pays nothing, since the declaration is already in force when it is checked. Every
 other instance of the class (a copy, say) finds no entry by its ``id`` and goes straight on. The patch is on
 the class, not the instance: a named model pickles, deep-copies and ``torch.save``-s as it is, and the copy is
@@ -110,57 +110,31 @@ def agree(names: tuple[str, ...], first: Tensor, module: nn.Module) -> None:
                         "(is this the tensor you meant to name, in this layout?)")
 
 
-def _nameable(first: Any, names: tuple[str, ...]) -> bool:
-    """Is ``first`` a tensor whose leading dims ``names`` can name? (A fake tensor of a non-strict export or
-    AOTAutograd trace is not: its sizes may be symbols.)"""
-    if type(first) is not Tensor and not (isinstance(first, Tensor) and not is_compiling()):
-        return False
-    return first.ndim >= len(names)
+def _shape(first: Any) -> Any:
+    """The shape of ``first`` where it is a tensor whose dims can be named, else None (a fake tensor of a
+    non-strict export or AOTAutograd trace cannot: its sizes may be symbols)."""
+    if type(first) is Tensor or (isinstance(first, Tensor) and not is_compiling()):
+        return first.shape
+    return None
 
 
-def _declaring(module: nn.Module, namers: tuple[RootNamer, ...], impl: Any, args: tuple,
-               kwargs: dict[str, Any]) -> Any:
-    """Run ``impl(module, *args, **kwargs)`` with the sizes each namer names declared around it."""
-    if dynamo_compiling():  # dynamo traces this call: the traced check reads the real stack (stack_declared)
-        return impl(module, *args, **kwargs)
-    first = args[0] if args else _first(args, kwargs)
-    if len(namers) > 1:
-        return _declaring_each(module, namers, first, impl, args, kwargs)
-    namer = namers[0]
-    try:
-        t = namer.local.t
-    except AttributeError:
-        t = namer.thread()
-    if t.depth or not namer.open or not _nameable(first, namer.names):  # a root inside itself: its outer call's
-        t.depth += 1
-        try:
-            return impl(module, *args, **kwargs)
-        finally:
-            t.depth -= 1
-    if DECLARED.get() is not None:  # sizes declared around the call: they must agree
-        agree(namer.names, first, module)
-    declarer = t.declarer
-    key = declarer.push(first.shape, namer.live)
-    t.depth = 1
-    try:
-        return impl(module, *args, **kwargs)
-    finally:
-        t.depth = 0
-        declarer.pop(key)
-
-
-def _declaring_each(module: nn.Module, namers: tuple[RootNamer, ...], first: Any, impl: Any, args: tuple,
+def _declaring_each(module: nn.Module, namers: tuple[RootNamer, ...], impl: Any, args: tuple,
                     kwargs: dict[str, Any]) -> Any:
-    """:func:`_declaring` for a model named by more than one namer (two watches with different names)."""
+    """The wrapper's call of a model named by more than one namer (two watches with different names), or while
+    dynamo traces (then torch's alone: the traced check reads the real stack, :func:`stack_declared`)."""
+    if dynamo_compiling():
+        return impl(module, *args, **kwargs)
+    first = _first(args, kwargs)
     done: list[tuple[_Thread, object]] = []
     try:
         for namer in namers:
             t = namer.thread()
             key = None
-            if not t.depth and namer.open and _nameable(first, namer.names):
+            shape = _shape(first)
+            if not t.depth and namer.open and shape is not None and len(shape) >= len(namer.names):
                 if DECLARED.get() is not None:
                     agree(namer.names, first, module)
-                key = t.declarer.push(first.shape, namer.live)
+                key = t.declarer.push(shape, namer.live)
             t.depth += 1
             done.append((t, key))
         return impl(module, *args, **kwargs)
@@ -189,13 +163,40 @@ def _next_impl(cls: type, attr: str) -> Any:
 
 
 def _wrapper(impl: Any) -> Callable[..., Any]:
+    """The ``_call_impl`` (or ``__call__``) of a named model's class: for a named instance, ``impl`` runs with
+    the sizes its first input gives the names declared around it; any other instance goes straight on."""
     named = _named
 
     def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
         entry = named.get(id(self))  # an entry goes with its root (weakref callback): found by id, it is self
         if entry is None:
             return impl(self, *args, **kwargs)
-        return _declaring(self, entry[1], impl, args, kwargs)
+        namers = entry[1]
+        if len(namers) > 1 or dynamo_compiling():
+            return _declaring_each(self, namers, impl, args, kwargs)
+        namer = namers[0]
+        first = args[0] if args else _first(args, kwargs)
+        try:
+            t = namer.local.t
+        except AttributeError:
+            t = namer.thread()
+        shape = first.shape if type(first) is Tensor else _shape(first)
+        if t.depth or not namer.open or shape is None or len(shape) < len(namer.names):  # a root inside itself:
+            t.depth += 1  # its outer call's names stand
+            try:
+                return impl(self, *args, **kwargs)
+            finally:
+                t.depth -= 1
+        if DECLARED.get() is not None:  # sizes declared around the call: they must agree
+            agree(namer.names, first, self)
+        declarer = t.declarer
+        key = declarer.push(shape, namer.live)
+        t.depth = 1
+        try:
+            return impl(self, *args, **kwargs)
+        finally:
+            t.depth = 0
+            declarer.pop(key)
 
     wrapper.__shapeviz_root__ = True  # type: ignore[attr-defined]
     wrapper.__wrapped__ = impl  # type: ignore[attr-defined]
