@@ -15,17 +15,17 @@ notes
 
 ``main(argv)`` returns the exit code instead of exiting, so it can run in-process; the
 ``shapeviz`` script and ``python -m shapeviz`` exit with it. See :data:`EPILOG` for the codes.
-torch is imported only by the commands that need it: ``--help`` and usage errors never load it.
+torch is imported only by the commands that need it: ``--help`` and usage errors never load it,
+and only the command being run gets its options parsed (:func:`build_parser`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
+import os
 import sys
-import textwrap
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -47,6 +47,8 @@ from shapeviz.apps.failures import (
 )
 
 if TYPE_CHECKING:
+    from argparse import _SubParsersAction  # what add_subparsers returns
+
     import torch.nn as nn
 
 __all__ = ["EPILOG", "EXIT_BACKEND", "EXIT_BROKEN_PIPE", "EXIT_INTERNAL", "EXIT_OK", "EXIT_SHAPE", "EXIT_USAGE",
@@ -88,10 +90,39 @@ _INPUT_HELP = """how to make the model's input from named sizes, in layout order
 names are T, bs, emb, vocab; values come from a fixed seed (randn / randint), so runs repeat."""
 
 
+def _columns() -> int:
+    """The terminal's width as :func:`shutil.get_terminal_size` finds it: ``COLUMNS``, stdout's, else 80.
+
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"COLUMNS": "100"}):
+    ...     _columns()
+    100
+
+    argparse asks shutil, whose import (zlib, bz2, lzma) costs ``shapeviz --help`` more than its parser.
+    """
+    with contextlib.suppress(KeyError, ValueError):
+        if (columns := int(os.environ["COLUMNS"])) > 0:
+            return columns
+    stdout = sys.__stdout__
+    try:
+        return (os.get_terminal_size(stdout.fileno()).columns if stdout else 0) or 80
+    except (AttributeError, ValueError, OSError):  # not a terminal, or a stream without a file
+        return 80
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's help layout (descriptions as written), as wide as the terminal found without shutil."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width,
+                         **kwargs)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main(argv)`` returns the code."""
 
-    commands: dict[str, argparse.ArgumentParser]
+    commands: dict[str, _Parser]
     """The parser of each subcommand (on the top-level parser only)."""
 
     def _print_message(self, message: str, file: Any = None) -> None:
@@ -124,22 +155,8 @@ def _steps(text: str) -> int:
     return value
 
 
-def build_parser() -> _Parser:
-    """The argument parser of every command (``--help`` on each).
-
-    >>> sorted(build_parser().commands)    # the commands
-    ['check', 'demo', 'draw', 'explain', 'gallery', 'site', 'trace']
-    """
-    from shapeviz import __version__
-
-    fmt = argparse.RawDescriptionHelpFormatter
-    p = _Parser(prog="shapeviz", formatter_class=fmt, epilog=EPILOG,
-                description="Checked and visible shapes for PyTorch recurrent layers.")
-    p.add_argument("--version", action="version", version=f"shapeviz {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    p.commands = sub.choices
-
-    e = sub.add_parser("explain", help="print the shape conventions of a layer", formatter_class=fmt,
+def _explain_parser(sub: _SubParsersAction[_Parser], name: str, what: str) -> None:
+    e = sub.add_parser(name, help=what, formatter_class=_Formatter,
                        description="Print the conventions table of a layer: every argument and result "
                                    "in named dims, with sizes when --T/--bs are given.",
                        epilog='example: shapeviz explain "LSTM(10, 20, num_layers=2)" --T 5 --bs 3')
@@ -150,7 +167,9 @@ def build_parser() -> _Parser:
                    help="dimension names: named (T, bs, emb, h; default) or torch (L, N, H_in, H_out); "
                         "seeds is the old name of named")
 
-    d = sub.add_parser("draw", help="write the unrolled diagram of a layer (.svg or .png)", formatter_class=fmt,
+
+def _draw_parser(sub: _SubParsersAction[_Parser], name: str, what: str) -> None:
+    d = sub.add_parser(name, help=what, formatter_class=_Formatter,
                        description="Draw a layer unrolled over time and write it to FILE.svg or FILE.png "
                                    "(needs Graphviz dot or graphviz-pure).",
                        epilog='example: shapeviz draw "GRU(8, 16, batch_first=True)" --T 4 --bs 2 -o gru.svg')
@@ -161,35 +180,40 @@ def build_parser() -> _Parser:
     d.add_argument("--max-steps", type=_steps,
                    help=f"draw at most this many time steps, 2 to {MAX_STEPS} (the middle is elided)")
 
-    for name, what in (("trace", "trace a forward pass of your model: every module call in named dims"),
-                       ("check", "run a forward pass of your model with shape checking on")):
-        c = sub.add_parser(name, help=what, formatter_class=fmt,
-                           description=textwrap.fill(f"{what[0].upper()}{what[1:]}. IMPORTS FILE.py (its top-level "
-                                                     "code runs) and calls FACTORY() with no arguments to build "
-                                                     "the model.", 90),
-                           epilog=f'{_INPUT_HELP}\n\nexample: shapeviz {name} model.py:build '
-                                  '--input "bs=2,T=5,vocab=28"')
-        c.add_argument("target", metavar="FILE.py:FACTORY", help="your file and a function in it returning the model")
-        c.add_argument("--input", required=True, metavar="SIZES",
-                       help='named sizes in layout order (T, bs, emb, vocab), e.g. "bs=2,T=5"')
-        if name == "check":
-            c.add_argument("--meta", action="store_true",
-                           help="dry run on the meta device: no computation, no memory for activations "
-                                "(real weights get meta stand-ins; the model is not changed)")
-        if name == "trace":
-            c.add_argument("--ops", action="store_true", help="also record the torch operations your code runs")
-            c.add_argument("-o", "--output", metavar="FILE",
-                           help="trace.json (JSON), table.txt (text table) or plot.png/.svg (figure); "
-                                "default: print the table")
 
-    g = sub.add_parser("gallery", help="rebuild the gallery (diagrams, tables, code)", formatter_class=fmt,
+def _model_parser(sub: _SubParsersAction[_Parser], name: str, what: str) -> None:
+    """``trace`` or ``check``: the commands that import the user's FILE.py."""
+    import textwrap
+
+    c = sub.add_parser(name, help=what, formatter_class=_Formatter,
+                       description=textwrap.fill(f"{what[0].upper()}{what[1:]}. IMPORTS FILE.py (its top-level "
+                                                 "code runs) and calls FACTORY() with no arguments to build "
+                                                 "the model.", 90),
+                       epilog=f'{_INPUT_HELP}\n\nexample: shapeviz {name} model.py:build --input "bs=2,T=5,vocab=28"')
+    c.add_argument("target", metavar="FILE.py:FACTORY", help="your file and a function in it returning the model")
+    c.add_argument("--input", required=True, metavar="SIZES",
+                   help='named sizes in layout order (T, bs, emb, vocab), e.g. "bs=2,T=5"')
+    if name == "check":
+        c.add_argument("--meta", action="store_true",
+                       help="dry run on the meta device: no computation, no memory for activations "
+                            "(real weights get meta stand-ins; the model is not changed)")
+    if name == "trace":
+        c.add_argument("--ops", action="store_true", help="also record the torch operations your code runs")
+        c.add_argument("-o", "--output", metavar="FILE",
+                       help="trace.json (JSON), table.txt (text table) or plot.png/.svg (figure); "
+                            "default: print the table")
+
+
+def _gallery_parser(sub: _SubParsersAction[_Parser], name: str, what: str) -> None:
+    g = sub.add_parser(name, help=what, formatter_class=_Formatter,
                        description="Rebuild the gallery: one folder per example with unrolled.svg/.png/.dot "
                                    "and README.md, plus an index README.md.")
     g.add_argument("outdir", nargs="?", default="gallery", metavar="OUTDIR", help="where to write (default: gallery)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    st = sub.add_parser("site", help="write the gallery and the conventions explorer as a static site",
-                        formatter_class=fmt,
+
+def _site_parser(sub: _SubParsersAction[_Parser], name: str, what: str) -> None:
+    st = sub.add_parser(name, help=what, formatter_class=_Formatter,
                         description="Write a static site (plain files: open index.html, or host the folder "
                                     "anywhere static): every gallery page as HTML and the conventions explorer.")
     st.add_argument("outdir", metavar="DIR", help="where to write the site")
@@ -198,12 +222,54 @@ def build_parser() -> _Parser:
                          "overwrites a file it did not write)")
     st.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    m = sub.add_parser("demo", help="classic RNN examples checked, one caught mistake, a few diagrams",
-                       formatter_class=fmt,
+
+def _demo_parser(sub: _SubParsersAction[_Parser], name: str, what: str) -> None:
+    m = sub.add_parser(name, help=what, formatter_class=_Formatter,
                        description="Run the classic textbook RNN examples with checking on, show one real "
                                    "caught mistake with its hint, and write a few diagrams.")
     m.add_argument("-o", "--outdir", default="shapeviz-demo", metavar="DIR",
                    help="where to write the diagrams (default: ./shapeviz-demo)")
+
+
+_PARSERS: dict[str, tuple[str, Callable[[_SubParsersAction[_Parser], str, str], None]]] = {
+    "explain": ("print the shape conventions of a layer", _explain_parser),
+    "draw": ("write the unrolled diagram of a layer (.svg or .png)", _draw_parser),
+    "trace": ("trace a forward pass of your model: every module call in named dims", _model_parser),
+    "check": ("run a forward pass of your model with shape checking on", _model_parser),
+    "gallery": ("rebuild the gallery (diagrams, tables, code)", _gallery_parser),
+    "site": ("write the gallery and the conventions explorer as a static site", _site_parser),
+    "demo": ("classic RNN examples checked, one caught mistake, a few diagrams", _demo_parser),
+}
+"""Each command's one-line help (``shapeviz --help`` lists them in this order) and what adds its parser."""
+
+
+def build_parser(argv: Sequence[str] | None = None) -> _Parser:
+    """The argument parser of every command (``--help`` on each); with ``argv``, of the commands it names.
+
+    >>> sorted(build_parser().commands)    # the commands
+    ['check', 'demo', 'draw', 'explain', 'gallery', 'site', 'trace']
+    >>> p = build_parser(["explain", "LSTM(10, 20)", "--T", "5"])
+    >>> p.commands["draw"].format_usage(), "--style" in p.commands["explain"].format_usage()
+    ('usage: shapeviz draw\\n', True)
+
+    The commands ``argv`` does not name get an empty parser, with their one-line help for ``shapeviz
+    --help`` and a bad command's error: argparse hands arguments only to the command a word of ``argv``
+    names in full, so an empty one never parses, and ``shapeviz --help`` builds no command's options.
+    """
+    from shapeviz import __version__
+
+    named = _PARSERS.keys() if argv is None else set(argv)
+    p = _Parser(prog="shapeviz", formatter_class=_Formatter, epilog=EPILOG,
+                description="Checked and visible shapes for PyTorch recurrent layers.")
+    p.add_argument("--version", action="version", version=f"shapeviz {__version__}")
+    # prog: the prefix argparse would otherwise format from the usage, the same "shapeviz"
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, prog="shapeviz")
+    p.commands = sub.choices
+    for name, (what, add) in _PARSERS.items():
+        if name in named:
+            add(sub, name, what)
+        else:
+            sub.add_parser(name, help=what, formatter_class=_Formatter, add_help=False)
     return p
 
 
@@ -257,6 +323,7 @@ def _load_factory(target: str) -> Any:
         raise UsageError(f"no such file: {file!r} (from {target!r}); expected FILE.py:FACTORY, e.g. model.py:build")
     if not name.isidentifier():
         raise UsageError(f"{name!r} is not a Python name; expected FILE.py:FACTORY, e.g. model.py:build")
+    import importlib.util
     import uuid
 
     mod_name = f"_shapeviz_user_{path.stem if path.stem.isidentifier() else 'file'}_{uuid.uuid4().hex[:8]}"
@@ -428,6 +495,7 @@ def _site(args: argparse.Namespace) -> int:
 
 def _demo(args: argparse.Namespace) -> int:
     import inspect
+    import textwrap
 
     import torch
     import torch.nn as nn
@@ -528,7 +596,7 @@ def _unrecognized(parser: _Parser, command: str | None, argv: list[str], extras:
 
 
 def _run(argv: list[str]) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     try:
         args, extras = parser.parse_known_args(argv)
         if extras:
