@@ -121,7 +121,7 @@ def run(quick: bool = False) -> list[Row]:
         call = functools.partial(model, x, hx)
         with torch.no_grad():  # watch() entered and left before every turn of both sides (bench_watch says why)
             t = against_plain(call, functools.partial(sv.watch, model), k, max(1, turns // 3) if T < 10 else 2,
-                              rounds if T < 10 else max(3, rounds // 3))
+                              rounds if T < 10 else max(3, rounds // 3), per_call=True)
         rows.append(t.row(f"watched forward, {name}", "plain forward", "~1.0"))
     return rows
 

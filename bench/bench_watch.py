@@ -88,8 +88,9 @@ def run(quick: bool = False) -> list[Row]:
     torch's LSTM kernel stubbed out (the Python side alone); teardown of 10,000 checked modules."""
     torch.set_num_threads(1)
     rows: list[Row] = []
-    # calls a turn, turns a round, rounds: a forward of ~0.1-0.5 ms; the pair of sides ~2 ms apart
-    calls, turns, rounds = (1, 2, 3) if quick else (2, 10, 51)
+    # calls a turn, turns a round, rounds: a forward of ~0.1-0.5 ms, each call timed alone (a round's value is
+    # the median of its calls: bench.common.alternating's per_call)
+    calls, turns, rounds = (1, 2, 3) if quick else (5, 10, 51)
     bi = nn.LSTM(10, 20, 2, bidirectional=True)
     x = torch.randn(5, 3, 10)
     model = EmbedLSTM()
@@ -115,13 +116,15 @@ def run(quick: bool = False) -> list[Row]:
     ]
     with torch.no_grad():
         for label, call, around, target in cases:
-            rows.append(against_plain(call, around, calls, turns, rounds).row(label, "plain forward", target))
+            rows.append(against_plain(call, around, calls, turns, rounds, per_call=True).row(label, "plain forward",
+                                                                                             target))
         aa = functools.partial(model, tokens20)
-        a, b = alternating([aa, aa], calls, turns, rounds, around=[toggled(sv.watch, model)] * 2, warmup=2)
+        a, b = alternating([aa, aa], calls, turns, rounds, around=[toggled(sv.watch, model)] * 2, warmup=2,
+                           per_call=True)
         rows.append(Rounds(a, b).row(f"A/A: the plain forward on both sides ({emb}, T=20, bs=4), each turn after "
                                      "watch() in and out: this run's resolution", "plain forward", "info"))
         cell = functools.partial(loop, tokens20)
-        a, b = alternating([cell, cell], calls, turns, rounds, warmup=2,
+        a, b = alternating([cell, cell], calls, turns, rounds, warmup=2, per_call=True,
                            around=[toggled(sv.watch, loop, inputs="bs T", then=True),
                                    toggled(sv.watch, loop, then=True)])
         rows.append(Rounds(a, b).row("  the same cell loop, watch(inputs='bs T') (the names declared once a call of "
@@ -133,7 +136,7 @@ def run(quick: bool = False) -> list[Row]:
                 (f"{emb}, T=20, bs=4, watch(inputs='bs T')", functools.partial(model, tokens20),
                  functools.partial(sv.watch, model, inputs="bs T"))):
             with _kernel_stubbed(call):
-                t = against_plain(call, around, calls * 5, turns, rounds)
+                t = against_plain(call, around, calls * 2, turns, rounds, per_call=True)
             rows.append(t.row(f"  Python side: {label}, torch's LSTM kernel stubbed on both sides", "plain forward",
                               "info"))
         rows.append(_stand_in(bi, x, 50 if quick else 100, turns, rounds))
