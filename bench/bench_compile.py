@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 import shapeviz as sv
-from bench.common import Row, interleaved
+from bench.common import Rounds, Row, alternating
 
 
 class Tagger(nn.Module):
@@ -65,8 +65,9 @@ def _row(backend: str, how: str, rounds: int, k: int) -> Row:
             expected = c_plain(ids)
             with _enabled(glob):
                 torch.testing.assert_close(c_checked(ids), expected)  # correct results unchanged
-            t = interleaved(functools.partial(c_checked, ids), functools.partial(c_plain, ids), k, rounds,
-                            around_ours=functools.partial(_enabled, glob))
+            a, b = alternating([functools.partial(c_checked, ids), functools.partial(c_plain, ids)], k, 10, rounds,
+                               around=[functools.partial(_enabled, glob), None], per_call=True)
+            t = Rounds(a, b)
     finally:
         if handle is not None:
             handle.remove()
@@ -78,7 +79,7 @@ def _row(backend: str, how: str, rounds: int, k: int) -> Row:
 
 def run(quick: bool = False) -> list[Row]:
     """Rows: compiled forwards (eager and inductor backends) with checking on vs off."""
-    rounds, k = (3, 50) if quick else (15, 200)
+    rounds, k = (3, 5) if quick else (31, 10)  # each call timed alone, a round's median (bench.common.alternating)
     rows = [_row("inductor", "watch()", rounds, k)]
     rows.append(_row("inductor", "enable()", rounds, k))
     rows.append(_row("eager", "watch()", rounds, k))
