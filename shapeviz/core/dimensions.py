@@ -21,8 +21,8 @@ from functools import lru_cache
 
 from shapeviz._errors import SpecError, format_shape
 
-__all__ = ["DECLARED", "Declarer", "declared", "dims", "expr_size", "format_named", "format_shape", "is_simple_name",
-           "live_declared", "parse_names", "parse_sizes", "pop", "push"]
+__all__ = ["DECLARED", "Declared", "Declarer", "declared", "dims", "expr_size", "format_named", "format_shape",
+           "is_simple_name", "live_declared", "on_top", "parse_names", "parse_sizes", "pop", "push", "stack_of", "undo"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -85,8 +85,30 @@ def _merge(stack: tuple[Entry, ...]) -> Declared | None:
     return Declared(stack) if stack else None
 
 
-def _stack_of(now: dict[str, int] | None) -> tuple[Entry, ...]:
+def stack_of(now: dict[str, int] | None) -> tuple[Entry, ...]:
+    """The declarations the declared sizes ``now`` were merged from, outermost first (``()`` for none)."""
     return now.stack if isinstance(now, Declared) else ()
+
+
+def on_top(below: dict[str, int] | None, sizes: dict[str, int], live: Callable[[], bool] | None
+           ) -> tuple[Declared, object]:
+    """The declared sizes ``sizes`` make on top of ``below``, and the new declaration's key (for :func:`pop`).
+
+    >>> declared, key = on_top(None, {"bs": 2}, None)
+    >>> on_top(declared, {"T": 5}, None)[0]
+    {'bs': 2, 'T': 5}
+    """
+    key = object()
+    return Declared((*stack_of(below), (key, sizes, live))), key
+
+
+def undo(declared: dict[str, int], below: dict[str, int] | None, key: object) -> None:
+    """Undo a declaration that set ``declared`` over ``below``: at once where nothing was declared on top of it
+    since, else by its key (:func:`pop`, which keeps what came after)."""
+    if DECLARED.get() is declared:
+        DECLARED.set(below)
+    else:
+        pop(key)
 
 
 def push(sizes: Mapping[str, int], live: Callable[[], bool] | None = None) -> object:
@@ -95,20 +117,20 @@ def push(sizes: Mapping[str, int], live: Callable[[], bool] | None = None) -> ob
     ``live`` (optional) says whether the declaring call is still running: :func:`live_declared` drops
     a declaration whose ``live()`` is False (a forward stopped by ``sys.exit`` or Ctrl-C skips its undo).
     """
-    key = object()
-    DECLARED.set(_merge((*_stack_of(DECLARED.get()), (key, dict(sizes), live))))
+    declared, key = on_top(DECLARED.get(), dict(sizes), live)
+    DECLARED.set(declared)
     return key
 
 
 def pop(key: object) -> None:
     """Undo one :func:`push`. Out-of-order pops (hooks unwinding after an exception) are fine."""
-    DECLARED.set(_merge(tuple(entry for entry in _stack_of(DECLARED.get()) if entry[0] is not key)))
+    DECLARED.set(_merge(tuple(entry for entry in stack_of(DECLARED.get()) if entry[0] is not key)))
 
 
 class Declarer:
     """Declares the sizes a shape gives to ``names``; a repeat (same shape, same declarations below) reuses
     the last declaration: no allocation per call and one context-variable update each way (what
-    ``watch(inputs=...)`` does on every forward).
+    ``checking(inputs=...)`` does on every forward; one per thread).
 
     >>> d = Declarer(("bs", "T"))
     >>> key = d.push((2, 5), None)
@@ -123,7 +145,7 @@ class Declarer:
     def __init__(self, names: Sequence[str]) -> None:
         self.names = tuple(names)
         self._shape: object = None
-        self._below: object = None
+        self._below: dict[str, int] | None = None
         self._live: object = None
         self._merged: Declared | None = None
         self._key: object = None
@@ -132,16 +154,15 @@ class Declarer:
         """Like :func:`push` of ``dict(zip(names, shape))``; undo with :meth:`pop`."""
         below = DECLARED.get()
         if shape != self._shape or below is not self._below or live is not self._live:
-            key = object()
-            self._merged = _merge((*_stack_of(below), (key, dict(zip(self.names, map(int, shape))), live)))
-            self._shape, self._below, self._live, self._key = shape, below, live, key
+            self._merged, self._key = on_top(below, dict(zip(self.names, map(int, shape))), live)
+            self._shape, self._below, self._live = shape, below, live
         DECLARED.set(self._merged)
         return self._key
 
     def pop(self, key: object) -> None:
         """Undo :meth:`push` (the cheap way when nothing was declared on top of it since)."""
-        if key is self._key and DECLARED.get() is self._merged:
-            DECLARED.set(self._below)  # type: ignore[arg-type]
+        if key is self._key and self._merged is not None:
+            undo(self._merged, self._below, key)
         else:
             pop(key)
 
@@ -156,7 +177,7 @@ def live_declared() -> dict[str, int] | None:
     >>> live_declared() is None
     True
     """
-    stack = _stack_of(DECLARED.get())
+    stack = stack_of(DECLARED.get())
     kept = tuple(entry for entry in stack if entry[2] is None or entry[2]())
     if len(kept) != len(stack):
         DECLARED.set(_merge(kept))

@@ -42,7 +42,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from shapeviz._errors import SpecError
-from shapeviz.core.dimensions import DECLARED, Declarer, live_declared
+from shapeviz.core.dimensions import DECLARED, live_declared, on_top, stack_of, undo
 from shapeviz.runtime.switches import dynamo_compiling, is_compiling
 
 __all__ = ["RootNamer", "agree", "name_root", "named_roots", "release", "release_all", "stack_declared"]
@@ -57,40 +57,46 @@ _patched: dict[tuple[type, str], list[Any]] = {}
 _lock = threading.RLock()
 
 
-class _Thread:
-    """One thread's state in a namer: its declarer (which reuses the last declaration for a repeated shape)."""
-
-    __slots__ = ("declarer", "depth")
-
-    def __init__(self, names: tuple[str, ...]) -> None:
-        self.declarer = Declarer(names)
-        self.depth = 0  # calls of the root running in this thread (a root called inside itself: only the outer)
-
-
 class RootNamer:
     """Names the dims of one root's first input, ``names`` (one namer per root and names, shared by handles)."""
 
-    __slots__ = ("__weakref__", "attrs", "cls", "live", "local", "names", "open", "root", "users")
+    __slots__ = ("__weakref__", "attrs", "cls", "live", "memo", "names", "open", "root", "users")
 
     def __init__(self, root: nn.Module, names: tuple[str, ...]) -> None:
         self.names = names
         self.root = weakref.ref(root)
         self.cls = type(root)
         self.attrs: tuple[str, ...] = _ATTRS[:1]  # the attributes of its class it stands in for (see _ATTRS)
-        self.local = threading.local()
         self.open = True
         self.users = 1
-        self.live = self.is_open  # one bound method: the declarer reuses its declaration while this stays
+        self.live = self.is_open  # one bound method: what marks this namer's declarations (see declare)
+        self.memo: tuple = _NO_MEMO
+        """The last declaration made, ``(shape, below, declared, key)``: a call whose first input has that
+        shape, made with ``below`` declared around it, declares ``declared`` again (one tuple, replaced whole:
+        threads calling the model with other shapes take turns making it, never mix two)."""
 
     def is_open(self) -> bool:
         """Is what this namer declared still believable? (A namer closed while its call ran is not.)"""
         return self.open
 
-    def thread(self) -> _Thread:
-        t = self.local.__dict__.get("t")
-        if t is None:
-            t = self.local.__dict__["t"] = _Thread(self.names)
-        return t
+    def declare(self, first: Any, below: dict[str, int] | None, module: nn.Module) -> tuple | None:
+        """The declaration a call of the root whose first input is ``first`` makes on top of ``below`` (what
+        was declared around the call), kept as :attr:`memo`; None where it declares nothing: the namer is
+        closed, ``first`` has no dims to name, or the root runs inside its own call (the outer call's names
+        stand, as :func:`stack_declared` reads them)."""
+        shape = _shape(first)
+        if not self.open or shape is None or len(shape) < len(self.names):
+            return None
+        if below is not None:
+            if any(entry[2] is self.live for entry in stack_of(below)):
+                return None
+            agree(self.names, first, module)  # sizes declared around the call: they must agree
+        declared, key = on_top(below, dict(zip(self.names, map(int, shape))), self.live)
+        self.memo = memo = (shape, below, declared, key)
+        return memo
+
+
+_NO_MEMO = (None, None, None, None)
 
 
 def _first(args: tuple, kwargs: dict[str, Any] | None) -> Any:
@@ -125,24 +131,18 @@ def _declaring_each(module: nn.Module, namers: tuple[RootNamer, ...], impl: Any,
     if dynamo_compiling():
         return impl(module, *args, **kwargs)
     first = _first(args, kwargs)
-    done: list[tuple[_Thread, object]] = []
+    made: list[tuple] = []
     try:
         for namer in namers:
-            t = namer.thread()
-            key = None
-            shape = _shape(first)
-            if not t.depth and namer.open and shape is not None and len(shape) >= len(namer.names):
-                if DECLARED.get() is not None:
-                    agree(namer.names, first, module)
-                key = t.declarer.push(shape, namer.live)
-            t.depth += 1
-            done.append((t, key))
+            below = DECLARED.get()
+            memo = namer.declare(first, below, module)
+            if memo is not None:
+                DECLARED.set(memo[2])
+                made.append(memo)
         return impl(module, *args, **kwargs)
     finally:
-        for t, key in reversed(done):
-            t.depth -= 1
-            if key is not None:
-                t.declarer.pop(key)
+        for memo in reversed(made):
+            undo(memo[2], memo[1], memo[3])
 
 
 _ATTRS = ("_call_impl", "__call__")
@@ -176,27 +176,21 @@ def _wrapper(impl: Any) -> Callable[..., Any]:
             return _declaring_each(self, namers, impl, args, kwargs)
         namer = namers[0]
         first = args[0] if args else _first(args, kwargs)
-        try:
-            t = namer.local.t
-        except AttributeError:
-            t = namer.thread()
-        shape = first.shape if type(first) is Tensor else _shape(first)
-        if t.depth or not namer.open or shape is None or len(shape) < len(namer.names):  # a root inside itself:
-            t.depth += 1  # its outer call's names stand
-            try:
+        below = DECLARED.get()
+        memo = namer.memo
+        if type(first) is not Tensor or first.shape != memo[0] or below is not memo[1]:
+            memo = namer.declare(first, below, self)  # not a repeat of the last declaration: the long way
+            if memo is None:
                 return impl(self, *args, **kwargs)
-            finally:
-                t.depth -= 1
-        if DECLARED.get() is not None:  # sizes declared around the call: they must agree
-            agree(namer.names, first, self)
-        declarer = t.declarer
-        key = declarer.push(shape, namer.live)
-        t.depth = 1
+        declared = memo[2]
+        DECLARED.set(declared)
         try:
             return impl(self, *args, **kwargs)
         finally:
-            t.depth = 0
-            declarer.pop(key)
+            if DECLARED.get() is declared:  # dimensions.undo, in line: nothing declared on top since
+                DECLARED.set(below)
+            else:
+                undo(declared, below, memo[3])
 
     wrapper.__shapeviz_root__ = True  # type: ignore[attr-defined]
     wrapper.__wrapped__ = impl  # type: ignore[attr-defined]
@@ -277,7 +271,7 @@ def _close(namer: RootNamer) -> None:
     if not namer.open:
         return
     namer.open = False
-    namer.local = threading.local()  # other threads' declarers go with their calls (and are no longer believed)
+    namer.memo = _NO_MEMO  # no call repeats it: each goes the long way, which finds the namer closed
     root = namer.root()
     entry = _named.get(id(root)) if root is not None else None
     if entry is not None and entry[0]() is root:

@@ -9,6 +9,7 @@ import asyncio
 import copy
 import io
 import pickle
+import sys
 import threading
 
 import pytest
@@ -249,7 +250,6 @@ def test_stack_declared_reads_the_named_calls_on_the_stack() -> None:
 def test_a_cell_stepped_t_times_pays_nothing_per_step_for_the_names() -> None:
     """The names are declared once a call of the model: the calls into rootcall do not grow with T (the cell's
     check reads the declaration in force, as any check does)."""
-    import sys
 
     class Loop(nn.Module):
         def __init__(self) -> None:
@@ -279,9 +279,48 @@ def test_a_cell_stepped_t_times_pays_nothing_per_step_for_the_names() -> None:
 
     m = Loop()
     with sv.watch(m, inputs="bs T"):
-        m(torch.randn(2, 3, 4))
-        short, long = calls_into_rootcall(m, torch.randn(2, 3, 4)), calls_into_rootcall(m, torch.randn(2, 30, 4))
+        counts = []
+        for T in (3, 30):  # each a repeat of a call just made (a new shape also builds its declaration once)
+            m(torch.randn(2, T, 4))
+            counts.append(calls_into_rootcall(m, torch.randn(2, T, 4)))
+        short, long = counts
         with pytest.raises(sv.ShapeError, match=r"\[batch_mismatch\]"):  # the cell is still checked
             m.cell(torch.randn(2, 4), torch.zeros(3, 6))
     assert short == long and 0 < short <= 4, (short, long)
     _clean(Loop)
+
+
+def test_threads_calling_a_named_model_with_other_shapes_each_see_their_own_names() -> None:
+    """The namer keeps its last declaration as one tuple, replaced whole: two threads that call the model with
+    different shapes take turns making it, and every call sees the sizes of its own input."""
+
+    class Probe(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wrong: list[tuple[object, tuple[int, ...]]] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            sizes = declared()
+            if sizes != {"bs": x.shape[0], "T": x.shape[1]}:
+                self.wrong.append((sizes, tuple(x.shape)))
+            return x
+
+    m = Probe()
+    with sv.watch(m, inputs="bs T"):
+        def run(bs: int) -> None:
+            x = torch.zeros(bs, 7 - bs)
+            for _ in range(3000):
+                m(x)
+
+        threads = [threading.Thread(target=run, args=(bs,)) for bs in (2, 3)]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        finally:
+            sys.setswitchinterval(interval)
+    assert not m.wrong, m.wrong[:3]
+    _clean(Probe)
