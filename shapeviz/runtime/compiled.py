@@ -44,6 +44,7 @@ from shapeviz.core.declared import declaration_of
 from shapeviz.core.dimensions import DECLARED, live_declared
 from shapeviz.core.model import CELL_TYPES, FAMILIES, LAYER_TYPES, Conventions, declared_conventions
 from shapeviz.runtime.fastcheck import call_args
+from shapeviz.runtime.switches import env_disabled
 
 __all__ = ["CompiledShapeError", "check_compiling", "check_declared_compiling", "compiled_fault"]
 
@@ -75,6 +76,18 @@ def declared_now() -> tuple[tuple[str, int], ...] | None:
     if named:
         d = {**(d or {}), **named}
     return None if d is None else tuple(d.items())
+
+
+@torch.compiler.assume_constant_result
+def disabled_now() -> bool:
+    """``SHAPEVIZ_DISABLE`` when dynamo traces, as a constant: read by the trace, with no guard on the
+    environment (a guard on it would recompile every compiled model that is checked whenever any environment
+    variable is set; the check costs a compiled call nothing, so the switch needs no guard).
+
+    >>> disabled_now()
+    False
+    """
+    return env_disabled()
 
 
 @torch.compiler.assume_constant_result
@@ -220,6 +233,8 @@ def check_compiling(module: nn.Module, args: tuple, kwargs: dict[str, Any], path
 
     >>> check_compiling(nn.RNN(4, 6), (torch.randn(5, 2, 4),), {}, None)  # (T=5, bs=2, emb=4): fine
     """
+    if disabled_now():
+        return
     x, hx = call_args(args, kwargs)
     decl = declared_now()
     if not compiled_fault(module, x, hx, decl):
@@ -291,6 +306,8 @@ def check_declared_compiling(module: nn.Module, x: Any, s: Any, path: str | None
 
     >>> check_declared_compiling(nn.GRU(4, 6), torch.randn(5, 2, 4), None, None)  # not declared: nothing to do
     """
+    if disabled_now():
+        return
     cls = type(module)
     sources = size_sources(cls)
     if sources is None or not isinstance(x, Tensor):

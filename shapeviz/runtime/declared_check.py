@@ -93,12 +93,14 @@ def check_declared(module: nn.Module, x: Any, s: Any, path: str | None) -> None:
     p = _plans.get(id(module))
     if p is not None and p.hot(module, x, s):
         return
-    if env_disabled() or x is None:
+    if x is None:
         return
-    if is_compiling():  # dynamo traces this call: checked at trace time, with the same rule
-        from shapeviz.runtime.compiled import check_declared_compiling
+    if is_compiling():  # dynamo traces this call: checked at trace time, with the same rule (the kill switch
+        from shapeviz.runtime.compiled import check_declared_compiling  # read there as a constant)
 
         check_declared_compiling(module, x, s, path)
+        return
+    if env_disabled():
         return
     conv = conventions(module)
     decl = DECLARED.get()

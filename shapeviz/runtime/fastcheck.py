@@ -254,12 +254,12 @@ def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> b
 
         check_declared(module, x, hx, path)
         return False
-    if env_disabled():
-        return False
-    if is_compiling():  # dynamo traces this call: checked at trace time (README: torch.compile)
-        from shapeviz.runtime.compiled import check_compiling
+    if is_compiling():  # dynamo traces this call: checked at trace time (README: torch.compile), the kill
+        from shapeviz.runtime.compiled import check_compiling  # switch read there as a constant
 
         check_compiling(module, (x, hx), {}, path)
+        return False
+    if env_disabled():
         return False
     if p is None or p.ref() is not module or p.getkey(module.__dict__ if p.from_dict else module) != p.key:
         p = plan_for(module)

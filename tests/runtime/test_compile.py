@@ -260,3 +260,28 @@ def test_a_checker_in_compiled_code_adds_no_graph_break_and_raises_the_shape_err
     with pytest.raises(sv.ShapeError) as info:
         compiled(torch.randn(5, 3, 9))
     assert info.value.code == "input_size"
+
+
+def test_setting_an_environment_variable_recompiles_nothing_and_the_kill_switch_still_holds(monkeypatch) -> None:
+    """The kill switch is read while dynamo traces as a constant: no guard on the environment, so setting
+    any variable later does not recompile a checked model; SHAPEVIZ_DISABLE set when it is traced turns the
+    check off for what that trace compiles."""
+    model, x = Tagger(), torch.randn(5, 3, 8)
+    counter = CompileCounter()
+    with sv.watch(model):
+        compiled = torch.compile(model, backend=counter)
+        compiled(x)
+        monkeypatch.setenv("SHAPEVIZ_UNRELATED_TEST_VARIABLE", "1")
+        compiled(x)
+        assert counter.frame_count == 1
+        torch._dynamo.reset()
+        monkeypatch.setenv("SHAPEVIZ_DISABLE", "1")
+        compiled = torch.compile(model, backend="eager")
+        with pytest.raises(RuntimeError) as info:  # torch's own error: nothing of shapeviz's ran
+            compiled(torch.randn(5, 3, 9))
+        assert not isinstance(info.value, sv.ShapeError)
+        torch._dynamo.reset()
+        monkeypatch.delenv("SHAPEVIZ_DISABLE")
+        compiled = torch.compile(model, backend="eager")
+        with pytest.raises(sv.ShapeError, match=r"\[input_size\]"):
+            compiled(torch.randn(5, 3, 9))
