@@ -203,7 +203,7 @@ def _refresh(module: torch.nn.Module, x: Any, hx: Any) -> tuple | None:
     if not check_input(module, x, hx, None):
         return None
     p = _plans.get(id(module))
-    return p.flat if p is not None and p.flat is not None else None
+    return p.flat if p is not None else None
 
 
 def check_module_call(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any], path: str | None) -> None:

@@ -28,8 +28,7 @@ from shapeviz.runtime.switches import ENV_DATA, ENV_KEY, dynamo_compiling
 if TYPE_CHECKING:
     from shapeviz.runtime.fastcheck import CallPlan
 
-__all__ = ["checker_code", "declared_hot", "flat_memo", "hot_path", "never_memo", "no_memo", "same_objects",
-           "state_form"]
+__all__ = ["checker_code", "declared_hot", "flat_memo", "hot_path", "no_memo", "same_objects", "state_form"]
 
 
 def same_objects(a: tuple | None, b: tuple | None) -> bool:
@@ -199,7 +198,7 @@ def _unpacked(state: str, names: tuple[str, ...] | None) -> list[str]:
 
 
 def _maker(kind: str, state: str, names: tuple[str, ...] | None, declared: bool, config: str, weight: str) -> Maker:
-    """The factory of one ``kind`` of code (``"hot"``: a plan's hot path, ``"checker"``: :func:`checker_of`'s
+    """The factory of one ``kind`` of code (``"hot"``: a plan's hot path, ``"checker"``: :func:`checker_code`'s
     check) for one state form, one set of setting names (or a getter: ``config`` is ``"module"`` for one over the
     module, ``"dict"`` for one over its ``__dict__``), whether the memo holds declared sizes (a checker's memo
     may or may not) and where the weight sits, written out once (names are core's fixed setting names, checked
@@ -292,7 +291,7 @@ def hot_path(p: CallPlan, flat: tuple | None) -> Callable[[torch.nn.Module, Any,
                 dynamo_compiling)
 
 
-def checker_code(p: CallPlan, module: torch.nn.Module, refresh: Callable[[Any, Any, Any], tuple]
+def checker_code(p: CallPlan, module: torch.nn.Module, refresh: Callable[[Any, Any, Any], tuple | None]
                  ) -> Callable[..., None]:
     """The check of one module's calls, ``check(input, hx=None)``, the hot path's reads in line: a call that
     repeats the memo returns at once; any other goes to ``refresh(module, input, hx)``, which checks it the long
@@ -300,11 +299,11 @@ def checker_code(p: CallPlan, module: torch.nn.Module, refresh: Callable[[Any, A
     or None to keep the one it has (a call the fast path did not judge: compiling, the kill switch, packed)."""
     names, form = _plan_code(p)
     make = _maker("checker", form, names, True, "module", "own")
-    return make(never_memo(p), module, refresh, p.getkey, p.wname, None, None, ENV_DATA, ENV_KEY, DECLARED.get,
+    return make(_never_memo(p), module, refresh, p.getkey, p.wname, None, None, ENV_DATA, ENV_KEY, DECLARED.get,
                 Tensor, dynamo_compiling)
 
 
-def never_memo(p: CallPlan) -> tuple:
+def _never_memo(p: CallPlan) -> tuple:
     """A memo no call repeats (its input shape is None): a checker's before a call fits."""
     names, form = _plan_code(p)
     return (None, None, *(() for _ in _unpacked(form, names)[2:]))
