@@ -113,8 +113,8 @@ def _make(conv: Conventions) -> CallRule:
     in_b, st_b = forms(True)
     in_u, st_u = forms(False) if not lay.declared else (None, None)  # a declared layer: batched only
     loose = tuple(lay.cell and not lay.declared and i > 0 for i in range(len(names)))
-    consts = tuple(tuple((i, d) for i, d in enumerate(t or ()) if d.__class__ is int) for t in (in_b, in_u))
-    products = any(d.__class__ is str and d not in ("T", "bs") for t in (in_b, in_u, *st_b, *(st_u or ()))
+    consts = tuple(tuple((i, d) for i, d in enumerate(t or ()) if isinstance(d, int)) for t in (in_b, in_u))
+    products = any(isinstance(d, str) and d not in ("T", "bs") for t in (in_b, in_u, *st_b, *(st_u or ()))
                    for d in t or ())
     return CallRule(cell=lay.cell, t_axis=-1 if lay.t_axis is None else lay.t_axis, bs_axis=lay.bs_axis,
                     nd_batched=lay.batched_ndim, nd_unbatched=lay.unbatched_ndim, inputs=(in_b, in_u),
@@ -128,7 +128,7 @@ def _fill(rule: CallRule, tpl: Template, T: Any, bs: Any) -> tuple[Any, ...]:
     """A template's shape for a call's ``T`` and ``bs``."""
     out = []
     for s in tpl:
-        if s.__class__ is int:
+        if isinstance(s, int):
             out.append(s)
         elif s == "bs":
             out.append(bs)

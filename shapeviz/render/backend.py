@@ -111,7 +111,32 @@ def find_graphviz_pure() -> Backend | None:
     if found is None:
         # pip may install the script next to the interpreter without that folder being on PATH
         found = shutil.which("graphviz-pure", path=str(_python_bin_dir()))
+    if found is None:
+        found = _installed_script("graphviz-pure")
     return Backend(found, "graphviz-pure") if found else None
+
+
+def _installed_script(dist: str) -> str | None:
+    """The program a distribution installed, wherever pip put it (``--user`` and ``--target`` installs
+    write scripts to folders that are often not on PATH); None when it is not installed.
+
+    >>> _installed_script("no-such-distribution") is None
+    True
+    """
+    from importlib import metadata
+
+    try:
+        found = metadata.distribution(dist)
+    except metadata.PackageNotFoundError:
+        return None
+    names = (dist, dist + ".exe")
+    recorded = [f.locate() for f in found.files or [] if f.name in names]
+    # `--target` records the script against pip's temporary folder: it lies in bin/ beside the packages
+    beside = [found.locate_file(f"{folder}/{name}") for folder in ("bin", "Scripts") for name in names]
+    for path in [*recorded, *beside]:
+        if shutil.which(str(path)):  # exists and is executable
+            return os.path.normpath(path)
+    return None
 
 
 def require_backend() -> Backend:
@@ -119,7 +144,8 @@ def require_backend() -> Backend:
     backend = find_backend()
     if backend is None:
         raise MissingBackendError("shapeviz found no Graphviz layout program to render diagrams with "
-                                  f"(looked for `dot` and `graphviz-pure` on PATH); {INSTALL_HINT}. "
+                                  "(looked for `dot` and `graphviz-pure` on PATH, then for graphviz-pure next to "
+                                  f"Python and where pip recorded it); {INSTALL_HINT}. "
                                   "Diagram.source (the DOT text) works without one.")
     return backend
 

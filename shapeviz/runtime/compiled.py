@@ -37,7 +37,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 from torch import Tensor
-from torch.fx.experimental.symbolic_shapes import has_static_value, optimization_hint, statically_known_true
+from torch.fx.experimental import symbolic_shapes
+from torch.fx.experimental.symbolic_shapes import has_static_value, statically_known_true
 
 from shapeviz.core.callfit import CallRule, Sizes, call_fits, call_rule
 from shapeviz.core.declared import declaration_of
@@ -47,6 +48,22 @@ from shapeviz.runtime.fastcheck import call_args
 from shapeviz.runtime.switches import env_disabled
 
 __all__ = ["CompiledShapeError", "check_compiling", "check_declared_compiling", "compiled_fault"]
+
+
+def _hint_function(names: tuple[str, ...] = ("optimization_hint", "size_hint", "hint_int")) -> Any:
+    """torch's function for a symbolic size's value in the call being traced, adding no guard. Its name
+    changed across releases: torch 2.13 has ``optimization_hint``; 2.11 has ``size_hint`` and a deprecated
+    ``hint_int``. A deprecated one warns, which dynamo cannot trace (a graph break), so it comes last.
+
+    >>> _hint_function()(3)
+    3
+    """
+    found = [f for f in (getattr(symbolic_shapes, n, None) for n in names) if f is not None]
+    fresh = [f for f in found if not hasattr(f, "__deprecated__")]
+    return (fresh or found)[0]
+
+
+optimization_hint = _hint_function()
 
 Key = tuple[str, bool, int, int, int, bool, bool, int]
 

@@ -47,6 +47,7 @@ def no_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
     monkeypatch.setattr(be, "_python_bin_dir", lambda: empty)
+    monkeypatch.setattr(be, "_installed_script", lambda dist: None)
     monkeypatch.delenv(be.ENV_VAR, raising=False)
 
 
@@ -82,6 +83,45 @@ def test_graphviz_pure_next_to_python_when_not_on_path(tmp_path: Path, monkeypat
     b = find_backend()
     assert b is not None and b.kind == "graphviz-pure" and b.path.startswith(str(bindir))
     assert diagram.pipe("svg").startswith(b"<?xml")
+
+
+def test_graphviz_pure_found_from_its_install_record_when_not_on_path_nor_next_to_python(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, diagram: Diagram) -> None:
+    """`pip install --user` or `--target` puts the script in a folder often not on PATH: the installed
+    distribution's file list still names it."""
+    if GRAPHVIZ_PURE is None:
+        pytest.skip("graphviz-pure is not installed")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setattr(be, "_python_bin_dir", lambda: empty)
+    monkeypatch.delenv(be.ENV_VAR, raising=False)
+    b = find_backend()
+    assert b is not None and b.kind == "graphviz-pure"
+    assert os.path.samefile(b.path, GRAPHVIZ_PURE)
+    assert diagram.pipe("svg").startswith(b"<?xml")
+    assert be._installed_script("shapeviz-no-such-distribution") is None
+
+
+@pytest.mark.parametrize("record", ["../../bin/fake-layout", "../../../bin/fake-layout"],
+                         ids=["target_install", "user_install"])
+def test_a_script_is_found_where_pip_recorded_or_put_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        record: str) -> None:
+    """A `--user` install records the script's true place (~/.local/bin); a `--target` install records
+    it against pip's temporary folder but writes it to bin/ beside the packages."""
+    site = tmp_path / ("lib/python3/site-packages" if record.startswith("../../../") else "target")
+    info = site / "fake_layout-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-layout\nVersion: 1.0\n")
+    (info / "RECORD").write_text(f"{record},,\nfake_layout-1.0.dist-info/METADATA,,\n")
+    script = (tmp_path / "bin" if record.startswith("../../../") else site / "bin") / "fake-layout"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.syspath_prepend(str(site))
+    assert os.path.samefile(be._installed_script("fake-layout"), script)
+    script.chmod(0o644)  # not executable: not a program to run
+    assert be._installed_script("fake-layout") is None
 
 
 # ------------------------------------------------------------------ system dot

@@ -61,3 +61,24 @@ def test_compiled_and_eager_judge_every_random_call_alike() -> None:
         compared += 1
         faults += eager[1] is not None
     assert compared > 2500 and faults > 500  # both kinds were really compared
+
+
+def test_the_hint_function_of_each_torch_release_is_picked_and_a_deprecated_one_last(monkeypatch) -> None:
+    """torch 2.13 names it optimization_hint; 2.11 (run on a GPU machine's torch) has size_hint and a
+    deprecated hint_int, whose warning dynamo cannot trace."""
+    from types import SimpleNamespace
+
+    def size_hint(a: Any) -> Any:
+        return a
+
+    def hint_int(a: Any) -> Any:
+        return a
+
+    hint_int.__deprecated__ = "used size_hint instead of hint_int"  # type: ignore[attr-defined]
+    monkeypatch.setattr(compiled, "symbolic_shapes", SimpleNamespace(hint_int=hint_int, size_hint=size_hint))
+    assert compiled._hint_function() is size_hint
+    monkeypatch.setattr(compiled, "symbolic_shapes", SimpleNamespace(hint_int=hint_int))
+    assert compiled._hint_function() is hint_int  # only a deprecated one: better than none
+    monkeypatch.undo()
+    assert compiled._hint_function().__name__ == ("optimization_hint" if hasattr(
+        compiled.symbolic_shapes, "optimization_hint") else "size_hint")
