@@ -16,8 +16,10 @@ No hook: while a model is named, its class's ``_call_impl`` is shapeviz's (see :
 the sizes for the duration of the call (``try``/``finally``: nothing is left after an exception,
 ``KeyboardInterrupt`` and ``SystemExit`` included) and then runs torch's. It sees the arguments as the caller
 passed them, before any hook (a pre-hook of yours that transposes the input does not change what ``"bs T"``
-names), and costs one Python call and two context-variable updates per call of the model: a cell
-stepped T times inside it pays nothing, since the declaration is already in force when it is checked. Every
+names), and costs two context-variable updates per call of the model and no extra Python call: where nothing
+of torch's stands around the call (no hook, no ``torch.jit`` trace) it runs ``self.forward`` itself, as torch's
+``_call_impl`` would, else torch's ``_call_impl``. A cell stepped T times inside the model pays nothing, since the
+declaration is already in force when it is checked. Every
 other instance of the class (a copy, say) finds no entry by its ``id`` and goes straight on. The patch is on
 the class, not the instance: a named model pickles, deep-copies and ``torch.save``-s as it is, and the copy is
 not named. The class gets its own ``_call_impl`` back when the last name on it goes.
@@ -38,8 +40,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import torch
 import torch.nn as nn
 from torch import Tensor
+from torch.nn.modules import module as _torch_module
 
 from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import DECLARED, live_declared, on_top, stack_of, undo
@@ -49,6 +53,24 @@ __all__ = ["RootNamer", "agree", "name_root", "named_roots", "release", "release
 
 _WRAPPED_CODE = getattr(nn.Module, "_wrapped_call_impl", nn.Module._call_impl).__code__  # torch 2.1 lacks the first
 _ABSENT = object()
+_TORCH_CALL_IMPL = nn.Module._call_impl
+_GLOBAL_HOOKS = ("_global_backward_pre_hooks", "_global_backward_hooks", "_global_forward_hooks",
+                 "_global_forward_pre_hooks")
+
+
+def _skips_like_torch(impl: Any) -> bool:
+    """Can a named call run ``self.forward`` itself where torch's ``_call_impl`` would (no hooks of the module's,
+    no global ones, no ``torch.jit`` trace running)? Only where ``impl`` is torch's ``_call_impl`` and that reads
+    no global hook table but the four this module reads (a torch that adds one: ``impl`` runs as it is).
+
+    >>> _skips_like_torch(nn.Module._call_impl), _skips_like_torch(nn.Module.__call__)
+    (True, False)
+    """
+    code = impl.__code__ if impl is _TORCH_CALL_IMPL else None
+    tables = {*_GLOBAL_HOOKS, "_global_forward_hooks_always_called"}  # the last: read once hooks run
+    return (code is not None and "_get_tracing_state" in code.co_names
+            and {n for n in code.co_names if n.startswith("_global_")} <= tables
+            and all(isinstance(_torch_module.__dict__.get(n), dict) for n in _GLOBAL_HOOKS))
 
 _named: dict[int, tuple[weakref.ref, tuple[RootNamer, ...]]] = {}
 """id(root) -> (its weakref, the namers that name its calls); an entry goes when its root dies."""
@@ -166,6 +188,9 @@ def _wrapper(impl: Any) -> Callable[..., Any]:
     """The ``_call_impl`` (or ``__call__``) of a named model's class: for a named instance, ``impl`` runs with
     the sizes its first input gives the names declared around it; any other instance goes straight on."""
     named = _named
+    hooks = _torch_module.__dict__
+    tracing = torch._C._get_tracing_state
+    direct = _skips_like_torch(impl)
 
     def wrapper(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
         entry = named.get(id(self))  # an entry goes with its root (weakref callback): found by id, it is self
@@ -185,6 +210,11 @@ def _wrapper(impl: Any) -> Callable[..., Any]:
         declared = memo[2]
         DECLARED.set(declared)
         try:
+            if direct and not (self._forward_pre_hooks or self._forward_hooks or self._backward_pre_hooks
+                               or self._backward_hooks or hooks["_global_forward_pre_hooks"]
+                               or hooks["_global_forward_hooks"] or hooks["_global_backward_pre_hooks"]
+                               or hooks["_global_backward_hooks"] or tracing()):
+                return self.forward(*args, **kwargs)  # what torch's _call_impl runs with nothing around the call
             return impl(self, *args, **kwargs)
         finally:
             if DECLARED.get() is declared:  # dimensions.undo, in line: nothing declared on top since

@@ -94,6 +94,49 @@ def test_a_hook_of_yours_does_not_change_what_inputs_names() -> None:
     _clean(Forgot)
 
 
+@pytest.mark.parametrize("around", ["nothing", "forward_hook", "global_forward_hook", "global_pre_hook",
+                                    "full_backward_hook", "forward_on_the_instance"])
+def test_a_named_call_runs_what_torchs_call_would(around: str) -> None:
+    """With nothing around the call the wrapper runs ``self.forward`` itself, as torch's ``_call_impl`` would;
+    anything of torch's around it (a hook of the module's or a global one) still runs, once."""
+    model = Seen()
+    ran: list[str] = []
+    handles = []
+    if around == "forward_hook":
+        handles.append(model.register_forward_hook(lambda m, a, out: ran.append("hook")))
+    elif around == "global_forward_hook":
+        handles.append(nn.modules.module.register_module_forward_hook(
+            lambda m, a, out: ran.append("hook") if m is model else None))
+    elif around == "global_pre_hook":
+        handles.append(nn.modules.module.register_module_forward_pre_hook(
+            lambda m, a: ran.append("hook") if m is model else None))
+    elif around == "full_backward_hook":
+        handles.append(model.register_full_backward_hook(lambda m, gi, go: ran.append("hook")))
+    elif around == "forward_on_the_instance":
+        plain = model.forward
+        model.forward = lambda x: (ran.append("hook"), plain(x))[1]  # type: ignore[method-assign]
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    try:
+        with sv.watch(model, inputs="bs T"):
+            for _ in range(2):  # the first call declares the long way, the second repeats it
+                model(x).sum().backward()
+    finally:
+        for h in handles:
+            h.remove()
+    assert ran == ([] if around == "nothing" else ["hook"] * 2)
+    assert model.seen == [{"bs": 2, "T": 3}] * 8
+    _clean(Seen)
+
+
+def test_a_named_model_traced_by_torch_jit_runs_torchs_call() -> None:
+    model = Seen()
+    with sv.watch(model, inputs="bs T"):
+        traced = torch.jit.trace(model, torch.randn(2, 3, 4), check_trace=False)
+        assert model.seen == [{"bs": 2, "T": 3}] * 4  # traced through torch's _call_impl (its _slow_forward)
+    assert traced(torch.randn(2, 3, 4)).shape == (2, 6)
+    _clean(Seen)
+
+
 @pytest.mark.parametrize("stop", [KeyError("user"), KeyboardInterrupt(), SystemExit(2)])
 def test_nothing_is_left_after_an_exception(stop: BaseException) -> None:
     class Stops(nn.Module):
