@@ -90,7 +90,7 @@ def run(quick: bool = False) -> list[Row]:
     rows: list[Row] = []
     # calls a turn, turns a round, rounds: a forward of ~0.1-0.5 ms, each call timed alone (a round's value is
     # the median of its calls: bench.common.alternating's per_call)
-    calls, turns, rounds = (1, 2, 3) if quick else (5, 10, 51)
+    calls, turns, rounds = (1, 2, 3) if quick else (20, 10, 51)
     bi = nn.LSTM(10, 20, 2, bidirectional=True)
     x = torch.randn(5, 3, 10)
     model = EmbedLSTM()
