@@ -231,6 +231,22 @@ def call_args(args: tuple, kwargs: dict[str, Any]) -> tuple[Any, Any]:
     return kwargs.get("input"), kwargs.get("hx")
 
 
+def check_traced(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> bool:
+    """The check of ``module(x, hx)`` while dynamo traces it (:mod:`shapeviz.runtime.compiled`, the kill switch
+    read there as a constant); False: the compiled call keeps torch's own check. A watched module's check comes
+    here straight from its gate, reading no plan: a read of the plans would become a guard, and the compiled
+    code would recompile once the module had been checked eagerly.
+
+    >>> import torch, torch.nn as nn
+    >>> check_traced(nn.GRU(4, 6), torch.randn(5, 2, 4), None, None)  # (T=5, bs=2, emb=4): fine
+    False
+    """
+    from shapeviz.runtime.compiled import check_compiling
+
+    check_compiling(module, (x, hx), {}, path)
+    return False
+
+
 def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> bool:
     """Check ``module(x, hx)`` (``hx`` None when not given): every eager check comes here. Returns True when
     shapeviz's fast path verified the call (a tensor input, its state and the weights' dtype and device: all
@@ -254,11 +270,8 @@ def check_input(module: torch.nn.Module, x: Any, hx: Any, path: str | None) -> b
 
         check_declared(module, x, hx, path)
         return False
-    if is_compiling():  # dynamo traces this call: checked at trace time (README: torch.compile), the kill
-        from shapeviz.runtime.compiled import check_compiling  # switch read there as a constant
-
-        check_compiling(module, (x, hx), {}, path)
-        return False
+    if is_compiling():  # dynamo traces this call: checked at trace time (README: torch.compile)
+        return check_traced(module, x, hx, path)
     if env_disabled():
         return False
     if p is None or p.ref() is not module or p.getkey(module.__dict__ if p.from_dict else module) != p.key:

@@ -44,8 +44,8 @@ from shapeviz.core.declared import declared_types
 from shapeviz.core.dimensions import DECLARED, Declarer, live_declared, parse_names
 from shapeviz.core.model import CLASS_NAMES, is_recurrent
 from shapeviz.runtime import patching, rootcall
-from shapeviz.runtime.fastcheck import check_input
-from shapeviz.runtime.switches import env_disabled, is_compiling
+from shapeviz.runtime.fastcheck import check_input, check_traced
+from shapeviz.runtime.switches import dynamo_compiling, env_disabled, is_compiling
 from shapeviz.tracing.copies import ShapevizHook
 from shapeviz.tracing.flow import flow_block
 from shapeviz.tracing.flow import start as flow_start
@@ -376,8 +376,12 @@ def _gate(module: nn.Module, x: Any, hx: Any) -> bool:
     shapeviz verified the call (:func:`~shapeviz.runtime.fastcheck.check_input`): torch's own check can go."""
     entry = _watched.get(id(module))
     if entry is not None and entry[0]() is module:
+        if dynamo_compiling():  # straight to the traced check: no plan read, so no guard on the plans
+            return check_traced(module, x, hx, entry[1])
         return check_input(module, x, hx, entry[1])
     if _state["depth"] or _state["enabled"]:
+        if dynamo_compiling():
+            return check_traced(module, x, hx, None)
         try:
             return check_input(module, x, hx, None)
         except ShapeError as err:

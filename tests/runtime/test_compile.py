@@ -149,6 +149,22 @@ def test_recompile_for_a_new_batch_size_rechecks():
         assert info.value.code == "batch_mismatch"
 
 
+@pytest.mark.parametrize("how", ["watch", "checking"])
+def test_an_eager_call_between_compiled_ones_recompiles_nothing(how):
+    """The traced check reads no plan of shapeviz's (what an eager check makes): a guard on one would make the
+    compiled model recompile after the module's first eager call."""
+    model, x = Tagger(), torch.randn(5, 3, 8)
+    counter = CompileCounter()
+    with _on(how, model):
+        compiled = torch.compile(model, backend=counter)
+        compiled(x)
+        model(x)  # eager: checked, its plan made
+        compiled(x)
+        assert counter.frame_count == 1
+        with pytest.raises(sv.ShapeError, match=r"\[input_size\]"):
+            compiled(torch.randn(5, 3, 9))
+
+
 def _compiles(model: nn.Module, shapes: list[tuple[int, ...]], mark: bool) -> tuple[int, list[torch.Tensor]]:
     torch._dynamo.reset()
     counter = CompileCounter()
