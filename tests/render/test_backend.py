@@ -41,14 +41,19 @@ def only_graphviz_pure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return bindir
 
 
-@pytest.fixture
-def no_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _nothing_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python_bin: Path | None = None) -> None:
+    """An empty PATH, no $SHAPEVIZ_DOT, and ``python_bin`` (else the empty folder) as the running Python's."""
     empty = tmp_path / "empty"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(be, "_python_bin_dir", lambda: empty)
-    monkeypatch.setattr(be, "_installed_script", lambda dist: None)
+    monkeypatch.setattr(be, "_python_bin_dir", lambda: python_bin or empty)
     monkeypatch.delenv(be.ENV_VAR, raising=False)
+
+
+@pytest.fixture
+def no_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _nothing_on_path(tmp_path, monkeypatch)
+    monkeypatch.setattr(be, "_installed_script", lambda dist: None)
 
 
 # ------------------------------------------------------------------ graphviz-pure (dot hidden)
@@ -75,11 +80,7 @@ def test_graphviz_pure_next_to_python_when_not_on_path(tmp_path: Path, monkeypat
     bindir = tmp_path / "venv-bin"
     bindir.mkdir()
     (bindir / "graphviz-pure").symlink_to(GRAPHVIZ_PURE)
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(be, "_python_bin_dir", lambda: bindir)
-    monkeypatch.delenv(be.ENV_VAR, raising=False)
+    _nothing_on_path(tmp_path, monkeypatch, bindir)
     b = find_backend()
     assert b is not None and b.kind == "graphviz-pure" and b.path.startswith(str(bindir))
     assert diagram.pipe("svg").startswith(b"<?xml")
@@ -91,11 +92,7 @@ def test_graphviz_pure_found_from_its_install_record_when_not_on_path_nor_next_t
     distribution's file list still names it."""
     if GRAPHVIZ_PURE is None:
         pytest.skip("graphviz-pure is not installed")
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(be, "_python_bin_dir", lambda: empty)
-    monkeypatch.delenv(be.ENV_VAR, raising=False)
+    _nothing_on_path(tmp_path, monkeypatch)
     b = find_backend()
     assert b is not None and b.kind == "graphviz-pure"
     assert os.path.samefile(b.path, GRAPHVIZ_PURE)
