@@ -128,6 +128,17 @@ def test_a_named_call_runs_what_torchs_call_would(around: str) -> None:
     _clean(Seen)
 
 
+def test_a_module_missing_torchs_hook_tables_fails_as_torch_makes_it_fail() -> None:
+    model = Seen()
+    del model.__dict__["_backward_pre_hooks"]  # as a module unpickled from a torch without them would be
+    with pytest.raises(AttributeError) as unnamed:
+        model(torch.randn(2, 3, 4))
+    with sv.watch(model, inputs="bs T"), pytest.raises(AttributeError) as named:
+        model(torch.randn(2, 3, 4))
+    assert str(named.value) == str(unnamed.value) and "_backward_pre_hooks" in str(named.value)
+    _clean(Seen)
+
+
 def test_a_named_model_traced_by_torch_jit_runs_torchs_call() -> None:
     model = Seen()
     with sv.watch(model, inputs="bs T"):
