@@ -117,8 +117,8 @@ def find_graphviz_pure() -> Backend | None:
 
 
 def _installed_script(dist: str) -> str | None:
-    """The program a distribution installed, wherever pip put it (``--user`` and ``--target`` installs
-    write scripts to folders that are often not on PATH); None when it is not installed.
+    """The program named like the distribution ``dist`` that it installed, wherever pip put it (``--user`` and
+    ``--target`` installs write scripts to folders that are often not on PATH); None when there is none.
 
     >>> _installed_script("no-such-distribution") is None
     True
