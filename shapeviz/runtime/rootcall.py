@@ -208,14 +208,16 @@ def _wrapper(impl: Any) -> Callable[..., Any]:
             if memo is None:
                 return impl(self, *args, **kwargs)
         declared = memo[2]
-        d = self.__dict__  # read once: an attribute read of a module is slow (its class defines __getattr__)
-        try:  # nothing of torch's around the call: run what torch's _call_impl would run, without its frame
-            bare = direct and not (d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_pre_hooks"]
-                                   or d["_backward_hooks"] or hooks["_global_forward_pre_hooks"]
-                                   or hooks["_global_forward_hooks"] or hooks["_global_backward_pre_hooks"]
-                                   or hooks["_global_backward_hooks"] or tracing())
-        except KeyError:  # a module without torch's hook tables: torch's _call_impl says what that means
-            bare = False
+        bare = False  # nothing of torch's around the call: run what torch's _call_impl would, without its frame
+        if direct:
+            d = self.__dict__  # read once: an attribute read of a module is slow (its class defines __getattr__)
+            try:
+                bare = not (d["_forward_pre_hooks"] or d["_forward_hooks"] or d["_backward_pre_hooks"]
+                            or d["_backward_hooks"] or hooks["_global_forward_pre_hooks"]
+                            or hooks["_global_forward_hooks"] or hooks["_global_backward_pre_hooks"]
+                            or hooks["_global_backward_hooks"] or tracing())
+            except KeyError:  # a module without torch's hook tables: torch's _call_impl says what that means
+                bare = False
         DECLARED.set(declared)
         try:
             if bare:
