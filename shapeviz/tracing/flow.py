@@ -190,12 +190,12 @@ class FlowMode(TorchFunctionMode):
         out, state = output
         states = state if isinstance(state, tuple) else (state,)
         given = self._given(dims, args) if not packed else {}
-        if isinstance(out, torch.Tensor) and len(dims["output"]) == out.dim():
-            t_axis = dims["output"].index("T") if "T" in dims["output"] else -1
-            self.put(out, [given.get(n, n) for n in dims["output"]], "bi_output" if conv.bidirectional else "",
-                     t_axis)
+        out_dims = dims.get("output")  # a layer declared with sv.recurrent may leave its output undeclared
+        if isinstance(out, torch.Tensor) and out_dims is not None and len(out_dims) == out.dim():
+            t_axis = out_dims.index("T") if "T" in out_dims else -1
+            self.put(out, [given.get(n, n) for n in out_dims], "bi_output" if conv.bidirectional else "", t_axis)
         for role, t in zip(conv.result_names[1:], states):
-            if isinstance(t, torch.Tensor) and len(dims[role]) == t.dim():
+            if isinstance(t, torch.Tensor) and role in dims and len(dims[role]) == t.dim():
                 self.put(t, [given.get(n, n) for n in dims[role]],
                          "bi_h_n" if conv.bidirectional and role == "h_n" else "")
 
@@ -353,7 +353,7 @@ class FlowMode(TorchFunctionMode):
                           "direction only; the whole final state is both directions",
                           "torch.cat((h_n[-2], h_n[-1]), dim=1)  # (bs, 2*h): forward and backward")
             elif dim == src.t_axis and i % x.shape[dim] == x.shape[dim] - 1:
-                if src.what == "bi_output":
+                if src.what == "bi_output" and not _forward_half(x, index):
                     pick = "output[-1]" if dim == 0 else "output[:, -1]"
                     _warn("bidirectional_last", f"{pick} of a bidirectional layer: its backward half has seen "
                           "only the last step", "torch.cat((h_n[-2], h_n[-1]), dim=1)  # both directions' final "
@@ -384,6 +384,28 @@ class FlowMode(TorchFunctionMode):
                                 "scored against another position's target (it trains, silently wrong)",
                          hints=[fix, f"or make the logits {trows}: logits.reshape({lead}, -1).transpose(0, 1)"
                                 ".reshape(-1, logits.shape[-1])"])
+
+
+def _forward_half(x: torch.Tensor, index: Any) -> bool:
+    """Does ``x[index]`` of a bidirectional output keep features of the forward direction only (the first
+    half of its last dim, ``D*h``)? ``output[-1, :, :h]`` is the forward direction's final state, ``h_n[-2]``.
+
+    >>> out = torch.zeros(5, 3, 2 * 4)  # (T, bs, D*h=8)
+    >>> _forward_half(out, (-1, slice(None), slice(None, 4))), _forward_half(out, -1)
+    (True, False)
+    """
+    items = index if isinstance(index, tuple) else (index,)
+    if Ellipsis in items:
+        last = items[-1]
+    elif sum(isinstance(i, (int, slice)) for i in items) == x.dim():
+        last = [i for i in items if isinstance(i, (int, slice))][-1]
+    else:
+        return False  # the feature dim is taken whole
+    half = x.shape[-1] // 2
+    if isinstance(last, slice):
+        picked = range(*last.indices(x.shape[-1]))
+        return len(picked) > 0 and max(picked) < half
+    return isinstance(last, int) and not isinstance(last, bool) and last % x.shape[-1] < half
 
 
 def _copied(base: str, x: torch.Tensor, names: Names, args: tuple, kwargs: dict,

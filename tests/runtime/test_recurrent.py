@@ -493,3 +493,18 @@ def test_a_declared_layers_checker_is_check_call_bound_to_it():
     check(torch.randn(3, 5, 4), h=torch.zeros(3, 6))  # the layer's own argument name
     assert _code(lambda: check(torch.randn(3, 5, 4), torch.zeros(2, 6))) == _code(
         lambda: sv.check_call(layer, torch.randn(3, 5, 4), torch.zeros(2, 6))) is not None
+
+
+def test_a_layer_declared_without_its_output_runs_under_ops_tracking():
+    """``output=`` is optional in ``sv.recurrent``: the ops tracking names what was declared and never fails on
+    what was not (it raised a KeyError from inside shapeviz)."""
+    rnn = ScratchRNN(4, 6)
+    x = torch.randn(5, 3, 4)
+    want = rnn(x)[0]
+    for block in (lambda: sv.checking(ops=True), lambda: sv.watch(rnn, ops=True),
+                  lambda: sv.checking(inputs="T bs emb", ops=True)):
+        with block():
+            out, (h,) = rnn(x)
+        assert torch.equal(out, want) and h.shape == (3, 6)
+    with sv.checking(ops=True):
+        assert _code(lambda: rnn(x, (torch.zeros(3, 7),))) == "hidden_size"

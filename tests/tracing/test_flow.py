@@ -126,6 +126,30 @@ def test_output_last_of_a_bidirectional_layer_warns() -> None:
             w.__exit__(None, None, None)
 
 
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_the_forward_half_of_the_last_step_is_right_and_passes(batch_first: bool) -> None:
+    """``output[-1, :, :h]`` is the forward direction's final state (``h_n[-2]``): no warning; the backward
+    half of the last step, ``output[-1, :, h:]``, still warns."""
+    h = 5
+    gru = nn.GRU(3, h, bidirectional=True, batch_first=batch_first)
+    x = torch.randn(BS, T, 3) if batch_first else torch.randn(T, BS, 3)
+    last = (slice(None), -1) if batch_first else (-1, slice(None))
+    first = (slice(None), 0) if batch_first else (0, slice(None))
+    with sv.checking(ops=True):
+        out, h_n = gru(x)
+        w = no_warnings()
+        try:
+            final = torch.cat((out[(*last, slice(None, h))], out[(*first, slice(h, None))]), dim=1)
+            out[(*last, slice(0, 2))], out[(*last, Ellipsis, slice(None, h))], out[(*last, 1)]
+        finally:
+            w.__exit__(None, None, None)
+        with pytest.warns(sv.ShapeWarning, match="bidirectional_last"):
+            out[(*last, slice(h, None))]
+        with pytest.warns(sv.ShapeWarning, match="bidirectional_last"):
+            out[(*last, slice(h - 1, h + 1))]  # one feature of each direction
+    assert torch.equal(final, torch.cat((h_n[-2], h_n[-1]), dim=1))
+
+
 def test_h_n_last_of_a_bidirectional_layer_warns() -> None:
     gru = nn.GRU(3, 5, num_layers=2, bidirectional=True)
     with sv.checking(ops=True):
