@@ -256,10 +256,19 @@ def expr_size(expr: str, sizes: Mapping[str, int | None]) -> int | None:
     return total
 
 
-def format_named(exprs: Sequence[str], sizes: Mapping[str, int | None]) -> str:
-    """``("T", "bs")`` with ``{"T": 5}`` -> ``"(T=5, bs)"``."""
+def format_named(exprs: Sequence[str], sizes: Mapping[str, int | None],
+                 declared: Mapping[str, int] | None = None) -> str:
+    """``("T", "bs")`` with ``{"T": 5}`` -> ``"(T=5, bs)"``; a dim whose size contradicts the size ``declared``
+    for its name is a bare size (a layer's batch of ``bs*k`` rows is not the declared bs).
+
+    >>> format_named(("T", "bs", "h"), {"T": 5, "bs": 8, "h": 4}, declared={"bs": 2})
+    '(T=5, 8, h=4)'
+    """
     parts = []
     for e in exprs:
         value = expr_size(e, sizes)
-        parts.append(e if value is None else f"{e}={value}")
+        if value is None:
+            parts.append(e)
+        else:
+            parts.append(str(value) if declared is not None and declared.get(e, value) != value else f"{e}={value}")
     return format_shape(parts)

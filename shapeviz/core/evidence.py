@@ -25,7 +25,7 @@ Plain int compares: no allocation.
 
 from __future__ import annotations
 
-__all__ = ["cell_suspect", "cell_swapped", "layer_suspect", "layer_swapped", "packed_swapped",
+__all__ = ["cell_suspect", "cell_swapped", "layer_confirmed", "layer_suspect", "layer_swapped", "packed_swapped",
            "unbatched_ambiguous"]
 
 
@@ -64,12 +64,25 @@ def layer_swapped(decl: dict[str, int], bs: int, T: int, state_bs: int | None = 
     dbs, dT = decl.get("bs"), decl.get("T")
     if dbs is not None and dT is not None and not (dbs == T and bs == dT):
         return False  # both declared: both must line up
-    if state_bs is not None:  # the call's own state must back the swap up
-        return state_bs == T
+    if state_bs is not None:  # the call's own state must back the swap up (a size of 1 backs up nothing:
+        return state_bs == T != 1  # a one-step decoder's T=1 and a batch of one match by nature)
     # no state: the layer's batch can be a product of the declared one (bs*skip, rate*bs, bs*k) whose
     # length equals bs by chance (and, T = skip*bs, the product equals T); only a batch that no such merge
     # of bs makes is evidence
     return dbs is not None and bs % dbs != 0
+
+
+def layer_confirmed(decl: dict[str, int], bs: int, T: int) -> bool:
+    """The declared sizes read a layer's batched input as the layer does: the declared ``bs`` is where it reads
+    its batch, or the declared ``T`` where it reads time. That contradicts any swap, whatever the call's state
+    says (a stale ``h_0`` of the full batch, whose size equals T by chance, is a ``batch_mismatch``).
+
+    >>> layer_confirmed({"bs": 2, "T": 7}, bs=2, T=7), layer_confirmed({"bs": 7, "T": 2}, bs=2, T=7)
+    (True, False)
+    >>> layer_confirmed({"bs": 4, "T": 4}, bs=4, T=4)  # equal sizes: they say nothing about the layout
+    False
+    """
+    return bs != T and (decl.get("bs") == bs or decl.get("T") == T)
 
 
 def cell_suspect(decl: dict[str, int], first: int) -> bool:
@@ -113,7 +126,8 @@ def unbatched_ambiguous(decl: dict[str, int], first: int, state_ndim: int | None
     state contradicts the alarm.
 
     Both dims must be declared: ``first`` equal to bs alone is a single size match (an unbatched sequence whose
-    length happens to equal the batch size), so it needs the declared T to rule the time reading out.
+    length happens to equal the batch size), so it needs the declared T to rule the time reading out. A first
+    dim of 1 is never evidence: an unbatched ``(1, emb)`` computes what a step of one sequence does.
 
     >>> unbatched_ambiguous({"bs": 3, "T": 7}, 3), unbatched_ambiguous({"bs": 3, "T": 3}, 3)
     (True, False)
@@ -121,7 +135,9 @@ def unbatched_ambiguous(decl: dict[str, int], first: int, state_ndim: int | None
     False
     >>> unbatched_ambiguous({"bs": 3, "T": 7}, 3, state_ndim=2)  # h_0 (layers*D, h): the call is unbatched
     False
+    >>> unbatched_ambiguous({"bs": 1, "T": 7}, 1)  # one sequence, one step: the same either way
+    False
     """
     dbs, dT = decl.get("bs"), decl.get("T")
-    return (dbs is not None and dT is not None and first == dbs and dT != first
+    return (dbs is not None and dT is not None and first == dbs != 1 and dT != first
             and state_ndim != unbatched_state_ndim)

@@ -372,12 +372,14 @@ class Conventions:
         return {k: tuple(expr_size(e, b) for e in v) for k, v in self.dim_exprs(batched, packed).items()}
 
     def named(self, arg: str, T: int | None = None, bs: int | None = None, *, batched: bool = True,
-              packed: bool = False, extra: dict[str, int | None] | None = None) -> str:
-        """One argument's shape in named dims with sizes: ``"(T=5, bs=3, emb=10)"``."""
+              packed: bool = False, extra: dict[str, int | None] | None = None,
+              declared: dict[str, int] | None = None) -> str:
+        """One argument's shape in named dims with sizes: ``"(T=5, bs=3, emb=10)"`` (a size that contradicts the
+        one ``declared`` for its name is bare: see :func:`~shapeviz.core.dimensions.format_named`)."""
         b = self.bindings(T, bs)
         if extra:
             b.update(extra)
-        return format_named(self.dim_exprs(batched, packed)[arg], b)
+        return format_named(self.dim_exprs(batched, packed)[arg], b, declared)
 
     # ---------------------------------------------------------------- text
     def _default_label(self) -> str:

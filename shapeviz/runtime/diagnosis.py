@@ -18,7 +18,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz._errors import ShapeError
 from shapeviz.core.callfit import call_rule, dtype_fits, packed_batch, state_batch, state_parts, state_shapes
-from shapeviz.core.evidence import cell_swapped, layer_swapped, packed_swapped, unbatched_ambiguous
+from shapeviz.core.evidence import cell_swapped, layer_confirmed, layer_swapped, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import Conventions, module_weight
 from shapeviz.tracing.flow import known_names
 
@@ -43,7 +43,7 @@ class _Ctx:
 
     def named(self, arg: str) -> str:
         return self.conv.named(arg, self.T, self.bs, batched=self.batched, packed=self.packed,
-                               extra=self.extra)
+                               extra=self.extra, declared=self.decl)
 
     def err(self, code: str, arg: str, actual: Any, hints: list[str], detail: str = "",
             expected: str | None = None) -> ShapeError:
@@ -166,7 +166,8 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
             swapped = (bool(c.decl) and c.bs is not None and c.T is not None
                        and layer_swapped(c.decl, c.bs, c.T, state_bs))
             via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
-        if not swapped and state_bs is not None and state_bs == c.T and c.bs != c.T:
+        if (not swapped and state_bs is not None and state_bs == c.T != 1 and c.bs != c.T
+                and not (c.decl and layer_confirmed(c.decl, c.bs, c.T))):  # sizes of 1 match by nature
             swapped, via = True, f"h_0 has batch {state_bs}, which is this input's dim {lay.t_axis}"
         if swapped and sh[-1] != c.emb:  # a transpose would not fix it: emb comes first
             also = (f"; it is also laid out {lay.swapped_text} for a layer with {lay.flag_text} (evidence: {via})")
@@ -297,7 +298,8 @@ def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
         else:
             hints = [f"{short} = torch.zeros{_zeros(c, arg)}  # build the state for this batch size"]
         return c.err("batch_mismatch", arg, h, hints,
-                     f"its batch is {sh[1]}, but the input's batch bs = {c.bs}")
+                     f"its batch is {sh[1]}, but the input's batch "
+                     f"{'is' if c.decl.get('bs', c.bs) != c.bs else 'bs ='} {c.bs}")
     if sh[-1] != last:
         if conv.proj_size and sh[-1] in (wants[0][-1], wants[1][-1]):  # h's size where c's is, or the reverse
             return c.err("proj_size", arg, h,

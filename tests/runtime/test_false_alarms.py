@@ -393,3 +393,62 @@ def test_with_ops_product_batches_stay_silent(make: type) -> None:
             x, spec = torch.randn(T, bs, 4), "T bs emb"
         with sv.watch(model, inputs=spec, ops=True):
             silent(model, x)
+
+
+# ------------------------------------------------------------------ sizes of 1, and declarations that confirm
+class OneStepDecoder(nn.Module):
+    """Encode ``(bs, T)`` tokens batch-first, then one decoder step: unbatched ``(1, emb)`` when bs=1 and no
+    state is passed (torch reads it as T=1, which computes what a step of one sequence does), else a beam of
+    ``bs*k`` rows, one step each, from the encoder's state (``state`` says how it is made for the beam)."""
+
+    def __init__(self, k: int = 4, state: str = "repeat") -> None:
+        super().__init__()
+        self.k, self.state = k, state
+        self.emb = nn.Embedding(20, 8)
+        self.enc = nn.GRU(8, 8, batch_first=True)
+        self.dec = nn.GRU(8, 8, batch_first=True)
+        self.step = nn.GRU(16, 8)
+
+    def forward(self, src: torch.Tensor) -> torch.Tensor:
+        out, h = self.enc(self.emb(src))  # (bs, T, 8), (1, bs, 8)
+        if src.shape[0] == 1 and self.state == "none":
+            y, _ = self.step(torch.cat((self.emb(src[:, -1]), out.mean(1)), -1))  # (1, 16): unbatched
+            return y
+        tok = self.emb(torch.ones(src.shape[0] * self.k, 1, dtype=torch.long))  # (bs*k, 1, 8)
+        h = h.repeat_interleave(self.k, dim=1) if self.state == "repeat" else h  # "stale": not made for the beam
+        return self.dec(tok, h)[0]
+
+
+@pytest.mark.parametrize(("bs", "T"), [(1, 4), (1, 5), (2, 4), (2, 8), (3, 12)])
+def test_one_step_calls_and_batches_of_one_are_not_evidence(bs: int, T: int) -> None:
+    src = torch.randint(0, 20, (bs, T))
+    for state in ("repeat", "none") if bs == 1 else ("repeat",):
+        m = OneStepDecoder(state=state)
+        want = m(src)
+        with sv.watch(m, inputs="bs T"):
+            assert torch.equal(silent(m, src), want)
+    m = OneStepDecoder(state="stale")  # the beam's state left at the batch: torch rejects it
+    with sv.watch(m, inputs="bs T"), pytest.raises(sv.ShapeError) as err:
+        m(src)
+    assert err.value.code == "batch_mismatch" and err.value.argument == "h_0", err.value
+    assert "transpose" not in str(err.value)  # the wrong fix: it would run the k beams as k steps
+    assert f"bs={bs * 4}" not in str(err.value)  # the layer's batch is bs*k, not the declared bs
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_a_stale_state_whose_batch_equals_T_is_a_batch_mismatch_where_declarations_confirm_the_input(
+        batch_first: bool) -> None:
+    """The last, smaller batch of an epoch (bs=2) with the state of the full batch (7), where T is 7 too: the
+    declared sizes read the input as the layer does, so the state's batch is no evidence of a swap."""
+    gru = nn.GRU(8, 16, batch_first=batch_first)
+    x = torch.randn(2, 7, 8) if batch_first else torch.randn(7, 2, 8)
+    with sv.dims(bs=2, T=7), pytest.raises(sv.ShapeError) as err:
+        sv.check_call(gru, x, torch.zeros(1, 7, 16))
+    assert err.value.code == "batch_mismatch", err.value
+    assert "h0[:, :2]" in str(err.value)
+    with pytest.raises(sv.ShapeError) as err:  # nothing declared: the state's batch is the evidence
+        sv.check_call(gru, x.transpose(0, 1), torch.zeros(1, 2, 16))
+    assert err.value.code == "batch_first_swap" and "evidence: h_0 has batch 2" in str(err.value)
+    with sv.dims(bs=7, T=2), pytest.raises(sv.ShapeError) as err:  # declarations that agree with the state
+        sv.check_call(gru, x, torch.zeros(1, 7, 16))
+    assert err.value.code == "batch_first_swap"
