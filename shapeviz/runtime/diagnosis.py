@@ -20,7 +20,7 @@ from shapeviz._errors import ShapeError
 from shapeviz.core.callfit import call_rule, dtype_fits, packed_batch, state_batch, state_parts, state_shapes
 from shapeviz.core.evidence import cell_swapped, layer_confirmed, layer_swapped, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import Conventions, module_weight
-from shapeviz.tracing.flow import known_names
+from shapeviz.tracing.flow import known_names, provenance_swapped
 
 
 class _Ctx:
@@ -160,7 +160,7 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
         names = known_names(x)  # ops=True: where each dim came from decides, not the sizes
         at_T, at_bs = (None, None) if names is None else (names[lay.t_axis], names[lay.bs_axis])
         if at_T is not None or at_bs is not None:
-            swapped = at_T == "bs" and at_bs in ("T", None)
+            swapped = provenance_swapped(names, lay.t_axis, lay.bs_axis)  # type: ignore[arg-type]
             via = f"this input's dim {lay.t_axis} comes from the model input's bs"
         else:
             swapped = (bool(c.decl) and c.bs is not None and c.T is not None

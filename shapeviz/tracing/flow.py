@@ -96,6 +96,7 @@ class FlowMode(TorchFunctionMode):
         self.namer = Namer(self.sizes, {})
         self.module_sizes: dict[str, int] = {}  # the recurrent modules' own sizes: emb, h, layers, D, proj
         self.views: dict[str, tuple] = {}  # a dim name made of parts of named dims -> the view that made it
+        self.root: weakref.ref | None = None  # the module called first (depth 0): paths in alarms are in it
 
     def size_of(self, name: str) -> int | None:
         """The size of a name seen on a tensor, else of a recurrent module's own dim (D of ``D*h``)."""
@@ -132,13 +133,40 @@ class FlowMode(TorchFunctionMode):
 
     # ------------------------------------------------------------ modules (global hooks)
     def pre(self, module: nn.Module, args: tuple) -> None:
-        if self.depth == 0 and self.inputs is not None and args and isinstance(args[0], torch.Tensor) \
-                and args[0].dim() >= len(self.inputs) and self.get(args[0]) is None:  # "bs T": the leading dims
-            self.put(args[0], [*self.inputs, *[None] * (args[0].dim() - len(self.inputs))])
+        if self.depth == 0:
+            self.root = weakref.ref(module)
+            if self.inputs is not None and args and isinstance(args[0], torch.Tensor) \
+                    and args[0].dim() >= len(self.inputs) and self.get(args[0]) is None:  # "bs T": the leading dims
+                self.put(args[0], [*self.inputs, *[None] * (args[0].dim() - len(self.inputs))])
         self.depth += 1
         if args and isinstance(args[0], torch.Tensor) and is_recurrent(module):
             with torch._C.DisableTorchFunction():
-                self._check_time_axis(module, conventions(module), args[0])
+                conv = conventions(module)
+                self._check_time_axis(module, conv, args[0])
+                self._check_layout(module, conv, args)
+
+    def _check_layout(self, module: nn.Module, conv: Conventions, args: tuple) -> None:
+        """A layer whose time axis came from the model input's bs (an untransposed ``(bs, T, emb)``): raised here,
+        by provenance, whatever the sizes (bs == T included), where the size check alone would let it pass."""
+        x = args[0]
+        lay = conv.layout
+        f = self.get(x)
+        if f is None or conv.cell or conv.declaration is not None or lay.is_batched(x.dim()) is not True \
+                or not provenance_swapped(f.names, lay.t_axis, lay.bs_axis):
+            return
+        from shapeviz.core.dimensions import declared
+        from shapeviz.runtime.diagnosis import diagnose  # the one diagnosis: the same message as any check
+
+        err = diagnose(module, conv, x, args[1] if len(args) > 1 else None, declared(), self._path(module))
+        if err is not None:
+            raise err
+
+    def _path(self, module: nn.Module) -> str | None:
+        """``module``'s path in the module called first (None for that module itself or outside it)."""
+        root = self.root() if self.root is not None else None
+        if root is None or root is module:
+            return None
+        return next((name for name, m in root.named_modules() if m is module), None)
 
     def _check_time_axis(self, module: nn.Module, conv: Conventions, x: torch.Tensor) -> None:
         """A recurrent layer whose time axis a view made of (parts of) bs: ``(bs, T, emb).view(T, bs, emb)``
@@ -441,6 +469,16 @@ def _copied(base: str, x: torch.Tensor, names: Names, args: tuple, kwargs: dict,
 def _arg_dim(args: tuple, kwargs: dict) -> int:
     dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
     return int(dim) if isinstance(dim, int) else 0
+
+
+def provenance_swapped(names: Names | tuple[str | None, ...], t_axis: int, bs_axis: int) -> bool:
+    """Do a layer input's dims, named by where they came from, say it is laid out swapped: its time axis is the
+    model input's bs, and its batch axis is T or unnamed?
+
+    >>> provenance_swapped(("bs", "T", "emb"), 0, 1), provenance_swapped(("T", "bs", "emb"), 0, 1)
+    (True, False)
+    """
+    return names[t_axis] == "bs" and names[bs_axis] in ("T", None)
 
 
 def known_names(t: Any) -> tuple[str | None, ...] | None:

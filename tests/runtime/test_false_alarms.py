@@ -383,6 +383,38 @@ def test_with_ops_provenance_catches_a_swap_sizes_cannot_prove() -> None:
         model(x)
 
 
+class Tokens2GRU(nn.Module):
+    """(bs, T) token ids into a seq-first GRU: ``transpose=False`` forgets the transpose."""
+
+    def __init__(self, transpose: bool) -> None:
+        super().__init__()
+        self.transpose = transpose
+        self.emb, self.rnn = nn.Embedding(20, 8), nn.GRU(8, 6)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        e = self.emb(tokens)
+        return self.rnn(e.transpose(0, 1) if self.transpose else e)[0]
+
+
+@pytest.mark.parametrize(("bs", "T"), [(4, 4), (3, 7)])
+def test_with_ops_provenance_catches_a_swap_whatever_the_sizes(bs: int, T: int) -> None:
+    """Sizes that fit (bs == T), or no declared sizes at all (a tensor named with ``sv.name``): the size check
+    lets the call pass, and provenance still says the time axis is bs. The transposed twin stays silent."""
+    tokens = torch.randint(0, 20, (bs, T))
+    forgot, right = Tokens2GRU(False), Tokens2GRU(True)
+    for block, arg in ((lambda m: sv.watch(m, inputs="bs T", ops=True), tokens),
+                       (lambda m: sv.checking(ops=True), sv.name(tokens, "bs T"))):
+        with block(forgot), pytest.raises(sv.ShapeError) as err:
+            forgot(arg)
+        assert err.value.code == "batch_first_swap" and "rnn: GRU(8, 6)" in str(err.value), err.value
+        assert "comes from the model input's bs" in str(err.value)
+        with block(right):
+            silent(right, arg)
+    if bs == T:
+        with sv.watch(forgot, inputs="bs T"):
+            silent(forgot, tokens)  # without ops, equal sizes prove nothing
+
+
 @pytest.mark.parametrize("make", [SkipGRU, Dilated])
 def test_with_ops_product_batches_stay_silent(make: type) -> None:
     model = make().eval()
