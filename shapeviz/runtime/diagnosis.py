@@ -159,14 +159,15 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     if c.batched:
         names = known_names(x)  # ops=True: where each dim came from decides, not the sizes
         at_T, at_bs = (None, None) if names is None else (names[lay.t_axis], names[lay.bs_axis])
-        if at_T is not None or at_bs is not None:
+        known = at_T is not None or at_bs is not None  # provenance decides: no size outweighs it
+        if known:
             swapped = provenance_swapped(names, lay.t_axis, lay.bs_axis)  # type: ignore[arg-type]
             via = f"this input's dim {lay.t_axis} comes from the model input's bs"
         else:
             swapped = (bool(c.decl) and c.bs is not None and c.T is not None
                        and layer_swapped(c.decl, c.bs, c.T, state_bs))
             via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
-        if (not swapped and state_bs is not None and state_bs == c.T != 1 and c.bs != c.T
+        if (not swapped and not known and state_bs is not None and state_bs == c.T != 1 and c.bs != c.T
                 and not (c.decl and layer_confirmed(c.decl, c.bs, c.T))):  # sizes of 1 match by nature
             swapped, via = True, f"h_0 has batch {state_bs}, which is this input's dim {lay.t_axis}"
         if swapped and sh[-1] != c.emb:  # a transpose would not fix it: emb comes first

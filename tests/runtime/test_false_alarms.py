@@ -484,3 +484,20 @@ def test_a_stale_state_whose_batch_equals_T_is_a_batch_mismatch_where_declaratio
     with sv.dims(bs=7, T=2), pytest.raises(sv.ShapeError) as err:  # declarations that agree with the state
         sv.check_call(gru, x, torch.zeros(1, 7, 16))
     assert err.value.code == "batch_first_swap"
+
+
+class StaleDilated(Dilated):
+    """One dilated layer (rate 2) given the state of the undilated batch, ``(1, bs, h)``: torch rejects it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (T, bs, emb)
+        d = torch.cat([x[j::2] for j in range(2)], 1)  # (T/2, 2*bs, emb)
+        return self.cells[0](d, torch.zeros(1, x.shape[1], self.h))[0]
+
+
+def test_with_ops_provenance_outweighs_a_state_whose_batch_matches_by_size() -> None:
+    """T/2 == bs: by sizes the state's batch is the input's time axis (a swap); provenance says dim 1 is 2 blocks
+    of bs and dim 0 part of T, so it is what torch says, a batch mismatch (the transpose hint would be wrong)."""
+    model, x = StaleDilated(rates=(2,)), torch.randn(12, 6, 4)  # T=12, bs=6
+    with sv.watch(model, inputs="T bs emb", ops=True), pytest.raises(sv.ShapeError) as err:
+        model(x)
+    assert err.value.code == "batch_mismatch" and err.value.argument == "h_0", err.value
