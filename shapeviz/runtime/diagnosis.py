@@ -20,6 +20,7 @@ from shapeviz._errors import ShapeError
 from shapeviz.core.callfit import call_rule, dtype_fits, packed_batch, state_batch, state_parts, state_shapes
 from shapeviz.core.evidence import cell_swapped, layer_confirmed, layer_swapped, packed_swapped, unbatched_ambiguous
 from shapeviz.core.model import Conventions, module_weight
+from shapeviz.runtime.rootcall import both_ways
 from shapeviz.tracing.flow import known_names, provenance_swapped
 
 
@@ -165,7 +166,7 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
             via = f"this input's dim {lay.t_axis} comes from the model input's bs"
         else:
             swapped = (bool(c.decl) and c.bs is not None and c.T is not None
-                       and layer_swapped(c.decl, c.bs, c.T, state_bs))
+                       and layer_swapped(c.decl, c.bs, c.T, state_bs) and not both_ways(c.bs, c.T))
             via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
         if (not swapped and not known and state_bs is not None and state_bs == c.T != 1 and c.bs != c.T
                 and not (c.decl and layer_confirmed(c.decl, c.bs, c.T))):  # sizes of 1 match by nature
@@ -354,7 +355,7 @@ def _packed(c: _Ctx, x: PackedSequence, hx: Any) -> ShapeError | None:
                      "batch_sizes must be a non-empty 1-D int64 CPU tensor, as pack_padded_sequence makes it",
                      expected="batch_sizes: 1-D int64 on cpu")
     c.bs, c.T = sizes
-    if c.decl and packed_swapped(c.decl, c.bs, c.T, state_batch(c.rule, hx)):
+    if c.decl and packed_swapped(c.decl, c.bs, c.T, state_batch(c.rule, hx)) and not both_ways(c.bs, c.T):
         return c.err("packed", "input", data,
                      ["packed = pack_padded_sequence(x, lengths, batch_first=True)  # x is (bs, T, emb)"],
                      f"the packed sequence has {c.T} steps of batch {c.bs}, but declared sizes say "

@@ -49,7 +49,7 @@ from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import DECLARED, live_declared, on_top, stack_of, undo
 from shapeviz.runtime.switches import dynamo_compiling, is_compiling
 
-__all__ = ["RootNamer", "agree", "name_root", "named_roots", "release", "release_all", "stack_declared"]
+__all__ = ["RootNamer", "agree", "both_ways", "name_root", "named_roots", "release", "release_all", "stack_declared"]
 
 _WRAPPED_CODE = getattr(nn.Module, "_wrapped_call_impl", nn.Module._call_impl).__code__  # torch 2.1 lacks the first
 _ABSENT = object()
@@ -335,6 +335,30 @@ def release_all() -> None:
 def named_roots() -> int:
     """How many models are named and classes patched now (0: nothing of this module's is in place)."""
     return len(_named) + len(_patched)
+
+
+def both_ways(a: int, b: int) -> bool:
+    """Does a module call running on this thread's Python stack take two tensors laid out both ways, one whose
+    leading dims are ``(a, b)`` and one whose are ``(b, a)`` (the two batches of a multi-task model, ``(6, 4)`` and
+    ``(4, 6)``)? Then sizes ``a`` and ``b`` cannot tell one input transposed from the other input: sizes declared
+    for one of them are no evidence that a layer's input is laid out swapped. Read from the ``args`` and
+    ``kwargs`` of each ``nn.Module._wrapped_call_impl`` frame (a diagnosis asks, never a call that fits).
+
+    >>> both_ways(6, 4)
+    False
+    """
+    if a == b:
+        return False
+    f: types.FrameType | None = sys._getframe(1)
+    while f is not None:
+        if f.f_code is _WRAPPED_CODE:
+            local = f.f_locals
+            given = (*(local.get("args") or ()), *(local.get("kwargs") or {}).values())
+            leads = {(int(t.shape[0]), int(t.shape[1])) for t in given if isinstance(t, Tensor) and t.dim() >= 2}
+            if (a, b) in leads and (b, a) in leads:
+                return True
+        f = f.f_back
+    return False
 
 
 def stack_declared() -> dict[str, int] | None:

@@ -501,3 +501,30 @@ def test_with_ops_provenance_outweighs_a_state_whose_batch_matches_by_size() -> 
     with sv.watch(model, inputs="T bs emb", ops=True), pytest.raises(sv.ShapeError) as err:
         model(x)
     assert err.value.code == "batch_mismatch" and err.value.argument == "h_0", err.value
+
+
+class TwoTasks(nn.Module):
+    """One batch-first LSTM over two batches of token ids, ``a`` (named) and ``b``; ``wrong`` transposes b's."""
+
+    def __init__(self, wrong: bool = False) -> None:
+        super().__init__()
+        self.wrong = wrong
+        self.emb, self.lstm = nn.Embedding(40, 6), nn.LSTM(6, 6, batch_first=True)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.emb(b)
+        return self.lstm(self.emb(a))[0], self.lstm(e.transpose(0, 1) if self.wrong else e)[0]
+
+
+def test_a_second_input_laid_out_the_other_way_is_no_evidence() -> None:
+    """``inputs="bs T"`` names ``a`` (bs=6, T=4); ``b`` is another batch, (4, 6): the layer's (bs=4, T=6) call
+    lines up swapped with the declared sizes, but b itself is laid out that way, so sizes prove nothing."""
+    a, b = torch.randint(0, 40, (6, 4)), torch.randint(0, 40, (4, 6))
+    model = TwoTasks()
+    for block in (lambda: sv.watch(model, inputs="bs T"), lambda: sv.checking(inputs="bs T")):
+        with block():
+            silent(model, a, b)
+    wrong = TwoTasks(wrong=True)  # b of a's shape, transposed before the layer: the evidence holds
+    with sv.watch(wrong, inputs="bs T"), pytest.raises(sv.ShapeError) as err:
+        wrong(a, torch.randint(0, 40, (6, 4)))
+    assert err.value.code == "batch_first_swap", err.value
