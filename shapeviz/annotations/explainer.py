@@ -334,14 +334,31 @@ def _expected(spec: ArraySpec, walker: _Walker) -> str:
     return f"{spec.label} = ({', '.join(parts)})"
 
 
+_CONVERSIONS = {"Int": "long", "Integer": "long", "UInt": "byte", "Float": "float", "Bool": "bool",
+                "Complex": "cfloat", "Inexact": "float", "Real": "float", "Num": "float", "Float16": "half",
+                "BFloat16": "bfloat16", "Float32": "float", "Float64": "double", "Int8": "char", "Int16": "short",
+                "Int32": "int", "Int64": "long", "UInt8": "byte", "Complex64": "cfloat", "Complex128": "cdouble"}
+"""jaxtyping's dtype annotations -> the tensor method that converts to one of their dtypes."""
+
+
+def _conversion(detail: str) -> str:
+    """The conversion a dtype failure asks for, from its detail (``"... is not a Int dtype ..."``).
+
+    >>> _conversion("dtype float32 is not a Int dtype (int8, int64)"), _conversion("is not a Float dtype")
+    ('long', 'float')
+    """
+    kind = detail.split(" is not a ", 1)[-1].split(" ", 1)[0]
+    return _CONVERSIONS.get(kind, "float")
+
+
 def _hints(f: _Failure) -> list[str]:
     d = f.dim
     if d is None:
         if "dims, received" in f.detail:
             return ["check the tensor's rank: unsqueeze(...)/squeeze(...) or reshape to the annotated dims"]
         if "dtype" in f.detail:
-            return [f"convert it, e.g. {f.argument.split('[')[0]}.float(), or widen the annotation "
-                    "(Shaped[...] accepts any dtype)"]
+            return [f"convert it, e.g. {f.argument.split('[')[0]}.{_conversion(f.detail)}(), or widen the "
+                    "annotation (Shaped[...] accepts any dtype)"]
         return ["pass a value of the annotated type"]
     if d.kind is DimKind.SYMBOLIC:
         return [f"{d.name} must equal the product/sum of the sizes bound elsewhere; check which factor "

@@ -12,7 +12,7 @@ import torch.nn as nn
 from beartype import beartype
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from jaxtyping import AnnotationError, Bool, Float, Int, Shaped, jaxtyped
+from jaxtyping import AnnotationError, Bool, Float, Float64, Int, Shaped, jaxtyped
 from torch import Tensor
 
 import shapeviz as sv
@@ -575,3 +575,23 @@ def test_module_sizes_follow_the_module_and_go_with_it() -> None:
     del m
     gc.collect()
     assert mid not in aliases._module_cache  # the entry went with the module
+
+
+
+def _ids(X: Int[torch.Tensor, "bs T"]) -> None: ...
+def _floats(X: Float[torch.Tensor, "bs T"]) -> None: ...
+def _doubles(X: Float64[torch.Tensor, "bs T"]) -> None: ...
+def _masks(X: Bool[torch.Tensor, "bs T"]) -> None: ...
+
+
+@pytest.mark.parametrize(("fn", "value", "conversion"), [
+    (_ids, torch.rand(4, 7), "X.long()"),
+    (_floats, torch.zeros(4, 7, dtype=torch.long), "X.float()"),
+    (_doubles, torch.zeros(4, 7), "X.double()"),
+    (_masks, torch.zeros(4, 7), "X.bool()"),
+])
+def test_a_dtype_hint_converts_to_the_annotated_dtype(fn: Any, value: torch.Tensor, conversion: str) -> None:
+    """Token ids annotated Int but given floats: the hint converts to an Int dtype, not to float."""
+    with pytest.raises(sv.ShapeError) as err:
+        check(fn)(value)
+    assert f"hint: convert it, e.g. {conversion}," in str(err.value)
