@@ -25,8 +25,20 @@ Plain int compares: no allocation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = ["cell_suspect", "cell_swapped", "layer_confirmed", "layer_suspect", "layer_swapped", "packed_swapped",
-           "unbatched_ambiguous"]
+           "provenance_swapped", "unbatched_ambiguous"]
+
+
+def provenance_swapped(names: Sequence[str | None], t_axis: int, bs_axis: int) -> bool:
+    """Do a layer input's dims, named by where they came from (``ops=True``), say it is laid out swapped: its
+    time axis is the model input's bs, and its batch axis is T or unnamed? Sizes play no part.
+
+    >>> provenance_swapped(("bs", "T", "emb"), 0, 1), provenance_swapped(("T", "bs", "emb"), 0, 1)
+    (True, False)
+    """
+    return names[t_axis] == "bs" and names[bs_axis] in ("T", None)
 
 
 def layer_suspect(decl: dict[str, int], bs: int, T: int) -> bool:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -18,10 +19,18 @@ from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz._errors import ShapeError
 from shapeviz.core.callfit import call_rule, dtype_fits, packed_batch, state_batch, state_parts, state_shapes
-from shapeviz.core.evidence import cell_swapped, layer_confirmed, layer_swapped, packed_swapped, unbatched_ambiguous
+from shapeviz.core.dimensions import declared
+from shapeviz.core.evidence import (
+    cell_swapped,
+    layer_confirmed,
+    layer_swapped,
+    packed_swapped,
+    provenance_swapped,
+    unbatched_ambiguous,
+)
 from shapeviz.core.model import Conventions, module_weight
 from shapeviz.runtime.rootcall import both_ways
-from shapeviz.tracing.flow import known_names, provenance_swapped
+from shapeviz.tracing.flow import known_names
 
 
 class _Ctx:
@@ -57,6 +66,20 @@ class _Ctx:
             context.append("declared: " + ", ".join(f"{k}={v}" for k, v in self.decl.items()))
         return ShapeError(module=self.where, argument=arg, expected=expected or self.named(arg),
                           actual=actual, code=code, hints=hints, detail=detail, context=context)
+
+
+def provenance_check(module: torch.nn.Module, conv: Conventions, args: tuple, names: Sequence[str | None],
+                     path_of: Callable[[torch.nn.Module], str | None]) -> None:
+    """``ops=True``'s check of a layer call before it runs: an input whose time axis came from the model input's
+    bs (an untransposed ``(bs, T, emb)``) is diagnosed, whatever its sizes (bs == T too, or nothing declared),
+    where the check of the sizes alone lets it pass. Given to the flow (:mod:`shapeviz.tracing.flow`)."""
+    x, lay = args[0], conv.layout
+    if conv.cell or conv.declaration is not None or lay.is_batched(x.dim()) is not True \
+            or not provenance_swapped(names, lay.t_axis, lay.bs_axis):
+        return
+    err = diagnose(module, conv, x, args[1] if len(args) > 1 else None, declared(), path_of(module))
+    if err is not None:
+        raise err
 
 
 def _rank_context() -> list[str]:

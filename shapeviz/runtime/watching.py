@@ -207,6 +207,14 @@ class _InputNamer:
             t.unwind()
 
 
+def _by_provenance(*args: Any) -> None:
+    """``ops=True``: a layer call judged by its input's provenance (``diagnosis.provenance_check``, imported
+    when the first such call comes: a program that never tracks ops never loads the diagnosis)."""
+    from shapeviz.runtime.diagnosis import provenance_check
+
+    provenance_check(*args)
+
+
 def prune() -> None:
     """Drop, in this thread, declarations no call stands behind any more: left by a forward that a
     BaseException stopped, or by a namer another thread closed (``sv.disable()``) while this one ran."""
@@ -248,7 +256,8 @@ class WatchHandle:
         self.stop_flow: Any = None
         if env_disabled():
             return
-        self.stop_flow = flow_start(inputs) if ops else None  # ops=True: named dims tracked over every op
+        # ops=True: named dims tracked over every op
+        self.stop_flow = flow_start(inputs, _by_provenance) if ops else None
         try:
             with _lock:
                 for path, mod in model.named_modules():
@@ -503,7 +512,7 @@ def checking(inputs: str | None = None, ops: bool = False) -> Iterator[None]:
         return
     entry = _begin(inputs)
     try:
-        with flow_block(inputs, ops):
+        with flow_block(inputs, ops, _by_provenance):
             yield
     finally:
         _end(entry)

@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.naming import Names
 
-__all__ = ["Pick", "joined_pick", "mixes_directions", "piece_name", "prod", "read_as_time", "slice_names",
+__all__ = ["Pick", "joined_pick", "merges", "mixes_directions", "piece_name", "prod", "read_as_time", "slice_names",
            "view_names"]
 
 
@@ -167,6 +167,27 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
         if len(named) > 1 and any(k in cut for k in ks):  # relabelled, not moved
             scrambled += [n for n in named if n and n not in scrambled]
     return out, scrambled
+
+
+def merges(src_shape: Sequence[int], shape: Sequence[int]) -> list[bool]:
+    """Whether each dim of a view's result joins two or more dims (of size > 1) of its source.
+
+    >>> merges((2, 3), (6, 1)), merges((6,), (2, 3)), merges((1, 4, 8), (4, 8))
+    ([True, False], [False, False], [False, False])
+    """
+    spans: list[tuple[int, int]] = []  # each source dim's flat strides [lo, hi)
+    stride = 1
+    for s in reversed(src_shape):
+        if s > 1:
+            spans.append((stride, stride * s))
+        stride *= s
+    out: list[bool] = []
+    stride = 1
+    for s in reversed(shape):
+        lo, hi = stride, stride * s
+        out.append(s > 1 and sum(1 for a, b in spans if a < hi and lo < b) > 1)
+        stride = hi
+    return out[::-1]
 
 
 def mixes_directions(names: Names) -> list[str]:

@@ -38,7 +38,7 @@ import contextlib
 import threading
 import warnings
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -52,7 +52,7 @@ from shapeviz.core.dimensions import parse_names
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.dimparts import Pick, joined_pick, mixes_directions, read_as_time, slice_names, view_names
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
-from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule
+from shapeviz.tracing.oprules import RESHAPES, forward_half, index_plan, op_name, op_params, op_rule
 from shapeviz.tracing.records import TensorInfo
 from shapeviz.tracing.sites import user_frame
 
@@ -84,12 +84,17 @@ class _Facts:
         self.taken: set[int] = set()  # the indices taken along dim 0 (h_n[-2] before h_n[-1])
 
 
+LayerCheck = Callable[[nn.Module, Conventions, tuple, Names, Callable[[nn.Module], "str | None"]], None]
+"""The runtime's check of a recurrent call by its input's names (tracing imports nothing of the runtime)."""
+
+
 class FlowMode(TorchFunctionMode):
     """Tracks named dims over the ops run under it; raises or warns on the mistakes above."""
 
-    def __init__(self, inputs: tuple[str, ...] | None = None) -> None:
+    def __init__(self, inputs: tuple[str, ...] | None = None, layer_check: LayerCheck | None = None) -> None:
         super().__init__()
         self.inputs = inputs
+        self.layer_check = layer_check  # the runtime's check of a recurrent call by its input's provenance
         self.facts: dict[int, tuple[weakref.ref, _Facts]] = {}
         self.sizes: dict[str, int] = {}
         self.depth = 0
@@ -143,23 +148,9 @@ class FlowMode(TorchFunctionMode):
             with torch._C.DisableTorchFunction():
                 conv = conventions(module)
                 self._check_time_axis(module, conv, args[0])
-                self._check_layout(module, conv, args)
-
-    def _check_layout(self, module: nn.Module, conv: Conventions, args: tuple) -> None:
-        """A layer whose time axis came from the model input's bs (an untransposed ``(bs, T, emb)``): raised here,
-        by provenance, whatever the sizes (bs == T included), where the size check alone would let it pass."""
-        x = args[0]
-        lay = conv.layout
-        f = self.get(x)
-        if f is None or conv.cell or conv.declaration is not None or lay.is_batched(x.dim()) is not True \
-                or not provenance_swapped(f.names, lay.t_axis, lay.bs_axis):
-            return
-        from shapeviz.core.dimensions import declared
-        from shapeviz.runtime.diagnosis import diagnose  # the one diagnosis: the same message as any check
-
-        err = diagnose(module, conv, x, args[1] if len(args) > 1 else None, declared(), self._path(module))
-        if err is not None:
-            raise err
+                f = self.get(args[0])
+                if self.layer_check is not None and f is not None:
+                    self.layer_check(module, conv, args, f.names, self._path)
 
     def _path(self, module: nn.Module) -> str | None:
         """``module``'s path in the module called first (None for that module itself or outside it)."""
@@ -381,7 +372,7 @@ class FlowMode(TorchFunctionMode):
                           "direction only; the whole final state is both directions",
                           "torch.cat((h_n[-2], h_n[-1]), dim=1)  # (bs, 2*h): forward and backward")
             elif dim == src.t_axis and i % x.shape[dim] == x.shape[dim] - 1:
-                if src.what == "bi_output" and not _forward_half(x, index):
+                if src.what == "bi_output" and not forward_half(x.shape, index):
                     pick = "output[-1]" if dim == 0 else "output[:, -1]"
                     _warn("bidirectional_last", f"{pick} of a bidirectional layer: its backward half has seen "
                           "only the last step", "torch.cat((h_n[-2], h_n[-1]), dim=1)  # both directions' final "
@@ -412,28 +403,6 @@ class FlowMode(TorchFunctionMode):
                                 "scored against another position's target (it trains, silently wrong)",
                          hints=[fix, f"or make the logits {trows}: logits.reshape({lead}, -1).transpose(0, 1)"
                                 ".reshape(-1, logits.shape[-1])"])
-
-
-def _forward_half(x: torch.Tensor, index: Any) -> bool:
-    """Does ``x[index]`` of a bidirectional output keep features of the forward direction only (the first
-    half of its last dim, ``D*h``)? ``output[-1, :, :h]`` is the forward direction's final state, ``h_n[-2]``.
-
-    >>> out = torch.zeros(5, 3, 2 * 4)  # (T, bs, D*h=8)
-    >>> _forward_half(out, (-1, slice(None), slice(None, 4))), _forward_half(out, -1)
-    (True, False)
-    """
-    items = index if isinstance(index, tuple) else (index,)
-    if Ellipsis in items:
-        last = items[-1]
-    elif sum(isinstance(i, (int, slice)) for i in items) == x.dim():
-        last = [i for i in items if isinstance(i, (int, slice))][-1]
-    else:
-        return False  # the feature dim is taken whole
-    half = x.shape[-1] // 2
-    if isinstance(last, slice):
-        picked = range(*last.indices(x.shape[-1]))
-        return len(picked) > 0 and max(picked) < half
-    return isinstance(last, int) and not isinstance(last, bool) and last % x.shape[-1] < half
 
 
 def _copied(base: str, x: torch.Tensor, names: Names, args: tuple, kwargs: dict,
@@ -469,16 +438,6 @@ def _copied(base: str, x: torch.Tensor, names: Names, args: tuple, kwargs: dict,
 def _arg_dim(args: tuple, kwargs: dict) -> int:
     dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
     return int(dim) if isinstance(dim, int) else 0
-
-
-def provenance_swapped(names: Names | tuple[str | None, ...], t_axis: int, bs_axis: int) -> bool:
-    """Do a layer input's dims, named by where they came from, say it is laid out swapped: its time axis is the
-    model input's bs, and its batch axis is T or unnamed?
-
-    >>> provenance_swapped(("bs", "T", "emb"), 0, 1), provenance_swapped(("T", "bs", "emb"), 0, 1)
-    (True, False)
-    """
-    return names[t_axis] == "bs" and names[bs_axis] in ("T", None)
 
 
 def known_names(t: Any) -> tuple[str | None, ...] | None:
@@ -587,10 +546,12 @@ def _registered_hooks(mode: FlowMode) -> Iterator[FlowMode]:
 
 
 @contextlib.contextmanager
-def flow(inputs: str | tuple[str, ...] | None = None) -> Iterator[FlowMode]:
-    """Track named dims live over the ops in the block (see the module docs); removed on every path."""
+def flow(inputs: str | tuple[str, ...] | None = None, layer_check: LayerCheck | None = None) -> Iterator[FlowMode]:
+    """Track named dims live over the ops in the block (see the module docs); removed on every path.
+    ``layer_check(module, conventions, args, names, path_of)`` is called before each recurrent call whose input
+    the flow names (``path_of(module)``: its path in the module called first)."""
     names = parse_names(inputs, "inputs") if isinstance(inputs, str) else inputs
-    mode = FlowMode(names)
+    mode = FlowMode(names, layer_check)
     with _hooks(mode):
         _push_under(mode)  # not `with mode`: its exit pops whatever mode is on top, not this one
         try:
@@ -599,12 +560,13 @@ def flow(inputs: str | tuple[str, ...] | None = None) -> Iterator[FlowMode]:
             _take_out(mode)
 
 
-def flow_block(inputs: str | None, ops: bool) -> contextlib.AbstractContextManager[Any]:
+def flow_block(inputs: str | None, ops: bool, layer_check: LayerCheck | None = None
+               ) -> contextlib.AbstractContextManager[Any]:
     """``checking(ops=True)``'s block: :func:`flow`, or nothing at all when ``ops`` is False."""
-    return flow(inputs) if ops else contextlib.nullcontext()
+    return flow(inputs, layer_check) if ops else contextlib.nullcontext()
 
 
-def start(inputs: str | None) -> Any:
+def start(inputs: str | None, layer_check: LayerCheck | None = None) -> Any:
     """``watch(ops=True)``: start tracking now, in this thread; returns the function that stops it.
 
     The mode goes on this thread's torch-function mode stack (torch keeps one per thread), so it is
@@ -613,7 +575,7 @@ def start(inputs: str | None) -> Any:
     device context entered after it stays in place.
     """
     names = parse_names(inputs, "inputs") if isinstance(inputs, str) else None
-    mode = FlowMode(names)
+    mode = FlowMode(names, layer_check)
     owner = threading.get_ident()
     hooks = _hooks(mode)
     hooks.__enter__()

@@ -29,7 +29,7 @@ from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.records import Tag, TensorInfo
 
 __all__ = ["BY_SIZE", "FLATTENED", "GUESS", "How", "Namer", "Names", "Naming", "OpView", "Resolver", "Rule",
-           "declared_names", "evidence", "guess", "is_guess", "like", "like_origin", "name"]
+           "declared_names", "evidence", "guess", "is_guess", "like", "like_origin", "name", "unname_contradicted"]
 
 Names = list[str | None]
 """The names of one tensor's dims, None where a dim has none (yet)."""
@@ -37,6 +37,14 @@ Names = list[str | None]
 # By size alone, only a flattened time-and-batch dim (T*bs, reshape(-1, ·) of a sequence) is named
 # as a product; other products (2*h = 12 = bs*emb) are too often coincidences to name.
 FLATTENED = frozenset({"T", "bs"})
+
+READINGS = frozenset({"T", "bs"})
+"""The names a module's conventions give by reading the layout (which dim is time, which batch): the tensor's own
+evidence for a dim wins over them (:meth:`How.filled`); a feature dim's name (``emb``, ``h``) is checked by torch.
+"""
+
+FIXED = frozenset({"bs"})
+"""Names with one size in a forward: a declared batch is the batch (``T`` varies: an encoder's and a decoder's)."""
 
 GUESS = "size (guess)"
 """The origin of a name found by size alone."""
@@ -128,6 +136,36 @@ class Namer:
         sizes = self.learned.get(name)
         return next(iter(sizes)) if sizes is not None and len(sizes) == 1 else None
 
+    def widen(self, name: str, size: int) -> str:
+        """A guess with every name its size matches: ``"T?"`` of a size ``T`` and ``bs`` share is ``"T|bs?"``
+        (a guess from the position of a dim is still only a size match).
+
+        >>> Namer({"T": 4, "bs": 4, "h": 8}, {}).widen("T?", 4), Namer({"T": 4}, {}).widen("T?", 4)
+        ('T|bs?', 'T?')
+        """
+        names = self.direct(size)
+        return guess("|".join(names)) if len(names) > 1 and name[:-1] in names else name
+
+    def contradicted(self, names: Sequence[str | None], shape: Sequence[int]) -> set[int]:
+        """The dims whose name the declared sizes contradict: a batch (:data:`FIXED`) of another size than the
+        declared one (a merged ``bs*S`` or a beam's ``bs*k`` is not ``bs``), and ``T`` and ``bs`` when both sit
+        at each other's declared size (a layout read swapped: the layer's reading, not the tensor's dims).
+
+        >>> namer = Namer({"bs": 4, "T": 5}, {})
+        >>> namer.contradicted(["T", "bs", "emb"], (4, 5, 3)), namer.contradicted(["T", "bs"], (9, 4))
+        ({0, 1}, set())
+        """
+        declared = self.declared
+        if not declared:
+            return set()
+        bad = {k for k, (n, s) in enumerate(zip(names, shape)) if n in FIXED and declared.get(n, s) != s}
+        t, b = declared.get("T"), declared.get("bs")
+        if t is not None and b is not None and t != b and "T" in names and "bs" in names:
+            kt, kb = names.index("T"), names.index("bs")
+            if shape[kt] == b and shape[kb] == t:
+                bad |= {kt, kb}
+        return bad
+
     def count_name(self, n: int) -> str | None:
         """The one plain name of size ``n`` (how many tensors a ``cat`` joined), else None."""
         names = self.direct(n)
@@ -160,6 +198,7 @@ class Naming(Tag):
     LIKE = "like"  # an input whose dims line up with the result's
     SIZE = "size"  # the size alone
     LOOKS_LIKE = "looks like"  # a module we cannot see into whose result lines up with its input: guesses
+    FILLED = "filled"  # its own how first; the dims that leaves without evidence named like another record
 
 
 SHAPE_PRESERVING_MODULES = frozenset({
@@ -203,11 +242,11 @@ class How(NamedTuple):
     """How one record gets its names (see :class:`Naming`)."""
 
     kind: Naming
-    names: tuple[str, ...] = ()  # EXACT
+    names: tuple[str, ...] = ()  # EXACT; FILLED: the names of the dims its own how leaves unnamed
     source: TensorInfo | None = None  # ALIAS
     rule: Rule | None = None  # RULE
-    inputs: Sequence[TensorInfo] = ()  # RULE, LIKE
-    origin: str = ""  # EXACT: "conventions of rnn"; RULE: "op transpose"; LIKE: "like the input of X"
+    inputs: Sequence[TensorInfo | How] = ()  # RULE, LIKE; FILLED: (its own how,)
+    origin: str = ""  # EXACT, FILLED: "conventions of rnn"; RULE: "op transpose"; LIKE: "like the input of X"
 
     # the constructors (tuple.__new__: a hot path, one per recorded tensor)
     @classmethod
@@ -225,6 +264,14 @@ class How(NamedTuple):
     @classmethod
     def like(cls, inputs: Sequence[TensorInfo], origin: str) -> How:
         return tuple.__new__(cls, (Naming.LIKE, (), None, None, inputs, origin))
+
+    @classmethod
+    def filled(cls, first: How | TensorInfo, names: tuple[str, ...], origin: str) -> How:
+        """Named by ``names`` (a recurrent module's conventions for the same tensor) except where ``first`` (a how,
+        or a record: like it) gives evidence and the conventions only read the layout (:data:`READINGS`): the
+        tensor's own ``(bs, T)`` wins over the layer's reading of it as ``(T, bs)``, which the runtime checks
+        report; a feature dim is named by the layer (``emb``, whose size torch checks)."""
+        return tuple.__new__(cls, (Naming.FILLED, names, None, None, (first,), origin))
 
 
 BY_SIZE = How(Naming.SIZE)
@@ -308,6 +355,9 @@ class Resolver:
                     names = None
             if names is None:
                 names, origin = like(ins, info.shape), like_origin(origin)
+        elif kind is Naming.FILLED:
+            self._fill(info, how)
+            return
         elif info.names is not None:  # named before it was recorded (a declaration)
             return
         # the same names, origins and shape always end alike (the sizes are all known by now)
@@ -327,6 +377,26 @@ class Resolver:
             info.origins = where
             info.ambiguous = ambiguous
 
+    def _fill(self, info: TensorInfo, how: How) -> None:
+        """Name ``info`` by ``how.inputs[0]``, then by ``how.names`` where :meth:`How.filled` says."""
+        self.hows[id(info)] = (info, how.inputs[0])  # type: ignore[assignment]
+        self.resolve(info)
+        theirs = evidence(how.names)
+        if len(theirs) != len(info.shape):
+            return
+        own = evidence(info.names) if info.names is not None else [None] * len(info.shape)
+        if own == theirs or not any(theirs):
+            return
+        names: Names = []
+        origins: list[str] = []
+        for k, (n, m) in enumerate(zip(own, theirs)):
+            mine = bool(n) and (not m or m in READINGS)
+            names.append(n if mine else m)
+            origins.append((info.origins or ())[k] if mine else how.origin if m else "")
+        final, where, ambiguous = self._by_sizes(names, origins, info.shape)
+        if where is not None:
+            info.names, info.origins, info.ambiguous = final, where, ambiguous
+
     def sized(self, shape: tuple[int, ...]) -> Final:
         """The final names of a record of ``shape`` that nothing names but its sizes (what :meth:`resolve` gives
         one whose how names nothing)."""
@@ -338,17 +408,48 @@ class Resolver:
 
     def _by_sizes(self, names: Names, origins: list[str], shape: tuple[int, ...]) -> Final:
         """The final names, their origins (None when no dim has a name) and whether one is ambiguous:
-        a dim without a name (None) is named by its size, if at all."""
+        a dim without a name (None) is named by its size, if at all; one whose name the declared sizes contradict
+        (:meth:`Namer.contradicted`) is left unnamed; a guess lists every name its size matches."""
         final: list[str] = []
         where: list[str] = []
-        for n, o, s in zip(names, origins, shape):
-            if n is None:  # "" is a rule's "unnamed on purpose"
-                n, o = self.namer.by_size(s)
+        namer = self.namer
+        bad = namer.contradicted(names, shape)
+        for k, (n, o, s) in enumerate(zip(names, origins, shape)):
+            if k in bad:  # not that name, and no guess by its size either
+                n = ""
+            elif n is None:  # "" is a rule's "unnamed on purpose"
+                n, o = namer.by_size(s)
+            elif n.endswith("?"):
+                n = namer.widen(n, s)
             final.append(n or "")
             where.append(o if n else "")
         if not any(final):
             return tuple(final), None, False
         return tuple(final), tuple(where), any("|" in n for n in final)
+
+
+def unname_contradicted(call: Any, namer: Namer) -> None:
+    """Leave unnamed, in a call's records, each dim whose name the declared sizes contradict
+    (:meth:`Namer.contradicted`): a recurrent module's conventions name its records when it is called, before every
+    size is known, with the layer's reading of them (a merged ``bs*S`` read as ``bs``, a ``(bs, T)`` read as
+    ``(T, bs)``), which is not what the tensor's dims are.
+
+    >>> from shapeviz.tracing.records import Call
+    >>> x = TensorInfo((4, 5, 3), ("T", "bs", "emb"), origins=("conventions of rnn",) * 3)
+    >>> unname_contradicted(Call(0, "rnn", "GRU", "module", inputs=[x]), Namer({"bs": 4, "T": 5}, {}))
+    >>> x.format(), x.origins
+    ('(4, 5, emb=3)', ('', '', 'conventions of rnn'))
+    """
+    for info in (*call.inputs, *call.outputs):
+        if info.names is None:
+            continue
+        bad = namer.contradicted(info.names, info.shape)
+        if not bad:
+            continue
+        origins = info.origins or ("",) * len(info.names)
+        info.names = tuple("" if k in bad else n for k, n in enumerate(info.names))
+        info.origins = tuple("" if k in bad else o for k, o in enumerate(origins))
+        info.ambiguous = any("|" in n for n in info.names)
 
 
 def like_origin(origin: str) -> str:

@@ -24,12 +24,12 @@ import torch
 from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz.core.dimensions import is_simple_name
+from shapeviz.tracing.dimparts import merges, view_names
 from shapeviz.tracing.dimparts import prod as _prod
-from shapeviz.tracing.dimparts import view_names
 from shapeviz.tracing.naming import Names, OpView, Rule
 
-__all__ = ["MAX_LIST", "RESHAPES", "flatten", "has_tensor", "index_plan", "op_name", "op_params", "op_rule",
-           "view_names"]
+__all__ = ["MAX_LIST", "RESHAPES", "flatten", "forward_half", "has_tensor", "index_plan", "op_name", "op_params",
+           "op_rule", "view_names"]
 
 RESHAPES = frozenset({"reshape", "view", "flatten"})
 """The ops that relabel dims without moving data (their names follow :func:`view_names`)."""
@@ -100,8 +100,14 @@ def _cat(dim: int) -> Rule:
             return out
         same = all(len(i.shape) == len(first) and i.shape[d] == ins[0].shape[d] and op.names(k)[d] == first[d]
                    for k, i in enumerate(ins))
-        n = op.namer.count_name(count) if same else None
-        out[d] = f"{n}*{first[d]}" if n and first[d] and is_simple_name(first[d] or "") else None
+        name = first[d]
+        if not same or not name or not is_simple_name(name):
+            out[d] = None
+        elif op.namer.size_of(name) == op.shape[d] or (ins[0].shape[d] == 1 and op.namer.count_name(count) == name):
+            out[d] = name  # parts of dim `name` joined along it, as long as it is: T one-step pieces give T back
+        else:
+            n = op.namer.count_name(count)
+            out[d] = f"{n}*{name}" if n and n != name else None  # never T*T
         return out
     return rule
 
@@ -110,6 +116,20 @@ def _stack(dim: int) -> Rule:
     def rule(op: OpView) -> Names:
         out = op.names(0)
         out.insert(dim % (len(out) + 1), op.namer.count_name(sum(i.repeat for i in op.ins)))
+        return out
+    return rule
+
+
+def _interleaved(repeats: int, dim: int) -> Rule:
+    """``repeat_interleave(x, k, dim)``: each row of that dim ``k`` times in a row, ``bs`` becomes ``bs*k`` (the
+    copies inner), as the ``ops=True`` flow names it."""
+    def rule(op: OpView) -> Names | None:
+        out = op.names(0)
+        if len(out) != len(op.shape):
+            return None
+        d = dim % len(out)
+        if repeats != 1:
+            out[d] = f"{out[d]}*{repeats}" if out[d] else None
         return out
     return rule
 
@@ -180,6 +200,27 @@ def index_plan(ndim: int, index: Any) -> tuple[list[int | None], list[tuple[int,
     return src, picks
 
 
+def forward_half(shape: tuple[int, ...], index: Any) -> bool:
+    """Does ``x[index]`` of a bidirectional output keep features of the forward direction only (the first
+    half of its last dim, ``D*h``)? ``output[-1, :, :h]`` is the forward direction's final state, ``h_n[-2]``.
+
+    >>> forward_half((5, 3, 8), (-1, slice(None), slice(None, 4))), forward_half((5, 3, 8), -1)  # (T, bs, D*h=8)
+    (True, False)
+    """
+    items = index if isinstance(index, tuple) else (index,)
+    if Ellipsis in items:
+        last = items[-1]
+    elif sum(isinstance(i, (int, slice)) for i in items) == len(shape):
+        last = [i for i in items if isinstance(i, (int, slice))][-1]
+    else:
+        return False  # the feature dim is taken whole
+    half = shape[-1] // 2
+    if isinstance(last, slice):
+        picked = range(*last.indices(shape[-1]))
+        return len(picked) > 0 and max(picked) < half
+    return isinstance(last, int) and not isinstance(last, bool) and last % shape[-1] < half
+
+
 _OTHER = object()
 """An index item :func:`index_plan` has no plan for (a tensor, a list), as :func:`_getitem` keeps it."""
 
@@ -223,7 +264,10 @@ def _reshape(op: OpView) -> Names | None:
     if op.ins[0].repeat != 1 or _prod(op.ins[0].shape) != _prod(op.shape):
         return None
     names, scrambled = view_names(op.ins[0].shape, op.names(0), op.shape, op.namer.size_of)
-    return [n or "" for n in names] if scrambled else names  # "": unnamed, not even guessed by size
+    if scrambled:
+        return [n or "" for n in names]  # "": unnamed, not even guessed by size
+    # a flattened size is never guessed: a size cannot tell bs*k from T (nor T*bs from bs*T)
+    return ["" if n is None and m else n for n, m in zip(names, merges(op.ins[0].shape, op.shape))]
 
 
 # ---------------------------------------------------------------- ops
@@ -258,7 +302,7 @@ def _arg(args: Sequence[Any], kwargs: dict[str, Any], pos: int, key: str, defaul
 _NONE: Any = object()
 _STATIC: dict[str, Any] = {}  # op name -> its rule when the arguments do not matter, None for no rule, _NONE: they do
 _DYNAMIC = frozenset({"transpose", "swapaxes", "swapdims", "permute", "cat", "concat", "concatenate", "stack",
-                      "unsqueeze", "getitem", "unbind"}) | REDUCTIONS
+                      "unsqueeze", "getitem", "unbind", "repeat_interleave"}) | REDUCTIONS
 
 
 def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | None:
@@ -283,6 +327,10 @@ def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | No
         return _cat(int(_arg(args, kwargs, 1, "dim", 0)))
     if base == "stack":
         return _stack(int(_arg(args, kwargs, 1, "dim", 0)))
+    if base == "repeat_interleave":
+        reps, dim = _arg(args, kwargs, 1, "repeats", None), _arg(args, kwargs, 2, "dim", None)
+        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (reps, dim))
+        return _interleaved(reps, dim) if ok and reps > 0 else None
     if base == "unsqueeze":
         return _unsqueeze(int(_arg(args, kwargs, 1, "dim", 0)))
     if base == "getitem":

@@ -32,7 +32,7 @@ from torch.nn.utils.rnn import PackedSequence
 from shapeviz.core.model import is_recurrent
 from shapeviz.tracing.modestack import Quiet, quiet_hooks_supported
 from shapeviz.tracing.modulecalls import ModuleCalls, Open
-from shapeviz.tracing.naming import Namer, flag_scramble
+from shapeviz.tracing.naming import Namer, flag_scramble, unname_contradicted
 from shapeviz.tracing.oprecorder import OpMode, OpRecorder
 from shapeviz.tracing.oprules import RESHAPES
 from shapeviz.tracing.provenance import Provenance
@@ -110,6 +110,7 @@ class Tracer:
         namer = Namer(self.declared, self.learned, self.by_dims)
         self.book.name_all(namer)
         for call in self.calls:  # a view/reshape that cut across named dims: the event is kept
+            unname_contradicted(call, namer)
             if call.kind is CallKind.OP and call.type.strip("_") in RESHAPES:
                 flag_scramble(call, namer)
         sizes = {n: [s] for n, s in self.declared.items()}

@@ -153,15 +153,17 @@ class TensorBook:
             given = declared_names(t) if prev is None else None
             how = How.alias(prev) if prev is not None else How.exact(given, "sv.name") if given else BY_SIZE
         exact = how.kind is Naming.EXACT
+        if exact and prev is not None:
+            planned = self.hows.get(id(prev))
+            if planned is not None and (type(planned[1]) is not How or planned[1].kind is not Naming.EXACT):
+                # a module's conventions name only what the tensor's own evidence leaves unnamed: both records alike
+                self.hows[id(prev)] = (prev, How.filled(planned[1], how.names, how.origin))
+                how, exact = How.filled(prev, how.names, how.origin), False
         final = _exact_final(how.names) if exact else None
         if final is not None:  # every dim given a name: final now (nothing later renames an exact record)
             info.names, info.origins, info.ambiguous = how.names, (how.origin,) * len(how.names), final
         else:
             self.hows[id(info)] = (info, how)
-        if exact and prev is not None:
-            planned = self.hows.get(id(prev))
-            if planned is not None and (type(planned[1]) is not How or planned[1].kind is not Naming.EXACT):
-                self.hows[id(prev)] = (prev, How.alias(info))  # a module's conventions name it better
         if exact or prev is None:
             self.remember(t, info)
         if self.slices:

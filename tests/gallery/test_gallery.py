@@ -183,7 +183,8 @@ def test_beam_search_page_is_drawn_true() -> None:
     assert "red dashed &#x27;token&#x27;: 4 of 5 steps take a token chosen from the previous step" in head
     assert "greedy" not in head
     assert sum(" label=token " in line for line in dot.splitlines()) == 4
-    assert 'label="h_n (layers*D=1, bs=2, h=8)\\n→ h_0 (bs=6, h=8)"' in dot  # encoder -> decoder, repeated k times
+    # encoder -> decoder, repeated k times: the 6 rows are bs*k, not the model's bs=2, so 6 is not called bs
+    assert 'label="h_n (layers*D=1, bs=2, h=8)\\n→ h_0 (6, h=8)"' in dot
     readme = (GALLERY / "beam_search" / "README.md").read_text()
     assert "× T=5" not in readme and "× 5" in readme
 

@@ -1,0 +1,129 @@
+"""Wrong names users found in ``sv.trace`` output: a name needs evidence, and a size that contradicts a declared
+size, or the names the tensor's producer gave it, is never printed under that name."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+import shapeviz as sv
+from shapeviz.tracing.naming import BY_SIZE, How, Namer, OpView, Resolver, unname_contradicted
+from shapeviz.tracing.records import Call, TensorInfo
+
+
+def _keep_leading(op: OpView) -> list[str | None]:
+    return [*op.names(0)[:-1], None]
+
+
+# ---------------------------------------------------------------- 1. the producer's evidence wins
+def test_the_producers_evidence_wins_over_the_next_layers_reading() -> None:
+    x = TensorInfo((4, 5, 3), ("bs", "T", "emb"), origins=("inputs_dims",) * 3)
+    out = TensorInfo((4, 5, 3))  # a Linear's result, then read by a seq-first GRU as (T, bs, emb)
+    how = How.filled(How.by_rule(_keep_leading, [x], "module fc"), ("T", "bs", "emb"), "conventions of rnn")
+    Resolver(Namer({"bs": 4, "T": 5, "emb": 3}, {}), {id(out): (out, how)}).resolve(out)
+    assert out.names == ("bs", "T", "emb")
+    assert out.origins == ("module fc", "module fc", "conventions of rnn")
+
+
+def test_the_next_layers_conventions_name_what_the_producer_cannot() -> None:
+    out = TensorInfo((5, 4, 3))  # nothing but its sizes names it: the GRU's conventions do
+    how = How.filled(BY_SIZE, ("T", "bs", "emb"), "conventions of rnn")
+    Resolver(Namer({}, {}), {id(out): (out, how)}).resolve(out)
+    assert out.names == ("T", "bs", "emb")
+
+
+def test_a_layers_reading_that_contradicts_the_declared_sizes_is_unnamed() -> None:
+    x = TensorInfo((4, 5, 3), ("T", "bs", "emb"), origins=("conventions of rnn",) * 3)
+    unname_contradicted(Call(0, "rnn", "GRU", "module", inputs=[x]), Namer({"bs": 4, "T": 5}, {}))
+    assert x.format() == "(4, 5, emb=3)"
+    seq2seq = TensorInfo((6, 4, 3), ("T", "bs", "emb"))  # a decoder's T: another length, not a contradiction
+    unname_contradicted(Call(0, "dec", "GRU", "module", inputs=[seq2seq]), Namer({"bs": 4, "T": 9}, {}))
+    assert seq2seq.names == ("T", "bs", "emb")
+
+
+def test_a_linear_keeps_its_inputs_names_when_a_gru_reads_them_swapped() -> None:
+    t = sv.trace(nn.Sequential(nn.Linear(3, 3), nn.GRU(3, 8)), torch.randn(4, 5, 3), inputs_dims="bs T emb")
+    lin, gru = t.calls[1], t.calls[2]
+    assert lin.outputs[0].format() == "(bs=4, T=5, emb=3)"
+    assert gru.inputs[0].format() == "(bs=4, T=5, emb=3)"
+    assert "T=4" not in t.table() and "bs=5" not in t.table()
+
+
+# ---------------------------------------------------------------- 2. cat of one-step pieces
+class _Steps(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(3, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (T, emb): one unbatched call per step
+        return torch.cat([self.rnn(x[t:t + 1])[0] for t in range(x.shape[0])])
+
+
+def test_a_cat_of_one_step_sequences_is_the_time_axis_not_t_times_t() -> None:
+    t = sv.trace(_Steps(), torch.zeros(4, 3), inputs_dims="T emb", ops=True)
+    [cat] = t.find(type="cat")
+    assert cat.outputs[0].names[0] == "T" and cat.outputs[0].shape[0] == 4
+    assert "T*T" not in t.table()
+
+
+# ---------------------------------------------------------------- 3. a guess lists every name of its size
+class _Pool(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(3, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[1][-1]  # (bs, h)
+
+
+def test_a_guess_by_position_lists_every_name_its_size_matches() -> None:
+    t = sv.trace(nn.Sequential(_Pool()), torch.zeros(4, 4, 3), inputs_dims="T bs emb")
+    pool = t.find(path="0")[0]
+    assert pool.outputs[0].names[0] == "T|bs?" and pool.outputs[0].ambiguous
+
+
+# ---------------------------------------------------------------- 4. a beam's merged batch
+class _Beam(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(3, 5)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # x (T, bs, emb)
+        _, h = self.rnn(x)
+        scores = torch.zeros(x.shape[1], 2)
+        return h.repeat_interleave(2, dim=1), scores.view(-1, 1)
+
+
+def test_repeat_interleave_names_the_merged_batch_and_a_flattened_size_is_not_guessed() -> None:
+    t = sv.trace(_Beam(), torch.zeros(6, 3, 3), inputs_dims="T bs emb", ops=True)
+    [rep] = t.find(type="repeat_interleave")
+    assert rep.outputs[0].format() == "(layers*D=1, bs*2=6, h=5)"
+    [view] = t.find(type="view")
+    assert view.outputs[0].format() == "(6, 1)"  # bs*2, not the T?=6 its size matches
+
+
+# ---------------------------------------------------------------- 5. a merged batch is not bs
+class _Docs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(20, 4)
+        self.words = nn.GRU(4, 6, batch_first=True)
+
+    def forward(self, docs: torch.Tensor) -> torch.Tensor:  # (bs, S, W)
+        bs, s, w = docs.shape
+        _, h = self.words(self.emb(docs.view(bs * s, w)))
+        return h[-1]  # (bs*S, h)
+
+
+def test_a_merged_batch_read_as_bs_is_not_named_bs() -> None:
+    t = sv.trace(_Docs(), torch.zeros(2, 3, 5, dtype=torch.long), inputs_dims="bs S W", ops=True)
+    [pick] = t.find(type="__getitem__")
+    assert pick.outputs[0].format() == "(6, h=6)"  # not bs=6: bs=2 is declared
+
+
+def test_namer_contradictions() -> None:
+    namer = Namer({"bs": 2, "T": 7}, {})
+    assert namer.contradicted(["bs", "T"], (6, 7)) == {0}
+    assert namer.contradicted(["T", "bs"], (2, 7)) == {0, 1}
+    assert namer.contradicted(["T", "bs"], (5, 2)) == set()
+    assert Namer({}, {}).contradicted(["bs"], (6,)) == set()
