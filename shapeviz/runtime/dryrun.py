@@ -17,10 +17,10 @@ or moves itself (``torch.zeros(layers, bs, h).to(device)``) stay on ``meta``
 (:class:`~shapeviz.tracing.meta.MetaMode`).
 
 Checking (:func:`shapeviz.checking` with the first input's dim names) and tracing
-(:func:`shapeviz.tracing.session.trace`) are on for the call; the first :class:`~shapeviz.ShapeError` is
-kept in ``.error``, not raised. Code that needs a tensor's value (``.item()``, ``if t:``) raises
-:class:`~shapeviz.DryRunError` naming the line, with the trace up to it. Other exceptions (an operation
-``meta`` cannot run, a bug in the model) propagate, with the partial trace in their notes.
+(:func:`shapeviz.tracing.session.trace_named`, each spec naming its input) are on for the call; the first
+:class:`~shapeviz.ShapeError` is kept in ``.error``, not raised. Code that needs a tensor's value (``.item()``,
+``if t:``) raises :class:`~shapeviz.DryRunError` naming the line, with the trace up to it. Other exceptions (an
+operation ``meta`` cannot run, a bug in the model) propagate, with the partial trace in their notes.
 """
 
 from __future__ import annotations
@@ -39,12 +39,13 @@ from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz._errors import DryRunError, ShapeError, SpecError
 from shapeviz._views import show
-from shapeviz.core.dimensions import dims, parse_sizes
+from shapeviz.core.dimensions import declared, dims, parse_sizes
 from shapeviz.core.model import conventions, is_recurrent
 from shapeviz.runtime.watching import checking
 from shapeviz.tracing.meta import META, MetaMode
+from shapeviz.tracing.naming import name as name_dims
 from shapeviz.tracing.records import Trace
-from shapeviz.tracing.session import trace
+from shapeviz.tracing.session import trace_named
 
 __all__ = ["DryInput", "DryRun", "dry_run", "meta_inputs"]
 
@@ -213,7 +214,7 @@ def _build(model: nn.Module, inputs: object, vocab: int | None, dtype: torch.dty
         dtype = dtype or (torch.long if vocab is not None else follow)
     else:
         first = _first_layer(model)
-        if vocab is None and isinstance(first, _TOKEN_MODULES) and len(sizes) <= 2:
+        if vocab is None and isinstance(first, _TOKEN_MODULES):  # token ids of any rank: (bs, S, W) documents too
             vocab = first.num_embeddings
         if vocab is None and is_recurrent(first) and "emb" not in sizes:
             sizes["emb"] = conventions(first).input_size  # type: ignore[arg-type]
@@ -248,9 +249,14 @@ def meta_inputs(model: nn.Module, inputs: str | Mapping[str, int] = "bs=2,T=5", 
 
 
 def _stand_ins(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Meta tensors for every parameter and buffer not on meta already (shared ones once)."""
+    """Meta tensors for every parameter and buffer not on meta already (shared ones once); a parameter's is a
+    Parameter too (with no grad), so code that assigns a weight to a parameter's name works as it does on
+    the model (a weight drop's ``rnn.weight_hh_l0 = F.dropout(raw, p, False)``)."""
     out: dict[str, torch.Tensor] = {}
-    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+    for name, t in model.named_parameters():
+        if t.device.type != "meta":
+            out[name] = nn.Parameter(torch.empty_like(t, device=META), requires_grad=False)
+    for name, t in model.named_buffers():
         if t.device.type != "meta":
             out[name] = torch.empty_like(t, device=META, requires_grad=False)
     return out
@@ -281,6 +287,8 @@ def _left_as_it_was(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Itera
     # put the list it had back, so no reference to a stand-in outlives the run
     flat = [(m, list(m._flat_weights)) for m in model.modules() if isinstance(m, nn.RNNBase)]
     attrs = _tensor_attrs(model)
+    registered = [(m, dict(m._parameters), dict(m._buffers)) for m in model.modules()
+                  if not isinstance(m, torch.jit.ScriptModule)]  # (its weights: in TorchScript's own dicts)
     try:
         if tensors:
             with _reparametrize_module(model, tensors, tie_weights=True, strict=False):
@@ -288,6 +296,11 @@ def _left_as_it_was(model: nn.Module, tensors: dict[str, torch.Tensor]) -> Itera
         else:
             yield
     finally:
+        for m, params, buffers in registered:  # one the forward registered (a plain attribute before) goes
+            for now, was in ((m._parameters, params), (m._buffers, buffers)):
+                if now.keys() != was.keys() or any(now[k] is not v for k, v in was.items()):
+                    now.clear()
+                    now.update(was)
         for key, (m, _) in _tensor_attrs(model).items():
             if key not in attrs:
                 del m.__dict__[key[1]]  # a meta tensor the forward saved in `self`
@@ -376,8 +389,10 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
       float64, long, int32, int16, int8, uint8, bool.
 
     With no input, ``"bs=2,T=5"``. ``vocab``: the token vocabulary (also inferred from a first
-    ``Embedding``). ``dtype``: the dtype of the specs that name no kind. Only the first input's dim names
-    name the model's input; another spec's sizes are declared (``sv.dims``) where they do not contradict it.
+    ``Embedding``). ``dtype``: the dtype of the specs that name no kind. Each spec names its own input's
+    dims; its sizes are declared (evidence for the checks) where no other spec gives the name another size
+    (``"bs=6,T=4", "bs=4,T=6"``: ``bs`` and ``T`` are declared for neither). The vocabulary is a known size,
+    never a name by size alone (``vocab?=36``).
     Factory calls and ``.to(device)``/``.cuda()``/``.cpu()`` inside the forward stay on ``meta``
     (:class:`~shapeviz.tracing.meta.MetaMode`); code that needs a value (``.item()``, ``if t:``) raises
     :class:`~shapeviz.DryRunError` naming its line, the trace up to it in ``err.trace``.
@@ -392,8 +407,9 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
     built: dict[int | str, Any] = {}
     shown: list[DryInput] = []
     first_names: tuple[str, ...] | None = None  # the first spec's names, when the first input is a spec
-    declare: dict[str, int] = {}
-    conflicts: set[str] = set()
+    named: list[tuple[torch.Tensor, tuple[str, ...]]] = []  # each input built from a spec, with its own names
+    every: dict[str, int] = {}  # each name's size in the specs (vocab too)
+    conflicts: set[str] = set()  # names with two sizes in two specs (bs=6 and bs=4): declared for none
     follow: torch.dtype | None = None
     cpu_inputs: list[tuple[torch.Tensor, torch.Tensor]] = []  # lengths: torch reads them on the CPU
     for n, (keyword, key, value) in enumerate(given):
@@ -404,24 +420,31 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
                 shown.append(DryInput(keyword, tuple(x.shape), ("",) * x.dim(), x.dtype))
             continue
         x, names, sizes = _build(model, value, vocab, dtype, follow, where)
-        built[key] = x
+        built[key] = x = name_dims(x, " ".join(names))  # sv.name: the checks read these names as the trace does
         shown.append(DryInput(keyword, tuple(x.shape), names, x.dtype))
+        named.append((x, names))
         if n == 0:
             first_names = names
         follow = follow or x.dtype
         for name, size in sizes.items():
-            if first_names is not None and name in first_names:
-                continue
-            if declare.get(name, size) != size:
+            if every.setdefault(name, size) != size:
                 conflicts.add(name)
-            declare[name] = size
-    extra = {k: v for k, v in declare.items() if k not in conflicts}
+    outer = dict(declared() or {})  # the caller's own sv.dims
+    first = {k: v for k, v in zip(first_names or (), shown[0].shape if shown else ()) if k not in conflicts}
+    for name, size in first.items():
+        if outer.get(name, size) != size:
+            raise SpecError(f"dry_run: {name}={size} in the first input's spec, but sv.dims declared "
+                            f"{name}={outer[name]}")
+    extra = {k: v for k, v in every.items() if k not in conflicts and k not in first}
     args = [built[i] for i in range(len(inputs))]
     kwargs = {k: built[k] for k in named_inputs}
     _fits_forward(model, args, kwargs)
-    spec = " ".join(first_names) if first_names is not None else None
+    # the first input's names name the model's input for the checks, unless another spec gives one of them
+    # another size: then the sizes no spec contradicts are declared, and each input is named by its own spec
+    spec = " ".join(first_names) if first_names is not None and not conflicts & set(first_names) else None
+    by_size = {k: v for k, v in outer.items() if k not in (first_names or ())}  # a size match alone: a guess
     stand_ins = _stand_ins(model)
-    sizes = {**dict(zip(first_names, shown[0].shape)), **extra} if first_names is not None else extra
+    sizes = {**first, **extra}
     run = DryRun(model=type(model).__name__, inputs=tuple(shown), trace=None, sizes=sizes,
                  stand_ins=len(stand_ins))
     with ExitStack() as stack:
@@ -432,7 +455,7 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
         if extra:
             stack.enter_context(dims(**extra))
         try:
-            run.trace = trace(model, *args, inputs_dims=spec, **kwargs)
+            run.trace = trace_named(model, tuple(args), kwargs, named, first, by_size)
         except ShapeError as err:
             run.error = err
             run.trace = getattr(err, "shapeviz_trace", None)

@@ -48,6 +48,7 @@ from torch.nn.modules import module as _torch_module
 from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import DECLARED, live_declared, on_top, stack_of, undo
 from shapeviz.runtime.switches import dynamo_compiling, is_compiling
+from shapeviz.tracing.naming import declared_names
 
 __all__ = ["RootNamer", "agree", "both_ways", "name_root", "named_roots", "release", "release_all", "stack_declared"]
 
@@ -341,8 +342,10 @@ def both_ways(a: int, b: int) -> bool:
     """Does a module call running on this thread's Python stack take two tensors laid out both ways, one whose
     leading dims are ``(a, b)`` and one whose are ``(b, a)`` (the two batches of a multi-task model, ``(6, 4)`` and
     ``(4, 6)``)? Then sizes ``a`` and ``b`` cannot tell one input transposed from the other input: sizes declared
-    for one of them are no evidence that a layer's input is laid out swapped. Read from the ``args`` and
-    ``kwargs`` of each ``nn.Module._wrapped_call_impl`` frame (a diagnosis asks, never a call that fits).
+    for one of them are no evidence that a layer's input is laid out swapped. Two tensors whose names give their
+    dims the same sizes (``(bs=6, T=4)`` and ``(T=4, bs=6)``) are one batch in two layouts: no doubt there. Read
+    from the ``args`` and ``kwargs`` of each ``nn.Module._wrapped_call_impl`` frame (a diagnosis asks, never a
+    call that fits).
 
     >>> both_ways(6, 4)
     False
@@ -353,12 +356,20 @@ def both_ways(a: int, b: int) -> bool:
     while f is not None:
         if f.f_code is _WRAPPED_CODE:
             local = f.f_locals
-            given = (*(local.get("args") or ()), *(local.get("kwargs") or {}).values())
-            leads = {(int(t.shape[0]), int(t.shape[1])) for t in given if isinstance(t, Tensor) and t.dim() >= 2}
-            if (a, b) in leads and (b, a) in leads:
+            given = [t for t in (*(local.get("args") or ()), *(local.get("kwargs") or {}).values())
+                     if isinstance(t, Tensor) and t.dim() >= 2]
+            one = [_named_sizes(t) for t in given if (int(t.shape[0]), int(t.shape[1])) == (a, b)]
+            other = [_named_sizes(t) for t in given if (int(t.shape[0]), int(t.shape[1])) == (b, a)]
+            if any(s is None or s != r for s in one for r in other):  # both named alike: one batch, two layouts
                 return True
         f = f.f_back
     return False
+
+
+def _named_sizes(t: Tensor) -> dict[str, int] | None:
+    """The sizes the names ``sv.name`` (or a dry run's spec) gave ``t``'s leading dims, None when unnamed."""
+    names = declared_names(t)
+    return None if names is None else {n: int(s) for n, s in zip(names[:2], t.shape[:2]) if n}
 
 
 def stack_declared() -> dict[str, int] | None:

@@ -31,7 +31,7 @@ import contextlib
 import functools
 import gc
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -49,7 +49,7 @@ from shapeviz.tracing.records import Call, CallKind, TensorInfo, Trace
 from shapeviz.tracing.runs import Calls
 from shapeviz.tracing.sites import type_name
 
-__all__ = ["trace"]
+__all__ = ["keep_kinds", "plain_tensor_attrs", "trace", "trace_named"]
 
 _MAX_NOTE_CALLS = 12
 
@@ -192,9 +192,44 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
         declared_sizes.update(first_sizes)
     tracer = Tracer(ops, declared_sizes, {n: s for n, s in (declared() or {}).items() if n not in first_sizes})
     if names is not None and first is not None:  # lends its names to the first input's records
-        tracer.book.remember(first, TensorInfo(shape=tuple(int(s) for s in first.shape), names=names,
-                                           origins=("inputs_dims",) * len(names)))
+        _name_input(tracer, first, names)
+    return _record(tracer, model, inputs, kwargs, first, first_sizes)
 
+
+def trace_named(model: nn.Module, inputs: tuple, kwargs: dict[str, Any],
+                named: Sequence[tuple[torch.Tensor, tuple[str, ...]]], sizes: dict[str, int],
+                by_size: dict[str, int]) -> Trace:
+    """A trace of ``model(*inputs, **kwargs)`` (module calls) whose input tensors in ``named`` carry the names
+    given, each its own (a dry run's specs: ``a`` as ``(bs=6, T=4)``, ``b`` as ``(bs=4, T=6)``).
+
+    ``sizes``: the sizes known by name, declared (:func:`~shapeviz.core.dimensions.push`) while the forward runs;
+    ``by_size``: the declared sizes that may name a dim by size alone (what ``sv.dims`` declared); any other size
+    that matches is a guess (``vocab?=36``).
+
+    >>> import torch, torch.nn as nn
+    >>> t = trace_named(nn.GRU(4, 8), (torch.zeros(5, 2, 4),), {}, [], {}, {})
+    >>> t.calls[0].inputs[0].format()
+    '(T=5, bs=2, emb=4)'
+    """
+    for n, (t, names) in enumerate(named):
+        if t.dim() != len(names):
+            raise SpecError(f"trace_named: {len(names)} names for input {n}, which has {t.dim()} dims {tuple(t.shape)}")
+    tracer = Tracer(False, {**(declared() or {}), **sizes}, dict(by_size))
+    for t, names in named:
+        _name_input(tracer, t, names)
+    return _record(tracer, model, inputs, kwargs, _first_tensor(inputs, kwargs), dict(sizes))
+
+
+def _name_input(tracer: Tracer, t: torch.Tensor, names: tuple[str, ...]) -> None:
+    """Lend ``names`` to the records of input ``t`` (declared, not guessed: origin ``inputs_dims``)."""
+    tracer.book.remember(t, TensorInfo(shape=tuple(int(s) for s in t.shape), names=names,
+                                       origins=("inputs_dims",) * len(names)))
+
+
+def _record(tracer: Tracer, model: Any, inputs: tuple, kwargs: dict[str, Any], first: torch.Tensor | None,
+            first_sizes: dict[str, int]) -> Trace:
+    """Run the forward once, recording into ``tracer``; ``first_sizes`` are declared while it runs."""
+    ops = tracer.ops
     modules = _modules(model, list(inputs) + list(kwargs.values()))
     if not modules and not ops and not isinstance(model, nn.Module):
         raise SpecError(f"trace({type_name(model)}): found no nn.Module to record; searched "
@@ -234,8 +269,9 @@ def _run_forward(tracer: Tracer, model: Any, modules: list[tuple[str, nn.Module]
     mode, the modules' ``training`` flags and the declared sizes are back on every path; a forward that raises gets
     the calls traced so far in a note."""
     training = {id(m): (m, m.training) for _, m in modules}
+    plain = plain_tensor_attrs(m for _, m in modules)
     handles: list[Any] = []
-    plain_root = not isinstance(model, nn.Module)
+    plain_root = not isinstance(model, nn.Module) or isinstance(model, torch.jit.ScriptModule)  # one opaque call
     mode = OpMode(tracer) if needs_mode else contextlib.nullcontext()
     quiet_ok = quiet_hooks_supported()
     held = False
@@ -243,6 +279,8 @@ def _run_forward(tracer: Tracer, model: Any, modules: list[tuple[str, nn.Module]
     try:
         post = _Post(tracer, quiet_ok)
         for path, m in modules:
+            if isinstance(m, torch.jit.ScriptModule):
+                continue  # scripted or traced: torch runs it without Python and refuses hooks (left out)
             user = users[id(m)]
             # a torch module without children runs none of your code: the op mode can step aside in it
             quiet = quiet_ok and not user and not m._modules
@@ -284,9 +322,35 @@ def _run_forward(tracer: Tracer, model: Any, modules: list[tuple[str, nn.Module]
         for m, was in training.values():
             if was or m.training:  # one the forward left in training mode is put back too
                 m.training = was
+        keep_kinds(plain)
         if token is not None:
             pop(token)
         tracer.close()
+
+
+def plain_tensor_attrs(modules: Iterable[nn.Module]) -> list[tuple[nn.Module, str, torch.Tensor]]:
+    """The tensors ``modules`` keep as plain attributes, neither parameters nor buffers (what :func:`keep_kinds`
+    needs).
+
+    >>> import torch, torch.nn as nn
+    >>> lin = nn.Linear(2, 2)
+    >>> lin.mask = torch.ones(2)
+    >>> [k for _, k, _ in plain_tensor_attrs([lin])]
+    ['mask']
+    """
+    return [(m, k, v) for m in modules for k, v in vars(m).items() if isinstance(v, torch.Tensor)]
+
+
+def keep_kinds(plain: Sequence[tuple[nn.Module, str, torch.Tensor]]) -> None:
+    """Each plain tensor attribute of ``plain`` that the forward made a parameter or buffer is a plain attribute
+    again, with the tensor it held. An AWD-LSTM weight drop sets ``rnn.weight_hh_l0 = F.dropout(raw, p,
+    self.training)``: in eval mode (a trace's) that is ``raw`` itself, a Parameter, which ``nn.Module`` registers,
+    and the model's next call in training mode would fail."""
+    for m, k, v in plain:
+        if k in m._parameters or k in m._buffers:
+            m._parameters.pop(k, None)
+            m._buffers.pop(k, None)
+            m.__dict__[k] = v  # not setattr: an RNN's __setattr__ would write into its weight list
 
 
 UNREAD_RECORDS = 4096

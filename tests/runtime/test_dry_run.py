@@ -250,7 +250,7 @@ def test_seq2seq_two_inputs_by_keyword() -> None:
     assert run.ok, run
     assert repr(run) == ("DryRun(Seq2Seq, inputs src (T=7, bs=2) int64, trg (T=5, bs=2) int64 on meta: ok, "
                          "20 module calls)")
-    assert run.sizes == {"T": 7, "bs": 2, "vocab": 30}  # trg's T=5 contradicts src's T: not declared
+    assert run.sizes == {"bs": 2, "vocab": 30}  # src's T=7 and trg's T=5 disagree: T declared for neither
     t = run.trace
     assert t is not None
     assert [i.format() for i in t.find(path="encoder.rnn")[0].inputs] == ["(T=7, bs=2, emb=8)"]
