@@ -320,6 +320,9 @@ class FlowMode(TorchFunctionMode):
                 names = None
         elif x.shape == out.shape:  # elementwise ops (add, tanh, dropout …) keep the first operand's names
             names = view.names(0) if self.get(x) is not None else None
+        elif _broadcasts(tuple(x.shape), tuple(out.shape)):  # mask * y: the operand of the result's shape names it
+            full = next((k for k, t in enumerate(tensors) if t.shape == out.shape and self.get(t) is not None), None)
+            names = view.names(full) if full is not None else None
         pick = None
         if base == "getitem" and src is not None and len(args) > 1 and names is not None and len(names) == out.dim():
             found, pick = slice_names(tuple(x.shape), src.names, args[1], tuple(out.shape), self.size_of)
@@ -433,6 +436,15 @@ def _copied(base: str, x: torch.Tensor, names: Names, args: tuple, kwargs: dict,
         else:
             out.append(None)
     return out
+
+
+def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
+    """Does ``shape`` broadcast to ``to`` (an elementwise op's operand: a locked-dropout mask ``(1, bs, h)``)?
+
+    >>> _broadcasts((1, 4, 8), (7, 4, 8)), _broadcasts((4, 8), (7, 4, 8)), _broadcasts((7, 1), (1, 7))
+    (True, True, False)
+    """
+    return len(shape) <= len(to) and all(s in (1, t) for s, t in zip(reversed(shape), reversed(to)))
 
 
 def _arg_dim(args: tuple, kwargs: dict) -> int:

@@ -262,3 +262,22 @@ def test_hints_fit_the_case() -> None:
     assert "last batch of an epoch" in str(smaller)
     laid_out = _shape_error(nn.GRU(5, 8), torch.randn(7, 4, 5), torch.zeros(1, 8, 6))  # (…, h, bs): not a batch
     assert laid_out.code == "batch_mismatch" and "last batch" not in str(laid_out)
+
+
+@pytest.mark.parametrize("mask_first", [True, False])
+def test_a_broadcast_operand_first_keeps_the_other_operands_names(mask_first: bool) -> None:
+    """A locked-dropout mask ``(1, bs, h)`` times the output ``(T, bs, h)``: the product is named like the output
+    whichever side the mask is on, so the wrong flatten order of the targets after it is still caught."""
+    emb, rnn, out = nn.Embedding(30, 6), nn.LSTM(6, 8), nn.Linear(8, 30)
+    X, Y = torch.randint(0, 30, (7, 4)), sv.name(torch.randint(0, 30, (7, 4)), "T bs")
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        y, _ = rnn(emb(x))
+        mask = y.new_ones(1, y.shape[1], y.shape[2])
+        y = mask * y if mask_first else y * mask
+        return out(y.reshape(-1, 8))  # rows T*bs
+
+    with sv.checking(inputs="T bs", ops=True):
+        F.cross_entropy(logits(X), Y.reshape(-1))  # targets T*bs too: right
+    with sv.checking(inputs="T bs", ops=True), pytest.raises(sv.ShapeError, match="flatten_order"):
+        F.cross_entropy(logits(X), Y.t().reshape(-1))
