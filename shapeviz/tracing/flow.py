@@ -237,8 +237,9 @@ class FlowMode(TorchFunctionMode):
                     size.setdefault(n, int(t.shape[axis]))
                     if f is not None and f.names[axis] and out.get(n) is None:
                         out[n] = f.names[axis]
-        if out.get("bs") is None and "bs" in size and self.sizes.get("bs", size["bs"]) != size["bs"]:
-            out["bs"] = None  # a batch of another size (bs*skip, rate*bs, bs*k) is not the model's bs
+        if out.get("bs") is None and "bs" in size and self.sizes.get("bs") != size["bs"]:
+            out["bs"] = None  # a batch of another size (bs*skip, rate*bs, bs*k), or of a model whose bs nothing
+            # named, is not (known to be) the model's bs: a layer's reading of its layout is no evidence
         return {n: v for n, v in out.items() if v is not None or n == "bs"}
 
     # ------------------------------------------------------------ ops

@@ -528,3 +528,39 @@ def test_a_second_input_laid_out_the_other_way_is_no_evidence() -> None:
     with sv.watch(wrong, inputs="bs T"), pytest.raises(sv.ShapeError) as err:
         wrong(a, torch.randint(0, 40, (6, 4)))
     assert err.value.code == "batch_first_swap", err.value
+
+
+class Hierarchical(nn.Module):
+    """Documents (bs, S, W) of token ids: a word GRU over the bs*S sentences, attention pooling by a broadcast
+    product, then a sentence GRU over (bs, S, h). ``wrong`` splits the merged batch the other way round."""
+
+    def __init__(self, wrong: bool = False) -> None:
+        super().__init__()
+        self.wrong = wrong
+        self.emb = nn.Embedding(30, 6)
+        self.words, self.sents = nn.GRU(6, 8, batch_first=True), nn.GRU(8, 5, batch_first=True)
+        self.score = nn.Linear(8, 1)
+
+    def forward(self, docs: torch.Tensor) -> torch.Tensor:
+        bs, S, W = docs.shape
+        w, _ = self.words(self.emb(docs.reshape(bs * S, W)))  # (bs*S, W, 8)
+        a = torch.softmax(self.score(w), dim=1)  # (bs*S, W, 1)
+        v = (a * w).sum(1)  # (bs*S, 8): the weights first, broadcast over the features
+        v = v.view(S, bs, -1).transpose(0, 1) if self.wrong else v.view(bs, S, -1)
+        return self.sents(v)[0]
+
+
+@pytest.mark.parametrize(("bs", "S", "W"), [(3, 5, 7), (2, 4, 8), (4, 4, 4)])
+def test_a_merged_batch_no_name_says_is_bs_is_split_silently(bs: int, S: int, W: int) -> None:
+    """Under ``checking(ops=True)`` with nothing named, the word GRU's batch (bs*S) is not the model's bs (its
+    reading of its own layout is no evidence): splitting it back is no scrambled view."""
+    docs = torch.randint(0, 30, (bs, S, W))
+    model = Hierarchical()
+    for block in (lambda: sv.checking(ops=True), lambda: sv.watch(model, inputs="bs S W", ops=True)):
+        with block():
+            silent(model, docs)
+    if bs != S:
+        wrong = Hierarchical(wrong=True)
+        with sv.watch(wrong, inputs="bs S W", ops=True), pytest.raises(sv.ShapeError) as err:
+            wrong(docs)
+        assert err.value.code == "scrambled_view", err.value
