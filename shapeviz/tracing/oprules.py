@@ -142,6 +142,18 @@ def _unsqueeze(dim: int) -> Rule:
     return rule
 
 
+def _squeeze(dims: Sequence[int] | None) -> Rule:
+    """``squeeze(x, dim)`` (or every dim, or a tuple of them): the size-1 dims among them go, the others keep
+    their names (a dim of another size is left as it is, as torch leaves it)."""
+    def rule(op: OpView) -> Names | None:
+        shape, out = op.ins[0].shape, op.names(0)
+        if not shape:
+            return None
+        gone = {d % len(shape) for d in dims} if dims is not None else set(range(len(shape)))
+        return [n for i, n in enumerate(out) if not (i in gone and shape[i] == 1)]
+    return rule
+
+
 REDUCTIONS = frozenset({"sum", "mean", "nansum", "nanmean", "prod", "amax", "amin", "max", "min", "std", "var",
                         "logsumexp", "norm", "argmax", "argmin", "median", "all", "any", "count_nonzero"})
 """Ops that reduce over ``dim`` (removing it, or keeping it as size 1 with ``keepdim=True``)."""
@@ -302,7 +314,7 @@ def _arg(args: Sequence[Any], kwargs: dict[str, Any], pos: int, key: str, defaul
 _NONE: Any = object()
 _STATIC: dict[str, Any] = {}  # op name -> its rule when the arguments do not matter, None for no rule, _NONE: they do
 _DYNAMIC = frozenset({"transpose", "swapaxes", "swapdims", "permute", "cat", "concat", "concatenate", "stack",
-                      "unsqueeze", "getitem", "unbind", "repeat_interleave"}) | REDUCTIONS
+                      "unsqueeze", "squeeze", "getitem", "unbind", "repeat_interleave"}) | REDUCTIONS
 
 
 def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | None:
@@ -333,6 +345,13 @@ def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | No
         return _interleaved(reps, dim) if ok and reps > 0 else None
     if base == "unsqueeze":
         return _unsqueeze(int(_arg(args, kwargs, 1, "dim", 0)))
+    if base == "squeeze":
+        dim = _arg(args, kwargs, 1, "dim", None)
+        if dim is None:
+            return _squeeze(None)
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        ok = all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
+        return _squeeze([int(d) for d in dims]) if ok else None
     if base == "getitem":
         return _getitem(args[1]) if len(args) > 1 else None
     if base == "unbind":  # `for x_t in x` is unbind(x, 0): each piece drops that dim

@@ -281,3 +281,24 @@ def test_a_broadcast_operand_first_keeps_the_other_operands_names(mask_first: bo
         F.cross_entropy(logits(X), Y.reshape(-1))  # targets T*bs too: right
     with sv.checking(inputs="T bs", ops=True), pytest.raises(sv.ShapeError, match="flatten_order"):
         F.cross_entropy(logits(X), Y.t().reshape(-1))
+
+
+@pytest.mark.parametrize("squeeze", ["dim", "all", "index"])
+def test_squeezed_step_logits_keep_their_names(squeeze: str) -> None:
+    """A decoder's step logits ``(bs, 1, V)`` squeezed (by dim, or all size-1 dims) keep ``bs``, like ``[:, 0]``:
+    stacked over the steps they are (bs, T, V), so the wrong flatten order of the targets is still caught."""
+    emb, rnn, out = nn.Embedding(30, 8), nn.GRU(8, 16, batch_first=True), nn.Linear(16, 30)
+    trg = sv.name(torch.randint(0, 30, (3, 7)), "bs T")
+
+    def logits() -> torch.Tensor:
+        h, steps = None, []
+        for t in range(trg.shape[1]):
+            y, h = rnn(emb(trg[:, t:t + 1]), h)
+            step = out(y)  # (bs, 1, V)
+            steps.append(step.squeeze(1) if squeeze == "dim" else step.squeeze() if squeeze == "all" else step[:, 0])
+        return torch.stack(steps, 1)  # (bs, T, V)
+
+    with sv.checking(ops=True):
+        F.cross_entropy(logits().reshape(-1, 30), trg.reshape(-1))  # both bs*T: right
+    with sv.checking(ops=True), pytest.raises(sv.ShapeError, match="flatten_order"):
+        F.cross_entropy(logits().transpose(0, 1).reshape(-1, 30), trg.reshape(-1))
