@@ -174,12 +174,14 @@ class FlowMode(TorchFunctionMode):
         view = self.views.get(got)
         if view is not None:
             raise _scrambled(*view)
-        raise ShapeError(module=type(module).__name__, argument="input",
-                         expected="a permute/transpose of the named dims", actual=tuple(x.shape), code="scrambled_view",
-                         detail=f"the time axis of this input is {got}: a view made it of (parts of) bs and T "
-                                "without moving data (it trains, silently wrong)",
-                         hints=["permute the dims into the order you want first, then reshape (a view only "
-                                "relabels)"])
+        path = self._path(module)
+        raise ShapeError(module=f"{path}: {conv.label}" if path else conv.label, argument="input",
+                         expected="a time axis made of T", actual=tuple(x.shape), code="scrambled_view",
+                         detail=f"the time axis of this input is {got}: (parts of) the model input's bs went into "
+                                "it, so its steps mix sequences (it trains, silently wrong)",
+                         hints=["x = x.transpose(0, 1)  # before taking steps apart or reshaping, where x is "
+                                "(bs, T, ...)", "permute the dims into the order you want first, then reshape (a "
+                                "view only relabels)"])
 
     def post(self, module: nn.Module, args: tuple, output: Any) -> None:
         self.depth = max(0, self.depth - 1)

@@ -302,3 +302,21 @@ def test_squeezed_step_logits_keep_their_names(squeeze: str) -> None:
         F.cross_entropy(logits().reshape(-1, 30), trg.reshape(-1))  # both bs*T: right
     with sv.checking(ops=True), pytest.raises(sv.ShapeError, match="flatten_order"):
         F.cross_entropy(logits().transpose(0, 1).reshape(-1, 30), trg.reshape(-1))
+
+
+def test_a_time_axis_cut_from_bs_names_the_layer_by_its_path_and_hints_the_transpose() -> None:
+    """A dilated layer's steps taken apart along dim 0 of an untransposed (bs, T, emb): its time axis holds parts of
+    bs. The error names the layer by its path and configuration, and its first hint is the transpose."""
+    class Dilated(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cells = nn.ModuleList([nn.RNN(5, 9)])
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (bs, T, emb), the transpose forgotten
+            return self.cells[0](torch.cat([x[j::2] for j in range(2)], 1))[0]
+
+    model = Dilated()
+    with sv.watch(model, inputs="bs T emb", ops=True), pytest.raises(sv.ShapeError) as err:
+        model(torch.randn(6, 12, 5))
+    assert err.value.code == "scrambled_view" and str(err.value).startswith("[scrambled_view] cells.0: RNN(5, 9)")
+    assert err.value.hints[0].startswith("x = x.transpose(0, 1)")
