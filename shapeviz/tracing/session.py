@@ -156,7 +156,8 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
 
     ``ops=True`` also records the torch operations your own code runs (``X @ W``, ``cat``,
     ``one_hot``, ``.T``, ``reshape`` …) with file and line, so a hand-written loop shows each
-    step. ``inputs_dims="bs T"`` names the dims of the first input; ``sv.dims(vocab=28)`` around
+    step. ``inputs_dims="bs T"`` names the dims of the first input (its leading ones, where it names fewer,
+    as ``watch(inputs=)`` does); ``sv.dims(vocab=28)`` around
     the call names sizes. ``model`` may be an ``nn.Module``, any object with ``__call__`` (its
     ``nn.Module`` attributes are traced too) or a function.
 
@@ -181,10 +182,11 @@ def trace(model: Any, *inputs: Any, ops: bool = False, inputs_dims: str | None =
         if first.is_nested:
             raise SpecError(f"trace(inputs_dims={inputs_dims!r}): the first input is a nested tensor, whose sizes "
                             "differ from one component to the next; name the dims of a padded tensor instead")
-        if first.dim() != len(names):
+        if first.dim() < len(names):
             raise SpecError(f"trace(inputs_dims={inputs_dims!r}): {len(names)} names for the first input, "
                             f"which has {first.dim()} dims {tuple(first.shape)}")
         first_sizes = {n: int(s) for n, s in zip(names, first.shape)}
+        names = (*names, *("",) * (first.dim() - len(names)))  # the leading dims, as watch(inputs=) names them
         for n, s in first_sizes.items():
             if declared_sizes.get(n, s) != s:
                 raise SpecError(f"trace(inputs_dims={inputs_dims!r}): {n}={s} in the first input, "

@@ -334,8 +334,10 @@ def test_caught_errors_inside_the_forward_are_not_reported():
 
 
 def test_inputs_dims_is_checked():
-    with pytest.raises(sv.SpecError, match="2 names for the first input, which has 3 dims"):
-        trace(BiTagger(), torch.randn(3, 7, 6), inputs_dims="bs T")
+    with pytest.raises(sv.SpecError, match="4 names for the first input, which has 3 dims"):
+        trace(BiTagger(), torch.randn(3, 7, 6), inputs_dims="bs T emb x")
+    t = trace(BiTagger(), torch.randn(3, 7, 6), inputs_dims="bs T")  # the leading dims, as watch(inputs=) names them
+    assert t.calls[0].inputs[0].names[:2] == ("bs", "T") and t.sizes["bs"] == [3] and t.sizes["T"] == [7]
     with pytest.raises(sv.SpecError, match="not a dimension name"):
         trace(BiTagger(), torch.randn(3, 7, 6), inputs_dims="bs T 3x")
     with sv.dims(bs=4), pytest.raises(sv.SpecError, match=r"sv\.dims declared bs=4"):
