@@ -72,7 +72,21 @@ def provenance_check(module: torch.nn.Module, conv: Conventions, args: tuple, na
                      path_of: Callable[[torch.nn.Module], str | None]) -> None:
     """``ops=True``'s check of a layer call before it runs: an input whose time axis came from the model input's
     bs (an untransposed ``(bs, T, emb)``) is diagnosed, whatever its sizes (bs == T too, or nothing declared),
-    where the check of the sizes alone lets it pass. Given to the flow (:mod:`shapeviz.tracing.flow`)."""
+    where the check of the sizes alone lets it pass. Given to the flow (:mod:`shapeviz.tracing.flow`).
+
+    >>> import torch, torch.nn as nn
+    >>> from shapeviz.core.model import conventions
+    >>> from shapeviz.tracing.flow import flow
+    >>> from shapeviz.tracing.naming import name
+    >>> gru = nn.GRU(8, 6)
+    >>> with flow():  # the names come from the flow: here sv.name's, (bs=4, T=4, emb=8) into a seq-first layer
+    ...     x = name(torch.zeros(4, 4, 8), "bs T emb")
+    ...     provenance_check(gru, conventions(gru), (x,), ("bs", "T", "emb"), lambda m: "rnn")
+    Traceback (most recent call last):
+    ...
+    shapeviz.ShapeError: [batch_first_swap] rnn: GRU(8, 6): argument `input`
+    ...
+    """
     x, lay = args[0], conv.layout
     if conv.cell or conv.declaration is not None or lay.is_batched(x.dim()) is not True \
             or not provenance_swapped(names, lay.t_axis, lay.bs_axis):
