@@ -272,7 +272,8 @@ class FlowMode(TorchFunctionMode):
             return
         if base == "pad_packed_sequence":
             first = bool(args[2]) if len(args) > 2 else False  # (data, batch_sizes, batch_first, …)
-            self.put(out[0], [None] * out[0].dim(), "padded", 1 if first else 0)
+            self.put(out[0], [None] * out[0].dim(), "padded" if _padded(args, out[0], first) else "",
+                     1 if first else 0)
         elif base == "unbind" and args and isinstance(args[0], torch.Tensor):
             src = self.get(args[0])
             if src is not None:
@@ -377,14 +378,14 @@ class FlowMode(TorchFunctionMode):
                     _warn("bidirectional_h_n", "h_n[-1] of a bidirectional layer is the last layer's backward "
                           "direction only; the whole final state is both directions",
                           "torch.cat((h_n[-2], h_n[-1]), dim=1)  # (bs, 2*h): forward and backward")
-            elif dim == src.t_axis and i % x.shape[dim] == x.shape[dim] - 1:
+            elif dim == src.t_axis and i % x.shape[dim] == x.shape[dim] - 1 and x.shape[dim] > 1:  # one step: all
+                pick = "output[-1]" if dim == 0 else "output[:, -1]"  # of it is the last and the first
                 if src.what == "bi_output" and not forward_half(x.shape, index):
-                    pick = "output[-1]" if dim == 0 else "output[:, -1]"
                     _warn("bidirectional_last", f"{pick} of a bidirectional layer: its backward half has seen "
                           "only the last step", "torch.cat((h_n[-2], h_n[-1]), dim=1)  # both directions' final "
                           "states, or the backward half at step 0: output[0, :, h:] / output[:, 0, h:]")
                 elif src.what == "padded":
-                    _warn("padded_last", "output[-1] of a padded batch is padding for every sequence shorter "
+                    _warn("padded_last", f"{pick} of a padded batch is padding for every sequence shorter "
                           "than the longest", "h_n[-1]  # each sequence's real last step, or "
                           "output[lengths - 1, torch.arange(bs)]")
 
@@ -439,6 +440,22 @@ def _copied(base: str, x: torch.Tensor, names: Names, args: tuple, kwargs: dict,
         else:
             out.append(None)
     return out
+
+
+def _padded(args: tuple, out: torch.Tensor, batch_first: bool) -> bool:
+    """Does ``pad_packed_sequence`` pad any sequence: are their lengths unequal, or ``total_length`` longer? Read
+    from ``batch_sizes`` (a CPU tensor: where it is not one, say yes).
+
+    >>> _padded((None, torch.tensor([3, 3, 3])), torch.zeros(3, 3, 2), False)  # 3 steps of 3 sequences
+    False
+    >>> _padded((None, torch.tensor([3, 2])), torch.zeros(2, 3, 2), False)
+    True
+    """
+    bsz = args[1] if len(args) > 1 else None
+    if not isinstance(bsz, torch.Tensor) or bsz.device.type != "cpu" or bsz.dim() != 1 or not bsz.numel():
+        return True
+    steps = out.shape[1 if batch_first else 0]
+    return int(bsz[0]) != int(bsz[-1]) or steps != bsz.numel()
 
 
 def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:

@@ -3,6 +3,7 @@ with its clean twin, through sv.watch(model, ops=True) and sv.checking(ops=True)
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import pytest
@@ -180,6 +181,33 @@ def test_output_last_of_a_padded_batch_warns() -> None:
             assert h_n[-1].shape == (BS, 5)
         finally:
             w.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_a_padded_batch_without_padding_and_a_single_step_do_not_warn(batch_first: bool) -> None:
+    """Sequences of equal lengths, padded back to their length, have no padding; with one step, the last step is
+    the first, which the backward direction has seen whole. A padded batch of unequal lengths still warns, in
+    the words of its layout."""
+    lstm = nn.LSTM(3, 5, batch_first=batch_first)
+    gru = nn.GRU(3, 4, bidirectional=True, batch_first=batch_first)
+    last = (slice(None), -1) if batch_first else (-1,)
+    with sv.checking(ops=True):
+        w = no_warnings()
+        try:
+            for lengths in ([4, 4, 4], [1, 1, 1]):
+                x = torch.randn(3, max(lengths), 3) if batch_first else torch.randn(max(lengths), 3, 3)
+                packed, _ = lstm(pack_padded_sequence(x, torch.tensor(lengths), batch_first=batch_first))
+                pad_packed_sequence(packed, batch_first=batch_first)[0][last]
+            out, _ = gru(torch.randn(3, 1, 3) if batch_first else torch.randn(1, 3, 3))  # T=1
+            out[last], out[(*last, slice(4, None))]
+        finally:
+            w.__exit__(None, None, None)
+        packed, _ = lstm(pack_padded_sequence(torch.randn(3, 4, 3) if batch_first else torch.randn(4, 3, 3),
+                                              torch.tensor([4, 2, 1]), batch_first=batch_first))
+        out, _ = pad_packed_sequence(packed, batch_first=batch_first)
+        pick = "output[:, -1]" if batch_first else "output[-1]"
+        with pytest.warns(sv.ShapeWarning, match=rf"padded_last\] {re.escape(pick)} of a padded batch"):
+            out[last]
 
 
 # ------------------------------------------------------------------ cleanup
