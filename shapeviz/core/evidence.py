@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = ["cell_suspect", "cell_swapped", "layer_confirmed", "layer_suspect", "layer_swapped", "packed_swapped",
-           "provenance_swapped", "unbatched_ambiguous"]
+           "provenance_speaks", "provenance_swapped", "unbatched_ambiguous"]
 
 
 def provenance_swapped(names: Sequence[str | None], t_axis: int, bs_axis: int) -> bool:
@@ -37,8 +37,22 @@ def provenance_swapped(names: Sequence[str | None], t_axis: int, bs_axis: int) -
 
     >>> provenance_swapped(("bs", "T", "emb"), 0, 1), provenance_swapped(("T", "bs", "emb"), 0, 1)
     (True, False)
+    >>> provenance_swapped(("7", "bs", "h"), 1, 0)  # h_n repeated 7 times, read batch-first: 7 copies as the batch
+    True
     """
-    return names[t_axis] == "bs" and names[bs_axis] in ("T", None)
+    at_bs = names[bs_axis]
+    return names[t_axis] == "bs" and (at_bs in ("T", None) or at_bs.isdigit())
+
+
+def provenance_speaks(names: Sequence[str | None], *axes: int) -> bool:
+    """Does provenance say what any of these dims is in time or batch terms (a name made of ``T`` or ``bs``,
+    ``bs*3``, ``T[2:4]``)? A count of copies (``"7"``) or a feature name says nothing about the layout.
+
+    >>> provenance_speaks(("7", "bs", "h"), 0, 1), provenance_speaks(("7", None, "h"), 0, 1)
+    (True, False)
+    """
+    return any(names[a] is not None and bool({p.split("[")[0] for p in names[a].split("*")} & {"T", "bs"})
+               for a in axes)
 
 
 def layer_suspect(decl: dict[str, int], bs: int, T: int) -> bool:

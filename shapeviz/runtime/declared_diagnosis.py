@@ -25,9 +25,9 @@ from torch import Tensor
 
 from shapeviz._errors import ShapeError
 from shapeviz.core.callfit import call_rule, dtype_fits, input_shape, state_batch, state_parts, state_shapes
-from shapeviz.core.evidence import cell_swapped, layer_swapped
+from shapeviz.core.evidence import cell_swapped
 from shapeviz.core.model import Conventions, module_weight
-from shapeviz.runtime.diagnosis import cell_swap_error
+from shapeviz.runtime.diagnosis import cell_swap_error, swap_evidence
 
 __all__ = ["diagnose_declared"]
 
@@ -130,13 +130,8 @@ def _swap(c: _Call, x: Tensor, sh: tuple[int, ...], state_bs: int | None) -> Sha
             return cell_swap_error(c, x, sh[lay.bs_axis], "...")
         return None
     assert c.T is not None and c.bs is not None and lay.t_axis is not None
-    swapped, via = False, ""
-    if state_bs is not None and state_bs == c.T and c.bs != c.T:
-        swapped, via = True, f"h_0 has batch {state_bs}, which is this input's dim {lay.t_axis}"
-    elif c.decl and layer_swapped(c.decl, c.bs, c.T, state_bs):
-        swapped = True
-        via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
-    if not swapped:
+    via = swap_evidence(x, lay.t_axis, lay.bs_axis, c.T, c.bs, c.decl, state_bs)  # the same evidence as torch's
+    if via is None:
         return None
     c.T, c.bs = c.bs, c.T
     a, b = sorted((lay.t_axis, lay.bs_axis))

@@ -25,6 +25,7 @@ from shapeviz.core.evidence import (
     layer_confirmed,
     layer_swapped,
     packed_swapped,
+    provenance_speaks,
     provenance_swapped,
     unbatched_ambiguous,
 )
@@ -68,6 +69,30 @@ class _Ctx:
                           actual=actual, code=code, hints=hints, detail=detail, context=context)
 
 
+def swap_evidence(x: Tensor, t_axis: int, bs_axis: int, T: int | None, bs: int | None, decl: dict[str, int],
+                  state_bs: int | None) -> str | None:
+    """The evidence that a layer's batched input ``x`` (``T`` and ``bs`` as the layer reads them, at ``t_axis`` and
+    ``bs_axis``) is laid out swapped, as the message says it, or None: with ``ops=True`` the dims' provenance
+    decides and no size outweighs it; else the declared sizes as a whole, then the call's own state (a size of 1
+    matches by nature; declared sizes that read the input as the layer does contradict the state).
+
+    >>> swap_evidence(torch.zeros(4, 7, 8), 0, 1, T=4, bs=7, decl={"bs": 4, "T": 7}, state_bs=None)
+    'declared sizes bs=4, T=7'
+    >>> swap_evidence(torch.zeros(2, 7, 8), 1, 0, T=7, bs=2, decl={"bs": 2, "T": 7}, state_bs=7)  # a stale h_0
+    """
+    names = known_names(x)  # ops=True: where each dim came from decides, not the sizes
+    if names is not None and provenance_speaks(names, t_axis, bs_axis):
+        return f"this input's dim {t_axis} comes from the model input's bs" \
+            if provenance_swapped(names, t_axis, bs_axis) else None
+    if T is None or bs is None:
+        return None
+    if decl and layer_swapped(decl, bs, T, state_bs) and not both_ways(bs, T):
+        return "declared sizes " + ", ".join(f"{k}={v}" for k, v in decl.items() if k in ("bs", "T"))
+    if state_bs is not None and state_bs == T != 1 and bs != T and not (decl and layer_confirmed(decl, bs, T)):
+        return f"h_0 has batch {state_bs}, which is this input's dim {t_axis}"
+    return None
+
+
 def provenance_check(module: torch.nn.Module, conv: Conventions, args: tuple, names: Sequence[str | None],
                      path_of: Callable[[torch.nn.Module], str | None]) -> None:
     """``ops=True``'s check of a layer call before it runs: an input whose time axis came from the model input's
@@ -88,10 +113,22 @@ def provenance_check(module: torch.nn.Module, conv: Conventions, args: tuple, na
     ...
     """
     x, lay = args[0], conv.layout
-    if conv.cell or conv.declaration is not None or lay.is_batched(x.dim()) is not True \
-            or not provenance_swapped(names, lay.t_axis, lay.bs_axis):
+    hx = args[1] if len(args) > 1 else None
+    if conv.cell or lay.t_axis is None:  # a step: its batch dim came from the model input's T
+        if conv.declaration is None and x.dim() == 2 and names[0] == "T":
+            c = _Ctx(module, conv, declared(), path_of(module))
+            raise c.err("batch_first_swap", "input", x, _ITERATE_TIME,
+                        f"this step is (T={x.shape[0]}, emb): its dim 0 comes from the model input's T, so the loop "
+                        "iterates the batch dim of a batch-first tensor")
         return
-    err = diagnose(module, conv, x, args[1] if len(args) > 1 else None, declared(), path_of(module))
+    if lay.is_batched(x.dim()) is not True or not provenance_swapped(names, lay.t_axis, lay.bs_axis):
+        return
+    if conv.declaration is None:
+        err = diagnose(module, conv, x, hx, declared(), path_of(module))
+    else:
+        from shapeviz.runtime.declared_diagnosis import diagnose_declared
+
+        err = diagnose_declared(module, conv, x, hx, declared(), path_of(module))
     if err is not None:
         raise err
 
@@ -195,19 +232,8 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     state = _first_state(c, hx)
     state_bs = state_batch(c.rule, hx)
     if c.batched:
-        names = known_names(x)  # ops=True: where each dim came from decides, not the sizes
-        at_T, at_bs = (None, None) if names is None else (names[lay.t_axis], names[lay.bs_axis])
-        known = at_T is not None or at_bs is not None  # provenance decides: no size outweighs it
-        if known:
-            swapped = provenance_swapped(names, lay.t_axis, lay.bs_axis)  # type: ignore[arg-type]
-            via = f"this input's dim {lay.t_axis} comes from the model input's bs"
-        else:
-            swapped = (bool(c.decl) and c.bs is not None and c.T is not None
-                       and layer_swapped(c.decl, c.bs, c.T, state_bs) and not both_ways(c.bs, c.T))
-            via = "declared sizes " + ", ".join(f"{k}={v}" for k, v in c.decl.items() if k in ("bs", "T"))
-        if (not swapped and not known and state_bs is not None and state_bs == c.T != 1 and c.bs != c.T
-                and not (c.decl and layer_confirmed(c.decl, c.bs, c.T))):  # sizes of 1 match by nature
-            swapped, via = True, f"h_0 has batch {state_bs}, which is this input's dim {lay.t_axis}"
+        via = swap_evidence(x, lay.t_axis, lay.bs_axis, c.T, c.bs, c.decl, state_bs)
+        swapped = via is not None
         if swapped and sh[-1] != c.emb:  # a transpose would not fix it: emb comes first
             also = (f"; it is also laid out {lay.swapped_text} for a layer with {lay.flag_text} (evidence: {via})")
             c.T, c.bs = c.bs, c.T
@@ -457,13 +483,15 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
                                            f"h = cell(x_t, h)  # a {conv.kind} takes one state tensor"))
 
 
+_ITERATE_TIME = ["for x_t in x.transpose(0, 1):  # iterate time of a (bs, T, emb) tensor",
+                 "or x_t = x[:, t]  # the t-th step of a batch-first tensor"]
+
+
 def cell_swap_error(c: Any, x: Tensor, first: int, rest: str) -> ShapeError:
     """``batch_first_swap`` of a cell stepped over the batch dim of a batch-first tensor (declared sizes line
     up: :func:`~shapeviz.core.evidence.cell_swapped`); ``c`` is a diagnosis context (``decl``, ``bs``, ``err``)."""
     c.bs = c.decl["bs"]
-    return c.err("batch_first_swap", "input", x,
-                 ["for x_t in x.transpose(0, 1):  # iterate time of a (bs, T, emb) tensor",
-                  "or x_t = x[:, t]  # the t-th step of a batch-first tensor"],
+    return c.err("batch_first_swap", "input", x, list(_ITERATE_TIME),
                  f"this step is (T={first}, {rest}): declared bs={c.decl['bs']}, T={c.decl['T']}; "
                  "the loop iterates the batch dim of a batch-first tensor")
 

@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.naming import Names
 
-__all__ = ["Pick", "joined_pick", "merges", "mixes_directions", "piece_name", "prod", "read_as_time", "slice_names",
-           "view_names"]
+__all__ = ["Pick", "copied_names", "joined_pick", "merges", "mixes_directions", "piece_name", "prod", "read_as_time",
+           "slice_names", "view_names"]
 
 
 _PIECE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\d+)\[(\d+):(\d+)\]\Z")
@@ -337,3 +337,37 @@ def prod(sizes: Iterable[int]) -> int:
     for s in sizes:
         p *= s
     return p
+
+
+def copied_names(base: str, src_shape: tuple[int, ...], names: Names, args: tuple, kwargs: dict,
+                 shape: tuple[int, ...]) -> Names | None:
+    """Names of a copy op's result, the copies counted in memory order: ``expand`` of a size-1 dim to
+    3 copies is ``"3"``; ``repeat`` tiles (``"3*bs"``: the copy outer); ``repeat_interleave`` repeats
+    each row (``"bs*3"``), so a beam's ``bs*k`` keeps its order (``view(bs, k, h)`` gives them back).
+
+    >>> copied_names("repeat", (1, 4, 6), [None, "bs", "h"], (None, 7, 1, 1), {}, (7, 4, 6))  # h_n[-1:] T times
+    ['7', 'bs', 'h']
+    """
+    src = list(src_shape)
+    new = len(shape) - len(src)
+    if new < 0:
+        return None
+    if base == "repeat_interleave":
+        reps, dim = (args[1] if len(args) > 1 else kwargs.get("repeats")), kwargs.get("dim", args[2] if len(args) > 2
+                                                                                      else None)
+        if not isinstance(reps, int) or not isinstance(dim, int) or new:
+            return None
+        d = dim % len(src)
+        return [f"{n}*{reps}" if k == d and n and reps > 1 else (n if k != d or reps == 1 else None)
+                for k, n in enumerate(names)]
+    out: Names = [str(s) if s > 1 else None for s in shape[:new]]  # new leading dims: copies
+    for n, s, t in zip(names, src, shape[new:]):
+        if s == t:
+            out.append(n)
+        elif s == 1:
+            out.append(str(t))  # a size-1 dim made t copies
+        elif base == "repeat" and t % s == 0 and n:
+            out.append(f"{t // s}*{n}")  # tiled: the copy index is outer
+        else:
+            out.append(None)
+    return out

@@ -50,7 +50,15 @@ from torch.overrides import TorchFunctionMode
 from shapeviz._errors import ShapeError, ShapeWarning, SpecError
 from shapeviz.core.dimensions import parse_names
 from shapeviz.core.model import Conventions, conventions, is_recurrent
-from shapeviz.tracing.dimparts import Pick, joined_pick, mixes_directions, read_as_time, slice_names, view_names
+from shapeviz.tracing.dimparts import (
+    Pick,
+    copied_names,
+    joined_pick,
+    mixes_directions,
+    read_as_time,
+    slice_names,
+    view_names,
+)
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
 from shapeviz.tracing.oprules import RESHAPES, forward_half, index_plan, op_name, op_params, op_rule
 from shapeviz.tracing.records import TensorInfo
@@ -313,7 +321,7 @@ class FlowMode(TorchFunctionMode):
         view = OpView([self.info(t) for t in tensors], tuple(out.shape), self.namer)
         names: Names | None = None
         if base in _COPIES and src is not None:
-            names = _copied(base, x, src.names, args, kwargs, tuple(out.shape))
+            names = copied_names(base, tuple(x.shape), src.names, args, kwargs, tuple(out.shape))
         elif base in _CONVS and src is not None and len(args) > 1 and isinstance(args[1], torch.Tensor) \
                 and x.dim() == args[1].dim() and src.names[0]:  # a batched conv keeps its batch, dim 0
             names = [src.names[0], *[None] * (out.dim() - 1)]
@@ -410,36 +418,6 @@ class FlowMode(TorchFunctionMode):
                                 "scored against another position's target (it trains, silently wrong)",
                          hints=[fix, f"or make the logits {trows}: logits.reshape({lead}, -1).transpose(0, 1)"
                                 ".reshape(-1, logits.shape[-1])"])
-
-
-def _copied(base: str, x: torch.Tensor, names: Names, args: tuple, kwargs: dict,
-            shape: tuple[int, ...]) -> Names | None:
-    """Names of a copy op's result, the copies counted in memory order: ``expand`` of a size-1 dim to
-    3 copies is ``"3"``; ``repeat`` tiles (``"3*bs"``: the copy outer); ``repeat_interleave`` repeats
-    each row (``"bs*3"``), so a beam's ``bs*k`` keeps its order (``view(bs, k, h)`` gives them back)."""
-    src = list(x.shape)
-    new = len(shape) - len(src)
-    if new < 0:
-        return None
-    if base == "repeat_interleave":
-        reps, dim = (args[1] if len(args) > 1 else kwargs.get("repeats")), kwargs.get("dim", args[2] if len(args) > 2
-                                                                                      else None)
-        if not isinstance(reps, int) or not isinstance(dim, int) or new:
-            return None
-        d = dim % len(src)
-        return [f"{n}*{reps}" if k == d and n and reps > 1 else (n if k != d or reps == 1 else None)
-                for k, n in enumerate(names)]
-    out: Names = [str(s) if s > 1 else None for s in shape[:new]]  # new leading dims: copies
-    for n, s, t in zip(names, src, shape[new:]):
-        if s == t:
-            out.append(n)
-        elif s == 1:
-            out.append(str(t))  # a size-1 dim made t copies
-        elif base == "repeat" and t % s == 0 and n:
-            out.append(f"{t // s}*{n}")  # tiled: the copy index is outer
-        else:
-            out.append(None)
-    return out
 
 
 def _padded(args: tuple, out: torch.Tensor, batch_first: bool) -> bool:

@@ -564,3 +564,89 @@ def test_a_merged_batch_no_name_says_is_bs_is_split_silently(bs: int, S: int, W:
         with sv.watch(wrong, inputs="bs S W", ops=True), pytest.raises(sv.ShapeError) as err:
             wrong(docs)
         assert err.value.code == "scrambled_view", err.value
+
+
+class CellLoop(nn.Module):
+    """A GRUCell stepped over ``(T, bs, emb)``; ``transpose=False`` forgets the transpose of ``(bs, T)`` tokens
+    and sizes the state from the wrong dim, so torch runs it: each "step" is a row of the batch."""
+
+    def __init__(self, transpose: bool) -> None:
+        super().__init__()
+        self.transpose = transpose
+        self.emb, self.cell = nn.Embedding(20, 6), nn.GRUCell(6, 6)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.emb(tokens)
+        x = x.transpose(0, 1) if self.transpose else x
+        T, bs, _ = x.shape
+        h = x.new_zeros(bs, 6)
+        for t in range(T):
+            h = self.cell(x[t], h)
+        return h
+
+
+class Autoencoder(nn.Module):
+    """Encode (bs, T, f), repeat the last state T times, decode batch-first; ``wrong`` forgets the transpose of
+    the repeated (T, bs, h)."""
+
+    def __init__(self, wrong: bool) -> None:
+        super().__init__()
+        self.wrong = wrong
+        self.enc, self.dec = nn.LSTM(6, 6, batch_first=True), nn.LSTM(6, 6, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.enc(x)
+        z = h[-1].unsqueeze(0).repeat(x.shape[1], 1, 1)  # (T, bs, h)
+        return self.dec(z if self.wrong else z.transpose(0, 1))[0]
+
+
+@pytest.mark.parametrize(("bs", "T"), [(4, 9), (5, 5)])
+def test_with_ops_provenance_catches_a_cell_loop_over_the_batch_and_a_repeated_state(bs: int, T: int) -> None:
+    """A cell loop over the batch dim, and T copies of a state read as the batch: caught by provenance whatever
+    the sizes (the state sized from the wrong dim, or copies counted as the batch, outweigh nothing). Their
+    right twins stay silent."""
+    tokens, x = torch.randint(0, 20, (bs, T)), torch.randn(bs, T, 6)
+    for wrong, right, arg in ((CellLoop(False), CellLoop(True), tokens), (Autoencoder(True), Autoencoder(False), x)):
+        with sv.watch(wrong, inputs="bs T", ops=True), pytest.raises(sv.ShapeError) as err:
+            wrong(arg)
+        assert err.value.code == "batch_first_swap", err.value
+        with sv.watch(right, inputs="bs T", ops=True):
+            silent(right, arg)
+
+
+def test_with_ops_provenance_judges_a_declared_layer_as_it_judges_torchs() -> None:
+    """A from-scratch RNN declared ``input="T bs emb"``, fed (bs, T, emb) one-hot ids untransposed, bs == T."""
+    class ScratchRNN(nn.Module):
+        def __init__(self, num_inputs: int, num_hiddens: int) -> None:
+            super().__init__()
+            self.num_inputs, self.num_hiddens = num_inputs, num_hiddens
+            self.W = nn.Linear(num_inputs + num_hiddens, num_hiddens)
+
+        def forward(self, inputs: torch.Tensor, state: tuple | None = None) -> tuple:
+            (h,) = state if state is not None else (inputs.new_zeros(inputs.shape[1], self.num_hiddens),)
+            outputs = []
+            for x_t in inputs:  # (T, bs, emb): each step (bs, emb)
+                h = torch.tanh(self.W(torch.cat((x_t, h), 1)))
+                outputs.append(h)
+            return torch.stack(outputs), (h,)
+
+    sv.recurrent(ScratchRNN, input="T bs emb", state=("bs h",), sizes={"emb": "num_inputs", "h": "num_hiddens"})
+    try:
+        class Net(nn.Module):
+            def __init__(self, transpose: bool) -> None:
+                super().__init__()
+                self.transpose, self.rnn = transpose, ScratchRNN(8, 6)
+
+            def forward(self, X: torch.Tensor) -> torch.Tensor:
+                return self.rnn(torch.nn.functional.one_hot(X.T if self.transpose else X, 8).float())[0]
+
+        X = torch.randint(0, 8, (5, 5))
+        with sv.watch(wrong := Net(False), inputs="bs T", ops=True), pytest.raises(sv.ShapeError) as err:
+            wrong(X)
+        assert err.value.code == "batch_first_swap" and "rnn: ScratchRNN" in str(err.value), err.value
+        with sv.watch(right := Net(True), inputs="bs T", ops=True):
+            silent(right, X)
+    finally:
+        from shapeviz.core.declared import undeclare
+
+        undeclare(ScratchRNN)
