@@ -133,6 +133,12 @@ def provenance_check(module: torch.nn.Module, conv: Conventions, args: tuple, na
         raise err
 
 
+def batch_said(c: Any) -> str:
+    """The input's batch in a ``batch_mismatch`` message: ``"bs = 3"``, or ``"batch is 3"`` where the declared bs
+    is another size (a merged ``bs*k`` or a smaller group is not the declared bs)."""
+    return f"batch is {c.bs}" if c.decl.get("bs", c.bs) != c.bs else f"bs = {c.bs}"
+
+
 def _rank_context() -> list[str]:
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
@@ -363,8 +369,7 @@ def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
         else:
             hints = [f"{short} = torch.zeros{_zeros(c, arg)}  # build the state for this batch size"]
         return c.err("batch_mismatch", arg, h, hints,
-                     f"its batch is {sh[1]}, but the input's batch "
-                     f"{'is' if c.decl.get('bs', c.bs) != c.bs else 'bs ='} {c.bs}")
+                     f"its batch is {sh[1]}, but the input's {batch_said(c)}")
     if sh[-1] != last:
         if conv.proj_size and sh[-1] in (wants[0][-1], wants[1][-1]):  # h's size where c's is, or the reverse
             return c.err("proj_size", arg, h,
@@ -518,7 +523,7 @@ def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
         hints = ([f"{short} = {short}[:{c.bs}]  # the last batch of an epoch can be smaller"]
                  if sh[0] > c.bs and (sh[-1] == want[-1] or (c.decl or {}).get("bs") == sh[0]) else [])
         hints.append(f"{short} = torch.zeros{_zeros(c, arg)}  # state for this batch size")
-        return c.err("batch_mismatch", arg, h, hints, f"its batch is {sh[0]}, but the input's bs = {c.bs}")
+        return c.err("batch_mismatch", arg, h, hints, f"its batch is {sh[0]}, but the input's {batch_said(c)}")
     if sh[-1] != want[-1]:
         return c.err("hidden_size", arg, h, [f"{short} = torch.zeros{_zeros(c, arg)}",
                                              f"or build the cell with hidden_size={sh[-1]}"],

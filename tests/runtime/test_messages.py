@@ -209,3 +209,15 @@ def test_flow_codes_scrambled_view_and_flatten_order():  # ops=True (more in tes
     with sv.checking(ops=True), pytest.raises(sv.ShapeError) as info:
         F.cross_entropy(out.reshape(-1, 28), Y.reshape(-1))  # (T*bs, vocab) vs (bs*T,)
     assert info.value.code == "flatten_order" and info.value.hints[0].startswith("Y.T.reshape(-1)")
+
+
+@pytest.mark.parametrize("layer", [nn.GRUCell(4, 6), nn.GRU(4, 6)])
+def test_a_batch_other_than_the_declared_bs_is_not_called_bs(layer: nn.Module) -> None:
+    """A stack loop's step of 3 rows while bs=6 is declared: the message says the input's batch is 3, the
+    declared bs stays 6, and the expected state prints 3 bare."""
+    x = torch.randn(3, 4) if isinstance(layer, nn.GRUCell) else torch.randn(5, 3, 4)
+    h = torch.zeros(6, 6) if isinstance(layer, nn.GRUCell) else torch.zeros(1, 6, 6)
+    with sv.dims(bs=6), pytest.raises(sv.ShapeError) as err:
+        sv.check_call(layer, x, h)
+    text = str(err.value)
+    assert err.value.code == "batch_mismatch" and "but the input's batch is 3" in text and "bs=3" not in text, text
