@@ -121,7 +121,9 @@ def provenance_check(module: torch.nn.Module, conv: Conventions, args: tuple, na
                         f"this step is (T={x.shape[0]}, emb): its dim 0 comes from the model input's T, so the loop "
                         "iterates the batch dim of a batch-first tensor")
         return
-    if lay.is_batched(x.dim()) is not True or not provenance_swapped(names, lay.t_axis, lay.bs_axis):
+    batched = lay.is_batched(x.dim())
+    if not ((batched is True and provenance_swapped(names, lay.t_axis, lay.bs_axis))
+            or (batched is False and conv.declaration is None and names[0] == "bs" and x.shape[0] != 1)):  # (bs, emb)
         return
     if conv.declaration is None:
         err = diagnose(module, conv, x, hx, declared(), path_of(module))
@@ -251,7 +253,12 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
                          f"(evidence: {via})")
     else:
         evidence = None
-        if state_bs is not None and state_bs == sh[0]:
+        names = known_names(x)  # ops=True: provenance decides
+        if names is not None and provenance_speaks(names, 0):
+            # a batch of one is one step of one sequence: the same either way
+            evidence = "this input's dim 0 comes from the model input's bs" if names[0] == "bs" and sh[0] != 1 \
+                else None
+        elif state_bs is not None and state_bs == sh[0]:
             evidence = f"h_0 is 3-D with batch {state.shape[1]} = this input's first dim"
         elif c.decl and unbatched_ambiguous(c.decl, sh[0], state.dim() if isinstance(state, Tensor) else None,
                                             lay.state_ndim(False)):

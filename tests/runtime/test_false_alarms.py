@@ -650,3 +650,19 @@ def test_with_ops_provenance_judges_a_declared_layer_as_it_judges_torchs() -> No
         from shapeviz.core.declared import undeclare
 
         undeclare(ScratchRNN)
+
+
+@pytest.mark.parametrize("bs", [8, 4, 1])
+def test_with_ops_a_batch_read_as_an_unbatched_sequence_is_caught_by_provenance(bs: int) -> None:
+    """A policy's (bs, obs) observations given to an LSTM without a time dim: torch reads the batch as time. With
+    ops=True, provenance says dim 0 is bs (obs == bs == 4 too); a batch of one computes the same either way."""
+    lstm = nn.LSTM(4, 4)
+    obs = sv.name(torch.randn(bs, 4), "bs obs")
+    with sv.checking(ops=True):
+        if bs == 1:
+            silent(lstm, obs)
+        else:
+            with pytest.raises(sv.ShapeError) as err:
+                lstm(obs)
+            assert err.value.code == "unbatched_ambiguous" and "comes from the model input's bs" in str(err.value)
+        silent(lstm, obs.unsqueeze(0))  # one step of bs sequences: right
