@@ -359,8 +359,19 @@ def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | No
     return _reduction(args, kwargs)
 
 
+FACTORIES = frozenset({"new_zeros", "new_ones", "new_empty", "new_full", "new_tensor"})
+"""``x.new_zeros(3, 4, 6)``: a tensor whose sizes are the numbers given, not x's dims (only x's dtype and device)."""
+
+
+def _sized_only(op: OpView) -> Names:
+    """A factory's result: no dim is one of its input's, whatever the sizes (names by size are guesses)."""
+    return [None] * len(op.shape)
+
+
 def _static_rule(base: str) -> Rule | None:
     """The rule of an op whose arguments do not change it (``base``: its name without ``_`` and ``.``)."""
+    if base in FACTORIES:
+        return _sized_only
     if base in ("matmul", "mm", "bmm", "rmatmul"):
         return _matmul
     if base == "linear":

@@ -127,3 +127,15 @@ def test_namer_contradictions() -> None:
     assert namer.contradicted(["T", "bs"], (2, 7)) == {0, 1}
     assert namer.contradicted(["T", "bs"], (5, 2)) == set()
     assert Namer({}, {}).contradicted(["bs"], (6,)) == set()
+
+
+def test_a_new_tensor_of_the_same_sizes_is_not_named_like_its_source() -> None:
+    """``x.new_zeros(layers, bs, h)`` takes only x's dtype and device: with layers == T and h == emb its sizes match
+    x's dims, which is no evidence; its dims are at most guesses."""
+    class Stacked(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.new_zeros(3, x.shape[1], 6)
+
+    t = sv.trace(Stacked(), torch.randn(3, 4, 6), inputs_dims="T bs emb", ops=True)
+    [new] = [c for c in t.calls if c.type == "new_zeros"]
+    assert all(n == "" or n.endswith("?") for n in new.outputs[0].names or ()), new.describe()
