@@ -17,11 +17,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
+import torch
+
 from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.naming import Names
 
-__all__ = ["Pick", "copied_names", "joined_pick", "merges", "mixes_directions", "piece_name", "prod", "read_as_time",
-           "slice_names", "view_names"]
+__all__ = ["Pick", "broadcasts", "copied_names", "joined_pick", "merges", "mixes_directions", "pads", "piece_name",
+           "prod", "read_as_time", "slice_names", "view_names"]
 
 
 _PIECE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\d+)\[(\d+):(\d+)\]\Z")
@@ -371,3 +373,28 @@ def copied_names(base: str, src_shape: tuple[int, ...], names: Names, args: tupl
         else:
             out.append(None)
     return out
+
+
+def broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
+    """Does ``shape`` broadcast to ``to`` (an elementwise op's operand: a locked-dropout mask ``(1, bs, h)``)?
+
+    >>> broadcasts((1, 4, 8), (7, 4, 8)), broadcasts((4, 8), (7, 4, 8)), broadcasts((7, 1), (1, 7))
+    (True, True, False)
+    """
+    return len(shape) <= len(to) and all(s in (1, t) for s, t in zip(reversed(shape), reversed(to)))
+
+
+def pads(args: tuple, out: torch.Tensor, batch_first: bool) -> bool:
+    """Does ``pad_packed_sequence`` pad any sequence: are their lengths unequal, or ``total_length`` longer? Read
+    from ``batch_sizes`` (a CPU tensor: where it is not one, say yes).
+
+    >>> pads((None, torch.tensor([3, 3, 3])), torch.zeros(3, 3, 2), False)  # 3 steps of 3 sequences
+    False
+    >>> pads((None, torch.tensor([3, 2])), torch.zeros(2, 3, 2), False)
+    True
+    """
+    bsz = args[1] if len(args) > 1 else None
+    if not isinstance(bsz, torch.Tensor) or bsz.device.type != "cpu" or bsz.dim() != 1 or not bsz.numel():
+        return True
+    steps = out.shape[1 if batch_first else 0]
+    return int(bsz[0]) != int(bsz[-1]) or steps != bsz.numel()

@@ -52,9 +52,11 @@ from shapeviz.core.dimensions import parse_names
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.dimparts import (
     Pick,
+    broadcasts,
     copied_names,
     joined_pick,
     mixes_directions,
+    pads,
     read_as_time,
     slice_names,
     view_names,
@@ -74,6 +76,8 @@ facts survive them (``pad_packed_sequence``'s unsorting ``index_select``) unless
 _JOINS = frozenset({"cat", "concat", "concatenate", "stack"})
 _COPIES = frozenset({"expand", "repeat", "repeat_interleave"})
 _CONVS = frozenset({"conv1d", "conv2d", "conv3d"})
+_POOLS = frozenset({f"{kind}_pool{n}d{tail}" for kind in ("max", "avg", "adaptive_max", "adaptive_avg", "lp")
+                    for n in (1, 2, 3) for tail in ("", "_with_indices")})
 _LOCAL = threading.local()  # .modes: the flow modes active in this thread, innermost last
 _ACTIVE = [0]  # flow modes active in any thread: known_names returns at once when there are none
 _ACTIVE_LOCK = threading.Lock()
@@ -278,9 +282,11 @@ class FlowMode(TorchFunctionMode):
         """Ops with several results: unbind (a loop over a sequence) and pad_packed_sequence."""
         if not isinstance(out, (tuple, list)) or not out or not isinstance(out[0], torch.Tensor):
             return
-        if base == "pad_packed_sequence":
+        if base == "pack_padded_sequence" and args and isinstance(args[0], torch.Tensor):
+            self._check_pack(args[0], bool(args[2]) if len(args) > 2 else bool(kwargs.get("batch_first", False)))
+        elif base == "pad_packed_sequence":
             first = bool(args[2]) if len(args) > 2 else False  # (data, batch_sizes, batch_first, …)
-            self.put(out[0], [None] * out[0].dim(), "padded" if _padded(args, out[0], first) else "",
+            self.put(out[0], [None] * out[0].dim(), "padded" if pads(args, out[0], first) else "",
                      1 if first else 0)
         elif base == "unbind" and args and isinstance(args[0], torch.Tensor):
             src = self.get(args[0])
@@ -325,6 +331,8 @@ class FlowMode(TorchFunctionMode):
         elif base in _CONVS and src is not None and len(args) > 1 and isinstance(args[1], torch.Tensor) \
                 and x.dim() == args[1].dim() and src.names[0]:  # a batched conv keeps its batch, dim 0
             names = [src.names[0], *[None] * (out.dim() - 1)]
+        elif base in _POOLS and src is not None and x.dim() == out.dim() >= 3 and x.shape[:2] == out.shape[:2]:
+            names = [*src.names[:2], *[None] * (out.dim() - 2)]  # a pooling keeps its batch and channels
         elif rule is not None:
             try:
                 names = rule(view)
@@ -332,7 +340,7 @@ class FlowMode(TorchFunctionMode):
                 names = None
         elif x.shape == out.shape:  # elementwise ops (add, tanh, dropout …) keep the first operand's names
             names = view.names(0) if self.get(x) is not None else None
-        elif _broadcasts(tuple(x.shape), tuple(out.shape)):  # mask * y: the operand of the result's shape names it
+        elif broadcasts(tuple(x.shape), tuple(out.shape)):  # mask * y: the operand of the result's shape names it
             full = next((k for k, t in enumerate(tensors) if t.shape == out.shape and self.get(t) is not None), None)
             names = view.names(full) if full is not None else None
         pick = None
@@ -397,6 +405,21 @@ class FlowMode(TorchFunctionMode):
                           "than the longest", "h_n[-1]  # each sequence's real last step, or "
                           "output[lengths - 1, torch.arange(bs)]")
 
+    def _check_pack(self, x: torch.Tensor, batch_first: bool) -> None:
+        """A padded batch packed with the wrong ``batch_first``: its steps' dim comes from the model input's bs."""
+        f = self.get(x)
+        if f is None or x.dim() < 2:
+            return
+        steps, rows = (f.names[1], f.names[0]) if batch_first else (f.names[0], f.names[1])
+        if steps == "bs" and (rows in ("T", None) or (rows or "").isdigit()):
+            laid, flag = ("(T, bs, …)", "batch_first=False") if batch_first else ("(bs, T, …)", "batch_first=True")
+            raise ShapeError(module="pack_padded_sequence", argument="input", expected=f"the steps at dim "
+                             f"{1 if batch_first else 0}", actual=tuple(x.shape), code="packed",
+                             detail=f"the padded batch is laid out {laid} (evidence: its dim {1 if batch_first else 0}"
+                                    " comes from the model input's bs), but it is packed as the other layout: "
+                                    "each sequence is cut into another's steps (it trains, silently wrong)",
+                             hints=[f"pack_padded_sequence(x, lengths, {flag})  # x is {laid}"])
+
     def _check_loss(self, base: str, logits: Any, target: Any) -> None:
         a, b = self.get(logits), self.get(target)
         if a is None or b is None or not a.names or not b.names:
@@ -418,31 +441,6 @@ class FlowMode(TorchFunctionMode):
                                 "scored against another position's target (it trains, silently wrong)",
                          hints=[fix, f"or make the logits {trows}: logits.reshape({lead}, -1).transpose(0, 1)"
                                 ".reshape(-1, logits.shape[-1])"])
-
-
-def _padded(args: tuple, out: torch.Tensor, batch_first: bool) -> bool:
-    """Does ``pad_packed_sequence`` pad any sequence: are their lengths unequal, or ``total_length`` longer? Read
-    from ``batch_sizes`` (a CPU tensor: where it is not one, say yes).
-
-    >>> _padded((None, torch.tensor([3, 3, 3])), torch.zeros(3, 3, 2), False)  # 3 steps of 3 sequences
-    False
-    >>> _padded((None, torch.tensor([3, 2])), torch.zeros(2, 3, 2), False)
-    True
-    """
-    bsz = args[1] if len(args) > 1 else None
-    if not isinstance(bsz, torch.Tensor) or bsz.device.type != "cpu" or bsz.dim() != 1 or not bsz.numel():
-        return True
-    steps = out.shape[1 if batch_first else 0]
-    return int(bsz[0]) != int(bsz[-1]) or steps != bsz.numel()
-
-
-def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
-    """Does ``shape`` broadcast to ``to`` (an elementwise op's operand: a locked-dropout mask ``(1, bs, h)``)?
-
-    >>> _broadcasts((1, 4, 8), (7, 4, 8)), _broadcasts((4, 8), (7, 4, 8)), _broadcasts((7, 1), (1, 7))
-    (True, True, False)
-    """
-    return len(shape) <= len(to) and all(s in (1, t) for s, t in zip(reversed(shape), reversed(to)))
 
 
 def _arg_dim(args: tuple, kwargs: dict) -> int:

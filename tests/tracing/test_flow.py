@@ -348,3 +348,43 @@ def test_a_time_axis_cut_from_bs_names_the_layer_by_its_path_and_hints_the_trans
         model(torch.randn(6, 12, 5))
     assert err.value.code == "scrambled_view" and str(err.value).startswith("[scrambled_view] cells.0: RNN(5, 9)")
     assert err.value.hints[0].startswith("x = x.transpose(0, 1)")
+
+
+@pytest.mark.parametrize(("bs", "W"), [(3, 16), (8, 16), (4, 16)])
+def test_a_conv_and_a_pooling_keep_the_batch_so_a_forgotten_permute_is_caught(bs: int, W: int) -> None:
+    """A CRNN's (bs, C, H, W) features read as (W', bs, C*H) need permute(2, 0, 1); permute(0, 2, 1) feeds
+    (bs, W', C*H). The conv and the pooling keep dim 0 the model input's bs, so provenance catches it, also
+    where bs == W' (8) or W' is a multiple of bs (4)."""
+    class CRNN(nn.Module):
+        def __init__(self, order: tuple[int, int, int]) -> None:
+            super().__init__()
+            self.order = order
+            self.cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.MaxPool2d(2))
+            self.rnn = nn.LSTM(16, 8, bidirectional=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # (bs, 1, H=8, W)
+            f = self.cnn(x)
+            b, c, h, w = f.shape
+            return self.rnn(f.view(b, c * h, w).permute(*self.order))[0]
+
+    x = torch.randn(bs, 1, 8, W)
+    right, wrong = CRNN((2, 0, 1)), CRNN((0, 2, 1))
+    with sv.watch(right, inputs="bs C H W", ops=True):
+        right(x)
+    with sv.watch(wrong, inputs="bs C H W", ops=True), pytest.raises(sv.ShapeError, match="batch_first_swap"):
+        wrong(x)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_a_padded_batch_packed_as_the_other_layout_is_caught_by_provenance(batch_first: bool) -> None:
+    """pad_sequence(batch_first=True) gives (bs, T, f); packing it without batch_first cuts each sequence into the
+    others' steps. With bs == T torch runs it; the padded batch's provenance says which dim is bs."""
+    lengths = [4, 3, 4, 2]
+    padded = sv.name(nn.utils.rnn.pad_sequence([torch.randn(n, 5) for n in lengths], batch_first=True), "bs T f")
+    rnn = nn.LSTM(5, 5)
+    with sv.checking(ops=True):
+        x = padded if batch_first else padded.transpose(0, 1)  # (bs, T, f) or (T, bs, f)
+        rnn(pack_padded_sequence(x, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False))
+        with pytest.raises(sv.ShapeError) as err:
+            pack_padded_sequence(x, torch.tensor(lengths), batch_first=not batch_first, enforce_sorted=False)
+    assert err.value.code == "packed" and f"batch_first={batch_first}" in err.value.hints[0], err.value
