@@ -33,15 +33,23 @@ __all__ = ["cell_suspect", "cell_swapped", "layer_confirmed", "layer_suspect", "
 
 def provenance_swapped(names: Sequence[str | None], t_axis: int, bs_axis: int) -> bool:
     """Do a layer input's dims, named by where they came from (``ops=True``), say it is laid out swapped: its
-    time axis is the model input's bs, and its batch axis is T or unnamed? Sizes play no part.
+    time axis is the model input's bs, and its batch axis is not made of bs (T, a time named by the user such as
+    ``S``, a count, or unnamed)? Sizes play no part.
 
     >>> provenance_swapped(("bs", "T", "emb"), 0, 1), provenance_swapped(("T", "bs", "emb"), 0, 1)
     (True, False)
     >>> provenance_swapped(("7", "bs", "h"), 1, 0)  # h_n repeated 7 times, read batch-first: 7 copies as the batch
     True
+    >>> provenance_swapped(("bs", "S", "emb"), 0, 1), provenance_swapped(("bs", "bs[1:2]", "emb"), 0, 1)
+    (True, False)
     """
     at_bs = names[bs_axis]
-    return names[t_axis] == "bs" and (at_bs in ("T", None) or at_bs.isdigit())
+    return names[t_axis] == "bs" and (at_bs is None or "bs" not in _bases(at_bs))
+
+
+def _bases(name: str) -> set[str]:
+    """The names a provenance name is made of: ``"bs*S"`` of bs and S, ``"bs[2:4]"`` of bs."""
+    return {p.split("[")[0] for p in name.split("*")}
 
 
 def provenance_speaks(names: Sequence[str | None], *axes: int) -> bool:
@@ -51,8 +59,7 @@ def provenance_speaks(names: Sequence[str | None], *axes: int) -> bool:
     >>> provenance_speaks(("7", "bs", "h"), 0, 1), provenance_speaks(("7", None, "h"), 0, 1)
     (True, False)
     """
-    return any(names[a] is not None and bool({p.split("[")[0] for p in names[a].split("*")} & {"T", "bs"})
-               for a in axes)
+    return any(names[a] is not None and bool(_bases(names[a]) & {"T", "bs"}) for a in axes)
 
 
 def layer_suspect(decl: dict[str, int], bs: int, T: int) -> bool:

@@ -88,7 +88,8 @@ def swap_evidence(x: Tensor, t_axis: int, bs_axis: int, T: int | None, bs: int |
         return None
     if decl and layer_swapped(decl, bs, T, state_bs) and not both_ways(bs, T):
         return "declared sizes " + ", ".join(f"{k}={v}" for k, v in decl.items() if k in ("bs", "T"))
-    if state_bs is not None and state_bs == T != 1 and bs != T and not (decl and layer_confirmed(decl, bs, T)):
+    if state_bs is not None and state_bs == T != 1 and bs != T and not (decl and layer_confirmed(decl, bs, T)) \
+            and not both_ways(bs, T):  # a model given (6, 4) and (4, 6): h_0 may be the other input's (stale)
         return f"h_0 has batch {state_bs}, which is this input's dim {t_axis}"
     return None
 

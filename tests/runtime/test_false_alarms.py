@@ -415,6 +415,32 @@ def test_with_ops_provenance_catches_a_swap_whatever_the_sizes(bs: int, T: int) 
             silent(forgot, tokens)  # without ops, equal sizes prove nothing
 
 
+class TwoSequences(nn.Module):
+    """Two inputs named by the user, ``x`` (bs, T, emb) and ``y`` (bs, S, emb), into two seq-first GRUs;
+    ``forgot`` leaves ``y`` untransposed."""
+
+    def __init__(self, forgot: bool) -> None:
+        super().__init__()
+        self.forgot = forgot
+        self.a, self.b = nn.GRU(8, 6), nn.GRU(8, 6)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = sv.name(x, "bs T emb"), sv.name(y, "bs S emb")
+        return self.a(x.transpose(0, 1))[0], self.b(y if self.forgot else y.transpose(0, 1))[0]
+
+
+def test_with_ops_a_time_dim_the_user_named_otherwise_is_time_too() -> None:
+    """``S`` is not called T, but the layer reads the model input's bs as its time axis and S as its batch:
+    provenance catches it whatever the sizes (here bs == S), and the transposed twin stays silent."""
+    x, y = torch.randn(4, 5, 8), torch.randn(4, 4, 8)
+    forgot, right = TwoSequences(forgot=True), TwoSequences(forgot=False)
+    with sv.watch(forgot, ops=True), pytest.raises(sv.ShapeError) as err:
+        forgot(x, y)
+    assert err.value.code == "batch_first_swap" and "b: GRU(8, 6)" in str(err.value), err.value
+    with sv.watch(right, ops=True):
+        silent(right, x, y)
+
+
 @pytest.mark.parametrize("make", [SkipGRU, Dilated])
 def test_with_ops_product_batches_stay_silent(make: type) -> None:
     model = make().eval()
@@ -527,6 +553,36 @@ def test_a_second_input_laid_out_the_other_way_is_no_evidence() -> None:
     wrong = TwoTasks(wrong=True)  # b of a's shape, transposed before the layer: the evidence holds
     with sv.watch(wrong, inputs="bs T"), pytest.raises(sv.ShapeError) as err:
         wrong(a, torch.randint(0, 40, (6, 4)))
+    assert err.value.code == "batch_first_swap", err.value
+
+
+class TwoTasksStaleState(nn.Module):
+    """Two seq-first LSTMs over two batches, ``a`` (T=4, bs=6) and ``b`` (T=6, bs=4); ``b``'s state is built
+    from ``a``'s batch (the mistake), so h_0's batch 6 equals b's dim 0 by size only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = nn.LSTM(8, 16), nn.LSTM(8, 16)
+
+    def forward(self, xa: torch.Tensor, xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        state = (torch.zeros(1, xa.size(1), 16), torch.zeros(1, xa.size(1), 16))
+        return self.a(xa, state)[0], self.b(xb, state)[0]
+
+
+def test_a_stale_state_from_the_other_task_is_a_batch_mismatch_not_a_swap() -> None:
+    """The model is given (4, 6) and (6, 4): b's h_0 with batch 6 = b's dim 0 cannot tell a transposed input
+    from a state built for the other input. torch says the state's batch is wrong, and so does shapeviz (the
+    transpose hint would break b)."""
+    model, xa, xb = TwoTasksStaleState(), torch.randn(4, 6, 8), torch.randn(6, 4, 8)
+    for kw in ({}, {"ops": True}, {"ops": True, "inputs": "T bs"}):
+        with sv.watch(model, **kw), pytest.raises(sv.ShapeError) as err:
+            model(xa, xb)
+        assert err.value.code == "batch_mismatch" and err.value.argument == "h_0", (kw, err.value)
+    with pytest.raises(RuntimeError, match="Expected hidden"):  # torch agrees: the state is the culprit
+        model(xa, xb)
+    swapped = nn.LSTM(8, 16)  # one input (bs=6, T=4) and its own state: the state's batch is evidence
+    with sv.watch(swapped), pytest.raises(sv.ShapeError) as err:
+        swapped(torch.randn(6, 4, 8), (torch.zeros(1, 6, 16), torch.zeros(1, 6, 16)))
     assert err.value.code == "batch_first_swap", err.value
 
 
