@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.records import Tag, TensorInfo
 
-__all__ = ["BY_SIZE", "FLATTENED", "GUESS", "How", "Namer", "Names", "Naming", "OpView", "Resolver", "Rule",
+__all__ = ["BY_SIZE", "DECLARED", "FLATTENED", "GUESS", "How", "Namer", "Names", "Naming", "OpView", "Resolver", "Rule",
            "declared_names", "evidence", "guess", "is_guess", "like", "like_origin", "name", "unname_contradicted"]
 
 Names = list[str | None]
@@ -521,6 +521,8 @@ def flag_scramble(call: Any, namer: Namer) -> None:
 
 # ---------------------------------------------------------------- sv.name: names you give a tensor
 _DECLARED: dict[int, tuple[weakref.ref, tuple[str, ...]]] = {}
+DECLARED = _DECLARED
+"""id(tensor) -> (weak reference, names) of the tensors named with ``sv.name`` (read-only outside this module)."""
 _LOCK = threading.Lock()
 
 

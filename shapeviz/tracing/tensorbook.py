@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from shapeviz.tracing.naming import BY_SIZE, How, Namer, Naming, Resolver, declared_names
+from shapeviz.tracing.naming import BY_SIZE, DECLARED, How, Namer, Naming, Resolver, declared_names
 from shapeviz.tracing.oprules import flatten
 from shapeviz.tracing.provenance import Provenance
 from shapeviz.tracing.records import TensorInfo
@@ -85,8 +85,20 @@ class TensorBook:
         """The record that names ``t``, if this very tensor was recorded before."""
         hit = self.seen.get(id(t))
         if hit is not None and hit[0]() is t:
+            if DECLARED:
+                self.named_since(t, hit[1])
             return hit[1]
         return None
+
+    def named_since(self, t: Any, prev: TensorInfo) -> None:
+        """``t``, recorded before as ``prev`` (a model's input), was named with ``sv.name`` since: its names are a
+        declaration, of ``prev`` too (the user's ``S`` is not renamed ``T`` by the layer that reads it)."""
+        given = declared_names(t)
+        if not given:
+            return
+        planned = self.hows.get(id(prev))
+        if planned is not None and (type(planned[1]) is not How or planned[1].names != given):
+            self.hows[id(prev)] = (prev, How.exact(given, "sv.name"))
 
     def remember(self, t: Any, info: TensorInfo) -> None:
         try:  # noqa: SIM105 - a hot path: cheaper than contextlib.suppress
@@ -115,6 +127,8 @@ class TensorBook:
         hit = self.seen.get(id(t))
         if hit is not None and hit[0]() is t:
             prev = hit[1]
+            if DECLARED:
+                self.named_since(t, prev)
             info.produced_by = self.out_of.get(id(prev))
             self.hows[id(info)] = (info, How.alias(prev))
         else:

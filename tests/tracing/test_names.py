@@ -288,3 +288,25 @@ def test_reductions_and_unbind_keep_the_names_of_the_dims_they_keep() -> None:
     got = {c.type: c.outputs[0].names for c in t.calls if c.kind == "op"}
     assert got["mean"] == ("bs", "D*h") and got["sum"] == ("bs", "", "D*h") and got["amax"] == ("T", "D*h")
     assert got["unbind"] == ("bs", "D*h")
+
+
+class NamesItsInput(nn.Module):
+    """Names its own input ``(bs, S, emb)`` with ``sv.name`` inside ``forward``, then a batch-first GRU reads it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(8, 6, batch_first=True)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.gru(sv.name(y, "bs S emb"))[0]
+
+
+def test_a_model_input_named_inside_forward_keeps_the_users_names() -> None:
+    """The model's row records ``y`` before ``sv.name`` runs: the names given later are still a declaration of
+    that very tensor (the user's ``S``, not a layer's reading of it); the layer's row reads its own time axis."""
+    t = sv.trace(NamesItsInput(), torch.randn(4, 5, 8))
+    model, gru = t.calls
+    assert model.inputs[0].names == ("bs", "S", "emb") and model.inputs[0].origins[1] == "sv.name", model.inputs[0]
+    assert gru.inputs[0].names == ("bs", "T", "emb"), gru.inputs[0]
+    plain = sv.trace(NamesItsInput().gru, torch.randn(4, 5, 8))  # unnamed: the layer's conventions alone
+    assert plain.calls[0].inputs[0].names == ("bs", "T", "emb")
