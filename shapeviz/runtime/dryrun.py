@@ -44,6 +44,7 @@ from shapeviz.core.model import conventions, is_recurrent
 from shapeviz.runtime.watching import checking
 from shapeviz.tracing.meta import META, MetaMode
 from shapeviz.tracing.naming import name as name_dims
+from shapeviz.tracing.oprules import flatten
 from shapeviz.tracing.records import Trace
 from shapeviz.tracing.session import trace_named
 
@@ -87,7 +88,7 @@ class DryRun:
     """
 
     model: str
-    inputs: tuple[DryInput, ...]  # the model's tensor inputs, in the order given (nested ones left out)
+    inputs: tuple[DryInput, ...]  # the model's tensor inputs, in the order given (nested ones by their path)
     trace: Trace | None
     error: ShapeError | None = None
     sizes: dict[str, int] = field(default_factory=dict)  # every size declared for the run (vocab too)
@@ -416,8 +417,10 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
         where = f"dry_run({keyword}=...)" if keyword else f"dry_run(input {key})"
         if not _is_spec(value):
             built[key] = x = _meta_value(value, cpu_inputs)
-            if isinstance(x, torch.Tensor):
-                shown.append(DryInput(keyword, tuple(x.shape), ("",) * x.dim(), x.dtype))
+            prefix = keyword or ("" if isinstance(x, torch.Tensor) else f"arg{key}")  # nested: arg1.0, batch.x
+            for path, t, _ in flatten(x, prefix):  # a tensor, or each one in a dict, list or tuple
+                t = t[0] if isinstance(t, tuple) else t  # a run of equal tensors in a list: shown once
+                shown.append(DryInput(path, tuple(t.shape), ("",) * t.dim(), t.dtype))
             continue
         x, names, sizes = _build(model, value, vocab, dtype, follow, where)
         built[key] = x = name_dims(x, " ".join(names))  # sv.name: the checks read these names as the trace does

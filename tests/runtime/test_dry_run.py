@@ -474,7 +474,8 @@ def test_example_tensors_become_meta() -> None:
     run = dry_run(model, (x, (h0, c0)))
     assert model.seen == ["meta"] * 3  # the inputs the model got are meta: no storage, no computation
     assert run.error is not None and run.error.code == "dtype" and run.error.argument == "c_0"  # float64 c_0
-    assert run.input_text == "(5, 3, 10) float32" and x.device.type == "cpu"
+    assert run.input_text == "(5, 3, 10) float32, arg1.0 (1, 3, 20) float32, arg1.1 (1, 3, 20) float64"
+    assert x.device.type == "cpu"
     assert all(p.device.type == "cpu" for p in model.parameters())  # the model's own stay real
     ok = dry_run(model, x, state=(h0, c0.float()))
     assert ok.ok and ok.inputs[0].format() == "(5, 3, 10) float32"
@@ -554,3 +555,23 @@ def test_the_readme_examples_print_what_the_readme_shows(tmp_path: object, capsy
             assert out == "\n".join(expected) + "\n"
             checked += 1
     assert checked == 5
+
+
+class DictBatch(nn.Module):
+    """Takes one dict of tensors, as many training loops pass a batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gru = nn.GRU(4, 5, batch_first=True)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.gru(batch["x"])[0][torch.arange(batch["x"].shape[0]), batch["n"] - 1]
+
+
+def test_tensors_given_in_a_dict_are_shown_by_their_key() -> None:
+    run = sv.dry_run(DictBatch(), {"x": torch.zeros(2, 3, 4), "n": torch.ones(2, dtype=torch.long)})
+    assert run.ok, run
+    assert repr(run).startswith("DryRun(DictBatch, inputs arg0.x (2, 3, 4) float32, arg0.n (2,) int64 on meta: ok"), repr(run)
+    assert [i.keyword for i in run.inputs] == ["arg0.x", "arg0.n"] and run.input_shape == (2, 3, 4)
+    run = sv.dry_run(DictBatch(), batch={"x": torch.zeros(2, 3, 4), "n": torch.ones(2, dtype=torch.long)})
+    assert "inputs batch.x (2, 3, 4) float32, batch.n (2,) int64 on meta: ok" in repr(run), repr(run)
