@@ -25,7 +25,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.learning import learned_sizes
-from shapeviz.tracing.naming import How, module_how
+from shapeviz.tracing.naming import READINGS, How, Names, OpView, module_how
 from shapeviz.tracing.oprules import flatten
 from shapeviz.tracing.provenance import Provenance
 from shapeviz.tracing.records import Call, CallKind, TensorInfo
@@ -42,7 +42,7 @@ started)."""
 class ModuleCalls:
     """The module calls of one forward: records them as they start and end, in the trace's list of calls."""
 
-    __slots__ = ("book", "calls", "dims_cache", "flow", "open", "to_learn")
+    __slots__ = ("book", "calls", "carry_cache", "dims_cache", "flow", "open", "to_learn")
 
     def __init__(self, calls: list[Call], book: TensorBook, flow: Provenance) -> None:
         self.calls = calls  # every call of the trace, ops included, in the order they started
@@ -54,6 +54,7 @@ class ModuleCalls:
         self.to_learn: dict[tuple, Conventions] = {}
         # (id(conventions), batched, packed) -> its dims; the Conventions live in the calls meanwhile
         self.dims_cache: dict[tuple[int, bool, bool], dict[str, tuple[str, ...]]] = {}
+        self.carry_cache: dict[tuple[int, bool, tuple[str, ...]], Carry] = {}
 
     def user_code(self) -> bool:
         """Whether the code running now is yours: outside every module call, or in one of your modules."""
@@ -110,8 +111,9 @@ class ModuleCalls:
         call = open_.pop()[0]
         if call.conventions is not None:
             tensors: list[Any] = []
+            source = call.inputs[0] if call.inputs and call.inputs[0].role == "input" else None
             call.outputs = self._recurrent(call.conventions, output, {}, inputs=False, tensors=tensors,
-                                           origin=f"conventions of {call.name}")
+                                           origin=f"conventions of {call.name}", source=source)
             for pos, t in enumerate(tensors):  # a recurrent call's results start a new flow
                 self.flow.mark(t, ((call.index, pos),), keep=False)
         else:
@@ -123,8 +125,11 @@ class ModuleCalls:
 
     # ------------------------------------------------------------ recurrent calls
     def _recurrent(self, conv: Conventions, obj: Any, kwargs: dict[str, Any], inputs: bool,
-                   tensors: list[Any] | None = None, origin: str = "conventions") -> list[TensorInfo]:
-        """Records of a recurrent module's arguments or results, named from its Conventions."""
+                   tensors: list[Any] | None = None, origin: str = "conventions",
+                   source: TensorInfo | None = None) -> list[TensorInfo]:
+        """Records of a recurrent module's arguments or results, named from its Conventions; a result's time and
+        batch dims are named as the ``source`` (the call's input) names its own, where it has evidence for them
+        (a batch of ``bs*U`` sentences stays ``bs*U``; a time the user named ``S`` stays ``S``)."""
         if inputs:
             first = obj[0] if obj else kwargs.get("input")
             state = obj[1] if len(obj) > 1 else kwargs.get("hx")
@@ -165,7 +170,13 @@ class ModuleCalls:
                     names = dims.get(role)
                     if names is not None and len(names) != t.dim():
                         names = None
-                info = self.book.info(t, How.exact(names, origin) if names else None, key=k, role=role, packed=part)
+                how = How.exact(names, origin) if names else None
+                if names and source is not None and source.names is None and not packed:  # its names come later
+                    carry = self.carry_cache.get((id(conv), b, names))
+                    if carry is None:
+                        carry = self.carry_cache[(id(conv), b, names)] = Carry(dims["input"], names)
+                    how = How.filled(How.by_rule(carry, (source,), origin), names, origin)
+                info = self.book.info(t, how, key=k, role=role, packed=part)
                 infos.append(info)
                 if tensors is not None:
                     tensors.append(t)
@@ -186,6 +197,27 @@ class ModuleCalls:
                     else:
                         sizes.add(size)
         self.to_learn.clear()
+
+
+class Carry:
+    """The rule naming a recurrent call's result by its input: each of the result's dims the conventions call
+    ``T`` or ``bs`` takes the name the input's dim of that name has with evidence (None: the conventions' name).
+    A callable object, not a closure: the resolver caches what it gives per shape and names.
+
+    >>> from shapeviz.tracing.naming import OpView
+    >>> x = TensorInfo((12, 6, 8), ("bs*U", "W", "emb"))
+    >>> Carry(("bs", "T", "emb"), ("layers*D", "bs", "h"))(OpView([x], (1, 12, 5), None))
+    [None, 'bs*U', None]
+    """
+
+    __slots__ = ("at",)
+
+    def __init__(self, input_dims: tuple[str, ...], result_dims: tuple[str, ...]) -> None:
+        self.at = [input_dims.index(d) if d in READINGS and d in input_dims else None for d in result_dims]
+
+    def __call__(self, op: OpView) -> Names:
+        src = op.names(0)
+        return [None if i is None or i >= len(src) else src[i] for i in self.at]
 
 
 def _no_lists(obj: Any) -> Any:

@@ -169,9 +169,15 @@ class TensorBook:
         exact = how.kind is Naming.EXACT
         if exact and prev is not None:
             planned = self.hows.get(id(prev))
-            if planned is not None and (type(planned[1]) is not How or planned[1].kind is not Naming.EXACT):
+            kind = planned[1].kind if planned is not None and type(planned[1]) is How else None
+            if planned is not None and kind is not Naming.EXACT and kind is not Naming.FILLED:
                 # a module's conventions name only what the tensor's own evidence leaves unnamed: both records alike
                 self.hows[id(prev)] = (prev, How.filled(planned[1], how.names, how.origin))
+                how, exact = How.filled(prev, how.names, how.origin), False
+            elif kind is Naming.FILLED or (planned[1].origin if planned is not None else
+                                           prev.origins and prev.origins[0]) == "sv.name":
+                # named by another layer's conventions and its input's evidence, or by the user's sv.name: the
+                # tensor's own evidence, kept as it is, wins over this layer's reading of its time and batch
                 how, exact = How.filled(prev, how.names, how.origin), False
         final = _exact_final(how.names) if exact else None
         if final is not None:  # every dim given a name: final now (nothing later renames an exact record)

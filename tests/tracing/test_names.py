@@ -303,10 +303,38 @@ class NamesItsInput(nn.Module):
 
 def test_a_model_input_named_inside_forward_keeps_the_users_names() -> None:
     """The model's row records ``y`` before ``sv.name`` runs: the names given later are still a declaration of
-    that very tensor (the user's ``S``, not a layer's reading of it); the layer's row reads its own time axis."""
+    that very tensor (the user's ``S``); the layer reading it keeps them for its time axis, and so do its
+    results and the layers after it (the layer's ``T`` is the user's ``S``)."""
     t = sv.trace(NamesItsInput(), torch.randn(4, 5, 8))
     model, gru = t.calls
     assert model.inputs[0].names == ("bs", "S", "emb") and model.inputs[0].origins[1] == "sv.name", model.inputs[0]
-    assert gru.inputs[0].names == ("bs", "T", "emb"), gru.inputs[0]
+    assert gru.inputs[0].names == ("bs", "S", "emb"), gru.inputs[0]
+    assert [o.names for o in gru.outputs] == [("bs", "S", "D*h"), ("layers*D", "bs", "h")]
     plain = sv.trace(NamesItsInput().gru, torch.randn(4, 5, 8))  # unnamed: the layer's conventions alone
     assert plain.calls[0].inputs[0].names == ("bs", "T", "emb")
+    assert plain.calls[0].outputs[0].names == ("bs", "T", "D*h")
+
+
+class Dialogue(nn.Module):
+    """Dialogues ``(bs, U, W)`` of token ids: an utterance GRU over the ``bs*U`` utterances, its last state split
+    back into ``(bs, U, h)`` and a seq-first context GRU over the utterances."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.utt, self.ctx = nn.Embedding(50, 8), nn.GRU(8, 12, batch_first=True), nn.GRU(12, 10)
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        bs, U, W = d.shape
+        _, h = self.utt(self.emb(d.view(bs * U, W)))
+        return self.ctx(h[-1].view(bs, U, -1).transpose(0, 1))[0]
+
+
+def test_a_layer_over_a_merged_batch_names_its_results_by_its_inputs_dims() -> None:
+    """The utterance GRU's batch is ``bs*U`` and its time ``W`` by provenance: its output and h_n carry those
+    names (not an unnamed 12), so the split of h_n is named ``(bs, U, h)`` with evidence, not guessed."""
+    t = sv.trace(Dialogue(), torch.randint(0, 50, (3, 4, 6)), ops=True, inputs_dims="bs U W")
+    utt = t.find(path="utt")[0]
+    assert [o.names for o in utt.outputs] == [("bs*U", "W", "D*h"), ("layers*D", "bs*U", "h")], utt.outputs
+    split = t.find(type="view")[-1]
+    assert split.outputs[0].names == ("bs", "U", "h"), split.outputs[0]
+    assert t.find(path="ctx")[0].outputs[0].names == ("U", "bs", "D*h")
