@@ -19,6 +19,8 @@ draws each panel, this module the entry point, the clusters and the edges betwee
 
 from __future__ import annotations
 
+import re
+import textwrap
 from collections import OrderedDict
 from collections.abc import Sequence
 from html import escape
@@ -153,6 +155,12 @@ def _draw_links(g: graphviz.Digraph, panels: Sequence[Panel], links: Sequence[Li
             add_edge(g, src, dst, color=_LINK, penwidth="1.2", constraint="false", **label)
 
 
+CAPTION_WIDTH = 28
+_SHAPE = re.compile(r"(?:\w+ )?\([^()]*\)")
+"""Characters a line of a middle panel's caption holds: it stays left of the first step's column, which the
+links from the panel below and to the panel above cross."""
+
+
 def _caption(lines: Sequence[str]) -> str:
     """A caption as an HTML-like label: one left-aligned line each, escaped."""
     return "<" + "<BR ALIGN=\"LEFT\"/>".join(escape(s, quote=True) for s in lines) + "<BR ALIGN=\"LEFT\"/>>"
@@ -175,12 +183,18 @@ def to_graph(panels: Sequence[Panel], max_steps: int = DEFAULT_MAX_STEPS,
     g.graph_attr, g.node_attr, g.edge_attr = OrderedDict(_GRAPH), OrderedDict(_NODE), OrderedDict(_EDGE)
     lower = {ln.src for ln in links if not ln.dst_state and (stacked(panels, ln) or (
         ln.src_step is not None and ln.src_step == ln.dst_step))}
+    upper = {ln.dst for ln in links if not ln.dst_state and ln.src in lower}
     for n, panel in enumerate(panels):
         prefix = f"p{n}_" if len(panels) > 1 else ""
         entering = "; ".join(f"{ln.label} of {panels[ln.src].path or 'lane ' + str(ln.src)}" for ln in links
                              if ln.dst == n and ln.dst_state and ln.dst_step in (None, 0))
         c = panel.conv
-        caption = _caption(caption_lines(panel, c.dim_exprs(batched=panel.batched), c.bindings(panel.T, panel.bs)))
+        lines = caption_lines(panel, c.dim_exprs(batched=panel.batched), c.bindings(panel.T, panel.bs))
+        if n in lower and n in upper:  # edges enter its bottom and leave its top: a narrow caption, left of them
+            lines = [part for line in lines for part in textwrap.wrap(
+                _SHAPE.sub(lambda m: m.group(0).replace(" ", "\u00a0"), line),  # a shape is not broken
+                CAPTION_WIDTH, subsequent_indent="  ", break_on_hyphens=False)]
+        caption = _caption(lines)
         if len(panels) > 1:
             cluster = UnrollGraph(f"cluster_{n}")
             cluster.attr(label=caption)

@@ -584,3 +584,41 @@ def test_a_trace_with_many_recurrent_modules_draws_the_first_and_says_what_it_le
     assert f"… {20 - MAX_PANELS} more recurrent modules, not drawn: rnns.{MAX_PANELS} … rnns.19" in many
     assert f"rnns.{MAX_PANELS - 1}: GRU(4, 4)" in many and "rnns.19: GRU" not in many
     assert len(more.splitlines()) == len(many.splitlines())  # O(1) DOT in the number of modules
+
+
+class ThreeStackedCells(nn.Module):
+    """Three cells stacked in one loop over x's steps: each feeds the next its h every step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.c2, self.c3 = nn.LSTMCell(8, 16), nn.LSTMCell(16, 16), nn.GRUCell(16, 12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bs = x.shape[1]
+        h1 = c1 = h2 = c2 = torch.zeros(bs, 16)
+        h3, outs = torch.zeros(bs, 12), []
+        for xt in x:
+            h1, c1 = self.c1(xt, (h1, c1))
+            h2, c2 = self.c2(h1, (h2, c2))
+            h3 = self.c3(h2, h3)
+            outs.append(h3)
+        return torch.stack(outs)
+
+
+def _caption_of(src: str, cluster: int) -> list[str]:
+    body = src.split(f"subgraph cluster_{cluster} {{")[1]
+    label = re.search(r'label=<(.*?)<BR ALIGN="LEFT"/>>', body, re.S)
+    assert label is not None, body[:300]
+    return [ln.replace("\u00a0", " ") for ln in label.group(1).split('<BR ALIGN="LEFT"/>')]
+
+
+def test_a_middle_panels_caption_stays_left_of_the_links_crossing_it() -> None:
+    """The middle cell's panel is entered from below and left from above: links cross both its edges, so its
+    caption is wrapped to the width of the left column (a shape never broken); the others keep one line."""
+    import shapeviz as sv
+
+    src = sv.unroll(sv.trace(ThreeStackedCells(), torch.randn(4, 3, 8))).source
+    first, middle, last = (_caption_of(src, n) for n in (0, 1, 2))
+    assert middle[0] == "c2: LSTMCell(16, 16)" and all(len(ln) <= 30 for ln in middle), middle
+    assert "  input (bs=3, emb=16)," in middle, middle
+    assert any(len(ln) > 30 for ln in first) and any(len(ln) > 30 for ln in last)
