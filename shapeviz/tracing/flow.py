@@ -110,7 +110,7 @@ class FlowMode(TorchFunctionMode):
         self.facts: dict[int, tuple[weakref.ref, _Facts]] = {}
         self.sizes: dict[str, int] = {}
         self.depth = 0
-        self.namer = Namer(self.sizes, {})
+        self.namer = Namer(self.sizes, {}, counts=True)
         self.module_sizes: dict[str, int] = {}  # the recurrent modules' own sizes: emb, h, layers, D, proj
         self.views: dict[str, tuple] = {}  # a dim name made of parts of named dims -> the view that made it
         self.root: weakref.ref | None = None  # the module called first (depth 0): paths in alarms are in it

@@ -69,7 +69,8 @@ class Namer:
     """Size -> name lookups over the declared and learned sizes."""
 
     def __init__(self, declared_sizes: dict[str, int], learned: dict[str, set[int]],
-                 declared_by_dims: dict[str, int] | None = None) -> None:
+                 declared_by_dims: dict[str, int] | None = None, counts: bool = False) -> None:
+        self.counts = counts  # the ops=True flow's: as many pieces as T has steps are read as T (never shown)
         self.declared = declared_sizes
         self.learned = learned
         self.declared_by_dims = declared_by_dims or {}  # the sizes sv.dims declared (not inputs_dims)

@@ -26,7 +26,7 @@ from torch.nn.utils.rnn import PackedSequence
 from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.dimparts import merges, view_names
 from shapeviz.tracing.dimparts import prod as _prod
-from shapeviz.tracing.naming import Names, OpView, Rule
+from shapeviz.tracing.naming import Names, OpView, Rule, guess
 
 __all__ = ["MAX_LIST", "RESHAPES", "flatten", "forward_half", "has_tensor", "index_plan", "op_name", "op_params",
            "op_rule", "view_names"]
@@ -103,19 +103,25 @@ def _cat(dim: int) -> Rule:
         name = first[d]
         if not same or not name or not is_simple_name(name):
             out[d] = None
-        elif op.namer.size_of(name) == op.shape[d] or (ins[0].shape[d] == 1 and op.namer.count_name(count) == name):
-            out[d] = name  # parts of dim `name` joined along it, as long as it is: T one-step pieces give T back
+        elif op.namer.size_of(name) == op.shape[d]:
+            out[d] = name  # parts of dim `name` joined along it, as long as it is
+        elif ins[0].shape[d] == 1 and op.namer.count_name(count) == name == "T":
+            out[d] = name if op.namer.counts else guess(name)  # one-step pieces, as many as T has steps
         else:
-            n = op.namer.count_name(count)
-            out[d] = f"{n}*{name}" if n and n != name else None  # never T*T
+            n = op.namer.count_name(count) if name == "bs" else None
+            out[d] = f"{n}*{name}" if n == "T" else None  # T pieces of a batch's rows, time-major
         return out
     return rule
 
 
 def _stack(dim: int) -> Rule:
+    """``stack``: the new dim counts the pieces; that the count equals a size is no evidence (a decoder's steps, a
+    query's positions): in a trace the new dim is named by its size, as a guess, if at all. The ``ops=True``
+    flow reads as many pieces as T has steps as T (its flatten-order check of a loop's stacked step logits)."""
     def rule(op: OpView) -> Names:
         out = op.names(0)
-        out.insert(dim % (len(out) + 1), op.namer.count_name(sum(i.repeat for i in op.ins)))
+        n = op.namer.count_name(sum(i.repeat for i in op.ins)) if op.namer.counts else None
+        out.insert(dim % (len(out) + 1), n if n == "T" else None)
         return out
     return rule
 

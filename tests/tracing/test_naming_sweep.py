@@ -141,3 +141,30 @@ def test_a_new_tensor_of_the_same_sizes_is_not_named_like_its_source() -> None:
     t = sv.trace(Stacked(), torch.randn(3, 4, 6), inputs_dims="T bs emb", ops=True)
     [new] = [c for c in t.calls if c.type == "new_zeros"]
     assert all(n == "" or n.endswith("?") for n in new.outputs[0].names or ()), new.describe()
+
+
+# ---------------------------------------------------------------- 6. a count of pieces is not a name by its size
+class _Counts(nn.Module):
+    """A query's J positions stacked (J == h), both directions' final states joined (2 == bs), decoded steps
+    stacked (max_len == h): each new dim counts pieces, whatever size it shares."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.GRU(4, 5, batch_first=True, bidirectional=True)
+
+    def forward(self, c: torch.Tensor, q: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        cq, _ = self.enc(c)
+        qq, h_n = self.enc(q)
+        sim = torch.stack([(cq * qq[:, j:j + 1]).sum(-1) for j in range(q.shape[1])], dim=-1)  # (bs, T, J)
+        both = torch.cat((h_n[-2], h_n[-1]), dim=1)  # (bs, D*h)
+        tokens = torch.stack([both.argmax(-1) for _ in range(5)], dim=-1)  # (bs, max_len=5)
+        return sim, both, tokens
+
+
+def test_counts_of_pieces_are_not_named_by_their_size() -> None:
+    t = sv.trace(_Counts(), torch.randn(2, 10, 4), torch.randn(2, 5, 4), ops=True, inputs_dims="bs T")
+    sim, tokens = t.find(type="stack")
+    assert sim.outputs[0].names[2] in ("", "h?", "T|h?", "h|T?"), sim.outputs[0]  # J: never h as evidence
+    assert not tokens.outputs[0].names[1] or tokens.outputs[0].names[1].endswith("?"), tokens.outputs[0]
+    [both] = [c for c in t.find(type="cat") if c.outputs[0].shape == (2, 10)]
+    assert both.outputs[0].names[1] in ("", "D*h"), both.outputs[0]  # 2 directions, not bs*h

@@ -162,7 +162,8 @@ def test_hand_written_batch_first_loop_ops():
     steps = t.find(type="tanh")
     assert len(steps) == 6
     (stack,) = t.find(type="stack")
-    assert stack.outputs[0].shape == (2, 6, 4) and stack.outputs[0].names[:2] == ("bs", "T")
+    # as many pieces as T has steps: a size match (a decoder's steps would match too), so a guess
+    assert stack.outputs[0].shape == (2, 6, 4) and stack.outputs[0].names[:2] == ("bs", "T?")
     transposes = t.find(type=".T")
     # a parameter's dims are named by size only: guesses
     assert transposes[0].inputs[0].label == "w_ih" and transposes[0].outputs[0].names == ("emb?", "")
