@@ -76,6 +76,9 @@ facts survive them (``pad_packed_sequence``'s unsorting ``index_select``) unless
 _JOINS = frozenset({"cat", "concat", "concatenate", "stack"})
 _COPIES = frozenset({"expand", "repeat", "repeat_interleave"})
 _CONVS = frozenset({"conv1d", "conv2d", "conv3d"})
+_VALUES_INDICES = frozenset({"max", "min", "median", "nanmedian", "mode", "kthvalue", "sort", "topk", "cummax",
+                             "cummin"})
+"""Ops whose result is (values, indices), both of one shape: each named as the op's one result would be."""
 _POOLS = frozenset({f"{kind}_pool{n}d{tail}" for kind in ("max", "avg", "adaptive_max", "adaptive_avg", "lp")
                     for n in (1, 2, 3) for tail in ("", "_with_indices")})
 _LOCAL = threading.local()  # .modes: the flow modes active in this thread, innermost last
@@ -269,7 +272,12 @@ class FlowMode(TorchFunctionMode):
         out = func(*args, **kwargs)
         if not args or not isinstance(out, torch.Tensor):
             with torch._C.DisableTorchFunction():
-                self._after_many(base, args, kwargs, out)
+                if base in _VALUES_INDICES and isinstance(args[0], torch.Tensor) and isinstance(out, tuple) \
+                        and len(out) == 2 and isinstance(out[0], torch.Tensor):  # x.max(dim): values, indices
+                    for t in out:
+                        self._after(name, base, func, args, kwargs, t)
+                else:
+                    self._after_many(base, args, kwargs, out)
             return out
         if not isinstance(args[0], torch.Tensor) and not (isinstance(args[0], (list, tuple)) and args[0]
                                                           and isinstance(args[0][0], torch.Tensor)):

@@ -224,7 +224,33 @@ def module_how(type_name: str, inputs: Sequence[TensorInfo], origin: str) -> How
         return How.by_rule(_leading_dims, inputs, origin)
     if type_name == "Embedding":  # looks up each index: the index dims keep their names, emb is added
         return How.by_rule(_index_dims, inputs, origin)
+    rule = BATCHED_MODULES.get(type_name)
+    if rule is not None:  # a batched conv, pooling or norm: dim 0 is its input's batch
+        return How.by_rule(rule, inputs, origin)
     return tuple.__new__(How, (Naming.LOOKS_LIKE, (), None, None, inputs, origin))
+
+
+class _BatchDim:
+    """The rule of a module whose batched result (``ndim`` dims; 0: any) keeps its input's dim 0, the batch."""
+
+    __slots__ = ("ndim",)
+
+    def __init__(self, ndim: int) -> None:
+        self.ndim = ndim
+
+    def __call__(self, op: OpView) -> Names | None:
+        nd = len(op.shape)
+        if not op.ins or len(op.ins[0].shape) != nd or (nd != self.ndim if self.ndim else nd < 2):
+            return None
+        return [op.names(0)[0], *[None] * (nd - 1)]
+
+
+BATCHED_MODULES: dict[str, _BatchDim] = {
+    **{f"{kind}{n}d": _BatchDim(n + 2) for kind in ("Conv", "ConvTranspose", "MaxPool", "AvgPool", "AdaptiveMaxPool",
+                                                     "AdaptiveAvgPool", "InstanceNorm") for n in (1, 2, 3)},
+    **{f"BatchNorm{n}d": _BatchDim(0) for n in (1, 2, 3)}}
+"""Modules whose batched result keeps its input's dim 0 (the batch), whatever they do to the other dims; an
+unbatched conv's dim 0 is its channels, which it changes."""
 
 
 def _index_dims(op: OpView) -> Names | None:

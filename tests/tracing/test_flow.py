@@ -388,3 +388,36 @@ def test_a_padded_batch_packed_as_the_other_layout_is_caught_by_provenance(batch
         with pytest.raises(sv.ShapeError) as err:
             pack_padded_sequence(x, torch.tensor(lengths), batch_first=not batch_first, enforce_sorted=False)
     assert err.value.code == "packed" and f"batch_first={batch_first}" in err.value.hints[0], err.value
+
+
+class CharWords(nn.Module):
+    """Characters ``(bs, T, W)``: a char CNN over the ``bs*T`` words (Conv1d, then max over W), split back into
+    words; ``wrong`` splits ``bs*T`` as ``(T, bs)`` with a view."""
+
+    def __init__(self, wrong: bool) -> None:
+        super().__init__()
+        self.wrong = wrong
+        self.emb, self.conv, self.lstm = nn.Embedding(15, 5), nn.Conv1d(5, 10, 3), nn.LSTM(10, 10)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:
+        bs, T, W = chars.shape
+        x = self.conv(self.emb(chars.view(bs * T, W)).transpose(1, 2)).max(dim=2)[0]  # (bs*T, 10)
+        x = x.view(T, bs, -1) if self.wrong else x.view(bs, T, -1).transpose(0, 1)
+        return self.lstm(x)[0]
+
+
+def test_a_conv_and_a_max_over_a_dim_keep_a_merged_batch() -> None:
+    """Conv1d keeps dim 0 and ``max(dim=2)`` (values and indices) keeps the others: the words' ``bs*T`` reaches
+    the view, so splitting it as ``(T, bs)`` is caught, and splitting it right and transposing is not."""
+    chars = torch.randint(1, 15, (3, 7, 6))
+    with sv.watch(wrong := CharWords(wrong=True), inputs="bs T", ops=True), \
+            pytest.raises(sv.ShapeError, match="scrambled_view"):
+        wrong(chars)
+    with sv.watch(right := CharWords(wrong=False), inputs="bs T", ops=True):
+        right(chars)
+    t = sv.trace(CharWords(wrong=False), chars, ops=True, inputs_dims="bs T")
+    assert t.find(path="conv")[0].outputs[0].names[0] == "bs*T"
+    values, indices = t.find(type="max")[0].outputs
+    assert values.names[0] == indices.names[0] == "bs*T", (values, indices)
+    unbatched = sv.trace(nn.Conv2d(3, 4, 3), sv.name(torch.randn(3, 8, 8), "c x y"))  # dim 0: channels, changed
+    assert not (unbatched.calls[0].outputs[0].names or ("",))[0], unbatched.calls[0].outputs[0]
