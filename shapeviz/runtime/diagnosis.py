@@ -247,9 +247,12 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
             also = (f"; it is also laid out {lay.swapped_text} for a layer with {lay.flag_text} (evidence: {via})")
             c.T, c.bs = c.bs, c.T
         elif swapped:
+            hints = [f"x = x.transpose(0, 1)  # {lay.swapped_text} -> {seq}", _rebuild(conv)]
+            if via.startswith("h_0"):  # a size match of the state alone: it may be a state kept from a bigger batch
+                hints.append(f"or, if x is right and h_0 was kept from an earlier batch of {state_bs}: "
+                             f"h0 = torch.zeros{_zeros(c, 'h_0')}  # a state for this batch (or pass none)")
             c.T, c.bs = c.bs, c.T
-            return c.err("batch_first_swap", "input", x,
-                         [f"x = x.transpose(0, 1)  # {lay.swapped_text} -> {seq}", _rebuild(conv)],
+            return c.err("batch_first_swap", "input", x, hints,
                          f"the input is laid out {lay.swapped_text} for a layer with {lay.flag_text} "
                          f"(evidence: {via})")
     else:

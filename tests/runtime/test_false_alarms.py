@@ -584,6 +584,9 @@ def test_a_stale_state_from_the_other_task_is_a_batch_mismatch_not_a_swap() -> N
     with sv.watch(swapped), pytest.raises(sv.ShapeError) as err:
         swapped(torch.randn(6, 4, 8), (torch.zeros(1, 6, 16), torch.zeros(1, 6, 16)))
     assert err.value.code == "batch_first_swap", err.value
+    # a size match of the state alone: the other reading (a state kept from a batch of 6) gets its fix too
+    assert err.value.hints[-1].startswith("or, if x is right and h_0 was kept from an earlier batch of 6: "
+                                          "h0 = torch.zeros(1, 4, 16)"), err.value.hints
 
 
 class Hierarchical(nn.Module):
