@@ -27,7 +27,7 @@ from shapeviz._errors import ShapeError
 from shapeviz.core.callfit import call_rule, dtype_fits, input_shape, state_batch, state_parts, state_shapes
 from shapeviz.core.evidence import cell_swapped
 from shapeviz.core.model import Conventions, module_weight
-from shapeviz.runtime.diagnosis import batch_said, cell_swap_error, swap_evidence
+from shapeviz.runtime.diagnosis import batch_said, cell_swap_error, swap_evidence, time_as_batch
 
 __all__ = ["diagnose_declared"]
 
@@ -175,6 +175,7 @@ def _state(c: _Call, x: Tensor, s: Any, parts: tuple[Any, ...] | None) -> ShapeE
             if c.bs is not None and sh[axis] > c.bs:
                 index = ":, " * axis + f":{c.bs}"
                 hints.insert(0, f"{short} = {short}[{index}]  # the last batch of an epoch can be smaller")
+            hints += time_as_batch(c, sh[axis])
             return c.err("batch_mismatch", name, t, hints, f"its batch is {sh[axis]}, but the input's {batch_said(c)}")
         for i, (got, size) in enumerate(zip(sh, want[name], strict=True)):
             if size is not None and got != size:

@@ -142,6 +142,16 @@ def batch_said(c: Any) -> str:
     return f"batch is {c.bs}" if c.decl.get("bs", c.bs) != c.bs else f"bs = {c.bs}"
 
 
+def time_as_batch(c: Any, got: int) -> list[str]:
+    """The last hint for a state whose batch ``got`` is the declared T (not the declared bs): the layer that made
+    it may have read a ``(bs, T, …)`` input as ``(T, bs, …)``, which cutting the state to the batch would hide."""
+    decl = c.decl or {}
+    if decl.get("T") != got or decl.get("bs") in (None, got):
+        return []
+    return [f"or, as its batch {got} is the declared T: the layer that made this state may have read (bs, T, …) "
+            "as (T, bs, …) (check its batch_first, or its input's transpose)"]
+
+
 def _rank_context() -> list[str]:
     dist = torch.distributed
     if dist.is_available() and dist.is_initialized():
@@ -379,6 +389,7 @@ def _one_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
                      f"or create the state per batch: torch.zeros{_zeros(c, arg)}"]
         else:
             hints = [f"{short} = torch.zeros{_zeros(c, arg)}  # build the state for this batch size"]
+        hints += time_as_batch(c, sh[1])
         return c.err("batch_mismatch", arg, h, hints,
                      f"its batch is {sh[1]}, but the input's {batch_said(c)}")
     if sh[-1] != last:
@@ -534,6 +545,7 @@ def _cell_state(c: _Ctx, x: Tensor, arg: str, h: Any) -> ShapeError | None:
         hints = ([f"{short} = {short}[:{c.bs}]  # the last batch of an epoch can be smaller"]
                  if sh[0] > c.bs and (sh[-1] == want[-1] or (c.decl or {}).get("bs") == sh[0]) else [])
         hints.append(f"{short} = torch.zeros{_zeros(c, arg)}  # state for this batch size")
+        hints += time_as_batch(c, sh[0])
         return c.err("batch_mismatch", arg, h, hints, f"its batch is {sh[0]}, but the input's {batch_said(c)}")
     if sh[-1] != want[-1]:
         return c.err("hidden_size", arg, h, [f"{short} = torch.zeros{_zeros(c, arg)}",

@@ -725,3 +725,28 @@ def test_with_ops_a_batch_read_as_an_unbatched_sequence_is_caught_by_provenance(
                 lstm(obs)
             assert err.value.code == "unbatched_ambiguous" and "comes from the model input's bs" in str(err.value)
         silent(lstm, obs.unsqueeze(0))  # one step of bs sequences: right
+
+
+class ForecastForgotBatchFirst(nn.Module):
+    """A forecaster's encoder without ``batch_first=True`` on ``(bs, T, feat)``: with bs=6 and T=12 it reads a
+    batch of 12 (a multiple of bs: maybe a merged batch, so sizes prove nothing there); its state then reaches a
+    decoder cell stepped over the real batch of 6."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc, self.cell = nn.GRU(3, 16), nn.GRUCell(1, 16)
+
+    def forward(self, src: torch.Tensor) -> torch.Tensor:
+        h = self.enc(src)[1][-1]
+        return self.cell(src[:, -1, :1], h)
+
+
+def test_a_state_whose_batch_is_the_declared_T_names_the_layer_that_may_have_read_it_swapped() -> None:
+    """The cell's state has batch 12 = the declared T: cutting it to 6 (a smaller last batch) is one reading,
+    an upstream layer that read (bs, T) as (T, bs) the other; the message gives both, the slice not alone."""
+    model = ForecastForgotBatchFirst()
+    with sv.watch(model, inputs="bs T feat"), pytest.raises(sv.ShapeError) as err:
+        model(torch.randn(6, 12, 3))
+    assert err.value.code == "batch_mismatch", err.value
+    assert err.value.hints[-1].startswith("or, as its batch 12 is the declared T: the layer that made this state "
+                                          "may have read (bs, T, …) as (T, bs, …)"), err.value.hints
