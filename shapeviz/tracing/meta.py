@@ -62,6 +62,7 @@ _FOLLOWERS = frozenset({  # follow their tensor's device unless they name one
     torch.randint_like, Tensor.new_zeros, Tensor.new_ones, Tensor.new_empty, Tensor.new_full, Tensor.new_tensor,
 })
 _MOVES = frozenset({Tensor.to, Tensor.cuda, Tensor.cpu})
+_CASTS = frozenset({Tensor.to, Tensor.int, Tensor.long, Tensor.short, Tensor.type})
 
 _READ = "reads a value of the tensor"
 _VALUE_READS: dict[Any, tuple[str, str]] = {  # func -> (how the user wrote it, what it does)
@@ -202,6 +203,8 @@ class MetaMode(TorchFunctionMode):
             return self._rnn_utils_call(func, args, kwargs)
         if func in _FROM_DATA and args and _int_list(args[0]):
             return self._from_data(func, args, kwargs)
+        if func in _CASTS and args and id(args[0]) in self.cpu_inputs:
+            return self._cast(func, args, kwargs)
         if func in _FACTORIES or (func in _FOLLOWERS and kwargs.get("device") is not None):
             kwargs = {**kwargs, "device": META}
         elif func in _MOVES and isinstance(args[0], Tensor):
@@ -212,7 +215,28 @@ class MetaMode(TorchFunctionMode):
             raise _stop(_VALUE_SHAPES[func], _SHAPE)
         elif func is Tensor.__getitem__ and _on_meta(args) and len(args) > 1 and _bool_mask(args[1]):
             raise _stop("indexing with a boolean mask (t[mask])", _SHAPE)
-        return func(*args, **kwargs)
+        try:
+            return func(*args, **kwargs)
+        except RuntimeError as e:  # pad_packed_sequence's CPU lengths met a meta tensor: shapes only, on meta
+            if "device meta" not in str(e) or not _on_meta(args):
+                raise
+            return func(*[_on_meta_too(a) for a in args], **{k: _on_meta_too(v) for k, v in kwargs.items()})
+
+    def _cast(self, func: Any, args: tuple, kwargs: dict[str, Any]) -> Any:
+        """``lengths.int()`` of a stand-in whose CPU original the dry run holds: the cast's CPU twin is kept too,
+        for ``torch.nn.utils.rnn`` (a move to a device takes the usual path)."""
+        if func is Tensor.to and torch._C._nn._parse_to(*args[1:], **kwargs)[0] is not None:
+            return _move(func, args, kwargs)
+        meta, cpu = self.cpu_inputs[id(args[0])]
+        out = func(*args, **kwargs)
+        if meta is args[0] and isinstance(out, Tensor) and out is not meta:
+            self.cpu_inputs[id(out)] = (out, func(cpu, *args[1:], **kwargs))
+        return out
+
+
+def _on_meta_too(a: Any) -> Any:
+    """A CPU tensor as a meta one of its shape and dtype (anything else as it is)."""
+    return torch.empty_like(a, device=META) if isinstance(a, Tensor) and a.device.type == "cpu" else a
 
 
 RNN_KERNELS = frozenset({torch._VF.lstm, torch._VF.gru, torch._VF.rnn_tanh, torch._VF.rnn_relu})  # type: ignore[attr-defined]

@@ -66,3 +66,29 @@ def test_the_lengths_given_are_left_as_they_were() -> None:
     lengths = torch.tensor(LENGTHS)
     sv.dry_run(PackedEncoder("given"), "bs=2,T=5", lengths)
     assert lengths.device.type == "cpu" and lengths.tolist() == LENGTHS
+
+
+class PaddedMeanPool(nn.Module):
+    """A packed BiLSTM whose padded output is mean-pooled with the lengths pad_packed_sequence returns (on the
+    CPU, as torch gives them), by a mask built with ``torch.arange``; the lengths cast to int32 first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(8, 6, bidirectional=True)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu().int(), enforce_sorted=False)
+        out, lens = nn.utils.rnn.pad_packed_sequence(self.lstm(packed)[0], total_length=x.size(0))
+        mask = torch.arange(x.size(0))[:, None] < lens[None, :]  # (T, bs): CPU code, as written for the CPU
+        return (out * mask.unsqueeze(-1)).sum(0) / lens[:, None]
+
+
+def test_lengths_cast_and_returned_on_the_cpu_dry_run_like_the_real_run() -> None:
+    """int32 lengths keep their values for the packing, and ops mixing pad_packed_sequence's CPU lengths with
+    meta tensors run on meta (shapes only): the dry run ends ok with the real run's result shape."""
+    x, lengths = torch.randn(7, 3, 8), torch.tensor([7, 5, 2])
+    model = PaddedMeanPool()
+    assert tuple(model(x, lengths).shape) == (3, 12)
+    run = sv.dry_run(model, x, lengths)
+    assert run.ok, run
+    assert run.trace is not None and tuple(run.trace.calls[0].outputs[0].shape) == (3, 12), run.trace
