@@ -140,6 +140,7 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
 
     out: Names = []
     scrambled: list[str] = []
+    torn: set[int] = set()  # result dims that hold a part of bs (not all of it) beside a part of another named dim
     cut: set[int] = set()  # trusted named atoms some result dim cuts where no split can
     spans: list[list[int]] = []  # the atoms that vary along each result dim
     for j in range(len(shape)):
@@ -164,9 +165,12 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
             else:
                 parts.append(None)
         out.append(_join_parts(parts, size_of, pieces))
-    for ks in spans:  # a named dim cut (here or along another result dim) mixed here with another named dim
+        bases = [p[0] if isinstance(p, tuple) else p for p in parts if p and not isinstance(p, _Unnamed)]
+        if any(isinstance(p, tuple) and p[0] == "bs" for p in parts) and len(bases) > 1:
+            torn.add(j)  # (T, bs=4, e).view(T/2, 4, 2e): pairs of sequences' rows read as one row, and as features
+    for j, ks in enumerate(spans):  # a named dim cut (here or along another result dim) mixed here with another
         named = [a.base or a.label for a in (atoms[k] for k in ks) if a.base or a.label]
-        if len(named) > 1 and any(k in cut for k in ks):  # relabelled, not moved
+        if len(named) > 1 and (any(k in cut for k in ks) or j in torn):  # relabelled, not moved
             scrambled += [n for n in named if n and n not in scrambled]
     return out, scrambled
 

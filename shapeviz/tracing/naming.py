@@ -544,6 +544,7 @@ def flag_scramble(call: Any, namer: Namer) -> None:
         shown = ", ".join(n or "·" for n in evidence(src.names))
         what = f"{call.type}({call.params})" + (f" of {src.label}" if src.label else "")
         call.flag = f"scrambled_view: {what} ({shown}) relabels {', '.join(scrambled)} without moving data"
+        out.names, out.origins, out.ambiguous = None, None, False  # what a later layer reads it as is no evidence
 
 
 # ---------------------------------------------------------------- sv.name: names you give a tensor

@@ -402,3 +402,33 @@ def test_a_beams_batch_keeps_its_order_bs_times_k() -> None:
             assert known_names(h_n.view(4, 3, 5)) == ("bs", "3", "h")  # the split gives them back
         with pytest.raises(sv.ShapeError, match="scrambled_view"):
             h_n.view(3, 4, 5)  # (k, bs, h) of bs*k rows: beams of different sequences mixed
+
+
+class Pyramid(nn.Module):
+    """A listener's pyramidal step: halve T by joining neighbouring frames. Right: batch-first
+    ``(bs, T, d).reshape(bs, T/2, 2d)``; wrong: seq-first ``(T, bs, d).view(T/2, bs, 2d)``, which joins
+    neighbouring sequences of the batch instead (with an even bs the view splits bs without raising)."""
+
+    def __init__(self, wrong: bool) -> None:
+        super().__init__()
+        self.wrong = wrong
+        self.lstm = nn.LSTM(12, 5, batch_first=not wrong)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (bs, T, d)
+        bs, T, d = x.shape
+        if self.wrong:
+            return self.lstm(x.transpose(0, 1).contiguous().view(T // 2, bs, 2 * d))[0]
+        return self.lstm(x.reshape(bs, T // 2, 2 * d))[0]
+
+
+@pytest.mark.parametrize("bs", [3, 4])
+def test_a_view_that_tears_the_batch_into_time_and_features_is_scrambled(bs: int) -> None:
+    x = torch.randn(bs, 8, 6)
+    with sv.watch(wrong := Pyramid(wrong=True), inputs="bs T", ops=True), \
+            pytest.raises(sv.ShapeError, match="scrambled_view"):
+        wrong(x)
+    with sv.watch(right := Pyramid(wrong=False), inputs="bs T", ops=True):
+        right(x)
+    t = sv.trace(Pyramid(wrong=True), x, ops=True, inputs_dims="bs T")
+    [view] = t.find(type="view")
+    assert view.outputs[0].names is None or "bs" not in view.outputs[0].names, view.outputs[0]
