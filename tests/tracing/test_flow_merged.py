@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from trace_models import caught_and_silent
 
 import shapeviz as sv
 from shapeviz.tracing.flow import known_names
@@ -424,11 +425,7 @@ class Pyramid(nn.Module):
 @pytest.mark.parametrize("bs", [3, 4])
 def test_a_view_that_tears_the_batch_into_time_and_features_is_scrambled(bs: int) -> None:
     x = torch.randn(bs, 8, 6)
-    with sv.watch(wrong := Pyramid(wrong=True), inputs="bs T", ops=True), \
-            pytest.raises(sv.ShapeError, match="scrambled_view"):
-        wrong(x)
-    with sv.watch(right := Pyramid(wrong=False), inputs="bs T", ops=True):
-        right(x)
+    caught_and_silent(Pyramid(wrong=True), Pyramid(wrong=False), x, match="scrambled_view")
     t = sv.trace(Pyramid(wrong=True), x, ops=True, inputs_dims="bs T")
     [view] = t.find(type="view")
     assert view.outputs[0].names is None or "bs" not in view.outputs[0].names, view.outputs[0]

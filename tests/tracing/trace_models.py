@@ -8,10 +8,12 @@ systems the gallery has no example of.
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import shapeviz as sv
 from shapeviz.gallery.models import CharRNNScratch
 
 
@@ -100,3 +102,13 @@ class PlainScratchModel:
             state = torch.tanh(x_t @ self.W_xh + state @ self.W_hh)  # (bs, h)
             outputs.append(state)
         return self.linear(torch.cat(outputs, dim=0)), state  # (T*bs, vocab), (bs, h)
+
+
+def caught_and_silent(wrong: nn.Module, right: nn.Module, *args: torch.Tensor, match: str,
+                      inputs: str = "bs T") -> None:
+    """``wrong`` raises a ShapeError matching ``match`` under ``watch(inputs=..., ops=True)``; ``right`` (its
+    fixed twin) runs silent under the same watch."""
+    with sv.watch(wrong, inputs=inputs, ops=True), pytest.raises(sv.ShapeError, match=match):
+        wrong(*args)
+    with sv.watch(right, inputs=inputs, ops=True):
+        right(*args)
