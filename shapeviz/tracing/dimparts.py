@@ -166,8 +166,12 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
                 parts.append(None)
         out.append(_join_parts(parts, size_of, pieces))
         bases = [p[0] if isinstance(p, tuple) else p for p in parts if p and not isinstance(p, _Unnamed)]
-        if any(isinstance(p, tuple) and p[0] == "bs" for p in parts) and len(bases) > 1:
-            torn.add(j)  # (T, bs=4, e).view(T/2, 4, 2e): pairs of sequences' rows read as one row, and as features
+        part_of_bs = [k for k, p in enumerate(p for p in parts if p and not isinstance(p, _Unnamed))
+                      if isinstance(p, tuple) and p[0] == "bs"]
+        if part_of_bs and len(bases) > 1 and (part_of_bs[0] != 0 or any(b not in ("bs", "T") for b in bases)):
+            # (T, bs=4, e).view(T/2, 4, 2e): a part of bs inside steps of T, and a part of it among the features;
+            # whole sequences joined end to end, (bs, T).view(bs/2, 2T) (bs's part outside T), are not torn
+            torn.add(j)
     for j, ks in enumerate(spans):  # a named dim cut (here or along another result dim) mixed here with another
         named = [a.base or a.label for a in (atoms[k] for k in ks) if a.base or a.label]
         if len(named) > 1 and (any(k in cut for k in ks) or j in torn):  # relabelled, not moved
