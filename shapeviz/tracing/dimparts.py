@@ -222,9 +222,13 @@ def read_as_time(pieces: str | None, name: str | None) -> bool:
 
     >>> read_as_time("bs*T[4:8]", "T"), read_as_time("T[2:8]", "T"), read_as_time("T[1:2]*bs", "bs")
     (True, False, False)
+    >>> read_as_time("bs*3", "T"), read_as_time("bs", "T")  # bs with 3 rows of an unnamed dim: a view's doing
+    (True, False)
     """
-    return name == "T" and bool(pieces) and "[" in (pieces or "") and \
-        "bs" in {p.split("[")[0] for p in (pieces or "").split("*")}
+    if name != "T" or not pieces:
+        return False
+    parts = [p.split("[")[0] for p in pieces.split("*")]
+    return "bs" in parts and ("[" in pieces or (len(parts) > 1 and all(p == "bs" or p.isdigit() for p in parts)))
 
 
 def _text_size(text: str, size_of: Callable[[str], int | None]) -> int | None:

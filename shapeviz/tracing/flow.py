@@ -178,7 +178,7 @@ class FlowMode(TorchFunctionMode):
         """A recurrent layer whose time axis a view made of (parts of) bs: ``(bs, T, emb).view(T, bs, emb)``
         where the sizes divide (with 7 steps and 4 sequences the view itself raises)."""
         f = self.get(x)
-        if f is None or not any(n and "[" in n for n in f.names) or conv.cell:
+        if f is None or not any(n and ("[" in n or "*" in n) for n in f.names) or conv.cell or self.size_of("bs") == 1:
             return
         names = conv.dim_exprs(batched=conv.layout.is_batched(x.dim()) is True)["input"]
         if "T" not in names or len(names) != x.dim():
@@ -320,7 +320,7 @@ class FlowMode(TorchFunctionMode):
                                  op_params(args[1:], kwargs))
             if any(names):
                 self.put(out, names)
-                cut = [n for n in names if n and "[" in n]  # parts of named dims: a use decides (_check_time_axis)
+                cut = [n for n in names if n and ("[" in n or read_as_time(n, "T"))]  # a use decides (_check_time_axis)
                 bases = {p.split("[")[0] for n in cut for p in n.split("*")}
                 crossed = [m for m in src.names if m and any(p.split("[")[0] in bases for p in m.split("*"))]
                 made = (name, _label(x), tuple(x.shape), list(src.names), tuple(out.shape), crossed,

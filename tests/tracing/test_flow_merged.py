@@ -429,3 +429,24 @@ def test_a_view_that_tears_the_batch_into_time_and_features_is_scrambled(bs: int
     t = sv.trace(Pyramid(wrong=True), x, ops=True, inputs_dims="bs T")
     [view] = t.find(type="view")
     assert view.outputs[0].names is None or "bs" not in view.outputs[0].names, view.outputs[0]
+
+
+class ConvThenGRU(nn.Module):
+    """LSTNet's first stage: a Conv1d over ``(bs, m, T)``, then a seq-first GRU over its ``(T', bs, C)``;
+    ``wrong`` writes ``c.view(-1, bs, C)`` where ``c.permute(2, 0, 1)`` was meant."""
+
+    def __init__(self, wrong: bool) -> None:
+        super().__init__()
+        self.wrong = wrong
+        self.conv, self.gru = nn.Conv1d(5, 6, 3), nn.GRU(6, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (bs, T, m)
+        c = torch.relu(self.conv(x.transpose(1, 2)))  # (bs, C, T')
+        return self.gru(c.view(-1, x.shape[0], c.shape[1]) if self.wrong else c.permute(2, 0, 1))[0]
+
+
+def test_a_view_that_moves_the_batch_into_time_is_scrambled_with_only_bs_named() -> None:
+    """Only bs is named after the conv (its channels and steps are not): the view puts all of bs and 3 rows of
+    the channels into the GRU's time axis, which the GRU then reads as T. The permute stays silent."""
+    x = torch.randn(4, 14, 5)
+    caught_and_silent(ConvThenGRU(wrong=True), ConvThenGRU(wrong=False), x, match=r"scrambled_view[\s\S]*permute")
