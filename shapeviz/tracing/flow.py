@@ -49,6 +49,7 @@ from torch.overrides import TorchFunctionMode
 
 from shapeviz._errors import ShapeError, ShapeWarning, SpecError
 from shapeviz.core.dimensions import parse_names
+from shapeviz.core.evidence import provenance_swapped
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.dimparts import (
     Pick,
@@ -269,6 +270,9 @@ class FlowMode(TorchFunctionMode):
         if base in _LOSSES and len(args) >= 2:
             with torch._C.DisableTorchFunction():
                 self._check_loss(base, args[0], args[1])
+        elif base == "ctc_loss" and args and isinstance(args[0], torch.Tensor) and args[0].dim() == 3:
+            with torch._C.DisableTorchFunction():
+                self._check_ctc(args[0])
         out = func(*args, **kwargs)
         if not args or not isinstance(out, torch.Tensor):
             with torch._C.DisableTorchFunction():
@@ -427,6 +431,15 @@ class FlowMode(TorchFunctionMode):
                                     " comes from the model input's bs), but it is packed as the other layout: "
                                     "each sequence is cut into another's steps (it trains, silently wrong)",
                              hints=[f"pack_padded_sequence(x, lengths, {flag})  # x is {laid}"])
+
+    def _check_ctc(self, log_probs: torch.Tensor) -> None:
+        """CTC reads ``(T, bs, C)``: a ``(bs, T, C)`` (dim 0 the model input's bs) runs where bs == T, wrongly."""
+        if (f := self.get(log_probs)) is not None and provenance_swapped(f.names, 0, 1):
+            raise ShapeError(module="loss: ctc_loss", argument="log_probs", expected="(T, bs, C): time first",
+                             actual=tuple(log_probs.shape), code="batch_first_swap",
+                             detail="the log-probabilities are laid out (bs, T, C) (evidence: their dim 0 comes "
+                                    "from the model input's bs), but CTC reads dim 0 as time",
+                             hints=["log_probs = log_probs.transpose(0, 1)  # (bs, T, C) -> (T, bs, C)"])
 
     def _check_loss(self, base: str, logits: Any, target: Any) -> None:
         a, b = self.get(logits), self.get(target)

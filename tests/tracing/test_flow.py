@@ -418,3 +418,29 @@ def test_a_conv_and_a_max_over_a_dim_keep_a_merged_batch() -> None:
     assert values.names[0] == indices.names[0] == "bs*T", (values, indices)
     unbatched = sv.trace(nn.Conv2d(3, 4, 3), sv.name(torch.randn(3, 8, 8), "c x y"))  # dim 0: channels, changed
     assert not (unbatched.calls[0].outputs[0].names or ("",))[0], unbatched.calls[0].outputs[0]
+
+
+class BatchFirstCTC(nn.Module):
+    """A batch-first GRU's per-step log-probabilities, ``(bs, T, C)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn, self.fc = nn.GRU(5, 8, batch_first=True), nn.Linear(8, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.rnn(x)[0]).log_softmax(-1)
+
+
+@pytest.mark.parametrize("loss", ["function", "module"])
+def test_ctc_given_batch_first_log_probs_is_caught_whatever_the_sizes(loss: str) -> None:
+    """CTC reads (T, bs, C); with bs == T torch runs the untransposed (bs, T, C) and scores the wrong
+    sequences. Provenance says dim 0 is bs; the transposed call stays silent."""
+    model, x = BatchFirstCTC(), torch.randn(4, 4, 5)
+    targets, lengths, target_lengths = torch.randint(1, 6, (4, 2)), torch.full((4,), 4), torch.full((4,), 2)
+    ctc = F.ctc_loss if loss == "function" else nn.CTCLoss()
+    with sv.watch(model, inputs="bs T", ops=True), pytest.raises(sv.ShapeError) as err:
+        ctc(model(x), targets, lengths, target_lengths)
+    assert err.value.code == "batch_first_swap" and err.value.argument == "log_probs", err.value
+    assert err.value.hints[0].startswith("log_probs = log_probs.transpose(0, 1)")
+    with sv.watch(model, inputs="bs T", ops=True):
+        ctc(model(x).transpose(0, 1), targets, lengths, target_lengths)
