@@ -258,6 +258,9 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
             c.T, c.bs = c.bs, c.T
         elif swapped:
             hints = [f"x = x.transpose(0, 1)  # {lay.swapped_text} -> {seq}", _rebuild(conv)]
+            names = known_names(x)
+            if lay.t_axis == 0 and names is not None and not provenance_speaks(names, 1, 2):  # only bs is known
+                hints.insert(1, "or x = x.permute(2, 0, 1)  # if x is (bs, C, W), a conv's output: -> (W, bs, C)")
             if via.startswith("h_0"):  # a size match of the state alone: it may be a state kept from a bigger batch
                 hints.append(f"or, if x is right and h_0 was kept from an earlier batch of {state_bs}: "
                              f"h0 = torch.zeros{_zeros(c, 'h_0')}  # a state for this batch (or pass none)")

@@ -750,3 +750,24 @@ def test_a_state_whose_batch_is_the_declared_T_names_the_layer_that_may_have_rea
     assert err.value.code == "batch_mismatch", err.value
     assert err.value.hints[-1].startswith("or, as its batch 12 is the declared T: the layer that made this state "
                                           "may have read (bs, T, …) as (T, bs, …)"), err.value.hints
+
+
+class ConvIntoLSTM(nn.Module):
+    """A conv's ``(bs, C, W)`` fed to a seq-first LSTM as it is (``permute(2, 0, 1)`` forgotten)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.lstm = nn.Conv1d(2, 8, 3, padding=1), nn.LSTM(8, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lstm(self.conv(x))[0]
+
+
+def test_with_ops_a_swap_where_only_bs_is_known_hints_the_permute_too() -> None:
+    """bs == C == W == 8: the sizes fit and provenance says dim 0 is bs; whether the rest is (T, emb) or a conv's
+    (C, W) nothing says, so the permute is hinted beside the transpose."""
+    model = ConvIntoLSTM()
+    with sv.watch(model, inputs="bs", ops=True), pytest.raises(sv.ShapeError) as err:
+        model(torch.randn(8, 2, 8))
+    assert err.value.code == "batch_first_swap", err.value
+    assert "x = x.permute(2, 0, 1)  # if x is (bs, C, W)" in err.value.hints[1], err.value.hints
