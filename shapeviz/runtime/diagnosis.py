@@ -115,6 +115,7 @@ def provenance_check(module: torch.nn.Module, conv: Conventions, args: tuple, na
     """
     x, lay = args[0], conv.layout
     hx = args[1] if len(args) > 1 else None
+    _state_order(module, conv, x, hx, names, path_of)
     if conv.cell or lay.t_axis is None:  # a step: its batch dim came from the model input's T
         if conv.declaration is None and x.dim() == 2 and names[0] == "T":
             c = _Ctx(module, conv, declared(), path_of(module))
@@ -134,6 +135,28 @@ def provenance_check(module: torch.nn.Module, conv: Conventions, args: tuple, na
         err = diagnose_declared(module, conv, x, hx, declared(), path_of(module))
     if err is not None:
         raise err
+
+
+def _state_order(module: torch.nn.Module, conv: Conventions, x: Tensor, hx: Any, names: Sequence[str | None],
+                 path_of: Callable[[torch.nn.Module], str | None]) -> None:
+    """A state whose batch holds the input's rows in another order: ``h.repeat(1, k, 1)`` (copies outer, ``k*bs``)
+    beside an input made with ``repeat_interleave(k, 0)`` (``bs*k``): every row starts from another row's state."""
+    h = hx[0] if isinstance(hx, (tuple, list)) and hx else hx
+    batched = conv.layout.is_batched(x.dim()) is True
+    if not isinstance(h, Tensor) or not batched or conv.layout.bs_axis is None:
+        return
+    axis = 0 if conv.cell else 1
+    state = known_names(h)
+    ours, theirs = names[conv.layout.bs_axis], state[axis] if state is not None and h.dim() > axis else None
+    if not ours or not theirs or ours == theirs or "*" not in ours or sorted(ours.split("*")) != sorted(
+            theirs.split("*")):
+        return
+    c = _Ctx(module, conv, declared(), path_of(module))
+    k = next((p for p in ours.split("*") if p.isdigit()), "k")
+    fix = f"repeat_interleave({k}, dim={axis})" if ours.endswith(k) else f"repeat({'1, ' * axis}{k}, 1)"
+    raise c.err("batch_mismatch", "h_0", h, [f"h = h.{fix}  # the state's rows in the input's order, {ours}"],
+                f"its batch is {theirs} but the input's is {ours}: the same rows in another order, so each row "
+                "starts from another row's state (it runs, silently wrong)", expected=f"batch {ours}")
 
 
 def batch_said(c: Any) -> str:

@@ -771,3 +771,32 @@ def test_with_ops_a_swap_where_only_bs_is_known_hints_the_permute_too() -> None:
         model(torch.randn(8, 2, 8))
     assert err.value.code == "batch_first_swap", err.value
     assert "x = x.permute(2, 0, 1)  # if x is (bs, C, W)" in err.value.hints[1], err.value.hints
+
+
+class SamplePaths(nn.Module):
+    """DeepAR-style sampling: S paths per series, the last step repeated per path with ``repeat_interleave``;
+    ``tiled`` repeats the state with ``repeat`` (copies outer) instead, so the rows no longer line up."""
+
+    def __init__(self, tiled: bool) -> None:
+        super().__init__()
+        self.tiled = tiled
+        self.rnn = nn.LSTM(3, 16, batch_first=True)
+
+    def forward(self, x: torch.Tensor, paths: int = 2) -> torch.Tensor:
+        _, (h, c) = self.rnn(x)
+        if self.tiled:
+            h, c = h.repeat(1, paths, 1), c.repeat(1, paths, 1)
+        else:
+            h, c = h.repeat_interleave(paths, dim=1), c.repeat_interleave(paths, dim=1)
+        return self.rnn(x[:, -1:].repeat_interleave(paths, dim=0), (h, c))[0]
+
+
+def test_with_ops_a_state_whose_rows_are_in_another_order_than_the_inputs_is_caught() -> None:
+    x = torch.randn(4, 8, 3)
+    with sv.watch(tiled := SamplePaths(tiled=True), inputs="bs T", ops=True), pytest.raises(sv.ShapeError) as err:
+        tiled(x)
+    assert err.value.code == "batch_mismatch" and err.value.argument == "h_0", err.value
+    assert "its batch is 2*bs but the input's is bs*2" in str(err.value)
+    assert err.value.hints[0].startswith("h = h.repeat_interleave(2, dim=1)"), err.value.hints
+    with sv.watch(right := SamplePaths(tiled=False), inputs="bs T", ops=True):
+        silent(right, x)
