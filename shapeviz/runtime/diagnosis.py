@@ -32,6 +32,7 @@ from shapeviz.core.evidence import (
 from shapeviz.core.model import Conventions, module_weight
 from shapeviz.runtime.rootcall import both_ways
 from shapeviz.tracing.flow import known_names
+from shapeviz.tracing.flowchecks import reordered
 
 
 class _Ctx:
@@ -148,8 +149,7 @@ def _state_order(module: torch.nn.Module, conv: Conventions, x: Tensor, hx: Any,
     axis = 0 if conv.cell else 1
     state = known_names(h)
     ours, theirs = names[conv.layout.bs_axis], state[axis] if state is not None and h.dim() > axis else None
-    if not ours or not theirs or ours == theirs or "*" not in ours or sorted(ours.split("*")) != sorted(
-            theirs.split("*")):
+    if not reordered(ours, theirs):
         return
     c = _Ctx(module, conv, declared(), path_of(module))
     k = next((p for p in ours.split("*") if p.isdigit()), "k")

@@ -49,7 +49,6 @@ from torch.overrides import TorchFunctionMode
 
 from shapeviz._errors import ShapeError, ShapeWarning, SpecError
 from shapeviz.core.dimensions import parse_names
-from shapeviz.core.evidence import provenance_swapped
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.dimparts import (
     Pick,
@@ -62,6 +61,7 @@ from shapeviz.tracing.dimparts import (
     slice_names,
     view_names,
 )
+from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_pack
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
 from shapeviz.tracing.oprules import RESHAPES, forward_half, index_plan, op_name, op_params, op_rule
 from shapeviz.tracing.records import TensorInfo
@@ -144,6 +144,11 @@ class FlowMode(TorchFunctionMode):
             if n and "*" not in n and "(" not in n and "[" not in n and not n.isdigit():
                 self.sizes.setdefault(n, int(s))
         return facts
+
+    def names_of(self, t: Any) -> Names | None:
+        """What this flow knows of ``t``'s dims (None: nothing)."""
+        f = self.get(t) if isinstance(t, torch.Tensor) else None
+        return f.names if f is not None else None
 
     def info(self, t: Any) -> TensorInfo:
         f = self.get(t)
@@ -269,10 +274,10 @@ class FlowMode(TorchFunctionMode):
         base = name.strip("_").lstrip(".")
         if base in _LOSSES and len(args) >= 2:
             with torch._C.DisableTorchFunction():
-                self._check_loss(base, args[0], args[1])
+                check_loss(base, self.names_of(args[0]), self.names_of(args[1]), args[0], args[1])
         elif base == "ctc_loss" and args and isinstance(args[0], torch.Tensor) and args[0].dim() == 3:
             with torch._C.DisableTorchFunction():
-                self._check_ctc(args[0])
+                check_ctc(self.names_of(args[0]), args[0])
         out = func(*args, **kwargs)
         if not args or not isinstance(out, torch.Tensor):
             with torch._C.DisableTorchFunction():
@@ -295,7 +300,8 @@ class FlowMode(TorchFunctionMode):
         if not isinstance(out, (tuple, list)) or not out or not isinstance(out[0], torch.Tensor):
             return
         if base == "pack_padded_sequence" and args and isinstance(args[0], torch.Tensor):
-            self._check_pack(args[0], bool(args[2]) if len(args) > 2 else bool(kwargs.get("batch_first", False)))
+            check_pack(self.names_of(args[0]), args[0],
+                       bool(args[2]) if len(args) > 2 else bool(kwargs.get("batch_first", False)))
         elif base == "pad_packed_sequence":
             first = bool(args[2]) if len(args) > 2 else False  # (data, batch_sizes, batch_first, …)
             self.put(out[0], [None] * out[0].dim(), "padded" if pads(args, out[0], first) else "",
@@ -335,6 +341,8 @@ class FlowMode(TorchFunctionMode):
         tensors = [a for a in args if isinstance(a, torch.Tensor)] if x is args[0] else list(args[0])
         if not any(self.get(t) is not None for t in tensors):
             return
+        if base in ("bmm", "matmul") and len(tensors) == 2:
+            check_bmm(name, self.names_of(tensors[0]), self.names_of(tensors[1]), tensors[0], tensors[1])
         rule = op_rule(name, args, kwargs)
         view = OpView([self.info(t) for t in tensors], tuple(out.shape), self.namer)
         names: Names | None = None
@@ -416,52 +424,6 @@ class FlowMode(TorchFunctionMode):
                     _warn("padded_last", f"{pick} of a padded batch is padding for every sequence shorter "
                           "than the longest", "h_n[-1]  # each sequence's real last step, or "
                           "output[lengths - 1, torch.arange(bs)]")
-
-    def _check_pack(self, x: torch.Tensor, batch_first: bool) -> None:
-        """A padded batch packed with the wrong ``batch_first``: its steps' dim comes from the model input's bs."""
-        f = self.get(x)
-        if f is None or x.dim() < 2:
-            return
-        steps, rows = (f.names[1], f.names[0]) if batch_first else (f.names[0], f.names[1])
-        if steps == "bs" and (rows in ("T", None) or (rows or "").isdigit()):
-            laid, flag = ("(T, bs, …)", "batch_first=False") if batch_first else ("(bs, T, …)", "batch_first=True")
-            raise ShapeError(module="pack_padded_sequence", argument="input", expected=f"the steps at dim "
-                             f"{1 if batch_first else 0}", actual=tuple(x.shape), code="packed",
-                             detail=f"the padded batch is laid out {laid} (evidence: its dim {1 if batch_first else 0}"
-                                    " comes from the model input's bs), but it is packed as the other layout: "
-                                    "each sequence is cut into another's steps (it trains, silently wrong)",
-                             hints=[f"pack_padded_sequence(x, lengths, {flag})  # x is {laid}"])
-
-    def _check_ctc(self, log_probs: torch.Tensor) -> None:
-        """CTC reads ``(T, bs, C)``: a ``(bs, T, C)`` (dim 0 the model input's bs) runs where bs == T, wrongly."""
-        if (f := self.get(log_probs)) is not None and provenance_swapped(f.names, 0, 1):
-            raise ShapeError(module="loss: ctc_loss", argument="log_probs", expected="(T, bs, C): time first",
-                             actual=tuple(log_probs.shape), code="batch_first_swap",
-                             detail="the log-probabilities are laid out (bs, T, C) (evidence: their dim 0 comes "
-                                    "from the model input's bs), but CTC reads dim 0 as time",
-                             hints=["log_probs = log_probs.transpose(0, 1)  # (bs, T, C) -> (T, bs, C)"])
-
-    def _check_loss(self, base: str, logits: Any, target: Any) -> None:
-        a, b = self.get(logits), self.get(target)
-        if a is None or b is None or not a.names or not b.names:
-            return
-        rows, trows = a.names[0], b.names[0]
-        if not rows or not trows or rows == trows or "*" not in rows or "*" not in trows:
-            return
-        if sorted(rows.split("*")) != sorted(trows.split("*")):
-            return
-        lead = ", ".join(rows.split("*"))
-        fix = ("Y.T.reshape(-1)  # targets (bs, T) -> rows in T*bs order, like the logits" if rows == "T*bs"
-               else "Y.reshape(-1)  # targets (bs, T) -> rows in bs*T order, like the logits" if rows == "bs*T"
-               else f"flatten the targets in the order {rows}: permute them first, then reshape(-1)")
-        raise ShapeError(module=f"loss: {base}", argument="target",
-                         expected=f"rows ({rows}={logits.shape[0]},) in the logits' order",
-                         actual=f"rows ({trows}={target.shape[0]},): the same dims flattened in another order",
-                         code="flatten_order",
-                         detail=f"the logits' rows are {rows} but the targets' rows are {trows}: every row is "
-                                "scored against another position's target (it trains, silently wrong)",
-                         hints=[fix, f"or make the logits {trows}: logits.reshape({lead}, -1).transpose(0, 1)"
-                                ".reshape(-1, logits.shape[-1])"])
 
 
 def _arg_dim(args: tuple, kwargs: dict) -> int:

@@ -444,3 +444,26 @@ def test_ctc_given_batch_first_log_probs_is_caught_whatever_the_sizes(loss: str)
     assert err.value.hints[0].startswith("log_probs = log_probs.transpose(0, 1)")
     with sv.watch(model, inputs="bs T", ops=True):
         ctc(model(x).transpose(0, 1), targets, lengths, target_lengths)
+
+
+class SoftAlign(nn.Module):
+    """ESIM's soft alignment of two encoded sentences ``(bs, L, 2h)``; ``wrong`` transposes the similarity's
+    dims 0 and 1 where 1 and 2 were meant, so the second bmm pairs each sentence's steps with the batch."""
+
+    def __init__(self, wrong: bool) -> None:
+        super().__init__()
+        self.wrong = wrong
+        self.enc = nn.LSTM(5, 3, batch_first=True, bidirectional=True)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        ea, eb = self.enc(a)[0], self.enc(b)[0]
+        sim = torch.bmm(ea, eb.transpose(1, 2))  # (bs, La, Lb)
+        weights = (sim.transpose(0, 1) if self.wrong else sim.transpose(1, 2)).softmax(-1)
+        return torch.bmm(weights, ea)
+
+
+def test_a_batched_matmul_whose_operands_batch_dims_differ_is_caught() -> None:
+    """bs == La == Lb: torch runs the wrong transpose; provenance says the first operand's dim 0 is T and the
+    second's bs. The right transpose stays silent."""
+    a, b = torch.randn(4, 4, 5), torch.randn(4, 4, 5)
+    caught_and_silent(SoftAlign(wrong=True), SoftAlign(wrong=False), a, b, match=r"batch_mismatch[\s\S]*is T but")

@@ -1,0 +1,94 @@
+"""The ``ops=True`` flow's checks of single ops, each given the names the flow knows for its operands (where each
+dim came from, :func:`~shapeviz.tracing.flow.known_names`): a loss whose logits and targets were flattened in
+different orders, CTC given batch-first log-probabilities, a padded batch packed as the other layout, and a
+batched matmul whose operands' batch dims are different things.
+
+>>> import torch
+>>> check_loss("cross_entropy", ["T*bs", None], ["bs*T"], torch.zeros(6, 3), torch.zeros(6))
+Traceback (most recent call last):
+...
+shapeviz.ShapeError: [flatten_order] loss: cross_entropy: argument `target`
+...
+>>> reordered("bs*2", "2*bs"), reordered("bs*2", "bs*2"), reordered("T", "bs")
+(True, False, False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from shapeviz._errors import ShapeError
+from shapeviz.core.evidence import provenance_swapped
+
+__all__ = ["check_bmm", "check_ctc", "check_loss", "check_pack", "reordered"]
+
+Names = Sequence[str | None]
+
+
+def reordered(a: str | None, b: str | None) -> bool:
+    """Are ``a`` and ``b`` the same product of dims in another order (``T*bs`` and ``bs*T``, ``2*bs`` and
+    ``bs*2``)?"""
+    return bool(a and b and a != b and "*" in a and "*" in b and sorted(a.split("*")) == sorted(b.split("*")))
+
+
+def check_pack(names: Names | None, x: torch.Tensor, batch_first: bool) -> None:
+    """A padded batch packed with the wrong ``batch_first``: its steps' dim comes from the model input's bs."""
+    if names is None or x.dim() < 2:
+        return
+    steps, rows = (names[1], names[0]) if batch_first else (names[0], names[1])
+    if steps == "bs" and (rows in ("T", None) or (rows or "").isdigit()):
+        laid, flag = ("(T, bs, …)", "batch_first=False") if batch_first else ("(bs, T, …)", "batch_first=True")
+        raise ShapeError(module="pack_padded_sequence", argument="input", expected=f"the steps at dim "
+                         f"{1 if batch_first else 0}", actual=tuple(x.shape), code="packed",
+                         detail=f"the padded batch is laid out {laid} (evidence: its dim {1 if batch_first else 0}"
+                                " comes from the model input's bs), but it is packed as the other layout: "
+                                "each sequence is cut into another's steps (it trains, silently wrong)",
+                         hints=[f"pack_padded_sequence(x, lengths, {flag})  # x is {laid}"])
+
+
+def check_ctc(names: Names | None, log_probs: torch.Tensor) -> None:
+    """CTC reads ``(T, bs, C)``: a ``(bs, T, C)`` (dim 0 the model input's bs) runs where bs == T, wrongly."""
+    if names is not None and log_probs.dim() == 3 and provenance_swapped(names, 0, 1):
+        raise ShapeError(module="loss: ctc_loss", argument="log_probs", expected="(T, bs, C): time first",
+                         actual=tuple(log_probs.shape), code="batch_first_swap",
+                         detail="the log-probabilities are laid out (bs, T, C) (evidence: their dim 0 comes "
+                                "from the model input's bs), but CTC reads dim 0 as time",
+                         hints=["log_probs = log_probs.transpose(0, 1)  # (bs, T, C) -> (T, bs, C)"])
+
+
+def check_loss(base: str, names: Names | None, target_names: Names | None, logits: Any, target: Any) -> None:
+    """Logits' rows and targets' rows flattened in different orders (``T*bs`` against ``bs*T``)."""
+    if not names or not target_names or not reordered(names[0], target_names[0]):
+        return
+    rows, trows = str(names[0]), str(target_names[0])
+    lead = ", ".join(rows.split("*"))
+    fix = ("Y.T.reshape(-1)  # targets (bs, T) -> rows in T*bs order, like the logits" if rows == "T*bs"
+           else "Y.reshape(-1)  # targets (bs, T) -> rows in bs*T order, like the logits" if rows == "bs*T"
+           else f"flatten the targets in the order {rows}: permute them first, then reshape(-1)")
+    raise ShapeError(module=f"loss: {base}", argument="target",
+                     expected=f"rows ({rows}={logits.shape[0]},) in the logits' order",
+                     actual=f"rows ({trows}={target.shape[0]},): the same dims flattened in another order",
+                     code="flatten_order",
+                     detail=f"the logits' rows are {rows} but the targets' rows are {trows}: every row is "
+                            "scored against another position's target (it trains, silently wrong)",
+                     hints=[fix, f"or make the logits {trows}: logits.reshape({lead}, -1).transpose(0, 1)"
+                            ".reshape(-1, logits.shape[-1])"])
+
+
+def check_bmm(op: str, names: Names | None, other: Names | None, a: torch.Tensor, b: torch.Tensor) -> None:
+    """A batched matmul of two 3-D operands whose batch dims are different things by provenance: the model
+    input's ``T`` against its ``bs`` (sizes that agree let torch run it), or one product in two orders."""
+    if names is None or other is None or a.dim() != 3 or b.dim() != 3:
+        return
+    x, y = names[0], other[0]
+    if not ({x, y} == {"T", "bs"} or reordered(x, y)):
+        return
+    raise ShapeError(module=f"op: {op}", argument="mat2", expected=f"batch {x}, like the first operand",
+                     actual=tuple(b.shape), code="batch_mismatch",
+                     detail=f"the first operand's batch dim is {x} but the second's is {y}: each product pairs "
+                            "rows of different things (it runs where the sizes agree, silently wrong)",
+                     hints=[f"transpose or permute the operand whose dim 0 is not {'bs' if 'bs' in (x, y) else x} "
+                            "(x.transpose(0, 1) of a (T, bs, …) tensor)"])
