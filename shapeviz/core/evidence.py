@@ -27,8 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["cell_suspect", "cell_swapped", "layer_confirmed", "layer_suspect", "layer_swapped", "packed_swapped",
-           "provenance_speaks", "provenance_swapped", "unbatched_ambiguous"]
+__all__ = ["bases_of", "cell_suspect", "cell_swapped", "layer_confirmed", "layer_suspect", "layer_swapped",
+           "packed_swapped", "provenance_speaks", "provenance_swapped", "unbatched_ambiguous"]
 
 
 def provenance_swapped(names: Sequence[str | None], t_axis: int, bs_axis: int) -> bool:
@@ -44,11 +44,15 @@ def provenance_swapped(names: Sequence[str | None], t_axis: int, bs_axis: int) -
     (True, False)
     """
     at_bs = names[bs_axis]
-    return names[t_axis] == "bs" and (at_bs is None or "bs" not in _bases(at_bs))
+    return names[t_axis] == "bs" and (at_bs is None or "bs" not in bases_of(at_bs))
 
 
-def _bases(name: str) -> set[str]:
-    """The names a provenance name is made of: ``"bs*S"`` of bs and S, ``"bs[2:4]"`` of bs."""
+def bases_of(name: str) -> set[str]:
+    """The names a provenance name is made of: ``"bs*S"`` of bs and S, ``"bs[2:4]"`` of bs.
+
+    >>> sorted(bases_of("T[1:2]*bs"))
+    ['T', 'bs']
+    """
     return {p.split("[")[0] for p in name.split("*")}
 
 
@@ -59,7 +63,7 @@ def provenance_speaks(names: Sequence[str | None], *axes: int) -> bool:
     >>> provenance_speaks(("7", "bs", "h"), 0, 1), provenance_speaks(("7", None, "h"), 0, 1)
     (True, False)
     """
-    return any(names[a] is not None and bool(_bases(names[a]) & {"T", "bs"}) for a in axes)
+    return any(names[a] is not None and bool(bases_of(names[a]) & {"T", "bs"}) for a in axes)
 
 
 def layer_suspect(decl: dict[str, int], bs: int, T: int) -> bool:

@@ -156,9 +156,9 @@ def _draw_links(g: graphviz.Digraph, panels: Sequence[Panel], links: Sequence[Li
 
 
 CAPTION_WIDTH = 28
-_SHAPE = re.compile(r"(?:\w+ )?\([^()]*\)")
 """Characters a line of a middle panel's caption holds: it stays left of the first step's column, which the
 links from the panel below and to the panel above cross."""
+_SHAPE = re.compile(r"(?:\w+ )?\([^()]*\)")  # a shape, with the word before it: kept on one caption line
 
 
 def _caption(lines: Sequence[str]) -> str:

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import torch
 
 from shapeviz.core.dimensions import is_simple_name
+from shapeviz.core.evidence import bases_of
 from shapeviz.tracing.naming import Names
 
 __all__ = ["Pick", "broadcasts", "copied_names", "joined_pick", "merges", "mixes_directions", "pads", "piece_name",
@@ -227,7 +228,7 @@ def read_as_time(pieces: str | None, name: str | None) -> bool:
     """
     if name != "T" or not pieces:
         return False
-    parts = [p.split("[")[0] for p in pieces.split("*")]
+    parts = bases_of(pieces)
     return "bs" in parts and ("[" in pieces or (len(parts) > 1 and all(p == "bs" or p.isdigit() for p in parts)))
 
 

@@ -49,6 +49,7 @@ from torch.overrides import TorchFunctionMode
 
 from shapeviz._errors import ShapeError, ShapeWarning, SpecError
 from shapeviz.core.dimensions import parse_names
+from shapeviz.core.evidence import bases_of
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.dimparts import (
     Pick,
@@ -331,8 +332,8 @@ class FlowMode(TorchFunctionMode):
             if any(names):
                 self.put(out, names)
                 cut = [n for n in names if n and ("[" in n or read_as_time(n, "T"))]  # a use decides (_check_time_axis)
-                bases = {p.split("[")[0] for n in cut for p in n.split("*")}
-                crossed = [m for m in src.names if m and any(p.split("[")[0] in bases for p in m.split("*"))]
+                bases = set().union(*(bases_of(n) for n in cut))
+                crossed = [m for m in src.names if m and bases_of(m) & bases]
                 made = (name, _label(x), tuple(x.shape), list(src.names), tuple(out.shape), crossed,
                         op_params(args[1:], kwargs)) if cut else ()  # no tensor kept
                 for n in cut:

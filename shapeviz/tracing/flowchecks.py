@@ -38,8 +38,7 @@ def check_pack(names: Names | None, x: torch.Tensor, batch_first: bool) -> None:
     """A padded batch packed with the wrong ``batch_first``: its steps' dim comes from the model input's bs."""
     if names is None or x.dim() < 2:
         return
-    steps, rows = (names[1], names[0]) if batch_first else (names[0], names[1])
-    if steps == "bs" and (rows in ("T", None) or (rows or "").isdigit()):
+    if provenance_swapped(names, 1 if batch_first else 0, 0 if batch_first else 1):
         laid, flag = ("(T, bs, …)", "batch_first=False") if batch_first else ("(bs, T, …)", "batch_first=True")
         raise ShapeError(module="pack_padded_sequence", argument="input", expected=f"the steps at dim "
                          f"{1 if batch_first else 0}", actual=tuple(x.shape), code="packed",
