@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Iterator
 
 import torch
 import torch.nn as nn
@@ -17,11 +19,24 @@ from jaxtyping import Float, jaxtyped
 import shapeviz as sv
 from bench.common import Rounds, Row, against_plain, alternating
 from shapeviz.core.dimensions import DECLARED
+from shapeviz.runtime import hotpath
 from shapeviz.runtime.fastcheck import plan_for
+from shapeviz.runtime.tensorguard import guard_of
 
 _ENV_DATA = os.environ._data  # type: ignore[attr-defined]  # the mapping os.environ writes to
 _ENV_KEY = os.environ.encodekey("SHAPEVIZ_DISABLE")  # type: ignore[attr-defined]
 _dynamo = torch.compiler.is_dynamo_compiling
+
+
+@contextlib.contextmanager
+def _guards_off() -> Iterator[None]:
+    """Hot paths made inside are made as on a torch whose TensorGuards is missing or unusable."""
+    was = hotpath.guards_work
+    hotpath.guards_work = lambda: False  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        hotpath.guards_work = was
 
 
 def _lstm_args(m: nn.LSTM, T: int, bs: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -30,10 +45,11 @@ def _lstm_args(m: nn.LSTM, T: int, bs: int) -> tuple[torch.Tensor, tuple[torch.T
     return torch.randn(*s["input"]), (torch.zeros(*s["h_0"]), torch.zeros(*s["c_0"]))
 
 
-def _reads_floor(m: nn.LSTM, x: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor], memo: tuple,
-                 key: tuple) -> bool:
-    """What an exact check must read on a repeat call, each in its cheapest exact form, in line with nothing
-    else: no call layer, no branch for other kinds of call. Its time is the floor of an equally thorough check."""
+def _python_reads(m: nn.LSTM, x: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor], memo: tuple,
+                  key: tuple) -> bool:
+    """What an exact check must read on a repeat call, each read in Python in its cheapest exact form, in line
+    with nothing else: no call layer, no branch for other kinds of call. The floor of a check that reads in
+    Python (the hot path's fallback where torch's one-call guard misses or is missing), not of every check."""
     if _ENV_KEY in _ENV_DATA or type(x) is not torch.Tensor or _dynamo():
         return False
     d = m.__dict__
@@ -50,7 +66,7 @@ def _reads_floor(m: nn.LSTM, x: torch.Tensor, hx: tuple[torch.Tensor, torch.Tens
 
 
 def _tensor_reads(x: torch.Tensor, w: torch.Tensor, h: torch.Tensor, c: torch.Tensor) -> None:
-    """Only the 11 tensor reads of that floor: 3 shapes, 4 dtypes, 4 ``is_cpu``."""
+    """Only the 11 tensor reads of those: 3 shapes, 4 dtypes, 4 ``is_cpu``."""
     x.shape, x.dtype, x.is_cpu, w.dtype, w.is_cpu  # noqa: B018
     h.shape, h.dtype, h.is_cpu, c.shape, c.dtype, c.is_cpu  # noqa: B018
 
@@ -72,10 +88,18 @@ def run(quick: bool = False) -> list[Row]:
     check_call(bi, xb, hb)
     check = sv.checker(bi)
     check(xb, hb)
-    t_cc, t_chk, t_hot, t_floor, t_reads, t_cfa = alternating(
+    # the same module's twin, its hot path made as on a torch without a usable TensorGuards: Python reads alone
+    twin = nn.LSTM(10, 20, 2, bidirectional=True)
+    with _guards_off():
+        check_call(twin, xb, hb)
+        check_call(twin, xb, hb)
+    guard = guard_of(xb, bi.weight_ih_l0, *hb)
+    t_cc, t_chk, t_hot, t_twin, t_py, t_reads, t_guard, t_cfa = alternating(
         [lambda: check_call(bi, xb, hb), lambda: check(xb, hb), functools.partial(plan.hot, bi, xb, hb),
-         functools.partial(_reads_floor, bi, xb, hb, plan.memo, plan.getkey(bi.__dict__)),
-         functools.partial(_tensor_reads, xb, bi.weight_ih_l0, *hb), lambda: bi.check_forward_args(xb, hb, None)],
+         lambda: check_call(twin, xb, hb),
+         functools.partial(_python_reads, bi, xb, hb, plan.memo, plan.getkey(bi.__dict__)),
+         functools.partial(_tensor_reads, xb, bi.weight_ih_l0, *hb),
+         functools.partial(guard, xb, bi.weight_ih_l0, *hb), lambda: bi.check_forward_args(xb, hb, None)],
         calls, turns, fine, warmup=5)
     rows.append(Rounds(t_cc, t_cfa).row("check_call, LSTM(10, 20, 2, bidirectional), (T=5, bs=3), repeat call",
                                         "torch's module.check_forward_args", "<= 0.5"))
@@ -85,10 +109,17 @@ def run(quick: bool = False) -> list[Row]:
     rows.append(Rounds(t_hot, t_cfa).row(
         "  of which the plan's hot path alone (its constants bound once, no entry, no lookup, no memo read)",
         "torch's module.check_forward_args", "info"))
-    rows.append(Rounds(t_floor, t_cfa).row(
-        "  floor: only the reads an exact check cannot skip, in line, each in its cheapest exact form "
-        "(SHAPEVIZ_DISABLE by 'in', is_dynamo_compiling, the 6 settings the shape rule reads by identity, "
-        "declared sizes, weight; 3 shapes, 4 dtypes, 4 is_cpu)", "torch's module.check_forward_args", "info"))
+    rows.append(Rounds(t_guard, t_cfa).row(
+        "  of which torch's one-call guard of (x, weight, h, c) alone (TensorGuards.check: types, sizes, dtypes, "
+        "devices)", "torch's module.check_forward_args", "info"))
+    rows.append(Rounds(t_twin, t_cfa).row(
+        "check_call where torch's guard is not usable (a torch without TensorGuards): its reads in Python",
+        "torch's module.check_forward_args", "info"))
+    rows.append(Rounds(t_py, t_cfa).row(
+        "  floor of a check reading in Python: only the reads an exact check cannot skip, in line, each in its "
+        "cheapest exact form (SHAPEVIZ_DISABLE by 'in', is_dynamo_compiling, the 6 settings the shape rule reads "
+        "by identity, declared sizes, weight; 3 shapes, 4 dtypes, 4 is_cpu)", "torch's module.check_forward_args",
+        "info"))
     rows.append(Rounds(t_reads, t_cfa).row("  of which the 11 tensor reads alone (3 shapes, 4 dtypes, 4 is_cpu)",
                                            "torch's module.check_forward_args", "info"))
     m = nn.LSTM(10, 20, num_layers=2)

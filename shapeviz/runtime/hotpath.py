@@ -24,6 +24,7 @@ from torch import Tensor
 
 from shapeviz.core.dimensions import DECLARED
 from shapeviz.runtime.switches import ENV_DATA, ENV_KEY, dynamo_compiling
+from shapeviz.runtime.tensorguard import guard_of, guards_work
 
 if TYPE_CHECKING:
     from shapeviz.runtime.fastcheck import CallPlan
@@ -48,39 +49,80 @@ if env_key in env or type(x) is not tensor or dynamo():
     FAIL
 d = m.__dict__
 try:
-    if x.shape != sh or {config} or {decl}:
+    if {config} or {decl}:
         FAIL
     w = {weight}
+{guarded}
+    if x.shape != sh:
+        FAIL
     dtype = x.dtype
     if x.is_cpu:
         if hx is None:
             if w.dtype is dtype and w.is_cpu:
-                OK
+                OKX
             FAIL
 {cpu}
     device = x.device
     if w.dtype is not dtype or device != w.device:
         FAIL
     if hx is None:
-        OK
+        OKX
 {other}
 except (KeyError, AttributeError, ValueError):  # a setting or the weight deleted since, a state of
     pass  # another arity: the long way says what is wrong
 FAIL
 """
+# with torch's guard (:mod:`shapeviz.runtime.tensorguard`): the memo's ``g`` holds the guard of each way of
+# calling (no state, a state) made from the first call the reads below accepted; a guard's True skips them all
+_GUARDED = {
+    "one": """\
+    if hx is None:
+        if (gx := g[0]) is not None and gx(x, w):
+            OK
+    elif (gs := g[1]) is not None and gs(x, w, hx):
+        OK""",
+    "tuple1": """\
+    if hx is None:
+        if (gx := g[0]) is not None and gx(x, w):
+            OK
+    elif (gs := g[1]) is not None and type(hx) is tuple:
+        (h,) = hx
+        if gs(x, w, h):
+            OK""",
+    "two": """\
+    if hx is None:
+        if (gx := g[0]) is not None and gx(x, w):
+            OK
+    elif (gs := g[1]) is not None and type(hx) is tuple:
+        h, c = hx
+        if gs(x, w, h, c):
+            OK""",
+    "many": """\
+    if hx is None:
+        if (gx := g[0]) is not None and gx(x, w):
+            OK
+    elif (gs := g[1]) is not None and type(hx) is tuple and len(hx) == len(wants) and gs(x, w, *hx):
+        OK""",
+}
+# what a call the reads accepted leaves behind: the guard of its way of calling, where none was made yet
+_LEARN = {"x": "if g[0] is None:\n    g[0] = guard(x, w)",
+          "one": "if g[1] is None:\n    g[1] = guard(x, w, hx)",
+          "tuple1": "if g[1] is None:\n    g[1] = guard(x, w, h)",
+          "two": "if g[1] is None:\n    g[1] = guard(x, w, h, c)",
+          "many": "if g[1] is None:\n    g[1] = guard(x, w, *hx)"}
 # a plan's hot path: the memo's values bound once; a checker: the memo read whole on each call (one tuple,
 # replaced whole after a call that went the long way, so a thread never pairs one call's shape with another's
 # states)
 _HEAD = {
     "hot": """\
-def make(memo, m, refresh, getkey, wname, sub, walk, env, env_key, decl_now, tensor, dynamo):
+def make(memo, m, refresh, getkey, wname, sub, walk, env, env_key, decl_now, tensor, dynamo, guard):
     {unpack} = memo
     def hot(m, x, hx):
 {body}
     return hot
 """,
     "checker": """\
-def make(memo, m, refresh, getkey, wname, sub, walk, env, env_key, decl_now, tensor, dynamo):
+def make(memo, m, refresh, getkey, wname, sub, walk, env, env_key, decl_now, tensor, dynamo, guard):
     def check(input, hx=None):
         nonlocal memo
         x = input
@@ -102,7 +144,7 @@ _CPU = {
     "one": """\
         if (type(hx) is tensor and hx.shape == want_h and w.dtype is dtype and hx.dtype is dtype and w.is_cpu
                 and hx.is_cpu):
-            OK
+            OKS
         FAIL""",
     "tuple1": """\
         if type(hx) is not tuple:
@@ -110,7 +152,7 @@ _CPU = {
         (h,) = hx
         if (type(h) is tensor and h.shape == want_h and w.dtype is dtype and h.dtype is dtype and w.is_cpu
                 and h.is_cpu):
-            OK
+            OKS
         FAIL""",
     "two": """\
         if type(hx) is not tuple:
@@ -119,42 +161,42 @@ _CPU = {
         if (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
                 and w.dtype is dtype and h.dtype is dtype and c.dtype is dtype and w.is_cpu and h.is_cpu
                 and c.is_cpu):
-            OK
+            OKS
         FAIL""",
     "many": """\
         if type(hx) is not tuple or len(hx) != len(wants) or w.dtype is not dtype or not w.is_cpu:
             FAIL
         if all(type(t) is tensor and t.shape == want and t.dtype is dtype and t.is_cpu
                for t, want in zip(hx, wants)):
-            OK
+            OKS
         FAIL""",
 }
 _OTHER = {
     "one": """\
     if type(hx) is tensor and hx.shape == want_h and hx.dtype is dtype and hx.device == device:
-        OK""",
+        OKS""",
     "tuple1": """\
     if type(hx) is not tuple:
         FAIL
     (h,) = hx
     if type(h) is tensor and h.shape == want_h and h.dtype is dtype and h.device == device:
-        OK""",
+        OKS""",
     "two": """\
     if type(hx) is not tuple:
         FAIL
     h, c = hx
     if (type(h) is tensor and type(c) is tensor and h.shape == want_h and c.shape == want_c
             and h.dtype is dtype and c.dtype is dtype and h.device == device and c.device == device):
-        OK""",
+        OKS""",
     "many": """\
     if type(hx) is not tuple or len(hx) != len(wants):
         FAIL
     if all(type(t) is tensor and t.shape == want and t.dtype is dtype and t.device == device
            for t, want in zip(hx, wants)):
-        OK""",
+        OKS""",
 }
 Maker = Callable[..., Callable[..., Any]]
-_MAKERS: dict[tuple[str, str, tuple[str, ...] | None, bool, str, str], Maker] = {}
+_MAKERS: dict[tuple[str, str, tuple[str, ...] | None, bool, str, str, bool], Maker] = {}
 
 # RNNBase.mode (``"LSTM"``, ``"RNN_TANH"`` …): in the plan's key, but no shape reads it (conventions() takes the
 # family from the class), so the hot path does not compare it; a changed mode still makes a new plan
@@ -190,11 +232,12 @@ def _indent(block: str, spaces: int) -> str:
 def _unpacked(state: str, names: tuple[str, ...] | None) -> list[str]:
     """The names a plan's code unpacks its memo into, only those its reads use (a checker unpacks on each call):
     the input shape, declared sizes, state shapes (all of them for ``"many"``), then the key whole (a getter)
-    or the settings the shape rule reads, one by one."""
+    or the settings the shape rule reads, one by one; last ``g``, the memo's guards (:data:`_GUARDED`)."""
     wants = ["wants"] if state == "many" else []
     if names is None:
-        return ["sh", "decl0", "want_h", "want_c", *wants, "key"]
-    return ["sh", "decl0", "want_h", "want_c", *wants, *(f"k{i}" for i, n in enumerate(names) if n not in _NOT_SHAPE)]
+        return ["sh", "decl0", "want_h", "want_c", *wants, "key", "g"]
+    settings = (f"k{i}" for i, n in enumerate(names) if n not in _NOT_SHAPE)
+    return ["sh", "decl0", "want_h", "want_c", *wants, *settings, "g"]
 
 
 def _maker(kind: str, state: str, names: tuple[str, ...] | None, declared: bool, config: str, weight: str) -> Maker:
@@ -206,7 +249,8 @@ def _maker(kind: str, state: str, names: tuple[str, ...] | None, declared: bool,
     source): each setting the shape rule reads is compared by identity with the object the memo's call read (a
     new equal object sends one call the long way, which makes the memo afresh), a plain ``d[name] is not k``
     where ``getkey(d) != key`` would build a tuple."""
-    made = _MAKERS.get((kind, state, names, declared, config, weight))
+    guarded = guards_work()  # torch's one-call guard usable here (tensorguard): the code reads with it first
+    made = _MAKERS.get((kind, state, names, declared, config, weight, guarded))
     if made is not None:
         return made
     if names is None:
@@ -215,15 +259,27 @@ def _maker(kind: str, state: str, names: tuple[str, ...] | None, declared: bool,
         test = " or ".join(f"d[{n!r}] is not k{i}" for i, n in enumerate(names) if n not in _NOT_SHAPE)
     decl = "((decl := decl_now()) is not decl0 and decl != decl0)" if declared else "decl_now() is not None"
     fail, ok = _EXITS[kind]
-    body = _BODY.format(config=test, decl=decl, weight=_WEIGHT[weight], cpu=_CPU[state], other=_OTHER[state])
-    body = body.replace("FAIL", fail).replace("OK", ok)
+    body = _BODY.format(config=test, decl=decl, weight=_WEIGHT[weight], cpu=_CPU[state], other=_OTHER[state],
+                        guarded=_GUARDED[state] if guarded else "")
+    exits = {"FAIL": [fail], "OK": [ok], "OKX": [*_learned("x", guarded), ok], "OKS": [*_learned(state, guarded), ok]}
+    lines = []
+    for line in body.splitlines():  # each exit alone on its line, written out at that line's indent
+        word = line.strip()
+        indent = line[:len(line) - len(word)]
+        lines.extend([indent + out for out in exits[word]] if word in exits else [line])
+    body = "\n".join(lines)
     unpack = ", ".join(_unpacked(state, names))
     src = _HEAD[kind].format(unpack=unpack, body=_indent(body, 8 if kind == "hot" else 12))
     namespace: dict[str, Any] = {}
     exec(compile(src, f"<shapeviz {kind}: {state} state, {names or config}, weight {weight}>", "exec"), {},
          namespace)
-    made = _MAKERS[(kind, state, names, declared, config, weight)] = namespace["make"]
+    made = _MAKERS[(kind, state, names, declared, config, weight, guarded)] = namespace["make"]
     return made
+
+
+def _learned(form: str, guarded: bool) -> list[str]:
+    """The lines an accepting exit of the reads runs first: make the guard of its way of calling (:data:`_LEARN`)."""
+    return _LEARN[form].splitlines() if guarded else []
 
 
 def declared_hot(sh: Any, decl0: dict[str, int] | None, wants: tuple, form: str, read: Callable[[dict], Any],
@@ -248,9 +304,9 @@ def declared_hot(sh: Any, decl0: dict[str, int] | None, wants: tuple, form: str,
 
     make = _maker("hot", form, None, decl0 is not None, "dict", weight)
     want_h, want_c = (wants + ((), ()))[:2]
-    memo = (sh, decl0, want_h, want_c, *([wants] if form == "many" else []), key)
+    memo = (sh, decl0, want_h, want_c, *([wants] if form == "many" else []), key, [None, None])
     return make(memo, None, None, read, path[-1], path[0], walk, ENV_DATA, ENV_KEY, DECLARED.get, Tensor,
-                dynamo_compiling)
+                dynamo_compiling, guard_of)
 
 
 def _plan_code(p: CallPlan) -> tuple[tuple[str, ...] | None, str]:
@@ -260,14 +316,16 @@ def _plan_code(p: CallPlan) -> tuple[tuple[str, ...] | None, str]:
 
 def flat_memo(p: CallPlan, memo: tuple, key: tuple | None) -> tuple | None:
     """The values a plan's code compares a call with, in the order it unpacks them: the memo's input shape,
-    declared sizes and state shapes, the settings' objects whole and one by one; None while no call has fit."""
+    declared sizes and state shapes, the settings' objects whole and one by one, then a new list for the guards
+    its calls make (:data:`_GUARDED`); None while no call has fit."""
     if key is None or memo[0] is None:
         return None
     names, form = _plan_code(p)
     wants = [(memo[2], memo[3])] if form == "many" else []
     if names is None:
-        return (memo[0], memo[1], memo[2], memo[3], *wants, p.key)
-    return (memo[0], memo[1], memo[2], memo[3], *wants, *(k for n, k in zip(names, key) if n not in _NOT_SHAPE))
+        return (memo[0], memo[1], memo[2], memo[3], *wants, p.key, [None, None])
+    settings = (k for n, k in zip(names, key) if n not in _NOT_SHAPE)
+    return (memo[0], memo[1], memo[2], memo[3], *wants, *settings, [None, None])
 
 
 def hot_path(p: CallPlan, flat: tuple | None) -> Callable[[torch.nn.Module, Any, Any], bool]:
@@ -288,7 +346,7 @@ def hot_path(p: CallPlan, flat: tuple | None) -> Callable[[torch.nn.Module, Any,
     names, form = _plan_code(p)
     make = _maker("hot", form, names, flat[1] is not None, "module", "own")
     return make(flat, None, None, p.getkey, p.wname, None, None, ENV_DATA, ENV_KEY, DECLARED.get, Tensor,
-                dynamo_compiling)
+                dynamo_compiling, guard_of)
 
 
 def checker_code(p: CallPlan, module: torch.nn.Module, refresh: Callable[[Any, Any, Any], tuple | None]
@@ -300,10 +358,10 @@ def checker_code(p: CallPlan, module: torch.nn.Module, refresh: Callable[[Any, A
     names, form = _plan_code(p)
     make = _maker("checker", form, names, True, "module", "own")
     return make(_never_memo(p), module, refresh, p.getkey, p.wname, None, None, ENV_DATA, ENV_KEY, DECLARED.get,
-                Tensor, dynamo_compiling)
+                Tensor, dynamo_compiling, guard_of)
 
 
 def _never_memo(p: CallPlan) -> tuple:
     """A memo no call repeats (its input shape is None): a checker's before a call fits."""
     names, form = _plan_code(p)
-    return (None, None, *(() for _ in _unpacked(form, names)[2:]))
+    return (None, None, *(() for _ in _unpacked(form, names)[2:-1]), [None, None])

@@ -16,7 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 import shapeviz as sv
 from shapeviz.core.dimensions import declared
 from shapeviz.core.model import conventions
-from shapeviz.runtime import fastcheck
+from shapeviz.runtime import fastcheck, hotpath, tensorguard
 from shapeviz.runtime.diagnosis import diagnose
 
 
@@ -80,6 +80,10 @@ def _random_call(rng: random.Random, m: nn.Module) -> tuple[Any, Any]:
         shape = (1, *shape) if len(shape) > 2 else (1, 1, 1, emb)
     dtype = torch.float64 if "x_float64" in faults else torch.int64 if "x_int" in faults else torch.float32
     x: Any = torch.zeros(shape, dtype=dtype, device="meta" if "x_meta" in faults else "cpu")
+    if len(shape) > 1 and rng.random() < 0.15:  # the same shape, other strides (torch's guard leaves them free)
+        x = torch.zeros(shape[::-1], dtype=dtype, device=x.device).permute(*reversed(range(len(shape))))
+    if dtype.is_floating_point and rng.random() < 0.2:
+        x.requires_grad_(True)  # what the guard compares too: a hit or a miss, the verdict must not change
     if not lay.cell and batched and not faults & {"layout", "ndim4", "x_meta"} and rng.random() < 0.1:
         lengths = torch.tensor(sorted([rng.randint(1, T) for _ in range(bs)], reverse=True))
         x = pack_padded_sequence(x, lengths, batch_first=lay.bs_axis == 0)
@@ -93,6 +97,8 @@ def _random_call(rng: random.Random, m: nn.Module) -> tuple[Any, Any]:
                     device="meta" if "h_meta" in faults else "cpu")
     cc = torch.zeros(c_shape, dtype=torch.float64 if "c_float64" in faults else torch.float32,
                      device="meta" if "c_meta" in faults else "cpu")
+    if rng.random() < 0.2:
+        h.requires_grad_(True)
     if lay.state_arity == 2:
         hx = rng.choice([h, (h,), (h, cc, cc)] if "structure" in faults else [None, (h, cc), (h, cc), [h, cc]])
     else:
@@ -100,10 +106,16 @@ def _random_call(rng: random.Random, m: nn.Module) -> tuple[Any, Any]:
     return x, hx
 
 
-def test_fast_path_verdicts_equal_the_slow_paths_under_random_calls_and_changes() -> None:
+@pytest.mark.parametrize("guards", [True, False], ids=["torch-guard", "python-reads"])
+def test_fast_path_verdicts_equal_the_slow_paths_under_random_calls_and_changes(
+        guards: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Random modules, calls, declarations, dtypes and configuration changes made after earlier calls: every
     verdict of check_call and of each module's sv.checker (memo hit or not) equals the uncached slow path's, error
-    code included."""
+    code included; with torch's one-call guard (runtime.tensorguard) and, as on a torch without it, without."""
+    if not guards:
+        monkeypatch.setattr(hotpath, "guards_work", lambda: False)
+    elif not tensorguard.guards_work():
+        pytest.skip("torch's TensorGuards is not usable in this torch: the hot path reads in Python alone")
     rng = random.Random(15)
     mods = _modules()
     checkers: dict[int, Any] = {}
@@ -373,3 +385,35 @@ def test_a_checkers_memo_is_one_tuple_read_whole_under_threads() -> None:
     for t in threads:
         t.join()
     assert not wrong, wrong[:3]
+
+
+def test_torchs_guard_is_made_once_per_way_of_calling_and_keeps_no_tensor() -> None:
+    """The hot path's one-call guard (runtime.tensorguard): made from the first repeat call its Python reads
+    accept, one for calls with a state and one without; a miss (here requires_grad) falls back to the reads and
+    keeps the guard; it never accepts a call of another state batch or device; it holds no tensor."""
+    import gc
+    import weakref
+
+    if not tensorguard.guards_work():
+        pytest.skip("torch's TensorGuards is not usable in this torch: the hot path reads in Python alone")
+    m = nn.LSTM(4, 6)
+    x, h, c = torch.randn(5, 3, 4), torch.zeros(1, 3, 6), torch.zeros(1, 3, 6)
+    sv.check_call(m, x, (h, c))  # the long way: the memo and its hot path
+    guards = fastcheck.plan_for(m).flat[-1]
+    assert guards == [None, None]
+    sv.check_call(m, x, (h, c))  # the hot path's reads accept it: the guard of (x, w, h, c) is made
+    assert guards[0] is None and guards[1] is not None
+    assert guards[1](x, m.weight_ih_l0, h, c) and not guards[1](x, m.weight_ih_l0, torch.zeros(1, 2, 6), c)
+    sv.check_call(m, x)
+    assert guards[0] is not None
+    first = guards[1]
+    sv.check_call(m, x, (h.clone().requires_grad_(True), c))  # a guard miss, the reads accept: the guard is kept
+    assert guards[1] is first and fastcheck.plan_for(m).flat[-1] is guards
+    with pytest.raises(sv.ShapeError, match="batch_mismatch"):
+        sv.check_call(m, x, (torch.zeros(1, 2, 6), c))
+    with pytest.raises(sv.ShapeError, match="device"):
+        sv.check_call(m, x, (h, c.to("meta")))
+    gone = weakref.ref(x)
+    del x
+    gc.collect()
+    assert gone() is None
