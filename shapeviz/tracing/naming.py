@@ -506,11 +506,11 @@ def like(ins: Sequence[TensorInfo], shape: tuple[int, ...]) -> Names | None:
     for i in named:
         n = len(shape)
         if 0 < n <= len(i.shape) and i.shape[len(i.shape) - n:] == shape:  # trailing dims line up
-            return [guess(m) if m else m for m in (i.names or ())[len(i.shape) - n:]]
-    if named:
+            return [guess(m) if m and s > 1 else None for m, s in zip((i.names or ())[len(i.shape) - n:], shape)]
+    if named:  # a size of 1 lines up with anything: never a guess
         first = named[0]
         assert first.names is not None
-        return [guess(first.names[k]) if k < len(first.shape) and first.shape[k] == s and first.names[k] else None
+        return [guess(first.names[k]) if k < len(first.shape) and first.shape[k] == s > 1 and first.names[k] else None
                 for k, s in enumerate(shape)]
     return None
 

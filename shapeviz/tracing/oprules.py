@@ -140,6 +140,23 @@ def _interleaved(repeats: int, dim: int) -> Rule:
     return rule
 
 
+SIZES_KEPT = frozenset({"expand", "expand_as", "broadcast_to", "repeat", "tile", "split", "chunk", "tensor_split",
+                        "split_with_sizes", "unsafe_split", "unsafe_chunk", "hsplit", "vsplit", "dsplit"})
+"""Ops whose result lines up with their input from the right (new dims lead), every dim of unchanged size being
+the input's own: torch can only grow a size-1 dim (``expand``), repeat a dim (``repeat``) or cut the split one."""
+
+
+def _sizes_kept(op: OpView) -> Names | None:
+    """``h.expand(L, bs, k, H)``, ``z.repeat(1, T, 1)``, each piece of ``torch.split(x, 3, dim=1)``: a dim whose size
+    is unchanged keeps its name (a size-1 dim included: it is the input's), a grown or cut one has none, new ones
+    lead unnamed. (Their sizes may still be guessed: ``T?``.)"""
+    src, names = op.ins[0].shape, op.names(0)
+    lead = len(op.shape) - len(src)
+    if lead < 0:
+        return None
+    return [None] * lead + [n if s == o else None for n, s, o in zip(names, src, op.shape[lead:])]
+
+
 def _unsqueeze(dim: int) -> Rule:
     def rule(op: OpView) -> Names:
         out = op.names(0)
@@ -392,6 +409,8 @@ def _static_rule(base: str) -> Rule | None:
         return _swap_last_two
     if base in RESHAPES:
         return _reshape
+    if base in SIZES_KEPT:
+        return _sizes_kept
     return None
 
 

@@ -168,3 +168,42 @@ def test_counts_of_pieces_are_not_named_by_their_size() -> None:
     assert not tokens.outputs[0].names[1] or tokens.outputs[0].names[1].endswith("?"), tokens.outputs[0]
     [both] = [c for c in t.find(type="cat") if c.outputs[0].shape == (2, 10)]
     assert both.outputs[0].names[1] in ("", "D*h"), both.outputs[0]  # 2 directions, not bs*h
+
+
+def test_expand_repeat_and_split_keep_the_dims_they_keep_and_guess_no_size_one() -> None:
+    """A beam search tiling a GRU state with ``expand``, a ConvLSTM cutting its gates with ``split`` at bs=1: the dims
+    those ops keep keep their names (a size-1 dim included: it is the input's), and a size-1 dim is never named by
+    its size (before, each came out as a guess by size: ``layers*D?``, ``bs|T?``)."""
+
+    class Tile(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.enc = nn.GRU(6, 6)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            _, h = self.enc(x)  # (1, bs, 6)
+            L, bs, H = h.shape
+            return h.unsqueeze(2).expand(L, bs, 3, H), h.repeat(1, 1, 2), *torch.split(h, 2, dim=2)
+
+    class Gates(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(2, 12, 3, padding=1)
+
+        def forward(self, video: torch.Tensor) -> torch.Tensor:  # (bs, T, C, H, W)
+            i, *_ = torch.split(self.conv(video[:, 0]), 3, dim=1)  # the gates i, f, o, g
+            return i
+
+    t = sv.trace(Tile(), torch.randn(4, 3, 6), ops=True, inputs_dims="T bs emb")
+    named = {c.type: c.outputs[0] for c in t.calls if c.type in ("expand", "repeat", "split")}
+    assert named["expand"].names[:2] == ("layers*D", "bs") and named["expand"].names[3] == "h"
+    assert not named["expand"].names[2] or named["expand"].names[2].endswith("?")  # the beam of 3: at most a guess
+    assert named["repeat"].names[:2] == ("layers*D", "bs") and named["repeat"].names[2] in ("", "h*2")
+    assert named["split"].names[:2] == ("layers*D", "bs") and not named["split"].names[2]
+    t = sv.trace(Gates(), torch.randn(1, 1, 2, 5, 5), ops=True, inputs_dims="bs T")
+    (split,) = [c for c in t.calls if c.type == "split"]
+    assert split.outputs[0].names[0] == "bs" and split.outputs[0].origins[0] == "op split"
+    for c in t.calls:  # a size of 1 proves nothing: never a name by size
+        for o in c.outputs:
+            for n, s, origin in zip(o.names or (), o.shape, o.origins or ()):
+                assert not (s == 1 and n and "guess" in origin), (c.type, o.names, o.origins)
