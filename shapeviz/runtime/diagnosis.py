@@ -225,6 +225,27 @@ def _dtype_device(c: _Ctx, arg: str, t: Tensor, ref: Tensor | None, ref_name: st
     return None
 
 
+def _no_feature_dim(c: _Ctx, sh: tuple[int, ...]) -> tuple[list[str], str] | None:
+    """A 2-D input that the declared sizes show is the layer's ``(bs, T)`` (or ``(T, bs)``) with no feature dim:
+    the hints that add one, and what the message adds; None otherwise (a size match alone is no evidence: both
+    bs and T must be declared, and differ)."""
+    lay, decl = c.conv.layout, c.decl or {}
+    bs, T = decl.get("bs"), decl.get("T")
+    if len(sh) != 2 or lay.cell or bs is None or T is None or bs == T:
+        return None
+    order = (bs, T) if lay.bs_axis == 0 else (T, bs)
+    if sh != order:
+        return None
+    shown = "(bs, T)" if lay.bs_axis == 0 else "(T, bs)"
+    emb = c.emb
+    if emb == 1:
+        fix = [f"x = x.unsqueeze(-1)  # {shown} -> {shown[:-1]}, emb=1): one feature a step"]
+    else:
+        fix = [f"x = x.unsqueeze(-1)  # {shown} -> {shown[:-1]}, 1): one feature a step",
+               f"and build the layer with input_size=1 (or feed it emb={emb} features a step)"]
+    return fix, f"; the input is {shown} by the declared sizes bs={bs}, T={T}: it has no feature dim"
+
+
 def _first_state(c: _Ctx, hx: Any) -> Any:
     """``h_0`` of a call's state (the first of an LSTM's tuple or list)."""
     return hx[0] if c.rule.as_tuple and isinstance(hx, (tuple, list)) and hx else hx
@@ -291,7 +312,7 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
             return c.err("batch_first_swap", "input", x, hints,
                          f"the input is laid out {lay.swapped_text} for a layer with {lay.flag_text} "
                          f"(evidence: {via})")
-    else:
+    elif sh[-1] == c.emb:  # a 2-D input that fits as (T, emb): is it (bs, emb)? (else its last dim is the fault)
         evidence = None
         names = known_names(x)  # ops=True: provenance decides
         if names is not None and provenance_speaks(names, 0):
@@ -319,6 +340,10 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
             i = sh.index(emb)
             order = [d for d in range(nd) if d != i] + [i]
             hints.insert(0, f"x = x.permute{tuple(order)}  # emb={emb} is dim {i}, it must be last")
+        featureless = _no_feature_dim(c, sh)
+        if featureless:  # (bs, T) by the declared sizes: a Linear from T, or input_size=T, would be wrong
+            hints, also = featureless
+            c.batched, c.T, c.bs = True, c.decl["T"], c.decl["bs"]  # type: ignore[index]
         return c.err("input_size", "input", x, hints, f"last dim is {sh[-1]}, but input_size is {emb}{also}")
     if c.T == 0:  # torch: "Expected sequence length to be larger than 0"
         c.T = None

@@ -161,6 +161,26 @@ def test_unbatched_ambiguous():
     assert e.code == "unbatched_ambiguous"
 
 
+def test_a_bs_by_T_input_with_no_feature_dim_is_its_input_size_not_one_step() -> None:
+    """A (bs, T) float input whose feature dim was forgotten: with bs and T declared it is neither one step of a
+    batch (its last dim is T, not input_size: torch says input_size) nor a case for a Linear from T."""
+    lstm = nn.LSTM(3, 16, batch_first=True)
+    x = torch.randn(4, 20)  # (bs, T)
+    with pytest.raises(RuntimeError, match="input_size"):
+        lstm(x)
+    with sv.dims(bs=4, T=20):
+        e = _err(lstm, x)
+    assert e.code == "input_size" and "(bs, T) by the declared sizes bs=4, T=20: it has no feature dim" in str(e)
+    assert e.expected == "(bs=4, T=20, emb=3)" and e.hints[0].startswith("x = x.unsqueeze(-1)")
+    assert not any("Linear(20" in h for h in e.hints)
+    with sv.dims(bs=4, T=20):  # seq-first, one feature a step: the fix alone
+        e = _err(nn.GRU(1, 5), torch.randn(20, 4))
+    assert e.hints == ["x = x.unsqueeze(-1)  # (T, bs) -> (T, bs, emb=1): one feature a step"]
+    with sv.dims(bs=4):  # bs alone: no evidence of (bs, T), the usual input_size hints
+        e = _err(lstm, x)
+    assert e.code == "input_size" and "no feature dim" not in str(e)
+
+
 def test_packed():
     rnn = nn.GRU(4, 6)
     padded = torch.randn(3, 5, 4)  # (bs=3, T=5, emb) batch-first data
