@@ -55,6 +55,66 @@ def _transpose(d0: int, d1: int) -> Rule:
     return rule
 
 
+def _movedim(source: Any, destination: Any) -> Rule | None:
+    """``x.movedim(1, 0)`` (``moveaxis``): the moved dims take their new places, the others keep their order."""
+    src = list(source) if isinstance(source, (tuple, list)) else [source]
+    dst = list(destination) if isinstance(destination, (tuple, list)) else [destination]
+    if len(src) != len(dst) or not all(isinstance(d, int) and not isinstance(d, bool) for d in (*src, *dst)):
+        return None
+
+    def rule(op: OpView) -> Names | None:
+        names = op.names(0)
+        n = len(names)
+        moved = [d % n for d in src]
+        order: list[int | None] = [None] * n
+        for s, d in zip(moved, dst):
+            order[d % n] = s
+        rest = iter(i for i in range(n) if i not in moved)
+        return [names[i if i is not None else next(rest)] for i in order]
+    return rule
+
+
+def _rot90(k: Any, dims: Any) -> Rule | None:
+    """``torch.rot90(x, k, dims)``: an odd ``k`` swaps the two dims (their sizes and so their names)."""
+    if not isinstance(k, int) or not isinstance(dims, (tuple, list)) or len(dims) != 2:
+        return None
+    return _transpose(int(dims[0]), int(dims[1])) if k % 2 else _in_place
+
+
+def _in_place(op: OpView) -> Names:
+    return op.names(0)
+
+
+def _einsum(equation: Any) -> Rule | None:
+    """``torch.einsum("btd->tbd", x)``: each output letter is named as the operand dim it comes from (read from the
+    equation's letters, never evaluated); None for an equation with ``...``."""
+    if not isinstance(equation, str) or "..." in equation:
+        return None
+    eq = equation.replace(" ", "")
+    ins, _, out = eq.partition("->")
+    subs = ins.split(",")
+    if "->" not in eq:
+        letters = "".join(subs)
+        out = "".join(sorted(ch for ch in set(letters) if letters.count(ch) == 1))
+
+    def rule(op: OpView) -> Names | None:
+        if len(subs) != len(op.ins) or len(out) != len(op.shape) or \
+                any(len(sub) != len(i.shape) for sub, i in zip(subs, op.ins)):
+            return None
+        names = [op.names(k) for k in range(len(subs))]
+        where = {}
+        for k, sub in enumerate(subs):
+            for pos, ch in enumerate(sub):
+                where.setdefault(ch, names[k][pos])
+        return [where.get(ch) for ch in out]
+    return rule
+
+
+def _unnamed(op: OpView) -> Names:
+    """``as_strided``: any dim may be any of its input's, or none."""
+    return [None] * len(op.shape)
+
+
 def _reverse(op: OpView) -> Names:
     return op.names(0)[::-1]
 
@@ -337,7 +397,8 @@ def _arg(args: Sequence[Any], kwargs: dict[str, Any], pos: int, key: str, defaul
 _NONE: Any = object()
 _STATIC: dict[str, Any] = {}  # op name -> its rule when the arguments do not matter, None for no rule, _NONE: they do
 _DYNAMIC = frozenset({"transpose", "swapaxes", "swapdims", "permute", "cat", "concat", "concatenate", "stack",
-                      "unsqueeze", "squeeze", "getitem", "unbind", "repeat_interleave"}) | REDUCTIONS
+                      "unsqueeze", "squeeze", "getitem", "unbind", "repeat_interleave", "movedim", "moveaxis",
+                      "rot90", "einsum"}) | REDUCTIONS
 
 
 def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | None:
@@ -358,6 +419,12 @@ def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | No
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = dims[0]
         return _permute([int(d) for d in dims])
+    if base in ("movedim", "moveaxis"):
+        return _movedim(_arg(args, kwargs, 1, "source", None), _arg(args, kwargs, 2, "destination", None))
+    if base == "rot90":
+        return _rot90(_arg(args, kwargs, 1, "k", 1), _arg(args, kwargs, 2, "dims", (0, 1)))
+    if base == "einsum":
+        return _einsum(args[0] if args else kwargs.get("equation"))
     if base in ("cat", "concat", "concatenate"):
         return _cat(int(_arg(args, kwargs, 1, "dim", 0)))
     if base == "stack":
@@ -411,6 +478,8 @@ def _static_rule(base: str) -> Rule | None:
         return _reshape
     if base in SIZES_KEPT:
         return _sizes_kept
+    if base == "as_strided":
+        return _unnamed
     return None
 
 

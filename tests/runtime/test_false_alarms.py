@@ -800,3 +800,37 @@ def test_with_ops_a_state_whose_rows_are_in_another_order_than_the_inputs_is_cau
     assert err.value.hints[0].startswith("h = h.repeat_interleave(2, dim=1)"), err.value.hints
     with sv.watch(right := SamplePaths(tiled=False), inputs="bs T", ops=True):
         silent(right, x)
+
+
+@pytest.mark.parametrize("how", ["movedim", "moveaxis", "einsum", "rot90-back"])
+def test_with_ops_dims_moved_by_movedim_einsum_or_rot90_keep_their_names(how: str) -> None:
+    """``x.movedim(1, 0)``, ``torch.einsum("btd->tbd", x)`` and the like turn ``(bs, T, emb)`` into ``(T, bs, emb)`` as
+    a transpose does. With bs == T, the names must move with the dims: before, an op with no rule whose result kept
+    the input's shape kept its names in place, and a correct seq-first GRU got a batch_first_swap."""
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.g = nn.GRU(4, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (bs, T, emb)
+            if how == "movedim":
+                y = x.movedim(1, 0)
+            elif how == "moveaxis":
+                y = torch.moveaxis(x, (0, 1), (1, 0))
+            elif how == "einsum":
+                y = torch.einsum("btd->tbd", x)
+            else:  # rot90 twice is a flip of both dims, in place; once more: the dims swap
+                y = torch.rot90(torch.rot90(x, 2, (0, 1)), 1, (0, 1)).flip(0)
+            return self.g(y)[0]
+
+    m = M()
+    for bs, T in ((4, 4), (3, 5)):
+        x = torch.randn(bs, T, 4)
+        with sv.checking(inputs="bs T emb", ops=True):
+            silent(m, x)
+        t = sv.trace(m, x, ops=True, inputs_dims="bs T emb")
+        gru = next(c for c in t.calls if c.type == "GRU")
+        assert gru.inputs[0].names[:2] == ("T", "bs"), (how, gru.inputs[0].names)
+    with sv.checking(inputs="bs T emb", ops=True), pytest.raises(sv.ShapeError, match="batch_first_swap"):
+        m.g(torch.randn(4, 4, 4).movedim(1, 1))  # no move at all: (bs, T, emb) to a seq-first layer
