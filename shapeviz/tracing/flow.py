@@ -415,8 +415,13 @@ class FlowMode(TorchFunctionMode):
                     _warn("bidirectional_h_n", "h_n[-1] of a bidirectional layer is the last layer's backward "
                           "direction only; the whole final state is both directions",
                           "torch.cat((h_n[-2], h_n[-1]), dim=1)  # (bs, 2*h): forward and backward")
-            elif dim == src.t_axis and i % x.shape[dim] == x.shape[dim] - 1 and x.shape[dim] > 1:  # one step: all
-                pick = "output[-1]" if dim == 0 else "output[:, -1]"  # of it is the last and the first
+            elif dim == src.t_axis and x.shape[dim] > 1:  # one step picked (all of a one-step output is both ends)
+                step = i % x.shape[dim]
+                looped = len(src.taken - {step}) >= x.shape[dim] - 1  # every other step read before: a loop
+                src.taken.add(step)
+                if step != x.shape[dim] - 1 or i >= 0 or looped:  # only the last, counted from the end, alone
+                    continue
+                pick = "output[-1]" if dim == 0 else "output[:, -1]"
                 if src.what == "bi_output" and not forward_half(x.shape, index):
                     _warn("bidirectional_last", f"{pick} of a bidirectional layer: its backward half has seen "
                           "only the last step", "torch.cat((h_n[-2], h_n[-1]), dim=1)  # both directions' final "

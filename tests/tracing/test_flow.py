@@ -467,3 +467,30 @@ def test_a_batched_matmul_whose_operands_batch_dims_differ_is_caught() -> None:
     second's bs. The right transpose stays silent."""
     a, b = torch.randn(4, 4, 5), torch.randn(4, 4, 5)
     caught_and_silent(SoftAlign(wrong=True), SoftAlign(wrong=False), a, b, match=r"batch_mismatch[\s\S]*is T but")
+
+
+@pytest.mark.parametrize("negative", [False, True])
+def test_a_loop_over_every_step_of_a_bidirectional_or_padded_output_does_not_warn(negative: bool) -> None:
+    """A cell consuming every step of a bidirectional output, a masked loop over every step of a padded one: the
+    last step read in such a loop is no summary of the sequence. Only ``output[-1]``, the last counted from the
+    end and read alone, warns."""
+    gru = nn.GRU(3, 5, bidirectional=True, batch_first=True)
+    packed_gru = nn.GRU(3, 5)
+    x, lengths = torch.randn(BS, T, 3), torch.tensor([T, 2, 1][:BS] + [1] * max(0, BS - 3))
+    with sv.checking(ops=True):
+        w = no_warnings()
+        try:
+            y, _ = gru(x)
+            for t in range(T):
+                y[:, t - T if negative else t]
+            out, _ = pad_packed_sequence(packed_gru(pack_padded_sequence(x.transpose(0, 1), lengths,
+                                                                         enforce_sorted=False))[0])
+            for t in range(T):
+                out[t - T if negative else t]
+        finally:
+            w.__exit__(None, None, None)
+        with pytest.warns(sv.ShapeWarning, match="bidirectional_last"):
+            gru(x)[0][:, -1]
+        with pytest.warns(sv.ShapeWarning, match="padded_last"):
+            pad_packed_sequence(packed_gru(pack_padded_sequence(x.transpose(0, 1), lengths,
+                                                                enforce_sorted=False))[0])[0][-1]
