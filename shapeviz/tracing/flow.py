@@ -51,6 +51,7 @@ from shapeviz._errors import ShapeError, ShapeWarning, SpecError
 from shapeviz.core.dimensions import parse_names
 from shapeviz.core.evidence import bases_of
 from shapeviz.core.model import Conventions, conventions, is_recurrent
+from shapeviz.tracing.copies import ShapevizHook
 from shapeviz.tracing.dimparts import (
     Pick,
     broadcasts,
@@ -166,7 +167,7 @@ class FlowMode(TorchFunctionMode):
                     and args[0].dim() >= len(self.inputs) and self.get(args[0]) is None:  # "bs T": the leading dims
                 self.put(args[0], [*self.inputs, *[None] * (args[0].dim() - len(self.inputs))])
         self.depth += 1
-        if args and isinstance(args[0], torch.Tensor) and is_recurrent(module):
+        if args and isinstance(args[0], torch.Tensor) and is_recurrent(module) and not _hooks_of_its_own(module):
             with torch._C.DisableTorchFunction():
                 conv = conventions(module)
                 self._check_time_axis(module, conv, args[0])
@@ -430,6 +431,13 @@ class FlowMode(TorchFunctionMode):
                     _warn("padded_last", f"{pick} of a padded batch is padding for every sequence shorter "
                           "than the longest", "h_n[-1]  # each sequence's real last step, or "
                           "output[lengths - 1, torch.arange(bs)]")
+
+
+def _hooks_of_its_own(module: nn.Module) -> bool:
+    """Has the layer forward pre-hooks of its own (not shapeviz's)? They run after this global one and may change
+    what the layer gets (a transpose, say): what this one sees is then no evidence of what the layer reads."""
+    hooks = module.__dict__.get("_forward_pre_hooks")
+    return bool(hooks) and any(not isinstance(h, ShapevizHook) for h in hooks.values())
 
 
 def _arg_dim(args: tuple, kwargs: dict) -> int:

@@ -834,3 +834,31 @@ def test_with_ops_dims_moved_by_movedim_einsum_or_rot90_keep_their_names(how: st
         assert gru.inputs[0].names[:2] == ("T", "bs"), (how, gru.inputs[0].names)
     with sv.checking(inputs="bs T emb", ops=True), pytest.raises(sv.ShapeError, match="batch_first_swap"):
         m.g(torch.randn(4, 4, 4).movedim(1, 1))  # no move at all: (bs, T, emb) to a seq-first layer
+
+
+def test_with_ops_a_layers_own_pre_hook_that_transposes_its_input_is_no_swap() -> None:
+    """A forward pre-hook of the layer's own turns its ``(bs, T, emb)`` argument into ``(T, bs, emb)``: the layer reads
+    the hook's result. The ops=True flow sees the argument before that hook runs, so it judges nothing there; the
+    check inside the layer's forward still judges what the layer gets."""
+
+    class M(nn.Module):
+        def __init__(self, transpose: bool) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(4, 5)  # seq-first
+            if transpose:
+                self.lstm.register_forward_pre_hook(lambda m, args: (args[0].transpose(0, 1), *args[1:]))
+            else:
+                self.lstm.register_forward_pre_hook(lambda m, args: None)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (bs, T, emb)
+            return self.lstm(x)[0]
+
+    for bs, T in ((3, 6), (4, 4)):
+        m = M(transpose=True)
+        with sv.watch(m, inputs="bs T", ops=True):
+            silent(m, torch.randn(bs, T, 4))
+        with sv.checking(ops=True):
+            silent(m, sv.name(torch.randn(bs, T, 4), "bs T emb"))
+    m = M(transpose=False)  # a hook that changes nothing: the layer gets (bs, T, emb), and the declared sizes say so
+    with sv.watch(m, inputs="bs T", ops=True), pytest.raises(sv.ShapeError, match="batch_first_swap"):
+        m(torch.randn(3, 6, 4))
