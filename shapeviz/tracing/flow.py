@@ -120,6 +120,13 @@ class FlowMode(TorchFunctionMode):
         self.module_sizes: dict[str, int] = {}  # the recurrent modules' own sizes: emb, h, layers, D, proj
         self.views: dict[str, tuple] = {}  # a dim name made of parts of named dims -> the view that made it
         self.root: weakref.ref | None = None  # the module called first (depth 0): paths in alarms are in it
+        self.pending: dict[int, tuple] = {}  # id(facts) -> (facts, code, what, fix, site): a warning said later
+
+    def flush(self) -> None:
+        """Say the warnings held back (a last step read inside a model's call), now that the call is over."""
+        pending, self.pending = self.pending, {}
+        for _, code, what, fix, site in pending.values():
+            _warn(code, what, fix, site)
 
     def size_of(self, name: str) -> int | None:
         """The size of a name seen on a tensor, else of a recurrent module's own dim (D of ``D*h``)."""
@@ -208,6 +215,8 @@ class FlowMode(TorchFunctionMode):
 
     def post(self, module: nn.Module, args: tuple, output: Any) -> None:
         self.depth = max(0, self.depth - 1)
+        if self.depth == 0 and self.pending:
+            self.flush()
         if is_recurrent(module):
             with torch._C.DisableTorchFunction():
                 self._name_results(conventions(module), args, output)
@@ -417,20 +426,27 @@ class FlowMode(TorchFunctionMode):
                           "direction only; the whole final state is both directions",
                           "torch.cat((h_n[-2], h_n[-1]), dim=1)  # (bs, 2*h): forward and backward")
             elif dim == src.t_axis and x.shape[dim] > 1:  # one step picked (all of a one-step output is both ends)
-                step = i % x.shape[dim]
-                looped = len(src.taken - {step}) >= x.shape[dim] - 1  # every other step read before: a loop
-                src.taken.add(step)
-                if step != x.shape[dim] - 1 or i >= 0 or looped:  # only the last, counted from the end, alone
+                src.taken.add(i % x.shape[dim])
+                if len(src.taken) == x.shape[dim]:  # every step read: a loop over the steps, no summary
+                    self.pending.pop(id(src), None)
+                    continue
+                if i % x.shape[dim] != x.shape[dim] - 1:
                     continue
                 pick = "output[-1]" if dim == 0 else "output[:, -1]"
                 if src.what == "bi_output" and not forward_half(x.shape, index):
-                    _warn("bidirectional_last", f"{pick} of a bidirectional layer: its backward half has seen "
-                          "only the last step", "torch.cat((h_n[-2], h_n[-1]), dim=1)  # both directions' final "
-                          "states, or the backward half at step 0: output[0, :, h:] / output[:, 0, h:]")
+                    said = ("bidirectional_last", f"{pick} of a bidirectional layer: its backward half has seen "
+                            "only the last step", "torch.cat((h_n[-2], h_n[-1]), dim=1)  # both directions' final "
+                            "states, or the backward half at step 0: output[0, :, h:] / output[:, 0, h:]")
                 elif src.what == "padded":
-                    _warn("padded_last", f"{pick} of a padded batch is padding for every sequence shorter "
-                          "than the longest", "h_n[-1]  # each sequence's real last step, or "
-                          "output[lengths - 1, torch.arange(bs)]")
+                    said = ("padded_last", f"{pick} of a padded batch is padding for every sequence shorter "
+                            "than the longest", "h_n[-1]  # each sequence's real last step, or "
+                            "output[lengths - 1, torch.arange(bs)]")
+                else:
+                    continue
+                if self.depth == 0 and i < 0:  # output[-1] in your own code: said at once
+                    _warn(*said)
+                else:  # said once the model's call (or the block) ends, unless a loop reads every step by then
+                    self.pending.setdefault(id(src), (src, *said, _site()))
 
 
 def _hooks_of_its_own(module: nn.Module) -> bool:
@@ -513,8 +529,20 @@ def _scrambled(name: str, var: str, src: tuple[int, ...], names: Names, shape: t
                       hints=hints)
 
 
-def _warn(code: str, what: str, fix: str) -> None:
-    warnings.warn(ShapeWarning(code, f"{what}; use: {fix}"), stacklevel=4)
+def _site() -> tuple[str, int, str, dict]:
+    """Where in your code an op ran: file, line, module name and the module's warning registry (what
+    ``warnings.warn`` would use there; no frame is kept)."""
+    frame = user_frame()
+    if frame is None:
+        return "<unknown>", 0, "shapeviz", {}
+    return (frame.f_code.co_filename, frame.f_lineno, frame.f_globals.get("__name__", "__main__"),
+            frame.f_globals.setdefault("__warningregistry__", {}))
+
+
+def _warn(code: str, what: str, fix: str, site: tuple[str, int, str, dict] | None = None) -> None:
+    """A ShapeWarning at the line of your code that ran the op (``site``: where it ran, for one said later)."""
+    file, line, module, registry = site or _site()
+    warnings.warn_explicit(ShapeWarning(code, f"{what}; use: {fix}"), ShapeWarning, file, line, module, registry)
 
 
 @contextlib.contextmanager
@@ -563,6 +591,7 @@ def flow(inputs: str | tuple[str, ...] | None = None, layer_check: LayerCheck | 
             yield mode
         finally:
             _take_out(mode)
+            mode.flush()
 
 
 def flow_block(inputs: str | None, ops: bool, layer_check: LayerCheck | None = None
@@ -592,6 +621,7 @@ def start(inputs: str | None, layer_check: LayerCheck | None = None) -> Any:
                             "its mode stack per thread, so another thread cannot take the op tracking out")
         try:
             _take_out(mode)
+            mode.flush()
         finally:
             hooks.__exit__(None, None, None)
 

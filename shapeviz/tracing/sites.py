@@ -37,8 +37,8 @@ def forward_params(obj: Any) -> tuple[str, ...]:
         fn = obj.forward if isinstance(obj, nn.Module) else obj
         try:
             params = inspect.signature(fn).parameters.values()
-            hit = tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
-                                                                 p.VAR_POSITIONAL))
+            hit = tuple(p.name if p.kind is not p.VAR_POSITIONAL else f"*{p.name}" for p in params
+                        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL))
         except (TypeError, ValueError):
             hit = ()
         if key is not None:
@@ -47,16 +47,26 @@ def forward_params(obj: Any) -> tuple[str, ...]:
 
 
 def arg_label(key: str, arg_names: Sequence[str]) -> str:
-    """``"1.0"`` with parameters ``("x", "state")`` -> ``"state[0]"``; kwargs keep their key."""
+    """``"1.0"`` with parameters ``("x", "state")`` -> ``"state[0]"``; kwargs keep their key (``("*",)``); a
+    ``*rest`` parameter (:func:`forward_params`) takes every argument from its place on, by its index in it.
+
+    >>> arg_label("1.0", ("x", "*rest")), arg_label("0", ("*args",)), arg_label("0:2", ("*args",))
+    ('rest[0][0]', 'args[0]', '')
+    """
     head, _, rest = key.partition(".")
     if arg_names == ("*",):
         name = head
-    elif head.isdigit() and int(head) < len(arg_names):
-        name = arg_names[int(head)]
-    elif ":" in head or not arg_names:
+    elif head.isdigit():
+        i = int(head)
+        var = next((k for k, n in enumerate(arg_names) if n.startswith("*")), None)
+        if var is not None and i >= var:
+            name = f"{arg_names[var][1:]}[{i - var}]"
+        elif i < len(arg_names):
+            name = arg_names[i]
+        else:
+            return ""
+    else:  # a run of equal shapes ("0:2"), or no parameters known
         return ""
-    else:
-        name = arg_names[-1]  # *args
     rest = "".join(f"[{p}]" for p in rest.split(".") if p and p not in ("data", "batch_sizes"))
     return name + rest
 

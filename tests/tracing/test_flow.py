@@ -494,3 +494,51 @@ def test_a_loop_over_every_step_of_a_bidirectional_or_padded_output_does_not_war
         with pytest.warns(sv.ShapeWarning, match="padded_last"):
             pad_packed_sequence(packed_gru(pack_padded_sequence(x.transpose(0, 1), lengths,
                                                                 enforce_sorted=False))[0])[0][-1]
+
+
+def test_inside_a_model_the_last_step_warns_at_the_end_of_its_call_unless_every_step_was_read() -> None:
+    """Inside a model's call, a read of the last step is held back until the call ends: a loop over every step,
+    either way round and with either sign of index, says nothing; the last step read alone warns, written
+    ``-1`` or ``T - 1``, at the line of the model's code that read it."""
+
+    class Reader(nn.Module):
+        def __init__(self, how: str) -> None:
+            super().__init__()
+            self.how = how
+            self.rnn = nn.GRU(3, 5, bidirectional=True, batch_first=True)
+            self.cell = nn.GRUCell(10, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            out, _ = self.rnn(x)  # (bs, T, 2h)
+            h = x.new_zeros(x.shape[0], 5)
+            steps = out.shape[1]
+            if self.how == "reverse negative":
+                for k in range(1, steps + 1):
+                    h = self.cell(out[:, -k], h)
+            elif self.how == "reverse positive":
+                for t in reversed(range(steps)):
+                    h = self.cell(out[:, t], h)
+            elif self.how == "last positive":
+                h = out[:, steps - 1, :5]  # half of it: the forward direction, right
+                h = h + out[:, steps - 1][:, :5]  # the whole step, then cut: the read itself warns
+            return h
+
+    x = torch.randn(BS, T, 3)
+    for how in ("reverse negative", "reverse positive"):
+        w = no_warnings()
+        try:
+            with sv.checking(ops=True):
+                Reader(how)(x)
+        finally:
+            w.__exit__(None, None, None)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with sv.checking(ops=True):
+            Reader("last positive")(x)
+    said = [w for w in seen if issubclass(w.category, sv.ShapeWarning)]
+    assert len(said) == 1 and "bidirectional_last" in str(said[0].message)
+    assert said[0].filename == __file__  # the line of the model's code, not shapeviz's
+    gru = nn.GRU(3, 5, bidirectional=True, batch_first=True)
+    with pytest.warns(sv.ShapeWarning, match="bidirectional_last"), sv.checking(ops=True):  # your own code: by
+        out, _ = gru(x)  # the block's end
+        out[:, out.shape[1] - 1]

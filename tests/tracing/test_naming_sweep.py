@@ -207,3 +207,24 @@ def test_expand_repeat_and_split_keep_the_dims_they_keep_and_guess_no_size_one()
         for o in c.outputs:
             for n, s, origin in zip(o.names or (), o.shape, o.origins or ()):
                 assert not (s == 1 and n and "guess" in origin), (c.type, o.names, o.origins)
+
+
+def test_arguments_passed_through_star_args_are_labelled_by_their_place_in_it() -> None:
+    """``forward(self, *args)`` called ``(x, (h, c))``: ``args[0]``, ``args[1][0]``, ``args[1][1]`` (before: ``args``,
+    ``args[0]``, ``args[1]``, which named x's place as h's)."""
+
+    class Star(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.g = nn.LSTM(4, 5)
+
+        def forward(self, *args: torch.Tensor) -> tuple:
+            return self.g(*args)
+
+    class Rest(Star):
+        def forward(self, x: torch.Tensor, *rest: tuple) -> tuple:  # type: ignore[override]
+            return self.g(x, *rest)
+
+    x, h, c = torch.randn(6, 3, 4), torch.zeros(1, 3, 5), torch.zeros(1, 3, 5)
+    assert [i.label for i in sv.trace(Star(), x, (h, c)).calls[0].inputs] == ["args[0]", "args[1][0]", "args[1][1]"]
+    assert [i.label for i in sv.trace(Rest(), x, (h, c)).calls[0].inputs] == ["x", "rest[0][0]", "rest[0][1]"]
