@@ -283,9 +283,11 @@ def _panel(calls: Sequence[Any], by_index: dict[int, Any], t_sizes: Sequence[int
     # the steps of a cell are time steps when its loop reads one step of a dim each time: the dim's name, or
     # T for an unnamed one while T names no other size in the trace (a target of 5 beside a source T=7 is not T)
     dim = "T"
-    if T is not None and len(calls) > 1:
-        dim = loop_dim(span, len(calls)) or (loop_dim(span, len(calls), unnamed="T")
-                                             if set(t_sizes) <= {len(calls)} else "")
+    if T is not None and len(calls) > 1:  # each step after the first: the calls since the layer's last call
+        ends = [getattr(c, "index", 0) for c in calls]
+        blocks = [[x for x in span if ends[m - 1] < getattr(x, "index", 0) <= ends[m]] for m in range(1, len(calls))]
+        dim = loop_dim(blocks[0], len(calls), others=blocks[1:]) or (
+            loop_dim(blocks[0], len(calls), unnamed="T", others=blocks[1:]) if set(t_sizes) <= {len(calls)} else "")
     if conv.cell and batched:  # a loop over packed data: each call's own batch size
         sizes_of = [_sizes_from_input(conv, _role(c, "input"))[1] if _role(c, "input") is not None else None
                     for c in calls]

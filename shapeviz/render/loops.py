@@ -83,7 +83,8 @@ def _loop(seq: list[Any], t_sizes: set[int]) -> Panel | str:
                        label=f"hand-written loop at {source} (drawn as one cell)")
     out = _loop_output(seq, start, length, count, state) or _step_result(first, state)
     # T when the loop reads one step of a dim each time (named T, or unnamed while T names no other size)
-    dim = loop_dim(first, count) or (loop_dim(first, count, unnamed="T") if t_sizes <= {count} else "")
+    dim = loop_dim(first, count, others=[second]) or (
+        loop_dim(first, count, unnamed="T", others=[second]) if t_sizes <= {count} else "")
     return Panel(conv, count, bs, bs is not None, path="", step_in=x.format(), step_out=out, loop_dim=dim)
 
 

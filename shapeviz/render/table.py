@@ -64,10 +64,12 @@ def group_repeats(calls: Sequence[Any], max_block: int = _MAX_BLOCK) -> list[tup
     return out
 
 
-def loop_dim(calls: Sequence[Any], count: int, unnamed: str = "") -> str:
+def loop_dim(calls: Sequence[Any], count: int, unnamed: str = "", others: Sequence[Sequence[Any]] = ()) -> str:
     """The dim a loop of ``count`` steps iterates, with evidence: one of its calls reads one step of a
     dim of that size (``x[:, t]``, ``for x_t in x``; see :mod:`shapeviz.tracing.steps`): the dim's name,
-    or ``unnamed`` when the dim has no name by evidence; "" without such a step.
+    or ``unnamed`` when the dim has no name by evidence; "" without such a step. ``others``: the calls of other
+    steps of the loop, where known: each must read a step of the same dim (a greedy decoder whose first step
+    reads ``tok[:, 0]`` and the others their own argmax iterates no dim of ``tok``).
 
     >>> from types import SimpleNamespace as NS
     >>> x_t, y_t = NS(step=("T", 5)), NS(step=("", 5))
@@ -76,6 +78,11 @@ def loop_dim(calls: Sequence[Any], count: int, unnamed: str = "") -> str:
     >>> loop_dim([NS(inputs=[y_t])], 5), loop_dim([NS(inputs=[y_t])], 5, unnamed="T")
     ('', 'T')
     """
+    found = _stepped(calls, count, unnamed)
+    return found if all(_stepped(other, count, unnamed) == found for other in others) else ""
+
+
+def _stepped(calls: Sequence[Any], count: int, unnamed: str) -> str:
     found = ""
     for c in calls:
         for info in getattr(c, "inputs", ()):
@@ -87,7 +94,7 @@ def loop_dim(calls: Sequence[Any], count: int, unnamed: str = "") -> str:
     return found
 
 
-def repeat_label(count: int, calls: Sequence[Any] = ()) -> str:
+def repeat_label(count: int, calls: Sequence[Any] = (), others: Sequence[Sequence[Any]] = ()) -> str:
     """``"× T=5"`` when the repeated ``calls`` read one step of a dim named T of size 5 each time
     (evidence, :func:`loop_dim`), else ``"× 5"``: equal numbers are never evidence.
 
@@ -95,7 +102,7 @@ def repeat_label(count: int, calls: Sequence[Any] = ()) -> str:
     >>> repeat_label(5, [NS(inputs=[NS(step=("T", 5))])]), repeat_label(9, [NS(inputs=[NS(step=None)])])
     ('× T=5', '× 9')
     """
-    name = loop_dim(calls, count)
+    name = loop_dim(calls, count, others=others)
     return f"× {name}={count}" if name else f"× {count}"
 
 
@@ -124,14 +131,15 @@ def trace_table(trace: Any, *, group: bool = True, max_rows: int | None = None) 
     spans = group_repeats(calls) if group else [(i, 1, 1) for i in range(len(calls))]
     rows: list[tuple[str, str, str, str, str]] = []  # index, repeat mark, call, shapes, source
     for start, k, r in spans:
+        others = [calls[start + m * k:start + (m + 1) * k] for m in range(1, r)]  # the loop's other steps
         for j in range(k):
             c = calls[start + j]
             if r == 1:
                 mark = ""
             elif k == 1:
-                mark = f"[ {repeat_label(r, calls[start:start + k])}"
+                mark = f"[ {repeat_label(r, calls[start:start + k], others)}"
             elif j == 0:
-                mark = f"┌ {repeat_label(r, calls[start:start + k])}"
+                mark = f"┌ {repeat_label(r, calls[start:start + k], others)}"
             else:
                 mark = "└" if j == k - 1 else "│"
             shapes = c.describe() + (f"  ✗ {c.error}" if c.error else "")

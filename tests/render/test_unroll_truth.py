@@ -101,6 +101,32 @@ def test_greedy_steps_equal_to_the_source_length_are_not_named_T():
         assert "× T=7" not in table7 and "× 7" in table7
 
 
+class StartsFromTheSource(nn.Module):
+    """A greedy decoder whose first step reads ``tok[:, 0]`` of the source (a step of its T), the others their own
+    argmax: its loop iterates no dim of the source, whatever its step count."""
+
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+        self.emb, self.gru, self.out = nn.Embedding(20, 6), nn.GRU(6, 8), nn.Linear(8, 20)
+
+    def forward(self, tok: torch.Tensor) -> torch.Tensor:  # (bs, T)
+        _, h = self.gru(self.emb(tok.t()))
+        inp, outs = tok[:, 0], []
+        for _ in range(self.steps):
+            y, h = self.gru(self.emb(inp).unsqueeze(0), h)
+            logits = self.out(y[0])
+            inp = logits.argmax(-1)
+            outs.append(logits)
+        return torch.stack(outs, 1)
+
+
+@pytest.mark.parametrize("ops", [False, True])
+def test_a_decoder_whose_first_step_reads_a_source_step_is_not_named_T(ops: bool) -> None:
+    t = trace(StartsFromTheSource(4), torch.randint(0, 20, (3, 4)), inputs_dims="bs T", ops=ops)
+    assert "× T=4" not in t.table() and "× 4" in t.table()
+
+
 def test_a_loop_that_indexes_T_is_named_T():
     for ops in (False, True):
         t = trace(DataLoop(), torch.zeros(5, 2, 4), ops=ops, inputs_dims="T bs emb")
