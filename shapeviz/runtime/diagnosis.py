@@ -231,7 +231,7 @@ def _no_feature_dim(c: _Ctx, sh: tuple[int, ...]) -> tuple[list[str], str] | Non
     bs and T must be declared, and differ)."""
     lay, decl = c.conv.layout, c.decl or {}
     bs, T = decl.get("bs"), decl.get("T")
-    if len(sh) != 2 or lay.cell or bs is None or T is None or bs == T:
+    if lay.cell or lay.is_batched(len(sh)) is not False or bs is None or T is None or bs == T:
         return None
     order = (bs, T) if lay.bs_axis == 0 else (T, bs)
     if sh != order:

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -47,7 +46,7 @@ from torch.nn.modules import module as module_hooks
 from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
-from shapeviz._errors import ShapeError, ShapeWarning, SpecError
+from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.dimensions import parse_names
 from shapeviz.core.evidence import bases_of
 from shapeviz.core.model import Conventions, conventions, is_recurrent
@@ -63,7 +62,7 @@ from shapeviz.tracing.dimparts import (
     slice_names,
     view_names,
 )
-from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_pack
+from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_pack, site, warn
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
 from shapeviz.tracing.oprules import RESHAPES, forward_half, index_plan, op_name, op_params, op_rule
 from shapeviz.tracing.records import TensorInfo
@@ -125,8 +124,8 @@ class FlowMode(TorchFunctionMode):
     def flush(self) -> None:
         """Say the warnings held back (a last step read inside a model's call), now that the call is over."""
         pending, self.pending = self.pending, {}
-        for _, code, what, fix, site in pending.values():
-            _warn(code, what, fix, site)
+        for _, code, what, fix, where in pending.values():
+            warn(code, what, fix, where)
 
     def size_of(self, name: str) -> int | None:
         """The size of a name seen on a tensor, else of a recurrent module's own dim (D of ``D*h``)."""
@@ -422,7 +421,7 @@ class FlowMode(TorchFunctionMode):
             if src.what == "bi_h_n" and dim == 0:
                 src.taken.add(i % x.shape[0])
                 if i % x.shape[0] == x.shape[0] - 1 and (x.shape[0] - 2) not in src.taken:
-                    _warn("bidirectional_h_n", "h_n[-1] of a bidirectional layer is the last layer's backward "
+                    warn("bidirectional_h_n", "h_n[-1] of a bidirectional layer is the last layer's backward "
                           "direction only; the whole final state is both directions",
                           "torch.cat((h_n[-2], h_n[-1]), dim=1)  # (bs, 2*h): forward and backward")
             elif dim == src.t_axis and x.shape[dim] > 1:  # one step picked (all of a one-step output is both ends)
@@ -444,9 +443,9 @@ class FlowMode(TorchFunctionMode):
                 else:
                     continue
                 if self.depth == 0 and i < 0:  # output[-1] in your own code: said at once
-                    _warn(*said)
+                    warn(*said)
                 else:  # said once the model's call (or the block) ends, unless a loop reads every step by then
-                    self.pending.setdefault(id(src), (src, *said, _site()))
+                    self.pending.setdefault(id(src), (src, *said, site()))
 
 
 def _hooks_of_its_own(module: nn.Module) -> bool:
@@ -527,22 +526,6 @@ def _scrambled(name: str, var: str, src: tuple[int, ...], names: Names, shape: t
                       detail=f"{var}.{name}({params}) of {shown} relabels {', '.join(scrambled)} without moving data: "
                              "the result mixes positions (it trains, silently wrong)",
                       hints=hints)
-
-
-def _site() -> tuple[str, int, str, dict]:
-    """Where in your code an op ran: file, line, module name and the module's warning registry (what
-    ``warnings.warn`` would use there; no frame is kept)."""
-    frame = user_frame()
-    if frame is None:
-        return "<unknown>", 0, "shapeviz", {}
-    return (frame.f_code.co_filename, frame.f_lineno, frame.f_globals.get("__name__", "__main__"),
-            frame.f_globals.setdefault("__warningregistry__", {}))
-
-
-def _warn(code: str, what: str, fix: str, site: tuple[str, int, str, dict] | None = None) -> None:
-    """A ShapeWarning at the line of your code that ran the op (``site``: where it ran, for one said later)."""
-    file, line, module, registry = site or _site()
-    warnings.warn_explicit(ShapeWarning(code, f"{what}; use: {fix}"), ShapeWarning, file, line, module, registry)
 
 
 @contextlib.contextmanager

@@ -15,15 +15,17 @@ shapeviz.ShapeError: [flatten_order] loss: cross_entropy: argument `target`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-from shapeviz._errors import ShapeError
+from shapeviz._errors import ShapeError, ShapeWarning
 from shapeviz.core.evidence import provenance_swapped
+from shapeviz.tracing.sites import user_frame
 
-__all__ = ["check_bmm", "check_ctc", "check_loss", "check_pack", "reordered"]
+__all__ = ["check_bmm", "check_ctc", "check_loss", "check_pack", "reordered", "site", "warn"]
 
 Names = Sequence[str | None]
 
@@ -91,3 +93,19 @@ def check_bmm(op: str, names: Names | None, other: Names | None, a: torch.Tensor
                             "rows of different things (it runs where the sizes agree, silently wrong)",
                      hints=[f"transpose or permute the operand whose dim 0 is not {'bs' if 'bs' in (x, y) else x} "
                             "(x.transpose(0, 1) of a (T, bs, …) tensor)"])
+
+
+def site() -> tuple[str, int, str, dict]:
+    """Where in your code an op ran: file, line, module name and the module's warning registry (what
+    ``warnings.warn`` would use there; no frame is kept)."""
+    frame = user_frame()
+    if frame is None:
+        return "<unknown>", 0, "shapeviz", {}
+    return (frame.f_code.co_filename, frame.f_lineno, frame.f_globals.get("__name__", "__main__"),
+            frame.f_globals.setdefault("__warningregistry__", {}))
+
+
+def warn(code: str, what: str, fix: str, where: tuple[str, int, str, dict] | None = None) -> None:
+    """A ShapeWarning at the line of your code that ran the op (``where``: where it ran, for one said later)."""
+    file, line, module, registry = where or site()
+    warnings.warn_explicit(ShapeWarning(code, f"{what}; use: {fix}"), ShapeWarning, file, line, module, registry)
