@@ -87,26 +87,35 @@ def _in_place(op: OpView) -> Names:
 
 def _einsum(equation: Any) -> Rule | None:
     """``torch.einsum("btd->tbd", x)``: each output letter is named as the operand dim it comes from (read from the
-    equation's letters, never evaluated); None for an equation with ``...``."""
-    if not isinstance(equation, str) or "..." in equation:
+    equation's letters, never evaluated); ``...`` stands for the same dims, counted from the right, in every
+    operand that has it and in the output."""
+    if not isinstance(equation, str):
         return None
     eq = equation.replace(" ", "")
-    ins, _, out = eq.partition("->")
+    ins, arrow, out = eq.partition("->")
     subs = ins.split(",")
-    if "->" not in eq:
-        letters = "".join(subs)
-        out = "".join(sorted(ch for ch in set(letters) if letters.count(ch) == 1))
+    if not arrow:
+        letters = "".join(subs).replace("...", "")
+        out = ("..." if "..." in ins else "") + "".join(sorted(ch for ch in set(letters) if letters.count(ch) == 1))
 
     def rule(op: OpView) -> Names | None:
-        if len(subs) != len(op.ins) or len(out) != len(op.shape) or \
-                any(len(sub) != len(i.shape) for sub, i in zip(subs, op.ins)):
+        if len(subs) != len(op.ins):
             return None
-        names = [op.names(k) for k in range(len(subs))]
-        where = {}
+        where: dict[str, str | None] = {}
+        spans = []
         for k, sub in enumerate(subs):
-            for pos, ch in enumerate(sub):
-                where.setdefault(ch, names[k][pos])
-        return [where.get(ch) for ch in out]
+            head, dots, tail = sub.partition("...")
+            n_dots = len(op.ins[k].shape) - len(head) - len(tail) if dots else 0
+            if n_dots < 0 or (not dots and len(sub) != len(op.ins[k].shape)):
+                return None
+            spans.append(n_dots)
+            dims = [*head, *(f"...{n_dots - j}" for j in range(n_dots)), *tail]  # ...1: the last of the dots
+            for pos, key in enumerate(dims):
+                where.setdefault(key, op.names(k)[pos])
+        head, dots, tail = out.partition("...")
+        n_dots = max(spans, default=0) if dots else 0
+        keys = [*head, *(f"...{n_dots - j}" for j in range(n_dots)), *tail]
+        return [where.get(key) for key in keys] if len(keys) == len(op.shape) else None
     return rule
 
 

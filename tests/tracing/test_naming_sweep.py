@@ -228,3 +228,22 @@ def test_arguments_passed_through_star_args_are_labelled_by_their_place_in_it() 
     x, h, c = torch.randn(6, 3, 4), torch.zeros(1, 3, 5), torch.zeros(1, 3, 5)
     assert [i.label for i in sv.trace(Star(), x, (h, c)).calls[0].inputs] == ["args[0]", "args[1][0]", "args[1][1]"]
     assert [i.label for i in sv.trace(Rest(), x, (h, c)).calls[0].inputs] == ["x", "rest[0][0]", "rest[0][1]"]
+
+
+def test_movedim_rot90_and_einsum_name_the_dims_they_move() -> None:
+    """Names follow the dims through movedim/moveaxis, an odd rot90 (a swap), and einsum read from its equation's
+    letters (``...`` counted from the right, an implicit output in alphabetical order); as_strided names none."""
+
+    class Moves(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # (bs, T, emb) = (3, 5, 4)
+            return (x.movedim((0, 2), (2, 0)), x.moveaxis(0, -1), torch.rot90(x, 3, (1, 2)), torch.rot90(x, 2, (0, 1)),
+                    torch.einsum("btd->tbd", x), torch.einsum("...td->...dt", x), torch.einsum("b...->...b", x),
+                    torch.einsum("btd", x), torch.einsum("btd,btd->tb", x, x), x.as_strided((5, 3, 4), (4, 20, 1)))
+
+    t = sv.trace(Moves(), torch.randn(3, 5, 4), ops=True, inputs_dims="bs T emb")
+    got = [(c.type, tuple(n.rstrip("?") if not n.endswith("?") else "" for n in c.outputs[0].names))
+           for c in t.calls if c.kind == "op"]
+    assert got == [("movedim", ("emb", "T", "bs")), ("moveaxis", ("T", "emb", "bs")), ("rot90", ("bs", "emb", "T")),
+                   ("rot90", ("bs", "T", "emb")), ("einsum", ("T", "bs", "emb")), ("einsum", ("bs", "emb", "T")),
+                   ("einsum", ("T", "emb", "bs")), ("einsum", ("bs", "emb", "T")), ("einsum", ("T", "bs")),
+                   ("as_strided", ("", "", ""))], got
