@@ -481,7 +481,7 @@ def _static_rule(base: str) -> Rule | None:
         return _one_hot
     if base in ("T", "t"):
         return _reverse
-    if base in ("mT", "H", "mH"):
+    if base in ("mT", "H", "mH", "adjoint"):
         return _swap_last_two
     if base in RESHAPES:
         return _reshape
