@@ -194,6 +194,13 @@ def diagnose(module: torch.nn.Module, conv: Conventions, x: Any, hx: Any,
     ('batch_first_swap', "h_0 has batch 4, which is this input's dim 0)")
     """
     c = _Ctx(module, conv, decl, path)
+    if isinstance(x, Tensor) and x.is_nested:  # sequences of other lengths: no shape to read, and torch takes none
+        fix = (["x = torch.nested.to_padded_tensor(x, 0.0)  # (bs, T_max, emb): then one step a call, x[:, t]"]
+               if conv.cell else ["x = pack_sequence(list(x.unbind()), enforce_sorted=False)  # a PackedSequence",
+                                  "or x = torch.nested.to_padded_tensor(x, 0.0)  # (bs, T_max, emb): batch_first"])
+        return c.err("input_ndim", "input", "nested tensor", fix,
+                     f"a nested tensor: torch's {conv.family} {'cells' if conv.cell else 'layers'} take a "
+                     f"{'(bs, emb) tensor' if conv.cell else 'padded tensor or a PackedSequence'}")
     if conv.cell:
         return _cell(c, x, hx)
     return _layer(c, x, hx)

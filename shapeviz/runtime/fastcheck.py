@@ -131,6 +131,8 @@ def fast_ok(module: torch.nn.Module, p: CallPlan, x: Any, hx: Any, decl: dict[st
             return wants is not None and agrees(data, *_weight_of(module, p)) and states_fit(
                 p.rule, hx, wants, data.dtype, data.device)
         return False  # non-tensors take the slow path
+    if x.is_nested:
+        return False  # no shape to read: the slow path says what it is
     sh = x.shape
     wants = expected(p.rule, sh, decl)
     if wants is None:

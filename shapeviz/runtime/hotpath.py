@@ -68,8 +68,8 @@ try:
     if hx is None:
         OKX
 {other}
-except (KeyError, AttributeError, ValueError):  # a setting or the weight deleted since, a state of
-    pass  # another arity: the long way says what is wrong
+except (KeyError, AttributeError, ValueError, RuntimeError):  # a setting or the weight deleted since, a state
+    pass  # of another arity, a tensor with no sizes to read (nested): the long way says what is wrong
 FAIL
 """
 # with torch's guard (:mod:`shapeviz.runtime.tensorguard`): the memo's ``g`` holds the guard of each way of

@@ -241,3 +241,23 @@ def test_a_batch_other_than_the_declared_bs_is_not_called_bs(layer: nn.Module) -
         sv.check_call(layer, x, h)
     text = str(err.value)
     assert err.value.code == "batch_mismatch" and "but the input's batch is 3" in text and "bs=3" not in text, text
+
+
+@pytest.mark.parametrize("cell", [False, True])
+def test_a_nested_tensor_input_is_a_clear_error_not_a_crash(cell: bool) -> None:
+    """A nested tensor has no shape to read (torch: "doesn't support sizes"); torch's layers cannot take it. Every
+    way in says so with a hint, also after a call that left a memo (the hot path reads no size of it)."""
+    import warnings
+
+    m = nn.GRUCell(4, 6) if cell else nn.LSTM(4, 6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch: nested tensors are a prototype
+        nx = torch.nested.nested_tensor([torch.randn(5, 4), torch.randn(3, 4)])
+    sv.check_call(m, torch.randn(3, 4) if cell else torch.randn(5, 3, 4))
+    for call in (lambda: sv.check_call(m, nx), lambda: sv.checker(m)(nx)):
+        with pytest.raises(sv.ShapeError) as info:
+            call()
+        assert info.value.code == "input_ndim" and "a nested tensor" in str(info.value)
+        assert "to_padded_tensor" in str(info.value)
+    with sv.checking(), pytest.raises(sv.ShapeError, match="input_ndim"):
+        m(nx)
