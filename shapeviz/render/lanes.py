@@ -284,8 +284,14 @@ def _panel(calls: Sequence[Any], by_index: dict[int, Any], t_sizes: Sequence[int
     # T for an unnamed one while T names no other size in the trace (a target of 5 beside a source T=7 is not T)
     dim = "T"
     if T is not None and len(calls) > 1:  # each step after the first: the calls since the layer's last call
-        ends = [getattr(c, "index", 0) for c in calls]
-        blocks = [[x for x in span if ends[m - 1] < getattr(x, "index", 0) <= ends[m]] for m in range(1, len(calls))]
+        ends = {getattr(c, "index", 0) for c in calls[:-1]}
+        blocks: list[list[Any]] = [[] for _ in calls[1:]]
+        m = -1  # span starts at the first call: what follows call m (up to the next) is step m + 1's
+        for x in span:
+            if m >= 0:
+                blocks[m].append(x)
+            if getattr(x, "index", 0) in ends:
+                m += 1
         dim = loop_dim(blocks[0], len(calls), others=blocks[1:]) or (
             loop_dim(blocks[0], len(calls), unnamed="T", others=blocks[1:]) if set(t_sizes) <= {len(calls)} else "")
     if conv.cell and batched:  # a loop over packed data: each call's own batch size

@@ -119,11 +119,6 @@ def _einsum(equation: Any) -> Rule | None:
     return rule
 
 
-def _unnamed(op: OpView) -> Names:
-    """``as_strided``: any dim may be any of its input's, or none."""
-    return [None] * len(op.shape)
-
-
 def _reverse(op: OpView) -> Names:
     return op.names(0)[::-1]
 
@@ -463,7 +458,8 @@ FACTORIES = frozenset({"new_zeros", "new_ones", "new_empty", "new_full", "new_te
 
 
 def _sized_only(op: OpView) -> Names:
-    """A factory's result: no dim is one of its input's, whatever the sizes (names by size are guesses)."""
+    """A factory's result (or ``as_strided``'s, whose dims may be any of its input's or none): no dim is one of
+    its input's, whatever the sizes (names by size are guesses)."""
     return [None] * len(op.shape)
 
 
@@ -488,7 +484,7 @@ def _static_rule(base: str) -> Rule | None:
     if base in SIZES_KEPT:
         return _sizes_kept
     if base == "as_strided":
-        return _unnamed
+        return _sized_only
     return None
 
 
