@@ -378,3 +378,59 @@ def test_threads_calling_a_named_model_with_other_shapes_each_see_their_own_name
             sys.setswitchinterval(interval)
     assert not m.wrong, m.wrong[:3]
     _clean(Probe)
+
+
+def test_dims_declared_inside_a_named_call_stand_on_top_and_go_with_it() -> None:
+    """``sv.dims`` entered inside the call (or around it) merges with the names in order, the innermost on top,
+    and nothing outlives either."""
+
+    class Inside(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[object] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.seen.append(declared())
+            with sv.dims(h=6):
+                self.seen.append(declared())
+                with sv.dims(T=2):  # declared on top of the names: the innermost stands
+                    self.seen.append(declared())
+            self.seen.append(declared())
+            return x
+
+    m = Inside()
+    with sv.watch(m, inputs="bs T"):
+        m(torch.zeros(3, 5))
+        with sv.dims(emb=4):
+            m(torch.zeros(3, 5))
+            assert declared() == {"emb": 4}
+        with sv.dims(bs=4), pytest.raises(sv.SpecError, match=r"sv\.dims declared bs=4"):
+            m(torch.zeros(3, 5))  # declared around the call: the names must agree
+    assert m.seen[:4] == [{"bs": 3, "T": 5}, {"bs": 3, "T": 5, "h": 6}, {"bs": 3, "T": 2, "h": 6}, {"bs": 3, "T": 5}]
+    assert m.seen[4:] == [{"emb": 4, "bs": 3, "T": 5}, {"emb": 4, "bs": 3, "T": 5, "h": 6},
+                          {"emb": 4, "bs": 3, "T": 2, "h": 6}, {"emb": 4, "bs": 3, "T": 5}]
+    _clean(Inside)
+
+
+def test_nested_named_models_each_add_their_names() -> None:
+    class Inner(nn.Module):
+        def forward(self, y: torch.Tensor) -> object:
+            return declared()
+
+    class Outer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = Inner()
+            self.swap = False
+
+        def forward(self, x: torch.Tensor) -> object:
+            return self.inner(x[0].t() if self.swap else x[0]), declared()
+
+    outer = Outer()
+    with sv.watch(outer, inputs="bs T"), sv.watch(outer.inner, inputs="T emb"):
+        for _ in range(2):  # the second call repeats the first's declarations
+            assert outer(torch.zeros(2, 3, 4)) == ({"bs": 2, "T": 3, "emb": 4}, {"bs": 2, "T": 3})
+        outer.swap = True
+        with pytest.raises(sv.SpecError, match="T=4"):
+            outer(torch.zeros(2, 3, 4))  # the inner model's input read (T=4, emb=3) where the outer says T=3
+    _clean(Outer, Inner)
