@@ -17,6 +17,7 @@ left rows and the right columns, an in-order merge joins names); anything else i
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -205,9 +206,12 @@ def _interleaved(repeats: int, dim: int) -> Rule:
 
 
 SIZES_KEPT = frozenset({"expand", "expand_as", "broadcast_to", "repeat", "tile", "split", "chunk", "tensor_split",
-                        "split_with_sizes", "unsafe_split", "unsafe_chunk", "hsplit", "vsplit", "dsplit"})
+                        "split_with_sizes", "unsafe_split", "unsafe_chunk", "hsplit", "vsplit", "dsplit", "narrow",
+                        "narrow_copy", "index_select", "pad", "interpolate"})
 """Ops whose result lines up with their input from the right (new dims lead), every dim of unchanged size being
-the input's own: torch can only grow a size-1 dim (``expand``), repeat a dim (``repeat``) or cut the split one."""
+the input's own: torch can only grow a size-1 dim (``expand``), repeat a dim (``repeat``), cut the split one
+(``split``, ``narrow``), pick along one (``index_select``), pad some (``F.pad``) or resize the spatial ones
+(``F.interpolate``)."""
 
 
 def _sizes_kept(op: OpView) -> Names | None:
@@ -219,6 +223,29 @@ def _sizes_kept(op: OpView) -> Names | None:
     if lead < 0:
         return None
     return [None] * lead + [n if s == o else None for n, s, o in zip(names, src, op.shape[lead:])]
+
+
+def _unflatten(dim: int, parts: int) -> Rule:
+    """``x.unflatten(2, (2, 4))``: the dim split has no name (its pieces none either), the others keep theirs."""
+    def rule(op: OpView) -> Names | None:
+        out = op.names(0)
+        if not out:
+            return None
+        d = dim % len(out)
+        return [*out[:d], *[None] * parts, *out[d + 1:]]
+    return rule
+
+
+def _windows(dim: int) -> Rule:
+    """``x.unfold(0, 3, 1)``: the windows' count stands where the dim was, unnamed, and their size is a new last
+    dim, unnamed; the others keep their names."""
+    def rule(op: OpView) -> Names | None:
+        out = op.names(0)
+        if not out:
+            return None
+        out[dim % len(out)] = None
+        return [*out, None]
+    return rule
 
 
 def _unsqueeze(dim: int) -> Rule:
@@ -402,7 +429,7 @@ _NONE: Any = object()
 _STATIC: dict[str, Any] = {}  # op name -> its rule when the arguments do not matter, None for no rule, _NONE: they do
 _DYNAMIC = frozenset({"transpose", "swapaxes", "swapdims", "permute", "cat", "concat", "concatenate", "stack",
                       "unsqueeze", "squeeze", "getitem", "unbind", "repeat_interleave", "movedim", "moveaxis",
-                      "rot90", "einsum"}) | REDUCTIONS
+                      "rot90", "einsum", "unflatten", "unfold"}) | REDUCTIONS
 
 
 def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | None:
@@ -448,6 +475,14 @@ def op_rule(name: str, args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | No
         return _squeeze([int(d) for d in dims]) if ok else None
     if base == "getitem":
         return _getitem(args[1]) if len(args) > 1 else None
+    if base in ("unflatten", "unfold"):
+        dim = _arg(args, kwargs, 1, "dim" if base == "unflatten" else "dimension", None)
+        if not isinstance(dim, int) or isinstance(dim, bool):
+            return None
+        if base == "unfold":
+            return _windows(dim)
+        sizes = _arg(args, kwargs, 2, "sizes", None)
+        return _unflatten(dim, len(sizes)) if isinstance(sizes, (tuple, list, torch.Size)) else None
     if base == "unbind":  # `for x_t in x` is unbind(x, 0): each piece drops that dim
         return _drop_dims([int(_arg(args, kwargs, 1, "dim", 0))], False)
     return _reduction(args, kwargs)
@@ -529,11 +564,19 @@ def has_tensor(obj: Any) -> bool:
         return any(has_tensor(x) for x in obj)
     if isinstance(obj, dict):
         return any(has_tensor(x) for x in obj.values())
-    return False
+    fields = _fields(obj)
+    return fields is not None and any(has_tensor(x) for x in fields.values())
+
+
+def _fields(obj: Any) -> dict[str, Any] | None:
+    """A dataclass instance's fields by name (a model's output bundled as ``Out(logits, hidden)``), else None."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: getattr(obj, f.name, None) for f in dataclasses.fields(obj)}
+    return None
 
 
 def flatten(obj: Any, key: str, depth: int = 0, tuples: bool = False) -> Iterable[tuple[str, Any, str]]:
-    """(key, tensor, packed-part) for every tensor in nested tuples/lists/dicts/PackedSequences.
+    """(key, tensor, packed-part) for every tensor in nested tuples/lists/dicts/dataclasses/PackedSequences.
 
     A list of tensors (and with ``tuples=True`` a tuple) yields ``(key, (first, count), "")`` for
     each run of equal shapes, so ``cat`` of T step outputs is one record with ``repeat=T``."""
@@ -570,6 +613,9 @@ def flatten(obj: Any, key: str, depth: int = 0, tuples: bool = False) -> Iterabl
             if i >= MAX_LIST:
                 break
             yield from flatten(v, _join(key, str(k2)), depth + 1, tuples)
+    elif depth < 4 and (fields := _fields(obj)) is not None:
+        for k2, v in list(fields.items())[:MAX_LIST]:
+            yield from flatten(v, _join(key, k2), depth + 1, tuples)
 
 
 def _join(key: str, part: str) -> str:

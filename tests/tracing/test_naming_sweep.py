@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import shapeviz as sv
 from shapeviz.tracing.naming import BY_SIZE, How, Namer, OpView, Resolver, unname_contradicted
@@ -247,3 +248,48 @@ def test_movedim_rot90_and_einsum_name_the_dims_they_move() -> None:
                    ("rot90", ("bs", "T", "emb")), ("einsum", ("T", "bs", "emb")), ("einsum", ("bs", "emb", "T")),
                    ("einsum", ("T", "emb", "bs")), ("einsum", ("bs", "emb", "T")), ("einsum", ("T", "bs")),
                    ("as_strided", ("", "", ""))], got
+
+
+def test_narrow_index_select_pad_interpolate_unflatten_and_unfold_keep_the_dims_they_leave() -> None:
+    """A dim these ops leave as it was keeps its name as evidence (not a ``?`` guess by size); the dim they cut,
+    pick along, pad, resize, split or window has none."""
+
+    class Cuts(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:  # (bs, T, emb) = (3, 5, 4)
+            return (x.narrow(1, 1, 2), torch.index_select(x, 0, torch.tensor([2, 0])), F.pad(x, (0, 0, 2, 1)),
+                    F.interpolate(x.transpose(1, 2), scale_factor=2), x.unflatten(2, (2, 2)), x.unfold(1, 2, 1))
+
+    t = sv.trace(Cuts(), torch.randn(3, 5, 4), ops=True, inputs_dims="bs T emb")
+    got = [(c.type, tuple("" if n.endswith("?") else n for n in c.outputs[0].names), c.outputs[0].shape)
+           for c in t.calls if c.kind == "op" and c.type != "tensor"]
+    assert got == [("narrow", ("bs", "", "emb"), (3, 2, 4)), ("index_select", ("", "T", "emb"), (2, 5, 4)),
+                   ("pad", ("bs", "", "emb"), (3, 8, 4)), ("transpose", ("bs", "emb", "T"), (3, 4, 5)),
+                   ("interpolate", ("bs", "emb", ""), (3, 4, 10)), ("unflatten", ("bs", "T", "", ""), (3, 5, 2, 2)),
+                   ("unfold", ("bs", "", "emb", ""), (3, 4, 4, 2))], got
+
+
+def test_a_dataclass_output_is_traced_as_its_tensors() -> None:
+    """A model that bundles its results in a dataclass returned "(no tensors)": its fields are recorded as a dict's
+    values are (a field that is no tensor is left out)."""
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Out:
+        logits: torch.Tensor
+        hidden: torch.Tensor
+        note: str = "kept out"
+
+    class Bundles(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(8, 16)
+
+        def forward(self, x: torch.Tensor) -> Out:
+            out, h = self.rnn(x)
+            return Out(out, h)
+
+    t = sv.trace(Bundles(), torch.randn(7, 3, 8))
+    root = t.calls[0]
+    assert [(i.shape, i.names) for i in root.outputs] == [((7, 3, 16), ("T", "bs", "D*h")),
+                                                          ((1, 3, 16), ("layers*D", "bs", "h"))]
+    assert "no tensors" not in str(t)
