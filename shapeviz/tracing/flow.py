@@ -62,9 +62,10 @@ from shapeviz.tracing.dimparts import (
     slice_names,
     view_names,
 )
-from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_pack, site, warn
+from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_pack
+from shapeviz.tracing.laststep import LastReads, narrow_plan
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
-from shapeviz.tracing.oprules import RESHAPES, forward_half, index_plan, op_name, op_params, op_rule
+from shapeviz.tracing.oprules import RESHAPES, op_name, op_params, op_rule
 from shapeviz.tracing.records import TensorInfo
 from shapeviz.tracing.sites import user_frame
 
@@ -75,6 +76,8 @@ _KEEPS_FACTS = frozenset({"index_select", "contiguous", "clone", "detach", "to",
 """Ops whose result is the same rows in another order or another copy: "padded" and "bidirectional"
 facts survive them (``pad_packed_sequence``'s unsorting ``index_select``) unless they pick along T."""
 
+_CUTS = frozenset({"getitem", "narrow"})
+"""Ops that may cut a step read whole to its forward half (:mod:`shapeviz.tracing.laststep`)."""
 _JOINS = frozenset({"cat", "concat", "concatenate", "stack"})
 _COPIES = frozenset({"expand", "repeat", "repeat_interleave"})
 _CONVS = frozenset({"conv1d", "conv2d", "conv3d"})
@@ -91,7 +94,7 @@ _ACTIVE_LOCK = threading.Lock()
 class _Facts:
     """What the flow knows about one tensor: its names and, for recurrent results, what it is."""
 
-    __slots__ = ("names", "pick", "t_axis", "taken", "what")
+    __slots__ = ("held", "names", "pick", "t_axis", "taken", "what")
 
     def __init__(self, names: Names, what: str = "", t_axis: int = -1) -> None:
         self.names = names
@@ -99,6 +102,7 @@ class _Facts:
         self.what = what  # "bi_output", "padded", "bi_h_n" or ""
         self.t_axis = t_axis
         self.taken: set[int] = set()  # the indices taken along dim 0 (h_n[-2] before h_n[-1])
+        self.held = 0  # a step read whole: the key of the warning its forward-half cut drops (laststep)
 
 
 LayerCheck = Callable[[nn.Module, Conventions, tuple, Names, Callable[[nn.Module], "str | None"]], None]
@@ -119,13 +123,11 @@ class FlowMode(TorchFunctionMode):
         self.module_sizes: dict[str, int] = {}  # the recurrent modules' own sizes: emb, h, layers, D, proj
         self.views: dict[str, tuple] = {}  # a dim name made of parts of named dims -> the view that made it
         self.root: weakref.ref | None = None  # the module called first (depth 0): paths in alarms are in it
-        self.pending: dict[int, tuple] = {}  # id(facts) -> (facts, code, what, fix, site): a warning said later
+        self.last = LastReads()  # last-step reads: warnings held back until a use decides
 
     def flush(self) -> None:
         """Say the warnings held back (a last step read inside a model's call), now that the call is over."""
-        pending, self.pending = self.pending, {}
-        for _, code, what, fix, where in pending.values():
-            warn(code, what, fix, where)
+        self.last.flush()
 
     def size_of(self, name: str) -> int | None:
         """The size of a name seen on a tensor, else of a recurrent module's own dim (D of ``D*h``)."""
@@ -214,7 +216,7 @@ class FlowMode(TorchFunctionMode):
 
     def post(self, module: nn.Module, args: tuple, output: Any) -> None:
         self.depth = max(0, self.depth - 1)
-        if self.depth == 0 and self.pending:
+        if self.depth == 0 and self.last.pending:
             self.flush()
         if is_recurrent(module):
             with torch._C.DisableTorchFunction():
@@ -282,6 +284,8 @@ class FlowMode(TorchFunctionMode):
         if name is None:
             return func(*args, **kwargs)
         base = name.strip("_").lstrip(".")
+        if self.last.eager and not (base in _CUTS and args and getattr(self.get(args[0]), "held", 0)):
+            self.last.flush(eager_only=True)
         if base in _LOSSES and len(args) >= 2:
             with torch._C.DisableTorchFunction():
                 check_loss(base, self.names_of(args[0]), self.names_of(args[1]), args[0], args[1])
@@ -328,8 +332,14 @@ class FlowMode(TorchFunctionMode):
     def _after(self, name: str, base: str, func: Any, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
         x = args[0] if isinstance(args[0], torch.Tensor) else args[0][0]
         src = self.get(x)
-        if base == "getitem" and src is not None and src.what and len(args) > 1:
-            self._check_index(src, x, args[1])
+        held = 0
+        if src is not None and src.held and base in _CUTS:
+            self.last.cut(src.held, base, x, args, kwargs)
+        elif base == "getitem" and src is not None and src.what and len(args) > 1:
+            held = self.last.index(src, x, args[1], self.depth > 0)
+        elif base == "narrow" and src is not None and src.what and (plan := narrow_plan(args, kwargs)) \
+                and plan[2] == 1:  # x.narrow(1, T - 1, 1): the last step, its dim kept
+            held = self.last.picked(src, x, plan[0], plan[1], False, True, self.depth > 0)
         if base in RESHAPES and src is not None:
             names, scrambled = view_names(tuple(x.shape), list(src.names), tuple(out.shape), self.size_of,
                                           pieces=True)
@@ -383,9 +393,12 @@ class FlowMode(TorchFunctionMode):
             not (base == "index_select" and _arg_dim(args, kwargs) % x.dim() == src.t_axis)
         if kept and (names is None or len(names) != out.dim()):
             names = [None] * out.dim()
+        facts = None
         if names is not None and len(names) == out.dim() and (any(names) or kept):
             facts = self.put(out, names, src.what if kept else "", src.t_axis if kept else -1)  # type: ignore[union-attr]
             facts.pick = pick
+        if held:
+            (facts or self.put(out, [None] * out.dim())).held = held
 
     def _counted(self, base: str, args: tuple, kwargs: dict, names: Names) -> Names:
         """A cat/stack whose joined dim no name fits: the number of pieces names it (``"7*bs"``: 7
@@ -411,41 +424,6 @@ class FlowMode(TorchFunctionMode):
                             or (self.get(p) or first).names[d] != inner for p in pieces):
             return names
         return [*names[:d], f"{len(pieces)}*{inner}", *names[d + 1:]]
-
-    # ------------------------------------------------------------ the checks
-    def _check_index(self, src: _Facts, x: torch.Tensor, index: Any) -> None:
-        plan = index_plan(x.dim(), index)
-        if plan is None:
-            return
-        for dim, i in plan[1]:
-            if src.what == "bi_h_n" and dim == 0:
-                src.taken.add(i % x.shape[0])
-                if i % x.shape[0] == x.shape[0] - 1 and (x.shape[0] - 2) not in src.taken:
-                    warn("bidirectional_h_n", "h_n[-1] of a bidirectional layer is the last layer's backward "
-                          "direction only; the whole final state is both directions",
-                          "torch.cat((h_n[-2], h_n[-1]), dim=1)  # (bs, 2*h): forward and backward")
-            elif dim == src.t_axis and x.shape[dim] > 1:  # one step picked (all of a one-step output is both ends)
-                src.taken.add(i % x.shape[dim])
-                if len(src.taken) == x.shape[dim]:  # every step read: a loop over the steps, no summary
-                    self.pending.pop(id(src), None)
-                    continue
-                if i % x.shape[dim] != x.shape[dim] - 1:
-                    continue
-                pick = "output[-1]" if dim == 0 else "output[:, -1]"
-                if src.what == "bi_output" and not forward_half(x.shape, index):
-                    said = ("bidirectional_last", f"{pick} of a bidirectional layer: its backward half has seen "
-                            "only the last step", "torch.cat((h_n[-2], h_n[-1]), dim=1)  # both directions' final "
-                            "states, or the backward half at step 0: output[0, :, h:] / output[:, 0, h:]")
-                elif src.what == "padded":
-                    said = ("padded_last", f"{pick} of a padded batch is padding for every sequence shorter "
-                            "than the longest", "h_n[-1]  # each sequence's real last step, or "
-                            "output[lengths - 1, torch.arange(bs)]")
-                else:
-                    continue
-                if self.depth == 0 and i < 0:  # output[-1] in your own code: said at once
-                    warn(*said)
-                else:  # said once the model's call (or the block) ends, unless a loop reads every step by then
-                    self.pending.setdefault(id(src), (src, *said, site()))
 
 
 def _hooks_of_its_own(module: nn.Module) -> bool:

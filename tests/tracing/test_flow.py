@@ -120,7 +120,8 @@ def test_output_last_of_a_bidirectional_layer_warns() -> None:
     with sv.checking(ops=True):
         out, (h_n, _) = lstm(torch.randn(BS, T, 3))
         with pytest.warns(sv.ShapeWarning, match=r"bidirectional_last.*torch\.cat\(\(h_n\[-2\], h_n\[-1\]\)"):
-            out[:, -1]
+            last = out[:, -1]  # said at the next op that does not cut it to its forward half
+            torch.tanh(last)
         w = no_warnings()
         try:
             torch.cat((h_n[-2], h_n[-1]), dim=1)  # the twin: both directions' final states
@@ -150,6 +151,78 @@ def test_the_forward_half_of_the_last_step_is_right_and_passes(batch_first: bool
         with pytest.warns(sv.ShapeWarning, match="bidirectional_last"):
             out[(*last, slice(h - 1, h + 1))]  # one feature of each direction
     assert torch.equal(final, torch.cat((h_n[-2], h_n[-1]), dim=1))
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("in_model", [False, True])
+def test_the_last_step_cut_to_its_forward_half_afterwards_is_right_and_passes(batch_first: bool,
+                                                                               in_model: bool) -> None:
+    """``out[:, -1][:, :h]`` and ``out[:, -1].narrow(-1, 0, h)`` are the forward direction's final state, as
+    ``out[:, -1, :h]`` is: no warning, in your own code or inside a model. The step used whole, or cut to its
+    backward half, still warns."""
+    h = 4
+    gru = nn.GRU(3, h, bidirectional=True, batch_first=batch_first)
+    x = torch.randn(BS, T, 3) if batch_first else torch.randn(T, BS, 3)
+
+    def last(out: torch.Tensor) -> torch.Tensor:
+        return out[:, -1] if batch_first else out[-1]
+
+    def first(out: torch.Tensor) -> torch.Tensor:
+        return out[:, 0] if batch_first else out[0]
+
+    def summaries(how: str) -> torch.Tensor:
+        out, _ = gru(x)
+        if how == "index":
+            return torch.cat((last(out)[:, :h], first(out)[:, h:]), -1)
+        if how == "narrow":
+            return torch.cat((last(out).narrow(-1, 0, h), first(out).narrow(1, h, h)), -1)
+        if how == "ellipsis":
+            return torch.cat((last(out)[..., :h], first(out)[..., h:]), -1)
+        if how == "whole":
+            return torch.tanh(last(out))
+        return last(out)[:, h:]  # "backward": the backward half of the last step
+
+    class Model(nn.Module):
+        def __init__(self, how: str) -> None:
+            super().__init__()
+            self.how, self.gru = how, gru
+
+        def forward(self, _: torch.Tensor) -> torch.Tensor:
+            return summaries(self.how)
+
+    def run(how: str) -> torch.Tensor:
+        with sv.checking(ops=True):
+            got = Model(how)(x) if in_model else summaries(how)
+            torch.zeros(1) + 1  # the next op
+        return got
+
+    w = no_warnings()
+    try:
+        got = [run(how) for how in ("index", "narrow", "ellipsis")]
+    finally:
+        w.__exit__(None, None, None)
+    _, h_n = gru(x)
+    for g in got:
+        assert torch.equal(g, torch.cat((h_n[-2], h_n[-1]), dim=1))
+    for how in ("whole", "backward"):
+        with pytest.warns(sv.ShapeWarning, match="bidirectional_last"):
+            run(how)
+
+
+def test_the_last_step_read_by_narrow_warns_unless_cut_to_its_forward_half() -> None:
+    """``out.narrow(1, T - 1, 1)`` reads the last step as ``out[:, -1:]`` does, its time dim kept."""
+    gru = nn.GRU(3, 4, bidirectional=True, batch_first=True)
+    x = torch.randn(BS, T, 3)
+    with pytest.warns(sv.ShapeWarning, match="bidirectional_last"), sv.checking(ops=True):
+        out, _ = gru(x)
+        out.narrow(1, T - 1, 1).squeeze(1)
+    w = no_warnings()
+    try:
+        with sv.checking(ops=True):
+            out, _ = gru(x)
+            out.narrow(1, T - 1, 1)[..., :4]
+    finally:
+        w.__exit__(None, None, None)
 
 
 def test_h_n_last_of_a_bidirectional_layer_warns() -> None:
@@ -490,7 +563,7 @@ def test_a_loop_over_every_step_of_a_bidirectional_or_padded_output_does_not_war
         finally:
             w.__exit__(None, None, None)
         with pytest.warns(sv.ShapeWarning, match="bidirectional_last"):
-            gru(x)[0][:, -1]
+            gru(x)[0][:, -1].sum()
         with pytest.warns(sv.ShapeWarning, match="padded_last"):
             pad_packed_sequence(packed_gru(pack_padded_sequence(x.transpose(0, 1), lengths,
                                                                 enforce_sorted=False))[0])[0][-1]
@@ -520,7 +593,8 @@ def test_inside_a_model_the_last_step_warns_at_the_end_of_its_call_unless_every_
                     h = self.cell(out[:, t], h)
             elif self.how == "last positive":
                 h = out[:, steps - 1, :5]  # half of it: the forward direction, right
-                h = h + out[:, steps - 1][:, :5]  # the whole step, then cut: the read itself warns
+                h = h + out[:, steps - 1][:, :5] + out[:, steps - 1].narrow(-1, 0, 5)  # the step, then cut: right
+                h = h + out[:, steps - 1].sum(-1, keepdim=True)  # the whole step used: wrong
             return h
 
     x = torch.randn(BS, T, 3)

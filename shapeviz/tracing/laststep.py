@@ -1,0 +1,146 @@
+"""The last step of a bidirectional or padded output read as a summary: the flow's warnings, held back until a
+use decides (:mod:`shapeviz.tracing.flow`).
+
+>>> import torch, torch.nn as nn, shapeviz as sv
+>>> gru = nn.GRU(3, 4, bidirectional=True, batch_first=True)
+>>> with sv.checking(ops=True):  # no warning: the step is cut to its forward half
+...     out, h_n = gru(torch.zeros(2, 5, 3))  # out: (bs=2, T=5, D*h=8)
+...     last = out[:, -1][:, :4]  # (bs, h): the forward direction's final state, h_n[-2]
+>>> tuple(last.shape)
+(2, 4)
+
+``output[:, -1]`` of a bidirectional layer warns ``bidirectional_last`` unless its forward half alone is used
+(``[..., :h]`` or ``narrow(-1, 0, h)``, at once or on the step read); ``output[-1]`` of a padded batch warns
+``padded_last``. A read inside a model's call (or of a positive index) is said when the call (or the block)
+ends, unless a loop has read every step by then; ``output[-1]`` in your own code is said at the next op that
+does not cut it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shapeviz.tracing.flowchecks import site, warn
+from shapeviz.tracing.oprules import forward_half, index_plan
+
+__all__ = ["LastReads", "narrow_plan"]
+
+_BI_FIX = ("torch.cat((h_n[-2], h_n[-1]), dim=1)  # both directions' final states, or the backward half at step 0: "
+           "output[0, :, h:] / output[:, 0, h:]")
+_PAD_FIX = "h_n[-1]  # each sequence's real last step, or output[lengths - 1, torch.arange(bs)]"
+
+
+def narrow_plan(args: tuple, kwargs: dict) -> tuple[int, int, int] | None:
+    """``x.narrow(dim, start, length)``'s ``(dim, start, length)``, dim and start counted from the front.
+
+    >>> import torch
+    >>> narrow_plan((torch.zeros(2, 5, 8), -1, 0, 4), {})  # (bs, T, D*h=8): the forward half
+    (2, 0, 4)
+    """
+    try:
+        x = args[0]
+        dim, start, length = (*args[1:4], *(kwargs[k] for k in ("dim", "start", "length")[len(args) - 1:]))
+        dim = int(dim) % x.dim()
+        return dim, int(start) % x.shape[dim], int(length)
+    except (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError):
+        return None
+
+
+def _whole_last(shape: tuple[int, ...], index: Any) -> bool:
+    """Does ``x[index]`` keep ``x``'s last dim whole?
+
+    >>> _whole_last((5, 3, 8), (slice(None), -1)), _whole_last((5, 3, 8), (slice(None), -1, slice(None, 4)))
+    (True, False)
+    """
+    items = [i for i in (index if isinstance(index, tuple) else (index,)) if i is not None]
+    if any(isinstance(i, bool) or not (isinstance(i, (int, slice)) or i is Ellipsis) for i in items):
+        return False
+    if Ellipsis in items:
+        tail = items[items.index(Ellipsis) + 1:]
+        last = tail[-1] if tail else slice(None)
+    else:
+        last = items[-1] if len(items) == len(shape) else slice(None)
+    return isinstance(last, slice) and last.indices(shape[-1]) == (0, shape[-1], 1)
+
+
+class LastReads:
+    """The held-back last-step warnings of one flow: ``pending`` maps a recurrent output's facts (by id) to the
+    warning its last-step read would say; ``eager`` holds the keys said at the next op that does not cut them."""
+
+    __slots__ = ("eager", "pending")
+
+    def __init__(self) -> None:
+        self.pending: dict[int, tuple] = {}  # id(facts) -> (facts, code, what, fix, site): a warning said later
+        self.eager: set[int] = set()
+
+    def flush(self, eager_only: bool = False) -> None:
+        """Say the warnings held back (all, or only the ``eager`` ones)."""
+        keys = list(self.eager) if eager_only else list(self.pending)
+        self.eager = set()
+        for key in keys:
+            held = self.pending.pop(key, None)
+            if held is not None:
+                warn(*held[1:])
+
+    def picked(self, src: Any, x: Any, dim: int, i: int, forward: bool, whole_features: bool, in_model: bool
+               ) -> int:
+        """Step ``i`` of dim ``dim`` read from ``x``, an output with facts ``src`` (``forward``: its forward
+        half alone; ``whole_features``: its feature dim kept whole): returns the key of the warning the read
+        holds (0: none), which the step's forward-half cut drops (:meth:`cut`)."""
+        size = x.shape[dim]
+        if dim != src.t_axis or size <= 1:  # all of a one-step output is both ends
+            return 0
+        src.taken.add(i % size)
+        if len(src.taken) == size:  # every step read: a loop over the steps, no summary
+            self.pending.pop(id(src), None)
+            self.eager.discard(id(src))
+            return 0
+        if i % size != size - 1:
+            return 0
+        pick = "output[-1]" if dim == 0 else "output[:, -1]"
+        if src.what == "bi_output" and not forward:
+            said = ("bidirectional_last", f"{pick} of a bidirectional layer: its backward half has seen only the "
+                    "last step", _BI_FIX)
+        elif src.what == "padded":
+            said = ("padded_last", f"{pick} of a padded batch is padding for every sequence shorter than the "
+                    "longest", _PAD_FIX)
+        else:
+            return 0
+        cuttable = said[0] == "bidirectional_last" and whole_features
+        if not in_model and i < 0 and not cuttable:  # output[-1] in your own code: said at once
+            warn(*said)
+            return 0
+        self.pending.setdefault(id(src), (src, *said, site()))
+        if not in_model and i < 0:  # output[:, -1] in your own code: said at the next op that does not cut it
+            self.eager.add(id(src))
+        return id(src) if cuttable else 0
+
+    def index(self, src: Any, x: Any, index: Any, in_model: bool) -> int:
+        """``x[index]`` of a recurrent output with facts ``src`` (see :meth:`picked`)."""
+        plan = index_plan(x.dim(), index)
+        if plan is None:
+            return 0
+        held = 0
+        for dim, i in plan[1]:
+            if src.what == "bi_h_n" and dim == 0:
+                src.taken.add(i % x.shape[0])
+                if i % x.shape[0] == x.shape[0] - 1 and (x.shape[0] - 2) not in src.taken:
+                    warn("bidirectional_h_n", "h_n[-1] of a bidirectional layer is the last layer's backward "
+                         "direction only; the whole final state is both directions",
+                         "torch.cat((h_n[-2], h_n[-1]), dim=1)  # (bs, 2*h): forward and backward")
+            else:
+                held = self.picked(src, x, dim, i, forward_half(x.shape, index), _whole_last(tuple(x.shape), index),
+                                   in_model) or held
+        return held
+
+    def cut(self, held: int, base: str, x: Any, args: tuple, kwargs: dict) -> None:
+        """A step read whole (holding warning ``held``) cut to its forward half: the read was right."""
+        if base == "getitem" and len(args) > 1:
+            right = forward_half(tuple(x.shape), args[1])
+        else:
+            plan = narrow_plan(args, kwargs)
+            right = plan is not None and plan[0] == x.dim() - 1 and plan[2] > 0 and \
+                plan[1] + plan[2] <= x.shape[-1] // 2
+        if right:
+            self.pending.pop(held, None)
+            self.eager.discard(held)
