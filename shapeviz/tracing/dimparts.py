@@ -24,7 +24,7 @@ from shapeviz.core.evidence import bases_of
 from shapeviz.tracing.naming import Names
 
 __all__ = ["Pick", "broadcasts", "copied_names", "joined_pick", "merges", "mixes_directions", "pads", "piece_name",
-           "prod", "read_as_time", "slice_names", "view_names"]
+           "prod", "read_as_time", "slice_names", "view_names", "whole_dims"]
 
 
 _PIECE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|\d+)\[(\d+):(\d+)\]\Z")
@@ -178,6 +178,26 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
         if len(named) > 1 and (any(k in cut for k in ks) or j in torn):  # relabelled, not moved
             scrambled += [n for n in named if n and n not in scrambled]
     return out, scrambled
+
+
+def whole_dims(src_shape: Sequence[int], shape: Sequence[int]) -> list[bool]:
+    """Whether each dim of a view's result is made of whole dims of its source (its ends lie where source
+    dims end): ``(bs, nW, W, f)`` viewed as ``(bs*nW, W, f)`` cuts none; ``(bs, T, e)`` as ``(T, bs, e)`` does.
+
+    >>> whole_dims((3, 4, 4, 2), (12, 4, 2)), whole_dims((4, 8, 3), (8, 4, 3))
+    ([True, True, True], [False, False, True])
+    """
+    ends = {1}
+    stride = 1
+    for s in reversed(src_shape):
+        stride *= s
+        ends.add(stride)
+    out: list[bool] = []
+    stride = 1
+    for s in reversed(shape):
+        out.append(stride in ends and stride * s in ends)
+        stride *= s
+    return out[::-1]
 
 
 def merges(src_shape: Sequence[int], shape: Sequence[int]) -> list[bool]:

@@ -61,6 +61,7 @@ from shapeviz.tracing.dimparts import (
     read_as_time,
     slice_names,
     view_names,
+    whole_dims,
 )
 from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_pack
 from shapeviz.tracing.laststep import LastReads, narrow_plan
@@ -206,6 +207,14 @@ class FlowMode(TorchFunctionMode):
         if view is not None:
             raise _scrambled(*view)
         path = self._path(module)
+        lay = conv.layout
+        if "[" not in got:  # bs merged whole with another dim (windows, a cat): a batch, not a view's doing
+            raise ShapeError(module=f"{path}: {conv.label}" if path else conv.label, argument="input",
+                             expected=lay.seq_text, actual=tuple(x.shape), code="batch_first_swap",
+                             detail=f"the time axis of this input is {got}, a batch made of the model input's bs: "
+                                    f"the input is laid out {lay.swapped_text} for a layer with {lay.flag_text}",
+                             hints=[f"x = x.transpose(0, 1)  # {lay.swapped_text} -> {lay.seq_text}",
+                                    *([lay.rebuild_hint(conv.kind)] if not conv.name else [])])
         raise ShapeError(module=f"{path}: {conv.label}" if path else conv.label, argument="input",
                          expected="a time axis made of T", actual=tuple(x.shape), code="scrambled_view",
                          detail=f"the time axis of this input is {got}: (parts of) the model input's bs went into "
@@ -350,7 +359,8 @@ class FlowMode(TorchFunctionMode):
                                  op_params(args[1:], kwargs))
             if any(names):
                 self.put(out, names)
-                cut = [n for n in names if n and ("[" in n or read_as_time(n, "T"))]  # a use decides (_check_time_axis)
+                whole = whole_dims(tuple(x.shape), tuple(out.shape))  # a merge of whole dims relabels nothing
+                cut = [n for n, w in zip(names, whole) if n and ("[" in n or (read_as_time(n, "T") and not w))]
                 bases = set().union(*(bases_of(n) for n in cut))
                 crossed = [m for m in src.names if m and bases_of(m) & bases]
                 made = (name, _label(x), tuple(x.shape), list(src.names), tuple(out.shape), crossed,

@@ -43,8 +43,9 @@ READINGS = frozenset({"T", "bs"})
 evidence for a dim wins over them (:meth:`How.filled`); a feature dim's name (``emb``, ``h``) is checked by torch.
 """
 
-FIXED = frozenset({"bs"})
-"""Names with one size in a forward: a declared batch is the batch (``T`` varies: an encoder's and a decoder's)."""
+FIXED = frozenset({"bs", "T"})
+"""Names with one size in a forward, once declared: a declared batch is the batch, and a declared ``T`` is the
+model's steps (a decoder's or a pyramid's other length is not ``T``; one step, ``T=1``, is a step of it)."""
 
 GUESS = "size (guess)"
 """The origin of a name found by size alone."""
@@ -148,18 +149,22 @@ class Namer:
         return guess("|".join(names)) if len(names) > 1 and name[:-1] in names else name
 
     def contradicted(self, names: Sequence[str | None], shape: Sequence[int]) -> set[int]:
-        """The dims whose name the declared sizes contradict: a batch (:data:`FIXED`) of another size than the
-        declared one (a merged ``bs*S`` or a beam's ``bs*k`` is not ``bs``), and ``T`` and ``bs`` when both sit
-        at each other's declared size (a layout read swapped: the layer's reading, not the tensor's dims).
+        """The dims whose name the declared sizes contradict: a batch or time (:data:`FIXED`) of another size
+        than the declared one (a merged ``bs*S`` or a beam's ``bs*k`` is not ``bs``; a decoder's 9 steps are not
+        the declared T=5, one step is), and ``T`` and ``bs`` when both sit at each other's declared size (a layout
+        read swapped: the layer's reading, not the tensor's dims).
 
         >>> namer = Namer({"bs": 4, "T": 5}, {})
         >>> namer.contradicted(["T", "bs", "emb"], (4, 5, 3)), namer.contradicted(["T", "bs"], (9, 4))
-        ({0, 1}, set())
+        ({0, 1}, {0})
+        >>> namer.contradicted(["T", "bs"], (1, 4))  # one step of T
+        set()
         """
         declared = self.declared
         if not declared:
             return set()
-        bad = {k for k, (n, s) in enumerate(zip(names, shape)) if n in FIXED and declared.get(n, s) != s}
+        bad = {k for k, (n, s) in enumerate(zip(names, shape))
+               if n in FIXED and declared.get(n, s) != s and (n != "T" or s != 1)}
         t, b = declared.get("T"), declared.get("bs")
         if t is not None and b is not None and t != b and "T" in names and "bs" in names:
             kt, kb = names.index("T"), names.index("bs")
@@ -527,7 +532,7 @@ def flag_scramble(call: Any, namer: Namer) -> None:
     >>> c.flag
     'scrambled_view: view(7, 4, -1) of e (bs, T, emb) relabels bs, T without moving data'
     """
-    from shapeviz.tracing.dimparts import mixes_directions, read_as_time, view_names
+    from shapeviz.tracing.dimparts import mixes_directions, read_as_time, view_names, whole_dims
     from shapeviz.tracing.oprules import RESHAPES
 
     if call.kind != "op" or call.type.strip("_") not in RESHAPES or not call.inputs or not call.outputs:
@@ -538,7 +543,8 @@ def flag_scramble(call: Any, namer: Namer) -> None:
     pieces, scrambled = view_names(src.shape, evidence(src.names), out.shape, namer.size_of, pieces=True)
     if not scrambled:
         scrambled = mixes_directions(pieces)
-    if not scrambled and any(read_as_time(p, n) for p, n in zip(pieces, evidence(out.names))):
+    whole = whole_dims(src.shape, out.shape)  # a merge of whole dims (bs*nW windows) relabels nothing
+    if not scrambled and any(read_as_time(p, n) and not w for p, n, w in zip(pieces, evidence(out.names), whole)):
         scrambled = ["bs", "T"]  # dims that divide: the view made a time axis of bs, and a recurrent layer read it
     if scrambled:
         shown = ", ".join(n or "·" for n in evidence(src.names))

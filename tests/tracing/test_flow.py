@@ -72,6 +72,39 @@ def test_reshape_scrambles_too_and_permute_twin_passes() -> None:
         assert x.permute(1, 0, 2).reshape(T * BS, 3).shape == (T * BS, 3)
 
 
+class _Windows(nn.Module):
+    """Windows of 4 steps (stride 2) of each sequence, merged into the batch: ``(bs*nW, W, feat)``."""
+
+    def __init__(self, batch_first: bool, fixed: bool = False) -> None:
+        super().__init__()
+        self.fixed = fixed
+        self.gru = nn.GRU(3, 5, batch_first=batch_first)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (bs, T, feat)
+        win = x.unfold(1, 4, 2)  # (bs, nW, feat, W)
+        bs, n = win.shape[:2]
+        y = win.permute(0, 1, 3, 2).reshape(bs * n, 4, -1)  # (bs*nW, W, feat): whole dims merged, in order
+        return self.gru(y.transpose(0, 1) if self.fixed else y)[1][-1]
+
+
+@pytest.mark.parametrize("bs", [3, 4])
+def test_windows_merged_into_the_batch_for_a_seq_first_layer_are_a_swap_not_a_scrambled_view(bs: int) -> None:
+    """The reshape merges whole dims (bs, nW) in order: it relabels nothing. Fed to a layer with
+    ``batch_first=False``, its time axis is that batch: ``batch_first_swap`` at the layer, with the transpose."""
+    x = torch.randn(bs, 10, 3)
+    model = _Windows(batch_first=False)
+    with pytest.raises(sv.ShapeError) as info, sv.watch(model, inputs="bs T", ops=True):
+        model(x)
+    err = info.value
+    assert err.code == "batch_first_swap" and "gru" in str(err) and err.actual == (bs * 4, 4, 3)
+    assert err.hints[0].startswith("x = x.transpose(0, 1)")
+    for fixed in (_Windows(batch_first=True), _Windows(batch_first=False, fixed=True)):
+        with sv.watch(fixed, inputs="bs T", ops=True):
+            assert fixed(x).shape == (bs * 4, 5)
+    t = sv.trace(model, x, inputs_dims="bs T feat", ops=True)
+    assert "scrambled_view" not in t.table()
+
+
 def test_without_ops_nothing_is_tracked() -> None:
     model = EmbedGRU(scramble=True)
     with sv.watch(model, inputs="bs T"):

@@ -37,9 +37,12 @@ def test_a_layers_reading_that_contradicts_the_declared_sizes_is_unnamed() -> No
     x = TensorInfo((4, 5, 3), ("T", "bs", "emb"), origins=("conventions of rnn",) * 3)
     unname_contradicted(Call(0, "rnn", "GRU", "module", inputs=[x]), Namer({"bs": 4, "T": 5}, {}))
     assert x.format() == "(4, 5, emb=3)"
-    seq2seq = TensorInfo((6, 4, 3), ("T", "bs", "emb"))  # a decoder's T: another length, not a contradiction
+    seq2seq = TensorInfo((6, 4, 3), ("T", "bs", "emb"))  # a decoder's 6 steps: not the model's declared T=9
     unname_contradicted(Call(0, "dec", "GRU", "module", inputs=[seq2seq]), Namer({"bs": 4, "T": 9}, {}))
-    assert seq2seq.names == ("T", "bs", "emb")
+    assert seq2seq.names == ("", "bs", "emb")
+    step = TensorInfo((1, 4, 3), ("T", "bs", "emb"))  # one step of T, a decoder's loop
+    unname_contradicted(Call(0, "dec", "GRU", "module", inputs=[step]), Namer({"bs": 4, "T": 9}, {}))
+    assert step.names == ("T", "bs", "emb")
 
 
 def test_a_linear_keeps_its_inputs_names_when_a_gru_reads_them_swapped() -> None:
@@ -48,6 +51,29 @@ def test_a_linear_keeps_its_inputs_names_when_a_gru_reads_them_swapped() -> None
     assert lin.outputs[0].format() == "(bs=4, T=5, emb=3)"
     assert gru.inputs[0].format() == "(bs=4, T=5, emb=3)"
     assert "T=4" not in t.table() and "bs=5" not in t.table()
+
+
+class _Halved(nn.Module):
+    """A conv halves the steps; the GRU runs over T/2 steps, then the steps are doubled back two ways."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(4, 4, 2, stride=2)
+        self.gru = nn.GRU(4, 6, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (bs, T, feat)
+        out, _ = self.gru(self.conv(x.transpose(1, 2)).transpose(1, 2))  # (bs, T/2, h)
+        return out.repeat_interleave(2, dim=1), torch.cat([out, out], dim=1)  # each (bs, T, h), neither T by evidence
+
+
+def test_a_layers_time_of_another_length_than_the_declared_t_is_not_named_t() -> None:
+    t = sv.trace(_Halved(), torch.randn(3, 10, 4), inputs_dims="bs T feat", ops=True)
+    gru = t.find(path="gru")[0]
+    assert gru.inputs[0].format() == "(bs=3, 5, emb=4)"  # 5 steps: not the declared T=10
+    for op in ("repeat_interleave", "cat"):
+        [call] = t.find(type=op)
+        assert call.outputs[0].names[1] in ("", "T?"), call.outputs[0].format()
+    assert "T=5" not in t.table() and "T*2" not in t.table()
 
 
 # ---------------------------------------------------------------- 2. cat of one-step pieces
@@ -128,7 +154,8 @@ def test_namer_contradictions() -> None:
     namer = Namer({"bs": 2, "T": 7}, {})
     assert namer.contradicted(["bs", "T"], (6, 7)) == {0}
     assert namer.contradicted(["T", "bs"], (2, 7)) == {0, 1}
-    assert namer.contradicted(["T", "bs"], (5, 2)) == set()
+    assert namer.contradicted(["T", "bs"], (5, 2)) == {0}  # 5 steps are not the declared T=7
+    assert namer.contradicted(["T", "bs"], (7, 2)) == set() == namer.contradicted(["T", "bs"], (1, 2))
     assert Namer({}, {}).contradicted(["bs"], (6,)) == set()
 
 
