@@ -67,8 +67,8 @@ from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_
 from shapeviz.tracing.laststep import LastReads, narrow_plan
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
 from shapeviz.tracing.oprules import RESHAPES, op_name, op_params, op_rule
+from shapeviz.tracing.permutes import Permutations, label
 from shapeviz.tracing.records import TensorInfo
-from shapeviz.tracing.sites import user_frame
 
 __all__ = ["FlowMode", "flow", "flow_block", "known_names", "start"]
 
@@ -79,6 +79,7 @@ facts survive them (``pad_packed_sequence``'s unsorting ``index_select``) unless
 
 _CUTS = frozenset({"getitem", "narrow"})
 """Ops that may cut a step read whole to its forward half (:mod:`shapeviz.tracing.laststep`)."""
+_PERMUTES = frozenset({"randperm", "argsort", "sort"})
 _JOINS = frozenset({"cat", "concat", "concatenate", "stack"})
 _COPIES = frozenset({"expand", "repeat", "repeat_interleave"})
 _CONVS = frozenset({"conv1d", "conv2d", "conv3d"})
@@ -125,6 +126,7 @@ class FlowMode(TorchFunctionMode):
         self.views: dict[str, tuple] = {}  # a dim name made of parts of named dims -> the view that made it
         self.root: weakref.ref | None = None  # the module called first (depth 0): paths in alarms are in it
         self.last = LastReads()  # last-step reads: warnings held back until a use decides
+        self.perms = Permutations()  # permutation indices: the dim each reorders
 
     def flush(self) -> None:
         """Say the warnings held back (a last step read inside a model's call), now that the call is over."""
@@ -301,7 +303,13 @@ class FlowMode(TorchFunctionMode):
         elif base == "ctc_loss" and args and isinstance(args[0], torch.Tensor) and args[0].dim() == 3:
             with torch._C.DisableTorchFunction():
                 check_ctc(self.names_of(args[0]), args[0])
+        if self.perms.seen and args and isinstance(args[0], torch.Tensor) and base in ("index_select", "getitem"):
+            with torch._C.DisableTorchFunction():
+                self.perms.check(name, base, args, kwargs, self.get(args[0]))
         out = func(*args, **kwargs)
+        if base in _PERMUTES:
+            with torch._C.DisableTorchFunction():
+                self.perms.made(base, args, out)
         if not args or not isinstance(out, torch.Tensor):
             with torch._C.DisableTorchFunction():
                 if base in _VALUES_INDICES and isinstance(args[0], torch.Tensor) and isinstance(out, tuple) \
@@ -355,7 +363,7 @@ class FlowMode(TorchFunctionMode):
             if not scrambled:
                 scrambled = mixes_directions(names)
             if scrambled:
-                raise _scrambled(name, _label(x), tuple(x.shape), src.names, tuple(out.shape), scrambled,
+                raise _scrambled(name, label(x), tuple(x.shape), src.names, tuple(out.shape), scrambled,
                                  op_params(args[1:], kwargs))
             if any(names):
                 self.put(out, names)
@@ -363,7 +371,7 @@ class FlowMode(TorchFunctionMode):
                 cut = [n for n, w in zip(names, whole) if n and ("[" in n or (read_as_time(n, "T") and not w))]
                 bases = set().union(*(bases_of(n) for n in cut))
                 crossed = [m for m in src.names if m and bases_of(m) & bases]
-                made = (name, _label(x), tuple(x.shape), list(src.names), tuple(out.shape), crossed,
+                made = (name, label(x), tuple(x.shape), list(src.names), tuple(out.shape), crossed,
                         op_params(args[1:], kwargs)) if cut else ()  # no tensor kept
                 for n in cut:
                     self.views[n] = made
@@ -477,13 +485,6 @@ def known_names(t: Any) -> tuple[str | None, ...] | None:
     if f is None or not any(f.names):
         return None
     return tuple(n or None for n in f.names)
-
-
-def _label(t: torch.Tensor) -> str:
-    """The variable of your code that holds ``t`` (``"e"``), else ``"x"``."""
-    frame = user_frame()
-    found = [k for k, v in (frame.f_locals.items() if frame is not None else ()) if v is t]
-    return found[0] if found else "x"
 
 
 def _scrambled(name: str, var: str, src: tuple[int, ...], names: Names, shape: tuple[int, ...],

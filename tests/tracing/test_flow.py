@@ -649,3 +649,62 @@ def test_inside_a_model_the_last_step_warns_at_the_end_of_its_call_unless_every_
     with pytest.warns(sv.ShapeWarning, match="bidirectional_last"), sv.checking(ops=True):  # your own code: by
         out, _ = gru(x)  # the block's end
         out[:, out.shape[1] - 1]
+
+
+# ------------------------------------------------------------------ one permutation, two dims
+class _Unsort(nn.Module):
+    """Sequences sorted by length, packed, padded back (T, bs, h) and put back in their order."""
+
+    def __init__(self, unsort_dim: int) -> None:
+        super().__init__()
+        self.unsort_dim = unsort_dim
+        self.emb, self.gru = nn.Embedding(20, 6), nn.GRU(6, 5)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:  # (bs, T)
+        sorted_lengths, order = lengths.sort(descending=True)
+        e = self.emb(tokens.index_select(0, order)).transpose(0, 1)  # (T, bs, emb)
+        out, _ = pad_packed_sequence(self.gru(pack_padded_sequence(e, sorted_lengths))[0],
+                                     total_length=tokens.shape[1])  # (T, bs, h)
+        return out.index_select(self.unsort_dim, order.argsort())
+
+
+@pytest.mark.parametrize("T", [4, 6])
+def test_a_permutation_of_the_batch_used_along_time_raises_and_along_the_batch_passes(T: int) -> None:
+    tokens, lengths = torch.randint(0, 20, (4, T)), torch.tensor([T, 2, 3, 1])
+    wrong, right = _Unsort(0), _Unsort(1)
+    with pytest.raises(sv.ShapeError, match="batch_mismatch") as info, sv.watch(wrong, inputs="bs T", ops=True):
+        wrong(tokens, lengths)
+    assert "reorders bs" in str(info.value) and "here it reorders T" in str(info.value)
+    assert info.value.hints == ["out.index_select(1, index)  # along bs, dim 1 of (T, bs, ·)"]
+    with sv.watch(right, inputs="bs T", ops=True):
+        assert right(tokens, lengths).shape == (T, 4, 5)
+
+
+class _Shuffled(nn.Module):
+    """One shuffle of the batch for the input and for the state carried over: h's batch is its dim 1."""
+
+    def __init__(self, state_dim: int) -> None:
+        super().__init__()
+        self.state_dim = state_dim
+        self.gru = nn.GRU(6, 6, num_layers=2, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (bs, T, emb)
+        _, h = self.gru(x)
+        perm = torch.randperm(x.shape[0])
+        h = h.index_select(self.state_dim, perm)
+        return self.gru(x[perm], h)[0]
+
+
+def test_a_shuffle_used_along_the_states_layers_and_the_inputs_batch_raises() -> None:
+    x = torch.randn(2, 5, 6)  # bs == layers: every size fits
+    wrong, right = _Shuffled(0), _Shuffled(1)
+    with pytest.raises(sv.ShapeError, match="batch_mismatch") as info, sv.watch(wrong, inputs="bs T", ops=True):
+        wrong(x)
+    assert info.value.hints == ["h.index_select(1, index)  # the earlier index_select: along bs, dim 1 of "
+                                "(layers*D, bs, h), as here"]
+    with sv.watch(right, inputs="bs T", ops=True):
+        assert right(x).shape == (2, 5, 6)
+    idx = torch.arange(2)  # an arange is no permutation: it may pick along any dim
+    with sv.watch(right, inputs="bs T", ops=True):
+        _, h = right.gru(x)
+        h.index_select(0, idx), x.index_select(0, idx)
