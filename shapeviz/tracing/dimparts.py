@@ -175,8 +175,8 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
             torn.add(j)
     for j, ks in enumerate(spans):  # a named dim cut (here or along another result dim) mixed here with another
         named = [a.base or a.label for a in (atoms[k] for k in ks) if a.base or a.label]
-        if len(named) > 1 and (any(k in cut for k in ks) or j in torn):  # relabelled, not moved
-            scrambled += [n for n in named if n and n not in scrambled]
+        if (len(named) > 1 or len(ks) > 1) and (any(k in cut for k in ks) or j in torn):  # relabelled, not moved
+            scrambled += [n for n in named if n and n not in scrambled]  # (a named dim cut among unnamed ones too)
     return out, scrambled
 
 

@@ -708,3 +708,28 @@ def test_a_shuffle_used_along_the_states_layers_and_the_inputs_batch_raises() ->
     with sv.watch(right, inputs="bs T", ops=True):
         _, h = right.gru(x)
         h.index_select(0, idx), x.index_select(0, idx)
+
+
+class _Heads(nn.Module):
+    """Features split into heads, (bs, H, T, dh), then merged back to (bs, T, H*dh) for a GRU."""
+
+    def __init__(self, transpose_back: bool) -> None:
+        super().__init__()
+        self.back = transpose_back
+        self.proj, self.gru = nn.Linear(8, 8), nn.GRU(8, 5, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (bs, T, emb)
+        q = self.proj(x).unflatten(-1, (2, -1)).transpose(1, 2)  # (bs, H=2, T, dh=4)
+        q = q.transpose(1, 2) if self.back else q
+        return self.gru(q.reshape(x.shape[0], x.shape[1], -1))[0]
+
+
+def test_heads_merged_back_without_the_transpose_back_scramble_t_with_an_unnamed_dim() -> None:
+    """T=5 steps cut into rows that mix in the heads: a named dim cut where no split can, beside an unnamed one."""
+    x, wrong = torch.randn(3, 5, 8), _Heads(False)
+    with pytest.raises(sv.ShapeError, match="scrambled_view") as info, sv.watch(wrong, inputs="bs T", ops=True):
+        wrong(x)
+    assert "relabels T without moving data" in str(info.value)
+    right = _Heads(True)
+    with sv.watch(right, inputs="bs T", ops=True):
+        assert right(x).shape == (3, 5, 5)
