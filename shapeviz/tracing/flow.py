@@ -64,7 +64,7 @@ from shapeviz.tracing.dimparts import (
     whole_dims,
 )
 from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_pack
-from shapeviz.tracing.laststep import LastReads, narrow_plan
+from shapeviz.tracing.laststep import LastReads, narrow_plan, one_index
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
 from shapeviz.tracing.oprules import RESHAPES, op_name, op_params, op_rule
 from shapeviz.tracing.permutes import Permutations, label
@@ -357,6 +357,8 @@ class FlowMode(TorchFunctionMode):
         elif base == "narrow" and src is not None and src.what and (plan := narrow_plan(args, kwargs)) \
                 and plan[2] == 1:  # x.narrow(1, T - 1, 1): the last step, its dim kept
             held = self.last.picked(src, x, plan[0], plan[1], False, True, self.depth > 0)
+        elif base == "index_select" and src is not None and src.what and (step := one_index(args, kwargs)):
+            held = self.last.picked(src, x, step[0], step[1], False, True, self.depth > 0)  # index_select(1, [T-1])
         if base in RESHAPES and src is not None:
             names, scrambled = view_names(tuple(x.shape), list(src.names), tuple(out.shape), self.size_of,
                                           pieces=True)

@@ -23,7 +23,7 @@ from typing import Any
 from shapeviz.tracing.flowchecks import site, warn
 from shapeviz.tracing.oprules import forward_half, index_plan
 
-__all__ = ["LastReads", "narrow_plan"]
+__all__ = ["LastReads", "narrow_plan", "one_index"]
 
 _BI_FIX = ("torch.cat((h_n[-2], h_n[-1]), dim=1)  # both directions' final states, or the backward half at step 0: "
            "output[0, :, h:] / output[:, 0, h:]")
@@ -61,6 +61,24 @@ def _whole_last(shape: tuple[int, ...], index: Any) -> bool:
     else:
         last = items[-1] if len(items) == len(shape) else slice(None)
     return isinstance(last, slice) and last.indices(shape[-1]) == (0, shape[-1], 1)
+
+
+def one_index(args: tuple, kwargs: dict) -> tuple[int, int] | None:
+    """``x.index_select(dim, index)`` of one index held on the CPU (read without a device sync): ``(dim, i)``.
+
+    >>> import torch
+    >>> x = torch.zeros(2, 5, 8)
+    >>> one_index((x, 1, torch.tensor([4])), {}), one_index((x, 1, torch.arange(5)), {})
+    ((1, 4), None)
+    """
+    try:
+        x, dim = args[0], args[1] if len(args) > 1 else kwargs["dim"]
+        index = args[2] if len(args) > 2 else kwargs["index"]
+        if index.numel() != 1 or index.device.type != "cpu":
+            return None
+        return int(dim) % x.dim(), int(index.reshape(())) % x.shape[int(dim)]
+    except (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError, RuntimeError):
+        return None
 
 
 class LastReads:

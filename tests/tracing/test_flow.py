@@ -243,12 +243,16 @@ def test_the_last_step_cut_to_its_forward_half_afterwards_is_right_and_passes(ba
 
 
 def test_the_last_step_read_by_narrow_warns_unless_cut_to_its_forward_half() -> None:
-    """``out.narrow(1, T - 1, 1)`` reads the last step as ``out[:, -1:]`` does, its time dim kept."""
+    """``out.narrow(1, T - 1, 1)`` and ``out.index_select(1, tensor([T - 1]))`` read the last step as
+    ``out[:, -1:]`` does, its time dim kept."""
     gru = nn.GRU(3, 4, bidirectional=True, batch_first=True)
     x = torch.randn(BS, T, 3)
     with pytest.warns(sv.ShapeWarning, match="bidirectional_last"), sv.checking(ops=True):
         out, _ = gru(x)
         out.narrow(1, T - 1, 1).squeeze(1)
+    with pytest.warns(sv.ShapeWarning, match="bidirectional_last"), sv.checking(ops=True):
+        out, _ = gru(x)
+        out.index_select(1, torch.tensor([T - 1])).squeeze(1)
     w = no_warnings()
     try:
         with sv.checking(ops=True):
