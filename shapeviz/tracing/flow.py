@@ -377,6 +377,7 @@ class FlowMode(TorchFunctionMode):
                         op_params(args[1:], kwargs)) if cut else ()  # no tensor kept
                 for n in cut:
                     self.views[n] = made
+            self._split_dirs(src, x, out)
             return
         tensors = [a for a in args if isinstance(a, torch.Tensor)] if x is args[0] else list(args[0])
         if not any(self.get(t) is not None for t in tensors):
@@ -419,6 +420,15 @@ class FlowMode(TorchFunctionMode):
             facts.pick = pick
         if held:
             (facts or self.put(out, [None] * out.dim())).held = held
+        if base == "unflatten" and src is not None:
+            self._split_dirs(src, x, out)
+
+    def _split_dirs(self, src: _Facts, x: torch.Tensor, out: torch.Tensor) -> None:
+        """A bidirectional output's features split into its directions, ``(…, D*h)`` -> ``(…, D, h)``."""
+        if src.what == "bi_output" and out.dim() == x.dim() + 1 and out.shape[:-2] == x.shape[:-1] \
+                and out.shape[-2] == 2:
+            facts = self.get(out) or self.put(out, [None] * out.dim())
+            facts.what, facts.t_axis = "bi_dirs", src.t_axis
 
     def _counted(self, base: str, args: tuple, kwargs: dict, names: Names) -> Names:
         """A cat/stack whose joined dim no name fits: the number of pieces names it (``"7*bs"``: 7

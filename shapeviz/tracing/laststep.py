@@ -46,21 +46,46 @@ def narrow_plan(args: tuple, kwargs: dict) -> tuple[int, int, int] | None:
         return None
 
 
-def _whole_last(shape: tuple[int, ...], index: Any) -> bool:
-    """Does ``x[index]`` keep ``x``'s last dim whole?
+def _items(ndim: int, index: Any) -> list[Any] | None:
+    """``x[index]``'s item for each of ``x``'s dims (a full slice where it is not indexed), else None.
 
-    >>> _whole_last((5, 3, 8), (slice(None), -1)), _whole_last((5, 3, 8), (slice(None), -1, slice(None, 4)))
-    (True, False)
+    >>> _items(3, (Ellipsis, 0, slice(None, 4))), _items(3, -1)
+    ([slice(None, None, None), 0, slice(None, 4, None)], [-1, slice(None, None, None), slice(None, None, None)])
     """
     items = [i for i in (index if isinstance(index, tuple) else (index,)) if i is not None]
-    if any(isinstance(i, bool) or not (isinstance(i, (int, slice)) or i is Ellipsis) for i in items):
-        return False
+    if any(isinstance(i, bool) or not (isinstance(i, (int, slice)) or i is Ellipsis) for i in items) or \
+            items.count(Ellipsis) > 1 or len(items) - items.count(Ellipsis) > ndim:
+        return None
     if Ellipsis in items:
-        tail = items[items.index(Ellipsis) + 1:]
-        last = tail[-1] if tail else slice(None)
-    else:
-        last = items[-1] if len(items) == len(shape) else slice(None)
-    return isinstance(last, slice) and last.indices(shape[-1]) == (0, shape[-1], 1)
+        k = items.index(Ellipsis)
+        items[k:k + 1] = [slice(None)] * (ndim - len(items) + 1)
+    return items + [slice(None)] * (ndim - len(items))
+
+
+def _whole(item: Any, size: int) -> bool:
+    return isinstance(item, slice) and item.indices(size) == (0, size, 1)
+
+
+def _first_of(item: Any, size: int) -> bool:
+    """Does the item keep index 0 alone (the forward direction of a ``D`` dim)?"""
+    if isinstance(item, int):
+        return item % size == 0
+    return isinstance(item, slice) and list(range(*item.indices(size))) == [0]
+
+
+def _read(shape: tuple[int, ...], index: Any, dirs: bool) -> tuple[bool, bool]:
+    """``x[index]`` of a bidirectional output, its features ``(…, D*h)`` or split ``(…, D, h)`` (``dirs``):
+    (is it the forward direction alone, does it keep the directions whole)?
+
+    >>> _read((5, 3, 8), (-1, slice(None), slice(None, 4)), False), _read((5, 3, 2, 4), -1, True)
+    ((True, False), (False, True))
+    """
+    items = _items(len(shape), index)
+    if items is None:
+        return True, False  # no plan: no claim
+    if dirs:
+        return _first_of(items[-2], shape[-2]), _whole(items[-2], shape[-2])
+    return forward_half(shape, index), _whole(items[-1], shape[-1])
 
 
 def one_index(args: tuple, kwargs: dict) -> tuple[int, int] | None:
@@ -85,11 +110,12 @@ class LastReads:
     """The held-back last-step warnings of one flow: ``pending`` maps a recurrent output's facts (by id) to the
     warning its last-step read would say; ``eager`` holds the keys said at the next op that does not cut them."""
 
-    __slots__ = ("eager", "pending")
+    __slots__ = ("dirs", "eager", "pending")
 
     def __init__(self) -> None:
         self.pending: dict[int, tuple] = {}  # id(facts) -> (facts, code, what, fix, site): a warning said later
         self.eager: set[int] = set()
+        self.dirs: set[int] = set()  # the keys held by a step of an output split (…, D, h): cut along D
 
     def flush(self, eager_only: bool = False) -> None:
         """Say the warnings held back (all, or only the ``eager`` ones)."""
@@ -116,7 +142,7 @@ class LastReads:
         if i % size != size - 1:
             return 0
         pick = "output[-1]" if dim == 0 else "output[:, -1]"
-        if src.what == "bi_output" and not forward:
+        if src.what in ("bi_output", "bi_dirs") and not forward:
             said = ("bidirectional_last", f"{pick} of a bidirectional layer: its backward half has seen only the "
                     "last step", _BI_FIX)
         elif src.what == "padded":
@@ -131,6 +157,8 @@ class LastReads:
         self.pending.setdefault(id(src), (src, *said, site()))
         if not in_model and i < 0:  # output[:, -1] in your own code: said at the next op that does not cut it
             self.eager.add(id(src))
+        if cuttable and src.what == "bi_dirs":
+            self.dirs.add(id(src))
         return id(src) if cuttable else 0
 
     def index(self, src: Any, x: Any, index: Any, in_model: bool) -> int:
@@ -147,18 +175,22 @@ class LastReads:
                          "direction only; the whole final state is both directions",
                          "torch.cat((h_n[-2], h_n[-1]), dim=1)  # (bs, 2*h): forward and backward")
             else:
-                held = self.picked(src, x, dim, i, forward_half(x.shape, index), _whole_last(tuple(x.shape), index),
+                held = self.picked(src, x, dim, i, *_read(tuple(x.shape), index, src.what == "bi_dirs"),
                                    in_model) or held
         return held
 
     def cut(self, held: int, base: str, x: Any, args: tuple, kwargs: dict) -> None:
         """A step read whole (holding warning ``held``) cut to its forward half: the read was right."""
+        dirs = held in self.dirs
         if base == "getitem" and len(args) > 1:
-            right = forward_half(tuple(x.shape), args[1])
+            right = _read(tuple(x.shape), args[1], dirs)[0]
         else:
             plan = narrow_plan(args, kwargs)
-            right = plan is not None and plan[0] == x.dim() - 1 and plan[2] > 0 and \
-                plan[1] + plan[2] <= x.shape[-1] // 2
+            if dirs:
+                right = plan is not None and plan == (x.dim() - 2, 0, 1)
+            else:
+                right = plan is not None and plan[0] == x.dim() - 1 and plan[2] > 0 and \
+                    plan[1] + plan[2] <= x.shape[-1] // 2
         if right:
             self.pending.pop(held, None)
             self.eager.discard(held)

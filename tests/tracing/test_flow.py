@@ -262,6 +262,34 @@ def test_the_last_step_read_by_narrow_warns_unless_cut_to_its_forward_half() -> 
         w.__exit__(None, None, None)
 
 
+@pytest.mark.parametrize("split", ["view", "unflatten"])
+def test_the_last_step_of_an_output_split_into_its_directions_warns_unless_forward(split: str) -> None:
+    """``output.view(T, bs, 2, h)`` (torch's docs' way to separate the directions): ``[-1, :, 0]`` is the
+    forward direction's final state; ``[-1]`` whole, or its backward direction ``[-1, :, 1]``, warns."""
+    h = 4
+    gru = nn.GRU(3, h, bidirectional=True)
+
+    def dirs(out: torch.Tensor) -> torch.Tensor:
+        return out.view(T, BS, 2, h) if split == "view" else out.unflatten(-1, (2, h))
+
+    x = torch.randn(T, BS, 3)
+    w = no_warnings()
+    try:
+        with sv.checking(ops=True):
+            d = dirs(gru(x)[0])
+            right = [torch.cat((d[-1, :, 0], d[0, :, 1]), -1), torch.cat((d[-1][:, 0], d[0][:, 1]), -1)]
+            d[-1].narrow(-2, 0, 1)
+            torch.zeros(1) + 1
+    finally:
+        w.__exit__(None, None, None)
+    _, h_n = gru(x)
+    for r in right:
+        assert torch.equal(r, torch.cat((h_n[-2], h_n[-1]), dim=1))
+    for wrong in (lambda d: d[-1].flatten(1), lambda d: d[-1, :, 1]):
+        with pytest.warns(sv.ShapeWarning, match="bidirectional_last"), sv.checking(ops=True):
+            wrong(dirs(gru(x)[0])) + 0
+
+
 def test_h_n_last_of_a_bidirectional_layer_warns() -> None:
     gru = nn.GRU(3, 5, num_layers=2, bidirectional=True)
     with sv.checking(ops=True):
