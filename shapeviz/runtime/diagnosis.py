@@ -31,7 +31,7 @@ from shapeviz.core.evidence import (
 )
 from shapeviz.core.model import Conventions, module_weight
 from shapeviz.runtime.rootcall import both_ways
-from shapeviz.tracing.flow import known_names
+from shapeviz.tracing.flow import known_names, one_step
 from shapeviz.tracing.flowchecks import reordered
 
 
@@ -70,6 +70,18 @@ class _Ctx:
                           actual=actual, code=code, hints=hints, detail=detail, context=context)
 
 
+def one_sequence(x: Tensor, bs_axis: int, state_bs: int | None) -> bool:
+    """A batch of one, which no state contradicts: ``x.view(len(words), 1, -1)``, the items of an outer batch
+    read as one sequence (a hierarchical model, a document at a time). Where its time axis came from is then
+    the model's design, not a layout's mistake, unless its items are one step of each sequence (``emb(src[:, 0])``
+    read as a sequence of bs steps).
+
+    >>> one_sequence(torch.zeros(5, 1, 8), 1, None), one_sequence(torch.zeros(5, 1, 8), 1, 5)
+    (True, False)
+    """
+    return x.shape[bs_axis] == 1 and state_bs in (None, 1) and not one_step(x)
+
+
 def swap_evidence(x: Tensor, t_axis: int, bs_axis: int, T: int | None, bs: int | None, decl: dict[str, int],
                   state_bs: int | None) -> str | None:
     """The evidence that a layer's batched input ``x`` (``T`` and ``bs`` as the layer reads them, at ``t_axis`` and
@@ -84,10 +96,11 @@ def swap_evidence(x: Tensor, t_axis: int, bs_axis: int, T: int | None, bs: int |
     names = known_names(x)  # ops=True: where each dim came from decides, not the sizes
     if names is not None and provenance_speaks(names, t_axis, bs_axis):
         return f"this input's dim {t_axis} comes from the model input's bs" \
-            if provenance_swapped(names, t_axis, bs_axis) else None
+            if provenance_swapped(names, t_axis, bs_axis) and not one_sequence(x, bs_axis, state_bs) else None
     if T is None or bs is None:
         return None
-    if decl and layer_swapped(decl, bs, T, state_bs) and not both_ways(bs, T):
+    if decl and layer_swapped(decl, bs, T, state_bs) and not both_ways(bs, T) \
+            and not (one_sequence(x, bs_axis, state_bs) and decl.get("T") != 1):
         return "declared sizes " + ", ".join(f"{k}={v}" for k, v in decl.items() if k in ("bs", "T"))
     if state_bs is not None and state_bs == T != 1 and bs != T and not (decl and layer_confirmed(decl, bs, T)) \
             and not both_ways(bs, T):  # a model given (6, 4) and (4, 6): h_0 may be the other input's (stale)
@@ -125,7 +138,8 @@ def provenance_check(module: torch.nn.Module, conv: Conventions, args: tuple, na
                         "iterates the batch dim of a batch-first tensor")
         return
     batched = lay.is_batched(x.dim())
-    if not ((batched is True and provenance_swapped(names, lay.t_axis, lay.bs_axis))
+    if not ((batched is True and provenance_swapped(names, lay.t_axis, lay.bs_axis)
+             and not one_sequence(x, lay.bs_axis, state_batch(call_rule(conv), hx)))
             or (batched is False and conv.declaration is None and names[0] == "bs" and x.shape[0] != 1)):  # (bs, emb)
         return
     if conv.declaration is None:

@@ -63,14 +63,14 @@ from shapeviz.tracing.dimparts import (
     view_names,
     whole_dims,
 )
-from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_pack
+from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_pack, scrambled_error
 from shapeviz.tracing.laststep import LastReads, narrow_plan, one_index
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
-from shapeviz.tracing.oprules import RESHAPES, op_name, op_params, op_rule
+from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule
 from shapeviz.tracing.permutes import Permutations, label
 from shapeviz.tracing.records import TensorInfo
 
-__all__ = ["FlowMode", "flow", "flow_block", "known_names", "start"]
+__all__ = ["FlowMode", "flow", "flow_block", "known_names", "one_step", "start"]
 
 _LOSSES = frozenset({"cross_entropy", "nll_loss"})
 _KEEPS_FACTS = frozenset({"index_select", "contiguous", "clone", "detach", "to", "float", "type_as"})
@@ -96,7 +96,7 @@ _ACTIVE_LOCK = threading.Lock()
 class _Facts:
     """What the flow knows about one tensor: its names and, for recurrent results, what it is."""
 
-    __slots__ = ("held", "names", "pick", "t_axis", "taken", "what")
+    __slots__ = ("held", "names", "pick", "step", "t_axis", "taken", "what")
 
     def __init__(self, names: Names, what: str = "", t_axis: int = -1) -> None:
         self.names = names
@@ -105,6 +105,7 @@ class _Facts:
         self.t_axis = t_axis
         self.taken: set[int] = set()  # the indices taken along dim 0 (h_n[-2] before h_n[-1])
         self.held = 0  # a step read whole: the key of the warning its forward-half cut drops (laststep)
+        self.step = False  # made from one step of the model input's T (x[:, t]): its bs items are no sequence
 
 
 LayerCheck = Callable[[nn.Module, Conventions, tuple, Names, Callable[[nn.Module], "str | None"]], None]
@@ -207,7 +208,7 @@ class FlowMode(TorchFunctionMode):
             return
         view = self.views.get(got)
         if view is not None:
-            raise _scrambled(*view)
+            raise scrambled_error(*view)
         path = self._path(module)
         lay = conv.layout
         if "[" not in got:  # bs merged whole with another dim (windows, a cat): a batch, not a view's doing
@@ -365,10 +366,10 @@ class FlowMode(TorchFunctionMode):
             if not scrambled:
                 scrambled = mixes_directions(names)
             if scrambled:
-                raise _scrambled(name, label(x), tuple(x.shape), src.names, tuple(out.shape), scrambled,
+                raise scrambled_error(name, label(x), tuple(x.shape), src.names, tuple(out.shape), scrambled,
                                  op_params(args[1:], kwargs))
             if any(names):
-                self.put(out, names)
+                self.put(out, names).step = src.step
                 whole = whole_dims(tuple(x.shape), tuple(out.shape))  # a merge of whole dims relabels nothing
                 cut = [n for n, w in zip(names, whole) if n and ("[" in n or (read_as_time(n, "T") and not w))]
                 bases = set().union(*(bases_of(n) for n in cut))
@@ -418,6 +419,8 @@ class FlowMode(TorchFunctionMode):
         if names is not None and len(names) == out.dim() and (any(names) or kept):
             facts = self.put(out, names, src.what if kept else "", src.t_axis if kept else -1)  # type: ignore[union-attr]
             facts.pick = pick
+            facts.step = src is not None and (src.step or (base == "getitem" and src.t_axis < 0 and len(args) > 1
+                                                          and _picks_time(src, x, args[1])))
         if held:
             (facts or self.put(out, [None] * out.dim())).held = held
         if base == "unflatten" and src is not None:
@@ -468,6 +471,19 @@ def _arg_dim(args: tuple, kwargs: dict) -> int:
     return int(dim) if isinstance(dim, int) else 0
 
 
+def _picks_time(src: _Facts, x: torch.Tensor, index: Any) -> bool:
+    plan = index_plan(x.dim(), index)
+    return plan is not None and any(src.names[d] == "T" for d, _ in plan[1])
+
+
+def one_step(t: Any) -> bool:
+    """Is ``t`` made from one step of the model input's T (``emb(src[:, 0])``) in the flow of this thread?"""
+    modes = getattr(_LOCAL, "modes", None) if _ACTIVE[0] else None
+    with torch._C.DisableTorchFunction():
+        f = modes[-1].get(t) if modes else None
+    return f is not None and f.step
+
+
 def known_names(t: Any) -> tuple[str | None, ...] | None:
     """The names with evidence that the ``ops=True`` flow active in this thread knows for tensor ``t``
     (None for a dim it cannot name), or None when no flow is on or it does not know ``t``.
@@ -497,36 +513,6 @@ def known_names(t: Any) -> tuple[str | None, ...] | None:
     if f is None or not any(f.names):
         return None
     return tuple(n or None for n in f.names)
-
-
-def _scrambled(name: str, var: str, src: tuple[int, ...], names: Names, shape: tuple[int, ...],
-               scrambled: list[str], params: str) -> ShapeError:
-    scrambled = [f"{n} (a count of copies or joined pieces)" if n.isdigit() else n for n in scrambled]
-    shown = "(" + ", ".join(f"{n}={s}" if n else str(s) for n, s in zip(names, src)) + ")"
-    hints = []
-    used: set[int] = set()
-    perm: list[int] = []
-    for size in shape:  # the dims the requested shape names, by their sizes
-        k = next((k for k, s in enumerate(src) if s == size and k not in used), None)
-        if k is None:
-            break
-        used.add(k)
-        perm.append(k)
-    if len(perm) == len(src):
-        moved = [k for i, k in enumerate(perm) if k != i]
-        meant = "(" + ", ".join(names[k] or str(src[k]) for k in perm) + ")"
-        if len(moved) == 2:
-            a, b = moved
-            hints.append(f"{var}.transpose({min(a, b)}, {max(a, b)})  # {shown} -> {meant}: moves the data")
-        else:
-            hints.append(f"{var}.permute({', '.join(map(str, perm))})  # {shown} -> {meant}: moves the data")
-    else:
-        hints.append("permute the dims into the order you want first, then reshape (a view only relabels)")
-    return ShapeError(module=f"op: {name}", argument="input", expected="a permute/transpose of the named dims",
-                      actual=shape, code="scrambled_view",
-                      detail=f"{var}.{name}({params}) of {shown} relabels {', '.join(scrambled)} without moving data: "
-                             "the result mixes positions (it trains, silently wrong)",
-                      hints=hints)
 
 
 @contextlib.contextmanager

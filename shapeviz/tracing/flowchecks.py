@@ -25,7 +25,7 @@ from shapeviz._errors import ShapeError, ShapeWarning
 from shapeviz.core.evidence import provenance_swapped
 from shapeviz.tracing.sites import user_frame
 
-__all__ = ["check_bmm", "check_ctc", "check_loss", "check_pack", "reordered", "site", "warn"]
+__all__ = ["check_bmm", "check_ctc", "check_loss", "check_pack", "reordered", "scrambled_error", "site", "warn"]
 
 Names = Sequence[str | None]
 
@@ -109,3 +109,39 @@ def warn(code: str, what: str, fix: str, where: tuple[str, int, str, dict] | Non
     """A ShapeWarning at the line of your code that ran the op (``where``: where it ran, for one said later)."""
     file, line, module, registry = where or site()
     warnings.warn_explicit(ShapeWarning(code, f"{what}; use: {fix}"), ShapeWarning, file, line, module, registry)
+
+
+def scrambled_error(name: str, var: str, src: tuple[int, ...], names: Names, shape: tuple[int, ...],
+                    scrambled: list[str], params: str) -> ShapeError:
+    """The ``scrambled_view`` of ``var.name(params)``, a view of ``src`` (dims ``names``) as ``shape``; the hint
+    is the transpose or permute that moves the data where the sizes tell which.
+
+    >>> scrambled_error("view", "e", (4, 7), ["bs", "T"], (7, 4), ["bs", "T"], "7, 4").hints
+    ['e.transpose(0, 1)  # (bs=4, T=7) -> (T, bs): moves the data']
+    """
+    scrambled = [f"{n} (a count of copies or joined pieces)" if n.isdigit() else n for n in scrambled]
+    shown = "(" + ", ".join(f"{n}={s}" if n else str(s) for n, s in zip(names, src)) + ")"
+    hints = []
+    used: set[int] = set()
+    perm: list[int] = []
+    for size in shape:  # the dims the requested shape names, by their sizes
+        k = next((k for k, s in enumerate(src) if s == size and k not in used), None)
+        if k is None:
+            break
+        used.add(k)
+        perm.append(k)
+    if len(perm) == len(src):
+        moved = [k for i, k in enumerate(perm) if k != i]
+        meant = "(" + ", ".join(names[k] or str(src[k]) for k in perm) + ")"
+        if len(moved) == 2:
+            a, b = moved
+            hints.append(f"{var}.transpose({min(a, b)}, {max(a, b)})  # {shown} -> {meant}: moves the data")
+        else:
+            hints.append(f"{var}.permute({', '.join(map(str, perm))})  # {shown} -> {meant}: moves the data")
+    else:
+        hints.append("permute the dims into the order you want first, then reshape (a view only relabels)")
+    return ShapeError(module=f"op: {name}", argument="input", expected="a permute/transpose of the named dims",
+                      actual=shape, code="scrambled_view",
+                      detail=f"{var}.{name}({params}) of {shown} relabels {', '.join(scrambled)} without moving data: "
+                             "the result mixes positions (it trains, silently wrong)",
+                      hints=hints)

@@ -862,3 +862,68 @@ def test_with_ops_a_layers_own_pre_hook_that_transposes_its_input_is_no_swap() -
     m = M(transpose=False)  # a hook that changes nothing: the layer gets (bs, T, emb), and the declared sizes say so
     with sv.watch(m, inputs="bs T", ops=True), pytest.raises(sv.ShapeError, match="batch_first_swap"):
         m(torch.randn(3, 6, 4))
+
+
+# ------------------------------------------------------------------ a batch of one: the outer batch as a sequence
+class _WordsOfChars(nn.Module):
+    """Each word's characters through a batch-first LSTM (the words are its batch); the words' vectors then
+    read as one sentence by a seq-first LSTM, ``view(len(words), 1, -1)``: a batch of one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chars, self.words = nn.Embedding(30, 4), nn.Embedding(50, 6)
+        self.char_lstm = nn.LSTM(4, 5, batch_first=True)
+        self.word_lstm = nn.LSTM(11, 7)
+
+    def forward(self, chars: torch.Tensor, words: torch.Tensor) -> torch.Tensor:  # (N, C), (N,)
+        _, (h, _) = self.char_lstm(self.chars(chars))  # h: (1, N, 5)
+        feats = torch.cat((self.words(words), h[-1]), 1)  # (N, 11)
+        return self.word_lstm(feats.view(len(words), 1, -1))[0]  # (N, 1, 7)
+
+
+class _OneDocument(nn.Module):
+    """A document at a time: its sentences are the word GRU's batch, then the sentence GRU's steps."""
+
+    def __init__(self, from_step: bool = False) -> None:
+        super().__init__()
+        self.from_step = from_step
+        self.emb = nn.Embedding(20, 4)
+        self.word_gru, self.sent_gru = nn.GRU(4, 6, batch_first=True), nn.GRU(6, 6)
+
+    def forward(self, doc: torch.Tensor) -> torch.Tensor:  # (S, W) tokens
+        out, h = self.word_gru(self.emb(doc))
+        vec = out[:, -1] if self.from_step else h[-1]  # (S, h): one vector per sentence
+        return self.sent_gru(vec.unsqueeze(1), torch.zeros(1, 1, 6))[0]  # (S, 1, h)
+
+
+class _StepAsSequence(nn.Module):
+    """A mistake: the first step of bs sequences, (bs, 1, emb), given to a seq-first GRU reads bs as time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.dec = nn.Embedding(30, 5), nn.GRU(5, 6)
+
+    def forward(self, src: torch.Tensor) -> torch.Tensor:  # (bs, T)
+        return self.dec(self.emb(src[:, 0]).unsqueeze(1))[0]
+
+
+@pytest.mark.parametrize(("n", "c"), [(5, 7), (4, 4), (1, 3)])
+def test_the_items_of_a_batch_read_as_one_sequence_are_silent(n: int, c: int) -> None:
+    chars, words = torch.randint(0, 30, (n, c)), torch.randint(0, 50, (n,))
+    for inputs, ops in itertools.product(("bs", "bs T", None), (True, False)):
+        m = _WordsOfChars()
+        with sv.watch(m, inputs=inputs, ops=ops):
+            assert silent(m, chars, words).shape == (n, 1, 7)
+    for from_step in (False, True):
+        m = _OneDocument(from_step)
+        with sv.watch(m, inputs="bs T", ops=True):
+            assert silent(m, chars % 20).shape == (n, 1, 6)
+        with sv.checking(ops=True):
+            assert silent(m, sv.name(chars % 20, "bs T")).shape == (n, 1, 6)
+
+
+@pytest.mark.parametrize(("bs", "T"), [(3, 5), (4, 4)])
+def test_one_step_of_each_sequence_read_as_a_sequence_is_still_a_swap(bs: int, T: int) -> None:
+    m = _StepAsSequence()
+    with pytest.raises(sv.ShapeError, match="batch_first_swap"), sv.watch(m, inputs="bs T", ops=True):
+        m(torch.randint(0, 30, (bs, T)))
