@@ -168,7 +168,7 @@ def _cat(dim: int) -> Rule:
         name = first[d]
         if not same or not name or not is_simple_name(name):
             out[d] = None
-        elif op.namer.size_of(name) == op.shape[d]:
+        elif op.namer.size_of(name) == op.shape[d] and (ins[0].shape[d] > 1 or name != "T"):
             out[d] = name  # parts of dim `name` joined along it, as long as it is
         elif ins[0].shape[d] == 1 and op.namer.count_name(count) == name == "T":
             out[d] = name if op.namer.counts else guess(name)  # one-step pieces, as many as T has steps

@@ -89,8 +89,8 @@ class _Steps(nn.Module):
 def test_a_cat_of_one_step_sequences_is_the_time_axis_not_t_times_t() -> None:
     t = sv.trace(_Steps(), torch.zeros(4, 3), inputs_dims="T emb", ops=True)
     [cat] = t.find(type="cat")
-    assert cat.outputs[0].names[0] == "T" and cat.outputs[0].shape[0] == 4
-    assert "T*T" not in t.table()
+    assert cat.outputs[0].names[0] == "T?" and cat.outputs[0].shape[0] == 4  # as many one-step pieces as T: a guess
+    assert "T*T" not in t.table()  # (a decoder's horizon of as many steps is no T: DeepAR's P == T)
 
 
 # ---------------------------------------------------------------- 3. a guess lists every name of its size
