@@ -47,6 +47,9 @@ FIXED = frozenset({"bs", "T"})
 """Names with one size in a forward, once declared: a declared batch is the batch, and a declared ``T`` is the
 model's steps (a decoder's or a pyramid's other length is not ``T``; one step, ``T=1``, is a step of it)."""
 
+_FEATURES = frozenset({"emb", "h", "proj"})
+"""A recurrent layer's feature sizes: never a count of pieces."""
+
 GUESS = "size (guess)"
 """The origin of a name found by size alone."""
 
@@ -173,8 +176,13 @@ class Namer:
         return bad
 
     def count_name(self, n: int) -> str | None:
-        """The one plain name of size ``n`` (how many tensors a ``cat`` joined), else None."""
-        names = self.direct(n)
+        """The one plain name of size ``n`` (how many tensors a ``cat`` joined), else None; a layer's feature
+        sizes (``emb``, ``h``, ``proj``) count no tensors, so they leave it alone.
+
+        >>> Namer({"T": 7, "h": 7, "bs": 3}, {}).count_name(7), Namer({"T": 3, "bs": 3}, {}).count_name(3)
+        ('T', None)
+        """
+        names = [m for m in self.direct(n) if m not in _FEATURES]
         return names[0] if len(names) == 1 and is_simple_name(names[0]) else None
 
 

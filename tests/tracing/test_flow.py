@@ -765,3 +765,31 @@ def test_heads_merged_back_without_the_transpose_back_scramble_t_with_an_unnamed
     right = _Heads(True)
     with sv.watch(right, inputs="bs T", ops=True):
         assert right(x).shape == (3, 5, 5)
+
+
+class _CellLoop(nn.Module):
+    """A GRUCell over the steps; its per-step states stacked (T, bs, h) or joined (T*bs, h), then logits."""
+
+    def __init__(self, h: int, join: str) -> None:
+        super().__init__()
+        self.join = join
+        self.cell, self.fc = nn.GRUCell(5, h), nn.Linear(h, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (bs, T, emb)
+        h, outs = x.new_zeros(x.shape[0], self.cell.hidden_size), []
+        for t in range(x.shape[1]):
+            h = self.cell(x[:, t], h)
+            outs.append(h)
+        return self.fc(torch.stack(outs) if self.join == "stack" else torch.cat(outs, 0))
+
+
+@pytest.mark.parametrize("join", ["stack", "cat"])
+@pytest.mark.parametrize("h", [7, 6])
+def test_a_cell_loops_time_major_logits_against_batch_major_targets_raise_when_h_equals_t(join: str, h: int) -> None:
+    """As many pieces as T has steps are T's steps; a hidden size of the same number counts no pieces."""
+    x, y = torch.randn(3, 7, 5), sv.name(torch.randint(0, 3, (3, 7)), "bs T")
+    m = _CellLoop(h, join)
+    with pytest.raises(sv.ShapeError, match="flatten_order"), sv.watch(m, inputs="bs T", ops=True):
+        F.cross_entropy(m(x).reshape(-1, 3), y.reshape(-1))
+    with sv.watch(m, inputs="bs T", ops=True):
+        F.cross_entropy(m(x).reshape(-1, 3), y.T.reshape(-1))
