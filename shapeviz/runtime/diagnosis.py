@@ -96,7 +96,8 @@ def swap_evidence(x: Tensor, t_axis: int, bs_axis: int, T: int | None, bs: int |
     names = known_names(x)  # ops=True: where each dim came from decides, not the sizes
     if names is not None and provenance_speaks(names, t_axis, bs_axis):
         return f"this input's dim {t_axis} comes from the model input's bs" \
-            if provenance_swapped(names, t_axis, bs_axis) and not one_sequence(x, bs_axis, state_bs) else None
+            if provenance_swapped(names, t_axis, bs_axis) and not one_sequence(x, bs_axis, state_bs) \
+            and x.shape[t_axis] != 1 else None  # (1, 1, emb): one step of one sequence either way
     if T is None or bs is None:
         return None
     if decl and layer_swapped(decl, bs, T, state_bs) and not both_ways(bs, T) \
@@ -138,7 +139,7 @@ def provenance_check(module: torch.nn.Module, conv: Conventions, args: tuple, na
                         "iterates the batch dim of a batch-first tensor")
         return
     batched = lay.is_batched(x.dim())
-    if not ((batched is True and provenance_swapped(names, lay.t_axis, lay.bs_axis)
+    if not ((batched is True and provenance_swapped(names, lay.t_axis, lay.bs_axis) and x.shape[lay.t_axis] != 1
              and not one_sequence(x, lay.bs_axis, state_batch(call_rule(conv), hx)))
             or (batched is False and conv.declaration is None and names[0] == "bs" and x.shape[0] != 1)):  # (bs, emb)
         return

@@ -120,6 +120,8 @@ def view_names(src_shape: Sequence[int], src: Names, shape: Sequence[int],
     >>> view_names((4, 8, 5), ["T[2:8]", "T[1:2]*bs", "h"], (8, 4, 5), {"T": 8, "bs": 4}.get)
     (['T', 'bs', 'h'], [])
     """
+    if 0 in src_shape or 0 in shape:  # an empty tensor: no element is moved, nothing to tell
+        return [None] * len(shape), []
     size_of = _sizes(size_of)
     atoms = _atoms(src_shape, src, size_of)
     lo: list[int] = []  # each atom's flat-index stride; it spans [lo, lo * size)

@@ -77,7 +77,7 @@ _KEEPS_FACTS = frozenset({"index_select", "contiguous", "clone", "detach", "to",
 """Ops whose result is the same rows in another order or another copy: "padded" and "bidirectional"
 facts survive them (``pad_packed_sequence``'s unsorting ``index_select``) unless they pick along T."""
 
-_CUTS = frozenset({"getitem", "narrow"})
+_CUTS = frozenset({"getitem", "narrow", "view", "reshape", "unflatten", "chunk", "split", "split_with_sizes"})
 """Ops that may cut a step read whole to its forward half (:mod:`shapeviz.tracing.laststep`)."""
 _PERMUTES = frozenset({"randperm", "argsort", "sort"})
 _JOINS = frozenset({"cat", "concat", "concatenate", "stack"})
@@ -104,7 +104,8 @@ class _Facts:
         self.what = what  # "bi_output", "padded", "bi_h_n" or ""
         self.t_axis = t_axis
         self.taken: set[int] = set()  # the indices taken along dim 0 (h_n[-2] before h_n[-1])
-        self.held = 0  # a step read whole: the key of the warning its forward-half cut drops (laststep)
+        self.held: tuple[int, bool] | None = None  # a step read whole: its warning's key, its directions split
+        # (…, D, h) or not (laststep: a forward-half cut drops the warning)
         self.step = False  # made from one step of the model input's T (x[:, t]): its bs items are no sequence
 
 
@@ -296,7 +297,9 @@ class FlowMode(TorchFunctionMode):
         if name is None:
             return func(*args, **kwargs)
         base = name.strip("_").lstrip(".")
-        if self.last.eager and not (base in _CUTS and args and getattr(self.get(args[0]), "held", 0)):
+        if self.last.armed:
+            self.last.used(args)
+        if self.last.eager and not (base in _CUTS and args and getattr(self.get(args[0]), "held", None)):
             self.last.flush(eager_only=True)
         if base in _LOSSES and len(args) >= 2:
             with torch._C.DisableTorchFunction():
@@ -331,6 +334,9 @@ class FlowMode(TorchFunctionMode):
         """Ops with several results: unbind (a loop over a sequence) and pad_packed_sequence."""
         if not isinstance(out, (tuple, list)) or not out or not isinstance(out[0], torch.Tensor):
             return
+        held = self.get(args[0]) if base in _CUTS and args else None
+        if held is not None and held.held:  # a step read whole, split along its features
+            self.last.pieces(held.held, args, kwargs, out)
         if base == "pack_padded_sequence" and args and isinstance(args[0], torch.Tensor):
             check_pack(self.names_of(args[0]), args[0],
                        bool(args[2]) if len(args) > 2 else bool(kwargs.get("batch_first", False)))
@@ -351,8 +357,9 @@ class FlowMode(TorchFunctionMode):
         x = args[0] if isinstance(args[0], torch.Tensor) else args[0][0]
         src = self.get(x)
         held = 0
+        hold = None
         if src is not None and src.held and base in _CUTS:
-            self.last.cut(src.held, base, x, args, kwargs)
+            hold = self.last.cut(src.held, base, x, args, kwargs, out)
         elif base == "getitem" and src is not None and src.what and len(args) > 1:
             held = self.last.index(src, x, args[1], self.depth > 0)
         elif base == "narrow" and src is not None and src.what and (plan := narrow_plan(args, kwargs)) \
@@ -379,6 +386,8 @@ class FlowMode(TorchFunctionMode):
                 for n in cut:
                     self.views[n] = made
             self._split_dirs(src, x, out)
+            if hold:
+                (self.get(out) or self.put(out, [None] * out.dim())).held = hold
             return
         tensors = [a for a in args if isinstance(a, torch.Tensor)] if x is args[0] else list(args[0])
         if not any(self.get(t) is not None for t in tensors):
@@ -421,8 +430,8 @@ class FlowMode(TorchFunctionMode):
             facts.pick = pick
             facts.step = src is not None and (src.step or (base == "getitem" and src.t_axis < 0 and len(args) > 1
                                                           and _picks_time(src, x, args[1])))
-        if held:
-            (facts or self.put(out, [None] * out.dim())).held = held
+        if held or hold:
+            (facts or self.put(out, [None] * out.dim())).held = hold or (held, src.what == "bi_dirs")  # type: ignore[union-attr]
         if base == "unflatten" and src is not None:
             self._split_dirs(src, x, out)
 

@@ -18,7 +18,10 @@ does not cut it.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
+
+import torch
 
 from shapeviz.tracing.flowchecks import site, warn
 from shapeviz.tracing.oprules import forward_half, index_plan
@@ -110,12 +113,12 @@ class LastReads:
     """The held-back last-step warnings of one flow: ``pending`` maps a recurrent output's facts (by id) to the
     warning its last-step read would say; ``eager`` holds the keys said at the next op that does not cut them."""
 
-    __slots__ = ("dirs", "eager", "pending")
+    __slots__ = ("armed", "eager", "pending")
 
     def __init__(self) -> None:
         self.pending: dict[int, tuple] = {}  # id(facts) -> (facts, code, what, fix, site): a warning said later
         self.eager: set[int] = set()
-        self.dirs: set[int] = set()  # the keys held by a step of an output split (…, D, h): cut along D
+        self.armed: dict[int, tuple] = {}  # id(piece) -> (weak ref, key): a backward piece of a step, said if used
 
     def flush(self, eager_only: bool = False) -> None:
         """Say the warnings held back (all, or only the ``eager`` ones)."""
@@ -157,8 +160,6 @@ class LastReads:
         self.pending.setdefault(id(src), (src, *said, site()))
         if not in_model and i < 0:  # output[:, -1] in your own code: said at the next op that does not cut it
             self.eager.add(id(src))
-        if cuttable and src.what == "bi_dirs":
-            self.dirs.add(id(src))
         return id(src) if cuttable else 0
 
     def index(self, src: Any, x: Any, index: Any, in_model: bool) -> int:
@@ -179,18 +180,56 @@ class LastReads:
                                    in_model) or held
         return held
 
-    def cut(self, held: int, base: str, x: Any, args: tuple, kwargs: dict) -> None:
-        """A step read whole (holding warning ``held``) cut to its forward half: the read was right."""
-        dirs = held in self.dirs
+    def cut(self, held: tuple[int, bool], base: str, x: Any, args: tuple, kwargs: dict, out: Any
+            ) -> tuple[int, bool] | None:
+        """A step read whole (holding warning ``held``: its key, and whether its directions are split ``(…, D, h)``)
+        cut to its forward half: the read was right. Split into its directions (``view(bs, 2, h)``), the step still
+        holds it: returns the hold of ``out``."""
+        key, dirs = held
         if base == "getitem" and len(args) > 1:
             right = _read(tuple(x.shape), args[1], dirs)[0]
-        else:
+        elif base == "narrow":
             plan = narrow_plan(args, kwargs)
             if dirs:
                 right = plan is not None and plan == (x.dim() - 2, 0, 1)
             else:
                 right = plan is not None and plan[0] == x.dim() - 1 and plan[2] > 0 and \
                     plan[1] + plan[2] <= x.shape[-1] // 2
+        else:  # a view or unflatten: (…, D*h) -> (…, 2, h)
+            split = isinstance(out, torch.Tensor) and not dirs and out.dim() == x.dim() + 1 and \
+                tuple(out.shape[:-2]) == tuple(x.shape[:-1]) and out.shape[-2] == 2
+            return (key, True) if split else None
         if right:
-            self.pending.pop(held, None)
-            self.eager.discard(held)
+            self.pending.pop(key, None)
+            self.eager.discard(key)
+        return None
+
+    def pieces(self, held: tuple[int, bool], args: tuple, kwargs: dict, out: Any) -> None:
+        """A step read whole split along its features (``chunk(2, -1)``, ``split(h, -1)``): the forward pieces are
+        right; the warning is said only if a piece with backward features is used (:meth:`used`)."""
+        key, dirs = held
+        x, entry = args[0], self.pending.get(key)
+        dim = args[2] if len(args) > 2 else kwargs.get("dim", 0)
+        if entry is None or dirs or not isinstance(dim, int) or dim % x.dim() != x.dim() - 1:
+            return
+        start, half = 0, x.shape[-1] // 2
+        backward = []
+        for piece in out:
+            if not isinstance(piece, torch.Tensor):
+                return
+            if start + piece.shape[-1] > half:
+                backward.append(piece)
+            start += piece.shape[-1]
+        self.pending.pop(key, None)
+        self.eager.discard(key)
+        for piece in backward:
+            self.armed[id(piece)] = (weakref.ref(piece), entry)
+
+    def used(self, args: tuple) -> None:
+        """An op given a backward piece of a step read whole: its warning is said now."""
+        for a in (*args, *(args[0] if args and isinstance(args[0], (list, tuple)) else ())):
+            hit = self.armed.get(id(a)) if isinstance(a, torch.Tensor) else None
+            if hit is not None and hit[0]() is a:
+                self.armed = {k: v for k, v in self.armed.items() if v[1] is not hit[1] and v[0]() is not None}
+                warn(*hit[1][1:])
+                return

@@ -160,14 +160,14 @@ class Namer:
         >>> namer = Namer({"bs": 4, "T": 5}, {})
         >>> namer.contradicted(["T", "bs", "emb"], (4, 5, 3)), namer.contradicted(["T", "bs"], (9, 4))
         ({0, 1}, {0})
-        >>> namer.contradicted(["T", "bs"], (1, 4))  # one step of T
-        set()
+        >>> namer.contradicted(["T", "bs"], (1, 4)), namer.contradicted(["bs*T", "T"], (20, 1))  # one step of T
+        (set(), {1})
         """
         declared = self.declared
         if not declared:
             return set()
         bad = {k for k, (n, s) in enumerate(zip(names, shape))
-               if n in FIXED and declared.get(n, s) != s and (n != "T" or s != 1)}
+               if n in FIXED and declared.get(n, s) != s and (n != "T" or s != 1 or _t_elsewhere(names, k))}
         t, b = declared.get("T"), declared.get("bs")
         if t is not None and b is not None and t != b and "T" in names and "bs" in names:
             kt, kb = names.index("T"), names.index("bs")
@@ -466,6 +466,11 @@ class Resolver:
         if not any(final):
             return tuple(final), None, False
         return tuple(final), tuple(where), any("|" in n for n in final)
+
+
+def _t_elsewhere(names: Sequence[str | None], k: int) -> bool:
+    """Does a dim other than ``k`` hold T, whole or in a product (``bs*T``)? Then a one-step ``T`` is not it."""
+    return any(n and j != k and "T" in n.split("*") for j, n in enumerate(names))
 
 
 def unname_contradicted(call: Any, namer: Namer) -> None:

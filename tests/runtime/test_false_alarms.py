@@ -927,3 +927,19 @@ def test_one_step_of_each_sequence_read_as_a_sequence_is_still_a_swap(bs: int, T
     m = _StepAsSequence()
     with pytest.raises(sv.ShapeError, match="batch_first_swap"), sv.watch(m, inputs="bs T", ops=True):
         m(torch.randint(0, 30, (bs, T)))
+
+
+def test_one_step_of_a_batch_of_one_is_the_same_either_way_and_silent() -> None:
+    """(1, 1, emb): the first step of one sequence, read as a sequence or as a step, is the same."""
+    m = _StepAsSequence()
+    with sv.watch(m, inputs="bs T", ops=True):
+        assert silent(m, torch.randint(0, 30, (1, 3))).shape == (1, 1, 6)
+
+
+def test_an_empty_view_under_ops_runs_as_torch_runs_it() -> None:
+    """A pyramid's remainder of no steps, ``o[:, :0].view(bs, 0, 2h)``: nothing moves, nothing to check."""
+    with sv.checking(ops=True):
+        x = sv.name(torch.zeros(3, 0, 6), "bs T h")
+        assert silent(x.reshape, 3, 0, 12).shape == (3, 0, 12)
+    t = sv.trace(lambda x: x.reshape(3, 0, 12), torch.zeros(3, 0, 6), ops=True, inputs_dims="bs T h")
+    assert "reshape" in t.table()

@@ -242,6 +242,46 @@ def test_the_last_step_cut_to_its_forward_half_afterwards_is_right_and_passes(ba
             run(how)
 
 
+_CUT_LATER = {
+    "view": (lambda o, h: o[:, -1].view(BS, 2, h)[:, 0], False),
+    "unflatten": (lambda o, h: o[:, -1].unflatten(-1, (2, h))[:, 0], False),
+    "chunk": (lambda o, h: o[:, -1].chunk(2, -1)[0] * 2, False),
+    "split, backward unused": (lambda o, h: (lambda f, b: f * 2)(*o[:, -1].split(h, -1)), False),
+    "view, used whole": (lambda o, h: o[:, -1].view(BS, 2, h).sum(), True),
+    "view, backward": (lambda o, h: o[:, -1].view(BS, 2, h)[:, 1] + 0, True),
+    "split, backward used": (lambda o, h: (lambda f, b: b * 2)(*o[:, -1].split(h, -1)), True),
+    "chunk, both joined": (lambda o, h: torch.cat(o[:, -1].chunk(2, -1), -1), True),
+}
+
+
+@pytest.mark.parametrize("case", list(_CUT_LATER))
+@pytest.mark.parametrize("in_model", [False, True])
+def test_the_last_step_split_into_its_directions_afterwards_warns_only_if_its_backward_half_is_used(
+        case: str, in_model: bool) -> None:
+    h = 6
+    gru = nn.GRU(4, h, batch_first=True, bidirectional=True)
+    read, wrong = _CUT_LATER[case]
+
+    class Model(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gru = gru
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return read(self.gru(x)[0], h)
+
+    x = torch.randn(BS, T, 4)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with sv.checking(ops=True):
+            got = Model()(x) if in_model else read(gru(x)[0], h)
+            torch.zeros(1) + 1  # the next op
+    said = [w for w in seen if issubclass(w.category, sv.ShapeWarning)]
+    assert len(said) == int(wrong) and all("bidirectional_last" in str(w.message) for w in said)
+    if case in ("view", "unflatten"):
+        assert torch.equal(got, gru(x)[1][-2])
+
+
 def test_the_last_step_read_by_narrow_warns_unless_cut_to_its_forward_half() -> None:
     """``out.narrow(1, T - 1, 1)`` and ``out.index_select(1, tensor([T - 1]))`` read the last step as
     ``out[:, -1:]`` does, its time dim kept."""

@@ -43,6 +43,9 @@ def test_a_layers_reading_that_contradicts_the_declared_sizes_is_unnamed() -> No
     step = TensorInfo((1, 4, 3), ("T", "bs", "emb"))  # one step of T, a decoder's loop
     unname_contradicted(Call(0, "dec", "GRU", "module", inputs=[step]), Namer({"bs": 4, "T": 9}, {}))
     assert step.names == ("T", "bs", "emb")
+    frames = TensorInfo((36, 1, 3), ("bs*T", "T", "emb"))  # every step a sequence of one: T is already dim 0's
+    unname_contradicted(Call(0, "enc", "GRU", "module", inputs=[frames]), Namer({"bs": 4, "T": 9}, {}))
+    assert frames.names == ("bs*T", "", "emb")
 
 
 def test_a_linear_keeps_its_inputs_names_when_a_gru_reads_them_swapped() -> None:
