@@ -241,16 +241,22 @@ def mixes_directions(names: Names) -> list[str]:
 
 
 def read_as_time(pieces: str | None, name: str | None) -> bool:
-    """Whether a dim a view made of (parts of) bs is read as the time axis ``T`` by its next user.
+    """Whether a dim a view made of (parts of) bs, or of a part of T beside another dim, is read as the time axis
+    ``T`` by its next user.
 
     >>> read_as_time("bs*T[4:8]", "T"), read_as_time("T[2:8]", "T"), read_as_time("T[1:2]*bs", "bs")
     (True, False, False)
     >>> read_as_time("bs*3", "T"), read_as_time("bs", "T")  # bs with 3 rows of an unnamed dim: a view's doing
     (True, False)
+    >>> read_as_time("2*T[2:8]", "T")  # (bs, heads=2, T, dk) viewed as (bs, T, heads*dk): heads among the steps
+    True
     """
     if name != "T" or not pieces:
         return False
     parts = bases_of(pieces)
+    factors = pieces.split("*")
+    if len(factors) > 1 and any(f.startswith("T[") for f in factors):  # heads × part of T: steps mixed
+        return True
     return "bs" in parts and ("[" in pieces or (len(parts) > 1 and all(p == "bs" or p.isdigit() for p in parts)))
 
 

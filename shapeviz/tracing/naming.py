@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from shapeviz.core.dimensions import is_simple_name
+from shapeviz.core.evidence import bases_of
 from shapeviz.tracing.records import Tag, TensorInfo
 
 __all__ = ["BY_SIZE", "DECLARED", "FLATTENED", "GUESS", "How", "Namer", "Names", "Naming", "OpView", "Resolver", "Rule",
@@ -557,8 +558,9 @@ def flag_scramble(call: Any, namer: Namer) -> None:
     if not scrambled:
         scrambled = mixes_directions(pieces)
     whole = whole_dims(src.shape, out.shape)  # a merge of whole dims (bs*nW windows) relabels nothing
-    if not scrambled and any(read_as_time(p, n) and not w for p, n, w in zip(pieces, evidence(out.names), whole)):
-        scrambled = ["bs", "T"]  # dims that divide: the view made a time axis of bs, and a recurrent layer read it
+    read = [p for p, n, w in zip(pieces, evidence(out.names), whole) if read_as_time(p, n) and not w]
+    if not scrambled and read:  # dims that divide: the view made a time axis of bs (or heads), and a layer read it
+        scrambled = [b for b in ("bs", "T") if any(b in bases_of(p) for p in read)]
     if scrambled:
         shown = ", ".join(n or "·" for n in evidence(src.names))
         what = f"{call.type}({call.params})" + (f" of {src.label}" if src.label else "")

@@ -796,15 +796,19 @@ class _Heads(nn.Module):
         return self.gru(q.reshape(x.shape[0], x.shape[1], -1))[0]
 
 
-def test_heads_merged_back_without_the_transpose_back_scramble_t_with_an_unnamed_dim() -> None:
-    """T=5 steps cut into rows that mix in the heads: a named dim cut where no split can, beside an unnamed one."""
-    x, wrong = torch.randn(3, 5, 8), _Heads(False)
+@pytest.mark.parametrize("steps", [5, 8, 6])
+def test_heads_merged_back_without_the_transpose_back_scramble_t_with_an_unnamed_dim(steps: int) -> None:
+    """T=5 steps cut into rows that mix in the heads: a named dim cut where no split can, beside an unnamed one;
+    with T=8 or 6 the heads divide T, and the GRU reads steps made of (head, part of T) pairs."""
+    x, wrong = torch.randn(3, steps, 8), _Heads(False)
     with pytest.raises(sv.ShapeError, match="scrambled_view") as info, sv.watch(wrong, inputs="bs T", ops=True):
         wrong(x)
     assert "relabels T without moving data" in str(info.value)
     right = _Heads(True)
     with sv.watch(right, inputs="bs T", ops=True):
-        assert right(x).shape == (3, 5, 5)
+        assert right(x).shape == (3, steps, 5)
+    flagged = sv.trace(wrong, x, inputs_dims="bs T emb", ops=True).find(type="reshape")[0].flag
+    assert flagged and "relabels T without" in flagged
 
 
 class _CellLoop(nn.Module):
