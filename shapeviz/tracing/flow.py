@@ -364,9 +364,9 @@ class FlowMode(TorchFunctionMode):
             held = self.last.index(src, x, args[1], self.depth > 0)
         elif base == "narrow" and src is not None and src.what and (plan := narrow_plan(args, kwargs)) \
                 and plan[2] == 1:  # x.narrow(1, T - 1, 1): the last step, its dim kept
-            held = self.last.picked(src, x, plan[0], plan[1], False, True, self.depth > 0)
+            held = self.last.picked(src, x, plan[0], plan[1], False, True, self.depth > 0, "narrow")
         elif base == "index_select" and src is not None and src.what and (step := one_index(args, kwargs)):
-            held = self.last.picked(src, x, step[0], step[1], False, True, self.depth > 0)  # index_select(1, [T-1])
+            held = self.last.picked(src, x, step[0], step[1], False, True, self.depth > 0, "index_select")
         if base in RESHAPES and src is not None:
             names, scrambled = view_names(tuple(x.shape), list(src.names), tuple(out.shape), self.size_of,
                                           pieces=True)

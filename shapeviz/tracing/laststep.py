@@ -129,11 +129,12 @@ class LastReads:
             if held is not None:
                 warn(*held[1:])
 
-    def picked(self, src: Any, x: Any, dim: int, i: int, forward: bool, whole_features: bool, in_model: bool
-               ) -> int:
+    def picked(self, src: Any, x: Any, dim: int, i: int, forward: bool, whole_features: bool, in_model: bool,
+               how: str = "") -> int:
         """Step ``i`` of dim ``dim`` read from ``x``, an output with facts ``src`` (``forward``: its forward
         half alone; ``whole_features``: its feature dim kept whole): returns the key of the warning the read
-        holds (0: none), which the step's forward-half cut drops (:meth:`cut`)."""
+        holds (0: none), which the step's forward-half cut drops (:meth:`cut`); ``how``: the op that read it, where
+        it is no index."""
         size = x.shape[dim]
         if dim != src.t_axis or size <= 1:  # all of a one-step output is both ends
             return 0
@@ -144,7 +145,7 @@ class LastReads:
             return 0
         if i % size != size - 1:
             return 0
-        pick = "output[-1]" if dim == 0 else "output[:, -1]"
+        pick = f"output.{how}({dim}, …), the last step," if how else "output[-1]" if dim == 0 else "output[:, -1]"
         if src.what in ("bi_output", "bi_dirs") and not forward:
             said = ("bidirectional_last", f"{pick} of a bidirectional layer: its backward half has seen only the "
                     "last step", _BI_FIX)
