@@ -96,7 +96,7 @@ _ACTIVE_LOCK = threading.Lock()
 class _Facts:
     """What the flow knows about one tensor: its names and, for recurrent results, what it is."""
 
-    __slots__ = ("held", "names", "pick", "step", "t_axis", "taken", "what")
+    __slots__ = ("held", "looped", "names", "pick", "step", "t_axis", "taken", "what")
 
     def __init__(self, names: Names, what: str = "", t_axis: int = -1) -> None:
         self.names = names
@@ -107,6 +107,7 @@ class _Facts:
         self.held: tuple[int, bool] | None = None  # a step read whole: its warning's key, its directions split
         # (…, D, h) or not (laststep: a forward-half cut drops the warning)
         self.step = False  # made from one step of the model input's T (x[:, t]): its bs items are no sequence
+        self.looped = False  # a cell's result for one step of the model input's T: as many are T's steps
 
 
 LayerCheck = Callable[[nn.Module, Conventions, tuple, Names, Callable[[nn.Module], "str | None"]], None]
@@ -248,7 +249,9 @@ class FlowMode(TorchFunctionMode):
                 if isinstance(t, torch.Tensor):
                     names = conv.dim_exprs(batched=t.dim() == conv.layout.state_batched_ndim).get(role)
                     if names is not None and len(names) == t.dim():
-                        self.put(t, [given.get(n, n) for n in names])
+                        src = self.get(first)
+                        self.put(t, [given.get(n, n) for n in names]).looped = src is not None and (src.step or
+                                                                                                   src.looped)
             return
         if not isinstance(output, tuple) or len(output) != 2:
             return
@@ -430,6 +433,7 @@ class FlowMode(TorchFunctionMode):
             facts.pick = pick
             facts.step = src is not None and (src.step or (base == "getitem" and src.t_axis < 0 and len(args) > 1
                                                           and _picks_time(src, x, args[1])))
+            facts.looped = src is not None and src.looped
         if held or hold:
             (facts or self.put(out, [None] * out.dim())).held = hold or (held, src.what == "bi_dirs")  # type: ignore[union-attr]
         if base == "unflatten" and src is not None:
@@ -451,9 +455,12 @@ class FlowMode(TorchFunctionMode):
         d = _arg_dim(args, kwargs)
         facts = [self.get(p) for p in pieces]
         joined = joined_pick([f.pick if f is not None else None for f in facts], self.size_of)
+        count = str(len(pieces))  # steps of the model input's T, as many as it has: T (where bs == T too)
+        if len(pieces) == self.size_of("T") and all(f is not None and (f.step or f.looped) for f in facts):
+            count = "T"
         if base == "stack":
             d %= len(names)
-            names = [*names[:d], joined or names[d] or str(len(pieces)), *names[d + 1:]]
+            names = [*names[:d], joined or names[d] or count, *names[d + 1:]]
             return names
         d %= len(names)
         first = facts[0]
@@ -465,7 +472,7 @@ class FlowMode(TorchFunctionMode):
         if not inner or any(not isinstance(p, torch.Tensor) or p.dim() != len(names) or p.shape[d] != pieces[0].shape[d]
                             or (self.get(p) or first).names[d] != inner for p in pieces):
             return names
-        return [*names[:d], f"{len(pieces)}*{inner}", *names[d + 1:]]
+        return [*names[:d], f"{count}*{inner}", *names[d + 1:]]
 
 
 def _hooks_of_its_own(module: nn.Module) -> bool:

@@ -896,6 +896,21 @@ class _OneDocument(nn.Module):
         return self.sent_gru(vec.unsqueeze(1), torch.zeros(1, 1, 6))[0]  # (S, 1, h)
 
 
+class _OneDocumentByCell(nn.Module):
+    """The same, the words stepped by a GRUCell: the final states summarise each sentence (no single step)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.cell, self.sent_gru = nn.Embedding(20, 4), nn.GRUCell(4, 6), nn.GRU(6, 6)
+
+    def forward(self, doc: torch.Tensor) -> torch.Tensor:  # (S, W) tokens
+        e = self.emb(doc)
+        h = e.new_zeros(doc.shape[0], 6)
+        for t in range(doc.shape[1]):
+            h = self.cell(e[:, t], h)
+        return self.sent_gru(h.unsqueeze(1))[0]  # (S, 1, h)
+
+
 class _StepAsSequence(nn.Module):
     """A mistake: the first step of bs sequences, (bs, 1, emb), given to a seq-first GRU reads bs as time."""
 
@@ -920,6 +935,9 @@ def test_the_items_of_a_batch_read_as_one_sequence_are_silent(n: int, c: int) ->
             assert silent(m, chars % 20).shape == (n, 1, 6)
         with sv.checking(ops=True):
             assert silent(m, sv.name(chars % 20, "bs T")).shape == (n, 1, 6)
+    m = _OneDocumentByCell()
+    with sv.watch(m, inputs="bs T", ops=True):
+        assert silent(m, chars % 20).shape == (n, 1, 6)
 
 
 @pytest.mark.parametrize(("bs", "T"), [(3, 5), (4, 4)])

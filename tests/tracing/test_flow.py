@@ -828,10 +828,12 @@ class _CellLoop(nn.Module):
 
 
 @pytest.mark.parametrize("join", ["stack", "cat"])
-@pytest.mark.parametrize("h", [7, 6])
-def test_a_cell_loops_time_major_logits_against_batch_major_targets_raise_when_h_equals_t(join: str, h: int) -> None:
-    """As many pieces as T has steps are T's steps; a hidden size of the same number counts no pieces."""
-    x, y = torch.randn(3, 7, 5), sv.name(torch.randint(0, 3, (3, 7)), "bs T")
+@pytest.mark.parametrize(("h", "bs"), [(7, 3), (6, 3), (6, 7)])
+def test_a_cell_loops_time_major_logits_against_batch_major_targets_raise_when_h_equals_t(join: str, h: int,
+                                                                                          bs: int) -> None:
+    """As many pieces as T has steps are T's steps; a hidden size of the same number counts no pieces; with
+    bs == T too, the pieces made from the input's steps (``x[:, t]``) still tell."""
+    x, y = torch.randn(bs, 7, 5), sv.name(torch.randint(0, 3, (bs, 7)), "bs T")
     m = _CellLoop(h, join)
     with pytest.raises(sv.ShapeError, match="flatten_order"), sv.watch(m, inputs="bs T", ops=True):
         F.cross_entropy(m(x).reshape(-1, 3), y.reshape(-1))
