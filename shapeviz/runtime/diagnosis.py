@@ -82,6 +82,14 @@ def one_sequence(x: Tensor, bs_axis: int, state_bs: int | None) -> bool:
     return x.shape[bs_axis] == 1 and state_bs in (None, 1) and not one_step(x)
 
 
+def _swapped_by_provenance(x: Tensor, names: Sequence[str | None], t_axis: int, bs_axis: int,
+                           state_bs: int | None) -> bool:
+    """Provenance says the layout is swapped (:func:`provenance_swapped`), and the input is no batch of one read as
+    a sequence (:func:`one_sequence`) nor one step of one sequence, ``(1, 1, emb)``, the same either way."""
+    return provenance_swapped(names, t_axis, bs_axis) and x.shape[t_axis] != 1 \
+        and not one_sequence(x, bs_axis, state_bs)
+
+
 def swap_evidence(x: Tensor, t_axis: int, bs_axis: int, T: int | None, bs: int | None, decl: dict[str, int],
                   state_bs: int | None) -> str | None:
     """The evidence that a layer's batched input ``x`` (``T`` and ``bs`` as the layer reads them, at ``t_axis`` and
@@ -96,8 +104,7 @@ def swap_evidence(x: Tensor, t_axis: int, bs_axis: int, T: int | None, bs: int |
     names = known_names(x)  # ops=True: where each dim came from decides, not the sizes
     if names is not None and provenance_speaks(names, t_axis, bs_axis):
         return f"this input's dim {t_axis} comes from the model input's bs" \
-            if provenance_swapped(names, t_axis, bs_axis) and not one_sequence(x, bs_axis, state_bs) \
-            and x.shape[t_axis] != 1 else None  # (1, 1, emb): one step of one sequence either way
+            if _swapped_by_provenance(x, names, t_axis, bs_axis, state_bs) else None
     if T is None or bs is None:
         return None
     if decl and layer_swapped(decl, bs, T, state_bs) and not both_ways(bs, T) \
@@ -139,8 +146,8 @@ def provenance_check(module: torch.nn.Module, conv: Conventions, args: tuple, na
                         "iterates the batch dim of a batch-first tensor")
         return
     batched = lay.is_batched(x.dim())
-    if not ((batched is True and provenance_swapped(names, lay.t_axis, lay.bs_axis) and x.shape[lay.t_axis] != 1
-             and not one_sequence(x, lay.bs_axis, state_batch(call_rule(conv), hx)))
+    if not ((batched is True and _swapped_by_provenance(x, names, lay.t_axis, lay.bs_axis,
+                                                         state_batch(call_rule(conv), hx)))
             or (batched is False and conv.declaration is None and names[0] == "bs" and x.shape[0] != 1)):  # (bs, emb)
         return
     if conv.declaration is None:

@@ -67,8 +67,9 @@ from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_
 from shapeviz.tracing.laststep import LastReads, narrow_plan, one_index
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
 from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule
-from shapeviz.tracing.permutes import Permutations, label
+from shapeviz.tracing.permutes import Permutations
 from shapeviz.tracing.records import TensorInfo
+from shapeviz.tracing.sites import label
 
 __all__ = ["FlowMode", "flow", "flow_block", "known_names", "one_step", "start"]
 
@@ -492,11 +493,18 @@ def _picks_time(src: _Facts, x: torch.Tensor, index: Any) -> bool:
     return plan is not None and any(src.names[d] == "T" for d, _ in plan[1])
 
 
+def _facts_of(t: Any) -> _Facts | None:
+    """What the flow active in this thread knows of ``t`` (None at once when no flow is on)."""
+    modes = getattr(_LOCAL, "modes", None) if _ACTIVE[0] else None
+    if not modes:
+        return None
+    with torch._C.DisableTorchFunction():
+        return modes[-1].get(t)
+
+
 def one_step(t: Any) -> bool:
     """Is ``t`` made from one step of the model input's T (``emb(src[:, 0])``) in the flow of this thread?"""
-    modes = getattr(_LOCAL, "modes", None) if _ACTIVE[0] else None
-    with torch._C.DisableTorchFunction():
-        f = modes[-1].get(t) if modes else None
+    f = _facts_of(t)
     return f is not None and f.step
 
 
@@ -519,13 +527,7 @@ def known_names(t: Any) -> tuple[str | None, ...] | None:
     dim, ``"bs[2:4]"`` (its strides 2..4: the outer half of bs). With ``ops=True`` a dim's
     provenance, not its size, says what it is: a dim is ``bs`` only where this returns ``"bs"``.
     """
-    if not _ACTIVE[0]:
-        return None
-    modes = getattr(_LOCAL, "modes", None)
-    if not modes:
-        return None
-    with torch._C.DisableTorchFunction():
-        f = modes[-1].get(t)
+    f = _facts_of(t)
     if f is None or not any(f.names):
         return None
     return tuple(n or None for n in f.names)

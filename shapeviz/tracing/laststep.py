@@ -118,7 +118,7 @@ class LastReads:
     def __init__(self) -> None:
         self.pending: dict[int, tuple] = {}  # id(facts) -> (facts, code, what, fix, site): a warning said later
         self.eager: set[int] = set()
-        self.armed: dict[int, tuple] = {}  # id(piece) -> (weak ref, key): a backward piece of a step, said if used
+        self.armed: dict[int, tuple] = {}  # id(piece) -> (weak ref, pending entry): a backward piece, said if used
 
     def flush(self, eager_only: bool = False) -> None:
         """Say the warnings held back (all, or only the ``eager`` ones)."""

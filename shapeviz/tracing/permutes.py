@@ -24,9 +24,9 @@ from typing import Any
 import torch
 
 from shapeviz._errors import ShapeError
-from shapeviz.tracing.sites import user_frame
+from shapeviz.tracing.sites import label
 
-__all__ = ["Permutations", "label", "tensor_index_dim"]
+__all__ = ["Permutations", "tensor_index_dim"]
 
 _MADE = frozenset({"randperm", "argsort"})
 """Ops whose (integer) result is a permutation: ``sort`` gives one as its indices."""
@@ -125,10 +125,3 @@ class Permutations:
 
 def _shown(names: tuple) -> str:
     return "(" + ", ".join(n or "·" for n in names) + ")"
-
-
-def label(t: Any) -> str:
-    """The variable of your code that holds ``t``, else ``"x"``."""
-    frame = user_frame()
-    found = [k for k, v in (frame.f_locals.items() if frame is not None else ()) if v is t]
-    return found[0] if found else "x"

@@ -23,8 +23,8 @@ import torch.nn as nn
 
 from shapeviz.core.frames import is_library, is_torch, torch_dir
 
-__all__ = ["FrameLabels", "arg_label", "attr_label", "forward_params", "site_of", "tensor_attrs", "type_name",
-           "user_frame"]
+__all__ = ["FrameLabels", "arg_label", "attr_label", "forward_params", "label", "site_of", "tensor_attrs",
+           "type_name", "user_frame"]
 
 _PARAMS: dict[Any, tuple[str, ...]] = {}
 
@@ -235,3 +235,10 @@ def tensor_attrs(me: Any) -> list[tuple[str, torch.Tensor]]:
     if isinstance(me, nn.Module):
         attrs += list(me._parameters.items()) + list(me._buffers.items())
     return [(name, v) for name, v in attrs if isinstance(v, torch.Tensor)]
+
+
+def label(t: Any) -> str:
+    """The variable of your code that holds ``t`` (``"e"``), else ``"x"``."""
+    frame = user_frame()
+    found = [k for k, v in (frame.f_locals.items() if frame is not None else ()) if v is t]
+    return found[0] if found else "x"
