@@ -69,7 +69,7 @@ from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
 from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule
 from shapeviz.tracing.permutes import Permutations
 from shapeviz.tracing.records import TensorInfo
-from shapeviz.tracing.sites import label
+from shapeviz.tracing.sites import call_as_caller, label
 
 __all__ = ["FlowMode", "flow", "flow_block", "known_names", "one_step", "start"]
 
@@ -314,7 +314,7 @@ class FlowMode(TorchFunctionMode):
         if self.perms.seen and args and isinstance(args[0], torch.Tensor) and base in ("index_select", "getitem"):
             with torch._C.DisableTorchFunction():
                 self.perms.check(name, base, args, kwargs, self.get(args[0]))
-        out = func(*args, **kwargs)
+        out = call_as_caller(func, args, kwargs)
         if base in _PERMUTES:
             with torch._C.DisableTorchFunction():
                 self.perms.made(base, args, out)

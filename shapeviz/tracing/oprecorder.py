@@ -31,7 +31,7 @@ from shapeviz.tracing.modulecalls import ModuleCalls
 from shapeviz.tracing.naming import BY_SIZE, How, Naming, declared_names
 from shapeviz.tracing.oprules import has_tensor, op_name, op_params, op_rule
 from shapeviz.tracing.records import Call, CallKind, TensorInfo
-from shapeviz.tracing.sites import _SITES, FrameLabels, attr_label, site_of, user_frame
+from shapeviz.tracing.sites import _SITES, FrameLabels, attr_label, call_as_caller, site_of, user_frame
 from shapeviz.tracing.steps import STEP_FUNCS
 from shapeviz.tracing.tensorbook import _DEVICES, _DTYPES, PLAIN, TensorBook, device_name, dtype_name
 
@@ -227,7 +227,7 @@ class OpMode(TorchFunctionMode):
                 return res
         if self.busy or not self.ops or not (not open_ or open_[-1][2]):
             try:
-                res = func(*args, **kwargs)
+                res = call_as_caller(func, args, kwargs)
             except Exception as exc:
                 self._failed(func, args, kwargs, exc)
                 raise
@@ -243,7 +243,7 @@ class OpMode(TorchFunctionMode):
             if len(_NAMES) < 4096:
                 _NAMES[func] = name
         try:
-            out = func(*args, **kwargs)
+            out = call_as_caller(func, args, kwargs)
         except Exception as exc:
             self._failed(func, args, kwargs, exc)
             raise

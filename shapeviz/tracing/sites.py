@@ -15,7 +15,7 @@ import linecache
 import os
 import sys
 from collections.abc import Sequence
-from types import FrameType
+from types import FrameType, FunctionType
 from typing import Any
 
 import torch
@@ -23,8 +23,8 @@ import torch.nn as nn
 
 from shapeviz.core.frames import is_library, is_torch, torch_dir
 
-__all__ = ["FrameLabels", "arg_label", "attr_label", "forward_params", "label", "site_of", "tensor_attrs",
-           "type_name", "user_frame"]
+__all__ = ["FrameLabels", "arg_label", "attr_label", "call_as_caller", "forward_params", "label", "site_of",
+           "tensor_attrs", "type_name", "user_frame"]
 
 _PARAMS: dict[Any, tuple[str, ...]] = {}
 
@@ -142,6 +142,81 @@ def site_of(frame: FrameType) -> tuple[str, str]:
             _SITES[key] = hit
             _SITE_CODES.append(code)
     return hit
+
+
+def _no_columns(code: Any) -> Any:
+    """``code`` with every instruction on its first line and no column ranges (a traceback through it shows
+    the line it reads as, without carets under columns of another line)."""
+    units, table = len(code.co_code) // 2, bytearray()
+    while units > 0:  # Python 3.11+ location table: entries of kind 13 (a line delta, no columns), 8 units each
+        k = min(units, 8)
+        table += bytes((0x80 | (13 << 3) | (k - 1), 0))
+        units -= k
+    return code.replace(co_linetable=bytes(table))
+
+
+_CALL = (_no_columns((lambda c, i, f, a, k: c[i](c, i - 1, f, a, k) if i >= 0 else f(*a, **k)).__code__)
+         if sys.version_info >= (3, 11) else None)
+_DEPTH = 4  # the frames copied: the op's caller and 3 above it (torch's nn.Softmax warns with stacklevel 5)
+_CHAINS: dict[tuple[int, ...], tuple[Any, ...]] = {}  # (id(code), instruction) of those frames -> their copies
+_CHAIN_CODES: list[Any] = []  # the code objects of _CHAINS' keys: kept, so that their ids are not reused
+_OURS: dict[int, tuple[Any, bool]] = {}  # id(code) -> (code, whether it is shapeviz's or torch's dispatch)
+_OVERRIDES = os.path.join(torch_dir(), "overrides.py")
+
+
+def _ours(code: Any) -> bool:
+    hit = _OURS.get(id(code))
+    if hit is None:
+        fn = code.co_filename
+        hit = _OURS[id(code)] = (code, fn == _OVERRIDES or (is_library(fn) and not is_torch(fn)))
+    return hit[1]
+
+
+def _copy(frame: FrameType) -> Any:
+    """A function whose frame reads, to Python's warnings, as ``frame`` at its current line: its file, line,
+    name and module globals (where ``__warningregistry__`` keeps what was shown once)."""
+    code = frame.f_code
+    made = _CALL.replace(co_filename=code.co_filename, co_firstlineno=frame.f_lineno or code.co_firstlineno,
+                         co_name=code.co_name, co_qualname=code.co_qualname)
+    return FunctionType(made, frame.f_globals)
+
+
+def call_as_caller(func: Any, args: tuple, kwargs: dict) -> Any:
+    """``func(*args, **kwargs)``, run by a torch function mode's ``__torch_function__``, under copies of the
+    frames that called the op (yours, or torch's module code), so that a warning torch raises in it (a C++
+    ``TORCH_WARN``, or ``warnings.warn(stacklevel=n)`` in torch's Python) names the line it names without
+    shapeviz, and is filtered and shown once per line as it is there (not as ``shapeviz/tracing/flow.py``'s).
+    An error's traceback skips the copies."""
+    if _CALL is None or len(_OURS) > 8192 or torch.compiler.is_dynamo_compiling():
+        return func(*args, **kwargs)
+    f: FrameType | None = sys._getframe(2)
+    while f is not None and _ours(f.f_code):  # past the mode and torch's dispatch (overrides.py)
+        f = f.f_back
+    if f is not None and f.f_code is getattr(func, "__code__", None):  # the op's own outer call (F.softmax)
+        f = f.f_back
+    frames: list[FrameType] = []
+    while f is not None and len(frames) < _DEPTH:
+        frames.append(f)
+        f = f.f_back
+    if not frames:
+        return func(*args, **kwargs)
+    key = tuple(x for fr in frames for x in (id(fr.f_code), fr.f_lasti))
+    chain = _CHAINS.get(key)
+    if chain is None:
+        chain = tuple(_copy(fr) for fr in frames)
+        if len(_CHAINS) < 4096:
+            _CHAINS[key] = chain
+            _CHAIN_CODES.extend(fr.f_code for fr in frames)
+    try:
+        return chain[-1](chain, len(chain) - 2, func, args, kwargs)
+    except BaseException as e:
+        tb = e.__traceback__  # this frame's entry: point it past the copies, to what the op itself ran
+        if tb is not None:
+            nxt = tb.tb_next
+            for _ in chain:
+                nxt = nxt.tb_next if nxt is not None else None
+            tb.tb_next = nxt
+        raise
 
 
 class FrameLabels:
