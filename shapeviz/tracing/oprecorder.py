@@ -50,6 +50,9 @@ _OP = CallKind.OP
 _RULE, _LIKE = Naming.RULE, Naming.LIKE
 _new = tuple.__new__  # How(...) without its constructor's Python frame (as How's own constructors do)
 _ref = weakref.ref
+_RESHAPED_IN_PLACE = frozenset(f"{op}_" for op in (
+    "unsqueeze", "squeeze", "t", "transpose", "swapdims", "swapaxes", "resize", "resize_as", "as_strided"))
+"""In-place ops that change their tensor's shape: their record shows the tensor as it was given."""
 
 
 class OpRecorder:
@@ -242,11 +245,16 @@ class OpMode(TorchFunctionMode):
             name = op_name(func)
             if len(_NAMES) < 4096:
                 _NAMES[func] = name
+        before = args[0] if name in _RESHAPED_IN_PLACE and args and type(args[0]) in PLAIN else None
+        if before is not None:
+            before = (before, tuple(before.shape), before.stride(), before.storage_offset())
         try:
             out = call_as_caller(func, args, kwargs)
         except Exception as exc:
             self._failed(func, args, kwargs, exc)
             raise
+        if before is not None and out is before[0] and tuple(out.shape) != before[1]:
+            args = (self._as_it_was(*before), *args[1:])
         frame = user_frame(direct=True) if name is not None and (type(out) in PLAIN or has_tensor(out)) else None
         if frame is not None:
             self.busy = True
@@ -261,6 +269,21 @@ class OpMode(TorchFunctionMode):
         if func in STEP_FUNCS:
             self.book.note_step(func, args, kwargs, out)
         return out
+
+    def _as_it_was(self, t: torch.Tensor, shape: tuple[int, ...], stride: tuple[int, ...], offset: int) -> Any:
+        """What ``x.unsqueeze_(0)`` was given, for its record: a view of x's data in its shape before the op,
+        named as x was (``(bs, f)``, not the ``(1, bs, f)`` x is once the op has run)."""
+        self.busy = True
+        try:
+            with torch.no_grad():
+                old = t.as_strided(shape, stride, offset)
+        finally:
+            self.busy = False
+        seen = self.book.seen
+        hit = seen.get(id(t))
+        if hit is not None and hit[0]() is t:
+            seen[id(old)] = (_ref(old), hit[1])
+        return old
 
     def _failed(self, func: Any, args: tuple, kwargs: dict[str, Any], exc: BaseException) -> None:
         if self.busy:

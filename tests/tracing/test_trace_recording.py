@@ -177,3 +177,28 @@ def test_a_call_opened_in_another_thread_during_a_quiet_call_does_not_keep_the_m
     t = sv.trace(_TwoThreads(), torch.randn(2, 3), ops=True)
     assert [c.type for c in t.calls if c.kind == "op"].count("tanh") == 1
     assert torch._C._len_torch_function_stack() == 0
+
+
+def test_an_in_place_reshape_is_recorded_with_the_tensor_as_it_was_given() -> None:
+    """DeepAR's ``x[t].unsqueeze_(0)``: the record shows (bs, f) going in, not the (1, bs, f) it becomes."""
+
+    class StepByStep(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = nn.LSTM(3, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = c = torch.zeros(1, x.size(1), 8)
+            for t in range(x.size(0)):
+                step = x[t].unsqueeze_(0)
+                _, (h, c) = self.lstm(step, (h, c))
+            y = x.clone().transpose_(0, 1)
+            return h + y.sum()
+
+    t = sv.trace(StepByStep(), torch.randn(5, 4, 3), ops=True, inputs_dims="T bs f")
+    ups = [c for c in t.find() if c.type == "unsqueeze_"]
+    assert ups and all(c.inputs[0].shape == (4, 3) and c.inputs[0].names == ("bs", "f") for c in ups)
+    assert all(c.outputs[0].shape == (1, 4, 3) and c.outputs[0].names == ("", "bs", "f") for c in ups)
+    (tr,) = [c for c in t.find() if c.type == "transpose_"]
+    assert tr.inputs[0].shape == (5, 4, 3) and tr.outputs[0].shape == (4, 5, 3)
+    assert tr.outputs[0].names == ("bs", "T", "f")
