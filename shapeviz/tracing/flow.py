@@ -65,7 +65,7 @@ from shapeviz.tracing.dimparts import (
 )
 from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_pack, scrambled_error
 from shapeviz.tracing.laststep import LastReads, narrow_plan, one_index
-from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
+from shapeviz.tracing.naming import Namer, Names, OpView, attention, declared_names
 from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule
 from shapeviz.tracing.permutes import Permutations
 from shapeviz.tracing.records import TensorInfo
@@ -348,6 +348,10 @@ class FlowMode(TorchFunctionMode):
             first = bool(args[2]) if len(args) > 2 else False  # (data, batch_sizes, batch_first, …)
             self.put(out[0], [None] * out[0].dim(), "padded" if pads(args, out[0], first) else "",
                      1 if first else 0)
+        elif base == "multi_head_attention_forward" and args and isinstance(args[0], torch.Tensor):
+            names = attention(OpView([self.info(args[0])], tuple(out[0].shape), self.namer))  # the output, by query
+            if names is not None and any(names):
+                self.put(out[0], names)
         elif base == "unbind" and args and isinstance(args[0], torch.Tensor):
             src = self.get(args[0])
             if src is not None:

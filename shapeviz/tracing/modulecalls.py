@@ -117,8 +117,12 @@ class ModuleCalls:
             for pos, t in enumerate(tensors):  # a recurrent call's results start a new flow
                 self.flow.mark(t, ((call.index, pos),), keep=False)
         else:
-            call.outputs = self.book.infos(output, "", module_how(call.type, list(call.inputs),
-                                                                  f"module {call.name}"), keep_known=True)
+            how = module_how(call.type, list(call.inputs), f"module {call.name}")
+            if call.type == "MultiheadAttention" and isinstance(output, tuple) and len(output) == 2:
+                call.outputs = [*self.book.infos(output[0], "0", how, keep_known=True),  # the weights by size alone
+                                *self.book.infos(output[1], "1", None, keep_known=True)]
+            else:
+                call.outputs = self.book.infos(output, "", how, keep_known=True)
             if self.flow.in_flow:
                 self.flow.close_call(call.index, output)
         self.book.produced(call.outputs, call.index)

@@ -30,7 +30,8 @@ from shapeviz.core.evidence import bases_of
 from shapeviz.tracing.records import Tag, TensorInfo
 
 __all__ = ["BY_SIZE", "DECLARED", "FLATTENED", "GUESS", "How", "Namer", "Names", "Naming", "OpView", "Resolver", "Rule",
-           "declared_names", "evidence", "guess", "is_guess", "like", "like_origin", "name", "unname_contradicted"]
+           "attention", "declared_names", "evidence", "guess", "is_guess", "like", "like_origin", "name",
+           "unname_contradicted"]
 
 Names = list[str | None]
 """The names of one tensor's dims, None where a dim has none (yet)."""
@@ -238,6 +239,8 @@ def module_how(type_name: str, inputs: Sequence[TensorInfo], origin: str) -> How
         return How.by_rule(_leading_dims, inputs, origin)
     if type_name == "Embedding":  # looks up each index: the index dims keep their names, emb is added
         return How.by_rule(_index_dims, inputs, origin)
+    if type_name == "MultiheadAttention":  # its output (the weights are not named by it: see ModuleCalls)
+        return How.by_rule(attention, inputs, origin)
     rule = BATCHED_MODULES.get(type_name)
     if rule is not None:  # a batched conv, pooling or norm: dim 0 is its input's batch
         return How.by_rule(rule, inputs, origin)
@@ -271,6 +274,15 @@ def _index_dims(op: OpView) -> Names | None:
     if not op.ins or len(op.ins[0].shape) + 1 != len(op.shape):
         return None
     return [*op.names(0), None]
+
+
+def attention(op: OpView) -> Names | None:
+    """An attention's result (``F.scaled_dot_product_attention``, ``nn.MultiheadAttention``'s output): one row per
+    query, in the query's layout: the query's leading dims keep their names; the features are the values'
+    (projected), unnamed."""
+    if not op.ins or op.ins[0].shape[:-1] != op.shape[:-1] or len(op.ins[0].shape) != len(op.shape):
+        return None
+    return [*op.names(0)[:-1], None]
 
 
 def _leading_dims(op: OpView) -> Names | None:

@@ -27,7 +27,7 @@ from torch.nn.utils.rnn import PackedSequence
 from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.dimparts import merges, view_names
 from shapeviz.tracing.dimparts import prod as _prod
-from shapeviz.tracing.naming import Names, OpView, Rule, guess
+from shapeviz.tracing.naming import Names, OpView, Rule, attention, guess
 
 __all__ = ["MAX_LIST", "RESHAPES", "flatten", "forward_half", "has_tensor", "index_plan", "op_name", "op_params",
            "op_rule", "view_names"]
@@ -508,6 +508,8 @@ def _static_rule(base: str) -> Rule | None:
         return _linear
     if base == "embedding":
         return _embedding
+    if base == "scaled_dot_product_attention":
+        return attention
     if base == "one_hot":
         return _one_hot
     if base in ("T", "t"):

@@ -839,3 +839,40 @@ def test_a_cell_loops_time_major_logits_against_batch_major_targets_raise_when_h
         F.cross_entropy(m(x).reshape(-1, 3), y.reshape(-1))
     with sv.watch(m, inputs="bs T", ops=True):
         F.cross_entropy(m(x).reshape(-1, 3), y.T.reshape(-1))
+
+
+class AttendLM(nn.Module):
+    """Embedding -> GRU -> nn.MultiheadAttention -> F.scaled_dot_product_attention -> Linear, either layout."""
+
+    def __init__(self, batch_first: bool) -> None:
+        super().__init__()
+        self.bf = batch_first
+        self.emb, self.out = nn.Embedding(VOCAB, 8), nn.Linear(8, VOCAB)
+        self.rnn = nn.GRU(8, 8, batch_first=batch_first)
+        self.mha = nn.MultiheadAttention(8, 2, batch_first=batch_first)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, _ = self.rnn(self.emb(x if self.bf else x.T))
+        y, _ = self.mha(y, y, y)
+        return self.out(y + F.scaled_dot_product_attention(y, y, y))
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_attention_keeps_the_querys_rows_so_a_flatten_order_past_it_is_caught(batch_first: bool) -> None:
+    """An attention returns one row per query, in the query's layout: its result keeps the query's (T, bs) or
+    (bs, T) names in the trace and in the flow, so logits flattened T*bs against bs*T targets are caught."""
+    model, x = AttendLM(batch_first), tokens()
+    t = sv.trace(model, x, ops=True, inputs_dims="bs T")
+    lead = ("bs", "T") if batch_first else ("T", "bs")
+    for kind in ("MultiheadAttention", "scaled_dot_product_attention", "Linear"):
+        (call,) = [c for c in t.find() if c.type == kind]
+        assert call.outputs[0].names[:2] == lead, (kind, call.outputs[0])
+    (mha,) = [c for c in t.find() if c.type == "MultiheadAttention"]
+    assert all(n.endswith("?") or not n for n in mha.outputs[1].names)  # the weights: by size alone
+    rows = (lambda y: y.reshape(-1)) if batch_first else (lambda y: y.T.reshape(-1))
+    with sv.watch(model, inputs="bs T", ops=True):
+        F.cross_entropy(model(x).reshape(-1, VOCAB), rows(sv.name(x, "bs T")))  # rows in the logits' order
+    wrong = (lambda y: y.T.reshape(-1)) if batch_first else (lambda y: y.reshape(-1))
+    with pytest.raises(sv.ShapeError) as e, sv.watch(model, inputs="bs T", ops=True):
+        F.cross_entropy(model(x).reshape(-1, VOCAB), wrong(sv.name(x, "bs T")))
+    assert e.value.code == "flatten_order"
