@@ -63,7 +63,7 @@ from shapeviz.tracing.dimparts import (
     view_names,
     whole_dims,
 )
-from shapeviz.tracing.flowchecks import check_bmm, check_ctc, check_loss, check_pack, scrambled_error
+from shapeviz.tracing.flowchecks import check_ctc, check_loss, check_pack, check_rows, scrambled_error
 from shapeviz.tracing.laststep import LastReads, narrow_plan, one_index
 from shapeviz.tracing.naming import Namer, Names, OpView, attention, declared_names
 from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule
@@ -400,8 +400,7 @@ class FlowMode(TorchFunctionMode):
         tensors = [a for a in args if isinstance(a, torch.Tensor)] if x is args[0] else list(args[0])
         if not any(self.get(t) is not None for t in tensors):
             return
-        if base in ("bmm", "matmul") and len(tensors) == 2:
-            check_bmm(name, self.names_of(tensors[0]), self.names_of(tensors[1]), tensors[0], tensors[1])
+        check_rows(name, base, args, kwargs, tensors, self.names_of)
         rule = op_rule(name, args, kwargs)
         view = OpView([self.info(t) for t in tensors], tuple(out.shape), self.namer)
         names: Names | None = None

@@ -16,7 +16,7 @@ shapeviz.ShapeError: [flatten_order] loss: cross_entropy: argument `target`
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -25,7 +25,7 @@ from shapeviz._errors import ShapeError, ShapeWarning
 from shapeviz.core.evidence import provenance_swapped
 from shapeviz.tracing.sites import user_frame
 
-__all__ = ["check_bmm", "check_ctc", "check_loss", "check_pack", "reordered", "scrambled_error", "site", "warn"]
+__all__ = ["check_ctc", "check_loss", "check_pack", "check_rows", "reordered", "scrambled_error", "site", "warn"]
 
 Names = Sequence[str | None]
 
@@ -79,20 +79,63 @@ def check_loss(base: str, names: Names | None, target_names: Names | None, logit
                             ".reshape(-1, logits.shape[-1])"])
 
 
-def check_bmm(op: str, names: Names | None, other: Names | None, a: torch.Tensor, b: torch.Tensor) -> None:
-    """A batched matmul of two 3-D operands whose batch dims are different things by provenance: the model
-    input's ``T`` against its ``bs`` (sizes that agree let torch run it), or one product in two orders."""
-    if names is None or other is None or a.dim() != 3 or b.dim() != 3:
+_ARITH = frozenset({"add", "sub", "mul", "div", "truediv", "true_divide", "radd", "rsub", "rmul", "rtruediv",
+                    "iadd", "isub", "imul", "itruediv", "multiply", "subtract", "divide", "maximum", "minimum"})
+_JOINED = frozenset({"cat", "concat", "concatenate", "stack"})
+
+
+def _clash(x: str | None, y: str | None) -> bool:
+    """Two dims at one place that are different things by provenance: the model input's ``T`` against its ``bs``,
+    or one product in two orders (``T*bs``, ``bs*T``)."""
+    return bool(x and y) and ({x, y} == {"T", "bs"} or reordered(x, y))
+
+
+def check_rows(op: str, base: str, args: tuple, kwargs: dict, tensors: list[torch.Tensor],
+               names_of: Callable[[torch.Tensor], Names | None]) -> None:
+    """Operands whose dims at one place are different things by provenance, where the sizes agree and torch runs
+    it: a batched matmul's batch dims, a ``cat``'s or ``stack``'s other dims (a seq-first ``(T, bs, f)`` joined
+    with a batch-first ``(bs, T, z)``), an elementwise op's aligned dims (not one broadcast from size 1).
+
+    >>> a, b = torch.zeros(4, 4, 2), torch.zeros(4, 4, 3)
+    >>> names = {id(a): ["T", "bs", None], id(b): ["bs", "T", None]}
+    >>> try:
+    ...     check_rows("cat", "cat", ([a, b], 2), {}, [a, b], lambda t: names[id(t)])
+    ... except ShapeError as e:
+    ...     print(e.code, e.argument)
+    batch_mismatch tensors[1]
+    """
+    if len(tensors) < 2 or (base not in _JOINED and (len(tensors) != 2 or base not in _ARITH | {"bmm", "matmul"})):
         return
-    x, y = names[0], other[0]
-    if not ({x, y} == {"T", "bs"} or reordered(x, y)):
+    if base in ("bmm", "matmul") and not all(t.dim() == 3 for t in tensors):
         return
-    raise ShapeError(module=f"op: {op}", argument="mat2", expected=f"batch {x}, like the first operand",
-                     actual=tuple(b.shape), code="batch_mismatch",
-                     detail=f"the first operand's batch dim is {x} but the second's is {y}: each product pairs "
-                            "rows of different things (it runs where the sizes agree, silently wrong)",
-                     hints=[f"transpose or permute the operand whose dim 0 is not {'bs' if 'bs' in (x, y) else x} "
-                            "(x.transpose(0, 1) of a (T, bs, …) tensor)"])
+    names = [names_of(t) for t in tensors]
+    cut = None
+    if base in _JOINED and base != "stack":
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        cut = dim % tensors[0].dim() if isinstance(dim, int) and tensors[0].dim() else None
+    first = next((k for k, n in enumerate(names) if n is not None), None)
+    if first is None:
+        return
+    a, na = tensors[first], names[first]
+    for k, (b, nb) in enumerate(zip(tensors, names)):
+        if k == first or nb is None or (base in _JOINED and b.dim() != a.dim()):
+            continue
+        for i in range(1, min(a.dim(), b.dim()) + 1):  # aligned from the right, as broadcasting aligns them
+            if base in ("bmm", "matmul") and i != 3:
+                continue
+            if a.dim() - i == cut or a.shape[-i] != b.shape[-i] or a.shape[-i] == 1:
+                continue
+            x, y = na[-i], nb[-i]
+            if not _clash(x, y):
+                continue
+            where = "batch dims" if base in ("bmm", "matmul") else "dims"
+            raise ShapeError(module=f"op: {op}", argument=f"tensors[{k}]" if base in _JOINED else "other",
+                             expected=f"{x} at dim {a.dim() - i}, like operand {first}",
+                             actual=tuple(b.shape), code="batch_mismatch",
+                             detail=f"operand {first}'s dim {a.dim() - i} is {x} but operand {k}'s is {y}: the {where} "
+                                    "pair rows of different things (it runs where the sizes agree, silently wrong)",
+                             hints=[f"transpose or permute the operand whose dim {a.dim() - i} is not "
+                                    f"{'bs' if 'bs' in (x, y) else x} (x.transpose(0, 1) of a (T, bs, …) tensor)"])
 
 
 def site() -> tuple[str, int, str, dict]:

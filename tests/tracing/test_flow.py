@@ -876,3 +876,49 @@ def test_attention_keeps_the_querys_rows_so_a_flatten_order_past_it_is_caught(ba
     with pytest.raises(sv.ShapeError) as e, sv.watch(model, inputs="bs T", ops=True):
         F.cross_entropy(model(x).reshape(-1, VOCAB), wrong(sv.name(x, "bs T")))
     assert e.value.code == "flatten_order"
+
+
+class LatentDecoder(nn.Module):
+    """sketch-rnn's decoder input: the per-sequence latent z tiled over the steps and joined to each step's
+    features. ``wrong`` tiles it batch-first, (bs, T, z), beside a seq-first (T, bs, f) input."""
+
+    def __init__(self, wrong: bool, join: str = "cat") -> None:
+        super().__init__()
+        self.wrong, self.join = wrong, join
+        self.z = nn.Linear(5, 3 if join == "cat" else 5)
+        self.rnn = nn.LSTM(8 if join == "cat" else 5, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (T, bs, 5)
+        z = self.z(x.mean(0))  # (bs, z)
+        zs = z.unsqueeze(1).expand(-1, x.size(0), -1) if self.wrong else z.unsqueeze(0).expand(x.size(0), -1, -1)
+        joined = torch.cat([x, zs], 2) if self.join == "cat" else x + zs
+        return self.rnn(joined)[0]
+
+
+@pytest.mark.parametrize("join", ["cat", "add"])
+def test_operands_whose_rows_are_T_in_one_and_bs_in_the_other_are_a_batch_mismatch(join: str) -> None:
+    """A cat (along the features) or an elementwise op of a (T, bs, …) tensor and a (bs, T, …) one runs when bs ==
+    T, pairing step i of each sequence with sequence i: their provenance says so, whatever the sizes."""
+    x = torch.randn(4, 4, 5)
+    caught_and_silent(LatentDecoder(True, join), LatentDecoder(False, join), x,
+                      match=r"batch_mismatch[\s\S]*dim 0 is T but operand 1's is bs", inputs="T bs f")
+
+
+def test_a_dim_broadcast_from_size_one_or_joined_along_is_no_clash() -> None:
+    """Only aligned dims of one size are compared: a (1, bs, h) state added to (T, bs, h) outputs, steps joined
+    along T, and an outer sum of a (bs, 1) and a (1, T) tensor run silent."""
+
+    class Fine(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(5, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (T, bs, 5)
+            out, h = self.rnn(x)
+            both = torch.cat([out, x], 0)  # (2T, bs, 5): joined along T
+            grid = out[:, :, 0].T.unsqueeze(2) + out[:, :, 1].unsqueeze(0)  # (bs, T, 1) + (1, T, bs)
+            return (out + h).sum() + both.sum() + grid.sum()
+
+    model = Fine()
+    with sv.watch(model, inputs="T bs f", ops=True):
+        model(torch.randn(4, 4, 5))
