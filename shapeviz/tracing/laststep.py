@@ -171,11 +171,15 @@ class LastReads:
         held = 0
         for dim, i in plan[1]:
             if src.what == "bi_h_n" and dim == 0:
-                src.taken.add(i % x.shape[0])
-                if i % x.shape[0] == x.shape[0] - 1 and (x.shape[0] - 2) not in src.taken:
-                    warn("bidirectional_h_n", "h_n[-1] of a bidirectional layer is the last layer's backward "
-                         "direction only; the whole final state is both directions",
-                         "torch.cat((h_n[-2], h_n[-1]), dim=1)  # (bs, 2*h): forward and backward")
+                n = x.shape[0]
+                src.taken.add(i % n)
+                if i % n == n - 2:  # the forward half read too (h_n[-1] + h_n[-2]): both directions, no warning
+                    self.pending.pop(id(src), None)
+                elif i % n == n - 1 and (n - 2) not in src.taken:  # said when the call or block ends
+                    self.pending.setdefault(id(src), (src, "bidirectional_h_n", "h_n[-1] of a bidirectional layer "
+                                                      "is the last layer's backward direction only; the whole final "
+                                                      "state is both directions", "torch.cat((h_n[-2], h_n[-1]), "
+                                                      "dim=1)  # (bs, 2*h): forward and backward", site()))
             else:
                 held = self.picked(src, x, dim, i, *_read(tuple(x.shape), index, src.what == "bi_dirs"),
                                    in_model) or held
