@@ -82,6 +82,7 @@ def check_loss(base: str, names: Names | None, target_names: Names | None, logit
 _ARITH = frozenset({"add", "sub", "mul", "div", "truediv", "true_divide", "radd", "rsub", "rmul", "rtruediv",
                     "iadd", "isub", "imul", "itruediv", "multiply", "subtract", "divide", "maximum", "minimum"})
 _JOINED = frozenset({"cat", "concat", "concatenate", "stack"})
+_PAIRED = _ARITH | {"bmm", "matmul"}  # ops of two operands compared (a set built once: this runs at every op)
 
 
 def _clash(x: str | None, y: str | None) -> bool:
@@ -104,7 +105,7 @@ def check_rows(op: str, base: str, args: tuple, kwargs: dict, tensors: list[torc
     ...     print(e.code, e.argument)
     batch_mismatch tensors[1]
     """
-    if len(tensors) < 2 or (base not in _JOINED and (len(tensors) != 2 or base not in _ARITH | {"bmm", "matmul"})):
+    if len(tensors) < 2 or (base not in _JOINED and (len(tensors) != 2 or base not in _PAIRED)):
         return
     if base in ("bmm", "matmul") and not all(t.dim() == 3 for t in tensors):
         return
