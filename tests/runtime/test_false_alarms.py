@@ -727,6 +727,49 @@ def test_with_ops_a_batch_read_as_an_unbatched_sequence_is_caught_by_provenance(
         silent(lstm, obs.unsqueeze(0))  # one step of bs sequences: right
 
 
+class PerExampleGRU(nn.Module):
+    """Each example's own tokens, cut to its length, run unbatched: ``(len_i, emb)`` with len_i up to T."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.gru = nn.Embedding(20, 8), nn.GRU(8, 16)
+
+    def forward(self, x: torch.Tensor, lens: list[int]) -> torch.Tensor:
+        return torch.stack([self.gru(self.emb(x[i, :n]))[1][-1] for i, n in enumerate(lens)])
+
+
+class StepsThroughALayer(nn.Module):
+    """The mistake the per-example loop resembles: ``x[:, t]`` (bs, emb) given to a layer, read as (T=bs, emb)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(8, 16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.rnn(x[:, t])[1] for t in range(x.shape[1])])
+
+
+@pytest.mark.parametrize("ops", [False, True])
+def test_a_per_example_unbatched_loop_whose_length_equals_bs_is_silent(ops: bool) -> None:
+    """A slice ``x[i, :len_i]`` may have any length up to T, bs among them (len 4 == bs 4 here): a size match,
+    not evidence. A first dim longer than the declared T cannot be a slice of a sequence: that is still caught,
+    as is the step mistake wherever provenance (ops=True) says dim 0 is bs."""
+    model = PerExampleGRU()
+    x = torch.randint(0, 20, (4, 10))
+    with sv.watch(model, inputs="bs T", ops=ops):
+        out = silent(model, x, [10, 4, 7, 3])
+    assert out.shape == (4, 16)
+    steps = StepsThroughALayer()
+    for bs, T in [(4, 10), (4, 2)]:
+        if ops or bs > T:
+            with sv.watch(steps, inputs="bs T emb", ops=ops), pytest.raises(sv.ShapeError) as err:
+                steps(torch.randn(bs, T, 8))
+            assert err.value.code == "unbatched_ambiguous", err.value
+        else:  # without provenance, (4, emb) may be 4 steps of a sequence of up to 10
+            with sv.watch(steps, inputs="bs T emb", ops=ops):
+                silent(steps, torch.randn(bs, T, 8))
+
+
 class ForecastForgotBatchFirst(nn.Module):
     """A forecaster's encoder without ``batch_first=True`` on ``(bs, T, feat)``: with bs=6 and T=12 it reads a
     batch of 12 (a multiple of bs: maybe a merged batch, so sizes prove nothing there); its state then reaches a
