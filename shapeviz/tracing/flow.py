@@ -46,7 +46,7 @@ from torch.nn.modules import module as module_hooks
 from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
-from shapeviz._errors import ShapeError, SpecError
+from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import parse_names
 from shapeviz.core.evidence import bases_of
 from shapeviz.core.model import Conventions, conventions, is_recurrent
@@ -63,7 +63,7 @@ from shapeviz.tracing.dimparts import (
     view_names,
     whole_dims,
 )
-from shapeviz.tracing.flowchecks import check_ctc, check_loss, check_pack, check_rows, scrambled_error
+from shapeviz.tracing.flowchecks import check_ctc, check_loss, check_pack, check_rows, check_time_axis, scrambled_error
 from shapeviz.tracing.laststep import LastReads, narrow_plan, one_index
 from shapeviz.tracing.naming import Namer, Names, OpView, attention, declared_names
 from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule
@@ -185,8 +185,9 @@ class FlowMode(TorchFunctionMode):
         if args and isinstance(args[0], torch.Tensor) and is_recurrent(module) and not _hooks_of_its_own(module):
             with torch._C.DisableTorchFunction():
                 conv = conventions(module)
-                self._check_time_axis(module, conv, args[0])
                 f = self.get(args[0])
+                if f is not None and self.size_of("bs") != 1:
+                    check_time_axis(f.names, conv, args[0], self.views, lambda: self._path(module))
                 if self.layer_check is not None and f is not None:
                     self.layer_check(module, conv, args, f.names, self._path)
 
@@ -196,38 +197,6 @@ class FlowMode(TorchFunctionMode):
         if root is None or root is module:
             return None
         return next((name for name, m in root.named_modules() if m is module), None)
-
-    def _check_time_axis(self, module: nn.Module, conv: Conventions, x: torch.Tensor) -> None:
-        """A recurrent layer whose time axis a view made of (parts of) bs: ``(bs, T, emb).view(T, bs, emb)``
-        where the sizes divide (with 7 steps and 4 sequences the view itself raises)."""
-        f = self.get(x)
-        if f is None or not any(n and ("[" in n or "*" in n) for n in f.names) or conv.cell or self.size_of("bs") == 1:
-            return
-        names = conv.dim_exprs(batched=conv.layout.is_batched(x.dim()) is True)["input"]
-        if "T" not in names or len(names) != x.dim():
-            return
-        got = f.names[names.index("T")]
-        if not got or not read_as_time(got, "T"):
-            return
-        view = self.views.get(got)
-        if view is not None:
-            raise scrambled_error(*view)
-        path = self._path(module)
-        lay = conv.layout
-        if "[" not in got:  # bs merged whole with another dim (windows, a cat): a batch, not a view's doing
-            raise ShapeError(module=f"{path}: {conv.label}" if path else conv.label, argument="input",
-                             expected=lay.seq_text, actual=tuple(x.shape), code="batch_first_swap",
-                             detail=f"the time axis of this input is {got}, a batch made of the model input's bs: "
-                                    f"the input is laid out {lay.swapped_text} for a layer with {lay.flag_text}",
-                             hints=[f"x = x.transpose(0, 1)  # {lay.swapped_text} -> {lay.seq_text}",
-                                    *([lay.rebuild_hint(conv.kind)] if not conv.name else [])])
-        raise ShapeError(module=f"{path}: {conv.label}" if path else conv.label, argument="input",
-                         expected="a time axis made of T", actual=tuple(x.shape), code="scrambled_view",
-                         detail=f"the time axis of this input is {got}: (parts of) the model input's bs went into "
-                                "it, so its steps mix sequences (it trains, silently wrong)",
-                         hints=["x = x.transpose(0, 1)  # before taking steps apart or reshaping, where x is "
-                                "(bs, T, ...)", "permute the dims into the order you want first, then reshape (a "
-                                "view only relabels)"])
 
     def post(self, module: nn.Module, args: tuple, output: Any) -> None:
         self.depth = max(0, self.depth - 1)

@@ -23,9 +23,12 @@ import torch
 
 from shapeviz._errors import ShapeError, ShapeWarning
 from shapeviz.core.evidence import provenance_swapped
+from shapeviz.core.model import Conventions
+from shapeviz.tracing.dimparts import read_as_time
 from shapeviz.tracing.sites import user_frame
 
-__all__ = ["check_ctc", "check_loss", "check_pack", "check_rows", "reordered", "scrambled_error", "site", "warn"]
+__all__ = ["check_ctc", "check_loss", "check_pack", "check_rows", "check_time_axis", "reordered", "scrambled_error",
+           "site", "warn"]
 
 Names = Sequence[str | None]
 
@@ -189,3 +192,44 @@ def scrambled_error(name: str, var: str, src: tuple[int, ...], names: Names, sha
                       detail=f"{var}.{name}({params}) of {shown} relabels {', '.join(scrambled)} without moving data: "
                              "the result mixes positions (it trains, silently wrong)",
                       hints=hints)
+
+
+def check_time_axis(names: Names, conv: Conventions, x: torch.Tensor, views: dict[str, tuple],
+                    path: Callable[[], str | None]) -> None:
+    """A recurrent layer's input (dims ``names``) whose time axis a view made of (parts of) bs:
+    ``(bs, T, emb).view(T, bs, emb)`` where the sizes divide (with 7 steps and 4 sequences the view itself
+    raises); ``views``: the view that made each cut name, ``path``: the layer's path, asked only to raise.
+
+    >>> import torch.nn as nn
+    >>> from shapeviz.core.model import conventions
+    >>> check_time_axis(["bs[0]", "bs[1]", None], conventions(nn.GRU(4, 6)), torch.zeros(2, 3, 4), {}, lambda: "enc")
+    Traceback (most recent call last):
+    ...
+    shapeviz.ShapeError: [scrambled_view] enc: GRU(4, 6): argument `input`
+    ...
+    """
+    if not any(n and ("[" in n or "*" in n) for n in names) or conv.cell:
+        return
+    want = conv.dim_exprs(batched=conv.layout.is_batched(x.dim()) is True)["input"]
+    if "T" not in want or len(want) != x.dim():
+        return
+    got = names[want.index("T")]
+    if not got or not read_as_time(got, "T"):
+        return
+    if got in views:
+        raise scrambled_error(*views[got])
+    where, lay = path(), conv.layout
+    module = f"{where}: {conv.label}" if where else conv.label
+    if "[" not in got:  # bs merged whole with another dim (windows, a cat): a batch, not a view's doing
+        raise ShapeError(module=module, argument="input", expected=lay.seq_text, actual=tuple(x.shape),
+                         code="batch_first_swap",
+                         detail=f"the time axis of this input is {got}, a batch made of the model input's bs: "
+                                f"the input is laid out {lay.swapped_text} for a layer with {lay.flag_text}",
+                         hints=[f"x = x.transpose(0, 1)  # {lay.swapped_text} -> {lay.seq_text}",
+                                *([lay.rebuild_hint(conv.kind)] if not conv.name else [])])
+    raise ShapeError(module=module, argument="input", expected="a time axis made of T", actual=tuple(x.shape),
+                     code="scrambled_view",
+                     detail=f"the time axis of this input is {got}: (parts of) the model input's bs went into it, so "
+                            "its steps mix sequences (it trains, silently wrong)",
+                     hints=["x = x.transpose(0, 1)  # before taking steps apart or reshaping, where x is (bs, T, ...)",
+                            "permute the dims into the order you want first, then reshape (a view only relabels)"])
