@@ -97,7 +97,7 @@ _ACTIVE_LOCK = threading.Lock()
 class _Facts:
     """What the flow knows about one tensor: its names and, for recurrent results, what it is."""
 
-    __slots__ = ("held", "looped", "names", "pick", "step", "t_axis", "taken", "what")
+    __slots__ = ("back0", "held", "looped", "names", "pick", "step", "t_axis", "taken", "what")
 
     def __init__(self, names: Names, what: str = "", t_axis: int = -1) -> None:
         self.names = names
@@ -105,6 +105,7 @@ class _Facts:
         self.what = what  # "bi_output", "padded", "bi_h_n" or ""
         self.t_axis = t_axis
         self.taken: set[int] = set()  # the indices taken along dim 0 (h_n[-2] before h_n[-1])
+        self.back0 = False  # step 0 read with its backward half: the backward direction's final state
         self.held: tuple[int, bool] | None = None  # a step read whole: its warning's key, its directions split
         # (…, D, h) or not (laststep: a forward-half cut drops the warning)
         self.step = False  # made from one step of the model input's T (x[:, t]): its bs items are no sequence
@@ -272,8 +273,9 @@ class FlowMode(TorchFunctionMode):
         base = name.strip("_").lstrip(".")
         if self.last.armed:
             self.last.used(args)
-        if self.last.eager and not (base in _CUTS and args and getattr(self.get(args[0]), "held", None)):
-            self.last.flush(eager_only=True)
+        if self.last.eager and not (base in _CUTS and args and (f := self.get(args[0])) is not None and
+                                    (f.held or (base == "getitem" and id(f) in self.last.eager))):
+            self.last.flush(eager_only=True)  # not at a cut of the step, nor at another read of its output
         if base in _LOSSES and len(args) >= 2:
             with torch._C.DisableTorchFunction():
                 check_loss(base, self.names_of(args[0]), self.names_of(args[1]), args[0], args[1])

@@ -10,7 +10,8 @@ use decides (:mod:`shapeviz.tracing.flow`).
 (2, 4)
 
 ``output[:, -1]`` of a bidirectional layer warns ``bidirectional_last`` unless its forward half alone is used
-(``[..., :h]`` or ``narrow(-1, 0, h)``, at once or on the step read); ``output[-1]`` of a padded batch warns
+(``[..., :h]`` or ``narrow(-1, 0, h)``, at once or on the step read) or step 0 with its backward half is read
+too (``cat((out[:, 0], out[:, -1]), -1)``: both ends, both final states); ``output[-1]`` of a padded batch warns
 ``padded_last``. A read inside a model's call (or of a positive index) is said when the call (or the block)
 ends, unless a loop has read every step by then; ``output[-1]`` in your own code is said at the next op that
 does not cut it.
@@ -113,11 +114,12 @@ class LastReads:
     """The held-back last-step warnings of one flow: ``pending`` maps a recurrent output's facts (by id) to the
     warning its last-step read would say; ``eager`` holds the keys said at the next op that does not cut them."""
 
-    __slots__ = ("armed", "eager", "pending")
+    __slots__ = ("armed", "eager", "pending", "whole")
 
     def __init__(self) -> None:
         self.pending: dict[int, tuple] = {}  # id(facts) -> (facts, code, what, fix, site): a warning said later
         self.eager: set[int] = set()
+        self.whole: set[int] = set()  # keys held for a last step read with its features whole (out[:, 0] drops)
         self.armed: dict[int, tuple] = {}  # id(piece) -> (weak ref, pending entry): a backward piece, said if used
 
     def flush(self, eager_only: bool = False) -> None:
@@ -128,6 +130,7 @@ class LastReads:
             held = self.pending.pop(key, None)
             if held is not None:
                 warn(*held[1:])
+        self.whole &= self.pending.keys()
 
     def picked(self, src: Any, x: Any, dim: int, i: int, forward: bool, whole_features: bool, in_model: bool,
                how: str = "") -> int:
@@ -143,10 +146,16 @@ class LastReads:
             self.pending.pop(id(src), None)
             self.eager.discard(id(src))
             return 0
-        if i % size != size - 1:
+        bi = src.what in ("bi_output", "bi_dirs")
+        if bi and i % size == 0 and not forward:  # out[:, 0] keeps the backward final state: both ends are read
+            src.back0 = True
+            if id(src) in self.whole:  # the last step read whole: both ends
+                self.pending.pop(id(src), None)
+                self.eager.discard(id(src))
+        if i % size != size - 1 or (bi and src.back0 and whole_features):
             return 0
         pick = f"output.{how}({dim}, …), the last step," if how else "output[-1]" if dim == 0 else "output[:, -1]"
-        if src.what in ("bi_output", "bi_dirs") and not forward:
+        if bi and not forward:
             said = ("bidirectional_last", f"{pick} of a bidirectional layer: its backward half has seen only the "
                     "last step", _BI_FIX)
         elif src.what == "padded":
@@ -159,6 +168,8 @@ class LastReads:
             warn(*said)
             return 0
         self.pending.setdefault(id(src), (src, *said, site()))
+        if cuttable:
+            self.whole.add(id(src))
         if not in_model and i < 0:  # output[:, -1] in your own code: said at the next op that does not cut it
             self.eager.add(id(src))
         return id(src) if cuttable else 0

@@ -186,6 +186,45 @@ def test_the_forward_half_of_the_last_step_is_right_and_passes(batch_first: bool
     assert torch.equal(final, torch.cat((h_n[-2], h_n[-1]), dim=1))
 
 
+class BothEnds(nn.Module):
+    """``cat((out[:, 0], out[:, -1]), -1)`` of a bidirectional layer: step 0 holds the backward direction's final
+    state, the last step the forward's; ``ends=False`` reads the last step alone."""
+
+    def __init__(self, ends: bool, first_first: bool) -> None:
+        super().__init__()
+        self.gru, self.ends, self.first_first = nn.GRU(3, 5, bidirectional=True, batch_first=True), ends, first_first
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.gru(x)[0]
+        if not self.ends:
+            return out[:, -1]
+        return torch.cat((out[:, 0], out[:, -1]) if self.first_first else (out[:, -1], out[:, 0]), dim=-1)
+
+
+@pytest.mark.parametrize("first_first", [False, True])
+def test_both_ends_of_a_bidirectional_output_hold_both_final_states_and_pass(first_first: bool) -> None:
+    """Both ends read whole, in either order, in a model or in your own code: no warning; the last step alone,
+    or its backward half beside step 0, still warns."""
+    x = torch.randn(4, 6, 3)
+    model = BothEnds(True, first_first)
+    with sv.watch(model, inputs="bs T", ops=True):
+        w = no_warnings()
+        try:
+            both = model(x)
+            out = model.gru(x)[0]
+            mine = torch.cat((out[:, 0], out[:, -1]) if first_first else (out[:, -1], out[:, 0]), dim=-1)
+        finally:
+            w.__exit__(None, None, None)
+        assert torch.equal(mine, both) and mine.shape == (4, 20)
+        with pytest.warns(sv.ShapeWarning, match="bidirectional_last"):
+            BothEnds(False, first_first)(x)
+        out = model.gru(x)[0]
+        with pytest.warns(sv.ShapeWarning, match="bidirectional_last"):
+            torch.cat((out[:, 0], out[:, -1, 5:]), dim=-1)  # the last step's backward half: one step seen
+    h_n = model.gru(x)[1]  # unwatched: the backward final state is step 0's backward half
+    assert torch.equal(both[:, 5:10] if first_first else both[:, 15:], h_n[-1])
+
+
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("in_model", [False, True])
 def test_the_last_step_cut_to_its_forward_half_afterwards_is_right_and_passes(batch_first: bool,
