@@ -85,7 +85,7 @@ def check_loss(base: str, names: Names | None, target_names: Names | None, logit
 _ARITH = frozenset({"add", "sub", "mul", "div", "truediv", "true_divide", "radd", "rsub", "rmul", "rtruediv",
                     "iadd", "isub", "imul", "itruediv", "multiply", "subtract", "divide", "maximum", "minimum"})
 _JOINED = frozenset({"cat", "concat", "concatenate", "stack"})
-_PAIRED = _ARITH | {"bmm", "matmul"}  # ops of two operands compared (a set built once: this runs at every op)
+_PAIRED = _ARITH | {"bmm", "matmul", "masked_fill", "where"}  # ops compared (built once: this runs at every op)
 
 
 def _clash(x: str | None, y: str | None) -> bool:
@@ -98,7 +98,8 @@ def check_rows(op: str, base: str, args: tuple, kwargs: dict, tensors: list[torc
                names_of: Callable[[torch.Tensor], Names | None]) -> None:
     """Operands whose dims at one place are different things by provenance, where the sizes agree and torch runs
     it: a batched matmul's batch dims, a ``cat``'s or ``stack``'s other dims (a seq-first ``(T, bs, f)`` joined
-    with a batch-first ``(bs, T, z)``), an elementwise op's aligned dims (not one broadcast from size 1).
+    with a batch-first ``(bs, T, z)``), an elementwise op's aligned dims (not one broadcast from size 1), a
+    ``masked_fill``'s or ``where``'s mask against the tensor it masks.
 
     >>> a, b = torch.zeros(4, 4, 2), torch.zeros(4, 4, 3)
     >>> names = {id(a): ["T", "bs", None], id(b): ["bs", "T", None]}
@@ -108,7 +109,7 @@ def check_rows(op: str, base: str, args: tuple, kwargs: dict, tensors: list[torc
     ...     print(e.code, e.argument)
     batch_mismatch tensors[1]
     """
-    if len(tensors) < 2 or (base not in _JOINED and (len(tensors) != 2 or base not in _PAIRED)):
+    if len(tensors) < 2 or (base not in _JOINED and (len(tensors) > 2 + (base == "where") or base not in _PAIRED)):
         return
     if base in ("bmm", "matmul") and not all(t.dim() == 3 for t in tensors):
         return
@@ -133,7 +134,10 @@ def check_rows(op: str, base: str, args: tuple, kwargs: dict, tensors: list[torc
             if not _clash(x, y):
                 continue
             where = "batch dims" if base in ("bmm", "matmul") else "dims"
-            raise ShapeError(module=f"op: {op}", argument=f"tensors[{k}]" if base in _JOINED else "other",
+            j = next((j for j, t in enumerate(args) if t is b), 1)  # its place among the op's arguments
+            arg = f"tensors[{k}]" if base in _JOINED else ("condition", "input", "other")[min(j, 2)] \
+                if base == "where" else ("input", "mask")[min(j, 1)] if base == "masked_fill" else "other"
+            raise ShapeError(module=f"op: {op}", argument=arg,
                              expected=f"{x} at dim {a.dim() - i}, like operand {first}",
                              actual=tuple(b.shape), code="batch_mismatch",
                              detail=f"operand {first}'s dim {a.dim() - i} is {x} but operand {k}'s is {y}: the {where} "

@@ -134,8 +134,12 @@ def _matmul(op: OpView) -> Names | None:
     if len(op.ins) != 2:
         return None
     a, b = op.names(0), op.names(1)
-    if len(a) < 2 or len(b) < 2:
+    if not a or not b:
         return None
+    if len(b) == 1:  # (…, n, k) @ (k,): a matrix-vector product keeps the matrix's leading dims
+        return a[:-1]
+    if len(a) == 1:  # (k,) @ (…, k, m)
+        return b[:-2] + [b[-1]]
     lead = a if len(a) >= len(b) else b
     return lead[:-2] + [a[-2], b[-1]]
 

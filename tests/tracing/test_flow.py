@@ -677,6 +677,40 @@ class SoftAlign(nn.Module):
         return torch.bmm(weights, ea)
 
 
+class MaskedAttention(nn.Module):
+    """Attention over a batch-first GRU's steps with the padding masked out; ``mask_t``: the mask built seq-first
+    ``(T, bs)`` (from a seq-first pipeline's ``x.t() == 0``), the sizes agreeing where bs == T."""
+
+    def __init__(self, mask_t: bool, where: bool) -> None:
+        super().__init__()
+        self.emb, self.gru = nn.Embedding(10, 8), nn.GRU(8, 8, batch_first=True)
+        self.q, self.mask_t, self.where = nn.Parameter(torch.randn(8)), mask_t, where
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.gru(self.emb(x))[0]  # (bs, T, D*h)
+        scores = out @ self.q  # (bs, T)
+        mask = x.t() == 0 if self.mask_t else x == 0
+        scores = torch.where(mask, -1e9, scores) if self.where else scores.masked_fill(mask, -1e9)
+        return (scores.softmax(-1).unsqueeze(-1) * out).sum(1)
+
+
+@pytest.mark.parametrize("where", [False, True])
+def test_a_mask_laid_out_the_other_way_is_caught(where: bool) -> None:
+    """``scores.masked_fill(mask, …)`` / ``torch.where(mask, …, scores)`` with a ``(T, bs)`` mask on ``(bs, T)``
+    scores masks other sequences' steps (torch runs it where bs == T); the mask of the scores' layout passes, and
+    a mask broadcast from size 1 ``(bs, 1)`` too."""
+    x = torch.randint(0, 10, (5, 5))
+    with sv.watch(MaskedAttention(False, where), inputs="bs T", ops=True):
+        MaskedAttention(False, where)(x)
+    with sv.watch(model := MaskedAttention(True, where), inputs="bs T", ops=True), \
+            pytest.raises(sv.ShapeError) as err:
+        model(x)
+    assert err.value.code == "batch_mismatch" and err.value.argument == ("other" if where else "mask"), err.value
+    with sv.checking(inputs="bs T", ops=True):
+        scores = sv.name(torch.randn(5, 5), "bs T")
+        scores.masked_fill(sv.name(torch.ones(5, 1, dtype=torch.bool), "bs _"), 0.0)
+
+
 def test_a_batched_matmul_whose_operands_batch_dims_differ_is_caught() -> None:
     """bs == La == Lb: torch runs the wrong transpose; provenance says the first operand's dim 0 is T and the
     second's bs. The right transpose stays silent."""

@@ -297,6 +297,25 @@ def test_reductions_and_unbind_keep_the_names_of_the_dims_they_keep() -> None:
     assert got["unbind"] == ("bs", "D*h")
 
 
+def test_a_matrix_vector_product_keeps_the_matrixs_leading_names() -> None:
+    """Attention scores ``out @ q`` of a query vector: ``(bs, T, D*h) @ (D*h,)`` -> ``(bs, T)``, as torch computes;
+    ``q @ out.transpose(1, 2)`` -> ``(bs, T)`` too (bs = T = h = 6: only the rule can tell)."""
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.g, self.q = nn.GRU(8, 6, batch_first=True), nn.Parameter(torch.randn(6))
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            out, _ = self.g(x)
+            return out @ self.q, self.q @ out.transpose(1, 2)
+
+    t = sv.trace(M(), torch.zeros(6, 6, 8), ops=True, inputs_dims="bs T emb")
+    got = [c for c in t.calls if c.type == "matmul"]
+    assert [c.outputs[0].shape for c in got] == [(6, 6), (6, 6)]
+    assert [c.outputs[0].names for c in got] == [("bs", "T"), ("bs", "T")]
+
+
 class NamesItsInput(nn.Module):
     """Names its own input ``(bs, S, emb)`` with ``sv.name`` inside ``forward``, then a batch-first GRU reads it."""
 
