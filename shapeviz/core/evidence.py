@@ -48,12 +48,13 @@ def provenance_swapped(names: Sequence[str | None], t_axis: int, bs_axis: int) -
 
 
 def bases_of(name: str) -> set[str]:
-    """The names a provenance name is made of: ``"bs*S"`` of bs and S, ``"bs[2:4]"`` of bs.
+    """The names a provenance name is made of: ``"bs*S"`` of bs and S, ``"bs[2:4]"`` of bs, ``"T-1"`` (a slice
+    ``x[:, 1:]``) of T.
 
-    >>> sorted(bases_of("T[1:2]*bs"))
-    ['T', 'bs']
+    >>> sorted(bases_of("T[1:2]*bs")), sorted(bases_of("T-1*bs"))
+    (['T', 'bs'], ['T', 'bs'])
     """
-    return {p.split("[")[0] for p in name.split("*")}
+    return {p.split("[")[0].split("-")[0] for p in name.split("*")}
 
 
 def provenance_speaks(names: Sequence[str | None], *axes: int) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from shapeviz._errors import ShapeError, ShapeWarning
-from shapeviz.core.evidence import provenance_swapped
+from shapeviz.core.evidence import bases_of, provenance_swapped
 from shapeviz.core.model import Conventions
 from shapeviz.tracing.dimparts import read_as_time
 from shapeviz.tracing.sites import user_frame
@@ -91,7 +91,10 @@ _PAIRED = _ARITH | {"bmm", "matmul", "masked_fill", "where"}  # ops compared (bu
 def _clash(x: str | None, y: str | None) -> bool:
     """Two dims at one place that are different things by provenance: the model input's ``T`` against its ``bs``,
     or one product in two orders (``T*bs``, ``bs*T``)."""
-    return bool(x and y) and ({x, y} == {"T", "bs"} or reordered(x, y))
+    if not (x and y):
+        return False
+    bx, by = bases_of(x), bases_of(y)  # T-1 (x[:, 1:]) is made of T
+    return (len(bx) == len(by) == 1 and bx != by and bx | by == {"T", "bs"}) or reordered(x, y)
 
 
 def check_rows(op: str, base: str, args: tuple, kwargs: dict, tensors: list[torch.Tensor],

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from shapeviz.tracing.flowchecks import site, warn
-from shapeviz.tracing.oprules import forward_half, index_plan
+from shapeviz.tracing.oprules import forward_half, index_items, index_plan
 
 __all__ = ["LastReads", "narrow_plan", "one_index"]
 
@@ -50,22 +50,6 @@ def narrow_plan(args: tuple, kwargs: dict) -> tuple[int, int, int] | None:
         return None
 
 
-def _items(ndim: int, index: Any) -> list[Any] | None:
-    """``x[index]``'s item for each of ``x``'s dims (a full slice where it is not indexed), else None.
-
-    >>> _items(3, (Ellipsis, 0, slice(None, 4))), _items(3, -1)
-    ([slice(None, None, None), 0, slice(None, 4, None)], [-1, slice(None, None, None), slice(None, None, None)])
-    """
-    items = [i for i in (index if isinstance(index, tuple) else (index,)) if i is not None]
-    if any(isinstance(i, bool) or not (isinstance(i, (int, slice)) or i is Ellipsis) for i in items) or \
-            items.count(Ellipsis) > 1 or len(items) - items.count(Ellipsis) > ndim:
-        return None
-    if Ellipsis in items:
-        k = items.index(Ellipsis)
-        items[k:k + 1] = [slice(None)] * (ndim - len(items) + 1)
-    return items + [slice(None)] * (ndim - len(items))
-
-
 def _whole(item: Any, size: int) -> bool:
     return isinstance(item, slice) and item.indices(size) == (0, size, 1)
 
@@ -84,7 +68,7 @@ def _read(shape: tuple[int, ...], index: Any, dirs: bool) -> tuple[bool, bool]:
     >>> _read((5, 3, 8), (-1, slice(None), slice(None, 4)), False), _read((5, 3, 2, 4), -1, True)
     ((True, False), (False, True))
     """
-    items = _items(len(shape), index)
+    items = index_items(len(shape), index)
     if items is None:
         return True, False  # no plan: no claim
     if dirs:

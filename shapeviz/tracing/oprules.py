@@ -18,6 +18,7 @@ left rows and the right columns, an in-order merge joins names); anything else i
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -29,8 +30,8 @@ from shapeviz.tracing.dimparts import merges, view_names
 from shapeviz.tracing.dimparts import prod as _prod
 from shapeviz.tracing.naming import Names, OpView, Rule, attention, guess
 
-__all__ = ["MAX_LIST", "RESHAPES", "flatten", "forward_half", "has_tensor", "index_plan", "op_name", "op_params",
-           "op_rule", "view_names"]
+__all__ = ["MAX_LIST", "RESHAPES", "flatten", "forward_half", "has_tensor", "index_items", "index_plan", "op_name",
+           "op_params", "op_rule", "shortened", "view_names"]
 
 RESHAPES = frozenset({"reshape", "view", "flatten"})
 """The ops that relabel dims without moving data (their names follow :func:`view_names`)."""
@@ -330,6 +331,22 @@ def index_plan(ndim: int, index: Any) -> tuple[list[int | None], list[tuple[int,
     return src, picks
 
 
+def index_items(ndim: int, index: Any) -> list[Any] | None:
+    """``x[index]``'s item for each of ``x``'s dims (a full slice where it is not indexed), else None.
+
+    >>> index_items(3, (Ellipsis, 0, slice(None, 4))), index_items(3, -1)
+    ([slice(None, None, None), 0, slice(None, 4, None)], [-1, slice(None, None, None), slice(None, None, None)])
+    """
+    items = [i for i in (index if isinstance(index, tuple) else (index,)) if i is not None]
+    if any(isinstance(i, bool) or not (isinstance(i, (int, slice)) or i is Ellipsis) for i in items) or \
+            items.count(Ellipsis) > 1 or len(items) - items.count(Ellipsis) > ndim:
+        return None
+    if Ellipsis in items:
+        k = items.index(Ellipsis)
+        items[k:k + 1] = [slice(None)] * (ndim - len(items) + 1)
+    return items + [slice(None)] * (ndim - len(items))
+
+
 def forward_half(shape: tuple[int, ...], index: Any) -> bool:
     """Does ``x[index]`` of a bidirectional output keep features of the forward direction only (the first
     half of its last dim, ``D*h``)? ``output[-1, :, :h]`` is the forward direction's final state, ``h_n[-2]``.
@@ -357,8 +374,8 @@ _OTHER = object()
 
 def _plain_index(index: Any) -> Any:
     """``index`` without tensors, for a rule that names the result after the forward (a trace keeps no tensor):
-    each item :func:`index_plan` reads as it is, any other item as one it has no plan for, and a slice as a whole
-    slice (it reads no bounds).
+    each item :func:`index_plan` reads as it is, any other item as one it has no plan for, and a slice with a
+    tensor bound as a whole slice (it reads no bounds).
 
     >>> import torch
     >>> _plain_index((slice(torch.tensor(1), None), 0, None, ...)), _plain_index(torch.tensor([0, 1])) is _OTHER
@@ -367,9 +384,32 @@ def _plain_index(index: Any) -> Any:
     def plain(i: Any) -> Any:
         if i is None or i is Ellipsis or isinstance(i, int):
             return i
+        if isinstance(i, slice) and all(b is None or (isinstance(b, int) and not isinstance(b, bool))
+                                        for b in (i.start, i.stop, i.step)):
+            return i  # plain bounds: kept (x[:, 1:] is T-1 steps)
         return slice(None) if isinstance(i, slice) else _OTHER
 
     return tuple(plain(i) for i in index) if isinstance(index, tuple) else plain(index)
+
+
+def shortened(name: str | None, item: Any, size: int, kept: int) -> str | None:
+    """The name of ``kept`` of a dim's ``size`` entries (named ``name``) that slice ``item`` keeps: ``"T-1"`` for
+    ``x[:, 1:]`` and ``x[:, :-1]`` (a language model's shifted inputs and targets: T-1 steps whatever T), else
+    None (``x[:, :3]`` is 3 steps whatever T, not T-4: no name).
+
+    >>> shortened("T", slice(1, None), 7, 6), shortened("T-1", slice(None, -2), 6, 4), shortened("T", slice(3), 7, 3)
+    ('T-1', 'T-3', None)
+    """
+    m = _SHORTENED.match(name or "")
+    if m is None or not isinstance(item, slice) or item.step not in (None, 1):
+        return None
+    start, stop = item.start or 0, item.stop or 0
+    if start < 0 or stop > 0 or kept < 1 or size - kept != start - stop:  # bounds relative to the start and end
+        return None
+    return f"{m.group(1)}-{size - kept + int(m.group(2) or 0)}"
+
+
+_SHORTENED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:-([0-9]+))?\Z")
 
 
 def _getitem(index: Any) -> Rule:
@@ -380,10 +420,13 @@ def _getitem(index: Any) -> Rule:
         plan = index_plan(len(src), index)
         if plan is None:
             return None
+        items = index_items(len(src), index)
         out: Names = []
         for k, size in zip(plan[0], op.shape):
-            keep = k is not None and op.ins[0].shape[k] == size  # a partial slice x[:, :3] is no longer T
-            out.append(src[k] if keep and k is not None else None)
+            if k is None or op.ins[0].shape[k] == size:
+                out.append(src[k] if k is not None else None)
+            else:  # a partial slice: x[:, 1:] is T-1, x[:, :3] no longer T
+                out.append(shortened(src[k], items[k], op.ins[0].shape[k], size) if items is not None else None)
         return out
     return rule
 

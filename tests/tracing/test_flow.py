@@ -677,6 +677,32 @@ class SoftAlign(nn.Module):
         return torch.bmm(weights, ea)
 
 
+class ShiftedLM(nn.Module):
+    """A language model over ``(bs, T)`` tokens: inputs ``x[:, :-1]`` and targets ``x[:, 1:]`` (T-1 steps each),
+    run seq-first; ``wrong``: the targets flattened batch-first against seq-first logits."""
+
+    def __init__(self, wrong: bool) -> None:
+        super().__init__()
+        self.emb, self.gru, self.out, self.wrong = nn.Embedding(20, 8), nn.GRU(8, 16), nn.Linear(16, 20), wrong
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inp, tgt = x[:, :-1], x[:, 1:]
+        logits = self.out(self.gru(self.emb(inp.t()))[0])  # (T-1, bs, V)
+        return F.cross_entropy(logits.reshape(-1, 20), (tgt if self.wrong else tgt.t()).reshape(-1))
+
+
+@pytest.mark.parametrize(("bs", "T"), [(4, 7), (3, 3), (4, 5)])
+def test_shifted_inputs_and_targets_keep_their_time_dim(bs: int, T: int) -> None:
+    """``x[:, 1:]`` and ``x[:, :-1]`` are T-1 steps whatever T (named ``T-1``): a flatten order mismatch of a
+    language model's shifted targets is caught; the right order passes (bs == T-1 at (4, 5) too)."""
+    x = torch.randint(0, 20, (bs, T))
+    with sv.watch(right := ShiftedLM(False), inputs="bs T", ops=True):
+        right(x)
+    with sv.watch(wrong := ShiftedLM(True), inputs="bs T", ops=True), pytest.raises(sv.ShapeError) as err:
+        wrong(x)
+    assert err.value.code == "flatten_order", err.value
+
+
 class MaskedAttention(nn.Module):
     """Attention over a batch-first GRU's steps with the padding masked out; ``mask_t``: the mask built seq-first
     ``(T, bs)`` (from a seq-first pipeline's ``x.t() == 0``), the sizes agreeing where bs == T."""

@@ -316,6 +316,19 @@ def test_a_matrix_vector_product_keeps_the_matrixs_leading_names() -> None:
     assert [c.outputs[0].names for c in got] == [("bs", "T"), ("bs", "T")]
 
 
+def test_a_slice_relative_to_both_ends_is_named_by_what_it_drops() -> None:
+    """``x[:, 1:]`` and ``x[:, :-1]`` are T-1 steps whatever T: named ``T-1`` (``x[:, 1:-1]`` T-2); a slice of a
+    fixed length (``x[:, :3]``: 3 steps whatever T) or with a step is no longer T and stays unnamed."""
+
+    def f(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return x[:, 1:], x[:, :-1], x[:, 1:-1][:, :-1], x[:, :3], x[:, ::2], x[:, -3:]
+
+    t = sv.trace(f, torch.zeros(4, 7, 8), ops=True, inputs_dims="bs T emb")
+    got = [c.outputs[0].names for c in t.calls if c.kind == "op"]
+    assert got[:4] == [("bs", "T-1", "emb")] * 2 + [("bs", "T-2", "emb")] + [("bs", "T-3", "emb")]
+    assert [g[1] for g in got[4:]] == ["", "bs?", ""], got  # 4 steps of 7 match bs by size alone: a guess
+
+
 class NamesItsInput(nn.Module):
     """Names its own input ``(bs, S, emb)`` with ``sv.name`` inside ``forward``, then a batch-first GRU reads it."""
 
