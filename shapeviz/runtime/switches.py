@@ -9,17 +9,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import torch
+from shapeviz.core.compiling import dynamo_compiling, is_compiling
 
 __all__ = ["ENV_DATA", "ENV_KEY", "dynamo_compiling", "env_disabled", "is_compiling"]
-
-# older torch (the range in pyproject starts at 2.1) lacks these names
-is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
-# dynamo folds this to True while it traces; eagerly it is ``return False`` (``is_compiling`` costs three times
-# as much: it asks torch.jit first). Non-strict export and AOTAutograd call the hot path with fake tensors,
-# which its ``type(x) is Tensor`` test sends the long way, where ``is_compiling`` is asked.
-dynamo_compiling = getattr(torch.compiler, "is_dynamo_compiling", None) or is_compiling
-
 
 _ENV_NAME = "SHAPEVIZ_DISABLE"
 _ENV_TRUE = ("1", "true", "yes", "on")

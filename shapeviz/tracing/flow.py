@@ -47,6 +47,7 @@ from torch.nn.utils.rnn import PackedSequence
 from torch.overrides import TorchFunctionMode
 
 from shapeviz._errors import SpecError
+from shapeviz.core.compiling import dynamo_compiling
 from shapeviz.core.dimensions import parse_names
 from shapeviz.core.evidence import bases_of
 from shapeviz.core.model import Conventions, conventions, is_recurrent
@@ -69,7 +70,7 @@ from shapeviz.tracing.naming import Namer, Names, OpView, attention, declared_na
 from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule
 from shapeviz.tracing.permutes import Permutations
 from shapeviz.tracing.records import TensorInfo
-from shapeviz.tracing.sites import call_as_caller, label
+from shapeviz.tracing.sites import call_as_caller, dynamo_skip, label
 
 __all__ = ["FlowMode", "flow", "flow_block", "known_names", "one_step", "start"]
 
@@ -177,6 +178,8 @@ class FlowMode(TorchFunctionMode):
 
     # ------------------------------------------------------------ modules (global hooks)
     def pre(self, module: nn.Module, args: tuple) -> None:
+        if dynamo_compiling():  # traced by dynamo: the flow stands aside (its ops are not seen either)
+            return
         if self.depth == 0:
             self.root = weakref.ref(module)
             if self.inputs is not None and args and isinstance(args[0], torch.Tensor) \
@@ -200,6 +203,8 @@ class FlowMode(TorchFunctionMode):
         return next((name for name, m in root.named_modules() if m is module), None)
 
     def post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if dynamo_compiling():
+            return
         self.depth = max(0, self.depth - 1)
         if self.depth == 0 and self.last.pending:
             self.flush()
@@ -267,7 +272,7 @@ class FlowMode(TorchFunctionMode):
     # ------------------------------------------------------------ ops
     def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        name = op_name(func)
+        name = None if dynamo_compiling() else op_name(func)  # traced by dynamo: it stands aside
         if name is None:
             return func(*args, **kwargs)
         base = name.strip("_").lstrip(".")
@@ -448,6 +453,10 @@ class FlowMode(TorchFunctionMode):
                             or (self.get(p) or first).names[d] != inner for p in pieces):
             return names
         return [*names[:d], f"{count}*{inner}", *names[d + 1:]]
+
+
+for _method in (FlowMode.__torch_function__, FlowMode.pre, FlowMode.post):  # run between a compiled model's ops
+    dynamo_skip(_method.__code__)
 
 
 def _hooks_of_its_own(module: nn.Module) -> bool:

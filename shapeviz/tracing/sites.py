@@ -21,10 +21,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from shapeviz.core.compiling import dynamo_compiling
 from shapeviz.core.frames import is_library, is_torch, torch_dir
 
-__all__ = ["FrameLabels", "arg_label", "attr_label", "call_as_caller", "forward_params", "label", "site_of",
-           "tensor_attrs", "type_name", "user_frame"]
+__all__ = ["FrameLabels", "arg_label", "attr_label", "call_as_caller", "dynamo_skip", "forward_params", "label",
+           "site_of", "tensor_attrs", "type_name", "user_frame"]
 
 _PARAMS: dict[Any, tuple[str, ...]] = {}
 
@@ -172,12 +173,26 @@ def _ours(code: Any) -> bool:
     return hit[1]
 
 
+def dynamo_skip(code: Any) -> None:
+    """Dynamo must never compile a frame of ``code``, nor of what it calls (it runs eagerly): shapeviz's own
+    frames that run between the ops of a compiled model (a torch function mode's ``__torch_function__``, the
+    copies of :func:`call_as_caller`, which read as your file's). Set through torch's C module, so dynamo is not
+    imported for it; a no-op on a torch without it."""
+    ef = getattr(getattr(torch._C, "_dynamo", None), "eval_frame", None)
+    try:
+        skip = ef._FrameAction.SKIP  # type: ignore[union-attr]
+        ef.set_code_exec_strategy(code, ef._FrameExecStrategy(skip, skip))  # type: ignore[union-attr]
+    except Exception:  # an older torch: nothing to set
+        pass
+
+
 def _copy(frame: FrameType) -> Any:
     """A function whose frame reads, to Python's warnings, as ``frame`` at its current line: its file, line,
     name and module globals (where ``__warningregistry__`` keeps what was shown once)."""
     code = frame.f_code
     made = _CALL.replace(co_filename=code.co_filename, co_firstlineno=frame.f_lineno or code.co_firstlineno,
                          co_name=code.co_name, co_qualname=code.co_qualname)
+    dynamo_skip(made)
     return FunctionType(made, frame.f_globals)
 
 
@@ -187,7 +202,7 @@ def call_as_caller(func: Any, args: tuple, kwargs: dict) -> Any:
     ``TORCH_WARN``, or ``warnings.warn(stacklevel=n)`` in torch's Python) names the line it names without
     shapeviz, and is filtered and shown once per line as it is there (not as ``shapeviz/tracing/flow.py``'s).
     An error's traceback skips the copies."""
-    if _CALL is None or len(_OURS) > 8192 or torch.compiler.is_dynamo_compiling():
+    if _CALL is None or len(_OURS) > 8192 or dynamo_compiling():
         return func(*args, **kwargs)
     f: FrameType | None = sys._getframe(2)
     while f is not None and _ours(f.f_code):  # past the mode and torch's dispatch (overrides.py)

@@ -301,3 +301,32 @@ def test_setting_an_environment_variable_recompiles_nothing_and_the_kill_switch_
         compiled = torch.compile(model, backend="eager")
         with pytest.raises(sv.ShapeError, match=r"\[input_size\]"):
             compiled(torch.randn(5, 3, 9))
+
+
+class TransposeThenLSTM(nn.Module):
+    """An op before the layer: under ``ops=True`` dynamo traces the flow's torch function mode at each op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(4, 7)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lstm(x.transpose(0, 1))[1][0][-1]  # x (bs, T, f) -> (T, bs, f)
+
+
+@pytest.mark.parametrize("how", ["watch", "checking"])
+def test_ops_mode_stands_aside_while_dynamo_traces(how: str) -> None:
+    """``ops=True`` on a compiled model: the flow stands aside while dynamo traces (no graph break, the eager
+    result; it used to make dynamo call ``torch.zeros`` in ``LSTM.forward`` with its arguments mixed up), and the
+    layer's own check still runs there: a wrong ``input_size`` is a ``ShapeError``."""
+    model, x = TransposeThenLSTM(), torch.randn(3, 5, 4)
+    expected = model(x)
+    with sv.watch(model, ops=True) if how == "watch" else sv.checking(ops=True):
+        explanation = torch._dynamo.explain(model)(x)
+        assert explanation.graph_break_count == 0, explanation.break_reasons
+        torch._dynamo.reset()
+        compiled = torch.compile(model, backend="eager")
+        torch.testing.assert_close(compiled(x), expected)
+        with pytest.raises(sv.ShapeError) as info:
+            compiled(torch.randn(3, 5, 6))
+        assert info.value.code == "input_size"
