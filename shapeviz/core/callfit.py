@@ -31,7 +31,7 @@ from torch import Tensor
 
 from shapeviz.core.dimensions import expr_size
 from shapeviz.core.dtypes import castable
-from shapeviz.core.evidence import cell_suspect, layer_suspect, packed_swapped, unbatched_ambiguous
+from shapeviz.core.evidence import cell_suspect, layer_suspect, packed_swapped
 from shapeviz.core.model import Conventions
 
 __all__ = ["EAGER", "CallRule", "Sizes", "agrees", "call_fits", "call_rule", "dtype_fits", "expected", "input_shape",
@@ -191,13 +191,8 @@ def expected(rule: CallRule, sh: Sequence[Any], decl: dict[str, int] | None,
     elif nd == rule.nd_unbatched:
         batched, bs = False, None
         T = None if rule.cell else sh[0]
-        if T is not None:  # an unbatched layer input is (T, emb)
-            if cmp.known_zero(T):
-                return None
-            if decl is not None:
-                ints = cmp.ints(T)
-                if ints is not None and unbatched_ambiguous(decl, ints[0]):
-                    return None
+        if T is not None and cmp.known_zero(T):  # an unbatched layer input is (T, emb)
+            return None
     else:
         return None
     for axis, want in rule.consts[0 if batched else 1]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = ["bases_of", "cell_suspect", "cell_swapped", "layer_confirmed", "layer_suspect", "layer_swapped",
-           "packed_swapped", "provenance_speaks", "provenance_swapped", "unbatched_ambiguous"]
+           "packed_swapped", "provenance_speaks", "provenance_swapped"]
 
 
 def provenance_swapped(names: Sequence[str | None], t_axis: int, bs_axis: int) -> bool:
@@ -154,32 +154,3 @@ def packed_swapped(decl: dict[str, int], bs: int, steps: int, state_bs: int | No
     dbs, dT = decl.get("bs"), decl.get("T")
     return (dbs is not None and dT is not None and dbs != dT and bs == dT and steps == dbs
             and (state_bs is None or state_bs == dbs))
-
-
-def unbatched_ambiguous(decl: dict[str, int], first: int, state_ndim: int | None = None,
-                        unbatched_state_ndim: int = 2) -> bool:
-    """A 2-D layer input read as unbatched ``(T, emb)`` is ``(bs, emb)``: its first dim is the declared bs.
-
-    ``state_ndim`` is the number of dims of the call's own ``h_0`` (None when none was passed): an unbatched
-    state contradicts the alarm.
-
-    Both dims must be declared: ``first`` equal to bs alone is a single size match (an unbatched sequence whose
-    length happens to equal the batch size), so it needs the declared T to rule the time reading out, and only
-    a ``first`` longer than T does: a slice of one sequence (``x[i, :len_i]`` in a per-example loop) may have
-    any length up to T, bs among them. A first dim of 1 is never evidence: an unbatched ``(1, emb)`` computes
-    what a step of one sequence does.
-
-    >>> unbatched_ambiguous({"bs": 8, "T": 5}, 8), unbatched_ambiguous({"bs": 3, "T": 3}, 3)
-    (True, False)
-    >>> unbatched_ambiguous({"bs": 3, "T": 7}, 3)  # 3 steps of a sequence of up to 7: no evidence
-    False
-    >>> unbatched_ambiguous({"bs": 3}, 3)  # bs alone: no evidence
-    False
-    >>> unbatched_ambiguous({"bs": 8, "T": 5}, 8, state_ndim=2)  # h_0 (layers*D, h): the call is unbatched
-    False
-    >>> unbatched_ambiguous({"bs": 1, "T": 7}, 1)  # one sequence, one step: the same either way
-    False
-    """
-    dbs, dT = decl.get("bs"), decl.get("T")
-    return (dbs is not None and dT is not None and first == dbs != 1 and first > dT
-            and state_ndim != unbatched_state_ndim)

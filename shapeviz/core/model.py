@@ -120,10 +120,6 @@ class Layout:
             return "or build the layer with batch_first=False"
         return f"or build the layer with batch_first=True: nn.{kind}(..., batch_first=True)"
 
-    def state_ndim(self, batched: bool) -> int:
-        """ndim of one state tensor: ``(layers*D, bs, h)`` / ``(layers*D, h)``, or a cell's ``(bs, h)`` / ``(h,)``."""
-        return self.state_batched_ndim if batched else self.state_batched_ndim - 1
-
     @property
     def time_index(self) -> str:
         """The index prefix that picks one step of a batched sequence: ``""`` (seq-first) or ``":, "``."""

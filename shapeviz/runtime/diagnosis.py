@@ -27,7 +27,6 @@ from shapeviz.core.evidence import (
     packed_swapped,
     provenance_speaks,
     provenance_swapped,
-    unbatched_ambiguous,
 )
 from shapeviz.core.model import Conventions, module_weight
 from shapeviz.runtime.rootcall import both_ways
@@ -350,9 +349,8 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
                 else None
         elif state_bs is not None and state_bs == sh[0]:
             evidence = f"h_0 is 3-D with batch {state.shape[1]} = this input's first dim"
-        elif c.decl and unbatched_ambiguous(c.decl, sh[0], state.dim() if isinstance(state, Tensor) else None,
-                                            lay.state_ndim(False)):
-            evidence = f"declared bs={c.decl['bs']} = this input's first dim"
+        # declared sizes are no evidence: an unbatched sequence may have any length, bs among them (x[i, :len_i],
+        # cat((ctx[i], q[i])))
         if evidence:
             c.batched, c.T, c.bs = True, 1, sh[0]
             return c.err("unbatched_ambiguous", "input", x,

@@ -749,23 +749,36 @@ class StepsThroughALayer(nn.Module):
         return torch.stack([self.rnn(x[:, t])[1] for t in range(x.shape[1])])
 
 
+class JoinedPerExample(nn.Module):
+    """Each example's context and question joined into one unbatched sequence: ``(T + Tq, emb)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.gru = nn.Embedding(20, 8), nn.GRU(8, 16)
+
+    def forward(self, ctx: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        return torch.stack([self.gru(self.emb(torch.cat((ctx[i], q[i]))))[1][-1] for i in range(len(ctx))])
+
+
 @pytest.mark.parametrize("ops", [False, True])
 def test_a_per_example_unbatched_loop_whose_length_equals_bs_is_silent(ops: bool) -> None:
-    """A slice ``x[i, :len_i]`` may have any length up to T, bs among them (len 4 == bs 4 here): a size match,
-    not evidence. A first dim longer than the declared T cannot be a slice of a sequence: that is still caught,
-    as is the step mistake wherever provenance (ops=True) says dim 0 is bs."""
+    """An unbatched sequence may have any length: a slice ``x[i, :len_i]`` (len 4 == bs 4 here) or a joined
+    ``cat((ctx[i], q[i]))`` (T + Tq == bs == 5, longer than T). Its size matching bs is no evidence; the step
+    mistake it resembles is caught where provenance (ops=True) says its dim 0 is the model input's bs."""
     model = PerExampleGRU()
-    x = torch.randint(0, 20, (4, 10))
     with sv.watch(model, inputs="bs T", ops=ops):
-        out = silent(model, x, [10, 4, 7, 3])
+        out = silent(model, torch.randint(0, 20, (4, 10)), [10, 4, 7, 3])
     assert out.shape == (4, 16)
+    joined = JoinedPerExample()
+    with sv.watch(joined, inputs="bs T", ops=ops):
+        silent(joined, torch.randint(0, 20, (5, 2)), torch.randint(0, 20, (5, 3)))
     steps = StepsThroughALayer()
     for bs, T in [(4, 10), (4, 2)]:
-        if ops or bs > T:
+        if ops:
             with sv.watch(steps, inputs="bs T emb", ops=ops), pytest.raises(sv.ShapeError) as err:
                 steps(torch.randn(bs, T, 8))
             assert err.value.code == "unbatched_ambiguous", err.value
-        else:  # without provenance, (4, emb) may be 4 steps of a sequence of up to 10
+        else:  # without provenance, (4, emb) may be a sequence of 4 steps
             with sv.watch(steps, inputs="bs T emb", ops=ops):
                 silent(steps, torch.randn(bs, T, 8))
 
