@@ -94,8 +94,10 @@ def layer_swapped(decl: dict[str, int], bs: int, T: int, state_bs: int | None = 
     (False, True)
     >>> layer_swapped({"bs": 2, "T": 6}, bs=6, T=2)  # a skip-GRU's (pt, bs*skip): sizes alone prove nothing
     False
+    >>> layer_swapped({"bs": 4, "T": 1}, bs=1, T=4)  # 4 utterances of one dialogue, or 4 one-step sequences
+    False
     """
-    if not layer_suspect(decl, bs, T):
+    if not layer_suspect(decl, bs, T) or 1 in (bs, T):  # a size of 1 proves nothing
         return False
     if state_bs is not None and state_bs == bs:
         return False  # the call's own state reads the batch as the layer does

@@ -783,6 +783,28 @@ def test_a_per_example_unbatched_loop_whose_length_equals_bs_is_silent(ops: bool
                 silent(steps, torch.randn(bs, T, 8))
 
 
+class Dialogue(nn.Module):
+    """One dialogue per call: a batch-first GRU over each utterance's words, then a seq-first GRU over the
+    utterances as time with a batch of one dialogue, ``(n_utt, 1, h)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.utt, self.ctx = nn.Embedding(50, 16), nn.GRU(16, 32, batch_first=True), nn.GRU(32, 32)
+
+    def forward(self, utts: torch.Tensor) -> torch.Tensor:
+        return self.ctx(self.utt(self.emb(utts))[1].transpose(0, 1))[0]
+
+
+@pytest.mark.parametrize("ops", [False, True])
+@pytest.mark.parametrize("T", [1, 7])
+def test_a_layer_batch_of_one_beside_a_declared_T_of_one_is_no_swap(ops: bool, T: int) -> None:
+    """One-word utterances (declared T=1) and a context layer over a batch of one: ``(4, 1, h)`` reads as
+    ``(bs=4, T=1)`` swapped by sizes alone, and a size of 1 proves nothing."""
+    model = Dialogue()
+    with sv.watch(model, inputs="bs T", ops=ops):
+        assert silent(model, torch.randint(0, 50, (4, T))).shape == (4, 1, 32)
+
+
 class ForecastForgotBatchFirst(nn.Module):
     """A forecaster's encoder without ``batch_first=True`` on ``(bs, T, feat)``: with bs=6 and T=12 it reads a
     batch of 12 (a multiple of bs: maybe a merged batch, so sizes prove nothing there); its state then reaches a
