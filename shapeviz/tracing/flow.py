@@ -98,7 +98,7 @@ _ACTIVE_LOCK = threading.Lock()
 class _Facts:
     """What the flow knows about one tensor: its names and, for recurrent results, what it is."""
 
-    __slots__ = ("back0", "held", "looped", "names", "pick", "step", "t_axis", "taken", "what")
+    __slots__ = ("back0", "held", "looped", "mate", "names", "pick", "step", "t_axis", "taken", "what")
 
     def __init__(self, names: Names, what: str = "", t_axis: int = -1) -> None:
         self.names = names
@@ -107,6 +107,7 @@ class _Facts:
         self.t_axis = t_axis
         self.taken: set[int] = set()  # the indices taken along dim 0 (h_n[-2] before h_n[-1])
         self.back0 = False  # step 0 read with its backward half: the backward direction's final state
+        self.mate: _Facts | None = None  # a bidirectional output's h_n (its forward half of the last step is h_n[-2])
         self.held: tuple[int, bool] | None = None  # a step read whole: its warning's key, its directions split
         # (…, D, h) or not (laststep: a forward-half cut drops the warning)
         self.step = False  # made from one step of the model input's T (x[:, t]): its bs items are no sequence
@@ -236,14 +237,18 @@ class FlowMode(TorchFunctionMode):
         out, state = output
         states = state if isinstance(state, tuple) else (state,)
         given = self._given(dims, args) if not packed else {}
+        made: _Facts | None = None
         out_dims = dims.get("output")  # a layer declared with sv.recurrent may leave its output undeclared
         if isinstance(out, torch.Tensor) and out_dims is not None and len(out_dims) == out.dim():
             t_axis = out_dims.index("T") if "T" in out_dims else -1
-            self.put(out, [given.get(n, n) for n in out_dims], "bi_output" if conv.bidirectional else "", t_axis)
+            made = self.put(out, [given.get(n, n) for n in out_dims], "bi_output" if conv.bidirectional else "",
+                            t_axis)
         for role, t in zip(conv.result_names[1:], states):
             if isinstance(t, torch.Tensor) and role in dims and len(dims[role]) == t.dim():
-                self.put(t, [given.get(n, n) for n in dims[role]],
-                         "bi_h_n" if conv.bidirectional and role == "h_n" else "")
+                f = self.put(t, [given.get(n, n) for n in dims[role]], "bi_h_n" if conv.bidirectional and role == "h_n"
+                             else "")
+                if f.what and made is not None:
+                    made.mate = f
 
     def _given(self, dims: dict[str, tuple[str, ...]], args: tuple) -> dict[str, str | None]:
         """What a recurrent call's T and bs are in the model, by where its input's (or its state's)

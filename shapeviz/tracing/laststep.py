@@ -136,6 +136,8 @@ class LastReads:
             if id(src) in self.whole:  # the last step read whole: both ends
                 self.pending.pop(id(src), None)
                 self.eager.discard(id(src))
+        if bi and forward and i % size == size - 1:  # the forward direction's final state: h_n[-2]
+            self.forward_final(src)
         if i % size != size - 1 or (bi and src.back0 and whole_features):
             return 0
         pick = f"output.{how}({dim}, …), the last step," if how else "output[-1]" if dim == 0 else "output[:, -1]"
@@ -170,7 +172,8 @@ class LastReads:
                 src.taken.add(i % n)
                 if i % n == n - 2:  # the forward half read too (h_n[-1] + h_n[-2]): both directions, no warning
                     self.pending.pop(id(src), None)
-                elif i % n == n - 1 and (n - 2) not in src.taken:  # said when the call or block ends
+                elif i % n == n - 1 and (n - 2) not in src.taken and -2 not in src.taken:  # said when the call or
+                    # block ends (-2: read as the output's forward half of the last step)
                     self.pending.setdefault(id(src), (src, "bidirectional_h_n", "h_n[-1] of a bidirectional layer "
                                                       "is the last layer's backward direction only; the whole final "
                                                       "state is both directions", "torch.cat((h_n[-2], h_n[-1]), "
@@ -200,9 +203,20 @@ class LastReads:
                 tuple(out.shape[:-2]) == tuple(x.shape[:-1]) and out.shape[-2] == 2
             return (key, True) if split else None
         if right:
-            self.pending.pop(key, None)
+            entry = self.pending.pop(key, None)
             self.eager.discard(key)
+            if entry is not None:
+                self.forward_final(entry[0])
         return None
+
+    def forward_final(self, src: Any) -> None:
+        """The forward half of a bidirectional output's last step was read: its ``h_n[-2]``, so an ``h_n[-1]``
+        beside it is both directions' final states (no ``bidirectional_h_n``)."""
+        mate = src.mate
+        if mate is not None:
+            mate.taken.add(-2)
+            if self.pending.get(id(mate), (None, ""))[1] == "bidirectional_h_n":
+                del self.pending[id(mate)]
 
     def pieces(self, held: tuple[int, bool], args: tuple, kwargs: dict, out: Any) -> None:
         """A step read whole split along its features (``chunk(2, -1)``, ``split(h, -1)``): the forward pieces are

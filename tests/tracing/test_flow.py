@@ -225,6 +225,43 @@ def test_both_ends_of_a_bidirectional_output_hold_both_final_states_and_pass(fir
     assert torch.equal(both[:, 5:10] if first_first else both[:, 15:], h_n[-1])
 
 
+class ForwardFromOutput(nn.Module):
+    """Both directions' final states as ``out[:, -1, :h]`` (the forward's, = ``h_n[-2]``) and ``h_n[-1]``
+    (the backward's), read in either order, the forward half cut at once or afterwards."""
+
+    def __init__(self, h_n_first: bool, cut_after: bool) -> None:
+        super().__init__()
+        self.gru, self.h_n_first, self.cut_after = nn.GRU(3, 5, bidirectional=True, batch_first=True), h_n_first, \
+            cut_after
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, h_n = self.gru(x)
+        back = h_n[-1] if self.h_n_first else None
+        fwd = out[:, -1][:, :5] if self.cut_after else out[:, -1, :5]
+        return torch.cat((fwd, h_n[-1] if back is None else back), dim=1)
+
+
+@pytest.mark.parametrize("h_n_first", [False, True])
+@pytest.mark.parametrize("cut_after", [False, True])
+def test_h_n_last_beside_the_outputs_forward_final_state_passes(h_n_first: bool, cut_after: bool) -> None:
+    """``cat((out[:, -1, :h], h_n[-1]))`` is both final states (``out[:, -1, :h]`` is ``h_n[-2]``): no
+    ``bidirectional_h_n``; ``h_n[-1]`` beside the backward half of the last step still warns."""
+    x = torch.randn(4, 6, 3)
+    model = ForwardFromOutput(h_n_first, cut_after)
+    with sv.watch(model, inputs="bs T", ops=True):
+        w = no_warnings()
+        try:
+            both = model(x)
+        finally:
+            w.__exit__(None, None, None)
+        out, h_n = model.gru(x)
+        with pytest.warns(sv.ShapeWarning, match="bidirectional_h_n"):
+            torch.cat((out[:, -1, 5:], h_n[-1]), dim=1)
+            model.gru(x)  # the block goes on: said when the model's next call ends
+    out, h_n = model.gru(x)
+    assert torch.equal(both, torch.cat((h_n[-2], h_n[-1]), dim=1))
+
+
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("in_model", [False, True])
 def test_the_last_step_cut_to_its_forward_half_afterwards_is_right_and_passes(batch_first: bool,
