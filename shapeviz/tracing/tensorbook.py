@@ -35,6 +35,8 @@ from shapeviz.tracing.steps import step_dim
 
 __all__ = ["PLAIN", "TensorBook", "device_name", "dtype_name"]
 
+_DECLARED = ("sv.name", "inputs_dims")  # the origins of names you gave a tensor
+
 PLAIN = frozenset({torch.Tensor, nn.Parameter})
 """Tensor types recorded as they are (no walk through containers)."""
 
@@ -175,9 +177,9 @@ class TensorBook:
                 self.hows[id(prev)] = (prev, How.filled(planned[1], how.names, how.origin))
                 how, exact = How.filled(prev, how.names, how.origin), False
             elif kind is Naming.FILLED or (planned[1].origin if planned is not None else
-                                           prev.origins and prev.origins[0]) == "sv.name":
-                # named by another layer's conventions and its input's evidence, or by the user's sv.name: the
-                # tensor's own evidence, kept as it is, wins over this layer's reading of its time and batch
+                                           prev.origins and prev.origins[0]) in _DECLARED:
+                # named by another layer's conventions and its input's evidence, or by you (sv.name, inputs_dims):
+                # the tensor's own evidence, kept as it is, wins over this layer's reading of its time and batch
                 how, exact = How.filled(prev, how.names, how.origin), False
         final = _exact_final(how.names) if exact else None
         if final is not None:  # every dim given a name: final now (nothing later renames an exact record)

@@ -329,6 +329,16 @@ def test_a_slice_relative_to_both_ends_is_named_by_what_it_drops() -> None:
     assert [g[1] for g in got[4:]] == ["", "bs?", ""], got  # 4 steps of 7 match bs by size alone: a guess
 
 
+def test_names_given_by_inputs_dims_stay_when_the_input_goes_straight_into_a_layer() -> None:
+    """A rollout ``(S, n, obs)`` named by ``inputs_dims`` and given to a seq-first GRU as it is: its time and
+    batch stay ``S`` and ``n`` in the layer's row (they were read as the layer's ``T``/``bs``), as they do once an
+    op or a module has touched the tensor; the feature dim is the layer's ``emb``."""
+    t = sv.trace(nn.GRU(4, 7), torch.randn(5, 3, 4), ops=True, inputs_dims="S n obs")
+    (gru,) = t.find(type="GRU")
+    assert gru.inputs[0].names == ("S", "n", "emb")
+    assert gru.outputs[0].names == ("S", "n", "D*h") and gru.outputs[1].names == ("layers*D", "n", "h")
+
+
 class NamesItsInput(nn.Module):
     """Names its own input ``(bs, S, emb)`` with ``sv.name`` inside ``forward``, then a batch-first GRU reads it."""
 
