@@ -359,9 +359,9 @@ class Resolver:
         if type(how) is not How:  # a record: named like it (the same tensor); How.alias in short
             if id(how) in hows:
                 self.resolve(how)
-            if how.shape == info.shape and how.names is not None:
-                info.names, info.ambiguous = how.names, how.ambiguous
-                info.origins = how.origins if how.origins is not None else ("",) * len(how.names)
+            if how.shape == info.shape:  # the same tensor: its final names (none where it was left unnamed: a
+                info.names, info.ambiguous = how.names, how.ambiguous  # flattened size is never guessed)
+                info.origins = how.origins if how.origins is not None or how.names is None else ("",) * len(how.names)
                 return
             how = BY_SIZE  # the alias gave nothing: named by its sizes, as the ALIAS case below ends
         names: Names | None = None
@@ -375,9 +375,9 @@ class Resolver:
             assert src is not None
             if id(src) in hows:
                 self.resolve(src)
-            if src.shape == info.shape and src.names is not None:  # the same tensor: its final names
+            if src.shape == info.shape:  # the same tensor: its final names (or none, as it has)
                 info.names, info.ambiguous = src.names, src.ambiguous
-                info.origins = src.origins if src.origins is not None else ("",) * len(src.names)
+                info.origins = src.origins if src.origins is not None or src.names is None else ("",) * len(src.names)
                 return
         elif kind is Naming.LOOKS_LIKE:
             for i in how.inputs:
@@ -449,15 +449,6 @@ class Resolver:
         final, where, ambiguous = self._by_sizes(names, origins, info.shape)
         if where is not None:
             info.names, info.origins, info.ambiguous = final, where, ambiguous
-
-    def sized(self, shape: tuple[int, ...]) -> Final:
-        """The final names of a record of ``shape`` that nothing names but its sizes (what :meth:`resolve` gives
-        one whose how names nothing)."""
-        key = (None, "", shape)
-        hit = self.finals.get(key)
-        if hit is None:
-            hit = self.finals[key] = self._by_sizes([None] * len(shape), [""] * len(shape), shape)
-        return hit
 
     def _by_sizes(self, names: Names, origins: list[str], shape: tuple[int, ...]) -> Final:
         """The final names, their origins (None when no dim has a name) and whether one is ambiguous:

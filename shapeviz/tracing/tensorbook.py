@@ -244,13 +244,9 @@ class TensorBook:
             # the commonest record, the same tensor as one named already: Resolver.resolve in line
             if type(how) is TensorInfo and how.shape == info.shape and id(how) not in hows and id(info) in hows:
                 del hows[id(info)]
-                if how.names is not None:
-                    info.names, info.ambiguous = how.names, how.ambiguous
-                    info.origins = how.origins if how.origins is not None else ("",) * len(how.names)
-                else:  # the source has no names: by its sizes alone
-                    final, where, ambiguous = resolver.sized(info.shape)
-                    if where is not None:
-                        info.names, info.origins, info.ambiguous = final, where, ambiguous
+                info.names, info.ambiguous = how.names, how.ambiguous  # none where the source has none (a
+                info.origins = how.origins if how.origins is not None or how.names is None else \
+                    ("",) * len(how.names)  # flattened size is never guessed, not even at its next use)
             else:
                 resolve(info)
         hows.clear()

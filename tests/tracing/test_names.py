@@ -9,6 +9,7 @@ import threading
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -337,6 +338,26 @@ def test_names_given_by_inputs_dims_stay_when_the_input_goes_straight_into_a_lay
     (gru,) = t.find(type="GRU")
     assert gru.inputs[0].names == ("S", "n", "emb")
     assert gru.outputs[0].names == ("S", "n", "D*h") and gru.outputs[1].names == ("layers*D", "n", "h")
+
+
+def test_a_flattened_size_is_not_guessed_at_its_next_use_either() -> None:
+    """``(bs, 8, V).reshape(-1, V)`` is ``(32, V)`` unnamed (a size cannot tell bs*8 from 8*bs), and stays unnamed
+    where the loss reads it, though 32 is the GRU's h (it read ``h?=32`` there)."""
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn, self.out = nn.GRU(16, 32, batch_first=True), nn.Linear(32, 50)
+
+        def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            lg = self.out(self.rnn(x)[0][:, -1:].expand(-1, 8, -1))  # (bs, 8, V)
+            return F.cross_entropy(lg.reshape(-1, 50), y.reshape(-1))
+
+    t = sv.trace(M(), torch.randn(4, 7, 16), torch.randint(0, 50, (4, 8)), ops=True, inputs_dims="bs T")
+    (loss,) = t.find(type="cross_entropy")
+    flat = next(c for c in t.calls if c.type == "reshape").outputs[0]
+    assert flat.shape == (32, 50) and not (flat.names or ("",))[0]
+    assert [i.format() for i in loss.inputs[:2]] == ["(32, 50)", "(32,)"]
 
 
 class NamesItsInput(nn.Module):
