@@ -65,9 +65,10 @@ from shapeviz.tracing.dimparts import (
     whole_dims,
 )
 from shapeviz.tracing.flowchecks import check_ctc, check_loss, check_pack, check_rows, check_time_axis, scrambled_error
+from shapeviz.tracing.indexing import index_plan
 from shapeviz.tracing.laststep import LastReads, narrow_plan, one_index
 from shapeviz.tracing.naming import Namer, Names, OpView, attention, declared_names
-from shapeviz.tracing.oprules import RESHAPES, index_plan, op_name, op_params, op_rule
+from shapeviz.tracing.oprules import RESHAPES, op_name, op_params, op_rule
 from shapeviz.tracing.permutes import Permutations
 from shapeviz.tracing.records import TensorInfo
 from shapeviz.tracing.sites import call_as_caller, dynamo_skip, label

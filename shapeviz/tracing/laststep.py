@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from shapeviz.tracing.flowchecks import site, warn
-from shapeviz.tracing.oprules import forward_half, index_items, index_plan
+from shapeviz.tracing.indexing import forward_half, index_items, index_plan
 
 __all__ = ["LastReads", "narrow_plan", "one_index"]
 

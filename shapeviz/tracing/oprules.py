@@ -18,7 +18,6 @@ left rows and the right columns, an in-order merge joins names); anything else i
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -28,10 +27,10 @@ from torch.nn.utils.rnn import PackedSequence
 from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.dimparts import merges, view_names
 from shapeviz.tracing.dimparts import prod as _prod
+from shapeviz.tracing.indexing import index_items, index_plan, shortened
 from shapeviz.tracing.naming import Names, OpView, Rule, attention, guess
 
-__all__ = ["MAX_LIST", "RESHAPES", "flatten", "forward_half", "has_tensor", "index_items", "index_plan", "op_name",
-           "op_params", "op_rule", "shortened", "view_names"]
+__all__ = ["MAX_LIST", "RESHAPES", "flatten", "has_tensor", "op_name", "op_params", "op_rule", "view_names"]
 
 RESHAPES = frozenset({"reshape", "view", "flatten"})
 """The ops that relabel dims without moving data (their names follow :func:`view_names`)."""
@@ -297,77 +296,6 @@ def _reduction(args: Sequence[Any], kwargs: dict[str, Any]) -> Rule | None:
     return _drop_dims(dims, bool(_arg(args, kwargs, 2, "keepdim", False)))
 
 
-def index_plan(ndim: int, index: Any) -> tuple[list[int | None], list[tuple[int, int]]] | None:
-    """For ``x[index]`` of an ``ndim``-dim x: which source dim each result dim is (None: a new dim),
-    and the ``(dim, i)`` picked by integer indices; None for tensor/bool indices.
-
-    >>> index_plan(3, (slice(None), -1))  # output[:, -1]
-    ([0, 2], [(1, -1)])
-    >>> index_plan(3, -1)  # h_n[-1]
-    ([1, 2], [(0, -1)])
-    """
-    items = index if isinstance(index, tuple) else (index,)
-    if any(not (isinstance(i, (int, slice)) or i is None or i is Ellipsis) or isinstance(i, bool) for i in items):
-        return None
-    used = sum(1 for i in items if isinstance(i, (int, slice)))
-    if used > ndim or sum(i is Ellipsis for i in items) > 1:
-        return None
-    src: list[int | None] = []
-    picks: list[tuple[int, int]] = []
-    d = 0
-    for i in items:
-        if i is Ellipsis:
-            src += list(range(d, d + ndim - used))
-            d += ndim - used
-        elif i is None:
-            src.append(None)
-        elif isinstance(i, slice):
-            src.append(d)
-            d += 1
-        else:
-            picks.append((d, i))
-            d += 1
-    src += list(range(d, ndim))
-    return src, picks
-
-
-def index_items(ndim: int, index: Any) -> list[Any] | None:
-    """``x[index]``'s item for each of ``x``'s dims (a full slice where it is not indexed), else None.
-
-    >>> index_items(3, (Ellipsis, 0, slice(None, 4))), index_items(3, -1)
-    ([slice(None, None, None), 0, slice(None, 4, None)], [-1, slice(None, None, None), slice(None, None, None)])
-    """
-    items = [i for i in (index if isinstance(index, tuple) else (index,)) if i is not None]
-    if any(isinstance(i, bool) or not (isinstance(i, (int, slice)) or i is Ellipsis) for i in items) or \
-            items.count(Ellipsis) > 1 or len(items) - items.count(Ellipsis) > ndim:
-        return None
-    if Ellipsis in items:
-        k = items.index(Ellipsis)
-        items[k:k + 1] = [slice(None)] * (ndim - len(items) + 1)
-    return items + [slice(None)] * (ndim - len(items))
-
-
-def forward_half(shape: tuple[int, ...], index: Any) -> bool:
-    """Does ``x[index]`` of a bidirectional output keep features of the forward direction only (the first
-    half of its last dim, ``D*h``)? ``output[-1, :, :h]`` is the forward direction's final state, ``h_n[-2]``.
-
-    >>> forward_half((5, 3, 8), (-1, slice(None), slice(None, 4))), forward_half((5, 3, 8), -1)  # (T, bs, D*h=8)
-    (True, False)
-    """
-    items = index if isinstance(index, tuple) else (index,)
-    if Ellipsis in items:
-        last = items[-1]
-    elif sum(isinstance(i, (int, slice)) for i in items) == len(shape):
-        last = [i for i in items if isinstance(i, (int, slice))][-1]
-    else:
-        return False  # the feature dim is taken whole
-    half = shape[-1] // 2
-    if isinstance(last, slice):
-        picked = range(*last.indices(shape[-1]))
-        return len(picked) > 0 and max(picked) < half
-    return isinstance(last, int) and not isinstance(last, bool) and last % shape[-1] < half
-
-
 _OTHER = object()
 """An index item :func:`index_plan` has no plan for (a tensor, a list), as :func:`_getitem` keeps it."""
 
@@ -390,26 +318,6 @@ def _plain_index(index: Any) -> Any:
         return slice(None) if isinstance(i, slice) else _OTHER
 
     return tuple(plain(i) for i in index) if isinstance(index, tuple) else plain(index)
-
-
-def shortened(name: str | None, item: Any, size: int, kept: int) -> str | None:
-    """The name of ``kept`` of a dim's ``size`` entries (named ``name``) that slice ``item`` keeps: ``"T-1"`` for
-    ``x[:, 1:]`` and ``x[:, :-1]`` (a language model's shifted inputs and targets: T-1 steps whatever T), else
-    None (``x[:, :3]`` is 3 steps whatever T, not T-4: no name).
-
-    >>> shortened("T", slice(1, None), 7, 6), shortened("T-1", slice(None, -2), 6, 4), shortened("T", slice(3), 7, 3)
-    ('T-1', 'T-3', None)
-    """
-    m = _SHORTENED.match(name or "")
-    if m is None or not isinstance(item, slice) or item.step not in (None, 1):
-        return None
-    start, stop = item.start or 0, item.stop or 0
-    if start < 0 or stop > 0 or kept < 1 or size - kept != start - stop:  # bounds relative to the start and end
-        return None
-    return f"{m.group(1)}-{size - kept + int(m.group(2) or 0)}"
-
-
-_SHORTENED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:-([0-9]+))?\Z")
 
 
 def _getitem(index: Any) -> Rule:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from shapeviz.tracing.oprules import index_plan
+from shapeviz.tracing.indexing import index_plan
 
 __all__ = ["STEP_FUNCS", "step_dim"]
 
