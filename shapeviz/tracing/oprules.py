@@ -18,7 +18,7 @@ left rows and the right columns, an in-order merge joins names); anything else i
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -532,11 +532,13 @@ def _fields(obj: Any) -> dict[str, Any] | None:
     return None
 
 
-def flatten(obj: Any, key: str, depth: int = 0, tuples: bool = False) -> Iterable[tuple[str, Any, str]]:
+def flatten(obj: Any, key: str, depth: int = 0, tuples: bool = False,
+            alike: Callable[[Any, Any], bool] | None = None) -> Iterable[tuple[str, Any, str]]:
     """(key, tensor, packed-part) for every tensor in nested tuples/lists/dicts/dataclasses/PackedSequences.
 
     A list of tensors (and with ``tuples=True`` a tuple) yields ``(key, (first, count), "")`` for
-    each run of equal shapes, so ``cat`` of T step outputs is one record with ``repeat=T``."""
+    each run of equal shapes (and ``alike``, where given: made the same way), so ``cat`` of T step outputs is
+    one record with ``repeat=T``."""
     if isinstance(obj, torch.Tensor):
         yield key, obj, ""
     elif isinstance(obj, PackedSequence):
@@ -551,7 +553,7 @@ def flatten(obj: Any, key: str, depth: int = 0, tuples: bool = False) -> Iterabl
                 j = k + 1
                 if isinstance(obj, list) or tuples:
                     while j < len(obj) and isinstance(obj[j], torch.Tensor) and obj[j].shape == item.shape \
-                            and obj[j].dtype == item.dtype:
+                            and obj[j].dtype == item.dtype and (alike is None or alike(item, obj[j])):
                         j += 1
                 if j - k > 1:
                     yield _join(key, f"{k}:{j}"), (item, j - k), ""
@@ -560,7 +562,7 @@ def flatten(obj: Any, key: str, depth: int = 0, tuples: bool = False) -> Iterabl
                 emitted += 1
                 k = j
             else:
-                yield from flatten(item, _join(key, str(k)), depth + 1, tuples)
+                yield from flatten(item, _join(key, str(k)), depth + 1, tuples, alike)
                 emitted += 1
                 k += 1
             if emitted >= MAX_LIST:
@@ -569,10 +571,10 @@ def flatten(obj: Any, key: str, depth: int = 0, tuples: bool = False) -> Iterabl
         for i, (k2, v) in enumerate(obj.items()):
             if i >= MAX_LIST:
                 break
-            yield from flatten(v, _join(key, str(k2)), depth + 1, tuples)
+            yield from flatten(v, _join(key, str(k2)), depth + 1, tuples, alike)
     elif depth < 4 and (fields := _fields(obj)) is not None:
         for k2, v in list(fields.items())[:MAX_LIST]:
-            yield from flatten(v, _join(key, k2), depth + 1, tuples)
+            yield from flatten(v, _join(key, k2), depth + 1, tuples, alike)
 
 
 def _join(key: str, part: str) -> str:

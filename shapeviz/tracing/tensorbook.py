@@ -200,7 +200,7 @@ class TensorBook:
             label = labels.name_of(obj) if labels is not None else ""
             return [self.info(obj, how, key=key, label=label, keep_known=keep_known)]
         out = []
-        for k, t, packed in flatten(obj, key, tuples=tuples):
+        for k, t, packed in flatten(obj, key, tuples=tuples, alike=self.alike):
             repeat = 1
             if isinstance(t, tuple):
                 t, repeat = t
@@ -209,6 +209,21 @@ class TensorBook:
                 label = arg_label(k, arg_names)
             out.append(self.info(t, how, key=k, label=label, packed=packed, repeat=repeat, keep_known=keep_known))
         return out
+
+    def alike(self, a: Any, b: Any) -> bool:
+        """Two equal-shaped tensors of a list made the same way (one record for the run, ``cat`` of T steps): both
+        unseen, one record, or records named by the same kind of rule (a cell's T outputs); ``cat((h, ctx))`` of
+        a cell's state and a pooled context is two records, each with its own names."""
+        ra, rb = self.known(a), self.known(b)
+        if ra is None or rb is None or ra is rb:
+            return ra is rb
+        ha, hb = self.hows.get(id(ra)), self.hows.get(id(rb))
+        if ha is None or hb is None:
+            return False
+        wa, wb = ha[1], hb[1]
+        if type(wa) is not How or type(wb) is not How:
+            return wa is wb
+        return wa.kind is wb.kind and wa.origin == wb.origin
 
     # ------------------------------------------------------------ steps of a dim
     def stepped_piece(self, t: Any, info: TensorInfo) -> None:

@@ -360,6 +360,28 @@ def test_a_flattened_size_is_not_guessed_at_its_next_use_either() -> None:
     assert [i.format() for i in loss.inputs[:2]] == ["(32, 50)", "(32,)"]
 
 
+def test_a_cat_of_equal_shaped_operands_made_differently_keeps_each_ones_names() -> None:
+    """``cat((h, ctx))`` of a cell's state ``(bs, h)`` and a pooled context ``(bs, d)`` of the same shape is two
+    records (it read ``h 2 × (bs, h)``, calling ctx h); the T outputs of a cell loop stay one ``5 ×`` record."""
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = nn.GRUCell(16, 16)
+
+        def forward(self, regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            h = self.cell(regions.mean(1))
+            steps = [h := self.cell(regions[:, t], h) for t in range(5)]
+            return torch.cat((h, regions.max(1).values), -1), torch.stack(steps, 1)
+
+    with sv.dims(d=16):
+        t = sv.trace(M(), torch.randn(3, 5, 16), ops=True, inputs_dims="bs R d")
+    (cat,) = t.find(type="cat")
+    assert [(i.repeat, i.names) for i in cat.inputs[:2]] == [(1, ("bs", "h")), (1, ("bs", "d"))]
+    (stack,) = t.find(type="stack")
+    assert stack.inputs[0].repeat == 5
+
+
 class NamesItsInput(nn.Module):
     """Names its own input ``(bs, S, emb)`` with ``sv.name`` inside ``forward``, then a batch-first GRU reads it."""
 
