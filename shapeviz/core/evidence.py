@@ -18,7 +18,9 @@ need evidence that holds together (DESIGN.md, "Alarms: evidence only"):
   the layer does contradicts it);
 * without a state, matching sizes are a coincidence whenever the layer's batch can be a product of the
   declared one (``bs*skip``, ``rate*bs``, ``bs*k``: a multiple of ``bs``), so only a batch that no such
-  merge makes is evidence. With ``ops=True`` the dims' provenance decides before any of this.
+  merge makes is evidence; a size of 1 (a batch of one, one step) is evidence of nothing. Declared sizes
+  never call a 2-D input ``(bs, emb)``: an unbatched sequence may have any length. With ``ops=True`` the
+  dims' provenance decides before any of this.
 
 Plain int compares: no allocation.
 """

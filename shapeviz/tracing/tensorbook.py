@@ -35,7 +35,7 @@ from shapeviz.tracing.steps import step_dim
 
 __all__ = ["PLAIN", "TensorBook", "device_name", "dtype_name"]
 
-_DECLARED = ("sv.name", "inputs_dims")  # the origins of names you gave a tensor
+_YOURS = ("sv.name", "inputs_dims")  # the origins of names you gave a tensor
 
 PLAIN = frozenset({torch.Tensor, nn.Parameter})
 """Tensor types recorded as they are (no walk through containers)."""
@@ -177,7 +177,7 @@ class TensorBook:
                 self.hows[id(prev)] = (prev, How.filled(planned[1], how.names, how.origin))
                 how, exact = How.filled(prev, how.names, how.origin), False
             elif kind is Naming.FILLED or (planned[1].origin if planned is not None else
-                                           prev.origins and prev.origins[0]) in _DECLARED:
+                                           prev.origins and prev.origins[0]) in _YOURS:
                 # named by another layer's conventions and its input's evidence, or by you (sv.name, inputs_dims):
                 # the tensor's own evidence, kept as it is, wins over this layer's reading of its time and batch
                 how, exact = How.filled(prev, how.names, how.origin), False
