@@ -66,7 +66,7 @@ from shapeviz.tracing.dimparts import (
 )
 from shapeviz.tracing.flowchecks import check_ctc, check_loss, check_pack, check_rows, check_time_axis, scrambled_error
 from shapeviz.tracing.indexing import index_plan
-from shapeviz.tracing.laststep import LastReads, narrow_plan, one_index
+from shapeviz.tracing.laststep import LastReads, moved, narrow_plan, one_index, split_dirs
 from shapeviz.tracing.naming import Namer, Names, OpView, attention, declared_names
 from shapeviz.tracing.oprules import RESHAPES, op_name, op_params, op_rule
 from shapeviz.tracing.permutes import Permutations
@@ -81,16 +81,14 @@ _KEEPS_FACTS = frozenset({"index_select", "contiguous", "clone", "detach", "to",
 facts survive them (``pad_packed_sequence``'s unsorting ``index_select``) unless they pick along T."""
 
 _CUTS = frozenset({"getitem", "narrow", "view", "reshape", "unflatten", "chunk", "split", "split_with_sizes"})
+_MOVES = frozenset({"transpose", "swapaxes", "swapdims", "permute", "getitem", "narrow"})  # see laststep.moved
 """Ops that may cut a step read whole to its forward half (:mod:`shapeviz.tracing.laststep`)."""
 _PERMUTES = frozenset({"randperm", "argsort", "sort"})
 _JOINS = frozenset({"cat", "concat", "concatenate", "stack"})
 _COPIES = frozenset({"expand", "repeat", "repeat_interleave"})
-_CONVS = frozenset({"conv1d", "conv2d", "conv3d"})
 _VALUES_INDICES = frozenset({"max", "min", "median", "nanmedian", "mode", "kthvalue", "sort", "topk", "cummax",
                              "cummin"})
 """Ops whose result is (values, indices), both of one shape: each named as the op's one result would be."""
-_POOLS = frozenset({f"{kind}_pool{n}d{tail}" for kind in ("max", "avg", "adaptive_max", "adaptive_avg", "lp")
-                    for n in (1, 2, 3) for tail in ("", "_with_indices")})
 _LOCAL = threading.local()  # .modes: the flow modes active in this thread, innermost last
 _ACTIVE = [0]  # flow modes active in any thread: known_names returns at once when there are none
 _ACTIVE_LOCK = threading.Lock()
@@ -323,6 +321,9 @@ class FlowMode(TorchFunctionMode):
         held = self.get(args[0]) if base in _CUTS and args else None
         if held is not None and held.held:  # a step read whole, split along its features
             self.last.pieces(held.held, args, kwargs, out)
+        if held is not None and held.what == "bi_output" and base in ("chunk", "split", "split_with_sizes") \
+                and out[0].dim() == args[0].dim() and out[0].shape[:-1] == args[0].shape[:-1]:  # fwd, bwd = chunk
+            moved(held, "narrow", (args[0], -1, 0, out[0].shape[-1]), {}, args[0], out[0], self._facts_of)
         if base == "pack_padded_sequence" and args and isinstance(args[0], torch.Tensor):
             check_pack(self.names_of(args[0]), args[0],
                        bool(args[2]) if len(args) > 2 else bool(kwargs.get("batch_first", False)))
@@ -375,7 +376,7 @@ class FlowMode(TorchFunctionMode):
                         op_params(args[1:], kwargs)) if cut else ()  # no tensor kept
                 for n in cut:
                     self.views[n] = made
-            self._split_dirs(src, x, out)
+            split_dirs(src, x, out, self._facts_of)
             if hold:
                 (self.get(out) or self.put(out, [None] * out.dim())).held = hold
             return
@@ -388,11 +389,6 @@ class FlowMode(TorchFunctionMode):
         names: Names | None = None
         if base in _COPIES and src is not None:
             names = copied_names(base, tuple(x.shape), src.names, args, kwargs, tuple(out.shape))
-        elif base in _CONVS and src is not None and len(args) > 1 and isinstance(args[1], torch.Tensor) \
-                and x.dim() == args[1].dim() and src.names[0]:  # a batched conv keeps its batch, dim 0
-            names = [src.names[0], *[None] * (out.dim() - 1)]
-        elif base in _POOLS and src is not None and x.dim() == out.dim() >= 3 and x.shape[:2] == out.shape[:2]:
-            names = [*src.names[:2], *[None] * (out.dim() - 2)]  # a pooling keeps its batch and channels
         elif rule is not None:
             try:
                 names = rule(view)
@@ -421,16 +417,14 @@ class FlowMode(TorchFunctionMode):
                                                           and _picks_time(src, x, args[1])))
             facts.looped = src is not None and src.looped
         if held or hold:
-            (facts or self.put(out, [None] * out.dim())).held = hold or (held, src.what == "bi_dirs")  # type: ignore[union-attr]
+            (facts or self._facts_of(out)).held = hold or (held, src.what == "bi_dirs")  # type: ignore[union-attr]
+        if src is not None and src.what and base in _MOVES:
+            moved(src, base, args, kwargs, x, out, self._facts_of)
         if base == "unflatten" and src is not None:
-            self._split_dirs(src, x, out)
+            split_dirs(src, x, out, self._facts_of)
 
-    def _split_dirs(self, src: _Facts, x: torch.Tensor, out: torch.Tensor) -> None:
-        """A bidirectional output's features split into its directions, ``(…, D*h)`` -> ``(…, D, h)``."""
-        if src.what == "bi_output" and out.dim() == x.dim() + 1 and out.shape[:-2] == x.shape[:-1] \
-                and out.shape[-2] == 2:
-            facts = self.get(out) or self.put(out, [None] * out.dim())
-            facts.what, facts.t_axis = "bi_dirs", src.t_axis
+    def _facts_of(self, t: torch.Tensor) -> _Facts:
+        return self.get(t) or self.put(t, [None] * t.dim())
 
     def _counted(self, base: str, args: tuple, kwargs: dict, names: Names) -> Names:
         """A cat/stack whose joined dim no name fits: the number of pieces names it (``"7*bs"``: 7

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["forward_half", "index_items", "index_plan", "shortened"]
+__all__ = ["forward_half", "index_items", "index_plan", "op_order", "shortened"]
 
 
 def index_plan(ndim: int, index: Any) -> tuple[list[int | None], list[tuple[int, int]]] | None:
@@ -102,3 +102,25 @@ def shortened(name: str | None, item: Any, size: int, kept: int) -> str | None:
 
 
 _SHORTENED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:-([0-9]+))?\Z")
+
+
+def op_order(base: str, args: tuple, kwargs: dict, ndim: int) -> list[int] | None:
+    """The source dim of each result dim of a transpose or permute (result dim ``k`` is ``x``'s ``order[k]``).
+
+    >>> op_order("transpose", (None, 0, 1), {}, 3), op_order("permute", (None, 2, 0, 1), {}, 3)
+    ([1, 0, 2], [2, 0, 1])
+    """
+    try:
+        if base == "permute":
+            dims = args[1:] if len(args) > 1 else kwargs.get("dims", ())
+            if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+                dims = dims[0]
+            order = [int(d) % ndim for d in dims]
+            return order if sorted(order) == list(range(ndim)) else None
+        a = int(args[1] if len(args) > 1 else kwargs["dim0"]) % ndim
+        b = int(args[2] if len(args) > 2 else kwargs["dim1"]) % ndim
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    order = list(range(ndim))
+    order[a], order[b] = order[b], order[a]
+    return order

@@ -20,14 +20,15 @@ does not cut it.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from shapeviz.tracing.flowchecks import site, warn
-from shapeviz.tracing.indexing import forward_half, index_items, index_plan
+from shapeviz.tracing.indexing import forward_half, index_items, index_plan, op_order
 
-__all__ = ["LastReads", "narrow_plan", "one_index"]
+__all__ = ["LastReads", "forward_cut", "moved", "narrow_plan", "one_index", "split_dirs"]
 
 _BI_FIX = ("torch.cat((h_n[-2], h_n[-1]), dim=1)  # both directions' final states, or the backward half at step 0: "
            "output[0, :, h:] / output[:, 0, h:]")
@@ -48,6 +49,21 @@ def narrow_plan(args: tuple, kwargs: dict) -> tuple[int, int, int] | None:
         return dim, int(start) % x.shape[dim], int(length)
     except (IndexError, KeyError, TypeError, ValueError, ZeroDivisionError, AttributeError):
         return None
+
+
+def forward_cut(base: str, args: tuple, kwargs: dict, x: Any) -> bool:
+    """Does ``x[index]`` / ``x.narrow(-1, start, n)`` (``base``) keep the forward half of the features of ``x``,
+    a bidirectional output ``(…, D*h)``, alone?
+
+    >>> import torch
+    >>> x = torch.zeros(2, 5, 8)
+    >>> forward_cut("getitem", (x, (Ellipsis, slice(None, 4))), {}, x), forward_cut("narrow", (x, -1, 4, 4), {}, x)
+    (True, False)
+    """
+    if base == "getitem" and len(args) > 1:
+        return forward_half(tuple(x.shape), args[1])
+    plan = narrow_plan(args, kwargs) if base == "narrow" else None
+    return plan is not None and plan[0] == x.dim() - 1 and plan[1] + plan[2] <= x.shape[-1] // 2
 
 
 def _whole(item: Any, size: int) -> bool:
@@ -94,6 +110,31 @@ def one_index(args: tuple, kwargs: dict) -> tuple[int, int] | None:
         return None
 
 
+def split_dirs(src: Any, x: Any, out: Any, facts_of: Callable[[Any], Any]) -> None:
+    """A bidirectional output's features split into its directions, ``(…, D*h)`` -> ``(…, D, h)`` (``src``: the
+    output's facts; ``facts_of``: the facts of ``out``, made where it has none)."""
+    if src.what == "bi_output" and out.dim() == x.dim() + 1 and out.shape[:-2] == x.shape[:-1] and out.shape[-2] == 2:
+        facts = facts_of(out)
+        facts.what, facts.t_axis, facts.mate = "bi_dirs", src.t_axis, src.mate
+
+
+def moved(src: Any, base: str, args: tuple, kwargs: dict, x: Any, out: Any, facts_of: Callable[[Any], Any]) -> None:
+    """A recurrent output transposed (``out.transpose(0, 1)``), or a bidirectional one cut to its forward half at
+    every step (``out[..., :h]``, ``out.chunk(2, -1)[0]``): its facts follow, so a read of its last step is judged
+    (and its forward half is ``h_n[-2]``) as on the output itself."""
+    if base in ("transpose", "swapaxes", "swapdims", "permute") and out.dim() == x.dim():
+        order = op_order(base, args, kwargs, x.dim())
+        what, t_axis = src.what, order.index(src.t_axis) if order is not None and src.t_axis >= 0 else -1
+    elif src.what == "bi_output" and out.dim() == x.dim() and out.shape[:-1] == x.shape[:-1] and \
+            out.shape[-1] <= x.shape[-1] // 2 and forward_cut(base, args, kwargs, x):
+        what, t_axis = "bi_fwd", src.t_axis
+    else:
+        return
+    if t_axis >= 0:
+        facts = facts_of(out)
+        facts.what, facts.t_axis, facts.mate = what, t_axis, src.mate
+
+
 class LastReads:
     """The held-back last-step warnings of one flow: ``pending`` maps a recurrent output's facts (by id) to the
     warning its last-step read would say; ``eager`` holds the keys said at the next op that does not cut them."""
@@ -123,7 +164,10 @@ class LastReads:
         holds (0: none), which the step's forward-half cut drops (:meth:`cut`); ``how``: the op that read it, where
         it is no index."""
         size = x.shape[dim]
-        if dim != src.t_axis or size <= 1:  # all of a one-step output is both ends
+        if dim == src.t_axis and i % size == size - 1 and (src.what == "bi_fwd" or (
+                forward and src.what in ("bi_output", "bi_dirs"))):
+            self.forward_final(src)  # the forward direction's final state: h_n[-2]
+        if dim != src.t_axis or size <= 1 or src.what == "bi_fwd":  # all of a one-step output is both ends
             return 0
         src.taken.add(i % size)
         if len(src.taken) == size:  # every step read: a loop over the steps, no summary
@@ -136,8 +180,6 @@ class LastReads:
             if id(src) in self.whole:  # the last step read whole: both ends
                 self.pending.pop(id(src), None)
                 self.eager.discard(id(src))
-        if bi and forward and i % size == size - 1:  # the forward direction's final state: h_n[-2]
-            self.forward_final(src)
         if i % size != size - 1 or (bi and src.back0 and whole_features):
             return 0
         pick = f"output.{how}({dim}, …), the last step," if how else "output[-1]" if dim == 0 else "output[:, -1]"

@@ -30,7 +30,7 @@ from shapeviz.core.evidence import bases_of
 from shapeviz.tracing.records import Tag, TensorInfo
 
 __all__ = ["BY_SIZE", "DECLARED", "FLATTENED", "GUESS", "How", "Namer", "Names", "Naming", "OpView", "Resolver", "Rule",
-           "attention", "declared_names", "evidence", "guess", "is_guess", "like", "like_origin", "name",
+           "Sliding", "attention", "declared_names", "evidence", "guess", "is_guess", "like", "like_origin", "name",
            "unname_contradicted"]
 
 Names = list[str | None]
@@ -262,9 +262,29 @@ class _BatchDim:
         return [op.names(0)[0], *[None] * (nd - 1)]
 
 
-BATCHED_MODULES: dict[str, _BatchDim] = {
-    **{f"{kind}{n}d": _BatchDim(n + 2) for kind in ("Conv", "ConvTranspose", "MaxPool", "AvgPool", "AdaptiveMaxPool",
-                                                     "AdaptiveAvgPool", "InstanceNorm") for n in (1, 2, 3)},
+class Sliding:
+    """A conv or pooling over a batched ``(bs, C, *spatial)`` input with ``n`` spatial dims: the batch stays, a
+    conv's channels are new (a pooling's stay), and a spatial dim keeps its name where its length is unchanged (a
+    stride-1 "same" conv over ``T`` is still ``T``; a strided one is shorter, and no longer T). An unbatched
+    ``(C, *spatial)`` input has no batch to keep: no names."""
+
+    __slots__ = ("n", "pool")
+
+    def __init__(self, n: int, pool: bool) -> None:
+        self.n, self.pool = n, pool
+
+    def __call__(self, op: OpView) -> Names | None:
+        src, shape = op.names(0), op.ins[0].shape
+        if len(shape) != self.n + 2 or len(op.shape) != len(shape):
+            return None
+        channels = src[1] if self.pool and shape[1] == op.shape[1] else None
+        return [src[0], channels, *(n if a == b else None for n, a, b in zip(src[2:], shape[2:], op.shape[2:]))]
+
+
+BATCHED_MODULES: dict[str, _BatchDim | Sliding] = {
+    **{f"{kind}{n}d": Sliding(n, "Pool" in kind) for kind in ("Conv", "ConvTranspose", "MaxPool", "AvgPool",
+                                                              "AdaptiveMaxPool", "AdaptiveAvgPool") for n in (1, 2, 3)},
+    **{f"InstanceNorm{n}d": _BatchDim(n + 2) for n in (1, 2, 3)},
     **{f"BatchNorm{n}d": _BatchDim(0) for n in (1, 2, 3)}}
 """Modules whose batched result keeps its input's dim 0 (the batch), whatever they do to the other dims; an
 unbatched conv's dim 0 is its channels, which it changes."""

@@ -28,7 +28,7 @@ from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.dimparts import merges, view_names
 from shapeviz.tracing.dimparts import prod as _prod
 from shapeviz.tracing.indexing import index_items, index_plan, shortened
-from shapeviz.tracing.naming import Names, OpView, Rule, attention, guess
+from shapeviz.tracing.naming import Names, OpView, Rule, Sliding, attention, guess
 
 __all__ = ["MAX_LIST", "RESHAPES", "flatten", "has_tensor", "op_name", "op_params", "op_rule", "view_names"]
 
@@ -453,6 +453,12 @@ def _sized_only(op: OpView) -> Names:
     return [None] * len(op.shape)
 
 
+_SLIDING = {f"{kind}{n}d{tail}": Sliding(n, "pool" in kind)
+            for kind in ("conv", "conv_transpose", "max_pool", "avg_pool", "lp_pool", "adaptive_max_pool",
+                         "adaptive_avg_pool") for n in (1, 2, 3) for tail in ("", "_with_indices")}
+"""Ops that slide along the spatial dims of a ``(bs, C, *spatial)`` input (``conv2d``, ``max_pool1d`` …)."""
+
+
 def _static_rule(base: str) -> Rule | None:
     """The rule of an op whose arguments do not change it (``base``: its name without ``_`` and ``.``)."""
     if base in FACTORIES:
@@ -467,6 +473,8 @@ def _static_rule(base: str) -> Rule | None:
         return attention
     if base == "one_hot":
         return _one_hot
+    if base in _SLIDING:
+        return _SLIDING[base]
     if base in ("T", "t"):
         return _reverse
     if base in ("mT", "H", "mH", "adjoint"):

@@ -262,6 +262,40 @@ def test_h_n_last_beside_the_outputs_forward_final_state_passes(h_n_first: bool,
     assert torch.equal(both, torch.cat((h_n[-2], h_n[-1]), dim=1))
 
 
+FORWARD_FINALS = {  # the forward direction's final state (h_n[-2]) read from a bidirectional output, h = 5
+    "transposed": lambda out, bf: (out if bf else out.transpose(0, 1))[:, -1, :5],
+    "permuted": lambda out, bf: (out if bf else out.permute(1, 0, 2))[:, -1, :5],
+    "chunked": lambda out, bf: out.chunk(2, -1)[0][:, -1] if bf else out.chunk(2, -1)[0][-1],
+    "split": lambda out, bf: out.split(5, -1)[0][:, -1] if bf else out.split(5, -1)[0][-1],
+    "cut first": lambda out, bf: out[:, :, :5][:, -1] if bf else out[:, :, :5][-1],
+    "directions": lambda out, bf: out.view(4, -1, 2, 5)[:, -1, 0] if bf else out.view(-1, 4, 2, 5)[-1, :, 0],
+}
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+@pytest.mark.parametrize("T", [1, 6])
+@pytest.mark.parametrize("form", sorted(FORWARD_FINALS))
+def test_h_n_last_beside_any_form_of_the_forward_final_state_passes(form: str, T: int, batch_first: bool) -> None:
+    """``h_n[-1]`` beside the output's forward final state, however it is read (transposed, the halves split
+    before the step is picked, the directions split, one step only): both final states, no warning; ``h_n[-1]``
+    beside the backward half of every step's last one still warns."""
+    gru = nn.GRU(3, 5, bidirectional=True, batch_first=batch_first)
+    x = torch.randn(4, T, 3) if batch_first else torch.randn(T, 4, 3)
+    with sv.checking(ops=True):
+        w = no_warnings()
+        try:
+            out, h_n = gru(x)
+            both = torch.cat((FORWARD_FINALS[form](out, batch_first), h_n[-1]), 1)
+            gru(x)  # the block goes on: a held warning would be said when this call ends
+        finally:
+            w.__exit__(None, None, None)
+        out, h_n = gru(x)
+        with pytest.warns(sv.ShapeWarning, match="bidirectional_h_n"):
+            torch.cat((out.chunk(2, -1)[1].select(int(batch_first), -1), h_n[-1]), 1)
+            gru(x)
+    assert torch.allclose(both, torch.cat((h_n[-2], h_n[-1]), 1))
+
+
 @pytest.mark.parametrize("batch_first", [False, True])
 @pytest.mark.parametrize("in_model", [False, True])
 def test_the_last_step_cut_to_its_forward_half_afterwards_is_right_and_passes(batch_first: bool,

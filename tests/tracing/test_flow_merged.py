@@ -119,7 +119,12 @@ def test_skip_gru_batch_carries_its_factors() -> None:
     model = SkipGRU(skip=3)
     with sv.watch(model, inputs="bs T", ops=True), quiet():
         model(torch.randn(4, 12, 4))
-    # the conv keeps bs; the skip factor is a part of the conv's (unnamed) time axis: counted, 3
+    # the conv keeps bs, and T (a stride-1 "same" conv: its length is unchanged); the last pt*skip = 12 steps are
+    # all of T, split into pt (T[3:12]) and skip (T[1:3]) parts: the GRU's batch is bs*skip, its time pt
+    assert model.seen == [("T[3:12]", "bs*T[1:3]", None), ("bs", "T[1:3]*h")]
+    model.seen.clear()
+    with sv.watch(model, inputs="bs T", ops=True), quiet():
+        model(torch.randn(4, 16, 4))  # the last 12 of 16 steps: a part of T, no longer named; the skip is counted
     assert model.seen == [(None, "bs*3", None), ("bs", "3*h")]
 
 

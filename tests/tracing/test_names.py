@@ -382,6 +382,28 @@ def test_a_cat_of_equal_shaped_operands_made_differently_keeps_each_ones_names()
     assert stack.inputs[0].repeat == 5
 
 
+def test_a_same_length_conv_keeps_its_spatial_names_and_a_strided_one_does_not() -> None:
+    """A conv over ``(bs, 1, F, T)``: the batch stays, the channels are new, F and T keep their names where the
+    conv leaves their length (stride 1, padding 1), and a stride of 2 along T makes it another length, unnamed.
+    Pooling keeps its channels too."""
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.same, self.strided = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(1, 4, 3, padding=1, stride=(1, 2))
+            self.pool = nn.MaxPool2d((2, 1))
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            y = self.same(x)
+            return F.conv2d(x, self.same.weight, padding=1), F.conv2d(x, self.strided.weight, padding=1,
+                                                                      stride=(1, 2)), F.max_pool2d(y, (1, 2))
+
+    t = sv.trace(M(), torch.randn(2, 1, 8, 6), ops=True, inputs_dims="bs _ F T")
+    got = [c.outputs[0].names for c in t.calls if c.kind in ("op", "module") and c.depth > 0]
+    assert got == [("bs", "", "F", "T"),  # the module
+                   ("bs", "", "F", "T"), ("bs", "", "F", ""), ("bs", "", "F", "")], got  # conv, strided, pool
+
+
 class NamesItsInput(nn.Module):
     """Names its own input ``(bs, S, emb)`` with ``sv.name`` inside ``forward``, then a batch-first GRU reads it."""
 
