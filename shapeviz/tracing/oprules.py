@@ -544,7 +544,7 @@ def flatten(obj: Any, key: str, depth: int = 0, tuples: bool = False,
             alike: Callable[[Any, Any], bool] | None = None) -> Iterable[tuple[str, Any, str]]:
     """(key, tensor, packed-part) for every tensor in nested tuples/lists/dicts/dataclasses/PackedSequences.
 
-    A list of tensors (and with ``tuples=True`` a tuple) yields ``(key, (first, count), "")`` for
+    A list of tensors (and with ``tuples=True`` a tuple) yields ``(key, (first, count, the others), "")`` for
     each run of equal shapes (and ``alike``, where given: made the same way), so ``cat`` of T step outputs is
     one record with ``repeat=T``."""
     if isinstance(obj, torch.Tensor):
@@ -564,7 +564,7 @@ def flatten(obj: Any, key: str, depth: int = 0, tuples: bool = False,
                             and obj[j].dtype == item.dtype and (alike is None or alike(item, obj[j])):
                         j += 1
                 if j - k > 1:
-                    yield _join(key, f"{k}:{j}"), (item, j - k), ""
+                    yield _join(key, f"{k}:{j}"), (item, j - k, obj[k + 1:j]), ""
                 else:
                     yield _join(key, str(k)), item, ""
                 emitted += 1

@@ -69,7 +69,7 @@ def device_name(t: torch.Tensor) -> str:
 class TensorBook:
     """Records of tensors, by weak reference to the tensor; names decided when the forward is done."""
 
-    __slots__ = ("flow", "hows", "out_of", "seen", "slices", "stepped")
+    __slots__ = ("flow", "hows", "out_of", "runs", "seen", "slices", "stepped")
 
     def __init__(self, flow: Provenance) -> None:
         self.flow = flow  # the data flow: written into each record while it is followed
@@ -81,6 +81,7 @@ class TensorBook:
         # one step of a dim (x[t], unbind, split(1)): id(piece) -> (weak ref, the source's record, the dim)
         self.slices: dict[int, tuple[weakref.ref, TensorInfo, int]] = {}
         self.stepped: list[tuple[TensorInfo, TensorInfo, int]] = []  # (a piece's record, source, dim)
+        self.runs: list[tuple[TensorInfo, list[TensorInfo]]] = []  # (a run's record, its other tensors' records)
 
     # ------------------------------------------------------------ tensors -> records
     def known(self, t: Any) -> TensorInfo | None:
@@ -201,13 +202,15 @@ class TensorBook:
             return [self.info(obj, how, key=key, label=label, keep_known=keep_known)]
         out = []
         for k, t, packed in flatten(obj, key, tuples=tuples, alike=self.alike):
-            repeat = 1
+            repeat, others = 1, ()
             if isinstance(t, tuple):
-                t, repeat = t
+                t, repeat, others = t
             label = labels.name_of(t) if labels is not None else ""
             if arg_names and not label:
                 label = arg_label(k, arg_names)
             out.append(self.info(t, how, key=k, label=label, packed=packed, repeat=repeat, keep_known=keep_known))
+            if others:  # a run: its record names only what all of its tensors' records name alike
+                self.runs.append((out[-1], [r for r in map(self.known, others) if r is not None]))
         return out
 
     def alike(self, a: Any, b: Any) -> bool:
@@ -265,6 +268,13 @@ class TensorBook:
             else:
                 resolve(info)
         hows.clear()
+        for info, others in self.runs:  # "n × (…)" claims its names for all n: a name one of them lacks goes
+            if info.names is not None and others:
+                keep = [all(o.names is not None and o.names[k] == n for o in others) for k, n in enumerate(info.names)]
+                if not all(keep):
+                    info.names = tuple(n if ok else "" for n, ok in zip(info.names, keep))
+                    info.origins = tuple(o if ok else "" for o, ok in zip(info.origins or ("",) * len(keep), keep))
+        self.runs.clear()
         for info, src, dim in self.stepped:  # a step of a dim, named when its name is evidence (not a guess)
             name = src.names[dim] if src.names and dim < len(src.names) else ""
             plain = bool(name) and "?" not in name and "|" not in name and "*" not in name

@@ -404,6 +404,26 @@ def test_a_same_length_conv_keeps_its_spatial_names_and_a_strided_one_does_not()
                    ("bs", "", "F", "T"), ("bs", "", "F", ""), ("bs", "", "F", "")], got  # conv, strided, pool
 
 
+def test_a_run_of_tensors_made_alike_claims_only_the_names_all_of_them_have() -> None:
+    """``cat([o[:, -1], hn[-1]])`` (both made by indexing, one line) is one ``2 ×`` record: it names only what both
+    are, ``bs`` (the features are ``D*h`` in one and ``h`` in the other); ``stack([o.sum(1), o.sum(0)])`` with
+    bs == T names neither dim of the pieces (``bs`` in one, ``T`` in the other)."""
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.GRU(8, 16, num_layers=3, batch_first=True)
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            o, hn = self.rnn(x)
+            return torch.cat([o[:, -1], hn[-1]], 1), torch.stack([o.sum(1), o.sum(0)])
+
+    t = sv.trace(M(), torch.randn(3, 3, 8), ops=True, inputs_dims="bs T")
+    (cat,), (stack,) = t.find(type="cat"), t.find(type="stack")
+    assert (cat.inputs[0].repeat, cat.inputs[0].names) == (2, ("bs", ""))
+    assert (stack.inputs[0].repeat, stack.inputs[0].names) == (2, ("", "D*h"))
+
+
 class NamesItsInput(nn.Module):
     """Names its own input ``(bs, S, emb)`` with ``sv.name`` inside ``forward``, then a batch-first GRU reads it."""
 
