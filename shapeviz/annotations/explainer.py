@@ -136,8 +136,7 @@ class _Walker:
         if spec.dtype_names is not None and not dtype_matches(dtype_name(v.dtype), spec.dtype_names):
             family = spec.label.split("[", 1)[0]
             return _Failure(label, spec, tuple(v.shape),
-                            f"dtype {dtype_name(v.dtype)} is not a {family} dtype "
-                            f"({', '.join(str(d) for d in spec.dtype_names[:6])})")
+                            f"dtype {dtype_name(v.dtype)} is not a {family} dtype ({_some(spec.dtype_names)})")
         shape = tuple(int(s) for s in v.shape)
         n = len(spec.dims)
         if spec.variadic is None and len(shape) != n:
@@ -394,3 +393,13 @@ def __getattr__(name: str) -> Any:
         globals()[name] = fn
         return fn
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _some(names: tuple) -> str:
+    """The dtypes an annotation admits, the plainest first (``float16, float32, float64, bfloat16, …``).
+
+    >>> _some(("float8_e5m2", "float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float4_e2m1fn_x2"))
+    'float16, float32, float64, bfloat16, float8_e5m2, float8_e4m3fn, …'
+    """
+    shown = sorted((str(d) for d in names), key=lambda d: (len(d), d))
+    return ", ".join(shown[:6]) + (", …" if len(shown) > 6 else "")

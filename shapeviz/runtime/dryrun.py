@@ -402,8 +402,14 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
         raise TypeError(f"dry_run() takes an nn.Module, got {type(model).__name__}")
     if len(inputs) == 1 and type(inputs[0]) is tuple:
         inputs = inputs[0]
-    if not inputs and not named_inputs:
-        inputs = ("bs=2,T=5",)
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        kinds = ", ".join(k for k in _KINDS if _KINDS[k] is not None)
+        raise SpecError(f"dry_run(dtype=...): expected a torch.dtype (torch.float64, …), got {dtype!r}; or give a "
+                        f"kind word in a spec, e.g. 'bs=4,T=30 float64' (kinds: {kinds})")
+    if not inputs and not named_inputs:  # as the first layer takes it: (T, bs) seq-first, (bs,) a cell's step
+        first = _first_layer(model)
+        t_axis = conventions(first).layout.t_axis if is_recurrent(first) else 1
+        inputs = ("bs=2" if t_axis is None else "T=5,bs=2" if t_axis == 0 else "bs=2,T=5",)
     given = [("", i, v) for i, v in enumerate(inputs)] + [(k, k, v) for k, v in named_inputs.items()]
     built: dict[int | str, Any] = {}
     shown: list[DryInput] = []

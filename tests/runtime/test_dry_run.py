@@ -576,3 +576,20 @@ def test_tensors_given_in_a_dict_are_shown_by_their_key() -> None:
     assert [i.keyword for i in run.inputs] == ["arg0.x", "arg0.n"] and run.input_shape == (2, 3, 4)
     run = sv.dry_run(DictBatch(), batch={"x": torch.zeros(2, 3, 4), "n": torch.ones(2, dtype=torch.long)})
     assert "inputs batch.x (2, 3, 4) float32, batch.n (2,) int64 on meta: ok" in repr(run), repr(run)
+
+
+@pytest.mark.parametrize(("layer", "shape"), [
+    (nn.LSTM(4, 8), (5, 2, 4)), (nn.GRU(4, 8, batch_first=True), (2, 5, 4)),
+    (nn.RNN(4, 8, bidirectional=True), (5, 2, 4)), (nn.GRUCell(4, 8), (2, 4))])
+def test_no_input_is_laid_out_as_the_first_layer_takes_it(layer: nn.Module, shape: tuple[int, ...]) -> None:
+    """With no input, a seq-first layer gets (T, bs, emb), a batch-first one (bs, T, emb) and a cell one step
+    (bs, emb): the default is no layout mistake (a bare nn.LSTM read batch_first_swap), and runs as torch does."""
+    run = sv.dry_run(layer)
+    assert run.ok, run.error
+    assert run.inputs[0].shape == shape
+    layer(torch.zeros(shape))  # torch takes it too
+
+
+def test_a_dtype_that_is_not_a_torch_dtype_is_a_spec_error_with_the_kinds() -> None:
+    with pytest.raises(sv.SpecError, match=r"expected a torch.dtype .*'float64'.*kinds: float16"):
+        sv.dry_run(nn.LSTM(4, 8), "T=5,bs=2", dtype="float64")
