@@ -171,7 +171,30 @@ def check_call(module: torch.nn.Module, x: Any = _MISSING, hx: Any = None, /, *a
             check_input(module, x, hx, None)
         return
     given = () if x is _MISSING else (x,) if hx is None and not args else (x, hx, *args)
+    if isinstance(module, RECURRENT_TYPES):  # torch's forward(input, hx=None): what else it refuses, said so here
+        _takes(module, given, kwargs)
     check_module_call(module, given, kwargs, None)
+
+
+def _takes(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+    """``check_call``'s arguments are a call torch's ``forward(input, hx=None)`` takes, else a TypeError that says
+    what it takes (a misspelt ``h0=`` was dropped, and the call read as one with no state).
+
+    >>> import torch.nn as nn
+    >>> try:
+    ...     _takes(nn.GRU(4, 6), (), {"input": 1, "h0": 2})
+    ... except TypeError as e:
+    ...     print(str(e).split(";")[0])
+    check_call(GRU, ...): unexpected argument 'h0'
+    """
+    bad = [k for k in kwargs if k not in ("input", "hx")]
+    named = [k for k in ("input", "hx")[:len(args)] if k in kwargs]
+    problem = (f"unexpected argument {bad[0]!r}" if bad else f"{len(args)} arguments by place, at most 2"
+               if len(args) > 2 else f"{named[0]!r} given twice" if named
+               else "no input" if not args and "input" not in kwargs else "")
+    if problem:
+        raise TypeError(f"check_call({type(module).__name__}, ...): {problem}; it checks module(input, hx): give them "
+                        "by place, or as input= and hx=")
 
 
 def checker(module: torch.nn.Module) -> Callable[..., None]:
@@ -196,7 +219,9 @@ def checker(module: torch.nn.Module) -> Callable[..., None]:
     """
     if not isinstance(module, RECURRENT_TYPES) and declaration_of(type(module)) is not None:
         return functools.partial(check_call, module)
-    return checker_code(plan_for(module), module, _refresh)
+    check = checker_code(plan_for(module), module, _refresh)
+    check.__name__ = check.__qualname__ = f"checker({type(module).__name__})"  # what a wrong call's TypeError names
+    return check
 
 
 def _refresh(module: torch.nn.Module, x: Any, hx: Any) -> tuple | None:

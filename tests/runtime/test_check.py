@@ -165,7 +165,8 @@ def test_kwargs_and_no_input():
     sv.check_call(m, input=torch.randn(5, 2, 4), hx=torch.zeros(1, 2, 6))
     with pytest.raises(sv.ShapeError, match="hidden_ndim"):
         sv.check_call(m, input=torch.randn(5, 2, 4), hx=torch.zeros(2, 6))
-    sv.check_call(m)  # nothing to check: torch itself reports the missing argument
+    with pytest.raises(TypeError, match="no input"):  # as torch's forward() refuses it: a TypeError
+        sv.check_call(m)
 
 
 _WRONG_CALL = """
@@ -186,3 +187,20 @@ def test_disabled_by_env(env: str, verdict: str) -> None:
                          env={**os.environ, "SHAPEVIZ_DISABLE": env})
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == verdict
+
+
+@pytest.mark.parametrize(("call", "said"), [
+    (lambda g, x, h: sv.check_call(g, x, h0=h), "unexpected argument 'h0'"),
+    (lambda g, x, h: sv.check_call(g), "no input"),
+    (lambda g, x, h: sv.check_call(g, x, h, h), "3 arguments by place"),
+    (lambda g, x, h: sv.check_call(g, x, input=x), "'input' given twice"),
+    (lambda g, x, h: sv.checker(g)(x, h0=h), r"checker\(GRU\)\(\) got an unexpected keyword argument 'h0'"),
+])
+def test_a_call_torch_would_refuse_for_its_arguments_is_a_type_error_that_says_what_it_takes(call, said) -> None:
+    """torch's ``forward(input, hx=None)`` refuses these calls (TypeError); check_call used to drop a misspelt
+    ``h0=`` and check the call as one with no state, and a checker's error named a generated function."""
+    g, x, h = nn.GRU(4, 6), torch.randn(5, 2, 4), torch.zeros(1, 2, 6)
+    with pytest.raises(TypeError, match=said):
+        call(g, x, h)
+    sv.check_call(g, x, hx=h)
+    sv.check_call(g, input=x, hx=h)

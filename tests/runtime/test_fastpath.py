@@ -287,7 +287,8 @@ def test_check_call_reads_arguments_as_torch_does() -> None:
         call(None)
         with pytest.raises(sv.ShapeError, match="batch_mismatch"):
             call(bad)
-    sv.check_call(m)  # no input: nothing to check, as before
+    with pytest.raises(TypeError, match="no input"):  # torch's forward() refuses it too
+        sv.check_call(m)
     with pytest.raises(sv.ShapeError, match="input_size"):
         sv.check_call(m, input=torch.randn(5, 3, 9))
 
