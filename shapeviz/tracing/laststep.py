@@ -63,7 +63,7 @@ def forward_cut(base: str, args: tuple, kwargs: dict, x: Any) -> bool:
     if base == "getitem" and len(args) > 1:
         return forward_half(tuple(x.shape), args[1])
     plan = narrow_plan(args, kwargs) if base == "narrow" else None
-    return plan is not None and plan[0] == x.dim() - 1 and plan[1] + plan[2] <= x.shape[-1] // 2
+    return plan is not None and plan[0] == x.dim() - 1 and plan[2] > 0 and plan[1] + plan[2] <= x.shape[-1] // 2
 
 
 def _whole(item: Any, size: int) -> bool:
@@ -234,12 +234,7 @@ class LastReads:
         if base == "getitem" and len(args) > 1:
             right = _read(tuple(x.shape), args[1], dirs)[0]
         elif base == "narrow":
-            plan = narrow_plan(args, kwargs)
-            if dirs:
-                right = plan is not None and plan == (x.dim() - 2, 0, 1)
-            else:
-                right = plan is not None and plan[0] == x.dim() - 1 and plan[2] > 0 and \
-                    plan[1] + plan[2] <= x.shape[-1] // 2
+            right = narrow_plan(args, kwargs) == (x.dim() - 2, 0, 1) if dirs else forward_cut(base, args, kwargs, x)
         else:  # a view or unflatten: (…, D*h) -> (…, 2, h)
             split = isinstance(out, torch.Tensor) and not dirs and out.dim() == x.dim() + 1 and \
                 tuple(out.shape[:-2]) == tuple(x.shape[:-1]) and out.shape[-2] == 2

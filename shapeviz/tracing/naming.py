@@ -31,7 +31,7 @@ from shapeviz.tracing.records import Tag, TensorInfo
 
 __all__ = ["BY_SIZE", "DECLARED", "FLATTENED", "GUESS", "How", "Namer", "Names", "Naming", "OpView", "Resolver", "Rule",
            "Sliding", "attention", "declared_names", "evidence", "guess", "is_guess", "like", "like_origin", "name",
-           "unname_contradicted"]
+           "same_names", "unname_contradicted"]
 
 Names = list[str | None]
 """The names of one tensor's dims, None where a dim has none (yet)."""
@@ -354,6 +354,13 @@ Final = tuple[tuple[str, ...], "tuple[str, ...] | None", bool]
 """A record's final names, their origins (None: no dim has a name) and whether a name is ambiguous."""
 
 
+def same_names(info: TensorInfo, src: TensorInfo) -> None:
+    """``info`` records the tensor ``src`` (resolved) records: its final names, or none where ``src`` was left
+    unnamed (a flattened size is never guessed, not even at the tensor's next use)."""
+    info.names, info.ambiguous = src.names, src.ambiguous
+    info.origins = src.origins if src.origins is not None or src.names is None else ("",) * len(src.names)
+
+
 class Resolver:
     """Gives each record its names, resolving what it depends on first.
 
@@ -379,9 +386,8 @@ class Resolver:
         if type(how) is not How:  # a record: named like it (the same tensor); How.alias in short
             if id(how) in hows:
                 self.resolve(how)
-            if how.shape == info.shape:  # the same tensor: its final names (none where it was left unnamed: a
-                info.names, info.ambiguous = how.names, how.ambiguous  # flattened size is never guessed)
-                info.origins = how.origins if how.origins is not None or how.names is None else ("",) * len(how.names)
+            if how.shape == info.shape:  # the same tensor: its final names
+                same_names(info, how)
                 return
             how = BY_SIZE  # the alias gave nothing: named by its sizes, as the ALIAS case below ends
         names: Names | None = None
@@ -395,9 +401,8 @@ class Resolver:
             assert src is not None
             if id(src) in hows:
                 self.resolve(src)
-            if src.shape == info.shape:  # the same tensor: its final names (or none, as it has)
-                info.names, info.ambiguous = src.names, src.ambiguous
-                info.origins = src.origins if src.origins is not None or src.names is None else ("",) * len(src.names)
+            if src.shape == info.shape:  # the same tensor: its final names
+                same_names(info, src)
                 return
         elif kind is Naming.LOOKS_LIKE:
             for i in how.inputs:

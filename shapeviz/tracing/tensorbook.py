@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from shapeviz.tracing.naming import BY_SIZE, DECLARED, How, Namer, Naming, Resolver, declared_names
+from shapeviz.tracing.naming import BY_SIZE, DECLARED, How, Namer, Naming, Resolver, declared_names, same_names
 from shapeviz.tracing.oprules import flatten
 from shapeviz.tracing.provenance import Provenance
 from shapeviz.tracing.records import TensorInfo
@@ -262,9 +262,7 @@ class TensorBook:
             # the commonest record, the same tensor as one named already: Resolver.resolve in line
             if type(how) is TensorInfo and how.shape == info.shape and id(how) not in hows and id(info) in hows:
                 del hows[id(info)]
-                info.names, info.ambiguous = how.names, how.ambiguous  # none where the source has none (a
-                info.origins = how.origins if how.origins is not None or how.names is None else \
-                    ("",) * len(how.names)  # flattened size is never guessed, not even at its next use)
+                same_names(info, how)
             else:
                 resolve(info)
         hows.clear()
