@@ -83,10 +83,10 @@ start here:  shapeviz demo"""
 _INPUT_HELP = """how to make the model's input from named sizes, in layout order:
   "bs=2,T=5,vocab=28"  -> token ids, a LongTensor (bs, T) in [0, vocab)
   "T=5,bs=2,emb=10"    -> floats (T, bs, emb)
-  "bs=2,T=5"           -> decided by the model's first Embedding or recurrent layer
-                          (named_modules order): an Embedding(num, dim) gets token ids in
-                          [0, num); a recurrent layer gets floats with emb=input_size
-                          appended; with neither, floats of exactly these dims.
+  "bs=2,T=5"           -> decided by the model's first layer with weights (named_modules
+                          order; a recurrent layer counts whole): an Embedding(num, dim) gets
+                          token ids in [0, num); a recurrent layer gets floats with
+                          emb=input_size appended; any other, floats of exactly these dims.
 names are T, bs, emb, vocab; values come from a fixed seed (randn / randint), so runs repeat."""
 
 

@@ -233,6 +233,8 @@ def parse_sizes(spec: str, where: str = "--input") -> dict[str, int]:
     for part in (p.strip() for p in spec.split(",")):
         name, eq, value = part.partition("=")
         name, value = name.strip(), value.strip()
+        if eq and is_simple_name(name) and re.fullmatch(r"[0-9]{10,}", value):
+            raise SpecError(f"{where}: {part!r} in {spec!r}: {name} is too large (sizes have at most 9 digits)")
         if not eq or not is_simple_name(name) or not re.fullmatch(r"[0-9]{1,9}", value):
             raise SpecError(f"{where}: {part!r} in {spec!r} is not NAME=SIZE; "
                             "write e.g. 'bs=2,T=5' or 'bs=2,T=5,vocab=28' (sizes are plain integers)")

@@ -42,9 +42,10 @@ def explain(module: object, T: int | None = None, bs: int | None = None, style: 
     from shapeviz.core.model import conventions, style_of
 
     style = style_of(style)
-    for name, v in (("T", T), ("bs", bs)):
-        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
-            raise SpecError(f"explain: {name} must be a non-negative int or None, got {v!r}")
+    for name, v, least in (("T", T, 1), ("bs", bs, 0)):  # torch refuses T=0 ("sequence length ... > 0"), not bs=0
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < least):
+            what = "a positive int (a layer needs at least one step)" if least else "a non-negative int"
+            raise SpecError(f"explain: {name} must be {what} or None, got {v!r}")
     return Explanation(explain_conventions(conventions(module), T, bs, style))  # type: ignore[arg-type]
 
 

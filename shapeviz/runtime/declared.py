@@ -35,6 +35,7 @@ import torch.nn as nn
 
 from shapeviz._errors import ShapeError, SpecError
 from shapeviz.core.declared import SizeSource, declare, declared_types
+from shapeviz.core.model import RECURRENT_TYPES
 from shapeviz.runtime import watching
 from shapeviz.runtime.declared_check import check_declared
 
@@ -61,6 +62,12 @@ def recurrent(cls: type | None = None, *, input: str, state: str | tuple[str, ..
     def apply(klass: type) -> type:
         if not (isinstance(klass, type) and issubclass(klass, nn.Module)):
             raise SpecError(f"sv.recurrent takes an nn.Module subclass, got {klass!r}")
+        torch_own = next((t for t in RECURRENT_TYPES if issubclass(klass, t)), None)
+        if torch_own is not None:  # its calls reach torch's forward, checked by torch's conventions: it would be ignored
+            kind = "is" if klass is torch_own else "subclasses"
+            raise SpecError(f"sv.recurrent({klass.__name__}): it {kind} torch's nn.{torch_own.__name__}, which shapeviz "
+                            f"already checks by torch's conventions (sv.explain prints them); sv.recurrent declares "
+                            "your own layers, modules that are not torch's RNN, LSTM, GRU or their cells")
         declare(klass, input=input, state=state, output=output, cell=cell, sizes=sizes)
         _resync()
         return klass

@@ -288,6 +288,11 @@ def _rebuild(conv: Conventions) -> str:
     return f"or declare the layer the other way: sv.recurrent({conv.kind}, input={other!r}, ...)"
 
 
+def _kind(x: object) -> str:
+    """What a non-tensor input is, in an error: ``None`` as such, else its type's name."""
+    return "None (no input)" if x is None else type(x).__name__
+
+
 def _short(arg: str) -> str:
     return {"input": "x", "h_0": "h0", "c_0": "c0"}.get(arg, arg)
 
@@ -299,8 +304,9 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
     if isinstance(x, PackedSequence):
         return _packed(c, x, hx)
     if not isinstance(x, Tensor):
-        return c.err("input_ndim", "input", x, [f"x = torch.as_tensor(x)  # a {seq} float tensor"],
-                     f"expected a Tensor or PackedSequence, got {type(x).__name__}")
+        fix = "out, h = rnn(x)  # x:" if x is None else "x = torch.as_tensor(x)  #"
+        return c.err("input_ndim", "input", x, [f"{fix} a {seq} float tensor"],
+                     f"expected a Tensor or PackedSequence, got {_kind(x)}")
     sh = tuple(x.shape)
     nd = len(sh)
     weights = module_weight(c.module, conv.layout)
@@ -546,8 +552,9 @@ def _cell(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
                      [f"out, h = nn.{conv.family}(...)(packed)  # layers take PackedSequence; cells take "
                       "one step (bs, emb)"], "a cell takes one time step, not a PackedSequence")
     if not isinstance(x, Tensor):
-        return c.err("input_ndim", "input", x, ["x_t = torch.as_tensor(x_t)  # one step: (bs, emb)"],
-                     f"expected a Tensor, got {type(x).__name__}")
+        fix = "h = cell(x_t, h)  # x_t:" if x is None else "x_t = torch.as_tensor(x_t)  #"
+        return c.err("input_ndim", "input", x, [f"{fix} one step: (bs, emb)"],
+                     f"expected a Tensor, got {_kind(x)}")
     sh = tuple(x.shape)
     weights = module_weight(c.module, conv.layout)
     if not x.dtype.is_floating_point and not x.dtype.is_complex:

@@ -168,12 +168,34 @@ def check_call(module: torch.nn.Module, x: Any = _MISSING, hx: Any = None, /, *a
     if not kwargs and not args and x is not _MISSING:  # (input, hx) or (input,): the plan's hot path at once
         p = _plans.get(id(module))
         if p is None or not p.hot(module, x, hx):
+            if x is None:  # check_call(rnn, None): a call torch refuses (a watched forward leaves it to torch)
+                _refuse_none(module, hx)
             check_input(module, x, hx, None)
         return
     given = () if x is _MISSING else (x,) if hx is None and not args else (x, hx, *args)
     if isinstance(module, RECURRENT_TYPES):  # torch's forward(input, hx=None): what else it refuses, said so here
         _takes(module, given, kwargs)
+        if (given[0] if given else kwargs.get("input")) is None:
+            _refuse_none(module, given[1] if len(given) > 1 else kwargs.get("hx"))
     check_module_call(module, given, kwargs, None)
+
+
+def _refuse_none(module: torch.nn.Module, hx: Any) -> None:
+    """``check_call(rnn, None)``: an ``input_ndim`` ShapeError (torch's forward fails on ``None.dim()``).
+
+    >>> import torch.nn as nn
+    >>> try:
+    ...     _refuse_none(nn.GRU(4, 6), None)
+    ... except Exception as e:
+    ...     print(str(e).splitlines()[1].strip())
+    expected a Tensor or PackedSequence, got None (no input)
+    """
+    if isinstance(module, RECURRENT_TYPES):
+        from shapeviz.runtime.diagnosis import diagnose
+
+        err = diagnose(module, plan_for(module).conv, None, hx, DECLARED.get(), None)
+        if err is not None:
+            raise err
 
 
 def _takes(module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:

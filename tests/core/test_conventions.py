@@ -185,3 +185,14 @@ def test_explain_table_and_notes():
     assert "ONE time step" in cell_text and "(bs=4, emb=8)" in cell_text
     with pytest.raises(sv.SpecError):
         sv.explain(nn.GRU(3, 4), T=-1)
+
+
+def test_explain_takes_the_sizes_torch_takes() -> None:
+    """torch refuses T=0 ("sequence length ... larger than 0"), not bs=0: so does explain (it printed T=0)."""
+    gru = nn.GRU(3, 4)
+    with pytest.raises(RuntimeError, match="larger than 0"):
+        gru(torch.zeros(0, 2, 3))
+    with pytest.raises(sv.SpecError, match="T must be a positive int"):
+        sv.explain(gru, T=0)
+    assert gru(torch.zeros(2, 0, 3))[0].shape == (2, 0, 4)
+    assert "(T=2, bs=0, emb=3)" in sv.explain(gru, T=2, bs=0)

@@ -204,3 +204,17 @@ def test_a_call_torch_would_refuse_for_its_arguments_is_a_type_error_that_says_w
         call(g, x, h)
     sv.check_call(g, x, hx=h)
     sv.check_call(g, input=x, hx=h)
+
+
+@pytest.mark.parametrize("module", [nn.GRU(4, 6), nn.LSTM(4, 6, batch_first=True), nn.GRUCell(4, 6)])
+@pytest.mark.parametrize("how", ["place", "keyword", "with state"])
+def test_no_input_is_the_input_ndim_error_torch_fails_on(module: nn.Module, how: str) -> None:
+    """``check_call(rnn, None)`` was silent (accepted), though torch's forward fails on ``None.dim()``."""
+    with pytest.raises(AttributeError):
+        module(None)  # torch refuses it
+    call = {"place": lambda: sv.check_call(module, None), "keyword": lambda: sv.check_call(module, input=None),
+            "with state": lambda: sv.check_call(module, None, None)}[how]
+    with pytest.raises(sv.ShapeError, match=r"got None \(no input\)") as caught:
+        call()
+    assert caught.value.code == "input_ndim"
+    assert "# x" in caught.value.hints[0]

@@ -158,6 +158,7 @@ def test_dtype_mistake_is_caught() -> None:
 
 @pytest.mark.parametrize(("call", "match"), [
     (lambda: dry_run(nn.GRU(10, 20), "bs=2;T=5"), "is not NAME=SIZE"),
+    (lambda: dry_run(nn.GRU(10, 20), "bs=2,T=12345678901"), "T is too large"),
     (lambda: dry_run(nn.GRU(10, 20), ""), "expected sizes such as 'bs=2,T=5'"),
     (lambda: dry_run(EmbedRNN(), "bs=2,T=5", dtype=torch.float32), "need an integer dtype"),
     (lambda: dry_run(EmbedRNN(), "bs=2,T=5,vocab=28", vocab=30), "disagree"),

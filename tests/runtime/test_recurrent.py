@@ -223,6 +223,14 @@ def test_bad_declarations_say_what_is_valid():
         sv.recurrent(M, input="T bs emb", state="bs emb", cell=True, sizes={"emb": "n"})
     with pytest.raises(sv.SpecError, match="not a dim name"):
         sv.recurrent(M, input="T bs __import__('os')", state="bs emb", sizes={"emb": "n"})
+
+    class MyGRU(nn.GRU):
+        pass
+
+    for torch_own, said in ((nn.GRU, "is torch's nn.GRU"), (MyGRU, "subclasses torch's nn.GRU"),
+                            (nn.LSTMCell, "is torch's nn.LSTMCell")):  # checked by torch's conventions already
+        with pytest.raises(sv.SpecError, match=said):
+            sv.recurrent(torch_own, input="T bs emb", state="bs h", sizes={"emb": "input_size", "h": "hidden_size"})
     sv.recurrent(M, input="T bs emb", state="bs emb", sizes={"emb": "missing"})
     try:
         with pytest.raises(sv.SpecError, match="has no attribute 'missing'; its int attributes: n"):
