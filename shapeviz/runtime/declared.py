@@ -63,10 +63,10 @@ def recurrent(cls: type | None = None, *, input: str, state: str | tuple[str, ..
         if not (isinstance(klass, type) and issubclass(klass, nn.Module)):
             raise SpecError(f"sv.recurrent takes an nn.Module subclass, got {klass!r}")
         torch_own = next((t for t in RECURRENT_TYPES if issubclass(klass, t)), None)
-        if torch_own is not None:  # its calls reach torch's forward, checked by torch's conventions: it would be ignored
+        if torch_own is not None:  # its calls reach torch's forward, checked by torch's conventions: ignored
             kind = "is" if klass is torch_own else "subclasses"
-            raise SpecError(f"sv.recurrent({klass.__name__}): it {kind} torch's nn.{torch_own.__name__}, which shapeviz "
-                            f"already checks by torch's conventions (sv.explain prints them); sv.recurrent declares "
+            raise SpecError(f"sv.recurrent({klass.__name__}): it {kind} torch's nn.{torch_own.__name__}, which "
+                            "shapeviz already checks by torch's conventions (sv.explain prints them); sv.recurrent declares "
                             "your own layers, modules that are not torch's RNN, LSTM, GRU or their cells")
         declare(klass, input=input, state=state, output=output, cell=cell, sizes=sizes)
         _resync()
