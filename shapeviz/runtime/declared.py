@@ -66,8 +66,8 @@ def recurrent(cls: type | None = None, *, input: str, state: str | tuple[str, ..
         if torch_own is not None:  # its calls reach torch's forward, checked by torch's conventions: ignored
             kind = "is" if klass is torch_own else "subclasses"
             raise SpecError(f"sv.recurrent({klass.__name__}): it {kind} torch's nn.{torch_own.__name__}, which "
-                            "shapeviz already checks by torch's conventions (sv.explain prints them); sv.recurrent declares "
-                            "your own layers, modules that are not torch's RNN, LSTM, GRU or their cells")
+                            "shapeviz already checks by torch's conventions (sv.explain prints them); sv.recurrent "
+                            "declares your own layers, modules that are not torch's RNN, LSTM, GRU or their cells")
         declare(klass, input=input, state=state, output=output, cell=cell, sizes=sizes)
         _resync()
         return klass
