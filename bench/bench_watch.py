@@ -28,6 +28,7 @@ import functools
 import gc
 import sys
 import time
+import types
 from collections.abc import Callable, Iterator
 
 import torch
@@ -129,6 +130,17 @@ def run(quick: bool = False) -> list[Row]:
                                    toggled(sv.watch, loop, then=True)])
         rows.append(Rounds(a, b).row("  the same cell loop, watch(inputs='bs T') (the names declared once a call of "
                                      "the model, the cell checked 20 times in it)", "the same with watch()", "<= 1.02"))
+        lazy = EmbedLSTM()
+        call8 = functools.partial(lazy, tokens8)
+        rows.append(against_plain(call8, functools.partial(_lazy_read, lazy), calls, turns, rounds, per_call=True).row(
+            f"  issue 24's lazy design, prototyped: {emb}, T=8, bs=4, watch() and each check reading the root call's "
+            "input from its frame (the read alone, nothing declared)", "plain forward", "info"))
+        lazy_loop = CellLoop()
+        cell = functools.partial(lazy_loop, tokens20)
+        a, b = alternating([cell, cell], calls, turns, rounds, warmup=2, per_call=True,
+                           around=[functools.partial(_lazy_read, lazy_loop), toggled(sv.watch, lazy_loop, then=True)])
+        rows.append(Rounds(a, b).row("  the same prototype on the cell loop (the frame read in each of its 20 checks)",
+                                     "the same with watch()", "info"))
         for label, call, around in (
                 ("LSTM(10, 20, 2, bidirectional), T=5, bs=3, watch()", functools.partial(bi, x),
                  functools.partial(sv.watch, bi)),
@@ -194,6 +206,49 @@ def _kernel_stubbed(call: Callable[[], object]) -> Iterator[None]:
         yield
     finally:
         del vf.lstm
+
+
+@contextlib.contextmanager
+def _lazy_read(model: nn.Module) -> Iterator[None]:
+    """``watch(model)`` with issue 24's lazy design prototyped for its cost: every check of a layer of ``model``
+    first reads the root call's first input from its ``nn.Module._wrapped_call_impl`` frame (``sys._getframe`` at
+    the depth found by the first read's walk, ``f_locals``, its shape compared with the last one read, sizes made
+    where it changed) instead of a declaration made per call. What it reads is not declared: the row times the
+    read alone, the least that design adds to ``watch()``. Built by swapping the context-variable read the hot
+    path binds when a module's plan is made, so the model's plans are made afresh inside and dropped after."""
+    from shapeviz.core.dimensions import DECLARED
+    from shapeviz.runtime import fastcheck, hotpath
+
+    code = nn.Module._wrapped_call_impl.__code__
+    get = DECLARED.get
+    last: list = [None, None, 0]  # the shape read, the sizes it gives, the root frame's depth
+
+    def read() -> object:
+        f = sys._getframe(last[2]) if last[2] else None
+        if f is None or f.f_code is not code:
+            f, depth, walk = None, 1, sys._getframe(1)
+            while walk is not None:  # the outermost module call: the root's
+                if walk.f_code is code:
+                    f, last[2] = walk, depth
+                walk, depth = walk.f_back, depth + 1
+        if f is not None:
+            shape = f.f_locals["args"][0].shape
+            if shape != last[0]:
+                last[0], last[1] = shape, dict(zip(("bs", "T"), shape))
+        return get()
+
+    def fresh() -> None:
+        for m in model.modules():
+            fastcheck._plans.pop(id(m), None)
+
+    fresh()
+    hotpath.DECLARED = types.SimpleNamespace(get=read)  # type: ignore[assignment]
+    try:
+        with sv.watch(model):
+            yield
+    finally:
+        hotpath.DECLARED = DECLARED  # type: ignore[assignment]
+        fresh()
 
 
 def _noop(*_: object) -> None:
