@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 __all__ = ["bases_of", "cell_suspect", "cell_swapped", "layer_confirmed", "layer_suspect", "layer_swapped",
-           "packed_swapped", "provenance_speaks", "provenance_swapped"]
+           "packed_swapped", "provenance_speaks", "provenance_swapped", "summary_of_steps"]
 
 
 def provenance_swapped(names: Sequence[str | None], t_axis: int, bs_axis: int) -> bool:
@@ -67,6 +67,19 @@ def provenance_speaks(names: Sequence[str | None], *axes: int) -> bool:
     (True, False)
     """
     return any(names[a] is not None and bool(bases_of(names[a]) & {"T", "bs"}) for a in axes)
+
+
+def summary_of_steps(names: Sequence[str | None]) -> bool:
+    """Are a tensor's features a recurrent layer's (``h``, ``D*h``, ``proj``: its state, its output, a pooling of
+    them)? Such a ``(bs, h)`` sums up each sequence, and a model may read its rows as the steps of a sequence one
+    level up (a document's sentence vectors, fed unbatched to a sentence GRU): its dim 0 being the model input's
+    bs is then no evidence that a batch was read as time.
+
+    >>> summary_of_steps(("bs", "h")), summary_of_steps(("bs", "D*h")), summary_of_steps(("bs", "emb"))
+    (True, True, False)
+    """
+    last = names[-1] if names else None
+    return last is not None and bool(bases_of(last) & {"h", "proj"})
 
 
 def layer_suspect(decl: dict[str, int], bs: int, T: int) -> bool:

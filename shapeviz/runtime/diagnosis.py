@@ -27,6 +27,7 @@ from shapeviz.core.evidence import (
     packed_swapped,
     provenance_speaks,
     provenance_swapped,
+    summary_of_steps,
 )
 from shapeviz.core.model import Conventions, module_weight
 from shapeviz.runtime.rootcall import both_ways
@@ -350,9 +351,10 @@ def _layer(c: _Ctx, x: Any, hx: Any) -> ShapeError | None:
         evidence = None
         names = known_names(x)  # ops=True: provenance decides
         if names is not None and provenance_speaks(names, 0):
-            # a batch of one is one step of one sequence: the same either way
-            evidence = "this input's dim 0 comes from the model input's bs" if names[0] == "bs" and sh[0] != 1 \
-                else None
+            # a batch of one is one step of one sequence: the same either way; a layer's summaries (bs, h) may be
+            # the steps one level up (a document's sentence vectors)
+            evidence = "this input's dim 0 comes from the model input's bs" \
+                if names[0] == "bs" and sh[0] != 1 and not summary_of_steps(names) else None
         elif state_bs is not None and state_bs == sh[0]:
             evidence = f"h_0 is 3-D with batch {state.shape[1]} = this input's first dim"
         # declared sizes are no evidence: an unbatched sequence may have any length, bs among them (x[i, :len_i],

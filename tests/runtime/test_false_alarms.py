@@ -1039,3 +1039,33 @@ def test_an_empty_view_under_ops_runs_as_torch_runs_it() -> None:
         assert silent(x.reshape, 3, 0, 12).shape == (3, 0, 12)
     t = sv.trace(lambda x: x.reshape(3, 0, 12), torch.zeros(3, 0, 6), ops=True, inputs_dims="bs T h")
     assert "reshape" in t.table()
+
+
+class OneDocument(nn.Module):
+    """One document a call: its sentences ``(N, W)`` are the word GRU's batch; the N sentence vectors (``h_n[-1]``
+    or the outputs pooled over words) are then one unbatched sequence ``(N, h)`` for a sentence GRU."""
+
+    def __init__(self, pooled: bool) -> None:
+        super().__init__()
+        self.pooled, self.emb = pooled, nn.Embedding(30, 8)
+        self.word, self.sent = nn.GRU(8, 16, batch_first=True), nn.GRU(16, 16)
+
+    def forward(self, doc: torch.Tensor) -> torch.Tensor:
+        out, hw = self.word(self.emb(doc))
+        sentences = out.max(1).values if self.pooled else hw[-1]  # (N, h)
+        return self.sent(sentences)[1]  # unbatched: (T=N, emb=h)
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+@pytest.mark.parametrize("n", [4, 6])
+def test_a_layers_summaries_read_as_the_steps_one_level_up_are_silent(pooled: bool, n: int) -> None:
+    """A document's sentence vectors, its dim 0 the model input's bs by provenance (``inputs="bs T"``), given
+    unbatched to a sentence GRU: right (torch runs it as the sequence it is), and it raised unbatched_ambiguous.
+    The step mistake it resembles (an embedded step ``x[:, t]``, features ``emb``) is still caught above."""
+    model = OneDocument(pooled)
+    doc = torch.randint(0, 30, (n, 6))
+    with sv.watch(model, inputs="bs T", ops=True):
+        h = silent(model, doc)
+    assert h.shape == (1, 16)
+    with sv.checking(inputs="bs T", ops=True):
+        silent(model, doc)
