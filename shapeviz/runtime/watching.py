@@ -257,7 +257,7 @@ class WatchHandle:
         if env_disabled():
             return
         # ops=True: named dims tracked over every op
-        self.stop_flow = flow_start(inputs, _by_provenance) if ops else None
+        self.stop_flow = flow_start(inputs, _by_provenance, model) if ops else None
         try:
             with _lock:
                 for path, mod in model.named_modules():

@@ -120,9 +120,11 @@ LayerCheck = Callable[[nn.Module, Conventions, tuple, Names, Callable[[nn.Module
 class FlowMode(TorchFunctionMode):
     """Tracks named dims over the ops run under it; raises or warns on the mistakes above."""
 
-    def __init__(self, inputs: tuple[str, ...] | None = None, layer_check: LayerCheck | None = None) -> None:
+    def __init__(self, inputs: tuple[str, ...] | None = None, layer_check: LayerCheck | None = None,
+                 named: nn.Module | None = None) -> None:
         super().__init__()
         self.inputs = inputs
+        self.named = weakref.ref(named) if named is not None else None  # whose calls' input ``inputs`` names
         self.layer_check = layer_check  # the runtime's check of a recurrent call by its input's provenance
         self.facts: dict[int, tuple[weakref.ref, _Facts]] = {}
         self.sizes: dict[str, int] = {}
@@ -182,9 +184,12 @@ class FlowMode(TorchFunctionMode):
             return
         if self.depth == 0:
             self.root = weakref.ref(module)
-            if self.inputs is not None and args and isinstance(args[0], torch.Tensor) \
-                    and args[0].dim() >= len(self.inputs) and self.get(args[0]) is None:  # "bs T": the leading dims
-                self.put(args[0], [*self.inputs, *[None] * (args[0].dim() - len(self.inputs))])
+        # "bs T": the leading dims of the first input of each call of the watched model (watch), else of the
+        # module called first (checking): never of another module run in the block, before it or around it
+        if self.inputs is not None and (self.depth == 0 if self.named is None else module is self.named()) \
+                and args and isinstance(args[0], torch.Tensor) and args[0].dim() >= len(self.inputs) \
+                and self.get(args[0]) is None:
+            self.put(args[0], [*self.inputs, *[None] * (args[0].dim() - len(self.inputs))])
         self.depth += 1
         if args and isinstance(args[0], torch.Tensor) and is_recurrent(module) and not _hooks_of_its_own(module):
             with torch._C.DisableTorchFunction():
@@ -571,8 +576,9 @@ def flow_block(inputs: str | None, ops: bool, layer_check: LayerCheck | None = N
     return flow(inputs, layer_check) if ops else contextlib.nullcontext()
 
 
-def start(inputs: str | None, layer_check: LayerCheck | None = None) -> Any:
-    """``watch(ops=True)``: start tracking now, in this thread; returns the function that stops it.
+def start(inputs: str | None, layer_check: LayerCheck | None = None, named: nn.Module | None = None) -> Any:
+    """``watch(ops=True)``: start tracking now, in this thread; returns the function that stops it. ``inputs``
+    names the first input of each call of ``named`` (the watched model).
 
     The mode goes on this thread's torch-function mode stack (torch keeps one per thread), so it is
     stopped from this thread. It goes in at the bottom (a device context entered before it pops its own
@@ -580,7 +586,7 @@ def start(inputs: str | None, layer_check: LayerCheck | None = None) -> Any:
     device context entered after it stays in place.
     """
     names = parse_names(inputs, "inputs") if isinstance(inputs, str) else None
-    mode = FlowMode(names, layer_check)
+    mode = FlowMode(names, layer_check, named)
     owner = threading.get_ident()
     hooks = _hooks(mode)
     hooks.__enter__()

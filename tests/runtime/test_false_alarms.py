@@ -1069,3 +1069,44 @@ def test_a_layers_summaries_read_as_the_steps_one_level_up_are_silent(pooled: bo
     assert h.shape == (1, 16)
     with sv.checking(inputs="bs T", ops=True):
         silent(model, doc)
+
+
+class SeqFirstChild(nn.Module):
+    """A seq-first part: ``z`` is (T, bs, 4)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.r = nn.LSTM(4, 5)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.r(z)[0]
+
+
+class BatchFirstParent(nn.Module):
+    """Takes (bs, T, 4) and hands its child (T, bs, 4), rightly transposed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.child = SeqFirstChild()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.child(z.transpose(0, 1))
+
+
+@pytest.mark.parametrize(("bs", "T"), [(3, 5), (4, 4)])
+def test_watch_inputs_with_ops_names_the_watched_models_input_not_the_first_module_called(bs: int, T: int) -> None:
+    """``watch(model, inputs=, ops=True)`` gave its names to the input of whatever module ran first in the block:
+    the parent of a watched child, a LayerNorm run on the batch-first sample before the policy. A correct
+    transpose then read as a swap. The names go on the watched model's own input, as without ops=True."""
+    parent = BatchFirstParent()
+    for ops in (False, True):
+        with sv.watch(parent.child, inputs="T bs z", ops=ops):
+            silent(parent, torch.randn(bs, T, 4))
+    policy, norm = nn.Sequential(nn.Linear(4, 4), nn.GRU(4, 5)), nn.LayerNorm(4)
+    obs = torch.randn(bs, T, 4)  # a replay sample, batch-first
+    for ops in (False, True):
+        with sv.watch(policy, inputs="T bs obs", ops=ops):
+            silent(lambda: policy(norm(obs).transpose(0, 1)))
+    with sv.watch(policy, inputs="bs T obs", ops=True), pytest.raises(sv.ShapeError) as err:
+        policy(norm(obs))  # the watched model's input named (bs, T): given as it is to a seq-first GRU
+    assert err.value.code == "batch_first_swap", err.value
