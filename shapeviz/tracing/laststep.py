@@ -214,8 +214,9 @@ class LastReads:
                 src.taken.add(i % n)
                 if i % n == n - 2:  # the forward half read too (h_n[-1] + h_n[-2]): both directions, no warning
                     self.pending.pop(id(src), None)
-                elif i % n == n - 1 and (n - 2) not in src.taken and -2 not in src.taken:  # said when the call or
-                    # block ends (-2: read as the output's forward half of the last step)
+                elif i == -1 and (n - 2) not in src.taken and -2 not in src.taken:  # said when the call or block
+                    # ends (-2: read as the output's forward half of the last step); h_n[1] / h_n[3], counted from
+                    # the front, picks the backward direction by its index: on purpose (Bahdanau's s_0 = tanh(W h←_1))
                     self.pending.setdefault(id(src), (src, "bidirectional_h_n", "h_n[-1] of a bidirectional layer "
                                                       "is the last layer's backward direction only; the whole final "
                                                       "state is both directions", "torch.cat((h_n[-2], h_n[-1]), "

@@ -440,6 +440,26 @@ def test_the_last_step_of_an_output_split_into_its_directions_warns_unless_forwa
             wrong(dirs(gru(x)[0])) + 0
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_the_backward_state_picked_by_its_index_from_the_front_is_silent(layers: int) -> None:
+    """``h_n[1]`` of a one-layer bidirectional GRU (``h_n[3]`` of two layers) is the backward direction's final
+    state picked by its index: Bahdanau et al.'s decoder starts from ``tanh(W h←_1)``. ``h_n[-1]``, "the last
+    state", is the classic slip that warns."""
+    gru, init = nn.GRU(3, 5, num_layers=layers, bidirectional=True), nn.Linear(5, 5)
+    _, h_n = gru(torch.randn(T, BS, 3))
+    assert torch.equal(h_n[2 * layers - 1], h_n[-1])  # the same tensor, read on purpose
+    w = no_warnings()
+    try:
+        with sv.checking(ops=True):
+            _, h_n = gru(torch.randn(T, BS, 3))
+            torch.tanh(init(h_n[2 * layers - 1]))
+    finally:
+        w.__exit__(None, None, None)
+    with pytest.warns(sv.ShapeWarning, match="bidirectional_h_n"), sv.checking(ops=True):
+        _, h_n = gru(torch.randn(T, BS, 3))
+        torch.tanh(init(h_n[-1]))
+
+
 def test_h_n_last_of_a_bidirectional_layer_warns() -> None:
     gru = nn.GRU(3, 5, num_layers=2, bidirectional=True)
     with pytest.warns(sv.ShapeWarning, match="bidirectional_h_n") as rec, sv.checking(ops=True):
