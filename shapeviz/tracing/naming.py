@@ -164,6 +164,8 @@ class Namer:
         ({0, 1}, {0})
         >>> namer.contradicted(["T", "bs"], (1, 4)), namer.contradicted(["bs*T", "T"], (20, 1))  # one step of T
         (set(), {1})
+        >>> namer.contradicted(["bs", "T", "emb"], (20, 5, 3))  # a char LSTM over bs*T words of 5 chars
+        {0, 1}
         """
         declared = self.declared
         if not declared:
@@ -175,6 +177,8 @@ class Namer:
             kt, kb = names.index("T"), names.index("bs")
             if shape[kt] == b and shape[kb] == t:
                 bad |= {kt, kb}
+        if any(names[k] == "bs" for k in bad):  # a layer whose batch is not the model's (bs*T words of a char
+            bad |= {k for k, n in enumerate(names) if n == "T"}  # model): its steps are not the model's T either
         return bad
 
     def count_name(self, n: int) -> str | None:

@@ -155,7 +155,9 @@ def test_a_merged_batch_read_as_bs_is_not_named_bs() -> None:
 
 def test_namer_contradictions() -> None:
     namer = Namer({"bs": 2, "T": 7}, {})
-    assert namer.contradicted(["bs", "T"], (6, 7)) == {0}
+    # a layer whose batch is not the model's (6 = bs*3: words of a char model, agents merged) reads steps that
+    # are the model's T by size alone (a word's 7 chars)
+    assert namer.contradicted(["bs", "T"], (6, 7)) == {0, 1}
     assert namer.contradicted(["T", "bs"], (2, 7)) == {0, 1}
     assert namer.contradicted(["T", "bs"], (5, 2)) == {0}  # 5 steps are not the declared T=7
     assert namer.contradicted(["T", "bs"], (7, 2)) == set() == namer.contradicted(["T", "bs"], (1, 2))
