@@ -166,6 +166,8 @@ class Namer:
         (set(), {1})
         >>> namer.contradicted(["bs", "T", "emb"], (20, 5, 3))  # a char LSTM over bs*T words of 5 chars
         {0, 1}
+        >>> namer.contradicted(["bs*T", "T", "emb"], (20, 5, 3))  # the same, its batch named by provenance
+        {1}
         """
         declared = self.declared
         if not declared:
@@ -177,8 +179,9 @@ class Namer:
             kt, kb = names.index("T"), names.index("bs")
             if shape[kt] == b and shape[kb] == t:
                 bad |= {kt, kb}
-        if any(names[k] == "bs" for k in bad):  # a layer whose batch is not the model's (bs*T words of a char
-            bad |= {k for k, n in enumerate(names) if n == "T"}  # model): its steps are not the model's T either
+        merged_t = any(n and "*" in n and "T" in n.split("*") for n in names)  # T already merged into a dim
+        if merged_t or any(names[k] == "bs" for k in bad):  # a layer over bs*T words (a char model's), or whose
+            bad |= {k for k, n in enumerate(names) if n == "T"}  # batch is not the model's: its steps are not T
         return bad
 
     def count_name(self, n: int) -> str | None:

@@ -3,6 +3,7 @@ size, or the names the tensor's producer gave it, is never printed under that na
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -162,6 +163,29 @@ def test_namer_contradictions() -> None:
     assert namer.contradicted(["T", "bs"], (5, 2)) == {0}  # 5 steps are not the declared T=7
     assert namer.contradicted(["T", "bs"], (7, 2)) == set() == namer.contradicted(["T", "bs"], (1, 2))
     assert Namer({}, {}).contradicted(["bs"], (6,)) == set()
+
+
+class _CharWords(nn.Module):
+    """A char LSTM over each word's L characters: ``(bs*T, L, c)``, its batch the words, its steps the chars."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ce, self.clstm = nn.Embedding(20, 8), nn.LSTM(8, 8, batch_first=True)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:  # (bs, T, L)
+        bs, T, L = chars.shape
+        return self.clstm(self.ce(chars.view(-1, L)))[1][0].squeeze(0).view(bs, T, -1)
+
+
+@pytest.mark.parametrize("ops", [False, True])
+def test_a_char_lstms_steps_are_not_named_T_where_their_count_equals_it(ops: bool) -> None:
+    """L == T == 3: the char LSTM's time was printed ``T=3`` (no ``?``) by its size alone; its batch, bs*T
+    words, is not the model's bs, so its steps are not the model's T either."""
+    t = sv.trace(_CharWords(), torch.randint(0, 20, (2, 3, 3)), inputs_dims="bs T", ops=ops)
+    [call] = [c for c in t.calls if c.type == "LSTM"]
+    assert call.inputs[0].shape == (6, 3, 8)
+    assert "T" not in (call.inputs[0].names or ())[:2], call.describe()
+    assert "T" not in (call.outputs[0].names or ())[:2], call.describe()
 
 
 def test_a_new_tensor_of_the_same_sizes_is_not_named_like_its_source() -> None:
