@@ -29,7 +29,7 @@ from shapeviz.tracing.naming import READINGS, How, Names, OpView, module_how
 from shapeviz.tracing.oprules import flatten
 from shapeviz.tracing.provenance import Provenance
 from shapeviz.tracing.records import Call, CallKind, TensorInfo
-from shapeviz.tracing.sites import forward_params, site_of, type_name, user_frame
+from shapeviz.tracing.sites import as_torch_call, forward_params, site_of, type_name, user_frame
 from shapeviz.tracing.tensorbook import TensorBook
 
 __all__ = ["ModuleCalls", "Open"]
@@ -75,7 +75,10 @@ class ModuleCalls:
         if site is not None:
             call.site, call.code = site_of(site)
         if conv is not None:
+            args, kwargs, others = as_torch_call(module, args, kwargs)
             call.inputs = self._recurrent(conv, args, kwargs, inputs=True, origin=f"conventions of {call.name}")
+            if others:  # a subclass's own arguments (lengths=...): listed by name, unnamed
+                call.inputs += self.book.infos(others, "", arg_names=("*",))
         else:
             book = self.book
             call.inputs = book.infos(args, "", arg_names=forward_params(module))

@@ -24,7 +24,7 @@ import torch.nn as nn
 from shapeviz.core.compiling import dynamo_compiling
 from shapeviz.core.frames import is_library, is_torch, torch_dir
 
-__all__ = ["FrameLabels", "arg_label", "attr_label", "call_as_caller", "dynamo_skip", "forward_params", "label",
+__all__ = ["FrameLabels", "arg_label", "as_torch_call", "attr_label", "call_as_caller", "dynamo_skip", "forward_params", "label",
            "site_of", "tensor_attrs", "type_name", "user_frame"]
 
 _PARAMS: dict[Any, tuple[str, ...]] = {}
@@ -45,6 +45,26 @@ def forward_params(obj: Any) -> tuple[str, ...]:
         if key is not None:
             _PARAMS[key] = hit
     return hit
+
+
+def as_torch_call(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any], dict]:
+    """A recurrent module's call as torch's ``forward(input, hx=None)`` takes it, read by the module's own
+    ``forward`` parameters, and its other arguments by name: a subclass's ``forward(x, lengths=None, hx=None)``
+    called ``(x, lens, hx=h)`` is ``(x, h)``, with ``lengths`` beside it (never read as the state).
+
+    >>> import torch.nn as nn
+    >>> class Mine(nn.GRU):
+    ...     def forward(self, x, lengths=None, hx=None):
+    ...         return super().forward(x, hx)
+    >>> as_torch_call(Mine(2, 3), ("x", "lens"), {"hx": "h"}), as_torch_call(nn.GRU(2, 3), ("x", "h"), {})
+    ((('x', 'h'), {}, {'lengths': 'lens'}), (('x', 'h'), {}, {}))
+    """
+    params = forward_params(module)
+    if params[:2] == ("input", "hx") or not params or any(p.startswith("*") for p in params) or len(args) > len(params):
+        return args, kwargs, {}  # torch's own forward, or one whose arguments cannot be read by name
+    given = {**dict(zip(params, args)), **kwargs}
+    x, hx = given.pop(params[0], None), given.pop("hx", None)
+    return ((x,) if hx is None else (x, hx)), {}, {k: v for k, v in given.items() if v is not None}
 
 
 def arg_label(key: str, arg_names: Sequence[str]) -> str:

@@ -349,3 +349,28 @@ def test_a_dataclass_output_is_traced_as_its_tensors() -> None:
     assert [(i.shape, i.names) for i in root.outputs] == [((7, 3, 16), ("T", "bs", "D*h")),
                                                           ((1, 3, 16), ("layers*D", "bs", "h"))]
     assert "no tensors" not in str(t)
+
+
+class _LengthsFirst(nn.LSTM):
+    """A subclass whose forward takes ``lengths`` before the state: ``forward(x, lengths=None, hx=None)``."""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None, hx: object = None) -> object:
+        return super().forward(x, hx)
+
+
+def test_a_subclass_forward_with_its_own_arguments_is_read_by_their_names() -> None:
+    """``lengths`` at the state's place was labelled ``h_0``, and the state given as ``hx=`` was left out."""
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.l = _LengthsFirst(6, 8, batch_first=True)
+
+        def forward(self, x: torch.Tensor, lengths: torch.Tensor, hc: tuple) -> torch.Tensor:
+            return self.l(x, lengths, hx=hc)[0]
+
+    hc = (torch.zeros(1, 3, 8), torch.zeros(1, 3, 8))
+    t = sv.trace(M(), torch.randn(3, 5, 6), torch.full((3,), 5), hc)
+    [call] = [c for c in t.calls if c.type == "_LengthsFirst"]
+    roles = [(i.role, i.shape) for i in call.inputs]
+    assert roles[:3] == [("input", (3, 5, 6)), ("h_0", (1, 3, 8)), ("c_0", (1, 3, 8))], roles
+    assert [i.label for i in call.inputs[3:]] == ["lengths"] and call.inputs[3].role == "", call.describe()
