@@ -23,9 +23,10 @@ import torch.nn as nn
 
 from shapeviz.core.compiling import dynamo_compiling
 from shapeviz.core.frames import is_library, is_torch, torch_dir
+from shapeviz.core.model import RECURRENT_TYPES
 
-__all__ = ["FrameLabels", "arg_label", "as_torch_call", "attr_label", "call_as_caller", "dynamo_skip", "forward_params", "label",
-           "site_of", "tensor_attrs", "type_name", "user_frame"]
+__all__ = ["FrameLabels", "arg_label", "as_torch_call", "attr_label", "call_as_caller", "dynamo_skip", "forward_params",
+           "label", "site_of", "tensor_attrs", "type_name", "user_frame"]
 
 _PARAMS: dict[Any, tuple[str, ...]] = {}
 
@@ -60,11 +61,17 @@ def as_torch_call(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tup
     ((('x', 'h'), {}, {'lengths': 'lens'}), (('x', 'h'), {}, {}))
     """
     params = forward_params(module)
-    if params[:2] == ("input", "hx") or not params or any(p.startswith("*") for p in params) or len(args) > len(params):
-        return args, kwargs, {}  # torch's own forward, or one whose arguments cannot be read by name
+    if not isinstance(module, RECURRENT_TYPES) or params[:2] == ("input", "hx") or not params \
+            or any(p.startswith("*") for p in params) or len(args) > len(params):
+        return args, kwargs, {}  # torch's own forward (a declared layer's: input, state), or one not read by name
     given = {**dict(zip(params, args)), **kwargs}
-    x, hx = given.pop(params[0], None), given.pop("hx", None)
+    state = "hx" if "hx" in params else params[1] if len(params) > 1 and params[1] in _STATE_NAMES else None
+    x, hx = given.pop(params[0], None), given.pop(state, None) if state else None
     return ((x,) if hx is None else (x, hx)), {}, {k: v for k, v in given.items() if v is not None}
+
+
+_STATE_NAMES = frozenset({"h", "h0", "h_0", "hx", "hc", "hidden", "state", "states", "hidden_state"})
+"""What a subclass's forward may call its state in the second place (any other name there is not read as it)."""
 
 
 def arg_label(key: str, arg_names: Sequence[str]) -> str:
