@@ -67,7 +67,8 @@ from shapeviz.tracing.dimparts import (
 from shapeviz.tracing.flowchecks import check_ctc, check_loss, check_pack, check_rows, check_time_axis, scrambled_error
 from shapeviz.tracing.indexing import index_plan
 from shapeviz.tracing.laststep import LastReads, moved, narrow_plan, one_index, split_dirs
-from shapeviz.tracing.naming import Namer, Names, OpView, attention, declared_names
+from shapeviz.tracing.modulerules import attention
+from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
 from shapeviz.tracing.oprules import RESHAPES, op_name, op_params, op_rule
 from shapeviz.tracing.permutes import Permutations
 from shapeviz.tracing.records import TensorInfo

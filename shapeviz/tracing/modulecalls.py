@@ -25,7 +25,8 @@ from torch.nn.utils.rnn import PackedSequence
 
 from shapeviz.core.model import Conventions, conventions, is_recurrent
 from shapeviz.tracing.learning import learned_sizes
-from shapeviz.tracing.naming import READINGS, How, Names, OpView, module_how
+from shapeviz.tracing.modulerules import module_how
+from shapeviz.tracing.naming import READINGS, How, Names, OpView
 from shapeviz.tracing.oprules import flatten
 from shapeviz.tracing.provenance import Provenance
 from shapeviz.tracing.records import Call, CallKind, TensorInfo

@@ -28,7 +28,8 @@ from shapeviz.core.dimensions import is_simple_name
 from shapeviz.tracing.dimparts import merges, view_names
 from shapeviz.tracing.dimparts import prod as _prod
 from shapeviz.tracing.indexing import index_items, index_plan, shortened
-from shapeviz.tracing.naming import Names, OpView, Rule, Sliding, attention, guess
+from shapeviz.tracing.modulerules import Sliding, attention
+from shapeviz.tracing.naming import Names, OpView, Rule, guess
 
 __all__ = ["MAX_LIST", "RESHAPES", "flatten", "has_tensor", "op_name", "op_params", "op_rule", "view_names"]
 
