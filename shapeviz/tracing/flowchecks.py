@@ -201,6 +201,27 @@ def scrambled_error(name: str, var: str, src: tuple[int, ...], names: Names, sha
                       hints=hints)
 
 
+def _into_features(names: Names, want: Sequence[str]) -> tuple[str, str] | None:
+    """``(axis, its name)`` where a layer's time or batch axis (``want``: the layer's input dims) is a cut of
+    another dim (a ``[`` part, without that axis in it) while that axis of the model input sits in the features:
+    ``(bs, C, F, T).reshape(bs, T, C*F)`` without the permute reads ``3*F[4:8]`` as time, ``F[1:4]*T`` as
+    features. A stacked-frames reshape keeps a part of T at the time axis too (``T[2:8]``, ``T[1:2]*emb``): not it.
+
+    >>> _into_features(["bs", "3*F[4:8]", "F[1:4]*T"], ("bs", "T", "emb"))
+    ('T', '3*F[4:8]')
+    >>> _into_features(["bs", "T[2:8]", "T[1:2]*emb"], ("bs", "T", "emb")) is None
+    True
+    """
+    feats = names[-1] if len(names) == len(want) else None
+    if not feats:
+        return None
+    for axis in ("T", "bs"):
+        cut = names[want.index(axis)] if axis in want else None
+        if cut and "[" in cut and axis not in bases_of(cut) and axis in bases_of(feats):
+            return axis, cut
+    return None
+
+
 def check_time_axis(names: Names, conv: Conventions, x: torch.Tensor, views: dict[str, tuple],
                     path: Callable[[], str | None]) -> None:
     """A recurrent layer's input (dims ``names``) whose time axis a view made of (parts of) bs:
@@ -221,6 +242,20 @@ def check_time_axis(names: Names, conv: Conventions, x: torch.Tensor, views: dic
     if "T" not in want or len(want) != x.dim():
         return
     got = names[want.index("T")]
+    lost = _into_features(names, want)
+    if lost is not None:  # checked first: a cut of another dim at the time axis is no view of bs
+        axis, cut = lost
+        if cut in views:
+            raise scrambled_error(*views[cut])
+        where = path()
+        raise ShapeError(module=f"{where}: {conv.label}" if where else conv.label, argument="input",
+                         expected=f"a {'time' if axis == 'T' else 'batch'} axis made of {axis}", actual=tuple(x.shape),
+                         code="scrambled_view",
+                         detail=f"the {'time' if axis == 'T' else 'batch'} axis of this input is {cut}, a cut of "
+                                f"another dim, while the model input's {axis} went into its features ({names[-1]}): a "
+                                "reshape relabelled the data without moving it (it trains, silently wrong)",
+                         hints=["permute the dims into the order you want first, then reshape (a view only "
+                                "relabels): (bs, C, F, T).permute(0, 3, 1, 2).reshape(bs, T, C * F)"])
     if not got or not read_as_time(got, "T"):
         return
     if got in views:

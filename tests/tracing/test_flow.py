@@ -682,6 +682,62 @@ def test_a_conv_and_a_pooling_keep_the_batch_so_a_forgotten_permute_is_caught(bs
         wrong(x)
 
 
+class SpectrogramLSTM(nn.Module):
+    """A conv over ``(bs, 1, F, T)``, its ``(bs, C, F, T)`` features read as ``(bs, T, C*F)``: right with the permute
+    that moves T next to bs first, scrambled without it (the reshape relabels C*F*T as T × C*F)."""
+
+    def __init__(self, permute: bool, F: int = 8, C: int = 3) -> None:
+        super().__init__()
+        self.permute = permute
+        self.conv, self.lstm = nn.Conv2d(1, C, 3, padding=1), nn.LSTM(C * F, 5, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (bs, F, T)
+        c = self.conv(x.unsqueeze(1))
+        bs, C, F, T = c.shape
+        return self.lstm((c.permute(0, 3, 1, 2) if self.permute else c).reshape(bs, T, C * F))[0]
+
+
+class SeqFirstPyramid(nn.Module):
+    """A pyramidal LSTM over ``(T, bs, d)`` halving T: right through batch-first and back, scrambled by a
+    reshape ``(T/2, bs, 2*d)`` of the seq-first output (it pairs each step with the next sequence's)."""
+
+    def __init__(self, right: bool) -> None:
+        super().__init__()
+        self.right = right
+        self.l0, self.l1 = nn.LSTM(3, 3), nn.LSTM(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, bs, 3)
+        o = self.l0(x)[0]
+        T, bs, d = o.shape
+        half = (o.transpose(0, 1).reshape(bs, T // 2, 2 * d).transpose(0, 1) if self.right
+                else o.reshape(T // 2, bs, 2 * d))
+        return self.l1(half)[0]
+
+
+@pytest.mark.parametrize(("bs", "F", "T"), [(2, 8, 6), (4, 8, 8), (3, 4, 6)])
+def test_a_reshape_that_puts_the_models_T_into_the_features_is_caught(bs: int, F: int, T: int) -> None:
+    """(bs, C, F, T).reshape(bs, T, C*F) without the permute: the layer's time axis is a cut of C*F and the
+    model input's T is in its features. It was caught only where F == T; the permuted reshape stays silent."""
+    w = no_warnings()
+    try:
+        caught_and_silent(SpectrogramLSTM(False, F), SpectrogramLSTM(True, F), torch.randn(bs, F, T),
+                          match="scrambled_view", inputs="bs F T")
+    finally:
+        w.__exit__(None, None, None)
+
+
+@pytest.mark.parametrize(("T", "bs"), [(6, 2), (4, 4), (8, 2)])
+def test_a_seq_first_reshape_that_puts_bs_into_the_features_is_caught(T: int, bs: int) -> None:
+    """``(T, bs, d).reshape(T/2, bs, 2*d)``: the layer's batch axis is a cut of T and bs is in its features
+    (caught only where T == bs before); through batch-first and back it is right."""
+    w = no_warnings()
+    try:
+        caught_and_silent(SeqFirstPyramid(False), SeqFirstPyramid(True), torch.randn(T, bs, 3), match="scrambled_view",
+                          inputs="T bs")
+    finally:
+        w.__exit__(None, None, None)
+
+
 @pytest.mark.parametrize("batch_first", [True, False])
 def test_a_padded_batch_packed_as_the_other_layout_is_caught_by_provenance(batch_first: bool) -> None:
     """pad_sequence(batch_first=True) gives (bs, T, f); packing it without batch_first cuts each sequence into the
