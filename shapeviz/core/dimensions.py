@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import contextvars
-import functools
-import operator
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,8 +19,26 @@ from functools import lru_cache
 
 from shapeviz._errors import SpecError, format_shape
 
-__all__ = ["DECLARED", "Declared", "Declarer", "declared", "dims", "expr_size", "format_named", "format_shape",
-           "is_simple_name", "live_declared", "on_top", "parse_names", "parse_sizes", "pop", "push", "stack_of", "undo"]
+__all__ = [
+    "DECLARED",
+    "Declared",
+    "Declarer",
+    "DimsBlock",
+    "declared",
+    "dims",
+    "expr_size",
+    "format_named",
+    "format_shape",
+    "is_simple_name",
+    "live_declared",
+    "on_top",
+    "parse_names",
+    "parse_sizes",
+    "pop",
+    "push",
+    "stack_of",
+    "undo",
+]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -192,13 +208,25 @@ def dims(**sizes: int) -> Iterator[dict[str, int]]:
     ...     d
     {'bs': 3, 'T': 7}
     """
-    alive = [True]  # a generator finished in another thread pops there: this thread then stops believing it
-    key = push(_validate(sizes, "sv.dims"), live=functools.partial(operator.getitem, alive, 0))
+    alive = DimsBlock()  # a generator finished in another thread pops there: this thread then stops believing it
+    key = push(_validate(sizes, "sv.dims"), live=alive)
     try:
         yield dict(DECLARED.get() or {})
     finally:
-        alive[0] = False
+        alive.running = False
         pop(key)
+
+
+class DimsBlock:
+    """An ``sv.dims`` block's ``live``: True while the block runs (and what marks its declaration as yours)."""
+
+    __slots__ = ("running",)
+
+    def __init__(self) -> None:
+        self.running = True
+
+    def __call__(self) -> bool:
+        return self.running
 
 
 def parse_names(spec: str, where: str = "inputs") -> tuple[str, ...]:

@@ -46,7 +46,7 @@ from torch import Tensor
 from torch.nn.modules import module as _torch_module
 
 from shapeviz._errors import SpecError
-from shapeviz.core.dimensions import DECLARED, live_declared, on_top, stack_of, undo
+from shapeviz.core.dimensions import DECLARED, DimsBlock, live_declared, on_top, stack_of, undo
 from shapeviz.runtime.switches import dynamo_compiling, is_compiling
 from shapeviz.tracing.naming import declared_names
 
@@ -128,15 +128,33 @@ def _first(args: tuple, kwargs: dict[str, Any] | None) -> Any:
 
 
 def agree(names: tuple[str, ...], first: Tensor, module: nn.Module) -> None:
-    """``inputs="bs T"`` read from this input must agree with what ``sv.dims`` declared around it."""
-    outer = live_declared() or {}
-    clash = [(n, int(s), outer[n]) for n, s in zip(names, first.shape) if n in outer and outer[n] != int(s)]
+    """``inputs="bs T"`` read from this input must agree with the sizes declared around it: by ``sv.dims``, or
+    by an outer named call (one name, one size: a decoder's own length is another name, ``"U bs"``)."""
+    live_declared()  # a declaration left behind by an interrupted forward is dropped, never believed
+    outer: dict[str, tuple[int, str]] = {}
+    for _, sizes, live in stack_of(DECLARED.get()):
+        for n, size in sizes.items():
+            outer[n] = (size, _who(live))
+    clash = [(n, int(s), *outer[n]) for n, s in zip(names, first.shape) if n in outer and outer[n][0] != int(s)]
     if clash:
-        said = ", ".join(f"{n}={s}" for n, s, _ in clash)
-        dims = ", ".join(f"{n}={d}" for n, _, d in clash)
+        said = ", ".join(f"{n}={s}" for n, s, _, _ in clash)
+        dims = ", ".join(f"{n}={d}" for n, _, d, _ in clash)
+        who = " and ".join(dict.fromkeys(w for *_, w in clash))
         raise SpecError(f"inputs={' '.join(names)!r} names {type(module).__name__}'s input "
-                        f"{tuple(first.shape)} as {said}, but sv.dims declared {dims}: one of them is wrong "
-                        "(is this the tensor you meant to name, in this layout?)")
+                        f"{tuple(first.shape)} as {said}, but {who} declared {dims}: one of them is wrong (is this "
+                        "the tensor you meant to name, in this layout?), or they are two dims: give this one "
+                        "another name")
+
+
+def _who(live: Any) -> str:
+    """What made a declaration, for a message: ``sv.dims``, a watched model's named call, a checking block."""
+    owner = getattr(live, "__self__", None)
+    if isinstance(owner, RootNamer):
+        root = owner.root()
+        return f"watch({type(root).__name__ if root is not None else 'model'}, inputs={' '.join(owner.names)!r})"
+    if isinstance(live, functools.partial):
+        return "checking(inputs=...)"
+    return "sv.dims" if isinstance(live, DimsBlock) else "the sizes declared around it"
 
 
 def _shape(first: Any) -> Any:

@@ -72,7 +72,7 @@ from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
 from shapeviz.tracing.oprules import RESHAPES, op_name, op_params, op_rule
 from shapeviz.tracing.permutes import Permutations
 from shapeviz.tracing.records import TensorInfo
-from shapeviz.tracing.sites import call_as_caller, dynamo_skip, label
+from shapeviz.tracing.sites import call_as_caller, dynamo_skip, first_keyword, label
 
 __all__ = ["FlowMode", "flow", "flow_block", "known_names", "one_step", "start"]
 
@@ -155,16 +155,23 @@ class FlowMode(TorchFunctionMode):
             return hit[1]
         given = declared_names(t)
         if given is not None:
-            return self.put(t, list(given))
+            return self.put(t, list(given), declared=True)
         return None
 
-    def put(self, t: torch.Tensor, names: Names, what: str = "", t_axis: int = -1) -> _Facts:
+    def put(self, t: torch.Tensor, names: Names, what: str = "", t_axis: int = -1, declared: bool = False) -> _Facts:
+        """Record ``t``'s names; a plain name's size is learned from the first tensor that has it, and taken
+        afresh from a declared one (``inputs=``, ``sv.name``): the next batch of a loop in one block has its own
+        bs and T (2×6, then 3×4: a merged 12 split by the first call's sizes read as scrambled)."""
         facts = _Facts(names, what, t_axis)
         with contextlib.suppress(TypeError):
             self.facts[id(t)] = (weakref.ref(t), facts)
         for n, s in zip(names, t.shape):
             if n and "*" not in n and "(" not in n and "[" not in n and not n.isdigit():
-                self.sizes.setdefault(n, int(s))
+                if not declared:
+                    self.sizes.setdefault(n, int(s))
+                elif self.sizes.get(n) != int(s):
+                    self.sizes[n] = int(s)
+                    self.namer.forget()
         return facts
 
     def names_of(self, t: Any) -> Names | None:
@@ -185,12 +192,13 @@ class FlowMode(TorchFunctionMode):
             return
         if self.depth == 0:
             self.root = weakref.ref(module)
-        # "bs T": the leading dims of the first input of each call of the watched model (watch), else of the
-        # module called first (checking): never of another module run in the block, before it or around it
-        if self.inputs is not None and (self.depth == 0 if self.named is None else module is self.named()) \
-                and args and isinstance(args[0], torch.Tensor) and args[0].dim() >= len(self.inputs) \
-                and self.get(args[0]) is None:
-            self.put(args[0], [*self.inputs, *[None] * (args[0].dim() - len(self.inputs))])
+        # "bs T": the leading dims of the first input of each call of the watched model (watch), else of each
+        # outermost call but a bare recurrent layer's, whose own conventions say what its input is (checking)
+        if self.inputs is not None \
+                and (self.depth == 0 and not is_recurrent(module) if self.named is None else module is self.named()):
+            first = args[0] if args else first_keyword(module)  # model(input_ids=x): a global hook gets no kwargs
+            if isinstance(first, torch.Tensor) and first.dim() >= len(self.inputs) and self.get(first) is None:
+                self.put(first, [*self.inputs, *[None] * (first.dim() - len(self.inputs))], declared=True)
         self.depth += 1
         if args and isinstance(args[0], torch.Tensor) and is_recurrent(module) and not _hooks_of_its_own(module):
             with torch._C.DisableTorchFunction():

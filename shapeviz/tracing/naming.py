@@ -83,6 +83,11 @@ class Namer:
         self._simple: list[tuple[str, int]] | None = None
         self._by_size: dict[int, tuple[str | None, str]] = {}  # by_size depends on the sizes alone
 
+    def forget(self) -> None:
+        """Drop what was looked up by size: a size changed (the flow's next batch)."""
+        self._simple = None
+        self._by_size.clear()
+
     def direct(self, size: int) -> list[str]:
         """Every name of this size: declared ones first."""
         out = [n for n, s in self.declared.items() if s == size]

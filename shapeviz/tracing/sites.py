@@ -25,8 +25,8 @@ from shapeviz.core.compiling import dynamo_compiling
 from shapeviz.core.frames import is_library, is_torch, torch_dir
 from shapeviz.core.model import RECURRENT_TYPES
 
-__all__ = ["FrameLabels", "arg_label", "as_torch_call", "attr_label", "call_as_caller", "dynamo_skip", "forward_params",
-           "label", "site_of", "tensor_attrs", "type_name", "user_frame"]
+__all__ = ["FrameLabels", "arg_label", "as_torch_call", "attr_label", "call_as_caller", "dynamo_skip", "first_keyword",
+           "forward_params", "label", "site_of", "tensor_attrs", "type_name", "user_frame"]
 
 _PARAMS: dict[Any, tuple[str, ...]] = {}
 
@@ -354,8 +354,28 @@ def tensor_attrs(me: Any) -> list[tuple[str, torch.Tensor]]:
     return [(name, v) for name, v in attrs if isinstance(v, torch.Tensor)]
 
 
+_CALL_IMPL = nn.Module._call_impl.__code__
+
+
+def first_keyword(module: nn.Module) -> Any:
+    """The first keyword argument of ``module``'s call running now (``model(input_ids=x)``: ``x``), read from
+    torch's ``_call_impl`` frame a global pre-hook of it is called from; None where there is none."""
+    f = sys._getframe(1)
+    for _ in range(8):  # the hook's own frames, then torch's _call_impl
+        f = f.f_back  # type: ignore[assignment]
+        if f is None:
+            return None
+        if f.f_code is _CALL_IMPL:
+            local = f.f_locals
+            kwargs = local.get("kwargs") if local.get("self") is module else None
+            return next(iter(kwargs.values()), None) if kwargs else None
+    return None
+
+
 def label(t: Any) -> str:
-    """The variable of your code that holds ``t`` (``"e"``), else ``"x"``."""
+    """The variable of your code that holds ``t`` (``"e"``), else a placeholder that no variable there has
+    (``"x"``, or ``"y"`` where your ``x`` is another tensor: a message must not seem to name it)."""
     frame = user_frame()
-    found = [k for k, v in (frame.f_locals.items() if frame is not None else ()) if v is t]
-    return found[0] if found else "x"
+    local = frame.f_locals if frame is not None else {}
+    found = [k for k, v in local.items() if v is t]
+    return found[0] if found else next((n for n in ("x", "y", "t", "z", "v") if n not in local), "the_tensor")

@@ -910,8 +910,9 @@ def test_with_ops_dims_moved_by_movedim_einsum_or_rot90_keep_their_names(how: st
         t = sv.trace(m, x, ops=True, inputs_dims="bs T emb")
         gru = next(c for c in t.calls if c.type == "GRU")
         assert gru.inputs[0].names[:2] == ("T", "bs"), (how, gru.inputs[0].names)
-    with sv.checking(inputs="bs T emb", ops=True), pytest.raises(sv.ShapeError, match="batch_first_swap"):
-        m.g(torch.randn(4, 4, 4).movedim(1, 1))  # no move at all: (bs, T, emb) to a seq-first layer
+    with sv.checking(ops=True), pytest.raises(sv.ShapeError, match="batch_first_swap"):  # named by sv.name: a bare
+        m.g(sv.name(torch.randn(4, 4, 4), "bs T emb").movedim(1, 1))  # layer's input is never named by inputs=
+        # no move at all: (bs, T, emb) to a seq-first layer
 
 
 def test_with_ops_a_layers_own_pre_hook_that_transposes_its_input_is_no_swap() -> None:
@@ -1110,3 +1111,95 @@ def test_watch_inputs_with_ops_names_the_watched_models_input_not_the_first_modu
     with sv.watch(policy, inputs="bs T obs", ops=True), pytest.raises(sv.ShapeError) as err:
         policy(norm(obs))  # the watched model's input named (bs, T): given as it is to a seq-first GRU
     assert err.value.code == "batch_first_swap", err.value
+
+
+@pytest.mark.parametrize("layer", [nn.GRU(4, 4), nn.LSTM(4, 4, batch_first=True), nn.GRUCell(4, 4)])
+def test_checking_inputs_with_ops_never_names_a_bare_layers_input(layer: nn.Module) -> None:
+    """``checking(inputs="bs T", ops=True)`` named a bare layer's input (README: never), and its own correct
+    layout then read as swapped; so did the same layer called after a model in the block."""
+    x = torch.randn(2, 4) if isinstance(layer, nn.GRUCell) else torch.randn(5, 3, 4)
+    tagger = nn.Sequential(nn.Embedding(20, 4), nn.GRU(4, 4, batch_first=True))
+    with sv.checking(inputs="bs T", ops=True):
+        silent(layer, x)
+        silent(tagger, torch.randint(0, 20, (3, 5)))
+        silent(layer, x)
+
+
+class TimeDistributed(nn.Module):
+    """A Linear over every step, ``(bs, T, f) -> (bs*T, f) -> (bs, T, f)``, then a batch-first GRU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin, self.rnn = nn.Linear(4, 4), nn.GRU(4, 4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bs, T, f = x.shape
+        return self.rnn(self.lin(x.reshape(bs * T, f)).reshape(bs, T, -1))[0]
+
+
+def test_each_batch_in_one_ops_block_has_its_own_sizes() -> None:
+    """Two batches of one ``ops=True`` block, 2×6 then 3×4: the merged 12 was split by the first batch's sizes
+    and read as a scrambled view."""
+    model = TimeDistributed()
+    with sv.watch(model, inputs="bs T", ops=True):
+        for bs, T in [(2, 6), (3, 4), (4, 3), (2, 6)]:
+            silent(model, torch.randn(bs, T, 4))
+    with sv.checking(ops=True):
+        for bs, T in [(2, 3), (3, 2)]:
+            silent(model, sv.name(torch.randn(bs, T, 4), "bs T f"))
+
+
+class Decoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.rnn = nn.Embedding(20, 4), nn.GRU(4, 4)
+
+    def forward(self, tgt: torch.Tensor) -> torch.Tensor:  # (T, bs)
+        return self.rnn(self.emb(tgt))[0]
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.enc, self.dec = nn.Embedding(20, 4), nn.GRU(4, 4, batch_first=True), Decoder()
+
+    def forward(self, src: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:  # src (bs, S), tgt (bs, U)
+        self.enc(self.emb(src))
+        return self.dec(tgt.T)
+
+
+def test_a_named_model_inside_another_with_another_T_says_whose_T_it_is() -> None:
+    """The model named "bs T" (src, T=5) and its decoder "T bs" (tgt, 4 steps): one name, two sizes. The
+    SpecError blamed sv.dims, never called; it names the outer watch and says to give the second dim another
+    name, and with "U bs" the call runs silent."""
+    model = Seq2Seq()
+    src, tgt = torch.randint(0, 20, (3, 5)), torch.randint(0, 20, (3, 4))
+    for ops in (False, True):
+        with sv.watch(model, inputs="bs T", ops=ops), sv.watch(model.dec, inputs="U bs", ops=ops):
+            silent(model, src, tgt)
+        with sv.watch(model, inputs="bs T", ops=ops), sv.watch(model.dec, inputs="T bs", ops=ops), \
+                pytest.raises(sv.SpecError) as err:
+            model(src, tgt)
+        assert "watch(Seq2Seq, inputs='bs T') declared T=5" in str(err.value), err.value
+        assert "give this one another name" in str(err.value)
+    with sv.watch(model.dec, inputs="T bs"), sv.dims(T=5), pytest.raises(sv.SpecError, match=r"sv\.dims declared T=5"):
+        model(src, tgt)
+
+
+class ByKeyword(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb, self.rnn = nn.Embedding(30, 8), nn.GRU(8, 8)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.rnn(self.emb(input_ids))[0]  # the transpose forgotten: (bs, T, emb) to a seq-first GRU
+
+
+def test_a_model_input_given_by_keyword_is_named_with_ops() -> None:
+    """``model(input_ids=x)`` under ``watch(inputs="bs T", ops=True)``: the keyword input went unnamed (a
+    global hook gets no keywords), so bs == T hid the forgotten transpose; given by place it was caught."""
+    model, x = ByKeyword(), torch.randint(0, 30, (4, 4))
+    for call in (lambda: model(x), lambda: model(input_ids=x)):
+        with sv.watch(model, inputs="bs T", ops=True), pytest.raises(sv.ShapeError) as err:
+            call()
+        assert err.value.code == "batch_first_swap", err.value

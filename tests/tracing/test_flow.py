@@ -1166,3 +1166,20 @@ def test_a_dim_broadcast_from_size_one_or_joined_along_is_no_clash() -> None:
     model = Fine()
     with sv.watch(model, inputs="T bs f", ops=True):
         model(torch.randn(4, 4, 5))
+
+
+def test_a_message_never_seems_to_name_another_tensor_of_yours() -> None:
+    """A view of a tensor no variable holds (``lin(x).view(...)``) was written ``x.view(...)``, as if of the
+    model's input ``x``; the placeholder is a name no variable there has."""
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin, self.rnn = nn.Linear(4, 4), nn.GRU(4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            bs, T, _f = x.shape
+            return self.rnn(self.lin(x).view(T, bs, -1))[0]
+
+    with sv.watch(m := M(), inputs="bs T", ops=True), pytest.raises(sv.ShapeError, match="scrambled_view") as err:
+        m(torch.randn(2, 6, 4))
+    assert "x.view" not in str(err.value) and "y.view(6, 2, -1)" in str(err.value), err.value

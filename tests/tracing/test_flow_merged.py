@@ -364,8 +364,9 @@ def test_trace_marks_the_interleaved_bidirectional_sum_and_names_the_right_one()
 def test_a_decoder_of_another_length_keeps_its_time_axis_for_flatten_order() -> None:
     enc, dec, out = nn.GRU(3, 5), nn.GRU(3, 5), nn.Linear(5, 6)
     src, trg = torch.randn(7, 4, 3), torch.randn(5, 4, 3)  # 7 source steps, 5 target steps
+    src = sv.name(src, "T bs emb")  # bare layers' inputs: named by sv.name (inputs= never names them)
     Y = sv.name(torch.zeros(4, 5, dtype=torch.long), "bs T")
-    with sv.checking(ops=True, inputs="T bs emb"):
+    with sv.checking(ops=True):
         _, h = enc(src)
         y, _ = dec(trg, h)
         logits = out(y).view(-1, 6)  # rows T*bs: the decoder's own steps, time-major
