@@ -19,26 +19,9 @@ from functools import lru_cache
 
 from shapeviz._errors import SpecError, format_shape
 
-__all__ = [
-    "DECLARED",
-    "Declared",
-    "Declarer",
-    "DimsBlock",
-    "declared",
-    "dims",
-    "expr_size",
-    "format_named",
-    "format_shape",
-    "is_simple_name",
-    "live_declared",
-    "on_top",
-    "parse_names",
-    "parse_sizes",
-    "pop",
-    "push",
-    "stack_of",
-    "undo",
-]
+__all__ = ["DECLARED", "Declared", "Declarer", "DimsBlock", "declared", "dims", "expr_size", "format_named",
+           "format_shape", "is_simple_name", "live_declared", "on_top", "parse_names", "parse_sizes", "pop", "push",
+           "stack_of", "undo"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 

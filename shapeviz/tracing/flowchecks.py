@@ -255,7 +255,9 @@ def check_time_axis(names: Names, conv: Conventions, x: torch.Tensor, views: dic
                                 f"another dim, while the model input's {axis} went into its features ({names[-1]}): a "
                                 "reshape relabelled the data without moving it (it trains, silently wrong)",
                          hints=["permute the dims into the order you want first, then reshape (a view only "
-                                "relabels): (bs, C, F, T).permute(0, 3, 1, 2).reshape(bs, T, C * F)"])
+                                "relabels): e.g. (bs, C, F, T).permute(0, 3, 1, 2).reshape(bs, T, C * F)" if axis == "T"
+                                else "move bs next to where it belongs first (x.transpose(0, 1)), then reshape: a view "
+                                "only relabels"])
     if not got or not read_as_time(got, "T"):
         return
     if got in views:
