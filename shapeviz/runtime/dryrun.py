@@ -93,6 +93,7 @@ class DryRun:
     error: ShapeError | None = None
     sizes: dict[str, int] = field(default_factory=dict)  # every size declared for the run (vocab too)
     stand_ins: int = 0  # parameters and buffers that ran as meta stand-ins (0: a meta-built model)
+    guessed: str = ""  # no input given: the first layer the input was built for (its error may be the guess's)
 
     @property
     def ok(self) -> bool:
@@ -127,6 +128,8 @@ class DryRun:
 
     def __repr__(self) -> str:
         given = f"input{'s' if len(self.inputs) != 1 else ''} {self.input_text or '(none)'} on meta"
+        if self.guessed:
+            given += f" (guessed for {self.guessed})"
         if self.error is not None:
             return (f"DryRun({self.model}, {given}: ShapeError [{self.error.code}] at {self.error.module}, "
                     f"argument `{self.error.argument}` after {self._calls()})")
@@ -138,6 +141,9 @@ class DryRun:
             parts.append(self.trace.table())
         if self.error is not None:
             parts.append(str(self.error))
+            if self.guessed:
+                parts.append(f"note: no input was given, and the one built for the first layer ({self.guessed}) may "
+                             "not be what the model takes: give its sizes, e.g. sv.dry_run(model, 'bs=2,T=5 float')")
         return "\n".join(parts)
 
     def raise_error(self) -> None:
@@ -406,10 +412,12 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
         kinds = ", ".join(k for k in _KINDS if _KINDS[k] is not None)
         raise SpecError(f"dry_run(dtype=...): expected a torch.dtype (torch.float64, …), got {dtype!r}; or give a "
                         f"kind word in a spec, e.g. 'bs=4,T=30 float64' (kinds: {kinds})")
+    guessed = ""
     if not inputs and not named_inputs:  # as the first layer takes it: (T, bs) seq-first, (bs,) a cell's step
         first = _first_layer(model)
         t_axis = conventions(first).layout.t_axis if is_recurrent(first) else 1
         inputs = ("bs=2" if t_axis is None else "T=5,bs=2" if t_axis == 0 else "bs=2,T=5",)
+        guessed = f"{type(first).__name__}({first.extra_repr()})" if first is not None else "a model with no weights"
     given = [("", i, v) for i, v in enumerate(inputs)] + [(k, k, v) for k, v in named_inputs.items()]
     built: dict[int | str, Any] = {}
     shown: list[DryInput] = []
@@ -455,7 +463,7 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
     stand_ins = _stand_ins(model)
     sizes = {**first, **extra}
     run = DryRun(model=type(model).__name__, inputs=tuple(shown), trace=None, sizes=sizes,
-                 stand_ins=len(stand_ins))
+                 stand_ins=len(stand_ins), guessed=guessed if guessed and model is not _first_layer(model) else "")
     with ExitStack() as stack:
         stack.enter_context(_left_as_it_was(model, stand_ins))
         stack.enter_context(META)  # tensors the forward makes with no device: meta

@@ -594,3 +594,25 @@ def test_no_input_is_laid_out_as_the_first_layer_takes_it(layer: nn.Module, shap
 def test_a_dtype_that_is_not_a_torch_dtype_is_a_spec_error_with_the_kinds() -> None:
     with pytest.raises(sv.SpecError, match=r"expected a torch.dtype .*'float64'.*kinds: float16"):
         sv.dry_run(nn.LSTM(4, 8), "T=5,bs=2", dtype="float64")
+
+
+class SeriesForecast(nn.Module):
+    """Takes a series ``(bs, T)`` and adds the feature dim itself: the first layer's input is not the model's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(1, 8, batch_first=True), nn.Linear(8, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.lstm(x.unsqueeze(-1))[0][:, -1])
+
+
+def test_a_guessed_input_says_it_was_guessed() -> None:
+    """With no input, the run builds one for the first layer; where the model takes another (a series it
+    unsqueezes), the error is the guess's: the run says the input was guessed and how to give it."""
+    run = dry_run(SeriesForecast())
+    assert run.error is not None and run.error.code == "input_ndim"
+    assert "guessed for LSTM(1, 8, batch_first=True)" in repr(run)
+    assert "no input was given" in str(run) and "'bs=2,T=5 float'" in str(run)
+    assert dry_run(SeriesForecast(), "bs=2,T=5 float").ok
+    assert "guessed" not in repr(dry_run(nn.LSTM(4, 8)))  # a bare layer: the input is the layer's own
