@@ -132,11 +132,6 @@ _INFIX = {"matmul": "@", "__matmul__": "@", "__rmatmul__": "@", "add": "+", "__a
           "div": "/", "__truediv__": "/"}
 
 
-def _plain(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
-    """Names without their guess marks: a step whose state starts as a guess (``bs?``) groups with the rest."""
-    return None if names is None else tuple(n.rstrip("?") for n in names)
-
-
 @dataclass(slots=True)
 class Call:
     """One module call (``kind="module"``) or torch operation (``kind="op"``) of a trace.
@@ -196,10 +191,12 @@ class Call:
         return f"{left} → {right}"
 
     def signature(self) -> tuple:
-        """What makes two calls 'the same step' (used to group repeated steps)."""
+        """What makes two calls 'the same step' (used to group repeated steps): the same code, module and shapes.
+        Names are not part of it: a first step's state whose batch is a guess (``bs|T?`` where bs == T) is the
+        same step as the next ones, whose state has its evidence."""
         return (self.kind, self.type, self.path, self.depth, self.source, self.error,
-                tuple((i.shape, _plain(i.names), i.label, i.repeat) for i in self.inputs),
-                tuple((o.shape, _plain(o.names), o.repeat) for o in self.outputs))
+                tuple((i.shape, i.label, i.repeat) for i in self.inputs),
+                tuple((o.shape, o.repeat) for o in self.outputs))
 
     def to_dict(self) -> dict[str, Any]:
         conv = None

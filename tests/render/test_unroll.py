@@ -362,6 +362,21 @@ def test_unroll_from_a_trace() -> None:
     assert "T=5, bs=3" in src
 
 
+@pytest.mark.parametrize("n", [2, 3, 4, 6])
+def test_handwritten_loop_with_bs_equal_to_T_is_unrolled_over_every_step(n: int) -> None:
+    """bs == T == n with h == n too: the first step's state ``H`` (zeros, its batch a guess ``bs|T?``) did not
+    match the later steps' (``bs`` by evidence), so the loop was grouped one step late and drawn with n-1 steps
+    (with n == 2: "no step repeats"). A step is the same code, module and shapes, whatever names it has."""
+    import shapeviz as sv
+
+    model = CharRNNScratch(vocab=6, hidden=n)
+    t = sv.trace(model, torch.randint(0, 6, (n, n)), torch.zeros(n, n), ops=True, inputs_dims="bs T")
+    assert f"× T={n}" in t.table()
+    [panel] = panels_from_trace(t)
+    assert panel.T == n
+    assert f"T={n}, bs={n}" in sv.unroll(t).source
+
+
 def test_handwritten_loop_traced_with_ops_is_one_cell_unrolled() -> None:
     import shapeviz as sv
 
