@@ -332,8 +332,11 @@ def _output_header(v: _View) -> str:
 
 
 def _cat_header(v: _View, layer: int) -> str:
+    step = v.named(v.out_step)
+    if v.panel.runs:  # packed: a step has batch_sizes[t] rows, not the whole batch
+        step = f"each step (batch_sizes[t], {v.named(v.out_step[1:]).strip('(,)')})"
     return html_table(f"layer {layer} output = layer {layer + 1} input",
-                      [("", v.named(v.out_step)), ("", "each step = cat(forward, backward)")], _FILL[RowKind.CAT])
+                      [("", step), ("", "each step = cat(forward, backward)")], _FILL[RowKind.CAT])
 
 
 def _state_node(v: _View, row: Row, *, left_side: bool, b: dict[str, int | None]) -> str:
@@ -437,8 +440,9 @@ def _cell(v: _View, row: Row, t: str) -> str:
         return _input_cell(v, t)
     if row.kind is RowKind.OUTPUT:
         return _output_cell(v, t)
-    if row.kind is RowKind.CAT:
-        return html_table(f"cat(→, ←)  t={t}", [("", v.named(v.out_step))], _FILL[RowKind.CAT], bold=False)
+    if row.kind is RowKind.CAT:  # a packed step's batch is its batch_sizes[t], as the lanes' and the output's
+        return html_table(f"cat(→, ←)  t={t}", [("", format_named(v.out_step, v.at(t)[1]))], _FILL[RowKind.CAT],
+                          bold=False)
     return _lane_cell(v, row, t)
 
 

@@ -534,6 +534,22 @@ def test_packed_steps_carry_their_batch_sizes_and_h_n_leaves_at_each_length() ->
     assert "lengths 5, 3, 2" in src
 
 
+def test_a_packed_stacked_bidirectional_layers_joined_steps_carry_their_batch_sizes() -> None:
+    """Between a packed 2-layer bidirectional GRU's layers, step t's cat(→, ←) has batch_sizes[t] rows (as its
+    lanes do): it was drawn with the whole batch at every step."""
+    import shapeviz as sv
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    gru = nn.GRU(4, 6, num_layers=2, bidirectional=True, batch_first=True)
+    x, lengths = torch.randn(4, 5, 4), torch.tensor([5, 3, 3, 1])
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    real = [int(n) for n in packed.batch_sizes]  # [4, 3, 3, 1, 1]
+    lab = labels(sv.unroll(sv.trace(gru, packed)).source)
+    assert [re.search(r"\(bs=(\d+), D\*h=12\)", lab[f"k0_{t}"])[1] for t in range(5)] == [str(n) for n in real]
+    header = next(v for v in lab.values() if v.startswith("layer 0 output = layer 1 input"))
+    assert "each step (batch_sizes[t], D*h=12)" in header
+
+
 def test_phases_are_told_apart_by_the_line_that_called() -> None:
     src = unroll(_flow_trace("phases")).source
     assert "phase A: calls 0-3, called from models.py:" in src and "_, state = net(get_input(), state)" in src
