@@ -373,7 +373,7 @@ def test_handwritten_loop_with_bs_equal_to_T_is_unrolled_over_every_step(n: int)
     t = sv.trace(model, torch.randint(0, 6, (n, n)), torch.zeros(n, n), ops=True, inputs_dims="bs T")
     assert f"× T={n}" in t.table()
     [panel] = panels_from_trace(t)
-    assert panel.T == n
+    assert n == panel.T
     assert f"T={n}, bs={n}" in sv.unroll(t).source
 
 
@@ -537,8 +537,9 @@ def test_packed_steps_carry_their_batch_sizes_and_h_n_leaves_at_each_length() ->
 def test_a_packed_stacked_bidirectional_layers_joined_steps_carry_their_batch_sizes() -> None:
     """Between a packed 2-layer bidirectional GRU's layers, step t's cat(→, ←) has batch_sizes[t] rows (as its
     lanes do): it was drawn with the whole batch at every step."""
-    import shapeviz as sv
     from torch.nn.utils.rnn import pack_padded_sequence
+
+    import shapeviz as sv
 
     gru = nn.GRU(4, 6, num_layers=2, bidirectional=True, batch_first=True)
     x, lengths = torch.randn(4, 5, 4), torch.tensor([5, 3, 3, 1])
