@@ -268,7 +268,10 @@ def _panel(calls: Sequence[Any], by_index: dict[int, Any], t_sizes: Sequence[int
     one_step = all(_sizes_from_input(conv, i)[0] == 1 for i in (_role(c, "input") for c in calls)
                    if i is not None)
     if not (conv.cell or (len(calls) > 1 and one_step)):
-        return Panel(conv, T, bs, batched, calls[0].path, runs=runs, calls=len(calls))
+        # a packed batch runs as many steps as its longest sequence: T only where that is the trace's T (a
+        # batch padded longer than its longest sequence has T=6 and 5 steps)
+        dim = "" if runs and t_sizes and T not in t_sizes else "T"
+        return Panel(conv, T, bs, batched, calls[0].path, runs=runs, calls=len(calls), loop_dim=dim)
     phase, sites = _phases(calls, by_index)
     steps = []
     for k, c in enumerate(calls):

@@ -221,7 +221,8 @@ def caption_lines(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, i
     if panel.steps and not c.cell:
         sizes.append(f"{count} calls of one step each")
     elif not panel.loop_dim:
-        sizes.append(f"{count} steps" if panel.step_in else f"{count} calls")
+        sizes.append(f"{count} steps" + (" (its longest sequence)" if panel.runs and not c.cell else "")
+                     if panel.step_in or (panel.runs and not c.cell) else f"{count} calls")
     else:
         sizes.append(f"{count}" if panel.T is not None else "T unknown")
     if panel.batched:
@@ -244,9 +245,10 @@ def caption_lines(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, i
     if panel.steps:
         lines.append(f"each call: input {panel.steps[0].inp}  ->  output {panel.steps[0].out}")
     else:
-        pad = "padded (pad_packed_sequence): " if panel.runs else ""
+        pad = "padded to the longest sequence (as pad_packed_sequence gives): " if panel.runs else ""
         out = format_named(dims["output"], b) if "output" in dims else "(not declared)"
-        lines.append(f"{pad}input {format_named(dims['input'], b)}  ->  output {out}")
+        line = f"{pad}input {format_named(dims['input'], b)}  ->  output {out}"
+        lines.append(line if panel.loop_dim or not panel.runs else line.replace("T=", ""))  # steps, not the T
     state = f"h_0, h_n {format_named(dims['h_0'], b)}"
     if c.is_lstm:
         state += f";  c_0, c_n {format_named(dims['c_0'], b)}"

@@ -551,6 +551,27 @@ def test_a_packed_stacked_bidirectional_layers_joined_steps_carry_their_batch_si
     assert "each step (batch_sizes[t], D*h=12)" in header
 
 
+def test_a_packed_batch_padded_longer_than_its_longest_sequence_runs_steps_not_T() -> None:
+    """x is (bs=4, T=6) with lengths 5, 3, 3, 1: the packed layer runs 5 steps. The caption called them T=5 and
+    claimed a padded input (bs=4, T=5, emb=4), beside the trace's T=6."""
+    import shapeviz as sv
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    class M(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = nn.LSTM(4, 6, batch_first=True)
+
+        def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+            return self.rnn(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))[1][0]
+
+    for T, caption in ((6, "5 steps (its longest sequence), bs=4"), (5, "T=5, bs=4")):
+        t = sv.trace(M(), torch.randn(4, T, 4), torch.tensor([5, 3, 3, 1]), inputs_dims="bs T emb")
+        head = sv.unroll(t).source
+        assert f"unrolled over time: {caption}" in head, head[:400]
+        assert ("input (bs=4, 5, emb=4)" in head) == (T == 6)
+
+
 def test_phases_are_told_apart_by_the_line_that_called() -> None:
     src = unroll(_flow_trace("phases")).source
     assert "phase A: calls 0-3, called from models.py:" in src and "_, state = net(get_input(), state)" in src
