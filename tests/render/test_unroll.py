@@ -554,8 +554,9 @@ def test_a_packed_stacked_bidirectional_layers_joined_steps_carry_their_batch_si
 def test_a_packed_batch_padded_longer_than_its_longest_sequence_runs_steps_not_T() -> None:
     """x is (bs=4, T=6) with lengths 5, 3, 3, 1: the packed layer runs 5 steps. The caption called them T=5 and
     claimed a padded input (bs=4, T=5, emb=4), beside the trace's T=6."""
-    import shapeviz as sv
     from torch.nn.utils.rnn import pack_padded_sequence
+
+    import shapeviz as sv
 
     class M(nn.Module):
         def __init__(self) -> None:
