@@ -187,6 +187,9 @@ class _View:
         c = self.c = panel.conv
         self.dims = c.dim_exprs(batched=panel.batched)
         self.b = c.bindings(panel.T, panel.bs)
+        if panel.loop_dim == "bs":  # a loop over the batch's items: each call's own batch is no bs of the model's
+            self.dims = {k: tuple("batch" if e == "bs" else e for e in v) for k, v in self.dims.items()}
+            self.b = {**self.b, "batch": self.b.get("bs")}
         self.n_layers = 1 if c.cell else c.num_layers
         self.D = 1 if c.cell else c.D
         self.lstm = c.is_lstm

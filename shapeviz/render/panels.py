@@ -225,11 +225,13 @@ def caption_lines(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, i
                      if panel.step_in or (panel.runs and not c.cell) else f"{count} calls")
     else:
         sizes.append(f"{count}" if panel.T is not None else "T unknown")
+    over_bs = panel.loop_dim == "bs"  # a loop over the batch's items: each call's batch is not the model's bs
     if panel.batched:
-        sizes.append(f"bs={panel.bs}" if panel.bs is not None else "bs unknown")
+        sizes.append(("each call's batch " if over_bs else "bs=") + f"{panel.bs}" if panel.bs is not None
+                     else "bs unknown")
     else:
         sizes.append("unbatched (no bs dim)")
-    lines = [f"{title}   unrolled over time: {', '.join(sizes)}"]
+    lines = [f"{title}   unrolled over {'its calls, one per item of bs' if over_bs else 'time'}: {', '.join(sizes)}"]
     if panel.calls > 1 and not panel.steps:
         lines.append(f"called {panel.calls} times: the first call is drawn")
     lines += list(panel.notes) + flow_notes(panel)
@@ -238,9 +240,9 @@ def caption_lines(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, i
                      + (f", output {panel.step_out}" if panel.step_out else ""))
         return lines
     if c.cell:
-        lines.append(f"one {c.kind} called once per step: input {format_named(dims['input'], b)}, "
-                     f"h {format_named(dims['h_0'], b)}" + (f", c {format_named(dims['c_0'], b)}"
-                                                             if c.is_lstm else ""))
+        line = (f"one {c.kind} called once per step: input {format_named(dims['input'], b)}, "
+                f"h {format_named(dims['h_0'], b)}" + (f", c {format_named(dims['c_0'], b)}" if c.is_lstm else ""))
+        lines.append(line.replace("bs=", "batch=") if over_bs else line)  # its batch is no bs then
         return lines
     if panel.steps:
         lines.append(f"each call: input {panel.steps[0].inp}  ->  output {panel.steps[0].out}")

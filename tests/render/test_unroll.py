@@ -573,6 +573,27 @@ def test_a_packed_batch_padded_longer_than_its_longest_sequence_runs_steps_not_T
         assert ("input (bs=4, 5, emb=4)" in head) == (T == 6)
 
 
+def test_a_cell_looped_over_the_batchs_items_names_no_two_things_bs() -> None:
+    """``for row in x.unbind(0): h = cell(row, h)`` over x (bs=3, T=4, 8): 3 calls, one per item of bs, each
+    with a batch of 4 rows. The caption read "unrolled over time: bs=3, bs=4" and every node (bs=4, ...)."""
+    import shapeviz as sv
+
+    class OverBatch(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.cell = nn.GRUCell(8, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.zeros(x.shape[1], 3)
+            for row in x.unbind(0):
+                h = self.cell(row, h)
+            return h
+
+    src = sv.unroll(sv.trace(OverBatch(), torch.randn(3, 4, 8), inputs_dims="bs T emb", ops=True)).source
+    assert "unrolled over its calls, one per item of bs: bs=3, each call&#x27;s batch 4" in src
+    assert "bs=4" not in src and "h (batch=4, h=3)" in src
+
+
 def test_phases_are_told_apart_by_the_line_that_called() -> None:
     src = unroll(_flow_trace("phases")).source
     assert "phase A: calls 0-3, called from models.py:" in src and "_, state = net(get_input(), state)" in src
