@@ -46,6 +46,9 @@ evidence for a dim wins over them (:meth:`How.filled`); a feature dim's name (``
 """
 
 FIXED = frozenset({"bs", "T"})
+_DECLARED_ONCE = FIXED | {"emb"}
+"""Names a layer's reading gives that a declared size of another size contradicts: the model's batch and time,
+and its input's features (a second stacked cell's input of 6 is not the declared emb=4: it is the first's h)."""
 """Names with one size in a forward, once declared: a declared batch is the batch, and a declared ``T`` is the
 model's steps (a decoder's or a pyramid's other length is not ``T``; one step, ``T=1``, is a step of it)."""
 
@@ -173,11 +176,13 @@ class Namer:
         {0, 1}
         >>> namer.contradicted(["bs*T", "T", "emb"], (20, 5, 3))  # the same, its batch named by provenance
         {1}
+        >>> Namer({"emb": 4}, {}).contradicted(["bs", "emb"], (2, 6))  # a stacked cell's input: its h below
+        {1}
         """
         declared = self.declared
         if not declared:
             return set()
-        bad = {k for k, (n, s) in enumerate(zip(names, shape)) if n in FIXED and declared.get(n, s) != s}
+        bad = {k for k, (n, s) in enumerate(zip(names, shape)) if n in _DECLARED_ONCE and declared.get(n, s) != s}
         t, b = declared.get("T"), declared.get("bs")
         if t is not None and b is not None and t != b and "T" in names and "bs" in names:
             kt, kb = names.index("T"), names.index("bs")

@@ -302,7 +302,7 @@ def test_directions_summed_between_layers_show_the_sum_on_the_edge():
         src = unroll(trace(SumDirections(), torch.zeros(5, 2, 4), inputs_dims="T bs emb", ops=ops)).source
         first = [line for line in src.splitlines() if line.startswith("\tp1_x_0 -> p0_y_0")]
         assert first == ['\tp1_x_0 -> p0_y_0 [dir=back color="#6b6b6b" penwidth=1.2 label="output (T=5, bs=2, D*h=16)'
-                         f'{via}\\n→ input (T=5, bs=2, emb=8)" fontsize=10 fontcolor="#6b6b6b"]']
+                         f'{via}\\n→ input (T=5, bs=2, 8)" fontsize=10 fontcolor="#6b6b6b"]']  # 8 is no declared emb=4
         assert '\tp1_x_1 -> p0_y_1 [dir=back color="#6b6b6b" penwidth=1.2]\n' in src  # said once
 
 

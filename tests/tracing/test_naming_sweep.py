@@ -375,3 +375,27 @@ def test_a_subclass_forward_with_its_own_arguments_is_read_by_their_names() -> N
     roles = [(i.role, i.shape) for i in call.inputs]
     assert roles[:3] == [("input", (3, 5, 6)), ("h_0", (1, 3, 8)), ("c_0", (1, 3, 8))], roles
     assert [i.label for i in call.inputs[3:]] == ["lengths"] and call.inputs[3].role == "", call.describe()
+
+
+class _StackedCells(nn.Module):
+    """Three GRUCells stacked by hand: the first reads emb=4, the next ones the h=6 below them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells = nn.ModuleList([nn.GRUCell(4 if i == 0 else 6, 6) for i in range(3)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, bs, 4)
+        hs = [x.new_zeros(x.shape[1], 6) for _ in self.cells]
+        for t in range(x.shape[0]):
+            inp = x[t]
+            for k, cell in enumerate(self.cells):
+                hs[k] = inp = cell(inp, hs[k])
+        return inp
+
+
+def test_a_stacked_cells_input_is_not_the_declared_emb() -> None:
+    """``inputs_dims="T bs emb"`` declares emb=4; the second and third cells read 6 (the h below): it was printed
+    ``emb=6`` beside ``sizes: emb=4``."""
+    t = sv.trace(_StackedCells(), torch.randn(3, 2, 4), inputs_dims="T bs emb", ops=True)
+    firsts = {c.path: c.inputs[0].format() for c in t.calls if c.type == "GRUCell"}
+    assert firsts == {"cells.0": "(bs=2, emb=4)", "cells.1": "(bs=2, 6)", "cells.2": "(bs=2, 6)"}, firsts
