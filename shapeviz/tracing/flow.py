@@ -67,6 +67,7 @@ from shapeviz.tracing.dimparts import (
 from shapeviz.tracing.flowchecks import check_ctc, check_loss, check_pack, check_rows, check_time_axis, scrambled_error
 from shapeviz.tracing.indexing import index_plan
 from shapeviz.tracing.laststep import LastReads, moved, narrow_plan, one_index, split_dirs
+from shapeviz.tracing.modestack import push_under, take_out
 from shapeviz.tracing.modulerules import attention
 from shapeviz.tracing.naming import Namer, Names, OpView, declared_names
 from shapeviz.tracing.oprules import RESHAPES, op_name, op_params, op_rule
@@ -321,12 +322,30 @@ class FlowMode(TorchFunctionMode):
                 else:
                     self._after_many(base, args, kwargs, out)
             return out
+        if base == "einsum" and isinstance(args[0], str):  # its operands follow the equation
+            with torch._C.DisableTorchFunction():
+                self._einsum(name, args, kwargs, out)
+            return out
         if not isinstance(args[0], torch.Tensor) and not (isinstance(args[0], (list, tuple)) and args[0]
                                                           and isinstance(args[0][0], torch.Tensor)):
             return out
         with torch._C.DisableTorchFunction():
             self._after(name, base, func, args, kwargs, out)
         return out
+
+    def _einsum(self, name: str, args: tuple, kwargs: dict, out: torch.Tensor) -> None:
+        """``torch.einsum("btd->tbd", x)``: each output letter named as the operand dim it comes from."""
+        ops = list(args[1]) if len(args) == 2 and isinstance(args[1], (list, tuple)) else list(args[1:])
+        rule = op_rule(name, args, kwargs)
+        if rule is None or not ops or not all(isinstance(t, torch.Tensor) for t in ops) \
+                or not any(self.get(t) is not None for t in ops):
+            return
+        try:
+            names = rule(OpView([self.info(t) for t in ops], tuple(out.shape), self.namer))
+        except (IndexError, ValueError, TypeError, KeyError, ZeroDivisionError):
+            return
+        if names is not None and len(names) == out.dim() and any(names):
+            self.put(out, names)
 
     def _after_many(self, base: str, args: tuple, kwargs: dict, out: Any) -> None:
         """Ops with several results: unbind (a loop over a sequence) and pad_packed_sequence."""
@@ -571,11 +590,11 @@ def flow(inputs: str | tuple[str, ...] | None = None, layer_check: LayerCheck | 
     names = parse_names(inputs, "inputs") if isinstance(inputs, str) else inputs
     mode = FlowMode(names, layer_check)
     with _hooks(mode):
-        _push_under(mode)  # not `with mode`: its exit pops whatever mode is on top, not this one
+        push_under(mode)  # not `with mode`: its exit pops whatever mode is on top, not this one
         try:
             yield mode
         finally:
-            _take_out(mode)
+            take_out(mode)
             mode.flush()
 
 
@@ -599,44 +618,16 @@ def start(inputs: str | None, layer_check: LayerCheck | None = None, named: nn.M
     owner = threading.get_ident()
     hooks = _hooks(mode)
     hooks.__enter__()
-    _push_under(mode)
+    push_under(mode)
 
     def stop() -> None:
         if threading.get_ident() != owner:
             raise SpecError("watch(ops=True): remove() the handle in the thread that created it: torch keeps "
                             "its mode stack per thread, so another thread cannot take the op tracking out")
         try:
-            _take_out(mode)
+            take_out(mode)
             mode.flush()
         finally:
             hooks.__exit__(None, None, None)
 
     return stop
-
-
-def _push_under(mode: FlowMode) -> None:
-    """Put ``mode`` at the bottom of this thread's torch-function mode stack, under every mode already there.
-
-    Contexts entered before it and left after it (``with torch.device("meta"):`` around ``watch(ops=True)``)
-    pop the top mode when they exit: with shapeviz's mode beneath them, they pop their own.
-    """
-    above = []
-    while torch._C._len_torch_function_stack():
-        above.append(torch.overrides._pop_mode())  # type: ignore[attr-defined]
-    torch.overrides._push_mode(mode)  # type: ignore[attr-defined]
-    for m in reversed(above):
-        torch.overrides._push_mode(m)  # type: ignore[attr-defined]
-
-
-def _take_out(mode: FlowMode) -> None:
-    """Pop ``mode`` from this thread's torch-function mode stack, putting back the modes above it."""
-    if not any(m is mode for m in torch.overrides._get_current_function_mode_stack()):  # type: ignore[attr-defined]
-        return
-    above = []
-    while True:
-        top = torch.overrides._pop_mode()  # type: ignore[attr-defined]
-        if top is mode:
-            break
-        above.append(top)
-    for m in reversed(above):
-        torch.overrides._push_mode(m)  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-__all__ = ["Quiet", "pop_mode", "push_mode", "quiet_hooks_supported"]
+__all__ = ["Quiet", "pop_mode", "push_mode", "push_under", "quiet_hooks_supported", "take_out"]
 
 
 _STACK_API = all(hasattr(torch._C, n) for n in ("_len_torch_function_stack", "_get_function_stack_at",
@@ -93,3 +93,31 @@ class Quiet:
         if self.depth is not None:
             self.depth = None
             push_mode(mode)
+
+
+def push_under(mode: Any) -> None:
+    """Put ``mode`` at the bottom of this thread's torch-function mode stack, under every mode already there.
+
+    Contexts entered before it and left after it (``with torch.device("meta"):`` around ``watch(ops=True)``)
+    pop the top mode when they exit: with shapeviz's mode beneath them, they pop their own.
+    """
+    above = []
+    while torch._C._len_torch_function_stack():
+        above.append(torch.overrides._pop_mode())  # type: ignore[attr-defined]
+    torch.overrides._push_mode(mode)  # type: ignore[attr-defined]
+    for m in reversed(above):
+        torch.overrides._push_mode(m)  # type: ignore[attr-defined]
+
+
+def take_out(mode: Any) -> None:
+    """Pop ``mode`` from this thread's torch-function mode stack, putting back the modes above it."""
+    if not any(m is mode for m in torch.overrides._get_current_function_mode_stack()):  # type: ignore[attr-defined]
+        return
+    above = []
+    while True:
+        top = torch.overrides._pop_mode()  # type: ignore[attr-defined]
+        if top is mode:
+            break
+        above.append(top)
+    for m in reversed(above):
+        torch.overrides._push_mode(m)  # type: ignore[attr-defined]

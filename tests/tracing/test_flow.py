@@ -1183,3 +1183,23 @@ def test_a_message_never_seems_to_name_another_tensor_of_yours() -> None:
     with sv.watch(m := M(), inputs="bs T", ops=True), pytest.raises(sv.ShapeError, match="scrambled_view") as err:
         m(torch.randn(2, 6, 4))
     assert "x.view" not in str(err.value) and "y.view(6, 2, -1)" in str(err.value), err.value
+
+
+def test_einsum_carries_names_in_the_ops_flow() -> None:
+    """``torch.einsum("abc->bac", x)`` moves the names with the dims in the flow, as in a trace: the same mistakes
+    are caught written with einsum as with permute (a view after it, an untransposed input to a seq-first layer)."""
+    from shapeviz.tracing.flow import known_names
+
+    x = sv.name(torch.randn(3, 4, 2), "bs T F")
+    with sv.checking(ops=True):
+        assert known_names(torch.einsum("abc->bac", x)) == ("T", "bs", "F")
+        assert known_names(torch.einsum("btd,de->bte", x, torch.randn(2, 5))) == ("bs", "T", None)
+        with pytest.raises(sv.ShapeError, match="scrambled_view"):
+            nn.GRU(2, 4, batch_first=True)(torch.einsum("abc->bac", x).reshape(3, 4, 2))
+        with pytest.raises(sv.ShapeError, match="batch_first_swap"):
+            nn.GRU(2, 4)(torch.einsum("abc->bac", torch.einsum("abc->bac", x)))
+        w = no_warnings()
+        try:
+            nn.GRU(2, 4)(torch.einsum("btf->tbf", x))  # right: (T, bs, F) for a seq-first layer
+        finally:
+            w.__exit__(None, None, None)
