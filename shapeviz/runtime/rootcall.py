@@ -47,6 +47,7 @@ from torch.nn.modules import module as _torch_module
 
 from shapeviz._errors import SpecError
 from shapeviz.core.dimensions import DECLARED, DimsBlock, live_declared, on_top, stack_of, undo
+from shapeviz.core.model import is_recurrent
 from shapeviz.runtime.switches import dynamo_compiling, is_compiling
 from shapeviz.tracing.naming import declared_names
 
@@ -372,8 +373,8 @@ def both_ways(a: int, b: int) -> bool:
         return False
     f: types.FrameType | None = sys._getframe(1)
     while f is not None:
-        if f.f_code is _WRAPPED_CODE:
-            local = f.f_locals
+        if f.f_code is _WRAPPED_CODE and not is_recurrent(f.f_locals.get("self")):  # a layer's own (x, h_0): one
+            local = f.f_locals  # batch and its state, not two batches
             given = [t for t in (*(local.get("args") or ()), *(local.get("kwargs") or {}).values())
                      if isinstance(t, Tensor) and t.dim() >= 2]
             one = [_named_sizes(t) for t in given if (int(t.shape[0]), int(t.shape[1])) == (a, b)]

@@ -259,3 +259,21 @@ def test_a_nested_tensor_input_is_a_clear_error_not_a_crash(cell: bool) -> None:
         assert "to_padded_tensor" in str(info.value)
     with sv.checking(), pytest.raises(sv.ShapeError, match="input_ndim"):
         m(nx)
+
+
+@pytest.mark.parametrize(("module", "x", "h"), [
+    (nn.GRU(3, 2, num_layers=2), torch.randn(4, 2, 3), torch.zeros(2, 4, 2)),  # layers*D == bs
+    (nn.RNN(1, 3, num_layers=2), torch.randn(2, 4, 1), torch.zeros(4, 2, 3)),  # layers*D == T
+])
+def test_watch_and_check_call_say_the_same_of_a_state_laid_out_batch_first(module: nn.Module, x: torch.Tensor,
+                                                                            h: torch.Tensor) -> None:
+    """A layer's own (x, h_0) is one batch and its state, not two inputs laid out both ways: under watch the
+    state was read as a second batch and the call diagnosed batch_mismatch / hidden_batch_first, where
+    check_call (and the README's rule: an h_0 whose batch is the input's other axis) says batch_first_swap."""
+    with pytest.raises(RuntimeError):
+        module(x, h)  # torch refuses it
+    with pytest.raises(sv.ShapeError) as direct:
+        sv.check_call(module, x, h)
+    with sv.watch(module), pytest.raises(sv.ShapeError) as watched:
+        module(x, h)
+    assert direct.value.code == watched.value.code == "batch_first_swap"
