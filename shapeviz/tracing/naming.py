@@ -164,14 +164,14 @@ class Namer:
     def contradicted(self, names: Sequence[str | None], shape: Sequence[int]) -> set[int]:
         """The dims whose name the declared sizes contradict: a batch or time (:data:`FIXED`) of another size
         than the declared one (a merged ``bs*S`` or a beam's ``bs*k`` is not ``bs``; a decoder's 9 steps are not
-        the declared T=5, nor is its one step a call), and ``T`` and ``bs`` when both sit at each other's declared
-        size (a layout read swapped: the layer's reading, not the tensor's dims).
+        the declared T=5, one step is), and ``T`` and ``bs`` when both sit at each other's declared size (a layout
+        read swapped: the layer's reading, not the tensor's dims).
 
         >>> namer = Namer({"bs": 4, "T": 5}, {})
         >>> namer.contradicted(["T", "bs", "emb"], (4, 5, 3)), namer.contradicted(["T", "bs"], (9, 4))
         ({0, 1}, {0})
-        >>> namer.contradicted(["T", "bs"], (1, 4)), namer.contradicted(["bs*T", "T"], (20, 1))  # one step a call
-        ({0}, {1})
+        >>> namer.contradicted(["T", "bs"], (1, 4)), namer.contradicted(["bs*T", "T"], (20, 1))  # one step of T
+        (set(), {1})
         >>> namer.contradicted(["bs", "T", "emb"], (20, 5, 3))  # a char LSTM over bs*T words of 5 chars
         {0, 1}
         >>> namer.contradicted(["bs*T", "T", "emb"], (20, 5, 3))  # the same, its batch named by provenance
@@ -182,7 +182,8 @@ class Namer:
         declared = self.declared
         if not declared:
             return set()
-        bad = {k for k, (n, s) in enumerate(zip(names, shape)) if n in _DECLARED_ONCE and declared.get(n, s) != s}
+        bad = {k for k, (n, s) in enumerate(zip(names, shape))
+               if n in _DECLARED_ONCE and declared.get(n, s) != s and (n != "T" or s != 1 or _t_elsewhere(names, k))}
         t, b = declared.get("T"), declared.get("bs")
         if t is not None and b is not None and t != b and "T" in names and "bs" in names:
             kt, kb = names.index("T"), names.index("bs")
@@ -417,6 +418,11 @@ class Resolver:
         if not any(final):
             return tuple(final), None, False
         return tuple(final), tuple(where), any("|" in n for n in final)
+
+
+def _t_elsewhere(names: Sequence[str | None], k: int) -> bool:
+    """Does a dim other than ``k`` hold T, whole or in a product (``bs*T``)? Then a one-step ``T`` is not it."""
+    return any(n and j != k and "T" in n.split("*") for j, n in enumerate(names))
 
 
 def unname_contradicted(call: Any, namer: Namer) -> None:
