@@ -3,8 +3,10 @@ with its clean twin, through sv.watch(model, ops=True) and sv.checking(ops=True)
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -40,11 +42,12 @@ class EmbedGRU(nn.Module):
         return self.out(y).reshape(-1, VOCAB)  # (T*bs, vocab)
 
 
-def no_warnings() -> warnings.catch_warnings:
-    w = warnings.catch_warnings()
-    w.__enter__()
-    warnings.simplefilter("error", sv.ShapeWarning)
-    return w
+@contextlib.contextmanager
+def no_warnings() -> Iterator[None]:
+    """Inside: any ShapeWarning is an error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", sv.ShapeWarning)
+        yield
 
 
 # ------------------------------------------------------------------ scrambled_view
@@ -155,11 +158,8 @@ def test_output_last_of_a_bidirectional_layer_warns() -> None:
         with pytest.warns(sv.ShapeWarning, match=r"bidirectional_last.*torch\.cat\(\(h_n\[-2\], h_n\[-1\]\)"):
             last = out[:, -1]  # said at the next op that does not cut it to its forward half
             torch.tanh(last)
-        w = no_warnings()
-        try:
+        with no_warnings():
             torch.cat((h_n[-2], h_n[-1]), dim=1)  # the twin: both directions' final states
-        finally:
-            w.__exit__(None, None, None)
 
 
 @pytest.mark.parametrize("batch_first", [False, True])
@@ -173,12 +173,9 @@ def test_the_forward_half_of_the_last_step_is_right_and_passes(batch_first: bool
     first = (slice(None), 0) if batch_first else (0, slice(None))
     with sv.checking(ops=True):
         out, h_n = gru(x)
-        w = no_warnings()
-        try:
+        with no_warnings():
             final = torch.cat((out[(*last, slice(None, h))], out[(*first, slice(h, None))]), dim=1)
             out[(*last, slice(0, 2))], out[(*last, Ellipsis, slice(None, h))], out[(*last, 1)]
-        finally:
-            w.__exit__(None, None, None)
         with pytest.warns(sv.ShapeWarning, match="bidirectional_last"):
             out[(*last, slice(h, None))]
         with pytest.warns(sv.ShapeWarning, match="bidirectional_last"):
@@ -208,13 +205,10 @@ def test_both_ends_of_a_bidirectional_output_hold_both_final_states_and_pass(fir
     x = torch.randn(4, 6, 3)
     model = BothEnds(True, first_first)
     with sv.watch(model, inputs="bs T", ops=True):
-        w = no_warnings()
-        try:
+        with no_warnings():
             both = model(x)
             out = model.gru(x)[0]
             mine = torch.cat((out[:, 0], out[:, -1]) if first_first else (out[:, -1], out[:, 0]), dim=-1)
-        finally:
-            w.__exit__(None, None, None)
         assert torch.equal(mine, both) and mine.shape == (4, 20)
         with pytest.warns(sv.ShapeWarning, match="bidirectional_last"):
             BothEnds(False, first_first)(x)
@@ -249,11 +243,8 @@ def test_h_n_last_beside_the_outputs_forward_final_state_passes(h_n_first: bool,
     x = torch.randn(4, 6, 3)
     model = ForwardFromOutput(h_n_first, cut_after)
     with sv.watch(model, inputs="bs T", ops=True):
-        w = no_warnings()
-        try:
+        with no_warnings():
             both = model(x)
-        finally:
-            w.__exit__(None, None, None)
         out, h_n = model.gru(x)
         with pytest.warns(sv.ShapeWarning, match="bidirectional_h_n"):
             torch.cat((out[:, -1, 5:], h_n[-1]), dim=1)
@@ -282,13 +273,10 @@ def test_h_n_last_beside_any_form_of_the_forward_final_state_passes(form: str, T
     gru = nn.GRU(3, 5, bidirectional=True, batch_first=batch_first)
     x = torch.randn(4, T, 3) if batch_first else torch.randn(T, 4, 3)
     with sv.checking(ops=True):
-        w = no_warnings()
-        try:
+        with no_warnings():
             out, h_n = gru(x)
             both = torch.cat((FORWARD_FINALS[form](out, batch_first), h_n[-1]), 1)
             gru(x)  # the block goes on: a held warning would be said when this call ends
-        finally:
-            w.__exit__(None, None, None)
         out, h_n = gru(x)
         with pytest.warns(sv.ShapeWarning, match="bidirectional_h_n"):
             torch.cat((out.chunk(2, -1)[1].select(int(batch_first), -1), h_n[-1]), 1)
@@ -339,11 +327,8 @@ def test_the_last_step_cut_to_its_forward_half_afterwards_is_right_and_passes(ba
             torch.zeros(1) + 1  # the next op
         return got
 
-    w = no_warnings()
-    try:
+    with no_warnings():
         got = [run(how) for how in ("index", "narrow", "ellipsis")]
-    finally:
-        w.__exit__(None, None, None)
     _, h_n = gru(x)
     for g in got:
         assert torch.equal(g, torch.cat((h_n[-2], h_n[-1]), dim=1))
@@ -403,13 +388,10 @@ def test_the_last_step_read_by_narrow_warns_unless_cut_to_its_forward_half() -> 
     with pytest.warns(sv.ShapeWarning, match="bidirectional_last"), sv.checking(ops=True):
         out, _ = gru(x)
         out.index_select(1, torch.tensor([T - 1])).squeeze(1)
-    w = no_warnings()
-    try:
+    with no_warnings():
         with sv.checking(ops=True):
             out, _ = gru(x)
             out.narrow(1, T - 1, 1)[..., :4]
-    finally:
-        w.__exit__(None, None, None)
 
 
 @pytest.mark.parametrize("split", ["view", "unflatten"])
@@ -423,15 +405,12 @@ def test_the_last_step_of_an_output_split_into_its_directions_warns_unless_forwa
         return out.view(T, BS, 2, h) if split == "view" else out.unflatten(-1, (2, h))
 
     x = torch.randn(T, BS, 3)
-    w = no_warnings()
-    try:
+    with no_warnings():
         with sv.checking(ops=True):
             d = dirs(gru(x)[0])
             right = [torch.cat((d[-1, :, 0], d[0, :, 1]), -1), torch.cat((d[-1][:, 0], d[0][:, 1]), -1)]
             d[-1].narrow(-2, 0, 1)
             torch.zeros(1) + 1
-    finally:
-        w.__exit__(None, None, None)
     _, h_n = gru(x)
     for r in right:
         assert torch.equal(r, torch.cat((h_n[-2], h_n[-1]), dim=1))
@@ -448,13 +427,10 @@ def test_the_backward_state_picked_by_its_index_from_the_front_is_silent(layers:
     gru, init = nn.GRU(3, 5, num_layers=layers, bidirectional=True), nn.Linear(5, 5)
     _, h_n = gru(torch.randn(T, BS, 3))
     assert torch.equal(h_n[2 * layers - 1], h_n[-1])  # the same tensor, read on purpose
-    w = no_warnings()
-    try:
+    with no_warnings():
         with sv.checking(ops=True):
             _, h_n = gru(torch.randn(T, BS, 3))
             torch.tanh(init(h_n[2 * layers - 1]))
-    finally:
-        w.__exit__(None, None, None)
     with pytest.warns(sv.ShapeWarning, match="bidirectional_h_n"), sv.checking(ops=True):
         _, h_n = gru(torch.randn(T, BS, 3))
         torch.tanh(init(h_n[-1]))
@@ -482,12 +458,9 @@ def test_output_last_of_a_padded_batch_warns() -> None:
         out, _ = pad_packed_sequence(packed)
         with pytest.warns(sv.ShapeWarning, match="padded_last"):
             out[-1]
-        w = no_warnings()
-        try:
+        with no_warnings():
             assert out[lengths - 1, torch.arange(BS)].shape == (BS, 5)  # the twin
             assert h_n[-1].shape == (BS, 5)
-        finally:
-            w.__exit__(None, None, None)
 
 
 @pytest.mark.parametrize("batch_first", [False, True])
@@ -499,16 +472,13 @@ def test_a_padded_batch_without_padding_and_a_single_step_do_not_warn(batch_firs
     gru = nn.GRU(3, 4, bidirectional=True, batch_first=batch_first)
     last = (slice(None), -1) if batch_first else (-1,)
     with sv.checking(ops=True):
-        w = no_warnings()
-        try:
+        with no_warnings():
             for lengths in ([4, 4, 4], [1, 1, 1]):
                 x = torch.randn(3, max(lengths), 3) if batch_first else torch.randn(max(lengths), 3, 3)
                 packed, _ = lstm(pack_padded_sequence(x, torch.tensor(lengths), batch_first=batch_first))
                 pad_packed_sequence(packed, batch_first=batch_first)[0][last]
             out, _ = gru(torch.randn(3, 1, 3) if batch_first else torch.randn(1, 3, 3))  # T=1
             out[last], out[(*last, slice(4, None))]
-        finally:
-            w.__exit__(None, None, None)
         packed, _ = lstm(pack_padded_sequence(torch.randn(3, 4, 3) if batch_first else torch.randn(4, 3, 3),
                                               torch.tensor([4, 2, 1]), batch_first=batch_first))
         out, _ = pad_packed_sequence(packed, batch_first=batch_first)
@@ -718,24 +688,18 @@ class SeqFirstPyramid(nn.Module):
 def test_a_reshape_that_puts_the_models_T_into_the_features_is_caught(bs: int, F: int, T: int) -> None:
     """(bs, C, F, T).reshape(bs, T, C*F) without the permute: the layer's time axis is a cut of C*F and the
     model input's T is in its features. It was caught only where F == T; the permuted reshape stays silent."""
-    w = no_warnings()
-    try:
+    with no_warnings():
         caught_and_silent(SpectrogramLSTM(False, F), SpectrogramLSTM(True, F), torch.randn(bs, F, T),
                           match="scrambled_view", inputs="bs F T")
-    finally:
-        w.__exit__(None, None, None)
 
 
 @pytest.mark.parametrize(("T", "bs"), [(6, 2), (4, 4), (8, 2)])
 def test_a_seq_first_reshape_that_puts_bs_into_the_features_is_caught(T: int, bs: int) -> None:
     """``(T, bs, d).reshape(T/2, bs, 2*d)``: the layer's batch axis is a cut of T and bs is in its features
     (caught only where T == bs before); through batch-first and back it is right."""
-    w = no_warnings()
-    try:
+    with no_warnings():
         caught_and_silent(SeqFirstPyramid(False), SeqFirstPyramid(True), torch.randn(T, bs, 3), match="scrambled_view",
                           inputs="T bs")
-    finally:
-        w.__exit__(None, None, None)
 
 
 @pytest.mark.parametrize("batch_first", [True, False])
@@ -900,8 +864,7 @@ def test_a_loop_over_every_step_of_a_bidirectional_or_padded_output_does_not_war
     packed_gru = nn.GRU(3, 5)
     x, lengths = torch.randn(BS, T, 3), torch.tensor([T, 2, 1][:BS] + [1] * max(0, BS - 3))
     with sv.checking(ops=True):
-        w = no_warnings()
-        try:
+        with no_warnings():
             y, _ = gru(x)
             for t in range(T):
                 y[:, t - T if negative else t]
@@ -909,8 +872,6 @@ def test_a_loop_over_every_step_of_a_bidirectional_or_padded_output_does_not_war
                                                                          enforce_sorted=False))[0])
             for t in range(T):
                 out[t - T if negative else t]
-        finally:
-            w.__exit__(None, None, None)
         with pytest.warns(sv.ShapeWarning, match="bidirectional_last"):
             gru(x)[0][:, -1].sum()
         with pytest.warns(sv.ShapeWarning, match="padded_last"):
@@ -948,12 +909,9 @@ def test_inside_a_model_the_last_step_warns_at_the_end_of_its_call_unless_every_
 
     x = torch.randn(BS, T, 3)
     for how in ("reverse negative", "reverse positive"):
-        w = no_warnings()
-        try:
+        with no_warnings():
             with sv.checking(ops=True):
                 Reader(how)(x)
-        finally:
-            w.__exit__(None, None, None)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         with sv.checking(ops=True):
@@ -1198,8 +1156,5 @@ def test_einsum_carries_names_in_the_ops_flow() -> None:
             nn.GRU(2, 4, batch_first=True)(torch.einsum("abc->bac", x).reshape(3, 4, 2))
         with pytest.raises(sv.ShapeError, match="batch_first_swap"):
             nn.GRU(2, 4)(torch.einsum("abc->bac", torch.einsum("abc->bac", x)))
-        w = no_warnings()
-        try:
+        with no_warnings():
             nn.GRU(2, 4)(torch.einsum("btf->tbf", x))  # right: (T, bs, F) for a seq-first layer
-        finally:
-            w.__exit__(None, None, None)
