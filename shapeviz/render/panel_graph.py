@@ -30,7 +30,7 @@ import graphviz
 import graphviz.quoting
 
 from shapeviz.core.dimensions import format_named
-from shapeviz.render.panels import PHASES, Feed, Panel
+from shapeviz.render.panels import PHASES, Feed, Panel, own_batch
 
 __all__ = ["DEFAULT_MAX_STEPS", "Col", "Row", "RowKind", "UnrollGraph", "add_edge", "add_node", "draw_panel",
            "html_table", "rows_of", "same_rank", "source_rows", "step_columns"]
@@ -185,11 +185,7 @@ class _View:
     def __init__(self, panel: Panel, cols: list[Col]) -> None:
         self.panel, self.cols = panel, cols
         c = self.c = panel.conv
-        self.dims = c.dim_exprs(batched=panel.batched)
-        self.b = c.bindings(panel.T, panel.bs)
-        if panel.loop_dim == "bs":  # a loop over the batch's items: each call's own batch is no bs of the model's
-            self.dims = {k: tuple("batch" if e == "bs" else e for e in v) for k, v in self.dims.items()}
-            self.b = {**self.b, "batch": self.b.get("bs")}
+        self.dims, self.b = own_batch(panel, c.dim_exprs(batched=panel.batched), c.bindings(panel.T, panel.bs))
         self.n_layers = 1 if c.cell else c.num_layers
         self.D = 1 if c.cell else c.D
         self.lstm = c.is_lstm

@@ -20,8 +20,20 @@ from enum import Enum
 from shapeviz.core.dimensions import format_named
 from shapeviz.core.model import Conventions
 
-__all__ = ["PHASES", "STATES", "Feed", "Link", "Panel", "Step", "caption_lines", "fed_rows", "flow_notes", "stacked",
-           "whole_output"]
+__all__ = [
+    "PHASES",
+    "STATES",
+    "Feed",
+    "Link",
+    "Panel",
+    "Step",
+    "caption_lines",
+    "fed_rows",
+    "flow_notes",
+    "own_batch",
+    "stacked",
+    "whole_output",
+]
 
 PHASES = "ABCDEFGH"
 """The letters of a lane's phases (calls from different lines of your code)."""
@@ -206,6 +218,20 @@ def fed_rows(panels: Sequence[Panel], links: Sequence[Link], n: int) -> list[str
     return out
 
 
+def own_batch(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | None]
+              ) -> tuple[dict[str, tuple[str, ...]], dict[str, int | None]]:
+    """A panel's dims and bindings, its batch named ``batch`` where a loop runs over the batch's items (each
+    call's batch is then no bs of the model's: ``bs`` is the loop's count).
+
+    >>> p = Panel(Conventions("GRU", cell=True, input_size=4, hidden_size=8), T=3, bs=5, loop_dim="bs")
+    >>> own_batch(p, {"input": ("bs", "emb")}, {"bs": 5, "emb": 4})
+    ({'input': ('batch', 'emb')}, {'bs': 5, 'emb': 4, 'batch': 5})
+    """
+    if panel.loop_dim != "bs":
+        return dims, b
+    return {k: tuple("batch" if e == "bs" else e for e in v) for k, v in dims.items()}, {**b, "batch": b.get("bs")}
+
+
 def caption_lines(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, int | None]) -> list[str]:
     """The caption of a panel: what it is, its sizes (``T=`` only with evidence), where its inputs came
     from, and its shapes in named dims (``dims``: the conventions' names, ``b``: their sizes).
@@ -226,6 +252,7 @@ def caption_lines(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, i
     else:
         sizes.append(f"{count}" if panel.T is not None else "T unknown")
     over_bs = panel.loop_dim == "bs"  # a loop over the batch's items: each call's batch is not the model's bs
+    dims, b = own_batch(panel, dims, b)
     if panel.batched:
         sizes.append(("each call's batch " if over_bs else "bs=") + f"{panel.bs}" if panel.bs is not None
                      else "bs unknown")
@@ -240,9 +267,9 @@ def caption_lines(panel: Panel, dims: dict[str, tuple[str, ...]], b: dict[str, i
                      + (f", output {panel.step_out}" if panel.step_out else ""))
         return lines
     if c.cell:
-        line = (f"one {c.kind} called once per step: input {format_named(dims['input'], b)}, "
-                f"h {format_named(dims['h_0'], b)}" + (f", c {format_named(dims['c_0'], b)}" if c.is_lstm else ""))
-        lines.append(line.replace("bs=", "batch=") if over_bs else line)  # its batch is no bs then
+        lines.append(f"one {c.kind} called once per step: input {format_named(dims['input'], b)}, "
+                     f"h {format_named(dims['h_0'], b)}" + (f", c {format_named(dims['c_0'], b)}"
+                                                             if c.is_lstm else ""))
         return lines
     if panel.steps:
         lines.append(f"each call: input {panel.steps[0].inp}  ->  output {panel.steps[0].out}")

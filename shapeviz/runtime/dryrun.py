@@ -417,7 +417,8 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
         first = _first_layer(model)
         t_axis = conventions(first).layout.t_axis if is_recurrent(first) else 1
         inputs = ("bs=2" if t_axis is None else "T=5,bs=2" if t_axis == 0 else "bs=2,T=5",)
-        guessed = f"{type(first).__name__}({first.extra_repr()})" if first is not None else "a model with no weights"
+        if first is not model:  # a bare layer: the input built is the layer's own, no guess
+            guessed = f"{type(first).__name__}({first.extra_repr()})" if first is not None else "a model with no weights"
     given = [("", i, v) for i, v in enumerate(inputs)] + [(k, k, v) for k, v in named_inputs.items()]
     built: dict[int | str, Any] = {}
     shown: list[DryInput] = []
@@ -463,7 +464,7 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
     stand_ins = _stand_ins(model)
     sizes = {**first, **extra}
     run = DryRun(model=type(model).__name__, inputs=tuple(shown), trace=None, sizes=sizes,
-                 stand_ins=len(stand_ins), guessed=guessed if guessed and model is not _first_layer(model) else "")
+                 stand_ins=len(stand_ins), guessed=guessed)
     with ExitStack() as stack:
         stack.enter_context(_left_as_it_was(model, stand_ins))
         stack.enter_context(META)  # tensors the forward makes with no device: meta
