@@ -418,7 +418,7 @@ def dry_run(model: nn.Module, *inputs: Any, vocab: int | None = None, dtype: tor
         t_axis = conventions(first).layout.t_axis if is_recurrent(first) else 1
         inputs = ("bs=2" if t_axis is None else "T=5,bs=2" if t_axis == 0 else "bs=2,T=5",)
         if first is not model:  # a bare layer: the input built is the layer's own, no guess
-            guessed = f"{type(first).__name__}({first.extra_repr()})" if first is not None else "a model with no weights"
+            guessed = f"{type(first).__name__}({first.extra_repr()})" if first is not None else "no layer"
     given = [("", i, v) for i, v in enumerate(inputs)] + [(k, k, v) for k, v in named_inputs.items()]
     built: dict[int | str, Any] = {}
     shown: list[DryInput] = []
